@@ -1,0 +1,87 @@
+"""Finding a PostgreSQL server: the one in DATABASE_URL, the system one, or an embedded one.
+
+The embedded server is a pgserver wheel (PostgreSQL 16 binaries inside a Python package) whose
+data directory lives under ``instance/``. It lacks contrib extensions such as ``btree_gist``;
+the gateway simulator falls back to an equivalent partial unique index there.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import warnings
+from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
+
+import psycopg
+
+log = logging.getLogger(__name__)
+
+SYSTEM_URL = "postgresql://postgres@127.0.0.1:5432/postgres"
+
+
+def libpq_url(url: str) -> str:
+    """`postgresql+psycopg://...` (SQLAlchemy) -> `postgresql://...` (libpq/psycopg)."""
+    if url.startswith("postgresql+psycopg://"):
+        return "postgresql://" + url[len("postgresql+psycopg://") :]
+    if url.startswith("postgres://"):
+        return "postgresql://" + url[len("postgres://") :]
+    return url
+
+
+def sqlalchemy_url(url: str) -> str:
+    """`postgresql://...` -> `postgresql+psycopg://...` so SQLAlchemy uses psycopg 3."""
+    url = libpq_url(url)
+    return "postgresql+psycopg://" + url[len("postgresql://") :]
+
+
+def with_database(url: str, dbname: str) -> str:
+    """The same server URL pointing at another database name."""
+    parts = urlsplit(libpq_url(url))
+    return urlunsplit((parts.scheme, parts.netloc, "/" + dbname, parts.query, parts.fragment))
+
+
+def reachable(url: str, timeout: int = 2) -> bool:
+    try:
+        with psycopg.connect(libpq_url(url), connect_timeout=timeout):
+            return True
+    except Exception:  # noqa: BLE001 - any failure means "not usable"
+        return False
+
+
+_servers: dict[str, object] = {}
+
+
+def embedded_server_url(pgdata: str | os.PathLike) -> str:
+    """Start (or reuse) the embedded PostgreSQL whose data lives in ``pgdata``; return its URL.
+
+    PostgreSQL refuses to run as root; pgserver handles that by running as a dedicated user
+    when needed. The server is stopped when this process exits.
+    """
+    path = Path(pgdata).resolve()
+    key = str(path)
+    if key not in _servers:
+        path.mkdir(parents=True, exist_ok=True)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            import pgserver  # imported lazily: production never needs it
+
+            _servers[key] = pgserver.get_server(path, cleanup_mode="stop")
+        log.info("embedded postgresql started", extra={"pgdata": key})
+    return _servers[key].get_uri()  # type: ignore[attr-defined]
+
+
+def recreate_database(server_url: str, dbname: str) -> str:
+    """Drop and create ``dbname`` on the server; return its URL. Used by tests and `make run --fresh`."""
+    with psycopg.connect(libpq_url(server_url), autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{dbname}" WITH (FORCE)')
+        conn.execute(f'CREATE DATABASE "{dbname}"')
+    return with_database(server_url, dbname)
+
+
+def ensure_database(server_url: str, dbname: str) -> str:
+    with psycopg.connect(libpq_url(server_url), autocommit=True) as conn:
+        exists = conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (dbname,)).fetchone()
+        if not exists:
+            conn.execute(f'CREATE DATABASE "{dbname}"')
+    return with_database(server_url, dbname)
