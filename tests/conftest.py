@@ -1,17 +1,25 @@
 """Shared fixtures. Every test talks to a real PostgreSQL: the system server when reachable
-(TEST_DATABASE_URL or 127.0.0.1:5432), else the embedded pgserver one under instance/."""
+(TEST_DATABASE_URL or 127.0.0.1:5432), else the embedded pgserver one under instance/. The
+gateway is the simulator, over a real gRPC channel on localhost."""
 
 from __future__ import annotations
 
 import os
+import re
+import secrets
+import uuid
 from pathlib import Path
 
+import psycopg
 import pytest
+from bs4 import BeautifulSoup
 
 from glyphoxa_htmx import embedded
 
 ROOT = Path(__file__).resolve().parent.parent
 TEST_DB = "glyphoxa_test"
+TEST_SECRET_KEY = "test-secret-key-" + "x" * 32
+GATEWAY_SECRET = "test-mgmt-secret"
 
 
 def _server_url() -> str:
@@ -27,3 +35,205 @@ def _server_url() -> str:
 def database_url() -> str:
     """libpq URL (postgresql://...) of a database created empty for this test run."""
     return embedded.recreate_database(_server_url(), TEST_DB)
+
+
+@pytest.fixture(scope="session")
+def gateway_schema(database_url):
+    """The gateway-owned public.* tables, created by the simulator's copy of the gateway DDL."""
+    from glyphoxa_htmx.adapters.gateway.simulator.ddl import ensure_public_schema
+
+    with psycopg.connect(database_url, autocommit=True) as conn:
+        ensure_public_schema(conn)
+    return database_url
+
+
+@pytest.fixture(scope="session")
+def simulator(gateway_schema):
+    from glyphoxa_htmx.adapters.gateway.simulator.server import GatewaySimulator
+
+    sim = GatewaySimulator(gateway_schema, secret=GATEWAY_SECRET, listen="127.0.0.1:0",
+                           activation_delay=0.2, line_interval=0.3, heartbeat_interval=0.5)
+    sim.start()
+    yield sim
+    sim.stop()
+
+
+def make_settings(database_url: str, tmp_path_factory=None, **overrides):
+    from glyphoxa_htmx.config import load_settings
+
+    base = dict(
+        env="development",
+        secret_key=TEST_SECRET_KEY,
+        database_url=database_url,
+        instance_dir=str(ROOT / "instance" / "test"),
+        log_json=False,
+        log_level="WARNING",
+        dev_login=True,
+        seed_demo=False,
+        gateway_simulator=False,
+    )
+    base.update(overrides)
+    return load_settings(environ={}, **base)
+
+
+@pytest.fixture(scope="session")
+def app(database_url, simulator):
+    from glyphoxa_htmx.app import create_app
+    from glyphoxa_htmx.bootstrap import migrate_db
+
+    application = create_app(make_settings(database_url, gateway_grpc_addr=simulator.address,
+                                           gateway_secret=GATEWAY_SECRET, gateway_timeout=3.0))
+    application.config["TESTING"] = True
+    migrate_db(application)
+    return application
+
+
+WEB_TABLES = ["web.audit_log", "web.login_sessions", "web.users", "web.tenants", "web.campaigns", "web.npc_positions"]
+GATEWAY_TABLES = ["public.sessions", "public.usage_records", "public.npc_definitions", "public.tenants"]
+
+
+@pytest.fixture(autouse=True)
+def clean_db(request, database_url):
+    """Each test starts from empty tables (web-owned and gateway-owned) and no tenant schemas."""
+    if "app" not in request.fixturenames and "client" not in request.fixturenames:
+        yield
+        return
+    app = request.getfixturevalue("app")
+    from glyphoxa_htmx.extensions import limiter
+
+    limiter.reset()  # rate-limit counters are per process; each test starts fresh
+    yield
+    with app.app_context():
+        from glyphoxa_htmx.extensions import db
+
+        db.session.remove()
+    with psycopg.connect(database_url, autocommit=True) as conn:
+        tables = [t for t in WEB_TABLES + GATEWAY_TABLES
+                  if conn.execute("SELECT to_regclass(%s)", (t,)).fetchone()[0] is not None]
+        extra = [r[0] for r in conn.execute(
+            "SELECT table_schema || '.' || table_name FROM information_schema.tables "
+            "WHERE table_schema = 'web' AND table_name <> 'alembic_version'")]
+        tables = sorted(set(tables) | set(extra))
+        if tables:
+            conn.execute("TRUNCATE " + ", ".join(tables) + " RESTART IDENTITY CASCADE")
+        for (schema,) in conn.execute(
+            "SELECT nspname FROM pg_namespace WHERE nspname LIKE 'tenant\\_%'").fetchall():
+            conn.execute(f'DROP SCHEMA "{schema}" CASCADE')
+
+
+# ---- factories and a browser-like client ---------------------------------------------------
+
+
+@pytest.fixture
+def make_tenant(app):
+    from glyphoxa_htmx.extensions import db
+    from glyphoxa_htmx.models import Tenant
+
+    def _make(tenant_id: str | None = None, name: str = "Test table", status: str = "active"):
+        tenant_id = tenant_id or "t_" + uuid.uuid4().hex[:10]
+        with app.app_context():
+            db.session.add(Tenant(id=tenant_id, name=name, status=status))
+            db.session.commit()
+        return tenant_id
+
+    return _make
+
+
+@pytest.fixture
+def make_user(app, make_tenant):
+    """A user (and a tenant unless one is given). Returns a plain namespace, detached from any session."""
+    from types import SimpleNamespace
+
+    from glyphoxa_htmx.extensions import db
+    from glyphoxa_htmx.models import User
+
+    def _make(role: str = "tenant_owner", tenant_id: str | None = None, name: str | None = None, status="active"):
+        tenant_id = tenant_id or make_tenant()
+        with app.app_context():
+            user = User(id=str(uuid.uuid4()), tenant_id=tenant_id, name=name or f"{role} user", role=role,
+                        discord_id="test-" + secrets.token_hex(6), status=status)
+            db.session.add(user)
+            db.session.commit()
+            return SimpleNamespace(id=user.id, tenant_id=tenant_id, role=role, name=user.name)
+
+    return _make
+
+
+class Browser:
+    """Flask test client that behaves like our pages: sends the CSRF header htmx would send."""
+
+    CSRF_RE = re.compile(r'"X-CSRFToken": "([^"]+)"')
+
+    def __init__(self, app):
+        self.app = app
+        self.client = app.test_client()
+        self._csrf: str | None = None
+
+    def csrf_token(self) -> str:
+        if self._csrf is None:
+            resp = self.client.get("/auth/signin")
+            match = self.CSRF_RE.search(resp.get_data(as_text=True))
+            assert match, "no CSRF token on the sign-in page"
+            self._csrf = match.group(1)
+        return self._csrf
+
+    def login(self, user) -> "Browser":
+        from glyphoxa_htmx.extensions import db
+        from glyphoxa_htmx.models import User
+        from glyphoxa_htmx.services import auth
+
+        self.csrf_token()  # fetched while anonymous (the sign-in page renders it)
+        with self.app.test_request_context():
+            token = auth.start_session(db.session.get(User, user.id), ip="127.0.0.1", user_agent="pytest")
+        self.client.set_cookie("gx_session", token)
+        self.token = token
+        return self
+
+    def _headers(self, htmx: bool, headers: dict | None) -> dict:
+        out = dict(headers or {})
+        if htmx:
+            out.setdefault("HX-Request", "true")
+        return out
+
+    def get(self, url, htmx=False, headers=None, **kw):
+        return self.client.get(url, headers=self._headers(htmx, headers), **kw)
+
+    def post(self, url, data=None, htmx=False, headers=None, csrf=True, **kw):
+        h = self._headers(htmx, headers)
+        if csrf:
+            h.setdefault("X-CSRFToken", self.csrf_token())
+        return self.client.post(url, data=data or {}, headers=h, **kw)
+
+    def request(self, method, url, htmx=False, headers=None, csrf=True, **kw):
+        h = self._headers(htmx, headers)
+        if csrf and method.upper() not in {"GET", "HEAD", "OPTIONS"}:
+            h.setdefault("X-CSRFToken", self.csrf_token())
+        return self.client.open(url, method=method, headers=h, **kw)
+
+
+@pytest.fixture
+def visitor(app):
+    """An anonymous Browser (the name `browser` belongs to pytest-playwright)."""
+    return Browser(app)
+
+
+@pytest.fixture
+def client(app):
+    return app.test_client()
+
+
+@pytest.fixture
+def as_role(app, make_user):
+    """as_role('dm') -> a Browser signed in as a new user with that role in a new tenant."""
+
+    def _as(role: str = "tenant_owner", tenant_id: str | None = None):
+        user = make_user(role=role, tenant_id=tenant_id)
+        b = Browser(app).login(user)
+        b.user = user
+        return b
+
+    return _as
+
+
+def soup(response) -> BeautifulSoup:
+    return BeautifulSoup(response.get_data(as_text=True), "html.parser")

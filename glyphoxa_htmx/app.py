@@ -1,0 +1,153 @@
+"""The application factory."""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import uuid
+from pathlib import Path
+
+from flask import Flask, g, request, url_for
+
+from glyphoxa_htmx import embedded
+from glyphoxa_htmx.config import ROOT, Settings, load_settings
+from glyphoxa_htmx.core import htmx, logs, metrics, security
+from glyphoxa_htmx.extensions import csrf, db, limiter, migrate, sock
+
+log = logging.getLogger(__name__)
+
+
+def resolve_database_url(settings: Settings) -> str:
+    """DATABASE_URL, or the embedded PostgreSQL under instance/ (development only)."""
+    if settings.database_url:
+        return embedded.sqlalchemy_url(settings.database_url)
+    server = embedded.embedded_server_url(Path(settings.instance_dir) / "pgdata")
+    return embedded.sqlalchemy_url(embedded.ensure_database(server, "glyphoxa"))
+
+
+def create_app(settings: Settings | None = None, **overrides) -> Flask:
+    settings = settings or load_settings(**overrides)
+    settings.validate()
+    logs.setup(settings.log_level, settings.log_json)
+
+    app = Flask(
+        __name__,
+        template_folder=str(ROOT / "templates"),
+        static_folder=str(ROOT / "static"),
+        instance_path=settings.instance_dir,
+    )
+    app.extensions["glyphoxa.settings"] = settings
+    app.config.update(
+        SECRET_KEY=settings.secret_key,
+        SQLALCHEMY_DATABASE_URI=resolve_database_url(settings),
+        SQLALCHEMY_ENGINE_OPTIONS={"pool_pre_ping": True, "pool_size": 10, "max_overflow": 20,
+                                   "connect_args": {"connect_timeout": 5}},
+        SESSION_COOKIE_NAME="gx_flash",
+        SESSION_COOKIE_HTTPONLY=True,
+        SESSION_COOKIE_SAMESITE="Lax",
+        SESSION_COOKIE_SECURE=settings.cookie_secure,
+        WTF_CSRF_TIME_LIMIT=None,  # bound to the signed session cookie instead of a clock
+        WTF_CSRF_SSL_STRICT=settings.cookie_secure,
+        RATELIMIT_STORAGE_URI=settings.redis_url or "memory://",
+        RATELIMIT_HEADERS_ENABLED=True,
+        MAX_CONTENT_LENGTH=12 * 1024 * 1024,
+        PREFERRED_URL_SCHEME="https" if settings.public_url.startswith("https") else "http",
+    )
+    app.jinja_env.trim_blocks = True
+    app.jinja_env.lstrip_blocks = True
+
+    db.init_app(app)
+    migrate.init_app(app, db, directory=str(ROOT / "migrations"))
+    csrf.init_app(app)
+    limiter.init_app(app)
+    sock.init_app(app)
+    if settings.metrics_enabled:
+        metrics.init_app(app)
+
+    from glyphoxa_htmx.adapters import identity
+
+    identity.init_app(app, settings)
+    _init_gateway(app, settings)
+    _register_blueprints(app)
+    _register_request_hooks(app, settings)
+    _register_template_helpers(app)
+
+    from glyphoxa_htmx.web import errors
+
+    errors.init_app(app)
+    return app
+
+
+def _init_gateway(app: Flask, settings: Settings) -> None:
+    """A gateway client when GATEWAY_GRPC_ADDR is set; otherwise none (pages say so).
+
+    The in-process simulator is started by the `run` command (development), never here, so tests
+    and production build apps without side effects."""
+    if not settings.gateway_grpc_addr:
+        return
+    from glyphoxa_htmx.adapters.gateway.client import GatewayClient
+
+    app.extensions["glyphoxa.gateway"] = GatewayClient(
+        settings.gateway_grpc_addr,
+        settings.gateway_secret,
+        timeout=settings.gateway_timeout,
+        tls_cert=settings.gateway_tls_cert or None,
+        tls_key=settings.gateway_tls_key or None,
+        tls_ca=settings.gateway_tls_ca or None,
+    )
+
+
+def _register_blueprints(app: Flask) -> None:
+    from glyphoxa_htmx.web import account, admin, auth, health, pages, team
+
+    for module in (health, auth, pages, account, team, admin):
+        app.register_blueprint(module.bp)
+    # Feature blueprints added by later issues register themselves here.
+    from glyphoxa_htmx.web import FEATURE_BLUEPRINTS
+
+    for bp in FEATURE_BLUEPRINTS():
+        app.register_blueprint(bp)
+
+
+def _register_request_hooks(app: Flask, settings: Settings) -> None:
+    from glyphoxa_htmx.web.auth import load_actor
+
+    @app.before_request
+    def _request_context():
+        g.request_id = request.headers.get("X-Request-ID") or uuid.uuid4().hex
+        if request.endpoint and request.endpoint != "static" and not request.path.startswith(("/healthz", "/readyz", "/metrics")):
+            load_actor()
+
+    @app.after_request
+    def _headers(response):
+        htmx.apply_headers(response)
+        security.apply(response, hsts=settings.cookie_secure)
+        response.headers["X-Request-ID"] = g.get("request_id", "")
+        return response
+
+
+def _register_template_helpers(app: Flask) -> None:
+    from glyphoxa_htmx.core import authz
+
+    digests: dict[str, str] = {}
+
+    def asset(path: str) -> str:
+        """Static URL with a content hash, so static files can be cached forever."""
+        if path not in digests:
+            file = Path(app.static_folder) / path
+            digests[path] = hashlib.sha256(file.read_bytes()).hexdigest()[:10] if file.exists() else "0"
+        return url_for("static", filename=path, v=digests[path])
+
+    def nav_url(endpoint: str) -> str | None:
+        """URL of a nav entry, or None while that feature area isn't built yet."""
+        return url_for(endpoint) if endpoint in app.view_functions else None
+
+    app.jinja_env.globals.update(
+        asset=asset,
+        nav_url=nav_url,
+        simulator_running=lambda: bool(app.extensions.get("glyphoxa.simulator")),
+        Perm=authz.Perm,
+        can=lambda perm: authz.can(g.get("actor"), perm),
+        ROLE_LABELS=authz.ROLE_LABELS,
+        settings=app.extensions["glyphoxa.settings"],
+    )

@@ -1,0 +1,17 @@
+"""Access to process-wide adapters created by the app factory (one place, so services never
+care which implementation they have)."""
+
+from __future__ import annotations
+
+from flask import current_app
+
+from glyphoxa_htmx.config import Settings
+
+
+def settings() -> Settings:
+    return current_app.extensions["glyphoxa.settings"]
+
+
+def gateway():
+    """The GatewayClient, or None when no gateway is configured (the app says so in the UI)."""
+    return current_app.extensions.get("glyphoxa.gateway")

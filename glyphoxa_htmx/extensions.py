@@ -1,0 +1,45 @@
+"""Flask extensions, created unbound and attached in the app factory (init_app pattern)."""
+
+from __future__ import annotations
+
+from flask_limiter import Limiter
+from flask_limiter.util import get_remote_address
+from flask_migrate import Migrate
+from flask_sock import Sock
+from flask_sqlalchemy import SQLAlchemy
+from flask_wtf import CSRFProtect
+from sqlalchemy import MetaData
+from sqlalchemy.orm import DeclarativeBase
+
+NAMING = {
+    "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+WEB_SCHEMA = "web"
+
+
+class Base(DeclarativeBase):
+    """Web-owned tables: all in the `web` schema, migrated by Alembic."""
+
+    metadata = MetaData(schema=WEB_SCHEMA, naming_convention=NAMING)
+
+
+db = SQLAlchemy(model_class=Base, engine_options={"pool_pre_ping": True})
+migrate = Migrate()
+csrf = CSRFProtect()
+sock = Sock()
+
+
+def _rate_key() -> str:
+    from flask import g
+
+    actor = getattr(g, "actor", None)
+    return f"user:{actor.user_id}" if actor else f"ip:{get_remote_address()}"
+
+
+limiter = Limiter(key_func=_rate_key, default_limits=[], headers_enabled=True)
+user_or_ip = _rate_key

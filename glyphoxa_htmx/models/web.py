@@ -1,0 +1,130 @@
+"""Tables the web service owns, in schema `web`. No foreign keys to gateway-owned tables: the
+gateway may create them later and its tenant deletes must never fail because of us."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+
+from sqlalchemy import BigInteger, Boolean, DateTime, ForeignKey, Index, Integer, String, Text, func, text
+from sqlalchemy.dialects.postgresql import INET, JSONB
+from sqlalchemy.orm import Mapped, mapped_column, relationship
+
+from glyphoxa_htmx.extensions import db
+
+
+def new_id() -> str:
+    return str(uuid.uuid4())
+
+
+class Tenant(db.Model):
+    """The web side of a tenant: display name and lifecycle. The id is the gateway's slug."""
+
+    __tablename__ = "tenants"
+
+    id: Mapped[str] = mapped_column(Text, primary_key=True)
+    name: Mapped[str] = mapped_column(Text, nullable=False)
+    status: Mapped[str] = mapped_column(Text, nullable=False, server_default="active")  # active | suspended
+    active_campaign_id: Mapped[str] = mapped_column(Text, nullable=False, server_default="")
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), nullable=False, server_default=func.now())
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), nullable=False, server_default=func.now())
+
+
+class User(db.Model):
+    __tablename__ = "users"
+
+    id: Mapped[str] = mapped_column(Text, primary_key=True, default=new_id)
+    tenant_id: Mapped[str | None] = mapped_column(Text, index=True)
+    email: Mapped[str | None] = mapped_column(Text, unique=True)
+    name: Mapped[str] = mapped_column(Text, nullable=False)
+    avatar_url: Mapped[str | None] = mapped_column(Text)
+    role: Mapped[str] = mapped_column(Text, nullable=False, server_default="dm")
+    discord_id: Mapped[str | None] = mapped_column(Text, unique=True)
+    google_id: Mapped[str | None] = mapped_column(Text, unique=True)
+    github_id: Mapped[str | None] = mapped_column(Text, unique=True)
+    stripe_customer_id: Mapped[str | None] = mapped_column(Text, unique=True)
+    email_verified: Mapped[bool] = mapped_column(Boolean, nullable=False, server_default=text("false"))
+    status: Mapped[str] = mapped_column(Text, nullable=False, server_default="active")  # active | suspended
+    # Guilds seen at the last Discord sign-in ([{id, name, icon}]); the OAuth token itself is not kept.
+    discord_guilds: Mapped[list] = mapped_column(JSONB, nullable=False, server_default=text("'[]'::jsonb"))
+    last_login_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), nullable=False, server_default=func.now())
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), nullable=False, server_default=func.now())
+
+    # No FK (tenants may be created and removed independently); joined so that resolving a
+    # sign-in session loads session, user and tenant in one query.
+    tenant: Mapped["Tenant | None"] = relationship(
+        primaryjoin="foreign(User.tenant_id) == Tenant.id", lazy="joined", viewonly=True
+    )
+
+
+class LoginSession(db.Model):
+    """A server-side sign-in session. Only the SHA-256 of the cookie token is stored.
+
+    Rotation creates a new row in the same family and marks the old one ``rotated_at``; presenting
+    a rotated token again is reuse, and revokes the whole family.
+    """
+
+    __tablename__ = "login_sessions"
+    __table_args__ = (Index("ix_login_sessions_family", "family_id"), Index("ix_login_sessions_user", "user_id"))
+
+    id: Mapped[str] = mapped_column(Text, primary_key=True, default=new_id)
+    family_id: Mapped[str] = mapped_column(Text, nullable=False)
+    user_id: Mapped[str] = mapped_column(Text, ForeignKey("web.users.id", ondelete="CASCADE"), nullable=False)
+    token_hash: Mapped[str] = mapped_column(String(64), nullable=False, unique=True)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), nullable=False, server_default=func.now())
+    last_seen_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), nullable=False, server_default=func.now())
+    expires_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), nullable=False)
+    rotated_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    revoked_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    revoked_reason: Mapped[str | None] = mapped_column(Text)
+    ip: Mapped[str | None] = mapped_column(Text)
+    user_agent: Mapped[str | None] = mapped_column(Text)
+
+    user: Mapped[User] = relationship(lazy="joined")
+
+
+class AuditLog(db.Model):
+    __tablename__ = "audit_log"
+    __table_args__ = (Index("ix_audit_tenant_time", "tenant_id", text("created_at DESC"), text("id DESC")),)
+
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=True)
+    tenant_id: Mapped[str | None] = mapped_column(Text)
+    user_id: Mapped[str | None] = mapped_column(Text)
+    action: Mapped[str] = mapped_column(Text, nullable=False)
+    resource_type: Mapped[str] = mapped_column(Text, nullable=False)
+    resource_id: Mapped[str] = mapped_column(Text, nullable=False)
+    details: Mapped[dict | None] = mapped_column(JSONB)
+    ip_address: Mapped[str | None] = mapped_column(INET)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), nullable=False, server_default=func.now())
+
+
+class Campaign(db.Model):
+    """A campaign. Its id is a short string the gateway carries as `campaign_id`."""
+
+    __tablename__ = "campaigns"
+    __table_args__ = (Index("ix_campaigns_tenant_name", "tenant_id", "name"),)
+
+    id: Mapped[str] = mapped_column(Text, primary_key=True)
+    tenant_id: Mapped[str] = mapped_column(Text, nullable=False, index=True)
+    name: Mapped[str] = mapped_column(Text, nullable=False)
+    game_system: Mapped[str] = mapped_column(Text, nullable=False, server_default="")
+    description: Mapped[str] = mapped_column(Text, nullable=False, server_default="")
+    settings: Mapped[dict] = mapped_column(JSONB, nullable=False, server_default=text("'{}'::jsonb"))
+    archived_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    version: Mapped[int] = mapped_column(Integer, nullable=False, server_default="1")
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), nullable=False, server_default=func.now())
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), nullable=False, server_default=func.now())
+
+
+class NpcPosition(db.Model):
+    """Display order of NPCs within a campaign, kept beside npc_definitions so the gateway's rows
+    (and how it reads them) never change."""
+
+    __tablename__ = "npc_positions"
+    __table_args__ = (Index("ix_npc_positions_campaign", "tenant_id", "campaign_id", "position"),)
+
+    npc_id: Mapped[str] = mapped_column(Text, primary_key=True)
+    tenant_id: Mapped[str] = mapped_column(Text, nullable=False)
+    campaign_id: Mapped[str] = mapped_column(Text, nullable=False)
+    position: Mapped[int] = mapped_column(Integer, nullable=False)

@@ -1,0 +1,270 @@
+"""Sign-in: external identities -> users (self-service signup), and server-side login sessions.
+
+A login session is a random token in an HttpOnly cookie; only its SHA-256 is stored. Sessions
+expire when idle (SESSION_IDLE_MINUTES) and absolutely (SESSION_ABSOLUTE_DAYS, kept across
+rotation). ``rotate`` issues a new token in the same family; presenting a rotated token again is
+treated as theft and revokes the whole family (refresh-token rotation with reuse detection).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import secrets
+import uuid
+from dataclasses import dataclass
+from datetime import datetime, timedelta, timezone
+
+from sqlalchemy import select, update
+from sqlalchemy.exc import IntegrityError
+
+from glyphoxa_htmx.core import audit
+from glyphoxa_htmx.core.authz import Actor, Role
+from glyphoxa_htmx.core.deps import settings
+from glyphoxa_htmx.core.errors import Forbidden, NotFound, ValidationError
+from glyphoxa_htmx.extensions import db
+from glyphoxa_htmx.models import LoginSession, Tenant, User
+from glyphoxa_htmx.services import tenants
+
+log = logging.getLogger(__name__)
+
+PROVIDER_COLUMNS = {"discord": "discord_id", "google": "google_id", "github": "github_id", "dev": "discord_id"}
+LAST_SEEN_GRANULARITY = timedelta(minutes=1)
+
+
+def now() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+def hash_token(token: str) -> str:
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+@dataclass(frozen=True)
+class Identity:
+    """What an identity provider told us about a person."""
+
+    provider: str
+    subject: str
+    name: str
+    email: str | None = None
+    avatar_url: str | None = None
+    email_verified: bool = False
+    guilds: tuple = ()
+
+
+class AccountSuspended(Forbidden):
+    default_message = "This account is suspended. Contact support if you think that's a mistake."
+
+
+def sign_in(identity: Identity, *, ip: str | None = None) -> tuple[User, bool]:
+    """Find or create the user for an identity. Returns (user, created). Commits."""
+    column = getattr(User, PROVIDER_COLUMNS[identity.provider])
+    user = db.session.execute(select(User).where(column == identity.subject)).scalar_one_or_none()
+    created = False
+    if user is None:
+        user = _signup(identity, ip=ip)
+        created = True
+    if user.status != "active":
+        raise AccountSuspended()
+    tenant = db.session.get(Tenant, user.tenant_id) if user.tenant_id else None
+    if tenant is not None and tenant.status != "active" and user.role != Role.SUPER_ADMIN:
+        raise AccountSuspended("This table is suspended. Contact support.")
+    user.last_login_at = now()
+    if identity.avatar_url:
+        user.avatar_url = identity.avatar_url
+    if identity.provider == "discord" and identity.guilds:
+        user.discord_guilds = list(identity.guilds)
+    audit.record("user.sign_in", "user", user.id, tenant_id=user.tenant_id, user_id=user.id, ip=ip,
+                 details={"provider": identity.provider})
+    db.session.commit()
+    return user, created
+
+
+def _signup(identity: Identity, *, ip: str | None) -> User:
+    """Self-service signup (plan §6): a tenant_owner user and a fresh tenant, atomically."""
+    tenant = tenants.create_for_signup(identity.name, ip=ip)
+    user = User(
+        id=str(uuid.uuid4()),
+        tenant_id=tenant.id,
+        name=identity.name or "Dungeon Master",
+        email=identity.email,
+        avatar_url=identity.avatar_url,
+        email_verified=identity.email_verified,
+        role=Role.TENANT_OWNER.value,
+    )
+    setattr(user, PROVIDER_COLUMNS[identity.provider], identity.subject)
+    db.session.add(user)
+    try:
+        db.session.flush()
+    except IntegrityError:
+        # e.g. the e-mail is already used by another account: undo the gateway tenant too.
+        db.session.rollback()
+        tenants.undo_gateway_tenant(tenant.id)
+        raise Forbidden("An account with that e-mail already exists. Sign in with the provider you used before.")
+    audit.record("user.signup", "user", user.id, tenant_id=tenant.id, user_id=user.id, ip=ip,
+                 after={"name": user.name, "role": user.role, "provider": identity.provider})
+    log.info("signup", extra={"user_id": user.id, "tenant_id": tenant.id})
+    return user
+
+
+def create_dev_user(name: str, role: str = "tenant_owner", tenant_id: str | None = None, *,
+                    ip: str | None = None) -> User:
+    """Dev sign-in: a new person. Without ``tenant_id`` they sign up (own tenant, owner); with it
+    they join that existing tenant with ``role`` (for trying the other roles)."""
+    name = (name or "").strip() or "Dev DM"
+    if role not in {r.value for r in Role}:
+        raise ValidationError({"role": "Unknown role."})
+    subject = "dev-" + secrets.token_hex(6)
+    if not tenant_id:
+        user, _ = sign_in(Identity(provider="dev", subject=subject, name=name), ip=ip)
+        if role != user.role:
+            before = {"role": user.role}
+            user.role = role
+            audit.record("user.role_change", "user", user.id, tenant_id=user.tenant_id, user_id=user.id, ip=ip,
+                         before=before, after={"role": role})
+            db.session.commit()
+        return user
+    if db.session.get(Tenant, tenant_id) is None:
+        raise ValidationError({"tenant_id": "No tenant with that id."})
+    user = User(id=str(uuid.uuid4()), tenant_id=tenant_id, name=name, role=role, discord_id=subject)
+    db.session.add(user)
+    db.session.flush()
+    audit.record("user.create", "user", user.id, tenant_id=tenant_id, user_id=user.id, ip=ip,
+                 after={"name": name, "role": role, "provider": "dev"})
+    db.session.commit()
+    return user
+
+
+def dev_users(limit: int = 30) -> list[User]:
+    """Dev sign-in page: recent people to enter as."""
+    return list(db.session.execute(select(User).order_by(User.created_at.desc()).limit(limit)).scalars())
+
+
+def get_user(user_id: str) -> User | None:
+    return db.session.get(User, user_id)
+
+
+# ---- login sessions -------------------------------------------------------------------------
+
+
+def start_session(user: User, *, ip: str | None = None, user_agent: str | None = None) -> str:
+    """Open a new session family; return the raw token for the cookie (never stored)."""
+    cfg = settings()
+    token = secrets.token_urlsafe(32)
+    row = LoginSession(
+        family_id=str(uuid.uuid4()),
+        user_id=user.id,
+        token_hash=hash_token(token),
+        expires_at=now() + timedelta(days=cfg.session_absolute_days),
+        ip=ip,
+        user_agent=(user_agent or "")[:300],
+    )
+    db.session.add(row)
+    db.session.commit()
+    return token
+
+
+def _revoke_family(family_id: str, reason: str) -> None:
+    db.session.execute(
+        update(LoginSession)
+        .where(LoginSession.family_id == family_id, LoginSession.revoked_at.is_(None))
+        .values(revoked_at=now(), revoked_reason=reason)
+    )
+
+
+def resolve(token: str | None, *, touch: bool = True) -> LoginSession | None:
+    """The live session for a cookie token, or None. One query (session joined with its user).
+
+    A rotated token presented again revokes its family (and is refused)."""
+    if not token:
+        return None
+    row = db.session.execute(
+        select(LoginSession).where(LoginSession.token_hash == hash_token(token))
+    ).scalar_one_or_none()
+    if row is None or row.revoked_at is not None:
+        return None
+    current = now()
+    if row.rotated_at is not None:
+        _revoke_family(row.family_id, "reuse_detected")
+        audit.record("session.reuse_detected", "login_session", row.family_id, tenant_id=row.user.tenant_id,
+                     user_id=row.user_id, ip=row.ip)
+        db.session.commit()
+        log.warning("rotated session token reused; family revoked", extra={"user_id": row.user_id})
+        return None
+    idle = timedelta(minutes=settings().session_idle_minutes)
+    if row.expires_at <= current or row.last_seen_at + idle <= current:
+        return None
+    if row.user.status != "active":
+        return None
+    tenant = row.user.tenant
+    if tenant is not None and tenant.status != "active" and row.user.role != Role.SUPER_ADMIN:
+        return None
+    if touch and current - row.last_seen_at > LAST_SEEN_GRANULARITY:
+        row.last_seen_at = current
+        db.session.commit()
+    return row
+
+
+def rotate(token: str | None, *, ip: str | None = None, user_agent: str | None = None) -> str | None:
+    """Replace the token with a new one in the same family (absolute expiry unchanged)."""
+    row = resolve(token, touch=False)
+    if row is None:
+        return None
+    new_token = secrets.token_urlsafe(32)
+    row.rotated_at = now()
+    db.session.add(
+        LoginSession(
+            family_id=row.family_id,
+            user_id=row.user_id,
+            token_hash=hash_token(new_token),
+            expires_at=row.expires_at,
+            ip=ip,
+            user_agent=(user_agent or row.user_agent or "")[:300],
+        )
+    )
+    audit.record("session.rotate", "login_session", row.family_id, tenant_id=row.user.tenant_id,
+                 user_id=row.user_id, ip=ip)
+    db.session.commit()
+    return new_token
+
+
+def sign_out(token: str | None, *, ip: str | None = None) -> None:
+    row = resolve(token, touch=False)
+    if row is None:
+        return
+    _revoke_family(row.family_id, "sign_out")
+    audit.record("user.sign_out", "login_session", row.family_id, tenant_id=row.user.tenant_id,
+                 user_id=row.user_id, ip=ip)
+    db.session.commit()
+
+
+def list_sessions(actor: Actor) -> list[LoginSession]:
+    """The actor's live sessions (one row per family: the current token of each)."""
+    current = now()
+    return list(
+        db.session.execute(
+            select(LoginSession)
+            .where(
+                LoginSession.user_id == actor.user_id,
+                LoginSession.revoked_at.is_(None),
+                LoginSession.rotated_at.is_(None),
+                LoginSession.expires_at > current,
+            )
+            .order_by(LoginSession.last_seen_at.desc())
+        ).scalars()
+    )
+
+
+def revoke_session(actor: Actor, session_id: str) -> None:
+    row = db.session.get(LoginSession, session_id)
+    if row is None or row.user_id != actor.user_id:
+        raise NotFound()
+    _revoke_family(row.family_id, "revoked_by_user")
+    audit.record("session.revoke", "login_session", row.family_id, actor=actor)
+    db.session.commit()
+
+
+def actor_for(row: LoginSession, ip: str | None) -> Actor:
+    user = row.user
+    return Actor(user_id=user.id, tenant_id=user.tenant_id or "", role=Role(user.role), name=user.name, ip=ip)

@@ -1,0 +1,156 @@
+"""Tenants: slug ids the gateway accepts, creation through the gateway when one is configured."""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+
+from sqlalchemy import select, text
+
+from glyphoxa_htmx.core import audit
+from glyphoxa_htmx.core.authz import Actor, Perm, require
+from glyphoxa_htmx.core.deps import gateway
+from glyphoxa_htmx.core.errors import NotFound, ValidationError
+from glyphoxa_htmx.extensions import db
+from glyphoxa_htmx.models import Tenant
+
+TENANT_ID_RE = re.compile(r"^[a-z][a-z0-9_]{0,62}$")
+MAX_TENANT_ID = 56  # the worker prefixes "tenant_" and the schema name must stay within 63
+
+
+def valid_tenant_id(value: str) -> bool:
+    return bool(TENANT_ID_RE.match(value)) and len(value) <= MAX_TENANT_ID
+
+
+_TRANSLIT = str.maketrans({"æ": "ae", "Æ": "ae", "ø": "o", "Ø": "o", "ß": "ss", "œ": "oe", "Œ": "oe",
+                           "þ": "th", "Þ": "th", "ð": "d", "Ð": "d", "ł": "l", "Ł": "l"})
+
+
+def slug_base(name: str) -> str:
+    """A gateway-valid slug from a display name: ascii, lowercase, `_` separated, letter first."""
+    ascii_name = unicodedata.normalize("NFKD", name.translate(_TRANSLIT)).encode("ascii", "ignore").decode()
+    slug = re.sub(r"[^a-z0-9]+", "_", ascii_name.lower()).strip("_")
+    if not slug or not slug[0].isalpha():
+        slug = "t_" + slug if slug else "table"
+    return slug[:40].rstrip("_") or "table"
+
+
+def _taken(candidate: str) -> bool:
+    if db.session.get(Tenant, candidate) is not None:
+        return True
+    # The gateway's table may hold tenants created outside the web service.
+    exists = db.session.execute(text("SELECT to_regclass('public.tenants') IS NOT NULL")).scalar()
+    if exists:
+        return bool(db.session.execute(text("SELECT 1 FROM public.tenants WHERE id = :id"), {"id": candidate}).first())
+    return False
+
+
+def candidate_ids(name: str):
+    base = slug_base(name)
+    yield base
+    for n in range(2, 10_000):
+        suffix = f"_{n}"
+        yield (base[: MAX_TENANT_ID - len(suffix)] + suffix)
+
+
+def unique_tenant_id(name: str) -> str:
+    for candidate in candidate_ids(name):
+        if not _taken(candidate):
+            return candidate
+    raise RuntimeError("no free tenant id")  # pragma: no cover - 10k collisions
+
+
+def create_for_signup(display_name: str, *, ip: str | None = None) -> Tenant:
+    """Create a tenant for a new person. Goes through the gateway's CreateTenant when configured.
+
+    The caller owns the transaction; if the caller's commit fails after the gateway accepted the
+    tenant, ``undo_gateway_tenant`` removes it again (no half-created tenants)."""
+    from glyphoxa_htmx.adapters.gateway.errors import AlreadyExists
+
+    client = gateway()
+    tenant_name = f"{display_name}'s table" if display_name else "My table"
+    for candidate in candidate_ids(display_name or "table"):
+        if _taken(candidate):
+            continue
+        if client is not None:
+            try:
+                client.create_tenant(candidate, license_tier="shared")
+            except AlreadyExists:
+                continue  # taken on the gateway side (or a race): next suffix
+        tenant = Tenant(id=candidate, name=tenant_name)
+        db.session.add(tenant)
+        db.session.flush()
+        audit.record("tenant.create", "tenant", candidate, tenant_id=candidate, ip=ip,
+                     after={"id": candidate, "name": tenant_name, "license_tier": "shared"})
+        return tenant
+    raise RuntimeError("no free tenant id")  # pragma: no cover
+
+
+def undo_gateway_tenant(tenant_id: str) -> None:
+    client = gateway()
+    if client is not None:
+        try:
+            client.delete_tenant(tenant_id)
+        except Exception:  # noqa: BLE001 - best effort compensation; logged by the client
+            pass
+
+
+def get(actor: Actor, tenant_id: str | None = None) -> Tenant:
+    tenant = db.session.get(Tenant, tenant_id or actor.tenant_id)
+    if tenant is None or (tenant.id != actor.tenant_id and not actor.can(Perm.MANAGE_ALL_TENANTS)):
+        raise NotFound()
+    return tenant
+
+
+def rename(actor: Actor, name: str) -> Tenant:
+    require(actor, Perm.MANAGE_TENANT)
+    name = (name or "").strip()
+    if not name:
+        raise ValidationError({"name": "Give your table a name."})
+    if len(name) > 80:
+        raise ValidationError({"name": "Keep it under 80 characters."})
+    tenant = get(actor)
+    before = {"name": tenant.name}
+    tenant.name = name
+    audit.record("tenant.update", "tenant", tenant.id, actor=actor, before=before, after={"name": name})
+    db.session.commit()
+    return tenant
+
+
+def list_all(actor: Actor, *, q: str = "", limit: int = 50, after: str | None = None):
+    """Super admin: every tenant with its member count (one query)."""
+    require(actor, Perm.MANAGE_ALL_TENANTS)
+    from sqlalchemy import func
+
+    from glyphoxa_htmx.models import User
+
+    members = (
+        select(User.tenant_id, func.count().label("n")).group_by(User.tenant_id).subquery()
+    )
+    stmt = (
+        select(Tenant, func.coalesce(members.c.n, 0))
+        .outerjoin(members, members.c.tenant_id == Tenant.id)
+        .order_by(Tenant.id)
+        .limit(limit + 1)
+    )
+    if q:
+        stmt = stmt.where(Tenant.id.ilike(f"%{q}%") | Tenant.name.ilike(f"%{q}%"))
+    if after:
+        stmt = stmt.where(Tenant.id > after)
+    rows = db.session.execute(stmt).all()
+    return rows[:limit], (rows[limit - 1][0].id if len(rows) > limit else None)
+
+
+def set_status(actor: Actor, tenant_id: str, status: str) -> Tenant:
+    require(actor, Perm.MANAGE_ALL_TENANTS)
+    if status not in {"active", "suspended"}:
+        raise ValidationError({"status": "Unknown status."})
+    tenant = db.session.get(Tenant, tenant_id)
+    if tenant is None:
+        raise NotFound()
+    before = {"status": tenant.status}
+    tenant.status = status
+    audit.record(f"tenant.{'suspend' if status == 'suspended' else 'unsuspend'}", "tenant", tenant.id,
+                 actor=actor, tenant_id=tenant.id, before=before, after={"status": status})
+    db.session.commit()
+    return tenant

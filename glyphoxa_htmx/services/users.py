@@ -1,0 +1,96 @@
+"""People in a tenant (team page) and platform-wide (super admin)."""
+
+from __future__ import annotations
+
+from sqlalchemy import func, select
+
+from glyphoxa_htmx.core import audit
+from glyphoxa_htmx.core.authz import Actor, Perm, Role, assignable_roles, own, require
+from glyphoxa_htmx.core.errors import NotFound, ValidationError
+from glyphoxa_htmx.extensions import db
+from glyphoxa_htmx.models import User
+
+
+def list_members(actor: Actor) -> list[User]:
+    require(actor, Perm.VIEW_SESSIONS)  # every member may see who is at the table
+    return list(
+        db.session.execute(
+            select(User).where(User.tenant_id == actor.tenant_id).order_by(User.created_at, User.id)
+        ).scalars()
+    )
+
+
+def get_member(actor: Actor, user_id: str) -> User:
+    return own(actor, db.session.get(User, user_id))
+
+
+def change_role(actor: Actor, user_id: str, role: str) -> User:
+    require(actor, Perm.MANAGE_USERS)
+    user = get_member(actor, user_id)
+    if role not in {r.value for r in assignable_roles(actor)}:
+        raise ValidationError({"role": "Pick one of the offered roles."})
+    if user.role == Role.SUPER_ADMIN:
+        raise ValidationError({"role": "Operators' roles are managed by the platform."})
+    if user.role == Role.TENANT_OWNER and role != Role.TENANT_OWNER:
+        owners = db.session.execute(
+            select(func.count()).select_from(User).where(
+                User.tenant_id == actor.tenant_id, User.role == Role.TENANT_OWNER.value, User.status == "active"
+            )
+        ).scalar_one()
+        if owners <= 1:
+            raise ValidationError({"role": "Every table needs at least one owner. Make someone else owner first."})
+    before = {"role": user.role}
+    user.role = role
+    audit.record("user.role_change", "user", user.id, actor=actor, before=before, after={"role": role})
+    db.session.commit()
+    return user
+
+
+def list_all(actor: Actor, *, q: str = "", limit: int = 50, after: str | None = None):
+    require(actor, Perm.MANAGE_ALL_TENANTS)
+    stmt = select(User).order_by(User.id).limit(limit + 1)
+    if q:
+        stmt = stmt.where(User.name.ilike(f"%{q}%") | User.email.ilike(f"%{q}%") | User.tenant_id.ilike(f"%{q}%"))
+    if after:
+        stmt = stmt.where(User.id > after)
+    rows = list(db.session.execute(stmt).scalars())
+    return rows[:limit], (rows[limit - 1].id if len(rows) > limit else None)
+
+
+def set_status(actor: Actor, user_id: str, status: str) -> User:
+    require(actor, Perm.MANAGE_ALL_TENANTS)
+    if status not in {"active", "suspended"}:
+        raise ValidationError({"status": "Unknown status."})
+    user = db.session.get(User, user_id)
+    if user is None:
+        raise NotFound()
+    if user.id == actor.user_id:
+        raise ValidationError({"status": "You can't suspend yourself."})
+    before = {"status": user.status}
+    user.status = status
+    audit.record(f"user.{'suspend' if status == 'suspended' else 'unsuspend'}", "user", user.id, actor=actor,
+                 tenant_id=user.tenant_id, before=before, after={"status": status})
+    db.session.commit()
+    return user
+
+
+def promote_to_admin(*, discord_id: str | None = None, user_id: str | None = None, email: str | None = None) -> User:
+    """CLI: make an existing user a super admin."""
+    stmt = select(User)
+    if discord_id:
+        stmt = stmt.where(User.discord_id == discord_id)
+    elif user_id:
+        stmt = stmt.where(User.id == user_id)
+    elif email:
+        stmt = stmt.where(User.email == email)
+    else:
+        raise ValueError("give --discord-id, --user-id or --email")
+    user = db.session.execute(stmt).scalar_one_or_none()
+    if user is None:
+        raise NotFound("No such user. They must sign in once first.")
+    before = {"role": user.role}
+    user.role = Role.SUPER_ADMIN.value
+    audit.record("user.role_change", "user", user.id, tenant_id=user.tenant_id, user_id=None,
+                 before=before, after={"role": user.role}, details={"via": "cli"})
+    db.session.commit()
+    return user

@@ -1,0 +1,31 @@
+"""Your account: profile and sign-in sessions (each can be revoked)."""
+
+from __future__ import annotations
+
+from flask import Blueprint, g, url_for
+
+from glyphoxa_htmx.core import htmx
+from glyphoxa_htmx.services import auth as auth_service
+from glyphoxa_htmx.web.auth import login_required
+
+bp = Blueprint("account", __name__, url_prefix="/account")
+
+
+@bp.get("/sessions")
+@login_required
+def sessions():
+    rows = auth_service.list_sessions(g.actor)
+    return htmx.render("account/sessions.html", "session_list", sessions=rows,
+                       current_family=g.login_session.family_id)
+
+
+@bp.post("/sessions/<session_id>/revoke")
+@login_required
+def revoke(session_id: str):
+    auth_service.revoke_session(g.actor, session_id)
+    if session_id == g.login_session.id:
+        return htmx.client_redirect(url_for("auth.signin"))
+    htmx.toast("Session signed out.")
+    if htmx.wants_block():
+        return sessions()
+    return htmx.redirect_to(url_for("account.sessions"))

@@ -1,0 +1,51 @@
+"""Operator pages (super admins only): every tenant, every user."""
+
+from __future__ import annotations
+
+from flask import Blueprint, g, request, url_for
+
+from glyphoxa_htmx.core import htmx
+from glyphoxa_htmx.core.authz import Perm, require
+from glyphoxa_htmx.services import tenants, users
+from glyphoxa_htmx.web.auth import login_required
+
+bp = Blueprint("admin", __name__, url_prefix="/admin")
+
+
+@bp.before_request
+@login_required
+def _only_admins():
+    require(g.actor, Perm.MANAGE_ALL_TENANTS)
+
+
+@bp.get("/")
+def index():
+    return htmx.render("admin/index.html")
+
+
+@bp.get("/tenants")
+def tenant_list():
+    q = request.args.get("q", "").strip()
+    rows, next_after = tenants.list_all(g.actor, q=q, after=request.args.get("after"))
+    return htmx.render("admin/tenants.html", "results", rows=rows, q=q, next_after=next_after)
+
+
+@bp.post("/tenants/<tenant_id>/status")
+def tenant_status(tenant_id: str):
+    tenant = tenants.set_status(g.actor, tenant_id, request.form.get("status", ""))
+    htmx.toast(f"{tenant.id} is now {tenant.status}.")
+    return htmx.redirect_to(url_for("admin.tenant_list"))
+
+
+@bp.get("/users")
+def user_list():
+    q = request.args.get("q", "").strip()
+    rows, next_after = users.list_all(g.actor, q=q, after=request.args.get("after"))
+    return htmx.render("admin/users.html", "results", rows=rows, q=q, next_after=next_after)
+
+
+@bp.post("/users/<user_id>/status")
+def user_status(user_id: str):
+    user = users.set_status(g.actor, user_id, request.form.get("status", ""))
+    htmx.toast(f"{user.name} is now {user.status}.")
+    return htmx.redirect_to(url_for("admin.user_list"))

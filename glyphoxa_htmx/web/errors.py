@@ -1,0 +1,71 @@
+"""One error path: full error pages for normal requests, a toast (HX-Trigger) for htmx requests."""
+
+from __future__ import annotations
+
+import json
+import logging
+
+from flask import Flask, g, make_response, render_template
+from flask_wtf.csrf import CSRFError
+from werkzeug.exceptions import HTTPException, InternalServerError
+
+from glyphoxa_htmx.core import htmx
+from glyphoxa_htmx.core.errors import DomainError
+
+log = logging.getLogger(__name__)
+
+TITLES = {
+    400: ("Something in that request was off", "Go back and try again. If it keeps happening, reload the page."),
+    403: ("You can't do that here", "Your role doesn't allow this. The owner of your table can change roles."),
+    404: ("Not found", "That page or item doesn't exist, or it isn't part of your table."),
+    405: ("Not allowed", "That action isn't available here."),
+    409: ("That changed in the meantime", "Reload to see the latest version, then try again."),
+    413: ("That file is too large", "Choose a smaller file."),
+    422: ("Please check your input", "Some fields need fixing."),
+    429: ("Slow down a little", "You've done that a lot in a short time. Wait a minute and try again."),
+    500: ("Something went wrong on our side", "We've logged it. Try again in a moment."),
+    503: ("A service is unavailable", "Try again in a moment."),
+}
+
+
+def error_response(status: int, message: str | None = None):
+    title, hint = TITLES.get(status, TITLES[500] if status >= 500 else TITLES[400])
+    text = message or hint
+    if htmx.is_htmx():
+        resp = make_response("", status)
+        resp.headers["HX-Trigger"] = json.dumps({"toast": {"message": text, "level": "error"}})
+        resp.headers["HX-Reswap"] = "none"
+        return resp
+    return make_response(render_template("errors/error.html", status=status, title=title, message=text), status)
+
+
+def init_app(app: Flask) -> None:
+    @app.errorhandler(DomainError)
+    def _domain(exc: DomainError):
+        return error_response(exc.status, exc.message)
+
+    @app.errorhandler(CSRFError)
+    def _csrf(exc: CSRFError):
+        return error_response(400, "Your form expired. Reload the page and try again.")
+
+    @app.errorhandler(HTTPException)
+    def _http(exc: HTTPException):
+        if exc.code is None or exc.code < 400:
+            return exc
+        message = None
+        if exc.code == 429:
+            message = "You've done that a lot in a short time. Wait a minute and try again."
+        return error_response(exc.code, message)
+
+    @app.errorhandler(Exception)
+    def _unhandled(exc: Exception):
+        if isinstance(exc, HTTPException):
+            return _http(exc)
+        log.exception("unhandled error", extra={"request_id": g.get("request_id")})
+        try:
+            from glyphoxa_htmx.extensions import db
+
+            db.session.rollback()
+        except Exception:  # noqa: BLE001
+            pass
+        return error_response(InternalServerError.code)

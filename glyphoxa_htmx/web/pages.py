@@ -1,0 +1,25 @@
+"""Landing page and dashboard."""
+
+from __future__ import annotations
+
+from flask import Blueprint, g, redirect, url_for
+
+from glyphoxa_htmx.core import htmx
+from glyphoxa_htmx.services import dashboard as dashboard_service
+from glyphoxa_htmx.web.auth import login_required
+
+bp = Blueprint("pages", __name__)
+
+
+@bp.get("/")
+def landing():
+    if g.get("actor") is not None:
+        return redirect(url_for("pages.dashboard"), 303)
+    return htmx.render("pages/landing.html")
+
+
+@bp.get("/dashboard")
+@login_required
+def dashboard():
+    data = dashboard_service.overview(g.actor)
+    return htmx.render("pages/dashboard.html", "content", **data)

@@ -1,0 +1,37 @@
+"""Your table: who is in it and with which role."""
+
+from __future__ import annotations
+
+from flask import Blueprint, g, request, url_for
+
+from glyphoxa_htmx.core import htmx
+from glyphoxa_htmx.core.authz import assignable_roles
+from glyphoxa_htmx.core.errors import ValidationError
+from glyphoxa_htmx.services import users
+from glyphoxa_htmx.web.auth import login_required
+
+bp = Blueprint("team", __name__, url_prefix="/team")
+
+
+def _render(errors=None, status=200, error_user=None):
+    return htmx.render("team/index.html", "members", status=status, members=users.list_members(g.actor),
+                       roles=assignable_roles(g.actor), errors=errors or {}, error_user=error_user)
+
+
+@bp.get("")
+@login_required
+def index():
+    return _render()
+
+
+@bp.post("/<user_id>/role")
+@login_required
+def change_role(user_id: str):
+    try:
+        user = users.change_role(g.actor, user_id, request.form.get("role", ""))
+    except ValidationError as exc:
+        return _render(exc.errors, 422, error_user=user_id)
+    htmx.toast(f"{user.name} is now {user.role.replace('_', ' ')}.")
+    if htmx.wants_block():
+        return _render()
+    return htmx.redirect_to(url_for("team.index"))

@@ -1,0 +1,58 @@
+// Glyphoxa Web: the small amount of glue htmx needs. No inline scripts (strict CSP).
+(function () {
+  "use strict";
+  var region = function () { return document.getElementById("toasts"); };
+
+  function showToast(message, level) {
+    var host = region();
+    if (!host || !message) return;
+    var el = document.createElement("div");
+    el.className = "toast" + (level === "error" ? " toast-error" : "");
+    el.setAttribute("role", level === "error" ? "alert" : "status");
+    var text = document.createElement("span");
+    text.textContent = message;
+    var close = document.createElement("button");
+    close.type = "button";
+    close.setAttribute("aria-label", "Dismiss");
+    close.textContent = "\u00d7";
+    close.addEventListener("click", function () { el.remove(); });
+    el.appendChild(text);
+    el.appendChild(close);
+    host.appendChild(el);
+    setTimeout(function () { el.remove(); }, level === "error" ? 8000 : 5000);
+  }
+  window.glyphoxaToast = showToast;
+
+  // Server-sent toasts: HX-Trigger: {"toast": {"message": "...", "level": "..."}} (or {"messages": [...]})
+  document.body.addEventListener("toast", function (evt) {
+    var d = evt.detail || {};
+    if (d.messages) { d.messages.forEach(function (m) { showToast(m.message, m.level); }); }
+    else { showToast(d.message || d.value, d.level); }
+  });
+
+  // Errors without a server toast still tell the user something.
+  document.body.addEventListener("htmx:responseError", function (evt) {
+    var xhr = evt.detail.xhr;
+    if (xhr && xhr.getResponseHeader("HX-Trigger")) return;
+    showToast(xhr && xhr.status >= 500 ? "Something went wrong on our side. Try again in a moment."
+                                       : "That didn't work. Reload the page and try again.", "error");
+  });
+  document.body.addEventListener("htmx:sendError", function () {
+    showToast("Can't reach Glyphoxa. Check your connection.", "error");
+  });
+
+  // Mobile navigation: close the menu after choosing a link.
+  document.addEventListener("click", function (evt) {
+    var link = evt.target.closest && evt.target.closest(".sidenav a");
+    if (link && location.hash === "#nav") { history.replaceState(null, "", location.pathname + location.search); }
+  });
+
+  // Confirmation by typing a name: <form data-confirm-name="Exact Name"> enables its submit
+  // button only when the input[name=confirm_name] matches.
+  document.addEventListener("input", function (evt) {
+    var form = evt.target.form;
+    if (!form || !form.dataset.confirmName || evt.target.name !== "confirm_name") return;
+    var ok = evt.target.value.trim() === form.dataset.confirmName;
+    form.querySelectorAll("[type=submit]").forEach(function (b) { b.disabled = !ok; });
+  });
+})();

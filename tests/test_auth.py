@@ -1,0 +1,208 @@
+"""Sign-in, signup, sign-out, rotation and expiry of server-side sessions."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta, timezone
+
+import psycopg
+import pytest
+from sqlalchemy import select
+
+from glyphoxa_htmx.extensions import db
+from glyphoxa_htmx.models import AuditLog, LoginSession, Tenant, User
+from glyphoxa_htmx.services import tenants
+from tests.conftest import Browser, soup
+
+
+def _dev_signup(visitor: Browser, name: str):
+    return visitor.post("/auth/dev", {"name": name, "role": "tenant_owner"})
+
+
+def test_dev_signup_creates_owner_and_gateway_tenant(app, visitor, database_url):
+    resp = _dev_signup(visitor, "Mira Stormwind")
+    assert resp.status_code == 303 and resp.headers["Location"] == "/dashboard"
+    with app.app_context():
+        user = db.session.execute(select(User).where(User.name == "Mira Stormwind")).scalar_one()
+        assert user.role == "tenant_owner"
+        assert user.tenant_id == "mira_stormwind"
+        assert tenants.valid_tenant_id(user.tenant_id)
+        assert db.session.get(Tenant, user.tenant_id).name == "Mira Stormwind's table"
+        actions = {a.action for a in db.session.execute(select(AuditLog)).scalars()}
+        assert {"tenant.create", "user.signup", "user.sign_in"} <= actions
+    # The tenant went through the gateway's CreateTenant: the gateway-owned row exists.
+    with psycopg.connect(database_url) as conn:
+        row = conn.execute("SELECT license_tier FROM public.tenants WHERE id = 'mira_stormwind'").fetchone()
+    assert row == ("shared",)
+    page = visitor.get("/dashboard")
+    assert page.status_code == 200
+    assert soup(page).select_one(".page-head h1").text == "Mira Stormwind's table"
+
+
+def test_signup_slug_collisions_get_a_suffix(app):
+    for _ in range(3):
+        Browser(app).post("/auth/dev", {"name": "Mira", "role": "tenant_owner"})
+    with app.app_context():
+        ids = sorted(t.id for t in db.session.execute(select(Tenant)).scalars())
+    assert ids == ["mira", "mira_2", "mira_3"]
+
+
+def test_slug_collision_with_a_gateway_only_tenant(app, simulator):
+    """A tenant created on the gateway outside the web service still blocks its slug."""
+    from glyphoxa_htmx.core.deps import gateway
+
+    with app.app_context():
+        gateway().create_tenant("rowan", license_tier="shared")
+        assert tenants.unique_tenant_id("Rowan") == "rowan_2"
+
+
+@pytest.mark.parametrize(
+    "name, expected",
+    [
+        ("Ærwyn the 3rd!", "aerwyn_the_3rd"),
+        ("123 Dice Goblins", "t_123_dice_goblins"),
+        ("", "table"),
+        ("🐉🐉", "table"),
+        ("x" * 200, "x" * 40),
+    ],
+)
+def test_slug_base_is_gateway_valid(name, expected):
+    slug = tenants.slug_base(name)
+    assert slug == expected
+    assert tenants.valid_tenant_id(slug)
+
+
+def test_long_slug_with_suffix_stays_within_56(app):
+    ids = list(zip(range(3), tenants.candidate_ids("y" * 300)))
+    for _, candidate in ids:
+        assert tenants.valid_tenant_id(candidate) and len(candidate) <= 56
+
+
+def _token_row(app, token):
+    from glyphoxa_htmx.services.auth import hash_token
+
+    with app.app_context():
+        return db.session.execute(select(LoginSession).where(LoginSession.token_hash == hash_token(token))).scalar_one()
+
+
+def test_session_token_is_stored_hashed(app, as_role):
+    b = as_role("dm")
+    row = _token_row(app, b.token)
+    assert row.token_hash != b.token and len(row.token_hash) == 64
+    with app.app_context():
+        raw = db.session.execute(select(LoginSession.token_hash)).scalars().all()
+    assert b.token not in raw
+
+
+def test_cookie_flags(app, visitor):
+    resp = _dev_signup(visitor, "Cookie Tester")
+    cookie = [h for h in resp.headers.getlist("Set-Cookie") if h.startswith("gx_session=")][0]
+    assert "HttpOnly" in cookie and "SameSite=Lax" in cookie and "Max-Age=604800" in cookie
+
+
+def test_logout_revokes_server_side(app, as_role):
+    b = as_role("dm")
+    old = b.token
+    resp = b.post("/auth/logout")
+    assert resp.status_code == 303
+    # Even if a copy of the cookie survives, it no longer works.
+    b.client.set_cookie("gx_session", old)
+    assert b.get("/dashboard").status_code == 303
+    assert _token_row(app, old).revoked_reason == "sign_out"
+
+
+def test_refresh_rotates_and_reuse_revokes_family(app, as_role):
+    b = as_role("dm")
+    old = b.token
+    resp = b.post("/auth/refresh")
+    assert resp.status_code == 303
+    new = [h for h in resp.headers.getlist("Set-Cookie") if h.startswith("gx_session=")][0].split(";")[0].split("=", 1)[1]
+    assert new and new != old
+    assert b.get("/dashboard").status_code == 200  # client now holds the new cookie
+    # Someone presents the rotated (old) token: refused, and the whole family is revoked.
+    thief = Browser(app)
+    thief.client.set_cookie("gx_session", old)
+    assert thief.get("/dashboard").status_code == 303
+    assert b.get("/dashboard").status_code == 303
+    assert _token_row(app, new).revoked_reason == "reuse_detected"
+    with app.app_context():
+        assert db.session.execute(select(AuditLog).where(AuditLog.action == "session.reuse_detected")).first()
+
+
+def _age_session(app, token, **changes):
+    from glyphoxa_htmx.services.auth import hash_token
+
+    with app.app_context():
+        row = db.session.execute(select(LoginSession).where(LoginSession.token_hash == hash_token(token))).scalar_one()
+        for key, value in changes.items():
+            setattr(row, key, value)
+        db.session.commit()
+
+
+def test_idle_expiry(app, as_role):
+    b = as_role("dm")
+    _age_session(app, b.token, last_seen_at=datetime.now(timezone.utc) - timedelta(days=1))
+    assert b.get("/dashboard").status_code == 303
+
+
+def test_absolute_expiry(app, as_role):
+    b = as_role("dm")
+    _age_session(app, b.token, expires_at=datetime.now(timezone.utc) - timedelta(seconds=1))
+    assert b.get("/dashboard").status_code == 303
+
+
+def test_suspended_user_is_refused_on_next_request(app, as_role):
+    b = as_role("dm")
+    assert b.get("/dashboard").status_code == 200
+    with app.app_context():
+        db.session.get(User, b.user.id).status = "suspended"
+        db.session.commit()
+    assert b.get("/dashboard").status_code == 303
+
+
+def test_expired_session_htmx_gets_hx_redirect_not_a_fragment(app, as_role):
+    b = as_role("dm")
+    _age_session(app, b.token, expires_at=datetime.now(timezone.utc) - timedelta(seconds=1))
+    resp = b.get("/team", htmx=True, headers={"HX-Current-URL": "http://localhost/team"})
+    assert resp.headers["HX-Redirect"].startswith("/auth/signin")
+    assert "expired=1" in resp.headers["HX-Redirect"]
+    assert resp.get_data(as_text=True) == ""
+
+
+def test_sessions_page_lists_and_revokes(app, as_role):
+    b = as_role("tenant_owner")
+    other = Browser(app).login(b.user)  # a second visitor of the same person
+    page = soup(b.get("/account/sessions"))
+    rows = page.select("#session-list tbody tr")
+    assert len(rows) == 2
+    with app.app_context():
+        other_row = _token_row(app, other.token)
+    resp = b.post(f"/account/sessions/{other_row.id}/revoke", htmx=True)
+    assert resp.status_code == 200
+    assert len(soup(resp).select("tbody tr")) == 1
+    assert other.get("/dashboard").status_code == 303
+    assert b.get("/dashboard").status_code == 200
+
+
+def test_cannot_revoke_someone_elses_session(app, as_role):
+    a = as_role("tenant_owner")
+    victim = as_role("tenant_owner")
+    row = _token_row(app, victim.token)
+    assert a.post(f"/account/sessions/{row.id}/revoke").status_code == 404
+    assert victim.get("/dashboard").status_code == 200
+
+
+def test_dev_signin_refused_in_production_mode(app, database_url):
+    from glyphoxa_htmx.app import create_app
+    from tests.conftest import make_settings
+
+    prod_like = create_app(make_settings(database_url, dev_login=False))
+    b = Browser(prod_like)
+    assert b.post("/auth/dev", {"name": "x"}).status_code == 404
+    assert "development sign-in" not in b.get("/auth/signin").get_data(as_text=True)
+
+
+def test_signin_next_is_same_site_only(app, visitor):
+    resp = visitor.post("/auth/dev", {"name": "Nia", "role": "tenant_owner", "next": "//evil.example/x"})
+    assert resp.headers["Location"] == "/dashboard"
+    resp = Browser(app).post("/auth/dev", {"name": "Nia", "role": "tenant_owner", "next": "/team"})
+    assert resp.headers["Location"] == "/team"

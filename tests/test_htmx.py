@@ -1,0 +1,77 @@
+"""Every htmx URL is also a page; blocks for htmx, full pages otherwise; errors as toasts."""
+
+from __future__ import annotations
+
+import json
+
+from tests.conftest import soup
+
+
+def test_full_page_vs_block_and_vary(app, as_role):
+    b = as_role("tenant_owner")
+    full = b.get("/team")
+    block = b.get("/team", htmx=True)
+    assert full.status_code == block.status_code == 200
+    assert "HX-Request" in full.headers["Vary"] and "HX-Request" in block.headers["Vary"]
+    assert soup(full).select_one("nav#nav") is not None
+    assert "<html" not in block.get_data(as_text=True)
+    assert soup(block).select_one("table") is not None
+    boosted = b.get("/team", htmx=True, headers={"HX-Boosted": "true"})
+    assert "<html" in boosted.get_data(as_text=True)
+
+
+def test_404_full_page_and_htmx_toast(app, as_role):
+    b = as_role("dm")
+    page = b.get("/no/such/page")
+    assert page.status_code == 404 and soup(page).select_one("h1").text == "Not found"
+    frag = b.get("/no/such/page", htmx=True)
+    assert frag.status_code == 404 and frag.get_data(as_text=True) == ""
+    assert json.loads(frag.headers["HX-Trigger"])["toast"]["level"] == "error"
+    assert frag.headers["HX-Reswap"] == "none"
+
+
+def test_403_full_page(app, as_role):
+    page = as_role("viewer").get("/admin/")
+    assert page.status_code == 403 and "can't do that" in soup(page).select_one("h1").text
+
+
+def test_success_toast_via_hx_trigger(app, as_role, make_user):
+    b = as_role("tenant_owner")
+    target = make_user(role="viewer", tenant_id=b.user.tenant_id, name="Toasty")
+    resp = b.post(f"/team/{target.id}/role", {"role": "dm"}, htmx=True)
+    assert resp.status_code == 200
+    assert "Toasty is now dm" in json.loads(resp.headers["HX-Trigger"])["toast"]["message"]
+
+
+def test_no_js_form_gets_303_and_flash(app, as_role, make_user):
+    b = as_role("tenant_owner")
+    target = make_user(role="viewer", tenant_id=b.user.tenant_id, name="Flashy")
+    resp = b.post(f"/team/{target.id}/role", {"role": "dm"})
+    assert resp.status_code == 303
+    page = b.get(resp.headers["Location"])
+    assert "Flashy is now dm" in soup(page).select_one(".notice").text
+
+
+def test_security_headers(app, client):
+    resp = client.get("/")
+    assert "default-src 'self'" in resp.headers["Content-Security-Policy"]
+    assert resp.headers["X-Frame-Options"] == "DENY"
+    assert resp.headers["X-Content-Type-Options"] == "nosniff"
+    assert resp.headers["X-Request-ID"]
+
+
+def test_pages_load_no_third_party_scripts(app, as_role):
+    page = soup(as_role("tenant_owner").get("/dashboard"))
+    for tag in page.select("script[src], link[href]"):
+        src = tag.get("src") or tag.get("href")
+        assert src.startswith("/"), src
+    assert not page.select("script:not([src])")  # no inline scripts (strict CSP)
+
+
+def test_layout_navigation_and_role_badge(app, as_role):
+    page = soup(as_role("dm").get("/dashboard"))
+    labels = [a.get_text(" ", strip=True) for a in page.select("nav#nav li")]
+    assert [label.split()[0] for label in labels] == ["Dashboard", "Campaigns", "Sessions", "Usage", "Billing", "Settings"]
+    assert page.select_one(".topbar .badge").text == "Dungeon Master"
+    admin_page = soup(as_role("super_admin").get("/dashboard"))
+    assert "Admin" in admin_page.select_one("nav#nav").text

@@ -1,0 +1,10 @@
+"""WSGI entry point for gunicorn: `gunicorn -c deploy/gunicorn.conf.py wsgi:app`.
+
+Production configuration comes from the environment (see README). Migrations are applied by
+`glyphoxa-web migrate` as a deploy step, not here, so many workers never race on them."""
+
+from glyphoxa_htmx.app import create_app
+from glyphoxa_htmx.bootstrap import check_gateway_tables
+
+app = create_app()
+check_gateway_tables(app)
