@@ -53,6 +53,11 @@ def create_app(settings: Settings | None = None, **overrides) -> Flask:
         MAX_CONTENT_LENGTH=12 * 1024 * 1024,
         PREFERRED_URL_SCHEME="https" if settings.public_url.startswith("https") else "http",
     )
+    if settings.proxy_hops:
+        from werkzeug.middleware.proxy_fix import ProxyFix
+
+        hops = settings.proxy_hops
+        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=hops, x_proto=hops, x_host=hops)  # type: ignore[method-assign]
     app.jinja_env.trim_blocks = True
     app.jinja_env.lstrip_blocks = True
 

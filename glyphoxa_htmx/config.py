@@ -68,6 +68,7 @@ class Settings:
     billing: str = "disabled"
     seed_demo: bool = True
     metrics_enabled: bool = True
+    proxy_hops: int = 0  # reverse proxies in front of us that set X-Forwarded-*; 0 = trust none
     extra: dict = field(default_factory=dict)
 
     @property
@@ -149,6 +150,7 @@ ENV_MAP = {
     "billing": "GLYPHOXA_BILLING",
     "seed_demo": "GLYPHOXA_SEED_DEMO",
     "metrics_enabled": "METRICS_ENABLED",
+    "proxy_hops": "PROXY_HOPS",
 }
 
 

@@ -17,7 +17,8 @@ from bs4 import BeautifulSoup
 from glyphoxa_htmx import embedded
 
 ROOT = Path(__file__).resolve().parent.parent
-TEST_DB = "glyphoxa_test"
+# One database per test run (pid), so concurrent runs on one machine never trample each other.
+TEST_DB = f"glyphoxa_test_{os.getpid()}"
 TEST_SECRET_KEY = "test-secret-key-" + "x" * 32
 GATEWAY_SECRET = "test-mgmt-secret"
 
@@ -32,9 +33,19 @@ def _server_url() -> str:
 
 
 @pytest.fixture(scope="session")
-def database_url() -> str:
-    """libpq URL (postgresql://...) of a database created empty for this test run."""
-    return embedded.recreate_database(_server_url(), TEST_DB)
+def database_url():
+    """libpq URL (postgresql://...) of a database created empty for this test run, dropped after."""
+    server = _server_url()
+    url = embedded.recreate_database(server, TEST_DB)
+    yield url
+    try:
+        from glyphoxa_htmx.extensions import db
+
+        db.session.remove()
+        with psycopg.connect(embedded.libpq_url(server), autocommit=True) as conn:
+            conn.execute(f'DROP DATABASE IF EXISTS "{TEST_DB}" WITH (FORCE)')
+    except Exception:  # noqa: BLE001 - best effort; a leftover database is harmless
+        pass
 
 
 @pytest.fixture(scope="session")

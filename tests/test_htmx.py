@@ -68,6 +68,17 @@ def test_pages_load_no_third_party_scripts(app, as_role):
     assert not page.select("script:not([src])")  # no inline scripts (strict CSP)
 
 
+def test_no_inline_styles_on_any_page(app, as_role, visitor):
+    """The CSP has no 'unsafe-inline': a style attribute would be silently ignored."""
+    owner = as_role("super_admin")
+    pages = [visitor.get("/"), visitor.get("/auth/signin")] + [
+        owner.get(url) for url in ("/dashboard", "/team", "/account/sessions", "/admin/", "/admin/tenants",
+                                   "/admin/users", "/nope")
+    ]
+    for resp in pages:
+        assert not soup(resp).select("[style]"), resp.request.path
+
+
 def test_layout_navigation_and_role_badge(app, as_role):
     page = soup(as_role("dm").get("/dashboard"))
     labels = [a.get_text(" ", strip=True) for a in page.select("nav#nav li")]

@@ -1,0 +1,45 @@
+# Glyphoxa Web. `make run` = the app on embedded defaults; `make test` = the whole suite.
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+PIP := $(VENV)/bin/pip
+
+.PHONY: run test install install-test protos bench migrate clean
+
+$(VENV)/.run-deps: pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PIP) install -q --upgrade pip
+	$(PIP) install -q -e .
+	touch $@
+
+$(VENV)/.test-deps: pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PIP) install -q --upgrade pip
+	$(PIP) install -q -e '.[test]'
+	touch $@ $(VENV)/.run-deps
+
+install: $(VENV)/.run-deps
+install-test: $(VENV)/.test-deps
+
+## Run on embedded defaults: embedded PostgreSQL in instance/, gateway simulator, demo data, dev sign-in.
+run: install
+	$(VENV)/bin/glyphoxa-web run
+
+## Run the whole test suite against a real PostgreSQL (system server if reachable, else embedded).
+test: install-test
+	$(PY) -m pytest $(PYTEST_ARGS)
+
+## Regenerate the gRPC stubs from glyphoxa_htmx/adapters/gateway/proto.
+protos: install-test
+	$(PY) glyphoxa_htmx/adapters/gateway/gen_protos.py
+
+## Apply web-schema migrations to DATABASE_URL (production deploy step).
+migrate: install
+	$(VENV)/bin/glyphoxa-web migrate
+
+## Benchmarks: print figures (never run by the tests).
+bench: install-test
+	$(PY) bench/run.py
+
+clean:
+	rm -rf $(VENV) instance/test instance/pgtest .pytest_cache
