@@ -7,7 +7,7 @@ from __future__ import annotations
 from datetime import date, datetime
 from decimal import Decimal
 
-from sqlalchemy import ARRAY, BigInteger, Boolean, Date, DateTime, MetaData, Numeric, Text
+from sqlalchemy import ARRAY, BigInteger, Boolean, Date, DateTime, MetaData, Numeric, Text, func
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
@@ -81,8 +81,10 @@ class NpcDefinition(GatewayBase):
     gm_helper: Mapped[bool] = mapped_column(Boolean, default=False)
     address_only: Mapped[bool] = mapped_column(Boolean, default=False)
     attributes: Mapped[dict] = mapped_column(JSONB, default=dict)
-    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
-    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    # The table's own DEFAULT now() fills these on insert; updates set updated_at explicitly.
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now(),
+                                                 onupdate=func.now())
 
     # Columns every version of the table must have for the web service to write it safely.
     REQUIRED_COLUMNS = (
