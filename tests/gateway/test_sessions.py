@@ -109,7 +109,7 @@ def test_done_when_create_start_active_transcript_mute_stop_usage(gw, db):
     after = wait_for(lambda: len(entries(db, tid, session_id, first_after)) >= 10 and entries(db, tid, session_id, first_after),
                      what="ten more lines")
     assert all(line["npc_id"] != mira for line in after), "a muted NPC spoke"
-    assert any(line["npc_id"] == bram for line in after) or all(not line["npc_id"] for line in after)
+    assert any(line["npc_id"] == bram for line in after), "the unmuted NPC should still answer"
 
     gw.speak_npc(session_id, "Bram the Ferryman", "The river remembers every coin you owe it.")
     spoken = wait_for(
@@ -306,14 +306,21 @@ def test_sessions_survive_a_simulator_restart(gw_db, db):
     assert session_row(db, sid)["state"] == "active"
     mark = entries(db, t.id, sid)[-1]["id"]
 
+    # Any running simulator on this database may resume it (the session-scoped ones of this
+    # test run sweep too); the point is that one does, and the session carries on.
     second = GatewaySimulator(gw_db, secret=SECRET, activation_delay=0.1, line_interval=0.15, heartbeat_interval=0.2)
     second.start()
     try:
-        wait_for(lambda: session_row(db, sid)["worker_pod"] == second.worker_pod, what="the session to be resumed")
+        owner = wait_for(
+            lambda: (pod := session_row(db, sid)["worker_pod"]) != first.worker_pod and pod,
+            what="the session to be resumed",
+        )
+        assert owner.startswith("gateway-sim-")
         wait_for(lambda: entries(db, t.id, sid, mark), what="lines from the resumed session")
+        assert session_row(db, sid)["state"] == "active"
         with GatewayClient(second.address, SECRET) as client:
-            assert client.get_status(sid).state == "active"
             client.stop_web_session(sid)
         assert session_row(db, sid)["state"] == "ended"
+        wait_for(lambda: second._runtime(sid) is None, what="the resumed runtime to stop")
     finally:
         second.stop()

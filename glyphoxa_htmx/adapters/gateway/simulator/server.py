@@ -819,7 +819,7 @@ class GatewaySimulator:
         self.address: str | None = None
         self.npc_tenant_column = True
         self.pool: ConnectionPool | None = None  # type: ignore[assignment]
-        self.__secret = secret
+        self._auth = _MgmtSecretInterceptor(secret)  # holds the secret; its repr does not show it
         self._server: grpc.Server | None = None
         self._executor: ThreadPoolExecutor | None = None
         self._lock = threading.Lock()
@@ -859,7 +859,7 @@ class GatewaySimulator:
             ddl.ensure_public_schema(conn)
             self.npc_tenant_column = ddl.npc_definitions_has_tenant_id(conn)
         self._executor = ThreadPoolExecutor(max_workers=self.max_workers, thread_name_prefix="gateway-sim-rpc")
-        self._server = grpc.server(self._executor, interceptors=[_MgmtSecretInterceptor(self.__secret)])
+        self._server = grpc.server(self._executor, interceptors=[self._auth])
         mgrpc.add_ManagementServiceServicer_to_server(_Management(self), self._server)
         sgrpc.add_SessionWorkerServiceServicer_to_server(_Worker(self), self._server)
         port = self._server.add_insecure_port(self.listen)
