@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import time
 import uuid
 from pathlib import Path
 
@@ -120,6 +121,7 @@ def _register_request_hooks(app: Flask, settings: Settings) -> None:
     @app.before_request
     def _request_context():
         g.request_id = request.headers.get("X-Request-ID") or uuid.uuid4().hex
+        g.request_started = time.perf_counter()
         if request.endpoint and request.endpoint != "static" and not request.path.startswith(("/healthz", "/readyz", "/metrics")):
             load_actor()
 
@@ -128,6 +130,13 @@ def _register_request_hooks(app: Flask, settings: Settings) -> None:
         htmx.apply_headers(response)
         security.apply(response, hsts=settings.cookie_secure)
         response.headers["X-Request-ID"] = g.get("request_id", "")
+        if request.endpoint != "static" and "request_started" in g:
+            # One structured access-log line per request (path without the query string: it may
+            # carry OAuth codes).
+            log.info("request", extra={"method": request.method, "path": request.path,
+                                       "route": request.url_rule.rule if request.url_rule else None,
+                                       "status": response.status_code,
+                                       "ms": round((time.perf_counter() - g.request_started) * 1000, 1)})
         return response
 
 

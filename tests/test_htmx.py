@@ -86,3 +86,22 @@ def test_layout_navigation_and_role_badge(app, as_role):
     assert page.select_one(".topbar .badge").text == "Dungeon Master"
     admin_page = soup(as_role("super_admin").get("/dashboard"))
     assert "Admin" in admin_page.select_one("nav#nav").text
+
+
+def test_500_is_a_friendly_page_and_a_toast(app, database_url):
+    from glyphoxa_htmx.app import create_app
+    from tests.conftest import make_settings
+
+    broken = create_app(make_settings(database_url))
+
+    @broken.get("/__boom")
+    def _boom():
+        raise RuntimeError("kaboom with token=abc")
+
+    client = broken.test_client()
+    page = client.get("/__boom")
+    assert page.status_code == 500
+    assert "Something went wrong on our side" in soup(page).select_one("h1").text
+    assert "kaboom" not in page.get_data(as_text=True)
+    frag = client.get("/__boom", headers={"HX-Request": "true"})
+    assert frag.status_code == 500 and json.loads(frag.headers["HX-Trigger"])["toast"]["level"] == "error"
