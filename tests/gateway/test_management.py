@@ -174,3 +174,14 @@ def test_start_session_with_disconnected_bot_is_bot_not_connected(gw, gw_sim, te
         gw_sim.set_bot_connected(tenant.id, True)
     with pytest.raises(BotNotConnected):  # no such tenant: no bot either
         gw.start_web_session(unique_tenant(), unique_guild(), "chan")
+
+
+def test_one_client_is_shared_by_many_threads(gw):
+    from concurrent.futures import ThreadPoolExecutor
+
+    tid = unique_tenant()
+    gw.create_tenant(tid, guild_ids=[unique_guild()])
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        results = list(pool.map(lambda _: gw.get_bot_status(tid).guild_count, range(64)))
+    assert results == [1] * 64
+    assert gw.breaker_state == "closed"

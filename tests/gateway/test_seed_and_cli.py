@@ -9,7 +9,6 @@ import subprocess
 import sys
 import wave
 
-import psycopg
 import pytest
 
 from glyphoxa_htmx.adapters.gateway.client import GatewayClient
