@@ -7,19 +7,15 @@ import unicodedata
 
 from sqlalchemy import select, text
 
+# The gateway's tenant-id rule lives in one place, beside the gateway client.
+from glyphoxa_htmx.adapters.gateway.tenant_id import MAX_TENANT_ID_LENGTH as MAX_TENANT_ID
+from glyphoxa_htmx.adapters.gateway.tenant_id import is_valid_tenant_id as valid_tenant_id  # noqa: F401
 from glyphoxa_htmx.core import audit
 from glyphoxa_htmx.core.authz import Actor, Perm, require
 from glyphoxa_htmx.core.deps import gateway
 from glyphoxa_htmx.core.errors import NotFound, ValidationError
 from glyphoxa_htmx.extensions import db
 from glyphoxa_htmx.models import Tenant
-
-TENANT_ID_RE = re.compile(r"^[a-z][a-z0-9_]{0,62}$")
-MAX_TENANT_ID = 56  # the worker prefixes "tenant_" and the schema name must stay within 63
-
-
-def valid_tenant_id(value: str) -> bool:
-    return bool(TENANT_ID_RE.match(value)) and len(value) <= MAX_TENANT_ID
 
 
 _TRANSLIT = str.maketrans({"æ": "ae", "Æ": "ae", "ø": "o", "Ø": "o", "ß": "ss", "œ": "oe", "Œ": "oe",

@@ -8,12 +8,7 @@ import threading
 
 import click
 
-
-def _libpq(url: str) -> str:
-    for prefix in ("postgresql+psycopg://", "postgres://"):
-        if url.startswith(prefix):
-            return "postgresql://" + url[len(prefix) :]
-    return url
+from glyphoxa_htmx.embedded import libpq_url
 
 
 @click.command("gateway-sim")
@@ -44,7 +39,7 @@ def gateway_sim(
     if not logging.getLogger().handlers:
         logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     sim = GatewaySimulator(
-        _libpq(database_url),
+        libpq_url(database_url),
         secret=secret,
         listen=listen,
         activation_delay=activation_delay,
