@@ -1,12 +1,45 @@
-"""Campaigns (web-owned `web.campaigns`). Every query is scoped by the actor's tenant."""
+"""Campaigns (web-owned `web.campaigns`). Every query is scoped by the actor's tenant.
+
+The campaign id is a short string the gateway carries as `campaign_id` (sessions, transcripts and
+`npc_definitions` all use it). "Active" is the tenant's default campaign for sessions started from
+Discord: `web.tenants.active_campaign_id` is our copy, the gateway's `tenants.campaign_id` the
+original (set with UpdateTenant)."""
 
 from __future__ import annotations
 
-from sqlalchemy import select
+import math
+import secrets
+from dataclasses import dataclass
+from datetime import datetime
 
+from sqlalchemy import and_, func, or_, select, text
+from sqlalchemy import delete as sql_delete
+
+from glyphoxa_htmx.core import audit
 from glyphoxa_htmx.core.authz import Actor, Perm, own, require
+from glyphoxa_htmx.core.deps import gateway
+from glyphoxa_htmx.core.errors import Conflict, DomainError, NotFound, ValidationError
 from glyphoxa_htmx.extensions import db
-from glyphoxa_htmx.models import Campaign
+from glyphoxa_htmx.models import Campaign, GatewaySession, NpcDefinition, NpcPosition, Tenant
+
+GAME_SYSTEMS = (
+    "D&D 5e", "D&D 2024", "Pathfinder 2e", "Pathfinder 1e", "Call of Cthulhu", "Starfinder", "Shadowrun",
+    "Vampire: The Masquerade", "Blades in the Dark", "Cyberpunk RED", "Warhammer Fantasy Roleplay",
+    "Dungeon World", "Mörk Borg", "Savage Worlds", "FATE", "Homebrew",
+)
+LIMITS = {"name": 120, "game_system": 80, "description": 10_000, "language": 40, "tone": 200,
+          "house_rules": 4_000, "lines_veils_item": 200, "lines_veils_count": 50}
+PER_PAGE = 12
+
+
+class GatewayRefused(DomainError):
+    """The gateway did not accept a change; nothing was changed on our side either."""
+
+    status = 502
+    default_message = "The voice service refused that change. Nothing was changed."
+
+
+# --------------------------------------------------------------------------- lookups (shared)
 
 
 def get(actor: Actor, campaign_id: str) -> Campaign:
@@ -32,3 +65,338 @@ def names(actor: Actor, campaign_ids: set[str]) -> dict[str, str]:
         select(Campaign.id, Campaign.name).where(Campaign.tenant_id == actor.tenant_id, Campaign.id.in_(campaign_ids))
     )
     return {r.id: r.name for r in rows}
+
+
+# --------------------------------------------------------------------------- listing
+
+
+@dataclass
+class CampaignCard:
+    campaign: Campaign
+    npc_count: int
+    last_session_at: datetime | None
+    live: bool  # a session of this campaign is pending or active
+    active: bool  # the tenant's default campaign for Discord-started sessions
+
+
+@dataclass
+class Page:
+    items: list
+    page: int
+    pages: int
+    total: int
+    q: str = ""
+    size: int = 0  # the whole collection, ignoring the search (e.g. the cast when filtered)
+
+    @property
+    def has_prev(self) -> bool:
+        return self.page > 1
+
+    @property
+    def has_next(self) -> bool:
+        return self.page < self.pages
+
+
+def like(q: str) -> str:
+    """An ILIKE pattern matching ``q`` literally anywhere."""
+    return "%" + q.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
+
+
+def _card_columns(tenant_id: str):
+    """(npc counts, session stats) subqueries, aggregated once for the tenant (no N+1)."""
+    npcs = (
+        select(NpcDefinition.campaign_id.label("campaign_id"), func.count().label("n"))
+        .where(NpcDefinition.tenant_id == tenant_id)
+        .group_by(NpcDefinition.campaign_id)
+        .subquery()
+    )
+    sessions = (
+        select(
+            GatewaySession.campaign_id.label("campaign_id"),
+            func.max(GatewaySession.started_at).label("last_at"),
+            func.bool_or(GatewaySession.state != "ended").label("live"),
+        )
+        .where(GatewaySession.tenant_id == tenant_id)
+        .group_by(GatewaySession.campaign_id)
+        .subquery()
+    )
+    return npcs, sessions
+
+
+def _cards_stmt(actor: Actor):
+    npcs, sessions = _card_columns(actor.tenant_id)
+    active = select(Tenant.active_campaign_id).where(Tenant.id == actor.tenant_id).scalar_subquery()
+    return (
+        select(Campaign, func.coalesce(npcs.c.n, 0), sessions.c.last_at, func.coalesce(sessions.c.live, False),
+               (Campaign.id == func.coalesce(active, "")))
+        .outerjoin(npcs, npcs.c.campaign_id == Campaign.id)
+        .outerjoin(sessions, sessions.c.campaign_id == Campaign.id)
+        .where(Campaign.tenant_id == actor.tenant_id)
+    )
+
+
+def list_cards(actor: Actor, *, q: str = "", archived: bool = False, page: int = 1,
+               per_page: int = PER_PAGE) -> Page:
+    """The campaign cards of one page (two queries whatever the page size)."""
+    require(actor, Perm.VIEW_SESSIONS)
+    q = (q or "").strip()[:100]
+    where = [Campaign.tenant_id == actor.tenant_id,
+             Campaign.archived_at.is_not(None) if archived else Campaign.archived_at.is_(None)]
+    if q:
+        where.append(or_(Campaign.name.ilike(like(q)), Campaign.game_system.ilike(like(q))))
+    total = db.session.execute(select(func.count()).select_from(Campaign).where(*where)).scalar_one()
+    pages = max(1, math.ceil(total / per_page))
+    page = min(max(1, page), pages)
+    rows = db.session.execute(
+        _cards_stmt(actor).where(*where).order_by(Campaign.updated_at.desc(), Campaign.id)
+        .limit(per_page).offset((page - 1) * per_page)
+    ).all()
+    return Page([CampaignCard(*row) for row in rows], page, pages, total, q)
+
+
+def card(actor: Actor, campaign_id: str) -> CampaignCard:
+    """One campaign with its counts and badges (one query)."""
+    require(actor, Perm.VIEW_SESSIONS)
+    row = db.session.execute(_cards_stmt(actor).where(Campaign.id == campaign_id)).first()
+    if row is None:
+        raise NotFound()
+    return CampaignCard(*row)
+
+
+def counts(actor: Actor) -> dict[str, int]:
+    """How many live and archived campaigns the tenant has (for tabs and empty states)."""
+    require(actor, Perm.VIEW_SESSIONS)
+    row = db.session.execute(
+        select(func.count().filter(Campaign.archived_at.is_(None)), func.count().filter(Campaign.archived_at.is_not(None)))
+        .where(Campaign.tenant_id == actor.tenant_id)
+    ).one()
+    return {"current": row[0], "archived": row[1]}
+
+
+# --------------------------------------------------------------------------- validation
+
+
+def _lines(value) -> list[str]:
+    if value is None:
+        return []
+    if isinstance(value, str):
+        value = value.splitlines()
+    return [str(v).strip() for v in value if str(v).strip()]
+
+
+def blank() -> dict:
+    return {"name": "", "game_system": "", "description": "", "language": "", "tone": "", "lines_veils": [],
+            "house_rules": ""}
+
+
+def to_form(campaign: Campaign) -> dict:
+    s = campaign.settings or {}
+    return {"name": campaign.name, "game_system": campaign.game_system, "description": campaign.description,
+            "language": s.get("language", ""), "tone": s.get("tone", ""),
+            "lines_veils": list(s.get("lines_veils", [])), "house_rules": s.get("house_rules", ""),
+            "version": campaign.version}
+
+
+def validate(data: dict) -> dict:
+    """Clean campaign fields, or ValidationError with a message per field."""
+    errors: dict[str, str] = {}
+    clean = {k: str(data.get(k) or "").strip() for k in ("name", "game_system", "description", "language", "tone",
+                                                          "house_rules")}
+    clean["description"] = str(data.get("description") or "").strip("\n").rstrip()
+    clean["lines_veils"] = _lines(data.get("lines_veils"))
+    if not clean["name"]:
+        errors["name"] = "Give the campaign a name."
+    for key, label in (("name", "The name"), ("game_system", "The game system"), ("description", "The description"),
+                       ("language", "The language"), ("tone", "The tone"), ("house_rules", "House rules")):
+        if len(clean[key]) > LIMITS[key]:
+            errors[key] = f"{label} can be at most {LIMITS[key]:,} characters (it has {len(clean[key]):,})."
+    if len(clean["lines_veils"]) > LIMITS["lines_veils_count"]:
+        errors["lines_veils"] = f"Keep it to {LIMITS['lines_veils_count']} lines and veils."
+    for i, item in enumerate(clean["lines_veils"], 1):
+        if len(item) > LIMITS["lines_veils_item"]:
+            errors["lines_veils"] = f"Entry {i} is longer than {LIMITS['lines_veils_item']} characters."
+            break
+    if errors:
+        raise ValidationError(errors)
+    return clean
+
+
+def _apply(campaign: Campaign, clean: dict) -> None:
+    campaign.name = clean["name"]
+    campaign.game_system = clean["game_system"]
+    campaign.description = clean["description"]
+    campaign.settings = {"language": clean["language"], "tone": clean["tone"], "lines_veils": clean["lines_veils"],
+                         "house_rules": clean["house_rules"]}
+
+
+def snapshot(campaign: Campaign) -> dict:
+    return {"name": campaign.name, "game_system": campaign.game_system, "description": campaign.description,
+            "settings": dict(campaign.settings or {}),
+            "archived": campaign.archived_at is not None}
+
+
+def new_campaign_id() -> str:
+    return "cmp_" + secrets.token_hex(6)
+
+
+# --------------------------------------------------------------------------- changes
+
+
+def create(actor: Actor, data: dict) -> Campaign:
+    require(actor, Perm.MANAGE_CAMPAIGNS)
+    clean = validate(data)
+    campaign = Campaign(id=new_campaign_id(), tenant_id=actor.tenant_id, settings={}, version=1)
+    _apply(campaign, clean)
+    db.session.add(campaign)
+    audit.record("campaign.create", "campaign", campaign.id, actor=actor, after=snapshot(campaign))
+    db.session.commit()
+    return campaign
+
+
+def _locked(actor: Actor, campaign_id: str) -> Campaign:
+    """The actor's campaign, row-locked for this transaction (NotFound for anyone else's)."""
+    return own(actor, db.session.execute(
+        select(Campaign).where(Campaign.id == campaign_id).with_for_update().execution_options(populate_existing=True)
+    ).scalar_one_or_none())
+
+
+def update(actor: Actor, campaign_id: str, data: dict, *, version: int | str | None) -> Campaign:
+    """Save the form. ``version`` is what the form was loaded with: someone else's newer save wins
+    and this one is refused with Conflict instead of silently overwriting it."""
+    require(actor, Perm.MANAGE_CAMPAIGNS)
+    get(actor, campaign_id)  # 404 before validating someone else's campaign
+    clean = validate(data)
+    campaign = _locked(actor, campaign_id)
+    if str(version) != str(campaign.version):
+        db.session.rollback()
+        raise Conflict("Someone else changed this campaign since you opened it. Reload to see their "
+                       "changes, then make yours again.")
+    before = snapshot(campaign)
+    _apply(campaign, clean)
+    after = snapshot(campaign)
+    if after != before:
+        campaign.version += 1
+        campaign.updated_at = func.now()
+        audit.record("campaign.update", "campaign", campaign.id, actor=actor, before=before, after=after)
+    db.session.commit()
+    return campaign
+
+
+def _tenant_locked(actor: Actor) -> Tenant:
+    return db.session.execute(
+        select(Tenant).where(Tenant.id == actor.tenant_id).with_for_update().execution_options(populate_existing=True)
+    ).scalar_one()
+
+
+def _gateway_set_campaign(actor: Actor, campaign: Campaign, *, clear: bool) -> None:
+    """Tell the gateway (when one is configured). Raise GatewayRefused, having changed nothing."""
+    client = gateway()
+    if client is None:
+        return
+    from glyphoxa_htmx.adapters.gateway.errors import GatewayError
+
+    try:
+        if clear:
+            client.update_tenant(actor.tenant_id, clear_campaign_id=True)
+        else:
+            client.update_tenant(actor.tenant_id, campaign_id=campaign.id)
+    except GatewayError as exc:
+        db.session.rollback()
+        what = "clear the active campaign" if clear else f"make “{campaign.name}” the active campaign"
+        raise GatewayRefused(f"Couldn't {what}: {exc.message} Nothing was changed.") from exc
+
+
+def make_active(actor: Actor, campaign_id: str) -> Campaign:
+    """Make this the tenant's default campaign for sessions started from Discord."""
+    require(actor, Perm.MANAGE_CAMPAIGNS)
+    campaign = _locked(actor, campaign_id)
+    if campaign.archived_at is not None:
+        db.session.rollback()
+        raise ValidationError({"": "Archived campaigns can't be active. Unarchive it first."},
+                              "Archived campaigns can't be active. Unarchive it first.")
+    tenant = _tenant_locked(actor)
+    if tenant.active_campaign_id == campaign.id:
+        db.session.rollback()
+        return campaign
+    _gateway_set_campaign(actor, campaign, clear=False)
+    before = {"active_campaign_id": tenant.active_campaign_id}
+    tenant.active_campaign_id = campaign.id
+    tenant.updated_at = func.now()
+    audit.record("campaign.activate", "campaign", campaign.id, actor=actor, before=before,
+                 after={"active_campaign_id": campaign.id})
+    db.session.commit()
+    return campaign
+
+
+def set_archived(actor: Actor, campaign_id: str, archived: bool) -> Campaign:
+    """Archive (hide from pickers; the active campaign is cleared on the gateway too) or unarchive."""
+    require(actor, Perm.MANAGE_CAMPAIGNS)
+    campaign = _locked(actor, campaign_id)
+    if (campaign.archived_at is not None) == archived:
+        db.session.rollback()
+        return campaign
+    before = snapshot(campaign)
+    details = {}
+    if archived:
+        tenant = _tenant_locked(actor)
+        if tenant.active_campaign_id == campaign.id:
+            _gateway_set_campaign(actor, campaign, clear=True)
+            tenant.active_campaign_id = ""
+            tenant.updated_at = func.now()
+            details["active_campaign_cleared"] = True
+    campaign.archived_at = func.now() if archived else None
+    campaign.version += 1
+    campaign.updated_at = func.now()
+    after = {**before, "archived": archived}
+    audit.record("campaign.archive" if archived else "campaign.unarchive", "campaign", campaign.id, actor=actor,
+                 before=before, after=after, details=details)
+    db.session.commit()
+    return campaign
+
+
+def live_session_exists(actor: Actor, campaign_id: str) -> bool:
+    return db.session.execute(
+        select(func.count()).select_from(GatewaySession).where(
+            GatewaySession.tenant_id == actor.tenant_id, GatewaySession.campaign_id == campaign_id,
+            GatewaySession.state != "ended")
+    ).scalar_one() > 0
+
+
+def lock_cast(actor: Actor, campaign_id: str) -> None:
+    """Serialise changes to one campaign's NPCs (gm_helper and name uniqueness, ordering, delete)
+    for the rest of the transaction. Also blocks inserts, which row locks cannot."""
+    db.session.execute(text("SELECT pg_advisory_xact_lock(hashtextextended(:key, 0))"),
+                       {"key": f"npcs:{actor.tenant_id}:{campaign_id}"})
+
+
+def delete(actor: Actor, campaign_id: str, confirm_name: str) -> dict:
+    """Delete an archived campaign, its NPC definitions and their positions, in one transaction.
+    Refused while a session of it is live, and unless its exact name was typed."""
+    require(actor, Perm.MANAGE_CAMPAIGNS)
+    campaign = _locked(actor, campaign_id)
+    errors = {}
+    if campaign.archived_at is None:
+        errors[""] = "Only archived campaigns can be deleted. Archive it first."
+    elif live_session_exists(actor, campaign.id):
+        errors[""] = "A session of this campaign is running. Stop it before deleting the campaign."
+    if (confirm_name or "").strip() != campaign.name:
+        errors["confirm_name"] = "Type the campaign's name exactly as shown to confirm."
+    if errors:
+        db.session.rollback()
+        raise ValidationError(errors, errors.get("") or errors["confirm_name"])
+    lock_cast(actor, campaign.id)
+    tenant = _tenant_locked(actor)
+    if tenant.active_campaign_id == campaign.id:  # cannot normally happen: archiving clears it
+        _gateway_set_campaign(actor, campaign, clear=True)
+        tenant.active_campaign_id = ""
+    scope = and_(NpcDefinition.tenant_id == actor.tenant_id, NpcDefinition.campaign_id == campaign.id)
+    npc_names = list(db.session.execute(select(NpcDefinition.name).where(scope).order_by(NpcDefinition.name)).scalars())
+    db.session.execute(sql_delete(NpcDefinition).where(scope))
+    db.session.execute(sql_delete(NpcPosition).where(NpcPosition.tenant_id == actor.tenant_id,
+                                                 NpcPosition.campaign_id == campaign.id))
+    summary = {"name": campaign.name, "npcs_deleted": len(npc_names)}
+    audit.record("campaign.delete", "campaign", campaign.id, actor=actor, before=snapshot(campaign), after=None,
+                 details={"npcs_deleted": npc_names})
+    db.session.delete(campaign)
+    db.session.commit()
+    return summary

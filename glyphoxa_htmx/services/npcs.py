@@ -1,0 +1,449 @@
+"""NPCs: rows of `public.npc_definitions`, which the web service owns and the gateway reads when a
+session starts (contract §1.4). Every column is written, `tenant_id` always. The gateway's rules are
+enforced here; display order lives beside the rows in `web.npc_positions`, so the gateway's reads
+never change."""
+
+from __future__ import annotations
+
+import math
+import re
+import uuid
+from dataclasses import dataclass
+from datetime import datetime
+
+from sqlalchemy import and_, delete, func, insert, or_, select
+from sqlalchemy.orm import aliased
+
+from glyphoxa_htmx.core import audit
+from glyphoxa_htmx.core.authz import Actor, Perm, own, require
+from glyphoxa_htmx.core.errors import Conflict, ValidationError
+from glyphoxa_htmx.extensions import db
+from glyphoxa_htmx.models import NpcDefinition, NpcPosition
+from glyphoxa_htmx.services import campaigns
+from glyphoxa_htmx.services.campaigns import Page, like, lock_cast
+
+ENGINES = {
+    "cascaded": "Cascaded: listen, think, speak",
+    "sentence_cascade": "Sentence cascade: starts speaking sooner",
+    "s2s": "Speech-to-speech: one realtime model",
+}
+BUDGET_TIERS = {
+    "fast": "Fast: quick, cheap answers",
+    "standard": "Standard: balanced",
+    "deep": "Deep: slower, more thoughtful",
+}
+LIST_FIELDS = ("knowledge_scope", "secret_knowledge", "behavior_rules", "tools")
+#: What the gateway actually sends to the running NPC (contract §1.4); everything else is stored only.
+FORWARDED = frozenset({"name", "personality", "engine", "voice_id", "knowledge_scope", "budget_tier", "gm_helper",
+                       "address_only"})
+LIMITS = {"name": 120, "personality": 8_000, "list_item": 500, "list_count": 100, "voice_id": 100,
+          "attr_key": 64, "attr_value": 500, "attr_count": 50}
+PITCH_RANGE = (-10.0, 10.0)
+SPEED_RANGE = (0.5, 2.0)
+PER_PAGE = 50
+PROVIDER_RE = re.compile(r"^[a-z0-9][a-z0-9_-]{0,31}$")
+VOICE_ID_RE = re.compile(r"^[A-Za-z0-9_.:+/-]*$")
+TOOL_RE = re.compile(r"^[A-Za-z0-9_.:-]{1,64}$")
+
+
+# --------------------------------------------------------------------------- reading
+
+
+@dataclass
+class CastMember:
+    npc: NpcDefinition
+    position: int  # 1-based place in the whole cast (not just this page)
+
+
+def get(actor: Actor, npc_id: str) -> NpcDefinition:
+    """An NPC of the actor's tenant, or NotFound (other tenants' rows and legacy rows without a tenant)."""
+    require(actor, Perm.VIEW_SESSIONS)
+    return own(actor, db.session.get(NpcDefinition, npc_id))
+
+
+def _scope(actor: Actor, campaign_id: str):
+    return and_(NpcDefinition.tenant_id == actor.tenant_id, NpcDefinition.campaign_id == campaign_id)
+
+
+def _order_by():
+    return (NpcPosition.position.asc().nulls_last(), NpcDefinition.created_at, NpcDefinition.id)
+
+
+def _ordered(actor: Actor, campaign_id: str, *columns):
+    """The cast in display order: by saved position, then unpositioned rows by creation."""
+    cols = columns or (NpcDefinition, func.row_number().over(order_by=_order_by()).label("rank"))
+    return (
+        select(*cols)
+        .outerjoin(NpcPosition, and_(NpcPosition.npc_id == NpcDefinition.id,
+                                     NpcPosition.tenant_id == actor.tenant_id))
+        .where(_scope(actor, campaign_id))
+    )
+
+
+def list_cast(actor: Actor, campaign_id: str, *, q: str = "", page: int = 1, per_page: int = PER_PAGE) -> Page:
+    """One page of a campaign's NPCs in display order, optionally filtered (two queries)."""
+    require(actor, Perm.VIEW_SESSIONS)
+    q = (q or "").strip()[:100]
+    ranked = _ordered(actor, campaign_id, NpcDefinition,
+                      func.row_number().over(order_by=_order_by()).label("rank"),
+                      func.count().over().label("size")).subquery()
+    npc = aliased(NpcDefinition, ranked)
+    where = []
+    if q:
+        where.append(or_(npc.name.ilike(like(q)), npc.personality.ilike(like(q))))
+    total = db.session.execute(select(func.count()).select_from(ranked).where(*where)).scalar_one()
+    pages = max(1, math.ceil(total / per_page))
+    page = min(max(1, page), pages)
+    rows = db.session.execute(
+        select(npc, ranked.c.rank, ranked.c.size).where(*where).order_by(ranked.c.rank)
+        .limit(per_page).offset((page - 1) * per_page)
+    ).all()
+    size = int(rows[0][2]) if rows else (total if not q else 0)
+    return Page([CastMember(n, int(r)) for n, r, _ in rows], page, pages, total, q, size)
+
+
+def order_ids(actor: Actor, campaign_id: str) -> list[str]:
+    """Every NPC id of the campaign, in display order."""
+    return list(db.session.execute(_ordered(actor, campaign_id, NpcDefinition.id).order_by(*_order_by())).scalars())
+
+
+# --------------------------------------------------------------------------- forms and validation
+
+
+def blank(default_provider: str = "espeak") -> dict:
+    return {
+        "name": "", "personality": "", "engine": "cascaded", "budget_tier": "fast",
+        "voice": {"provider": default_provider, "voice_id": "", "pitch_shift": 0, "speed_factor": 1.0},
+        "knowledge_scope": [], "secret_knowledge": [], "behavior_rules": [], "tools": [],
+        "gm_helper": False, "address_only": False, "attributes": [], "updated_at": "",
+    }
+
+
+def to_form(npc: NpcDefinition) -> dict:
+    voice = npc.voice or {}
+    return {
+        "name": npc.name, "personality": npc.personality or "", "engine": npc.engine, "budget_tier": npc.budget_tier,
+        "voice": {"provider": str(voice.get("provider") or ""), "voice_id": str(voice.get("voice_id") or ""),
+                  "pitch_shift": voice.get("pitch_shift", 0), "speed_factor": voice.get("speed_factor", 0)},
+        **{f: [str(x) for x in (getattr(npc, f) or [])] for f in LIST_FIELDS},
+        "gm_helper": bool(npc.gm_helper), "address_only": bool(npc.address_only),
+        "attributes": [(str(k), v if isinstance(v, str) else _json(v)) for k, v in (npc.attributes or {}).items()],
+        "updated_at": token(npc),
+    }
+
+
+def _json(value) -> str:
+    import json
+
+    return json.dumps(value, ensure_ascii=False)
+
+
+def token(npc: NpcDefinition) -> str:
+    """The concurrency token a form carries: the row's updated_at."""
+    return npc.updated_at.isoformat() if npc.updated_at else ""
+
+
+def _items(value) -> list[str]:
+    if value is None:
+        return []
+    if isinstance(value, str):
+        value = value.splitlines()
+    return [str(v).strip() for v in value if str(v).strip()]
+
+
+def _number(raw, default: float) -> float | None:
+    if raw is None or (isinstance(raw, str) and not raw.strip()):
+        return default
+    if isinstance(raw, bool):
+        return None
+    try:
+        value = float(str(raw).strip().replace("−", "-").replace(",", "."))
+    except ValueError:
+        return None
+    return value if math.isfinite(value) else None
+
+
+def _tidy(value: float) -> int | float:
+    value = round(value, 2)
+    return int(value) if value == int(value) else value
+
+
+def _pairs(value) -> list[tuple[str, str]]:
+    if isinstance(value, dict):
+        return [(str(k), v if isinstance(v, str) else _json(v)) for k, v in value.items()]
+    return [(str(k or ""), str(v or "")) for k, v in (value or [])]
+
+
+def validate(data: dict) -> dict:
+    """Clean NPC columns from form-ish input, enforcing the gateway's rules; ValidationError maps
+    each bad field to a message shown next to it."""
+    errors: dict[str, str] = {}
+    name = str(data.get("name") or "").strip()
+    if not name:
+        errors["name"] = "Give the NPC a name: players address NPCs by it."
+    elif len(name) > LIMITS["name"]:
+        errors["name"] = f"Names can be at most {LIMITS['name']} characters."
+    personality = str(data.get("personality") or "").replace("\r\n", "\n").strip()
+    if len(personality) > LIMITS["personality"]:
+        errors["personality"] = (f"Keep the personality under {LIMITS['personality']:,} characters "
+                                 f"(it has {len(personality):,}); it is sent with every prompt.")
+    engine = str(data.get("engine") or "cascaded")
+    if engine not in ENGINES:
+        errors["engine"] = "Pick one of: cascaded, sentence_cascade, s2s."
+    budget = str(data.get("budget_tier") or "fast")
+    if budget not in BUDGET_TIERS:
+        errors["budget_tier"] = "Pick one of: fast, standard, deep."
+
+    voice = validate_voice(data.get("voice") or {}, errors)
+
+    lists = {}
+    for field in LIST_FIELDS:
+        items = _items(data.get(field))
+        lists[field] = items
+        if len(items) > LIMITS["list_count"]:
+            errors[field] = f"Keep it to {LIMITS['list_count']} entries."
+            continue
+        for i, item in enumerate(items, 1):
+            if len(item) > LIMITS["list_item"]:
+                errors[field] = f"Entry {i} is longer than {LIMITS['list_item']} characters."
+                break
+            if field == "tools" and not TOOL_RE.match(item):
+                errors[field] = (f"“{item[:40]}” isn't a tool name: use the tool's identifier, like dice_roll "
+                                 "(letters, digits, _ . : -).")
+                break
+
+    attributes: dict[str, str] = {}
+    for key, value in _pairs(data.get("attributes")):
+        key, value = key.strip(), value.strip()
+        if not key and not value:
+            continue
+        if not key:
+            errors["attributes"] = f"The value “{value[:40]}” needs a key."
+        elif len(key) > LIMITS["attr_key"] or len(value) > LIMITS["attr_value"]:
+            errors["attributes"] = (f"Keys can be at most {LIMITS['attr_key']} characters and values "
+                                    f"{LIMITS['attr_value']}.")
+        elif key in attributes:
+            errors["attributes"] = f"The key “{key}” appears twice."
+        else:
+            attributes[key] = value
+    if len(attributes) > LIMITS["attr_count"]:
+        errors["attributes"] = f"Keep it to {LIMITS['attr_count']} attributes."
+
+    if errors:
+        raise ValidationError(errors)
+    return {
+        "name": name, "personality": personality, "engine": engine, "budget_tier": budget,
+        "voice": voice,
+        **lists,
+        "gm_helper": _flag(data.get("gm_helper")), "address_only": _flag(data.get("address_only")),
+        "attributes": attributes,
+    }
+
+
+def validate_voice(voice_in: dict, errors: dict[str, str]) -> dict:
+    """The voice object {provider, voice_id, pitch_shift, speed_factor}; problems go into ``errors``."""
+    provider = str(voice_in.get("provider") or "").strip().lower()
+    if provider and not PROVIDER_RE.match(provider):
+        errors["voice_provider"] = "Pick a voice provider from the list."
+    voice_id = str(voice_in.get("voice_id") or "").strip()
+    if len(voice_id) > LIMITS["voice_id"] or not VOICE_ID_RE.match(voice_id):
+        errors["voice_id"] = "Voice ids are short codes without spaces, e.g. en-gb or 21m00Tcm4TlvDq8ikWAM."
+    pitch = _number(voice_in.get("pitch_shift"), 0.0)
+    if pitch is None or not PITCH_RANGE[0] <= pitch <= PITCH_RANGE[1]:
+        errors["pitch_shift"] = "Pitch shift must be a number from −10 to 10."
+    speed = _number(voice_in.get("speed_factor"), 0.0)
+    if speed is None or not (speed == 0 or SPEED_RANGE[0] <= speed <= SPEED_RANGE[1]):
+        errors["speed_factor"] = "Speed must be 0 (the engine's default) or from 0.5 to 2.0."
+    return {"provider": provider, "voice_id": voice_id, "pitch_shift": _tidy(pitch or 0.0),
+            "speed_factor": _tidy(speed or 0.0)}
+
+
+def _flag(value) -> bool:
+    if isinstance(value, str):
+        return value.strip().lower() in {"1", "true", "on", "yes"}
+    return bool(value)
+
+
+COLUMNS = ("name", "personality", "engine", "voice", *LIST_FIELDS, "budget_tier", "gm_helper", "address_only",
+           "attributes")
+
+
+def snapshot(npc: NpcDefinition) -> dict:
+    return {"campaign_id": npc.campaign_id, **{c: getattr(npc, c) for c in COLUMNS}}
+
+
+def _check_cast_rules(actor: Actor, campaign_id: str, clean: dict, *, npc_id: str | None) -> None:
+    """Name unique within the campaign, at most one gm_helper. Call with the cast lock held."""
+    others = [NpcDefinition.id != npc_id] if npc_id else []
+    errors = {}
+    clash = db.session.execute(
+        select(NpcDefinition.name).where(_scope(actor, campaign_id), func.lower(NpcDefinition.name) ==
+                                         clean["name"].lower(), *others).limit(1)
+    ).scalar_one_or_none()
+    if clash is not None:
+        errors["name"] = f"This campaign already has an NPC called “{clash}”. Names must be unique within a campaign."
+    if clean["gm_helper"]:
+        helper = db.session.execute(
+            select(NpcDefinition.name).where(_scope(actor, campaign_id), NpcDefinition.gm_helper.is_(True), *others)
+            .limit(1)
+        ).scalar_one_or_none()
+        if helper is not None:
+            errors["gm_helper"] = (f"“{helper}” is already this campaign's GM helper; a campaign can have only one. "
+                                   "Turn it off there first.")
+    if errors:
+        db.session.rollback()
+        raise ValidationError(errors)
+
+
+def _write_order(actor: Actor, campaign_id: str, ids: list[str]) -> None:
+    db.session.execute(delete(NpcPosition).where(NpcPosition.tenant_id == actor.tenant_id,
+                                                 NpcPosition.campaign_id == campaign_id))
+    if ids:
+        db.session.execute(insert(NpcPosition), [
+            {"npc_id": npc_id, "tenant_id": actor.tenant_id, "campaign_id": campaign_id, "position": i}
+            for i, npc_id in enumerate(ids)
+        ])
+
+
+# --------------------------------------------------------------------------- changes
+
+
+def create(actor: Actor, campaign_id: str, data: dict) -> NpcDefinition:
+    require(actor, Perm.MANAGE_NPCS)
+    campaign = campaigns.get(actor, campaign_id)
+    clean = validate(data)
+    lock_cast(actor, campaign.id)
+    _check_cast_rules(actor, campaign.id, clean, npc_id=None)
+    order = order_ids(actor, campaign.id)
+    npc = NpcDefinition(id=str(uuid.uuid4()), tenant_id=actor.tenant_id, campaign_id=campaign.id, **clean)
+    db.session.add(npc)
+    db.session.flush()
+    _write_order(actor, campaign.id, [*order, npc.id])
+    audit.record("npc.create", "npc", npc.id, actor=actor, after=snapshot(npc))
+    db.session.commit()
+    return npc
+
+
+def _locked(actor: Actor, npc_id: str) -> NpcDefinition:
+    return own(actor, db.session.execute(
+        select(NpcDefinition).where(NpcDefinition.id == npc_id).with_for_update()
+        .execution_options(populate_existing=True)
+    ).scalar_one_or_none())
+
+
+def _same_token(expected: str | None, npc: NpcDefinition) -> bool:
+    try:
+        return bool(expected) and datetime.fromisoformat(str(expected)) == npc.updated_at
+    except ValueError:
+        return False
+
+
+def update(actor: Actor, npc_id: str, data: dict, *, updated_at: str | None) -> NpcDefinition:
+    """Save the editor. ``updated_at`` is the token the form was loaded with; if the row changed
+    since, raise Conflict rather than overwrite someone else's save."""
+    require(actor, Perm.MANAGE_NPCS)
+    npc = get(actor, npc_id)
+    clean = validate(data)
+    lock_cast(actor, npc.campaign_id)
+    npc = _locked(actor, npc_id)
+    if not _same_token(updated_at, npc):
+        db.session.rollback()
+        raise Conflict("Someone else changed this NPC since you opened it. Reload to see their version; "
+                       "your changes here were not saved.")
+    _check_cast_rules(actor, npc.campaign_id, clean, npc_id=npc.id)
+    before = snapshot(npc)
+    for key, value in clean.items():
+        setattr(npc, key, value)
+    after = snapshot(npc)
+    if after != before:
+        npc.updated_at = func.clock_timestamp()
+        audit.record("npc.update", "npc", npc.id, actor=actor, before=before, after=after)
+    db.session.commit()
+    return npc
+
+
+def _copy_name(actor: Actor, campaign_id: str, name: str) -> str:
+    taken = {n.lower() for n in db.session.execute(
+        select(NpcDefinition.name).where(_scope(actor, campaign_id))).scalars()}
+    for n in range(1, 1000):
+        suffix = " (copy)" if n == 1 else f" (copy {n})"
+        candidate = name[: LIMITS["name"] - len(suffix)] + suffix
+        if candidate.lower() not in taken:
+            return candidate
+    raise ValidationError({"name": "Too many copies of this NPC already."})  # pragma: no cover
+
+
+def duplicate(actor: Actor, npc_id: str) -> NpcDefinition:
+    """A copy right after the original, named "… (copy)"; never a second GM helper."""
+    require(actor, Perm.MANAGE_NPCS)
+    source = get(actor, npc_id)
+    lock_cast(actor, source.campaign_id)
+    source = _locked(actor, npc_id)
+    values = {c: getattr(source, c) for c in COLUMNS}
+    values.update(name=_copy_name(actor, source.campaign_id, source.name), gm_helper=False)
+    order = order_ids(actor, source.campaign_id)
+    copy = NpcDefinition(id=str(uuid.uuid4()), tenant_id=actor.tenant_id, campaign_id=source.campaign_id, **values)
+    db.session.add(copy)
+    db.session.flush()
+    at = order.index(source.id) + 1 if source.id in order else len(order)
+    _write_order(actor, source.campaign_id, [*order[:at], copy.id, *order[at:]])
+    audit.record("npc.create", "npc", copy.id, actor=actor, after=snapshot(copy), details={"duplicate_of": source.id})
+    db.session.commit()
+    return copy
+
+
+def delete_npc(actor: Actor, npc_id: str) -> NpcDefinition:
+    require(actor, Perm.MANAGE_NPCS)
+    npc = get(actor, npc_id)
+    lock_cast(actor, npc.campaign_id)
+    npc = _locked(actor, npc_id)
+    audit.record("npc.delete", "npc", npc.id, actor=actor, before=snapshot(npc), after=None)
+    db.session.execute(delete(NpcPosition).where(NpcPosition.npc_id == npc.id,
+                                                 NpcPosition.tenant_id == actor.tenant_id))
+    db.session.delete(npc)
+    db.session.commit()
+    return npc
+
+
+def move(actor: Actor, npc_id: str, direction: str) -> NpcDefinition:
+    """Keyboard/no-JS ordering: swap with the neighbour above ("up") or below ("down")."""
+    require(actor, Perm.MANAGE_NPCS)
+    if direction not in ("up", "down", "top", "bottom"):
+        raise ValidationError({"direction": "Move up or down."}, "Move up or down.")
+    npc = get(actor, npc_id)
+    lock_cast(actor, npc.campaign_id)
+    order = order_ids(actor, npc.campaign_id)
+    i = order.index(npc.id)
+    target = {"up": i - 1, "down": i + 1, "top": 0, "bottom": len(order) - 1}[direction]
+    if 0 <= target < len(order) and target != i:
+        new = order[:i] + order[i + 1:]
+        new.insert(target, npc.id)
+        _write_order(actor, npc.campaign_id, new)
+        audit.record("npc.reorder", "campaign", npc.campaign_id, actor=actor, before={"order": order},
+                     after={"order": new}, details={"moved": npc.id, "direction": direction})
+    db.session.commit()
+    return npc
+
+
+def reorder(actor: Actor, campaign_id: str, ids: list[str]) -> list[str]:
+    """Drag and drop: ``ids`` is the new order of the NPCs that were visible (a page or a filtered
+    list). They keep the places they held among the whole cast, in their new order."""
+    require(actor, Perm.MANAGE_NPCS)
+    campaign = campaigns.get(actor, campaign_id)
+    lock_cast(actor, campaign.id)
+    order = order_ids(actor, campaign.id)
+    ids = [str(i) for i in ids]
+    if len(set(ids)) != len(ids) or not set(ids) <= set(order):
+        db.session.rollback()
+        raise ValidationError({"order": "The cast changed while you were dragging. Reload and try again."},
+                              "The cast changed while you were dragging. Reload and try again.")
+    slots = sorted(order.index(i) for i in ids)
+    new = list(order)
+    for slot, npc_id in zip(slots, ids):
+        new[slot] = npc_id
+    if new != order:
+        _write_order(actor, campaign.id, new)
+        audit.record("npc.reorder", "campaign", campaign.id, actor=actor, before={"order": order},
+                     after={"order": new})
+    db.session.commit()
+    return new

@@ -1,0 +1,191 @@
+"""Voice previews and voice lists, over the TTS adapters.
+
+A preview is synthesized at the voice's natural pitch and speed; the browser's Web Audio island
+applies pitch_shift and speed_factor while playing (they are the NPC's settings, not the engine's).
+So the cache key is (tenant, engine identity, provider, voice id, text): moving the pitch slider
+never costs another synthesis. Cached files live under ``TTS_CACHE_DIR`` (default
+``<instance>/tts-cache``), one file per key, written atomically."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import random
+import tempfile
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from flask import current_app
+
+from glyphoxa_htmx.adapters import tts
+from glyphoxa_htmx.core.authz import Actor, Perm, require
+from glyphoxa_htmx.core.errors import DomainError, ValidationError
+from glyphoxa_htmx.services import npcs
+
+log = logging.getLogger(__name__)
+
+PREVIEW_MAX = 200
+VOICE_LIST_TTL = 300.0
+CACHE_MAX_AGE_DAYS = 30.0
+PRUNE_CHANCE = 0.01
+_MIMES = {"wav": "audio/wav", "mp3": "audio/mpeg"}
+
+
+class VoiceError(DomainError):
+    """A TTS failure, with a message for the DM and the HTTP status to answer with."""
+
+    status = 502
+
+    def __init__(self, message: str, status: int = 502):
+        super().__init__(message)
+        self.status = status
+
+
+@dataclass(frozen=True)
+class Preview:
+    data: bytes
+    mimetype: str
+    cached: bool
+    pitch_shift: float
+    speed_factor: float
+    text: str
+
+
+def providers() -> dict[str, str]:
+    return dict(tts.PROVIDERS)
+
+
+def default_provider() -> str:
+    return tts.default_provider()
+
+
+def default_line(name: str) -> str:
+    first = (name or "").split()[0] if (name or "").split() else "a friend"
+    return f"Well met, traveller. They call me {first}. What brings you here?"
+
+
+def cache_dir() -> Path:
+    configured = os.environ.get("TTS_CACHE_DIR", "").strip()
+    return Path(configured) if configured else Path(current_app.instance_path) / "tts-cache"
+
+
+def cache_key(tenant_id: str, engine_identity: str, provider: str, voice_id: str, text: str) -> str:
+    raw = json.dumps([tenant_id, engine_identity, provider, voice_id, text], ensure_ascii=False)
+    return hashlib.sha256(raw.encode()).hexdigest()
+
+
+def _cache_get(key: str) -> tts.Audio | None:
+    folder = cache_dir() / key[:2]
+    for ext, mime in _MIMES.items():
+        path = folder / f"{key}.{ext}"
+        try:
+            audio = tts.Audio(path.read_bytes(), mime)
+        except FileNotFoundError:
+            continue
+        try:
+            os.utime(path)  # recently heard previews are kept by prune_cache
+        except OSError:
+            pass
+        return audio
+    return None
+
+
+def _cache_put(key: str, audio: tts.Audio) -> None:
+    folder = cache_dir() / key[:2]
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=folder, prefix=".tmp-")
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(audio.data)
+        os.replace(tmp, folder / f"{key}.{audio.extension}")
+    except OSError as exc:  # a full or read-only disk must not break previews
+        log.warning("could not cache a voice preview: %s", exc)
+    if random.random() < PRUNE_CHANCE:
+        prune_cache()
+
+
+def prune_cache(max_age_days: float = CACHE_MAX_AGE_DAYS) -> int:
+    """Delete cached previews not read or written for ``max_age_days``; returns how many.
+    Runs now and then after a write, so the cache stays bounded without a scheduler."""
+    cutoff = time.time() - max_age_days * 86400
+    removed = 0
+    for path in cache_dir().glob("*/*"):
+        try:
+            if path.stat().st_mtime < cutoff:
+                path.unlink()
+                removed += 1
+        except OSError:
+            continue
+    return removed
+
+
+def _engine(provider: str):
+    try:
+        return tts.get_engine(provider)
+    except tts.TtsError as exc:
+        raise VoiceError(exc.message, exc.status) from exc
+
+
+def preview(actor: Actor, npc_id: str, *, text: str | None = None, voice: dict | None = None) -> Preview:
+    """Audio of ``text`` (or a greeting) in the NPC's voice. ``voice`` overrides the saved voice
+    with the editor's unsaved values; it is validated with the same rules as a save."""
+    require(actor, Perm.MANAGE_NPCS)
+    npc = npcs.get(actor, npc_id)
+    line = " ".join((text or "").split())
+    if len(line) > PREVIEW_MAX:
+        raise ValidationError({"text": f"Preview lines can be at most {PREVIEW_MAX} characters."},
+                              f"Preview lines can be at most {PREVIEW_MAX} characters.")
+    line = line or default_line(npc.name)
+    errors: dict[str, str] = {}
+    settings = npcs.validate_voice(voice if voice is not None else (npc.voice or {}), errors)
+    if errors:
+        raise ValidationError(errors, next(iter(errors.values())))
+    provider = settings["provider"] or default_provider()
+    if provider not in tts.PROVIDERS:
+        raise VoiceError(f"Previews aren't available for the voice provider “{provider}”.", 422)
+    if provider == "elevenlabs" and not settings["voice_id"]:
+        raise VoiceError("Pick an ElevenLabs voice first (Browse voices), then play the preview.", 422)
+    engine = _engine(provider)
+    key = cache_key(actor.tenant_id, engine.cache_identity(), provider, settings["voice_id"], line)
+    audio = _cache_get(key)
+    cached = audio is not None
+    if audio is None:
+        try:
+            audio = engine.synthesize(line, settings["voice_id"])
+        except tts.TtsError as exc:
+            log.info("voice preview failed: %s (%s)", type(exc).__name__, exc.details)
+            raise VoiceError(exc.message, exc.status) from exc
+        _cache_put(key, audio)
+    return Preview(audio.data, audio.mimetype, cached, float(settings["pitch_shift"]),
+                   float(settings["speed_factor"]), line)
+
+
+_voice_lists: dict[tuple[str, str], tuple[float, list[tts.Voice]]] = {}
+_voice_lock = threading.Lock()
+
+
+def list_voices(actor: Actor, provider: str, q: str = "", *, limit: int = 60) -> tuple[list[tts.Voice], int]:
+    """(matching voices, total matches) of a provider, searchable by name, id, accent, language."""
+    require(actor, Perm.MANAGE_NPCS)
+    if provider not in tts.PROVIDERS:
+        raise VoiceError(f"There is no voice list for “{provider}”.", 422)
+    engine = _engine(provider)
+    cache = (provider, engine.cache_identity())
+    now = time.monotonic()
+    with _voice_lock:
+        hit = _voice_lists.get(cache)
+    if hit is None or now - hit[0] > VOICE_LIST_TTL:
+        try:
+            voices = engine.voices()
+        except tts.TtsError as exc:
+            raise VoiceError(exc.message, exc.status) from exc
+        with _voice_lock:
+            _voice_lists[cache] = (now, voices)
+    else:
+        voices = hit[1]
+    matches = [v for v in voices if v.matches(q or "")]
+    return matches[:limit], len(matches)

@@ -1,0 +1,181 @@
+"""Campaigns: list with active search, create, view (with its cast of NPCs), edit, make active,
+archive, delete. Every URL is a full page, and a named block for htmx."""
+
+from __future__ import annotations
+
+import nh3
+from flask import Blueprint, flash, g, request, url_for
+from markdown_it import MarkdownIt
+from markupsafe import Markup
+
+from glyphoxa_htmx.core import htmx
+from glyphoxa_htmx.core.authz import Perm, require
+from glyphoxa_htmx.core.errors import Conflict, ValidationError
+from glyphoxa_htmx.services import campaigns, npcs
+from glyphoxa_htmx.web.auth import login_required
+
+bp = Blueprint("campaigns", __name__, url_prefix="/campaigns")
+
+_md = MarkdownIt("commonmark", {"html": False, "linkify": False}).enable(["table", "strikethrough"])
+
+
+def render_markdown(text: str) -> Markup:
+    """Markdown to HTML that is safe to show: raw HTML is escaped by the parser, then sanitised."""
+    if not text:
+        return Markup("")
+    return Markup(nh3.clean(_md.render(text), link_rel="noopener noreferrer nofollow"))
+
+
+def _int(name: str, default: int = 1) -> int:
+    try:
+        return max(1, int(request.args.get(name, default)))
+    except ValueError:
+        return default
+
+
+def done(message: str, url: str):
+    """After a change that leaves the page: flash (survives the navigation) and 303/HX-Redirect."""
+    flash(message, "success")
+    return htmx.redirect_to(url)
+
+
+def form_data() -> dict:
+    f = request.form
+    return {"name": f.get("name", ""), "game_system": f.get("game_system", ""), "description": f.get("description", ""),
+            "language": f.get("language", ""), "tone": f.get("tone", ""),
+            "lines_veils": [line.strip() for line in f.get("lines_veils", "").splitlines() if line.strip()],
+            "house_rules": f.get("house_rules", ""), "version": f.get("version", "")}
+
+
+# --------------------------------------------------------------------------- list
+
+
+@bp.get("")
+@login_required
+def index():
+    archived = request.args.get("archived") == "1"
+    page = campaigns.list_cards(g.actor, q=request.args.get("q", ""), archived=archived, page=_int("page"))
+    return htmx.render("campaigns/index.html", "results", page=page, archived=archived,
+                       counts=campaigns.counts(g.actor))
+
+
+# --------------------------------------------------------------------------- create / edit
+
+
+def _form(campaign=None, data=None, errors=None, status=200):
+    return htmx.render("campaigns/form.html", "form", status=status, campaign=campaign,
+                       data=data or (campaigns.to_form(campaign) if campaign else campaigns.blank()),
+                       errors=errors or {}, game_systems=campaigns.GAME_SYSTEMS, limits=campaigns.LIMITS)
+
+
+@bp.get("/new")
+@login_required
+def new():
+    require(g.actor, Perm.MANAGE_CAMPAIGNS)
+    return _form()
+
+
+@bp.post("")
+@login_required
+def create():
+    data = form_data()
+    try:
+        campaign = campaigns.create(g.actor, data)
+    except ValidationError as exc:
+        return _form(data=data, errors=exc.errors, status=422)
+    return done(f"Campaign “{campaign.name}” created. Now give it a cast of NPCs.",
+                url_for("campaigns.show", campaign_id=campaign.id))
+
+
+@bp.get("/<campaign_id>/edit")
+@login_required
+def edit(campaign_id: str):
+    require(g.actor, Perm.MANAGE_CAMPAIGNS)
+    return _form(campaigns.get(g.actor, campaign_id))
+
+
+@bp.post("/<campaign_id>")
+@login_required
+def update(campaign_id: str):
+    data = form_data()
+    try:
+        campaign = campaigns.update(g.actor, campaign_id, data, version=data["version"])
+    except ValidationError as exc:
+        return _form(campaigns.get(g.actor, campaign_id), data, exc.errors, 422)
+    except Conflict as exc:
+        return _form(campaigns.get(g.actor, campaign_id), data, {"": exc.message, "_conflict": "1"}, 409)
+    return done(f"Saved “{campaign.name}”.", url_for("campaigns.show", campaign_id=campaign.id))
+
+
+# --------------------------------------------------------------------------- view
+
+
+def _show(campaign_id: str, status: int = 200, block: str = "campaign_head"):
+    card = campaigns.card(g.actor, campaign_id)
+    cast = npcs.list_cast(g.actor, campaign_id, q=request.args.get("q", ""), page=_int("page"))
+    return htmx.render("campaigns/show.html", block, status=status, card=card, campaign=card.campaign, cast=cast,
+                       description_html=render_markdown(card.campaign.description),
+                       forwarded=npcs.FORWARDED)
+
+
+@bp.get("/<campaign_id>")
+@login_required
+def show(campaign_id: str):
+    return _show(campaign_id)
+
+
+def _after_head_change(campaign_id: str, message: str):
+    if htmx.wants_block():
+        htmx.toast(message)
+        return _show(campaign_id)
+    return done(message, url_for("campaigns.show", campaign_id=campaign_id))
+
+
+@bp.post("/<campaign_id>/activate")
+@login_required
+def activate(campaign_id: str):
+    campaign = campaigns.make_active(g.actor, campaign_id)
+    return _after_head_change(campaign.id, f"“{campaign.name}” is now the active campaign: sessions started from "
+                                           "Discord will use its NPCs.")
+
+
+@bp.post("/<campaign_id>/archive")
+@login_required
+def archive(campaign_id: str):
+    campaign = campaigns.set_archived(g.actor, campaign_id, True)
+    return _after_head_change(campaign.id, f"“{campaign.name}” is archived. Its NPCs are kept.")
+
+
+@bp.post("/<campaign_id>/unarchive")
+@login_required
+def unarchive(campaign_id: str):
+    campaign = campaigns.set_archived(g.actor, campaign_id, False)
+    return _after_head_change(campaign.id, f"“{campaign.name}” is back among your campaigns.")
+
+
+# --------------------------------------------------------------------------- delete
+
+
+def _confirm(campaign_id: str, errors=None, status=200, typed=""):
+    require(g.actor, Perm.MANAGE_CAMPAIGNS)
+    card = campaigns.card(g.actor, campaign_id)
+    return htmx.render("campaigns/delete.html", "confirm", status=status, card=card, campaign=card.campaign,
+                       errors=errors or {}, typed=typed)
+
+
+@bp.get("/<campaign_id>/delete")
+@login_required
+def confirm_delete(campaign_id: str):
+    return _confirm(campaign_id)
+
+
+@bp.post("/<campaign_id>/delete")
+@login_required
+def delete(campaign_id: str):
+    typed = request.form.get("confirm_name", "")
+    try:
+        summary = campaigns.delete(g.actor, campaign_id, typed)
+    except ValidationError as exc:
+        return _confirm(campaign_id, exc.errors, 422, typed)
+    n = summary["npcs_deleted"]
+    return done(f"Deleted “{summary['name']}” and its {n} NPC{'s' if n != 1 else ''}.", url_for("campaigns.index"))

@@ -1,0 +1,199 @@
+"""NPC editor: a campaign's cast (search, drag and keyboard ordering), create, edit, duplicate,
+delete, the voice picker and voice previews. Every URL is a full page, and a named block for htmx."""
+
+from __future__ import annotations
+
+from flask import Blueprint, g, make_response, request, url_for
+
+from glyphoxa_htmx.core import htmx
+from glyphoxa_htmx.core.authz import Perm, require
+from glyphoxa_htmx.core.errors import Conflict, NotFound, ValidationError
+from glyphoxa_htmx.extensions import limiter, user_or_ip
+from glyphoxa_htmx.services import campaigns, npcs, voice
+from glyphoxa_htmx.web.auth import login_required
+from glyphoxa_htmx.web.campaigns import done
+
+bp = Blueprint("npcs", __name__)
+
+
+def form_data() -> dict:
+    """The editor's fields as the service takes them. Lists arrive one item per line (the no-JS
+    textarea; the list widget writes the same textarea); attributes as parallel key/value inputs."""
+    f = request.form
+    data = {
+        "name": f.get("name", ""), "personality": f.get("personality", ""), "engine": f.get("engine", ""),
+        "budget_tier": f.get("budget_tier", ""),
+        "voice": {"provider": f.get("voice_provider", ""), "voice_id": f.get("voice_id", ""),
+                  "pitch_shift": f.get("pitch_shift", ""), "speed_factor": f.get("speed_factor", "")},
+        "gm_helper": f.get("gm_helper") == "on", "address_only": f.get("address_only") == "on",
+        "attributes": list(zip(f.getlist("attr_key"), f.getlist("attr_value"))),
+        "updated_at": f.get("updated_at", ""),
+    }
+    for field in npcs.LIST_FIELDS:
+        data[field] = [line.strip() for line in f.get(field, "").splitlines() if line.strip()]
+    return data
+
+
+# --------------------------------------------------------------------------- the cast
+
+
+def _cast(campaign_id: str, status: int = 200):
+    campaign = campaigns.get(g.actor, campaign_id)
+    try:
+        page = max(1, int(request.values.get("page", 1)))
+    except ValueError:
+        page = 1
+    cast = npcs.list_cast(g.actor, campaign.id, q=request.values.get("q", ""), page=page)
+    return htmx.render("npcs/index.html", "cast", status=status, campaign=campaign, cast=cast,
+                       forwarded=npcs.FORWARDED)
+
+
+@bp.get("/campaigns/<campaign_id>/npcs")
+@login_required
+def index(campaign_id: str):
+    return _cast(campaign_id)
+
+
+@bp.post("/campaigns/<campaign_id>/npcs/order")
+@login_required
+def reorder(campaign_id: str):
+    ids = [i for raw in request.form.getlist("ids") for i in raw.split(",") if i.strip()]
+    npcs.reorder(g.actor, campaign_id, ids)
+    if htmx.wants_block():
+        htmx.toast("New order saved.")
+        return _cast(campaign_id)
+    return done("New order saved.", url_for("campaigns.show", campaign_id=campaign_id) + "#cast")
+
+
+@bp.post("/npcs/<npc_id>/move")
+@login_required
+def move(npc_id: str):
+    npc = npcs.move(g.actor, npc_id, request.form.get("direction", ""))
+    if htmx.wants_block():
+        return _cast(npc.campaign_id)
+    return htmx.redirect_to(url_for("campaigns.show", campaign_id=npc.campaign_id, q=request.form.get("q") or None,
+                                    page=request.form.get("page") or None) + f"#npc-{npc.id}")
+
+
+# --------------------------------------------------------------------------- editor
+
+
+def _editor(campaign, npc=None, data=None, errors=None, status=200):
+    readonly = not g.actor.can(Perm.MANAGE_NPCS)
+    return htmx.render(
+        "npcs/form.html", "form", status=status, campaign=campaign, npc=npc, readonly=readonly,
+        data=data or (npcs.to_form(npc) if npc else npcs.blank(voice.default_provider())), errors=errors or {},
+        engines=npcs.ENGINES, budget_tiers=npcs.BUDGET_TIERS, providers=voice.providers(), limits=npcs.LIMITS,
+        forwarded=npcs.FORWARDED, preview_max=voice.PREVIEW_MAX,
+    )
+
+
+def _campaign_of(npc):
+    try:
+        return campaigns.get(g.actor, npc.campaign_id)
+    except NotFound:  # an NPC whose campaign row is missing is still editable
+        return None
+
+
+@bp.get("/campaigns/<campaign_id>/npcs/new")
+@login_required
+def new(campaign_id: str):
+    require(g.actor, Perm.MANAGE_NPCS)
+    return _editor(campaigns.get(g.actor, campaign_id))
+
+
+@bp.post("/campaigns/<campaign_id>/npcs")
+@login_required
+def create(campaign_id: str):
+    data = form_data()
+    try:
+        npc = npcs.create(g.actor, campaign_id, data)
+    except ValidationError as exc:
+        return _editor(campaigns.get(g.actor, campaign_id), data=data, errors=exc.errors, status=422)
+    return done(f"{npc.name} joined the cast.", url_for("campaigns.show", campaign_id=campaign_id) + f"#npc-{npc.id}")
+
+
+@bp.get("/npcs/<npc_id>")
+@login_required
+def edit(npc_id: str):
+    npc = npcs.get(g.actor, npc_id)
+    return _editor(_campaign_of(npc), npc)
+
+
+@bp.post("/npcs/<npc_id>")
+@login_required
+def update(npc_id: str):
+    data = form_data()
+    try:
+        npc = npcs.update(g.actor, npc_id, data, updated_at=data["updated_at"])
+    except ValidationError as exc:
+        npc = npcs.get(g.actor, npc_id)
+        return _editor(_campaign_of(npc), npc, data, exc.errors, 422)
+    except Conflict as exc:
+        npc = npcs.get(g.actor, npc_id)
+        return _editor(_campaign_of(npc), npc, data, {"": exc.message, "_conflict": "1"}, 409)
+    if htmx.wants_block():
+        htmx.toast(f"Saved {npc.name}.")
+        return _editor(_campaign_of(npc), npc)
+    return done(f"Saved {npc.name}.", url_for("npcs.edit", npc_id=npc.id))
+
+
+@bp.post("/npcs/<npc_id>/duplicate")
+@login_required
+def duplicate(npc_id: str):
+    copy = npcs.duplicate(g.actor, npc_id)
+    return done(f"Created {copy.name}. Change what makes this one different.", url_for("npcs.edit", npc_id=copy.id))
+
+
+@bp.get("/npcs/<npc_id>/delete")
+@login_required
+def confirm_delete(npc_id: str):
+    require(g.actor, Perm.MANAGE_NPCS)
+    npc = npcs.get(g.actor, npc_id)
+    return htmx.render("npcs/delete.html", "confirm", npc=npc, campaign=_campaign_of(npc))
+
+
+@bp.post("/npcs/<npc_id>/delete")
+@login_required
+def delete(npc_id: str):
+    npc = npcs.delete_npc(g.actor, npc_id)
+    return done(f"{npc.name} left the cast.", url_for("campaigns.show", campaign_id=npc.campaign_id) + "#cast")
+
+
+# --------------------------------------------------------------------------- voices
+
+
+@bp.post("/npcs/<npc_id>/voice-preview")
+@login_required
+@limiter.limit("5 per minute", key_func=user_or_ip)
+def voice_preview(npc_id: str):
+    """Audio bytes of a short line in the NPC's voice. Without fields it uses the saved voice;
+    the editor sends its current (unsaved) voice fields so the DM hears what they are editing."""
+    f = request.form
+    override = None
+    if "voice_id" in f or "voice_provider" in f:
+        override = {"provider": f.get("voice_provider", ""), "voice_id": f.get("voice_id", ""),
+                    "pitch_shift": f.get("pitch_shift", ""), "speed_factor": f.get("speed_factor", "")}
+    clip = voice.preview(g.actor, npc_id, text=f.get("preview_text") or f.get("text"), voice=override)
+    resp = make_response(clip.data)
+    resp.mimetype = clip.mimetype
+    resp.headers["Cache-Control"] = "private, no-store"
+    resp.headers["X-Voice-Pitch"] = f"{clip.pitch_shift:g}"
+    resp.headers["X-Voice-Speed"] = f"{clip.speed_factor:g}"
+    resp.headers["X-Preview-Cache"] = "hit" if clip.cached else "miss"
+    return resp
+
+
+@bp.get("/voices")
+@login_required
+def voices():
+    provider = request.args.get("provider") or request.args.get("voice_provider") or voice.default_provider()
+    q = request.args.get("q", request.args.get("vq", ""))
+    error = None
+    found, total = [], 0
+    try:
+        found, total = voice.list_voices(g.actor, provider, q)
+    except voice.VoiceError as exc:
+        error = exc.message
+    return htmx.render("npcs/voices.html", "voices", provider=provider, q=q, voices=found, total=total, error=error,
+                       providers=voice.providers())
