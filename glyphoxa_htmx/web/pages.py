@@ -18,6 +18,12 @@ def landing():
     return htmx.render("pages/landing.html")
 
 
+@bp.get("/favicon.ico")
+def favicon():
+    """Browsers ask for /favicon.ico regardless of the <link rel=icon>."""
+    return redirect(url_for("static", filename="favicon.svg"), 301)
+
+
 @bp.get("/dashboard")
 @login_required
 def dashboard():
