@@ -4,15 +4,19 @@ from __future__ import annotations
 
 from glyphoxa_htmx.core.authz import Actor, Perm, require
 from glyphoxa_htmx.core.deps import gateway
-from glyphoxa_htmx.services import tenants
+from glyphoxa_htmx.services import sessions, tenants
 
 
 def overview(actor: Actor) -> dict:
+    """Bounded queries: the tenant, the session widgets (live now, last session with its line
+    counts, this month's hours vs quota) and the onboarding steps. No gateway call, so the
+    dashboard works while the gateway is down."""
     require(actor, Perm.VIEW_SESSIONS)
     tenant = tenants.get(actor)
     return {
         "tenant": tenant,
         "gateway_configured": gateway() is not None,
+        "sessions": sessions.dashboard(actor),
         "next_steps": next_steps(actor),
     }
 

@@ -1,0 +1,289 @@
+"""Live transcript fan-out: ONE database poll per watched session per process.
+
+A :class:`Hub` (one per app per process) keeps a :class:`Watch` thread for every session that
+at least one viewer is watching. Each tick the watch runs a single SQL statement that returns
+the session's state together with the transcript lines after the lowest cursor among its
+viewers, and hands every viewer (a :class:`Subscription` with its own queue) the lines it has
+not seen yet. Viewers never query the database themselves. The watch stops when its last
+viewer leaves, or after it has delivered everything of an ended session followed by an
+``ended`` event.
+
+Resume without gaps or duplicates: a viewer subscribes with the id of the last line it has;
+each viewer has its own cursor, the poll starts at the smallest cursor, and a viewer is only
+served from a poll that covered everything after its cursor. Lines of one session are written
+by one worker sequentially, so their ids grow in commit order.
+
+Events put on a subscription's queue: ``("state", state)``, ``("lines", [Line, ...])`` and
+finally ``("ended", error_or_empty)``; ``("overflow", None)`` if a viewer fell too far behind
+(its socket should be closed so that the client reconnects and resumes).
+
+Thread-safety: one lock per hub guards the watches and their viewer sets. The watch threads use
+the app's SQLAlchemy engine directly (short checkouts, no app context).
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+from dataclasses import dataclass, field
+from typing import Any
+
+from flask import current_app
+from psycopg.errors import UndefinedTable
+from sqlalchemy import text
+from sqlalchemy.engine import Engine
+from sqlalchemy.exc import ProgrammingError
+
+from glyphoxa_htmx.core.authz import Actor, Perm, require
+from glyphoxa_htmx.services.transcripts import Line, qualified, schema_name
+
+log = logging.getLogger(__name__)
+
+POLL_INTERVAL = 0.5  # seconds between polls: a new line reaches the browser within a second
+BATCH = 200  # lines per poll; a full batch is followed by another poll at once
+MAX_QUEUE = 2000  # events a slow viewer may have pending before it is told to resync
+ERROR_BACKOFF = 2.0
+
+
+@dataclass(eq=False)
+class Subscription:
+    watch: "Watch"
+    cursor: int
+    queue: "queue.Queue[tuple[str, Any]]" = field(default_factory=queue.Queue)
+    state: str | None = None
+    closed: bool = False
+
+    def get(self, timeout: float) -> list[tuple[str, Any]]:
+        """Wait up to ``timeout`` for events; return all that are pending ([] on timeout)."""
+        try:
+            events = [self.queue.get(timeout=timeout)]
+        except queue.Empty:
+            return []
+        while True:
+            try:
+                events.append(self.queue.get_nowait())
+            except queue.Empty:
+                return events
+
+    def close(self) -> None:
+        self.watch.hub.unsubscribe(self)
+
+    def __enter__(self) -> "Subscription":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+class Watch:
+    """The poller of one session: a daemon thread shared by all its viewers in this process."""
+
+    def __init__(self, hub: "Hub", tenant_id: str, session_id: str) -> None:
+        self.hub = hub
+        self.tenant_id = tenant_id
+        self.session_id = session_id
+        self.table = qualified(schema_name(tenant_id), "session_entries")
+        self.subs: set[Subscription] = set()
+        self.polls = 0  # database statements run by this watch (one per tick)
+        self.state: str | None = None
+        self.finished = False
+        self.wake = threading.Event()
+        self.thread = threading.Thread(target=self._run, name=f"live-{session_id[:8]}", daemon=True)
+        self._table_ready = False
+
+    # -- database
+
+    def _poll(self, after: int) -> tuple[str | None, str, list[Line]]:
+        """(state, error, lines after ``after``) in ONE statement; state None = no such session."""
+        params = {"sid": self.session_id, "tid": self.tenant_id, "after": after, "n": BATCH, "tbl": self.table}
+        with self.hub.engine.connect() as conn:
+            self.polls += 1
+            if not self._table_ready:
+                # The worker creates tenant_<id> lazily: ask for state and whether the table exists now.
+                row = conn.execute(
+                    text("SELECT state, coalesce(error, '') AS error, to_regclass(:tbl) IS NOT NULL AS ready "
+                         "FROM public.sessions WHERE id = :sid AND tenant_id = :tid"),
+                    params,
+                ).one_or_none()
+                if row is None:
+                    return None, "", []
+                self._table_ready = bool(row.ready)
+                if not self._table_ready:
+                    return row.state, row.error, []
+                self.polls += 1  # the table exists now: fetch its lines in this same tick
+            rows = conn.execute(
+                text(
+                    "SELECT s.state, coalesce(s.error, '') AS error, e.id, e.speaker_id, e.speaker_name, e.npc_id, "
+                    "e.text, e.timestamp FROM public.sessions s LEFT JOIN LATERAL ("
+                    f"SELECT id, speaker_id, speaker_name, npc_id, text, timestamp FROM {self.table} "
+                    "WHERE session_id = s.id AND id > :after ORDER BY id LIMIT :n) e ON true "
+                    "WHERE s.id = :sid AND s.tenant_id = :tid ORDER BY e.id"
+                ),
+                params,
+            ).all()
+        if not rows:
+            return None, "", []
+        lines = [
+            Line(id=int(r.id), session_id=self.session_id, speaker_id=r.speaker_id or "",
+                 speaker_name=r.speaker_name or "", npc_id=r.npc_id or "", text=r.text or "", timestamp=r.timestamp)
+            for r in rows if r.id is not None
+        ]
+        return rows[0].state, rows[0].error, lines
+
+    # -- loop
+
+    def _run(self) -> None:
+        try:
+            self._loop()
+        except Exception:  # noqa: BLE001 - never leave viewers waiting on a dead poller
+            log.exception("live poller for session %s crashed", self.session_id)
+            with self.hub.lock:
+                for sub in list(self.subs):
+                    sub.queue.put(("overflow", None))  # their sockets close with 1013 and resume
+                self.subs.clear()
+                self._retire()
+
+    def _loop(self) -> None:
+        errors = 0
+        while True:
+            with self.hub.lock:
+                if not self.subs:
+                    self._retire()
+                    return
+                low = min(s.cursor for s in self.subs)
+            try:
+                state, error, lines = self._poll(low)
+                errors = 0
+            except ProgrammingError as exc:
+                if not isinstance(exc.orig, UndefinedTable):
+                    raise
+                self._table_ready = False  # the memory schema went away: ask for the session again
+                continue
+            except Exception as exc:  # noqa: BLE001 - keep watching through database hiccups
+                errors += 1
+                log.warning("live poll for session %s failed (%d): %s", self.session_id, errors, exc)
+                self._table_ready = False
+                self.wake.wait(min(ERROR_BACKOFF * errors, 10))
+                self.wake.clear()
+                continue
+            if self._deliver(low, state, error, lines):
+                return
+            if len(lines) >= BATCH:
+                continue
+            self.wake.wait(self.hub.interval)
+            self.wake.clear()
+
+    def _deliver(self, low: int, state: str | None, error: str, lines: list[Line]) -> bool:
+        """Hand out one poll's result; returns True when the watch has finished."""
+        ended = state is None or state == "ended"
+        with self.hub.lock:
+            self.state = state
+            # Finish only when this poll covered every viewer (one that joined during the poll
+            # with an older cursor is served by the next poll, then the end follows).
+            complete = ended and len(lines) < BATCH and all(s.cursor >= low for s in self.subs)
+            for sub in list(self.subs):
+                if sub.cursor < low:
+                    continue  # joined after this poll started: served by the next one
+                fresh = [line for line in lines if line.id > sub.cursor]
+                shown_state = state or "ended"
+                if sub.state != shown_state and not complete:
+                    sub.state = shown_state
+                    self._put(sub, ("state", shown_state))
+                if fresh:
+                    sub.cursor = fresh[-1].id
+                    self._put(sub, ("lines", fresh))
+                if complete:
+                    sub.state = "ended"
+                    self._put(sub, ("ended", error if state else "gone"))
+            if complete:
+                self._retire()
+        return complete
+
+    def _put(self, sub: Subscription, event: tuple[str, Any]) -> None:
+        if sub.closed:
+            return
+        if sub.queue.qsize() >= MAX_QUEUE:
+            sub.closed = True
+            self.subs.discard(sub)
+            sub.queue.put(("overflow", None))
+            return
+        sub.queue.put(event)
+
+    def _retire(self) -> None:
+        """Called with the hub lock held."""
+        self.finished = True
+        if self.hub.watches.get(self.session_id) is self:
+            del self.hub.watches[self.session_id]
+
+
+class Hub:
+    """Per-process registry of session watches."""
+
+    def __init__(self, engine: Engine, interval: float = POLL_INTERVAL) -> None:
+        self.engine = engine
+        self.interval = interval
+        self.lock = threading.Lock()
+        self.watches: dict[str, Watch] = {}
+
+    def subscribe(self, tenant_id: str, session_id: str, after: int = 0) -> Subscription:
+        """Start receiving a session's lines with id > ``after``. The caller has checked that
+        the session belongs to ``tenant_id`` (the poll re-checks it in SQL)."""
+        with self.lock:
+            watch = self.watches.get(session_id)
+            if watch is None or watch.finished or watch.tenant_id != tenant_id:
+                watch = Watch(self, tenant_id, session_id)
+                self.watches[session_id] = watch
+                start = True
+            else:
+                start = False
+            sub = Subscription(watch=watch, cursor=max(0, int(after)))
+            watch.subs.add(sub)
+        if start:
+            watch.thread.start()
+        else:
+            watch.wake.set()  # serve the newcomer without waiting for the next tick
+        return sub
+
+    def unsubscribe(self, sub: Subscription) -> None:
+        with self.lock:
+            sub.closed = True
+            sub.watch.subs.discard(sub)
+            if not sub.watch.subs:
+                sub.watch.wake.set()  # let the thread notice and retire
+
+    def stats(self) -> dict[str, dict]:
+        """session id -> {viewers, polls, state} (for tests and diagnostics)."""
+        with self.lock:
+            return {sid: {"viewers": len(w.subs), "polls": w.polls, "state": w.state, "thread": w.thread.name}
+                    for sid, w in self.watches.items()}
+
+
+_hub_lock = threading.Lock()
+
+
+def hub() -> Hub:
+    """This process's hub for the current app (created on first use, after any fork)."""
+    from glyphoxa_htmx.extensions import db
+
+    app = current_app._get_current_object()
+    existing = app.extensions.get("glyphoxa.live_hub")
+    if existing is not None:
+        return existing
+    with _hub_lock:
+        existing = app.extensions.get("glyphoxa.live_hub")
+        if existing is None:
+            from glyphoxa_htmx.core.deps import settings
+
+            interval = float(getattr(settings(), "live_poll_interval", POLL_INTERVAL) or POLL_INTERVAL)
+            existing = app.extensions["glyphoxa.live_hub"] = Hub(db.engine, interval)
+        return existing
+
+
+def watch(actor: Actor, session_id: str, after: int = 0) -> Subscription:
+    """Subscribe the actor to a session of their tenant (NotFound otherwise)."""
+    from glyphoxa_htmx.services import sessions
+
+    require(actor, Perm.VIEW_TRANSCRIPTS)
+    session = sessions.get(actor, session_id)
+    return hub().subscribe(actor.tenant_id, session.id, after)

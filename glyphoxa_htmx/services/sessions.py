@@ -1,0 +1,562 @@
+"""Voice sessions: the gateway-owned ``public.sessions`` (read-only here), start and stop through
+the gateway's ``StartWebSession``/``StopWebSession``, the bot status, and live NPC control.
+
+Rules this module enforces:
+
+* every query is scoped by ``actor.tenant_id``; another tenant's session is a NotFound;
+* StopWebSession and the live-control RPCs do not check ownership on the gateway, so the
+  session row's ``tenant_id`` is verified here *before* any gRPC call;
+* no two starts from a double click: a PostgreSQL advisory transaction lock per
+  (tenant, campaign) is held around the StartWebSession call, a live session of the campaign is
+  refused before calling, and the gateway's own constraints (SessionConflict) remain the backstop;
+* start, stop and NPC control are audited and counted (SESSION_STARTS / SESSION_STOPS).
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from dataclasses import dataclass, field
+from datetime import date, datetime, time, timedelta, timezone
+from decimal import Decimal
+
+from sqlalchemy import select, text, tuple_
+
+from glyphoxa_htmx.adapters.gateway import errors as gw
+from glyphoxa_htmx.adapters.gateway.client import month_start
+from glyphoxa_htmx.core import audit
+from glyphoxa_htmx.core.authz import Actor, Perm, own, require
+from glyphoxa_htmx.core.deps import gateway
+from glyphoxa_htmx.core.errors import Conflict, NotFound, Unavailable, ValidationError
+from glyphoxa_htmx.core.metrics import SESSION_STARTS, SESSION_STOPS
+from glyphoxa_htmx.extensions import db
+from glyphoxa_htmx.models import GatewaySession, GatewayTenant, NpcDefinition, UsageRecord
+from glyphoxa_htmx.services import campaigns, tenants
+
+log = logging.getLogger(__name__)
+
+STATES = ("pending", "active", "ended")
+LIVE_STATES = ("pending", "active")
+PAGE_SIZE = 25
+LIVE_LIMIT = 20
+SNOWFLAKE = re.compile(r"^\d{17,20}$")
+MAX_SPEECH = 500
+
+UNAVAILABLE_NOTE = "The voice service is unavailable right now, so sessions can't be started or controlled from here."
+
+
+class StartRefused(ValidationError):
+    """A start the gateway (or our double-start guard) refused; ``live_session_id`` points at the
+    session that is already running when known."""
+
+    def __init__(self, message: str, *, live_session_id: str | None = None):
+        super().__init__({"": message}, message)
+        self.live_session_id = live_session_id
+
+
+# --------------------------------------------------------------------------- reading
+
+
+def gateway_tables_ready() -> bool:
+    """Whether the gateway's ``public.sessions`` exists (a fresh database without a gateway has
+    none). Cached once true; re-checked (one query) while it isn't."""
+    global _tables_ready
+    if _tables_ready:
+        return True
+    _tables_ready = bool(db.session.execute(text("SELECT to_regclass('public.sessions') IS NOT NULL")).scalar())
+    return _tables_ready
+
+
+_tables_ready = False
+
+
+def get(actor: Actor, session_id: str) -> GatewaySession:
+    """A session of the actor's tenant, freshly read, or NotFound (also for other tenants')."""
+    require(actor, Perm.VIEW_SESSIONS)
+    if not session_id or len(session_id) > 100 or not gateway_tables_ready():
+        raise NotFound()
+    row = db.session.execute(
+        select(GatewaySession)
+        .where(GatewaySession.id == session_id, GatewaySession.tenant_id == actor.tenant_id)
+        .execution_options(populate_existing=True)
+    ).scalar_one_or_none()
+    return own(actor, row)
+
+
+def duration(session: GatewaySession, now: datetime | None = None) -> timedelta:
+    end = session.ended_at or now or datetime.now(timezone.utc)
+    return max(timedelta(0), end - session.started_at)
+
+
+def is_live(session: GatewaySession) -> bool:
+    return session.state in LIVE_STATES
+
+
+@dataclass
+class SessionFilters:
+    campaign: str = ""
+    state: str = ""
+    date_from: date | None = None
+    date_to: date | None = None
+
+    @classmethod
+    def parse(cls, args) -> tuple["SessionFilters", dict]:
+        errors: dict[str, str] = {}
+        state = args.get("state", "")
+        if state and state not in STATES:
+            errors["state"] = "Choose pending, active or ended."
+            state = ""
+        out = cls(campaign=(args.get("campaign") or "")[:200], state=state)
+        for name in ("date_from", "date_to"):
+            raw = args.get(name, "")
+            if raw:
+                try:
+                    setattr(out, name, date.fromisoformat(raw))
+                except ValueError:
+                    errors[name] = "Use a date like 2026-03-14."
+        if out.date_from and out.date_to and out.date_from > out.date_to:
+            errors["date_to"] = "The end date is before the start date."
+        return out, errors
+
+    def as_args(self) -> dict:
+        out = {"campaign": self.campaign or None, "state": self.state or None}
+        out["date_from"] = self.date_from.isoformat() if self.date_from else None
+        out["date_to"] = self.date_to.isoformat() if self.date_to else None
+        return {k: v for k, v in out.items() if v}
+
+
+def encode_cursor(session: GatewaySession) -> str:
+    return f"{int(session.started_at.timestamp() * 1_000_000)}_{session.id}"
+
+
+def decode_cursor(cursor: str | None) -> tuple[datetime, str] | None:
+    if not cursor:
+        return None
+    micros, _, sid = cursor.partition("_")
+    try:
+        when = datetime.fromtimestamp(int(micros) / 1_000_000, tz=timezone.utc)
+    except (ValueError, OverflowError, OSError):
+        return None
+    return (when, sid) if sid else None
+
+
+@dataclass
+class SessionList:
+    live: list[GatewaySession] = field(default_factory=list)
+    rows: list[GatewaySession] = field(default_factory=list)
+    next_cursor: str | None = None
+    campaign_names: dict[str, str] = field(default_factory=dict)
+
+
+def list_sessions(actor: Actor, filters: SessionFilters, *, cursor: str | None = None,
+                  limit: int = PAGE_SIZE) -> SessionList:
+    """Live sessions on top (first page only), then ended ones newest first, keyset-paginated on
+    (started_at, id). At most three queries: live, history, campaign names."""
+    require(actor, Perm.VIEW_SESSIONS)
+    out = SessionList()
+    if not gateway_tables_ready():
+        return out
+    conds = [GatewaySession.tenant_id == actor.tenant_id]
+    if filters.campaign:
+        conds.append(GatewaySession.campaign_id == filters.campaign)
+    if filters.date_from:
+        conds.append(GatewaySession.started_at >= datetime.combine(filters.date_from, time.min, timezone.utc))
+    if filters.date_to:
+        conds.append(GatewaySession.started_at < datetime.combine(filters.date_to + timedelta(days=1), time.min, timezone.utc))
+    order = (GatewaySession.started_at.desc(), GatewaySession.id.desc())
+    after = decode_cursor(cursor)
+    if after is None and filters.state in ("", "pending", "active"):
+        live_states = (filters.state,) if filters.state else LIVE_STATES
+        out.live = list(db.session.execute(
+            select(GatewaySession).where(*conds, GatewaySession.state.in_(live_states)).order_by(*order).limit(LIVE_LIMIT)
+        ).scalars())
+    if filters.state in ("", "ended"):
+        stmt = select(GatewaySession).where(*conds, GatewaySession.state == "ended")
+        if after is not None:
+            stmt = stmt.where(tuple_(GatewaySession.started_at, GatewaySession.id) < tuple_(*after))
+        rows = list(db.session.execute(stmt.order_by(*order).limit(limit + 1)).scalars())
+        out.rows = rows[:limit]
+        if len(rows) > limit:
+            out.next_cursor = encode_cursor(out.rows[-1])
+    ids = {s.campaign_id for s in out.live + out.rows}
+    out.campaign_names = campaigns.names(actor, ids)
+    return out
+
+
+def campaign_npcs(actor: Actor, campaign_id: str) -> list[NpcDefinition]:
+    require(actor, Perm.VIEW_SESSIONS)
+    return list(db.session.execute(
+        select(NpcDefinition)
+        .where(NpcDefinition.tenant_id == actor.tenant_id, NpcDefinition.campaign_id == campaign_id)
+        .order_by(NpcDefinition.name)
+        .limit(100)
+    ).scalars())
+
+
+def month_usage(actor: Actor, period: date | None = None) -> dict:
+    """Session hours used in a month vs the tenant's quota (0 = unlimited), from the gateway's
+    tables (one query), so it works while the gateway is down."""
+    require(actor, Perm.VIEW_USAGE)
+    period = month_start(period)
+    empty = {"period": period, "hours": Decimal(0), "quota": Decimal(0), "llm_tokens": 0, "stt_seconds": Decimal(0),
+             "tts_chars": 0, "known": False}
+    if not gateway_tables_ready():
+        return empty
+    usage = (
+        select(UsageRecord)
+        .where(UsageRecord.tenant_id == actor.tenant_id, UsageRecord.period == period)
+        .subquery()
+    )
+    row = db.session.execute(
+        select(GatewayTenant.monthly_session_hours, usage.c.session_hours, usage.c.llm_tokens, usage.c.stt_seconds,
+               usage.c.tts_chars)
+        .select_from(GatewayTenant)
+        .outerjoin(usage, usage.c.tenant_id == GatewayTenant.id)
+        .where(GatewayTenant.id == actor.tenant_id)
+    ).one_or_none()
+    if row is None:
+        return empty
+    return {
+        "period": period, "hours": row.session_hours or Decimal(0), "quota": row.monthly_session_hours or Decimal(0),
+        "llm_tokens": row.llm_tokens or 0, "stt_seconds": row.stt_seconds or Decimal(0),
+        "tts_chars": row.tts_chars or 0, "known": True,
+    }
+
+
+def detail(actor: Actor, session_id: str) -> dict:
+    """Everything the session page shows (bounded queries: session, campaign, NPCs, usage,
+    transcript stats, recap)."""
+    from glyphoxa_htmx.services import transcripts
+
+    session = get(actor, session_id)
+    names = campaigns.names(actor, {session.campaign_id})
+    return {
+        "session": session,
+        "campaign_name": names.get(session.campaign_id) or session.campaign_id or "Default campaign",
+        "campaign_known": session.campaign_id in names,
+        "npcs": campaign_npcs(actor, session.campaign_id),
+        "usage": month_usage(actor, session.started_at) if actor.can(Perm.VIEW_USAGE) else None,
+        "stats": transcripts.stats(actor, session),
+        "recap": transcripts.recap(actor, session),
+        "duration": duration(session),
+    }
+
+
+def guild_names(discord_guilds: list | None) -> dict[str, str]:
+    """id -> name from the user's Discord guilds ([{id, name}], seen at sign-in)."""
+    out = {}
+    for g in discord_guilds or []:
+        if isinstance(g, dict) and g.get("id"):
+            out[str(g["id"])] = str(g.get("name") or g["id"])
+    return out
+
+
+# --------------------------------------------------------------------------- dashboard
+
+
+def dashboard(actor: Actor) -> dict:
+    """Widgets: live sessions now, the last session, this month's hours vs quota."""
+    require(actor, Perm.VIEW_SESSIONS)
+    if not gateway_tables_ready():
+        return {"active": [], "last": None, "last_stats": None, "usage": None, "campaign_names": {}}
+    from glyphoxa_htmx.services import transcripts
+
+    base = select(GatewaySession).where(GatewaySession.tenant_id == actor.tenant_id)
+    active = list(db.session.execute(
+        base.where(GatewaySession.state.in_(LIVE_STATES)).order_by(GatewaySession.started_at.desc()).limit(5)
+    ).scalars())
+    last = db.session.execute(
+        base.where(GatewaySession.state == "ended").order_by(GatewaySession.started_at.desc(), GatewaySession.id.desc()).limit(1)
+    ).scalar_one_or_none()
+    return {
+        "active": active,
+        "last": last,
+        "last_stats": transcripts.stats(actor, last) if last is not None else None,
+        "usage": month_usage(actor) if actor.can(Perm.VIEW_USAGE) else None,
+        "campaign_names": campaigns.names(actor, {s.campaign_id for s in active + ([last] if last else [])}),
+    }
+
+
+# --------------------------------------------------------------------------- gateway status
+
+
+@dataclass
+class BotBadge:
+    state: str  # connected | disconnected | error | unspecified | unavailable
+    guild_count: int = 0
+    error: str = ""
+
+
+def bot_status(actor: Actor) -> BotBadge | None:
+    """The tenant's bot status from GetBotStatus; None when no gateway is configured."""
+    require(actor, Perm.VIEW_SESSIONS)
+    client = gateway()
+    if client is None:
+        return None
+    try:
+        status = client.get_bot_status(actor.tenant_id)
+    except gw.GatewayError as exc:
+        return BotBadge("unavailable", error=exc.message)
+    return BotBadge(status.state, status.guild_count, status.error)
+
+
+@dataclass
+class StartForm:
+    campaigns: list[tuple[str, str]] = field(default_factory=list)
+    guilds: list[tuple[str, str]] = field(default_factory=list)  # (id, label)
+    note: str = ""  # why starting is impossible right now ('' = possible)
+    usage: dict | None = None
+    default_campaign: str = ""  # preselected: the tenant's active campaign, or the only one
+
+
+def start_form(actor: Actor, discord_guilds: list | None = None) -> StartForm:
+    """What the start form offers: the tenant's campaigns and guilds (TenantInfo.guild_ids, named
+    from the user's Discord guilds where known), or the reason starting is impossible."""
+    require(actor, Perm.CONTROL_SESSIONS)
+    form = StartForm(campaigns=campaigns.choices(actor), usage=month_usage(actor))
+    active = getattr(tenants.get(actor), "active_campaign_id", "")
+    ids = [cid for cid, _ in form.campaigns]
+    form.default_campaign = active if active in ids else (ids[0] if len(ids) == 1 else "")
+    client = gateway()
+    if client is None:
+        form.note = "No voice service is connected to this server, so sessions can't be started here."
+        return form
+    try:
+        info = client.get_tenant(actor.tenant_id)
+    except gw.NotFound:
+        form.note = "Your table isn't registered with the voice service yet. Ask the owner to finish the Discord setup."
+        return form
+    except gw.GatewayError as exc:
+        log.info("start form: gateway unavailable: %r", exc)
+        form.note = UNAVAILABLE_NOTE
+        return form
+    names = guild_names(discord_guilds)
+    form.guilds = [(gid, names.get(gid, f"Server {gid}")) for gid in (info.guild_ids or [])]
+    if not form.guilds:
+        form.note = "Your table has no Discord server yet. Add one in the table settings (the bot must be invited there)."
+    return form
+
+
+# --------------------------------------------------------------------------- start / stop
+
+
+_START_MESSAGES = {
+    gw.QuotaExceeded: ("quota", "Your table has used all of this month's voice-session hours. The owner can raise "
+                                "the limit, or sessions can start again next month."),
+    gw.BotNotConnected: ("bot_disconnected", "The Discord bot isn't connected right now. Check the bot token and that "
+                                             "the bot is in this server, then try again."),
+    gw.SessionConflict: ("conflict", "A session is already running for this campaign or Discord server "
+                                     "(your plan allows one at a time). Stop it first."),
+    gw.GatewayUnavailable: ("unavailable", "The voice service is unavailable right now. Nothing was started; try "
+                                           "again in a moment."),
+    gw.InvalidArgument: ("invalid", "The voice service rejected these details. Check the server and channel id."),
+    gw.NotFound: ("not_registered", "Your table isn't registered with the voice service yet. Ask the owner to finish "
+                                    "the Discord setup."),
+}
+
+
+def _live_session_of_campaign(actor: Actor, campaign_id: str) -> GatewaySession | None:
+    return db.session.execute(
+        select(GatewaySession)
+        .where(GatewaySession.tenant_id == actor.tenant_id, GatewaySession.campaign_id == campaign_id,
+               GatewaySession.state.in_(LIVE_STATES))
+        .order_by(GatewaySession.started_at.desc())
+        .limit(1)
+    ).scalar_one_or_none()
+
+
+def start(actor: Actor, *, campaign_id: str, guild_id: str, channel_id: str) -> str:
+    """Start a voice session through the gateway; returns the new session id. Commits.
+
+    Raises ValidationError (field errors) or StartRefused (the gateway's or our guard's refusal,
+    as a message for the form)."""
+    require(actor, Perm.CONTROL_SESSIONS)
+    campaign_id, guild_id, channel_id = (campaign_id or "").strip(), (guild_id or "").strip(), (channel_id or "").strip()
+    errors: dict[str, str] = {}
+    if not campaign_id:
+        errors["campaign_id"] = "Choose a campaign."
+    else:
+        try:
+            campaign = campaigns.get(actor, campaign_id)
+            if campaign.archived_at is not None:
+                errors["campaign_id"] = "That campaign is archived. Restore it first."
+        except NotFound:
+            errors["campaign_id"] = "Choose one of your campaigns."
+    if not SNOWFLAKE.match(guild_id):
+        errors["guild_id"] = "Choose a Discord server."
+    if not SNOWFLAKE.match(channel_id):
+        errors["channel_id"] = ("Paste the voice channel's id: 17 to 20 digits (in Discord, enable Developer Mode, "
+                                "then right-click the channel and choose Copy Channel ID).")
+    client = gateway()
+    if client is None:
+        raise StartRefused("No voice service is connected to this server, so sessions can't be started here.")
+    if "guild_id" not in errors:
+        try:
+            allowed = client.get_tenant(actor.tenant_id).guild_ids or []
+        except gw.GatewayError as exc:
+            _count_start(actor, exc)
+            raise StartRefused(_START_MESSAGES.get(type(exc), ("error", exc.message))[1]) from exc
+        if guild_id not in allowed:
+            errors["guild_id"] = "That server isn't one of your table's Discord servers."
+    if errors:
+        raise ValidationError(errors)
+
+    key = f"glyphoxa-web:start:{actor.tenant_id}:{campaign_id}"
+    locked = db.session.execute(text("SELECT pg_try_advisory_xact_lock(hashtextextended(:k, 0))"), {"k": key}).scalar()
+    if not locked:
+        db.session.rollback()
+        SESSION_STARTS.labels(actor.tenant_id, "duplicate").inc()
+        raise StartRefused("This session is already being started. Give it a moment.")
+    try:
+        running = _live_session_of_campaign(actor, campaign_id)
+        if running is not None:
+            SESSION_STARTS.labels(actor.tenant_id, "conflict").inc()
+            raise StartRefused("A session is already running for this campaign.", live_session_id=running.id)
+        try:
+            session_id = client.start_web_session(actor.tenant_id, guild_id, channel_id, campaign_id)
+        except gw.GatewayError as exc:
+            _count_start(actor, exc)
+            log.info("start refused by the gateway: %r", exc)
+            live = _live_session_of_campaign(actor, campaign_id) if isinstance(exc, gw.SessionConflict) else None
+            raise StartRefused(_START_MESSAGES.get(type(exc), ("error", exc.message))[1],
+                               live_session_id=live.id if live else None) from exc
+        if not session_id:  # the gateway started it but could not look it up (contract 2.2)
+            found = _live_session_of_campaign(actor, campaign_id)
+            session_id = found.id if found else ""
+        audit.record("session.start", "session", session_id or "unknown", actor=actor,
+                     after={"campaign_id": campaign_id, "guild_id": guild_id, "channel_id": channel_id})
+        db.session.commit()  # also releases the advisory lock
+    except BaseException:
+        db.session.rollback()
+        raise
+    SESSION_STARTS.labels(actor.tenant_id, "ok").inc()
+    return session_id
+
+
+def _count_start(actor: Actor, exc: gw.GatewayError) -> None:
+    SESSION_STARTS.labels(actor.tenant_id, _START_MESSAGES.get(type(exc), ("error",))[0]).inc()
+
+
+def stop(actor: Actor, session_id: str) -> GatewaySession:
+    """Force-stop a session of the actor's tenant. Ownership is checked in the database before
+    the gateway is called (StopWebSession itself does not check). Commits."""
+    require(actor, Perm.CONTROL_SESSIONS)
+    session = get(actor, session_id)  # NotFound for other tenants: no gRPC call happens
+    if session.state == "ended":
+        raise Conflict("This session has already ended.")
+    client = gateway()
+    if client is None:
+        raise Unavailable(UNAVAILABLE_NOTE)
+    try:
+        client.stop_web_session(session.id)
+    except gw.NotFound:
+        pass  # the gateway no longer knows it: it ended in the meantime
+    except gw.BotNotConnected as exc:
+        SESSION_STOPS.labels(actor.tenant_id, "error").inc()
+        raise Unavailable("The Discord bot isn't connected, so the session can't be stopped from here right now. "
+                          "It ends by itself once the worker stops sending heartbeats.") from exc
+    except gw.GatewayError as exc:
+        SESSION_STOPS.labels(actor.tenant_id, "error").inc()
+        raise Unavailable(exc.message) from exc
+    audit.record("session.stop", "session", session.id, actor=actor,
+                 before={"state": session.state}, after={"state": "ended"},
+                 details={"campaign_id": session.campaign_id})
+    db.session.commit()
+    SESSION_STOPS.labels(actor.tenant_id, "user").inc()
+    return get(actor, session_id)
+
+
+# --------------------------------------------------------------------------- live NPC control
+
+
+@dataclass
+class NpcPanel:
+    npcs: list = field(default_factory=list)  # NpcLiveState
+    disabled: str = ""  # why the controls can't be used ('' = usable)
+
+    @property
+    def all_muted(self) -> bool:
+        return bool(self.npcs) and all(n.muted for n in self.npcs)
+
+
+def npc_panel(actor: Actor, session: GatewaySession) -> NpcPanel:
+    """Live NPC state (ListNPCs) for the controls, or why they are disabled."""
+    require(actor, Perm.CONTROL_SESSIONS)
+    if session.tenant_id != actor.tenant_id:
+        raise NotFound()
+    if not is_live(session):
+        return NpcPanel(disabled="The session has ended.")
+    client = gateway()
+    if client is None:
+        return NpcPanel(disabled=UNAVAILABLE_NOTE)
+    try:
+        return NpcPanel(npcs=client.list_npcs(session.id))
+    except gw.LiveControlUnsupported:
+        return NpcPanel(disabled="This voice service doesn't support live NPC control (it answered UNIMPLEMENTED).")
+    except gw.NotFound:
+        return NpcPanel(disabled="The session's worker isn't reachable yet. Controls appear once it is running.")
+    except gw.GatewayError as exc:
+        return NpcPanel(disabled=exc.message)
+
+
+CONTROL_ACTIONS = ("mute", "unmute", "mute_all", "unmute_all", "speak")
+
+
+def control(actor: Actor, session_id: str, action: str, *, npc: str = "", speech: str = "") -> str:
+    """Mute/unmute one NPC, mute/unmute all, or make an NPC speak. The session's tenant is
+    checked before the gateway is called. Returns a confirmation message. Commits the audit row."""
+    require(actor, Perm.CONTROL_SESSIONS)
+    if action not in CONTROL_ACTIONS:
+        raise NotFound()
+    session = get(actor, session_id)
+    if not is_live(session):
+        raise Conflict("The session has ended.")
+    npc = (npc or "").strip()
+    speech = (speech or "").strip()
+    if action in ("mute", "unmute", "speak") and not npc:
+        raise ValidationError({"npc": "Choose an NPC."})
+    if action == "speak":
+        if not speech:
+            raise ValidationError({"speech": "Type what the NPC should say."})
+        if len(speech) > MAX_SPEECH:
+            raise ValidationError({"speech": f"Keep it under {MAX_SPEECH} characters."})
+    client = gateway()
+    if client is None:
+        raise Unavailable(UNAVAILABLE_NOTE)
+    try:
+        if action == "mute":
+            client.mute_npc(session.id, npc)
+            message = f"{npc} is muted."
+        elif action == "unmute":
+            client.unmute_npc(session.id, npc)
+            message = f"{npc} can speak again."
+        elif action == "mute_all":
+            count = client.mute_all_npcs(session.id)
+            message = f"All NPCs muted ({count})."
+        elif action == "unmute_all":
+            count = client.unmute_all_npcs(session.id)
+            message = f"All NPCs can speak again ({count})."
+        else:
+            client.speak_npc(session.id, npc, speech)
+            message = f"{npc} will say that now."
+    except gw.LiveControlUnsupported as exc:
+        raise Unavailable("This voice service doesn't support live NPC control.") from exc
+    except gw.NotFound as exc:
+        raise ValidationError({"npc": "That NPC isn't part of this session."}) from exc
+    except gw.InvalidArgument as exc:
+        raise ValidationError({"speech" if action == "speak" else "npc": exc.message}) from exc
+    except gw.GatewayError as exc:
+        raise Unavailable(exc.message) from exc
+    details = {"npc": npc} if npc else {}
+    if action == "speak":
+        details["text"] = speech
+    audit.record(f"session.npc_{action}", "session", session.id, actor=actor, details=details)
+    db.session.commit()
+    return message
+
+
+__all__ = [
+    "BotBadge", "NpcPanel", "SessionFilters", "SessionList", "StartForm", "StartRefused", "bot_status",
+    "campaign_npcs", "control", "dashboard", "detail", "duration", "get", "guild_names", "is_live",
+    "list_sessions", "month_usage", "npc_panel", "start", "start_form", "stop",
+]

@@ -1,0 +1,510 @@
+"""Transcripts: the worker-owned ``tenant_<id>.session_entries`` (read-only), full-text search
+over them, and the session recaps in ``tenant_<id>.recaps``.
+
+The memory schema is created lazily by the worker on a tenant's first session, so every reader
+first asks whether its tables exist (``to_regclass``, one query) and returns an empty result
+when they don't. The schema name is built from the actor's tenant id only after validating it
+against the gateway's rule, and always interpolated as a quoted identifier.
+
+Every function takes the acting user, checks the permission and scopes by tenant: the schema is
+the tenant's own, and session ids are checked against ``public.sessions.tenant_id``.
+"""
+
+from __future__ import annotations
+
+import io
+import re
+import struct
+import zlib
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Iterator
+
+from markupsafe import Markup, escape
+from psycopg import sql
+from sqlalchemy import text
+
+from glyphoxa_htmx.adapters.gateway.tenant_id import tenant_id_problem
+from glyphoxa_htmx.core.authz import Actor, Perm, require
+from glyphoxa_htmx.core.errors import NotFound, ValidationError
+from glyphoxa_htmx.extensions import db
+from glyphoxa_htmx.models import GatewaySession
+
+PAGE_LINES = 100
+SNAPSHOT_LINES = 50
+SEARCH_RESULTS = 50
+SPEAKER_COLOURS = 8
+CONTEXT_LINES = 5  # lines shown before a linked line ("around")
+MAX_QUERY = 200
+
+# Private-use characters as ts_headline markers: stripped from the text first, then turned
+# into <mark> only after the text was HTML-escaped.
+_START, _STOP = "\ue000", "\ue001"
+_HEADLINE_OPTS = f'StartSel="{_START}", StopSel="{_STOP}", HighlightAll=true'
+
+
+# --------------------------------------------------------------------------- schema helpers
+
+
+def schema_name(tenant_id: str) -> str:
+    """``tenant_<id>``; NotFound for an id that fails the gateway's rule (never interpolated)."""
+    if tenant_id_problem(tenant_id or ""):
+        raise NotFound()
+    return f"tenant_{tenant_id}"
+
+
+def qualified(schema: str, table: str) -> str:
+    """A quoted, schema-qualified table name for SQL text."""
+    return sql.Identifier(schema, table).as_string()
+
+
+def memory_tables(tenant_id: str, *tables: str) -> set[str]:
+    """Which of the tenant's memory tables exist (one query)."""
+    schema = schema_name(tenant_id)
+    names = [qualified(schema, t) for t in tables]
+    cols = ", ".join(f"to_regclass(:t{i}) IS NOT NULL" for i in range(len(names)))
+    row = db.session.execute(text(f"SELECT {cols}"), {f"t{i}": n for i, n in enumerate(names)}).one()
+    return {t for t, present in zip(tables, row) if present}
+
+
+def memory_campaign(campaign_id: str) -> str:
+    """The worker scopes memory rows by campaign, with "default" for none."""
+    return campaign_id or "default"
+
+
+# --------------------------------------------------------------------------- lines
+
+
+@dataclass(frozen=True)
+class Line:
+    id: int
+    session_id: str
+    speaker_id: str
+    speaker_name: str
+    npc_id: str
+    text: str
+    timestamp: datetime
+    raw_text: str = ""
+    campaign_id: str = ""
+
+    @property
+    def is_npc(self) -> bool:
+        return bool(self.npc_id)
+
+    @property
+    def colour(self) -> int:
+        return speaker_colour(self.speaker_id or self.speaker_name)
+
+    @property
+    def speaker(self) -> str:
+        return self.speaker_name or self.speaker_id or "Unknown"
+
+
+def speaker_colour(key: str) -> int:
+    """A stable colour slot (0..N-1) per speaker: the same person keeps the same colour."""
+    return zlib.crc32((key or "").encode()) % SPEAKER_COLOURS
+
+
+_LINE_COLS = "id, session_id, speaker_id, speaker_name, npc_id, text, timestamp"
+
+
+def _line(row, raw: bool = False) -> Line:
+    m = row._mapping
+    return Line(
+        id=int(m["id"]), session_id=m["session_id"], speaker_id=m["speaker_id"] or "",
+        speaker_name=m["speaker_name"] or "", npc_id=m["npc_id"] or "", text=m["text"] or "",
+        timestamp=m["timestamp"], raw_text=(m["raw_text"] or "") if raw else "",
+        campaign_id=m.get("campaign_id", "") or "",
+    )
+
+
+def owned_session(actor: Actor, session_id: str) -> GatewaySession:
+    """The session if it belongs to the actor's tenant (checked in SQL), else NotFound."""
+    from glyphoxa_htmx.services import sessions
+
+    return sessions.get(actor, session_id)
+
+
+def snapshot(actor: Actor, session: GatewaySession, limit: int = SNAPSHOT_LINES) -> list[Line]:
+    """The last ``limit`` lines of a session, oldest first (the live view's first paint)."""
+    require(actor, Perm.VIEW_TRANSCRIPTS)
+    _check(actor, session)
+    if "session_entries" not in memory_tables(actor.tenant_id, "session_entries"):
+        return []
+    table = qualified(schema_name(actor.tenant_id), "session_entries")
+    rows = db.session.execute(
+        text(f"SELECT {_LINE_COLS} FROM {table} WHERE session_id = :sid ORDER BY id DESC LIMIT :n"),
+        {"sid": session.id, "n": limit},
+    ).all()
+    return [_line(r) for r in reversed(rows)]
+
+
+def lines_after(actor: Actor, session: GatewaySession, after: int, limit: int = 500) -> list[Line]:
+    """Lines with id > ``after`` (the live view's polling fallback), oldest first."""
+    require(actor, Perm.VIEW_TRANSCRIPTS)
+    _check(actor, session)
+    if "session_entries" not in memory_tables(actor.tenant_id, "session_entries"):
+        return []
+    table = qualified(schema_name(actor.tenant_id), "session_entries")
+    rows = db.session.execute(
+        text(f"SELECT {_LINE_COLS} FROM {table} WHERE session_id = :sid AND id > :after ORDER BY id LIMIT :n"),
+        {"sid": session.id, "after": max(0, after), "n": limit},
+    ).all()
+    return [_line(r) for r in rows]
+
+
+def _check(actor: Actor, session: GatewaySession) -> None:
+    if session is None or session.tenant_id != actor.tenant_id:
+        raise NotFound()
+
+
+@dataclass
+class TranscriptFilters:
+    speaker: str = ""
+    kind: str = "all"  # all | npc | players
+    at: int | None = None  # seconds after the session started
+    raw: bool = False
+
+    @classmethod
+    def parse(cls, args) -> "TranscriptFilters":
+        kind = args.get("kind", "all")
+        at = parse_elapsed(args.get("at", ""))
+        return cls(speaker=(args.get("speaker") or "")[:200], kind=kind if kind in ("all", "npc", "players") else "all",
+                   at=at, raw=args.get("raw") in ("1", "on", "true"))
+
+    def as_args(self) -> dict:
+        out = {}
+        if self.speaker:
+            out["speaker"] = self.speaker
+        if self.kind != "all":
+            out["kind"] = self.kind
+        if self.raw:
+            out["raw"] = "1"
+        return out
+
+
+_ELAPSED = re.compile(r"^\s*(?:(\d{1,3}):)?(\d{1,3})(?::(\d{1,2}))?\s*$")
+
+
+def parse_elapsed(value: str) -> int | None:
+    """'1:15' -> 4500 s (hours:minutes), '45' -> 2700 s (minutes), '1:15:30' -> h:m:s."""
+    match = _ELAPSED.match(value or "")
+    if not match:
+        return None
+    first, second, third = match.groups()
+    if third is not None:
+        return int(first or 0) * 3600 + int(second) * 60 + int(third)
+    if first is not None:
+        return int(first) * 3600 + int(second) * 60
+    return int(second) * 60
+
+
+def format_elapsed(seconds: float) -> str:
+    seconds = max(0, int(seconds))
+    h, rest = divmod(seconds, 3600)
+    m, s = divmod(rest, 60)
+    return f"{h}:{m:02d}:{s:02d}"
+
+
+@dataclass
+class TranscriptPage:
+    lines: list[Line] = field(default_factory=list)
+    ready: bool = True  # False: the tenant's memory schema does not exist yet
+    total: int = 0  # lines matching the filters
+    first_id: int | None = None  # smallest matching id in the session
+    last_id: int | None = None  # largest matching id
+    speakers: list[tuple[str, bool]] = field(default_factory=list)  # (name, is_npc)
+    target: int | None = None
+
+    @property
+    def has_earlier(self) -> bool:
+        return bool(self.lines) and self.first_id is not None and self.lines[0].id > self.first_id
+
+    @property
+    def has_later(self) -> bool:
+        return bool(self.lines) and self.last_id is not None and self.lines[-1].id < self.last_id
+
+
+def page(
+    actor: Actor,
+    session: GatewaySession,
+    filters: TranscriptFilters,
+    *,
+    after: int | None = None,
+    before: int | None = None,
+    around: int | None = None,
+    limit: int = PAGE_LINES,
+) -> TranscriptPage:
+    """One keyset page (by id) of a session's transcript. Three queries whatever the length:
+    table check, the page, and the aggregates (count, first/last id, speakers)."""
+    require(actor, Perm.VIEW_TRANSCRIPTS)
+    _check(actor, session)
+    if "session_entries" not in memory_tables(actor.tenant_id, "session_entries"):
+        return TranscriptPage(ready=False)
+    table = qualified(schema_name(actor.tenant_id), "session_entries")
+    where = ["session_id = :sid"]
+    params: dict = {"sid": session.id, "n": limit}
+    if filters.speaker:
+        where.append("speaker_name = :speaker")
+        params["speaker"] = filters.speaker
+    if filters.kind == "npc":
+        where.append("npc_id <> ''")
+    elif filters.kind == "players":
+        where.append("npc_id = ''")
+    base = " AND ".join(where)
+    raw_col = ", raw_text" if filters.raw else ""
+    cols = _LINE_COLS + raw_col
+    if before is not None:
+        stmt = f"SELECT {cols} FROM {table} WHERE {base} AND id < :before ORDER BY id DESC LIMIT :n"
+        params["before"] = before
+    elif around is not None:
+        stmt = (
+            f"SELECT {cols} FROM {table} WHERE {base} AND id >= coalesce(("
+            f"SELECT min(id) FROM (SELECT id FROM {table} WHERE {base} AND id < :around "
+            f"ORDER BY id DESC LIMIT {CONTEXT_LINES}) ctx), :around) ORDER BY id LIMIT :n"
+        )
+        params["around"] = around
+    elif filters.at is not None and after is None:
+        stmt = f"SELECT {cols} FROM {table} WHERE {base} AND timestamp >= :at ORDER BY id LIMIT :n"
+        params["at"] = session.started_at + timedelta(seconds=filters.at)
+    else:
+        stmt = f"SELECT {cols} FROM {table} WHERE {base} AND id > :after ORDER BY id LIMIT :n"
+        params["after"] = after or 0
+    rows = db.session.execute(text(stmt), params).all()
+    lines = [_line(r, raw=filters.raw) for r in rows]
+    if before is not None:
+        lines.reverse()
+    agg_params = {k: v for k, v in params.items() if k in ("sid", "speaker")}
+    agg = db.session.execute(
+        text(
+            f"SELECT (SELECT count(*) FROM {table} WHERE {base}) AS total, "
+            f"(SELECT min(id) FROM {table} WHERE {base}) AS first_id, "
+            f"(SELECT max(id) FROM {table} WHERE {base}) AS last_id, "
+            f"(SELECT coalesce(json_agg(json_build_array(name, npc) ORDER BY npc DESC, name), '[]') FROM ("
+            f"SELECT speaker_name AS name, bool_or(npc_id <> '') AS npc FROM {table} "
+            f"WHERE session_id = :sid GROUP BY speaker_name LIMIT 200) s) AS speakers"
+        ),
+        agg_params,
+    ).one()
+    return TranscriptPage(
+        lines=lines, ready=True, total=int(agg.total), first_id=agg.first_id, last_id=agg.last_id,
+        speakers=[(name, bool(npc)) for name, npc in agg.speakers], target=around,
+    )
+
+
+def stats(actor: Actor, session: GatewaySession) -> dict | None:
+    """Line counts of a session (None when the memory schema does not exist)."""
+    require(actor, Perm.VIEW_TRANSCRIPTS)
+    _check(actor, session)
+    if "session_entries" not in memory_tables(actor.tenant_id, "session_entries"):
+        return None
+    table = qualified(schema_name(actor.tenant_id), "session_entries")
+    row = db.session.execute(
+        text(
+            f"SELECT count(*) AS lines, count(*) FILTER (WHERE npc_id <> '') AS npc_lines, "
+            f"count(DISTINCT speaker_name) AS speakers, min(timestamp) AS first_at, max(timestamp) AS last_at "
+            f"FROM {table} WHERE session_id = :sid"
+        ),
+        {"sid": session.id},
+    ).one()
+    return dict(row._mapping) | {"player_lines": row.lines - row.npc_lines}
+
+
+def iter_lines(actor: Actor, session: GatewaySession) -> Iterator[Line]:
+    """Every line of a session, oldest first, streamed from one server-side cursor."""
+    require(actor, Perm.VIEW_TRANSCRIPTS)
+    _check(actor, session)
+    if "session_entries" not in memory_tables(actor.tenant_id, "session_entries"):
+        return
+    table = qualified(schema_name(actor.tenant_id), "session_entries")
+    result = db.session.execute(
+        text(f"SELECT {_LINE_COLS} FROM {table} WHERE session_id = :sid ORDER BY id"),
+        {"sid": session.id},
+        execution_options={"yield_per": 500},
+    )
+    for row in result:
+        yield _line(row)
+
+
+def as_text(session: GatewaySession, campaign_name: str, lines: Iterator[Line]) -> Iterator[str]:
+    yield f"Transcript: {campaign_name}\n"
+    yield f"Session {session.id}, started {session.started_at:%Y-%m-%d %H:%M} UTC\n\n"
+    for line in lines:
+        who = f"{line.speaker} (NPC)" if line.is_npc else line.speaker
+        yield f"[{format_elapsed((line.timestamp - session.started_at).total_seconds())}] {who}: {line.text}\n"
+
+
+_MD_SPECIAL = re.compile(r"([\\`*_{}\[\]<>()#+\-.!|~])")
+
+
+def md_escape(value: str) -> str:
+    return _MD_SPECIAL.sub(r"\\\1", value.replace("\n", " "))
+
+
+def as_markdown(session: GatewaySession, campaign_name: str, lines: Iterator[Line]) -> Iterator[str]:
+    yield f"# Transcript: {md_escape(campaign_name)}\n\n"
+    yield f"- Session: `{session.id}`\n- Started: {session.started_at:%Y-%m-%d %H:%M} UTC\n"
+    if session.ended_at:
+        yield f"- Ended: {session.ended_at:%Y-%m-%d %H:%M} UTC\n"
+    yield "\n"
+    for line in lines:
+        stamp = format_elapsed((line.timestamp - session.started_at).total_seconds())
+        who = md_escape(line.speaker) + (" *(NPC)*" if line.is_npc else "")
+        yield f"**{stamp} {who}:** {md_escape(line.text)}\n\n"
+
+
+# --------------------------------------------------------------------------- search
+
+
+@dataclass
+class SearchHit:
+    line: Line
+    highlight: Markup
+
+
+@dataclass
+class SearchGroup:
+    session_id: str
+    session: GatewaySession | None
+    campaign_id: str
+    hits: list[SearchHit] = field(default_factory=list)
+
+
+@dataclass
+class SearchResult:
+    query: str = ""
+    groups: list[SearchGroup] = field(default_factory=list)
+    ready: bool = True
+    next_before: int | None = None
+    count: int = 0
+
+
+def highlight(marked: str) -> Markup:
+    """Escape the headline, then turn the private-use markers into <mark> (never |safe on DB text)."""
+    escaped = str(escape(marked))
+    return Markup(escaped.replace(_START, "<mark>").replace(_STOP, "</mark>"))
+
+
+def search(actor: Actor, q: str, *, campaign: str = "", before: int | None = None,
+           limit: int = SEARCH_RESULTS) -> SearchResult:
+    """Full-text search over the tenant's transcripts, newest first, grouped by session.
+
+    Uses ``to_tsvector('english', text) @@ websearch_to_tsquery('english', q)``, which is the
+    expression of the gateway's GIN index. Three queries: table check, hits, their sessions."""
+    require(actor, Perm.VIEW_TRANSCRIPTS)
+    q = (q or "").strip()
+    if len(q) > MAX_QUERY:
+        raise ValidationError({"q": f"Keep the search under {MAX_QUERY} characters."})
+    result = SearchResult(query=q)
+    if not q:
+        return result
+    if "session_entries" not in memory_tables(actor.tenant_id, "session_entries"):
+        result.ready = False
+        return result
+    table = qualified(schema_name(actor.tenant_id), "session_entries")
+    where = ["to_tsvector('english', e.text) @@ query"]
+    params: dict = {"q": q, "opts": _HEADLINE_OPTS, "n": limit + 1, "start": _START, "stop": _STOP}
+    if campaign:
+        where.append("e.campaign_id = :campaign")
+        params["campaign"] = memory_campaign(campaign)
+    if before is not None:
+        where.append("e.id < :before")
+        params["before"] = before
+    rows = db.session.execute(
+        text(
+            "SELECT e.id, e.session_id, e.campaign_id, e.speaker_id, e.speaker_name, e.npc_id, e.text, e.timestamp, "
+            "ts_headline('english', replace(replace(e.text, :start, ''), :stop, ''), query, :opts) AS headline "
+            f"FROM {table} e, websearch_to_tsquery('english', :q) query WHERE {' AND '.join(where)} "
+            "ORDER BY e.id DESC LIMIT :n"
+        ),
+        params,
+    ).all()
+    more = len(rows) > limit
+    rows = rows[:limit]
+    result.count = len(rows)
+    result.next_before = rows[-1].id if more else None
+    session_ids = {r.session_id for r in rows}
+    sessions_by_id = {}
+    if session_ids:
+        from sqlalchemy import select
+
+        sessions_by_id = {
+            s.id: s
+            for s in db.session.execute(
+                select(GatewaySession).where(
+                    GatewaySession.tenant_id == actor.tenant_id, GatewaySession.id.in_(session_ids)
+                )
+            ).scalars()
+        }
+    current: SearchGroup | None = None
+    for r in rows:
+        if current is None or current.session_id != r.session_id:
+            current = SearchGroup(session_id=r.session_id, session=sessions_by_id.get(r.session_id),
+                                  campaign_id=r.campaign_id)
+            result.groups.append(current)
+        current.hits.append(SearchHit(line=_line(r), highlight=highlight(r.headline)))
+    return result
+
+
+# --------------------------------------------------------------------------- recaps
+
+
+@dataclass(frozen=True)
+class Recap:
+    session_id: str
+    text: str
+    sample_rate: int
+    channels: int
+    duration_ns: int
+    generated_at: datetime | None
+    audio_bytes: int
+
+
+def recap(actor: Actor, session: GatewaySession) -> Recap | None:
+    """The session's recap (text and audio metadata, not the audio itself), if any."""
+    require(actor, Perm.VIEW_TRANSCRIPTS)
+    _check(actor, session)
+    if "recaps" not in memory_tables(actor.tenant_id, "recaps"):
+        return None
+    table = qualified(schema_name(actor.tenant_id), "recaps")
+    row = db.session.execute(
+        text(
+            f"SELECT session_id, text, sample_rate, channels, duration_ns, generated_at, "
+            f"octet_length(audio_data) AS audio_bytes FROM {table} WHERE session_id = :sid"
+        ),
+        {"sid": session.id},
+    ).one_or_none()
+    if row is None:
+        return None
+    return Recap(**row._mapping)
+
+
+def recap_audio(actor: Actor, session: GatewaySession) -> bytes:
+    """The recap audio as a WAV file. Raw PCM (what the columns describe) gets a WAV header;
+    data that already is a RIFF/WAVE file is passed through. NotFound when there is none."""
+    require(actor, Perm.VIEW_TRANSCRIPTS)
+    _check(actor, session)
+    if "recaps" not in memory_tables(actor.tenant_id, "recaps"):
+        raise NotFound()
+    table = qualified(schema_name(actor.tenant_id), "recaps")
+    row = db.session.execute(
+        text(f"SELECT audio_data, sample_rate, channels FROM {table} WHERE session_id = :sid"), {"sid": session.id}
+    ).one_or_none()
+    if row is None or not row.audio_data:
+        raise NotFound()
+    data = bytes(row.audio_data)
+    if data[:4] == b"RIFF" and data[8:12] == b"WAVE":
+        return data
+    return pcm16_wav(data, int(row.sample_rate or 16000), int(row.channels or 1))
+
+
+def pcm16_wav(pcm: bytes, sample_rate: int, channels: int) -> bytes:
+    """Wrap 16-bit little-endian PCM in a WAV header."""
+    channels = max(1, channels)
+    block = channels * 2
+    pcm = pcm[: len(pcm) - len(pcm) % block]
+    buf = io.BytesIO()
+    buf.write(b"RIFF" + struct.pack("<I", 36 + len(pcm)) + b"WAVE")
+    buf.write(b"fmt " + struct.pack("<IHHIIHH", 16, 1, channels, sample_rate, sample_rate * block, block, 16))
+    buf.write(b"data" + struct.pack("<I", len(pcm)) + pcm)
+    return buf.getvalue()

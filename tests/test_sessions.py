@@ -1,0 +1,403 @@
+"""Sessions: list, detail, start/stop through the simulated gateway over gRPC, gateway errors at
+the form, double-start protection, tenant isolation and bounded query counts."""
+
+from __future__ import annotations
+
+import json
+import threading
+from datetime import date
+from types import SimpleNamespace
+
+import pytest
+from sqlalchemy import event
+
+from glyphoxa_htmx.adapters.gateway.client import GatewayClient
+from tests.conftest import GATEWAY_SECRET, Browser, soup
+from tests.support.ws_server import (
+    gateway_tenant,
+    make_campaign,
+    seed,
+    snowflake,
+    sql,
+    stop_live_sessions,
+    wait_for,
+)
+
+
+@pytest.fixture
+def table(app, as_role, database_url):
+    """A DM in a tenant registered with the simulated gateway, with one campaign."""
+    dm = as_role("dm")
+    tenant = dm.user.tenant_id
+    guilds = gateway_tenant(app, tenant)
+    campaign = make_campaign(app, tenant)
+    yield SimpleNamespace(dm=dm, tenant=tenant, guild=guilds[0], campaign=campaign)
+    stop_live_sessions(app, database_url, tenant)
+
+
+def start_form(t, **over):
+    data = {"campaign_id": t.campaign, "guild_id": t.guild, "channel_id": "987654321098765432"}
+    data.update(over)
+    return data
+
+
+def session_rows(database_url, tenant):
+    return sql(database_url, "SELECT id, state, campaign_id FROM public.sessions WHERE tenant_id = %s", (tenant,))
+
+
+def audit_actions(database_url, tenant):
+    return [r[0] for r in sql(database_url, "SELECT action FROM web.audit_log WHERE tenant_id = %s ORDER BY id", (tenant,))]
+
+
+def metric(name, **labels):
+    from prometheus_client import REGISTRY
+
+    return REGISTRY.get_sample_value(name, labels) or 0.0
+
+
+@pytest.fixture
+def swap_gateway(app):
+    """Replace the app's gateway client for one test (None = no gateway configured)."""
+    original = app.extensions.get("glyphoxa.gateway")
+
+    def _swap(client):
+        if client is None:
+            app.extensions.pop("glyphoxa.gateway", None)
+        else:
+            app.extensions["glyphoxa.gateway"] = client
+
+    yield _swap
+    if original is not None:
+        app.extensions["glyphoxa.gateway"] = original
+
+
+def dead_gateway() -> GatewayClient:
+    """A real client on a port nothing listens on: every call is UNAVAILABLE."""
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    return GatewayClient(f"127.0.0.1:{port}", GATEWAY_SECRET, timeout=0.5, retries=0, breaker_threshold=0)
+
+
+# ---- start ---------------------------------------------------------------------------------
+
+
+def test_start_form_offers_campaigns_and_named_guilds(app, table, database_url):
+    sql(database_url, "UPDATE web.users SET discord_guilds = %s::jsonb WHERE id = %s",
+        (json.dumps([{"id": table.guild, "name": "The Rusty Anchor"}, {"id": "1", "name": "Other"}]), table.dm.user.id))
+    page = soup(table.dm.get("/sessions/new"))
+    assert [o.text for o in page.select("#guild_id option")] == ["The Rusty Anchor"]
+    assert page.select_one("#campaign_id option[selected]")["value"] == table.campaign  # the only one
+    form = page.select_one("form#start-form")
+    assert form["hx-disabled-elt"] and form.select_one("button[type=submit]") is not None
+    assert not page.select_one("fieldset[disabled]")
+
+
+def test_start_validates_channel_and_guild(app, table, database_url):
+    resp = table.dm.post("/sessions/new", start_form(table, channel_id="12ab"), htmx=True)
+    assert resp.status_code == 422
+    page = soup(resp)
+    assert "17 to 20 digits" in page.select_one("#channel_id-error").text
+    assert page.select_one("#channel_id")["aria-invalid"] == "true"
+    resp = table.dm.post("/sessions/new", start_form(table, guild_id=snowflake()), htmx=True)
+    assert resp.status_code == 422 and "isn't one of your table's" in soup(resp).select_one("#guild_id-error").text
+    assert not session_rows(database_url, table.tenant)
+
+
+def test_start_live_stop_is_audited_and_counted(app, table, database_url, simulator):
+    before = metric("glyphoxa_web_session_starts_total", tenant_id=table.tenant, result="ok")
+    resp = table.dm.post("/sessions/new", start_form(table))
+    assert resp.status_code == 303
+    (sid, state, campaign), = session_rows(database_url, table.tenant)
+    assert resp.headers["Location"] == f"/sessions/{sid}/live" and campaign == table.campaign
+    assert metric("glyphoxa_web_session_starts_total", tenant_id=table.tenant, result="ok") == before + 1
+    wait_for(lambda: session_rows(database_url, table.tenant)[0][1] == "active", what="session active")
+
+    listing = soup(table.dm.get("/sessions"))
+    live = listing.select_one(".live-now")
+    assert live is not None and live.select_one(".badge-live") is not None
+    assert listing.select_one(".badge-ok").text == "Bot connected"
+
+    resp = table.dm.post(f"/sessions/{sid}/stop", htmx=True)
+    assert resp.status_code == 204 and resp.headers["HX-Redirect"] == f"/sessions/{sid}"
+    assert session_rows(database_url, table.tenant)[0][1] == "ended"
+    assert audit_actions(database_url, table.tenant)[-2:] == ["session.start", "session.stop"]
+    assert metric("glyphoxa_web_session_stops_total", tenant_id=table.tenant, reason="user") >= 1
+    again = table.dm.post(f"/sessions/{sid}/stop", htmx=True)
+    assert again.status_code == 409 and "already ended" in again.headers["HX-Trigger"]
+
+
+def test_quota_exceeded_is_explained_at_the_form(app, table, database_url):
+    sql(database_url, "UPDATE public.tenants SET monthly_session_hours = 2 WHERE id = %s", (table.tenant,))
+    sql(database_url, "INSERT INTO public.usage_records (tenant_id, period, session_hours) VALUES (%s, %s, 2.5)",
+        (table.tenant, date.today().replace(day=1)))
+    page = soup(table.dm.get("/sessions/new"))
+    assert "2.50 of 2.00 session hours" in page.text
+    resp = table.dm.post("/sessions/new", start_form(table), htmx=True)
+    assert resp.status_code == 422
+    assert "used all of this month's voice-session hours" in soup(resp).select_one(".notice-error").text
+    assert not session_rows(database_url, table.tenant)
+    assert metric("glyphoxa_web_session_starts_total", tenant_id=table.tenant, result="quota") == 1
+
+
+def test_bot_not_connected_is_explained(app, table, database_url, simulator):
+    simulator.set_bot_connected(table.tenant, False)
+    try:
+        assert soup(table.dm.get("/sessions")).select_one(".badge-danger").text == "Bot offline"
+        resp = table.dm.post("/sessions/new", start_form(table), htmx=True)
+        assert resp.status_code == 422
+        assert "bot isn't connected" in soup(resp).select_one(".notice-error").text
+    finally:
+        simulator.set_bot_connected(table.tenant, True)
+    assert not session_rows(database_url, table.tenant)
+
+
+def test_second_start_of_a_campaign_is_refused_with_a_link(app, table, database_url):
+    assert table.dm.post("/sessions/new", start_form(table)).status_code == 303
+    (sid, _, _), = session_rows(database_url, table.tenant)
+    resp = table.dm.post("/sessions/new", start_form(table), htmx=True)
+    assert resp.status_code == 422
+    page = soup(resp)
+    assert "already running for this campaign" in page.select_one(".notice-error").text
+    assert page.select_one(f'a[href="/sessions/{sid}/live"]') is not None
+    # Another campaign of the same (shared-tier) tenant: the gateway's constraint refuses it.
+    other = make_campaign(app, table.tenant, "Second campaign")
+    resp = table.dm.post("/sessions/new", start_form(table, campaign_id=other), htmx=True)
+    assert resp.status_code == 422
+    assert "already running for this campaign or Discord server" in soup(resp).select_one(".notice-error").text
+    assert len(session_rows(database_url, table.tenant)) == 1
+
+
+def test_double_start_creates_one_session(app, table, database_url):
+    browsers = [table.dm] + [Browser(app).login(table.dm.user) for _ in range(3)]
+    for b in browsers:
+        b.csrf_token()
+    results: list[int] = []
+    barrier = threading.Barrier(len(browsers))
+
+    def go(b):
+        barrier.wait()
+        results.append(b.post("/sessions/new", start_form(table)).status_code)
+
+    threads = [threading.Thread(target=go, args=(b,)) for b in browsers]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(30)
+    assert sorted(results) == [303, 422, 422, 422]
+    assert len(session_rows(database_url, table.tenant)) == 1
+
+
+def test_gateway_unavailable_reads_keep_working(app, table, database_url, swap_gateway):
+    seeded = seed(database_url, table.tenant, table.campaign, sessions=1)
+    swap_gateway(dead_gateway())
+    page = soup(table.dm.get("/sessions"))
+    assert "voice service is unavailable" in page.select_one("#voice-note").text
+    assert page.select_one(".page-head button[disabled]") is not None
+    assert page.select_one(".sessions-table") is not None  # the history is still there
+    form = soup(table.dm.get("/sessions/new"))
+    assert form.select_one("fieldset[disabled]") is not None and "unavailable" in form.select_one(".notice-warn").text
+    resp = table.dm.post("/sessions/new", start_form(table), htmx=True)
+    assert resp.status_code == 422 and "unavailable" in soup(resp).select_one(".notice-error").text
+    assert table.dm.get(f"/sessions/{seeded[0]}").status_code == 200
+    assert table.dm.get(f"/sessions/{seeded[0]}/transcript").status_code == 200
+    assert table.dm.get("/dashboard").status_code == 200
+
+
+def test_no_gateway_configured(app, table, database_url, swap_gateway):
+    swap_gateway(None)
+    page = soup(table.dm.get("/sessions"))
+    assert "No voice service is connected" in page.select_one("#voice-note").text
+    assert not page.select(".page-head .badge")  # no bot badge without a gateway
+    assert page.select_one(".page-head button[disabled]") is not None
+    assert table.dm.get("/dashboard").status_code == 200
+
+
+# ---- roles and isolation --------------------------------------------------------------------
+
+
+def test_viewer_watches_but_cannot_start_or_stop(app, table, as_role, database_url):
+    viewer = as_role("viewer", tenant_id=table.tenant)
+    sid = app.extensions["glyphoxa.gateway"].start_web_session(table.tenant, table.guild, snowflake(), table.campaign)
+    assert viewer.get("/sessions").status_code == 200
+    assert not soup(viewer.get("/sessions")).select('a[href="/sessions/new"]')
+    assert viewer.get("/sessions/new").status_code == 403
+    assert viewer.post("/sessions/new", start_form(table)).status_code == 403
+    assert viewer.post(f"/sessions/{sid}/stop").status_code == 403
+    live = soup(viewer.get(f"/sessions/{sid}/live"))
+    assert live.select_one("#transcript") is not None and live.select_one("#npc-controls form") is None
+    assert not soup(viewer.get(f"/sessions/{sid}")).select("form[action$='/stop']")
+
+
+def test_stop_of_another_tenants_session_is_refused_before_any_grpc_call(app, table, as_role, database_url,
+                                                                         simulator, monkeypatch):
+    sid = app.extensions["glyphoxa.gateway"].start_web_session(table.tenant, table.guild, snowflake(), table.campaign)
+    stranger = as_role("tenant_owner")
+    client = app.extensions["glyphoxa.gateway"]
+    calls = []
+    for name in ("stop_web_session", "list_npcs", "mute_npc", "mute_all_npcs", "speak_npc"):
+        original = getattr(client, name)
+        monkeypatch.setattr(client, name, lambda *a, _o=original, _n=name, **k: (calls.append(_n), _o(*a, **k))[1])
+    assert stranger.post(f"/sessions/{sid}/stop").status_code == 404
+    assert stranger.post(f"/sessions/{sid}/stop", htmx=True).status_code == 404
+    assert stranger.post(f"/sessions/{sid}/npcs/mute-all").status_code == 404
+    assert stranger.post(f"/sessions/{sid}/npcs/speak", {"npc": "Sister Vey", "speech": "hi"}).status_code == 404
+    assert calls == []
+    assert session_rows(database_url, table.tenant)[0][1] in ("pending", "active")
+    assert simulator._runtime(sid) is not None
+
+
+@pytest.mark.parametrize("suffix", ["", "/live", "/lines", "/transcript", "/transcript.txt",
+                                    "/transcript.md", "/recap.wav"])
+def test_other_tenants_session_pages_are_404(app, table, as_role, database_url, suffix):
+    sid = seed(database_url, table.tenant, table.campaign, sessions=1)[0]
+    stranger = as_role("tenant_owner")
+    assert table.dm.get(f"/sessions/{sid}{suffix}", htmx=suffix == "/lines").status_code == 200
+    assert stranger.get(f"/sessions/{sid}{suffix}", htmx=suffix == "/lines").status_code == 404
+    assert table.tenant not in stranger.get("/sessions").get_data(as_text=True)
+
+
+def test_anonymous_is_sent_to_sign_in(app, visitor):
+    assert visitor.get("/sessions").status_code == 303
+    assert visitor.get("/sessions", htmx=True).headers.get("HX-Redirect", "").startswith("/auth/signin")
+
+
+# ---- list, detail, dashboard -----------------------------------------------------------------
+
+
+def test_list_filters_and_keyset_pagination(app, table, database_url):
+    from glyphoxa_htmx.core.authz import Actor, Role
+    from glyphoxa_htmx.services import sessions as svc
+
+    ids = seed(database_url, table.tenant, table.campaign, sessions=5)  # a week apart, oldest first
+    other = make_campaign(app, table.tenant, "Elsewhere")
+    sql(database_url, "UPDATE public.sessions SET campaign_id = %s WHERE id = %s", (other, ids[0]))
+    actor = Actor(user_id=table.dm.user.id, tenant_id=table.tenant, role=Role.DM)
+    with app.test_request_context():
+        seen, cursor = [], None
+        while True:
+            page = svc.list_sessions(actor, svc.SessionFilters(), cursor=cursor, limit=2)
+            seen += [s.id for s in page.rows]
+            if not page.next_cursor:
+                break
+            cursor = page.next_cursor
+        assert seen == list(reversed(ids))  # newest first, each exactly once
+    page = soup(table.dm.get(f"/sessions?campaign={other}"))
+    assert len(page.select(".sessions-table tbody tr")) == 1
+    assert "Elsewhere" in page.select_one(".sessions-table").text
+    started = sql(database_url, "SELECT started_at FROM public.sessions WHERE id = %s", (ids[-1],))[0][0].date()
+    page = soup(table.dm.get(f"/sessions?date_from={started.isoformat()}&date_to={started.isoformat()}"))
+    assert len(page.select(".sessions-table tbody tr")) == 1
+    assert soup(table.dm.get("/sessions?state=active")).select_one(".empty") is not None
+    bad = table.dm.get("/sessions?date_from=2026-05-01&date_to=2026-04-01", htmx=True)
+    assert bad.status_code == 422 and "before the start date" in bad.get_data(as_text=True)
+    block = table.dm.get("/sessions?state=ended", htmx=True)
+    assert "<html" not in block.get_data(as_text=True) and len(soup(block).select("tbody tr")) == 5
+
+
+def test_detail_shows_metadata_npcs_usage_recap(app, table, database_url):
+    sid = seed(database_url, table.tenant, table.campaign, sessions=1)[0]
+    sql(database_url,
+        "INSERT INTO public.npc_definitions (id, tenant_id, campaign_id, name, personality) VALUES (%s, %s, %s, %s, %s)",
+        ("npc-1", table.tenant, table.campaign, "Grimble Ashfoot", "Gruff innkeeper"))
+    sql(database_url, "UPDATE public.sessions SET error = 'heartbeat timeout' WHERE id = %s", (sid,))
+    page = soup(table.dm.get(f"/sessions/{sid}"))
+    assert "The Salt Road" in page.select_one("h1").text
+    assert "heartbeat timeout" in page.select_one(".notice-error").text
+    assert "Grimble Ashfoot" in page.text
+    assert "48" in page.select_one("#tx-h").parent.text  # line count from the transcript
+    assert "session hours" in page.select_one("#usage-h").parent.text
+    audio = page.select_one(".recap audio")
+    assert audio["src"] == f"/sessions/{sid}/recap.wav"
+    wav = table.dm.get(audio["src"])
+    assert wav.status_code == 200 and wav.mimetype == "audio/wav" and wav.data[:4] == b"RIFF"
+
+
+def test_dashboard_widgets(app, table, database_url):
+    seed(database_url, table.tenant, table.campaign, sessions=2)
+    sql(database_url, "UPDATE public.tenants SET monthly_session_hours = 40 WHERE id = %s", (table.tenant,))
+    sql(database_url, "INSERT INTO public.usage_records (tenant_id, period, session_hours) VALUES (%s, %s, 12.5) "
+        "ON CONFLICT (tenant_id, period) DO UPDATE SET session_hours = 12.5", (table.tenant, date.today().replace(day=1)))
+    sid = app.extensions["glyphoxa.gateway"].start_web_session(table.tenant, table.guild, snowflake(), table.campaign)
+    page = soup(table.dm.get("/dashboard"))
+    live = page.select_one("#w-live").parent
+    assert live.select_one(f'a[href="/sessions/{sid}/live"]') is not None
+    last = page.select_one("#w-last").parent
+    assert "48 lines" in last.text and "The Salt Road" in last.text
+    hours = page.select_one("#w-hours").parent
+    assert "12.50" in hours.text and "of 40.00 hours" in hours.text
+    assert hours.select_one("progress")["max"] == "40.00"
+    assert page.select_one("#next-steps") is not None  # the onboarding list stays
+
+
+# ---- query budget ---------------------------------------------------------------------------
+
+
+class QueryCounter:
+    def __init__(self, engine):
+        self.engine = engine
+        self.count = 0
+
+    def _on(self, *args, **kwargs):
+        if threading.current_thread() is self.thread:
+            self.count += 1
+
+    def __enter__(self):
+        self.thread = threading.current_thread()
+        self.count = 0
+        event.listen(self.engine, "before_cursor_execute", self._on)
+        return self
+
+    def __exit__(self, *exc):
+        event.remove(self.engine, "before_cursor_execute", self._on)
+
+
+def test_pages_cost_a_bounded_number_of_queries(app, make_user, database_url):
+    """The same pages for a tenant with 1 session and one with 6 cost the same number of queries."""
+    from glyphoxa_htmx.extensions import db
+
+    counts = []
+    for n in (1, 6):
+        user = make_user("dm")
+        b = Browser(app).login(user)
+        gateway_tenant(app, user.tenant_id)
+        campaign = make_campaign(app, user.tenant_id)
+        ids = seed(database_url, user.tenant_id, campaign, sessions=n)
+        for sid in ids:  # a search hit in every session, whatever the scripted dialogue said
+            sql(database_url, f'INSERT INTO "tenant_{user.tenant_id}".session_entries (campaign_id, session_id, '
+                              "text) VALUES (%s, %s, 'The quokka waits')", (campaign, sid))
+        urls = ["/dashboard", "/sessions", f"/sessions/{ids[-1]}", f"/sessions/{ids[-1]}/live",
+                f"/sessions/{ids[-1]}/transcript", "/sessions/search?q=quokka"]
+        b.get(urls[0])  # warm caches (e.g. the gateway-tables check)
+        with app.app_context():
+            engine = db.engine
+        row = {}
+        for url in urls:
+            with QueryCounter(engine) as qc:
+                assert b.get(url).status_code == 200, url
+            row[url.replace(user.tenant_id, "T").replace(campaign, "C").replace(ids[-1], "S")] = qc.count
+        counts.append(row)
+    assert counts[0] == counts[1]
+    assert max(counts[0].values()) <= 12, counts[0]
+
+
+def test_state_badges_and_durations_render(app, table, database_url):
+    ids = seed(database_url, table.tenant, table.campaign, sessions=1)
+    row = soup(table.dm.get("/sessions")).select_one(".sessions-table tbody tr")
+    assert row.select_one(".badge").text == "Ended"
+    assert " h " in row.select("td")[3].text
+    del ids
+
+
+def test_start_requires_a_campaign_of_the_tenant(app, table, as_role, database_url):
+    foreign = make_campaign(app, as_role("tenant_owner").user.tenant_id, "Not yours")
+    resp = table.dm.post("/sessions/new", start_form(table, campaign_id=foreign), htmx=True)
+    assert resp.status_code == 422 and soup(resp).select_one("#campaign_id-error") is not None
+    assert not session_rows(database_url, table.tenant)
+
+
+def test_date_filter_rejects_garbage(app, table):
+    resp = table.dm.get("/sessions?date_from=yesterday")
+    assert resp.status_code == 422 and "Use a date like" in resp.get_data(as_text=True)

@@ -1,0 +1,204 @@
+"""Transcripts (tenant_<id>.session_entries, read-only): viewer with keyset pages and filters,
+permalinks, downloads, full-text search with safe highlighting, recaps, and empty states when a
+tenant has no memory schema yet."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from types import SimpleNamespace
+
+import pytest
+
+from glyphoxa_htmx.core.authz import Actor, Role
+from tests.conftest import soup
+from tests.support.ws_server import gateway_tenant, make_campaign, seed, sql
+
+
+@pytest.fixture
+def seeded(app, as_role, database_url):
+    dm = as_role("dm")
+    tenant = dm.user.tenant_id
+    gateway_tenant(app, tenant)
+    campaign = make_campaign(app, tenant)
+    ids = seed(database_url, tenant, campaign, sessions=2)
+    return SimpleNamespace(dm=dm, tenant=tenant, campaign=campaign, sid=ids[-1], ids=ids,
+                           actor=Actor(user_id=dm.user.id, tenant_id=tenant, role=Role.DM))
+
+
+def entries(database_url, tenant, sid):
+    return sql(database_url, f'SELECT id, speaker_name, npc_id, text, raw_text, timestamp FROM "tenant_{tenant}".session_entries '
+                             "WHERE session_id = %s ORDER BY id", (sid,))
+
+
+def add_line(database_url, tenant, sid, text, campaign, speaker="mara", npc_id=""):
+    return sql(database_url, f'INSERT INTO "tenant_{tenant}".session_entries (campaign_id, session_id, speaker_id, '
+                             "speaker_name, text, raw_text, npc_id) VALUES (%s, %s, %s, %s, %s, %s, %s) RETURNING id",
+               (campaign, sid, "204857310495821824", speaker, text, text.lower(), npc_id))[0][0]
+
+
+def page_ids(resp) -> list[int]:
+    return [int(li["data-line-id"]) for li in soup(resp).select(".transcript li[data-line-id]")]
+
+
+def test_viewer_shows_lines_with_speakers_and_elapsed_time(app, seeded, database_url):
+    rows = entries(database_url, seeded.tenant, seeded.sid)
+    resp = seeded.dm.get(f"/sessions/{seeded.sid}/transcript")
+    assert resp.status_code == 200
+    assert page_ids(resp) == [r[0] for r in rows]  # 48 lines fit one page, in order
+    first = soup(resp).select_one(".transcript li")
+    assert first.select_one(".speaker").text == rows[0][1]
+    assert first.select_one("time").text.count(":") == 2  # elapsed h:mm:ss
+    npc_items = soup(resp).select(".transcript li.is-npc")
+    assert npc_items and all(li.select_one(".badge-accent").text == "NPC" for li in npc_items)
+    block = seeded.dm.get(f"/sessions/{seeded.sid}/transcript?kind=npc", htmx=True)
+    assert "<html" not in block.get_data(as_text=True)
+
+
+def test_keyset_pages_cover_every_line_once(app, seeded, database_url):
+    from glyphoxa_htmx.services import sessions, transcripts
+
+    all_ids = [r[0] for r in entries(database_url, seeded.tenant, seeded.sid)]
+    with app.test_request_context():
+        session = sessions.get(seeded.actor, seeded.sid)
+        filters = transcripts.TranscriptFilters()
+        seen, after = [], None
+        while True:
+            page = transcripts.page(seeded.actor, session, filters, after=after, limit=10)
+            seen += [line.id for line in page.lines]
+            if not page.has_later:
+                break
+            after = page.lines[-1].id
+        assert seen == all_ids
+        back = transcripts.page(seeded.actor, session, filters, before=all_ids[25], limit=10)
+        assert [line.id for line in back.lines] == all_ids[15:25] and back.has_earlier and back.has_later
+        assert page.total == 48
+
+
+def test_filters_speaker_kind_time_and_raw(app, seeded, database_url):
+    rows = entries(database_url, seeded.tenant, seeded.sid)
+    url = f"/sessions/{seeded.sid}/transcript"
+    speaker = rows[0][1]
+    only = soup(seeded.dm.get(url, query_string={"speaker": speaker}))
+    assert {s.text for s in only.select(".transcript .speaker")} == {speaker}
+    npcs = [r[0] for r in rows if r[2]]
+    players = [r[0] for r in rows if not r[2]]
+    assert page_ids(seeded.dm.get(url + "?kind=npc")) == npcs
+    assert page_ids(seeded.dm.get(url + "?kind=players")) == players
+    started = sql(database_url, "SELECT started_at FROM public.sessions WHERE id = %s", (seeded.sid,))[0][0]
+    cut = started + timedelta(hours=1)
+    later = [r[0] for r in rows if r[5] >= cut]
+    assert page_ids(seeded.dm.get(url + "?at=1:00")) == later
+    bad = seeded.dm.get(url + "?at=soon")
+    assert bad.status_code == 422 and "hours:minutes" in bad.get_data(as_text=True)
+    assert not soup(seeded.dm.get(url)).select(".line-raw")
+    raw = soup(seeded.dm.get(url + "?raw=1")).select(".line-raw")
+    assert raw and any(r[4] in raw[0].text for r in rows)
+
+
+def test_permalink_shows_the_line_in_context(app, seeded, database_url):
+    ids = [r[0] for r in entries(database_url, seeded.tenant, seeded.sid)]
+    target = ids[30]
+    page = soup(seeded.dm.get(f"/sessions/{seeded.sid}/transcript?around={target}"))
+    shown = [int(li["data-line-id"]) for li in page.select(".transcript li")]
+    assert shown[:6] == ids[25:31]  # five lines of context before it
+    assert "is-target" in page.select_one(f"#line-{target}")["class"]
+    link = page.select_one(f"#line-{target} a[data-copy-link]")["href"]
+    assert link == f"/sessions/{seeded.sid}/transcript?around={target}#line-{target}"
+    assert page.select_one(".pager a")["href"].startswith(f"/sessions/{seeded.sid}/transcript?before=")
+
+
+def test_downloads_txt_and_markdown(app, seeded, database_url):
+    rows = entries(database_url, seeded.tenant, seeded.sid)
+    add_line(database_url, seeded.tenant, seeded.sid, "Use *stars* and # hashes [here]", seeded.campaign)
+    txt = seeded.dm.get(f"/sessions/{seeded.sid}/transcript.txt")
+    assert txt.status_code == 200 and txt.mimetype == "text/plain"
+    assert txt.headers["Content-Disposition"].startswith("attachment; filename=\"transcript-")
+    body = txt.get_data(as_text=True)
+    assert body.startswith("Transcript: The Salt Road") and rows[0][3] in body and body.count("\n") >= 50
+    md = seeded.dm.get(f"/sessions/{seeded.sid}/transcript.md")
+    assert md.mimetype == "text/markdown"
+    text = md.get_data(as_text=True)
+    assert text.startswith("# Transcript: The Salt Road") and "*(NPC)*" in text
+    assert r"Use \*stars\* and \# hashes \[here\]" in text
+
+
+def test_search_finds_a_known_line_with_safe_highlights(app, seeded, as_role, database_url):
+    line = add_line(database_url, seeded.tenant, seeded.sid, "<script>alert(1)</script> The zanzibar lantern is lit",
+                    seeded.campaign)
+    other = as_role("dm")
+    gateway_tenant(app, other.user.tenant_id)
+    other_campaign = make_campaign(app, other.user.tenant_id)
+    other_sid = seed(database_url, other.user.tenant_id, other_campaign, sessions=1)[0]
+    add_line(database_url, other.user.tenant_id, other_sid, "Another table's zanzibar secret", other_campaign)
+
+    resp = seeded.dm.get("/sessions/search?q=zanzibar")
+    page = soup(resp)
+    hits = page.select(".hit")
+    assert len(hits) == 1
+    html = str(hits[0].select_one(".hit-text"))
+    assert "<mark>zanzibar</mark>" in html and "&lt;script&gt;" in html and "<script>" not in html
+    assert "Another table" not in resp.get_data(as_text=True)
+    assert hits[0].select_one("a")["href"] == f"/sessions/{seeded.sid}/transcript?around={line}#line-{line}"
+    assert "The Salt Road" in page.select_one(".search-group h2").text
+
+    theirs = soup(other.get("/sessions/search?q=zanzibar"))
+    assert len(theirs.select(".hit")) == 1 and "Another table" in theirs.select_one(".hit").text
+    assert soup(seeded.dm.get("/sessions/search?q=zanzibar&campaign=nope")).select_one(".hit") is None
+    assert len(soup(seeded.dm.get(f"/sessions/search?q=zanzibar&campaign={seeded.campaign}")).select(".hit")) == 1
+    block = seeded.dm.get("/sessions/search?q=zanzibar", htmx=True)
+    assert "<html" not in block.get_data(as_text=True) and "zanzibar" in block.get_data(as_text=True)
+
+
+def test_search_groups_by_session_and_pages(app, seeded, database_url):
+    from glyphoxa_htmx.services import transcripts
+
+    for sid in seeded.ids:
+        for n in range(3):
+            add_line(database_url, seeded.tenant, sid, f"The quokka number {n} waddles", seeded.campaign)
+    with app.test_request_context():
+        result = transcripts.search(seeded.actor, "quokka")
+        assert [len(g.hits) for g in result.groups] == [3, 3]
+        assert [g.session_id for g in result.groups] == list(reversed(seeded.ids))
+        first = transcripts.search(seeded.actor, "quokka", limit=4)
+        rest = transcripts.search(seeded.actor, "quokka", before=first.next_before, limit=4)
+        ids = [h.line.id for g in first.groups + rest.groups for h in g.hits]
+        assert len(ids) == len(set(ids)) == 6 and rest.next_before is None
+    too_long = seeded.dm.get("/sessions/search?q=" + "x" * 300)
+    assert too_long.status_code == 422
+
+
+def test_recap_audio_pcm_is_wrapped_as_wav(app, seeded, database_url):
+    pcm = bytes(range(256)) * 8
+    sql(database_url, f'UPDATE "tenant_{seeded.tenant}".recaps SET audio_data = %s, sample_rate = 22050 '
+                      "WHERE session_id = %s", (pcm, seeded.sid))
+    resp = seeded.dm.get(f"/sessions/{seeded.sid}/recap.wav")
+    assert resp.mimetype == "audio/wav" and resp.data[:4] == b"RIFF" and resp.data[8:12] == b"WAVE"
+    assert int.from_bytes(resp.data[24:28], "little") == 22050 and resp.data.endswith(pcm)
+    sql(database_url, f'DELETE FROM "tenant_{seeded.tenant}".recaps WHERE session_id = %s', (seeded.sid,))
+    assert seeded.dm.get(f"/sessions/{seeded.sid}/recap.wav").status_code == 404
+    assert soup(seeded.dm.get(f"/sessions/{seeded.sid}")).select_one(".recap") is None
+
+
+def test_tenant_without_memory_schema_sees_empty_states(app, as_role, database_url):
+    dm = as_role("dm")
+    tenant = dm.user.tenant_id
+    gateway_tenant(app, tenant)
+    campaign = make_campaign(app, tenant)
+    # A session row without any transcript store (the worker never ran).
+    sql(database_url, "INSERT INTO public.sessions (id, tenant_id, campaign_id, guild_id, channel_id, license_tier, "
+                      "state, started_at, ended_at, error) VALUES ('s-empty', %s, %s, '1', '2', 'shared', 'ended', "
+                      "now() - interval '1 hour', now(), 'start timeout')", (tenant, campaign))
+    assert sql(database_url, "SELECT to_regnamespace(%s)", (f"tenant_{tenant}",))[0][0] is None
+    checks = {
+        "/sessions/s-empty/transcript": "No transcripts yet",
+        "/sessions/search?q=dragon": "Nothing to search yet",
+        "/sessions/s-empty": "No transcript has been written",
+        "/sessions/s-empty/live": "No lines were recorded",
+        "/dashboard": "start timeout",  # the last session's error, without line counts
+    }
+    for url, text in checks.items():
+        resp = dm.get(url)
+        assert resp.status_code == 200, url
+        assert text in resp.get_data(as_text=True), url
+    assert dm.get("/sessions/s-empty/recap.wav").status_code == 404
+    assert dm.get("/sessions/s-empty/transcript.txt").get_data(as_text=True).startswith("Transcript:")
