@@ -192,6 +192,9 @@ def test_tenant_without_memory_schema_sees_empty_states(app, as_role, database_u
     checks = {
         "/sessions/s-empty/transcript": "No transcripts yet",
         "/sessions/search?q=dragon": "Nothing to search yet",
+        "/knowledge": "hasn't run a session yet",
+        f"/knowledge/{campaign}": "No knowledge yet",
+        f"/knowledge/{campaign}/graph": "Nothing to draw yet",
         "/sessions/s-empty": "No transcript has been written",
         "/sessions/s-empty/live": "No lines were recorded",
         "/dashboard": "start timeout",  # the last session's error, without line counts

@@ -1,0 +1,263 @@
+"""The knowledge graph the workers build per campaign: ``tenant_<id>.entities`` and
+``tenant_<id>.relationships`` (read-only; the schema may not exist yet).
+
+A campaign's graph is visible when the campaign is one of the tenant's web campaigns or has
+entities in the tenant's own memory schema (campaign ids are free-form on the gateway side,
+"default" for sessions without one). Everything else is a NotFound.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from sqlalchemy import text
+
+from glyphoxa_htmx.core.authz import Actor, Perm, require
+from glyphoxa_htmx.core.errors import NotFound, ValidationError
+from glyphoxa_htmx.extensions import db
+from glyphoxa_htmx.services import campaigns
+from glyphoxa_htmx.services.transcripts import memory_tables, qualified, schema_name
+
+PAGE_SIZE = 50
+GRAPH_NODES = 300
+GRAPH_EDGES = 1000
+MAX_Q = 100
+DEFAULT_CAMPAIGN_NAME = "Default campaign"
+
+
+@dataclass(frozen=True)
+class Entity:
+    id: str
+    type: str
+    name: str
+    attributes: dict
+    updated_at: datetime | None = None
+    degree: int = 0
+
+
+@dataclass(frozen=True)
+class Relationship:
+    source_id: str
+    source_name: str
+    source_type: str
+    target_id: str
+    target_name: str
+    target_type: str
+    rel_type: str
+    attributes: dict
+    provenance: dict
+    created_at: datetime | None = None
+
+    @property
+    def session_id(self) -> str:
+        return str(self.provenance.get("session_id") or "")
+
+    @property
+    def confidence(self) -> float | None:
+        try:
+            return float(self.provenance["confidence"])
+        except (KeyError, TypeError, ValueError):
+            return None
+
+    @property
+    def dm_confirmed(self) -> bool:
+        return bool(self.provenance.get("dm_confirmed"))
+
+
+@dataclass
+class CampaignRef:
+    id: str
+    name: str
+    entities: int = 0
+    known: bool = True  # a web campaign (False: only seen in the memory schema)
+
+
+def _tables(actor: Actor) -> tuple[str, str] | None:
+    present = memory_tables(actor.tenant_id, "entities", "relationships")
+    if present != {"entities", "relationships"}:
+        return None
+    schema = schema_name(actor.tenant_id)
+    return qualified(schema, "entities"), qualified(schema, "relationships")
+
+
+def campaign_index(actor: Actor) -> tuple[list[CampaignRef], bool]:
+    """The tenant's campaigns with their entity counts, and whether the memory schema exists."""
+    require(actor, Perm.VIEW_TRANSCRIPTS)
+    web = campaigns.choices(actor, include_archived=True)
+    tables = _tables(actor)
+    counts: dict[str, int] = {}
+    if tables:
+        ent, _ = tables
+        counts = {r.campaign_id: int(r.n) for r in db.session.execute(
+            text(f"SELECT campaign_id, count(*) AS n FROM {ent} GROUP BY campaign_id ORDER BY campaign_id LIMIT 500")
+        )}
+    refs = [CampaignRef(cid, name, counts.pop(cid, 0)) for cid, name in web]
+    refs += [CampaignRef(cid, DEFAULT_CAMPAIGN_NAME if cid == "default" else cid, n, known=False)
+             for cid, n in sorted(counts.items())]
+    return refs, tables is not None
+
+
+def campaign(actor: Actor, campaign_id: str) -> CampaignRef:
+    """The campaign if the tenant may see its graph (web campaign or present in its memory)."""
+    require(actor, Perm.VIEW_TRANSCRIPTS)
+    if not campaign_id or len(campaign_id) > 200:
+        raise NotFound()
+    names = campaigns.names(actor, {campaign_id})
+    if campaign_id in names:
+        return CampaignRef(campaign_id, names[campaign_id])
+    tables = _tables(actor)
+    if tables:
+        present = db.session.execute(
+            text(f"SELECT EXISTS (SELECT 1 FROM {tables[0]} WHERE campaign_id = :c)"), {"c": campaign_id}
+        ).scalar()
+        if present:
+            return CampaignRef(campaign_id, DEFAULT_CAMPAIGN_NAME if campaign_id == "default" else campaign_id,
+                               known=False)
+    raise NotFound()
+
+
+@dataclass
+class EntityPage:
+    entities: list[Entity] = field(default_factory=list)
+    types: list[tuple[str, int]] = field(default_factory=list)
+    next_after: str | None = None
+    ready: bool = True
+    total: int = 0
+
+
+def _entity(row) -> Entity:
+    m = row._mapping
+    return Entity(id=m["id"], type=m["type"], name=m["name"], attributes=m["attributes"] or {},
+                  updated_at=m.get("updated_at"), degree=int(m.get("degree") or 0))
+
+
+def entities(actor: Actor, campaign_id: str, *, type_: str = "", q: str = "", after: str | None = None,
+             limit: int = PAGE_SIZE) -> EntityPage:
+    """Entities of a campaign by name (keyset on name, id), with type filter and name search.
+    Two queries: the page (with each entity's relationship count) and the type facets."""
+    require(actor, Perm.VIEW_TRANSCRIPTS)
+    q = (q or "").strip()
+    if len(q) > MAX_Q:
+        raise ValidationError({"q": f"Keep the search under {MAX_Q} characters."})
+    tables = _tables(actor)
+    if tables is None:
+        return EntityPage(ready=False)
+    ent, rel = tables
+    where = ["e.campaign_id = :c"]
+    params: dict = {"c": campaign_id, "n": limit + 1}
+    if type_:
+        where.append("e.type = :type")
+        params["type"] = type_
+    if q:
+        where.append("e.name ILIKE :q ESCAPE '\\'")
+        params["q"] = "%" + q.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
+    if after:
+        name, _, eid = after.partition("\x1f")
+        where.append("(e.name, e.id) > (:after_name, :after_id)")
+        params.update(after_name=name, after_id=eid)
+    rows = db.session.execute(
+        text(
+            f"SELECT e.id, e.type, e.name, e.attributes, e.updated_at, "
+            f"(SELECT count(*) FROM {rel} r WHERE r.campaign_id = e.campaign_id "
+            f"AND (r.source_id = e.id OR r.target_id = e.id)) AS degree "
+            f"FROM {ent} e WHERE {' AND '.join(where)} ORDER BY e.name, e.id LIMIT :n"
+        ),
+        params,
+    ).all()
+    page = EntityPage(entities=[_entity(r) for r in rows[:limit]])
+    if len(rows) > limit:
+        last = page.entities[-1]
+        page.next_after = f"{last.name}\x1f{last.id}"
+    page.types = [(r.type, int(r.n)) for r in db.session.execute(
+        text(f"SELECT type, count(*) AS n FROM {ent} WHERE campaign_id = :c GROUP BY type ORDER BY type LIMIT 100"),
+        {"c": campaign_id},
+    )]
+    page.total = sum(n for _, n in page.types)
+    return page
+
+
+_REL_COLS = (
+    "r.source_id, s.name AS source_name, s.type AS source_type, r.target_id, t.name AS target_name, "
+    "t.type AS target_type, r.rel_type, r.attributes, r.provenance, r.created_at"
+)
+
+
+def _relationship(row) -> Relationship:
+    m = row._mapping
+    return Relationship(**{k: m[k] for k in (
+        "source_id", "source_name", "source_type", "target_id", "target_name", "target_type", "rel_type",
+        "created_at")}, attributes=m["attributes"] or {}, provenance=m["provenance"] or {})
+
+
+@dataclass
+class EntityDetail:
+    entity: Entity
+    outgoing: list[Relationship]
+    incoming: list[Relationship]
+
+
+def entity(actor: Actor, campaign_id: str, entity_id: str) -> EntityDetail:
+    """One entity with its attributes and relationships in both directions (three queries)."""
+    require(actor, Perm.VIEW_TRANSCRIPTS)
+    tables = _tables(actor)
+    if tables is None:
+        raise NotFound()
+    ent, rel = tables
+    row = db.session.execute(
+        text(f"SELECT id, type, name, attributes, updated_at FROM {ent} WHERE campaign_id = :c AND id = :id"),
+        {"c": campaign_id, "id": entity_id},
+    ).one_or_none()
+    if row is None:
+        raise NotFound()
+    joins = (f"FROM {rel} r JOIN {ent} s ON s.campaign_id = r.campaign_id AND s.id = r.source_id "
+             f"JOIN {ent} t ON t.campaign_id = r.campaign_id AND t.id = r.target_id")
+    params = {"c": campaign_id, "id": entity_id}
+    outgoing = [_relationship(r) for r in db.session.execute(
+        text(f"SELECT {_REL_COLS} {joins} WHERE r.campaign_id = :c AND r.source_id = :id "
+             "ORDER BY r.rel_type, t.name LIMIT 500"), params)]
+    incoming = [_relationship(r) for r in db.session.execute(
+        text(f"SELECT {_REL_COLS} {joins} WHERE r.campaign_id = :c AND r.target_id = :id "
+             "ORDER BY r.rel_type, s.name LIMIT 500"), params)]
+    return EntityDetail(_entity(row), outgoing, incoming)
+
+
+@dataclass
+class Graph:
+    nodes: list[Entity] = field(default_factory=list)
+    edges: list[Relationship] = field(default_factory=list)
+    truncated: bool = False
+    ready: bool = True
+
+
+def graph(actor: Actor, campaign_id: str, *, max_nodes: int = GRAPH_NODES, max_edges: int = GRAPH_EDGES) -> Graph:
+    """The campaign's graph for the graph view: the best-connected entities and the
+    relationships among them (two queries)."""
+    require(actor, Perm.VIEW_TRANSCRIPTS)
+    tables = _tables(actor)
+    if tables is None:
+        return Graph(ready=False)
+    ent, rel = tables
+    rows = db.session.execute(
+        text(
+            f"SELECT e.id, e.type, e.name, e.attributes, e.updated_at, count(r.rel_type) AS degree FROM {ent} e "
+            f"LEFT JOIN {rel} r ON r.campaign_id = e.campaign_id AND (r.source_id = e.id OR r.target_id = e.id) "
+            f"WHERE e.campaign_id = :c GROUP BY e.campaign_id, e.id ORDER BY degree DESC, e.name LIMIT :n"
+        ),
+        {"c": campaign_id, "n": max_nodes + 1},
+    ).all()
+    out = Graph(nodes=[_entity(r) for r in rows[:max_nodes]], truncated=len(rows) > max_nodes)
+    ids = [n.id for n in out.nodes]
+    if ids:
+        edges = db.session.execute(
+            text(
+                f"SELECT {_REL_COLS} FROM {rel} r JOIN {ent} s ON s.campaign_id = r.campaign_id AND s.id = r.source_id "
+                f"JOIN {ent} t ON t.campaign_id = r.campaign_id AND t.id = r.target_id "
+                "WHERE r.campaign_id = :c AND r.source_id = ANY(:ids) AND r.target_id = ANY(:ids) "
+                "ORDER BY r.source_id, r.target_id, r.rel_type LIMIT :n"
+            ),
+            {"c": campaign_id, "ids": ids, "n": max_edges + 1},
+        ).all()
+        out.edges = [_relationship(r) for r in edges[:max_edges]]
+        out.truncated = out.truncated or len(edges) > max_edges
+    return out

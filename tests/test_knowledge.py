@@ -1,0 +1,116 @@
+"""The knowledge graph (tenant_<id>.entities / relationships, read-only): campaign index, entity
+list with type filter and search, entity pages with provenance, the graph view and its JSON, and
+tenant isolation."""
+
+from __future__ import annotations
+
+from types import SimpleNamespace
+
+import pytest
+
+from glyphoxa_htmx.core.authz import Actor, Role
+from tests.conftest import soup
+from tests.support.ws_server import gateway_tenant, make_campaign, seed, sql
+
+
+@pytest.fixture
+def graph(app, as_role, database_url):
+    dm = as_role("viewer")
+    tenant = dm.user.tenant_id
+    gateway_tenant(app, tenant)
+    campaign = make_campaign(app, tenant, "Hollowmere")
+    ids = seed(database_url, tenant, campaign, sessions=2)
+    return SimpleNamespace(dm=dm, tenant=tenant, campaign=campaign, ids=ids,
+                           actor=Actor(user_id=dm.user.id, tenant_id=tenant, role=Role.VIEWER))
+
+
+def entities(database_url, t, where="", params=()):
+    return sql(database_url, f'SELECT id, type, name FROM "tenant_{t.tenant}".entities WHERE campaign_id = %s {where} '
+                             "ORDER BY name, id", (t.campaign, *params))
+
+
+def test_index_lists_campaigns_with_counts(app, graph, database_url):
+    page = soup(graph.dm.get("/knowledge"))
+    card = page.select_one(f'a[href="/knowledge/{graph.campaign}"]').find_parent("li")
+    assert "Hollowmere" in card.text and f"{len(entities(database_url, graph))} entit" in card.text
+    assert card.select_one(f'a[href="/knowledge/{graph.campaign}/graph"]') is not None
+
+
+def test_entity_list_filters_and_pages(app, graph, database_url):
+    from glyphoxa_htmx.services import knowledge
+
+    all_rows = entities(database_url, graph)
+    page = soup(graph.dm.get(f"/knowledge/{graph.campaign}"))
+    assert [a.text for a in page.select("tbody td:first-child a")] == [r[2] for r in all_rows]
+    npcs = entities(database_url, graph, "AND type = 'npc'")
+    page = soup(graph.dm.get(f"/knowledge/{graph.campaign}?type=npc"))
+    assert [a.text for a in page.select("tbody td:first-child a")] == [r[2] for r in npcs]
+    assert "npc (" in page.select_one("#k-type").text
+    grim = soup(graph.dm.get(f"/knowledge/{graph.campaign}?q=grim", htmx=True))
+    assert [a.text for a in grim.select("tbody a")] == ["Grimble Ashfoot"]
+    assert not soup(graph.dm.get(f"/knowledge/{graph.campaign}?q=%25")).select("tbody a")  # % is literal
+    with app.test_request_context():
+        seen, after = [], None
+        while True:
+            p = knowledge.entities(graph.actor, graph.campaign, after=after, limit=3)
+            seen += [e.id for e in p.entities]
+            if not p.next_after:
+                break
+            after = p.next_after
+    assert seen == [r[0] for r in all_rows]
+
+
+def test_entity_page_shows_attributes_and_relationships_with_provenance(app, graph, database_url):
+    eid = "npc-grimble-ashfoot"
+    page = soup(graph.dm.get(f"/knowledge/{graph.campaign}/entities/{eid}"))
+    assert page.select_one("h1").text == "Grimble Ashfoot"
+    assert "Npc id" in page.select_one("#attr-h").parent.text
+    out_rows = page.select_one("#out-h").parent.select("tbody tr")
+    expected = sql(database_url, f'SELECT rel_type, provenance FROM "tenant_{graph.tenant}".relationships '
+                                 "WHERE campaign_id = %s AND source_id = %s", (graph.campaign, eid))
+    assert len(out_rows) == len(expected)
+    knows = [tr for tr in out_rows if tr.select("td")[0].text == "knows"][0]
+    assert knows.select_one('a[href$="/entities/npc-sister-vey"]') is not None
+    session_link = knows.select("td")[2].select_one("a")["href"]
+    assert session_link.startswith("/sessions/") and session_link.split("/")[-1] in graph.ids
+    assert knows.select("td")[3].text == "90%" and "No" in knows.select("td")[4].text
+    sql(database_url, f'UPDATE "tenant_{graph.tenant}".relationships SET provenance = provenance || '
+                      "'{\"dm_confirmed\": true}' WHERE source_id = %s AND rel_type = 'knows'", (eid,))
+    page = soup(graph.dm.get(f"/knowledge/{graph.campaign}/entities/{eid}"))
+    assert page.select_one("#out-h").parent.select_one(".badge-ok").text == "Confirmed"
+    incoming = page.select_one("#in-h").parent.select("tbody tr")
+    trusts = [tr for tr in incoming if tr.select("td")[0].text == "trusts"]
+    assert trusts and trusts[0].select_one('a[href*="/entities/pc-"]') is not None  # a player character trusts him
+    assert graph.dm.get(f"/knowledge/{graph.campaign}/entities/no-such-thing").status_code == 404
+
+
+def test_graph_view_is_an_island_over_lists(app, graph, database_url):
+    page = soup(graph.dm.get(f"/knowledge/{graph.campaign}/graph"))
+    host = page.select_one("#graph")
+    assert host["data-src"] == f"/knowledge/{graph.campaign}/graph.json" and host.has_attr("hidden")
+    assert page.select_one('script[src^="/static/vendor/cytoscape-3.35.0.min.js"]') is not None
+    assert page.select_one('script[src^="/static/js/graph.js"]') is not None
+    assert not page.select("script:not([src])") and not page.select("[style]")
+    assert page.select(".rel-list li a")  # the same information as links, without JavaScript
+    data = graph.dm.get(f"/knowledge/{graph.campaign}/graph.json").get_json()
+    node_ids = {n["id"] for n in data["nodes"]}
+    assert node_ids == {r[0] for r in entities(database_url, graph)}
+    assert all(n["url"] == f"/knowledge/{graph.campaign}/entities/{n['id']}" for n in data["nodes"])
+    assert data["edges"] and all(e["source"] in node_ids and e["target"] in node_ids for e in data["edges"])
+    assert graph.dm.get("/static/vendor/cytoscape-3.35.0.min.js").status_code == 200
+
+
+@pytest.mark.parametrize("suffix", ["", "/graph", "/graph.json", "/entities/npc-grimble-ashfoot"])
+def test_other_tenants_graph_is_404(app, graph, as_role, suffix):
+    stranger = as_role("tenant_owner")
+    assert graph.dm.get(f"/knowledge/{graph.campaign}{suffix}").status_code == 200
+    assert stranger.get(f"/knowledge/{graph.campaign}{suffix}").status_code == 404
+
+
+def test_memory_only_campaign_is_visible_unknown_is_404(app, graph, database_url):
+    sql(database_url, f'INSERT INTO "tenant_{graph.tenant}".entities (campaign_id, id, type, name) '
+                      "VALUES ('default', 'loc-x', 'location', 'Nowhere')")
+    page = soup(graph.dm.get("/knowledge"))
+    assert page.select_one('a[href="/knowledge/default"]').text == "Default campaign"
+    assert "Nowhere" in graph.dm.get("/knowledge/default").get_data(as_text=True)
+    assert graph.dm.get("/knowledge/never-heard-of-it").status_code == 404
