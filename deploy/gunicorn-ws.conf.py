@@ -1,0 +1,58 @@
+"""gunicorn for the live-transcript WebSockets only (`/sessions/<id>/ws`).
+
+A separate process group from the pages (deploy/gunicorn.conf.py), routed by path at the reverse
+proxy (see deploy/README-websockets.md). Same image, same wsgi:app; only the proxy decides which
+requests arrive here, so a thousand open sockets never occupy the threads that serve pages.
+
+    PROMETHEUS_MULTIPROC_DIR=/tmp/prom-ws gunicorn -c deploy/gunicorn-ws.conf.py wsgi:app
+
+Why gthread with many threads: each open socket holds one worker thread for its lifetime (it
+waits on its queue from the in-process live hub; it holds no database connection), plus the
+small reader thread simple-websocket starts per connection. Threads are cheap while they wait;
+the database is polled once per watched session per *process* (services/live.py), so keep the
+number of processes low and the number of threads high.
+
+Capacity per pod: WS_WORKERS x WS_THREADS sockets (default 2 x 500 = 1000).
+"""
+
+import os
+
+bind = os.environ.get("GUNICORN_WS_BIND", f"0.0.0.0:{os.environ.get('WS_PORT', '8081')}")
+worker_class = "gthread"
+workers = int(os.environ.get("WS_WORKERS", "2"))
+threads = int(os.environ.get("WS_THREADS", "500"))
+# gthread accepts at most worker_connections sockets per worker; keep it above the thread count
+# so a burst of reconnects queues briefly instead of being refused.
+worker_connections = threads + 100
+# For gthread this is the worker heartbeat, not a per-request limit: long-lived sockets are fine.
+timeout = 60
+# On restart open sockets are cut; clients reconnect (htmx ws backoff) and resume with ?after=<last id>.
+graceful_timeout = 10
+keepalive = 75
+# Never recycle a worker that holds hundreds of live sockets.
+max_requests = 0
+backlog = 2048
+accesslog = None
+# gunicorn >= 24 opens a control socket per master; give this group its own path so it can run
+# beside the page group on one host (both would default to the same gunicorn.ctl).
+control_socket = os.environ.get("GUNICORN_WS_CONTROL_SOCKET") or os.path.join(
+    os.environ.get("XDG_RUNTIME_DIR") or os.path.expanduser("~/.gunicorn"), "gunicorn-ws.ctl"
+)
+forwarded_allow_ips = os.environ.get("FORWARDED_ALLOW_IPS", "127.0.0.1")
+
+
+def on_starting(server):
+    """Multiprocess Prometheus: this group has its own metrics directory (the page group clears
+    its own at start; sharing one would wipe the other's files)."""
+    path = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
+    if path:
+        os.makedirs(path, exist_ok=True)
+        for name in os.listdir(path):
+            os.remove(os.path.join(path, name))
+
+
+def child_exit(server, worker):
+    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        from prometheus_client import multiprocess
+
+        multiprocess.mark_process_dead(worker.pid)
