@@ -266,3 +266,49 @@ def test_unimplemented_live_control_disables_the_controls(app, table, database_u
         assert "doesn't support live NPC control" in resp.headers["HX-Trigger"]
     finally:
         app.extensions["glyphoxa.gateway"] = original
+
+
+def test_websocket_process_group_under_gunicorn(app, table, database_url, simulator, tmp_path):
+    """deploy/gunicorn-ws.conf.py for real: gthread workers serve the socket (simple-websocket's
+    gunicorn mode), lines stream, the end closes normally, a foreign Origin is refused."""
+    import os
+    import socket
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    import websocket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    root = Path(__file__).resolve().parent.parent
+    env = {**os.environ, "GLYPHOXA_ENV": "development", "DATABASE_URL": database_url, "SECRET_KEY": "w" * 40,
+           "GATEWAY_GRPC_ADDR": simulator.address, "GATEWAY_SECRET": GATEWAY_SECRET, "GLYPHOXA_GATEWAY_SIMULATOR": "0",
+           "GUNICORN_WS_BIND": f"127.0.0.1:{port}", "WS_WORKERS": "1", "WS_THREADS": "20", "LOG_LEVEL": "WARNING",
+           "GUNICORN_WS_CONTROL_SOCKET": str(tmp_path / "ws.ctl"), "PROMETHEUS_MULTIPROC_DIR": str(tmp_path / "prom")}
+    proc = subprocess.Popen([str(Path(sys.executable).with_name("gunicorn")), "-c", "deploy/gunicorn-ws.conf.py",
+                             "wsgi:app"], cwd=root, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    sid = start(app, table)
+    url = f"ws://127.0.0.1:{port}/sessions/{sid}/ws?after=0"
+    origin = f"http://127.0.0.1:{port}"
+
+    def connect():
+        assert proc.poll() is None, proc.stdout.read().decode()
+        try:
+            return websocket.create_connection(url, cookie=f"gx_session={table.dm.token}", origin=origin, timeout=20)
+        except (ConnectionRefusedError, websocket.WebSocketException):
+            return None
+
+    try:
+        reader = Reader(wait_for(connect, timeout=60, what="gunicorn to accept WebSockets"))
+        reader.read_until(lambda r: len(r.line_ids()) >= 2, what="lines through gunicorn")
+        app.extensions["glyphoxa.gateway"].stop_web_session(sid)
+        reader.read_to_close()
+        assert reader.close_code == 1000 and reader.line_ids() == db_line_ids(database_url, table.tenant, sid)
+        with pytest.raises(websocket.WebSocketBadStatusException) as refused:
+            websocket.create_connection(url, cookie=f"gx_session={table.dm.token}", origin="http://evil.example")
+        assert refused.value.status_code == 403
+    finally:
+        proc.terminate()
+        proc.wait(timeout=20)

@@ -165,6 +165,8 @@ def test_search_groups_by_session_and_pages(app, seeded, database_url):
         assert len(ids) == len(set(ids)) == 6 and rest.next_before is None
     too_long = seeded.dm.get("/sessions/search?q=" + "x" * 300)
     assert too_long.status_code == 422
+    stop_words = seeded.dm.get("/sessions/search?q=the+and")  # no lexemes: no matches, no error
+    assert stop_words.status_code == 200 and "No lines match" in stop_words.get_data(as_text=True)
 
 
 def test_recap_audio_pcm_is_wrapped_as_wav(app, seeded, database_url):
