@@ -82,7 +82,8 @@ def test_no_inline_styles_on_any_page(app, as_role, visitor):
 def test_layout_navigation_and_role_badge(app, as_role):
     page = soup(as_role("dm").get("/dashboard"))
     labels = [a.get_text(" ", strip=True) for a in page.select("nav#nav li")]
-    assert [label.split()[0] for label in labels] == ["Dashboard", "Campaigns", "Sessions", "Usage", "Billing", "Settings"]
+    assert [label.split()[0] for label in labels] == ["Dashboard", "Campaigns", "Sessions", "Knowledge", "Usage", "Billing",
+                                                          "Settings"]
     assert page.select_one(".topbar .badge").text == "Dungeon Master"
     admin_page = soup(as_role("super_admin").get("/dashboard"))
     assert "Admin" in admin_page.select_one("nav#nav").text
@@ -105,3 +106,21 @@ def test_500_is_a_friendly_page_and_a_toast(app, database_url):
     assert "kaboom" not in page.get_data(as_text=True)
     frag = client.get("/__boom", headers={"HX-Request": "true"})
     assert frag.status_code == 500 and json.loads(frag.headers["HX-Trigger"])["toast"]["level"] == "error"
+
+
+def test_next_steps_follow_progress(app, as_role, make_user):
+    from glyphoxa_htmx.extensions import db
+    from glyphoxa_htmx.models import Campaign
+
+    b = as_role("tenant_owner")
+    steps = soup(b.get("/dashboard")).select("#next-steps + ol li")
+    assert len(steps) == 4 and not soup(b.get("/dashboard")).select("#next-steps + ol li.done")
+    with app.app_context():
+        db.session.add(Campaign(id="cmp_steps", tenant_id=b.user.tenant_id, name="Steps"))
+        db.session.commit()
+    make_user(role="viewer", tenant_id=b.user.tenant_id)
+    done = [li.select_one("strong").text for li in soup(b.get("/dashboard")).select("#next-steps + ol li.done")]
+    assert done == ["Create your first campaign", "Invite your table"]
+    # Viewers have no steps to take.
+    viewer = as_role("viewer", tenant_id=b.user.tenant_id)
+    assert not soup(viewer.get("/dashboard")).select("#next-steps")

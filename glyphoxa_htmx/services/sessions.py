@@ -294,7 +294,7 @@ def bot_status(actor: Actor) -> BotBadge | None:
     if client is None:
         return None
     try:
-        status = client.get_bot_status(actor.tenant_id)
+        status = client.get_bot_status(actor.tenant_id, quick=True)
     except gw.GatewayError as exc:
         return BotBadge("unavailable", error=exc.message)
     return BotBadge(status.state, status.guild_count, status.error)
@@ -322,7 +322,7 @@ def start_form(actor: Actor, discord_guilds: list | None = None) -> StartForm:
         form.note = "No voice service is connected to this server, so sessions can't be started here."
         return form
     try:
-        info = client.get_tenant(actor.tenant_id)
+        info = client.get_tenant(actor.tenant_id, quick=True)
     except gw.NotFound:
         form.note = "Your table isn't registered with the voice service yet. Ask the owner to finish the Discord setup."
         return form
@@ -490,7 +490,7 @@ def npc_panel(actor: Actor, session: GatewaySession) -> NpcPanel:
     if client is None:
         return NpcPanel(disabled=UNAVAILABLE_NOTE)
     try:
-        return NpcPanel(npcs=client.list_npcs(session.id))
+        return NpcPanel(npcs=client.list_npcs(session.id, quick=True))
     except gw.LiveControlUnsupported:
         return NpcPanel(disabled="This voice service doesn't support live NPC control (it answered UNIMPLEMENTED).")
     except gw.NotFound:

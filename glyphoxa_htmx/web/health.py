@@ -39,7 +39,7 @@ def _check_gateway() -> str | None:
     from glyphoxa_htmx.adapters.gateway.errors import GatewayError, GatewayUnavailable
 
     try:
-        client.get_bot_status("readyz_probe")
+        client.get_bot_status("readyz_probe", quick=True)
     except GatewayUnavailable:
         return "unreachable"
     except GatewayError:

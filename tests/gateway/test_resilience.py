@@ -107,6 +107,27 @@ def test_every_call_has_a_deadline_and_reads_are_retried_on_timeout(scripted):
     assert server.calls["CreateTenant"] == 1
 
 
+@pytest.mark.parametrize("method,call", [
+    ("GetTenant", lambda c: c.get_tenant("a", quick=True)),
+    ("GetBotStatus", lambda c: c.get_bot_status("a", quick=True)),
+    ("ListNPCs", lambda c: c.list_npcs("s", quick=True)),
+])
+def test_quick_reads_try_once_with_a_short_deadline(scripted, method, call):
+    """Page decorations (badges, pickers) must not hang a page on a gateway that hangs."""
+    from glyphoxa_htmx.adapters.gateway.client import QUICK_TIMEOUT
+
+    server = scripted()
+    server.behaviour[method] = ["slow"]
+    with GatewayClient(server.address, SECRET, timeout=30, retries=3, backoff_base=0.01) as client:
+        with pytest.raises(GatewayUnavailable) as exc:
+            call(client)
+    # The slow server answers after 10 s: a deadline error proves QUICK_TIMEOUT (< 10 s) was used
+    # instead of the client's 30 s, and one call proves there was no retry.
+    assert QUICK_TIMEOUT < 10
+    assert exc.value.code == grpc.StatusCode.DEADLINE_EXCEEDED
+    assert server.calls[method] == 1
+
+
 READS = [
     ("GetTenant", lambda c: c.get_tenant("a")),
     ("ListTenants", lambda c: c.list_tenants()),

@@ -52,6 +52,8 @@ SECRET_METADATA_KEY = "x-mgmt-secret"
 READ_METHODS = frozenset(
     {"GetTenant", "ListTenants", "ListActiveSessions", "GetUsage", "GetBotStatus", "GetStatus", "ListNPCs"}
 )
+#: Deadline for ``quick`` reads (page decorations), in seconds.
+QUICK_TIMEOUT = 1.5
 #: RPCs of SessionWorkerService (UNIMPLEMENTED there means "no live NPC control").
 WORKER_METHODS = frozenset(
     {"GetStatus", "ListNPCs", "MuteNPC", "UnmuteNPC", "MuteAllNPCs", "UnmuteAllNPCs", "SpeakNPC"}
@@ -378,16 +380,19 @@ class GatewayClient:
     def _backoff(self, attempt: int) -> float:
         return min(self.backoff_max, self.backoff_base * (2**attempt)) * random.uniform(0.5, 1.0)
 
-    def _call(self, method: str, request: Any) -> Any:
+    def _call(self, method: str, request: Any, *, quick: bool = False) -> Any:
+        """``quick``: for reads that only decorate a page (a status badge, a picker): one attempt
+        with a short deadline, so a hanging gateway costs a page at most QUICK_TIMEOUT seconds."""
         if self._closed:
             raise GatewayUnavailable(details="gateway client closed", method=method)
         rpc = self._rpcs[method]
-        attempts = 1 + (self.retries if method in READ_METHODS else 0)
+        attempts = 1 if quick else 1 + (self.retries if method in READ_METHODS else 0)
+        timeout = min(self.timeout, QUICK_TIMEOUT) if quick else self.timeout
         worker_call = method in WORKER_METHODS
         for attempt in range(attempts):
             self.breaker.before_call()
             try:
-                response = rpc(request, timeout=self.timeout)
+                response = rpc(request, timeout=timeout)
             except grpc.RpcError as err:
                 code = err.code() if hasattr(err, "code") else grpc.StatusCode.UNKNOWN
                 if errors.is_transport_failure(code):
@@ -429,8 +434,8 @@ class GatewayClient:
         )
         return _tenant(self._call("CreateTenant", req).tenant)
 
-    def get_tenant(self, id: str) -> TenantInfo:
-        return _tenant(self._call("GetTenant", mpb.GetTenantRequest(id=id)).tenant)
+    def get_tenant(self, id: str, *, quick: bool = False) -> TenantInfo:
+        return _tenant(self._call("GetTenant", mpb.GetTenantRequest(id=id), quick=quick).tenant)
 
     def list_tenants(self) -> list[TenantInfo]:
         return [_tenant(t) for t in self._call("ListTenants", mpb.ListTenantsRequest()).tenants]
@@ -521,8 +526,8 @@ class GatewayClient:
             tts_chars=int(resp.tts_chars),
         )
 
-    def get_bot_status(self, tenant_id: str) -> BotStatus:
-        resp = self._call("GetBotStatus", mpb.GetBotStatusRequest(tenant_id=tenant_id))
+    def get_bot_status(self, tenant_id: str, *, quick: bool = False) -> BotStatus:
+        resp = self._call("GetBotStatus", mpb.GetBotStatusRequest(tenant_id=tenant_id), quick=quick)
         return BotStatus(
             tenant_id=resp.tenant_id or tenant_id,
             state=_BOT_STATES.get(resp.state, "unspecified"),
@@ -545,8 +550,8 @@ class GatewayClient:
                 )
         raise NotFound(details=f"session {session_id!r} not found on the worker", method="GetStatus")
 
-    def list_npcs(self, session_id: str) -> list[NpcLiveState]:
-        resp = self._call("ListNPCs", spb.ListNPCsRequest(session_id=session_id))
+    def list_npcs(self, session_id: str, *, quick: bool = False) -> list[NpcLiveState]:
+        resp = self._call("ListNPCs", spb.ListNPCsRequest(session_id=session_id), quick=quick)
         return [NpcLiveState(name=n.name, muted=n.muted, id=n.id) for n in resp.npcs]
 
     def mute_npc(self, session_id: str, npc_name: str) -> None:
