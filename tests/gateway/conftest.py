@@ -10,28 +10,16 @@ from __future__ import annotations
 
 import collections
 import threading
-import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any, Callable
 
 import grpc
 import psycopg
 import pytest
 
+from tests.support.polling import wait_for  # noqa: F401 - re-exported for the tests
+
 SECRET = "gw-test-secret-8d1f"
-
-
-def wait_for(predicate: Callable[[], Any], timeout: float = 15.0, interval: float = 0.05, what: str = "condition"):
-    """Poll until ``predicate()`` is truthy; return its value. Fails the test on timeout."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            pytest.fail(f"timed out after {timeout}s waiting for {what}")
-        time.sleep(interval)
 
 
 def unique_tenant(prefix: str = "t") -> str:
@@ -43,12 +31,9 @@ def unique_guild() -> str:
 
 
 @pytest.fixture(scope="session")
-def gw_db(database_url):
-    from glyphoxa_htmx.adapters.gateway.simulator.ddl import ensure_public_schema
-
-    with psycopg.connect(database_url, autocommit=True) as conn:
-        ensure_public_schema(conn)
-    return database_url
+def gw_db(gateway_schema):
+    """The shared test database with the gateway-owned tables (root conftest)."""
+    return gateway_schema
 
 
 @pytest.fixture(scope="session")

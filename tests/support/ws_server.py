@@ -11,20 +11,10 @@ from typing import Any, Callable
 
 import psycopg
 import pytest
+
+from tests.support.polling import wait_for  # noqa: F401 - re-exported for the tests
 import websocket  # websocket-client
 from werkzeug.serving import make_server
-
-
-def wait_for(predicate: Callable[[], Any], timeout: float = 20.0, interval: float = 0.05, what: str = "condition"):
-    """Poll until ``predicate()`` is truthy and return its value; fail the test on timeout."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            pytest.fail(f"timed out after {timeout}s waiting for {what}")
-        time.sleep(interval)
 
 
 def snowflake() -> str:
