@@ -41,18 +41,6 @@ control_socket = os.environ.get("GUNICORN_WS_CONTROL_SOCKET") or os.path.join(
 forwarded_allow_ips = os.environ.get("FORWARDED_ALLOW_IPS", "127.0.0.1")
 
 
-def on_starting(server):
-    """Multiprocess Prometheus: this group has its own metrics directory (the page group clears
-    its own at start; sharing one would wipe the other's files)."""
-    path = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
-    if path:
-        os.makedirs(path, exist_ok=True)
-        for name in os.listdir(path):
-            os.remove(os.path.join(path, name))
-
-
-def child_exit(server, worker):
-    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
-        from prometheus_client import multiprocess
-
-        multiprocess.mark_process_dead(worker.pid)
+# Prometheus multiprocess housekeeping (shared with the other process group).
+from glyphoxa_htmx.core.metrics import gunicorn_child_exit as child_exit  # noqa: E402,F401
+from glyphoxa_htmx.core.metrics import gunicorn_on_starting as on_starting  # noqa: E402,F401

@@ -18,19 +18,13 @@ max_requests = 5000
 max_requests_jitter = 500
 accesslog = None  # the app logs structured JSON itself; no second, unstructured access log
 forwarded_allow_ips = os.environ.get("FORWARDED_ALLOW_IPS", "127.0.0.1")
+# gunicorn >= 24 opens a control socket per master; by default every master would share one
+# path, so give this one its own (this file is evaluated in the master: getpid() is the master).
+control_socket = os.environ.get("GUNICORN_CONTROL_SOCKET") or os.path.join(
+    os.environ.get("XDG_RUNTIME_DIR") or os.path.expanduser("~/.gunicorn"), f"gunicorn-web-{os.getpid()}.ctl"
+)
 
 
-def on_starting(server):
-    """Multiprocess Prometheus: start with an empty metrics directory."""
-    path = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
-    if path:
-        os.makedirs(path, exist_ok=True)
-        for name in os.listdir(path):
-            os.remove(os.path.join(path, name))
-
-
-def child_exit(server, worker):
-    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
-        from prometheus_client import multiprocess
-
-        multiprocess.mark_process_dead(worker.pid)
+# Prometheus multiprocess housekeeping (shared with the other process group).
+from glyphoxa_htmx.core.metrics import gunicorn_child_exit as child_exit  # noqa: E402,F401
+from glyphoxa_htmx.core.metrics import gunicorn_on_starting as on_starting  # noqa: E402,F401

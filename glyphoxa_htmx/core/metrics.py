@@ -70,3 +70,21 @@ def exposition() -> Response:
     else:
         data = generate_latest()
     return Response(data, mimetype=CONTENT_TYPE_LATEST)
+
+
+# gunicorn server hooks shared by deploy/gunicorn.conf.py and deploy/gunicorn-ws.conf.py.
+
+
+def gunicorn_on_starting(server) -> None:
+    """Multiprocess Prometheus: start with an empty metrics directory (each process group needs
+    its own PROMETHEUS_MULTIPROC_DIR, or one would wipe the other's files)."""
+    path = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
+    if path:
+        os.makedirs(path, exist_ok=True)
+        for name in os.listdir(path):
+            os.remove(os.path.join(path, name))
+
+
+def gunicorn_child_exit(server, worker) -> None:
+    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        multiprocess.mark_process_dead(worker.pid)
