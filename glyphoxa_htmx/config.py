@@ -68,6 +68,7 @@ class Settings:
     billing: str = "disabled"
     seed_demo: bool = True
     metrics_enabled: bool = True
+    live_poll_interval: float = 0.5  # seconds between the live hub's polls of a watched session
     proxy_hops: int = 0  # reverse proxies in front of us that set X-Forwarded-*; 0 = trust none
     extra: dict = field(default_factory=dict)
 
@@ -151,6 +152,7 @@ ENV_MAP = {
     "seed_demo": "GLYPHOXA_SEED_DEMO",
     "metrics_enabled": "METRICS_ENABLED",
     "proxy_hops": "PROXY_HOPS",
+    "live_poll_interval": "LIVE_POLL_INTERVAL",
 }
 
 

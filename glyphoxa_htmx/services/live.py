@@ -275,7 +275,7 @@ def hub() -> Hub:
         if existing is None:
             from glyphoxa_htmx.core.deps import settings
 
-            interval = float(getattr(settings(), "live_poll_interval", POLL_INTERVAL) or POLL_INTERVAL)
+            interval = settings().live_poll_interval or POLL_INTERVAL
             existing = app.extensions["glyphoxa.live_hub"] = Hub(db.engine, interval)
         return existing
 
