@@ -104,9 +104,9 @@ def _init_gateway(app: Flask, settings: Settings) -> None:
 
 
 def _register_blueprints(app: Flask) -> None:
-    from glyphoxa_htmx.web import account, admin, auth, health, pages, team
+    from glyphoxa_htmx.web import account, admin, auth, health, pages, settings, team
 
-    for module in (health, auth, pages, account, team, admin):
+    for module in (health, auth, pages, account, team, settings, admin):
         app.register_blueprint(module.bp)
     # Feature blueprints added by later issues register themselves here.
     from glyphoxa_htmx.web import FEATURE_BLUEPRINTS

@@ -72,7 +72,7 @@ def test_no_inline_styles_on_any_page(app, as_role, visitor):
     """The CSP has no 'unsafe-inline': a style attribute would be silently ignored."""
     owner = as_role("super_admin")
     pages = [visitor.get("/"), visitor.get("/auth/signin")] + [
-        owner.get(url) for url in ("/dashboard", "/team", "/account/sessions", "/admin/", "/admin/tenants",
+        owner.get(url) for url in ("/dashboard", "/team", "/settings", "/account/sessions", "/admin/", "/admin/tenants",
                                    "/admin/users", "/nope")
     ]
     for resp in pages:

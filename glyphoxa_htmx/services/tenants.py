@@ -150,3 +150,66 @@ def set_status(actor: Actor, tenant_id: str, status: str) -> Tenant:
                  actor=actor, tenant_id=tenant.id, before=before, after={"status": status})
     db.session.commit()
     return tenant
+
+
+# ---- Discord connection (guilds and bot token live on the gateway) ---------------------------
+
+SNOWFLAKE_RE = re.compile(r"^\d{17,20}$")
+
+
+def discord_connection(actor: Actor) -> dict:
+    """The tenant's Discord servers as the gateway knows them (quick read), or why unknown."""
+    from glyphoxa_htmx.adapters.gateway.errors import GatewayError, NotFound as GatewayNotFound
+
+    require(actor, Perm.VIEW_SESSIONS)
+    client = gateway()
+    if client is None:
+        return {"available": False, "guild_ids": [], "note": "No voice gateway is connected to this server."}
+    try:
+        info = client.get_tenant(actor.tenant_id, quick=True)
+    except GatewayNotFound:
+        return {"available": False, "guild_ids": [],
+                "note": "Your table isn't registered with the voice service yet."}
+    except GatewayError as exc:
+        return {"available": False, "guild_ids": [], "note": exc.message}
+    return {"available": True, "guild_ids": list(info.guild_ids or []), "note": ""}
+
+
+def update_discord(actor: Actor, guild_ids: list[str], bot_token: str | None) -> list[str]:
+    """Set the tenant's Discord servers and, optionally, its bot token, through UpdateTenant.
+
+    The token goes to the gateway in plaintext over gRPC (it encrypts it with Vault itself, see
+    the gateway contract §4) and is never stored, logged or shown by us."""
+    from glyphoxa_htmx.adapters.gateway.errors import GatewayError
+
+    require(actor, Perm.MANAGE_TENANT)
+    cleaned = []
+    for raw in guild_ids:
+        gid = raw.strip()
+        if not gid:
+            continue
+        if not SNOWFLAKE_RE.match(gid):
+            raise ValidationError({"guild_ids": f"“{gid[:30]}” isn't a Discord server id (17–20 digits)."})
+        if gid not in cleaned:
+            cleaned.append(gid)
+    if not cleaned:
+        raise ValidationError({"guild_ids": "Add at least one Discord server (the voice service can't clear the list)."})
+    if len(cleaned) > 50:
+        raise ValidationError({"guild_ids": "At most 50 servers."})
+    token = (bot_token or "").strip()
+    if token and (len(token) < 50 or len(token) > 100 or " " in token):
+        raise ValidationError({"bot_token": "That doesn't look like a Discord bot token. Copy it again from the "
+                                            "Developer Portal (Bot → Reset Token)."})
+    client = gateway()
+    if client is None:
+        raise ValidationError({"": "No voice gateway is connected to this server."})
+    before = discord_connection(actor)["guild_ids"]
+    try:
+        client.update_tenant(actor.tenant_id, guild_ids=cleaned, bot_token=token or None)
+    except GatewayError as exc:
+        raise ValidationError({"": exc.message}) from exc
+    audit.record("tenant.discord_update", "tenant", actor.tenant_id, actor=actor,
+                 before={"guild_ids": before}, after={"guild_ids": cleaned},
+                 details={"bot_token_changed": bool(token)})
+    db.session.commit()
+    return cleaned

@@ -26,7 +26,7 @@ def test_phone_navigation_opens_and_closes(signed_in_page, live_server, page):
     expect(nav).to_be_visible()
     page.screenshot(path=f"{SHOTS}-phone-nav.png")
     nav.get_by_role("link", name=re.compile("Settings")).click()
-    expect(page).to_have_url(re.compile(r"/team$"))
+    expect(page).to_have_url(re.compile(r"/settings$"))
     expect(nav).to_be_hidden()
 
 

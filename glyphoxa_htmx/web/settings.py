@@ -1,0 +1,58 @@
+"""Table settings: name, Discord connection; links to people and sign-in sessions."""
+
+from __future__ import annotations
+
+from flask import Blueprint, g, request, url_for
+
+from glyphoxa_htmx.core import htmx
+from glyphoxa_htmx.core.authz import Perm, require
+from glyphoxa_htmx.core.errors import ValidationError
+from glyphoxa_htmx.services import sessions as sessions_service
+from glyphoxa_htmx.services import tenants
+from glyphoxa_htmx.web.auth import login_required
+
+bp = Blueprint("settings", __name__, url_prefix="/settings")
+
+
+def _page(block: str | None = None, *, status: int = 200, name_errors=None, discord_errors=None, form=None):
+    tenant = tenants.get(g.actor)
+    discord = tenants.discord_connection(g.actor)
+    names = sessions_service.guild_names(getattr(g.user, "discord_guilds", None))
+    return htmx.render(
+        "settings/index.html", block, status=status, tenant=tenant, discord=discord, guild_names=names,
+        own_guilds=[gd for gd in (g.user.discord_guilds or []) if isinstance(gd, dict) and gd.get("id")],
+        name_errors=name_errors or {}, discord_errors=discord_errors or {}, form=form or {},
+    )
+
+
+@bp.get("")
+@login_required
+def index():
+    require(g.actor, Perm.VIEW_SESSIONS)
+    return _page()
+
+
+@bp.post("/name")
+@login_required
+def rename():
+    try:
+        tenant = tenants.rename(g.actor, request.form.get("name", ""))
+    except ValidationError as exc:
+        return _page("name_form", status=422, name_errors=exc.errors, form=request.form)
+    htmx.toast(f"Your table is now called {tenant.name}.")
+    return htmx.redirect_to(url_for("settings.index"))
+
+
+@bp.post("/discord")
+@login_required
+def discord():
+    ids = request.form.getlist("guild_id") + request.form.get("guild_ids_text", "").replace(",", "\n").splitlines()
+    try:
+        saved = tenants.update_discord(g.actor, ids, request.form.get("bot_token"))
+    except ValidationError as exc:
+        return _page("discord_form", status=422, discord_errors=exc.errors,
+                     form={"guild_ids_text": request.form.get("guild_ids_text", "")})
+    htmx.toast(f"Discord connection saved ({len(saved)} server{'s' if len(saved) != 1 else ''}).")
+    if htmx.wants_block():
+        return _page("discord_form")
+    return htmx.redirect_to(url_for("settings.index"))
