@@ -408,9 +408,9 @@ def delete_npc(actor: Actor, npc_id: str) -> NpcDefinition:
 def move(actor: Actor, npc_id: str, direction: str) -> NpcDefinition:
     """Keyboard/no-JS ordering: swap with the neighbour above ("up") or below ("down")."""
     require(actor, Perm.MANAGE_NPCS)
+    npc = get(actor, npc_id)  # another tenant's NPC is a 404 whatever else is wrong
     if direction not in ("up", "down", "top", "bottom"):
         raise ValidationError({"direction": "Move up or down."}, "Move up or down.")
-    npc = get(actor, npc_id)
     lock_cast(actor, npc.campaign_id)
     order = order_ids(actor, npc.campaign_id)
     i = order.index(npc.id)

@@ -1,0 +1,104 @@
+"""Tenant isolation, walked over the whole URL map: every route that names a resource, asked by a
+user of another tenant with the real ids of the demo table's campaign, NPC, session, entity,
+person and sign-in session, answers 404 (never 403 for a role that could act on its own rows),
+and nothing of the demo table changes. A new route with a new kind of parameter fails here
+until this table knows how to fill it."""
+
+from __future__ import annotations
+
+import re
+
+import psycopg
+import pytest
+from sqlalchemy import func, select
+
+from glyphoxa_htmx.extensions import db
+from glyphoxa_htmx.models import Campaign, LoginSession, NpcDefinition, User
+from glyphoxa_htmx.seed import DEMO_CAMPAIGN, DEMO_TENANT, seed_demo
+from tests.conftest import Browser
+
+# Routes that are not tenant resources: operator pages (cross-tenant by design, tested in
+# test_authz), sign-in providers, static files.
+NOT_TENANT_SCOPED = {"admin.tenant_status", "admin.user_status", "auth.oauth_start", "auth.oauth_callback", "static"}
+
+
+@pytest.fixture
+def demo(app, database_url):
+    with app.app_context():
+        seed_demo()
+        owner = db.session.execute(select(User).where(User.tenant_id == DEMO_TENANT, User.role == "tenant_owner")).scalar_one()
+        ids = {
+            "campaign_id": DEMO_CAMPAIGN,
+            "npc_id": db.session.execute(select(NpcDefinition.id).where(NpcDefinition.tenant_id == DEMO_TENANT)
+                                         .order_by(NpcDefinition.name)).scalars().first(),
+            "user_id": owner.id,
+        }
+        owner_ns = type("U", (), {"id": owner.id, "tenant_id": DEMO_TENANT})
+    owner_browser = Browser(app).login(owner_ns)
+    with app.app_context():
+        ids["login_session_id"] = db.session.execute(select(LoginSession.id).where(LoginSession.user_id == owner_ns.id)).scalar_one()
+    with psycopg.connect(database_url) as conn:
+        ids["session_id"] = conn.execute("SELECT id FROM public.sessions WHERE tenant_id = %s ORDER BY started_at DESC LIMIT 1",
+                                         (DEMO_TENANT,)).fetchone()[0]
+        ids["entity_id"] = conn.execute(f"SELECT id FROM tenant_{DEMO_TENANT}.entities WHERE campaign_id = %s LIMIT 1",
+                                        (DEMO_CAMPAIGN,)).fetchone()[0]
+    ids["action"] = "mute"
+    ids["owner_browser"] = owner_browser
+    return ids
+
+
+def _url(rule, ids) -> str:
+    def fill(match):
+        name = match.group(1)
+        if name == "session_id" and rule.endpoint.startswith("account."):
+            return ids["login_session_id"]
+        assert name in ids, f"{rule.rule}: teach test_isolation how to fill <{name}>"
+        return str(ids[name])
+
+    return re.sub(r"<(?:[^:>]+:)?([^>]+)>", fill, rule.rule)
+
+
+def _snapshot(app, database_url):
+    with app.app_context():
+        campaign = db.session.get(Campaign, DEMO_CAMPAIGN)
+        npcs = db.session.execute(select(func.count()).select_from(NpcDefinition)
+                                  .where(NpcDefinition.tenant_id == DEMO_TENANT)).scalar_one()
+        roles = sorted(u.role for u in db.session.execute(select(User).where(User.tenant_id == DEMO_TENANT)).scalars())
+        state = (campaign.name, campaign.version, campaign.archived_at, npcs, tuple(roles))
+    with psycopg.connect(database_url) as conn:
+        gw = conn.execute("SELECT campaign_id, guild_ids FROM public.tenants WHERE id = %s", (DEMO_TENANT,)).fetchone()
+    return state, gw
+
+
+@pytest.mark.parametrize("role", ["tenant_owner", "super_admin", "dm", "viewer"])
+def test_other_tenants_resources_are_404_on_every_route(app, database_url, demo, as_role, role):
+    before = _snapshot(app, database_url)
+    stranger = as_role(role)
+    checked = 0
+    for rule in app.url_map.iter_rules():
+        if not rule.arguments or rule.endpoint in NOT_TENANT_SCOPED:
+            continue
+        url = _url(rule, demo)
+        headers = {"Origin": "http://localhost"}
+        if rule.websocket:  # a plain GET never matches a WebSocket rule (400): do the handshake
+            headers.update({"Upgrade": "websocket", "Connection": "Upgrade", "Sec-WebSocket-Version": "13",
+                            "Sec-WebSocket-Key": "dGhlIHNhbXBsZSBub25jZQ=="})
+        for method in sorted((rule.methods or set()) - {"HEAD", "OPTIONS"}):
+            resp = stranger.request(method, url, data={"name": "x", "npc": "Greta Ironbraid", "speech": "hi",
+                                                        "role": "viewer", "confirm_name": "The Sunken Crown"},
+                                    headers=headers)
+            allowed = {404}
+            if role in {"dm", "viewer"}:
+                # A role refusal (e.g. a viewer opening an edit form) is decided before any
+                # lookup, so it neither depends on nor reveals the row. Owners and super admins,
+                # who may act on their own rows everywhere, must get exactly 404.
+                allowed = {403, 404}
+            assert resp.status_code in allowed, f"{role} {method} {url} -> {resp.status_code}"
+            checked += 1
+    assert checked >= 35
+    assert _snapshot(app, database_url) == before
+    # The owner still sees and controls their own table (the ids were real).
+    owner = demo["owner_browser"]
+    assert owner.get(f"/campaigns/{DEMO_CAMPAIGN}").status_code == 200
+    assert owner.get(f"/npcs/{demo['npc_id']}").status_code == 200
+    assert owner.get(f"/sessions/{demo['session_id']}/transcript").status_code == 200
