@@ -16,9 +16,15 @@ def is_boosted() -> bool:
     return request.headers.get("HX-Boosted") == "true"
 
 
+def is_history_restore() -> bool:
+    """htmx re-requests a pushed URL (with HX-Request) when Back finds no cached page."""
+    return request.headers.get("HX-History-Restore-Request") == "true"
+
+
 def wants_block() -> bool:
-    """A non-boosted htmx request gets a block; everything else gets the whole page."""
-    return is_htmx() and not is_boosted()
+    """A non-boosted htmx request gets a block; everything else (including a history restore,
+    which replaces the whole body) gets the whole page."""
+    return is_htmx() and not is_boosted() and not is_history_restore()
 
 
 def hx_target() -> str | None:
@@ -67,12 +73,39 @@ def apply_headers(response: Response) -> Response:
 
 def redirect_to(url: str, status: int = 303) -> Response:
     """After a successful non-GET: 303 for plain forms, HX-Redirect for htmx (a real navigation,
-    so the next page is whole and its URL is in the address bar)."""
+    so the next page is whole and its URL is in the address bar). Queued toasts become flashed
+    messages, because the navigation would wipe an HX-Trigger toast before anyone read it."""
     if is_htmx():
+        for item in g.pop("_toasts", []):
+            flash(item["message"], item["level"])
         resp = make_response("", 204)
         resp.headers["HX-Redirect"] = url
         return resp
     return redirect(url, status)
+
+
+def error_response(status: int, message: str) -> Response:
+    """An error for an htmx request: no swap, a toast instead."""
+    resp = make_response("", status)
+    resp.headers["HX-Trigger"] = json.dumps({"toast": {"message": message, "level": "error"}})
+    resp.headers["HX-Reswap"] = "none"
+    return resp
+
+
+def confirmed() -> bool:
+    """A destructive POST may go ahead: htmx only sends it after hx-confirm was accepted, and
+    the no-JavaScript confirmation page posts ``confirmed=1``."""
+    return is_htmx() or request.form.get("confirmed") == "1"
+
+
+def confirm_page(question: str, *, detail: str = "", submit_label: str, cancel_url: str,
+                 danger: bool = True) -> Response:
+    """The no-JavaScript confirmation step: the same form again, with ``confirmed=1``."""
+    fields = [(k, v) for k, v in request.form.items(multi=True) if k not in {"csrf_token", "confirmed"}]
+    return make_response(render_template(
+        "confirm.html", question=question, detail=detail, submit_label=submit_label, cancel_url=cancel_url,
+        danger=danger, action=request.path, fields=fields,
+    ))
 
 
 def client_redirect(url: str) -> Response:

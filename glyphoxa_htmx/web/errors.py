@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import logging
 
 from flask import Flask, g, make_response, render_template
@@ -32,10 +31,7 @@ def error_response(status: int, message: str | None = None):
     title, hint = TITLES.get(status, TITLES[500] if status >= 500 else TITLES[400])
     text = message or hint
     if htmx.is_htmx():
-        resp = make_response("", status)
-        resp.headers["HX-Trigger"] = json.dumps({"toast": {"message": text, "level": "error"}})
-        resp.headers["HX-Reswap"] = "none"
-        return resp
+        return htmx.error_response(status, text)
     return make_response(render_template("errors/error.html", status=status, title=title, message=text), status)
 
 
