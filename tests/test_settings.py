@@ -83,3 +83,37 @@ def test_start_form_offers_the_saved_server(app):
     b.post("/settings/discord", {"guild_ids_text": GUILD_A})
     options = [o["value"] for o in soup(b.get("/sessions/new")).select("#guild_id option")]
     assert options == [GUILD_A]
+
+
+def _with_discord_guilds(app, tenant_id, guilds):
+    from glyphoxa_htmx.models import User
+
+    with app.app_context():
+        user = db.session.execute(select(User).where(User.tenant_id == tenant_id)).scalar_one()
+        user.discord_guilds = guilds
+        db.session.commit()
+
+
+def test_saving_keeps_servers_that_are_not_the_users_own(app):
+    """UpdateTenant replaces the list: a saved server the user isn't in must stay in the form."""
+    b = _owner_with_gateway_tenant(app)
+    b.post("/settings/discord", {"guild_ids_text": f"{GUILD_A}\n{GUILD_B}"})
+    _with_discord_guilds(app, b.tenant_id, [{"id": GUILD_A, "name": "Mine", "owner": True}])
+    page = soup(b.get("/settings"))
+    assert page.select_one(f"input[name=guild_id][value='{GUILD_A}']").has_attr("checked")
+    assert page.select_one("#guild-ids").text.strip() == GUILD_B
+    # Re-submitting the form as shown (e.g. only to rotate the token) keeps both servers.
+    form = {"guild_id": GUILD_A, "guild_ids_text": page.select_one("#guild-ids").text, "bot_token": TOKEN}
+    assert b.post("/settings/discord", form).status_code == 303
+    with app.app_context():
+        assert sorted(gateway().get_tenant(b.tenant_id).guild_ids) == [GUILD_A, GUILD_B]
+
+
+def test_a_422_keeps_the_ticked_servers(app):
+    b = _owner_with_gateway_tenant(app)
+    _with_discord_guilds(app, b.tenant_id, [{"id": GUILD_A, "name": "One"}, {"id": GUILD_B, "name": "Two"}])
+    resp = b.post("/settings/discord", {"guild_id": GUILD_B, "bot_token": "short"}, htmx=True)
+    assert resp.status_code == 422
+    page = soup(resp)
+    assert page.select_one(f"input[value='{GUILD_B}']").has_attr("checked")
+    assert not page.select_one(f"input[value='{GUILD_A}']").has_attr("checked")

@@ -16,6 +16,7 @@ from sqlalchemy import and_, func, or_, select, text
 from sqlalchemy import delete as sql_delete
 
 from glyphoxa_htmx.core import audit
+from glyphoxa_htmx.core.parse import like_pattern
 from glyphoxa_htmx.core.authz import Actor, Perm, own, require
 from glyphoxa_htmx.core.deps import gateway
 from glyphoxa_htmx.core.errors import Conflict, DomainError, NotFound, ValidationError
@@ -97,11 +98,6 @@ class Page:
         return self.page < self.pages
 
 
-def like(q: str) -> str:
-    """An ILIKE pattern matching ``q`` literally anywhere."""
-    return "%" + q.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
-
-
 def _card_columns(tenant_id: str):
     """(npc counts, session stats) subqueries, aggregated once for the tenant (no N+1)."""
     npcs = (
@@ -143,7 +139,7 @@ def list_cards(actor: Actor, *, q: str = "", archived: bool = False, page: int =
     where = [Campaign.tenant_id == actor.tenant_id,
              Campaign.archived_at.is_not(None) if archived else Campaign.archived_at.is_(None)]
     if q:
-        where.append(or_(Campaign.name.ilike(like(q)), Campaign.game_system.ilike(like(q))))
+        where.append(or_(Campaign.name.ilike(like_pattern(q)), Campaign.game_system.ilike(like_pattern(q))))
     total = db.session.execute(select(func.count()).select_from(Campaign).where(*where)).scalar_one()
     pages = max(1, math.ceil(total / per_page))
     page = min(max(1, page), pages)

@@ -17,10 +17,11 @@ from sqlalchemy.orm import aliased
 from glyphoxa_htmx.core import audit
 from glyphoxa_htmx.core.authz import Actor, Perm, own, require
 from glyphoxa_htmx.core.errors import Conflict, ValidationError
+from glyphoxa_htmx.core.parse import like_pattern
 from glyphoxa_htmx.extensions import db
 from glyphoxa_htmx.models import NpcDefinition, NpcPosition
 from glyphoxa_htmx.services import campaigns
-from glyphoxa_htmx.services.campaigns import Page, like, lock_cast
+from glyphoxa_htmx.services.campaigns import Page, lock_cast
 
 ENGINES = {
     "cascaded": "Cascaded: listen, think, speak",
@@ -90,7 +91,7 @@ def list_cast(actor: Actor, campaign_id: str, *, q: str = "", page: int = 1, per
     npc = aliased(NpcDefinition, ranked)
     where = []
     if q:
-        where.append(or_(npc.name.ilike(like(q)), npc.personality.ilike(like(q))))
+        where.append(or_(npc.name.ilike(like_pattern(q)), npc.personality.ilike(like_pattern(q))))
     total = db.session.execute(select(func.count()).select_from(ranked).where(*where)).scalar_one()
     pages = max(1, math.ceil(total / per_page))
     page = min(max(1, page), pages)

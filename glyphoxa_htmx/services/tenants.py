@@ -11,6 +11,7 @@ from sqlalchemy import select, text
 from glyphoxa_htmx.adapters.gateway.tenant_id import MAX_TENANT_ID_LENGTH as MAX_TENANT_ID
 from glyphoxa_htmx.adapters.gateway.tenant_id import is_valid_tenant_id as valid_tenant_id  # noqa: F401
 from glyphoxa_htmx.core import audit
+from glyphoxa_htmx.core.parse import SNOWFLAKE_RE, like_pattern
 from glyphoxa_htmx.core.authz import Actor, Perm, require
 from glyphoxa_htmx.core.deps import gateway
 from glyphoxa_htmx.core.errors import NotFound, ValidationError
@@ -130,7 +131,7 @@ def list_all(actor: Actor, *, q: str = "", limit: int = 50, after: str | None = 
         .limit(limit + 1)
     )
     if q:
-        stmt = stmt.where(Tenant.id.ilike(f"%{q}%") | Tenant.name.ilike(f"%{q}%"))
+        stmt = stmt.where(Tenant.id.ilike(like_pattern(q)) | Tenant.name.ilike(like_pattern(q)))
     if after:
         stmt = stmt.where(Tenant.id > after)
     rows = db.session.execute(stmt).all()
@@ -153,9 +154,6 @@ def set_status(actor: Actor, tenant_id: str, status: str) -> Tenant:
 
 
 # ---- Discord connection (guilds and bot token live on the gateway) ---------------------------
-
-SNOWFLAKE_RE = re.compile(r"^\d{17,20}$")
-
 
 def discord_connection(actor: Actor) -> dict:
     """The tenant's Discord servers as the gateway knows them (quick read), or why unknown."""

@@ -6,6 +6,7 @@ from sqlalchemy import func, select
 
 from glyphoxa_htmx.core import audit
 from glyphoxa_htmx.core.authz import Actor, Perm, Role, assignable_roles, own, require
+from glyphoxa_htmx.core.parse import like_pattern
 from glyphoxa_htmx.core.errors import NotFound, ValidationError
 from glyphoxa_htmx.extensions import db
 from glyphoxa_htmx.models import User
@@ -50,7 +51,8 @@ def list_all(actor: Actor, *, q: str = "", limit: int = 50, after: str | None = 
     require(actor, Perm.MANAGE_ALL_TENANTS)
     stmt = select(User).order_by(User.id).limit(limit + 1)
     if q:
-        stmt = stmt.where(User.name.ilike(f"%{q}%") | User.email.ilike(f"%{q}%") | User.tenant_id.ilike(f"%{q}%"))
+        pattern = like_pattern(q)
+        stmt = stmt.where(User.name.ilike(pattern) | User.email.ilike(pattern) | User.tenant_id.ilike(pattern))
     if after:
         stmt = stmt.where(User.id > after)
     rows = list(db.session.execute(stmt).scalars())

@@ -4,11 +4,12 @@ archive, delete. Every URL is a full page, and a named block for htmx."""
 from __future__ import annotations
 
 import nh3
-from flask import Blueprint, flash, g, request, url_for
+from flask import Blueprint, g, request, url_for
 from markdown_it import MarkdownIt
 from markupsafe import Markup
 
 from glyphoxa_htmx.core import htmx
+from glyphoxa_htmx.core.parse import int_arg
 from glyphoxa_htmx.core.authz import Perm, require
 from glyphoxa_htmx.core.errors import Conflict, ValidationError
 from glyphoxa_htmx.services import campaigns, npcs
@@ -26,16 +27,13 @@ def render_markdown(text: str) -> Markup:
     return Markup(nh3.clean(_md.render(text), link_rel="noopener noreferrer nofollow"))
 
 
-def _int(name: str, default: int = 1) -> int:
-    try:
-        return max(1, int(request.args.get(name, default)))
-    except ValueError:
-        return default
+def _page() -> int:
+    return int_arg(request.args.get("page"), 1, minimum=1)
 
 
 def done(message: str, url: str):
-    """After a change that leaves the page: flash (survives the navigation) and 303/HX-Redirect."""
-    flash(message, "success")
+    """After a change that leaves the page: a toast (shown on the next page) and 303/HX-Redirect."""
+    htmx.toast(message)
     return htmx.redirect_to(url)
 
 
@@ -54,7 +52,7 @@ def form_data() -> dict:
 @login_required
 def index():
     archived = request.args.get("archived") == "1"
-    page = campaigns.list_cards(g.actor, q=request.args.get("q", ""), archived=archived, page=_int("page"))
+    page = campaigns.list_cards(g.actor, q=request.args.get("q", ""), archived=archived, page=_page())
     return htmx.render("campaigns/index.html", "results", page=page, archived=archived,
                        counts=campaigns.counts(g.actor))
 
@@ -112,7 +110,7 @@ def update(campaign_id: str):
 
 def _show(campaign_id: str, status: int = 200, block: str = "campaign_head"):
     card = campaigns.card(g.actor, campaign_id)
-    cast = npcs.list_cast(g.actor, campaign_id, q=request.args.get("q", ""), page=_int("page"))
+    cast = npcs.list_cast(g.actor, campaign_id, q=request.args.get("q", ""), page=_page())
     return htmx.render("campaigns/show.html", block, status=status, card=card, campaign=card.campaign, cast=cast,
                        description_html=render_markdown(card.campaign.description),
                        forwarded=npcs.FORWARDED)

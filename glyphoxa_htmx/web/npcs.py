@@ -6,6 +6,7 @@ from __future__ import annotations
 from flask import Blueprint, g, make_response, request, url_for
 
 from glyphoxa_htmx.core import htmx
+from glyphoxa_htmx.core.parse import int_arg
 from glyphoxa_htmx.core.authz import Perm, require
 from glyphoxa_htmx.core.errors import Conflict, NotFound, ValidationError
 from glyphoxa_htmx.extensions import limiter, user_or_ip
@@ -39,10 +40,7 @@ def form_data() -> dict:
 
 def _cast(campaign_id: str, status: int = 200):
     campaign = campaigns.get(g.actor, campaign_id)
-    try:
-        page = max(1, int(request.values.get("page", 1)))
-    except ValueError:
-        page = 1
+    page = int_arg(request.values.get("page"), 1, minimum=1)
     cast = npcs.list_cast(g.actor, campaign.id, q=request.values.get("q", ""), page=page)
     return htmx.render("npcs/index.html", "cast", status=status, campaign=campaign, cast=cast,
                        forwarded=npcs.FORWARDED)

@@ -18,10 +18,16 @@ def _page(block: str | None = None, *, status: int = 200, name_errors=None, disc
     tenant = tenants.get(g.actor)
     discord = tenants.discord_connection(g.actor)
     names = sessions_service.guild_names(getattr(g.user, "discord_guilds", None))
+    own = [gd for gd in (g.user.discord_guilds or []) if isinstance(gd, dict) and gd.get("id")]
+    own_ids = {str(gd["id"]) for gd in own}
+    form = dict(form or {})
+    # The form posts the whole list (UpdateTenant replaces it): saved servers that aren't among
+    # the user's own Discord servers must be in the text box, or saving would drop them.
+    form.setdefault("checked", [gid for gid in discord["guild_ids"] if gid in own_ids])
+    form.setdefault("guild_ids_text", "\n".join(gid for gid in discord["guild_ids"] if gid not in own_ids))
     return htmx.render(
         "settings/index.html", block, status=status, tenant=tenant, discord=discord, guild_names=names,
-        own_guilds=[gd for gd in (g.user.discord_guilds or []) if isinstance(gd, dict) and gd.get("id")],
-        name_errors=name_errors or {}, discord_errors=discord_errors or {}, form=form or {},
+        own_guilds=own, name_errors=name_errors or {}, discord_errors=discord_errors or {}, form=form,
     )
 
 
@@ -51,7 +57,8 @@ def discord():
         saved = tenants.update_discord(g.actor, ids, request.form.get("bot_token"))
     except ValidationError as exc:
         return _page("discord_form", status=422, discord_errors=exc.errors,
-                     form={"guild_ids_text": request.form.get("guild_ids_text", "")})
+                     form={"guild_ids_text": request.form.get("guild_ids_text", ""),
+                           "checked": request.form.getlist("guild_id")})
     htmx.toast(f"Discord connection saved ({len(saved)} server{'s' if len(saved) != 1 else ''}).")
     if htmx.wants_block():
         return _page("discord_form")
