@@ -68,6 +68,7 @@ class Settings:
     billing: str = "disabled"
     seed_demo: bool = True
     metrics_enabled: bool = True
+    metrics_token: str = ""  # bearer token Prometheus must send to /metrics (required in production)
     live_poll_interval: float = 0.5  # seconds between the live hub's polls of a watched session
     proxy_hops: int = 0  # reverse proxies in front of us that set X-Forwarded-*; 0 = trust none
     extra: dict = field(default_factory=dict)
@@ -111,6 +112,9 @@ class Settings:
             problems.append("GATEWAY_SECRET must be set (the gateway refuses management calls without it)")
         if not self.public_url:
             problems.append("PUBLIC_URL must be set in production (OAuth redirect URIs and WebSocket Origin checks)")
+        if self.metrics_enabled and len(self.metrics_token) < 16:
+            problems.append("METRICS_TOKEN must be set (16+ characters) so /metrics, which names tenants, "
+                            "isn't public (or set METRICS_ENABLED=0)")
         if problems:
             raise ConfigError("refusing to start in production: " + "; ".join(problems))
 
@@ -151,6 +155,7 @@ ENV_MAP = {
     "billing": "GLYPHOXA_BILLING",
     "seed_demo": "GLYPHOXA_SEED_DEMO",
     "metrics_enabled": "METRICS_ENABLED",
+    "metrics_token": "METRICS_TOKEN",
     "proxy_hops": "PROXY_HOPS",
     "live_poll_interval": "LIVE_POLL_INTERVAL",
 }

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta, timezone
 
+import grpc
 import psycopg
 import pytest
 from sqlalchemy import select
@@ -206,3 +207,37 @@ def test_signin_next_is_same_site_only(app, visitor):
     assert resp.headers["Location"] == "/dashboard"
     resp = Browser(app).post("/auth/dev", {"name": "Nia", "role": "tenant_owner", "next": "/team"})
     assert resp.headers["Location"] == "/team"
+
+
+def test_signup_stops_when_the_gateway_store_fails(app, database_url, make_user):
+    """The gateway reports ALREADY_EXISTS for any store error; a failing gateway must not make
+    one signup walk thousands of suffixes. GetTenant tells a real collision from a failure."""
+    from glyphoxa_htmx.app import create_app
+    from tests.conftest import make_settings
+    from tests.gateway.conftest import MGMT, ScriptedServer
+
+    server = ScriptedServer((MGMT,)).start()
+    try:
+        server.behaviour["CreateTenant"] = [grpc.StatusCode.ALREADY_EXISTS]
+        server.behaviour["GetTenant"] = [grpc.StatusCode.NOT_FOUND]
+        flaky = create_app(make_settings(database_url, gateway_grpc_addr=server.address, gateway_secret="s"))
+        resp = Browser(flaky).post("/auth/dev", {"name": "Unlucky", "role": "tenant_owner"})
+        assert resp.status_code == 503
+        assert "couldn't create your table" in soup(resp).get_text()
+        assert server.calls["CreateTenant"] == 1
+        with app.app_context():
+            assert db.session.execute(select(Tenant)).first() is None
+            assert db.session.execute(select(User)).first() is None
+    finally:
+        server.stop()
+
+
+def test_signup_skips_ids_really_taken_on_the_gateway(app, simulator):
+    from glyphoxa_htmx.core.deps import gateway
+
+    with app.app_context():
+        gateway().create_tenant("bard", license_tier="shared")
+        gateway().create_tenant("bard_2", license_tier="shared")
+    Browser(app).post("/auth/dev", {"name": "Bard", "role": "tenant_owner"})
+    with app.app_context():
+        assert [t.id for t in db.session.execute(select(Tenant)).scalars()] == ["bard_3"]

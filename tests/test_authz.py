@@ -123,3 +123,35 @@ def test_admin_search_is_an_htmx_block(app, as_role, make_user):
     assert resp.status_code == 200
     assert "<html" not in resp.get_data(as_text=True)
     assert "Findable Fenwick" in resp.get_data(as_text=True)
+
+
+def test_two_owners_demoting_each_other_leave_one_owner(app, make_user):
+    import threading
+
+    from sqlalchemy import func, select
+
+    from glyphoxa_htmx.extensions import db
+    from glyphoxa_htmx.models import User
+    from tests.conftest import Browser
+
+    for _ in range(5):
+        a = make_user(role="tenant_owner")
+        b_user = make_user(role="tenant_owner", tenant_id=a.tenant_id)
+        ba, bb = Browser(app).login(a), Browser(app).login(b_user)
+        barrier = threading.Barrier(2)
+        codes = []
+
+        def demote(browser, target):
+            barrier.wait()
+            codes.append(browser.post(f"/team/{target.id}/role", {"role": "dm"}).status_code)
+
+        threads = [threading.Thread(target=demote, args=(ba, b_user)), threading.Thread(target=demote, args=(bb, a))]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        with app.app_context():
+            owners = db.session.execute(select(func.count()).select_from(User).where(
+                User.tenant_id == a.tenant_id, User.role == "tenant_owner")).scalar_one()
+        assert owners >= 1, codes
+        assert sorted(codes) in ([303, 403], [303, 422])  # the loser is refused (no longer owner, or last owner)

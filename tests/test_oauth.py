@@ -111,3 +111,17 @@ def test_auth_routes_are_rate_limited_per_ip(oauth_app):
     b = Browser(oauth_app)
     codes = [b.get("/auth/discord").status_code for _ in range(12)]
     assert codes[:10] == [302] * 10 and codes[10] == 429
+
+
+def test_unverified_email_is_not_kept(oauth_app, provider):
+    provider.user = {**provider.user, "id": "80351110224678999", "email": "victim@example.com", "verified": False}
+    try:
+        b = Browser(oauth_app)
+        back = requests.get(_start(b), allow_redirects=False, timeout=5).headers["Location"]
+        cb = urlsplit(back)
+        assert b.get(cb.path + "?" + cb.query).status_code == 303
+        with oauth_app.app_context():
+            user = db.session.execute(select(User).where(User.discord_id == "80351110224678999")).scalar_one()
+            assert user.email is None and not user.email_verified
+    finally:
+        provider.user = {**provider.user, "id": "80351110224678912", "email": "nelly@example.com", "verified": True}

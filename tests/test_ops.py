@@ -58,12 +58,13 @@ def test_metrics_use_plan_names_and_route_templates(app, as_role):
         ({"database_url": ""}, "DATABASE_URL"),
         ({"gateway_grpc_addr": ""}, "GATEWAY_GRPC_ADDR"),
         ({"gateway_secret": ""}, "GATEWAY_SECRET"),
+        ({"metrics_token": ""}, "METRICS_TOKEN"),
     ],
 )
 def test_production_config_refusal_names_the_setting(overrides, fragment):
     good = dict(env="production", secret_key="k" * 40, discord_client_id="id", discord_client_secret="sec",
                 database_url="postgresql://db/x", gateway_grpc_addr="gw:50051", gateway_secret="s",
-                public_url="https://app.example")
+                public_url="https://app.example", metrics_token="m" * 24)
     load_settings(environ={}, **good).validate()  # the good config passes
     with pytest.raises(ConfigError) as err:
         load_settings(environ={}, **{**good, **overrides}).validate()
@@ -127,3 +128,13 @@ def test_cli_create_admin(app, database_url, make_user, monkeypatch):
         assert db.session.get(User, user.id).role == "super_admin"
     missing = CliRunner().invoke(main, ["create-admin", "--discord-id", "nobody"])
     assert missing.exit_code == 1 and "sign in once" in missing.output
+
+
+def test_metrics_token_guards_the_endpoint(app, database_url):
+    from glyphoxa_htmx.app import create_app
+
+    guarded = create_app(make_settings(database_url, metrics_token="t" * 24)).test_client()
+    assert guarded.get("/metrics").status_code == 401
+    assert guarded.get("/metrics", headers={"Authorization": "Bearer wrong"}).status_code == 401
+    ok = guarded.get("/metrics", headers={"Authorization": "Bearer " + "t" * 24})
+    assert ok.status_code == 200 and b"http_server_duration_seconds" in ok.data

@@ -88,7 +88,9 @@ def _signup(identity: Identity, *, ip: str | None) -> User:
         id=str(uuid.uuid4()),
         tenant_id=tenant.id,
         name=identity.name or "Dungeon Master",
-        email=identity.email,
+        # Only a provider-verified e-mail is kept: the column is unique, and an unverified
+        # address would let someone squat another person's e-mail before they sign up.
+        email=identity.email if identity.email_verified else None,
         avatar_url=identity.avatar_url,
         email_verified=identity.email_verified,
         role=Role.TENANT_OWNER.value,

@@ -14,7 +14,7 @@ from glyphoxa_htmx.core import audit
 from glyphoxa_htmx.core.parse import SNOWFLAKE_RE, like_pattern
 from glyphoxa_htmx.core.authz import Actor, Perm, require
 from glyphoxa_htmx.core.deps import gateway
-from glyphoxa_htmx.core.errors import NotFound, ValidationError
+from glyphoxa_htmx.core.errors import NotFound, Unavailable, ValidationError
 from glyphoxa_htmx.extensions import db
 from glyphoxa_htmx.models import Tenant
 
@@ -32,14 +32,15 @@ def slug_base(name: str) -> str:
     return slug[:40].rstrip("_") or "table"
 
 
-def _taken(candidate: str) -> bool:
-    if db.session.get(Tenant, candidate) is not None:
-        return True
-    # The gateway's table may hold tenants created outside the web service.
-    exists = db.session.execute(text("SELECT to_regclass('public.tenants') IS NOT NULL")).scalar()
-    if exists:
-        return bool(db.session.execute(text("SELECT 1 FROM public.tenants WHERE id = :id"), {"id": candidate}).first())
-    return False
+def _taken_ids(base: str) -> set[str]:
+    """Every existing tenant id that a candidate for ``base`` could collide with, in one query
+    over our table and the gateway's (which may hold tenants created outside the web service)."""
+    stem = base[: MAX_TENANT_ID - 6]  # candidates are base or base[:56-len(suffix)] + suffix
+    params = {"stem": stem, "n": len(stem)}
+    sql = "SELECT id FROM web.tenants WHERE left(id, :n) = :stem"
+    if db.session.execute(text("SELECT to_regclass('public.tenants') IS NOT NULL")).scalar():
+        sql += " UNION SELECT id FROM public.tenants WHERE left(id, :n) = :stem"
+    return set(db.session.execute(text(sql), params).scalars())
 
 
 def candidate_ids(name: str):
@@ -51,36 +52,59 @@ def candidate_ids(name: str):
 
 
 def unique_tenant_id(name: str) -> str:
+    taken = _taken_ids(slug_base(name))
     for candidate in candidate_ids(name):
-        if not _taken(candidate):
+        if candidate not in taken:
             return candidate
     raise RuntimeError("no free tenant id")  # pragma: no cover - 10k collisions
+
+
+MAX_GATEWAY_ATTEMPTS = 5
 
 
 def create_for_signup(display_name: str, *, ip: str | None = None) -> Tenant:
     """Create a tenant for a new person. Goes through the gateway's CreateTenant when configured.
 
+    The gateway answers ALREADY_EXISTS for *any* store error, so after one we ask GetTenant
+    whether the id is really taken; if it isn't, the gateway is failing and we stop instead of
+    walking through thousands of suffixes. At most MAX_GATEWAY_ATTEMPTS CreateTenant calls.
+
     The caller owns the transaction; if the caller's commit fails after the gateway accepted the
     tenant, ``undo_gateway_tenant`` removes it again (no half-created tenants)."""
-    from glyphoxa_htmx.adapters.gateway.errors import AlreadyExists
+    from glyphoxa_htmx.adapters.gateway.errors import AlreadyExists, GatewayError
+    from glyphoxa_htmx.adapters.gateway.errors import NotFound as GatewayNotFound
 
     client = gateway()
     tenant_name = f"{display_name}'s table" if display_name else "My table"
+    attempts = 0
+    taken = _taken_ids(slug_base(display_name or "table"))
     for candidate in candidate_ids(display_name or "table"):
-        if _taken(candidate):
+        if candidate in taken:
             continue
         if client is not None:
+            if attempts >= MAX_GATEWAY_ATTEMPTS:
+                break
+            attempts += 1
             try:
                 client.create_tenant(candidate, license_tier="shared")
             except AlreadyExists:
-                continue  # taken on the gateway side (or a race): next suffix
+                try:
+                    client.get_tenant(candidate)
+                except GatewayNotFound:
+                    raise Unavailable("The voice service couldn't create your table right now. Please try again "
+                                      "in a few minutes.") from None
+                except GatewayError as exc:
+                    raise Unavailable(exc.message) from exc
+                continue  # really taken on the gateway side (or a race): next suffix
+            except GatewayError as exc:
+                raise Unavailable(exc.message) from exc
         tenant = Tenant(id=candidate, name=tenant_name)
         db.session.add(tenant)
         db.session.flush()
         audit.record("tenant.create", "tenant", candidate, tenant_id=candidate, ip=ip,
                      after={"id": candidate, "name": tenant_name, "license_tier": "shared"})
         return tenant
-    raise RuntimeError("no free tenant id")  # pragma: no cover
+    raise Unavailable("We couldn't find a free id for your table. Please contact support.")
 
 
 def undo_gateway_tenant(tenant_id: str) -> None:

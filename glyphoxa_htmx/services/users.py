@@ -33,6 +33,12 @@ def change_role(actor: Actor, user_id: str, role: str) -> User:
     if user.role == Role.SUPER_ADMIN:
         raise ValidationError({"role": "Operators' roles are managed by the platform."})
     if user.role == Role.TENANT_OWNER and role != Role.TENANT_OWNER:
+        # Serialise owner changes per tenant, so two owners demoting each other at the same
+        # moment can't both see "2 owners" and leave the table with none.
+        db.session.execute(select(func.pg_advisory_xact_lock(func.hashtext("owners:" + actor.tenant_id))))
+        db.session.refresh(user)
+        if user.role != Role.TENANT_OWNER:
+            raise ValidationError({"role": "Someone changed this person's role just now. Reload and try again."})
         owners = db.session.execute(
             select(func.count()).select_from(User).where(
                 User.tenant_id == actor.tenant_id, User.role == Role.TENANT_OWNER.value, User.status == "active"

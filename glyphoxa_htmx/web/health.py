@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import hmac
 import logging
 
-from flask import Blueprint, jsonify
+from flask import Blueprint, abort, jsonify, request
 from sqlalchemy import text
 
 from glyphoxa_htmx.core import metrics
@@ -85,6 +86,15 @@ def _skipped(name: str) -> bool:
 @bp.get("/metrics")
 @limiter.exempt
 def metrics_view():
+    """Prometheus exposition. With METRICS_TOKEN set, only for `Authorization: Bearer <token>`
+    (the business counters carry tenant ids)."""
+    cfg = settings()
+    if not cfg.metrics_enabled:
+        abort(404)
+    if cfg.metrics_token:
+        sent = request.headers.get("Authorization", "")
+        if not hmac.compare_digest(sent.encode(), f"Bearer {cfg.metrics_token}".encode()):
+            return jsonify(error="unauthorized"), 401, {"WWW-Authenticate": "Bearer"}
     return metrics.exposition()
 
 
