@@ -455,3 +455,40 @@ def test_lookups_shared_with_sessions_stay_tenant_scoped(app, as_role):
         assert campaigns.get(actor, mine).name == "Mine"
         with pytest.raises(NotFound):
             campaigns.get(actor, theirs)
+
+
+def test_failed_commit_after_make_active_restores_the_gateway(app, simulator):
+    """The gateway is told first; if our commit then fails, its campaign is put back."""
+    from sqlalchemy import event
+    from sqlalchemy import select as _select
+
+    from glyphoxa_htmx.core.deps import gateway
+    from glyphoxa_htmx.extensions import db as _db
+    from glyphoxa_htmx.models import Campaign as _Campaign
+    from glyphoxa_htmx.models import Tenant as _Tenant
+    from tests.conftest import Browser as _Browser
+
+    b = _Browser(app)
+    b.post("/auth/dev", {"name": "Commit Breaker", "role": "tenant_owner"})  # a tenant on the gateway too
+    with app.app_context():
+        tenant_id = _db.session.execute(_select(_Tenant.id)).scalar_one()
+        _db.session.add_all([_Campaign(id="cmp_first", tenant_id=tenant_id, name="First"),
+                             _Campaign(id="cmp_second", tenant_id=tenant_id, name="Second")])
+        _db.session.commit()
+    assert b.post("/campaigns/cmp_first/activate").status_code == 303
+    with app.app_context():
+        assert gateway().get_tenant(tenant_id).campaign_id == "cmp_first"
+
+    def explode(session):
+        raise RuntimeError("database went away at commit")
+
+    with app.app_context():
+        event.listen(_db.session, "before_commit", explode)
+    try:
+        assert b.post("/campaigns/cmp_second/activate").status_code == 500
+    finally:
+        with app.app_context():
+            event.remove(_db.session, "before_commit", explode)
+    with app.app_context():
+        assert gateway().get_tenant(tenant_id).campaign_id == "cmp_first"
+        assert _db.session.get(_Tenant, tenant_id).active_campaign_id == "cmp_first"

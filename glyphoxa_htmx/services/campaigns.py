@@ -7,6 +7,7 @@ original (set with UpdateTenant)."""
 
 from __future__ import annotations
 
+import logging
 import math
 import secrets
 from dataclasses import dataclass
@@ -16,10 +17,10 @@ from sqlalchemy import and_, func, or_, select, text
 from sqlalchemy import delete as sql_delete
 
 from glyphoxa_htmx.core import audit
-from glyphoxa_htmx.core.parse import like_pattern
 from glyphoxa_htmx.core.authz import Actor, Perm, own, require
 from glyphoxa_htmx.core.deps import gateway
 from glyphoxa_htmx.core.errors import Conflict, DomainError, NotFound, ValidationError
+from glyphoxa_htmx.core.parse import like_pattern
 from glyphoxa_htmx.extensions import db
 from glyphoxa_htmx.models import Campaign, GatewaySession, NpcDefinition, NpcPosition, Tenant
 
@@ -31,6 +32,8 @@ GAME_SYSTEMS = (
 LIMITS = {"name": 120, "game_system": 80, "description": 10_000, "language": 40, "tone": 200,
           "house_rules": 4_000, "lines_veils_item": 200, "lines_veils_count": 50}
 PER_PAGE = 12
+
+log = logging.getLogger(__name__)
 
 
 class GatewayRefused(DomainError):
@@ -302,6 +305,28 @@ def _gateway_set_campaign(actor: Actor, campaign: Campaign, *, clear: bool) -> N
         raise GatewayRefused(f"Couldn't {what}: {exc.message} Nothing was changed.") from exc
 
 
+def _commit_after_gateway(actor: Actor, previous_campaign_id: str) -> None:
+    """Commit a change the gateway already applied; if our commit fails, put the gateway's
+    campaign back (best effort, logged) so the two never disagree about the active campaign."""
+    try:
+        db.session.commit()
+    except Exception:
+        db.session.rollback()
+        client = gateway()
+        if client is not None:
+            from glyphoxa_htmx.adapters.gateway.errors import GatewayError
+
+            try:
+                if previous_campaign_id:
+                    client.update_tenant(actor.tenant_id, campaign_id=previous_campaign_id)
+                else:
+                    client.update_tenant(actor.tenant_id, clear_campaign_id=True)
+            except GatewayError:
+                log.error("could not restore the gateway's active campaign after a failed commit",
+                          extra={"tenant_id": actor.tenant_id})
+        raise
+
+
 def make_active(actor: Actor, campaign_id: str) -> Campaign:
     """Make this the tenant's default campaign for sessions started from Discord."""
     require(actor, Perm.MANAGE_CAMPAIGNS)
@@ -315,12 +340,12 @@ def make_active(actor: Actor, campaign_id: str) -> Campaign:
         db.session.rollback()
         return campaign
     _gateway_set_campaign(actor, campaign, clear=False)
-    before = {"active_campaign_id": tenant.active_campaign_id}
+    previous = tenant.active_campaign_id
     tenant.active_campaign_id = campaign.id
     tenant.updated_at = func.now()
-    audit.record("campaign.activate", "campaign", campaign.id, actor=actor, before=before,
+    audit.record("campaign.activate", "campaign", campaign.id, actor=actor, before={"active_campaign_id": previous},
                  after={"active_campaign_id": campaign.id})
-    db.session.commit()
+    _commit_after_gateway(actor, previous)
     return campaign
 
 
@@ -346,7 +371,10 @@ def set_archived(actor: Actor, campaign_id: str, archived: bool) -> Campaign:
     after = {**before, "archived": archived}
     audit.record("campaign.archive" if archived else "campaign.unarchive", "campaign", campaign.id, actor=actor,
                  before=before, after=after, details=details)
-    db.session.commit()
+    if details.get("active_campaign_cleared"):
+        _commit_after_gateway(actor, campaign.id)
+    else:
+        db.session.commit()
     return campaign
 
 
@@ -382,7 +410,8 @@ def delete(actor: Actor, campaign_id: str, confirm_name: str) -> dict:
         raise ValidationError(errors, errors.get("") or errors["confirm_name"])
     lock_cast(actor, campaign.id)
     tenant = _tenant_locked(actor)
-    if tenant.active_campaign_id == campaign.id:  # cannot normally happen: archiving clears it
+    gateway_cleared = tenant.active_campaign_id == campaign.id  # rare: archiving clears it already
+    if gateway_cleared:
         _gateway_set_campaign(actor, campaign, clear=True)
         tenant.active_campaign_id = ""
     scope = and_(NpcDefinition.tenant_id == actor.tenant_id, NpcDefinition.campaign_id == campaign.id)
@@ -394,5 +423,8 @@ def delete(actor: Actor, campaign_id: str, confirm_name: str) -> dict:
     audit.record("campaign.delete", "campaign", campaign.id, actor=actor, before=snapshot(campaign), after=None,
                  details={"npcs_deleted": npc_names})
     db.session.delete(campaign)
-    db.session.commit()
+    if gateway_cleared:
+        _commit_after_gateway(actor, campaign.id)
+    else:
+        db.session.commit()
     return summary

@@ -11,10 +11,10 @@ from sqlalchemy import select, text
 from glyphoxa_htmx.adapters.gateway.tenant_id import MAX_TENANT_ID_LENGTH as MAX_TENANT_ID
 from glyphoxa_htmx.adapters.gateway.tenant_id import is_valid_tenant_id as valid_tenant_id  # noqa: F401
 from glyphoxa_htmx.core import audit
-from glyphoxa_htmx.core.parse import SNOWFLAKE_RE, like_pattern
 from glyphoxa_htmx.core.authz import Actor, Perm, require
 from glyphoxa_htmx.core.deps import gateway
 from glyphoxa_htmx.core.errors import NotFound, Unavailable, ValidationError
+from glyphoxa_htmx.core.parse import SNOWFLAKE_RE, like_pattern
 from glyphoxa_htmx.extensions import db
 from glyphoxa_htmx.models import Tenant
 

@@ -6,8 +6,8 @@ from sqlalchemy import func, select
 
 from glyphoxa_htmx.core import audit
 from glyphoxa_htmx.core.authz import Actor, Perm, Role, assignable_roles, own, require
-from glyphoxa_htmx.core.parse import like_pattern
 from glyphoxa_htmx.core.errors import NotFound, ValidationError
+from glyphoxa_htmx.core.parse import like_pattern
 from glyphoxa_htmx.extensions import db
 from glyphoxa_htmx.models import User
 
