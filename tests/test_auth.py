@@ -171,7 +171,7 @@ def test_expired_session_htmx_gets_hx_redirect_not_a_fragment(app, as_role):
 
 def test_sessions_page_lists_and_revokes(app, as_role):
     b = as_role("tenant_owner")
-    other = Browser(app).login(b.user)  # a second visitor of the same person
+    other = Browser(app).login(b.user)  # a second browser of the same person
     page = soup(b.get("/account/sessions"))
     rows = page.select("#session-list tbody tr")
     assert len(rows) == 2
@@ -241,3 +241,14 @@ def test_signup_skips_ids_really_taken_on_the_gateway(app, simulator):
     Browser(app).post("/auth/dev", {"name": "Bard", "role": "tenant_owner"})
     with app.app_context():
         assert [t.id for t in db.session.execute(select(Tenant)).scalars()] == ["bard_3"]
+
+
+def test_revoking_without_javascript_asks_first(app, as_role):
+    b = as_role("tenant_owner")
+    other = Browser(app).login(b.user)
+    row = _token_row(app, other.token)
+    ask = b.post(f"/account/sessions/{row.id}/revoke")
+    assert ask.status_code == 200 and soup(ask).select_one("h1").text == "Sign out this session?"
+    assert other.get("/dashboard").status_code == 200  # nothing happened yet
+    assert b.post(f"/account/sessions/{row.id}/revoke", {"confirmed": "1"}).status_code == 303
+    assert other.get("/dashboard").status_code == 303

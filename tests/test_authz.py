@@ -111,7 +111,12 @@ def test_admin_sees_every_tenant_and_can_suspend(app, as_role, make_user):
     assert victim_browser.get("/dashboard").status_code == 200
     page = admin.get("/admin/tenants")
     assert victim.tenant_id in page.get_data(as_text=True)
-    assert admin.post(f"/admin/tenants/{victim.tenant_id}/status", {"status": "suspended"}).status_code == 303
+    # Without JavaScript the first POST only asks for confirmation.
+    ask = admin.post(f"/admin/tenants/{victim.tenant_id}/status", {"status": "suspended"})
+    assert ask.status_code == 200 and soup(ask).select_one("input[name=confirmed]")["value"] == "1"
+    assert victim_browser.get("/dashboard").status_code == 200
+    resp = admin.post(f"/admin/tenants/{victim.tenant_id}/status", {"status": "suspended", "confirmed": "1"})
+    assert resp.status_code == 303
     assert victim_browser.get("/dashboard").status_code == 303  # refused on the next request
     assert admin.get("/dashboard").status_code == 200
 

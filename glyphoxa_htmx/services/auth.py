@@ -258,10 +258,16 @@ def list_sessions(actor: Actor) -> list[LoginSession]:
     )
 
 
-def revoke_session(actor: Actor, session_id: str) -> None:
+def own_session(actor: Actor, session_id: str) -> LoginSession:
+    """One of the actor's own sign-in sessions, or NotFound (anyone else's is never revealed)."""
     row = db.session.get(LoginSession, session_id)
     if row is None or row.user_id != actor.user_id:
         raise NotFound()
+    return row
+
+
+def revoke_session(actor: Actor, session_id: str) -> None:
+    row = own_session(actor, session_id)
     _revoke_family(row.family_id, "revoked_by_user")
     audit.record("session.revoke", "login_session", row.family_id, actor=actor)
     db.session.commit()

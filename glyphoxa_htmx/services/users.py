@@ -65,13 +65,19 @@ def list_all(actor: Actor, *, q: str = "", limit: int = 50, after: str | None = 
     return rows[:limit], (rows[limit - 1].id if len(rows) > limit else None)
 
 
-def set_status(actor: Actor, user_id: str, status: str) -> User:
+def get_any(actor: Actor, user_id: str) -> User:
+    """Super admin: any user on the platform."""
     require(actor, Perm.MANAGE_ALL_TENANTS)
-    if status not in {"active", "suspended"}:
-        raise ValidationError({"status": "Unknown status."})
     user = db.session.get(User, user_id)
     if user is None:
         raise NotFound()
+    return user
+
+
+def set_status(actor: Actor, user_id: str, status: str) -> User:
+    user = get_any(actor, user_id)
+    if status not in {"active", "suspended"}:
+        raise ValidationError({"status": "Unknown status."})
     if user.id == actor.user_id:
         raise ValidationError({"status": "You can't suspend yourself."})
     before = {"status": user.status}

@@ -22,6 +22,10 @@ def sessions():
 @bp.post("/sessions/<session_id>/revoke")
 @login_required
 def revoke(session_id: str):
+    auth_service.own_session(g.actor, session_id)  # 404 before anything else for someone else's
+    if not htmx.confirmed():
+        return htmx.confirm_page("Sign out this session?", detail="That browser will have to sign in again.",
+                                 submit_label="Sign out", cancel_url=url_for("account.sessions"))
     auth_service.revoke_session(g.actor, session_id)
     if session_id == g.login_session.id:
         return htmx.client_redirect(url_for("auth.signin"))

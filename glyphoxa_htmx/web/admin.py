@@ -32,6 +32,11 @@ def tenant_list():
 
 @bp.post("/tenants/<tenant_id>/status")
 def tenant_status(tenant_id: str):
+    tenants.get(g.actor, tenant_id)  # 404 for an unknown tenant before asking anything
+    if not htmx.confirmed():
+        verb = "Suspend" if request.form.get("status") == "suspended" else "Reinstate"
+        return htmx.confirm_page(f"{verb} {tenant_id}?", detail="Everyone at that table is affected on their next request.",
+                                 submit_label=verb, cancel_url=url_for("admin.tenant_list"))
     tenant = tenants.set_status(g.actor, tenant_id, request.form.get("status", ""))
     htmx.toast(f"{tenant.id} is now {tenant.status}.")
     return htmx.redirect_to(url_for("admin.tenant_list"))
@@ -46,6 +51,10 @@ def user_list():
 
 @bp.post("/users/<user_id>/status")
 def user_status(user_id: str):
+    users.get_any(g.actor, user_id)
+    if not htmx.confirmed():
+        verb = "Suspend" if request.form.get("status") == "suspended" else "Reinstate"
+        return htmx.confirm_page(f"{verb} this user?", submit_label=verb, cancel_url=url_for("admin.user_list"))
     user = users.set_status(g.actor, user_id, request.form.get("status", ""))
     htmx.toast(f"{user.name} is now {user.status}.")
     return htmx.redirect_to(url_for("admin.user_list"))
