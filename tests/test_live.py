@@ -151,7 +151,7 @@ def test_stop_ends_the_stream_with_the_final_fragment(app, server, table, databa
     sid = start(app, table)
     reader = Reader(server.connect(f"/sessions/{sid}/ws?after=0", table.dm.token))
     reader.read_until(lambda r: r.line_ids(), what="a first line")
-    assert table.dm.post(f"/sessions/{sid}/stop").status_code == 303
+    assert table.dm.post(f"/sessions/{sid}/stop", {"confirmed": "1"}).status_code == 303
     reader.read_to_close()
     assert reader.close_code == 1000
     assert 'id="live-ended"' in reader.frames[-1] and "This session has ended" in reader.frames[-1]
@@ -200,7 +200,7 @@ def test_live_page_snapshot_socket_and_fallback(app, table, database_url):
     assert soup(resp).select_one('[hx-swap-oob="beforeend:#transcript"]') is not None
     assert table.dm.get(f"/sessions/{sid}/lines?after=0").status_code == 303  # not htmx: the page
 
-    table.dm.post(f"/sessions/{sid}/stop")
+    table.dm.post(f"/sessions/{sid}/stop", {"confirmed": "1"})
     done = soup(table.dm.get(f"/sessions/{sid}/lines?after={polled[-1]}", htmx=True))
     assert done.select_one("#live-ended") is not None
     poller = done.select_one("#live-poll")

@@ -403,3 +403,197 @@ def test_start_requires_a_campaign_of_the_tenant(app, table, as_role, database_u
 def test_date_filter_rejects_garbage(app, table):
     resp = table.dm.get("/sessions?date_from=yesterday")
     assert resp.status_code == 422 and "Use a date like" in resp.get_data(as_text=True)
+
+
+# ---- start that times out, stop that stops nothing, stop without JavaScript ------------------
+
+
+class FrontGateway:
+    """A real gRPC server in front of the simulator: every call is forwarded as raw bytes unless
+    ``script`` says otherwise for its method name: ``"hold"`` answers only when the test ends
+    (the client's deadline passes and nothing reaches the simulator), ``"forward_then_hold"``
+    forwards first (the simulator really does it) and then holds the answer, and a callable
+    ``(request, context) -> bytes`` answers in its place (e.g. aborting with a status the real
+    gateway gives but the simulator doesn't)."""
+
+    def __init__(self, upstream: str, script: dict) -> None:
+        import grpc
+        from concurrent.futures import ThreadPoolExecutor
+
+        self.script = script
+        self.release = threading.Event()
+        self.forwarded: list[str] = []  # scripted methods that reached the simulator
+        self.channel = grpc.insecure_channel(upstream)
+        outer = self
+
+        class Handler(grpc.GenericRpcHandler):
+            def service(self, details):
+                method = details.method
+                name = method.rsplit("/", 1)[1]
+                action = outer.script.get(name, "forward")
+
+                def unary(request: bytes, context) -> bytes:
+                    if callable(action):
+                        return action(request, context)
+                    metadata = [(k, v) for k, v in context.invocation_metadata() if k == "x-mgmt-secret"]
+                    answer = b""
+                    if action != "hold":
+                        try:
+                            answer = outer.channel.unary_unary(method)(request, metadata=metadata, timeout=10)
+                        except grpc.RpcError as err:
+                            context.abort(err.code(), err.details() or "")
+                    if action == "forward":
+                        return answer
+                    if action == "forward_then_hold":
+                        outer.forwarded.append(name)
+                    outer.release.wait(30)
+                    return answer
+
+                return grpc.unary_unary_rpc_method_handler(unary)
+
+        self.server = grpc.server(ThreadPoolExecutor(max_workers=4), handlers=[Handler()])
+        self.address = f"127.0.0.1:{self.server.add_insecure_port('127.0.0.1:0')}"
+        self.server.start()
+
+    def close(self) -> None:
+        self.release.set()
+        self.server.stop(0).wait(5)
+        self.channel.close()
+
+
+@pytest.fixture
+def front(simulator, swap_gateway):
+    """front(script) -> a FrontGateway the app's gateway client now talks to (2 s deadline)."""
+    made: list[tuple[FrontGateway, GatewayClient]] = []
+
+    def make(script: dict) -> FrontGateway:
+        proxy = FrontGateway(simulator.address, script)
+        client = GatewayClient(proxy.address, GATEWAY_SECRET, timeout=2.0, retries=0)
+        made.append((proxy, client))
+        swap_gateway(client)
+        return proxy
+
+    yield make
+    for proxy, client in made:
+        client.close()
+        proxy.close()
+
+
+def test_start_that_times_out_but_started_leads_to_the_session(app, table, database_url, front):
+    proxy = front({"StartWebSession": "forward_then_hold"})
+    resp = table.dm.post("/sessions/new", start_form(table), htmx=True)
+    assert proxy.forwarded == ["StartWebSession"]  # the gateway did start it; only its answer was late
+    (sid, state, _), = session_rows(database_url, table.tenant)
+    assert state in ("pending", "active")
+    assert resp.status_code == 204 and resp.headers["HX-Redirect"] == f"/sessions/{sid}/live"
+    rows = sql(database_url, "SELECT resource_id, details->>'note' FROM web.audit_log WHERE tenant_id = %s "
+                             "AND action = 'session.start'", (table.tenant,))
+    assert rows == [(sid, "after_timeout")]
+
+
+def test_start_that_times_out_without_a_session_says_it_may_still_be_starting(app, table, database_url, front):
+    front({"StartWebSession": "hold"})
+    before = metric("glyphoxa_web_session_starts_total", tenant_id=table.tenant, result="timeout")
+    resp = table.dm.post("/sessions/new", start_form(table), htmx=True)
+    assert resp.status_code == 422
+    page = soup(resp)
+    notice = page.select_one(".notice-error").text
+    assert "may still be in progress" in notice and "check the sessions list" in notice
+    assert "Nothing was started" not in resp.get_data(as_text=True)
+    assert page.select_one('a[href="/sessions"]') is not None
+    assert not session_rows(database_url, table.tenant)
+    assert "session.start" not in audit_actions(database_url, table.tenant)
+    assert metric("glyphoxa_web_session_starts_total", tenant_id=table.tenant, result="timeout") == before + 1
+
+
+def orphan_session(database_url, t) -> str:
+    """A live row in public.sessions that no gateway process tracks (its worker is elsewhere)."""
+    sid = "orphan-" + snowflake()
+    sql(database_url, "INSERT INTO public.sessions (id, tenant_id, campaign_id, guild_id, channel_id, license_tier, "
+                      "state, worker_pod, last_heartbeat) VALUES (%s, %s, %s, %s, %s, 'shared', 'active', "
+                      "'worker-elsewhere', now())", (sid, t.tenant, t.campaign, t.guild, snowflake()))
+    return sid
+
+
+def not_found(request, context):
+    """What the real gateway answers for a session it doesn't track (the simulator only looks at
+    the row, and would end it)."""
+    import grpc
+
+    context.abort(grpc.StatusCode.NOT_FOUND, "session not found")
+
+
+def test_stop_of_a_session_the_gateway_does_not_track_is_not_claimed(app, table, database_url, front):
+    sid = orphan_session(database_url, table)
+    front({"StopWebSession": not_found})
+    resp = table.dm.post(f"/sessions/{sid}/stop", htmx=True)
+    assert resp.status_code == 204 and resp.headers["HX-Redirect"] == f"/sessions/{sid}"
+    page = table.dm.get(f"/sessions/{sid}").get_data(as_text=True)
+    assert "no longer tracks this session" in page and "ends by itself" in page
+    assert "Session stopped." not in page
+    assert session_rows(database_url, table.tenant)[0][1] == "active"
+    assert audit_actions(database_url, table.tenant)[-1:] == ["session.stop_unknown"]
+    assert "session.stop" not in audit_actions(database_url, table.tenant)
+
+
+def test_stop_not_found_after_the_session_ended_by_itself(app, table, database_url, front):
+    sid = orphan_session(database_url, table)
+
+    def ended_meanwhile(request, context):  # the heartbeat sweep ended it while we were asking
+        sql(database_url, "UPDATE public.sessions SET state = 'ended', ended_at = now(), "
+                          "error = 'heartbeat timeout' WHERE id = %s", (sid,))
+        not_found(request, context)
+
+    front({"StopWebSession": ended_meanwhile})
+    resp = table.dm.post(f"/sessions/{sid}/stop", htmx=True)
+    assert resp.status_code == 204
+    page = table.dm.get(f"/sessions/{sid}").get_data(as_text=True)
+    assert "had already ended" in page and "Session stopped." not in page
+    assert not [a for a in audit_actions(database_url, table.tenant) if a.startswith("session.stop")]
+
+
+def test_stop_without_javascript_asks_first(app, table, database_url, monkeypatch):
+    client = app.extensions["glyphoxa.gateway"]
+    calls = []
+    original = client.stop_web_session
+    monkeypatch.setattr(client, "stop_web_session", lambda sid: (calls.append(sid), original(sid))[1])
+    sid = client.start_web_session(table.tenant, table.guild, snowflake(), table.campaign)
+
+    resp = table.dm.post(f"/sessions/{sid}/stop")  # a plain form post, without confirmed=1
+    assert resp.status_code == 200 and calls == []
+    page = soup(resp)
+    assert "Stop this session for everyone at the table?" in page.select_one("h1").text
+    form = page.select_one(f'form[action="/sessions/{sid}/stop"]')
+    assert form.select_one('input[name="confirmed"]')["value"] == "1"
+    assert form.select_one("button[type=submit]").text == "Stop session"
+    assert page.select_one(f'a[href="/sessions/{sid}"]').text == "Cancel"
+    assert session_rows(database_url, table.tenant)[0][1] in ("pending", "active")
+
+    resp = table.dm.post(f"/sessions/{sid}/stop", {"confirmed": "1"})
+    assert resp.status_code == 303 and resp.headers["Location"] == f"/sessions/{sid}"
+    assert calls == [sid] and session_rows(database_url, table.tenant)[0][1] == "ended"
+    assert "Session stopped." in table.dm.get(f"/sessions/{sid}").get_data(as_text=True)
+
+    # htmx asked already (hx-confirm): it stops at once.
+    other = client.start_web_session(table.tenant, table.guild, snowflake(), table.campaign)
+    resp = table.dm.post(f"/sessions/{other}/stop", htmx=True)
+    assert resp.status_code == 204 and calls == [sid, other]
+    assert dict((r[0], r[1]) for r in session_rows(database_url, table.tenant))[other] == "ended"
+
+
+def test_shared_helpers_have_one_copy():
+    """No second copy of the shared parse/authz helpers, and no HX-* header names outside
+    core/htmx.py, in the sessions area."""
+    from pathlib import Path
+
+    from glyphoxa_htmx.core import parse
+    from glyphoxa_htmx.services import knowledge, transcripts
+    from glyphoxa_htmx.services import sessions as svc
+    from glyphoxa_htmx.web import sessions as web
+
+    root = Path(__file__).resolve().parent.parent / "glyphoxa_htmx"
+    for name in ("web/sessions.py", "web/knowledge.py", "services/sessions.py", "services/transcripts.py",
+                 "services/live.py", "services/knowledge.py"):
+        assert '"HX-' not in (root / name).read_text(), name
+    assert not hasattr(web, "_int") and not hasattr(svc, "SNOWFLAKE") and not hasattr(transcripts, "_check")
+    assert svc.SNOWFLAKE_RE is parse.SNOWFLAKE_RE and knowledge.like_pattern is parse.like_pattern

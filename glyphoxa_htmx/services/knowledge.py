@@ -15,6 +15,7 @@ from sqlalchemy import text
 
 from glyphoxa_htmx.core.authz import Actor, Perm, require
 from glyphoxa_htmx.core.errors import NotFound, ValidationError
+from glyphoxa_htmx.core.parse import like_pattern
 from glyphoxa_htmx.extensions import db
 from glyphoxa_htmx.services import campaigns
 from glyphoxa_htmx.services.transcripts import memory_tables, qualified, schema_name
@@ -151,7 +152,7 @@ def entities(actor: Actor, campaign_id: str, *, type_: str = "", q: str = "", af
         params["type"] = type_
     if q:
         where.append("e.name ILIKE :q ESCAPE '\\'")
-        params["q"] = "%" + q.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
+        params["q"] = like_pattern(q)
     if after:
         name, _, eid = after.partition("\x1f")
         where.append("(e.name, e.id) > (:after_name, :after_id)")

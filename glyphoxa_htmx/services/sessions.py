@@ -15,11 +15,11 @@ Rules this module enforces:
 from __future__ import annotations
 
 import logging
-import re
 from dataclasses import dataclass, field
 from datetime import date, datetime, time, timedelta, timezone
 from decimal import Decimal
 
+import grpc
 from sqlalchemy import select, text, tuple_
 
 from glyphoxa_htmx.adapters.gateway import errors as gw
@@ -29,6 +29,7 @@ from glyphoxa_htmx.core.authz import Actor, Perm, own, require
 from glyphoxa_htmx.core.deps import gateway
 from glyphoxa_htmx.core.errors import Conflict, NotFound, Unavailable, ValidationError
 from glyphoxa_htmx.core.metrics import SESSION_STARTS, SESSION_STOPS
+from glyphoxa_htmx.core.parse import SNOWFLAKE_RE
 from glyphoxa_htmx.extensions import db
 from glyphoxa_htmx.models import GatewaySession, GatewayTenant, NpcDefinition, UsageRecord
 from glyphoxa_htmx.services import campaigns, tenants
@@ -39,7 +40,6 @@ STATES = ("pending", "active", "ended")
 LIVE_STATES = ("pending", "active")
 PAGE_SIZE = 25
 LIVE_LIMIT = 20
-SNOWFLAKE = re.compile(r"^\d{17,20}$")
 MAX_SPEECH = 500
 
 UNAVAILABLE_NOTE = "The voice service is unavailable right now, so sessions can't be started or controlled from here."
@@ -49,9 +49,10 @@ class StartRefused(ValidationError):
     """A start the gateway (or our double-start guard) refused; ``live_session_id`` points at the
     session that is already running when known."""
 
-    def __init__(self, message: str, *, live_session_id: str | None = None):
+    def __init__(self, message: str, *, live_session_id: str | None = None, maybe_started: bool = False):
         super().__init__({"": message}, message)
         self.live_session_id = live_session_id
+        self.maybe_started = maybe_started  # the start timed out: it may still appear in the list
 
 
 # --------------------------------------------------------------------------- reading
@@ -355,6 +356,10 @@ _START_MESSAGES = {
 }
 
 
+START_TIMEOUT_MESSAGE = ("The voice service didn't answer in time. The start may still be in progress — check the "
+                         "sessions list in a moment before trying again.")
+
+
 def _live_session_of_campaign(actor: Actor, campaign_id: str) -> GatewaySession | None:
     return db.session.execute(
         select(GatewaySession)
@@ -382,9 +387,9 @@ def start(actor: Actor, *, campaign_id: str, guild_id: str, channel_id: str) -> 
                 errors["campaign_id"] = "That campaign is archived. Restore it first."
         except NotFound:
             errors["campaign_id"] = "Choose one of your campaigns."
-    if not SNOWFLAKE.match(guild_id):
+    if not SNOWFLAKE_RE.match(guild_id):
         errors["guild_id"] = "Choose a Discord server."
-    if not SNOWFLAKE.match(channel_id):
+    if not SNOWFLAKE_RE.match(channel_id):
         errors["channel_id"] = ("Paste the voice channel's id: 17 to 20 digits (in Discord, enable Developer Mode, "
                                 "then right-click the channel and choose Copy Channel ID).")
     client = gateway()
@@ -412,19 +417,30 @@ def start(actor: Actor, *, campaign_id: str, guild_id: str, channel_id: str) -> 
         if running is not None:
             SESSION_STARTS.labels(actor.tenant_id, "conflict").inc()
             raise StartRefused("A session is already running for this campaign.", live_session_id=running.id)
+        details = None
         try:
             session_id = client.start_web_session(actor.tenant_id, guild_id, channel_id, campaign_id)
         except gw.GatewayError as exc:
-            _count_start(actor, exc)
-            log.info("start refused by the gateway: %r", exc)
-            live = _live_session_of_campaign(actor, campaign_id) if isinstance(exc, gw.SessionConflict) else None
-            raise StartRefused(_START_MESSAGES.get(type(exc), ("error", exc.message))[1],
-                               live_session_id=live.id if live else None) from exc
+            if not _timed_out(exc):
+                _count_start(actor, exc)
+                log.info("start refused by the gateway: %r", exc)
+                live = _live_session_of_campaign(actor, campaign_id) if isinstance(exc, gw.SessionConflict) else None
+                raise StartRefused(_START_MESSAGES.get(type(exc), ("error", exc.message))[1],
+                                   live_session_id=live.id if live else None) from exc
+            # The deadline passed, but the gateway may well have started the session: look.
+            found = _live_session_of_campaign(actor, campaign_id)
+            if found is None:
+                SESSION_STARTS.labels(actor.tenant_id, "timeout").inc()
+                log.warning("start timed out and no session is visible yet: %r", exc)
+                raise StartRefused(START_TIMEOUT_MESSAGE, maybe_started=True) from exc
+            log.info("start timed out but session %s is running: %r", found.id, exc)
+            session_id, details = found.id, {"note": "after_timeout"}
         if not session_id:  # the gateway started it but could not look it up (contract 2.2)
             found = _live_session_of_campaign(actor, campaign_id)
             session_id = found.id if found else ""
         audit.record("session.start", "session", session_id or "unknown", actor=actor,
-                     after={"campaign_id": campaign_id, "guild_id": guild_id, "channel_id": channel_id})
+                     after={"campaign_id": campaign_id, "guild_id": guild_id, "channel_id": channel_id},
+                     details=details)
         db.session.commit()  # also releases the advisory lock
     except BaseException:
         db.session.rollback()
@@ -433,24 +449,52 @@ def start(actor: Actor, *, campaign_id: str, guild_id: str, channel_id: str) -> 
     return session_id
 
 
+def _timed_out(exc: gw.GatewayError) -> bool:
+    """DEADLINE_EXCEEDED: the call may have done its work, we just never heard the answer."""
+    return isinstance(exc, gw.GatewayUnavailable) and exc.code == grpc.StatusCode.DEADLINE_EXCEEDED
+
+
 def _count_start(actor: Actor, exc: gw.GatewayError) -> None:
     SESSION_STARTS.labels(actor.tenant_id, _START_MESSAGES.get(type(exc), ("error",))[0]).inc()
 
 
-def stop(actor: Actor, session_id: str) -> GatewaySession:
+@dataclass
+class StopResult:
+    session: GatewaySession  # freshly re-read after the call
+    outcome: str  # stopped | ending | already_ended | untracked
+
+    @property
+    def message(self) -> str:
+        return STOP_MESSAGES[self.outcome]
+
+
+STOP_MESSAGES = {
+    "stopped": "Session stopped.",
+    "ending": "Stop requested. The session is ending.",
+    "already_ended": "This session had already ended.",
+    "untracked": ("The voice service no longer tracks this session, so there was nothing to stop. It ends by itself "
+                  "shortly (within about a minute, once its heartbeat is missed)."),
+}
+
+
+def stop(actor: Actor, session_id: str) -> StopResult:
     """Force-stop a session of the actor's tenant. Ownership is checked in the database before
-    the gateway is called (StopWebSession itself does not check). Commits."""
+    the gateway is called (StopWebSession itself does not check). Afterwards the row is read
+    again, so the result says what really happened: StopWebSession answers NOT_FOUND for a
+    session the gateway doesn't track, which stopped nothing. Commits."""
     require(actor, Perm.CONTROL_SESSIONS)
     session = get(actor, session_id)  # NotFound for other tenants: no gRPC call happens
     if session.state == "ended":
         raise Conflict("This session has already ended.")
+    before = session.state
     client = gateway()
     if client is None:
         raise Unavailable(UNAVAILABLE_NOTE)
+    unknown = False
     try:
         client.stop_web_session(session.id)
     except gw.NotFound:
-        pass  # the gateway no longer knows it: it ended in the meantime
+        unknown = True  # the gateway doesn't know it: see what the row says
     except gw.BotNotConnected as exc:
         SESSION_STOPS.labels(actor.tenant_id, "error").inc()
         raise Unavailable("The Discord bot isn't connected, so the session can't be stopped from here right now. "
@@ -458,12 +502,22 @@ def stop(actor: Actor, session_id: str) -> GatewaySession:
     except gw.GatewayError as exc:
         SESSION_STOPS.labels(actor.tenant_id, "error").inc()
         raise Unavailable(exc.message) from exc
+    session = get(actor, session_id)
+    if unknown and not is_live(session):
+        return StopResult(session, "already_ended")  # it ended in the meantime; we changed nothing
+    if unknown:
+        log.warning("StopWebSession: the gateway does not track live session %s", session.id)
+        audit.record("session.stop_unknown", "session", session.id, actor=actor, before={"state": before},
+                     details={"campaign_id": session.campaign_id, "gateway": "not_found"})
+        db.session.commit()
+        SESSION_STOPS.labels(actor.tenant_id, "untracked").inc()
+        return StopResult(session, "untracked")
     audit.record("session.stop", "session", session.id, actor=actor,
-                 before={"state": session.state}, after={"state": "ended"},
+                 before={"state": before}, after={"state": session.state},
                  details={"campaign_id": session.campaign_id})
     db.session.commit()
     SESSION_STOPS.labels(actor.tenant_id, "user").inc()
-    return get(actor, session_id)
+    return StopResult(session, "ending" if is_live(session) else "stopped")
 
 
 # --------------------------------------------------------------------------- live NPC control
@@ -482,8 +536,7 @@ class NpcPanel:
 def npc_panel(actor: Actor, session: GatewaySession) -> NpcPanel:
     """Live NPC state (ListNPCs) for the controls, or why they are disabled."""
     require(actor, Perm.CONTROL_SESSIONS)
-    if session.tenant_id != actor.tenant_id:
-        raise NotFound()
+    own(actor, session)
     if not is_live(session):
         return NpcPanel(disabled="The session has ended.")
     client = gateway()
@@ -556,7 +609,7 @@ def control(actor: Actor, session_id: str, action: str, *, npc: str = "", speech
 
 
 __all__ = [
-    "BotBadge", "NpcPanel", "SessionFilters", "SessionList", "StartForm", "StartRefused", "bot_status",
+    "BotBadge", "NpcPanel", "SessionFilters", "SessionList", "StartForm", "StartRefused", "StopResult", "bot_status",
     "campaign_npcs", "control", "dashboard", "detail", "duration", "get", "guild_names", "is_live",
     "list_sessions", "month_usage", "npc_panel", "start", "start_form", "stop",
 ]

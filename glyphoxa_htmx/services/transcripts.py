@@ -25,7 +25,7 @@ from psycopg import sql
 from sqlalchemy import text
 
 from glyphoxa_htmx.adapters.gateway.tenant_id import tenant_id_problem
-from glyphoxa_htmx.core.authz import Actor, Perm, require
+from glyphoxa_htmx.core.authz import Actor, Perm, own, require
 from glyphoxa_htmx.core.errors import NotFound, ValidationError
 from glyphoxa_htmx.extensions import db
 from glyphoxa_htmx.models import GatewaySession
@@ -128,7 +128,7 @@ def owned_session(actor: Actor, session_id: str) -> GatewaySession:
 def snapshot(actor: Actor, session: GatewaySession, limit: int = SNAPSHOT_LINES) -> list[Line]:
     """The last ``limit`` lines of a session, oldest first (the live view's first paint)."""
     require(actor, Perm.VIEW_TRANSCRIPTS)
-    _check(actor, session)
+    own(actor, session)
     if "session_entries" not in memory_tables(actor.tenant_id, "session_entries"):
         return []
     table = qualified(schema_name(actor.tenant_id), "session_entries")
@@ -142,7 +142,7 @@ def snapshot(actor: Actor, session: GatewaySession, limit: int = SNAPSHOT_LINES)
 def lines_after(actor: Actor, session: GatewaySession, after: int, limit: int = 500) -> list[Line]:
     """Lines with id > ``after`` (the live view's polling fallback), oldest first."""
     require(actor, Perm.VIEW_TRANSCRIPTS)
-    _check(actor, session)
+    own(actor, session)
     if "session_entries" not in memory_tables(actor.tenant_id, "session_entries"):
         return []
     table = qualified(schema_name(actor.tenant_id), "session_entries")
@@ -151,11 +151,6 @@ def lines_after(actor: Actor, session: GatewaySession, after: int, limit: int = 
         {"sid": session.id, "after": max(0, after), "n": limit},
     ).all()
     return [_line(r) for r in rows]
-
-
-def _check(actor: Actor, session: GatewaySession) -> None:
-    if session is None or session.tenant_id != actor.tenant_id:
-        raise NotFound()
 
 
 @dataclass
@@ -238,7 +233,7 @@ def page(
     """One keyset page (by id) of a session's transcript. Three queries whatever the length:
     table check, the page, and the aggregates (count, first/last id, speakers)."""
     require(actor, Perm.VIEW_TRANSCRIPTS)
-    _check(actor, session)
+    own(actor, session)
     if "session_entries" not in memory_tables(actor.tenant_id, "session_entries"):
         return TranscriptPage(ready=False)
     table = qualified(schema_name(actor.tenant_id), "session_entries")
@@ -295,7 +290,7 @@ def page(
 def stats(actor: Actor, session: GatewaySession) -> dict | None:
     """Line counts of a session (None when the memory schema does not exist)."""
     require(actor, Perm.VIEW_TRANSCRIPTS)
-    _check(actor, session)
+    own(actor, session)
     if "session_entries" not in memory_tables(actor.tenant_id, "session_entries"):
         return None
     table = qualified(schema_name(actor.tenant_id), "session_entries")
@@ -313,7 +308,7 @@ def stats(actor: Actor, session: GatewaySession) -> dict | None:
 def iter_lines(actor: Actor, session: GatewaySession) -> Iterator[Line]:
     """Every line of a session, oldest first, streamed from one server-side cursor."""
     require(actor, Perm.VIEW_TRANSCRIPTS)
-    _check(actor, session)
+    own(actor, session)
     if "session_entries" not in memory_tables(actor.tenant_id, "session_entries"):
         return
     table = qualified(schema_name(actor.tenant_id), "session_entries")
@@ -463,7 +458,7 @@ class Recap:
 def recap(actor: Actor, session: GatewaySession) -> Recap | None:
     """The session's recap (text and audio metadata, not the audio itself), if any."""
     require(actor, Perm.VIEW_TRANSCRIPTS)
-    _check(actor, session)
+    own(actor, session)
     if "recaps" not in memory_tables(actor.tenant_id, "recaps"):
         return None
     table = qualified(schema_name(actor.tenant_id), "recaps")
@@ -483,7 +478,7 @@ def recap_audio(actor: Actor, session: GatewaySession) -> bytes:
     """The recap audio as a WAV file. Raw PCM (what the columns describe) gets a WAV header;
     data that already is a RIFF/WAVE file is passed through. NotFound when there is none."""
     require(actor, Perm.VIEW_TRANSCRIPTS)
-    _check(actor, session)
+    own(actor, session)
     if "recaps" not in memory_tables(actor.tenant_id, "recaps"):
         raise NotFound()
     table = qualified(schema_name(actor.tenant_id), "recaps")

@@ -14,6 +14,7 @@ from glyphoxa_htmx.core import htmx
 from glyphoxa_htmx.core.authz import Perm, require
 from glyphoxa_htmx.core.deps import gateway, settings
 from glyphoxa_htmx.core.errors import DomainError, ValidationError
+from glyphoxa_htmx.core.parse import int_arg
 from glyphoxa_htmx.extensions import db, sock
 from glyphoxa_htmx.services import campaigns, live
 from glyphoxa_htmx.services import sessions as svc
@@ -47,14 +48,6 @@ def elapsed_filter(value: datetime, start: datetime) -> str:
     return transcripts.format_elapsed((value - start).total_seconds())
 
 
-def _int(value, default: int | None = None) -> int | None:
-    try:
-        number = int(value)
-    except (TypeError, ValueError):
-        return default
-    return number if number >= 0 else default
-
-
 def _guild_names() -> dict[str, str]:
     return svc.guild_names(getattr(g.get("user"), "discord_guilds", None))
 
@@ -82,12 +75,14 @@ def new():
     return _start_page()
 
 
-def _start_page(errors: dict | None = None, form: dict | None = None, status: int = 200, live_session_id=None):
+def _start_page(errors: dict | None = None, form: dict | None = None, status: int = 200, live_session_id=None,
+                maybe_started: bool = False):
     require(g.actor, Perm.CONTROL_SESSIONS)
     data = svc.start_form(g.actor, getattr(g.get("user"), "discord_guilds", None))
     return htmx.render(
         "sessions/new.html", "start_form", status=status, data=data, errors=errors or {},
         form=form or {"campaign_id": request.args.get("campaign", "")}, live_session_id=live_session_id,
+        maybe_started=maybe_started,
     )
 
 
@@ -98,7 +93,8 @@ def start():
     try:
         session_id = svc.start(g.actor, **form)
     except svc.StartRefused as exc:
-        return _start_page(exc.errors, form, 422, live_session_id=exc.live_session_id)
+        return _start_page(exc.errors, form, 422, live_session_id=exc.live_session_id,
+                           maybe_started=exc.maybe_started)
     except ValidationError as exc:
         return _start_page(exc.errors, form, 422)
     htmx.toast("Session starting. The bot is joining the voice channel.")
@@ -117,19 +113,23 @@ def detail(session_id: str):
 @bp.post("/<session_id>/stop")
 @login_required
 def stop(session_id: str):
+    require(g.actor, Perm.CONTROL_SESSIONS)
+    session = svc.get(g.actor, session_id)  # another tenant's session: 404 before anything else
+    detail_url = url_for("sessions.detail", session_id=session.id)
+    if svc.is_live(session) and not htmx.confirmed():
+        return htmx.confirm_page("Stop this session for everyone at the table?", submit_label="Stop session",
+                                 cancel_url=detail_url)
     try:
-        session = svc.stop(g.actor, session_id)
+        result = svc.stop(g.actor, session.id)
     except DomainError as exc:
         if exc.status in (404, 403):
             raise
-        htmx.toast(exc.message, "error")
         if htmx.is_htmx():
-            resp = Response("", exc.status)
-            resp.headers["HX-Reswap"] = "none"
-            return resp
-        return redirect(url_for("sessions.detail", session_id=session_id), 303)
-    htmx.toast("Session stopped.")
-    return htmx.redirect_to(url_for("sessions.detail", session_id=session.id))
+            return htmx.error_response(exc.status, exc.message)
+        htmx.toast(exc.message, "error")
+        return redirect(detail_url, 303)
+    htmx.toast(result.message, "warning" if result.outcome == "untracked" else "success")
+    return htmx.redirect_to(detail_url)
 
 
 # --------------------------------------------------------------------------- live view
@@ -172,7 +172,7 @@ def poll(session_id: str):
     if not htmx.is_htmx():
         return redirect(url_for("sessions.live_view", session_id=session.id), 303)
     limit = 500
-    lines = transcripts.lines_after(g.actor, session, _int(request.args.get("after"), 0), limit=limit)
+    lines = transcripts.lines_after(g.actor, session, int_arg(request.args.get("after"), 0), limit=limit)
     ended = session.state == "ended" and len(lines) < limit
     return render_template("sessions/_stream.html", lines=lines, state=session.state, ended=ended,
                            error=session.error or "", session_id=session.id, polling=True,
@@ -258,7 +258,7 @@ def stream(ws, session_id: str):
     gets the final fragment and a normal close (1000); a viewer that fell too far behind is
     closed with 1013 so that the client reconnects and resumes."""
     info = g.ws_session
-    after = _int(request.args.get("after"), 0)
+    after = int_arg(request.args.get("after"), 0)
     db.session.remove()  # hold no database connection for the life of the socket
     try:
         with live.hub().subscribe(info["tenant_id"], info["id"], after) as sub:
@@ -323,8 +323,8 @@ def transcript(session_id: str):
     if request.args.get("at") and filters.at is None:
         errors["at"] = "Use hours:minutes, e.g. 1:15."
     page = transcripts.page(
-        g.actor, session, filters, after=_int(request.args.get("after")), before=_int(request.args.get("before")),
-        around=_int(request.args.get("around")),
+        g.actor, session, filters, after=int_arg(request.args.get("after")), before=int_arg(request.args.get("before")),
+        around=int_arg(request.args.get("around")),
     )
     names = campaigns.names(g.actor, {session.campaign_id})
     return htmx.render(
@@ -366,7 +366,7 @@ def search():
     campaign = request.args.get("campaign", "")
     errors = {}
     try:
-        result = transcripts.search(g.actor, q, campaign=campaign, before=_int(request.args.get("before")))
+        result = transcripts.search(g.actor, q, campaign=campaign, before=int_arg(request.args.get("before")))
     except ValidationError as exc:
         errors, result = exc.errors, transcripts.SearchResult(query=q)
     choices = campaigns.choices(g.actor, include_archived=True)
