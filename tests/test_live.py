@@ -312,3 +312,42 @@ def test_websocket_process_group_under_gunicorn(app, table, database_url, simula
     finally:
         proc.terminate()
         proc.wait(timeout=20)
+
+
+def test_open_socket_closes_when_its_sign_in_ends(app, server, table, as_role, database_url, monkeypatch):
+    """Sign-out elsewhere, a suspended account and a suspended table each close the open socket
+    with 1008; a viewer whose sign-in still stands keeps streaming."""
+    from glyphoxa_htmx.services.auth import hash_token
+    from glyphoxa_htmx.web import sessions as web
+    from tests.conftest import Browser
+
+    monkeypatch.setattr(web, "AUTH_RECHECK_SECONDS", 0.2)
+    viewer = as_role("viewer", tenant_id=table.tenant)
+    other_viewer = as_role("viewer", tenant_id=table.tenant)
+    sid = start(app, table)
+    path = f"/sessions/{sid}/ws?after=0"
+    dm = Reader(server.connect(path, table.dm.token))
+    watcher = Reader(server.connect(path, viewer.token))
+    bystander = Reader(server.connect(path, other_viewer.token))
+    dm.read_until(lambda r: r.line_ids(), what="the DM's first line")
+
+    # The DM signs this browser out from another one (Account → sign-in sessions → Sign out).
+    (login_id,), = sql(database_url, "SELECT id FROM web.login_sessions WHERE token_hash = %s",
+                       (hash_token(table.dm.token),))
+    elsewhere = Browser(app).login(table.dm.user)
+    assert elsewhere.post(f"/account/sessions/{login_id}/revoke", htmx=True).status_code == 200
+    dm.read_to_close()
+    assert dm.close_code == 1008
+
+    seen = len(watcher.line_ids())
+    watcher.read_until(lambda r: len(r.line_ids()) > seen + 1, what="more lines for a viewer still signed in")
+    sql(database_url, "UPDATE web.users SET status = 'suspended' WHERE id = %s", (viewer.user.id,))
+    watcher.read_to_close()
+    assert watcher.close_code == 1008
+
+    seen = len(bystander.line_ids())
+    bystander.read_until(lambda r: len(r.line_ids()) > seen + 1, what="more lines for the last viewer")
+    sql(database_url, "UPDATE web.tenants SET status = 'suspended' WHERE id = %s", (table.tenant,))
+    bystander.read_to_close()
+    assert bystander.close_code == 1008
+    wait_for(lambda: sid not in hub(app).stats(), what="the poller to stop after the last viewer left")

@@ -25,13 +25,13 @@ from sqlalchemy import select, text, tuple_
 from glyphoxa_htmx.adapters.gateway import errors as gw
 from glyphoxa_htmx.adapters.gateway.client import month_start
 from glyphoxa_htmx.core import audit
-from glyphoxa_htmx.core.authz import Actor, Perm, own, require
+from glyphoxa_htmx.core.authz import MATRIX, Actor, Perm, Role, own, require
 from glyphoxa_htmx.core.deps import gateway
 from glyphoxa_htmx.core.errors import Conflict, NotFound, Unavailable, ValidationError
 from glyphoxa_htmx.core.metrics import SESSION_STARTS, SESSION_STOPS
 from glyphoxa_htmx.core.parse import SNOWFLAKE_RE
 from glyphoxa_htmx.extensions import db
-from glyphoxa_htmx.models import GatewaySession, GatewayTenant, NpcDefinition, UsageRecord
+from glyphoxa_htmx.models import GatewaySession, GatewayTenant, LoginSession, NpcDefinition, Tenant, UsageRecord, User
 from glyphoxa_htmx.services import campaigns, tenants
 
 log = logging.getLogger(__name__)
@@ -82,6 +82,36 @@ def get(actor: Actor, session_id: str) -> GatewaySession:
         .execution_options(populate_existing=True)
     ).scalar_one_or_none()
     return own(actor, row)
+
+
+def viewer_signed_in(token_hash: str, tenant_id: str) -> bool:
+    """Whether the sign-in behind an open live socket still stands: the login session (found by
+    its token hash) is neither revoked (sign-out and revocation revoke the whole family, rotated
+    tokens included) nor past its absolute expiry, and its user is active, still in the session's
+    tenant, still allowed to watch, and the tenant isn't suspended. One query.
+
+    The idle timeout is not applied: an open live view is activity, and its socket never
+    touches ``last_seen_at``."""
+    if not token_hash:
+        return False
+    row = db.session.execute(
+        select(LoginSession.revoked_at, LoginSession.expires_at, User.status, User.role, User.tenant_id,
+               Tenant.status.label("tenant_status"))
+        .join(User, User.id == LoginSession.user_id)
+        .outerjoin(Tenant, Tenant.id == User.tenant_id)
+        .where(LoginSession.token_hash == token_hash)
+    ).one_or_none()
+    if row is None or row.revoked_at is not None or row.expires_at <= datetime.now(timezone.utc):
+        return False
+    if row.status != "active" or row.tenant_id != tenant_id:
+        return False
+    try:
+        role = Role(row.role)
+    except ValueError:
+        return False
+    if Perm.VIEW_TRANSCRIPTS not in MATRIX.get(role, frozenset()):
+        return False
+    return role == Role.SUPER_ADMIN or row.tenant_status in (None, "active")
 
 
 def duration(session: GatewaySession, now: datetime | None = None) -> timedelta:

@@ -4,6 +4,7 @@ transcripts (viewer, downloads, search) and recap audio. No SQL here: services d
 from __future__ import annotations
 
 import logging
+import time
 from datetime import datetime, timedelta
 from urllib.parse import urlsplit
 
@@ -19,12 +20,14 @@ from glyphoxa_htmx.extensions import db, sock
 from glyphoxa_htmx.services import campaigns, live
 from glyphoxa_htmx.services import sessions as svc
 from glyphoxa_htmx.services import transcripts
-from glyphoxa_htmx.web.auth import login_required
+from glyphoxa_htmx.services.auth import hash_token
+from glyphoxa_htmx.web.auth import COOKIE, login_required
 
 log = logging.getLogger(__name__)
 bp = Blueprint("sessions", __name__, url_prefix="/sessions")
 
 KEEPALIVE_SECONDS = 20  # an idle socket gets a comment so proxies don't time it out
+AUTH_RECHECK_SECONDS = 5.0  # an open socket re-checks its sign-in (revoked, suspended) this often
 POLL_SECONDS = 3  # the fallback's polling interval (live.js switches to it)
 
 
@@ -247,7 +250,10 @@ def _ws_handshake_guard():
         session = svc.get(g.actor, (request.view_args or {}).get("session_id", ""))
     except DomainError as exc:
         return Response(status=exc.status)
-    g.ws_session = {"id": session.id, "tenant_id": session.tenant_id}
+    # The sign-in is re-checked while the socket is open (sign-out, revocation, suspension):
+    # keep only the cookie token's hash, which is how login sessions are stored.
+    g.ws_session = {"id": session.id, "tenant_id": session.tenant_id,
+                    "token_hash": hash_token(request.cookies.get(COOKIE, ""))}
     return None
 
 
@@ -262,7 +268,7 @@ def stream(ws, session_id: str):
     db.session.remove()  # hold no database connection for the life of the socket
     try:
         with live.hub().subscribe(info["tenant_id"], info["id"], after) as sub:
-            _pump(ws, sub, info["id"])
+            _pump(ws, sub, info)
     except ConnectionClosed:
         pass
     except Exception:  # noqa: BLE001 - never let an error page be written onto an upgraded socket
@@ -270,20 +276,35 @@ def stream(ws, session_id: str):
         ws.close(reason=1011, message="server error")
 
 
-def _pump(ws, sub, session_id: str) -> None:
-    idle = 0.0
+def _still_signed_in(info: dict) -> bool:
+    """A fresh look at the socket's sign-in; the connection goes back to the pool at once."""
+    try:
+        return svc.viewer_signed_in(info["token_hash"], info["tenant_id"])
+    finally:
+        db.session.remove()
+
+
+def _pump(ws, sub, info: dict) -> None:
+    recheck = min(AUTH_RECHECK_SECONDS, KEEPALIVE_SECONDS)
+    now = time.monotonic()
+    next_check, next_keepalive = now + recheck, now + KEEPALIVE_SECONDS
     while ws.connected:
         while ws.receive(timeout=0) is not None:  # the client has nothing to say; drain
             pass
-        events = sub.get(timeout=1.0)
+        events = sub.get(timeout=min(1.0, recheck))
+        now = time.monotonic()
+        if now >= next_check:
+            next_check = now + recheck
+            if not _still_signed_in(info):
+                ws.close(reason=1008, message="signed out")
+                return
         if not events:
-            idle += 1.0
-            if idle >= KEEPALIVE_SECONDS:
+            if now >= next_keepalive:
                 ws.send("<!-- keepalive -->")
-                idle = 0.0
+                next_keepalive = now + KEEPALIVE_SECONDS
             continue
-        idle = 0.0
-        body, ended, overflow = _render_events(session_id, events)
+        next_keepalive = now + KEEPALIVE_SECONDS
+        body, ended, overflow = _render_events(info["id"], events)
         if body.strip():
             ws.send(body)
         if overflow:

@@ -96,6 +96,7 @@
   root.addEventListener("htmx:wsClose", function (evt) {
     var code = evt.detail && evt.detail.event ? evt.detail.event.code : 0;
     if (code === 1000) { status(""); return; } // the session ended: the server said goodbye
+    if (code === 1008) { location.reload(); return; } // signed out elsewhere: the page sends us to sign-in
     if (!opened) failures += 1;
     opened = false;
     if (failures >= 3) startPolling();
