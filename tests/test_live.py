@@ -351,3 +351,58 @@ def test_open_socket_closes_when_its_sign_in_ends(app, server, table, as_role, d
     bystander.read_to_close()
     assert bystander.close_code == 1008
     wait_for(lambda: sid not in hub(app).stats(), what="the poller to stop after the last viewer left")
+
+
+def test_polling_viewers_share_the_hub(app, table, as_role, database_url, monkeypatch):
+    """The polling fallback is served by the hub: five viewers polling three times each cost
+    one poll of the session between them, not one (or four) per request."""
+    from glyphoxa_htmx.extensions import db
+    from glyphoxa_htmx.services import live
+
+    sid = start(app, table)
+    wait_for(lambda: len(db_line_ids(database_url, table.tenant, sid)) >= 4, what="lines")
+    first = db_line_ids(database_url, table.tenant, sid)[0]
+    viewers = [table.dm] + [as_role("viewer", tenant_id=table.tenant) for _ in range(4)]
+    h = hub(app)
+    monkeypatch.setattr(h, "interval", 3600.0)  # one poll stays fresh for the whole test: no timing involved
+    with app.app_context():
+        engine = db.engine
+    statements: list[str] = []
+
+    def on_execute(conn, cursor, statement, parameters, *args):
+        if (isinstance(parameters, dict) and parameters.get("sid") == sid) or "session_entries" in statement:
+            statements.append(threading.current_thread().name)
+
+    event.listen(engine, "before_cursor_execute", on_execute)
+    try:
+        cursors = {id(v): first for v in viewers}
+        got: dict[int, list[int]] = {id(v): [] for v in viewers}
+        for _ in range(3):
+            for v in viewers:
+                resp = v.get(f"/sessions/{sid}/lines?after={cursors[id(v)]}", htmx=True)
+                assert resp.status_code == 200
+                ids = [int(li["data-line-id"]) for li in soup(resp).select("[data-line-id]")]
+                got[id(v)] += ids
+                cursors[id(v)] = ids[-1] if ids else cursors[id(v)]
+        stats = h.stats().get(sid, {})
+    finally:
+        event.remove(engine, "before_cursor_execute", on_execute)
+    by_requests = [name for name in statements if not name.startswith("live-")]
+    assert by_requests == [], f"{len(by_requests)} statements on the session's lines ran in requests"
+    assert set(statements) == {stats["thread"]}  # the watch's one poller thread did it all
+    assert len(statements) == stats["polls"] <= 2  # one tick (two statements if the table was new to it)
+    expected = [i for i in db_line_ids(database_url, table.tenant, sid) if i > first]
+    for ids in got.values():
+        assert ids and ids == expected[: len(ids)]  # in order, no gaps, no duplicates
+
+    # Fresh lines still arrive (at the normal tick), and the watch retires once nobody polls.
+    monkeypatch.setattr(h, "interval", 0.2)
+    monkeypatch.setattr(live, "POLL_IDLE_TIMEOUT", 0.5)
+    last = max(max(ids) for ids in got.values())
+
+    def newer():
+        resp = table.dm.get(f"/sessions/{sid}/lines?after={last}", htmx=True)
+        return [int(li["data-line-id"]) for li in soup(resp).select("[data-line-id]")]
+
+    assert wait_for(newer, what="a line newer than the first poll")[0] > last
+    wait_for(lambda: sid not in h.stats(), what="the watch to retire after the last poll")

@@ -17,15 +17,26 @@ Events put on a subscription's queue: ``("state", state)``, ``("lines", [Line, .
 finally ``("ended", error_or_empty)``; ``("overflow", None)`` if a viewer fell too far behind
 (its socket should be closed so that the client reconnects and resumes).
 
-Thread-safety: one lock per hub guards the watches and their viewer sets. The watch threads use
-the app's SQLAlchemy engine directly (short checkouts, no app context).
+The polling fallback (:meth:`Hub.poll`) is served from the same watch: every poll keeps the
+session's recent lines in a buffer (the last ``BUFFER_LINES``, contiguous from ``buf_floor``).
+A polling request takes a lease on the watch (it lingers ``POLL_IDLE_TIMEOUT`` seconds after the
+last request, then retires) and is answered from the buffer when the last poll is less than one
+tick old and covers its cursor; otherwise it asks the watch for one more poll and waits for it.
+So N polling viewers of one session cost at most one poll per tick between them, never one per
+request; without WebSocket viewers a lease-only watch polls only when a request asks.
+
+Thread-safety: one lock per hub guards the watches, their viewer sets and buffers; a condition
+on that lock wakes polling requests when a poll was delivered. The watch threads use the app's
+SQLAlchemy engine directly (short checkouts, no app context).
 """
 
 from __future__ import annotations
 
+import bisect
 import logging
 import queue
 import threading
+import time
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -35,7 +46,8 @@ from sqlalchemy import text
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import ProgrammingError
 
-from glyphoxa_htmx.core.authz import Actor, Perm, require
+from glyphoxa_htmx.core.authz import Actor, Perm, own, require
+from glyphoxa_htmx.models import GatewaySession
 from glyphoxa_htmx.services.transcripts import Line, qualified, schema_name
 
 log = logging.getLogger(__name__)
@@ -44,6 +56,20 @@ POLL_INTERVAL = 0.5  # seconds between polls: a new line reaches the browser wit
 BATCH = 200  # lines per poll; a full batch is followed by another poll at once
 MAX_QUEUE = 2000  # events a slow viewer may have pending before it is told to resync
 ERROR_BACKOFF = 2.0
+BUFFER_LINES = 1000  # recent lines a watch keeps for polling viewers
+POLL_IDLE_TIMEOUT = 15.0  # a watch kept only by polling viewers retires this long after the last request
+POLL_WAIT = 10.0  # longest a polling request waits for the watch's next poll
+
+
+@dataclass(frozen=True)
+class PollResult:
+    """What one polling request gets: lines after its cursor, the state, and whether this is the
+    end (the session ended and these are its last lines)."""
+
+    lines: list[Line]
+    state: str
+    error: str
+    ended: bool
 
 
 @dataclass(eq=False)
@@ -91,6 +117,18 @@ class Watch:
         self.wake = threading.Event()
         self.thread = threading.Thread(target=self._run, name=f"live-{session_id[:8]}", daemon=True)
         self._table_ready = False
+        # The polling viewers' shared state (all guarded by the hub lock):
+        self.error = ""
+        self.buffer: list[Line] = []  # every line with buf_floor < id <= the last one, in id order
+        self.buf_floor: int | None = None  # None: nothing polled yet
+        self.poll_cursor: int | None = None  # polling viewers' cursor, like a subscription's
+        self.lease_until = 0.0  # monotonic; polling viewers keep the watch alive until then
+        self.started = 0  # polls begun
+        self.done = 0  # the last poll delivered (its number)
+        self.done_at = 0.0  # monotonic time of that delivery
+        self.need = 0  # a poll with this number (or higher) is wanted by a waiting request
+        self.waiting: list[int] = []  # cursors of requests waiting for a poll
+        self.final = False  # the session ended and everything up to its end was delivered
 
     # -- database
 
@@ -144,14 +182,31 @@ class Watch:
                 self.subs.clear()
                 self._retire()
 
+    def _low(self) -> int:
+        cursors = [s.cursor for s in self.subs]
+        if self.poll_cursor is not None:
+            cursors.append(self.poll_cursor)
+        return min(cursors) if cursors else 0
+
     def _loop(self) -> None:
         errors = 0
         while True:
+            idle = 0.0
             with self.hub.lock:
-                if not self.subs:
-                    self._retire()
-                    return
-                low = min(s.cursor for s in self.subs)
+                if not self.subs and self.need <= self.done:
+                    idle = self.lease_until - time.monotonic()
+                    if idle <= 0:
+                        self._retire()
+                        return
+                else:
+                    low = self._low()
+                    self.started += 1
+                    seq = self.started
+            if idle:
+                # Only polling viewers, and none waiting: sleep until one asks or the lease ends.
+                self.wake.wait(idle)
+                self.wake.clear()
+                continue
             try:
                 state, error, lines = self._poll(low)
                 errors = 0
@@ -167,21 +222,27 @@ class Watch:
                 self.wake.wait(min(ERROR_BACKOFF * errors, 10))
                 self.wake.clear()
                 continue
-            if self._deliver(low, state, error, lines):
+            if self._deliver(low, seq, state, error, lines):
                 return
             if len(lines) >= BATCH:
                 continue
+            with self.hub.lock:
+                if not self.subs:
+                    continue  # polling viewers only: poll again when a request asks
             self.wake.wait(self.hub.interval)
             self.wake.clear()
 
-    def _deliver(self, low: int, state: str | None, error: str, lines: list[Line]) -> bool:
+    def _deliver(self, low: int, seq: int, state: str | None, error: str, lines: list[Line]) -> bool:
         """Hand out one poll's result; returns True when the watch has finished."""
         ended = state is None or state == "ended"
         with self.hub.lock:
             self.state = state
+            self.error = error
+            polling_covered = self.poll_cursor is None or self.poll_cursor >= low
             # Finish only when this poll covered every viewer (one that joined during the poll
             # with an older cursor is served by the next poll, then the end follows).
-            complete = ended and len(lines) < BATCH and all(s.cursor >= low for s in self.subs)
+            complete = (ended and len(lines) < BATCH and polling_covered
+                        and all(s.cursor >= low for s in self.subs))
             for sub in list(self.subs):
                 if sub.cursor < low:
                     continue  # joined after this poll started: served by the next one
@@ -196,9 +257,51 @@ class Watch:
                 if complete:
                     sub.state = "ended"
                     self._put(sub, ("ended", error if state else "gone"))
+            self._remember(low, lines)
+            if polling_covered and self.poll_cursor is not None and lines:
+                self.poll_cursor = max(self.poll_cursor, lines[-1].id)
+            self.done, self.done_at = seq, time.monotonic()
+            if len(lines) >= BATCH:
+                self.need = max(self.need, seq + 1)  # more lines are waiting: fetch them at once
             if complete:
+                self.final = True
                 self._retire()
+            self.hub.changed.notify_all()
         return complete
+
+    def _remember(self, low: int, lines: list[Line]) -> None:
+        """Merge a poll (every line after ``low``, up to a batch) into the buffer. Called with
+        the hub lock held."""
+        top = self.buffer[-1].id if self.buffer else self.buf_floor
+        if self.buf_floor is None or low > top:
+            self.buffer, self.buf_floor = list(lines), low  # not contiguous with what we had: restart
+        else:
+            merged = {line.id: line for line in self.buffer}
+            merged.update((line.id, line) for line in lines)
+            self.buffer = [merged[i] for i in sorted(merged)]
+            self.buf_floor = min(self.buf_floor, low)
+        excess = len(self.buffer) - BUFFER_LINES
+        if excess > 0:
+            # Forget the oldest lines, but none that a waiting request still needs.
+            keep_after = min(self.waiting) if self.waiting else None
+            drop = 0
+            while drop < excess and (keep_after is None or self.buffer[drop].id <= keep_after):
+                drop += 1
+            if drop:
+                self.buf_floor = self.buffer[drop - 1].id
+                del self.buffer[:drop]
+
+    def _covers(self, after: int) -> bool:
+        return self.done > 0 and self.buf_floor is not None and self.buf_floor <= after
+
+    def _answer(self, after: int, limit: int) -> PollResult:
+        ids = [line.id for line in self.buffer]
+        start = bisect.bisect_right(ids, after)
+        lines = self.buffer[start:start + limit]
+        more = len(self.buffer) - start > limit
+        state = self.state or "ended"
+        error = self.error if self.state else "gone"
+        return PollResult(lines=lines, state=state, error=error, ended=self.final and not more)
 
     def _put(self, sub: Subscription, event: tuple[str, Any]) -> None:
         if sub.closed:
@@ -215,6 +318,7 @@ class Watch:
         self.finished = True
         if self.hub.watches.get(self.session_id) is self:
             del self.hub.watches[self.session_id]
+        self.hub.changed.notify_all()  # polling requests waiting on a crashed watch give up
 
 
 class Hub:
@@ -224,19 +328,23 @@ class Hub:
         self.engine = engine
         self.interval = interval
         self.lock = threading.Lock()
+        self.changed = threading.Condition(self.lock)  # a watch delivered a poll or retired
         self.watches: dict[str, Watch] = {}
+
+    def _watch(self, tenant_id: str, session_id: str) -> tuple[Watch, bool]:
+        """The live watch of a session, or a new one (not started yet). Called with the lock held."""
+        watch = self.watches.get(session_id)
+        if watch is None or watch.finished or watch.tenant_id != tenant_id:
+            watch = Watch(self, tenant_id, session_id)
+            self.watches[session_id] = watch
+            return watch, True
+        return watch, False
 
     def subscribe(self, tenant_id: str, session_id: str, after: int = 0) -> Subscription:
         """Start receiving a session's lines with id > ``after``. The caller has checked that
         the session belongs to ``tenant_id`` (the poll re-checks it in SQL)."""
         with self.lock:
-            watch = self.watches.get(session_id)
-            if watch is None or watch.finished or watch.tenant_id != tenant_id:
-                watch = Watch(self, tenant_id, session_id)
-                self.watches[session_id] = watch
-                start = True
-            else:
-                start = False
+            watch, start = self._watch(tenant_id, session_id)
             sub = Subscription(watch=watch, cursor=max(0, int(after)))
             watch.subs.add(sub)
         if start:
@@ -244,6 +352,54 @@ class Hub:
         else:
             watch.wake.set()  # serve the newcomer without waiting for the next tick
         return sub
+
+    def poll(self, tenant_id: str, session_id: str, after: int = 0, *, known_state: str | None = None,
+             limit: int = 500, timeout: float = POLL_WAIT) -> PollResult | None:
+        """One polling request: the session's lines with id > ``after`` (at most ``limit``), its
+        state, and whether this is the end. Served from the watch's buffer when its last poll is
+        fresh (under one tick old, and agreeing with ``known_state``, the state the caller just
+        read) and covers ``after``; otherwise the watch polls once more, for every request
+        waiting at that moment. None if no poll came within ``timeout`` (database trouble).
+        The caller has checked that the session belongs to ``tenant_id``."""
+        after = max(0, int(after))
+        deadline = time.monotonic() + timeout
+        with self.lock:
+            watch, start = self._watch(tenant_id, session_id)
+            watch.lease_until = time.monotonic() + POLL_IDLE_TIMEOUT  # the latest request sets the lease
+            # With WebSocket viewers the watch polls every tick anyway: allow for the poll's own time.
+            max_age = self.interval * (2 if watch.subs else 1)
+            fresh = (watch._covers(after) and time.monotonic() - watch.done_at < max_age
+                     and (known_state is None or known_state == (watch.state or "ended"))
+                     and (watch.final or watch.state not in (None, "ended")))
+            if fresh:
+                return watch._answer(after, limit)
+            behind = watch.buf_floor is None or after < watch.buf_floor
+            if behind and (watch.poll_cursor is None or after < watch.poll_cursor):
+                watch.poll_cursor = after  # the next poll starts no later than this cursor
+            target = watch.started + 1  # a poll that begins after this request registered
+            watch.need = max(watch.need, target)
+            watch.waiting.append(after)
+            try:
+                if start:
+                    watch.thread.start()
+                else:
+                    watch.wake.set()
+                while not (watch.done >= target and watch._covers(after)):
+                    if watch.finished:
+                        # Ended and fully delivered (nothing more can come), or crashed.
+                        return watch._answer(after, limit) if watch.final and watch._covers(after) else None
+                    remaining = deadline - time.monotonic()
+                    if remaining <= 0:
+                        return None
+                    if watch.done >= target:
+                        # Polled, but the buffer still starts after this cursor: one more poll.
+                        target = watch.started + 1
+                        watch.need = max(watch.need, target)
+                        watch.wake.set()
+                    self.changed.wait(remaining)
+                return watch._answer(after, limit)
+            finally:
+                watch.waiting.remove(after)
 
     def unsubscribe(self, sub: Subscription) -> None:
         with self.lock:
@@ -255,7 +411,8 @@ class Hub:
     def stats(self) -> dict[str, dict]:
         """session id -> {viewers, polls, state} (for tests and diagnostics)."""
         with self.lock:
-            return {sid: {"viewers": len(w.subs), "polls": w.polls, "state": w.state, "thread": w.thread.name}
+            return {sid: {"viewers": len(w.subs), "polls": w.polls, "state": w.state, "thread": w.thread.name,
+                          "buffered": len(w.buffer)}
                     for sid, w in self.watches.items()}
 
 
@@ -287,3 +444,16 @@ def watch(actor: Actor, session_id: str, after: int = 0) -> Subscription:
     require(actor, Perm.VIEW_TRANSCRIPTS)
     session = sessions.get(actor, session_id)
     return hub().subscribe(actor.tenant_id, session.id, after)
+
+
+def poll(actor: Actor, session: GatewaySession, after: int = 0, *, limit: int = 500) -> PollResult:
+    """The polling fallback for a session of the actor's tenant (NotFound otherwise), served by
+    this process's hub. When the hub can't answer in time: no lines, the state as read."""
+    require(actor, Perm.VIEW_TRANSCRIPTS)
+    own(actor, session)
+    session_id, state, error = session.id, session.state, session.error or ""
+    result = hub().poll(actor.tenant_id, session_id, after, known_state=state, limit=limit)
+    if result is None:
+        log.warning("live poll for session %s: no answer from the hub in time", session_id)
+        return PollResult(lines=[], state=state, error=error, ended=False)
+    return result

@@ -139,20 +139,6 @@ def snapshot(actor: Actor, session: GatewaySession, limit: int = SNAPSHOT_LINES)
     return [_line(r) for r in reversed(rows)]
 
 
-def lines_after(actor: Actor, session: GatewaySession, after: int, limit: int = 500) -> list[Line]:
-    """Lines with id > ``after`` (the live view's polling fallback), oldest first."""
-    require(actor, Perm.VIEW_TRANSCRIPTS)
-    own(actor, session)
-    if "session_entries" not in memory_tables(actor.tenant_id, "session_entries"):
-        return []
-    table = qualified(schema_name(actor.tenant_id), "session_entries")
-    rows = db.session.execute(
-        text(f"SELECT {_LINE_COLS} FROM {table} WHERE session_id = :sid AND id > :after ORDER BY id LIMIT :n"),
-        {"sid": session.id, "after": max(0, after), "n": limit},
-    ).all()
-    return [_line(r) for r in rows]
-
-
 @dataclass
 class TranscriptFilters:
     speaker: str = ""

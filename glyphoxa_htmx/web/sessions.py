@@ -169,17 +169,16 @@ def _ws_path(session_id: str) -> str:
 @login_required
 def poll(session_id: str):
     """Polling fallback: lines after ``after`` as out-of-band fragments, the status, and once the
-    session has ended the final fragment (which also stops the polling)."""
+    session has ended the final fragment (which also stops the polling). Served by the
+    per-process live hub, so many polling viewers of one session share one database poll."""
     require(g.actor, Perm.VIEW_TRANSCRIPTS)
-    session = svc.get(g.actor, session_id)  # state first, then lines: nothing is missed at the end
+    session = svc.get(g.actor, session_id)  # the tenant check, before the hub is touched
     if not htmx.is_htmx():
         return redirect(url_for("sessions.live_view", session_id=session.id), 303)
-    limit = 500
-    lines = transcripts.lines_after(g.actor, session, int_arg(request.args.get("after"), 0), limit=limit)
-    ended = session.state == "ended" and len(lines) < limit
-    return render_template("sessions/_stream.html", lines=lines, state=session.state, ended=ended,
-                           error=session.error or "", session_id=session.id, polling=True,
-                           poll_seconds=POLL_SECONDS)
+    db.session.remove()  # the hub may wait for its next poll: hold no database connection meanwhile
+    result = live.poll(g.actor, session, int_arg(request.args.get("after"), 0), limit=500)
+    return render_template("sessions/_stream.html", lines=result.lines, state=result.state, ended=result.ended,
+                           error=result.error, session_id=session.id, polling=True, poll_seconds=POLL_SECONDS)
 
 
 @bp.get("/<session_id>/controls")
