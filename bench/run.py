@@ -169,7 +169,7 @@ def main() -> None:
         PAGES[:] = available
         tokens = seed(app)
         print(f"seeded {TENANTS} tenants, {USERS} users (+ demo table) in {dbname}")
-        print("\nSQL queries per page (signed-in owner; bounded = the same for an empty and a full table):")
+        print("\nSQL queries per page (signed-in owner; a fixed number per page, however much the table holds):")
         full, empty = queries_per_page(app, tokens[0]), queries_per_page(app, tokens[-1])
         print(f"  {'page':<34}{'demo table':>11}{'empty table':>12}   (negative: that HTTP status)")
         for page in PAGES:
