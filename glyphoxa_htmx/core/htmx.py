@@ -31,6 +31,11 @@ def hx_target() -> str | None:
     return request.headers.get("HX-Target")
 
 
+def current_url() -> str:
+    """The page the htmx request came from ('' for a normal request)."""
+    return request.headers.get("HX-Current-URL", "")
+
+
 def render(template: str, block: str | None = None, *, status: int = 200, **context) -> Response:
     """Render the full page, or just ``block`` of the same template for an htmx request."""
     if block and wants_block():

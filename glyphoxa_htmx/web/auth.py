@@ -58,8 +58,8 @@ def login_required(view):
             target = url_for("auth.signin", next=request.full_path.rstrip("?") if request.method == "GET" else None,
                              expired=1 if g.get("session_expired") else None)
             if htmx.is_htmx():
-                current_url = request.headers.get("HX-Current-URL", "")
-                path = urlsplit(current_url).path if current_url else ""
+                came_from = htmx.current_url()
+                path = urlsplit(came_from).path if came_from else ""
                 target = url_for("auth.signin", next=path or None, expired=1)
             return htmx.client_redirect(target)
         return view(*args, **kwargs)
