@@ -22,7 +22,7 @@ def migrate_db(app: Flask) -> None:
 def ensure_gateway_tables_for_dev(app: Flask) -> None:
     """Development/embedded mode only: create the gateway-owned tables with the gateway's own
     DDL (the simulator's copy), as a real gateway would on its first start."""
-    from glyphoxa_htmx.adapters.gateway.simulator.ddl import ensure_public_schema
+    from glyphoxa_htmx.simulator.ddl import ensure_public_schema
     from glyphoxa_htmx.embedded import libpq_url
 
     import psycopg

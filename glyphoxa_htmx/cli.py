@@ -50,7 +50,7 @@ def run(host: str | None, port: int | None) -> None:
     settings.database_url = resolve_database_url(settings)
     simulator = None
     if not settings.gateway_grpc_addr and settings.gateway_simulator and not settings.production:
-        from glyphoxa_htmx.adapters.gateway.simulator.server import GatewaySimulator
+        from glyphoxa_htmx.simulator.server import GatewaySimulator
         from glyphoxa_htmx.embedded import libpq_url
 
         settings.gateway_secret = secrets.token_urlsafe(24)
@@ -123,7 +123,7 @@ def seed_cmd() -> None:
 
 
 try:  # the simulator's standalone command
-    from glyphoxa_htmx.adapters.gateway.simulator.cli import gateway_sim
+    from glyphoxa_htmx.simulator.cli import gateway_sim
 
     main.add_command(gateway_sim, "gateway-sim")
 except ImportError:  # pragma: no cover - only while the simulator is being built

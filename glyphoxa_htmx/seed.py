@@ -74,7 +74,7 @@ def seed_demo() -> None:
     audit.record("tenant.create", "tenant", DEMO_TENANT, tenant_id=DEMO_TENANT, details={"via": "seed"})
     db.session.commit()
     try:
-        from glyphoxa_htmx.adapters.gateway.simulator.seed import seed_history
+        from glyphoxa_htmx.simulator.seed import seed_history
         from glyphoxa_htmx.embedded import libpq_url
 
         seed_history(libpq_url(str(db.engine.url.render_as_string(hide_password=False))), DEMO_TENANT, DEMO_CAMPAIGN,

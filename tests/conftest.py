@@ -46,7 +46,7 @@ def database_url():
 @pytest.fixture(scope="session")
 def gateway_schema(database_url):
     """The gateway-owned public.* tables, created by the simulator's copy of the gateway DDL."""
-    from glyphoxa_htmx.adapters.gateway.simulator.ddl import ensure_public_schema
+    from glyphoxa_htmx.simulator.ddl import ensure_public_schema
 
     with psycopg.connect(database_url, autocommit=True) as conn:
         ensure_public_schema(conn)
@@ -55,7 +55,7 @@ def gateway_schema(database_url):
 
 @pytest.fixture(scope="session")
 def simulator(gateway_schema):
-    from glyphoxa_htmx.adapters.gateway.simulator.server import GatewaySimulator
+    from glyphoxa_htmx.simulator.server import GatewaySimulator
 
     sim = GatewaySimulator(gateway_schema, secret=GATEWAY_SECRET, listen="127.0.0.1:0",
                            activation_delay=0.2, line_interval=0.3, heartbeat_interval=0.5)

@@ -588,12 +588,12 @@ def test_shared_helpers_have_one_copy():
 
     from glyphoxa_htmx.core import parse
     from glyphoxa_htmx.services import knowledge, transcripts
-    from glyphoxa_htmx.services import sessions as svc
+    from glyphoxa_htmx.services import session_control as svc
     from glyphoxa_htmx.web import sessions as web
 
     root = Path(__file__).resolve().parent.parent / "glyphoxa_htmx"
-    for name in ("web/sessions.py", "web/knowledge.py", "services/sessions.py", "services/transcripts.py",
-                 "services/live.py", "services/knowledge.py"):
+    for name in ("web/sessions.py", "web/knowledge.py", "services/sessions.py", "services/session_control.py",
+                 "services/transcripts.py", "services/live.py", "services/knowledge.py"):
         assert '"HX-' not in (root / name).read_text(), name
     assert not hasattr(web, "_int") and not hasattr(svc, "SNOWFLAKE") and not hasattr(transcripts, "_check")
     assert svc.SNOWFLAKE_RE is parse.SNOWFLAKE_RE and knowledge.like_pattern is parse.like_pattern

@@ -118,13 +118,6 @@ def _line(row, raw: bool = False) -> Line:
     )
 
 
-def owned_session(actor: Actor, session_id: str) -> GatewaySession:
-    """The session if it belongs to the actor's tenant (checked in SQL), else NotFound."""
-    from glyphoxa_htmx.services import sessions
-
-    return sessions.get(actor, session_id)
-
-
 def snapshot(actor: Actor, session: GatewaySession, limit: int = SNAPSHOT_LINES) -> list[Line]:
     """The last ``limit`` lines of a session, oldest first (the live view's first paint)."""
     require(actor, Perm.VIEW_TRANSCRIPTS)

@@ -18,6 +18,7 @@ from glyphoxa_htmx.core.errors import DomainError, ValidationError
 from glyphoxa_htmx.core.parse import int_arg
 from glyphoxa_htmx.extensions import db, sock
 from glyphoxa_htmx.services import campaigns, live
+from glyphoxa_htmx.services import session_control as control
 from glyphoxa_htmx.services import sessions as svc
 from glyphoxa_htmx.services import transcripts
 from glyphoxa_htmx.services.auth import hash_token
@@ -81,7 +82,7 @@ def new():
 def _start_page(errors: dict | None = None, form: dict | None = None, status: int = 200, live_session_id=None,
                 maybe_started: bool = False):
     require(g.actor, Perm.CONTROL_SESSIONS)
-    data = svc.start_form(g.actor, getattr(g.get("user"), "discord_guilds", None))
+    data = control.start_form(g.actor, getattr(g.get("user"), "discord_guilds", None))
     return htmx.render(
         "sessions/new.html", "start_form", status=status, data=data, errors=errors or {},
         form=form or {"campaign_id": request.args.get("campaign", "")}, live_session_id=live_session_id,
@@ -94,8 +95,8 @@ def _start_page(errors: dict | None = None, form: dict | None = None, status: in
 def start():
     form = {k: request.form.get(k, "") for k in ("campaign_id", "guild_id", "channel_id")}
     try:
-        session_id = svc.start(g.actor, **form)
-    except svc.StartRefused as exc:
+        session_id = control.start(g.actor, **form)
+    except control.StartRefused as exc:
         return _start_page(exc.errors, form, 422, live_session_id=exc.live_session_id,
                            maybe_started=exc.maybe_started)
     except ValidationError as exc:
@@ -123,7 +124,7 @@ def stop(session_id: str):
         return htmx.confirm_page("Stop this session for everyone at the table?", submit_label="Stop session",
                                  cancel_url=detail_url)
     try:
-        result = svc.stop(g.actor, session.id)
+        result = control.stop(g.actor, session.id)
     except DomainError as exc:
         if exc.status in (404, 403):
             raise
@@ -141,7 +142,7 @@ def stop(session_id: str):
 def _panel(session):
     if not g.actor.can(Perm.CONTROL_SESSIONS):
         return None
-    return svc.npc_panel(g.actor, session)
+    return control.npc_panel(g.actor, session)
 
 
 @bp.get("/<session_id>/live")
@@ -198,7 +199,7 @@ def npc_control(session_id: str, action: str):
     errors: dict = {}
     status = 200
     try:
-        message = svc.control(g.actor, session_id, action, npc=request.form.get("npc", ""),
+        message = control.control(g.actor, session_id, action, npc=request.form.get("npc", ""),
                               speech=request.form.get("speech", ""))
         htmx.toast(message)
     except ValidationError as exc:

@@ -38,7 +38,7 @@ def gw_db(gateway_schema):
 
 @pytest.fixture(scope="session")
 def gw_sim(gw_db):
-    from glyphoxa_htmx.adapters.gateway.simulator.server import GatewaySimulator
+    from glyphoxa_htmx.simulator.server import GatewaySimulator
 
     sim = GatewaySimulator(
         gw_db, secret=SECRET, activation_delay=0.2, line_interval=0.2, heartbeat_interval=0.3

@@ -9,7 +9,7 @@ import psycopg
 import pytest
 
 from glyphoxa_htmx import embedded
-from glyphoxa_htmx.adapters.gateway.simulator import ddl
+from glyphoxa_htmx.simulator import ddl
 
 from .conftest import unique_guild, unique_tenant
 

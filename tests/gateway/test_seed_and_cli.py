@@ -12,7 +12,7 @@ import wave
 import pytest
 
 from glyphoxa_htmx.adapters.gateway.client import GatewayClient
-from glyphoxa_htmx.adapters.gateway.simulator.seed import seed_history
+from glyphoxa_htmx.simulator.seed import seed_history
 
 from .conftest import unique_tenant
 
@@ -76,7 +76,7 @@ def test_gateway_sim_command_serves_until_interrupted(gw_db, free_port):
     from .conftest import SECRET
 
     env = dict(os.environ, PYTHONUNBUFFERED="1")
-    code = "from glyphoxa_htmx.adapters.gateway.simulator.cli import gateway_sim; gateway_sim()"
+    code = "from glyphoxa_htmx.simulator.cli import gateway_sim; gateway_sim()"
     proc = subprocess.Popen(
         [sys.executable, "-c", code, "--db", gw_db, "--listen", f"127.0.0.1:{free_port}", "--secret", SECRET,
          "--activation-delay", "0.1", "--line-interval", "0.2"],

@@ -290,7 +290,7 @@ def test_runtime_stops_when_its_row_disappears(gw, gw_sim, db, tenant):
 
 def test_sessions_survive_a_simulator_restart(gw_db, db):
     """A stopped simulator leaves its sessions live; the next one resumes them."""
-    from glyphoxa_htmx.adapters.gateway.simulator.server import GatewaySimulator
+    from glyphoxa_htmx.simulator.server import GatewaySimulator
 
     first = GatewaySimulator(gw_db, secret=SECRET, activation_delay=0.1, line_interval=0.15, heartbeat_interval=0.2)
     first.start()

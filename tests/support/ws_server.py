@@ -141,7 +141,7 @@ def make_campaign(app, tenant_id: str, name: str = "The Salt Road") -> str:
 
 def seed(database_url: str, tenant_id: str, campaign_id: str, sessions: int = 2) -> list[str]:
     """Past sessions with transcripts, graph and recaps; returns their ids (oldest first)."""
-    from glyphoxa_htmx.adapters.gateway.simulator.seed import seed_history
+    from glyphoxa_htmx.simulator.seed import seed_history
 
     seed_history(database_url, tenant_id, campaign_id, [{"name": "Grimble Ashfoot"}, {"name": "Sister Vey"}],
                  sessions=sessions)

@@ -1,5 +1,6 @@
 """Adapter for the Glyphoxa v1 gateway: gRPC client, generated stubs (``pb``), domain
-errors and, for development and tests, a gateway simulator (``simulator``).
+errors. Only what production runs lives here; the development and test gateway simulator is
+``glyphoxa_htmx.simulator``.
 
 The ``.proto`` sources live in ``proto/``; regenerate the stubs with
 ``python glyphoxa_htmx/adapters/gateway/gen_protos.py`` (``make protos``).

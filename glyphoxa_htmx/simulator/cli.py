@@ -34,7 +34,7 @@ def gateway_sim(
     bots_disconnected: bool,
 ) -> None:
     """Run the Glyphoxa gateway simulator (development and demos only)."""
-    from glyphoxa_htmx.adapters.gateway.simulator.server import GatewaySimulator
+    from glyphoxa_htmx.simulator.server import GatewaySimulator
 
     if not logging.getLogger().handlers:
         logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")

@@ -10,14 +10,14 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from glyphoxa_htmx.adapters.gateway.simulator.server import GatewaySimulator
+    from glyphoxa_htmx.simulator.server import GatewaySimulator
 
 __all__ = ["GatewaySimulator"]
 
 
 def __getattr__(name: str) -> Any:  # lazy: importing ddl must not start pulling in the server
     if name == "GatewaySimulator":
-        from glyphoxa_htmx.adapters.gateway.simulator.server import GatewaySimulator
+        from glyphoxa_htmx.simulator.server import GatewaySimulator
 
         return GatewaySimulator
     raise AttributeError(name)

@@ -14,7 +14,7 @@ import psycopg
 from psycopg import sql
 from psycopg.types.json import Jsonb
 
-from glyphoxa_htmx.adapters.gateway.simulator.script import Fact, Line, Npc
+from glyphoxa_htmx.simulator.script import Fact, Line, Npc
 
 
 def current_period(now: datetime | None = None) -> date:

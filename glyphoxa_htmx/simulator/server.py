@@ -59,8 +59,8 @@ from glyphoxa_htmx.adapters.gateway.pb import management_pb2 as mpb
 from glyphoxa_htmx.adapters.gateway.pb import management_pb2_grpc as mgrpc
 from glyphoxa_htmx.adapters.gateway.pb import session_pb2 as spb
 from glyphoxa_htmx.adapters.gateway.pb import session_pb2_grpc as sgrpc
-from glyphoxa_htmx.adapters.gateway.simulator import ddl, store
-from glyphoxa_htmx.adapters.gateway.simulator.script import DEFAULT_NPCS, DialogueScript, Line, Npc
+from glyphoxa_htmx.simulator import ddl, store
+from glyphoxa_htmx.simulator.script import DEFAULT_NPCS, DialogueScript, Line, Npc
 from glyphoxa_htmx.adapters.gateway.tenant_id import tenant_id_problem
 
 log = logging.getLogger(__name__)

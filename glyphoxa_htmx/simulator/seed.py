@@ -25,8 +25,8 @@ import psycopg
 from psycopg import sql
 from psycopg.types.json import Jsonb
 
-from glyphoxa_htmx.adapters.gateway.simulator import ddl, store
-from glyphoxa_htmx.adapters.gateway.simulator.script import (
+from glyphoxa_htmx.simulator import ddl, store
+from glyphoxa_htmx.simulator.script import (
     DEFAULT_NPCS,
     PLAYERS,
     DialogueScript,

@@ -1,0 +1,358 @@
+"""Voice sessions, acting side: start and stop through the gateway's
+``StartWebSession``/``StopWebSession`` and live NPC control (mute, unmute, speak).
+
+Rules this module enforces:
+
+* every query is scoped by ``actor.tenant_id``; another tenant's session is a NotFound;
+* StopWebSession and the live-control RPCs do not check ownership on the gateway, so the
+  session row's ``tenant_id`` is verified here *before* any gRPC call;
+* no two starts from a double click: a PostgreSQL advisory transaction lock per
+  (tenant, campaign) is held around the StartWebSession call, a live session of the campaign is
+  refused before calling, and the gateway's own constraints (SessionConflict) remain the backstop;
+* start, stop and NPC control are audited and counted (SESSION_STARTS / SESSION_STOPS).
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+
+import grpc
+from sqlalchemy import select, text
+
+from glyphoxa_htmx.adapters.gateway import errors as gw
+from glyphoxa_htmx.core import audit
+from glyphoxa_htmx.core.authz import Actor, Perm, own, require
+from glyphoxa_htmx.core.deps import gateway
+from glyphoxa_htmx.core.errors import Conflict, NotFound, Unavailable, ValidationError
+from glyphoxa_htmx.core.metrics import SESSION_STARTS, SESSION_STOPS
+from glyphoxa_htmx.core.parse import SNOWFLAKE_RE
+from glyphoxa_htmx.extensions import db
+from glyphoxa_htmx.models import GatewaySession
+from glyphoxa_htmx.services import campaigns, tenants
+from glyphoxa_htmx.services.sessions import LIVE_STATES, UNAVAILABLE_NOTE, get, guild_names, is_live, month_usage
+
+log = logging.getLogger(__name__)
+
+MAX_SPEECH = 500
+
+
+class StartRefused(ValidationError):
+    """A start the gateway (or our double-start guard) refused; ``live_session_id`` points at the
+    session that is already running when known."""
+
+    def __init__(self, message: str, *, live_session_id: str | None = None, maybe_started: bool = False):
+        super().__init__({"": message}, message)
+        self.live_session_id = live_session_id
+        self.maybe_started = maybe_started  # the start timed out: it may still appear in the list
+
+
+
+@dataclass
+class StartForm:
+    campaigns: list[tuple[str, str]] = field(default_factory=list)
+    guilds: list[tuple[str, str]] = field(default_factory=list)  # (id, label)
+    note: str = ""  # why starting is impossible right now ('' = possible)
+    usage: dict | None = None
+    default_campaign: str = ""  # preselected: the tenant's active campaign, or the only one
+
+
+def start_form(actor: Actor, discord_guilds: list | None = None) -> StartForm:
+    """What the start form offers: the tenant's campaigns and guilds (TenantInfo.guild_ids, named
+    from the user's Discord guilds where known), or the reason starting is impossible."""
+    require(actor, Perm.CONTROL_SESSIONS)
+    form = StartForm(campaigns=campaigns.choices(actor), usage=month_usage(actor))
+    active = getattr(tenants.get(actor), "active_campaign_id", "")
+    ids = [cid for cid, _ in form.campaigns]
+    form.default_campaign = active if active in ids else (ids[0] if len(ids) == 1 else "")
+    client = gateway()
+    if client is None:
+        form.note = "No voice service is connected to this server, so sessions can't be started here."
+        return form
+    try:
+        info = client.get_tenant(actor.tenant_id, quick=True)
+    except gw.NotFound:
+        form.note = "Your table isn't registered with the voice service yet. Ask the owner to finish the Discord setup."
+        return form
+    except gw.GatewayError as exc:
+        log.info("start form: gateway unavailable: %r", exc)
+        form.note = UNAVAILABLE_NOTE
+        return form
+    names = guild_names(discord_guilds)
+    form.guilds = [(gid, names.get(gid, f"Server {gid}")) for gid in (info.guild_ids or [])]
+    if not form.guilds:
+        form.note = "Your table has no Discord server yet. Add one in the table settings (the bot must be invited there)."
+    return form
+
+
+# --------------------------------------------------------------------------- start / stop
+
+
+_START_MESSAGES = {
+    gw.QuotaExceeded: ("quota", "Your table has used all of this month's voice-session hours. The owner can raise "
+                                "the limit, or sessions can start again next month."),
+    gw.BotNotConnected: ("bot_disconnected", "The Discord bot isn't connected right now. Check the bot token and that "
+                                             "the bot is in this server, then try again."),
+    gw.SessionConflict: ("conflict", "A session is already running for this campaign or Discord server "
+                                     "(your plan allows one at a time). Stop it first."),
+    gw.GatewayUnavailable: ("unavailable", "The voice service is unavailable right now. Nothing was started; try "
+                                           "again in a moment."),
+    gw.InvalidArgument: ("invalid", "The voice service rejected these details. Check the server and channel id."),
+    gw.NotFound: ("not_registered", "Your table isn't registered with the voice service yet. Ask the owner to finish "
+                                    "the Discord setup."),
+}
+
+
+START_TIMEOUT_MESSAGE = ("The voice service didn't answer in time. The start may still be in progress — check the "
+                         "sessions list in a moment before trying again.")
+
+
+def _live_session_of_campaign(actor: Actor, campaign_id: str) -> GatewaySession | None:
+    return db.session.execute(
+        select(GatewaySession)
+        .where(GatewaySession.tenant_id == actor.tenant_id, GatewaySession.campaign_id == campaign_id,
+               GatewaySession.state.in_(LIVE_STATES))
+        .order_by(GatewaySession.started_at.desc())
+        .limit(1)
+    ).scalar_one_or_none()
+
+
+def start(actor: Actor, *, campaign_id: str, guild_id: str, channel_id: str) -> str:
+    """Start a voice session through the gateway; returns the new session id. Commits.
+
+    Raises ValidationError (field errors) or StartRefused (the gateway's or our guard's refusal,
+    as a message for the form)."""
+    require(actor, Perm.CONTROL_SESSIONS)
+    campaign_id, guild_id, channel_id = (campaign_id or "").strip(), (guild_id or "").strip(), (channel_id or "").strip()
+    errors: dict[str, str] = {}
+    if not campaign_id:
+        errors["campaign_id"] = "Choose a campaign."
+    else:
+        try:
+            campaign = campaigns.get(actor, campaign_id)
+            if campaign.archived_at is not None:
+                errors["campaign_id"] = "That campaign is archived. Restore it first."
+        except NotFound:
+            errors["campaign_id"] = "Choose one of your campaigns."
+    if not SNOWFLAKE_RE.match(guild_id):
+        errors["guild_id"] = "Choose a Discord server."
+    if not SNOWFLAKE_RE.match(channel_id):
+        errors["channel_id"] = ("Paste the voice channel's id: 17 to 20 digits (in Discord, enable Developer Mode, "
+                                "then right-click the channel and choose Copy Channel ID).")
+    client = gateway()
+    if client is None:
+        raise StartRefused("No voice service is connected to this server, so sessions can't be started here.")
+    if "guild_id" not in errors:
+        try:
+            allowed = client.get_tenant(actor.tenant_id).guild_ids or []
+        except gw.GatewayError as exc:
+            _count_start(actor, exc)
+            raise StartRefused(_START_MESSAGES.get(type(exc), ("error", exc.message))[1]) from exc
+        if guild_id not in allowed:
+            errors["guild_id"] = "That server isn't one of your table's Discord servers."
+    if errors:
+        raise ValidationError(errors)
+
+    key = f"glyphoxa-web:start:{actor.tenant_id}:{campaign_id}"
+    locked = db.session.execute(text("SELECT pg_try_advisory_xact_lock(hashtextextended(:k, 0))"), {"k": key}).scalar()
+    if not locked:
+        db.session.rollback()
+        SESSION_STARTS.labels(actor.tenant_id, "duplicate").inc()
+        raise StartRefused("This session is already being started. Give it a moment.")
+    try:
+        running = _live_session_of_campaign(actor, campaign_id)
+        if running is not None:
+            SESSION_STARTS.labels(actor.tenant_id, "conflict").inc()
+            raise StartRefused("A session is already running for this campaign.", live_session_id=running.id)
+        details = None
+        try:
+            session_id = client.start_web_session(actor.tenant_id, guild_id, channel_id, campaign_id)
+        except gw.GatewayError as exc:
+            if not _timed_out(exc):
+                _count_start(actor, exc)
+                log.info("start refused by the gateway: %r", exc)
+                live = _live_session_of_campaign(actor, campaign_id) if isinstance(exc, gw.SessionConflict) else None
+                raise StartRefused(_START_MESSAGES.get(type(exc), ("error", exc.message))[1],
+                                   live_session_id=live.id if live else None) from exc
+            # The deadline passed, but the gateway may well have started the session: look.
+            found = _live_session_of_campaign(actor, campaign_id)
+            if found is None:
+                SESSION_STARTS.labels(actor.tenant_id, "timeout").inc()
+                log.warning("start timed out and no session is visible yet: %r", exc)
+                raise StartRefused(START_TIMEOUT_MESSAGE, maybe_started=True) from exc
+            log.info("start timed out but session %s is running: %r", found.id, exc)
+            session_id, details = found.id, {"note": "after_timeout"}
+        if not session_id:  # the gateway started it but could not look it up (contract 2.2)
+            found = _live_session_of_campaign(actor, campaign_id)
+            session_id = found.id if found else ""
+        audit.record("session.start", "session", session_id or "unknown", actor=actor,
+                     after={"campaign_id": campaign_id, "guild_id": guild_id, "channel_id": channel_id},
+                     details=details)
+        db.session.commit()  # also releases the advisory lock
+    except BaseException:
+        db.session.rollback()
+        raise
+    SESSION_STARTS.labels(actor.tenant_id, "ok").inc()
+    return session_id
+
+
+def _timed_out(exc: gw.GatewayError) -> bool:
+    """DEADLINE_EXCEEDED: the call may have done its work, we just never heard the answer."""
+    return isinstance(exc, gw.GatewayUnavailable) and exc.code == grpc.StatusCode.DEADLINE_EXCEEDED
+
+
+def _count_start(actor: Actor, exc: gw.GatewayError) -> None:
+    SESSION_STARTS.labels(actor.tenant_id, _START_MESSAGES.get(type(exc), ("error",))[0]).inc()
+
+
+@dataclass
+class StopResult:
+    session: GatewaySession  # freshly re-read after the call
+    outcome: str  # stopped | ending | already_ended | untracked
+
+    @property
+    def message(self) -> str:
+        return STOP_MESSAGES[self.outcome]
+
+
+STOP_MESSAGES = {
+    "stopped": "Session stopped.",
+    "ending": "Stop requested. The session is ending.",
+    "already_ended": "This session had already ended.",
+    "untracked": ("The voice service no longer tracks this session, so there was nothing to stop. It ends by itself "
+                  "shortly (within about a minute, once its heartbeat is missed)."),
+}
+
+
+def stop(actor: Actor, session_id: str) -> StopResult:
+    """Force-stop a session of the actor's tenant. Ownership is checked in the database before
+    the gateway is called (StopWebSession itself does not check). Afterwards the row is read
+    again, so the result says what really happened: StopWebSession answers NOT_FOUND for a
+    session the gateway doesn't track, which stopped nothing. Commits."""
+    require(actor, Perm.CONTROL_SESSIONS)
+    session = get(actor, session_id)  # NotFound for other tenants: no gRPC call happens
+    if session.state == "ended":
+        raise Conflict("This session has already ended.")
+    before = session.state
+    client = gateway()
+    if client is None:
+        raise Unavailable(UNAVAILABLE_NOTE)
+    unknown = False
+    try:
+        client.stop_web_session(session.id)
+    except gw.NotFound:
+        unknown = True  # the gateway doesn't know it: see what the row says
+    except gw.BotNotConnected as exc:
+        SESSION_STOPS.labels(actor.tenant_id, "error").inc()
+        raise Unavailable("The Discord bot isn't connected, so the session can't be stopped from here right now. "
+                          "It ends by itself once the worker stops sending heartbeats.") from exc
+    except gw.GatewayError as exc:
+        SESSION_STOPS.labels(actor.tenant_id, "error").inc()
+        raise Unavailable(exc.message) from exc
+    session = get(actor, session_id)
+    if unknown and not is_live(session):
+        return StopResult(session, "already_ended")  # it ended in the meantime; we changed nothing
+    if unknown:
+        log.warning("StopWebSession: the gateway does not track live session %s", session.id)
+        audit.record("session.stop_unknown", "session", session.id, actor=actor, before={"state": before},
+                     details={"campaign_id": session.campaign_id, "gateway": "not_found"})
+        db.session.commit()
+        SESSION_STOPS.labels(actor.tenant_id, "untracked").inc()
+        return StopResult(session, "untracked")
+    audit.record("session.stop", "session", session.id, actor=actor,
+                 before={"state": before}, after={"state": session.state},
+                 details={"campaign_id": session.campaign_id})
+    db.session.commit()
+    SESSION_STOPS.labels(actor.tenant_id, "user").inc()
+    return StopResult(session, "ending" if is_live(session) else "stopped")
+
+
+# --------------------------------------------------------------------------- live NPC control
+
+
+@dataclass
+class NpcPanel:
+    npcs: list = field(default_factory=list)  # NpcLiveState
+    disabled: str = ""  # why the controls can't be used ('' = usable)
+
+    @property
+    def all_muted(self) -> bool:
+        return bool(self.npcs) and all(n.muted for n in self.npcs)
+
+
+def npc_panel(actor: Actor, session: GatewaySession) -> NpcPanel:
+    """Live NPC state (ListNPCs) for the controls, or why they are disabled."""
+    require(actor, Perm.CONTROL_SESSIONS)
+    own(actor, session)
+    if not is_live(session):
+        return NpcPanel(disabled="The session has ended.")
+    client = gateway()
+    if client is None:
+        return NpcPanel(disabled=UNAVAILABLE_NOTE)
+    try:
+        return NpcPanel(npcs=client.list_npcs(session.id, quick=True))
+    except gw.LiveControlUnsupported:
+        return NpcPanel(disabled="This voice service doesn't support live NPC control (it answered UNIMPLEMENTED).")
+    except gw.NotFound:
+        return NpcPanel(disabled="The session's worker isn't reachable yet. Controls appear once it is running.")
+    except gw.GatewayError as exc:
+        return NpcPanel(disabled=exc.message)
+
+
+CONTROL_ACTIONS = ("mute", "unmute", "mute_all", "unmute_all", "speak")
+
+
+def control(actor: Actor, session_id: str, action: str, *, npc: str = "", speech: str = "") -> str:
+    """Mute/unmute one NPC, mute/unmute all, or make an NPC speak. The session's tenant is
+    checked before the gateway is called. Returns a confirmation message. Commits the audit row."""
+    require(actor, Perm.CONTROL_SESSIONS)
+    if action not in CONTROL_ACTIONS:
+        raise NotFound()
+    session = get(actor, session_id)
+    if not is_live(session):
+        raise Conflict("The session has ended.")
+    npc = (npc or "").strip()
+    speech = (speech or "").strip()
+    if action in ("mute", "unmute", "speak") and not npc:
+        raise ValidationError({"npc": "Choose an NPC."})
+    if action == "speak":
+        if not speech:
+            raise ValidationError({"speech": "Type what the NPC should say."})
+        if len(speech) > MAX_SPEECH:
+            raise ValidationError({"speech": f"Keep it under {MAX_SPEECH} characters."})
+    client = gateway()
+    if client is None:
+        raise Unavailable(UNAVAILABLE_NOTE)
+    try:
+        if action == "mute":
+            client.mute_npc(session.id, npc)
+            message = f"{npc} is muted."
+        elif action == "unmute":
+            client.unmute_npc(session.id, npc)
+            message = f"{npc} can speak again."
+        elif action == "mute_all":
+            count = client.mute_all_npcs(session.id)
+            message = f"All NPCs muted ({count})."
+        elif action == "unmute_all":
+            count = client.unmute_all_npcs(session.id)
+            message = f"All NPCs can speak again ({count})."
+        else:
+            client.speak_npc(session.id, npc, speech)
+            message = f"{npc} will say that now."
+    except gw.LiveControlUnsupported as exc:
+        raise Unavailable("This voice service doesn't support live NPC control.") from exc
+    except gw.NotFound as exc:
+        raise ValidationError({"npc": "That NPC isn't part of this session."}) from exc
+    except gw.InvalidArgument as exc:
+        raise ValidationError({"speech" if action == "speak" else "npc": exc.message}) from exc
+    except gw.GatewayError as exc:
+        raise Unavailable(exc.message) from exc
+    details = {"npc": npc} if npc else {}
+    if action == "speak":
+        details["text"] = speech
+    audit.record(f"session.npc_{action}", "session", session.id, actor=actor, details=details)
+    db.session.commit()
+    return message
+
+
+__all__ = ["NpcPanel", "StartForm", "StartRefused", "StopResult", "control", "npc_panel", "start", "start_form", "stop"]
