@@ -9,11 +9,12 @@ import uuid
 from pathlib import Path
 
 from flask import Flask, g, request, url_for
+from flask_login import current_user
 
 from glyphoxa_htmx import embedded
 from glyphoxa_htmx.config import ROOT, Settings, load_settings
 from glyphoxa_htmx.core import htmx, logs, metrics, security
-from glyphoxa_htmx.extensions import csrf, db, limiter, migrate, sock
+from glyphoxa_htmx.extensions import csrf, db, htmx_ext, limiter, login_manager, migrate, sock
 
 log = logging.getLogger(__name__)
 
@@ -47,6 +48,10 @@ def create_app(settings: Settings | None = None, **overrides) -> Flask:
         SESSION_COOKIE_HTTPONLY=True,
         SESSION_COOKIE_SAMESITE="Lax",
         SESSION_COOKIE_SECURE=settings.cookie_secure,
+        # flask-login: no remember-me cookie is ever set (gx_session is the sign-in). Its name is
+        # ours so that a stray "remember_token" from another app on the host can't make flask-login
+        # skip our request loader.
+        REMEMBER_COOKIE_NAME="gx_remember",
         WTF_CSRF_TIME_LIMIT=None,  # bound to the signed session cookie instead of a clock
         WTF_CSRF_SSL_STRICT=settings.cookie_secure,
         RATELIMIT_STORAGE_URI=settings.redis_url or "memory://",
@@ -67,8 +72,8 @@ def create_app(settings: Settings | None = None, **overrides) -> Flask:
     csrf.init_app(app)
     limiter.init_app(app)
     sock.init_app(app)
-    if settings.metrics_enabled:
-        metrics.init_app(app)
+    htmx_ext.init_app(app)
+    login_manager.init_app(app)
 
     from glyphoxa_htmx.adapters import identity
 
@@ -81,6 +86,8 @@ def create_app(settings: Settings | None = None, **overrides) -> Flask:
     from glyphoxa_htmx.web import errors
 
     errors.init_app(app)
+    if settings.metrics_enabled:
+        metrics.init_app(app)  # last: it times every view registered above
     return app
 
 
@@ -116,14 +123,15 @@ def _register_blueprints(app: Flask) -> None:
 
 
 def _register_request_hooks(app: Flask, settings: Settings) -> None:
-    from glyphoxa_htmx.web.auth import load_actor
-
     @app.before_request
     def _request_context():
         g.request_id = request.headers.get("X-Request-ID") or uuid.uuid4().hex
         g.request_started = time.perf_counter()
         if request.endpoint and request.endpoint != "static" and not request.path.startswith(("/healthz", "/readyz", "/metrics")):
-            load_actor()
+            # Resolve the sign-in (flask-login's request loader) before the view runs, so its
+            # last-seen touch commits before any of the view's own writes, and every page
+            # request keeps the session alive.
+            current_user._get_current_object()
 
     @app.after_request
     def _headers(response):
@@ -161,7 +169,7 @@ def _register_template_helpers(app: Flask) -> None:
         nav_url=nav_url,
         simulator_running=lambda: bool(app.extensions.get("glyphoxa.simulator")),
         Perm=authz.Perm,
-        can=lambda perm: authz.can(g.get("actor"), perm),
+        can=lambda perm: authz.can(current_user, perm),
         ROLE_LABELS=authz.ROLE_LABELS,
         settings=app.extensions["glyphoxa.settings"],
     )

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+from flask_htmx import HTMX
 from flask_limiter import Limiter
 from flask_limiter.util import get_remote_address
+from flask_login import LoginManager, current_user
 from flask_migrate import Migrate
 from flask_sock import Sock
 from flask_sqlalchemy import SQLAlchemy
@@ -32,13 +34,19 @@ db = SQLAlchemy(model_class=Base, engine_options={"pool_pre_ping": True})
 migrate = Migrate()
 csrf = CSRFProtect()
 sock = Sock()
+htmx_ext = HTMX()  # read through glyphoxa_htmx.core.htmx only (one place knows the HX-* names)
+
+# Who is signed in: flask-login with a request loader over the server-side, hashed, rotating
+# sign-in session (web/auth.py registers the loader and the unauthorized handler). No
+# remember-me cookie and no session protection: the gx_session token is the whole sign-in.
+login_manager = LoginManager()
+login_manager.session_protection = None
 
 
 def _rate_key() -> str:
-    from flask import g
-
-    actor = getattr(g, "actor", None)
-    return f"user:{actor.user_id}" if actor else f"ip:{get_remote_address()}"
+    if current_user.is_authenticated:
+        return f"user:{current_user.user_id}"
+    return f"ip:{get_remote_address()}"
 
 
 limiter = Limiter(key_func=_rate_key, default_limits=[], headers_enabled=True)

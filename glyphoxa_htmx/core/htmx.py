@@ -1,24 +1,30 @@
-"""The one place that knows the HX-* headers: full page vs. named block, toasts, redirects."""
+"""The one place that knows htmx: full page vs. named block, toasts, redirects.
+
+The HX-* request headers are read by flask-htmx (``extensions.htmx_ext``) and only here; the
+response headers are written by flask-htmx's ``make_response`` and ``apply_headers`` below."""
 
 from __future__ import annotations
 
 import json
 
 from flask import Response, flash, g, make_response, redirect, render_template, request
+from flask_htmx import make_response as hx_response
 from jinja2_fragments.flask import render_block
+
+from glyphoxa_htmx.extensions import htmx_ext
 
 
 def is_htmx() -> bool:
-    return request.headers.get("HX-Request") == "true"
+    return bool(htmx_ext)
 
 
 def is_boosted() -> bool:
-    return request.headers.get("HX-Boosted") == "true"
+    return htmx_ext.boosted
 
 
 def is_history_restore() -> bool:
     """htmx re-requests a pushed URL (with HX-Request) when Back finds no cached page."""
-    return request.headers.get("HX-History-Restore-Request") == "true"
+    return htmx_ext.history_restore_request
 
 
 def wants_block() -> bool:
@@ -28,12 +34,12 @@ def wants_block() -> bool:
 
 
 def hx_target() -> str | None:
-    return request.headers.get("HX-Target")
+    return htmx_ext.target
 
 
 def current_url() -> str:
     """The page the htmx request came from ('' for a normal request)."""
-    return request.headers.get("HX-Current-URL", "")
+    return htmx_ext.current_url or ""
 
 
 def render(template: str, block: str | None = None, *, status: int = 200, **context) -> Response:
@@ -83,18 +89,13 @@ def redirect_to(url: str, status: int = 303) -> Response:
     if is_htmx():
         for item in g.pop("_toasts", []):
             flash(item["message"], item["level"])
-        resp = make_response("", 204)
-        resp.headers["HX-Redirect"] = url
-        return resp
+        return hx_response("", 204, redirect=url)
     return redirect(url, status)
 
 
 def error_response(status: int, message: str) -> Response:
     """An error for an htmx request: no swap, a toast instead."""
-    resp = make_response("", status)
-    resp.headers["HX-Trigger"] = json.dumps({"toast": {"message": message, "level": "error"}})
-    resp.headers["HX-Reswap"] = "none"
-    return resp
+    return hx_response("", status, trigger={"toast": {"message": message, "level": "error"}}, reswap="none")
 
 
 def confirmed() -> bool:
@@ -116,7 +117,5 @@ def confirm_page(question: str, *, detail: str = "", submit_label: str, cancel_u
 def client_redirect(url: str) -> Response:
     """Full navigation (e.g. to sign-in when the session expired during an htmx request)."""
     if is_htmx():
-        resp = make_response("", 401 if url.startswith("/auth") else 200)
-        resp.headers["HX-Redirect"] = url
-        return resp
+        return hx_response("", 401 if url.startswith("/auth") else 200, redirect=url)
     return redirect(url, 303)

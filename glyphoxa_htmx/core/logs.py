@@ -26,7 +26,7 @@ class ContextFilter(logging.Filter):
     def filter(self, record: logging.LogRecord) -> bool:
         if has_request_context():
             record.request_id = g.get("request_id")
-            actor = g.get("actor")
+            actor = g.get("_login_user")  # flask-login's loaded user (None before it is resolved)
             record.user_id = getattr(actor, "user_id", None)
             record.tenant_id = getattr(actor, "tenant_id", None)
         return True

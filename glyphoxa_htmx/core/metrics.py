@@ -1,27 +1,26 @@
-"""Prometheus metrics with the plan's names (http_server_duration_seconds{method,route,status_code},
-http_server_active_requests{method,route}, glyphoxa_web_* business counters).
+"""Prometheus metrics with the plan's names: the request metrics
+http_server_duration_seconds{method,route,status_code} and http_server_active_requests{method,route},
+recorded by prometheus-flask-exporter for every view (``route`` is the URL rule, e.g.
+``/campaigns/<campaign_id>``, never the raw path), and the glyphoxa_web_* business counters.
 
-prometheus_client is used directly (rather than prometheus-flask-exporter) because the plan's
-metric and label names are fixed and the route label must be the URL rule, not the raw path.
-Under gunicorn with several workers set PROMETHEUS_MULTIPROC_DIR; /metrics then aggregates all
-workers (deploy/gunicorn.conf.py clears dead workers' files)."""
+Under gunicorn with several workers set PROMETHEUS_MULTIPROC_DIR: the exporter is then
+GunicornInternalPrometheusMetrics and /metrics aggregates every worker (deploy/gunicorn.conf.py
+clears the directory at start and dead workers' files on exit). /metrics is the exporter's endpoint
+behind the METRICS_TOKEN bearer guard."""
 
 from __future__ import annotations
 
+import functools
+import hmac
 import os
-import time
 
-from flask import Flask, Response, g, request
-from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram, generate_latest
-from prometheus_client import multiprocess
+from flask import Flask, current_app, jsonify, request
+from prometheus_client import Counter, Gauge
+from prometheus_flask_exporter import PrometheusMetrics
+from prometheus_flask_exporter.multiprocess import GunicornInternalPrometheusMetrics
 
-HTTP_DURATION = Histogram(
-    "http_server_duration_seconds", "HTTP request duration", ["method", "route", "status_code"],
-    buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
-)
-HTTP_ACTIVE = Gauge(
-    "http_server_active_requests", "In-flight HTTP requests", ["method", "route"], multiprocess_mode="livesum"
-)
+BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10)
+
 SIGNUPS = Counter("glyphoxa_web_signups_total", "Self-service signups", ["tier"])
 SESSION_STARTS = Counter("glyphoxa_web_session_starts_total", "Voice session starts from the web", ["tenant_id", "result"])
 SESSION_STOPS = Counter("glyphoxa_web_session_stops_total", "Voice session stops from the web", ["tenant_id", "reason"])
@@ -39,37 +38,51 @@ def _route() -> str:
     return rule.rule if rule is not None else "<unmatched>"
 
 
+def _bearer_guard(view):
+    """/metrics only for `Authorization: Bearer <METRICS_TOKEN>` (the business counters carry
+    tenant ids); without a token configured (development) it is open."""
+
+    @functools.wraps(view)
+    def guarded(*args, **kwargs):
+        token = current_app.extensions["glyphoxa.settings"].metrics_token
+        if token:
+            sent = request.headers.get("Authorization", "")
+            if not hmac.compare_digest(sent.encode(), f"Bearer {token}".encode()):
+                return jsonify(error="unauthorized"), 401, {"WWW-Authenticate": "Bearer"}
+        return view(*args, **kwargs)
+
+    return guarded
+
+
+class _Exporter:
+    """One exporter and one pair of request metrics per process (a metric name can be registered
+    only once), applied to every app the process builds (tests build many)."""
+
+    def __init__(self) -> None:
+        multiprocess = bool(os.environ.get("PROMETHEUS_MULTIPROC_DIR"))
+        cls = GunicornInternalPrometheusMetrics if multiprocess else PrometheusMetrics
+        self.metrics = cls.for_app_factory(path="/metrics", export_defaults=False, metrics_decorator=_bearer_guard)
+        self.duration = self.metrics.histogram(
+            "http_server_duration_seconds", "HTTP request duration",
+            labels={"method": lambda: request.method, "route": _route, "status_code": lambda r: r.status_code},
+            buckets=BUCKETS,
+        )
+        self.active = self.metrics.gauge(
+            "http_server_active_requests", "In-flight HTTP requests",
+            labels={"method": lambda: request.method, "route": _route}, multiprocess_mode="livesum",
+        )
+
+
+_exporter: _Exporter | None = None
+
+
 def init_app(app: Flask) -> None:
-    @app.before_request
-    def _start_timer():
-        g._metrics_start = time.perf_counter()
-        g._metrics_route = _route()
-        HTTP_ACTIVE.labels(request.method, g._metrics_route).inc()
-
-    @app.teardown_request
-    def _end(exc):
-        start = g.pop("_metrics_start", None)
-        if start is None:
-            return
-        route = g.pop("_metrics_route", "<unmatched>")
-        HTTP_ACTIVE.labels(request.method, route).dec()
-        status = g.get("_metrics_status", 500 if exc else 200)
-        HTTP_DURATION.labels(request.method, route, str(status)).observe(time.perf_counter() - start)
-
-    @app.after_request
-    def _status(response):
-        g._metrics_status = response.status_code
-        return response
-
-
-def exposition() -> Response:
-    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
-        registry = CollectorRegistry()
-        multiprocess.MultiProcessCollector(registry)
-        data = generate_latest(registry)
-    else:
-        data = generate_latest()
-    return Response(data, mimetype=CONTENT_TYPE_LATEST)
+    """Register /metrics and time every view. Call after all blueprints are registered."""
+    global _exporter
+    if _exporter is None:
+        _exporter = _Exporter()
+    _exporter.metrics.init_app(app)
+    _exporter.metrics.register_default(_exporter.duration, _exporter.active, app=app)
 
 
 # gunicorn server hooks shared by deploy/gunicorn.conf.py and deploy/gunicorn-ws.conf.py.
@@ -87,4 +100,4 @@ def gunicorn_on_starting(server) -> None:
 
 def gunicorn_child_exit(server, worker) -> None:
     if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
-        multiprocess.mark_process_dead(worker.pid)
+        GunicornInternalPrometheusMetrics.mark_process_dead_on_child_exit(worker.pid)

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from flask import Blueprint, g, url_for
+from flask import Blueprint, url_for
+from flask_login import current_user, login_required
 
 from glyphoxa_htmx.core import htmx
 from glyphoxa_htmx.services import auth as auth_service
-from glyphoxa_htmx.web.auth import login_required
 
 bp = Blueprint("account", __name__, url_prefix="/account")
 
@@ -14,20 +14,20 @@ bp = Blueprint("account", __name__, url_prefix="/account")
 @bp.get("/sessions")
 @login_required
 def sessions():
-    rows = auth_service.list_sessions(g.actor)
+    rows = auth_service.list_sessions(current_user)
     return htmx.render("account/sessions.html", "session_list", sessions=rows,
-                       current_family=g.login_session.family_id)
+                       current_family=current_user.login_session.family_id)
 
 
 @bp.post("/sessions/<session_id>/revoke")
 @login_required
 def revoke(session_id: str):
-    auth_service.own_session(g.actor, session_id)  # 404 before anything else for someone else's
+    auth_service.own_session(current_user, session_id)  # 404 before anything else for someone else's
     if not htmx.confirmed():
         return htmx.confirm_page("Sign out this session?", detail="That browser will have to sign in again.",
                                  submit_label="Sign out", cancel_url=url_for("account.sessions"))
-    auth_service.revoke_session(g.actor, session_id)
-    if session_id == g.login_session.id:
+    auth_service.revoke_session(current_user, session_id)
+    if session_id == current_user.login_session.id:
         return htmx.client_redirect(url_for("auth.signin"))
     htmx.toast("Session signed out.")
     if htmx.wants_block():

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from flask import Blueprint, g, request, url_for
+from flask import Blueprint, request, url_for
+from flask_login import current_user, login_required
 
 from glyphoxa_htmx.core import htmx
 from glyphoxa_htmx.core.authz import Perm, require
 from glyphoxa_htmx.services import tenants, users
-from glyphoxa_htmx.web.auth import login_required
 
 bp = Blueprint("admin", __name__, url_prefix="/admin")
 
@@ -15,7 +15,7 @@ bp = Blueprint("admin", __name__, url_prefix="/admin")
 @bp.before_request
 @login_required
 def _only_admins():
-    require(g.actor, Perm.MANAGE_ALL_TENANTS)
+    require(current_user, Perm.MANAGE_ALL_TENANTS)
 
 
 @bp.get("/")
@@ -26,18 +26,18 @@ def index():
 @bp.get("/tenants")
 def tenant_list():
     q = request.args.get("q", "").strip()
-    rows, next_after = tenants.list_all(g.actor, q=q, after=request.args.get("after"))
+    rows, next_after = tenants.list_all(current_user, q=q, after=request.args.get("after"))
     return htmx.render("admin/tenants.html", "results", rows=rows, q=q, next_after=next_after)
 
 
 @bp.post("/tenants/<tenant_id>/status")
 def tenant_status(tenant_id: str):
-    tenants.get(g.actor, tenant_id)  # 404 for an unknown tenant before asking anything
+    tenants.get(current_user, tenant_id)  # 404 for an unknown tenant before asking anything
     if not htmx.confirmed():
         verb = "Suspend" if request.form.get("status") == "suspended" else "Reinstate"
         return htmx.confirm_page(f"{verb} {tenant_id}?", detail="Everyone at that table is affected on their next request.",
                                  submit_label=verb, cancel_url=url_for("admin.tenant_list"))
-    tenant = tenants.set_status(g.actor, tenant_id, request.form.get("status", ""))
+    tenant = tenants.set_status(current_user, tenant_id, request.form.get("status", ""))
     htmx.toast(f"{tenant.id} is now {tenant.status}.")
     return htmx.redirect_to(url_for("admin.tenant_list"))
 
@@ -45,16 +45,16 @@ def tenant_status(tenant_id: str):
 @bp.get("/users")
 def user_list():
     q = request.args.get("q", "").strip()
-    rows, next_after = users.list_all(g.actor, q=q, after=request.args.get("after"))
+    rows, next_after = users.list_all(current_user, q=q, after=request.args.get("after"))
     return htmx.render("admin/users.html", "results", rows=rows, q=q, next_after=next_after)
 
 
 @bp.post("/users/<user_id>/status")
 def user_status(user_id: str):
-    users.get_any(g.actor, user_id)
+    users.get_any(current_user, user_id)
     if not htmx.confirmed():
         verb = "Suspend" if request.form.get("status") == "suspended" else "Reinstate"
         return htmx.confirm_page(f"{verb} this user?", submit_label=verb, cancel_url=url_for("admin.user_list"))
-    user = users.set_status(g.actor, user_id, request.form.get("status", ""))
+    user = users.set_status(current_user, user_id, request.form.get("status", ""))
     htmx.toast(f"{user.name} is now {user.status}.")
     return htmx.redirect_to(url_for("admin.user_list"))

@@ -2,19 +2,25 @@
 
 from __future__ import annotations
 
-import functools
 import logging
+from dataclasses import dataclass, field, fields
+from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
 from flask import Blueprint, abort, g, make_response, redirect, request, url_for
+from flask_login import AnonymousUserMixin, current_user
 from werkzeug.wrappers import Response
 
 from glyphoxa_htmx.adapters import identity
 from glyphoxa_htmx.core import htmx
+from glyphoxa_htmx.core.authz import Actor
 from glyphoxa_htmx.core.deps import settings
 from glyphoxa_htmx.core.errors import DomainError, ValidationError
-from glyphoxa_htmx.extensions import limiter
+from glyphoxa_htmx.extensions import limiter, login_manager
 from glyphoxa_htmx.services import auth as auth_service
+
+if TYPE_CHECKING:
+    from glyphoxa_htmx.models import LoginSession, User
 
 log = logging.getLogger(__name__)
 bp = Blueprint("auth", __name__, url_prefix="/auth")
@@ -27,19 +33,47 @@ def _ip() -> str | None:
     return request.remote_addr
 
 
-def load_actor() -> None:
-    """Resolve the cookie to an Actor once per request (one query: session joined with user)."""
-    g.actor = None
-    token = request.cookies.get(COOKIE)
+@dataclass(frozen=True)
+class SignedIn(Actor):
+    """flask-login's ``current_user`` for a live sign-in: the Actor services take (it *is* one),
+    plus the rows the page chrome shows (never passed to services)."""
+
+    user: User | None = field(default=None, compare=False, repr=False)
+    login_session: LoginSession | None = field(default=None, compare=False, repr=False)
+
+    # flask-login's user protocol. Suspension and revocation end the sign-in on the next request
+    # (resolve refuses the session), so a loaded user is always active.
+    is_authenticated = True
+    is_active = True
+    is_anonymous = False
+
+    def get_id(self) -> str:
+        return self.user_id
+
+
+class Anonymous(AnonymousUserMixin):
+    """Nobody signed in: can do nothing (``authz.can(current_user, ...)`` is False)."""
+
+    def can(self, perm) -> bool:
+        return False
+
+
+login_manager.anonymous_user = Anonymous
+
+
+@login_manager.request_loader
+def _load_signed_in(req) -> SignedIn | None:
+    """Resolve the cookie to the signed-in user once per request: one query (session joined with
+    user), through auth_service.resolve, which owns expiry, rotation and reuse detection."""
+    token = req.cookies.get(COOKIE)
     if not token:
-        return
+        return None
     row = auth_service.resolve(token)
     if row is None:
         g.session_expired = True
-        return
-    g.login_session = row
-    g.user = row.user
-    g.actor = auth_service.actor_for(row, _ip())
+        return None
+    actor = auth_service.actor_for(row, _ip())
+    return SignedIn(**{f.name: getattr(actor, f.name) for f in fields(Actor)}, user=row.user, login_session=row)
 
 
 def _safe_next(target: str | None) -> str:
@@ -48,23 +82,17 @@ def _safe_next(target: str | None) -> str:
     return url_for("pages.dashboard")
 
 
-def login_required(view):
-    """Anonymous (or expired) visitors go to sign-in; htmx requests get HX-Redirect, never a
-    sign-in page swapped into a fragment."""
-
-    @functools.wraps(view)
-    def wrapper(*args, **kwargs):
-        if g.get("actor") is None:
-            target = url_for("auth.signin", next=request.full_path.rstrip("?") if request.method == "GET" else None,
-                             expired=1 if g.get("session_expired") else None)
-            if htmx.is_htmx():
-                came_from = htmx.current_url()
-                path = urlsplit(came_from).path if came_from else ""
-                target = url_for("auth.signin", next=path or None, expired=1)
-            return htmx.client_redirect(target)
-        return view(*args, **kwargs)
-
-    return wrapper
+@login_manager.unauthorized_handler
+def _unauthorized():
+    """Anonymous (or expired) visitors go to sign-in (``next`` brings them back); htmx requests
+    get HX-Redirect, never a sign-in page swapped into a fragment."""
+    target = url_for("auth.signin", next=request.full_path.rstrip("?") if request.method == "GET" else None,
+                     expired=1 if g.get("session_expired") else None)
+    if htmx.is_htmx():
+        came_from = htmx.current_url()
+        path = urlsplit(came_from).path if came_from else ""
+        target = url_for("auth.signin", next=path or None, expired=1)
+    return htmx.client_redirect(target)
 
 
 def set_session_cookie(response: Response, token: str) -> Response:
@@ -84,7 +112,7 @@ def _finish_sign_in(user, next_url: str | None = None) -> Response:
 
 @bp.get("/signin")
 def signin():
-    if g.get("actor") is not None:
+    if current_user.is_authenticated:
         return redirect(_safe_next(request.args.get("next")), 303)
     cfg = settings()
     users = auth_service.dev_users() if cfg.dev_login else []

@@ -4,7 +4,8 @@ archive, delete. Every URL is a full page, and a named block for htmx."""
 from __future__ import annotations
 
 import nh3
-from flask import Blueprint, g, request, url_for
+from flask import Blueprint, request, url_for
+from flask_login import current_user, login_required
 from markdown_it import MarkdownIt
 from markupsafe import Markup
 
@@ -13,7 +14,6 @@ from glyphoxa_htmx.core.parse import int_arg
 from glyphoxa_htmx.core.authz import Perm, require
 from glyphoxa_htmx.core.errors import Conflict, ValidationError
 from glyphoxa_htmx.services import campaigns, npcs
-from glyphoxa_htmx.web.auth import login_required
 
 bp = Blueprint("campaigns", __name__, url_prefix="/campaigns")
 
@@ -52,9 +52,9 @@ def form_data() -> dict:
 @login_required
 def index():
     archived = request.args.get("archived") == "1"
-    page = campaigns.list_cards(g.actor, q=request.args.get("q", ""), archived=archived, page=_page())
+    page = campaigns.list_cards(current_user, q=request.args.get("q", ""), archived=archived, page=_page())
     return htmx.render("campaigns/index.html", "results", page=page, archived=archived,
-                       counts=campaigns.counts(g.actor))
+                       counts=campaigns.counts(current_user))
 
 
 # --------------------------------------------------------------------------- create / edit
@@ -69,7 +69,7 @@ def _form(campaign=None, data=None, errors=None, status=200):
 @bp.get("/new")
 @login_required
 def new():
-    require(g.actor, Perm.MANAGE_CAMPAIGNS)
+    require(current_user, Perm.MANAGE_CAMPAIGNS)
     return _form()
 
 
@@ -78,7 +78,7 @@ def new():
 def create():
     data = form_data()
     try:
-        campaign = campaigns.create(g.actor, data)
+        campaign = campaigns.create(current_user, data)
     except ValidationError as exc:
         return _form(data=data, errors=exc.errors, status=422)
     return done(f"Campaign “{campaign.name}” created. Now give it a cast of NPCs.",
@@ -88,8 +88,8 @@ def create():
 @bp.get("/<campaign_id>/edit")
 @login_required
 def edit(campaign_id: str):
-    require(g.actor, Perm.MANAGE_CAMPAIGNS)
-    return _form(campaigns.get(g.actor, campaign_id))
+    require(current_user, Perm.MANAGE_CAMPAIGNS)
+    return _form(campaigns.get(current_user, campaign_id))
 
 
 @bp.post("/<campaign_id>")
@@ -97,11 +97,11 @@ def edit(campaign_id: str):
 def update(campaign_id: str):
     data = form_data()
     try:
-        campaign = campaigns.update(g.actor, campaign_id, data, version=data["version"])
+        campaign = campaigns.update(current_user, campaign_id, data, version=data["version"])
     except ValidationError as exc:
-        return _form(campaigns.get(g.actor, campaign_id), data, exc.errors, 422)
+        return _form(campaigns.get(current_user, campaign_id), data, exc.errors, 422)
     except Conflict as exc:
-        return _form(campaigns.get(g.actor, campaign_id), data, {"": exc.message, "_conflict": "1"}, 409)
+        return _form(campaigns.get(current_user, campaign_id), data, {"": exc.message, "_conflict": "1"}, 409)
     return done(f"Saved “{campaign.name}”.", url_for("campaigns.show", campaign_id=campaign.id))
 
 
@@ -109,8 +109,8 @@ def update(campaign_id: str):
 
 
 def _show(campaign_id: str, status: int = 200, block: str = "campaign_head"):
-    card = campaigns.card(g.actor, campaign_id)
-    cast = npcs.list_cast(g.actor, campaign_id, q=request.args.get("q", ""), page=_page())
+    card = campaigns.card(current_user, campaign_id)
+    cast = npcs.list_cast(current_user, campaign_id, q=request.args.get("q", ""), page=_page())
     return htmx.render("campaigns/show.html", block, status=status, card=card, campaign=card.campaign, cast=cast,
                        description_html=render_markdown(card.campaign.description),
                        forwarded=npcs.FORWARDED)
@@ -132,7 +132,7 @@ def _after_head_change(campaign_id: str, message: str):
 @bp.post("/<campaign_id>/activate")
 @login_required
 def activate(campaign_id: str):
-    campaign = campaigns.make_active(g.actor, campaign_id)
+    campaign = campaigns.make_active(current_user, campaign_id)
     return _after_head_change(campaign.id, f"“{campaign.name}” is now the active campaign: sessions started from "
                                            "Discord will use its NPCs.")
 
@@ -140,14 +140,14 @@ def activate(campaign_id: str):
 @bp.post("/<campaign_id>/archive")
 @login_required
 def archive(campaign_id: str):
-    campaign = campaigns.set_archived(g.actor, campaign_id, True)
+    campaign = campaigns.set_archived(current_user, campaign_id, True)
     return _after_head_change(campaign.id, f"“{campaign.name}” is archived. Its NPCs are kept.")
 
 
 @bp.post("/<campaign_id>/unarchive")
 @login_required
 def unarchive(campaign_id: str):
-    campaign = campaigns.set_archived(g.actor, campaign_id, False)
+    campaign = campaigns.set_archived(current_user, campaign_id, False)
     return _after_head_change(campaign.id, f"“{campaign.name}” is back among your campaigns.")
 
 
@@ -155,8 +155,8 @@ def unarchive(campaign_id: str):
 
 
 def _confirm(campaign_id: str, errors=None, status=200, typed=""):
-    require(g.actor, Perm.MANAGE_CAMPAIGNS)
-    card = campaigns.card(g.actor, campaign_id)
+    require(current_user, Perm.MANAGE_CAMPAIGNS)
+    card = campaigns.card(current_user, campaign_id)
     return htmx.render("campaigns/delete.html", "confirm", status=status, card=card, campaign=card.campaign,
                        errors=errors or {}, typed=typed)
 
@@ -172,7 +172,7 @@ def confirm_delete(campaign_id: str):
 def delete(campaign_id: str):
     typed = request.form.get("confirm_name", "")
     try:
-        summary = campaigns.delete(g.actor, campaign_id, typed)
+        summary = campaigns.delete(current_user, campaign_id, typed)
     except ValidationError as exc:
         return _confirm(campaign_id, exc.errors, 422, typed)
     n = summary["npcs_deleted"]

@@ -1,14 +1,13 @@
-"""Probes and metrics: /healthz (liveness), /readyz (dependencies), /metrics (Prometheus)."""
+"""Probes: /healthz (liveness), /readyz (dependencies). /metrics is prometheus-flask-exporter's
+endpoint, registered by core/metrics.py."""
 
 from __future__ import annotations
 
-import hmac
 import logging
 
-from flask import Blueprint, abort, jsonify, request
+from flask import Blueprint, jsonify
 from sqlalchemy import text
 
-from glyphoxa_htmx.core import metrics
 from glyphoxa_htmx.core.deps import gateway, settings
 from glyphoxa_htmx.extensions import db, limiter
 
@@ -81,20 +80,3 @@ def readyz():
 def _skipped(name: str) -> bool:
     cfg = settings()
     return (name == "gateway" and gateway() is None) or (name == "vault" and not cfg.vault_addr)
-
-
-@bp.get("/metrics")
-@limiter.exempt
-def metrics_view():
-    """Prometheus exposition. With METRICS_TOKEN set, only for `Authorization: Bearer <token>`
-    (the business counters carry tenant ids)."""
-    cfg = settings()
-    if not cfg.metrics_enabled:
-        abort(404)
-    if cfg.metrics_token:
-        sent = request.headers.get("Authorization", "")
-        if not hmac.compare_digest(sent.encode(), f"Bearer {cfg.metrics_token}".encode()):
-            return jsonify(error="unauthorized"), 401, {"WWW-Authenticate": "Bearer"}
-    return metrics.exposition()
-
-

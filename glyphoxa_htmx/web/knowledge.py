@@ -3,12 +3,12 @@ island over the JSON below; without JavaScript the lists are the whole experienc
 
 from __future__ import annotations
 
-from flask import Blueprint, g, jsonify, request, url_for
+from flask import Blueprint, jsonify, request, url_for
+from flask_login import current_user, login_required
 
 from glyphoxa_htmx.core import htmx
 from glyphoxa_htmx.core.errors import ValidationError
 from glyphoxa_htmx.services import knowledge
-from glyphoxa_htmx.web.auth import login_required
 
 bp = Blueprint("knowledge", __name__, url_prefix="/knowledge")
 
@@ -16,18 +16,18 @@ bp = Blueprint("knowledge", __name__, url_prefix="/knowledge")
 @bp.get("")
 @login_required
 def index():
-    refs, ready = knowledge.campaign_index(g.actor)
+    refs, ready = knowledge.campaign_index(current_user)
     return htmx.render("knowledge/index.html", "content", campaigns=refs, ready=ready)
 
 
 @bp.get("/<campaign_id>")
 @login_required
 def campaign(campaign_id: str):
-    ref = knowledge.campaign(g.actor, campaign_id)
+    ref = knowledge.campaign(current_user, campaign_id)
     type_, q = request.args.get("type", ""), request.args.get("q", "")
     errors = {}
     try:
-        page = knowledge.entities(g.actor, ref.id, type_=type_, q=q, after=request.args.get("after"))
+        page = knowledge.entities(current_user, ref.id, type_=type_, q=q, after=request.args.get("after"))
     except ValidationError as exc:
         errors, page = exc.errors, knowledge.EntityPage()
     return htmx.render("knowledge/campaign.html", "entities", campaign=ref, page=page, type_=type_, q=q,
@@ -37,24 +37,24 @@ def campaign(campaign_id: str):
 @bp.get("/<campaign_id>/entities/<path:entity_id>")
 @login_required
 def entity(campaign_id: str, entity_id: str):
-    ref = knowledge.campaign(g.actor, campaign_id)
-    detail = knowledge.entity(g.actor, ref.id, entity_id)
+    ref = knowledge.campaign(current_user, campaign_id)
+    detail = knowledge.entity(current_user, ref.id, entity_id)
     return htmx.render("knowledge/entity.html", "content", campaign=ref, detail=detail)
 
 
 @bp.get("/<campaign_id>/graph")
 @login_required
 def graph(campaign_id: str):
-    ref = knowledge.campaign(g.actor, campaign_id)
-    data = knowledge.graph(g.actor, ref.id)
+    ref = knowledge.campaign(current_user, campaign_id)
+    data = knowledge.graph(current_user, ref.id)
     return htmx.render("knowledge/graph.html", "content", campaign=ref, graph=data)
 
 
 @bp.get("/<campaign_id>/graph.json")
 @login_required
 def graph_json(campaign_id: str):
-    ref = knowledge.campaign(g.actor, campaign_id)
-    data = knowledge.graph(g.actor, ref.id)
+    ref = knowledge.campaign(current_user, campaign_id)
+    data = knowledge.graph(current_user, ref.id)
 
     def link(entity_id: str) -> str:
         return url_for("knowledge.entity", campaign_id=ref.id, entity_id=entity_id)

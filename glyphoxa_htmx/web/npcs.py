@@ -3,7 +3,8 @@ delete, the voice picker and voice previews. Every URL is a full page, and a nam
 
 from __future__ import annotations
 
-from flask import Blueprint, g, make_response, request, url_for
+from flask import Blueprint, make_response, request, url_for
+from flask_login import current_user, login_required
 
 from glyphoxa_htmx.core import htmx
 from glyphoxa_htmx.core.parse import int_arg
@@ -11,7 +12,6 @@ from glyphoxa_htmx.core.authz import Perm, require
 from glyphoxa_htmx.core.errors import Conflict, NotFound, ValidationError
 from glyphoxa_htmx.extensions import limiter, user_or_ip
 from glyphoxa_htmx.services import campaigns, npcs, voice
-from glyphoxa_htmx.web.auth import login_required
 from glyphoxa_htmx.web.campaigns import done
 
 bp = Blueprint("npcs", __name__)
@@ -39,9 +39,9 @@ def form_data() -> dict:
 
 
 def _cast(campaign_id: str, status: int = 200):
-    campaign = campaigns.get(g.actor, campaign_id)
+    campaign = campaigns.get(current_user, campaign_id)
     page = int_arg(request.values.get("page"), 1, minimum=1)
-    cast = npcs.list_cast(g.actor, campaign.id, q=request.values.get("q", ""), page=page)
+    cast = npcs.list_cast(current_user, campaign.id, q=request.values.get("q", ""), page=page)
     return htmx.render("npcs/index.html", "cast", status=status, campaign=campaign, cast=cast,
                        forwarded=npcs.FORWARDED)
 
@@ -56,7 +56,7 @@ def index(campaign_id: str):
 @login_required
 def reorder(campaign_id: str):
     ids = [i for raw in request.form.getlist("ids") for i in raw.split(",") if i.strip()]
-    npcs.reorder(g.actor, campaign_id, ids)
+    npcs.reorder(current_user, campaign_id, ids)
     if htmx.wants_block():
         htmx.toast("New order saved.")
         return _cast(campaign_id)
@@ -66,7 +66,7 @@ def reorder(campaign_id: str):
 @bp.post("/npcs/<npc_id>/move")
 @login_required
 def move(npc_id: str):
-    npc = npcs.move(g.actor, npc_id, request.form.get("direction", ""))
+    npc = npcs.move(current_user, npc_id, request.form.get("direction", ""))
     if htmx.wants_block():
         return _cast(npc.campaign_id)
     return htmx.redirect_to(url_for("campaigns.show", campaign_id=npc.campaign_id, q=request.form.get("q") or None,
@@ -77,7 +77,7 @@ def move(npc_id: str):
 
 
 def _editor(campaign, npc=None, data=None, errors=None, status=200):
-    readonly = not g.actor.can(Perm.MANAGE_NPCS)
+    readonly = not current_user.can(Perm.MANAGE_NPCS)
     return htmx.render(
         "npcs/form.html", "form", status=status, campaign=campaign, npc=npc, readonly=readonly,
         data=data or (npcs.to_form(npc) if npc else npcs.blank(voice.default_provider())), errors=errors or {},
@@ -88,7 +88,7 @@ def _editor(campaign, npc=None, data=None, errors=None, status=200):
 
 def _campaign_of(npc):
     try:
-        return campaigns.get(g.actor, npc.campaign_id)
+        return campaigns.get(current_user, npc.campaign_id)
     except NotFound:  # an NPC whose campaign row is missing is still editable
         return None
 
@@ -96,8 +96,8 @@ def _campaign_of(npc):
 @bp.get("/campaigns/<campaign_id>/npcs/new")
 @login_required
 def new(campaign_id: str):
-    require(g.actor, Perm.MANAGE_NPCS)
-    return _editor(campaigns.get(g.actor, campaign_id))
+    require(current_user, Perm.MANAGE_NPCS)
+    return _editor(campaigns.get(current_user, campaign_id))
 
 
 @bp.post("/campaigns/<campaign_id>/npcs")
@@ -105,16 +105,16 @@ def new(campaign_id: str):
 def create(campaign_id: str):
     data = form_data()
     try:
-        npc = npcs.create(g.actor, campaign_id, data)
+        npc = npcs.create(current_user, campaign_id, data)
     except ValidationError as exc:
-        return _editor(campaigns.get(g.actor, campaign_id), data=data, errors=exc.errors, status=422)
+        return _editor(campaigns.get(current_user, campaign_id), data=data, errors=exc.errors, status=422)
     return done(f"{npc.name} joined the cast.", url_for("campaigns.show", campaign_id=campaign_id) + f"#npc-{npc.id}")
 
 
 @bp.get("/npcs/<npc_id>")
 @login_required
 def edit(npc_id: str):
-    npc = npcs.get(g.actor, npc_id)
+    npc = npcs.get(current_user, npc_id)
     return _editor(_campaign_of(npc), npc)
 
 
@@ -123,12 +123,12 @@ def edit(npc_id: str):
 def update(npc_id: str):
     data = form_data()
     try:
-        npc = npcs.update(g.actor, npc_id, data, updated_at=data["updated_at"])
+        npc = npcs.update(current_user, npc_id, data, updated_at=data["updated_at"])
     except ValidationError as exc:
-        npc = npcs.get(g.actor, npc_id)
+        npc = npcs.get(current_user, npc_id)
         return _editor(_campaign_of(npc), npc, data, exc.errors, 422)
     except Conflict as exc:
-        npc = npcs.get(g.actor, npc_id)
+        npc = npcs.get(current_user, npc_id)
         return _editor(_campaign_of(npc), npc, data, {"": exc.message, "_conflict": "1"}, 409)
     if htmx.wants_block():
         htmx.toast(f"Saved {npc.name}.")
@@ -139,22 +139,22 @@ def update(npc_id: str):
 @bp.post("/npcs/<npc_id>/duplicate")
 @login_required
 def duplicate(npc_id: str):
-    copy = npcs.duplicate(g.actor, npc_id)
+    copy = npcs.duplicate(current_user, npc_id)
     return done(f"Created {copy.name}. Change what makes this one different.", url_for("npcs.edit", npc_id=copy.id))
 
 
 @bp.get("/npcs/<npc_id>/delete")
 @login_required
 def confirm_delete(npc_id: str):
-    require(g.actor, Perm.MANAGE_NPCS)
-    npc = npcs.get(g.actor, npc_id)
+    require(current_user, Perm.MANAGE_NPCS)
+    npc = npcs.get(current_user, npc_id)
     return htmx.render("npcs/delete.html", "confirm", npc=npc, campaign=_campaign_of(npc))
 
 
 @bp.post("/npcs/<npc_id>/delete")
 @login_required
 def delete(npc_id: str):
-    npc = npcs.delete_npc(g.actor, npc_id)
+    npc = npcs.delete_npc(current_user, npc_id)
     return done(f"{npc.name} left the cast.", url_for("campaigns.show", campaign_id=npc.campaign_id) + "#cast")
 
 
@@ -172,7 +172,7 @@ def voice_preview(npc_id: str):
     if "voice_id" in f or "voice_provider" in f:
         override = {"provider": f.get("voice_provider", ""), "voice_id": f.get("voice_id", ""),
                     "pitch_shift": f.get("pitch_shift", ""), "speed_factor": f.get("speed_factor", "")}
-    clip = voice.preview(g.actor, npc_id, text=f.get("preview_text") or f.get("text"), voice=override)
+    clip = voice.preview(current_user, npc_id, text=f.get("preview_text") or f.get("text"), voice=override)
     resp = make_response(clip.data)
     resp.mimetype = clip.mimetype
     resp.headers["Cache-Control"] = "private, no-store"
@@ -190,7 +190,7 @@ def voices():
     error = None
     found, total = [], 0
     try:
-        found, total = voice.list_voices(g.actor, provider, q)
+        found, total = voice.list_voices(current_user, provider, q)
     except voice.VoiceError as exc:
         error = exc.message
     return htmx.render("npcs/voices.html", "voices", provider=provider, q=q, voices=found, total=total, error=error,

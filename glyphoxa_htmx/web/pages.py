@@ -2,18 +2,18 @@
 
 from __future__ import annotations
 
-from flask import Blueprint, g, redirect, url_for
+from flask import Blueprint, redirect, url_for
+from flask_login import current_user, login_required
 
 from glyphoxa_htmx.core import htmx
 from glyphoxa_htmx.services import dashboard as dashboard_service
-from glyphoxa_htmx.web.auth import login_required
 
 bp = Blueprint("pages", __name__)
 
 
 @bp.get("/")
 def landing():
-    if g.get("actor") is not None:
+    if current_user.is_authenticated:
         return redirect(url_for("pages.dashboard"), 303)
     return htmx.render("pages/landing.html")
 
@@ -27,5 +27,5 @@ def favicon():
 @bp.get("/dashboard")
 @login_required
 def dashboard():
-    data = dashboard_service.overview(g.actor)
+    data = dashboard_service.overview(current_user)
     return htmx.render("pages/dashboard.html", "content", **data)

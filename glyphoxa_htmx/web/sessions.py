@@ -9,6 +9,7 @@ from datetime import datetime, timedelta
 from urllib.parse import urlsplit
 
 from flask import Blueprint, Response, g, redirect, render_template, request, stream_with_context, url_for
+from flask_login import current_user, login_required
 from simple_websocket import ConnectionClosed
 
 from glyphoxa_htmx.core import htmx
@@ -22,7 +23,7 @@ from glyphoxa_htmx.services import session_control as control
 from glyphoxa_htmx.services import sessions as svc
 from glyphoxa_htmx.services import transcripts
 from glyphoxa_htmx.services.auth import hash_token
-from glyphoxa_htmx.web.auth import COOKIE, login_required
+from glyphoxa_htmx.web.auth import COOKIE
 
 log = logging.getLogger(__name__)
 bp = Blueprint("sessions", __name__, url_prefix="/sessions")
@@ -53,7 +54,7 @@ def elapsed_filter(value: datetime, start: datetime) -> str:
 
 
 def _guild_names() -> dict[str, str]:
-    return svc.guild_names(getattr(g.get("user"), "discord_guilds", None))
+    return svc.guild_names(getattr(current_user.user, "discord_guilds", None))
 
 
 # --------------------------------------------------------------------------- list, detail
@@ -63,13 +64,13 @@ def _guild_names() -> dict[str, str]:
 @login_required
 def index():
     filters, errors = svc.SessionFilters.parse(request.args)
-    result = svc.list_sessions(g.actor, filters, cursor=request.args.get("cursor"))
+    result = svc.list_sessions(current_user, filters, cursor=request.args.get("cursor"))
     context = dict(
-        result=result, filters=filters, errors=errors, campaigns=campaigns.choices(g.actor, include_archived=True),
+        result=result, filters=filters, errors=errors, campaigns=campaigns.choices(current_user, include_archived=True),
         guild_names=_guild_names(), states=svc.STATES, duration=svc.duration,
     )
     if not htmx.wants_block():
-        context.update(bot=svc.bot_status(g.actor), gateway_configured=gateway() is not None)
+        context.update(bot=svc.bot_status(current_user), gateway_configured=gateway() is not None)
     return htmx.render("sessions/index.html", "results", status=422 if errors else 200, **context)
 
 
@@ -81,8 +82,8 @@ def new():
 
 def _start_page(errors: dict | None = None, form: dict | None = None, status: int = 200, live_session_id=None,
                 maybe_started: bool = False):
-    require(g.actor, Perm.CONTROL_SESSIONS)
-    data = control.start_form(g.actor, getattr(g.get("user"), "discord_guilds", None))
+    require(current_user, Perm.CONTROL_SESSIONS)
+    data = control.start_form(current_user, getattr(current_user.user, "discord_guilds", None))
     return htmx.render(
         "sessions/new.html", "start_form", status=status, data=data, errors=errors or {},
         form=form or {"campaign_id": request.args.get("campaign", "")}, live_session_id=live_session_id,
@@ -95,7 +96,7 @@ def _start_page(errors: dict | None = None, form: dict | None = None, status: in
 def start():
     form = {k: request.form.get(k, "") for k in ("campaign_id", "guild_id", "channel_id")}
     try:
-        session_id = control.start(g.actor, **form)
+        session_id = control.start(current_user, **form)
     except control.StartRefused as exc:
         return _start_page(exc.errors, form, 422, live_session_id=exc.live_session_id,
                            maybe_started=exc.maybe_started)
@@ -110,21 +111,21 @@ def start():
 @bp.get("/<session_id>")
 @login_required
 def detail(session_id: str):
-    data = svc.detail(g.actor, session_id)
+    data = svc.detail(current_user, session_id)
     return htmx.render("sessions/detail.html", "content", guild_names=_guild_names(), **data)
 
 
 @bp.post("/<session_id>/stop")
 @login_required
 def stop(session_id: str):
-    require(g.actor, Perm.CONTROL_SESSIONS)
-    session = svc.get(g.actor, session_id)  # another tenant's session: 404 before anything else
+    require(current_user, Perm.CONTROL_SESSIONS)
+    session = svc.get(current_user, session_id)  # another tenant's session: 404 before anything else
     detail_url = url_for("sessions.detail", session_id=session.id)
     if svc.is_live(session) and not htmx.confirmed():
         return htmx.confirm_page("Stop this session for everyone at the table?", submit_label="Stop session",
                                  cancel_url=detail_url)
     try:
-        result = control.stop(g.actor, session.id)
+        result = control.stop(current_user, session.id)
     except DomainError as exc:
         if exc.status in (404, 403):
             raise
@@ -140,18 +141,18 @@ def stop(session_id: str):
 
 
 def _panel(session):
-    if not g.actor.can(Perm.CONTROL_SESSIONS):
+    if not current_user.can(Perm.CONTROL_SESSIONS):
         return None
-    return control.npc_panel(g.actor, session)
+    return control.npc_panel(current_user, session)
 
 
 @bp.get("/<session_id>/live")
 @login_required
 def live_view(session_id: str):
-    require(g.actor, Perm.VIEW_TRANSCRIPTS)
-    session = svc.get(g.actor, session_id)
-    lines = transcripts.snapshot(g.actor, session)
-    names = campaigns.names(g.actor, {session.campaign_id})
+    require(current_user, Perm.VIEW_TRANSCRIPTS)
+    session = svc.get(current_user, session_id)
+    lines = transcripts.snapshot(current_user, session)
+    names = campaigns.names(current_user, {session.campaign_id})
     return htmx.render(
         "sessions/live.html", "content", session=session, lines=lines,
         after=lines[-1].id if lines else 0, panel=_panel(session), ws_path=_ws_path(session.id),
@@ -172,12 +173,12 @@ def poll(session_id: str):
     """Polling fallback: lines after ``after`` as out-of-band fragments, the status, and once the
     session has ended the final fragment (which also stops the polling). Served by the
     per-process live hub, so many polling viewers of one session share one database poll."""
-    require(g.actor, Perm.VIEW_TRANSCRIPTS)
-    session = svc.get(g.actor, session_id)  # the tenant check, before the hub is touched
+    require(current_user, Perm.VIEW_TRANSCRIPTS)
+    session = svc.get(current_user, session_id)  # the tenant check, before the hub is touched
     if not htmx.is_htmx():
         return redirect(url_for("sessions.live_view", session_id=session.id), 303)
     db.session.remove()  # the hub may wait for its next poll: hold no database connection meanwhile
-    result = live.poll(g.actor, session, int_arg(request.args.get("after"), 0), limit=500)
+    result = live.poll(current_user, session, int_arg(request.args.get("after"), 0), limit=500)
     return render_template("sessions/_stream.html", lines=result.lines, state=result.state, ended=result.ended,
                            error=result.error, session_id=session.id, polling=True, poll_seconds=POLL_SECONDS)
 
@@ -185,8 +186,8 @@ def poll(session_id: str):
 @bp.get("/<session_id>/controls")
 @login_required
 def controls(session_id: str):
-    session = svc.get(g.actor, session_id)
-    require(g.actor, Perm.CONTROL_SESSIONS)
+    session = svc.get(current_user, session_id)
+    require(current_user, Perm.CONTROL_SESSIONS)
     if not htmx.wants_block():
         return redirect(url_for("sessions.live_view", session_id=session.id), 303)
     return htmx.render("sessions/live.html", "controls", session=session, panel=_panel(session), errors={})
@@ -199,7 +200,7 @@ def npc_control(session_id: str, action: str):
     errors: dict = {}
     status = 200
     try:
-        message = control.control(g.actor, session_id, action, npc=request.form.get("npc", ""),
+        message = control.control(current_user, session_id, action, npc=request.form.get("npc", ""),
                               speech=request.form.get("speech", ""))
         htmx.toast(message)
     except ValidationError as exc:
@@ -210,7 +211,7 @@ def npc_control(session_id: str, action: str):
         htmx.toast(exc.message, "error")
     if not htmx.is_htmx():
         return redirect(url_for("sessions.live_view", session_id=session_id), 303)
-    session = svc.get(g.actor, session_id)
+    session = svc.get(current_user, session_id)
     return htmx.render("sessions/live.html", "controls", status=status, session=session, panel=_panel(session),
                        errors=errors, speech=request.form.get("speech", "") if errors else "",
                        chosen_npc=request.form.get("npc", ""))
@@ -243,11 +244,11 @@ def _ws_handshake_guard():
     if not _origin_ok():
         log.warning("websocket refused: origin %r", request.headers.get("Origin"))
         return Response(status=403)
-    if g.get("actor") is None:
+    if not current_user.is_authenticated:
         return Response(status=401)
     try:
-        require(g.actor, Perm.VIEW_TRANSCRIPTS)
-        session = svc.get(g.actor, (request.view_args or {}).get("session_id", ""))
+        require(current_user, Perm.VIEW_TRANSCRIPTS)
+        session = svc.get(current_user, (request.view_args or {}).get("session_id", ""))
     except DomainError as exc:
         return Response(status=exc.status)
     # The sign-in is re-checked while the socket is open (sign-out, revocation, suspension):
@@ -337,17 +338,17 @@ def _render_events(session_id: str, events) -> tuple[str, bool, bool]:
 @bp.get("/<session_id>/transcript")
 @login_required
 def transcript(session_id: str):
-    require(g.actor, Perm.VIEW_TRANSCRIPTS)
-    session = svc.get(g.actor, session_id)
+    require(current_user, Perm.VIEW_TRANSCRIPTS)
+    session = svc.get(current_user, session_id)
     filters = transcripts.TranscriptFilters.parse(request.args)
     errors = {}
     if request.args.get("at") and filters.at is None:
         errors["at"] = "Use hours:minutes, e.g. 1:15."
     page = transcripts.page(
-        g.actor, session, filters, after=int_arg(request.args.get("after")), before=int_arg(request.args.get("before")),
+        current_user, session, filters, after=int_arg(request.args.get("after")), before=int_arg(request.args.get("before")),
         around=int_arg(request.args.get("around")),
     )
-    names = campaigns.names(g.actor, {session.campaign_id})
+    names = campaigns.names(current_user, {session.campaign_id})
     return htmx.render(
         "sessions/transcript.html", "lines", session=session, page=page, filters=filters, errors=errors,
         campaign_name=names.get(session.campaign_id) or session.campaign_id or "Default campaign",
@@ -356,11 +357,11 @@ def transcript(session_id: str):
 
 
 def _download(session_id: str, kind: str):
-    require(g.actor, Perm.VIEW_TRANSCRIPTS)
-    session = svc.get(g.actor, session_id)
-    name = campaigns.names(g.actor, {session.campaign_id}).get(session.campaign_id) or session.campaign_id or "Default campaign"
+    require(current_user, Perm.VIEW_TRANSCRIPTS)
+    session = svc.get(current_user, session_id)
+    name = campaigns.names(current_user, {session.campaign_id}).get(session.campaign_id) or session.campaign_id or "Default campaign"
     render = transcripts.as_markdown if kind == "md" else transcripts.as_text
-    body = render(session, name, transcripts.iter_lines(g.actor, session))
+    body = render(session, name, transcripts.iter_lines(current_user, session))
     filename = f"transcript-{session.started_at:%Y-%m-%d}-{session.id[:8]}.{kind}"
     mimetype = "text/markdown" if kind == "md" else "text/plain"
     resp = Response(stream_with_context(body), mimetype=mimetype)
@@ -387,14 +388,14 @@ def search():
     campaign = request.args.get("campaign", "")
     errors = {}
     try:
-        result = transcripts.search(g.actor, q, campaign=campaign, before=int_arg(request.args.get("before")))
+        result = transcripts.search(current_user, q, campaign=campaign, before=int_arg(request.args.get("before")))
     except ValidationError as exc:
         errors, result = exc.errors, transcripts.SearchResult(query=q)
-    choices = campaigns.choices(g.actor, include_archived=True)
+    choices = campaigns.choices(current_user, include_archived=True)
     session_campaigns = {grp.session.campaign_id for grp in result.groups if grp.session is not None}
     return htmx.render(
         "sessions/search.html", "results", result=result, q=q, campaign=campaign, campaigns=choices,
-        campaign_names=campaigns.names(g.actor, session_campaigns) if session_campaigns else {},
+        campaign_names=campaigns.names(current_user, session_campaigns) if session_campaigns else {},
         errors=errors, status=422 if errors else 200,
     )
 
@@ -402,8 +403,8 @@ def search():
 @bp.get("/<session_id>/recap.wav")
 @login_required
 def recap_audio(session_id: str):
-    session = svc.get(g.actor, session_id)
-    data = transcripts.recap_audio(g.actor, session)
+    session = svc.get(current_user, session_id)
+    data = transcripts.recap_audio(current_user, session)
     resp = Response(data, mimetype="audio/wav")
     resp.headers["Content-Disposition"] = f'inline; filename="recap-{session.id[:8]}.wav"'
     resp.headers["Cache-Control"] = "private, max-age=3600"

@@ -2,23 +2,23 @@
 
 from __future__ import annotations
 
-from flask import Blueprint, g, request, url_for
+from flask import Blueprint, request, url_for
+from flask_login import current_user, login_required
 
 from glyphoxa_htmx.core import htmx
 from glyphoxa_htmx.core.authz import Perm, require
 from glyphoxa_htmx.core.errors import ValidationError
 from glyphoxa_htmx.services import sessions as sessions_service
 from glyphoxa_htmx.services import tenants
-from glyphoxa_htmx.web.auth import login_required
 
 bp = Blueprint("settings", __name__, url_prefix="/settings")
 
 
 def _page(block: str | None = None, *, status: int = 200, name_errors=None, discord_errors=None, form=None):
-    tenant = tenants.get(g.actor)
-    discord = tenants.discord_connection(g.actor)
-    names = sessions_service.guild_names(getattr(g.user, "discord_guilds", None))
-    own = [gd for gd in (g.user.discord_guilds or []) if isinstance(gd, dict) and gd.get("id")]
+    tenant = tenants.get(current_user)
+    discord = tenants.discord_connection(current_user)
+    names = sessions_service.guild_names(getattr(current_user.user, "discord_guilds", None))
+    own = [gd for gd in (current_user.user.discord_guilds or []) if isinstance(gd, dict) and gd.get("id")]
     own_ids = {str(gd["id"]) for gd in own}
     form = dict(form or {})
     # The form posts the whole list (UpdateTenant replaces it): saved servers that aren't among
@@ -34,7 +34,7 @@ def _page(block: str | None = None, *, status: int = 200, name_errors=None, disc
 @bp.get("")
 @login_required
 def index():
-    require(g.actor, Perm.VIEW_SESSIONS)
+    require(current_user, Perm.VIEW_SESSIONS)
     return _page()
 
 
@@ -42,7 +42,7 @@ def index():
 @login_required
 def rename():
     try:
-        tenant = tenants.rename(g.actor, request.form.get("name", ""))
+        tenant = tenants.rename(current_user, request.form.get("name", ""))
     except ValidationError as exc:
         return _page("name_form", status=422, name_errors=exc.errors, form=request.form)
     htmx.toast(f"Your table is now called {tenant.name}.")
@@ -54,7 +54,7 @@ def rename():
 def discord():
     ids = request.form.getlist("guild_id") + request.form.get("guild_ids_text", "").replace(",", "\n").splitlines()
     try:
-        saved = tenants.update_discord(g.actor, ids, request.form.get("bot_token"))
+        saved = tenants.update_discord(current_user, ids, request.form.get("bot_token"))
     except ValidationError as exc:
         return _page("discord_form", status=422, discord_errors=exc.errors,
                      form={"guild_ids_text": request.form.get("guild_ids_text", ""),

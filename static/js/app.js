@@ -1,50 +1,75 @@
-// Glyphoxa Web: the small amount of glue htmx needs. No inline scripts (strict CSP).
+// Glyphoxa Web: the glue htmx needs, and the shell's Alpine islands (CSP build: components are
+// registered here with Alpine.data; templates only name them and their properties/methods).
 (function () {
   "use strict";
-  var region = function () { return document.getElementById("toasts"); };
 
-  function showToast(message, level) {
-    var host = region();
-    if (!host || !message) return;
-    var el = document.createElement("div");
-    el.className = "toast" + (level === "error" ? " toast-error" : "");
-    el.setAttribute("role", level === "error" ? "alert" : "status");
-    var text = document.createElement("span");
-    text.textContent = message;
-    var close = document.createElement("button");
-    close.type = "button";
-    close.setAttribute("aria-label", "Dismiss");
-    close.textContent = "\u00d7";
-    close.addEventListener("click", function () { el.remove(); });
-    el.appendChild(text);
-    el.appendChild(close);
-    host.appendChild(el);
-    setTimeout(function () { el.remove(); }, level === "error" ? 8000 : 5000);
+  // ---- toasts ---------------------------------------------------------------------------------
+  // One way in: a `toast` event on window, with {message, level[, kind]} or {messages: [...]}.
+  // Server toasts arrive as HX-Trigger: {"toast": ...}; scripts dispatch the same event.
+  // A toast expires; a new toast replaces an older one of the same kind (default: its level).
+  var TTL = { error: 8000, success: 5000 };
+  var nextId = 1;
+
+  function toastItems(detail) {
+    var d = detail || {};
+    var list = d.messages || [d];
+    return list.filter(function (m) { return m && (m.message || m.value); }).map(function (m) {
+      var level = m.level === "error" ? "error" : "success";
+      return { id: nextId++, message: String(m.message || m.value), level: level, kind: m.kind || level };
+    });
   }
-  window.glyphoxaToast = showToast;
 
-  // Server-sent toasts: HX-Trigger: {"toast": {"message": "...", "level": "..."}} (or {"messages": [...]})
-  document.body.addEventListener("toast", function (evt) {
-    var d = evt.detail || {};
-    if (d.messages) { d.messages.forEach(function (m) { showToast(m.message, m.level); }); }
-    else { showToast(d.message || d.value, d.level); }
-  });
+  function toast(message, level, kind) {
+    window.dispatchEvent(new CustomEvent("toast", { detail: { message: message, level: level, kind: kind } }));
+  }
+  window.glyphoxa = { toast: toast };
+
+  function registerShell(Alpine) {
+    Alpine.data("toasts", function () {
+      return {
+        items: [],
+        receive: function (evt) {
+          var fresh = toastItems(evt.detail);
+          if (!fresh.length) return;
+          var kinds = fresh.map(function (t) { return t.kind; });
+          this.items = this.items.filter(function (t) { return kinds.indexOf(t.kind) === -1; }).concat(fresh);
+          var self = this;
+          fresh.forEach(function (t) {
+            setTimeout(function () { self.drop(t.id); }, TTL[t.level] || TTL.success);
+          });
+        },
+        drop: function (id) { this.items = this.items.filter(function (t) { return t.id !== id; }); },
+        dismiss: function () { this.drop(this.item.id); },
+        // per item (x-for scope)
+        get itemClass() { return this.item.level === "error" ? "toast toast-error" : "toast"; },
+        get itemRole() { return this.item.level === "error" ? "alert" : "status"; }
+      };
+    });
+
+    // Phone navigation: without JS the toggle is a link to #nav (CSS :target); with JS it opens
+    // and closes in place, and Escape closes it.
+    Alpine.data("nav", function () {
+      return {
+        navOpen: false,
+        toggleNav: function () { this.navOpen = !this.navOpen; },
+        closeNav: function () { this.navOpen = false; },
+        get navClass() { return this.navOpen ? "open" : ""; },
+        get navExpanded() { return this.navOpen ? "true" : "false"; }
+      };
+    });
+  }
+
+  document.addEventListener("alpine:init", function () { registerShell(window.Alpine); });
 
   // Errors without a server toast still tell the user something.
-  document.body.addEventListener("htmx:responseError", function (evt) {
+  document.addEventListener("htmx:responseError", function (evt) {
     var xhr = evt.detail.xhr;
     if (xhr && xhr.getResponseHeader("HX-Trigger")) return;
-    showToast(xhr && xhr.status >= 500 ? "Something went wrong on our side. Try again in a moment."
-                                       : "That didn't work. Reload the page and try again.", "error");
+    toast(xhr && xhr.status >= 500 ? "Something went wrong on our side. Try again in a moment."
+                                   : "That didn't work. Reload the page and try again.", "error");
   });
-  document.body.addEventListener("htmx:sendError", function () {
-    showToast("Can't reach Glyphoxa. Check your connection.", "error");
-  });
-
-  // Mobile navigation: close the menu after choosing a link.
-  document.addEventListener("click", function (evt) {
-    var link = evt.target.closest && evt.target.closest(".sidenav a");
-    if (link && location.hash === "#nav") { history.replaceState(null, "", location.pathname + location.search); }
+  document.addEventListener("htmx:sendError", function () {
+    toast("Can't reach Glyphoxa. Check your connection.", "error");
   });
 
   // Confirmation by typing a name: <form data-confirm-name="Exact Name"> enables its submit

@@ -1,145 +1,161 @@
 // Campaign and NPC editors: progressive enhancement only. Every form works without this file
 // (lists are one item per line in a textarea, attributes are key/value inputs, ordering has
-// move up/down buttons). No inline scripts: the CSP is script-src 'self'.
+// move up/down buttons). The islands are Alpine components (CSP build: registered here, named by
+// the templates); SortableJS does drag ordering. No inline scripts: the CSP is script-src 'self'.
 (function () {
   "use strict";
 
-  function el(tag, attrs, text) {
-    var node = document.createElement(tag);
-    Object.keys(attrs || {}).forEach(function (k) { node.setAttribute(k, attrs[k]); });
-    if (text) node.textContent = text;
-    return node;
+  function lines(text) {
+    return String(text || "").split(/\n+/).map(function (v) { return v.trim(); }).filter(Boolean);
   }
 
-  function button(label, aria, cls) {
-    var b = el("button", { type: "button", class: "btn btn-small icon-btn " + (cls || ""), "aria-label": aria }, label);
-    return b;
-  }
+  document.addEventListener("alpine:init", function () {
+    var Alpine = window.Alpine;
+    var ids = 0;
 
-  // ---- list editor: a textarea (one item per line) becomes an editable list -----------------
-  function listEditor(textarea) {
-    if (textarea.dataset.enhanced) return;
-    textarea.dataset.enhanced = "1";
-    var label = textarea.dataset.itemLabel || "item";
-    var box = el("div", { class: "list-editor" });
-    var list = el("ul", { role: "list" });
-    var adder = el("div", { class: "row list-add" });
-    var newInput = el("input", { type: "text", id: textarea.id + "-new", placeholder: "Add " + label + "…", class: "grow", autocomplete: "off" });
-    var addBtn = el("button", { type: "button", class: "btn btn-small" }, "Add");
-    if (textarea.getAttribute("aria-invalid")) {
-      newInput.setAttribute("aria-invalid", "true");
-      newInput.setAttribute("aria-describedby", textarea.getAttribute("aria-describedby") || "");
-    }
-    adder.appendChild(newInput);
-    adder.appendChild(addBtn);
-    box.appendChild(list);
-    box.appendChild(adder);
-
-    function items() {
-      return Array.prototype.map.call(list.querySelectorAll("input"), function (i) { return i.value.trim(); })
-        .filter(function (v) { return v; });
-    }
-    function sync() { textarea.value = items().join("\n"); }
-    function relabel() {
-      Array.prototype.forEach.call(list.children, function (li, idx) {
-        li.querySelector("input").setAttribute("aria-label", label + " " + (idx + 1));
-        li.querySelector("[data-up]").disabled = idx === 0;
-        li.querySelector("[data-down]").disabled = idx === list.children.length - 1;
-      });
-    }
-    function row(value) {
-      var li = el("li", { class: "row list-item" });
-      var input = el("input", { type: "text", class: "grow", autocomplete: "off" });
-      input.value = value;
-      var up = button("↑", "Move up", ""); up.dataset.up = "1";
-      var down = button("↓", "Move down", ""); down.dataset.down = "1";
-      var remove = button("×", "Remove", "btn-danger");
-      input.addEventListener("input", sync);
-      up.addEventListener("click", function () {
-        if (li.previousElementSibling) { list.insertBefore(li, li.previousElementSibling); after(up); }
-      });
-      down.addEventListener("click", function () {
-        if (li.nextElementSibling) { list.insertBefore(li.nextElementSibling, li); after(down); }
-      });
-      remove.addEventListener("click", function () {
-        var next = li.nextElementSibling || li.previousElementSibling;
-        li.remove(); sync(); relabel();
-        (next ? next.querySelector("input") : newInput).focus();
-      });
-      li.appendChild(input); li.appendChild(up); li.appendChild(down); li.appendChild(remove);
-      return li;
-    }
-    function after(focusBtn) {
-      sync(); relabel();
-      if (focusBtn.disabled) { focusBtn.closest("li").querySelector("input").focus(); } else { focusBtn.focus(); }
-    }
-    function add() {
-      var value = newInput.value.trim();
-      if (!value) return;
-      value.split(/\n+/).forEach(function (v) { if (v.trim()) list.appendChild(row(v.trim())); });
-      newInput.value = "";
-      sync(); relabel(); newInput.focus();
-    }
-    addBtn.addEventListener("click", add);
-    newInput.addEventListener("keydown", function (evt) {
-      if (evt.key === "Enter") { evt.preventDefault(); add(); }
+    // ---- list field: one input per item over the hidden textarea (the form field) ----------
+    Alpine.data("listEditor", function () {
+      return {
+        items: [],
+        pending: "",
+        label: "item",
+        enhanced: false,
+        init: function () {
+          this.label = this.$root.dataset.itemLabel || "item";
+          this.items = lines(this.$refs.source.value).map(function (v) { return { id: ++ids, value: v }; });
+          this.enhanced = true;
+        },
+        get plain() { return !this.enhanced; },
+        get labelFor() { return this.$refs.source.id + (this.enhanced ? "-new" : ""); },
+        // The textarea always holds what would be saved, including a typed but not yet added item.
+        sync: function () {
+          var values = this.items.map(function (i) { return i.value.trim(); }).filter(Boolean).concat(lines(this.pending));
+          this.$refs.source.value = values.join("\n");
+        },
+        typePending: function (evt) { this.pending = evt.target.value; this.sync(); },
+        add: function () {
+          var fresh = lines(this.pending);
+          if (!fresh.length) return;
+          var self = this;
+          fresh.forEach(function (v) { self.items.push({ id: ++ids, value: v }); });
+          this.pending = "";
+          this.$refs.adder.value = "";
+          this.sync();
+          this.$refs.adder.focus();
+        },
+        noop: function () {},
+        // per item (x-for scope: item, index)
+        get itemLabel() { return this.label + " " + (this.index + 1); },
+        get isFirst() { return this.index === 0; },
+        get isLast() { return this.index === this.items.length - 1; },
+        edit: function (evt) { this.item.value = evt.target.value; this.sync(); },
+        up: function () { this.move(this.index, -1, "[data-up]"); },
+        down: function () { this.move(this.index, 1, "[data-down]"); },
+        move: function (from, step, selector) {
+          var to = from + step;
+          if (to < 0 || to >= this.items.length) return;
+          var moved = this.items.splice(from, 1)[0];
+          this.items.splice(to, 0, moved);
+          this.sync();
+          var root = this.$root;
+          this.$nextTick(function () {
+            var li = root.querySelector('[data-item="' + moved.id + '"]');
+            if (!li) return;
+            var b = li.querySelector(selector);
+            (b && !b.disabled ? b : li.querySelector("input")).focus();
+          });
+        },
+        remove: function () {
+          var at = this.index;
+          this.items.splice(at, 1);
+          this.sync();
+          var root = this.$root, adder = this.$refs.adder, next = this.items[Math.min(at, this.items.length - 1)];
+          this.$nextTick(function () {
+            var li = next && root.querySelector('[data-item="' + next.id + '"]');
+            (li ? li.querySelector("input") : adder).focus();
+          });
+        }
+      };
     });
-    textarea.value.split("\n").forEach(function (v) { if (v.trim()) list.appendChild(row(v.trim())); });
-    relabel();
-    textarea.hidden = true;
-    textarea.parentNode.insertBefore(box, textarea.nextSibling);
-    var lbl = document.querySelector('label[for="' + textarea.id + '"]');
-    if (lbl) lbl.setAttribute("for", newInput.id);
-    var form = textarea.form;
-    if (form) form.addEventListener("submit", function () { newInput.value && add(); sync(); });
-  }
 
-  // ---- key/value editor ------------------------------------------------------------------------
-  function kvEditor(box) {
-    if (box.dataset.enhanced) return;
-    box.dataset.enhanced = "1";
-    var n = box.querySelectorAll(".kv-row").length;
-    function addRemove(row) {
-      var remove = button("×", "Remove attribute", "btn-danger");
-      remove.addEventListener("click", function () {
-        var rows = box.querySelectorAll(".kv-row");
-        if (rows.length > 1) { row.remove(); } else { row.querySelectorAll("input").forEach(function (i) { i.value = ""; }); }
-        addBtn.focus();
-      });
-      row.appendChild(remove);
-    }
-    var addBtn = el("button", { type: "button", class: "btn btn-small" }, "Add attribute");
-    addBtn.addEventListener("click", function () {
-      var template = box.querySelector(".kv-row");
-      var row = template.cloneNode(true);
-      n += 1;
-      row.setAttribute("aria-label", "Attribute " + n);
-      row.querySelectorAll("input").forEach(function (input) { input.value = ""; input.id = input.id.replace(/\d+$/, n); });
-      row.querySelectorAll("label").forEach(function (l) { l.setAttribute("for", l.getAttribute("for").replace(/\d+$/, n)); });
-      row.querySelectorAll("button").forEach(function (b) { b.remove(); });
-      addRemove(row);
-      box.insertBefore(row, addBtn);
-      row.querySelector("input").focus();
+    // ---- attributes: rows of key/value inputs; a removed row is cleared (the server drops it) ---
+    Alpine.data("kvEditor", function () {
+      return {
+        plain: false,
+        extra: [],
+        next: 0,
+        init: function () { this.next = parseInt(this.$root.dataset.first || "1", 10); },
+        addRow: function () {
+          var n = this.next++;
+          this.extra.push({ id: n, label: "Attribute " + n, keyId: "attr-key-" + n, valueId: "attr-value-" + n,
+                            keyLabel: "Key " + n, valueLabel: "Value " + n });
+          var root = this.$root;
+          this.$nextTick(function () { var key = root.querySelector("#attr-key-" + n); if (key) key.focus(); });
+        }
+      };
     });
-    box.querySelectorAll(".kv-row").forEach(addRemove);
-    box.appendChild(addBtn);
-  }
+    Alpine.data("kvRow", function () {
+      return {
+        removed: false,
+        remove: function () {
+          this.$refs.key.value = "";
+          this.$refs.value.value = "";
+          this.removed = true;
+          var add = this.$root.parentNode.querySelector(":scope > button");
+          if (add) add.focus();
+        }
+      };
+    });
 
-  // ---- character counters ---------------------------------------------------------------------
-  function counter(textarea) {
-    if (textarea.dataset.enhanced) return;
-    textarea.dataset.enhanced = "1";
-    var max = parseInt(textarea.getAttribute("maxlength") || "0", 10);
-    var out = el("p", { class: "counter small muted", id: textarea.id + "-count" });
-    function update() {
-      var len = textarea.value.length;
-      out.textContent = len.toLocaleString() + (max ? " / " + max.toLocaleString() : "") + " characters";
-      out.classList.toggle("near-limit", max && len > max * 0.9);
-    }
-    textarea.addEventListener("input", update);
-    textarea.parentNode.insertBefore(out, textarea.nextSibling);
-    update();
-  }
+    // ---- character counter under a textarea ----------------------------------------------------
+    Alpine.data("counter", function () {
+      return {
+        length: 0,
+        max: 0,
+        plain: true,
+        init: function () {
+          this.max = parseInt(this.$refs.text.getAttribute("maxlength") || "0", 10);
+          this.length = this.$refs.text.value.length;
+          this.plain = false;
+        },
+        count: function (evt) { this.length = evt.target.value.length; },
+        get counterText() {
+          return this.length.toLocaleString() + (this.max ? " / " + this.max.toLocaleString() : "") + " characters";
+        },
+        get counterClass() { return "counter" + (this.max && this.length > this.max * 0.9 ? " near-limit" : ""); }
+      };
+    });
+
+    // ---- voice picker: search without submitting the NPC; choosing a voice fills the voice id ---
+    Alpine.data("voicePicker", function () {
+      return {
+        search: function () {
+          var q = document.getElementById("voice-q");
+          if (q && window.htmx) window.htmx.trigger(q, "search");
+        },
+        choose: function (evt) {
+          var option = evt.currentTarget;
+          var input = document.getElementById("voice_id");
+          var name = option.querySelector("strong").textContent;
+          if (input) {
+            input.value = option.dataset.voiceId;
+            var provider = document.getElementById("voice_provider");
+            if (provider && option.dataset.provider && provider.querySelector('option[value="' + option.dataset.provider + '"]')) {
+              provider.value = option.dataset.provider;
+            }
+            var picker = option.closest("details");
+            if (picker) picker.open = false;
+            input.focus();
+            window.glyphoxa.toast("Voice set to " + name + ". Save to keep it.", "success", "voice");
+          } else if (navigator.clipboard) {
+            navigator.clipboard.writeText(option.dataset.voiceId).then(function () {
+              window.glyphoxa.toast("Copied " + option.dataset.voiceId, "success", "voice");
+            });
+          }
+        }
+      };
+    });
+  });
 
   // ---- drag-and-drop ordering (SortableJS) ----------------------------------------------------
   function sortable(list) {
@@ -162,34 +178,9 @@
 
   function init(root) {
     var scope = root && root.querySelectorAll ? root : document;
-    scope.querySelectorAll("textarea[data-list-editor]").forEach(listEditor);
-    scope.querySelectorAll("[data-kv-editor]").forEach(kvEditor);
-    scope.querySelectorAll("textarea[data-counter]").forEach(counter);
     scope.querySelectorAll("[data-sortable]").forEach(sortable);
     if (scope.matches && scope.matches("[data-sortable]")) sortable(scope);
   }
-
-  // ---- voice picker: choosing a voice fills the voice id -----------------------------------------
-  document.addEventListener("click", function (evt) {
-    var option = evt.target.closest && evt.target.closest(".voice-option");
-    if (!option) return;
-    var input = document.getElementById("voice_id");
-    if (input) {
-      input.value = option.dataset.voiceId;
-      var provider = document.getElementById("voice_provider");
-      if (provider && option.dataset.provider && provider.querySelector('option[value="' + option.dataset.provider + '"]')) {
-        provider.value = option.dataset.provider;
-      }
-      var picker = option.closest("details");
-      if (picker) picker.open = false;
-      input.focus();
-      if (window.glyphoxaToast) window.glyphoxaToast("Voice set to " + option.querySelector("strong").textContent + ". Save to keep it.");
-    } else if (navigator.clipboard) {
-      navigator.clipboard.writeText(option.dataset.voiceId).then(function () {
-        if (window.glyphoxaToast) window.glyphoxaToast("Copied " + option.dataset.voiceId);
-      });
-    }
-  });
 
   // ---- keyboard ordering keeps focus on the moved NPC's button ------------------------------------
   var lastMove = null;

@@ -1,15 +1,14 @@
-// Voice preview island (Web Audio). The "Play" button is a real submit button with formaction,
-// so without JavaScript the browser opens the audio in a new tab. With JavaScript we POST the
-// editor's voice fields, decode the audio and play it, applying the NPC's pitch shift (detune,
-// in semitones) and speed factor (playbackRate) live from the form. Errors (including the
-// 5-per-minute rate limit) are shown in the island and as a toast.
+// Voice island of the NPC editor (Alpine component `voicePreview` on the Voice fieldset, Web
+// Audio). Without JavaScript "Play" is a real submit button with formaction: the browser opens
+// the audio in a new tab, and pitch/speed are number inputs. With JavaScript we POST the editor's
+// voice fields, decode the audio and play it; the pitch and speed sliders (and the number inputs)
+// retune the playing sound at once (detune in semitones, playbackRate), without a new request.
+// Errors (including the 5-per-minute rate limit) are shown in the island and as a toast.
 (function () {
   "use strict";
 
-  var ctx = null;
-  var playing = null; // {source, island}
-  var busy = false;
   var FIELDS = ["csrf_token", "voice_provider", "voice_id", "pitch_shift", "speed_factor", "preview_text"];
+  var ctx = null;
 
   function audioContext() {
     if (!ctx) {
@@ -20,24 +19,8 @@
     return ctx;
   }
 
-  function part(island, name) { return island.querySelector("[data-preview-" + name + "]"); }
-
-  function status(island, message, isError) {
-    var out = part(island, "status");
-    out.textContent = message;
-    out.classList.toggle("error", !!isError);
-  }
-
-  function setBusy(island, on) {
-    busy = on;
-    island.setAttribute("aria-busy", on ? "true" : "false");
-    part(island, "play").disabled = on;
-    part(island, "spinner").hidden = !on;
-  }
-
-  function num(id, fallback) {
-    var input = document.getElementById(id);
-    var v = input ? parseFloat(String(input.value).replace(",", ".")) : NaN;
+  function num(value, fallback) {
+    var v = parseFloat(String(value == null ? "" : value).replace(",", "."));
     return isFinite(v) ? v : fallback;
   }
 
@@ -51,14 +34,6 @@
     } else { // no detune (older Safari): fold the pitch into the rate
       source.playbackRate.value = speed * Math.pow(2, pitch / 12);
     }
-  }
-
-  function stop() {
-    if (!playing) return;
-    var island = playing.island;
-    try { playing.source.stop(); } catch (e) { /* already stopped */ }
-    playing = null;
-    part(island, "stop").hidden = true;
   }
 
   function errorMessage(resp) {
@@ -75,81 +50,104 @@
     return fallback;
   }
 
-  function play(island, buttonEl) {
-    if (busy) return;
-    var ac = audioContext();
-    if (!ac) { status(island, "This browser can't play previews (no Web Audio).", true); return; }
-    if (ac.state === "suspended") ac.resume(); // inside the click: allowed to start audio
-    stop();
-    var form = buttonEl.form;
-    var all = new FormData(form);
-    var body = new FormData();
-    FIELDS.forEach(function (k) { body.append(k, all.get(k) || ""); });
-    setBusy(island, true);
-    status(island, "Synthesizing the preview…");
-    var pitch = 0, speed = 0, cached = false;
-    fetch(buttonEl.getAttribute("formaction"), {
-      method: "POST", body: body, credentials: "same-origin",
-      headers: { "HX-Request": "true" } // errors come back as a toast message, not a page
-    }).then(function (resp) {
-      if (!resp.ok) { throw new Error(errorMessage(resp)); }
-      pitch = parseFloat(resp.headers.get("X-Voice-Pitch") || "0") || 0;
-      speed = parseFloat(resp.headers.get("X-Voice-Speed") || "0") || 0;
-      cached = resp.headers.get("X-Preview-Cache") === "hit";
-      return resp.arrayBuffer();
-    }).then(function (data) {
-      return new Promise(function (resolve, reject) { ac.decodeAudioData(data, resolve, reject); });
-    }).then(function (buffer) {
-      var source = ac.createBufferSource();
-      source.buffer = buffer;
-      applySettings(source, pitch, speed);
-      source.connect(ac.destination);
-      source.onended = function () {
-        if (playing && playing.source === source) { playing = null; part(island, "stop").hidden = true; status(island, "Done. Change the voice, pitch or speed and play again."); }
+  document.addEventListener("alpine:init", function () {
+    window.Alpine.data("voicePreview", function () {
+      var source = null; // the playing AudioBufferSourceNode: kept out of Alpine's reactive state
+
+      return {
+        pitch: "0",
+        speed: "0",
+        busy: false,
+        playing: false,
+        statusText: "",
+        statusError: false,
+        sliders: true,
+
+        init: function () {
+          if (this.$refs.pitch) this.pitch = this.$refs.pitch.value;
+          if (this.$refs.speed) this.speed = this.$refs.speed.value;
+          if (this.$refs.status) this.statusText = this.$refs.status.textContent.trim();
+        },
+        destroy: function () { this.stop(); }, // the editor was swapped (saved): silence it
+
+        // ---- pitch and speed: number inputs (the form fields) and sliders, kept in step ----------
+        typePitch: function (evt) { this.pitch = evt.target.value; this.retune(); },
+        typeSpeed: function (evt) { this.speed = evt.target.value; this.retune(); },
+        slidePitch: function (evt) { this.pitch = evt.target.value; this.$refs.pitch.value = evt.target.value; this.retune(); },
+        slideSpeed: function (evt) { this.speed = evt.target.value; this.$refs.speed.value = evt.target.value; this.retune(); },
+        get pitchSlider() { return String(Math.max(-10, Math.min(10, num(this.pitch, 0)))); },
+        get speedSlider() { return String(Math.max(0, Math.min(2, num(this.speed, 0)))); },
+        get slidersHidden() { return !this.sliders; },
+        retune: function () {
+          if (source) applySettings(source, num(this.pitch, 0), num(this.speed, 0));
+        },
+        // What the playing sound is set to right now (null when silent).
+        playbackParams: function () {
+          return source ? { detune: source.detune ? source.detune.value : 0, rate: source.playbackRate.value } : null;
+        },
+
+        // ---- playing ----------------------------------------------------------------------------
+        get stopHidden() { return !this.playing; },
+        get spinnerHidden() { return !this.busy; },
+        get busyText() { return this.busy ? "true" : "false"; },
+        get statusClass() { return this.statusError ? "error" : ""; },
+        say: function (message, isError) { this.statusText = message; this.statusError = !!isError; },
+
+        stop: function () {
+          if (!source) return;
+          var s = source;
+          source = null;
+          try { s.stop(); } catch (e) { /* already stopped */ }
+          this.playing = false;
+        },
+        stopClicked: function () { this.stop(); this.say("Stopped."); },
+
+        play: function () {
+          if (this.busy) return;
+          var self = this;
+          var ac = audioContext();
+          if (!ac) { this.say("This browser can't play previews (no Web Audio).", true); return; }
+          if (ac.state === "suspended") ac.resume(); // inside the click: allowed to start audio
+          this.stop();
+          var button = this.$refs.play;
+          var all = new FormData(button.form);
+          var body = new FormData();
+          FIELDS.forEach(function (k) { body.append(k, all.get(k) || ""); });
+          this.busy = true;
+          this.say("Synthesizing the preview…");
+          var cached = false;
+          fetch(button.getAttribute("formaction"), {
+            method: "POST", body: body, credentials: "same-origin",
+            headers: { "HX-Request": "true" } // errors come back as a toast message, not a page
+          }).then(function (resp) {
+            if (!resp.ok) { throw new Error(errorMessage(resp)); }
+            cached = resp.headers.get("X-Preview-Cache") === "hit";
+            return resp.arrayBuffer();
+          }).then(function (data) {
+            return new Promise(function (resolve, reject) { ac.decodeAudioData(data, resolve, reject); });
+          }).then(function (buffer) {
+            var node = ac.createBufferSource();
+            node.buffer = buffer;
+            applySettings(node, num(self.pitch, 0), num(self.speed, 0));
+            node.connect(ac.destination);
+            node.onended = function () {
+              if (source === node) {
+                source = null;
+                self.playing = false;
+                self.say("Done. Change the voice, pitch or speed and play again.");
+              }
+            };
+            source = node;
+            node.start();
+            self.playing = true;
+            self.say("Playing" + (cached ? " (from cache)" : "") + "… Move the sliders to hear the change.");
+          }).catch(function (err) {
+            var msg = err && err.message && !/decode|EncodingError/i.test(err.name || "") ? err.message : "The audio could not be played.";
+            self.say(msg, true);
+            window.glyphoxa.toast(msg, "error", "voice-preview");
+          }).then(function () { self.busy = false; });
+        }
       };
-      playing = { source: source, island: island };
-      source.start();
-      part(island, "stop").hidden = false;
-      status(island, "Playing" + (cached ? " (from cache)" : "") + "…");
-    }).catch(function (err) {
-      var msg = err && err.message && !/decode|EncodingError/i.test(err.name || "") ? err.message : "The audio could not be played.";
-      status(island, msg, true);
-      if (window.glyphoxaToast) window.glyphoxaToast(msg, "error");
-    }).then(function () { setBusy(island, false); });
-  }
-
-  document.addEventListener("click", function (evt) {
-    var playBtn = evt.target.closest && evt.target.closest("[data-preview-play]");
-    if (playBtn) {
-      evt.preventDefault();
-      play(playBtn.closest("[data-voice-preview]"), playBtn);
-      return;
-    }
-    if (evt.target.closest && evt.target.closest("[data-preview-stop]")) {
-      evt.preventDefault();
-      var island = evt.target.closest("[data-voice-preview]");
-      stop();
-      status(island, "Stopped.");
-    }
-  });
-
-  // Pitch and speed apply live while a preview plays.
-  document.addEventListener("input", function (evt) {
-    if (!playing || (evt.target.id !== "pitch_shift" && evt.target.id !== "speed_factor")) return;
-    applySettings(playing.source, num("pitch_shift", 0), num("speed_factor", 0));
-  });
-
-  // Enter in the preview line plays it instead of saving the whole form.
-  document.addEventListener("keydown", function (evt) {
-    if (evt.key !== "Enter" || evt.target.id !== "preview_text") return;
-    var island = evt.target.closest("[data-voice-preview]");
-    if (!island) return;
-    evt.preventDefault();
-    play(island, part(island, "play"));
-  });
-
-  // A swap of the editor (after saving) replaces the island: stop what it was playing.
-  document.addEventListener("htmx:beforeSwap", function (evt) {
-    if (playing && evt.detail.target && evt.detail.target.contains(playing.island)) stop();
+    });
   });
 })();
