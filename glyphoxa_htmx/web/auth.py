@@ -21,6 +21,10 @@ bp = Blueprint("auth", __name__, url_prefix="/auth")
 
 COOKIE = "gx_session"
 AUTH_LIMIT = "10 per minute"
+BLOCKED_MESSAGES = {
+    "table_suspended": "This table is suspended — contact support.",
+    "account_suspended": "This account is suspended — contact support if you think that's a mistake.",
+}
 
 
 def _ip() -> str | None:
@@ -35,7 +39,7 @@ def load_actor() -> None:
         return
     row = auth_service.resolve(token)
     if row is None:
-        g.session_expired = True
+        g.session_expired = auth_service.refusal(token)
         return
     g.login_session = row
     g.user = row.user
@@ -55,12 +59,14 @@ def login_required(view):
     @functools.wraps(view)
     def wrapper(*args, **kwargs):
         if g.get("actor") is None:
+            reason = g.get("session_expired")
+            blocked = reason if reason in ("table_suspended", "account_suspended") else None
             target = url_for("auth.signin", next=request.full_path.rstrip("?") if request.method == "GET" else None,
-                             expired=1 if g.get("session_expired") else None)
+                             expired=1 if reason and not blocked else None, blocked=blocked)
             if htmx.is_htmx():
                 came_from = htmx.current_url()
                 path = urlsplit(came_from).path if came_from else ""
-                target = url_for("auth.signin", next=path or None, expired=1)
+                target = url_for("auth.signin", next=path or None, expired=None if blocked else 1, blocked=blocked)
             return htmx.client_redirect(target)
         return view(*args, **kwargs)
 
@@ -96,6 +102,7 @@ def signin():
         dev_users=users,
         next=request.args.get("next", ""),
         expired=bool(request.args.get("expired")),
+        blocked=BLOCKED_MESSAGES.get(request.args.get("blocked", "")),
         errors={},
     )
 
