@@ -89,22 +89,71 @@
     }
   });
 
-  // ---- WebSocket health and the polling fallback ------------------------------------------
+  // ---- the running timer -------------------------------------------------------------------
+  var timerEl = document.getElementById("live-timer");
+  var startedAt = timerEl ? Date.parse(timerEl.getAttribute("data-started")) : NaN;
+  function pad(n) { return (n < 10 ? "0" : "") + n; }
+  function tick() {
+    var el = document.getElementById("live-timer");
+    if (!el || isNaN(startedAt)) return false;
+    var s = Math.max(0, Math.floor((Date.now() - startedAt) / 1000));
+    el.textContent = Math.floor(s / 3600) + ":" + pad(Math.floor(s / 60) % 60) + ":" + pad(s % 60);
+    return true;
+  }
+  if (tick()) {
+    var ticking = setInterval(function () { if (!tick()) clearInterval(ticking); }, 1000);
+  }
+
+  // ---- WebSocket health, back-off and the polling fallback ---------------------------------
+  // Abnormal closes reconnect after 1 s, 2 s, 4 s … (capped at 30 s), each with jitter so that a
+  // restarted server isn't hit by every tab at once. The count only resets once a socket has
+  // stayed up for a while: a server that accepts and drops at once must not cause a storm.
+  var drops = 0;
+  var stableTimer = null;
+  var ended = false;
+  var MAX_DELAY = 30000, STABLE_MS = 15000;
+  if (window.htmx) {
+    htmx.config.wsReconnectDelay = function () {
+      var base = Math.min(MAX_DELAY, 1000 * Math.pow(2, Math.max(0, drops - 1)));
+      return base / 2 + Math.random() * base / 2;
+    };
+  }
+
+  function sessionOver() {
+    // The session ended: no socket, no polling, ever again on this page.
+    ended = true;
+    var socketElt = document.getElementById("live-socket");
+    if (socketElt) socketElt.remove(); // the ws extension closes it and never reconnects
+    var poller = document.getElementById("live-poll");
+    if (poller) poller.remove();
+    if (stableTimer) clearTimeout(stableTimer);
+    status("Session ended.");
+  }
+
   root.addEventListener("htmx:wsOpen", function () {
     opened = true; failures = 0; status("Live.");
+    if (stableTimer) clearTimeout(stableTimer);
+    stableTimer = setTimeout(function () { drops = 0; }, STABLE_MS);
   });
   root.addEventListener("htmx:wsClose", function (evt) {
     var code = evt.detail && evt.detail.event ? evt.detail.event.code : 0;
-    if (code === 1000) { status(""); return; } // the session ended: the server said goodbye
+    if (stableTimer) { clearTimeout(stableTimer); stableTimer = null; }
+    if (ended || code === 1000) { sessionOver(); return; } // the session ended: the server said goodbye
     if (code === 1008) { location.reload(); return; } // signed out elsewhere: the page sends us to sign-in
+    drops += 1;
     if (!opened) failures += 1;
     opened = false;
     if (failures >= 3) startPolling();
     else status("Reconnecting…");
   });
+  // The final fragment (WebSocket or polling) marks the end before the socket closes.
+  document.body.addEventListener("htmx:oobAfterSwap", function (evt) {
+    var t = evt.detail && evt.detail.target;
+    if (t && t.id === "live-ended" && t.textContent.trim()) sessionOver();
+  });
 
   function startPolling() {
-    if (polling) return;
+    if (polling || ended) return;
     polling = true;
     var socketElt = document.getElementById("live-socket");
     if (socketElt) socketElt.remove(); // stops the ws extension's reconnect loop
