@@ -19,6 +19,89 @@
   var target = document.querySelector(".transcript .is-target");
   if (target && target.scrollIntoView) target.scrollIntoView({ block: "center" });
 
+  // ---- find within one transcript (the archive page) ---------------------------------------
+  // Highlights every match on the page's lines and jumps between them (Enter / Shift+Enter, or
+  // the arrow buttons). Without JavaScript the bar stays hidden: the browser's own find and the
+  // cross-session search page remain.
+  (function findInTranscript() {
+    var bar = document.getElementById("find-bar");
+    var input = document.getElementById("tx-find");
+    if (!bar || !input) return;
+    var count = document.getElementById("tx-find-count");
+    var allLink = document.getElementById("tx-find-all");
+    var hits = [];
+    var current = -1;
+    bar.hidden = false;
+
+    function clear() {
+      document.querySelectorAll("mark.find-hit").forEach(function (m) {
+        var parent = m.parentNode;
+        parent.replaceChild(document.createTextNode(m.textContent), m);
+        parent.normalize();
+      });
+      hits = []; current = -1;
+    }
+
+    function highlight(term) {
+      clear();
+      if (!term) { count.textContent = ""; return; }
+      var needle = term.toLowerCase();
+      document.querySelectorAll(".transcript-archive .line-text, .transcript-archive .speaker").forEach(function (el) {
+        var walker = document.createTreeWalker(el, NodeFilter.SHOW_TEXT);
+        var nodes = [];
+        while (walker.nextNode()) nodes.push(walker.currentNode);
+        nodes.forEach(function (node) {
+          var text = node.nodeValue, lower = text.toLowerCase(), at = lower.indexOf(needle);
+          if (at < 0) return;
+          var frag = document.createDocumentFragment(), from = 0;
+          while (at >= 0) {
+            frag.appendChild(document.createTextNode(text.slice(from, at)));
+            var mark = document.createElement("mark");
+            mark.className = "find-hit";
+            mark.textContent = text.slice(at, at + needle.length);
+            frag.appendChild(mark);
+            hits.push(mark);
+            from = at + needle.length;
+            at = lower.indexOf(needle, from);
+          }
+          frag.appendChild(document.createTextNode(text.slice(from)));
+          node.parentNode.replaceChild(frag, node);
+        });
+      });
+      if (allLink) allLink.href = allLink.href.split("?")[0] + "?q=" + encodeURIComponent(term);
+      go(hits.length ? 0 : -1);
+    }
+
+    function go(index) {
+      if (current >= 0 && hits[current]) hits[current].classList.remove("is-current");
+      if (!hits.length) { current = -1; count.textContent = input.value ? "No matches on this page" : ""; return; }
+      current = (index + hits.length) % hits.length;
+      hits[current].classList.add("is-current");
+      hits[current].scrollIntoView({ block: "center" });
+      count.textContent = (current + 1) + " of " + hits.length + " on this page";
+    }
+
+    var pendingFind = null;
+    input.addEventListener("input", function () {
+      clearTimeout(pendingFind);
+      pendingFind = setTimeout(function () { highlight(input.value.trim()); }, 150);
+    });
+    input.addEventListener("keydown", function (evt) {
+      if (evt.key !== "Enter") return;
+      evt.preventDefault(); // finding never submits anything
+      if (!hits.length) { highlight(input.value.trim()); return; }
+      go(current + (evt.shiftKey ? -1 : 1));
+    });
+    document.getElementById("tx-find-next").addEventListener("click", function () { go(current + 1); });
+    document.getElementById("tx-find-prev").addEventListener("click", function () { go(current - 1); });
+    // New lines swapped in (filters, earlier/later pages): find again in them.
+    document.body.addEventListener("htmx:afterSwap", function (evt) {
+      if (evt.detail && evt.detail.target && evt.detail.target.id === "lines" && input.value.trim()) {
+        highlight(input.value.trim());
+      }
+    });
+  })();
+
   var root = document.getElementById("live");
   if (!root) return;
   var list = document.getElementById("transcript");
