@@ -108,3 +108,133 @@ def test_demo_dm_is_the_preselected_dev_user_and_create_admin_takes_a_name(app, 
     make_user(name="Twin")
     twice = CliRunner().invoke(main, ["create-admin", "--name", "Twin"])
     assert twice.exit_code == 1 and "--user-id" in twice.output
+
+
+# ---- sessions: start warning, live page, stop reload, setup guidance --------------------------
+
+
+def _table(app, as_role, role="dm"):
+    from types import SimpleNamespace
+
+    from tests.support.ws_server import gateway_tenant, make_campaign
+
+    dm = as_role(role)
+    guilds = gateway_tenant(app, dm.user.tenant_id)
+    return SimpleNamespace(dm=dm, tenant=dm.user.tenant_id, guild=guilds[0],
+                           campaign=make_campaign(app, dm.user.tenant_id))
+
+
+def _start(t, **extra):
+    return t.dm.post("/sessions/new", {"campaign_id": t.campaign, "guild_id": t.guild,
+                                       "channel_id": "987654321098765432", **extra})
+
+
+def test_campaign_without_npcs_asks_before_starting_without_js(app, as_role, database_url):
+    from tests.support.ws_server import sql, stop_live_sessions
+
+    t = _table(app, as_role)
+    try:
+        resp = _start(t)
+        assert resp.status_code == 422
+        page = soup(resp)
+        assert "This campaign has no NPCs — start anyway?" in page.select_one("#empty-cast").get_text()
+        assert page.select_one("#empty-cast button[name=empty_cast_ok][value='1']") is not None
+        assert page.select_one("#channel_id")["value"] == "987654321098765432"  # nothing retyped
+        assert not sql(database_url, "SELECT id FROM public.sessions WHERE tenant_id = %s", (t.tenant,))
+        resp = _start(t, empty_cast_ok="1")
+        assert resp.status_code == 303 and resp.headers["Location"].endswith("/live")
+        # No flashed "Session starting…" that would outlive the start: the live page says it.
+        live = soup(t.dm.get(resp.headers["Location"]))
+        assert not [n for n in live.select(".notice") if "Session starting" in n.get_text()]
+        assert live.select_one("#live-actions button").get_text() == "Stop session"
+        assert live.select_one("#live-timer")["data-started"]
+        assert "reported by the voice service" in live.select_one("#npc-controls").get_text()
+    finally:
+        stop_live_sessions(app, database_url, t.tenant)
+
+
+def test_viewer_sees_the_timer_but_no_stop(app, as_role, database_url):
+    from tests.support.ws_server import stop_live_sessions
+
+    t = _table(app, as_role)
+    try:
+        resp = _start(t, empty_cast_ok="1")
+        sid = resp.headers["Location"].split("/")[2]
+        viewer = Browser(app).login(type("U", (), {"id": _user(app, t.tenant, "viewer").id}))
+        page = soup(viewer.get(f"/sessions/{sid}/live"))
+        assert page.select_one("#live-timer") is not None
+        assert page.select_one("#live-actions form") is None
+    finally:
+        stop_live_sessions(app, database_url, t.tenant)
+
+
+def _user(app, tenant_id, role):
+    import uuid
+
+    with app.app_context():
+        user = User(id=str(uuid.uuid4()), tenant_id=tenant_id, name=f"{role} person", role=role,
+                    discord_id="test-" + uuid.uuid4().hex[:12])
+        db.session.add(user)
+        db.session.commit()
+        return type("U", (), {"id": user.id})
+
+
+def test_reloading_the_stop_confirmation_shows_the_session(app, as_role, database_url):
+    from tests.support.ws_server import stop_live_sessions
+
+    t = _table(app, as_role)
+    try:
+        sid = _start(t, empty_cast_ok="1").headers["Location"].split("/")[2]
+        confirm = t.dm.post(f"/sessions/{sid}/stop")  # no JavaScript: the confirmation page
+        assert confirm.status_code == 200 and "Stop this session" in confirm.get_data(as_text=True)
+        reload = t.dm.get(f"/sessions/{sid}/stop")
+        assert reload.status_code == 303 and reload.headers["Location"] == f"/sessions/{sid}"
+        assert Browser(app).get(f"/sessions/{sid}/stop").status_code in (302, 303)  # signed out: sign-in
+    finally:
+        stop_live_sessions(app, database_url, t.tenant)
+
+
+def test_channel_id_is_checked_inline_and_recent_channels_are_offered(app, as_role, database_url):
+    from tests.support.ws_server import stop_live_sessions
+
+    t = _table(app, as_role)
+    bad = t.dm.post("/sessions/new/check-channel", {"channel_id": "12ab"}, htmx=True)
+    assert "isn't a channel id" in bad.get_data(as_text=True)
+    good = t.dm.post("/sessions/new/check-channel", {"channel_id": "987654321098765432"}, htmx=True)
+    assert "Looks like a channel id" in good.get_data(as_text=True)
+    try:
+        _start(t, empty_cast_ok="1")
+        page = soup(t.dm.get("/sessions/new"))
+        assert [o["value"] for o in page.select("#recent-channels option")] == ["987654321098765432"]
+        assert page.select_one("#channel_id")["list"] == "recent-channels"
+    finally:
+        stop_live_sessions(app, database_url, t.tenant)
+
+
+def test_no_discord_server_links_to_the_fix_and_the_bot_badge_agrees(app, as_role):
+    owner = as_role("tenant_owner")
+    app.extensions["glyphoxa.gateway"].create_tenant(owner.user.tenant_id, license_tier="shared", guild_ids=[])
+    start = soup(owner.get("/sessions/new"))
+    note = start.select_one(".notice-warn")
+    assert "no Discord server" in note.get_text() and note.select_one("a")["href"].startswith("/settings")
+    listing = soup(owner.get("/sessions"))
+    assert "Bot connected" not in listing.get_text()
+    assert listing.select_one("a.badge")["href"].startswith("/settings")
+
+
+def test_team_is_in_the_navigation(app, as_role):
+    page = soup(as_role("viewer").get("/dashboard"))
+    assert [a for a in page.select("nav#nav a") if a.get_text(strip=True) == "Team"][0]["href"] == "/team"
+
+
+def test_bad_jump_to_time_comes_back_with_the_lines_and_the_field(app, as_role, database_url):
+    from tests.support.ws_server import make_campaign, seed
+
+    owner = as_role("tenant_owner")
+    (sid,) = seed(database_url, owner.user.tenant_id, make_campaign(app, owner.user.tenant_id), sessions=1)
+    resp = owner.get(f"/sessions/{sid}/transcript?at=soon", htmx=True)
+    assert resp.status_code == 422
+    page = soup(resp)
+    assert "hours:minutes" in page.select_one("[role=alert]").get_text()
+    field = page.select_one("#at-field[hx-swap-oob]")
+    assert field.select_one("#t-at")["aria-invalid"] == "true"
