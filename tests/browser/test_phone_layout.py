@@ -6,6 +6,7 @@ from __future__ import annotations
 import re
 
 import pytest
+from playwright.sync_api import expect  # noqa: F401
 
 from tests.support.ws_server import seed
 
@@ -39,13 +40,18 @@ def _pages(app, tenant_id: str, *, admin: bool) -> list[str]:
         npc = db.session.query(NpcDefinition).filter_by(tenant_id=tenant_id).first()
         ids = {"campaign_id": campaign.id if campaign else None, "session_id": session.id if session else None,
                "npc_id": npc.id if npc else None}
+        from sqlalchemy import text
+
+        ids["entity_id"] = db.session.execute(
+            text(f'SELECT id FROM "tenant_{tenant_id}".entities LIMIT 1')).scalar() if campaign else None
         urls = []
         for rule in app.url_map.iter_rules():
             if "GET" not in rule.methods or rule.websocket:
                 continue
             path = rule.rule
-            if re.search(r"\.(txt|md|wav|json|svg|js|css)$|/static/|/metrics|/healthz|/readyz|/auth/|/ws$|/lines$|"
-                         r"/controls$|/preview|/graph\.json|/voices", path):
+            # Not pages: downloads, JSON, sockets, fragments for htmx only, sign-in/OAuth redirects.
+            if re.search(r"\.(txt|md|wav|json|svg|ico|js|css)$|/static/|/metrics|/healthz|/readyz|/auth/|/ws$|"
+                         r"/lines$|/controls$", path):
                 continue
             if path.startswith("/admin") != admin:
                 continue
@@ -82,6 +88,11 @@ def test_no_horizontal_overflow_at_360px(signed_in_page, live_server, page, app,
 
     campaign = make_campaign(app, tenant_id, "A campaign with a rather long name for a small phone screen")
     seed(database_url, tenant_id, campaign, sessions=1)
+    page.goto(f"{live_server}/campaigns/{campaign}/npcs/new")  # an NPC, so its pages are walked too
+    page.fill("#name", "Bartholomew the Exceedingly Long-Named Innkeeper")
+    page.fill("#personality", "Talks a lot.")
+    page.get_by_role("button", name="Add to the cast").click()
+    page.wait_for_url(re.compile(r"/campaigns/[^/]+(#.*)?$"))
     # A long, real-world user agent in "Your sessions", as a phone browser would have.
     urls = _pages(app, tenant_id, admin=admin)
     assert len(urls) >= (3 if admin else 12), urls
