@@ -164,6 +164,10 @@ def _register_template_helpers(app: Flask) -> None:
         """URL of a nav entry, or None while that feature area isn't built yet."""
         return url_for(endpoint) if endpoint in app.view_functions else None
 
+    from glyphoxa_htmx.services import npcs
+    from glyphoxa_htmx.services.devices import device_name
+
+    app.jinja_env.filters.update(engine_label=npcs.engine_label, tier_label=npcs.tier_label, device=device_name)
     app.jinja_env.globals.update(
         asset=asset,
         nav_url=nav_url,

@@ -3,8 +3,10 @@ run the gateway simulator standalone."""
 
 from __future__ import annotations
 
+import atexit
 import logging
 import secrets
+import signal
 import sys
 
 import click
@@ -39,6 +41,11 @@ def run(host: str | None, port: int | None) -> None:
     from glyphoxa_htmx.core import logs
 
     settings = load_settings()
+    # SIGTERM (e.g. to `make run`'s process group) unwinds like Ctrl-C, so the cleanup below runs.
+    signal.signal(signal.SIGTERM, _exit_on_signal)
+    from glyphoxa_htmx.embedded import stop_embedded
+
+    atexit.register(stop_embedded)  # also when start-up fails half-way (idempotent)
     try:
         settings.validate()
     except ConfigError as exc:
@@ -78,9 +85,19 @@ def run(host: str | None, port: int | None) -> None:
     click.echo(f"Glyphoxa Web on http://{host}:{port}  (dev sign-in: {'on' if settings.dev_login else 'off'})")
     try:
         app.run(host=host, port=port, threaded=True, use_reloader=False)
+    except KeyboardInterrupt:
+        pass
     finally:
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)  # a second signal must not cut the cleanup short
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
         if simulator is not None:
             simulator.stop()
+        stop_embedded()
+        click.echo("stopped")
+
+
+def _exit_on_signal(signum, frame) -> None:
+    raise KeyboardInterrupt
 
 
 @main.command("migrate")
@@ -96,7 +113,8 @@ def migrate_cmd() -> None:
 @click.option("--discord-id", default=None)
 @click.option("--user-id", default=None)
 @click.option("--email", default=None)
-def create_admin(discord_id: str | None, user_id: str | None, email: str | None) -> None:
+@click.option("--name", default=None, help="The user's exact name (as on the dev sign-in page), if unique.")
+def create_admin(discord_id: str | None, user_id: str | None, email: str | None, name: str | None) -> None:
     """Promote an existing user (who has signed in once) to super admin."""
     from glyphoxa_htmx.core.errors import NotFound
     from glyphoxa_htmx.services import users
@@ -104,7 +122,7 @@ def create_admin(discord_id: str | None, user_id: str | None, email: str | None)
     app = _app_for_cli()
     with app.app_context():
         try:
-            user = users.promote_to_admin(discord_id=discord_id, user_id=user_id, email=email)
+            user = users.promote_to_admin(discord_id=discord_id, user_id=user_id, email=email, name=name)
         except (NotFound, ValueError) as exc:
             click.echo(f"error: {getattr(exc, 'message', exc)}", err=True)
             sys.exit(1)

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import logging
 import os
+import signal
+import time
 import warnings
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
@@ -16,6 +18,9 @@ from urllib.parse import urlsplit, urlunsplit
 import psycopg
 
 log = logging.getLogger(__name__)
+# pgserver logs every initdb/pg_ctl command line and its full output at INFO; on the console of
+# `make run` that is a wall of JSON. Its warnings and errors (a failed start) still come through.
+logging.getLogger("pgserver").setLevel(logging.WARNING)
 
 SYSTEM_URL = "postgresql://postgres@127.0.0.1:5432/postgres"
 
@@ -50,6 +55,22 @@ def reachable(url: str, timeout: int = 2) -> bool:
 
 
 _servers: dict[str, object] = {}
+_started_here: set[str] = set()  # data directories whose postmaster this process started
+
+
+def _postmaster_pid(pgdata: Path) -> int | None:
+    """The running postmaster of a data directory (first line of postmaster.pid), or None."""
+    try:
+        pid = int((pgdata / "postmaster.pid").read_text().split("\n", 1)[0].strip())
+    except (OSError, ValueError):
+        return None
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return None
+    except PermissionError:
+        pass  # alive, owned by another user (pgserver runs it as its own user when we are root)
+    return pid
 
 
 def embedded_server_url(pgdata: str | os.PathLike) -> str:
@@ -62,6 +83,8 @@ def embedded_server_url(pgdata: str | os.PathLike) -> str:
     key = str(path)
     if key not in _servers:
         path.mkdir(parents=True, exist_ok=True)
+        if _postmaster_pid(path) is None:
+            _started_here.add(key)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             import pgserver  # imported lazily: production never needs it
@@ -69,6 +92,40 @@ def embedded_server_url(pgdata: str | os.PathLike) -> str:
             _servers[key] = pgserver.get_server(path, cleanup_mode="stop")
         log.info("embedded postgresql started", extra={"pgdata": key})
     return _servers[key].get_uri()  # type: ignore[attr-defined]
+
+
+def stop_embedded(timeout: float = 15.0) -> None:
+    """Stop the embedded PostgreSQL servers this process started (fast shutdown: SIGINT to the
+    postmaster, then wait for it to go). pg_ctl starts the postmaster in its own session, so a
+    Ctrl-C or SIGTERM to `make run`'s process group never reaches it, and pgserver's own atexit
+    hook does not run on SIGTERM and skips the stop while its handle list names other (even
+    dead) processes. A server that was already running before we came is left alone."""
+    for key in list(_started_here):
+        _started_here.discard(key)
+        server = _servers.pop(key, None)
+        if server is not None:
+            try:
+                server.cleanup()  # pgserver's own `pg_ctl stop` when this is its last handle
+            except Exception as exc:  # noqa: BLE001 - fall back to signalling the postmaster
+                log.warning("embedded postgresql: pgserver cleanup failed: %r", exc)
+        pid = _postmaster_pid(Path(key))
+        if pid is None:
+            continue
+        try:
+            os.kill(pid, signal.SIGINT)
+        except ProcessLookupError:
+            continue
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline and _postmaster_pid(Path(key)) == pid:
+            time.sleep(0.1)
+        if _postmaster_pid(Path(key)) == pid:
+            log.warning("embedded postgresql did not stop in %.0f s; sending SIGQUIT", timeout)
+            try:
+                os.kill(pid, signal.SIGQUIT)
+            except ProcessLookupError:
+                pass
+        else:
+            log.info("embedded postgresql stopped", extra={"pgdata": key})
 
 
 def recreate_database(server_url: str, dbname: str) -> str:

@@ -40,7 +40,7 @@ def test_success_toast_via_hx_trigger(app, as_role, make_user):
     target = make_user(role="viewer", tenant_id=b.user.tenant_id, name="Toasty")
     resp = b.post(f"/team/{target.id}/role", {"role": "dm"}, htmx=True)
     assert resp.status_code == 200
-    assert "Toasty is now dm" in json.loads(resp.headers["HX-Trigger"])["toast"]["message"]
+    assert "Toasty is now a Dungeon Master" in json.loads(resp.headers["HX-Trigger"])["toast"]["message"]
 
 
 def test_no_js_form_gets_303_and_flash(app, as_role, make_user):
@@ -49,7 +49,7 @@ def test_no_js_form_gets_303_and_flash(app, as_role, make_user):
     resp = b.post(f"/team/{target.id}/role", {"role": "dm"})
     assert resp.status_code == 303
     page = b.get(resp.headers["Location"])
-    assert "Flashy is now dm" in soup(page).select_one(".notice").text
+    assert "Flashy is now a Dungeon Master" in soup(page).select_one(".notice").text
 
 
 def test_security_headers(app, client):
@@ -83,7 +83,7 @@ def test_layout_navigation_and_role_badge(app, as_role):
     page = soup(as_role("dm").get("/dashboard"))
     labels = [a.get_text(" ", strip=True) for a in page.select("nav#nav li")]
     assert [label.split()[0] for label in labels] == ["Dashboard", "Campaigns", "Sessions", "Knowledge", "Usage", "Billing",
-                                                          "Settings"]
+                                                          "Team", "Settings"]
     assert page.select_one(".topbar .badge").text == "Dungeon Master"
     admin_page = soup(as_role("super_admin").get("/dashboard"))
     assert "Admin" in admin_page.select_one("nav#nav").text

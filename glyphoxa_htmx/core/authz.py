@@ -27,6 +27,12 @@ ROLE_LABELS = {
 }
 
 
+def role_phrase(role: str) -> str:
+    """'a Dungeon Master', 'an Owner': a role's label for a sentence ("X is now …")."""
+    label = ROLE_LABELS.get(role, str(role).replace("_", " "))
+    return ("an " if label[:1].lower() in "aeiou" else "a ") + label
+
+
 class Perm(StrEnum):
     MANAGE_ALL_TENANTS = "manage_all_tenants"
     PLATFORM_OBSERVABILITY = "platform_observability"

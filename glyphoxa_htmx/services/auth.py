@@ -15,7 +15,7 @@ import uuid
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 
-from sqlalchemy import select, update
+from sqlalchemy import case, select, update
 from sqlalchemy.exc import IntegrityError
 
 from glyphoxa_htmx.core import audit
@@ -139,8 +139,13 @@ def create_dev_user(name: str, role: str = "tenant_owner", tenant_id: str | None
 
 
 def dev_users(limit: int = 30) -> list[User]:
-    """Dev sign-in page: recent people to enter as."""
-    return list(db.session.execute(select(User).order_by(User.created_at.desc()).limit(limit)).scalars())
+    """Dev sign-in page: recent people to enter as, the seeded demo DM (the README's "Demo DM")
+    first so that it is the pre-selected choice."""
+    from glyphoxa_htmx.seed import DEMO_TENANT
+
+    demo_owner = (User.tenant_id == DEMO_TENANT) & (User.role == Role.TENANT_OWNER.value)
+    return list(db.session.execute(
+        select(User).order_by(case((demo_owner, 0), else_=1), User.created_at.desc()).limit(limit)).scalars())
 
 
 def get_user(user_id: str) -> User | None:
@@ -163,6 +168,7 @@ def start_session(user: User, *, ip: str | None = None, user_agent: str | None =
         user_agent=(user_agent or "")[:300],
     )
     db.session.add(row)
+    user.last_login_at = now()  # every new sign-in (any provider, dev sign-in too) counts
     db.session.commit()
     return token
 
@@ -206,6 +212,24 @@ def resolve(token: str | None, *, touch: bool = True) -> LoginSession | None:
         row.last_seen_at = current
         db.session.commit()
     return row
+
+
+def refusal(token: str | None) -> str:
+    """Why a cookie that no longer resolves was refused, for the sign-in page: 'table_suspended',
+    'account_suspended', or 'expired'. Runs only on that failure path (one query)."""
+    if not token:
+        return "expired"
+    row = db.session.execute(
+        select(LoginSession).where(LoginSession.token_hash == hash_token(token))
+    ).scalar_one_or_none()
+    if row is None or row.revoked_at is not None:
+        return "expired"
+    if row.user.status != "active":
+        return "account_suspended"
+    tenant = row.user.tenant
+    if tenant is not None and tenant.status != "active" and row.user.role != Role.SUPER_ADMIN:
+        return "table_suspended"
+    return "expired"
 
 
 def rotate(token: str | None, *, ip: str | None = None, user_agent: str | None = None) -> str | None:

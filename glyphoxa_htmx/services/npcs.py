@@ -33,6 +33,18 @@ BUDGET_TIERS = {
     "standard": "Standard: balanced",
     "deep": "Deep: slower, more thoughtful",
 }
+
+
+def engine_label(value: str) -> str:
+    """The short name of an engine for badges, lists and toasts ('Sentence cascade', not the id)."""
+    return ENGINES[value].split(":")[0] if value in ENGINES else str(value or "").replace("_", " ").capitalize()
+
+
+def tier_label(value: str) -> str:
+    """The short name of a budget tier ('Deep', not 'deep')."""
+    return BUDGET_TIERS[value].split(":")[0] if value in BUDGET_TIERS else str(value or "").replace("_", " ").capitalize()
+
+
 LIST_FIELDS = ("knowledge_scope", "secret_knowledge", "behavior_rules", "tools")
 #: What the gateway actually sends to the running NPC (contract §1.4); everything else is stored only.
 FORWARDED = frozenset({"name", "personality", "engine", "voice_id", "knowledge_scope", "budget_tier", "gm_helper",

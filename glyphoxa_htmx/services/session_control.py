@@ -18,7 +18,7 @@ import logging
 from dataclasses import dataclass, field
 
 import grpc
-from sqlalchemy import select, text
+from sqlalchemy import func, select, text
 
 from glyphoxa_htmx.adapters.gateway import errors as gw
 from glyphoxa_htmx.core import audit
@@ -28,13 +28,16 @@ from glyphoxa_htmx.core.errors import Conflict, NotFound, Unavailable, Validatio
 from glyphoxa_htmx.core.metrics import SESSION_STARTS, SESSION_STOPS
 from glyphoxa_htmx.core.parse import SNOWFLAKE_RE
 from glyphoxa_htmx.extensions import db
-from glyphoxa_htmx.models import GatewaySession
+from glyphoxa_htmx.models import Campaign, GatewaySession, NpcDefinition
 from glyphoxa_htmx.services import campaigns, tenants
 from glyphoxa_htmx.services.sessions import LIVE_STATES, UNAVAILABLE_NOTE, get, guild_names, is_live, month_usage
 
 log = logging.getLogger(__name__)
 
 MAX_SPEECH = 500
+#: Speaking as a muted NPC: the gateway speaks a DM's typed line anyway (mute only silences the
+#: NPC's own replies), and the toast says so rather than contradicting the "Muted" badge.
+MUTED_SPEAK_MESSAGE = "{npc} is muted but says your line now: a DM's Speak overrides mute. {npc} stays muted otherwise."
 
 
 class StartRefused(ValidationError):
@@ -53,6 +56,8 @@ class StartForm:
     campaigns: list[tuple[str, str]] = field(default_factory=list)
     guilds: list[tuple[str, str]] = field(default_factory=list)  # (id, label)
     note: str = ""  # why starting is impossible right now ('' = possible)
+    fix: str = ""  # where the note's problem is fixed: 'discord' (table settings) or ''
+    recent_channels: list[str] = field(default_factory=list)  # voice channels of recent sessions, newest first
     usage: dict | None = None
     default_campaign: str = ""  # preselected: the tenant's active campaign, or the only one
 
@@ -73,6 +78,7 @@ def start_form(actor: Actor, discord_guilds: list | None = None) -> StartForm:
         info = client.get_tenant(actor.tenant_id, quick=True)
     except gw.NotFound:
         form.note = "Your table isn't registered with the voice service yet. Ask the owner to finish the Discord setup."
+        form.fix = "discord"
         return form
     except gw.GatewayError as exc:
         log.info("start form: gateway unavailable: %r", exc)
@@ -82,10 +88,40 @@ def start_form(actor: Actor, discord_guilds: list | None = None) -> StartForm:
     form.guilds = [(gid, names.get(gid, f"Server {gid}")) for gid in (info.guild_ids or [])]
     if not form.guilds:
         form.note = "Your table has no Discord server yet. Add one in the table settings (the bot must be invited there)."
+        form.fix = "discord"
+        return form
+    form.recent_channels = recent_channels(actor)
     return form
 
 
+def recent_channels(actor: Actor, limit: int = 8) -> list[str]:
+    """Voice channels the table's recent sessions used (newest first), offered as choices on the
+    start form; pasting another id stays possible. One query."""
+    rows = db.session.execute(
+        select(GatewaySession.channel_id, func.max(GatewaySession.started_at).label("last"))
+        .where(GatewaySession.tenant_id == actor.tenant_id, GatewaySession.channel_id != "")
+        .group_by(GatewaySession.channel_id)
+        .order_by(func.max(GatewaySession.started_at).desc())
+        .limit(limit)
+    ).all()
+    return [r.channel_id for r in rows if SNOWFLAKE_RE.match(r.channel_id or "")]
+
+
 # --------------------------------------------------------------------------- start / stop
+
+
+def has_no_npcs(actor: Actor, campaign_id: str) -> bool:
+    """True when the actor's campaign exists and has no NPCs (the start form warns first).
+    Unknown or foreign ids answer False: ``start`` reports those at the field."""
+    require(actor, Perm.CONTROL_SESSIONS)
+    campaign_id = (campaign_id or "").strip()
+    if not campaign_id:
+        return False
+    known = select(Campaign.id).where(Campaign.id == campaign_id, Campaign.tenant_id == actor.tenant_id).exists()
+    cast = select(NpcDefinition.id).where(NpcDefinition.campaign_id == campaign_id,
+                                          NpcDefinition.tenant_id == actor.tenant_id).exists()
+    known_row, has_cast = db.session.execute(select(known, cast)).one()
+    return bool(known_row) and not has_cast
 
 
 _START_MESSAGES = {
@@ -117,11 +153,19 @@ def _live_session_of_campaign(actor: Actor, campaign_id: str) -> GatewaySession 
     ).scalar_one_or_none()
 
 
-def start(actor: Actor, *, campaign_id: str, guild_id: str, channel_id: str) -> str:
+class EmptyCast(StartRefused):
+    """The campaign has no NPCs: the DM is asked before the session starts."""
+
+    def __init__(self) -> None:
+        super().__init__("This campaign has no NPCs — start anyway?")
+
+
+def start(actor: Actor, *, campaign_id: str, guild_id: str, channel_id: str, allow_empty_cast: bool = True) -> str:
     """Start a voice session through the gateway; returns the new session id. Commits.
 
-    Raises ValidationError (field errors) or StartRefused (the gateway's or our guard's refusal,
-    as a message for the form)."""
+    Raises ValidationError (field errors), EmptyCast (valid, but the campaign has no NPCs and
+    ``allow_empty_cast`` is off) or StartRefused (the gateway's or our guard's refusal, as a
+    message for the form)."""
     require(actor, Perm.CONTROL_SESSIONS)
     campaign_id, guild_id, channel_id = (campaign_id or "").strip(), (guild_id or "").strip(), (channel_id or "").strip()
     errors: dict[str, str] = {}
@@ -152,6 +196,8 @@ def start(actor: Actor, *, campaign_id: str, guild_id: str, channel_id: str) -> 
             errors["guild_id"] = "That server isn't one of your table's Discord servers."
     if errors:
         raise ValidationError(errors)
+    if not allow_empty_cast and has_no_npcs(actor, campaign_id):
+        raise EmptyCast()
 
     key = f"glyphoxa-web:start:{actor.tenant_id}:{campaign_id}"
     locked = db.session.execute(text("SELECT pg_try_advisory_xact_lock(hashtextextended(:k, 0))"), {"k": key}).scalar()
@@ -355,4 +401,4 @@ def control(actor: Actor, session_id: str, action: str, *, npc: str = "", speech
     return message
 
 
-__all__ = ["NpcPanel", "StartForm", "StartRefused", "StopResult", "control", "npc_panel", "start", "start_form", "stop"]
+__all__ = ["EmptyCast", "NpcPanel", "StartForm", "StartRefused", "has_no_npcs", "recent_channels", "StopResult", "control", "npc_panel", "start", "start_form", "stop"]

@@ -287,7 +287,7 @@ def dashboard(actor: Actor) -> dict:
 
 @dataclass
 class BotBadge:
-    state: str  # connected | disconnected | error | unspecified | unavailable
+    state: str  # connected | disconnected | error | unspecified | unavailable | no_server
     guild_count: int = 0
     error: str = ""
 
@@ -302,6 +302,13 @@ def bot_status(actor: Actor) -> BotBadge | None:
         status = client.get_bot_status(actor.tenant_id, quick=True)
     except gw.GatewayError as exc:
         return BotBadge("unavailable", error=exc.message)
+    if status.state == "connected":
+        # "Bot connected" only when the table has a Discord server for it to be in (the
+        # gateway's own tenants row, one query); a bot online elsewhere doesn't help this table.
+        guilds = db.session.execute(
+            select(GatewayTenant.guild_ids).where(GatewayTenant.id == actor.tenant_id)).scalar_one_or_none()
+        if not guilds:
+            return BotBadge("no_server", status.guild_count, "")
     return BotBadge(status.state, status.guild_count, status.error)
 
 

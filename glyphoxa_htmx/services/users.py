@@ -88,8 +88,10 @@ def set_status(actor: Actor, user_id: str, status: str) -> User:
     return user
 
 
-def promote_to_admin(*, discord_id: str | None = None, user_id: str | None = None, email: str | None = None) -> User:
-    """CLI: make an existing user a super admin."""
+def promote_to_admin(*, discord_id: str | None = None, user_id: str | None = None, email: str | None = None,
+                     name: str | None = None) -> User:
+    """CLI: make an existing user a super admin (by Discord id, user id, e-mail, or the exact name
+    shown on the dev sign-in page when it is unique)."""
     stmt = select(User)
     if discord_id:
         stmt = stmt.where(User.discord_id == discord_id)
@@ -97,8 +99,14 @@ def promote_to_admin(*, discord_id: str | None = None, user_id: str | None = Non
         stmt = stmt.where(User.id == user_id)
     elif email:
         stmt = stmt.where(User.email == email)
+    elif name:
+        matches = list(db.session.execute(stmt.where(User.name == name.strip()).limit(10)).scalars())
+        if len(matches) > 1:
+            ids = ", ".join(f"{u.id} ({u.tenant_id})" for u in matches)
+            raise ValueError(f"several users are called {name!r}; use --user-id with one of: {ids}")
+        stmt = stmt.where(User.name == name.strip())
     else:
-        raise ValueError("give --discord-id, --user-id or --email")
+        raise ValueError("give --discord-id, --user-id, --email or --name")
     user = db.session.execute(stmt).scalar_one_or_none()
     if user is None:
         raise NotFound("No such user. They must sign in once first.")

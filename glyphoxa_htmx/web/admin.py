@@ -11,6 +11,8 @@ from glyphoxa_htmx.services import tenants, users
 
 bp = Blueprint("admin", __name__, url_prefix="/admin")
 
+STATUS_WORDS = {"active": "active again", "suspended": "suspended"}
+
 
 @bp.before_request
 @login_required
@@ -32,13 +34,13 @@ def tenant_list():
 
 @bp.post("/tenants/<tenant_id>/status")
 def tenant_status(tenant_id: str):
-    tenants.get(current_user, tenant_id)  # 404 for an unknown tenant before asking anything
+    current = tenants.get(current_user, tenant_id)  # 404 for an unknown tenant before asking anything
     if not htmx.confirmed():
         verb = "Suspend" if request.form.get("status") == "suspended" else "Reinstate"
-        return htmx.confirm_page(f"{verb} {tenant_id}?", detail="Everyone at that table is affected on their next request.",
+        return htmx.confirm_page(f"{verb} {current.name or tenant_id}?", detail="Everyone at that table is affected on their next request.",
                                  submit_label=verb, cancel_url=url_for("admin.tenant_list"))
     tenant = tenants.set_status(current_user, tenant_id, request.form.get("status", ""))
-    htmx.toast(f"{tenant.id} is now {tenant.status}.")
+    htmx.toast(f"{tenant.name or tenant.id} is now {STATUS_WORDS.get(tenant.status, tenant.status)}.")
     return htmx.redirect_to(url_for("admin.tenant_list"))
 
 
@@ -56,5 +58,5 @@ def user_status(user_id: str):
         verb = "Suspend" if request.form.get("status") == "suspended" else "Reinstate"
         return htmx.confirm_page(f"{verb} this user?", submit_label=verb, cancel_url=url_for("admin.user_list"))
     user = users.set_status(current_user, user_id, request.form.get("status", ""))
-    htmx.toast(f"{user.name} is now {user.status}.")
+    htmx.toast(f"{user.name} is now {STATUS_WORDS.get(user.status, user.status)}.")
     return htmx.redirect_to(url_for("admin.user_list"))

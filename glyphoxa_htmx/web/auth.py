@@ -27,6 +27,10 @@ bp = Blueprint("auth", __name__, url_prefix="/auth")
 
 COOKIE = "gx_session"
 AUTH_LIMIT = "10 per minute"
+BLOCKED_MESSAGES = {
+    "table_suspended": "This table is suspended — contact support.",
+    "account_suspended": "This account is suspended — contact support if you think that's a mistake.",
+}
 
 
 def _ip() -> str | None:
@@ -70,7 +74,7 @@ def _load_signed_in(req) -> SignedIn | None:
         return None
     row = auth_service.resolve(token)
     if row is None:
-        g.session_expired = True
+        g.session_expired = auth_service.refusal(token)
         return None
     actor = auth_service.actor_for(row, _ip())
     return SignedIn(**{f.name: getattr(actor, f.name) for f in fields(Actor)}, user=row.user, login_session=row)
@@ -85,13 +89,16 @@ def _safe_next(target: str | None) -> str:
 @login_manager.unauthorized_handler
 def _unauthorized():
     """Anonymous (or expired) visitors go to sign-in (``next`` brings them back); htmx requests
-    get HX-Redirect, never a sign-in page swapped into a fragment."""
+    get HX-Redirect, never a sign-in page swapped into a fragment. A suspended table or account
+    is said as such, not as an expired session."""
+    reason = g.get("session_expired")
+    blocked = reason if reason in ("table_suspended", "account_suspended") else None
     target = url_for("auth.signin", next=request.full_path.rstrip("?") if request.method == "GET" else None,
-                     expired=1 if g.get("session_expired") else None)
+                     expired=1 if reason and not blocked else None, blocked=blocked)
     if htmx.is_htmx():
         came_from = htmx.current_url()
         path = urlsplit(came_from).path if came_from else ""
-        target = url_for("auth.signin", next=path or None, expired=1)
+        target = url_for("auth.signin", next=path or None, expired=None if blocked else 1, blocked=blocked)
     return htmx.client_redirect(target)
 
 
@@ -124,6 +131,7 @@ def signin():
         dev_users=users,
         next=request.args.get("next", ""),
         expired=bool(request.args.get("expired")),
+        blocked=BLOCKED_MESSAGES.get(request.args.get("blocked", "")),
         errors={},
     )
 

@@ -4,6 +4,7 @@ transcripts (viewer, downloads, search) and recap audio. No SQL here: services d
 from __future__ import annotations
 
 import logging
+import socket
 import time
 from datetime import datetime, timedelta
 from urllib.parse import urlsplit
@@ -11,12 +12,13 @@ from urllib.parse import urlsplit
 from flask import Blueprint, Response, g, redirect, render_template, request, stream_with_context, url_for
 from flask_login import current_user, login_required
 from simple_websocket import ConnectionClosed
+from simple_websocket.ws import Base as _WsBase
 
 from glyphoxa_htmx.core import htmx
 from glyphoxa_htmx.core.authz import Perm, require
 from glyphoxa_htmx.core.deps import gateway, settings
 from glyphoxa_htmx.core.errors import DomainError, ValidationError
-from glyphoxa_htmx.core.parse import int_arg
+from glyphoxa_htmx.core.parse import SNOWFLAKE_RE, int_arg
 from glyphoxa_htmx.extensions import db, sock
 from glyphoxa_htmx.services import campaigns, live
 from glyphoxa_htmx.services import session_control as control
@@ -31,6 +33,7 @@ bp = Blueprint("sessions", __name__, url_prefix="/sessions")
 KEEPALIVE_SECONDS = 20  # an idle socket gets a comment so proxies don't time it out
 AUTH_RECHECK_SECONDS = 5.0  # an open socket re-checks its sign-in (revoked, suspended) this often
 POLL_SECONDS = 3  # the fallback's polling interval (live.js switches to it)
+CLOSE_WAIT_SECONDS = 2.0  # how long a closing socket waits for the client's half of the close handshake
 
 
 # --------------------------------------------------------------------------- template helpers
@@ -81,13 +84,13 @@ def new():
 
 
 def _start_page(errors: dict | None = None, form: dict | None = None, status: int = 200, live_session_id=None,
-                maybe_started: bool = False):
+                maybe_started: bool = False, empty_cast: bool = False):
     require(current_user, Perm.CONTROL_SESSIONS)
     data = control.start_form(current_user, getattr(current_user.user, "discord_guilds", None))
     return htmx.render(
         "sessions/new.html", "start_form", status=status, data=data, errors=errors or {},
         form=form or {"campaign_id": request.args.get("campaign", "")}, live_session_id=live_session_id,
-        maybe_started=maybe_started,
+        maybe_started=maybe_started, empty_cast=empty_cast,
     )
 
 
@@ -96,16 +99,35 @@ def _start_page(errors: dict | None = None, form: dict | None = None, status: in
 def start():
     form = {k: request.form.get(k, "") for k in ("campaign_id", "guild_id", "channel_id")}
     try:
-        session_id = control.start(current_user, **form)
+        session_id = control.start(current_user, **form, allow_empty_cast=request.form.get("empty_cast_ok") == "1")
+    except control.EmptyCast:
+        # Ask first (with and without JavaScript: the same form again, with "Start anyway").
+        return _start_page({}, form, 422, empty_cast=True)
     except control.StartRefused as exc:
         return _start_page(exc.errors, form, 422, live_session_id=exc.live_session_id,
                            maybe_started=exc.maybe_started)
     except ValidationError as exc:
         return _start_page(exc.errors, form, 422)
-    htmx.toast("Session starting. The bot is joining the voice channel.")
     if not session_id:
+        htmx.toast("Session starting. The bot is joining the voice channel.")
         return htmx.redirect_to(url_for("sessions.index"))
+    # The live page says "joining…" next to its status badge until the session is live, so no
+    # flashed notice that would stay on the page after the session went live.
     return htmx.redirect_to(url_for("sessions.live_view", session_id=session_id))
+
+
+@bp.post("/new/check-channel")
+@login_required
+def check_channel():
+    """Inline check of the voice channel id while the DM fills the start form (htmx, on change)."""
+    require(current_user, Perm.CONTROL_SESSIONS)
+    value = request.form.get("channel_id", "").strip()
+    if not value:
+        return ""
+    if SNOWFLAKE_RE.match(value):
+        return '<span class="ok-text">Looks like a channel id.</span>'
+    return ('<span class="error-text">That isn\'t a channel id: 17 to 20 digits (in Discord, enable Developer Mode, '
+            'then right-click the channel and choose Copy Channel ID).</span>')
 
 
 @bp.get("/<session_id>")
@@ -113,6 +135,15 @@ def start():
 def detail(session_id: str):
     data = svc.detail(current_user, session_id)
     return htmx.render("sessions/detail.html", "content", guild_names=_guild_names(), **data)
+
+
+@bp.get("/<session_id>/stop")
+@login_required
+def stop_page(session_id: str):
+    """Reloading the no-JavaScript confirmation (a GET to the POST-only URL): the session page,
+    where Stop is, instead of 'Error 405'."""
+    session = svc.get(current_user, session_id)
+    return redirect(url_for("sessions.detail", session_id=session.id), 303)
 
 
 @bp.post("/<session_id>/stop")
@@ -146,6 +177,20 @@ def _panel(session):
     return control.npc_panel(current_user, session)
 
 
+def _cast_names(session, panel) -> set[str] | None:
+    """Names in the campaign's cast, to mark NPCs the voice service runs that aren't in it
+    (one query, only when the panel lists NPCs)."""
+    if panel is None or not panel.npcs:
+        return None
+    return {npc.name for npc in svc.campaign_npcs(current_user, session.campaign_id)}
+
+
+def _elapsed(session) -> str:
+    if session.state == "ended" or session.started_at is None:
+        return ""
+    return transcripts.format_elapsed((datetime.now(session.started_at.tzinfo) - session.started_at).total_seconds())
+
+
 @bp.get("/<session_id>/live")
 @login_required
 def live_view(session_id: str):
@@ -153,9 +198,10 @@ def live_view(session_id: str):
     session = svc.get(current_user, session_id)
     lines = transcripts.snapshot(current_user, session)
     names = campaigns.names(current_user, {session.campaign_id})
+    panel = _panel(session)
     return htmx.render(
-        "sessions/live.html", "content", session=session, lines=lines,
-        after=lines[-1].id if lines else 0, panel=_panel(session), ws_path=_ws_path(session.id),
+        "sessions/live.html", "content", session=session, lines=lines, elapsed=_elapsed(session),
+        after=lines[-1].id if lines else 0, panel=panel, cast_names=_cast_names(session, panel), ws_path=_ws_path(session.id),
         campaign_name=names.get(session.campaign_id) or session.campaign_id or "Default campaign",
         guild_names=_guild_names(), poll_seconds=POLL_SECONDS, errors={},
     )
@@ -190,7 +236,9 @@ def controls(session_id: str):
     require(current_user, Perm.CONTROL_SESSIONS)
     if not htmx.wants_block():
         return redirect(url_for("sessions.live_view", session_id=session.id), 303)
-    return htmx.render("sessions/live.html", "controls", session=session, panel=_panel(session), errors={})
+    panel = _panel(session)
+    return htmx.render("sessions/live.html", "controls", session=session, panel=panel,
+                       cast_names=_cast_names(session, panel), errors={})
 
 
 @bp.post("/<session_id>/npcs/<action>")
@@ -199,9 +247,17 @@ def npc_control(session_id: str, action: str):
     action = action.replace("-", "_")
     errors: dict = {}
     status = 200
+    panel = None
     try:
         message = control.control(current_user, session_id, action, npc=request.form.get("npc", ""),
                               speech=request.form.get("speech", ""))
+        if action == "speak":
+            # The gateway speaks a DM's line even for a muted NPC: say so, so that the toast and
+            # the "Muted" badge tell one story.
+            panel = _panel(svc.get(current_user, session_id))
+            spoken = request.form.get("npc", "").strip()
+            if panel is not None and any(n.name == spoken and n.muted for n in panel.npcs):
+                message = control.MUTED_SPEAK_MESSAGE.format(npc=spoken)
         htmx.toast(message)
     except ValidationError as exc:
         errors, status = exc.errors, 422
@@ -212,9 +268,11 @@ def npc_control(session_id: str, action: str):
     if not htmx.is_htmx():
         return redirect(url_for("sessions.live_view", session_id=session_id), 303)
     session = svc.get(current_user, session_id)
-    return htmx.render("sessions/live.html", "controls", status=status, session=session, panel=_panel(session),
-                       errors=errors, speech=request.form.get("speech", "") if errors else "",
-                       chosen_npc=request.form.get("npc", ""))
+    if panel is None:
+        panel = _panel(session)
+    return htmx.render("sessions/live.html", "controls", status=status, session=session, panel=panel,
+                       cast_names=_cast_names(session, panel), errors=errors,
+                       speech=request.form.get("speech", "") if errors else "", chosen_npc=request.form.get("npc", ""))
 
 
 # --------------------------------------------------------------------------- WebSocket
@@ -274,7 +332,33 @@ def stream(ws, session_id: str):
         pass
     except Exception:  # noqa: BLE001 - never let an error page be written onto an upgraded socket
         log.exception("live stream for session %s failed", info["id"])
-        ws.close(reason=1011, message="server error")
+        close_cleanly(ws, 1011, "server error")
+        return
+    close_cleanly(ws, 1000, "bye")  # e.g. the client went away: nothing may follow on the socket
+
+
+def close_cleanly(ws, code: int, message: str) -> None:
+    """Close with ``code`` and a proper closing handshake, and make sure nothing follows the
+    close frame. Under the development server (werkzeug) flask-sock lets werkzeug write an HTTP
+    response after the handler returns; socket.close() does not really close a socket that
+    werkzeug still holds a file on, so those bytes reached the browser after our close frame,
+    Chrome failed the connection ("Invalid frame header") and reported 1006 — which the ws
+    extension answers by reconnecting, for an ended session forever. So: send the close frame,
+    let the reader thread take the client's answering close, then shut the connection down
+    (which does cut it, whoever holds the file), so the late HTTP bytes go nowhere."""
+    if ws.connected:
+        _WsBase.close(ws, reason=code, message=message)  # the frame only; the socket stays open
+        reader = getattr(ws, "thread", None)
+        if reader is not None and reader.is_alive():
+            reader.join(timeout=CLOSE_WAIT_SECONDS)
+    try:
+        ws.sock.shutdown(socket.SHUT_RDWR)
+    except OSError:
+        pass  # already gone
+    try:
+        ws.sock.close()
+    except OSError:
+        pass
 
 
 def _still_signed_in(info: dict) -> bool:
@@ -297,7 +381,7 @@ def _pump(ws, sub, info: dict) -> None:
         if now >= next_check:
             next_check = now + recheck
             if not _still_signed_in(info):
-                ws.close(reason=1008, message="signed out")
+                close_cleanly(ws, 1008, "signed out")
                 return
         if not events:
             if now >= next_keepalive:
@@ -309,10 +393,10 @@ def _pump(ws, sub, info: dict) -> None:
         if body.strip():
             ws.send(body)
         if overflow:
-            ws.close(reason=1013, message="resync")
+            close_cleanly(ws, 1013, "resync")
             return
         if ended:
-            ws.close(reason=1000, message="session ended")
+            close_cleanly(ws, 1000, "session ended")
             return
 
 
@@ -352,7 +436,7 @@ def transcript(session_id: str):
     return htmx.render(
         "sessions/transcript.html", "lines", session=session, page=page, filters=filters, errors=errors,
         campaign_name=names.get(session.campaign_id) or session.campaign_id or "Default campaign",
-        status=422 if errors else 200,
+        status=422 if errors else 200, oob_fields=htmx.wants_block(),
     )
 
 

@@ -6,7 +6,7 @@ from flask import Blueprint, request, url_for
 from flask_login import current_user, login_required
 
 from glyphoxa_htmx.core import htmx
-from glyphoxa_htmx.core.authz import assignable_roles
+from glyphoxa_htmx.core.authz import assignable_roles, role_phrase
 from glyphoxa_htmx.core.errors import ValidationError
 from glyphoxa_htmx.services import users
 
@@ -31,7 +31,7 @@ def change_role(user_id: str):
         user = users.change_role(current_user, user_id, request.form.get("role", ""))
     except ValidationError as exc:
         return _render(exc.errors, 422, error_user=user_id)
-    htmx.toast(f"{user.name} is now {user.role.replace('_', ' ')}.")
+    htmx.toast(f"{user.name} is now {role_phrase(user.role)}.")
     if htmx.wants_block():
         return _render()
     return htmx.redirect_to(url_for("team.index"))

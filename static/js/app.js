@@ -71,6 +71,22 @@
   document.addEventListener("htmx:sendError", function () {
     toast("Can't reach Glyphoxa. Check your connection.", "error");
   });
+  // A 4xx that was swapped in (422: the form again, with its errors) is shown where the user is
+  // looking: focus the first invalid field, or bring the first error message into view; and if
+  // the swapped content carries no message at all and no toast came with it, say something.
+  document.body.addEventListener("htmx:afterSwap", function (evt) {
+    var xhr = evt.detail && evt.detail.xhr;
+    if (!xhr || xhr.status < 400 || xhr.status >= 500) return;
+    var scope = evt.detail.target && evt.detail.target.isConnected ? evt.detail.target : document;
+    var field = scope.querySelector("[aria-invalid=true]") || document.querySelector("[aria-invalid=true]");
+    var message = scope.querySelector(".error, [role=alert], .notice-error") ||
+                  document.querySelector("main .error, main [role=alert]");
+    if (field && field.focus) { field.focus(); }
+    if (message && message.scrollIntoView) { message.scrollIntoView({ block: "nearest" }); }
+    if (!field && !message && !xhr.getResponseHeader("HX-Trigger")) {
+      toast("That didn't work. Check what you entered and try again.", "error");
+    }
+  });
 
   // Confirmation by typing a name: <form data-confirm-name="Exact Name"> enables its submit
   // button only when the input[name=confirm_name] matches.

@@ -44,7 +44,7 @@ def test_htmx_role_change_shows_toast_without_reload(signed_in_page, live_server
     row = page.locator("tr", has_text="Player Pat")
     row.locator("select").select_option("dm")
     row.get_by_role("button", name="Save").click()
-    expect(page.locator("#toasts .toast")).to_contain_text("Player Pat is now dm")
+    expect(page.locator("#toasts .toast")).to_contain_text("Player Pat is now a Dungeon Master")
     assert page.evaluate("window.__marker") == "still here"  # swapped in place, no reload
     expect(page.locator("tr", has_text="Player Pat").locator(".badge")).to_have_text("Dungeon Master")
 
