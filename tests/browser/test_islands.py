@@ -206,10 +206,10 @@ def test_toasts_expire_and_a_new_one_replaces_the_old_one_of_its_kind(signed_in_
     row.locator("select").select_option("dm")
     row.get_by_role("button", name="Save").click()
     expect(toasts).to_have_count(1)
-    expect(toasts).to_contain_text("Player Pia is now dm")
+    expect(toasts).to_contain_text("Player Pia is now a Dungeon Master")
     row.locator("select").select_option("viewer")
     row.get_by_role("button", name="Save").click()
-    expect(toasts).to_have_text(re.compile("Player Pia is now viewer"))  # replaced, not stacked
+    expect(toasts).to_have_text(re.compile("Player Pia is now a Viewer"))  # replaced, not stacked
     expect(toasts).to_have_count(1)
 
     page.evaluate("window.glyphoxa.toast('The gateway is unreachable.', 'error')")  # another kind: both show
