@@ -30,6 +30,11 @@ def create_app(settings: Settings | None = None, **overrides) -> Flask:
     settings = settings or load_settings(**overrides)
     settings.validate()
     logs.setup(settings.log_level, settings.log_json)
+    if settings.dev_login_warning:  # at every start, on stderr and in the logs
+        import sys
+
+        print("WARNING: " + settings.dev_login_warning, file=sys.stderr)
+        log.warning(settings.dev_login_warning)
 
     app = Flask(
         __name__,

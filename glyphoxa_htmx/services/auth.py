@@ -115,6 +115,10 @@ def create_dev_user(name: str, role: str = "tenant_owner", tenant_id: str | None
     """Dev sign-in: a new person. Without ``tenant_id`` they sign up (own tenant, owner); with it
     they join that existing tenant with ``role`` (for trying the other roles)."""
     name = (name or "").strip() or "Dev DM"
+    if role == Role.SUPER_ADMIN:
+        # Operators are never made by a form anyone can post: the CLI does it.
+        raise ValidationError({"role": "Super admins are made with the CLI (glyphoxa-web create-admin), "
+                                       "never by this form."})
     if role not in {r.value for r in Role}:
         raise ValidationError({"role": "Unknown role."})
     subject = "dev-" + secrets.token_hex(6)

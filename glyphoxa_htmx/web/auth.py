@@ -87,12 +87,12 @@ def signin():
     if g.get("actor") is not None:
         return redirect(_safe_next(request.args.get("next")), 303)
     cfg = settings()
-    users = auth_service.dev_users() if cfg.dev_login else []
+    users = auth_service.dev_users() if cfg.dev_login_enabled else []
     return htmx.render(
         "auth/signin.html",
         providers=identity.enabled(),
         labels=identity.PROVIDER_LABELS,
-        dev_login=cfg.dev_login,
+        dev_login=cfg.dev_login_enabled,
         dev_users=users,
         next=request.args.get("next", ""),
         expired=bool(request.args.get("expired")),
@@ -142,7 +142,7 @@ def _signin_error(message: str, status: int = 400):
     cfg = settings()
     return htmx.render(
         "auth/signin.html", status=status, providers=identity.enabled(), labels=identity.PROVIDER_LABELS,
-        dev_login=cfg.dev_login, dev_users=auth_service.dev_users() if cfg.dev_login else [], next="",
+        dev_login=cfg.dev_login_enabled, dev_users=auth_service.dev_users() if cfg.dev_login_enabled else [], next="",
         expired=False, errors={"": message},
     )
 
@@ -152,7 +152,7 @@ def _signin_error(message: str, status: int = 400):
 def dev_signin():
     """Development only: enter as an existing user, or create one. 404 unless dev mode."""
     cfg = settings()
-    if not cfg.dev_login or cfg.production:
+    if not cfg.dev_login_enabled:
         abort(404)
     next_url = request.form.get("next")
     user_id = request.form.get("user_id")
