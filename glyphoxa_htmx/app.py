@@ -124,6 +124,28 @@ def _register_request_hooks(app: Flask, settings: Settings) -> None:
     from glyphoxa_htmx.web.auth import load_actor
 
     @app.before_request
+    def _refuse_unstorable_parameters():
+        """One place for bytes PostgreSQL text can't hold (NUL, lone surrogates) in any path,
+        query-string or form parameter (names too): a clear 400, or 422 for a submitted form,
+        instead of a DataError deep inside a service."""
+        from glyphoxa_htmx.core.parse import unstorable
+        from glyphoxa_htmx.web.errors import error_response
+
+        status = None
+        def every(multidict):
+            return [*multidict.keys(), *(v for values in multidict.listvalues() for v in values)]
+
+        if unstorable((request.view_args or {}).values()) or unstorable(every(request.args)):
+            status = 400
+        elif request.method not in ("GET", "HEAD", "OPTIONS") and request.mimetype in (
+                "application/x-www-form-urlencoded", "multipart/form-data") and unstorable(every(request.form)):
+            status = 422
+        if status is not None:
+            return error_response(status, "That request contains a character we can't store (a NUL byte or an "
+                                          "invalid Unicode character). Remove it and try again.")
+        return None
+
+    @app.before_request
     def _request_context():
         g.request_id = request.headers.get("X-Request-ID") or uuid.uuid4().hex
         g.request_started = time.perf_counter()

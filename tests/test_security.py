@@ -94,3 +94,38 @@ def test_production_refuses_http_public_url():
     allowed = load_settings(environ={"ALLOW_INSECURE_PUBLIC_URL": "1"}, **{**PROD, "public_url": "http://app.example"})
     allowed.validate()  # explicit opt-in
     load_settings(environ={}, **PROD).validate()
+
+
+# ---- 3. NUL (and other unstorable characters) are refused in one place -----------------------
+
+NUL_MESSAGE = "a NUL byte or an invalid Unicode character"
+
+
+@pytest.mark.parametrize("method, url, data, status", [
+    ("GET", "/campaigns?q=a%00b", None, 400),
+    ("GET", "/campaigns/%00", None, 400),
+    ("GET", "/npcs/x%00y", None, 400),
+    ("GET", "/sessions?state=%00", None, 400),
+    ("GET", "/sessions/search?q=%00", None, 400),
+    ("GET", "/knowledge?q=%00", None, 400),
+    ("GET", "/admin/users?q=%00", None, 400),
+    ("POST", "/campaigns", {"name": "Sunken\x00Crown"}, 422),
+    ("POST", "/settings/name", {"name": "Table\x00"}, 422),
+    ("POST", "/settings/discord", {"guild_ids_text": "1\x00"}, 422),
+    ("POST", "/campaigns", {"na\x00me": "x"}, 422),
+])
+def test_nul_bytes_are_refused_with_a_clear_message(app, as_role, method, url, data, status):
+    b = as_role("super_admin") if url.startswith("/admin") else as_role("tenant_owner")
+    page = b.request(method, url, data=data)
+    assert page.status_code == status
+    assert NUL_MESSAGE in page.get_data(as_text=True)  # a full error page
+    fragment = b.request(method, url, data=data, htmx=True)
+    assert fragment.status_code == status
+    assert NUL_MESSAGE in fragment.headers["HX-Trigger"] and fragment.headers["HX-Reswap"] == "none"  # a toast
+
+
+def test_unstorable_characters_include_lone_surrogates():
+    from glyphoxa_htmx.core.parse import unstorable
+
+    assert unstorable(["ok", "a\x00"]) and unstorable(["\ud800"]) and unstorable(["x\udfff"])
+    assert not unstorable(["ordinary", "ünïcödé ✓ 🐉", "\ufffd"])
