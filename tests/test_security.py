@@ -129,3 +129,37 @@ def test_unstorable_characters_include_lone_surrogates():
 
     assert unstorable(["ok", "a\x00"]) and unstorable(["\ud800"]) and unstorable(["x\udfff"])
     assert not unstorable(["ordinary", "ünïcödé ✓ 🐉", "\ufffd"])
+
+
+# ---- 8. the WebSocket Origin check compares scheme, host and port ----------------------------
+
+WS_HEADERS = {"Upgrade": "websocket", "Connection": "Upgrade", "Sec-WebSocket-Version": "13",
+              "Sec-WebSocket-Key": "dGhlIHNhbXBsZSBub25jZQ=="}
+
+
+def _handshake(app, origin: str | None, base_url: str = "http://localhost") -> int:
+    """403: Origin refused; 401: Origin accepted (then refused for the missing sign-in)."""
+    headers = dict(WS_HEADERS, **({"Origin": origin} if origin is not None else {}))
+    return app.test_client().get("/sessions/s1/ws", headers=headers, base_url=base_url).status_code
+
+
+def test_websocket_origin_must_match_scheme_host_and_port(app):
+    assert _handshake(app, "http://localhost") == 401
+    assert _handshake(app, "http://localhost:80") == 401
+    assert _handshake(app, "https://localhost") == 403  # same host, other scheme
+    assert _handshake(app, "http://localhost:8080") == 403  # same host, other port
+    assert _handshake(app, "http://localhost.evil.example") == 403
+    assert _handshake(app, "null") == 403
+    assert _handshake(app, None) == 403
+    assert _handshake(app, "http://127.0.0.1:5000", base_url="http://127.0.0.1:5000") == 401
+    assert _handshake(app, "https://127.0.0.1:5000", base_url="http://127.0.0.1:5000") == 403
+
+
+def test_websocket_origin_against_public_url(app, database_url):
+    from glyphoxa_htmx.app import create_app
+
+    behind_proxy = create_app(make_settings(database_url, public_url="https://app.example"))
+    assert _handshake(behind_proxy, "https://app.example") == 401
+    assert _handshake(behind_proxy, "https://app.example:443") == 401
+    assert _handshake(behind_proxy, "http://app.example") == 403
+    assert _handshake(behind_proxy, "https://app.example:8443") == 403

@@ -219,19 +219,35 @@ def npc_control(session_id: str, action: str):
 # --------------------------------------------------------------------------- WebSocket
 
 
+_DEFAULT_PORTS = {"http": 80, "https": 443, "ws": 80, "wss": 443}
+
+
+def _origin_tuple(url: str) -> tuple[str, str, int] | None:
+    """(scheme, host, port) of an origin or base URL, default ports filled in; None if malformed."""
+    try:
+        parts = urlsplit(url)
+        scheme, host, port = parts.scheme.lower(), (parts.hostname or "").lower(), parts.port
+    except ValueError:
+        return None
+    if scheme not in ("http", "https") or not host:
+        return None
+    return scheme, host, port or _DEFAULT_PORTS[scheme]
+
+
 def _origin_ok() -> bool:
-    """The handshake's Origin must be this host (as the browser reached it) or PUBLIC_URL."""
-    origin = request.headers.get("Origin", "")
-    if not origin:
+    """The handshake's Origin must be exactly our origin: scheme, host and port of PUBLIC_URL, or
+    (without PUBLIC_URL, or outside production) of the request itself as the browser reached it.
+    ``https://host`` is not the origin of an http server on that host, nor ``http://host:8080``."""
+    origin = _origin_tuple(request.headers.get("Origin", ""))
+    if origin is None:
         return False
-    parts = urlsplit(origin)
-    if parts.netloc and parts.netloc == request.host:
-        return True
-    public = settings().public_url
-    if public:
-        expected = urlsplit(public)
-        return (parts.scheme, parts.netloc) == (expected.scheme, expected.netloc)
-    return False
+    cfg = settings()
+    allowed = set()
+    if cfg.public_url:
+        allowed.add(_origin_tuple(cfg.public_url))
+    if not cfg.public_url or not cfg.production:
+        allowed.add(_origin_tuple(f"{request.scheme}://{request.host}"))
+    return origin in allowed
 
 
 @bp.before_request
