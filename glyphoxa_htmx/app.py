@@ -69,7 +69,6 @@ def create_app(settings: Settings | None = None, **overrides) -> Flask:
 
     db.init_app(app)
     migrate.init_app(app, db, directory=str(ROOT / "migrations"))
-    csrf.init_app(app)
     limiter.init_app(app)
     sock.init_app(app)
     if settings.metrics_enabled:
@@ -81,6 +80,9 @@ def create_app(settings: Settings | None = None, **overrides) -> Flask:
     _init_gateway(app, settings)
     _register_blueprints(app)
     _register_request_hooks(app, settings)
+    # After the hooks that resolve the sign-in, so a CSRF token bound to an older sign-in or
+    # lower privileges is renewed before Flask-WTF checks it (before_request runs in order).
+    csrf.init_app(app)
     _register_template_helpers(app)
 
     from glyphoxa_htmx.web import errors
@@ -121,7 +123,7 @@ def _register_blueprints(app: Flask) -> None:
 
 
 def _register_request_hooks(app: Flask, settings: Settings) -> None:
-    from glyphoxa_htmx.web.auth import load_actor
+    from glyphoxa_htmx.web.auth import load_actor, renew_csrf_on_identity_change
 
     @app.before_request
     def _refuse_unstorable_parameters():
@@ -151,6 +153,7 @@ def _register_request_hooks(app: Flask, settings: Settings) -> None:
         g.request_started = time.perf_counter()
         if request.endpoint and request.endpoint != "static" and not request.path.startswith(("/healthz", "/readyz", "/metrics")):
             load_actor()
+            renew_csrf_on_identity_change()
 
     @app.after_request
     def _headers(response):

@@ -163,3 +163,166 @@ def test_websocket_origin_against_public_url(app, database_url):
     assert _handshake(behind_proxy, "https://app.example:443") == 401
     assert _handshake(behind_proxy, "http://app.example") == 403
     assert _handshake(behind_proxy, "https://app.example:8443") == 403
+
+
+# ---- 7. CSRF tokens are renewed at sign-in, sign-out and privilege gains ---------------------
+
+CSRF_EXPIRED = "Your form expired"
+
+
+def _post_with(b: Browser, url: str, token: str, data=None):
+    return b.client.post(url, data=data or {}, headers={"X-CSRFToken": token})
+
+
+def test_csrf_token_from_before_sign_in_stops_working_after_it(app, visitor):
+    before = visitor.csrf_token()
+    assert visitor.post("/auth/dev", {"name": "Renewed Rita"}).status_code == 303
+    stale = _post_with(visitor, "/settings/name", before, {"name": "Stale"})
+    assert stale.status_code == 400 and CSRF_EXPIRED in stale.get_data(as_text=True)
+    fresh = visitor.csrf_token()
+    assert fresh != before
+    assert _post_with(visitor, "/settings/name", fresh, {"name": "Fresh"}).status_code == 303
+
+
+def test_csrf_token_from_before_sign_out_stops_working_after_it(app, as_role):
+    b = as_role("tenant_owner")
+    signed_in = b.csrf_token()
+    assert b.post("/auth/logout").status_code == 303
+    assert _post_with(b, "/auth/dev", signed_in, {"name": "After"}).status_code == 400
+    assert b.post("/auth/dev", {"name": "After"}).status_code == 303
+
+
+def test_csrf_token_is_renewed_when_privileges_grow_but_kept_when_they_shrink(app, as_role, make_user):
+    owner = as_role("tenant_owner")
+    viewer_user = make_user(role="viewer", tenant_id=owner.user.tenant_id)
+    viewer = Browser(app).login(viewer_user)
+    as_viewer = viewer.csrf_token()
+    assert owner.post(f"/team/{viewer_user.id}/role", {"role": "tenant_owner"}).status_code == 303
+    stale = _post_with(viewer, "/settings/name", as_viewer, {"name": "Promoted"})
+    assert stale.status_code == 400 and CSRF_EXPIRED in stale.get_data(as_text=True)
+    viewer._csrf = None  # reload the page
+    as_owner = viewer.csrf_token()
+    assert as_owner != as_viewer
+    assert _post_with(viewer, "/settings/name", as_owner, {"name": "Promoted"}).status_code == 303
+    # Demoted again: the token stays (it can do less now), and the refusal is the role's 403.
+    assert owner.post(f"/team/{viewer_user.id}/role", {"role": "viewer"}).status_code == 303
+    assert _post_with(viewer, "/settings/name", as_owner, {"name": "Again"}).status_code == 403
+
+
+# ---- 6. a rotation doesn't sign out requests already in flight ------------------------------
+
+
+def _session_rows(app, user_id):
+    from glyphoxa_htmx.models import LoginSession
+
+    with app.app_context():
+        return [(r.revoked_at, r.revoked_reason, r.rotated_at) for r in db.session.execute(
+            select(LoginSession).where(LoginSession.user_id == user_id).order_by(LoginSession.created_at)).scalars()]
+
+
+def test_parallel_requests_with_the_previous_cookie_survive_a_rotation(app, as_role):
+    """A real threaded server; one browser (one user agent) renews its session while a burst of
+    htmx requests still carries the previous cookie. Nobody is signed out."""
+    import threading
+
+    import requests
+
+    from tests.support.ws_server import LiveServer
+
+    b = as_role("dm")
+    old = b.token
+    server = LiveServer(app)
+    ua = {"User-Agent": "Mozilla/5.0 (X11; Linux x86_64) Chromium/131"}
+    try:
+        browser = requests.Session()
+        browser.headers.update(ua)
+        browser.cookies.set("gx_session", old)
+        page = browser.get(server.url + "/account/sessions", timeout=10)
+        token = Browser.CSRF_RE.search(page.text).group(1)
+        barrier = threading.Barrier(9)
+        codes: list[int] = []
+        refreshed = {}
+
+        def in_flight():
+            barrier.wait()
+            for _ in range(3):
+                resp = requests.get(server.url + "/sessions", headers={**ua, "HX-Request": "true"},
+                                    cookies={"gx_session": old, **{k: v for k, v in browser.cookies.items()
+                                                                    if k == "gx_flash"}},
+                                    allow_redirects=False, timeout=10)
+                codes.append(resp.status_code)
+
+        def renew():
+            barrier.wait()
+            resp = browser.post(server.url + "/auth/refresh", headers={"X-CSRFToken": token},
+                                allow_redirects=False, timeout=10)
+            refreshed["status"] = resp.status_code
+            refreshed["token"] = resp.cookies.get("gx_session")
+
+        threads = [threading.Thread(target=in_flight) for _ in range(8)] + [threading.Thread(target=renew)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        assert refreshed["status"] == 303 and refreshed["token"] and refreshed["token"] != old
+        assert codes == [200] * 24, codes
+        # After the burst: the previous cookie still resolves within the grace window (same
+        # browser), the new one works, and the family is intact.
+        again = requests.get(server.url + "/dashboard", headers=ua, cookies={"gx_session": old},
+                             allow_redirects=False, timeout=10)
+        assert again.status_code == 200
+        new = requests.get(server.url + "/dashboard", headers=ua, cookies={"gx_session": refreshed["token"]},
+                           allow_redirects=False, timeout=10)
+        assert new.status_code == 200
+        assert all(revoked is None for revoked, _, _ in _session_rows(app, b.user.id))
+    finally:
+        server.close()
+
+
+def test_previous_cookie_after_the_grace_window_revokes_the_family(app, as_role):
+    from datetime import timedelta
+
+    from glyphoxa_htmx.models import LoginSession
+    from glyphoxa_htmx.services.auth import ROTATION_GRACE, hash_token
+
+    b = as_role("dm")
+    old = b.token
+    resp = b.post("/auth/refresh")
+    assert resp.status_code == 303 and b.get("/dashboard").status_code == 200
+    with app.app_context():
+        row = db.session.execute(select(LoginSession).where(LoginSession.token_hash == hash_token(old))).scalar_one()
+        row.rotated_at = row.rotated_at - ROTATION_GRACE - timedelta(seconds=1)
+        db.session.commit()
+    late = Browser(app)
+    late.client.set_cookie("gx_session", old)
+    assert late.get("/dashboard").status_code == 303  # same user agent, but too late: reuse
+    assert b.get("/dashboard").status_code == 303  # the whole family is revoked
+    assert {reason for _, reason, _ in _session_rows(app, b.user.id)} == {"reuse_detected"}
+
+
+def test_concurrent_refreshes_with_one_token_rotate_once(app, as_role):
+    import threading
+
+    b = as_role("dm")
+    token = b.csrf_token()
+    barrier = threading.Barrier(4)
+    results = []
+
+    def refresh():
+        client = app.test_client()
+        client.set_cookie("gx_session", b.token)
+        for name, value in ((c.key, c.value) for c in b.client._cookies.values() if c.key == "gx_flash"):
+            client.set_cookie(name, value)
+        barrier.wait()
+        resp = client.post("/auth/refresh", headers={"X-CSRFToken": token})
+        results.append((resp.status_code, [h for h in resp.headers.getlist("Set-Cookie") if h.startswith("gx_session=")]))
+
+    threads = [threading.Thread(target=refresh) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert [status for status, _ in results] == [303] * 4
+    assert sum(1 for _, cookies in results if cookies) == 1  # one rotation; the others change nothing
+    rows = _session_rows(app, b.user.id)
+    assert len(rows) == 2 and all(revoked is None for revoked, _, _ in rows)

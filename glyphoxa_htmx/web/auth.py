@@ -33,13 +33,44 @@ def load_actor() -> None:
     token = request.cookies.get(COOKIE)
     if not token:
         return
-    row = auth_service.resolve(token)
+    row = auth_service.resolve(token, user_agent=request.headers.get("User-Agent"))
     if row is None:
         g.session_expired = True
         return
     g.login_session = row
     g.user = row.user
     g.actor = auth_service.actor_for(row, _ip())
+
+
+CSRF_BINDING = "csrf_for"  # flask-session key: the sign-in (family) and role the CSRF token was issued under
+
+
+def renew_csrf_on_identity_change() -> None:
+    """A CSRF token is good only for the sign-in and privileges it was issued under: after sign-in,
+    sign-out (or expiry, revocation) and any gain in privileges, the old token stops working and
+    the next page renders a new one. Runs after ``load_actor`` and before Flask-WTF's check.
+    A loss of privileges keeps the token (it can do less than before, never more)."""
+    from flask import session
+
+    from glyphoxa_htmx.core.authz import MATRIX, Role
+
+    row = g.get("login_session")
+    bound = session.get(CSRF_BINDING, "")
+    current = f"{row.family_id}:{row.user.role}" if row is not None else ""
+    if bound == current:
+        return
+
+    def perms(role: str) -> frozenset:
+        return MATRIX.get(Role(role), frozenset()) if role in {r.value for r in Role} else frozenset()
+
+    old_family, _, old_role = bound.partition(":")
+    new_family, _, new_role = current.partition(":")
+    if old_family != new_family or not perms(new_role) <= perms(old_role):
+        session.pop("csrf_token", None)
+    if current:
+        session[CSRF_BINDING] = current
+    else:
+        session.pop(CSRF_BINDING, None)
 
 
 def _safe_next(target: str | None) -> str:
@@ -77,7 +108,10 @@ def set_session_cookie(response: Response, token: str) -> Response:
 
 
 def _finish_sign_in(user, next_url: str | None = None) -> Response:
+    from flask import session
+
     token = auth_service.start_session(user, ip=_ip(), user_agent=request.headers.get("User-Agent"))
+    session.pop("csrf_token", None)  # a token from before the sign-in never works after it
     response = redirect(_safe_next(next_url), 303)
     return set_session_cookie(response, token)
 
@@ -179,7 +213,11 @@ def dev_signin():
 
 @bp.post("/logout")
 def logout():
-    auth_service.sign_out(request.cookies.get(COOKIE), ip=_ip())
+    auth_service.sign_out(request.cookies.get(COOKIE), ip=_ip(), user_agent=request.headers.get("User-Agent"))
+    from flask import session
+
+    session.pop("csrf_token", None)
+    session.pop(CSRF_BINDING, None)
     response = htmx.redirect_to(url_for("pages.landing"))
     response.delete_cookie(COOKIE, path="/")
     htmx.toast("You're signed out.")
@@ -198,5 +236,7 @@ def refresh():
     else:
         response = htmx.redirect_to(url_for("account.sessions"))
         htmx.toast("Session renewed.")
+    if not new_token:  # already rotated by a concurrent refresh: that response carries the cookie
+        return response
     return set_session_cookie(response, new_token)
 
