@@ -326,3 +326,42 @@ def test_concurrent_refreshes_with_one_token_rotate_once(app, as_role):
     assert sum(1 for _, cookies in results if cookies) == 1  # one rotation; the others change nothing
     rows = _session_rows(app, b.user.id)
     assert len(rows) == 2 and all(revoked is None for revoked, _, _ in rows)
+
+
+# ---- 9. every /auth/* route is rate limited --------------------------------------------------
+
+
+def test_every_auth_route_is_limited_per_ip(app, visitor):
+    from glyphoxa_htmx.extensions import limiter
+
+    fill = {"provider": "discord"}
+    checked = []
+    for rule in app.url_map.iter_rules():
+        if not rule.endpoint.startswith("auth.") or rule.endpoint == "auth.refresh":
+            continue
+        url = rule.rule.replace("<provider>", fill["provider"])
+        for method in sorted((rule.methods or set()) - {"HEAD", "OPTIONS"}):
+            limiter.reset()
+            b = Browser(app)
+            codes = [b.request(method, url, data={"name": f"Limited {n}"}).status_code for n in range(11)]
+            assert 429 not in codes[:10], (method, url, codes)
+            assert codes[10] == 429, (method, url, codes)
+            checked.append(rule.endpoint)
+    assert {"auth.signin", "auth.oauth_start", "auth.oauth_callback", "auth.dev_signin", "auth.logout"} <= set(checked)
+
+
+def test_refresh_is_limited_per_sign_in_session_not_per_ip(app, as_role):
+    busy, neighbour = as_role("dm"), as_role("dm")  # two browsers behind one address
+    codes = [busy.post("/auth/refresh").status_code for _ in range(11)]
+    assert codes[:10] == [303] * 10 and codes[10] == 429
+    assert busy.get("/dashboard").status_code == 200  # still signed in (with the last token)
+    assert neighbour.post("/auth/refresh").status_code == 303  # its own budget
+
+
+def test_refresh_without_a_session_is_limited_per_ip(app):
+    codes = []
+    for _ in range(11):
+        b = Browser(app)
+        b.client.set_cookie("gx_session", "not-a-session")
+        codes.append(b.post("/auth/refresh").status_code)
+    assert 429 not in codes[:10] and codes[10] == 429

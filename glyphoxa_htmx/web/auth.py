@@ -20,7 +20,22 @@ log = logging.getLogger(__name__)
 bp = Blueprint("auth", __name__, url_prefix="/auth")
 
 COOKIE = "gx_session"
+# The plan's limit for /auth/*: every route of this blueprint carries it (tests walk the URL map).
 AUTH_LIMIT = "10 per minute"
+
+
+def _ip_key() -> str:
+    return request.remote_addr or "unknown"
+
+
+def _sign_in_session_key() -> str:
+    """/auth/refresh counts per sign-in session (family), so one browser's renewals never share a
+    budget with everyone behind the same address; without a live session, per IP."""
+    row = g.get("login_session")
+    return f"login:{row.family_id}" if row is not None else f"ip:{_ip_key()}"
+
+
+auth_limit = limiter.limit(AUTH_LIMIT, key_func=_ip_key)
 
 
 def _ip() -> str | None:
@@ -117,6 +132,7 @@ def _finish_sign_in(user, next_url: str | None = None) -> Response:
 
 
 @bp.get("/signin")
+@auth_limit
 def signin():
     if g.get("actor") is not None:
         return redirect(_safe_next(request.args.get("next")), 303)
@@ -135,7 +151,7 @@ def signin():
 
 
 @bp.get("/<provider>")
-@limiter.limit(AUTH_LIMIT, key_func=lambda: request.remote_addr or "unknown")
+@auth_limit
 def oauth_start(provider: str):
     if provider not in identity.enabled():
         abort(404)
@@ -149,7 +165,7 @@ def oauth_start(provider: str):
 
 
 @bp.get("/<provider>/callback")
-@limiter.limit(AUTH_LIMIT, key_func=lambda: request.remote_addr or "unknown")
+@auth_limit
 def oauth_callback(provider: str):
     if provider not in identity.enabled():
         abort(404)
@@ -182,7 +198,7 @@ def _signin_error(message: str, status: int = 400):
 
 
 @bp.post("/dev")
-@limiter.limit("60 per minute", key_func=lambda: request.remote_addr or "unknown")
+@auth_limit
 def dev_signin():
     """Development only: enter as an existing user, or create one. 404 unless dev mode."""
     cfg = settings()
@@ -212,6 +228,7 @@ def dev_signin():
 
 
 @bp.post("/logout")
+@auth_limit
 def logout():
     auth_service.sign_out(request.cookies.get(COOKIE), ip=_ip(), user_agent=request.headers.get("User-Agent"))
     from flask import session
@@ -225,6 +242,7 @@ def logout():
 
 
 @bp.post("/refresh")
+@limiter.limit(AUTH_LIMIT, key_func=_sign_in_session_key)
 def refresh():
     """Rotate the session token: the old one stops working; re-use of it revokes the family."""
     new_token = auth_service.rotate(request.cookies.get(COOKIE), ip=_ip(),
