@@ -229,8 +229,8 @@ def stop(actor: Actor, session_id: str) -> StopResult:
     the gateway is called (StopWebSession itself does not check). Afterwards the row is read
     again, so the result says what really happened: StopWebSession answers NOT_FOUND for a
     session the gateway doesn't track, which stopped nothing. Commits."""
+    session = get(actor, session_id)  # NotFound for other tenants (before the role): no gRPC call happens
     require(actor, Perm.CONTROL_SESSIONS)
-    session = get(actor, session_id)  # NotFound for other tenants: no gRPC call happens
     if session.state == "ended":
         raise Conflict("This session has already ended.")
     before = session.state
@@ -305,10 +305,10 @@ CONTROL_ACTIONS = ("mute", "unmute", "mute_all", "unmute_all", "speak")
 def control(actor: Actor, session_id: str, action: str, *, npc: str = "", speech: str = "") -> str:
     """Mute/unmute one NPC, mute/unmute all, or make an NPC speak. The session's tenant is
     checked before the gateway is called. Returns a confirmation message. Commits the audit row."""
+    session = get(actor, session_id)  # 404 first, then the role (403)
     require(actor, Perm.CONTROL_SESSIONS)
     if action not in CONTROL_ACTIONS:
         raise NotFound()
-    session = get(actor, session_id)
     if not is_live(session):
         raise Conflict("The session has ended.")
     npc = (npc or "").strip()

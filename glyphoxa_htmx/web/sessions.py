@@ -117,8 +117,8 @@ def detail(session_id: str):
 @bp.post("/<session_id>/stop")
 @login_required
 def stop(session_id: str):
+    session = svc.get(g.actor, session_id)  # another tenant's session: 404 before anything else (the role too)
     require(g.actor, Perm.CONTROL_SESSIONS)
-    session = svc.get(g.actor, session_id)  # another tenant's session: 404 before anything else
     detail_url = url_for("sessions.detail", session_id=session.id)
     if svc.is_live(session) and not htmx.confirmed():
         return htmx.confirm_page("Stop this session for everyone at the table?", submit_label="Stop session",
