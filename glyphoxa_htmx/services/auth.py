@@ -56,6 +56,7 @@ class Identity:
     avatar_url: str | None = None
     email_verified: bool = False
     guilds: tuple = ()
+    guilds_fetched_at: datetime | None = None  # set when the guild list (with permissions) was read
 
 
 class AccountSuspended(Forbidden):
@@ -78,8 +79,10 @@ def sign_in(identity: Identity, *, ip: str | None = None) -> tuple[User, bool]:
     user.last_login_at = now()
     if identity.avatar_url:
         user.avatar_url = identity.avatar_url
-    if identity.provider == "discord" and identity.guilds:
+    if identity.provider == "discord" and identity.guilds_fetched_at is not None:
+        # The servers this person manages, and when we learnt it (Settings → Discord checks both).
         user.discord_guilds = list(identity.guilds)
+        user.discord_guilds_at = identity.guilds_fetched_at
     audit.record("user.sign_in", "user", user.id, tenant_id=user.tenant_id, user_id=user.id, ip=ip,
                  details={"provider": identity.provider})
     db.session.commit()

@@ -150,6 +150,11 @@ def start(actor: Actor, *, campaign_id: str, guild_id: str, channel_id: str) -> 
             raise StartRefused(_START_MESSAGES.get(type(exc), ("error", exc.message))[1]) from exc
         if guild_id not in allowed:
             errors["guild_id"] = "That server isn't one of your table's Discord servers."
+        elif tenants.guild_owner(guild_id) != actor.tenant_id:
+            # The gateway lists it for us, but it belongs to another table (or to several, from
+            # before servers had one owner): never start in someone else's server.
+            errors["guild_id"] = ("That Discord server is connected to another table too, so sessions can't start "
+                                  "there until support sorts out which table it belongs to.")
     if errors:
         raise ValidationError(errors)
 
