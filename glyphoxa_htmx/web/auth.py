@@ -61,17 +61,21 @@ CSRF_BINDING = "csrf_for"  # flask-session key: the sign-in (family) and role th
 
 
 def renew_csrf_on_identity_change() -> None:
-    """A CSRF token is good only for the sign-in and privileges it was issued under: after sign-in,
-    sign-out (or expiry, revocation) and any gain in privileges, the old token stops working and
-    the next page renders a new one. Runs after ``load_actor`` and before Flask-WTF's check.
-    A loss of privileges keeps the token (it can do less than before, never more)."""
+    """A CSRF token is good only for the sign-in and privileges it was issued under: after a
+    sign-in (into another session family) and any gain in privileges, the old token stops working
+    and the next page renders a new one (sign-in and sign-out also drop it in their own routes).
+    Runs after ``load_actor`` and before Flask-WTF's check. A loss of privileges keeps the token
+    (it can do less than before, never more), and so does a sign-in that merely expired: that
+    request must reach ``login_required`` and be sent to sign-in, not be refused as a stale form."""
     from flask import session
 
     from glyphoxa_htmx.core.authz import MATRIX, Role
 
     row = g.get("login_session")
+    if row is None:
+        return
     bound = session.get(CSRF_BINDING, "")
-    current = f"{row.family_id}:{row.user.role}" if row is not None else ""
+    current = f"{row.family_id}:{row.user.role}"
     if bound == current:
         return
 
@@ -82,10 +86,7 @@ def renew_csrf_on_identity_change() -> None:
     new_family, _, new_role = current.partition(":")
     if old_family != new_family or not perms(new_role) <= perms(old_role):
         session.pop("csrf_token", None)
-    if current:
-        session[CSRF_BINDING] = current
-    else:
-        session.pop(CSRF_BINDING, None)
+    session[CSRF_BINDING] = current
 
 
 def _safe_next(target: str | None) -> str:
