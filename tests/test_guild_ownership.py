@@ -254,7 +254,9 @@ def oauth_app(app, database_url, simulator, provider):
         gateway_grpc_addr=simulator.address, gateway_secret=GATEWAY_SECRET,
     ))
     application.config["TESTING"] = True
-    return application
+    yield application
+    with application.app_context():
+        db.engine.dispose()  # the database server is shared: don't keep this app's pool open
 
 
 def _discord_sign_in(b: Browser) -> None:

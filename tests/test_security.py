@@ -18,6 +18,13 @@ PROD = dict(env="production", secret_key="k" * 40, discord_client_id="id", disco
             public_url="https://app.example", metrics_token="m" * 24)
 
 
+def _dispose(*apps) -> None:
+    """Close the pooled connections of apps built inside a test (the database server is shared)."""
+    for application in apps:
+        with application.app_context():
+            db.engine.dispose()
+
+
 # ---- 2. GLYPHOXA_ENV is exact; dev sign-in needs loopback or an explicit opt-in ----------------
 
 
@@ -63,6 +70,7 @@ def test_dev_signin_on_a_public_bind_is_404_unless_forced(app, database_url, cap
         forced = create_app(make_settings(database_url, host="0.0.0.0", dev_login_forced=True))
     assert any("DEV SIGN-IN IS ON" in r.getMessage() for r in caplog.records)  # loud, at every start
     assert Browser(forced).post("/auth/dev", {"name": "Forced"}).status_code == 303
+    _dispose(public, forced)
 
 
 def test_dev_form_never_creates_a_super_admin(app, visitor):
@@ -163,6 +171,7 @@ def test_websocket_origin_against_public_url(app, database_url):
     assert _handshake(behind_proxy, "https://app.example:443") == 401
     assert _handshake(behind_proxy, "http://app.example") == 403
     assert _handshake(behind_proxy, "https://app.example:8443") == 403
+    _dispose(behind_proxy)
 
 
 # ---- 7. CSRF tokens are renewed at sign-in, sign-out and privilege gains ---------------------
