@@ -374,3 +374,42 @@ def test_refresh_without_a_session_is_limited_per_ip(app):
         b.client.set_cookie("gx_session", "not-a-session")
         codes.append(b.post("/auth/refresh").status_code)
     assert 429 not in codes[:10] and codes[10] == 429
+
+
+def test_gunicorn_on_all_interfaces_serves_no_dev_signin(app, database_url, tmp_path):
+    """Under gunicorn the real bind decides (deploy/gunicorn.conf.py passes it on as HOST): a
+    development server listening on 0.0.0.0 has no dev sign-in unless it is forced."""
+    import os
+    import subprocess
+    import sys
+    import time
+    from pathlib import Path
+
+    import requests
+
+    from tests.test_gunicorn import ROOT, _free_port
+
+    port = _free_port()
+    env = {**os.environ, "GLYPHOXA_ENV": "development", "DATABASE_URL": database_url, "SECRET_KEY": "g" * 40,
+           "GUNICORN_BIND": f"0.0.0.0:{port}", "WEB_CONCURRENCY": "1", "LOG_LEVEL": "WARNING", "HOST": "127.0.0.1",
+           "METRICS_ENABLED": "0"}
+    env.pop("GLYPHOXA_DEV_LOGIN", None)
+    proc = subprocess.Popen([str(Path(sys.executable).with_name("gunicorn")), "-c", "deploy/gunicorn.conf.py",
+                             "wsgi:app"], cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                if requests.get(base + "/healthz", timeout=1).status_code == 200:
+                    break
+            except requests.RequestException:
+                pass
+            assert proc.poll() is None, proc.stdout.read().decode()
+            assert time.monotonic() < deadline, "gunicorn did not come up"
+            time.sleep(0.2)
+        page = requests.get(base + "/auth/signin", timeout=5)
+        assert page.status_code == 200 and "development sign-in" not in page.text
+    finally:
+        proc.terminate()
+        proc.wait(timeout=20)
