@@ -18,6 +18,9 @@ Capacity per pod: WS_WORKERS x WS_THREADS sockets (default 2 x 500 = 1000).
 import os
 
 bind = os.environ.get("GUNICORN_WS_BIND", f"0.0.0.0:{os.environ.get('WS_PORT', '8081')}")
+# The app judges dev sign-in by the address it really listens on (HOST): loopback only, unless
+# GLYPHOXA_DEV_LOGIN=1 is set explicitly. "0.0.0.0:8080" -> "0.0.0.0"; a unix socket is not loopback.
+os.environ["HOST"] = bind.rsplit(":", 1)[0].strip("[]") if not bind.startswith("unix:") else "unix"
 worker_class = "gthread"
 workers = int(os.environ.get("WS_WORKERS", "2"))
 threads = int(os.environ.get("WS_THREADS", "500"))

@@ -31,6 +31,11 @@ def create_app(settings: Settings | None = None, **overrides) -> Flask:
     settings = settings or load_settings(**overrides)
     settings.validate()
     logs.setup(settings.log_level, settings.log_json)
+    if settings.dev_login_warning:  # at every start, on stderr and in the logs
+        import sys
+
+        print("WARNING: " + settings.dev_login_warning, file=sys.stderr)
+        log.warning(settings.dev_login_warning)
 
     app = Flask(
         __name__,
@@ -69,7 +74,6 @@ def create_app(settings: Settings | None = None, **overrides) -> Flask:
 
     db.init_app(app)
     migrate.init_app(app, db, directory=str(ROOT / "migrations"))
-    csrf.init_app(app)
     limiter.init_app(app)
     sock.init_app(app)
     htmx_ext.init_app(app)
@@ -81,6 +85,9 @@ def create_app(settings: Settings | None = None, **overrides) -> Flask:
     _init_gateway(app, settings)
     _register_blueprints(app)
     _register_request_hooks(app, settings)
+    # After the hooks that resolve the sign-in, so a CSRF token bound to an older sign-in or
+    # lower privileges is renewed before Flask-WTF checks it (before_request runs in order).
+    csrf.init_app(app)
     _register_template_helpers(app)
 
     from glyphoxa_htmx.web import errors
@@ -123,6 +130,30 @@ def _register_blueprints(app: Flask) -> None:
 
 
 def _register_request_hooks(app: Flask, settings: Settings) -> None:
+    from glyphoxa_htmx.web.auth import renew_csrf_on_identity_change
+
+    @app.before_request
+    def _refuse_unstorable_parameters():
+        """One place for bytes PostgreSQL text can't hold (NUL, lone surrogates) in any path,
+        query-string or form parameter (names too): a clear 400, or 422 for a submitted form,
+        instead of a DataError deep inside a service."""
+        from glyphoxa_htmx.core.parse import unstorable
+        from glyphoxa_htmx.web.errors import error_response
+
+        status = None
+        def every(multidict):
+            return [*multidict.keys(), *(v for values in multidict.listvalues() for v in values)]
+
+        if unstorable((request.view_args or {}).values()) or unstorable(every(request.args)):
+            status = 400
+        elif request.method not in ("GET", "HEAD", "OPTIONS") and request.mimetype in (
+                "application/x-www-form-urlencoded", "multipart/form-data") and unstorable(every(request.form)):
+            status = 422
+        if status is not None:
+            return error_response(status, "That request contains a character we can't store (a NUL byte or an "
+                                          "invalid Unicode character). Remove it and try again.")
+        return None
+
     @app.before_request
     def _request_context():
         g.request_id = request.headers.get("X-Request-ID") or uuid.uuid4().hex
@@ -132,6 +163,7 @@ def _register_request_hooks(app: Flask, settings: Settings) -> None:
             # last-seen touch commits before any of the view's own writes, and every page
             # request keeps the session alive.
             current_user._get_current_object()
+            renew_csrf_on_identity_change()
 
     @app.after_request
     def _headers(response):

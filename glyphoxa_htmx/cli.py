@@ -54,6 +54,7 @@ def run(host: str | None, port: int | None) -> None:
     logs.setup(settings.log_level, settings.log_json)
     host = host or settings.host
     port = port or settings.port
+    settings.host = host  # dev sign-in needs a loopback bind (or GLYPHOXA_DEV_LOGIN=1): judge the real one
     settings.database_url = resolve_database_url(settings)
     simulator = None
     if not settings.gateway_grpc_addr and settings.gateway_simulator and not settings.production:
@@ -82,7 +83,7 @@ def run(host: str | None, port: int | None) -> None:
 
         with app.app_context():
             seed_demo()
-    click.echo(f"Glyphoxa Web on http://{host}:{port}  (dev sign-in: {'on' if settings.dev_login else 'off'})")
+    click.echo(f"Glyphoxa Web on http://{host}:{port}  (dev sign-in: {'on' if settings.dev_login_enabled else 'off'})")
     try:
         app.run(host=host, port=port, threaded=True, use_reloader=False)
     except KeyboardInterrupt:

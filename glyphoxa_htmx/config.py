@@ -6,12 +6,16 @@ install) and production (``GLYPHOXA_ENV=production``), which is validated strict
 
 from __future__ import annotations
 
+import ipaddress
 import os
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 DEV_SECRET_KEY = "dev-insecure-secret-key-change-me"
+# GLYPHOXA_ENV must be exactly one of these; anything else (``prod``, ``Production``, a trailing
+# space...) refuses to start rather than silently running development mode.
+ENVIRONMENTS = ("development", "test", "production")
 
 
 class ConfigError(RuntimeError):
@@ -38,6 +42,8 @@ class Settings:
     port: int = 5000
     public_url: str = ""  # e.g. https://app.glyphoxa.app ; used for OAuth redirect URIs and Origin checks
     dev_login: bool = True
+    # GLYPHOXA_DEV_LOGIN=1 given explicitly: dev sign-in even on a non-loopback bind (loud warning)
+    dev_login_forced: bool = False
     log_level: str = "INFO"
     log_json: bool = True
     session_idle_minutes: int = 720
@@ -71,11 +77,38 @@ class Settings:
     metrics_token: str = ""  # bearer token Prometheus must send to /metrics (required in production)
     live_poll_interval: float = 0.5  # seconds between the live hub's polls of a watched session
     proxy_hops: int = 0  # reverse proxies in front of us that set X-Forwarded-*; 0 = trust none
+    allow_insecure_public_url: bool = False  # production with an http:// PUBLIC_URL (explicit opt-in)
     extra: dict = field(default_factory=dict)
 
     @property
     def production(self) -> bool:
         return self.env == "production"
+
+    @property
+    def loopback_bind(self) -> bool:
+        """Whether HOST is a loopback address (only this machine can reach the server)."""
+        host = (self.host or "").strip().strip("[]")
+        if host == "localhost":
+            return True
+        try:
+            return ipaddress.ip_address(host).is_loopback
+        except ValueError:
+            return False
+
+    @property
+    def dev_login_enabled(self) -> bool:
+        """The dev sign-in form is served: asked for, never in production, and only on a loopback
+        bind unless GLYPHOXA_DEV_LOGIN=1 was given explicitly (see ``dev_login_warning``)."""
+        return self.dev_login and not self.production and (self.loopback_bind or self.dev_login_forced)
+
+    @property
+    def dev_login_warning(self) -> str | None:
+        """The loud start-up warning when dev sign-in is reachable from other machines."""
+        if self.dev_login_enabled and not self.loopback_bind:
+            return (f"DEV SIGN-IN IS ON and the server binds {self.host!r}, not a loopback address: anyone who can "
+                    "reach it can sign in as any user without a password (GLYPHOXA_DEV_LOGIN=1). Never do this on "
+                    "a network you don't fully control.")
+        return None
 
     def oauth_providers(self) -> list[str]:
         out = []
@@ -92,6 +125,9 @@ class Settings:
 
     def validate(self) -> None:
         """Refuse unsafe production settings, naming exactly which one is wrong."""
+        if self.env not in ENVIRONMENTS:
+            raise ConfigError(f"refusing to start: GLYPHOXA_ENV={self.env!r} is not one of "
+                              + ", ".join(ENVIRONMENTS) + " (exact, lowercase)")
         if not self.production:
             return
         problems = []
@@ -112,6 +148,10 @@ class Settings:
             problems.append("GATEWAY_SECRET must be set (the gateway refuses management calls without it)")
         if not self.public_url:
             problems.append("PUBLIC_URL must be set in production (OAuth redirect URIs and WebSocket Origin checks)")
+        elif not self.public_url.startswith("https://") and not self.allow_insecure_public_url:
+            problems.append(f"PUBLIC_URL must start with https:// in production (got {self.public_url!r}: cookies "
+                            "would not be Secure and there would be no HSTS); set ALLOW_INSECURE_PUBLIC_URL=1 only "
+                            "if TLS really ends somewhere this service can't see")
         if self.metrics_enabled and len(self.metrics_token) < 16:
             problems.append("METRICS_TOKEN must be set (16+ characters) so /metrics, which names tenants, "
                             "isn't public (or set METRICS_ENABLED=0)")
@@ -157,6 +197,7 @@ ENV_MAP = {
     "metrics_enabled": "METRICS_ENABLED",
     "metrics_token": "METRICS_TOKEN",
     "proxy_hops": "PROXY_HOPS",
+    "allow_insecure_public_url": "ALLOW_INSECURE_PUBLIC_URL",
     "live_poll_interval": "LIVE_POLL_INTERVAL",
 }
 
@@ -187,6 +228,9 @@ def load_settings(environ: dict[str, str] | None = None, **overrides) -> Setting
         if not hasattr(s, key):
             raise TypeError(f"unknown setting {key}")
         setattr(s, key, value)
+    # Dev sign-in on a non-loopback bind needs GLYPHOXA_DEV_LOGIN=1 given explicitly.
+    if "dev_login_forced" not in overrides:
+        s.dev_login_forced = _bool(environ.get("GLYPHOXA_DEV_LOGIN"))
     # Production defaults differ: dev sign-in, the simulator and demo data are off unless asked for.
     if s.env == "production":
         if "GLYPHOXA_DEV_LOGIN" not in environ and "dev_login" not in overrides:

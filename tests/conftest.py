@@ -94,7 +94,8 @@ def app(database_url, simulator):
     return application
 
 
-WEB_TABLES = ["web.audit_log", "web.login_sessions", "web.users", "web.tenants", "web.campaigns", "web.npc_positions"]
+WEB_TABLES = ["web.audit_log", "web.login_sessions", "web.users", "web.tenants", "web.campaigns", "web.npc_positions",
+              "web.guild_claims"]
 GATEWAY_TABLES = ["public.sessions", "public.usage_records", "public.npc_definitions", "public.tenants"]
 
 
@@ -176,10 +177,16 @@ class Browser:
         self._csrf: str | None = None
 
     def csrf_token(self) -> str:
+        """The token a page would carry now. CSRF tokens are renewed at sign-in, sign-out and
+        privilege gains, so it is fetched again after each of those (the landing page renders it
+        for visitors; a signed-in user is sent on, and their sessions page renders it)."""
         if self._csrf is None:
-            resp = self.client.get("/auth/signin")
-            match = self.CSRF_RE.search(resp.get_data(as_text=True))
-            assert match, "no CSRF token on the sign-in page"
+            match = None
+            for url in ("/", "/account/sessions"):
+                match = self.CSRF_RE.search(self.client.get(url).get_data(as_text=True))
+                if match:
+                    break
+            assert match, "no CSRF token on the landing or sessions page"
             self._csrf = match.group(1)
         return self._csrf
 
@@ -188,11 +195,12 @@ class Browser:
         from glyphoxa_htmx.models import User
         from glyphoxa_htmx.services import auth
 
-        self.csrf_token()  # fetched while anonymous (the sign-in page renders it)
+        self.csrf_token()  # a visitor's token first, like a browser that opened the site before signing in
         with self.app.test_request_context():
             token = auth.start_session(db.session.get(User, user.id), ip="127.0.0.1", user_agent="pytest")
         self.client.set_cookie("gx_session", token)
         self.token = token
+        self._csrf = None  # renewed at sign-in
         return self
 
     def _headers(self, htmx: bool, headers: dict | None) -> dict:
@@ -202,19 +210,24 @@ class Browser:
         return out
 
     def get(self, url, htmx=False, headers=None, **kw):
-        return self.client.get(url, headers=self._headers(htmx, headers), **kw)
+        return self._after(url, self.client.get(url, headers=self._headers(htmx, headers), **kw))
+
+    def _after(self, url: str, resp):
+        if url.startswith("/auth/") and resp.status_code < 400:
+            self._csrf = None  # signed in, out or rotated: the page would carry a renewed token
+        return resp
 
     def post(self, url, data=None, htmx=False, headers=None, csrf=True, **kw):
         h = self._headers(htmx, headers)
         if csrf:
             h.setdefault("X-CSRFToken", self.csrf_token())
-        return self.client.post(url, data=data or {}, headers=h, **kw)
+        return self._after(url, self.client.post(url, data=data or {}, headers=h, **kw))
 
     def request(self, method, url, htmx=False, headers=None, csrf=True, **kw):
         h = self._headers(htmx, headers)
         if csrf and method.upper() not in {"GET", "HEAD", "OPTIONS"}:
             h.setdefault("X-CSRFToken", self.csrf_token())
-        return self.client.open(url, method=method, headers=h, **kw)
+        return self._after(url, self.client.open(url, method=method, headers=h, **kw))
 
 
 @pytest.fixture

@@ -119,10 +119,12 @@ def test_refresh_rotates_and_reuse_revokes_family(app, as_role):
     new = [h for h in resp.headers.getlist("Set-Cookie") if h.startswith("gx_session=")][0].split(";")[0].split("=", 1)[1]
     assert new and new != old
     assert b.get("/dashboard").status_code == 200  # client now holds the new cookie
-    # Someone presents the rotated (old) token: refused, and the whole family is revoked.
+    # Someone else (another browser: the grace window for in-flight requests is bound to the
+    # rotating browser's user agent) presents the rotated (old) token: refused, and the whole
+    # family is revoked.
     thief = Browser(app)
     thief.client.set_cookie("gx_session", old)
-    assert thief.get("/dashboard").status_code == 303
+    assert thief.get("/dashboard", headers={"User-Agent": "curl/8.5.0"}).status_code == 303
     assert b.get("/dashboard").status_code == 303
     assert _token_row(app, new).revoked_reason == "reuse_detected"
     with app.app_context():

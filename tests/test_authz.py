@@ -97,7 +97,7 @@ def test_team_page_shows_only_own_tenant(app, as_role, make_user):
 
 
 @pytest.mark.parametrize("role", ["tenant_owner", "dm", "viewer"])
-@pytest.mark.parametrize("url", ["/admin/", "/admin/tenants", "/admin/users"])
+@pytest.mark.parametrize("url", ["/admin/", "/admin/tenants", "/admin/users", "/admin/guilds"])
 def test_admin_pages_need_super_admin(app, as_role, role, url):
     assert as_role(role).get(url).status_code == 403
 

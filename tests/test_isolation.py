@@ -1,7 +1,8 @@
 """Tenant isolation, walked over the whole URL map: every route that names a resource, asked by a
-user of another tenant with the real ids of the demo table's campaign, NPC, session, entity,
-person and sign-in session, answers 404 (never 403 for a role that could act on its own rows),
-and nothing of the demo table changes. A new route with a new kind of parameter fails here
+user of another tenant — in every role, plain and htmx — with the real ids of the demo table's
+campaign, NPC, session, entity, person and sign-in session, answers exactly 404 (never 403: the
+row is looked up in the actor's tenant before the role is checked), and nothing of the demo table
+changes. A new route with a new kind of parameter fails here
 until this table knows how to fill it."""
 
 from __future__ import annotations
@@ -19,7 +20,8 @@ from tests.conftest import Browser
 
 # Routes that are not tenant resources: operator pages (cross-tenant by design, tested in
 # test_authz), sign-in providers, static files.
-NOT_TENANT_SCOPED = {"admin.tenant_status", "admin.user_status", "auth.oauth_start", "auth.oauth_callback", "static"}
+NOT_TENANT_SCOPED = {"admin.tenant_status", "admin.user_status", "admin.guild_assign", "auth.oauth_start",
+                     "auth.oauth_callback", "static"}
 
 
 @pytest.fixture
@@ -70,11 +72,29 @@ def _snapshot(app, database_url):
     return state, gw
 
 
-@pytest.mark.parametrize("role", ["tenant_owner", "super_admin", "dm", "viewer"])
+def _operator_without_a_table(app) -> Browser:
+    import uuid
+
+    with app.app_context():
+        user = User(id=str(uuid.uuid4()), tenant_id=None, name="Operator", role="super_admin",
+                    discord_id="op-" + uuid.uuid4().hex[:10])
+        db.session.add(user)
+        db.session.commit()
+        ns = type("U", (), {"id": user.id, "tenant_id": None})
+    return Browser(app).login(ns)
+
+
+# Every role, each from another table (the super admin too: their cross-tenant powers are the
+# operator pages, never another table's resources), and an operator who belongs to no table.
+ROLES = ["tenant_owner", "super_admin", "dm", "viewer", "super_admin_without_table"]
+
+
+@pytest.mark.parametrize("role", ROLES)
 def test_other_tenants_resources_are_404_on_every_route(app, database_url, demo, as_role, role):
     before = _snapshot(app, database_url)
-    stranger = as_role(role)
+    stranger = _operator_without_a_table(app) if role == "super_admin_without_table" else as_role(role)
     checked = 0
+    wrong: list[str] = []
     for rule in app.url_map.iter_rules():
         if not rule.arguments or rule.endpoint in NOT_TENANT_SCOPED:
             continue
@@ -84,18 +104,17 @@ def test_other_tenants_resources_are_404_on_every_route(app, database_url, demo,
             headers.update({"Upgrade": "websocket", "Connection": "Upgrade", "Sec-WebSocket-Version": "13",
                             "Sec-WebSocket-Key": "dGhlIHNhbXBsZSBub25jZQ=="})
         for method in sorted((rule.methods or set()) - {"HEAD", "OPTIONS"}):
-            resp = stranger.request(method, url, data={"name": "x", "npc": "Greta Ironbraid", "speech": "hi",
-                                                        "role": "viewer", "confirm_name": "The Sunken Crown"},
-                                    headers=headers)
-            allowed = {404}
-            if role in {"dm", "viewer"}:
-                # A role refusal (e.g. a viewer opening an edit form) is decided before any
-                # lookup, so it neither depends on nor reveals the row. Owners and super admins,
-                # who may act on their own rows everywhere, must get exactly 404.
-                allowed = {403, 404}
-            assert resp.status_code in allowed, f"{role} {method} {url} -> {resp.status_code}"
-            checked += 1
-    assert checked >= 35
+            for as_htmx in (False, True):  # a plain request and the same one from htmx
+                resp = stranger.request(method, url, data={"name": "x", "npc": "Greta Ironbraid", "speech": "hi",
+                                                            "role": "viewer", "confirm_name": "The Sunken Crown"},
+                                        headers=headers, htmx=as_htmx and not rule.websocket)
+                if resp.status_code != 404:
+                    wrong.append(f"{role} {method} {url}{' (htmx)' if as_htmx else ''} -> {resp.status_code}")
+                checked += 1
+    # Exactly 404 for every role: the row is looked up in the actor's tenant before the
+    # permission is checked, so a role refusal (403) never tells anyone the row exists.
+    assert not wrong, "\n".join(wrong)
+    assert checked >= 70
     assert _snapshot(app, database_url) == before
     # The owner still sees and controls their own table (the ids were real).
     owner = demo["owner_browser"]

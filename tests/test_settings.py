@@ -15,10 +15,21 @@ TOKEN = "MTA5ODc2NTQzMjEwOTg3NjU0.GaBcDe.abcdefghijklmnopqrstuvwxyz0123456789AB"
 
 
 def _owner_with_gateway_tenant(app) -> Browser:
+    """An owner whose table exists on the gateway, who signed in with Discord a moment ago and
+    manages GUILD_A and GUILD_B there (what adding a server requires)."""
+    from datetime import datetime, timezone
+
+    from glyphoxa_htmx.models import User
+
     b = Browser(app)
     b.post("/auth/dev", {"name": "Settings Owner", "role": "tenant_owner"})  # signs up through CreateTenant
     with app.app_context():
         b.tenant_id = db.session.execute(select(Tenant.id)).scalar_one()
+        user = db.session.execute(select(User).where(User.tenant_id == b.tenant_id)).scalar_one()
+        user.discord_guilds = [{"id": GUILD_A, "name": "Guild A", "owner": True, "manage": True},
+                               {"id": GUILD_B, "name": "Guild B", "owner": False, "manage": True}]
+        user.discord_guilds_at = datetime.now(timezone.utc)
+        db.session.commit()
     return b
 
 

@@ -4,6 +4,7 @@ PKCE S256 where the provider supports it). A provider is enabled when its id and
 from __future__ import annotations
 
 import logging
+from datetime import datetime, timezone
 
 from authlib.integrations.flask_client import OAuth
 from flask import Flask, current_app
@@ -64,18 +65,39 @@ def enabled() -> list[str]:
     return [name for name in ("discord", "google", "github") if name in oauth._registry]
 
 
+# Discord permission bits (https://discord.com/developers/docs/topics/permissions).
+ADMINISTRATOR = 0x8
+MANAGE_GUILD = 0x20
+
+
+def can_manage_guild(guild: dict) -> bool:
+    """Whether a /users/@me/guilds entry grants Manage Server: the owner, the MANAGE_GUILD bit, or
+    ADMINISTRATOR (which implies every permission). ``permissions`` is a decimal string in API v8+
+    (an int in older versions); anything unparseable counts as no permission."""
+    if guild.get("owner") is True:
+        return True
+    try:
+        bits = int(guild.get("permissions") or 0)
+    except (TypeError, ValueError):
+        return False
+    return bool(bits & (MANAGE_GUILD | ADMINISTRATOR))
+
+
 def fetch_identity(provider: str, token: dict) -> Identity:
     """Read who signed in from the provider's API with the fresh token (never stored)."""
     c = client(provider)
     if provider == "discord":
         me = c.get("users/@me", token=token).json()
         guilds = []
+        guilds_at = None
         try:
             resp = c.get("users/@me/guilds", token=token)
             if resp.ok:
-                guilds = [{"id": str(g["id"]), "name": g.get("name", ""), "owner": bool(g.get("owner"))}
+                guilds = [{"id": str(g["id"]), "name": g.get("name", ""), "owner": bool(g.get("owner")),
+                           "manage": can_manage_guild(g)}
                           for g in resp.json()]
-        except Exception:  # noqa: BLE001 - guild names are a nicety; sign-in still works
+                guilds_at = datetime.now(timezone.utc)
+        except Exception:  # noqa: BLE001 - sign-in still works; adding a server then asks to sign in again
             log.warning("could not read discord guilds")
         avatar = None
         if me.get("avatar"):
@@ -88,6 +110,7 @@ def fetch_identity(provider: str, token: dict) -> Identity:
             email_verified=bool(me.get("verified")),
             avatar_url=avatar,
             guilds=tuple(guilds),
+            guilds_fetched_at=guilds_at,
         )
     if provider == "google":
         info = token.get("userinfo") or c.userinfo(token=token)

@@ -2,6 +2,8 @@
 
 Every service operation takes an ``Actor`` and calls ``require(actor, Perm.X)``; every lookup of a
 tenant-scoped row goes through ``own(actor, row)`` so another tenant's row is a 404, never a 403.
+Order matters: an operation on a row looks the row up in the actor's tenant first (404), and
+only then checks the permission (403), so a role refusal never confirms that a row exists.
 """
 
 from __future__ import annotations

@@ -20,3 +20,13 @@ def int_arg(value, default: int | None = None, *, minimum: int = 0) -> int | Non
 def like_pattern(q: str) -> str:
     """An ILIKE pattern matching ``q`` literally anywhere (``%``, ``_`` and ``\\`` escaped)."""
     return "%" + q.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
+
+
+# Characters a PostgreSQL ``text`` value can't hold: NUL, and lone UTF-16 surrogates (which
+# can't be encoded as UTF-8 at all). Any request parameter containing one is refused up front.
+UNSTORABLE_RE = re.compile("[\x00\ud800-\udfff]")
+
+
+def unstorable(values) -> bool:
+    """Whether any of the strings in ``values`` holds a character PostgreSQL text can't store."""
+    return any(isinstance(v, str) and UNSTORABLE_RE.search(v) for v in values)

@@ -1,7 +1,7 @@
 """SQLAlchemy models. Web-owned tables (schema `web`) are migrated by Alembic; gateway-owned
 `public.*` tables are mapped in `gateway.py` for reading (and npc_definitions for writing)."""
 
-from glyphoxa_htmx.models.web import AuditLog, Campaign, LoginSession, NpcPosition, Tenant, User
+from glyphoxa_htmx.models.web import AuditLog, Campaign, GuildClaim, LoginSession, NpcPosition, Tenant, User
 from glyphoxa_htmx.models.gateway import GatewayBase, GatewaySession, GatewayTenant, NpcDefinition, UsageRecord
 
 __all__ = [
@@ -10,6 +10,7 @@ __all__ = [
     "GatewayBase",
     "GatewaySession",
     "GatewayTenant",
+    "GuildClaim",
     "LoginSession",
     "NpcDefinition",
     "NpcPosition",

@@ -45,8 +45,10 @@ class User(db.Model):
     stripe_customer_id: Mapped[str | None] = mapped_column(Text, unique=True)
     email_verified: Mapped[bool] = mapped_column(Boolean, nullable=False, server_default=text("false"))
     status: Mapped[str] = mapped_column(Text, nullable=False, server_default="active")  # active | suspended
-    # Guilds seen at the last Discord sign-in ([{id, name, icon}]); the OAuth token itself is not kept.
+    # Guilds seen at the last Discord sign-in ([{id, name, owner, manage}]); the OAuth token itself is not kept.
     discord_guilds: Mapped[list] = mapped_column(JSONB, nullable=False, server_default=text("'[]'::jsonb"))
+    # When that list was read from Discord (entries carry ``manage``: the Manage Server permission).
+    discord_guilds_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     last_login_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), nullable=False, server_default=func.now())
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), nullable=False, server_default=func.now())
@@ -128,3 +130,16 @@ class NpcPosition(db.Model):
     tenant_id: Mapped[str] = mapped_column(Text, nullable=False)
     campaign_id: Mapped[str] = mapped_column(Text, nullable=False)
     position: Mapped[int] = mapped_column(Integer, nullable=False)
+
+
+class GuildClaim(db.Model):
+    """Which table a Discord server belongs to: at most one (the primary key). Written when an
+    owner who manages the server saves it in Settings → Discord, and by operators' reassignment."""
+
+    __tablename__ = "guild_claims"
+
+    guild_id: Mapped[str] = mapped_column(Text, primary_key=True)
+    tenant_id: Mapped[str] = mapped_column(Text, nullable=False, index=True)
+    claimed_by: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), nullable=False, server_default=func.now())
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), nullable=False, server_default=func.now())

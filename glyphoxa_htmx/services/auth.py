@@ -3,7 +3,10 @@
 A login session is a random token in an HttpOnly cookie; only its SHA-256 is stored. Sessions
 expire when idle (SESSION_IDLE_MINUTES) and absolutely (SESSION_ABSOLUTE_DAYS, kept across
 rotation). ``rotate`` issues a new token in the same family; presenting a rotated token again is
-treated as theft and revokes the whole family (refresh-token rotation with reuse detection).
+treated as theft and revokes the whole family (refresh-token rotation with reuse detection) —
+except within ROTATION_GRACE of the rotation, from the same browser (user agent): requests that
+were already in flight with the previous cookie then resolve to the family's new session, so
+parallel htmx requests during a rotation never sign anyone out.
 """
 
 from __future__ import annotations
@@ -30,6 +33,8 @@ log = logging.getLogger(__name__)
 
 PROVIDER_COLUMNS = {"discord": "discord_id", "google": "google_id", "github": "github_id", "dev": "discord_id"}
 LAST_SEEN_GRANULARITY = timedelta(minutes=1)
+# How long a rotated token still resolves (to its family's current session, same user agent only).
+ROTATION_GRACE = timedelta(seconds=30)
 
 
 def now() -> datetime:
@@ -51,6 +56,7 @@ class Identity:
     avatar_url: str | None = None
     email_verified: bool = False
     guilds: tuple = ()
+    guilds_fetched_at: datetime | None = None  # set when the guild list (with permissions) was read
 
 
 class AccountSuspended(Forbidden):
@@ -73,8 +79,10 @@ def sign_in(identity: Identity, *, ip: str | None = None) -> tuple[User, bool]:
     user.last_login_at = now()
     if identity.avatar_url:
         user.avatar_url = identity.avatar_url
-    if identity.provider == "discord" and identity.guilds:
+    if identity.provider == "discord" and identity.guilds_fetched_at is not None:
+        # The servers this person manages, and when we learnt it (Settings → Discord checks both).
         user.discord_guilds = list(identity.guilds)
+        user.discord_guilds_at = identity.guilds_fetched_at
     audit.record("user.sign_in", "user", user.id, tenant_id=user.tenant_id, user_id=user.id, ip=ip,
                  details={"provider": identity.provider})
     db.session.commit()
@@ -115,6 +123,10 @@ def create_dev_user(name: str, role: str = "tenant_owner", tenant_id: str | None
     """Dev sign-in: a new person. Without ``tenant_id`` they sign up (own tenant, owner); with it
     they join that existing tenant with ``role`` (for trying the other roles)."""
     name = (name or "").strip() or "Dev DM"
+    if role == Role.SUPER_ADMIN:
+        # Operators are never made by a form anyone can post: the CLI does it.
+        raise ValidationError({"role": "Super admins are made with the CLI (glyphoxa-web create-admin), "
+                                       "never by this form."})
     if role not in {r.value for r in Role}:
         raise ValidationError({"role": "Unknown role."})
     subject = "dev-" + secrets.token_hex(6)
@@ -165,7 +177,7 @@ def start_session(user: User, *, ip: str | None = None, user_agent: str | None =
         token_hash=hash_token(token),
         expires_at=now() + timedelta(days=cfg.session_absolute_days),
         ip=ip,
-        user_agent=(user_agent or "")[:300],
+        user_agent=_ua(user_agent),
     )
     db.session.add(row)
     user.last_login_at = now()  # every new sign-in (any provider, dev sign-in too) counts
@@ -181,10 +193,33 @@ def _revoke_family(family_id: str, reason: str) -> None:
     )
 
 
-def resolve(token: str | None, *, touch: bool = True) -> LoginSession | None:
+def _ua(user_agent: str | None) -> str:
+    return (user_agent or "")[:300]
+
+
+def _grace_successor(row: LoginSession, user_agent: str | None, current: datetime) -> LoginSession | None:
+    """For a rotated token presented within ROTATION_GRACE by the browser that rotated it: the
+    family's current session. None otherwise (which is reuse)."""
+    if row.rotated_at is None or current - row.rotated_at > ROTATION_GRACE:
+        return None
+    successor = db.session.execute(
+        select(LoginSession)
+        .where(LoginSession.family_id == row.family_id, LoginSession.rotated_at.is_(None),
+               LoginSession.revoked_at.is_(None))
+        .order_by(LoginSession.created_at.desc())
+        .limit(1)
+    ).scalar_one_or_none()
+    if successor is None or (successor.user_agent or "") != _ua(user_agent):
+        return None
+    return successor
+
+
+def resolve(token: str | None, *, touch: bool = True, user_agent: str | None = None) -> LoginSession | None:
     """The live session for a cookie token, or None. One query (session joined with its user).
 
-    A rotated token presented again revokes its family (and is refused)."""
+    A rotated token presented again revokes its family (and is refused), unless it comes from
+    the same user agent within ROTATION_GRACE of the rotation: then it resolves to the family's
+    new session (a second query, only in that case)."""
     if not token:
         return None
     row = db.session.execute(
@@ -194,12 +229,15 @@ def resolve(token: str | None, *, touch: bool = True) -> LoginSession | None:
         return None
     current = now()
     if row.rotated_at is not None:
-        _revoke_family(row.family_id, "reuse_detected")
-        audit.record("session.reuse_detected", "login_session", row.family_id, tenant_id=row.user.tenant_id,
-                     user_id=row.user_id, ip=row.ip)
-        db.session.commit()
-        log.warning("rotated session token reused; family revoked", extra={"user_id": row.user_id})
-        return None
+        successor = _grace_successor(row, user_agent, current)
+        if successor is None:
+            _revoke_family(row.family_id, "reuse_detected")
+            audit.record("session.reuse_detected", "login_session", row.family_id, tenant_id=row.user.tenant_id,
+                         user_id=row.user_id, ip=row.ip)
+            db.session.commit()
+            log.warning("rotated session token reused; family revoked", extra={"user_id": row.user_id})
+            return None
+        row = successor
     idle = timedelta(minutes=settings().session_idle_minutes)
     if row.expires_at <= current or row.last_seen_at + idle <= current:
         return None
@@ -233,12 +271,25 @@ def refusal(token: str | None) -> str:
 
 
 def rotate(token: str | None, *, ip: str | None = None, user_agent: str | None = None) -> str | None:
-    """Replace the token with a new one in the same family (absolute expiry unchanged)."""
-    row = resolve(token, touch=False)
+    """Replace the token with a new one in the same family (absolute expiry unchanged).
+
+    Returns the new token; None when the token doesn't resolve; "" when there is nothing to do
+    because the token was already rotated (a second, concurrent refresh from the same browser,
+    in the grace window): that browser holds, or is about to receive, the new cookie."""
+    row = resolve(token, touch=False, user_agent=user_agent)
     if row is None:
         return None
+    if row.token_hash != hash_token(token or ""):
+        return ""
+    # Claim the rotation atomically: of two concurrent refreshes with one token, one rotates.
+    claimed = db.session.execute(
+        update(LoginSession).where(LoginSession.id == row.id, LoginSession.rotated_at.is_(None))
+        .values(rotated_at=now())
+    ).rowcount
+    if not claimed:
+        db.session.rollback()
+        return ""
     new_token = secrets.token_urlsafe(32)
-    row.rotated_at = now()
     db.session.add(
         LoginSession(
             family_id=row.family_id,
@@ -246,7 +297,7 @@ def rotate(token: str | None, *, ip: str | None = None, user_agent: str | None =
             token_hash=hash_token(new_token),
             expires_at=row.expires_at,
             ip=ip,
-            user_agent=(user_agent or row.user_agent or "")[:300],
+            user_agent=_ua(user_agent or row.user_agent),
         )
     )
     audit.record("session.rotate", "login_session", row.family_id, tenant_id=row.user.tenant_id,
@@ -255,8 +306,8 @@ def rotate(token: str | None, *, ip: str | None = None, user_agent: str | None =
     return new_token
 
 
-def sign_out(token: str | None, *, ip: str | None = None) -> None:
-    row = resolve(token, touch=False)
+def sign_out(token: str | None, *, ip: str | None = None, user_agent: str | None = None) -> None:
+    row = resolve(token, touch=False, user_agent=user_agent)
     if row is None:
         return
     _revoke_family(row.family_id, "sign_out")

@@ -262,8 +262,8 @@ def _locked(actor: Actor, campaign_id: str) -> Campaign:
 def update(actor: Actor, campaign_id: str, data: dict, *, version: int | str | None) -> Campaign:
     """Save the form. ``version`` is what the form was loaded with: someone else's newer save wins
     and this one is refused with Conflict instead of silently overwriting it."""
+    get(actor, campaign_id)  # 404 for someone else's campaign, before the role or the input is judged
     require(actor, Perm.MANAGE_CAMPAIGNS)
-    get(actor, campaign_id)  # 404 before validating someone else's campaign
     clean = validate(data)
     campaign = _locked(actor, campaign_id)
     if str(version) != str(campaign.version):
@@ -329,8 +329,8 @@ def _commit_after_gateway(actor: Actor, previous_campaign_id: str) -> None:
 
 def make_active(actor: Actor, campaign_id: str) -> Campaign:
     """Make this the tenant's default campaign for sessions started from Discord."""
+    campaign = _locked(actor, campaign_id)  # 404 first, then the role (403)
     require(actor, Perm.MANAGE_CAMPAIGNS)
-    campaign = _locked(actor, campaign_id)
     if campaign.archived_at is not None:
         db.session.rollback()
         raise ValidationError({"": "Archived campaigns can't be active. Unarchive it first."},
@@ -351,8 +351,8 @@ def make_active(actor: Actor, campaign_id: str) -> Campaign:
 
 def set_archived(actor: Actor, campaign_id: str, archived: bool) -> Campaign:
     """Archive (hide from pickers; the active campaign is cleared on the gateway too) or unarchive."""
+    campaign = _locked(actor, campaign_id)  # 404 first, then the role (403)
     require(actor, Perm.MANAGE_CAMPAIGNS)
-    campaign = _locked(actor, campaign_id)
     if (campaign.archived_at is not None) == archived:
         db.session.rollback()
         return campaign
@@ -396,8 +396,8 @@ def lock_cast(actor: Actor, campaign_id: str) -> None:
 def delete(actor: Actor, campaign_id: str, confirm_name: str) -> dict:
     """Delete an archived campaign, its NPC definitions and their positions, in one transaction.
     Refused while a session of it is live, and unless its exact name was typed."""
+    campaign = _locked(actor, campaign_id)  # 404 first, then the role (403)
     require(actor, Perm.MANAGE_CAMPAIGNS)
-    campaign = _locked(actor, campaign_id)
     errors = {}
     if campaign.archived_at is None:
         errors[""] = "Only archived campaigns can be deleted. Archive it first."

@@ -322,8 +322,8 @@ def _write_order(actor: Actor, campaign_id: str, ids: list[str]) -> None:
 
 
 def create(actor: Actor, campaign_id: str, data: dict) -> NpcDefinition:
+    campaign = campaigns.get(actor, campaign_id)  # 404 first, then the role (403)
     require(actor, Perm.MANAGE_NPCS)
-    campaign = campaigns.get(actor, campaign_id)
     clean = validate(data)
     lock_cast(actor, campaign.id)
     _check_cast_rules(actor, campaign.id, clean, npc_id=None)
@@ -354,8 +354,8 @@ def _same_token(expected: str | None, npc: NpcDefinition) -> bool:
 def update(actor: Actor, npc_id: str, data: dict, *, updated_at: str | None) -> NpcDefinition:
     """Save the editor. ``updated_at`` is the token the form was loaded with; if the row changed
     since, raise Conflict rather than overwrite someone else's save."""
+    npc = get(actor, npc_id)  # 404 first, then the role (403)
     require(actor, Perm.MANAGE_NPCS)
-    npc = get(actor, npc_id)
     clean = validate(data)
     lock_cast(actor, npc.campaign_id)
     npc = _locked(actor, npc_id)
@@ -388,8 +388,8 @@ def _copy_name(actor: Actor, campaign_id: str, name: str) -> str:
 
 def duplicate(actor: Actor, npc_id: str) -> NpcDefinition:
     """A copy right after the original, named "… (copy)"; never a second GM helper."""
+    source = get(actor, npc_id)  # 404 first, then the role (403)
     require(actor, Perm.MANAGE_NPCS)
-    source = get(actor, npc_id)
     lock_cast(actor, source.campaign_id)
     source = _locked(actor, npc_id)
     values = {c: getattr(source, c) for c in COLUMNS}
@@ -406,8 +406,8 @@ def duplicate(actor: Actor, npc_id: str) -> NpcDefinition:
 
 
 def delete_npc(actor: Actor, npc_id: str) -> NpcDefinition:
+    npc = get(actor, npc_id)  # 404 first, then the role (403)
     require(actor, Perm.MANAGE_NPCS)
-    npc = get(actor, npc_id)
     lock_cast(actor, npc.campaign_id)
     npc = _locked(actor, npc_id)
     audit.record("npc.delete", "npc", npc.id, actor=actor, before=snapshot(npc), after=None)
@@ -420,8 +420,8 @@ def delete_npc(actor: Actor, npc_id: str) -> NpcDefinition:
 
 def move(actor: Actor, npc_id: str, direction: str) -> NpcDefinition:
     """Keyboard/no-JS ordering: swap with the neighbour above ("up") or below ("down")."""
+    npc = get(actor, npc_id)  # another tenant's NPC is a 404 whatever else is wrong (the role too)
     require(actor, Perm.MANAGE_NPCS)
-    npc = get(actor, npc_id)  # another tenant's NPC is a 404 whatever else is wrong
     if direction not in ("up", "down", "top", "bottom"):
         raise ValidationError({"direction": "Move up or down."}, "Move up or down.")
     lock_cast(actor, npc.campaign_id)
@@ -441,8 +441,8 @@ def move(actor: Actor, npc_id: str, direction: str) -> NpcDefinition:
 def reorder(actor: Actor, campaign_id: str, ids: list[str]) -> list[str]:
     """Drag and drop: ``ids`` is the new order of the NPCs that were visible (a page or a filtered
     list). They keep the places they held among the whole cast, in their new order."""
+    campaign = campaigns.get(actor, campaign_id)  # 404 first, then the role (403)
     require(actor, Perm.MANAGE_NPCS)
-    campaign = campaigns.get(actor, campaign_id)
     lock_cast(actor, campaign.id)
     order = order_ids(actor, campaign.id)
     ids = [str(i) for i in ids]

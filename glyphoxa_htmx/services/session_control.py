@@ -194,6 +194,11 @@ def start(actor: Actor, *, campaign_id: str, guild_id: str, channel_id: str, all
             raise StartRefused(_START_MESSAGES.get(type(exc), ("error", exc.message))[1]) from exc
         if guild_id not in allowed:
             errors["guild_id"] = "That server isn't one of your table's Discord servers."
+        elif tenants.guild_owner(guild_id) != actor.tenant_id:
+            # The gateway lists it for us, but it belongs to another table (or to several, from
+            # before servers had one owner): never start in someone else's server.
+            errors["guild_id"] = ("That Discord server is connected to another table too, so sessions can't start "
+                                  "there until support sorts out which table it belongs to.")
     if errors:
         raise ValidationError(errors)
     if not allow_empty_cast and has_no_npcs(actor, campaign_id):
@@ -275,8 +280,8 @@ def stop(actor: Actor, session_id: str) -> StopResult:
     the gateway is called (StopWebSession itself does not check). Afterwards the row is read
     again, so the result says what really happened: StopWebSession answers NOT_FOUND for a
     session the gateway doesn't track, which stopped nothing. Commits."""
+    session = get(actor, session_id)  # NotFound for other tenants (before the role): no gRPC call happens
     require(actor, Perm.CONTROL_SESSIONS)
-    session = get(actor, session_id)  # NotFound for other tenants: no gRPC call happens
     if session.state == "ended":
         raise Conflict("This session has already ended.")
     before = session.state
@@ -351,10 +356,10 @@ CONTROL_ACTIONS = ("mute", "unmute", "mute_all", "unmute_all", "speak")
 def control(actor: Actor, session_id: str, action: str, *, npc: str = "", speech: str = "") -> str:
     """Mute/unmute one NPC, mute/unmute all, or make an NPC speak. The session's tenant is
     checked before the gateway is called. Returns a confirmation message. Commits the audit row."""
+    session = get(actor, session_id)  # 404 first, then the role (403)
     require(actor, Perm.CONTROL_SESSIONS)
     if action not in CONTROL_ACTIONS:
         raise NotFound()
-    session = get(actor, session_id)
     if not is_live(session):
         raise Conflict("The session has ended.")
     npc = (npc or "").strip()

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import re
 import unicodedata
+from datetime import datetime, timedelta, timezone
 
-from sqlalchemy import select, text
+from sqlalchemy import func, select, text
 
 # The gateway's tenant-id rule lives in one place, beside the gateway client.
 from glyphoxa_htmx.adapters.gateway.tenant_id import MAX_TENANT_ID_LENGTH as MAX_TENANT_ID
@@ -16,7 +17,7 @@ from glyphoxa_htmx.core.deps import gateway
 from glyphoxa_htmx.core.errors import NotFound, Unavailable, ValidationError
 from glyphoxa_htmx.core.parse import SNOWFLAKE_RE, like_pattern
 from glyphoxa_htmx.extensions import db
-from glyphoxa_htmx.models import Tenant
+from glyphoxa_htmx.models import GuildClaim, Tenant
 
 
 _TRANSLIT = str.maketrans({"æ": "ae", "Æ": "ae", "ø": "o", "Ø": "o", "ß": "ss", "œ": "oe", "Œ": "oe",
@@ -141,8 +142,6 @@ def rename(actor: Actor, name: str) -> Tenant:
 def list_all(actor: Actor, *, q: str = "", limit: int = 50, after: str | None = None):
     """Super admin: every tenant with its member count (one query)."""
     require(actor, Perm.MANAGE_ALL_TENANTS)
-    from sqlalchemy import func
-
     from glyphoxa_htmx.models import User
 
     members = (
@@ -197,11 +196,111 @@ def discord_connection(actor: Actor) -> dict:
     return {"available": True, "guild_ids": list(info.guild_ids or []), "note": ""}
 
 
+# ---- Discord server ownership -----------------------------------------------------------------
+#
+# A server belongs to at most one table (web.guild_claims, primary key guild_id). A table may add
+# a server only when the signed-in person's Discord grant lists it with Manage Server, read at a
+# Discord sign-in no older than DISCORD_GUILDS_MAX_AGE (we keep no Discord token to re-read it),
+# and no other table — ours or the gateway's public.tenants.guild_ids — has it.
+
+DISCORD_GUILDS_MAX_AGE = timedelta(hours=1)
+TAKEN_MESSAGE = ("The Discord server {gid} is already connected to another table. If it's yours, contact "
+                 "support to have it moved to this table.")
+
+
+def _gateway_tables() -> bool:
+    return bool(db.session.execute(text("SELECT to_regclass('public.tenants') IS NOT NULL")).scalar())
+
+
+def guild_holders(guild_ids: list[str]) -> dict[str, dict]:
+    """For each server id: the table that claims it (``claim``) and the tables whose gateway
+    list names it (``gateway``). Two queries, whatever the number of ids."""
+    out: dict[str, dict] = {gid: {"claim": None, "gateway": set()} for gid in guild_ids}
+    if not guild_ids:
+        return out
+    for claim in db.session.execute(select(GuildClaim).where(GuildClaim.guild_id.in_(guild_ids))).scalars():
+        out[claim.guild_id]["claim"] = claim.tenant_id
+    if _gateway_tables():
+        rows = db.session.execute(text(
+            "SELECT t.id, g FROM public.tenants t, unnest(coalesce(t.guild_ids, '{}'::text[])) g "
+            "WHERE g = ANY(:ids)"), {"ids": list(guild_ids)})
+        for tenant_id, gid in rows:
+            out[gid]["gateway"].add(tenant_id)
+    return out
+
+
+def guild_owner(guild_id: str) -> str | None:
+    """The one table a server belongs to: its claim, else the only table the gateway lists it
+    for. None when nobody has it, or when several gateway tables list it and nobody claimed it."""
+    holders = guild_holders([guild_id])[guild_id]
+    if holders["claim"]:
+        return holders["claim"]
+    return next(iter(holders["gateway"])) if len(holders["gateway"]) == 1 else None
+
+
+def manageable_guilds(user) -> tuple[set[str], datetime | None]:
+    """The server ids the user may manage (Manage Server, per their last Discord sign-in) and
+    when that list was read (None: never, e.g. signed in without Discord)."""
+    ids = {str(gd.get("id")) for gd in (user.discord_guilds or [])
+           if isinstance(gd, dict) and gd.get("id") and gd.get("manage") is True}
+    return ids, user.discord_guilds_at
+
+
+def _check_guild_ownership(actor: Actor, cleaned: list[str], kept: set[str]) -> None:
+    """Refuse servers the person doesn't manage (new ones only) and servers of another table."""
+    from glyphoxa_htmx.models import User
+
+    added = [gid for gid in cleaned if gid not in kept]
+    if added:
+        user = db.session.get(User, actor.user_id)
+        manageable, fetched_at = manageable_guilds(user)
+        if fetched_at is None or datetime.now(timezone.utc) - fetched_at > DISCORD_GUILDS_MAX_AGE:
+            why = ("is more than an hour old. Sign in with Discord again" if fetched_at else
+                   "isn't known (you didn't sign in with Discord). Sign in with Discord")
+            raise ValidationError({"guild_ids": "To add a Discord server we check that you manage it, and your list "
+                                                f"of servers {why}, then save.", "reconsent": "1"})
+        unmanaged = [gid for gid in added if gid not in manageable]
+        if unmanaged:
+            raise ValidationError({"guild_ids": f"You don't have the Manage Server permission on the Discord server "
+                                                f"{unmanaged[0]}, so it can't be added to your table. Ask someone who "
+                                                "manages it (or its owner) to add it."})
+    for gid, holders in guild_holders(cleaned).items():
+        others = ({holders["claim"]} if holders["claim"] else set()) | holders["gateway"]
+        others.discard(actor.tenant_id)
+        if holders["claim"] == actor.tenant_id:
+            others = set()  # claimed by us: a stale copy in another gateway list doesn't take it away
+        if others:
+            raise ValidationError({"guild_ids": TAKEN_MESSAGE.format(gid=gid)})
+
+
+def _claim_guilds(actor: Actor, guild_ids: list[str]) -> None:
+    """Claim the servers for the actor's table (in the caller's transaction) and release the ones
+    it no longer lists. A concurrent claim by another table wins or loses on the primary key."""
+    from sqlalchemy import delete
+    from sqlalchemy.dialects.postgresql import insert
+
+    stmt = insert(GuildClaim).values([{"guild_id": gid, "tenant_id": actor.tenant_id, "claimed_by": actor.user_id}
+                                      for gid in guild_ids])
+    stmt = stmt.on_conflict_do_update(
+        index_elements=[GuildClaim.guild_id], set_={"updated_at": func.now()},
+        where=GuildClaim.tenant_id == stmt.excluded.tenant_id,
+    ).returning(GuildClaim.guild_id)
+    mine = set(db.session.execute(stmt).scalars())
+    lost = [gid for gid in guild_ids if gid not in mine]
+    if lost:
+        db.session.rollback()
+        raise ValidationError({"guild_ids": TAKEN_MESSAGE.format(gid=lost[0])})
+    db.session.execute(delete(GuildClaim).where(GuildClaim.tenant_id == actor.tenant_id,
+                                                GuildClaim.guild_id.not_in(guild_ids)))
+
+
 def update_discord(actor: Actor, guild_ids: list[str], bot_token: str | None) -> list[str]:
     """Set the tenant's Discord servers and, optionally, its bot token, through UpdateTenant.
 
-    The token goes to the gateway in plaintext over gRPC (it encrypts it with Vault itself, see
-    the gateway contract §4) and is never stored, logged or shown by us."""
+    A server new to the table must be one the person manages on Discord (a recent Discord
+    sign-in says so), and no server may belong to another table. The token goes to the gateway
+    in plaintext over gRPC (it encrypts it with Vault itself, see the gateway contract §4) and is
+    never stored, logged or shown by us."""
     from glyphoxa_htmx.adapters.gateway.errors import GatewayError
 
     require(actor, Perm.MANAGE_TENANT)
@@ -226,12 +325,94 @@ def update_discord(actor: Actor, guild_ids: list[str], bot_token: str | None) ->
     if client is None:
         raise ValidationError({"": "No voice gateway is connected to this server."})
     before = discord_connection(actor)["guild_ids"]
+    claimed = set(db.session.execute(select(GuildClaim.guild_id).where(GuildClaim.tenant_id == actor.tenant_id)).scalars())
+    _check_guild_ownership(actor, cleaned, kept=set(before) | claimed)
+    _claim_guilds(actor, cleaned)  # held (row locks) until the commit below, after the gateway said yes
     try:
         client.update_tenant(actor.tenant_id, guild_ids=cleaned, bot_token=token or None)
     except GatewayError as exc:
+        db.session.rollback()
         raise ValidationError({"": exc.message}) from exc
     audit.record("tenant.discord_update", "tenant", actor.tenant_id, actor=actor,
                  before={"guild_ids": before}, after={"guild_ids": cleaned},
                  details={"bot_token_changed": bool(token)})
     db.session.commit()
     return cleaned
+
+
+# ---- operators: which table a Discord server belongs to -----------------------------------------
+
+
+def guild_lookup(actor: Actor, guild_id: str) -> dict | None:
+    """Operator view of one server: the claiming table and the tables the gateway lists it for.
+    None for an empty query; ValidationError for something that isn't a server id."""
+    require(actor, Perm.MANAGE_ALL_TENANTS)
+    gid = (guild_id or "").strip()
+    if not gid:
+        return None
+    if not SNOWFLAKE_RE.match(gid):
+        raise ValidationError({"guild_id": "A Discord server id is 17 to 20 digits."})
+    holders = guild_holders([gid])[gid]
+    return {"guild_id": gid, "claim": holders["claim"], "gateway": sorted(holders["gateway"]),
+            "owner": guild_owner(gid)}
+
+
+def reassign_guild(actor: Actor, guild_id: str, tenant_id: str) -> dict:
+    """Operators: give a Discord server to ``tenant_id``. Claims it for that table, adds it to the
+    table's gateway list and removes it from every other table's gateway list (the gateway can't
+    empty a list: a table whose only server it was keeps listing it there, but sessions are only
+    started by its owner, per the claim). Audited in the new table's log and each previous one's."""
+    from glyphoxa_htmx.adapters.gateway.errors import GatewayError
+    from glyphoxa_htmx.adapters.gateway.errors import NotFound as GatewayNotFound
+    from sqlalchemy.dialects.postgresql import insert
+
+    require(actor, Perm.MANAGE_ALL_TENANTS)
+    gid, target = (guild_id or "").strip(), (tenant_id or "").strip()
+    errors = {}
+    if not SNOWFLAKE_RE.match(gid):
+        errors["guild_id"] = "A Discord server id is 17 to 20 digits."
+    if db.session.get(Tenant, target) is None:
+        errors["tenant_id"] = "No table with that id."
+    if errors:
+        raise ValidationError(errors)
+    client = gateway()
+    if client is None:
+        raise ValidationError({"": "No voice gateway is connected to this server."})
+    holders = guild_holders([gid])[gid]
+    previous = sorted(({holders["claim"]} if holders["claim"] else set()) | holders["gateway"])
+    stmt = insert(GuildClaim).values(guild_id=gid, tenant_id=target, claimed_by=actor.user_id)
+    db.session.execute(stmt.on_conflict_do_update(
+        index_elements=[GuildClaim.guild_id],
+        set_={"tenant_id": target, "claimed_by": actor.user_id, "updated_at": func.now()}))
+    still_listed = []
+    try:
+        try:
+            info = client.get_tenant(target)
+        except GatewayNotFound:
+            db.session.rollback()
+            raise ValidationError({"tenant_id": "That table isn't registered with the voice service."}) from None
+        if gid not in (info.guild_ids or []):
+            client.update_tenant(target, guild_ids=[*(info.guild_ids or []), gid])
+        for other in previous:
+            if other == target:
+                continue
+            try:
+                other_ids = list(client.get_tenant(other).guild_ids or [])
+            except GatewayNotFound:
+                continue
+            remaining = [x for x in other_ids if x != gid]
+            if remaining == other_ids:
+                continue
+            if remaining:
+                client.update_tenant(other, guild_ids=remaining)
+            else:
+                still_listed.append(other)
+    except GatewayError as exc:
+        db.session.rollback()
+        raise ValidationError({"": f"The voice service refused: {exc.message} Try again; nothing was lost."}) from exc
+    details = {"still_listed_on_gateway": still_listed} if still_listed else None
+    for tid in sorted({target, *previous}):
+        audit.record("guild.reassign", "guild", gid, actor=actor, tenant_id=tid,
+                     before={"tenants": previous}, after={"tenant": target}, details=details)
+    db.session.commit()
+    return {"guild_id": gid, "tenant_id": target, "previous": previous, "still_listed": still_listed}

@@ -26,8 +26,8 @@ def get_member(actor: Actor, user_id: str) -> User:
 
 
 def change_role(actor: Actor, user_id: str, role: str) -> User:
+    user = get_member(actor, user_id)  # 404 first, then the role (403)
     require(actor, Perm.MANAGE_USERS)
-    user = get_member(actor, user_id)
     if role not in {r.value for r in assignable_roles(actor)}:
         raise ValidationError({"role": "Pick one of the offered roles."})
     if user.role == Role.SUPER_ADMIN:

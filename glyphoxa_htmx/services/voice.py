@@ -133,8 +133,8 @@ def _engine(provider: str):
 def preview(actor: Actor, npc_id: str, *, text: str | None = None, voice: dict | None = None) -> Preview:
     """Audio of ``text`` (or a greeting) in the NPC's voice. ``voice`` overrides the saved voice
     with the editor's unsaved values; it is validated with the same rules as a save."""
+    npc = npcs.get(actor, npc_id)  # 404 first, then the role (403)
     require(actor, Perm.MANAGE_NPCS)
-    npc = npcs.get(actor, npc_id)
     line = " ".join((text or "").split())
     if len(line) > PREVIEW_MAX:
         raise ValidationError({"text": f"Preview lines can be at most {PREVIEW_MAX} characters."},

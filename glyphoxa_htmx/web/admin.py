@@ -7,6 +7,7 @@ from flask_login import current_user, login_required
 
 from glyphoxa_htmx.core import htmx
 from glyphoxa_htmx.core.authz import Perm, require
+from glyphoxa_htmx.core.errors import ValidationError
 from glyphoxa_htmx.services import tenants, users
 
 bp = Blueprint("admin", __name__, url_prefix="/admin")
@@ -60,3 +61,43 @@ def user_status(user_id: str):
     user = users.set_status(current_user, user_id, request.form.get("status", ""))
     htmx.toast(f"{user.name} is now {STATUS_WORDS.get(user.status, user.status)}.")
     return htmx.redirect_to(url_for("admin.user_list"))
+
+
+# ---- Discord servers: which table one belongs to, and reassigning it (issue 8) ---------------
+
+
+def _guild_page(*, status: int = 200, errors=None, form=None):
+    form = dict(form or {})
+    query = form.get("guild_id", request.args.get("guild_id", "")).strip()
+    found, lookup_errors = None, {}
+    try:
+        found = tenants.guild_lookup(current_user, query)
+    except ValidationError as exc:
+        lookup_errors = exc.errors
+    return htmx.render("admin/guilds.html", "guild_result", status=status, found=found, q=query,
+                       errors={**lookup_errors, **(errors or {})}, form=form)
+
+
+@bp.get("/guilds")
+def guild_lookup():
+    return _guild_page()
+
+
+@bp.post("/guilds/<guild_id>/assign")
+def guild_assign(guild_id: str):
+    target = request.form.get("tenant_id", "").strip()
+    form = {"guild_id": guild_id, "tenant_id": target}
+    if not htmx.confirmed():
+        return htmx.confirm_page(f"Give Discord server {guild_id} to {target or '?'}?",
+                                 detail="Every other table loses it; their sessions there can no longer start.",
+                                 submit_label="Reassign", cancel_url=url_for("admin.guild_lookup", guild_id=guild_id))
+    try:
+        result = tenants.reassign_guild(current_user, guild_id, target)
+    except ValidationError as exc:
+        return _guild_page(status=422, errors=exc.errors, form=form)
+    note = ""
+    if result["still_listed"]:
+        note = (f" The voice service still lists it for {', '.join(result['still_listed'])} (it can't empty a "
+                "table's last server), but sessions there are refused.")
+    htmx.toast(f"Server {result['guild_id']} now belongs to {result['tenant_id']}.{note}")
+    return htmx.redirect_to(url_for("admin.guild_lookup", guild_id=result["guild_id"]))

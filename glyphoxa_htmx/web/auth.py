@@ -26,11 +26,26 @@ log = logging.getLogger(__name__)
 bp = Blueprint("auth", __name__, url_prefix="/auth")
 
 COOKIE = "gx_session"
+# The plan's limit for /auth/*: every route of this blueprint carries it (tests walk the URL map).
 AUTH_LIMIT = "10 per minute"
 BLOCKED_MESSAGES = {
     "table_suspended": "This table is suspended — contact support.",
     "account_suspended": "This account is suspended — contact support if you think that's a mistake.",
 }
+
+
+def _ip_key() -> str:
+    return request.remote_addr or "unknown"
+
+
+def _sign_in_session_key() -> str:
+    """/auth/refresh counts per sign-in session (family), so one browser's renewals never share a
+    budget with everyone behind the same address; without a live session, per IP."""
+    row = getattr(current_user, "login_session", None)
+    return f"login:{row.family_id}" if row is not None else f"ip:{_ip_key()}"
+
+
+auth_limit = limiter.limit(AUTH_LIMIT, key_func=_ip_key)
 
 
 def _ip() -> str | None:
@@ -72,12 +87,44 @@ def _load_signed_in(req) -> SignedIn | None:
     token = req.cookies.get(COOKIE)
     if not token:
         return None
-    row = auth_service.resolve(token)
+    row = auth_service.resolve(token, user_agent=request.headers.get("User-Agent"))
     if row is None:
         g.session_expired = auth_service.refusal(token)
         return None
     actor = auth_service.actor_for(row, _ip())
     return SignedIn(**{f.name: getattr(actor, f.name) for f in fields(Actor)}, user=row.user, login_session=row)
+
+
+CSRF_BINDING = "csrf_for"  # flask-session key: the sign-in (family) and role the CSRF token was issued under
+
+
+def renew_csrf_on_identity_change() -> None:
+    """A CSRF token is good only for the sign-in and privileges it was issued under: after a
+    sign-in (into another session family) and any gain in privileges, the old token stops working
+    and the next page renders a new one (sign-in and sign-out also drop it in their own routes).
+    Runs after the sign-in is resolved and before Flask-WTF's check. A loss of privileges keeps the token
+    (it can do less than before, never more), and so does a sign-in that merely expired: that
+    request must reach ``login_required`` and be sent to sign-in, not be refused as a stale form."""
+    from flask import session
+
+    from glyphoxa_htmx.core.authz import MATRIX, Role
+
+    row = getattr(current_user, "login_session", None)
+    if row is None:
+        return
+    bound = session.get(CSRF_BINDING, "")
+    current = f"{row.family_id}:{row.user.role}"
+    if bound == current:
+        return
+
+    def perms(role: str) -> frozenset:
+        return MATRIX.get(Role(role), frozenset()) if role in {r.value for r in Role} else frozenset()
+
+    old_family, _, old_role = bound.partition(":")
+    new_family, _, new_role = current.partition(":")
+    if old_family != new_family or not perms(new_role) <= perms(old_role):
+        session.pop("csrf_token", None)
+    session[CSRF_BINDING] = current
 
 
 def _safe_next(target: str | None) -> str:
@@ -112,22 +159,26 @@ def set_session_cookie(response: Response, token: str) -> Response:
 
 
 def _finish_sign_in(user, next_url: str | None = None) -> Response:
+    from flask import session
+
     token = auth_service.start_session(user, ip=_ip(), user_agent=request.headers.get("User-Agent"))
+    session.pop("csrf_token", None)  # a token from before the sign-in never works after it
     response = redirect(_safe_next(next_url), 303)
     return set_session_cookie(response, token)
 
 
 @bp.get("/signin")
+@auth_limit
 def signin():
     if current_user.is_authenticated:
         return redirect(_safe_next(request.args.get("next")), 303)
     cfg = settings()
-    users = auth_service.dev_users() if cfg.dev_login else []
+    users = auth_service.dev_users() if cfg.dev_login_enabled else []
     return htmx.render(
         "auth/signin.html",
         providers=identity.enabled(),
         labels=identity.PROVIDER_LABELS,
-        dev_login=cfg.dev_login,
+        dev_login=cfg.dev_login_enabled,
         dev_users=users,
         next=request.args.get("next", ""),
         expired=bool(request.args.get("expired")),
@@ -137,7 +188,7 @@ def signin():
 
 
 @bp.get("/<provider>")
-@limiter.limit(AUTH_LIMIT, key_func=lambda: request.remote_addr or "unknown")
+@auth_limit
 def oauth_start(provider: str):
     if provider not in identity.enabled():
         abort(404)
@@ -151,7 +202,7 @@ def oauth_start(provider: str):
 
 
 @bp.get("/<provider>/callback")
-@limiter.limit(AUTH_LIMIT, key_func=lambda: request.remote_addr or "unknown")
+@auth_limit
 def oauth_callback(provider: str):
     if provider not in identity.enabled():
         abort(404)
@@ -178,17 +229,17 @@ def _signin_error(message: str, status: int = 400):
     cfg = settings()
     return htmx.render(
         "auth/signin.html", status=status, providers=identity.enabled(), labels=identity.PROVIDER_LABELS,
-        dev_login=cfg.dev_login, dev_users=auth_service.dev_users() if cfg.dev_login else [], next="",
+        dev_login=cfg.dev_login_enabled, dev_users=auth_service.dev_users() if cfg.dev_login_enabled else [], next="",
         expired=False, errors={"": message},
     )
 
 
 @bp.post("/dev")
-@limiter.limit("60 per minute", key_func=lambda: request.remote_addr or "unknown")
+@auth_limit
 def dev_signin():
     """Development only: enter as an existing user, or create one. 404 unless dev mode."""
     cfg = settings()
-    if not cfg.dev_login or cfg.production:
+    if not cfg.dev_login_enabled:
         abort(404)
     next_url = request.form.get("next")
     user_id = request.form.get("user_id")
@@ -214,8 +265,13 @@ def dev_signin():
 
 
 @bp.post("/logout")
+@auth_limit
 def logout():
-    auth_service.sign_out(request.cookies.get(COOKIE), ip=_ip())
+    auth_service.sign_out(request.cookies.get(COOKIE), ip=_ip(), user_agent=request.headers.get("User-Agent"))
+    from flask import session
+
+    session.pop("csrf_token", None)
+    session.pop(CSRF_BINDING, None)
     response = htmx.redirect_to(url_for("pages.landing"))
     response.delete_cookie(COOKIE, path="/")
     htmx.toast("You're signed out.")
@@ -223,6 +279,7 @@ def logout():
 
 
 @bp.post("/refresh")
+@limiter.limit(AUTH_LIMIT, key_func=_sign_in_session_key)
 def refresh():
     """Rotate the session token: the old one stops working; re-use of it revokes the family."""
     new_token = auth_service.rotate(request.cookies.get(COOKIE), ip=_ip(),
@@ -234,5 +291,7 @@ def refresh():
     else:
         response = htmx.redirect_to(url_for("account.sessions"))
         htmx.toast("Session renewed.")
+    if not new_token:  # already rotated by a concurrent refresh: that response carries the cookie
+        return response
     return set_session_cookie(response, new_token)
 

@@ -88,8 +88,9 @@ def create():
 @bp.get("/<campaign_id>/edit")
 @login_required
 def edit(campaign_id: str):
+    campaign = campaigns.get(current_user, campaign_id)  # 404 first, then the role (403)
     require(current_user, Perm.MANAGE_CAMPAIGNS)
-    return _form(campaigns.get(current_user, campaign_id))
+    return _form(campaign)
 
 
 @bp.post("/<campaign_id>")
@@ -155,8 +156,8 @@ def unarchive(campaign_id: str):
 
 
 def _confirm(campaign_id: str, errors=None, status=200, typed=""):
+    card = campaigns.card(current_user, campaign_id)  # 404 first, then the role (403)
     require(current_user, Perm.MANAGE_CAMPAIGNS)
-    card = campaigns.card(current_user, campaign_id)
     return htmx.render("campaigns/delete.html", "confirm", status=status, card=card, campaign=card.campaign,
                        errors=errors or {}, typed=typed)
 

@@ -96,8 +96,9 @@ def _campaign_of(npc):
 @bp.get("/campaigns/<campaign_id>/npcs/new")
 @login_required
 def new(campaign_id: str):
+    campaign = campaigns.get(current_user, campaign_id)  # 404 first, then the role (403)
     require(current_user, Perm.MANAGE_NPCS)
-    return _editor(campaigns.get(current_user, campaign_id))
+    return _editor(campaign)
 
 
 @bp.post("/campaigns/<campaign_id>/npcs")
@@ -146,8 +147,8 @@ def duplicate(npc_id: str):
 @bp.get("/npcs/<npc_id>/delete")
 @login_required
 def confirm_delete(npc_id: str):
+    npc = npcs.get(current_user, npc_id)  # 404 first, then the role (403)
     require(current_user, Perm.MANAGE_NPCS)
-    npc = npcs.get(current_user, npc_id)
     return htmx.render("npcs/delete.html", "confirm", npc=npc, campaign=_campaign_of(npc))
 
 

@@ -149,8 +149,8 @@ def stop_page(session_id: str):
 @bp.post("/<session_id>/stop")
 @login_required
 def stop(session_id: str):
+    session = svc.get(current_user, session_id)  # another tenant's session: 404 before anything else (the role too)
     require(current_user, Perm.CONTROL_SESSIONS)
-    session = svc.get(current_user, session_id)  # another tenant's session: 404 before anything else
     detail_url = url_for("sessions.detail", session_id=session.id)
     if svc.is_live(session) and not htmx.confirmed():
         return htmx.confirm_page("Stop this session for everyone at the table?", submit_label="Stop session",
@@ -278,19 +278,35 @@ def npc_control(session_id: str, action: str):
 # --------------------------------------------------------------------------- WebSocket
 
 
+_DEFAULT_PORTS = {"http": 80, "https": 443, "ws": 80, "wss": 443}
+
+
+def _origin_tuple(url: str) -> tuple[str, str, int] | None:
+    """(scheme, host, port) of an origin or base URL, default ports filled in; None if malformed."""
+    try:
+        parts = urlsplit(url)
+        scheme, host, port = parts.scheme.lower(), (parts.hostname or "").lower(), parts.port
+    except ValueError:
+        return None
+    if scheme not in ("http", "https") or not host:
+        return None
+    return scheme, host, port or _DEFAULT_PORTS[scheme]
+
+
 def _origin_ok() -> bool:
-    """The handshake's Origin must be this host (as the browser reached it) or PUBLIC_URL."""
-    origin = request.headers.get("Origin", "")
-    if not origin:
+    """The handshake's Origin must be exactly our origin: scheme, host and port of PUBLIC_URL, or
+    (without PUBLIC_URL, or outside production) of the request itself as the browser reached it.
+    ``https://host`` is not the origin of an http server on that host, nor ``http://host:8080``."""
+    origin = _origin_tuple(request.headers.get("Origin", ""))
+    if origin is None:
         return False
-    parts = urlsplit(origin)
-    if parts.netloc and parts.netloc == request.host:
-        return True
-    public = settings().public_url
-    if public:
-        expected = urlsplit(public)
-        return (parts.scheme, parts.netloc) == (expected.scheme, expected.netloc)
-    return False
+    cfg = settings()
+    allowed = set()
+    if cfg.public_url:
+        allowed.add(_origin_tuple(cfg.public_url))
+    if not cfg.public_url or not cfg.production:
+        allowed.add(_origin_tuple(f"{request.scheme}://{request.host}"))
+    return origin in allowed
 
 
 @bp.before_request

@@ -5,6 +5,7 @@ from __future__ import annotations
 from flask import Blueprint, request, url_for
 from flask_login import current_user, login_required
 
+from glyphoxa_htmx.adapters import identity
 from glyphoxa_htmx.core import htmx
 from glyphoxa_htmx.core.authz import Perm, require
 from glyphoxa_htmx.core.errors import ValidationError
@@ -25,9 +26,13 @@ def _page(block: str | None = None, *, status: int = 200, name_errors=None, disc
     # the user's own Discord servers must be in the text box, or saving would drop them.
     form.setdefault("checked", [gid for gid in discord["guild_ids"] if gid in own_ids])
     form.setdefault("guild_ids_text", "\n".join(gid for gid in discord["guild_ids"] if gid not in own_ids))
+    # Re-consent: a fresh Discord sign-in re-reads which servers this person manages.
+    reconsent_url = (url_for("auth.oauth_start", provider="discord", next=url_for("settings.index"))
+                     if "discord" in identity.enabled() else None)
     return htmx.render(
         "settings/index.html", block, status=status, tenant=tenant, discord=discord, guild_names=names,
         own_guilds=own, name_errors=name_errors or {}, discord_errors=discord_errors or {}, form=form,
+        reconsent_url=reconsent_url,
     )
 
 

@@ -14,9 +14,10 @@ GUILD = "444444444444444444"
 CHANNEL = "555555555555555555"
 
 
-def test_game_night(signed_in_page, live_server, page):
+def test_game_night(signed_in_page, live_server, page, app):
     page.on("dialog", lambda dialog: dialog.accept())  # hx-confirm on destructive actions
     signed_in_page("Night DM")
+    _signed_in_with_discord_managing(app, "Night DM", GUILD)
 
     page.goto(live_server + "/settings")
     page.fill("#guild-ids", GUILD)
@@ -63,3 +64,20 @@ def test_game_night(signed_in_page, live_server, page):
     page.get_by_role("link", name=re.compile("Curse of the Tide")).first.click()
     expect(page.locator("h1")).to_contain_text("Curse of the Tide")
     page.screenshot(path=f"{SHOTS}-knowledge.png", full_page=True)
+
+
+def _signed_in_with_discord_managing(app, name: str, guild_id: str) -> None:
+    """What a Discord sign-in a moment ago would have stored: this person manages ``guild_id``
+    (adding a server to a table requires it)."""
+    from datetime import datetime, timezone
+
+    from sqlalchemy import select
+
+    from glyphoxa_htmx.extensions import db
+    from glyphoxa_htmx.models import User
+
+    with app.app_context():
+        user = db.session.execute(select(User).where(User.name == name)).scalar_one()
+        user.discord_guilds = [{"id": guild_id, "name": "Night table", "owner": True, "manage": True}]
+        user.discord_guilds_at = datetime.now(timezone.utc)
+        db.session.commit()

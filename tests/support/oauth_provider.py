@@ -1,6 +1,6 @@
 """A small OAuth2 provider speaking Discord's authorization-code protocol over real HTTP
 (authorize -> code, token endpoint with client secret and PKCE S256 verification, /users/@me,
-/users/@me/guilds). Used by the sign-in tests instead of patching functions."""
+/users/@me/guilds with each guild's ``owner`` flag and ``permissions`` bitfield). Used by the sign-in tests instead of patching functions."""
 
 from __future__ import annotations
 
@@ -22,8 +22,12 @@ class FakeDiscord:
         self.tokens: dict[str, dict] = {}
         self.user = {"id": "80351110224678912", "username": "nelly", "global_name": "Nelly the Bard",
                      "avatar": "8342729096ea3675442027381ff50dfe", "email": "nelly@example.com", "verified": True}
-        self.guilds = [{"id": "41771983423143937", "name": "Tavern of Tales", "owner": True},
-                       {"id": "41771983423143938", "name": "Dice Goblins", "owner": False}]
+        # Like Discord's partial guilds: ``permissions`` is the member's permission bitfield as a
+        # decimal string (MANAGE_GUILD = 0x20; ADMINISTRATOR = 0x8 implies it; owners have all).
+        self.guilds = [{"id": "41771983423143937", "name": "Tavern of Tales", "owner": True,
+                        "permissions": "2251799813685247", "icon": None, "features": []},
+                       {"id": "41771983423143938", "name": "Dice Goblins", "owner": False,
+                        "permissions": "104324673", "icon": None, "features": []}]
         self.authorize_requests: list[dict] = []
         self.token_requests: list[dict] = []
         self.app = self._build()
