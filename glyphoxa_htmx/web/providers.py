@@ -1,0 +1,91 @@
+"""Settings → Voice & AI providers: one card per slot; owners save providers and write-only
+keys, remove keys and test them; everyone else at the table sees the status."""
+
+from __future__ import annotations
+
+from flask import Blueprint, g, request, url_for
+
+from glyphoxa_htmx.core import htmx
+from glyphoxa_htmx.core.authz import Perm, require
+from glyphoxa_htmx.core.errors import ValidationError
+from glyphoxa_htmx.extensions import limiter
+from glyphoxa_htmx.services import providers
+from glyphoxa_htmx.web.auth import login_required
+
+bp = Blueprint("providers", __name__, url_prefix="/settings/providers")
+
+TEST_LIMIT = "6 per minute"
+
+
+def _tenant_key() -> str:
+    actor = g.get("actor")
+    return f"tenant:{actor.tenant_id}" if actor else f"ip:{request.remote_addr}"
+
+
+def _page(*, status: int = 200, errors: dict | None = None, form_slot: str = "", form=None):
+    # The submitted values come back for the slot that failed, except the key: it is never rendered.
+    form = {k: v for k, v in (form or {}).items() if k not in {"api_key", "csrf_token"}}
+    return htmx.render("settings/providers.html", "slots", status=status, slots=providers.overview(g.actor),
+                       backend=providers.backend_status(), errors=errors or {}, form_slot=form_slot, form=form)
+
+
+@bp.get("")
+@login_required
+def index():
+    require(g.actor, Perm.VIEW_SESSIONS)
+    return _page()
+
+
+@bp.post("")
+@login_required
+def save():
+    slot = request.form.get("slot", "")
+    try:
+        row = providers.save(g.actor, slot, request.form.to_dict())
+    except ValidationError as exc:
+        return _page(status=422, errors=exc.errors, form_slot=slot, form=request.form.to_dict())
+    htmx.toast(f"{providers.SLOTS[row.slot][0]} saved.")
+    return _done()
+
+
+@bp.post("/<config_id>/key/remove")
+@login_required
+def remove_key(config_id: str):
+    require(g.actor, Perm.MANAGE_TENANT)
+    row = providers.get(g.actor, config_id)
+    if not htmx.confirmed():
+        return htmx.confirm_page(f"Remove the saved {providers.SLOTS[row.slot][0].lower()} key?",
+                                 detail="Sessions and previews that need it stop working until you add a key again.",
+                                 submit_label="Remove key", cancel_url=url_for("providers.index"))
+    providers.remove_key(g.actor, config_id)
+    htmx.toast("Key removed.")
+    return _done()
+
+
+@bp.post("/<config_id>/delete")
+@login_required
+def delete(config_id: str):
+    require(g.actor, Perm.MANAGE_TENANT)
+    row = providers.get(g.actor, config_id)
+    if not htmx.confirmed():
+        return htmx.confirm_page(f"Forget the {providers.SLOTS[row.slot][0].lower()} provider?",
+                                 detail="Its provider, model, options and key are removed.",
+                                 submit_label="Forget provider", cancel_url=url_for("providers.index"))
+    slot = providers.remove(g.actor, config_id)
+    htmx.toast(f"{providers.SLOTS[slot][0]} provider removed.")
+    return _done()
+
+
+@bp.post("/<config_id>/test")
+@login_required
+@limiter.limit(TEST_LIMIT, key_func=_tenant_key)
+def test(config_id: str):
+    result = providers.test(g.actor, config_id)
+    htmx.toast(result.message, "success" if result.status == "ok" else "error")
+    return _done()
+
+
+def _done():
+    if htmx.wants_block():
+        return _page()
+    return htmx.redirect_to(url_for("providers.index"))
