@@ -8,6 +8,7 @@ part of the key in their errors)."""
 from __future__ import annotations
 
 import logging
+import os
 import time
 from dataclasses import dataclass
 
@@ -79,7 +80,10 @@ def check(provider_key: str, api_key: str, base_url: str = "", *, timeout: float
     provider = PROVIDERS.get(provider_key)
     if provider is None:
         return CheckResult(ERROR, "Unknown provider.")
-    base = (base_url or provider.default_base).rstrip("/")
+    default = provider.default_base
+    if provider.key == "elevenlabs":  # the same operator override the voice previews use
+        default = os.environ.get("ELEVENLABS_API_BASE", "").strip() or default
+    base = (base_url or default).rstrip("/")
     if not base:
         return CheckResult(ERROR, f"{provider.label} needs a base URL.")
     if provider.needs_key and not api_key:

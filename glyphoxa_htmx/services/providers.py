@@ -204,7 +204,8 @@ def save(actor: Actor, slot: str, form: dict) -> ProviderConfig:
                  before=before, after=_public(row), details=details)
     try:
         db.session.commit()
-    except IntegrityError:
+    except IntegrityError as exc:
+        log.warning("provider save conflict: %s", exc.orig.diag.constraint_name if exc.orig else "")
         db.session.rollback()
         raise Conflict("Someone saved this slot at the same moment. Reload and try again.") from None
     return row

@@ -26,7 +26,8 @@ from glyphoxa_htmx.adapters.secrets import SecretsError
 from glyphoxa_htmx.core import deps
 from glyphoxa_htmx.core.authz import Actor, Perm, require
 from glyphoxa_htmx.core.errors import DomainError, ValidationError
-from glyphoxa_htmx.services import npcs, providers
+from glyphoxa_htmx.services import npcs
+from glyphoxa_htmx.services import providers as provider_keys
 
 log = logging.getLogger(__name__)
 
@@ -67,7 +68,7 @@ def default_provider(actor: Actor | None = None) -> str:
     choice = os.environ.get("TTS_ENGINE", "").strip().lower() or "auto"
     if choice in tts.PROVIDERS:
         return choice
-    if actor is not None and providers.key_for(actor, "tts", "elevenlabs") is not None:
+    if actor is not None and provider_keys.key_for(actor, "tts", "elevenlabs") is not None:
         return "elevenlabs"
     if _platform_keys_allowed() and os.environ.get("ELEVENLABS_API_KEY", "").strip():
         return "elevenlabs"
@@ -142,18 +143,18 @@ NO_KEY_MESSAGE = ("No ElevenLabs API key is saved for your table. The owner can 
                   "Settings → Voice & AI providers (text to speech).")
 
 
-def _credentials(actor: Actor, provider: str) -> providers.TenantKey | None:
+def _credentials(actor: Actor, provider: str) -> provider_keys.TenantKey | None:
     """The tenant's own key for ``provider`` (still encrypted), None for the operator's fallback
     key (only with ALLOW_PLATFORM_KEYS=1), or VoiceError when neither may be used."""
     if provider != "elevenlabs":
         return None
-    key = providers.key_for(actor, "tts", provider)
+    key = provider_keys.key_for(actor, "tts", provider)
     if key is None and not _platform_keys_allowed():
         raise VoiceError(NO_KEY_MESSAGE, 422)
     return key
 
 
-def _engine(provider: str, key: providers.TenantKey | None = None):
+def _engine(provider: str, key: provider_keys.TenantKey | None = None):
     """An engine; a tenant key is decrypted here, in memory, for this call only."""
     try:
         if key is None:

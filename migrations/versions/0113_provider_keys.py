@@ -36,7 +36,8 @@ def upgrade():
         sa.UniqueConstraint("tenant_id", "slot", name="uq_provider_configs_tenant_slot"),
         sa.CheckConstraint("slot IN ('llm', 'stt', 'tts', 's2s', 'vad', 'embeddings')", name="provider_slot"),
         # Plaintext never lands here: an empty string or a backend ciphertext, nothing else.
-        sa.CheckConstraint(r"api_key_enc = '' OR api_key_enc ~ '^(vault|local):v[1-9][0-9]*:[A-Za-z0-9+/=_-]+$'",
+        # ([:] because a bare ":v" would be read as a bind parameter)
+        sa.CheckConstraint(r"api_key_enc = '' OR api_key_enc ~ '^(vault|local)[:]v[1-9][0-9]*[:][A-Za-z0-9+/=_-]+$'",
                            name="provider_key_is_ciphertext"),
         schema=S,
     )
