@@ -430,3 +430,58 @@ def test_rewrap_through_vault(vault_app, make_user, vault):
         new = _row(vault_app, b.user.tenant_id).api_key_enc
         assert key_version(new) == version > key_version(old)
         assert backend.decrypt(new) == XI_KEY == backend.decrypt(old)
+
+
+# ---- the documented format for the gateway team ---------------------------------------------------
+
+
+def test_json_schema_matches_what_we_write(app, make_user, tmp_path):
+    import jsonschema
+    from pathlib import Path
+
+    from glyphoxa_htmx.adapters import providers as catalog
+
+    schema = json.loads((Path(__file__).resolve().parent.parent / "docs" / "provider_configs.schema.json").read_text())
+    jsonschema.Draft202012Validator.check_schema(schema)
+    assert schema["properties"]["slot"]["enum"] == list(catalog.SLOTS)
+    assert set(schema["properties"]["provider"]["enum"]) == set(catalog.PROVIDERS)
+    b = _owner(app, make_user)
+    _save(b, api_key=XI_KEY, options='{"stability": 0.5}')
+    _save(b, slot="llm", provider="local", base_url="http://localhost:11434/v1")
+    with app.app_context():
+        rows = db.session.execute(select(ProviderConfig).where(ProviderConfig.tenant_id == b.user.tenant_id)).scalars()
+        for row in rows:
+            doc = {c.name: getattr(row, c.name) for c in ProviderConfig.__table__.columns}
+            doc = {k: (v.isoformat() if hasattr(v, "isoformat") else v) for k, v in doc.items()}
+            jsonschema.validate(doc, schema)
+    # A local keyring file as the README describes it validates too, and decrypts as documented.
+    from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+
+    from glyphoxa_htmx.adapters.secrets import LocalKeyring
+
+    ring = LocalKeyring(tmp_path / "k.json")
+    ct = ring.encrypt(XI_KEY)
+    keyring = json.loads((tmp_path / "k.json").read_text())
+    jsonschema.validate(keyring, {**schema["$defs"]["localKeyring"], "$schema": schema["$schema"]})
+    _, version, body = ct.split(":", 2)
+    key = base64.b64decode(next(k["key"] for k in keyring["keys"] if f"v{k['version']}" == version))
+    raw = base64.b64decode(body)
+    assert AESGCM(key).decrypt(raw[:12], raw[12:], None).decode() == XI_KEY
+
+
+def test_a_stale_tab_after_another_owner_changed_the_slot(app, make_user, oai):
+    a = _owner(app, make_user)
+    _save(a, slot="llm", provider="openai", base_url=oai.base, api_key=OAI_KEY)
+    row = _row(app, a.user.tenant_id, "llm")
+    stale = soup(a.get("/settings/providers"))  # the tab stays open...
+    test_url = stale.select_one(f"form[action='/settings/providers/{row.id}/test']")["action"]
+    other = _owner(app, make_user, tenant_id=a.user.tenant_id)
+    assert other.post(f"/settings/providers/{row.id}/key/remove", {"confirmed": "1"}).status_code == 303
+    # ...its Test button now reports the missing key instead of using the removed one.
+    resp = a.post(test_url, htmx=True)
+    assert resp.status_code == 200 and "No API key is saved" in resp.headers["HX-Trigger"]
+    assert oai.requests == []
+    assert soup(resp).select_one("#slot-llm .badge-warn").text == "no key"
+    assert other.post(f"/settings/providers/{row.id}/delete", {"confirmed": "1"}).status_code == 303
+    gone = a.post(test_url, htmx=True)
+    assert gone.status_code == 404 and "couldn" in json.loads(gone.headers["HX-Trigger"])["toast"]["message"]
