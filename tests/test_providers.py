@@ -131,6 +131,7 @@ def test_page_lists_every_slot_and_dms_see_status_only(app, make_user):
     assert [s["id"] for s in page.select("section.provider-slot")] == [
         "slot-llm", "slot-stt", "slot-tts", "slot-s2s", "slot-vad", "slot-embeddings"]
     assert page.select_one("#tts-api-key")["type"] == "password"
+    assert not page.select("[style]") and not page.select("script:not([src])")  # strict CSP
     assert {o["value"] for o in page.select("#llm-provider option")} == {"openai", "anthropic", "groq", "gemini", "local"}
     assert "Voice & AI providers" in soup(owner.get("/settings")).get_text()
     block = owner.get("/settings/providers", htmx=True)

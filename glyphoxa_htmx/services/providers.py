@@ -186,6 +186,8 @@ def save(actor: Actor, slot: str, form: dict) -> ProviderConfig:
             ciphertext = secrets_backend().encrypt(key)
         except SecretsError as exc:
             log.warning("provider key not saved: secrets backend refused (%s)", exc.details)
+            with _health_lock:  # the page's notice should say so at once, not after HEALTH_TTL
+                _health.pop(id(secrets_backend()), None)
             raise ValidationError({"api_key": SecretsUnavailable.default_message}) from None
     before = _public(row)
     had_key = bool(row and row.api_key_enc)
