@@ -232,11 +232,14 @@ def test_validation_errors_at_the_fields_never_echo_the_key(app, make_user):
     assert doc.select_one("#llm-base-url")["value"] == "http://api.example.com/v1"
     assert OAI_KEY not in bad_url.get_data(as_text=True)
     assert _save(b, slot="llm", provider="openai", options="[1, 2]", htmx=True).status_code == 422
+    leaky = _save(b, slot="llm", provider="openai", options='{"extra": {"api_key": "sk-123456789"}}', htmx=True)
+    assert leaky.status_code == 422 and "stored unencrypted" in soup(leaky).select_one("#options-error").text
     assert _save(b, slot="llm", provider="elevenlabs", htmx=True).status_code == 422  # not an LLM provider
     assert _save(b, slot="llm", provider="openai", api_key="has space in it", htmx=True).status_code == 422
     assert _save(b, slot="stt", provider="whisper", htmx=True).status_code == 422  # needs a base URL
     assert b.post("/settings/providers", {"slot": "nope", "provider": "openai"}).status_code == 404
     assert _row(app, b.user.tenant_id, "llm") is None
+    assert _save(b, slot="llm", provider="openai", options='{"max_tokens": 400}').status_code == 303  # not a secret
     ok = _save(b, slot="stt", provider="whisper", base_url="http://localhost:9000/v1")
     assert ok.status_code == 303 and _row(app, b.user.tenant_id, "stt").base_url == "http://localhost:9000/v1"
     # Switching provider with a saved key needs the new provider's key.
@@ -486,3 +489,19 @@ def test_a_stale_tab_after_another_owner_changed_the_slot(app, make_user, oai):
     assert other.post(f"/settings/providers/{row.id}/delete", {"confirmed": "1"}).status_code == 303
     gone = a.post(test_url, htmx=True)
     assert gone.status_code == 404 and "couldn" in json.loads(gone.headers["HX-Trigger"])["toast"]["message"]
+
+
+def test_page_query_count_does_not_grow_with_configured_slots(app, make_user):
+    from tests.test_campaigns import count_queries
+
+    b = _owner(app, make_user)
+    b.get("/settings/providers")
+    with count_queries(app) as empty:
+        assert b.get("/settings/providers").status_code == 200
+    for slot, provider in (("llm", "openai"), ("stt", "deepgram"), ("tts", "elevenlabs"), ("s2s", "openai"),
+                           ("embeddings", "gemini")):
+        assert _save(b, slot=slot, provider=provider, api_key=XI_KEY).status_code == 303
+    assert _save(b, slot="vad", provider="local", base_url="http://localhost:8000/v1").status_code == 303
+    with count_queries(app) as full:
+        assert b.get("/settings/providers").status_code == 200
+    assert len(full) == len(empty)

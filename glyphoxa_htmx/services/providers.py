@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import re
 import threading
 import time
 from dataclasses import dataclass, field
@@ -144,7 +145,30 @@ def _clean_options(raw: str | None, current: dict, errors: dict) -> dict:
     if not isinstance(value, dict):
         errors["options"] = "Options must be a JSON object, e.g. {\"temperature\": 0.7}."
         return current
+    if value != current and _secret_looking(value):
+        errors["options"] = ("Options are stored unencrypted: put keys and tokens in the API key field, "
+                             "not in options.")
+        return current
     return current if value == current else value  # unchanged: keep the stored value exactly
+
+
+_SECRET_WORDS = {"key", "apikey", "token", "secret", "password", "passwd", "authorization", "credential",
+                 "credentials", "bearer"}
+
+
+def _secret_name(name: str) -> bool:
+    """``api_key``, ``apiKey``, ``x-api-key``, ``token`` yes; ``max_tokens``, ``keywords`` no."""
+    words = re.sub(r"([a-z0-9])([A-Z])", r"\1 \2", name).lower()
+    return any(w in _SECRET_WORDS for w in re.split(r"[^a-z0-9]+", words))
+
+
+def _secret_looking(value) -> bool:
+    """True when a JSON value has a field named like a credential (anywhere inside)."""
+    if isinstance(value, dict):
+        return any(_secret_name(str(k)) or _secret_looking(v) for k, v in value.items())
+    if isinstance(value, list):
+        return any(_secret_looking(v) for v in value)
+    return False
 
 
 def _public(row: ProviderConfig | None) -> dict:
