@@ -307,6 +307,9 @@ def test_test_button_is_rate_limited_per_tenant(app, make_user, oai):
     _save(b, slot="llm", provider="openai", base_url=oai.base, api_key=OAI_KEY)
     row = _row(app, b.user.tenant_id, "llm")
     co_owner = _owner(app, make_user, tenant_id=b.user.tenant_id)
+    dm = _owner(app, make_user, role="dm", tenant_id=b.user.tenant_id)
+    for _ in range(8):  # refused before any provider call: doesn't spend the table's allowance
+        assert dm.post(f"/settings/providers/{row.id}/test").status_code == 403
     for i in range(6):
         who = b if i % 2 else co_owner  # the allowance is the table's, not each person's
         assert who.post(f"/settings/providers/{row.id}/test").status_code == 303
@@ -440,8 +443,9 @@ def test_rewrap_through_vault(vault_app, make_user, vault):
 
 
 def test_json_schema_matches_what_we_write(app, make_user, tmp_path):
-    import jsonschema
     from pathlib import Path
+
+    import jsonschema
 
     from glyphoxa_htmx.adapters import providers as catalog
 

@@ -55,7 +55,9 @@ def test_local_rotation_and_rewrap_keep_old_ciphertexts_readable(tmp_path):
     ring = LocalKeyring(tmp_path / "k.json")
     old = ring.encrypt(SECRET)
     other_process = LocalKeyring(tmp_path / "k.json")
+    first_created = json.loads((tmp_path / "k.json").read_text())["keys"][0]["created_at"]
     assert ring.rotate() == 2
+    assert json.loads((tmp_path / "k.json").read_text())["keys"][0]["created_at"] == first_created
     new = ring.encrypt("second-secret-value")
     assert key_version(old) == 1 and key_version(new) == 2  # new writes use the newest key
     assert ring.decrypt(old) == SECRET

@@ -14,7 +14,7 @@ import re
 import threading
 import time
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from urllib.parse import urlsplit
 
 from sqlalchemy import select
@@ -222,7 +222,7 @@ def save(actor: Actor, slot: str, form: dict) -> ProviderConfig:
     if ciphertext:
         row.api_key_enc, row.api_key_hint = ciphertext, (key[-4:] if len(key) >= 12 else "")
         row.last_test_status, row.last_test_message, row.last_tested_at = "", "", None
-    row.updated_at = datetime.now(timezone.utc)
+    row.updated_at = datetime.now(UTC)
     details = {"slot": slot}
     if ciphertext:
         details["key"] = "key replaced" if had_key else "key added"
@@ -243,7 +243,7 @@ def remove_key(actor: Actor, config_id: str) -> ProviderConfig:
     if row.api_key_enc:
         row.api_key_enc, row.api_key_hint = "", ""
         row.last_test_status, row.last_test_message, row.last_tested_at = "", "", None
-        row.updated_at = datetime.now(timezone.utc)
+        row.updated_at = datetime.now(UTC)
         audit.record("provider.key_remove", "provider_config", f"{actor.tenant_id}:{row.slot}", actor=actor,
                      details={"slot": row.slot, "key": "key removed"})
         db.session.commit()
@@ -282,7 +282,7 @@ def test(actor: Actor, config_id: str) -> catalog.CheckResult:
     del key
     row = get(actor, config_id)
     row.last_test_status, row.last_test_message = result.status, result.message[:300]
-    row.last_tested_at = datetime.now(timezone.utc)
+    row.last_tested_at = datetime.now(UTC)
     db.session.commit()
     return result
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 from flask import Blueprint, g, request, url_for
 
 from glyphoxa_htmx.core import htmx
-from glyphoxa_htmx.core.authz import Perm, require
+from glyphoxa_htmx.core.authz import Perm, can, require
 from glyphoxa_htmx.core.errors import ValidationError
 from glyphoxa_htmx.extensions import limiter
 from glyphoxa_htmx.services import providers
@@ -78,7 +78,9 @@ def delete(config_id: str):
 
 @bp.post("/<config_id>/test")
 @login_required
-@limiter.limit(TEST_LIMIT, key_func=_tenant_key)
+@limiter.limit(TEST_LIMIT, key_func=_tenant_key,
+               # a refused role never reaches a provider, so it can't spend the owner's allowance
+               exempt_when=lambda: not can(g.get("actor"), Perm.MANAGE_TENANT))
 def test(config_id: str):
     result = providers.test(g.actor, config_id)
     htmx.toast(result.message, "success" if result.status == "ok" else "error")

@@ -41,7 +41,7 @@ class FakeVault:
         self.addr = f"http://127.0.0.1:{self._server.server_port}"
         self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
 
-    def start(self) -> "FakeVault":
+    def start(self) -> FakeVault:
         self._thread.start()
         return self
 

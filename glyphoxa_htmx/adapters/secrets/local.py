@@ -19,13 +19,17 @@ import os
 import secrets
 import tempfile
 import threading
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
-from glyphoxa_htmx.adapters.secrets.base import CIPHERTEXT_RE, SecretsError, SecretsUnavailable
+from glyphoxa_htmx.adapters.secrets.base import (
+    CIPHERTEXT_RE,
+    SecretsError,
+    SecretsUnavailable,
+)
 
 FORMAT = "glyphoxa-keyring"
 PREFIX = "local"
@@ -39,6 +43,7 @@ class LocalKeyring:
         self.path = Path(path)
         self._lock = threading.Lock()
         self._keys: dict[int, bytes] = {}
+        self._created: dict[int, str] = {}
         self._stamp: tuple[int, int] | None = None
 
     def __repr__(self) -> str:
@@ -63,18 +68,20 @@ class LocalKeyring:
             try:
                 doc = json.loads(self.path.read_text())
                 keys = {int(k["version"]): base64.b64decode(k["key"], validate=True) for k in doc["keys"]}
+                created = {int(k["version"]): str(k.get("created_at", "")) for k in doc["keys"]}
             except OSError as exc:
                 raise SecretsUnavailable(details=type(exc).__name__) from exc
             except (ValueError, KeyError, TypeError) as exc:
                 raise SecretsUnavailable(details="keyring file is malformed") from exc
             if not keys or any(len(k) != 32 for k in keys.values()):
                 raise SecretsUnavailable(details="keyring file is malformed")
-            self._keys, self._stamp = keys, stamp
+            self._keys, self._created, self._stamp = keys, created, stamp
         return self._keys
 
     def _write(self, keys: dict[int, bytes], *, exclusive: bool = False) -> None:
-        now = datetime.now(timezone.utc).isoformat(timespec="seconds")
-        doc = {"format": FORMAT, "keys": [{"version": v, "key": base64.b64encode(k).decode(), "created_at": now}
+        now = datetime.now(UTC).isoformat(timespec="seconds")
+        doc = {"format": FORMAT, "keys": [{"version": v, "key": base64.b64encode(k).decode(),
+                                           "created_at": self._created.get(v) or now}
                                           for v, k in sorted(keys.items())]}
         if exclusive and self.path.exists():
             return
