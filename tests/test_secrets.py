@@ -55,9 +55,12 @@ def test_local_rotation_and_rewrap_keep_old_ciphertexts_readable(tmp_path):
     ring = LocalKeyring(tmp_path / "k.json")
     old = ring.encrypt(SECRET)
     other_process = LocalKeyring(tmp_path / "k.json")
-    first_created = json.loads((tmp_path / "k.json").read_text())["keys"][0]["created_at"]
+    doc = json.loads((tmp_path / "k.json").read_text())
+    doc["keys"][0]["created_at"] = "2020-01-01T00:00:00+00:00"  # an old key, as an operator's file has
+    (tmp_path / "k.json").write_text(json.dumps(doc))
     assert ring.rotate() == 2
-    assert json.loads((tmp_path / "k.json").read_text())["keys"][0]["created_at"] == first_created
+    kept = json.loads((tmp_path / "k.json").read_text())["keys"]
+    assert kept[0]["created_at"] == "2020-01-01T00:00:00+00:00" and kept[1]["created_at"] > "2026"
     new = ring.encrypt("second-secret-value")
     assert key_version(old) == 1 and key_version(new) == 2  # new writes use the newest key
     assert ring.decrypt(old) == SECRET
