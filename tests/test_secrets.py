@@ -171,3 +171,23 @@ def test_vault_kubernetes_auth(vault, tmp_path):
     vault.tokens = {"test-vault-token"}
     with pytest.raises(SecretsUnavailable):
         transit.decrypt(ct)
+
+
+def test_backend_is_chosen_by_configuration(tmp_path):
+    from glyphoxa_htmx.adapters.secrets import build
+    from glyphoxa_htmx.app import create_app
+    from glyphoxa_htmx.config import ConfigError, load_settings
+
+    local = build(load_settings(environ={"GLYPHOXA_INSTANCE_DIR": str(tmp_path)}))
+    assert isinstance(local, LocalKeyring) and local.path == tmp_path / "secrets-keyring.json"
+    vault = build(load_settings(environ={"VAULT_ADDR": "http://vault:8200", "VAULT_TOKEN": "t",
+                                         "VAULT_TRANSIT_KEY": "custom"}))
+    assert isinstance(vault, VaultTransit) and vault.key_name == "custom" and vault.mount == "transit"
+    forced = build(load_settings(environ={"VAULT_ADDR": "http://vault:8200", "VAULT_TOKEN": "t",
+                                          "SECRETS_BACKEND": "local", "SECRETS_KEYRING": str(tmp_path / "r.json")}))
+    assert isinstance(forced, LocalKeyring)
+    for bad in ({"SECRETS_BACKEND": "plaintext"}, {"SECRETS_BACKEND": "vault"}, {"VAULT_ADDR": "http://vault:8200"}):
+        with pytest.raises(ConfigError):
+            create_app(load_settings(environ={**bad, "DATABASE_URL": "postgresql://postgres@127.0.0.1:1/x"}))
+    with pytest.raises(ConfigError, match="VAULT_TOKEN or VAULT_K8S_ROLE"):
+        load_settings(environ={"GLYPHOXA_ENV": "production", "VAULT_ADDR": "http://vault:8200"}).validate()

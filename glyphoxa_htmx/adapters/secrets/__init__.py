@@ -29,7 +29,12 @@ def backend_name(settings) -> str:
 
 
 def build(settings) -> SecretsBackend:
-    if backend_name(settings) == "vault":
+    name = backend_name(settings)
+    if name not in ("vault", "local"):
+        raise ValueError(f"SECRETS_BACKEND must be 'vault' or 'local', not {name!r}")
+    if name == "vault":
+        if not settings.vault_addr:
+            raise ValueError("SECRETS_BACKEND=vault needs VAULT_ADDR")
         return VaultTransit(settings.vault_addr, token=settings.vault_token, key_name=settings.vault_transit_key,
                             mount=settings.vault_transit_mount, k8s_role=settings.vault_k8s_role,
                             k8s_mount=settings.vault_k8s_mount, k8s_token_path=settings.vault_k8s_token_path)
