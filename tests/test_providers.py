@@ -75,10 +75,18 @@ def _vault_app(database_url, simulator, addr):
     return application
 
 
-@pytest.fixture
+def _dispose(application) -> None:
+    """Close the extra app's connection pool (parallel suites share one PostgreSQL)."""
+    with application.app_context():
+        db.engine.dispose()
+
+
+@pytest.fixture(scope="module")
 def vault_app(app, database_url, simulator, vault):
     """The same database, with Vault Transit (the fake, over HTTP) as the secrets backend."""
-    return _vault_app(database_url, simulator, vault.addr)
+    application = _vault_app(database_url, simulator, vault.addr)
+    yield application
+    _dispose(application)
 
 
 def _owner(app, make_user, role="tenant_owner", tenant_id=None):
@@ -207,6 +215,13 @@ def test_key_is_write_only_vault_transit(vault_app, make_user, vault, database_u
 
 def test_secrets_backend_down_refuses_and_writes_nothing(app, make_user, database_url, simulator):
     down = _vault_app(database_url, simulator, "http://127.0.0.1:9")
+    try:
+        _refused_while_down(app, down, make_user)
+    finally:
+        _dispose(down)
+
+
+def _refused_while_down(app, down, make_user):
     b = _owner(down, make_user)
     page = soup(b.get("/settings/providers"))
     assert "can't be added or replaced right now" in page.select_one("#secrets-down").text

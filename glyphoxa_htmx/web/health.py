@@ -9,7 +9,7 @@ from flask import Blueprint, abort, jsonify, request
 from sqlalchemy import text
 
 from glyphoxa_htmx.core import metrics
-from glyphoxa_htmx.core.deps import gateway, settings
+from glyphoxa_htmx.core.deps import gateway, secrets, settings
 from glyphoxa_htmx.extensions import db, limiter
 
 log = logging.getLogger(__name__)
@@ -50,8 +50,6 @@ def _check_gateway() -> str | None:
 
 def _check_secrets() -> str | None:
     """The provider-key secrets backend: Vault Transit (sys/health) or the local keyring file."""
-    from glyphoxa_htmx.core.deps import secrets
-
     return secrets().health()
 
 
@@ -60,8 +58,6 @@ def _check_secrets() -> str | None:
 def readyz():
     checks = {"database": _check_db(), "gateway": _check_gateway(), "secrets": _check_secrets()}
     failed = {name: problem for name, problem in checks.items() if problem}
-    from glyphoxa_htmx.core.deps import secrets
-
     body = {
         "status": "fail" if failed else "ok",
         "secrets_backend": secrets().name,
