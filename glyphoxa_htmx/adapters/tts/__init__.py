@@ -10,7 +10,7 @@ ELEVENLABS_API_BASE    https://api.elevenlabs.io       API base URL (tests point
 ELEVENLABS_MODEL_ID    eleven_multilingual_v2          model used for previews
 ESPEAK_NG_PATH         espeak-ng found on PATH         the local engine's binary
 TTS_ENGINE             auto                            provider for new NPCs: espeak | elevenlabs | auto
-                                                       (auto: elevenlabs when a key is set, else espeak)
+                                                       (auto: decided per table by services.voice)
 TTS_CACHE_DIR          <instance dir>/tts-cache        where synthesized previews are cached
 =====================  ==============================  ==============================================
 """
