@@ -83,6 +83,7 @@ def create_app(settings: Settings | None = None, **overrides) -> Flask:
 
     identity.init_app(app, settings)
     _init_gateway(app, settings)
+    _init_secrets(app, settings)
     _register_blueprints(app)
     _register_request_hooks(app, settings)
     # After the hooks that resolve the sign-in, so a CSRF token bound to an older sign-in or
@@ -115,6 +116,17 @@ def _init_gateway(app: Flask, settings: Settings) -> None:
         tls_key=settings.gateway_tls_key or None,
         tls_ca=settings.gateway_tls_ca or None,
     )
+
+
+def _init_secrets(app: Flask, settings: Settings) -> None:
+    """The secrets backend for provider keys, chosen by configuration (no network call here)."""
+    from glyphoxa_htmx.adapters import secrets
+    from glyphoxa_htmx.config import ConfigError
+
+    try:
+        app.extensions["glyphoxa.secrets"] = secrets.build(settings)
+    except ValueError as exc:
+        raise ConfigError(f"secrets backend: {exc}") from exc
 
 
 def _register_blueprints(app: Flask) -> None:

@@ -141,6 +141,28 @@ def seed_cmd() -> None:
     click.echo("demo data ready")
 
 
+@main.command("rewrap-secrets")
+@click.option("--rotate", is_flag=True, help="Create a new key version first (local keyring or Vault Transit).")
+def rewrap_secrets(rotate: bool) -> None:
+    """Re-encrypt every stored provider key with the newest key version (Vault's rewrap, or
+    decrypt + encrypt for the local keyring). Old versions keep decrypting until you retire them."""
+    from glyphoxa_htmx.adapters.secrets import SecretsError
+    from glyphoxa_htmx.core.deps import secrets
+    from glyphoxa_htmx.services import providers
+
+    app = _app_for_cli()
+    with app.app_context():
+        backend = secrets()
+        try:
+            if rotate:
+                click.echo(f"{backend.label}: new key version {backend.rotate()}")
+            changed, same = providers.rewrap_all()
+        except SecretsError as exc:
+            click.echo(f"error: {exc.message} ({exc.details})", err=True)
+            sys.exit(1)
+        click.echo(f"{backend.label}: {changed} key(s) rewrapped, {same} already on the newest version")
+
+
 try:  # the simulator's standalone command
     from glyphoxa_htmx.simulator.cli import gateway_sim
 

@@ -71,6 +71,15 @@ class Settings:
     redis_url: str = ""  # empty: in-memory rate limits (single process only)
     vault_addr: str = ""
     vault_token: str = ""
+    # Provider keys (BYO): the secrets backend that encrypts them, and the operator's fallback
+    secrets_backend: str = ""  # "vault" | "local"; empty: vault when VAULT_ADDR is set, else local
+    secrets_keyring: str = ""  # local keyring file; empty: <instance>/secrets-keyring.json
+    vault_transit_mount: str = "transit"
+    vault_transit_key: str = "glyphoxa-provider-keys"
+    vault_k8s_role: str = ""  # set: Kubernetes auth with the pod's service-account token
+    vault_k8s_mount: str = "kubernetes"
+    vault_k8s_token_path: str = "/var/run/secrets/kubernetes.io/serviceaccount/token"
+    allow_platform_keys: bool = False  # 1: tenants without their own TTS key use ELEVENLABS_API_KEY
     billing: str = "disabled"
     seed_demo: bool = True
     metrics_enabled: bool = True
@@ -152,6 +161,13 @@ class Settings:
             problems.append(f"PUBLIC_URL must start with https:// in production (got {self.public_url!r}: cookies "
                             "would not be Secure and there would be no HSTS); set ALLOW_INSECURE_PUBLIC_URL=1 only "
                             "if TLS really ends somewhere this service can't see")
+        backend = (self.secrets_backend or "").strip().lower()
+        if backend not in ("", "vault", "local"):
+            problems.append("SECRETS_BACKEND must be 'vault' or 'local'")
+        if (backend == "vault" or (not backend and self.vault_addr)) and not self.vault_addr:
+            problems.append("SECRETS_BACKEND=vault needs VAULT_ADDR")
+        if (backend == "vault" or (not backend and self.vault_addr)) and not (self.vault_token or self.vault_k8s_role):
+            problems.append("Vault Transit needs VAULT_TOKEN or VAULT_K8S_ROLE (Kubernetes auth)")
         if self.metrics_enabled and len(self.metrics_token) < 16:
             problems.append("METRICS_TOKEN must be set (16+ characters) so /metrics, which names tenants, "
                             "isn't public (or set METRICS_ENABLED=0)")
@@ -192,6 +208,14 @@ ENV_MAP = {
     "redis_url": "REDIS_URL",
     "vault_addr": "VAULT_ADDR",
     "vault_token": "VAULT_TOKEN",
+    "secrets_backend": "SECRETS_BACKEND",
+    "secrets_keyring": "SECRETS_KEYRING",
+    "vault_transit_mount": "VAULT_TRANSIT_MOUNT",
+    "vault_transit_key": "VAULT_TRANSIT_KEY",
+    "vault_k8s_role": "VAULT_K8S_ROLE",
+    "vault_k8s_mount": "VAULT_K8S_MOUNT",
+    "vault_k8s_token_path": "VAULT_K8S_TOKEN_PATH",
+    "allow_platform_keys": "ALLOW_PLATFORM_KEYS",
     "billing": "GLYPHOXA_BILLING",
     "seed_demo": "GLYPHOXA_SEED_DEMO",
     "metrics_enabled": "METRICS_ENABLED",

@@ -14,7 +14,7 @@ import pytest
 from sqlalchemy import func, select
 
 from glyphoxa_htmx.extensions import db
-from glyphoxa_htmx.models import Campaign, LoginSession, NpcDefinition, User
+from glyphoxa_htmx.models import Campaign, LoginSession, NpcDefinition, ProviderConfig, User
 from glyphoxa_htmx.seed import DEMO_CAMPAIGN, DEMO_TENANT, seed_demo
 from tests.conftest import Browser
 
@@ -44,6 +44,12 @@ def demo(app, database_url):
                                          (DEMO_TENANT,)).fetchone()[0]
         ids["entity_id"] = conn.execute(f"SELECT id FROM tenant_{DEMO_TENANT}.entities WHERE campaign_id = %s LIMIT 1",
                                         (DEMO_CAMPAIGN,)).fetchone()[0]
+    # A provider slot with a saved key (write-only): its id must be 404 to everyone else.
+    assert owner_browser.post("/settings/providers", {"slot": "tts", "provider": "elevenlabs",
+                                                      "api_key": "xi-demo-table-key-0123456789"}).status_code == 303
+    with app.app_context():
+        ids["config_id"] = db.session.execute(select(ProviderConfig.id).where(ProviderConfig.tenant_id == DEMO_TENANT)
+                                              ).scalar_one()
     ids["action"] = "mute"
     ids["owner_browser"] = owner_browser
     return ids
@@ -66,7 +72,10 @@ def _snapshot(app, database_url):
         npcs = db.session.execute(select(func.count()).select_from(NpcDefinition)
                                   .where(NpcDefinition.tenant_id == DEMO_TENANT)).scalar_one()
         roles = sorted(u.role for u in db.session.execute(select(User).where(User.tenant_id == DEMO_TENANT)).scalars())
-        state = (campaign.name, campaign.version, campaign.archived_at, npcs, tuple(roles))
+        keys = db.session.execute(select(ProviderConfig.provider, ProviderConfig.api_key_enc, ProviderConfig.updated_at,
+                                         ProviderConfig.last_tested_at)
+                                  .where(ProviderConfig.tenant_id == DEMO_TENANT)).all()
+        state = (campaign.name, campaign.version, campaign.archived_at, npcs, tuple(roles), tuple(keys))
     with psycopg.connect(database_url) as conn:
         gw = conn.execute("SELECT campaign_id, guild_ids FROM public.tenants WHERE id = %s", (DEMO_TENANT,)).fetchone()
     return state, gw

@@ -19,7 +19,8 @@ def test_healthz(client):
 def test_readyz_ok_names_checks(app, client):
     resp = client.get("/readyz")
     assert resp.status_code == 200
-    assert resp.json["checks"] == {"database": "ok", "gateway": "ok", "vault": "skipped"}
+    assert resp.json["checks"] == {"database": "ok", "gateway": "ok", "secrets": "ok"}
+    assert resp.json["secrets_backend"] == "local"
 
 
 def test_readyz_503_when_db_unreachable(app):

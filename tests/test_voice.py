@@ -29,12 +29,15 @@ def fake_xi():
 
 
 @pytest.fixture
-def xi(fake_xi, monkeypatch, tmp_path):
-    """The fake ElevenLabs configured through the environment, a fresh request log and preview cache."""
+def xi(fake_xi, monkeypatch, tmp_path, app):
+    """The fake ElevenLabs configured through the environment as the operator's platform key
+    (allowed as a fallback: these tables have no key of their own; per-tenant keys are in
+    test_providers), a fresh request log and preview cache."""
     fake_xi.requests.clear()
     fake_xi.rate_limit_next = 0
     monkeypatch.setenv("ELEVENLABS_API_BASE", fake_xi.base)
     monkeypatch.setenv("ELEVENLABS_API_KEY", fake_xi.api_key)
+    monkeypatch.setattr(app.extensions["glyphoxa.settings"], "allow_platform_keys", True)
     monkeypatch.setenv("TTS_CACHE_DIR", str(tmp_path / "tts-cache"))
     from glyphoxa_htmx.services import voice
 

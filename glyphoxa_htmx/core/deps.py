@@ -15,3 +15,8 @@ def settings() -> Settings:
 def gateway():
     """The GatewayClient, or None when no gateway is configured (the app says so in the UI)."""
     return current_app.extensions.get("glyphoxa.gateway")
+
+
+def secrets():
+    """The secrets backend for provider keys (Vault Transit or the local keyring)."""
+    return current_app.extensions["glyphoxa.secrets"]

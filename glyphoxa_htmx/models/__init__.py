@@ -1,7 +1,7 @@
 """SQLAlchemy models. Web-owned tables (schema `web`) are migrated by Alembic; gateway-owned
 `public.*` tables are mapped in `gateway.py` for reading (and npc_definitions for writing)."""
 
-from glyphoxa_htmx.models.web import AuditLog, Campaign, GuildClaim, LoginSession, NpcPosition, Tenant, User
+from glyphoxa_htmx.models.web import AuditLog, Campaign, GuildClaim, LoginSession, NpcPosition, ProviderConfig, Tenant, User
 from glyphoxa_htmx.models.gateway import GatewayBase, GatewaySession, GatewayTenant, NpcDefinition, UsageRecord
 
 __all__ = [
@@ -14,6 +14,7 @@ __all__ = [
     "LoginSession",
     "NpcDefinition",
     "NpcPosition",
+    "ProviderConfig",
     "Tenant",
     "UsageRecord",
     "User",

@@ -6,7 +6,19 @@ from __future__ import annotations
 import uuid
 from datetime import datetime
 
-from sqlalchemy import BigInteger, Boolean, DateTime, ForeignKey, Index, Integer, String, Text, func, text
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    DateTime,
+    ForeignKey,
+    Index,
+    Integer,
+    String,
+    Text,
+    UniqueConstraint,
+    func,
+    text,
+)
 from sqlalchemy.dialects.postgresql import INET, JSONB
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
@@ -141,5 +153,29 @@ class GuildClaim(db.Model):
     guild_id: Mapped[str] = mapped_column(Text, primary_key=True)
     tenant_id: Mapped[str] = mapped_column(Text, nullable=False, index=True)
     claimed_by: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), nullable=False, server_default=func.now())
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), nullable=False, server_default=func.now())
+
+
+class ProviderConfig(db.Model):
+    """A tenant's provider for one slot (plan §14, with ``tenant_id TEXT``). The API key is stored
+    only as ciphertext from the secrets adapter (``vault:vN:...`` or ``local:vN:...``); the
+    gateway reads this table at session start (README: "Provider keys")."""
+
+    __tablename__ = "provider_configs"
+    __table_args__ = (UniqueConstraint("tenant_id", "slot", name="uq_provider_configs_tenant_slot"),)
+
+    id: Mapped[str] = mapped_column(Text, primary_key=True, default=new_id)
+    tenant_id: Mapped[str] = mapped_column(Text, nullable=False)
+    slot: Mapped[str] = mapped_column(Text, nullable=False)  # llm, stt, tts, s2s, vad, embeddings
+    provider: Mapped[str] = mapped_column(Text, nullable=False)
+    model: Mapped[str] = mapped_column(Text, nullable=False, server_default="")
+    api_key_enc: Mapped[str] = mapped_column(Text, nullable=False, server_default="")
+    api_key_hint: Mapped[str] = mapped_column(Text, nullable=False, server_default="")  # last 4 characters
+    base_url: Mapped[str] = mapped_column(Text, nullable=False, server_default="")
+    options: Mapped[dict] = mapped_column(JSONB, nullable=False, server_default=text("'{}'::jsonb"))
+    last_test_status: Mapped[str] = mapped_column(Text, nullable=False, server_default="")
+    last_test_message: Mapped[str] = mapped_column(Text, nullable=False, server_default="")
+    last_tested_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), nullable=False, server_default=func.now())
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), nullable=False, server_default=func.now())

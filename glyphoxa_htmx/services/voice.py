@@ -22,9 +22,12 @@ from pathlib import Path
 from flask import current_app
 
 from glyphoxa_htmx.adapters import tts
+from glyphoxa_htmx.adapters.secrets import SecretsError
+from glyphoxa_htmx.core import deps
 from glyphoxa_htmx.core.authz import Actor, Perm, require
 from glyphoxa_htmx.core.errors import DomainError, ValidationError
 from glyphoxa_htmx.services import npcs
+from glyphoxa_htmx.services import providers as provider_keys
 
 log = logging.getLogger(__name__)
 
@@ -59,8 +62,21 @@ def providers() -> dict[str, str]:
     return dict(tts.PROVIDERS)
 
 
-def default_provider() -> str:
-    return tts.default_provider()
+def default_provider(actor: Actor | None = None) -> str:
+    """TTS_ENGINE when it names a provider; with ``auto``, ElevenLabs when the table has its own
+    ElevenLabs TTS key (or the operator allows the platform key and one is set), else espeak-ng."""
+    choice = os.environ.get("TTS_ENGINE", "").strip().lower() or "auto"
+    if choice in tts.PROVIDERS:
+        return choice
+    if actor is not None and provider_keys.key_for(actor, "tts", "elevenlabs") is not None:
+        return "elevenlabs"
+    if _platform_keys_allowed() and os.environ.get("ELEVENLABS_API_KEY", "").strip():
+        return "elevenlabs"
+    return "espeak"
+
+
+def _platform_keys_allowed() -> bool:
+    return bool(deps.settings().allow_platform_keys)
 
 
 def default_line(name: str) -> str:
@@ -123,9 +139,30 @@ def prune_cache(max_age_days: float = CACHE_MAX_AGE_DAYS) -> int:
     return removed
 
 
-def _engine(provider: str):
+NO_KEY_MESSAGE = ("No ElevenLabs API key is saved for your table. The owner can add one under "
+                  "Settings → Voice & AI providers (text to speech).")
+
+
+def _credentials(actor: Actor, provider: str) -> provider_keys.TenantKey | None:
+    """The tenant's own key for ``provider`` (still encrypted), None for the operator's fallback
+    key (only with ALLOW_PLATFORM_KEYS=1), or VoiceError when neither may be used."""
+    if provider != "elevenlabs":
+        return None
+    key = provider_keys.key_for(actor, "tts", provider)
+    if key is None and not _platform_keys_allowed():
+        raise VoiceError(NO_KEY_MESSAGE, 422)
+    return key
+
+
+def _engine(provider: str, key: provider_keys.TenantKey | None = None):
+    """An engine; a tenant key is decrypted here, in memory, for this call only."""
     try:
-        return tts.get_engine(provider)
+        if key is None:
+            return tts.get_engine(provider)
+        return tts.get_engine(provider, api_key=key.reveal(), base_url=key.base_url or None)
+    except SecretsError as exc:
+        log.warning("tenant TTS key not readable: %s", exc.details)
+        raise VoiceError(exc.message, 503) from exc
     except tts.TtsError as exc:
         raise VoiceError(exc.message, exc.status) from exc
 
@@ -144,12 +181,12 @@ def preview(actor: Actor, npc_id: str, *, text: str | None = None, voice: dict |
     settings = npcs.validate_voice(voice if voice is not None else (npc.voice or {}), errors)
     if errors:
         raise ValidationError(errors, next(iter(errors.values())))
-    provider = settings["provider"] or default_provider()
+    provider = settings["provider"] or default_provider(actor)
     if provider not in tts.PROVIDERS:
         raise VoiceError(f"Previews aren't available for the voice provider “{provider}”.", 422)
     if provider == "elevenlabs" and not settings["voice_id"]:
         raise VoiceError("Pick an ElevenLabs voice first (Browse voices), then play the preview.", 422)
-    engine = _engine(provider)
+    engine = _engine(provider, _credentials(actor, provider))
     key = cache_key(actor.tenant_id, engine.cache_identity(), provider, settings["voice_id"], line)
     audio = _cache_get(key)
     cached = audio is not None
@@ -164,7 +201,8 @@ def preview(actor: Actor, npc_id: str, *, text: str | None = None, voice: dict |
                    float(settings["speed_factor"]), line)
 
 
-_voice_lists: dict[tuple[str, str], tuple[float, list[tts.Voice]]] = {}
+# Per tenant and key: a tenant's account may hold cloned voices no other table should see.
+_voice_lists: dict[tuple[str, ...], tuple[float, list[tts.Voice]]] = {}
 _voice_lock = threading.Lock()
 
 
@@ -173,12 +211,15 @@ def list_voices(actor: Actor, provider: str, q: str = "", *, limit: int = 60) ->
     require(actor, Perm.MANAGE_NPCS)
     if provider not in tts.PROVIDERS:
         raise VoiceError(f"There is no voice list for “{provider}”.", 422)
-    engine = _engine(provider)
-    cache = (provider, engine.cache_identity())
+    key = _credentials(actor, provider)
+    source = key.identity if key is not None else ("platform" if provider == "elevenlabs" else "local")
+    cache = (actor.tenant_id, provider, source, key.base_url if key is not None else "",
+             os.environ.get("ELEVENLABS_API_BASE", ""), os.environ.get("ESPEAK_NG_PATH", ""))
     now = time.monotonic()
     with _voice_lock:
         hit = _voice_lists.get(cache)
     if hit is None or now - hit[0] > VOICE_LIST_TTL:
+        engine = _engine(provider, key)
         try:
             voices = engine.voices()
         except tts.TtsError as exc:

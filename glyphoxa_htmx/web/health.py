@@ -8,7 +8,7 @@ import logging
 from flask import Blueprint, jsonify
 from sqlalchemy import text
 
-from glyphoxa_htmx.core.deps import gateway, settings
+from glyphoxa_htmx.core.deps import gateway, secrets, settings
 from glyphoxa_htmx.extensions import db, limiter
 
 log = logging.getLogger(__name__)
@@ -47,26 +47,19 @@ def _check_gateway() -> str | None:
     return None
 
 
-def _check_vault() -> str | None:
-    cfg = settings()
-    if not cfg.vault_addr:
-        return None
-    import requests
-
-    try:
-        resp = requests.get(cfg.vault_addr.rstrip("/") + "/v1/sys/health", timeout=2)
-        return None if resp.status_code in (200, 429, 473) else f"status {resp.status_code}"
-    except requests.RequestException:
-        return "unreachable"
+def _check_secrets() -> str | None:
+    """The provider-key secrets backend: Vault Transit (sys/health) or the local keyring file."""
+    return secrets().health()
 
 
 @bp.get("/readyz")
 @limiter.exempt
 def readyz():
-    checks = {"database": _check_db(), "gateway": _check_gateway(), "vault": _check_vault()}
+    checks = {"database": _check_db(), "gateway": _check_gateway(), "secrets": _check_secrets()}
     failed = {name: problem for name, problem in checks.items() if problem}
     body = {
         "status": "fail" if failed else "ok",
+        "secrets_backend": secrets().name,
         "checks": {
             name: ("fail: " + problem if problem else ("skipped" if _skipped(name) else "ok"))
             for name, problem in checks.items()
@@ -78,5 +71,4 @@ def readyz():
 
 
 def _skipped(name: str) -> bool:
-    cfg = settings()
-    return (name == "gateway" and gateway() is None) or (name == "vault" and not cfg.vault_addr)
+    return name == "gateway" and gateway() is None

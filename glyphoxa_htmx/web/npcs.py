@@ -80,7 +80,7 @@ def _editor(campaign, npc=None, data=None, errors=None, status=200):
     readonly = not current_user.can(Perm.MANAGE_NPCS)
     return htmx.render(
         "npcs/form.html", "form", status=status, campaign=campaign, npc=npc, readonly=readonly,
-        data=data or (npcs.to_form(npc) if npc else npcs.blank(voice.default_provider())), errors=errors or {},
+        data=data or (npcs.to_form(npc) if npc else npcs.blank(voice.default_provider(current_user))), errors=errors or {},
         engines=npcs.ENGINES, budget_tiers=npcs.BUDGET_TIERS, providers=voice.providers(), limits=npcs.LIMITS,
         forwarded=npcs.FORWARDED, preview_max=voice.PREVIEW_MAX,
     )
@@ -186,7 +186,7 @@ def voice_preview(npc_id: str):
 @bp.get("/voices")
 @login_required
 def voices():
-    provider = request.args.get("provider") or request.args.get("voice_provider") or voice.default_provider()
+    provider = request.args.get("provider") or request.args.get("voice_provider") or voice.default_provider(current_user)
     q = request.args.get("q", request.args.get("vq", ""))
     error = None
     found, total = [], 0

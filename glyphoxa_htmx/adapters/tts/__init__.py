@@ -4,12 +4,13 @@ local espeak-ng engine. Settings are read from the environment at call time:
 =====================  ==============================  ==============================================
 variable               default                         meaning
 =====================  ==============================  ==============================================
-ELEVENLABS_API_KEY     (empty)                         key for ElevenLabs until per-tenant provider keys land
+ELEVENLABS_API_KEY     (empty)                         the operator's key: used only with ALLOW_PLATFORM_KEYS=1
+                                                       for tables without their own TTS key
 ELEVENLABS_API_BASE    https://api.elevenlabs.io       API base URL (tests point it at a local fake)
 ELEVENLABS_MODEL_ID    eleven_multilingual_v2          model used for previews
 ESPEAK_NG_PATH         espeak-ng found on PATH         the local engine's binary
 TTS_ENGINE             auto                            provider for new NPCs: espeak | elevenlabs | auto
-                                                       (auto: elevenlabs when a key is set, else espeak)
+                                                       (auto: decided per table by services.voice)
 TTS_CACHE_DIR          <instance dir>/tts-cache        where synthesized previews are cached
 =====================  ==============================  ==============================================
 """
@@ -55,11 +56,12 @@ def default_provider() -> str:
     return "elevenlabs" if _env("ELEVENLABS_API_KEY") else "espeak"
 
 
-def get_engine(provider: str, *, api_key: str | None = None) -> TtsEngine:
-    """The engine for a provider key. ``api_key`` overrides ELEVENLABS_API_KEY (a tenant's own key)."""
+def get_engine(provider: str, *, api_key: str | None = None, base_url: str | None = None) -> TtsEngine:
+    """The engine for a provider key. ``api_key`` overrides ELEVENLABS_API_KEY (a tenant's own key),
+    ``base_url`` overrides ELEVENLABS_API_BASE (the tenant's base URL for that key)."""
     if provider == "elevenlabs":
         return ElevenLabsEngine(api_key if api_key is not None else _env("ELEVENLABS_API_KEY"),
-                                base_url=_env("ELEVENLABS_API_BASE", DEFAULT_BASE),
+                                base_url=base_url or _env("ELEVENLABS_API_BASE", DEFAULT_BASE),
                                 model_id=_env("ELEVENLABS_MODEL_ID", DEFAULT_MODEL))
     if provider in ("espeak", "espeak-ng"):
         binary = _env("ESPEAK_NG_PATH")
