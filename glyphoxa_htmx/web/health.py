@@ -8,7 +8,7 @@ import logging
 from flask import Blueprint, jsonify
 from sqlalchemy import text
 
-from glyphoxa_htmx.core.deps import gateway, secrets, settings
+from glyphoxa_htmx.core.deps import gateway, secrets
 from glyphoxa_htmx.extensions import db, limiter
 
 log = logging.getLogger(__name__)
