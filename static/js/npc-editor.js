@@ -117,6 +117,7 @@
       row.querySelectorAll("input").forEach(function (input) { input.value = ""; input.id = input.id.replace(/\d+$/, n); });
       row.querySelectorAll("label").forEach(function (l) { l.setAttribute("for", l.getAttribute("for").replace(/\d+$/, n)); });
       row.querySelectorAll("button").forEach(function (b) { b.remove(); });
+      row.querySelectorAll(".kv-type").forEach(function (t) { t.remove(); }); // a new value is text
       addRemove(row);
       box.insertBefore(row, addBtn);
       row.querySelector("input").focus();
