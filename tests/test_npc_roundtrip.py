@@ -342,4 +342,5 @@ def test_change_by_other_tooling_makes_an_open_form_stale(app, as_role, database
     fresh = editor_form(b, npc_id)
     assert b.post(f"/npcs/{npc_id}", {**fresh, "personality": "Mine."}).status_code == 303
     row = raw_row(database_url, npc_id)
-    assert row["personality"] == "Mine." and row["voice"] == theirs["voice"] and row["attributes"] == theirs["attributes"]
+    assert row["personality"] == "Mine."
+    assert row["voice"] == theirs["voice"] and row["attributes"] == theirs["attributes"]

@@ -150,11 +150,11 @@ def _panel(session):
 def live_view(session_id: str):
     require(g.actor, Perm.VIEW_TRANSCRIPTS)
     session = svc.get(g.actor, session_id)
-    lines = transcripts.snapshot(g.actor, session)
+    snap = transcripts.snapshot(g.actor, session)
     names = campaigns.names(g.actor, {session.campaign_id})
     return htmx.render(
-        "sessions/live.html", "content", session=session, lines=lines,
-        after=lines[-1].id if lines else 0, panel=_panel(session), ws_path=_ws_path(session.id),
+        "sessions/live.html", "content", session=session, lines=snap.lines,
+        after=snap.cursor, panel=_panel(session), ws_path=_ws_path(session.id),
         campaign_name=names.get(session.campaign_id) or session.campaign_id or "Default campaign",
         guild_names=_guild_names(), poll_seconds=POLL_SECONDS, errors={},
     )
@@ -169,7 +169,8 @@ def _ws_path(session_id: str) -> str:
 @bp.get("/<session_id>/lines")
 @login_required
 def poll(session_id: str):
-    """Polling fallback: lines after ``after`` as out-of-band fragments, the status, and once the
+    """Polling fallback: lines that arrived after ``after`` (the highest id the page has) as
+    out-of-band fragments, the status, and once the
     session has ended the final fragment (which also stops the polling). Served by the
     per-process live hub, so many polling viewers of one session share one database poll."""
     require(g.actor, Perm.VIEW_TRANSCRIPTS)
@@ -178,8 +179,9 @@ def poll(session_id: str):
         return redirect(url_for("sessions.live_view", session_id=session.id), 303)
     db.session.remove()  # the hub may wait for its next poll: hold no database connection meanwhile
     result = live.poll(g.actor, session, int_arg(request.args.get("after"), 0), limit=500)
-    return render_template("sessions/_stream.html", lines=result.lines, state=result.state, ended=result.ended,
-                           error=result.error, session_id=session.id, polling=True, poll_seconds=POLL_SECONDS)
+    return render_template("sessions/_stream.html", lines=_in_order(result.lines), state=result.state,
+                           ended=result.ended, error=result.error, session_id=session.id, polling=True,
+                           poll_seconds=POLL_SECONDS)
 
 
 @bp.get("/<session_id>/controls")
@@ -259,8 +261,9 @@ def _ws_handshake_guard():
 
 @sock.route("/<session_id>/ws", bp=bp)
 def stream(ws, session_id: str):
-    """Stream new transcript lines as rendered out-of-band fragments. ``after`` is the id of the
-    last line the client has: it receives exactly the lines after it. When the session ends it
+    """Stream new transcript lines as rendered out-of-band fragments. ``after`` is the highest
+    line id the client has (an arrival mark, not a place in time): it receives exactly the lines
+    that arrived after it, including one with an earlier timestamp. When the session ends it
     gets the final fragment and a normal close (1000); a viewer that fell too far behind is
     closed with 1013 so that the client reconnects and resumes."""
     info = g.ws_session
@@ -315,6 +318,12 @@ def _pump(ws, sub, info: dict) -> None:
             return
 
 
+def _in_order(lines: list) -> list:
+    """A delivery (which comes in arrival order, by id) in transcript order, (timestamp, id); the
+    live script then moves a line that arrived late with an earlier timestamp into its place."""
+    return sorted(lines, key=lambda line: line.order_key)
+
+
 def _render_events(session_id: str, events) -> tuple[str, bool, bool]:
     lines, state, ended, error, overflow = [], None, False, "", False
     for kind, value in events:
@@ -326,7 +335,7 @@ def _render_events(session_id: str, events) -> tuple[str, bool, bool]:
             ended, error, state = True, value or "", "ended"
         elif kind == "overflow":
             overflow = True
-    body = render_template("sessions/_stream.html", lines=lines, state=state, ended=ended, error=error,
+    body = render_template("sessions/_stream.html", lines=_in_order(lines), state=state, ended=ended, error=error,
                            session_id=session_id, polling=False, poll_seconds=POLL_SECONDS)
     return body, ended, overflow
 
