@@ -225,13 +225,16 @@ class TranscriptPage:
         return bool(self.lines) and self.last_id is not None and self.lines[-1].id != self.last_id
 
 
-def _cursor(table: str, *, session: bool = True, end: bool = False) -> str:
-    """``WITH c AS (ts, id)``: the place in transcript order of the line whose id is ``:cur``. A
-    cursor that isn't such a line counts as the start (or with ``end``, the end)."""
+def _cursor(table: str, *, session: bool = True, end: bool = False) -> tuple[str, str]:
+    """SQL for the place in transcript order, (timestamp, id), of the line whose id is ``:cur``,
+    as two scalar subqueries. They run once, before the scan, so the planner can start an ordered
+    scan of the (session_id, timestamp) index there and stop at the page's LIMIT. A cursor that
+    isn't such a line counts as the start (or with ``end``, the end)."""
     scope = "session_id = :sid AND " if session else ""
     ts, last = ("'infinity'", "9223372036854775807") if end else ("'-infinity'", "0")
-    return (f"WITH c AS (SELECT coalesce(max(timestamp), {ts}::timestamptz) AS ts, coalesce(max(id), {last}) AS id "
-            f"FROM {table} WHERE {scope}id = :cur) ")
+    where = f"FROM {table} WHERE {scope}id = :cur"
+    return (f"(SELECT coalesce(max(timestamp), {ts}::timestamptz) {where})",
+            f"(SELECT coalesce(max(id), {last}) {where})")
 
 
 def page(
@@ -266,23 +269,26 @@ def page(
     cols = ", ".join(f"e.{c}" for c in (*_LINE_COLS.split(", "), *(["raw_text"] if filters.raw else [])))
     asc, desc = "ORDER BY e.timestamp, e.id", "ORDER BY e.timestamp DESC, e.id DESC"
     if before is not None:
-        stmt = (_cursor(table, end=True) + f"SELECT {cols} FROM {table} e, c WHERE {base} AND e.timestamp <= c.ts "
-                f"AND (e.timestamp, e.id) < (c.ts, c.id) {desc} LIMIT :n")
+        ts, cid = _cursor(table, end=True)
+        stmt = (f"SELECT {cols} FROM {table} e WHERE {base} AND e.timestamp <= {ts} "
+                f"AND (e.timestamp, e.id) < ({ts}, {cid}) {desc} LIMIT :n")
         params["cur"] = before
     elif around is not None:
-        stmt = (_cursor(table) + f", ctx AS (SELECT e.timestamp AS ts, e.id FROM {table} e, c WHERE {base} "
-                f"AND e.timestamp <= c.ts AND (e.timestamp, e.id) < (c.ts, c.id) {desc} LIMIT {CONTEXT_LINES}), "
-                "start AS (SELECT ts, id FROM (SELECT ts, id FROM ctx UNION ALL SELECT ts, id FROM c) s "
+        ts, cid = _cursor(table)
+        stmt = (f"WITH ctx AS (SELECT e.timestamp AS ts, e.id FROM {table} e WHERE {base} AND e.timestamp <= {ts} "
+                f"AND (e.timestamp, e.id) < ({ts}, {cid}) {desc} LIMIT {CONTEXT_LINES}), "
+                f"start AS (SELECT ts, id FROM (SELECT ts, id FROM ctx UNION ALL SELECT {ts}, {cid}) s "
                 "ORDER BY ts, id LIMIT 1) "
-                f"SELECT {cols} FROM {table} e, start WHERE {base} AND e.timestamp >= start.ts "
-                f"AND (e.timestamp, e.id) >= (start.ts, start.id) {asc} LIMIT :n")
+                f"SELECT {cols} FROM {table} e WHERE {base} AND e.timestamp >= (SELECT ts FROM start) "
+                f"AND (e.timestamp, e.id) >= ((SELECT ts FROM start), (SELECT id FROM start)) {asc} LIMIT :n")
         params["cur"] = around
     elif filters.at is not None and after is None:
         stmt = f"SELECT {cols} FROM {table} e WHERE {base} AND e.timestamp >= :at {asc} LIMIT :n"
         params["at"] = session.started_at + timedelta(seconds=filters.at)
     elif after:
-        stmt = (_cursor(table) + f"SELECT {cols} FROM {table} e, c WHERE {base} AND e.timestamp >= c.ts "
-                f"AND (e.timestamp, e.id) > (c.ts, c.id) {asc} LIMIT :n")
+        ts, cid = _cursor(table)
+        stmt = (f"SELECT {cols} FROM {table} e WHERE {base} AND e.timestamp >= {ts} "
+                f"AND (e.timestamp, e.id) > ({ts}, {cid}) {asc} LIMIT :n")
         params["cur"] = after
     else:
         stmt = f"SELECT {cols} FROM {table} e WHERE {base} {asc} LIMIT :n"
@@ -425,17 +431,16 @@ def search(actor: Actor, q: str, *, campaign: str = "", before: int | None = Non
     if campaign:
         where.append("e.campaign_id = :campaign")
         params["campaign"] = memory_campaign(campaign)
-    cursor, joined = "", ""
     if before is not None:
-        cursor, joined = _cursor(table, session=False, end=True), ", c"
-        where.append("e.timestamp <= c.ts AND (e.timestamp, e.id) < (c.ts, c.id)")
+        ts, cid = _cursor(table, session=False, end=True)
+        where.append(f"e.timestamp <= {ts} AND (e.timestamp, e.id) < ({ts}, {cid})")
         params["cur"] = before
     rows = db.session.execute(
         text(
-            f"{cursor}SELECT e.id, e.session_id, e.campaign_id, e.speaker_id, e.speaker_name, e.npc_id, e.text, "
-            "e.timestamp, ts_headline('english', replace(replace(e.text, :start, ''), :stop, ''), query, :opts) "
-            f"AS headline FROM {table} e, websearch_to_tsquery('english', :q) query{joined} "
-            f"WHERE {' AND '.join(where)} ORDER BY e.timestamp DESC, e.id DESC LIMIT :n"
+            "SELECT e.id, e.session_id, e.campaign_id, e.speaker_id, e.speaker_name, e.npc_id, e.text, e.timestamp, "
+            "ts_headline('english', replace(replace(e.text, :start, ''), :stop, ''), query, :opts) AS headline "
+            f"FROM {table} e, websearch_to_tsquery('english', :q) query WHERE {' AND '.join(where)} "
+            "ORDER BY e.timestamp DESC, e.id DESC LIMIT :n"
         ),
         params,
     ).all()
