@@ -50,8 +50,8 @@ def editor_form(b, npc_id):
     data.update({t["name"]: t.text for t in form.select("textarea[name]")})
     data.update({s["name"]: s.select_one("option[selected]")["value"] for s in form.select("select[name]")})
     data.update({c["name"]: "on" for c in form.select("input[type=checkbox][checked]")})
-    data["attr_key"] = [i.get("value", "") for i in form.select("input[name=attr_key]")]
-    data["attr_value"] = [i.get("value", "") for i in form.select("input[name=attr_value]")]
+    for name in ("attr_key", "attr_value", "attr_type", "attr_orig"):
+        data[name] = [i.get("value", "") for i in form.select(f"input[name={name}]")]
     data.pop("csrf_token", None)
     return data
 

@@ -8,10 +8,14 @@ not seen yet. Viewers never query the database themselves. The watch stops when 
 viewer leaves, or after it has delivered everything of an ended session followed by an
 ``ended`` event.
 
-Resume without gaps or duplicates: a viewer subscribes with the id of the last line it has;
-each viewer has its own cursor, the poll starts at the smallest cursor, and a viewer is only
-served from a poll that covered everything after its cursor. Lines of one session are written
-by one worker sequentially, so their ids grow in commit order.
+Resume without gaps or duplicates: a viewer subscribes with the highest line id it has; each
+viewer has its own cursor, the poll starts at the smallest cursor, and a viewer is only served
+from a poll that covered everything after its cursor. The cursor is an arrival mark, not a place
+in time: lines of one session are written by one worker sequentially, so their ids grow in
+commit order, and a line that arrives late with an earlier timestamp still has a higher id and
+is delivered exactly once. (A keyset on (timestamp, id) would skip it.) The transcript's order,
+(timestamp, id), is applied where lines are shown: the first paint, each rendered delivery, and
+the live script, which moves a late line into its place.
 
 Events put on a subscription's queue: ``("state", state)``, ``("lines", [Line, ...])`` and
 finally ``("ended", error_or_empty)``; ``("overflow", None)`` if a viewer fell too far behind

@@ -5,13 +5,16 @@ never change."""
 
 from __future__ import annotations
 
+import hashlib
+import json
 import math
 import re
 import uuid
-from dataclasses import dataclass
-from datetime import datetime
+from dataclasses import dataclass, field
 
-from sqlalchemy import and_, delete, func, insert, or_, select
+from sqlalchemy import ARRAY, Text, and_, case, cast, delete, func, insert, literal, or_, select
+from sqlalchemy import update as sql_update
+from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import aliased
 
 from glyphoxa_htmx.core import audit
@@ -132,28 +135,80 @@ def blank(default_provider: str = "espeak") -> dict:
     }
 
 
+@dataclass(frozen=True)
+class AttrRow:
+    """One attribute row of the editor: what the inputs show, the JSON type of the stored value
+    (``kind``: "" for a string, else number, boolean, null, array or object) and the key the row
+    was loaded with (``orig``), so that an untouched row keeps its value exactly."""
+
+    key: str
+    value: str
+    kind: str = ""
+    orig: str = ""
+
+
+ATTR_KINDS = {"": "text", "number": "number", "boolean": "true or false", "null": "empty (null)",
+              "array": "JSON list", "object": "JSON object"}
+
+
+def json_kind(value) -> str:
+    if isinstance(value, str):
+        return ""
+    if isinstance(value, bool):
+        return "boolean"
+    if isinstance(value, (int, float)):
+        return "number"
+    if value is None:
+        return "null"
+    return "array" if isinstance(value, list) else "object"
+
+
+def shown(value) -> str:
+    """How the editor shows a stored JSON value: strings as they are, anything else as JSON."""
+    return value if isinstance(value, str) else _json(value)
+
+
+def _stored_items(value) -> list[str]:
+    """A list column as the editor's textarea shows it (other tooling may store non-strings)."""
+    if value is None:
+        return []
+    if not isinstance(value, list):
+        value = [value]
+    return [shown(x) for x in value]
+
+
 def to_form(npc: NpcDefinition) -> dict:
-    voice = npc.voice or {}
+    voice = npc.voice if isinstance(npc.voice, dict) else {}
+    attributes = npc.attributes if isinstance(npc.attributes, dict) else {}
     return {
-        "name": npc.name, "personality": npc.personality or "", "engine": npc.engine, "budget_tier": npc.budget_tier,
-        "voice": {"provider": str(voice.get("provider") or ""), "voice_id": str(voice.get("voice_id") or ""),
-                  "pitch_shift": voice.get("pitch_shift", 0), "speed_factor": voice.get("speed_factor", 0)},
-        **{f: [str(x) for x in (getattr(npc, f) or [])] for f in LIST_FIELDS},
+        "name": shown(npc.name or ""), "personality": shown(npc.personality or ""), "engine": shown(npc.engine or ""),
+        "budget_tier": shown(npc.budget_tier or ""),
+        "voice": {"provider": _voice_shown(voice, "provider", ""), "voice_id": _voice_shown(voice, "voice_id", ""),
+                  "pitch_shift": _voice_shown(voice, "pitch_shift", 0),
+                  "speed_factor": _voice_shown(voice, "speed_factor", 0)},
+        **{f: _stored_items(getattr(npc, f)) for f in LIST_FIELDS},
         "gm_helper": bool(npc.gm_helper), "address_only": bool(npc.address_only),
-        "attributes": [(str(k), v if isinstance(v, str) else _json(v)) for k, v in (npc.attributes or {}).items()],
+        "attributes": [AttrRow(str(k), shown(v), json_kind(v), str(k)) for k, v in attributes.items()],
         "updated_at": token(npc),
     }
 
 
-def _json(value) -> str:
-    import json
+def _voice_shown(voice: dict, key: str, default) -> str:
+    value = voice.get(key, default)
+    return "" if value is None else shown(value)
 
+
+def _json(value) -> str:
     return json.dumps(value, ensure_ascii=False)
 
 
 def token(npc: NpcDefinition) -> str:
-    """The concurrency token a form carries: the row's updated_at."""
-    return npc.updated_at.isoformat() if npc.updated_at else ""
+    """The concurrency token a form carries: the row's updated_at and a digest of its columns, so
+    a change by tooling that doesn't touch updated_at is noticed too."""
+    if not npc.updated_at:
+        return ""
+    content = json.dumps([getattr(npc, c) for c in ("campaign_id", *COLUMNS)], sort_keys=True, default=str)
+    return f"{npc.updated_at.isoformat()}~{hashlib.sha256(content.encode()).hexdigest()[:16]}"
 
 
 def _items(value) -> list[str]:
@@ -183,8 +238,8 @@ def _tidy(value: float) -> int | float:
 
 def _pairs(value) -> list[tuple[str, str]]:
     if isinstance(value, dict):
-        return [(str(k), v if isinstance(v, str) else _json(v)) for k, v in value.items()]
-    return [(str(k or ""), str(v or "")) for k, v in (value or [])]
+        return [(str(k), shown(v)) for k, v in value.items()]
+    return [(r.key, r.value) if isinstance(r, AttrRow) else (str(r[0] or ""), str(r[1] or "")) for r in (value or [])]
 
 
 def validate(data: dict) -> dict:
@@ -285,23 +340,25 @@ def snapshot(npc: NpcDefinition) -> dict:
     return {"campaign_id": npc.campaign_id, **{c: getattr(npc, c) for c in COLUMNS}}
 
 
-def _check_cast_rules(actor: Actor, campaign_id: str, clean: dict, *, npc_id: str | None) -> None:
-    """Name unique within the campaign, at most one gm_helper. Call with the cast lock held."""
+def _check_cast_rules(actor: Actor, campaign_id: str, clean: dict, *, npc_id: str | None, name: bool = True,
+                      helper: bool = True) -> None:
+    """Name unique within the campaign, at most one gm_helper (each checked only when ``name`` /
+    ``helper`` say it is being set). Call with the cast lock held."""
     others = [NpcDefinition.id != npc_id] if npc_id else []
     errors = {}
-    clash = db.session.execute(
+    clash = None if not name else db.session.execute(
         select(NpcDefinition.name).where(_scope(actor, campaign_id), func.lower(NpcDefinition.name) ==
                                          clean["name"].lower(), *others).limit(1)
     ).scalar_one_or_none()
     if clash is not None:
         errors["name"] = f"This campaign already has an NPC called “{clash}”. Names must be unique within a campaign."
-    if clean["gm_helper"]:
-        helper = db.session.execute(
+    if clean["gm_helper"] and helper:
+        current = db.session.execute(
             select(NpcDefinition.name).where(_scope(actor, campaign_id), NpcDefinition.gm_helper.is_(True), *others)
             .limit(1)
         ).scalar_one_or_none()
-        if helper is not None:
-            errors["gm_helper"] = (f"“{helper}” is already this campaign's GM helper; a campaign can have only one. "
+        if current is not None:
+            errors["gm_helper"] = (f"“{current}” is already this campaign's GM helper; a campaign can have only one. "
                                    "Turn it off there first.")
     if errors:
         db.session.rollback()
@@ -345,34 +402,233 @@ def _locked(actor: Actor, npc_id: str) -> NpcDefinition:
 
 
 def _same_token(expected: str | None, npc: NpcDefinition) -> bool:
-    try:
-        return bool(expected) and datetime.fromisoformat(str(expected)) == npc.updated_at
-    except ValueError:
-        return False
+    return bool(expected) and str(expected) == token(npc)
 
 
-def update(actor: Actor, npc_id: str, data: dict, *, updated_at: str | None) -> NpcDefinition:
+@dataclass
+class Saved:
+    npc: NpcDefinition
+    changed: tuple[str, ...]  # the columns written; empty when the form changed nothing
+
+
+def update(actor: Actor, npc_id: str, data: dict, *, updated_at: str | None) -> Saved:
     """Save the editor. ``updated_at`` is the token the form was loaded with; if the row changed
-    since, raise Conflict rather than overwrite someone else's save."""
+    since, raise Conflict rather than overwrite someone else's save.
+
+    Only what the form changed is written: each field is compared with how the editor shows the
+    stored value (the token proves that is what the user saw), and only changed columns, voice
+    keys and attribute keys are written, merged in SQL so that keys and JSON values the form
+    doesn't know stay exactly as they are. Unchanged fields are not validated (rows written by
+    other tooling may hold values our rules would refuse). An unchanged form writes nothing."""
     npc = get(actor, npc_id)  # 404 first, then the role (403)
     require(actor, Perm.MANAGE_NPCS)
-    clean = validate(data)
     lock_cast(actor, npc.campaign_id)
     npc = _locked(actor, npc_id)
     if not _same_token(updated_at, npc):
         db.session.rollback()
         raise Conflict("Someone else changed this NPC since you opened it. Reload to see their version; "
                        "your changes here were not saved.")
-    _check_cast_rules(actor, npc.campaign_id, clean, npc_id=npc.id)
+    try:
+        changes = _changes(npc, data)
+    except ValidationError:
+        db.session.rollback()
+        raise
+    if not changes.columns:
+        db.session.rollback()  # nothing to write: release the locks, bump nothing, audit nothing
+        return Saved(npc, ())
+    clean = {"name": changes.values.get("name", npc.name), "gm_helper": changes.values.get("gm_helper", npc.gm_helper)}
+    _check_cast_rules(actor, npc.campaign_id, clean, npc_id=npc.id, name="name" in changes.values,
+                      helper="gm_helper" in changes.values)
     before = snapshot(npc)
-    for key, value in clean.items():
-        setattr(npc, key, value)
-    after = snapshot(npc)
-    if after != before:
-        npc.updated_at = func.clock_timestamp()
-        audit.record("npc.update", "npc", npc.id, actor=actor, before=before, after=after)
+    values = dict(changes.values)
+    if changes.voice:
+        values["voice"] = _merged(NpcDefinition.voice, changes.voice, ())
+    if changes.attributes or changes.removed:
+        values["attributes"] = _merged(NpcDefinition.attributes, changes.attributes, changes.removed)
+    values["updated_at"] = func.clock_timestamp()
+    db.session.execute(sql_update(NpcDefinition).where(NpcDefinition.id == npc.id).values(**values)
+                       .execution_options(synchronize_session=False))
+    db.session.refresh(npc)
+    audit.record("npc.update", "npc", npc.id, actor=actor, before=before, after=snapshot(npc))
     db.session.commit()
-    return npc
+    return Saved(npc, changes.columns)
+
+
+def _merged(column, patch: dict, removed) -> object:
+    """SQL for ``column`` with the ``removed`` keys dropped and ``patch`` set. Every other key is
+    left to PostgreSQL, never round-tripped through Python (a number keeps its exact digits)."""
+    base = case((func.jsonb_typeof(column) == "object", column), else_=cast(literal("{}"), JSONB))
+    if removed:
+        base = base.op("-", return_type=JSONB)(literal(sorted(removed), ARRAY(Text)))
+    return base.op("||", return_type=JSONB)(literal(patch, JSONB))
+
+
+@dataclass
+class Changes:
+    values: dict = field(default_factory=dict)  # whole columns: name, personality, lists, flags, ...
+    voice: dict = field(default_factory=dict)  # voice keys to set
+    attributes: dict = field(default_factory=dict)  # attribute keys to set
+    removed: set = field(default_factory=set)  # attribute keys to drop
+
+    @property
+    def columns(self) -> tuple[str, ...]:
+        cols = list(self.values)
+        if self.voice:
+            cols.append("voice")
+        if self.attributes or self.removed:
+            cols.append("attributes")
+        return tuple(cols)
+
+
+def _line(value) -> str:
+    """A single-line input as a browser sends it back (line breaks dropped), trimmed."""
+    return str(value if value is not None else "").replace("\r", "").replace("\n", "").strip()
+
+
+def _block(value) -> str:
+    """A textarea as a browser sends it back (CRLF line breaks), normalised and trimmed."""
+    return str(value if value is not None else "").replace("\r\n", "\n").replace("\r", "\n").strip()
+
+
+def _lines(value) -> list[str]:
+    if isinstance(value, (list, tuple)):
+        value = "\n".join(str(v) for v in value)
+    return [line.strip() for line in str(value or "").splitlines() if line.strip()]
+
+
+def _same_number(sent, stored: str) -> bool:
+    if _line(sent) == _line(stored):
+        return True
+    a, b = _number(sent, None), _number(stored, None)
+    return a is not None and a == b
+
+
+VOICE_ERRORS = {"provider": "voice_provider", "voice_id": "voice_id", "pitch_shift": "pitch_shift",
+                "speed_factor": "speed_factor"}
+
+
+def _changes(npc: NpcDefinition, data: dict) -> Changes:
+    """What the submitted form changed, with clean values; ValidationError for changed fields
+    only."""
+    seen = to_form(npc)
+    changed: set[str] = set()
+    if _line(data.get("name")) != _line(seen["name"]):
+        changed.add("name")
+    if _block(data.get("personality")) != _block(seen["personality"]):
+        changed.add("personality")
+    for col in ("engine", "budget_tier"):
+        if _line(data.get(col)) != _line(seen[col]):
+            changed.add(col)
+    for col in LIST_FIELDS:
+        if _lines(data.get(col)) != _lines(seen[col]):
+            changed.add(col)
+    for col in ("gm_helper", "address_only"):
+        if _flag(data.get(col)) != seen[col]:
+            changed.add(col)
+    voice_in = data.get("voice") or {}
+    voice_changed = set()
+    if _line(voice_in.get("provider")).lower() != _line(seen["voice"]["provider"]).lower():
+        voice_changed.add("provider")
+    if _line(voice_in.get("voice_id")) != _line(seen["voice"]["voice_id"]):
+        voice_changed.add("voice_id")
+    for key in ("pitch_shift", "speed_factor"):
+        if not _same_number(voice_in.get(key), seen["voice"][key]):
+            voice_changed.add(key)
+
+    errors: dict[str, str] = {}
+    clean: dict = {}
+    if changed or voice_changed:
+        # Unchanged fields stand in with their valid blank values: they are not written.
+        stand_in = {**blank(), "name": "unchanged", **{k: data.get(k) for k in changed},
+                    "voice": {k: voice_in.get(k) for k in voice_changed}, "attributes": []}
+        try:
+            clean = validate(stand_in)
+        except ValidationError as exc:
+            errors = dict(exc.errors)
+    to_set, removed = _attribute_changes(npc, data.get("attributes") or [], errors)
+    if errors:
+        raise ValidationError(errors)
+    return Changes(values={col: clean[col] for col in COLUMNS if col in changed},
+                   voice={key: clean["voice"][key] for key in VOICE_ERRORS if key in voice_changed},
+                   attributes=to_set, removed=removed)
+
+
+_KIND_HELP = {
+    "number": "holds a number: enter one like 52 or 1.5",
+    "boolean": "holds true or false: enter true or false",
+    "array": 'holds a list: enter JSON like ["a", "b"]',
+    "object": 'holds an object: enter JSON like {"key": "value"}',
+}
+
+
+def _typed(text: str, kind: str):
+    """The JSON value a changed attribute input means, by the type the value had; ValueError if
+    the text isn't one of that type. Text (and a null given text) becomes a string."""
+    text = text.strip()
+    if kind == "number":
+        if re.fullmatch(r"[+-]?\d+", text.replace("−", "-")):
+            return int(text.replace("−", "-"))
+        number = _number(text, None)
+        if number is None or not text:
+            raise ValueError
+        return number
+    if kind == "boolean":
+        if text.lower() not in ("true", "false"):
+            raise ValueError
+        return text.lower() == "true"
+    if kind in ("array", "object"):
+        value = json.loads(text)
+        if json_kind(value) != kind:
+            raise ValueError
+        return value
+    if kind == "null" and text in ("", "null"):
+        return None
+    return text
+
+
+def _attribute_changes(npc: NpcDefinition, rows, errors: dict[str, str]) -> tuple[dict, set]:
+    """Attribute keys to set (values typed like the ones they replace) and keys to remove. A row
+    whose key and text are as loaded keeps its stored value exactly, whatever its type."""
+    stored = npc.attributes if isinstance(npc.attributes, dict) else {}
+    rows = [r if isinstance(r, AttrRow) else AttrRow(*[str(x or "") for x in r]) for r in rows]
+    claimed = {r.orig for r in rows if r.orig in stored}
+    to_set: dict = {}
+    final: set[str] = set()
+    for row in rows:
+        orig = row.orig if row.orig in stored else ""
+        if not orig and row.key in stored and row.key not in claimed:
+            orig = row.key  # a client that doesn't send the original keys: match by key
+            claimed.add(orig)
+        key = orig if orig and _line(row.key) == _line(orig) else row.key.strip()
+        if not key and not row.value.strip():
+            continue  # a cleared row: its original key is removed below
+        if orig and key == orig and _line(row.value) == _line(shown(stored[orig])):
+            final.add(orig)  # untouched: the stored value stays as it is
+            continue
+        if not key:
+            errors["attributes"] = f"The value “{row.value.strip()[:40]}” needs a key."
+            continue
+        if key in final:
+            errors["attributes"] = f"The key “{key}” appears twice."
+            continue
+        if len(key) > LIMITS["attr_key"] or len(row.value.strip()) > LIMITS["attr_value"]:
+            errors["attributes"] = (f"Keys can be at most {LIMITS['attr_key']} characters and values "
+                                    f"{LIMITS['attr_value']}.")
+            continue
+        kind = row.kind if row.kind in _KIND_HELP or row.kind == "null" else ""
+        try:
+            value = _typed(row.value, kind)
+        except ValueError:
+            errors["attributes"] = (f"“{key[:40]}” {_KIND_HELP[kind]}. To store text instead, clear the row "
+                                    "and add the attribute again.")
+            continue
+        final.add(key)
+        if key not in stored or stored[key] != value or json_kind(stored[key]) != json_kind(value):
+            to_set[key] = value
+    removed = {k for k in stored if k not in final}
+    if len(final) > max(LIMITS["attr_count"], len(stored)):
+        errors["attributes"] = f"Keep it to {LIMITS['attr_count']} attributes."
+    return to_set, removed
 
 
 def _copy_name(actor: Actor, campaign_id: str, name: str) -> str:

@@ -17,7 +17,7 @@ import re
 import struct
 import zlib
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import datetime, timedelta, timezone
 from typing import Iterator
 
 from markupsafe import Markup, escape
@@ -99,6 +99,20 @@ class Line:
     def speaker(self) -> str:
         return self.speaker_name or self.speaker_id or "Unknown"
 
+    @property
+    def at_us(self) -> int:
+        """The timestamp in whole microseconds since the epoch (exact): with the id, the key
+        the live view's script places a line by."""
+        return (self.timestamp - _EPOCH) // timedelta(microseconds=1)
+
+    @property
+    def order_key(self) -> tuple:
+        """Transcript order: by time, ties (and equal clocks) by id."""
+        return (self.timestamp, self.id)
+
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
+
 
 def speaker_colour(key: str) -> int:
     """A stable colour slot (0..N-1) per speaker: the same person keeps the same colour."""
@@ -118,18 +132,30 @@ def _line(row, raw: bool = False) -> Line:
     )
 
 
-def snapshot(actor: Actor, session: GatewaySession, limit: int = SNAPSHOT_LINES) -> list[Line]:
-    """The last ``limit`` lines of a session, oldest first (the live view's first paint)."""
+@dataclass(frozen=True)
+class Snapshot:
+    lines: list[Line]  # the last lines in transcript order (timestamp, id)
+    cursor: int  # the highest line id of the session: the live stream sends what arrives after it
+
+
+def snapshot(actor: Actor, session: GatewaySession, limit: int = SNAPSHOT_LINES) -> Snapshot:
+    """The live view's first paint: the last ``limit`` lines by time, oldest first, and the
+    stream's resume cursor, in one statement (so the two agree).
+
+    The cursor is an arrival mark, not a place in time: the worker's ids grow as lines are
+    written, so a line that arrives late with an earlier timestamp still gets a higher id and
+    is streamed exactly once; the page places it by (timestamp, id)."""
     require(actor, Perm.VIEW_TRANSCRIPTS)
     own(actor, session)
     if "session_entries" not in memory_tables(actor.tenant_id, "session_entries"):
-        return []
+        return Snapshot([], 0)
     table = qualified(schema_name(actor.tenant_id), "session_entries")
     rows = db.session.execute(
-        text(f"SELECT {_LINE_COLS} FROM {table} WHERE session_id = :sid ORDER BY id DESC LIMIT :n"),
+        text(f"SELECT {_LINE_COLS}, (SELECT max(id) FROM {table} WHERE session_id = :sid) AS top FROM {table} "
+             "WHERE session_id = :sid ORDER BY timestamp DESC, id DESC LIMIT :n"),
         {"sid": session.id, "n": limit},
     ).all()
-    return [_line(r) for r in reversed(rows)]
+    return Snapshot([_line(r) for r in reversed(rows)], int(rows[0].top) if rows else 0)
 
 
 @dataclass
@@ -185,18 +211,30 @@ class TranscriptPage:
     lines: list[Line] = field(default_factory=list)
     ready: bool = True  # False: the tenant's memory schema does not exist yet
     total: int = 0  # lines matching the filters
-    first_id: int | None = None  # smallest matching id in the session
-    last_id: int | None = None  # largest matching id
+    first_id: int | None = None  # the first matching line in transcript order (timestamp, id)
+    last_id: int | None = None  # the last one
     speakers: list[tuple[str, bool]] = field(default_factory=list)  # (name, is_npc)
     target: int | None = None
 
     @property
     def has_earlier(self) -> bool:
-        return bool(self.lines) and self.first_id is not None and self.lines[0].id > self.first_id
+        return bool(self.lines) and self.first_id is not None and self.lines[0].id != self.first_id
 
     @property
     def has_later(self) -> bool:
-        return bool(self.lines) and self.last_id is not None and self.lines[-1].id < self.last_id
+        return bool(self.lines) and self.last_id is not None and self.lines[-1].id != self.last_id
+
+
+def _cursor(table: str, *, session: bool = True, end: bool = False) -> tuple[str, str]:
+    """SQL for the place in transcript order, (timestamp, id), of the line whose id is ``:cur``,
+    as two scalar subqueries. They run once, before the scan, so the planner can start an ordered
+    scan of the (session_id, timestamp) index there and stop at the page's LIMIT. A cursor that
+    isn't such a line counts as the start (or with ``end``, the end)."""
+    scope = "session_id = :sid AND " if session else ""
+    ts, last = ("'infinity'", "9223372036854775807") if end else ("'-infinity'", "0")
+    where = f"FROM {table} WHERE {scope}id = :cur"
+    return (f"(SELECT coalesce(max(timestamp), {ts}::timestamptz) {where})",
+            f"(SELECT coalesce(max(id), {last}) {where})")
 
 
 def page(
@@ -209,41 +247,51 @@ def page(
     around: int | None = None,
     limit: int = PAGE_LINES,
 ) -> TranscriptPage:
-    """One keyset page (by id) of a session's transcript. Three queries whatever the length:
-    table check, the page, and the aggregates (count, first/last id, speakers)."""
+    """One keyset page of a session's transcript in time order, ``(timestamp, id)``: the gateway's
+    meaning, and its index on (session_id, timestamp). Cursors in URLs stay line ids; each is
+    resolved to its (timestamp, id) inside the page's statement. Three queries whatever the
+    length: table check, the page, and the aggregates (count, first/last line, speakers)."""
     require(actor, Perm.VIEW_TRANSCRIPTS)
     own(actor, session)
     if "session_entries" not in memory_tables(actor.tenant_id, "session_entries"):
         return TranscriptPage(ready=False)
     table = qualified(schema_name(actor.tenant_id), "session_entries")
-    where = ["session_id = :sid"]
+    where = ["e.session_id = :sid"]
     params: dict = {"sid": session.id, "n": limit}
     if filters.speaker:
-        where.append("speaker_name = :speaker")
+        where.append("e.speaker_name = :speaker")
         params["speaker"] = filters.speaker
     if filters.kind == "npc":
-        where.append("npc_id <> ''")
+        where.append("e.npc_id <> ''")
     elif filters.kind == "players":
-        where.append("npc_id = ''")
+        where.append("e.npc_id = ''")
     base = " AND ".join(where)
-    raw_col = ", raw_text" if filters.raw else ""
-    cols = _LINE_COLS + raw_col
+    cols = ", ".join(f"e.{c}" for c in (*_LINE_COLS.split(", "), *(["raw_text"] if filters.raw else [])))
+    asc, desc = "ORDER BY e.timestamp, e.id", "ORDER BY e.timestamp DESC, e.id DESC"
     if before is not None:
-        stmt = f"SELECT {cols} FROM {table} WHERE {base} AND id < :before ORDER BY id DESC LIMIT :n"
-        params["before"] = before
+        ts, cid = _cursor(table, end=True)
+        stmt = (f"SELECT {cols} FROM {table} e WHERE {base} AND e.timestamp <= {ts} "
+                f"AND (e.timestamp, e.id) < ({ts}, {cid}) {desc} LIMIT :n")
+        params["cur"] = before
     elif around is not None:
-        stmt = (
-            f"SELECT {cols} FROM {table} WHERE {base} AND id >= coalesce(("
-            f"SELECT min(id) FROM (SELECT id FROM {table} WHERE {base} AND id < :around "
-            f"ORDER BY id DESC LIMIT {CONTEXT_LINES}) ctx), :around) ORDER BY id LIMIT :n"
-        )
-        params["around"] = around
+        ts, cid = _cursor(table)
+        stmt = (f"WITH ctx AS (SELECT e.timestamp AS ts, e.id FROM {table} e WHERE {base} AND e.timestamp <= {ts} "
+                f"AND (e.timestamp, e.id) < ({ts}, {cid}) {desc} LIMIT {CONTEXT_LINES}), "
+                f"start AS (SELECT ts, id FROM (SELECT ts, id FROM ctx UNION ALL SELECT {ts}, {cid}) s "
+                "ORDER BY ts, id LIMIT 1) "
+                f"SELECT {cols} FROM {table} e WHERE {base} AND e.timestamp >= (SELECT ts FROM start) "
+                f"AND (e.timestamp, e.id) >= ((SELECT ts FROM start), (SELECT id FROM start)) {asc} LIMIT :n")
+        params["cur"] = around
     elif filters.at is not None and after is None:
-        stmt = f"SELECT {cols} FROM {table} WHERE {base} AND timestamp >= :at ORDER BY id LIMIT :n"
+        stmt = f"SELECT {cols} FROM {table} e WHERE {base} AND e.timestamp >= :at {asc} LIMIT :n"
         params["at"] = session.started_at + timedelta(seconds=filters.at)
+    elif after:
+        ts, cid = _cursor(table)
+        stmt = (f"SELECT {cols} FROM {table} e WHERE {base} AND e.timestamp >= {ts} "
+                f"AND (e.timestamp, e.id) > ({ts}, {cid}) {asc} LIMIT :n")
+        params["cur"] = after
     else:
-        stmt = f"SELECT {cols} FROM {table} WHERE {base} AND id > :after ORDER BY id LIMIT :n"
-        params["after"] = after or 0
+        stmt = f"SELECT {cols} FROM {table} e WHERE {base} {asc} LIMIT :n"
     rows = db.session.execute(text(stmt), params).all()
     lines = [_line(r, raw=filters.raw) for r in rows]
     if before is not None:
@@ -251,9 +299,9 @@ def page(
     agg_params = {k: v for k, v in params.items() if k in ("sid", "speaker")}
     agg = db.session.execute(
         text(
-            f"SELECT (SELECT count(*) FROM {table} WHERE {base}) AS total, "
-            f"(SELECT min(id) FROM {table} WHERE {base}) AS first_id, "
-            f"(SELECT max(id) FROM {table} WHERE {base}) AS last_id, "
+            f"SELECT (SELECT count(*) FROM {table} e WHERE {base}) AS total, "
+            f"(SELECT e.id FROM {table} e WHERE {base} {asc} LIMIT 1) AS first_id, "
+            f"(SELECT e.id FROM {table} e WHERE {base} {desc} LIMIT 1) AS last_id, "
             f"(SELECT coalesce(json_agg(json_build_array(name, npc) ORDER BY npc DESC, name), '[]') FROM ("
             f"SELECT speaker_name AS name, bool_or(npc_id <> '') AS npc FROM {table} "
             f"WHERE session_id = :sid GROUP BY speaker_name LIMIT 200) s) AS speakers"
@@ -285,14 +333,15 @@ def stats(actor: Actor, session: GatewaySession) -> dict | None:
 
 
 def iter_lines(actor: Actor, session: GatewaySession) -> Iterator[Line]:
-    """Every line of a session, oldest first, streamed from one server-side cursor."""
+    """Every line of a session in transcript order (timestamp, id), streamed from one
+    server-side cursor."""
     require(actor, Perm.VIEW_TRANSCRIPTS)
     own(actor, session)
     if "session_entries" not in memory_tables(actor.tenant_id, "session_entries"):
         return
     table = qualified(schema_name(actor.tenant_id), "session_entries")
     result = db.session.execute(
-        text(f"SELECT {_LINE_COLS} FROM {table} WHERE session_id = :sid ORDER BY id"),
+        text(f"SELECT {_LINE_COLS} FROM {table} WHERE session_id = :sid ORDER BY timestamp, id"),
         {"sid": session.id},
         execution_options={"yield_per": 500},
     )
@@ -361,7 +410,8 @@ def highlight(marked: str) -> Markup:
 
 def search(actor: Actor, q: str, *, campaign: str = "", before: int | None = None,
            limit: int = SEARCH_RESULTS) -> SearchResult:
-    """Full-text search over the tenant's transcripts, newest first, grouped by session.
+    """Full-text search over the tenant's transcripts, newest first by (timestamp, id), grouped
+    by session; ``before`` is the id of the last hit shown (resolved to its place in time).
 
     Uses ``to_tsvector('english', text) @@ websearch_to_tsquery('english', q)``, which is the
     expression of the gateway's GIN index. Three queries: table check, hits, their sessions."""
@@ -382,14 +432,15 @@ def search(actor: Actor, q: str, *, campaign: str = "", before: int | None = Non
         where.append("e.campaign_id = :campaign")
         params["campaign"] = memory_campaign(campaign)
     if before is not None:
-        where.append("e.id < :before")
-        params["before"] = before
+        ts, cid = _cursor(table, session=False, end=True)
+        where.append(f"e.timestamp <= {ts} AND (e.timestamp, e.id) < ({ts}, {cid})")
+        params["cur"] = before
     rows = db.session.execute(
         text(
             "SELECT e.id, e.session_id, e.campaign_id, e.speaker_id, e.speaker_name, e.npc_id, e.text, e.timestamp, "
             "ts_headline('english', replace(replace(e.text, :start, ''), :stop, ''), query, :opts) AS headline "
             f"FROM {table} e, websearch_to_tsquery('english', :q) query WHERE {' AND '.join(where)} "
-            "ORDER BY e.id DESC LIMIT :n"
+            "ORDER BY e.timestamp DESC, e.id DESC LIMIT :n"
         ),
         params,
     ).all()

@@ -3,6 +3,8 @@ delete, the voice picker and voice previews. Every URL is a full page, and a nam
 
 from __future__ import annotations
 
+from itertools import zip_longest
+
 from flask import Blueprint, make_response, request, url_for
 from flask_login import current_user, login_required
 
@@ -19,7 +21,8 @@ bp = Blueprint("npcs", __name__)
 
 def form_data() -> dict:
     """The editor's fields as the service takes them. Lists arrive one item per line (the no-JS
-    textarea; the list widget writes the same textarea); attributes as parallel key/value inputs."""
+    textarea; the list widget writes the same textarea); attributes as parallel key/value inputs,
+    with hidden inputs for the JSON type each value had and the key it was loaded with."""
     f = request.form
     data = {
         "name": f.get("name", ""), "personality": f.get("personality", ""), "engine": f.get("engine", ""),
@@ -27,7 +30,9 @@ def form_data() -> dict:
         "voice": {"provider": f.get("voice_provider", ""), "voice_id": f.get("voice_id", ""),
                   "pitch_shift": f.get("pitch_shift", ""), "speed_factor": f.get("speed_factor", "")},
         "gm_helper": f.get("gm_helper") == "on", "address_only": f.get("address_only") == "on",
-        "attributes": list(zip(f.getlist("attr_key"), f.getlist("attr_value"))),
+        "attributes": [npcs.AttrRow(*row) for row in zip_longest(
+            f.getlist("attr_key"), f.getlist("attr_value"), f.getlist("attr_type"), f.getlist("attr_orig"),
+            fillvalue="")],
         "updated_at": f.get("updated_at", ""),
     }
     for field in npcs.LIST_FIELDS:
@@ -82,7 +87,7 @@ def _editor(campaign, npc=None, data=None, errors=None, status=200):
         "npcs/form.html", "form", status=status, campaign=campaign, npc=npc, readonly=readonly,
         data=data or (npcs.to_form(npc) if npc else npcs.blank(voice.default_provider(current_user))), errors=errors or {},
         engines=npcs.ENGINES, budget_tiers=npcs.BUDGET_TIERS, providers=voice.providers(), limits=npcs.LIMITS,
-        forwarded=npcs.FORWARDED, preview_max=voice.PREVIEW_MAX,
+        forwarded=npcs.FORWARDED, preview_max=voice.PREVIEW_MAX, attr_row=npcs.AttrRow, attr_kinds=npcs.ATTR_KINDS,
     )
 
 
@@ -124,17 +129,19 @@ def edit(npc_id: str):
 def update(npc_id: str):
     data = form_data()
     try:
-        npc = npcs.update(current_user, npc_id, data, updated_at=data["updated_at"])
+        saved = npcs.update(current_user, npc_id, data, updated_at=data["updated_at"])
     except ValidationError as exc:
         npc = npcs.get(current_user, npc_id)
         return _editor(_campaign_of(npc), npc, data, exc.errors, 422)
     except Conflict as exc:
         npc = npcs.get(current_user, npc_id)
         return _editor(_campaign_of(npc), npc, data, {"": exc.message, "_conflict": "1"}, 409)
+    npc = saved.npc
+    message = f"Saved {npc.name}." if saved.changed else f"Nothing changed; {npc.name} was not saved again."
     if htmx.wants_block():
-        htmx.toast(f"Saved {npc.name}.")
+        htmx.toast(message, "success" if saved.changed else "info")
         return _editor(_campaign_of(npc), npc)
-    return done(f"Saved {npc.name}.", url_for("npcs.edit", npc_id=npc.id))
+    return done(message, url_for("npcs.edit", npc_id=npc.id))
 
 
 @bp.post("/npcs/<npc_id>/duplicate")

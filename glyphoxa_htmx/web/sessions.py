@@ -196,12 +196,12 @@ def _elapsed(session) -> str:
 def live_view(session_id: str):
     require(current_user, Perm.VIEW_TRANSCRIPTS)
     session = svc.get(current_user, session_id)
-    lines = transcripts.snapshot(current_user, session)
+    snap = transcripts.snapshot(current_user, session)
     names = campaigns.names(current_user, {session.campaign_id})
     panel = _panel(session)
     return htmx.render(
-        "sessions/live.html", "content", session=session, lines=lines, elapsed=_elapsed(session),
-        after=lines[-1].id if lines else 0, panel=panel, cast_names=_cast_names(session, panel), ws_path=_ws_path(session.id),
+        "sessions/live.html", "content", session=session, lines=snap.lines, elapsed=_elapsed(session),
+        after=snap.cursor, panel=panel, cast_names=_cast_names(session, panel), ws_path=_ws_path(session.id),
         campaign_name=names.get(session.campaign_id) or session.campaign_id or "Default campaign",
         guild_names=_guild_names(), poll_seconds=POLL_SECONDS, errors={},
     )
@@ -216,7 +216,8 @@ def _ws_path(session_id: str) -> str:
 @bp.get("/<session_id>/lines")
 @login_required
 def poll(session_id: str):
-    """Polling fallback: lines after ``after`` as out-of-band fragments, the status, and once the
+    """Polling fallback: lines that arrived after ``after`` (the highest id the page has) as
+    out-of-band fragments, the status, and once the
     session has ended the final fragment (which also stops the polling). Served by the
     per-process live hub, so many polling viewers of one session share one database poll."""
     require(current_user, Perm.VIEW_TRANSCRIPTS)
@@ -225,8 +226,9 @@ def poll(session_id: str):
         return redirect(url_for("sessions.live_view", session_id=session.id), 303)
     db.session.remove()  # the hub may wait for its next poll: hold no database connection meanwhile
     result = live.poll(current_user, session, int_arg(request.args.get("after"), 0), limit=500)
-    return render_template("sessions/_stream.html", lines=result.lines, state=result.state, ended=result.ended,
-                           error=result.error, session_id=session.id, polling=True, poll_seconds=POLL_SECONDS)
+    return render_template("sessions/_stream.html", lines=_in_order(result.lines), state=result.state,
+                           ended=result.ended, error=result.error, session_id=session.id, polling=True,
+                           poll_seconds=POLL_SECONDS)
 
 
 @bp.get("/<session_id>/controls")
@@ -334,8 +336,9 @@ def _ws_handshake_guard():
 
 @sock.route("/<session_id>/ws", bp=bp)
 def stream(ws, session_id: str):
-    """Stream new transcript lines as rendered out-of-band fragments. ``after`` is the id of the
-    last line the client has: it receives exactly the lines after it. When the session ends it
+    """Stream new transcript lines as rendered out-of-band fragments. ``after`` is the highest
+    line id the client has (an arrival mark, not a place in time): it receives exactly the lines
+    that arrived after it, including one with an earlier timestamp. When the session ends it
     gets the final fragment and a normal close (1000); a viewer that fell too far behind is
     closed with 1013 so that the client reconnects and resumes."""
     info = g.ws_session
@@ -416,6 +419,12 @@ def _pump(ws, sub, info: dict) -> None:
             return
 
 
+def _in_order(lines: list) -> list:
+    """A delivery (which comes in arrival order, by id) in transcript order, (timestamp, id); the
+    live script then moves a line that arrived late with an earlier timestamp into its place."""
+    return sorted(lines, key=lambda line: line.order_key)
+
+
 def _render_events(session_id: str, events) -> tuple[str, bool, bool]:
     lines, state, ended, error, overflow = [], None, False, "", False
     for kind, value in events:
@@ -427,7 +436,7 @@ def _render_events(session_id: str, events) -> tuple[str, bool, bool]:
             ended, error, state = True, value or "", "ended"
         elif kind == "overflow":
             overflow = True
-    body = render_template("sessions/_stream.html", lines=lines, state=state, ended=ended, error=error,
+    body = render_template("sessions/_stream.html", lines=_in_order(lines), state=state, ended=ended, error=error,
                            session_id=session_id, polling=False, poll_seconds=POLL_SECONDS)
     return body, ended, overflow
 

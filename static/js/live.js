@@ -114,10 +114,30 @@
   var opened = false;
   var polling = false;
 
+  // The resume cursor is the highest line id on the page (an arrival mark): lines are shown in
+  // time order, so a line that arrived late with an earlier timestamp isn't the last one shown.
   function lastId() {
-    var items = list.querySelectorAll("[data-line-id]");
-    if (items.length) return items[items.length - 1].getAttribute("data-line-id");
-    return root.getAttribute("data-after") || "0";
+    var top = parseInt(root.getAttribute("data-after") || "0", 10) || 0;
+    list.querySelectorAll("[data-line-id]").forEach(function (li) {
+      top = Math.max(top, parseInt(li.getAttribute("data-line-id"), 10) || 0);
+    });
+    return String(top);
+  }
+
+  // Transcript order is (timestamp, id): move a line that arrived late into its place.
+  function key(li) {
+    return [Number(li.getAttribute("data-at")) || 0, Number(li.getAttribute("data-line-id")) || 0];
+  }
+  function before(a, b) { return a[0] < b[0] || (a[0] === b[0] && a[1] < b[1]); }
+  function place(li) {
+    var k = key(li);
+    var prev = li.previousElementSibling;
+    var spot = null;
+    while (prev && prev.hasAttribute("data-line-id") && before(k, key(prev))) {
+      spot = prev;
+      prev = prev.previousElementSibling;
+    }
+    if (spot) list.insertBefore(li, spot);
   }
 
   function status(text) { if (conn) conn.textContent = text; }
@@ -137,7 +157,7 @@
   if (jump) jump.addEventListener("click", function () { stick = true; toBottom(); scroller.focus(); });
   toBottom();
 
-  // Every (re)connect asks for the lines after the last one on the page: no gaps, no duplicates.
+  // Every (re)connect asks for the lines that arrived after those on the page: no gaps, no duplicates.
   if (window.htmx) {
     htmx.createWebSocket = function (url) {
       var u = new URL(url, location.href);
@@ -150,18 +170,23 @@
 
   // Belt and braces: never insert a line that is already on the page.
   var pending = 0;
+  var arrived = [];
   document.body.addEventListener("htmx:oobBeforeSwap", function (evt) {
     var d = evt.detail;
     if (!d || !d.target || d.target.id !== "transcript" || !d.fragment) return;
     d.fragment.querySelectorAll("[data-line-id]").forEach(function (li) {
       if (document.getElementById(li.id)) li.remove();
+      else arrived.push(li.id);
     });
     pending += d.fragment.querySelectorAll("[data-line-id]").length;
     var empty = document.getElementById("transcript-empty");
     if (empty && pending) empty.remove();
   });
   document.body.addEventListener("htmx:oobAfterSwap", function (evt) {
-    if (!pending || !evt.detail || !evt.detail.target || evt.detail.target.id !== "transcript") return;
+    if (!evt.detail || !evt.detail.target || evt.detail.target.id !== "transcript") return;
+    arrived.forEach(function (id) { var li = document.getElementById(id); if (li) place(li); });
+    arrived = [];
+    if (!pending) return;
     var added = pending;
     pending = 0;
     if (stick) { toBottom(); return; }
