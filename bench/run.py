@@ -7,7 +7,9 @@ Prints figures; asserts nothing (speed is never a timed assertion in the tests).
     BENCH_TENANTS=200 BENCH_SECONDS=5 make bench # smaller and quicker
 
 Parts (BENCH_PARTS, comma-separated; default all):
-  queries  SQL statements per page and fragment (a seeded tenant and an empty one: must be equal)
+  queries  SQL statements per page and fragment (a seeded tenant and an empty one)
+  cpu      Python CPU ms per request of each page and fragment, in-process and single-threaded, and
+           its ratio to the floor's: the steadiest figure when the machine is shared
   pages    wrk against each page and htmx fragment, interleaved with the floor (bench/floor.py, same
            gunicorn settings, one primary-key read + a page-sized render): req/s, p50/p99 and the
            app/floor ratio at 16 and 64 connections (BENCH_CONNECTIONS)
@@ -55,7 +57,7 @@ from glyphoxa_htmx import embedded  # noqa: E402
 TENANTS = int(os.environ.get("BENCH_TENANTS", "1000"))
 SECONDS = float(os.environ.get("BENCH_SECONDS", "8"))
 CONNECTIONS = [int(c) for c in os.environ.get("BENCH_CONNECTIONS", "16,64").split(",") if c]
-PARTS = set(os.environ.get("BENCH_PARTS", "queries,pages,vus,ws").split(","))
+PARTS = set(os.environ.get("BENCH_PARTS", "queries,cpu,pages,vus,ws").split(","))
 VUS = [int(v) for v in os.environ.get("BENCH_VUS", "1000,3000").split(",") if v]
 VU_SECONDS = float(os.environ.get("BENCH_VU_SECONDS", "40"))
 VIEWERS = int(os.environ.get("BENCH_VIEWERS", "2000"))
@@ -159,6 +161,45 @@ def queries_per_page(app, ids: dict, token: str) -> dict[str, int]:
     return counts
 
 
+# --------------------------------------------------------------------------- CPU per request
+
+
+def cpu_per_request(app, seeded: dict, database_url: str) -> dict[str, float]:
+    """Python CPU ms per request, in-process and single-threaded (the test client, no network):
+    the steadiest cost figure on a busy machine. The floor app is measured the same way."""
+    os.environ.setdefault("DATABASE_URL", database_url)
+    import floor as floor_module
+
+    tenants = list(seeded.items())[:50]
+    n = int(os.environ.get("BENCH_CPU_REQUESTS", "200"))
+
+    def run(client_for, urls) -> float:
+        best = float("inf")
+        for _ in range(3):  # best of three: the least disturbed by the neighbours
+            t0 = time.process_time()
+            for i in range(n):
+                client, url, headers = client_for(i), urls[i % len(urls)], {}
+                if isinstance(url, tuple):
+                    url, headers = url
+                assert client.get(url, headers=headers).status_code == 200, url
+            best = min(best, (time.process_time() - t0) * 1000 / n)
+        return best
+
+    clients = []
+    for _tid, ids in tenants:
+        c = app.test_client()
+        c.set_cookie("gx_session", ids["token"])
+        clients.append(c)
+    floor_client = floor_module.app.test_client()
+    result = {"floor": run(lambda i: floor_client, [f"/floor?t={tid}" for tid, _ in tenants])}
+    for name, (path, target) in PAGES.items():
+        headers = {"HX-Request": "true", "HX-Target": target} if target else {}
+        urls = [(fill(path, ids), headers) for _tid, ids in tenants]
+        result[name] = run(lambda i: clients[i % len(clients)], [urls[i % len(urls)] for i in range(len(urls))])
+    # Each client must use its own tenant's URL: pair them by index.
+    return result
+
+
 # --------------------------------------------------------------------------- servers
 
 
@@ -238,7 +279,32 @@ def wrk(base: str, script: str, connections: int, seconds: float) -> dict:
     return {"rps": n / (duration_us / 1e6), "p50": p50 / 1000, "p99": p99 / 1000, "errors": errors + status}
 
 
-def page_table(app_base: str, floor_base: str, seeded: dict) -> list[tuple]:
+def cpu_seconds(pid: int) -> float:
+    """User+system CPU of a gunicorn master and its workers (robust on a shared, busy machine,
+    where req/s mostly measures what the neighbours leave over)."""
+    tick = os.sysconf("SC_CLK_TCK")
+    total = 0
+    for child in Path("/proc").iterdir():
+        if not child.name.isdigit():
+            continue
+        try:
+            stat = (child / "stat").read_text().rsplit(")", 1)[1].split()
+            if int(child.name) == pid or int(stat[1]) == pid:
+                total += int(stat[11]) + int(stat[12])
+        except (OSError, IndexError, ValueError):
+            continue
+    return total / tick
+
+
+def measured(base: str, script: str, connections: int, seconds: float, pid: int) -> dict:
+    c0 = cpu_seconds(pid)
+    result = wrk(base, script, connections, seconds)
+    n = result["rps"] * max(1, round(seconds))
+    result["cpu_ms"] = (cpu_seconds(pid) - c0) * 1000 / n if n else 0.0
+    return result
+
+
+def page_table(app_base: str, floor_base: str, seeded: dict, app_pid: int = 0, floor_pid: int = 0) -> list[tuple]:
     tenants = list(seeded.items())[:200]
     floor_script = lua_script([(f"/floor?t={tid}", {}) for tid, _ in tenants])
     scripts = {}
@@ -254,18 +320,21 @@ def page_table(app_base: str, floor_base: str, seeded: dict) -> list[tuple]:
     try:
         print(f"\npages: wrk {SECONDS:g}s per cell, floor measured right before each page (interleaved); "
               f"200 tenants' cookies and ids at random")
+        print("  ratio = floor req/s / app req/s; cpu = the servers' CPU ms per request (Python only) and its ratio")
         print(f"  {'page':<18}{'conns':>6}{'floor r/s':>11}{'app r/s':>9}{'ratio':>7}{'p50 ms':>9}{'p99 ms':>9}"
-              f"{'floor p99':>10}{'errors':>8}")
+              f"{'floor p99':>10}{'errors':>8}{'cpu ms':>8}{'floor':>7}{'cpu ×':>7}")
         for c in CONNECTIONS:
             wrk(floor_base, floor_script, c, 2)  # warm-up
             for name in PAGES:
                 wrk(app_base, scripts[name], c, 1)
-                fl = wrk(floor_base, floor_script, c, SECONDS)
-                ap = wrk(app_base, scripts[name], c, SECONDS)
+                fl = measured(floor_base, floor_script, c, SECONDS, floor_pid)
+                ap = measured(app_base, scripts[name], c, SECONDS, app_pid)
                 ratio = fl["rps"] / ap["rps"] if ap["rps"] else float("inf")
-                rows.append((name, c, fl, ap, ratio))
+                cpu_ratio = ap["cpu_ms"] / fl["cpu_ms"] if fl["cpu_ms"] else float("inf")
+                rows.append((name, c, fl, ap, ratio, cpu_ratio))
                 print(f"  {name:<18}{c:>6}{fl['rps']:>11.0f}{ap['rps']:>9.0f}{ratio:>6.2f}×{ap['p50']:>9.1f}"
-                      f"{ap['p99']:>9.1f}{fl['p99']:>10.1f}{ap['errors']:>8}", flush=True)
+                      f"{ap['p99']:>9.1f}{fl['p99']:>10.1f}{ap['errors']:>8}{ap['cpu_ms']:>8.2f}{fl['cpu_ms']:>7.2f}"
+                      f"{cpu_ratio:>6.2f}×", flush=True)
     finally:
         for s in [floor_script, *scripts.values()]:
             os.unlink(s)
@@ -562,11 +631,18 @@ def main() -> None:
             print("\nSQL statements per page (a seeded tenant / an empty one; negative = that HTTP status):")
             for name in PAGES:
                 print(f"  {name:<18}{full[name]:>5}{none[name]:>6}")
+        if "cpu" in PARTS:
+            cpu = cpu_per_request(app, seeded, database_url)
+            print("\nPython CPU per request, in-process, single thread (best of 3 × "
+                  f"{os.environ.get('BENCH_CPU_REQUESTS', '200')} requests; database time not included):")
+            print(f"  {'page':<18}{'ms':>7}{'× floor':>9}")
+            for name, ms in cpu.items():
+                print(f"  {name:<18}{ms:>7.2f}{ms / cpu['floor']:>8.2f}×")
         if "pages" in PARTS and shutil.which("wrk"):
             app_proc, app_base = serve("wsgi:app", database_url)
             floor_proc, floor_base = serve("bench.floor:app", database_url)
             procs += [app_proc, floor_proc]
-            page_table(app_base, floor_base, seeded)
+            page_table(app_base, floor_base, seeded, app_proc.pid, floor_proc.pid)
             stop(floor_proc)
         elif "pages" in PARTS:
             print("\npages: skipped (wrk not installed: apt-get install -y wrk)")

@@ -15,6 +15,7 @@ from glyphoxa_htmx.core.deps import settings
 from glyphoxa_htmx.core.errors import DomainError, ValidationError
 from glyphoxa_htmx.extensions import limiter
 from glyphoxa_htmx.services import auth as auth_service
+from glyphoxa_htmx.services import signin_cache
 
 log = logging.getLogger(__name__)
 bp = Blueprint("auth", __name__, url_prefix="/auth")
@@ -28,12 +29,13 @@ def _ip() -> str | None:
 
 
 def load_actor() -> None:
-    """Resolve the cookie to an Actor once per request (one query: session joined with user)."""
+    """Resolve the cookie to an Actor once per request (one query: session joined with user, or
+    none when this process resolved the same cookie a moment ago: services/signin_cache.py)."""
     g.actor = None
     token = request.cookies.get(COOKIE)
     if not token:
         return
-    row = auth_service.resolve(token)
+    row = signin_cache.resolve(token)
     if row is None:
         g.session_expired = True
         return
