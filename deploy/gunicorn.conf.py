@@ -8,7 +8,9 @@ sockets never occupy the threads that serve pages.
 import os
 
 bind = os.environ.get("GUNICORN_BIND", f"0.0.0.0:{os.environ.get('PORT', '8080')}")
-worker_class = "gthread"
+# gthread that answers 503 + Retry-After to a request that waited over REQUEST_QUEUE_TIMEOUT
+# seconds (default 3) for a thread, instead of serving it after the client gave up.
+worker_class = "glyphoxa_htmx.shedding_worker.SheddingThreadWorker"
 workers = int(os.environ.get("WEB_CONCURRENCY", str(max(2, (os.cpu_count() or 1) * 2))))
 threads = int(os.environ.get("GUNICORN_THREADS", "8"))
 timeout = 30
