@@ -385,9 +385,17 @@ async def vu_run(host: str, port: int, seeded: dict, users: int, seconds: float)
             path = fill(PAGES.get(rng.choice(VU_PAGES), ("/dashboard", None))[0], ids)
             t0 = time.perf_counter()
             try:
-                if conn is None:
+                status = None
+                if conn is not None:
+                    # A kept-alive connection the server closed meanwhile (keepalive 5 s) is not
+                    # an error: browsers reconnect and resend, and so does this user.
+                    try:
+                        status, _ = await asyncio.wait_for(http_get(*conn, hostname, path, ids["token"]), 30)
+                    except (ConnectionError, asyncio.IncompleteReadError):
+                        conn = _close(conn)
+                if status is None:
                     conn = await asyncio.wait_for(asyncio.open_connection("127.0.0.1", port), 30)
-                status, _ = await asyncio.wait_for(http_get(*conn, hostname, path, ids["token"]), 30)
+                    status, _ = await asyncio.wait_for(http_get(*conn, hostname, path, ids["token"]), 30)
                 if status == 200:
                     stats["ok"] += 1
                     lat.append(time.perf_counter() - t0)
@@ -395,6 +403,8 @@ async def vu_run(host: str, port: int, seeded: dict, users: int, seconds: float)
                     stats["shed"] += 1
                 else:
                     stats["errors"] += 1
+                    stats.setdefault("statuses", {}).setdefault(status, 0)
+                    stats["statuses"][status] += 1
             except asyncio.TimeoutError:
                 stats["timeouts"] += 1
                 conn = _close(conn)
@@ -435,7 +445,7 @@ def vus(app_base: str, seeded: dict) -> list[dict]:
         r = asyncio.run(vu_run("127.0.0.1", port, seeded, n, VU_SECONDS))
         results.append({"vus": n, **r})
         print(f"  {n:>6}{r['offered']:>12.0f}{r['rps']:>11.0f}{r['p50']:>9.0f}{r['p99']:>9.0f}{r['errors']:>8}"
-              f"{r['shed']:>7}{r['timeouts']:>9}", flush=True)
+              f"{r['shed']:>7}{r['timeouts']:>9}  {r.get('statuses', '')}", flush=True)
         time.sleep(3)
     return results
 

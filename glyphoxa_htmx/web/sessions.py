@@ -267,7 +267,8 @@ def stream(ws, session_id: str):
     after = int_arg(request.args.get("after"), 0)
     db.session.remove()  # hold no database connection for the life of the socket
     try:
-        with live.hub().subscribe(info["tenant_id"], info["id"], after) as sub:
+        with live.hub().subscribe(info["tenant_id"], info["id"], after, token_hash=info["token_hash"],
+                                  recheck=min(AUTH_RECHECK_SECONDS, KEEPALIVE_SECONDS)) as sub:
             _pump(ws, sub, info)
     except ConnectionClosed:
         pass
@@ -276,28 +277,18 @@ def stream(ws, session_id: str):
         ws.close(reason=1011, message="server error")
 
 
-def _still_signed_in(info: dict) -> bool:
-    """A fresh look at the socket's sign-in; the connection goes back to the pool at once."""
-    try:
-        return svc.viewer_signed_in(info["token_hash"], info["tenant_id"])
-    finally:
-        db.session.remove()
-
-
 def _pump(ws, sub, info: dict) -> None:
-    recheck = min(AUTH_RECHECK_SECONDS, KEEPALIVE_SECONDS)
-    now = time.monotonic()
-    next_check, next_keepalive = now + recheck, now + KEEPALIVE_SECONDS
+    """Forward the hub's events; the hub re-checks the sign-in (all viewers of the process in one
+    query) and flags the subscription when it ended."""
+    next_keepalive = time.monotonic() + KEEPALIVE_SECONDS
     while ws.connected:
         while ws.receive(timeout=0) is not None:  # the client has nothing to say; drain
             pass
-        events = sub.get(timeout=min(1.0, recheck))
+        events = sub.get(timeout=1.0)
+        if sub.signed_out:
+            ws.close(reason=1008, message="signed out")
+            return
         now = time.monotonic()
-        if now >= next_check:
-            next_check = now + recheck
-            if not _still_signed_in(info):
-                ws.close(reason=1008, message="signed out")
-                return
         if not events:
             if now >= next_keepalive:
                 ws.send("<!-- keepalive -->")
