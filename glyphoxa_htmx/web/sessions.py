@@ -338,7 +338,8 @@ def transcript(session_id: str):
         g.actor, session, filters, after=int_arg(request.args.get("after")), before=int_arg(request.args.get("before")),
         around=int_arg(request.args.get("around")),
     )
-    names = campaigns.names(g.actor, {session.campaign_id})
+    # The #lines block doesn't name the campaign: a block request skips that query.
+    names = {} if htmx.wants_block() else campaigns.names(g.actor, {session.campaign_id})
     return htmx.render(
         "sessions/transcript.html", "lines", session=session, page=page, filters=filters, errors=errors,
         campaign_name=names.get(session.campaign_id) or session.campaign_id or "Default campaign",
@@ -381,7 +382,8 @@ def search():
         result = transcripts.search(g.actor, q, campaign=campaign, before=int_arg(request.args.get("before")))
     except ValidationError as exc:
         errors, result = exc.errors, transcripts.SearchResult(query=q)
-    choices = campaigns.choices(g.actor, include_archived=True)
+    # The campaign filter is outside the #results block: a block request skips its query.
+    choices = [] if htmx.wants_block() else campaigns.choices(g.actor, include_archived=True)
     session_campaigns = {grp.session.campaign_id for grp in result.groups if grp.session is not None}
     return htmx.render(
         "sessions/search.html", "results", result=result, q=q, campaign=campaign, campaigns=choices,
