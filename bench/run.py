@@ -300,7 +300,9 @@ def measured(base: str, script: str, connections: int, seconds: float, pid: int)
     c0 = cpu_seconds(pid)
     result = wrk(base, script, connections, seconds)
     n = result["rps"] * max(1, round(seconds))
-    result["cpu_ms"] = (cpu_seconds(pid) - c0) * 1000 / n if n else 0.0
+    used = cpu_seconds(pid) - c0
+    # A worker recycled by max_requests during the run takes its CPU count with it: no figure.
+    result["cpu_ms"] = used * 1000 / n if n and used > 0 else float("nan")
     return result
 
 
@@ -365,7 +367,7 @@ async def http_get(reader, writer, host: str, path: str, cookie: str) -> tuple[i
     else:
         body = await reader.read()
     if headers.get("connection", "").lower() == "close":
-        raise ConnectionResetError("closed by server")
+        writer.close()  # answered, but the server won't keep the connection: the next request reconnects
     return status, body
 
 
@@ -393,6 +395,8 @@ async def vu_run(host: str, port: int, seeded: dict, users: int, seconds: float)
                         status, _ = await asyncio.wait_for(http_get(*conn, hostname, path, ids["token"]), 30)
                     except (ConnectionError, asyncio.IncompleteReadError):
                         conn = _close(conn)
+                if conn is not None and conn[1].is_closing():
+                    conn = None
                 if status is None:
                     conn = await asyncio.wait_for(asyncio.open_connection("127.0.0.1", port), 30)
                     status, _ = await asyncio.wait_for(http_get(*conn, hostname, path, ids["token"]), 30)
@@ -408,8 +412,10 @@ async def vu_run(host: str, port: int, seeded: dict, users: int, seconds: float)
             except asyncio.TimeoutError:
                 stats["timeouts"] += 1
                 conn = _close(conn)
-            except (OSError, asyncio.IncompleteReadError, ValueError, IndexError):
+            except (OSError, asyncio.IncompleteReadError, ValueError, IndexError) as exc:
                 stats["errors"] += 1
+                stats.setdefault("statuses", {}).setdefault(type(exc).__name__, 0)
+                stats["statuses"][type(exc).__name__] += 1
                 conn = _close(conn)
             await asyncio.sleep(rng.uniform(1, 5))
         _close(conn)
