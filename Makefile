@@ -37,8 +37,10 @@ protos: install-test
 migrate: install
 	$(VENV)/bin/glyphoxa-web migrate
 
-## Benchmarks: print figures (never run by the tests).
+## Benchmarks: print figures (never run by the tests). Installs Debian's wrk if it is missing.
 bench: install-test
+	command -v wrk >/dev/null 2>&1 || { apt-get update -qq && apt-get install -y -qq wrk; } || \
+	  { sudo apt-get update -qq && sudo apt-get install -y -qq wrk; } || echo "wrk unavailable: the page table is skipped"
 	$(PY) bench/run.py
 
 clean:

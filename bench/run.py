@@ -1,26 +1,46 @@
-"""Benchmarks: queries per page and throughput/latency under concurrent signed-in users.
+"""Benchmarks: every hot page against the floor, queries per page, virtual users, WebSocket viewers.
 
 Prints figures; asserts nothing (speed is never a timed assertion in the tests).
 
-    make bench                       # defaults
-    BENCH_USERS=200 BENCH_SECONDS=20 make bench
+    make bench                                   # everything, defaults below
+    BENCH_PARTS=queries,pages make bench         # only some parts
+    BENCH_TENANTS=200 BENCH_SECONDS=5 make bench # smaller and quicker
+
+Parts (BENCH_PARTS, comma-separated; default all):
+  queries  SQL statements per page and fragment (a seeded tenant and an empty one)
+  cpu      Python CPU ms per request of each page and fragment, in-process and single-threaded, and
+           its ratio to the floor's: the steadiest figure when the machine is shared
+  pages    wrk against each page and htmx fragment, interleaved with the floor (bench/floor.py, same
+           gunicorn settings, one primary-key read + a page-sized render): req/s, p50/p99 and the
+           app/floor ratio at 16 and 64 connections (BENCH_CONNECTIONS)
+  vus      asyncio virtual users (BENCH_VUS, default 1000,3000): each signs in with its own cookie,
+           browses the hot pages with 1-5 s think time; served req/s, p50/p99, errors, 503s
+  ws       WebSocket viewers (BENCH_VIEWERS, default 2000) over BENCH_LIVE live sessions against the
+           WebSocket process group (deploy/gunicorn-ws.conf.py); one line per session every 2 s;
+           delivery p50/p99, missed, duplicated, handshake failures, DB polls, worker memory
 
 It creates a throwaway database `glyphoxa_bench_<pid>` on the system PostgreSQL (or the embedded
-one), seeds many tenants, serves the app with gunicorn (deploy/gunicorn.conf.py, gthread) and
-drives it from a thread pool of HTTP clients on loopback. Bounded in count and time.
+one), seeds BENCH_TENANTS tenants with COPY (bench/seed.py), serves the app with gunicorn
+(deploy/gunicorn.conf.py, gthread) on loopback and drops the database at the end. Every load is
+bounded: wrk runs BENCH_SECONDS per measurement, the VU and WS drivers BENCH_VU_SECONDS /
+BENCH_WS_SECONDS, all on 127.0.0.1.
+
+Needs Debian's `wrk` (apt-get install -y wrk) for the page table; without it that part is skipped.
 """
 
 from __future__ import annotations
 
+import asyncio
+import base64
 import os
+import random
+import re
+import shutil
 import socket
-import statistics
 import subprocess
 import sys
-import threading
+import tempfile
 import time
-import uuid
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import psycopg
@@ -28,17 +48,43 @@ import requests
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "bench"))
 
 from glyphoxa_htmx import embedded  # noqa: E402
 
-USERS = int(os.environ.get("BENCH_USERS", "100"))
-TENANTS = int(os.environ.get("BENCH_TENANTS", "200"))
-SECONDS = float(os.environ.get("BENCH_SECONDS", "10"))
-CONCURRENCY = int(os.environ.get("BENCH_CONCURRENCY", "32"))
-PAGES = [p for p in os.environ.get(
-    "BENCH_PAGES",
-    "/dashboard,/campaigns,/campaigns/cmp_sunken_crown,/sessions,/sessions/search?q=chapel,/knowledge,/team,/settings",
-).split(",") if p]
+TENANTS = int(os.environ.get("BENCH_TENANTS", "1000"))
+SECONDS = float(os.environ.get("BENCH_SECONDS", "8"))
+CONNECTIONS = [int(c) for c in os.environ.get("BENCH_CONNECTIONS", "16,64").split(",") if c]
+PARTS = set(os.environ.get("BENCH_PARTS", "queries,cpu,pages,vus,ws").split(","))
+VUS = [int(v) for v in os.environ.get("BENCH_VUS", "1000,3000").split(",") if v]
+VU_SECONDS = float(os.environ.get("BENCH_VU_SECONDS", "40"))
+VIEWERS = int(os.environ.get("BENCH_VIEWERS", "2000"))
+LIVE = int(os.environ.get("BENCH_LIVE", "50"))
+WS_SECONDS = float(os.environ.get("BENCH_WS_SECONDS", "30"))
+ONLY = [p for p in os.environ.get("BENCH_PAGES", "").split(",") if p]
+
+# name -> (path template, htmx target or None). {campaign}/{session}/{npc} come from each tenant.
+PAGES: dict[str, tuple[str, str | None]] = {
+    "dashboard": ("/dashboard", None),
+    "dashboard block": ("/dashboard", "content"),
+    "campaigns": ("/campaigns", None),
+    "campaigns block": ("/campaigns?q=campaign", "results"),
+    "campaign": ("/campaigns/{campaign}", None),
+    "sessions": ("/sessions", None),
+    "sessions block": ("/sessions?campaign={campaign}", "results"),
+    "session detail": ("/sessions/{session}", None),
+    "transcript": ("/sessions/{session}/transcript", None),
+    "transcript block": ("/sessions/{session}/transcript?q=salt", "lines"),
+    "search": ("/sessions/search?q=chapel", None),
+    "search block": ("/sessions/search?q=lantern", "results"),
+    "knowledge": ("/knowledge/{campaign}", None),
+    "knowledge block": ("/knowledge/{campaign}?q=a", "entities"),
+    "npc editor": ("/npcs/{npc}", None),
+}
+if ONLY:
+    PAGES = {k: v for k, v in PAGES.items() if k in ONLY}
+VU_PAGES = ["dashboard", "campaigns", "campaign", "sessions", "session detail", "transcript", "search", "knowledge",
+            "npc editor"]
 
 
 def server_url() -> str:
@@ -59,31 +105,32 @@ def build_app(database_url: str):
     return app
 
 
-def seed(app) -> list[str]:
-    """TENANTS tenants, USERS users spread over them, plus the demo table; returns session tokens,
-    the demo owner's first (a table with a campaign, NPCs, past sessions and a knowledge graph)."""
+def empty_tenant(app) -> str:
+    """A table with nothing in it (for the constant-queries check); returns its owner's token."""
+    import uuid
+
     from glyphoxa_htmx.extensions import db
-    from glyphoxa_htmx.models import Tenant, User
-    from glyphoxa_htmx.seed import seed_demo
+    from glyphoxa_htmx.models import Campaign, Tenant, User
     from glyphoxa_htmx.services import auth
 
-    tokens = []
     with app.test_request_context():
-        seed_demo()
-        demo_owner = db.session.query(User).filter_by(discord_id="dev-demo-dm").one()
-        tokens.append(auth.start_session(demo_owner, ip="127.0.0.1", user_agent="bench"))
-        tenants = [f"bench_{i}" for i in range(TENANTS)]
-        db.session.add_all(Tenant(id=t, name=f"Bench table {i}") for i, t in enumerate(tenants))
-        users = [User(id=str(uuid.uuid4()), tenant_id=tenants[i % TENANTS], name=f"Bench user {i}",
-                      role="tenant_owner" if i < TENANTS else "dm", discord_id=f"bench-{i}") for i in range(USERS)]
-        db.session.add_all(users)
+        db.session.add(Tenant(id="bench_empty", name="Empty table", active_campaign_id="cmp_empty"))
+        db.session.add(Campaign(id="cmp_empty", tenant_id="bench_empty", name="Empty"))
+        user = User(id=str(uuid.uuid4()), tenant_id="bench_empty", name="Empty owner", role="tenant_owner",
+                    discord_id="bench-empty")
+        db.session.add(user)
         db.session.commit()
-        for user in users:
-            tokens.append(auth.start_session(user, ip="127.0.0.1", user_agent="bench"))
-    return tokens
+        return auth.start_session(user, ip="127.0.0.1", user_agent="bench")
 
 
-def queries_per_page(app, token: str) -> dict[str, int]:
+def fill(path: str, ids: dict) -> str:
+    return path.format(**ids)
+
+
+# --------------------------------------------------------------------------- queries per page
+
+
+def queries_per_page(app, ids: dict, token: str) -> dict[str, int]:
     from sqlalchemy import event
 
     from glyphoxa_htmx.extensions import db
@@ -100,14 +147,58 @@ def queries_per_page(app, token: str) -> dict[str, int]:
 
     event.listen(engine, "before_cursor_execute", _count)
     try:
-        for page in PAGES:
-            client.get(page)  # warm caches (templates, reflection)
+        for name, (path, target) in PAGES.items():
+            headers = {"HX-Request": "true", "HX-Target": target} if target else {}
+            url = fill(path, ids)
+            client.get(url, headers=headers)  # warm caches (templates, reflection)
             counter["n"] = 0
-            status = client.get(page).status_code
-            counts[page] = counter["n"] if status == 200 else -status
+            status = client.get(url, headers=headers).status_code
+            counts[name] = counter["n"] if status == 200 else -status
     finally:
         event.remove(engine, "before_cursor_execute", _count)
     return counts
+
+
+# --------------------------------------------------------------------------- CPU per request
+
+
+def cpu_per_request(app, seeded: dict, database_url: str) -> dict[str, float]:
+    """Python CPU ms per request, in-process and single-threaded (the test client, no network):
+    the steadiest cost figure on a busy machine. The floor app is measured the same way."""
+    os.environ.setdefault("DATABASE_URL", database_url)
+    import floor as floor_module
+
+    tenants = list(seeded.items())[:50]
+    n = int(os.environ.get("BENCH_CPU_REQUESTS", "200"))
+
+    def run(client_for, urls) -> float:
+        best = float("inf")
+        for _ in range(3):  # best of three: the least disturbed by the neighbours
+            t0 = time.process_time()
+            for i in range(n):
+                client, url, headers = client_for(i), urls[i % len(urls)], {}
+                if isinstance(url, tuple):
+                    url, headers = url
+                assert client.get(url, headers=headers).status_code == 200, url
+            best = min(best, (time.process_time() - t0) * 1000 / n)
+        return best
+
+    clients = []
+    for _tid, ids in tenants:
+        c = app.test_client()
+        c.set_cookie("gx_session", ids["token"])
+        clients.append(c)
+    floor_client = floor_module.app.test_client()
+    result = {"floor": run(lambda i: floor_client, [f"/floor?t={tid}" for tid, _ in tenants])}
+    for name, (path, target) in PAGES.items():
+        headers = {"HX-Request": "true", "HX-Target": target} if target else {}
+        urls = [(fill(path, ids), headers) for _tid, ids in tenants]
+        result[name] = run(lambda i: clients[i % len(clients)], [urls[i % len(urls)] for i in range(len(urls))])
+    # Each client must use its own tenant's URL: pair them by index.
+    return result
+
+
+# --------------------------------------------------------------------------- servers
 
 
 def free_port() -> int:
@@ -116,91 +207,480 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def load(base: str, tokens: list[str]) -> None:
-    latencies: dict[str, list[float]] = {p: [] for p in PAGES}
-    errors = {"n": 0}
-    lock = threading.Lock()
-    stop_at = time.monotonic() + SECONDS
+def serve(app_path: str, database_url: str, *, conf: str = "deploy/gunicorn.conf.py", extra_env=None):
+    port = free_port()
+    env = {**os.environ, "DATABASE_URL": database_url, "SECRET_KEY": "b" * 40, "GUNICORN_BIND": f"127.0.0.1:{port}",
+           "GUNICORN_WS_BIND": f"127.0.0.1:{port}", "LOG_LEVEL": "ERROR", "GLYPHOXA_GATEWAY_SIMULATOR": "0",
+           "WEB_CONCURRENCY": os.environ.get("WEB_CONCURRENCY", "2"), **(extra_env or {})}
+    env.pop("GUNICORN_CONTROL_SOCKET", None)
+    env["GUNICORN_CONTROL_SOCKET"] = env["GUNICORN_WS_CONTROL_SOCKET"] = f"/tmp/gx-bench-{port}.ctl"
+    gunicorn = Path(sys.executable).with_name("gunicorn")
+    proc = subprocess.Popen([str(gunicorn), "-c", conf, app_path], cwd=ROOT, env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    base = f"http://127.0.0.1:{port}"
+    for _ in range(300):
+        try:
+            if requests.get(base + "/healthz", timeout=1).ok:
+                break
+        except requests.RequestException:
+            time.sleep(0.2)
+    return proc, base
 
-    def worker(i: int) -> None:
-        session = requests.Session()
-        session.cookies.set("gx_session", tokens[i % len(tokens)])
-        n = 0
-        while time.monotonic() < stop_at:
-            page = PAGES[n % len(PAGES)]
-            n += 1
+
+def stop(proc) -> None:
+    if proc is not None and proc.poll() is None:
+        proc.terminate()
+        try:
+            proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+
+
+# --------------------------------------------------------------------------- wrk
+
+
+LUA = """
+local reqs = {}
+%s
+local n = #reqs
+math.randomseed(os.time() + math.floor(os.clock() * 1000000))
+request = function()
+  local r = reqs[math.random(n)]
+  return wrk.format("GET", r[1], r[2])
+end
+done = function(summary, latency, requests)
+  io.write(string.format("RESULT %%d %%d %%d %%d %%.0f %%.0f\\n", summary.requests,
+    summary.errors.connect + summary.errors.read + summary.errors.write + summary.errors.timeout,
+    summary.errors.status, summary.duration, latency:percentile(50), latency:percentile(99)))
+end
+"""
+
+
+def lua_script(requests_: list[tuple[str, dict]]) -> str:
+    rows = []
+    for path, headers in requests_:
+        h = ", ".join(f'["{k}"] = "{v}"' for k, v in headers.items())
+        rows.append(f'reqs[#reqs + 1] = {{"{path}", {{{h}}}}}')
+    fd, name = tempfile.mkstemp(suffix=".lua", prefix="gx-bench-")
+    with os.fdopen(fd, "w") as f:
+        f.write(LUA % "\n".join(rows))
+    return name
+
+
+def wrk(base: str, script: str, connections: int, seconds: float) -> dict:
+    out = subprocess.run(["wrk", "-t", "2", "-c", str(connections), "-d", f"{max(1, round(seconds))}s", "--timeout", "10s",
+                          "-s", script, base], capture_output=True, text=True, timeout=seconds + 60).stdout
+    m = re.search(r"RESULT (\d+) (\d+) (\d+) (\d+) (\d+) (\d+)", out)
+    if not m:
+        return {"rps": 0.0, "p50": 0.0, "p99": 0.0, "errors": -1}
+    n, errors, status, duration_us, p50, p99 = map(int, m.groups())
+    return {"rps": n / (duration_us / 1e6), "p50": p50 / 1000, "p99": p99 / 1000, "errors": errors + status}
+
+
+def cpu_seconds(pid: int) -> float:
+    """User+system CPU of a gunicorn master and its workers (robust on a shared, busy machine,
+    where req/s mostly measures what the neighbours leave over)."""
+    tick = os.sysconf("SC_CLK_TCK")
+    total = 0
+    for child in Path("/proc").iterdir():
+        if not child.name.isdigit():
+            continue
+        try:
+            stat = (child / "stat").read_text().rsplit(")", 1)[1].split()
+            if int(child.name) == pid or int(stat[1]) == pid:
+                total += int(stat[11]) + int(stat[12])
+        except (OSError, IndexError, ValueError):
+            continue
+    return total / tick
+
+
+def measured(base: str, script: str, connections: int, seconds: float, pid: int) -> dict:
+    c0 = cpu_seconds(pid)
+    result = wrk(base, script, connections, seconds)
+    n = result["rps"] * max(1, round(seconds))
+    used = cpu_seconds(pid) - c0
+    # A worker recycled by max_requests during the run takes its CPU count with it: no figure.
+    result["cpu_ms"] = used * 1000 / n if n and used > 0 else float("nan")
+    return result
+
+
+def page_table(app_base: str, floor_base: str, seeded: dict, app_pid: int = 0, floor_pid: int = 0) -> list[tuple]:
+    tenants = list(seeded.items())[:200]
+    floor_script = lua_script([(f"/floor?t={tid}", {}) for tid, _ in tenants])
+    scripts = {}
+    for name, (path, target) in PAGES.items():
+        reqs = []
+        for _tid, ids in tenants:
+            headers = {"Cookie": f"gx_session={ids['token']}"}
+            if target:
+                headers.update({"HX-Request": "true", "HX-Target": target})
+            reqs.append((fill(path, ids), headers))
+        scripts[name] = lua_script(reqs)
+    rows = []
+    try:
+        print(f"\npages: wrk {SECONDS:g}s per cell, floor measured right before each page (interleaved); "
+              f"200 tenants' cookies and ids at random")
+        print("  ratio = floor req/s / app req/s; cpu = the servers' CPU ms per request (Python only) and its ratio")
+        print(f"  {'page':<18}{'conns':>6}{'floor r/s':>11}{'app r/s':>9}{'ratio':>7}{'p50 ms':>9}{'p99 ms':>9}"
+              f"{'floor p99':>10}{'errors':>8}{'cpu ms':>8}{'floor':>7}{'cpu ×':>7}")
+        for c in CONNECTIONS:
+            wrk(floor_base, floor_script, c, 2)  # warm-up
+            for name in PAGES:
+                wrk(app_base, scripts[name], c, 1)
+                fl = measured(floor_base, floor_script, c, SECONDS, floor_pid)
+                ap = measured(app_base, scripts[name], c, SECONDS, app_pid)
+                ratio = fl["rps"] / ap["rps"] if ap["rps"] else float("inf")
+                cpu_ratio = ap["cpu_ms"] / fl["cpu_ms"] if fl["cpu_ms"] else float("inf")
+                rows.append((name, c, fl, ap, ratio, cpu_ratio))
+                print(f"  {name:<18}{c:>6}{fl['rps']:>11.0f}{ap['rps']:>9.0f}{ratio:>6.2f}×{ap['p50']:>9.1f}"
+                      f"{ap['p99']:>9.1f}{fl['p99']:>10.1f}{ap['errors']:>8}{ap['cpu_ms']:>8.2f}{fl['cpu_ms']:>7.2f}"
+                      f"{cpu_ratio:>6.2f}×", flush=True)
+    finally:
+        for s in [floor_script, *scripts.values()]:
+            os.unlink(s)
+    return rows
+
+
+# --------------------------------------------------------------------------- asyncio HTTP (VUs)
+
+
+async def http_get(reader, writer, host: str, path: str, cookie: str) -> tuple[int, bytes]:
+    writer.write(f"GET {path} HTTP/1.1\r\nHost: {host}\r\nCookie: gx_session={cookie}\r\n"
+                 f"Accept: text/html\r\n\r\n".encode())
+    await writer.drain()
+    head = await reader.readuntil(b"\r\n\r\n")
+    lines = head.decode("latin-1").split("\r\n")
+    status = int(lines[0].split()[1])
+    headers = {k.lower(): v.strip() for k, _, v in (line.partition(":") for line in lines[1:] if line)}
+    if "content-length" in headers:
+        body = await reader.readexactly(int(headers["content-length"]))
+    elif headers.get("transfer-encoding", "").lower() == "chunked":
+        parts = []
+        while True:
+            size = int((await reader.readuntil(b"\r\n")).strip().split(b";")[0], 16)
+            parts.append(await reader.readexactly(size + 2))
+            if size == 0:
+                break
+        body = b"".join(parts)
+    else:
+        body = await reader.read()
+    if headers.get("connection", "").lower() == "close":
+        writer.close()  # answered, but the server won't keep the connection: the next request reconnects
+    return status, body
+
+
+async def vu_run(host: str, port: int, seeded: dict, users: int, seconds: float) -> dict:
+    tenants = list(seeded.values())
+    lat: list[float] = []
+    stats = {"ok": 0, "errors": 0, "shed": 0, "timeouts": 0}
+    deadline = time.monotonic() + seconds
+    hostname = f"127.0.0.1:{port}"
+
+    async def user(i: int) -> None:
+        ids = tenants[i % len(tenants)]
+        rng = random.Random(i)
+        await asyncio.sleep(rng.uniform(0, 5))  # ramp: users arrive over the first 5 s
+        conn = None
+        while time.monotonic() < deadline:
+            path = fill(PAGES.get(rng.choice(VU_PAGES), ("/dashboard", None))[0], ids)
             t0 = time.perf_counter()
             try:
-                ok = session.get(base + page, timeout=10).status_code == 200
-            except requests.RequestException:
-                ok = False
-            dt = time.perf_counter() - t0
-            with lock:
-                if ok:
-                    latencies[page].append(dt)
+                status = None
+                if conn is not None:
+                    # A kept-alive connection the server closed meanwhile (keepalive 5 s) is not
+                    # an error: browsers reconnect and resend, and so does this user.
+                    try:
+                        status, _ = await asyncio.wait_for(http_get(*conn, hostname, path, ids["token"]), 30)
+                    except (ConnectionError, asyncio.IncompleteReadError):
+                        conn = _close(conn)
+                if conn is not None and conn[1].is_closing():
+                    conn = None
+                if status is None:
+                    conn = await asyncio.wait_for(asyncio.open_connection("127.0.0.1", port), 30)
+                    status, _ = await asyncio.wait_for(http_get(*conn, hostname, path, ids["token"]), 30)
+                if status == 200:
+                    stats["ok"] += 1
+                    lat.append(time.perf_counter() - t0)
+                elif status == 503:
+                    stats["shed"] += 1
                 else:
-                    errors["n"] += 1
+                    stats["errors"] += 1
+                    stats.setdefault("statuses", {}).setdefault(status, 0)
+                    stats["statuses"][status] += 1
+            except asyncio.TimeoutError:
+                stats["timeouts"] += 1
+                conn = _close(conn)
+            except (OSError, asyncio.IncompleteReadError, ValueError, IndexError) as exc:
+                stats["errors"] += 1
+                stats.setdefault("statuses", {}).setdefault(type(exc).__name__, 0)
+                stats["statuses"][type(exc).__name__] += 1
+                conn = _close(conn)
+            await asyncio.sleep(rng.uniform(1, 5))
+        _close(conn)
 
     t0 = time.monotonic()
-    with ThreadPoolExecutor(CONCURRENCY) as pool:
-        list(pool.map(worker, range(CONCURRENCY)))
+    await asyncio.gather(*(user(i) for i in range(users)))
     elapsed = time.monotonic() - t0
-    total = sum(len(v) for v in latencies.values())
-    print(f"\nload: {CONCURRENCY} concurrent signed-in clients for {elapsed:.1f}s against gunicorn (gthread)")
-    print(f"  {total} ok requests, {errors['n']} errors, {total / elapsed:.0f} req/s")
-    print(f"  {'page':<34}{'n':>7}{'p50 ms':>10}{'p95 ms':>10}{'p99 ms':>10}")
-    for page, values in latencies.items():
-        if not values:
-            print(f"  {page:<34}{0:>7}")
+    lat.sort()
+    pct = (lambda q: lat[min(len(lat) - 1, int(q * len(lat)))] * 1000) if lat else (lambda q: 0.0)
+    return {**stats, "rps": stats["ok"] / elapsed, "p50": pct(.5), "p99": pct(.99), "offered": users / 3.0}
+
+
+def _close(conn):
+    if conn is not None:
+        try:
+            conn[1].close()
+        except Exception:  # noqa: BLE001
+            pass
+    return None
+
+
+def vus(app_base: str, seeded: dict) -> list[dict]:
+    port = int(app_base.rsplit(":", 1)[1])
+    results = []
+    print(f"\nvirtual users: each with its own sign-in cookie, think time 1-5 s, {VU_SECONDS:g}s, mixed hot pages")
+    print(f"  {'VUs':>6}{'offered r/s':>12}{'served r/s':>11}{'p50 ms':>9}{'p99 ms':>9}{'errors':>8}{'503':>7}"
+          f"{'timeouts':>9}")
+    import resource
+
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+    for n in VUS:
+        r = asyncio.run(vu_run("127.0.0.1", port, seeded, n, VU_SECONDS))
+        results.append({"vus": n, **r})
+        print(f"  {n:>6}{r['offered']:>12.0f}{r['rps']:>11.0f}{r['p50']:>9.0f}{r['p99']:>9.0f}{r['errors']:>8}"
+              f"{r['shed']:>7}{r['timeouts']:>9}  {r.get('statuses', '')}", flush=True)
+        time.sleep(3)
+    return results
+
+
+# --------------------------------------------------------------------------- WebSocket viewers
+
+
+async def ws_connect(port: int, path: str, cookie: str):
+    reader, writer = await asyncio.open_connection("127.0.0.1", port, limit=1 << 20)
+    key = base64.b64encode(os.urandom(16)).decode()
+    writer.write(f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+                 f"Sec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\nOrigin: http://127.0.0.1:{port}\r\n"
+                 f"Cookie: gx_session={cookie}\r\n\r\n".encode())
+    await writer.drain()
+    head = await reader.readuntil(b"\r\n\r\n")
+    if not head.startswith(b"HTTP/1.1 101"):
+        writer.close()
+        raise ConnectionError(head.split(b"\r\n", 1)[0].decode())
+    return reader, writer
+
+
+async def ws_frame(reader) -> tuple[int, bytes]:
+    b1, b2 = await reader.readexactly(2)
+    n = b2 & 0x7F
+    if n == 126:
+        n = int.from_bytes(await reader.readexactly(2), "big")
+    elif n == 127:
+        n = int.from_bytes(await reader.readexactly(8), "big")
+    return b1 & 0x0F, await reader.readexactly(n)
+
+
+LINE_RE = re.compile(rb'id="line-(\d+)"')
+STAMP_RE = re.compile(r"bench-ts:(\d+\.\d+)")
+
+
+def ws_bench(database_url: str, seeded: dict) -> None:
+    from glyphoxa_htmx.embedded import libpq_url
+
+    url = libpq_url(database_url)
+    tenants = list(seeded.items())[:LIVE]
+    # LIVE sessions go live (one per tenant).
+    live: list[tuple[str, str, str]] = []
+    with psycopg.connect(url, autocommit=True) as conn:
+        for tid, ids in tenants:
+            sid = f"live-{tid}"
+            conn.execute("INSERT INTO public.sessions (id, tenant_id, campaign_id, guild_id, license_tier, state, "
+                         "started_at) VALUES (%s, %s, %s, %s, 'shared', 'active', now())",
+                         (sid, tid, ids["campaign"], f"9{abs(hash(tid)) % 10**17:017d}"))
+            live.append((tid, sid, ids["token"]))
+    proc, base = serve("wsgi:app", database_url, conf="deploy/gunicorn-ws.conf.py")
+    port = int(base.rsplit(":", 1)[1])
+    pid = proc.pid
+    stop_writer = {"stop": False}
+    sent: dict[str, list[tuple[int, float]]] = {sid: [] for _, sid, _ in live}
+
+    def writer_thread():
+        with psycopg.connect(url, autocommit=True) as conn:
+            k = 0
+            while not stop_writer["stop"]:
+                t_round = time.monotonic()
+                for tid, sid, _ in live:
+                    k += 1
+                    row = conn.execute(
+                        f'INSERT INTO "tenant_{tid}".session_entries (campaign_id, session_id, speaker_name, text) '
+                        "VALUES (%s, %s, 'Bench', %s) RETURNING id",
+                        (seeded[tid]["campaign"], sid, f"line {k} bench-ts:{time.time():.6f}")).fetchone()
+                    sent[sid].append((row[0], time.time()))
+                time.sleep(max(0.0, 2.0 - (time.monotonic() - t_round)))
+
+    import threading
+
+    delays: list[float] = []
+    res = {"connected": 0, "failed": 0, "missed": 0, "dup": 0, "closed": 0}
+
+    async def viewer(i: int):
+        tid, sid, token = live[i % len(live)]
+        await asyncio.sleep(i * 0.004)  # ~250 handshakes/s
+        try:
+            reader, writer = await asyncio.wait_for(ws_connect(port, f"/sessions/{sid}/ws", token), 30)
+        except Exception:  # noqa: BLE001
+            res["failed"] += 1
+            return None
+        res["connected"] += 1
+        seen: list[int] = []
+        try:
+            while True:
+                op, payload = await ws_frame(reader)
+                now = time.time()
+                if op == 8:
+                    res["closed"] += 1
+                    break
+                for m in re.finditer(rb'id="line-(\d+)".*?bench-ts:(\d+\.\d+)', payload, re.S):
+                    seen.append(int(m.group(1)))
+                    delays.append(now - float(m.group(2)))
+        except (asyncio.CancelledError, asyncio.IncompleteReadError, ConnectionError):
+            pass
+        finally:
+            writer.close()
+        return sid, seen
+
+    async def main():
+        tasks = [asyncio.create_task(viewer(i)) for i in range(VIEWERS)]
+        await asyncio.sleep(VIEWERS * 0.004 + 5)
+        t = threading.Thread(target=writer_thread, daemon=True)
+        t.start()
+        start_at = time.time()
+        await asyncio.sleep(WS_SECONDS)
+        stop_writer["stop"] = True
+        t.join()
+        await asyncio.sleep(3)
+        rss = _rss_of_children(pid)
+        polls = _db_statements(url)
+        for task in tasks:
+            task.cancel()
+        results = await asyncio.gather(*tasks, return_exceptions=True)
+        for r in results:
+            if not isinstance(r, tuple):
+                continue
+            sid, seen = r
+            expected = [lid for lid, ts in sent[sid] if ts >= start_at]
+            got = set(seen)
+            res["missed"] += sum(1 for lid in expected if lid not in got)
+            res["dup"] += len(seen) - len(got)
+        return rss, polls
+
+    import resource
+
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+    try:
+        rss, polls = asyncio.run(main())
+    finally:
+        stop(proc)
+    delays.sort()
+    pct = (lambda q: delays[min(len(delays) - 1, int(q * len(delays)))] * 1000) if delays else (lambda q: 0.0)
+    lines = sum(len(v) for v in sent.values())
+    print(f"\nWebSocket viewers: {VIEWERS} over {LIVE} live sessions, one line per session every 2 s for {WS_SECONDS:g}s "
+          f"(deploy/gunicorn-ws.conf.py)")
+    print(f"  connected {res['connected']}, handshake failures {res['failed']}, closed early {res['closed']}")
+    print(f"  {lines} lines written, {len(delays)} deliveries: p50 {pct(.5):.0f} ms, p99 {pct(.99):.0f} ms, "
+          f"missed {res['missed']}, duplicated {res['dup']}")
+    print(f"  WS workers' RSS {rss / 1e6:.0f} MB; {polls}")
+
+
+def _rss_of_children(pid: int) -> int:
+    total = 0
+    for child in Path("/proc").iterdir():
+        if not child.name.isdigit():
             continue
-        values.sort()
-        pct = lambda q: values[min(len(values) - 1, int(q * len(values)))] * 1000  # noqa: E731
-        print(f"  {page:<34}{len(values):>7}{statistics.median(values) * 1000:>10.1f}{pct(.95):>10.1f}{pct(.99):>10.1f}")
+        try:
+            stat = (child / "stat").read_text().split()
+            if int(stat[3]) == pid:
+                total += int(stat[23]) * os.sysconf("SC_PAGE_SIZE")
+        except (OSError, IndexError, ValueError):
+            continue
+    return total
+
+
+def _db_statements(url: str) -> str:
+    try:
+        with psycopg.connect(url, autocommit=True) as conn:
+            row = conn.execute("SELECT xact_commit + xact_rollback FROM pg_stat_database WHERE datname = "
+                               "current_database()").fetchone()
+        return f"database transactions so far: {row[0]}"
+    except psycopg.Error:
+        return ""
+
+
+# --------------------------------------------------------------------------- main
 
 
 def main() -> None:
+    from seed import seed
+
     server = server_url()
     dbname = f"glyphoxa_bench_{os.getpid()}"
     database_url = embedded.recreate_database(server, dbname)
-    proc = None
+    procs = []
+    app = None
+    print(f"machine: {os.cpu_count()} cores, load average {os.getloadavg()[0]:.1f} at start "
+          f"(other processes on the machine depress absolute figures; the ratios are what count)")
     try:
         app = build_app(database_url)
-        available = [p for p in PAGES if app.url_map.bind("localhost").test(p.split("?")[0], "GET")]
-        PAGES[:] = available
-        tokens = seed(app)
-        print(f"seeded {TENANTS} tenants, {USERS} users (+ demo table) in {dbname}")
-        print("\nSQL queries per page (signed-in owner; a fixed number per page, however much the table holds):")
-        full, empty = queries_per_page(app, tokens[0]), queries_per_page(app, tokens[-1])
-        print(f"  {'page':<34}{'demo table':>11}{'empty table':>12}   (negative: that HTTP status)")
-        for page in PAGES:
-            print(f"  {page:<34}{full[page]:>11}{empty[page]:>12}")
-        # Under load every client requests pages that exist for every table.
-        PAGES[:] = [p for p in PAGES if empty[p] >= 0]
-        port = free_port()
-        env = {**os.environ, "DATABASE_URL": database_url, "SECRET_KEY": "b" * 40, "GUNICORN_BIND": f"127.0.0.1:{port}",
-               "LOG_LEVEL": "ERROR", "GLYPHOXA_GATEWAY_SIMULATOR": "0", "WEB_CONCURRENCY": os.environ.get("WEB_CONCURRENCY", "2")}
-        gunicorn = Path(sys.executable).with_name("gunicorn")
-        proc = subprocess.Popen([str(gunicorn), "-c", "deploy/gunicorn.conf.py", "wsgi:app"], cwd=ROOT, env=env,
-                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        base = f"http://127.0.0.1:{port}"
-        for _ in range(150):
-            try:
-                if requests.get(base + "/healthz", timeout=1).ok:
-                    break
-            except requests.RequestException:
-                time.sleep(0.2)
-        load(base, tokens)
-    finally:
-        if proc is not None:
-            proc.terminate()
-            proc.wait(timeout=20)
-        from glyphoxa_htmx.extensions import db
+        from glyphoxa_htmx.embedded import libpq_url
 
-        try:
-            with app.app_context():
-                db.engine.dispose()
-        except Exception:  # noqa: BLE001
-            pass
+        seeded = seed(libpq_url(database_url), TENANTS)
+        first = next(iter(seeded.values()))
+        if "queries" in PARTS:
+            empty = empty_tenant(app)
+            empty_ids = {"campaign": "cmp_empty", "session": first["session"], "npc": first["npc"]}
+            full = queries_per_page(app, first, first["token"])
+            none = queries_per_page(app, empty_ids, empty)
+            print("\nSQL statements per page (a seeded tenant / an empty one; negative = that HTTP status):")
+            for name in PAGES:
+                print(f"  {name:<18}{full[name]:>5}{none[name]:>6}")
+        if "cpu" in PARTS:
+            cpu = cpu_per_request(app, seeded, database_url)
+            print("\nPython CPU per request, in-process, single thread (best of 3 × "
+                  f"{os.environ.get('BENCH_CPU_REQUESTS', '200')} requests; database time not included):")
+            print(f"  {'page':<18}{'ms':>7}{'× floor':>9}")
+            for name, ms in cpu.items():
+                print(f"  {name:<18}{ms:>7.2f}{ms / cpu['floor']:>8.2f}×")
+        if "pages" in PARTS and shutil.which("wrk"):
+            app_proc, app_base = serve("wsgi:app", database_url)
+            floor_proc, floor_base = serve("bench.floor:app", database_url)
+            procs += [app_proc, floor_proc]
+            page_table(app_base, floor_base, seeded, app_proc.pid, floor_proc.pid)
+            stop(floor_proc)
+        elif "pages" in PARTS:
+            print("\npages: skipped (wrk not installed: apt-get install -y wrk)")
+        if "vus" in PARTS:
+            if not procs or procs[0].poll() is not None:
+                app_proc, app_base = serve("wsgi:app", database_url)
+                procs.append(app_proc)
+            vus(app_base, seeded)
+        for p in procs:
+            stop(p)
+        procs = []
+        if "ws" in PARTS:
+            ws_bench(database_url, seeded)
+    finally:
+        for p in procs:
+            stop(p)
+        if app is not None:
+            from glyphoxa_htmx.extensions import db
+
+            try:
+                with app.app_context():
+                    db.engine.dispose()
+            except Exception:  # noqa: BLE001
+                pass
         with psycopg.connect(embedded.libpq_url(server), autocommit=True) as conn:
             conn.execute(f'DROP DATABASE IF EXISTS "{dbname}" WITH (FORCE)')
 

@@ -12,7 +12,10 @@ small reader thread simple-websocket starts per connection. Threads are cheap wh
 the database is polled once per watched session per *process* (services/live.py), so keep the
 number of processes low and the number of threads high.
 
-Capacity per pod: WS_WORKERS x WS_THREADS sockets (default 2 x 500 = 1000).
+Capacity per pod: WS_WORKERS x WS_THREADS sockets (default 2 x 1100 = 2200). A waiting thread
+costs little resident memory (its stack pages are touched only as deep as it runs), and sign-ins
+are re-checked per process in one query, so the database load grows with live sessions, not
+viewers (bench/run.py, part ws, prints the workers' memory).
 """
 
 import os
@@ -23,7 +26,7 @@ bind = os.environ.get("GUNICORN_WS_BIND", f"0.0.0.0:{os.environ.get('WS_PORT', '
 os.environ["HOST"] = bind.rsplit(":", 1)[0].strip("[]") if not bind.startswith("unix:") else "unix"
 worker_class = "gthread"
 workers = int(os.environ.get("WS_WORKERS", "2"))
-threads = int(os.environ.get("WS_THREADS", "500"))
+threads = int(os.environ.get("WS_THREADS", "1100"))
 # gthread accepts at most worker_connections sockets per worker; keep it above the thread count
 # so a burst of reconnects queues briefly instead of being refused.
 worker_connections = threads + 100

@@ -11,7 +11,9 @@ bind = os.environ.get("GUNICORN_BIND", f"0.0.0.0:{os.environ.get('PORT', '8080')
 # The app judges dev sign-in by the address it really listens on (HOST): loopback only, unless
 # GLYPHOXA_DEV_LOGIN=1 is set explicitly. "0.0.0.0:8080" -> "0.0.0.0"; a unix socket is not loopback.
 os.environ["HOST"] = bind.rsplit(":", 1)[0].strip("[]") if not bind.startswith("unix:") else "unix"
-worker_class = "gthread"
+# gthread that answers 503 + Retry-After to a request that waited over REQUEST_QUEUE_TIMEOUT
+# seconds (default 3) for a thread, instead of serving it after the client gave up.
+worker_class = "glyphoxa_htmx.shedding_worker.SheddingThreadWorker"
 workers = int(os.environ.get("WEB_CONCURRENCY", str(max(2, (os.cpu_count() or 1) * 2))))
 threads = int(os.environ.get("GUNICORN_THREADS", "8"))
 timeout = 30

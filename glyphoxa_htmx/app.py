@@ -13,7 +13,7 @@ from flask_login import current_user
 
 from glyphoxa_htmx import embedded
 from glyphoxa_htmx.config import ROOT, Settings, load_settings
-from glyphoxa_htmx.core import htmx, logs, metrics, security
+from glyphoxa_htmx.core import dbconn, htmx, logs, metrics, security
 from glyphoxa_htmx.extensions import csrf, db, htmx_ext, limiter, login_manager, migrate, sock
 
 log = logging.getLogger(__name__)
@@ -47,7 +47,7 @@ def create_app(settings: Settings | None = None, **overrides) -> Flask:
     app.config.update(
         SECRET_KEY=settings.secret_key,
         SQLALCHEMY_DATABASE_URI=resolve_database_url(settings),
-        SQLALCHEMY_ENGINE_OPTIONS={"pool_pre_ping": True, "pool_size": 10, "max_overflow": 20,
+        SQLALCHEMY_ENGINE_OPTIONS={"pool_pre_ping": False, "pool_size": 10, "max_overflow": 20,
                                    "connect_args": {"connect_timeout": 5}},
         SESSION_COOKIE_NAME="gx_flash",
         SESSION_COOKIE_HTTPONLY=True,
@@ -73,6 +73,7 @@ def create_app(settings: Settings | None = None, **overrides) -> Flask:
     app.jinja_env.lstrip_blocks = True
 
     db.init_app(app)
+    dbconn.init_app(app)  # ping only idle connections (core/dbconn.py)
     migrate.init_app(app, db, directory=str(ROOT / "migrations"))
     limiter.init_app(app)
     sock.init_app(app)
@@ -171,6 +172,7 @@ def _register_request_hooks(app: Flask, settings: Settings) -> None:
         g.request_id = request.headers.get("X-Request-ID") or uuid.uuid4().hex
         g.request_started = time.perf_counter()
         if request.endpoint and request.endpoint != "static" and not request.path.startswith(("/healthz", "/readyz", "/metrics")):
+            dbconn.begin_request()
             # Resolve the sign-in (flask-login's request loader) before the view runs, so its
             # last-seen touch commits before any of the view's own writes, and every page
             # request keeps the session alive.

@@ -59,3 +59,67 @@ def test_gunicorn_workers_share_metrics(app, database_url, tmp_path):
     finally:
         proc.terminate()
         proc.wait(timeout=20)
+
+
+def test_overloaded_worker_answers_503_with_retry_after_instead_of_serving_late(app, database_url):
+    """A request that waited longer than REQUEST_QUEUE_TIMEOUT for a thread is shed at once (503,
+    Retry-After) without running the app; the request that held the thread is served normally."""
+    port = _free_port()
+    env = {
+        **os.environ,
+        "GLYPHOXA_ENV": "development",
+        "DATABASE_URL": database_url,
+        "SECRET_KEY": "g" * 40,
+        "GUNICORN_BIND": f"127.0.0.1:{port}",
+        "WEB_CONCURRENCY": "1",
+        "GUNICORN_THREADS": "1",
+        "REQUEST_QUEUE_TIMEOUT": "0.3",
+        "LOG_LEVEL": "WARNING",
+    }
+    env.pop("PROMETHEUS_MULTIPROC_DIR", None)
+    gunicorn = Path(sys.executable).with_name("gunicorn")
+    proc = subprocess.Popen([str(gunicorn), "-c", "deploy/gunicorn.conf.py", "wsgi:app"], cwd=ROOT, env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                if requests.get(base + "/healthz", timeout=1).status_code == 200:
+                    break
+            except requests.RequestException:
+                pass
+            assert proc.poll() is None, proc.stdout.read().decode()
+            assert time.monotonic() < deadline, "gunicorn did not come up"
+            time.sleep(0.2)
+        # The only thread is busy reading a request whose headers arrive slowly...
+        slow = socket.create_connection(("127.0.0.1", port))
+        slow.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\n")
+        time.sleep(0.3)
+        # ...while another request queues behind it for longer than the limit.
+        queued = socket.create_connection(("127.0.0.1", port))
+        queued.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        time.sleep(1.0)
+        slow.sendall(b"Connection: close\r\n\r\n")
+        first = _read_all(slow)
+        second = _read_all(queued)
+        assert first.startswith(b"HTTP/1.1 200")
+        assert second.startswith(b"HTTP/1.1 503")
+        assert b"\r\nRetry-After: 2\r\n" in second
+        # Once the queue is empty, requests are served again.
+        assert requests.get(base + "/healthz", timeout=5).status_code == 200
+    finally:
+        proc.terminate()
+        proc.wait(timeout=20)
+
+
+def _read_all(sock: socket.socket) -> bytes:
+    sock.settimeout(10)
+    chunks = []
+    while True:
+        chunk = sock.recv(65536)
+        if not chunk:
+            break
+        chunks.append(chunk)
+    sock.close()
+    return b"".join(chunks)

@@ -83,6 +83,12 @@ class Subscription:
     queue: "queue.Queue[tuple[str, Any]]" = field(default_factory=queue.Queue)
     state: str | None = None
     closed: bool = False
+    # The viewer's sign-in (SHA-256 of the cookie token), re-checked by the hub for all viewers
+    # of the process together every ``recheck`` seconds; ``signed_out`` is set (and a
+    # ``("signed_out", None)`` event queued) once it no longer stands.
+    token_hash: str = ""
+    recheck: float = 0.0
+    signed_out: bool = False
 
     def get(self, timeout: float) -> list[tuple[str, Any]]:
         """Wait up to ``timeout`` for events; return all that are pending ([] on timeout)."""
@@ -334,6 +340,56 @@ class Hub:
         self.lock = threading.Lock()
         self.changed = threading.Condition(self.lock)  # a watch delivered a poll or retired
         self.watches: dict[str, Watch] = {}
+        self.auth_checks = 0  # batched sign-in re-checks run (one statement per 1,000 viewers)
+        self._auth_thread: threading.Thread | None = None
+
+    # -- viewers' sign-ins, re-checked together
+
+    def _signed_in_subs(self) -> list[Subscription]:
+        """Called with the lock held."""
+        return [sub for w in self.watches.values() for sub in w.subs if sub.token_hash and not sub.signed_out]
+
+    def _ensure_auth_checker(self) -> None:
+        """Called with the lock held."""
+        if self._auth_thread is None or not self._auth_thread.is_alive():
+            self._auth_thread = threading.Thread(target=self._auth_loop, name="live-auth", daemon=True)
+            self._auth_thread.start()
+
+    def _auth_loop(self) -> None:
+        """Every open socket's sign-in is re-checked at its ``recheck`` interval, but for all of
+        them at once: one query per tick per process, however many viewers (it was one query per
+        viewer every 5 s, which at 1,000 viewers outnumbered the transcript polls and exhausted
+        the pool when they all disconnected)."""
+        from glyphoxa_htmx.services.sessions import viewers_signed_in
+
+        errors = 0
+        while True:
+            with self.lock:
+                subs = self._signed_in_subs()
+                if not subs:
+                    self._auth_thread = None
+                    return
+                wait = min(sub.recheck for sub in subs) or 5.0
+            time.sleep(wait if not errors else min(wait * (errors + 1), 30.0))
+            with self.lock:
+                subs = self._signed_in_subs()
+            if not subs:
+                continue
+            pairs = {(sub.token_hash, sub.watch.tenant_id) for sub in subs}
+            try:
+                with self.engine.connect() as conn:
+                    valid = viewers_signed_in(conn, pairs)
+                errors = 0
+            except Exception as exc:  # noqa: BLE001 - keep sockets open through a database hiccup; retry
+                errors += 1
+                log.warning("live sign-in re-check failed (%d): %s", errors, exc)
+                continue
+            with self.lock:
+                self.auth_checks += 1
+                for sub in subs:
+                    if (sub.token_hash, sub.watch.tenant_id) not in valid and not sub.closed:
+                        sub.signed_out = True
+                        sub.queue.put(("signed_out", None))
 
     def _watch(self, tenant_id: str, session_id: str) -> tuple[Watch, bool]:
         """The live watch of a session, or a new one (not started yet). Called with the lock held."""
@@ -344,13 +400,17 @@ class Hub:
             return watch, True
         return watch, False
 
-    def subscribe(self, tenant_id: str, session_id: str, after: int = 0) -> Subscription:
+    def subscribe(self, tenant_id: str, session_id: str, after: int = 0, *, token_hash: str = "",
+                  recheck: float = 5.0) -> Subscription:
         """Start receiving a session's lines with id > ``after``. The caller has checked that
-        the session belongs to ``tenant_id`` (the poll re-checks it in SQL)."""
+        the session belongs to ``tenant_id`` (the poll re-checks it in SQL). With ``token_hash``
+        the viewer's sign-in is re-checked every ``recheck`` seconds (batched per process)."""
         with self.lock:
             watch, start = self._watch(tenant_id, session_id)
-            sub = Subscription(watch=watch, cursor=max(0, int(after)))
+            sub = Subscription(watch=watch, cursor=max(0, int(after)), token_hash=token_hash, recheck=recheck)
             watch.subs.add(sub)
+            if token_hash:
+                self._ensure_auth_checker()
         if start:
             watch.thread.start()
         else:

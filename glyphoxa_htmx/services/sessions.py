@@ -72,13 +72,33 @@ def viewer_signed_in(token_hash: str, tenant_id: str) -> bool:
     touches ``last_seen_at``."""
     if not token_hash:
         return False
-    row = db.session.execute(
-        select(LoginSession.revoked_at, LoginSession.expires_at, User.status, User.role, User.tenant_id,
-               Tenant.status.label("tenant_status"))
+    row = db.session.execute(_viewer_query([token_hash])).one_or_none()
+    return _viewer_ok(row, tenant_id)
+
+
+def viewers_signed_in(conn, pairs: set[tuple[str, str]]) -> set[tuple[str, str]]:
+    """:func:`viewer_signed_in` for many open sockets at once (the live hub re-checks all its
+    viewers together): the (token hash, tenant id) pairs whose sign-in still stands. One query
+    per 1,000 distinct tokens, on ``conn`` (a Core connection: the hub has no app context)."""
+    hashes = sorted({h for h, _ in pairs if h})
+    rows = {}
+    for start in range(0, len(hashes), 1000):
+        for row in conn.execute(_viewer_query(hashes[start:start + 1000])):
+            rows[row.token_hash] = row
+    return {(h, t) for h, t in pairs if _viewer_ok(rows.get(h), t)}
+
+
+def _viewer_query(token_hashes: list[str]):
+    return (
+        select(LoginSession.token_hash, LoginSession.revoked_at, LoginSession.expires_at, User.status, User.role,
+               User.tenant_id, Tenant.status.label("tenant_status"))
         .join(User, User.id == LoginSession.user_id)
         .outerjoin(Tenant, Tenant.id == User.tenant_id)
-        .where(LoginSession.token_hash == token_hash)
-    ).one_or_none()
+        .where(LoginSession.token_hash.in_(token_hashes))
+    )
+
+
+def _viewer_ok(row, tenant_id: str) -> bool:
     if row is None or row.revoked_at is not None or row.expires_at <= datetime.now(timezone.utc):
         return False
     if row.status != "active" or row.tenant_id != tenant_id:

@@ -18,6 +18,7 @@ from glyphoxa_htmx.core.deps import settings
 from glyphoxa_htmx.core.errors import DomainError, ValidationError
 from glyphoxa_htmx.extensions import limiter, login_manager
 from glyphoxa_htmx.services import auth as auth_service
+from glyphoxa_htmx.services import signin_cache
 
 if TYPE_CHECKING:
     from glyphoxa_htmx.models import LoginSession, User
@@ -83,11 +84,13 @@ login_manager.anonymous_user = Anonymous
 @login_manager.request_loader
 def _load_signed_in(req) -> SignedIn | None:
     """Resolve the cookie to the signed-in user once per request: one query (session joined with
-    user), through auth_service.resolve, which owns expiry, rotation and reuse detection."""
+    user) through auth_service.resolve, which owns expiry, rotation and reuse detection, or none
+    when this process resolved the same cookie from the same browser a moment ago
+    (services/signin_cache.py; ``user`` and ``login_session`` are then frozen snapshots)."""
     token = req.cookies.get(COOKIE)
     if not token:
         return None
-    row = auth_service.resolve(token, user_agent=request.headers.get("User-Agent"))
+    row = signin_cache.resolve(token, user_agent=request.headers.get("User-Agent"))
     if row is None:
         g.session_expired = auth_service.refusal(token)
         return None

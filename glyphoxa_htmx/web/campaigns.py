@@ -53,8 +53,9 @@ def form_data() -> dict:
 def index():
     archived = request.args.get("archived") == "1"
     page = campaigns.list_cards(current_user, q=request.args.get("q", ""), archived=archived, page=_page())
+    # The #results block shows no tab counts: a block request doesn't count.
     return htmx.render("campaigns/index.html", "results", page=page, archived=archived,
-                       counts=campaigns.counts(current_user))
+                       counts=None if htmx.wants_block() else campaigns.counts(current_user))
 
 
 # --------------------------------------------------------------------------- create / edit

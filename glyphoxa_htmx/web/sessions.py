@@ -345,7 +345,8 @@ def stream(ws, session_id: str):
     after = int_arg(request.args.get("after"), 0)
     db.session.remove()  # hold no database connection for the life of the socket
     try:
-        with live.hub().subscribe(info["tenant_id"], info["id"], after) as sub:
+        with live.hub().subscribe(info["tenant_id"], info["id"], after, token_hash=info["token_hash"],
+                                  recheck=min(AUTH_RECHECK_SECONDS, KEEPALIVE_SECONDS)) as sub:
             _pump(ws, sub, info)
     except ConnectionClosed:
         pass
@@ -380,28 +381,18 @@ def close_cleanly(ws, code: int, message: str) -> None:
         pass
 
 
-def _still_signed_in(info: dict) -> bool:
-    """A fresh look at the socket's sign-in; the connection goes back to the pool at once."""
-    try:
-        return svc.viewer_signed_in(info["token_hash"], info["tenant_id"])
-    finally:
-        db.session.remove()
-
-
 def _pump(ws, sub, info: dict) -> None:
-    recheck = min(AUTH_RECHECK_SECONDS, KEEPALIVE_SECONDS)
-    now = time.monotonic()
-    next_check, next_keepalive = now + recheck, now + KEEPALIVE_SECONDS
+    """Forward the hub's events; the hub re-checks the sign-in (all viewers of the process in one
+    query) and flags the subscription when it ended."""
+    next_keepalive = time.monotonic() + KEEPALIVE_SECONDS
     while ws.connected:
         while ws.receive(timeout=0) is not None:  # the client has nothing to say; drain
             pass
-        events = sub.get(timeout=min(1.0, recheck))
+        events = sub.get(timeout=1.0)
+        if sub.signed_out:
+            close_cleanly(ws, 1008, "signed out")
+            return
         now = time.monotonic()
-        if now >= next_check:
-            next_check = now + recheck
-            if not _still_signed_in(info):
-                close_cleanly(ws, 1008, "signed out")
-                return
         if not events:
             if now >= next_keepalive:
                 ws.send("<!-- keepalive -->")
@@ -457,7 +448,8 @@ def transcript(session_id: str):
         current_user, session, filters, after=int_arg(request.args.get("after")), before=int_arg(request.args.get("before")),
         around=int_arg(request.args.get("around")),
     )
-    names = campaigns.names(current_user, {session.campaign_id})
+    # The #lines block doesn't name the campaign: a block request skips that query.
+    names = {} if htmx.wants_block() else campaigns.names(current_user, {session.campaign_id})
     return htmx.render(
         "sessions/transcript.html", "lines", session=session, page=page, filters=filters, errors=errors,
         campaign_name=names.get(session.campaign_id) or session.campaign_id or "Default campaign",
@@ -500,7 +492,8 @@ def search():
         result = transcripts.search(current_user, q, campaign=campaign, before=int_arg(request.args.get("before")))
     except ValidationError as exc:
         errors, result = exc.errors, transcripts.SearchResult(query=q)
-    choices = campaigns.choices(current_user, include_archived=True)
+    # The campaign filter is outside the #results block: a block request skips its query.
+    choices = [] if htmx.wants_block() else campaigns.choices(current_user, include_archived=True)
     session_campaigns = {grp.session.campaign_id for grp in result.groups if grp.session is not None}
     return htmx.render(
         "sessions/search.html", "results", result=result, q=q, campaign=campaign, campaigns=choices,
