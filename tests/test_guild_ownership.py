@@ -88,7 +88,8 @@ def test_a_session_never_starts_in_another_tables_server(app, as_role, database_
         db.session.add(GuildClaim(guild_id=shared, tenant_id=rightful.user.tenant_id))
         db.session.commit()
     campaign = make_campaign(app, squatter.user.tenant_id)
-    form = {"campaign_id": campaign, "guild_id": shared, "channel_id": "987654321098765432"}
+    form = {"campaign_id": campaign, "guild_id": shared, "channel_id": "987654321098765432",
+            "empty_cast_ok": "1"}  # these campaigns have no NPCs: confirm starting without any
     resp = squatter.post("/sessions/new", form, htmx=True)
     assert resp.status_code == 422
     assert "connected to another table" in soup(resp).select_one("#guild_id-error").text
