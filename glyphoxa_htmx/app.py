@@ -26,6 +26,20 @@ def resolve_database_url(settings: Settings) -> str:
     return embedded.sqlalchemy_url(embedded.ensure_database(server, "glyphoxa"))
 
 
+#: Seconds to wait for a new database connection (TCP + start-up) before failing.
+DB_CONNECT_TIMEOUT = 5
+
+
+def engine_timeouts(settings: Settings) -> dict:
+    """Engine options that bound how long the database can hold us, and keep bound parameters
+    (sign-in token hashes, ...) out of logged SQL errors."""
+    connect_args: dict = {"connect_timeout": DB_CONNECT_TIMEOUT}
+    ms = int(settings.database_statement_timeout * 1000)
+    if ms > 0:
+        connect_args["options"] = f"-c statement_timeout={ms}"
+    return {"hide_parameters": True, "connect_args": connect_args}
+
+
 def create_app(settings: Settings | None = None, **overrides) -> Flask:
     settings = settings or load_settings(**overrides)
     settings.validate()
@@ -42,7 +56,7 @@ def create_app(settings: Settings | None = None, **overrides) -> Flask:
         SECRET_KEY=settings.secret_key,
         SQLALCHEMY_DATABASE_URI=resolve_database_url(settings),
         SQLALCHEMY_ENGINE_OPTIONS={"pool_pre_ping": True, "pool_size": 10, "max_overflow": 20,
-                                   "connect_args": {"connect_timeout": 5}},
+                                   **engine_timeouts(settings)},
         SESSION_COOKIE_NAME="gx_flash",
         SESSION_COOKIE_HTTPONLY=True,
         SESSION_COOKIE_SAMESITE="Lax",
@@ -81,7 +95,28 @@ def create_app(settings: Settings | None = None, **overrides) -> Flask:
     from glyphoxa_htmx.web import errors
 
     errors.init_app(app)
+    _contain_teardown_errors(app)
     return app
+
+
+def _contain_teardown_errors(app: Flask) -> None:
+    """Flask-SQLAlchemy's teardown rolls the request's session back; on a connection the database
+    killed meanwhile that rollback raises, and an exception from teardown escapes every error
+    handler (the server then answers with its own plain 500). Registered after the extension, this
+    runs first: it closes the session itself, and on failure logs, drops the session and lets the
+    response that was already produced go out (nothing uncommitted survives a dead connection)."""
+
+    @app.teardown_appcontext
+    def _close_session(exc):
+        try:
+            db.session.remove()
+        except Exception as err:  # noqa: BLE001
+            log.warning("database session cleanup failed; connection discarded",
+                        extra={"error": type(err).__name__})
+            try:
+                db.session.registry.clear()
+            except Exception:  # noqa: BLE001
+                pass
 
 
 def _init_gateway(app: Flask, settings: Settings) -> None:
@@ -118,10 +153,14 @@ def _register_blueprints(app: Flask) -> None:
 def _register_request_hooks(app: Flask, settings: Settings) -> None:
     from glyphoxa_htmx.web.auth import load_actor
 
+    from glyphoxa_htmx.adapters.gateway import client as gateway_client
+
     @app.before_request
     def _request_context():
         g.request_id = request.headers.get("X-Request-ID") or uuid.uuid4().hex
         g.request_started = time.perf_counter()
+        # One user action = one gateway budget: GATEWAY_TIMEOUT bounds all of this request's calls.
+        g.gateway_budget = gateway_client.begin_action(settings.gateway_timeout)
         if request.endpoint and request.endpoint != "static" and not request.path.startswith(("/healthz", "/readyz", "/metrics")):
             load_actor()
 
@@ -138,6 +177,16 @@ def _register_request_hooks(app: Flask, settings: Settings) -> None:
                                        "status": response.status_code,
                                        "ms": round((time.perf_counter() - g.request_started) * 1000, 1)})
         return response
+
+
+    @app.teardown_request
+    def _end_gateway_budget(exc):
+        token = g.pop("gateway_budget", None)
+        if token is not None:
+            try:
+                gateway_client.end_action(token)
+            except (ValueError, RuntimeError):  # another context or already reset: nothing to undo
+                pass
 
 
 def _register_template_helpers(app: Flask) -> None:

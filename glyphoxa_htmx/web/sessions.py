@@ -111,7 +111,31 @@ def start():
 @login_required
 def detail(session_id: str):
     data = svc.detail(g.actor, session_id)
-    return htmx.render("sessions/detail.html", "content", guild_names=_guild_names(), **data)
+    stop = None
+    if request.args.get("stop") == "check" and g.actor.can(Perm.CONTROL_SESSIONS):
+        stop = control.reconcile_stop(g.actor, data["session"].id)  # after a stop that timed out
+        if stop is not None and stop.outcome != "checking":
+            data = svc.detail(g.actor, session_id)
+    return htmx.render("sessions/detail.html", "content", guild_names=_guild_names(), stop=stop, **data)
+
+
+@bp.get("/<session_id>/stop-status")
+@login_required
+def stop_status(session_id: str):
+    """Polled by the session page while a stop's outcome is unknown (the gateway's answer never
+    came): 204 while public.sessions still shows it running, then the page's content with the
+    real outcome (which reconcile_stop audits once)."""
+    require(g.actor, Perm.CONTROL_SESSIONS)
+    session = svc.get(g.actor, session_id)
+    if not htmx.is_htmx():
+        return redirect(url_for("sessions.detail", session_id=session.id, stop="check"), 303)
+    result = control.reconcile_stop(g.actor, session.id)
+    if result is not None and result.outcome == "checking":
+        return Response(status=204)  # nothing known yet: the page keeps polling
+    if result is not None:
+        htmx.toast(result.message, "success" if result.outcome == "stopped" else "warning")
+    data = svc.detail(g.actor, session.id)
+    return htmx.render("sessions/detail.html", "content", guild_names=_guild_names(), stop=result, **data)
 
 
 @bp.post("/<session_id>/stop")
@@ -132,7 +156,14 @@ def stop(session_id: str):
             return htmx.error_response(exc.status, exc.message)
         htmx.toast(exc.message, "error")
         return redirect(detail_url, 303)
-    htmx.toast(result.message, "warning" if result.outcome == "untracked" else "success")
+    if result.outcome == "checking":
+        # Outcome unknown (the gateway's deadline passed): say so, and let the open page check.
+        if htmx.is_htmx():
+            return htmx.render("sessions/detail.html", "stop_status", status=202, session=result.session,
+                               stop=result)
+        htmx.toast(result.message, "warning")
+        return redirect(url_for("sessions.detail", session_id=session.id, stop="check"), 303)
+    htmx.toast(result.message, "warning" if result.outcome in ("untracked", "ended_otherwise") else "success")
     return htmx.redirect_to(detail_url)
 
 
