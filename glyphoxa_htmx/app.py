@@ -160,7 +160,7 @@ def _register_request_hooks(app: Flask, settings: Settings) -> None:
         g.request_id = request.headers.get("X-Request-ID") or uuid.uuid4().hex
         g.request_started = time.perf_counter()
         # One user action = one gateway budget: GATEWAY_TIMEOUT bounds all of this request's calls.
-        g.gateway_budget = gateway_client.begin_action(settings.gateway_timeout)
+        g.gateway_budget = gateway_client.begin_action()
         if request.endpoint and request.endpoint != "static" and not request.path.startswith(("/healthz", "/readyz", "/metrics")):
             load_actor()
 

@@ -179,15 +179,19 @@ def _panel(session):
 @bp.get("/<session_id>/live")
 @login_required
 def live_view(session_id: str):
+    return _live_page(session_id)
+
+
+def _live_page(session_id: str, *, status: int = 200, errors: dict | None = None, **form):
     require(g.actor, Perm.VIEW_TRANSCRIPTS)
     session = svc.get(g.actor, session_id)
     lines = transcripts.snapshot(g.actor, session)
     names = campaigns.names(g.actor, {session.campaign_id})
     return htmx.render(
-        "sessions/live.html", "content", session=session, lines=lines,
+        "sessions/live.html", "content", status=status, session=session, lines=lines,
         after=lines[-1].id if lines else 0, panel=_panel(session), ws_path=_ws_path(session.id),
         campaign_name=names.get(session.campaign_id) or session.campaign_id or "Default campaign",
-        guild_names=_guild_names(), poll_seconds=POLL_SECONDS, errors={},
+        guild_names=_guild_names(), poll_seconds=POLL_SECONDS, errors=errors or {}, **form,
     )
 
 
@@ -226,25 +230,33 @@ def controls(session_id: str):
 @bp.post("/<session_id>/npcs/<action>")
 @login_required
 def npc_control(session_id: str, action: str):
+    """Mute/unmute/speak. The status says what happened, so htmx and scripts can tell: 200 done,
+    422 with the form's errors, 409 the session has ended, 503 the voice service failed (with the
+    message as a toast, or on the live page without JavaScript)."""
     action = action.replace("-", "_")
     errors: dict = {}
     status = 200
     try:
         message = control.control(g.actor, session_id, action, npc=request.form.get("npc", ""),
-                              speech=request.form.get("speech", ""))
+                                  speech=request.form.get("speech", ""))
         htmx.toast(message)
     except ValidationError as exc:
         errors, status = exc.errors, 422
     except DomainError as exc:
         if exc.status in (403, 404):
             raise
+        if htmx.is_htmx():
+            return htmx.error_response(exc.status, exc.message)
         htmx.toast(exc.message, "error")
+        status = exc.status
+    form = dict(speech=request.form.get("speech", "") if status != 200 else "", chosen_npc=request.form.get("npc", ""))
     if not htmx.is_htmx():
-        return redirect(url_for("sessions.live_view", session_id=session_id), 303)
+        if status == 200:
+            return redirect(url_for("sessions.live_view", session_id=session_id), 303)
+        return _live_page(session_id, status=status, errors=errors, **form)
     session = svc.get(g.actor, session_id)
     return htmx.render("sessions/live.html", "controls", status=status, session=session, panel=_panel(session),
-                       errors=errors, speech=request.form.get("speech", "") if errors else "",
-                       chosen_npc=request.form.get("npc", ""))
+                       errors=errors, **form)
 
 
 # --------------------------------------------------------------------------- WebSocket

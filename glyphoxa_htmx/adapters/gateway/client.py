@@ -150,20 +150,25 @@ MIN_ATTEMPT_SECONDS = 0.05
 
 
 class ActionBudget:
-    """The time one user action may spend on the gateway, shared by all its calls and retries."""
+    """The time one user action may spend on the gateway, shared by all its calls and retries.
+    Without explicit ``seconds`` the clock starts at the action's first gateway call, with that
+    client's ``timeout`` (GATEWAY_TIMEOUT) as the budget."""
 
-    def __init__(self, seconds: float) -> None:
-        self.deadline = time.monotonic() + float(seconds)
+    def __init__(self, seconds: float | None = None) -> None:
+        self.seconds = seconds
+        self.deadline: float | None = None if seconds is None else time.monotonic() + float(seconds)
         self.failed = False  # a transport failure happened: decorations skip the gateway now
 
-    def remaining(self) -> float:
+    def remaining(self, default_seconds: float = 0.0) -> float:
+        if self.deadline is None:
+            self.deadline = time.monotonic() + float(default_seconds)
         return self.deadline - time.monotonic()
 
 
 _budget: contextvars.ContextVar[ActionBudget | None] = contextvars.ContextVar("gateway_budget", default=None)
 
 
-def begin_action(seconds: float) -> contextvars.Token:
+def begin_action(seconds: float | None = None) -> contextvars.Token:
     """Start one action's budget in this context (the app does this per request)."""
     return _budget.set(ActionBudget(seconds))
 
@@ -173,7 +178,7 @@ def end_action(token: contextvars.Token) -> None:
 
 
 @contextmanager
-def action(seconds: float):
+def action(seconds: float | None = None):
     token = begin_action(seconds)
     try:
         yield _budget.get()
@@ -448,7 +453,7 @@ class GatewayClient:
         for attempt in range(attempts):
             timeout = per_call
             if budget is not None:
-                timeout = min(timeout, budget.remaining())
+                timeout = min(timeout, budget.remaining(self.timeout))
                 if timeout < MIN_ATTEMPT_SECONDS:
                     budget.failed = True
                     # Nothing was sent: for a write this is a clean "not done", never "unknown".
@@ -464,7 +469,7 @@ class GatewayClient:
                         budget.failed = True
                     if attempt + 1 < attempts and not self._closed:
                         delay = self._backoff(attempt)
-                        if budget is None or budget.remaining() - delay >= MIN_ATTEMPT_SECONDS:
+                        if budget is None or budget.remaining(self.timeout) - delay >= MIN_ATTEMPT_SECONDS:
                             log.info("gateway %s failed with %s; retry %d in %.2fs", method, code.name, attempt + 1, delay)
                             time.sleep(delay)
                             continue
