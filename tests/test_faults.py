@@ -397,12 +397,12 @@ def test_no_token_hash_or_secret_reaches_the_log_in_a_kill_storm(app, database_u
         server.close()
         root.removeHandler(handler)
     log_text = "\n".join(records)
-    assert "SQL parameters hidden" in log_text  # SQL errors were logged, with their parameters hidden
     secrets_ = [GATEWAY_SECRET, probe.config["SECRET_KEY"]]
     for token in tokens:
         secrets_ += [token, hashlib.sha256(token.encode()).hexdigest()]
-    for secret in secrets_:
-        assert secret not in log_text
+    leaked = [secret[:8] + "…" for secret in secrets_ if secret in log_text]
+    assert not leaked
+    assert "SQL parameters hidden" in log_text  # SQL errors were logged, with their parameters hidden
     assert statuses and set(statuses) <= {200, 503}
     assert not [b for b in bodies if PLAIN_500 in b]  # every failure was the app's styled page
 
@@ -454,19 +454,16 @@ def test_live_controls_answer_503_with_the_toast_when_the_gateway_is_down(app, t
 
 
 def test_simulator_pool_replaces_killed_connections(gateway_schema):
-    from glyphoxa_htmx.simulator.server import SIM_APPLICATION_NAME, GatewaySimulator
+    from glyphoxa_htmx.simulator.server import GatewaySimulator
 
     sim = GatewaySimulator(gateway_schema, secret="s", activation_delay=0.2, line_interval=5, heartbeat_interval=5)
     sim.start()
     client = GatewayClient(sim.address, "s", timeout=3.0, retries=0, breaker_threshold=0)
     try:
         client.list_tenants()  # the pool has a live connection
-        pids = [r[0] for r in sql(gateway_schema, "SELECT pid FROM pg_stat_activity WHERE application_name = %s "
-                                                  "AND datname = current_database()", (SIM_APPLICATION_NAME,))]
-        assert pids
-        for _ in range(3):  # a storm: every kill would have cost one INTERNAL before
-            _terminate(gateway_schema, "application_name = %s", (SIM_APPLICATION_NAME,))
-            client.list_tenants()
+        for _ in range(3):  # a storm, as in a database restart: every client connection is killed
+            assert _terminate(gateway_schema, "backend_type = 'client backend'") > 0
+            client.list_tenants()  # before: INTERNAL ("voice service unavailable") once per dead connection
             client.get_bot_status("t_nobody")
     finally:
         client.close()
