@@ -68,7 +68,8 @@ def test_stop_that_times_out_is_checked_on_the_open_page_and_audited_when_it_end
     # The session page is open before anything goes wrong.
     page = soup(table.dm.get(f"/sessions/{sid}"))
     form = page.select_one(f'form[hx-post="/sessions/{sid}/stop"]')
-    assert form["hx-target"] == "#stop-status" and page.select_one("#stop-status") is not None
+    assert form["hx-target"] == "#stop-status" and form["hx-swap"] == "outerHTML"
+    assert page.select_one("#stop-status") is not None
 
     # Every gateway packet now arrives 2.5 s late: the stop's deadline (1 s) passes, the gateway
     # stops the session afterwards.
@@ -76,6 +77,7 @@ def test_stop_that_times_out_is_checked_on_the_open_page_and_audited_when_it_end
     resp = table.dm.post(form["hx-post"], htmx=True)
     assert resp.status_code == 202
     block = soup(resp)
+    assert [el["id"] for el in block.select("[id]")] == ["stop-status"]  # replaces the open page's region
     notice = block.select_one('[data-stop-outcome="checking"]')
     assert "Stopping — checking with the voice service" in notice.text
     assert "try again" not in resp.get_data(as_text=True).lower()
