@@ -38,8 +38,8 @@ sys.path.insert(0, str(ROOT))
 from glyphoxa_htmx import embedded  # noqa: E402
 
 MINUTES = float(os.environ.get("SOAK_MINUTES", "30"))
-CLIENTS = int(os.environ.get("SOAK_CLIENTS", "16"))  # page-traffic threads
-SOCKETS = int(os.environ.get("SOAK_SOCKETS", "30"))  # live WebSocket viewers
+CLIENTS = int(os.environ.get("SOAK_CLIENTS", "8"))  # page-traffic threads
+SOCKETS = int(os.environ.get("SOAK_SOCKETS", "20"))  # live WebSocket viewers
 TENANTS = int(os.environ.get("SOAK_TENANTS", "8"))
 REPORT_EVERY = float(os.environ.get("SOAK_REPORT_SECONDS", "60"))
 SECRET = "soak-" + secrets.token_hex(8)
@@ -180,16 +180,38 @@ def page_client(base: str, table: dict, stats: Stats, stop: threading.Event) -> 
             time.sleep(0.2)
 
 
-def live_viewer(ws_base: str, database_url: str, tables: list[dict], stats: Stats, stop: threading.Event) -> None:
+class LiveSessions:
+    """Live session ids per tenant, refreshed by one thread (one driver connection, not one per viewer)."""
+
+    def __init__(self, database_url: str, stats: Stats) -> None:
+        self.database_url, self.stats = database_url, stats
+        self.by_tenant: dict[str, list[str]] = {}
+
+    def run(self, stop: threading.Event) -> None:
+        while not stop.is_set():
+            try:
+                with psycopg.connect(self.database_url, application_name="soak-driver", connect_timeout=5) as conn:
+                    while not stop.is_set():
+                        rows = conn.execute("SELECT tenant_id, id FROM public.sessions WHERE state <> 'ended'").fetchall()
+                        conn.rollback()
+                        fresh: dict[str, list[str]] = {}
+                        for tenant, sid in rows:
+                            fresh.setdefault(tenant, []).append(sid)
+                        self.by_tenant = fresh
+                        stop.wait(2.0)
+            except psycopg.Error:
+                self.stats.add("driver_db_errors")
+                stop.wait(2.0)
+
+
+def live_viewer(ws_base: str, live: LiveSessions, tables: list[dict], stats: Stats, stop: threading.Event) -> None:
     while not stop.is_set():
         table = random.choice(tables)
-        row = None
-        with psycopg.connect(database_url, application_name="soak-driver") as conn:
-            row = conn.execute("SELECT id FROM public.sessions WHERE tenant_id = %s AND state <> 'ended' LIMIT 1",
-                               (table["tenant"],)).fetchone()
-        if row is None:
+        ids = live.by_tenant.get(table["tenant"])
+        if not ids:
             stop.wait(1.0)
             continue
+        row = (random.choice(ids),)
         try:
             ws = websocket.create_connection(f"{ws_base}/sessions/{row[0]}/ws?after=0", timeout=30,
                                              cookie=f"gx_session={table['token']}", origin=ws_base.replace("ws://", "http://"))
@@ -253,7 +275,13 @@ def db_connections(server: str, dbname: str) -> dict[str, int]:
 # --------------------------------------------------------------------------- main
 
 
+def _interrupt(signum, frame):  # SIGTERM (and SIGINT in a background job) still cleans up
+    raise KeyboardInterrupt
+
+
 def main() -> None:
+    signal.signal(signal.SIGTERM, _interrupt)
+    signal.signal(signal.SIGINT, _interrupt)
     server = server_url()
     dbname = f"glyphoxa_soak_{os.getpid()}"
     database_url = embedded.recreate_database(server, dbname)
@@ -292,7 +320,9 @@ def main() -> None:
         stats = Stats()
         threads = [threading.Thread(target=page_client, args=(base, tables[i % len(tables)], stats, stop), daemon=True)
                    for i in range(CLIENTS)]
-        threads += [threading.Thread(target=live_viewer, args=(ws_base, database_url, tables, stats, stop), daemon=True)
+        live = LiveSessions(database_url, stats)
+        threads.append(threading.Thread(target=live.run, args=(stop,), daemon=True))
+        threads += [threading.Thread(target=live_viewer, args=(ws_base, live, tables, stats, stop), daemon=True)
                     for _ in range(SOCKETS)]
         for t in threads:
             t.start()

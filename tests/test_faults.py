@@ -74,7 +74,7 @@ def test_stop_that_times_out_is_checked_on_the_open_page_and_audited_when_it_end
     # Every gateway packet now arrives 2.5 s late: the stop's deadline (1 s) passes, the gateway
     # stops the session afterwards.
     slow_gateway.proxy.delay(2.5)
-    resp = table.dm.post(form["hx-post"], htmx=True)
+    resp = table.dm.post(form["hx-post"], htmx=True, headers={"HX-Target": form["hx-target"].lstrip("#")})
     assert resp.status_code == 202
     block = soup(resp)
     assert [el["id"] for el in block.select("[id]")] == ["stop-status"]  # replaces the open page's region
@@ -107,6 +107,17 @@ def test_stop_that_times_out_is_checked_on_the_open_page_and_audited_when_it_end
     # Another poll (a second open tab) audits nothing twice.
     table.dm.get(poll_url, htmx=True)
     assert [a for a, _ in audit_rows(database_url, table.tenant)].count("session.stop") == 1
+
+
+def test_stop_that_times_out_from_another_page_goes_to_the_checking_page(app, table, database_url, slow_gateway):
+    """A Stop button outside the session page (e.g. on the live page) has no #stop-status to fill:
+    htmx is sent to the session page, which does the checking."""
+    sid = app.extensions["glyphoxa.gateway"].start_web_session(table.tenant, table.guild, snowflake(), table.campaign)
+    slow_gateway.proxy.silent()
+    resp = table.dm.post(f"/sessions/{sid}/stop", htmx=True)
+    assert resp.status_code == 204 and resp.headers["HX-Redirect"] == f"/sessions/{sid}?stop=check"
+    page = soup(table.dm.get(resp.headers["HX-Redirect"]))
+    assert "checking with the voice service" in page.select_one('[data-stop-outcome="checking"]').text
 
 
 def test_stop_that_times_out_without_javascript_lands_on_the_checking_page(app, table, database_url, slow_gateway):

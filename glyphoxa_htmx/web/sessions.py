@@ -158,11 +158,13 @@ def stop(session_id: str):
         return redirect(detail_url, 303)
     if result.outcome == "checking":
         # Outcome unknown (the gateway's deadline passed): say so, and let the open page check.
-        if htmx.is_htmx():
+        # The session page swaps its #stop-status region in place; a Stop button elsewhere (the
+        # live page) is sent to the session page, which does the checking.
+        if htmx.is_htmx() and htmx.hx_target() == "stop-status":
             return htmx.render("sessions/detail.html", "stop_status", status=202, session=result.session,
                                stop=result)
         htmx.toast(result.message, "warning")
-        return redirect(url_for("sessions.detail", session_id=session.id, stop="check"), 303)
+        return htmx.redirect_to(url_for("sessions.detail", session_id=session.id, stop="check"))
     htmx.toast(result.message, "warning" if result.outcome in ("untracked", "ended_otherwise") else "success")
     return htmx.redirect_to(detail_url)
 
