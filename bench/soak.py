@@ -265,11 +265,23 @@ def rss_mb(pid: int) -> float:
     return 0.0
 
 
-def db_connections(server: str, dbname: str) -> dict[str, int]:
-    with psycopg.connect(server, autocommit=True) as conn:
-        rows = conn.execute("SELECT coalesce(nullif(application_name, ''), '?'), count(*) FROM pg_stat_activity "
-                            "WHERE datname = %s GROUP BY 1", (dbname,)).fetchall()
-    return {name: n for name, n in rows}
+class DbMonitor:
+    """One connection held for the whole run (a full server must not cost us the figures)."""
+
+    def __init__(self, server: str, dbname: str) -> None:
+        self.server, self.dbname, self.conn = server, dbname, None
+
+    def connections(self) -> dict[str, int] | None:
+        try:
+            if self.conn is None or self.conn.closed:
+                self.conn = psycopg.connect(self.server, autocommit=True, application_name="soak-monitor",
+                                            connect_timeout=5)
+            rows = self.conn.execute("SELECT coalesce(nullif(application_name, ''), '?'), count(*) "
+                                     "FROM pg_stat_activity WHERE datname = %s GROUP BY 1", (self.dbname,)).fetchall()
+            return {name: n for name, n in rows}
+        except psycopg.Error:
+            self.conn = None
+            return None
 
 
 # --------------------------------------------------------------------------- main
@@ -333,6 +345,7 @@ def main() -> None:
         started = time.monotonic()
         last = collections.Counter()
         minute = 0
+        monitor = DbMonitor(server, dbname)
         while time.monotonic() - started < MINUTES * 60:
             stop.wait(REPORT_EVERY)
             minute += 1
@@ -343,12 +356,13 @@ def main() -> None:
             err4 = sum(v for k, v in delta.items() if k.startswith("http_4"))
             page_rss = " ".join(f"{rss_mb(p):.0f}" for p in sorted(children(web.pid)))
             ws_rss = " ".join(f"{rss_mb(p):.0f}" for p in sorted(children(ws.pid)))
-            conns = db_connections(server, dbname)
-            conn_text = " ".join(f"{k}={v}" for k, v in sorted(conns.items()))
+            conns = monitor.connections()
+            conn_text = "n/a (server full)" if conns is None else \
+                f"total={sum(conns.values())} " + " ".join(f"{k}={v}" for k, v in sorted(conns.items()))
             print(f"{minute:3d} | {delta['requests']:8d} {err5:4d} {err4:4d} {delta['client_errors']:10d} | "
                   f"{delta['ws_opened']:9d} {delta['ws_frames']:6d} "
                   f"{delta['ws_connect_errors'] + delta['ws_dropped']:6d} | {page_rss:>19} | {ws_rss:>16} | "
-                  f"total={sum(conns.values())} {conn_text}", flush=True)
+                  f"{conn_text}", flush=True)
         stop.set()
         total = stats.snapshot()
         print("totals: " + ", ".join(f"{k}={v}" for k, v in sorted(total.items())), flush=True)

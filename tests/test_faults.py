@@ -254,14 +254,15 @@ def test_retries_share_the_action_budget(scripted_server):
     from glyphoxa_htmx.adapters.gateway.errors import GatewayUnavailable
 
     scripted_server.behaviour["ListTenants"] = ["slow"]
-    client = GatewayClient(scripted_server.address, GATEWAY_SECRET, timeout=0.6, retries=5, breaker_threshold=0)
+    client = GatewayClient(scripted_server.address, GATEWAY_SECRET, timeout=1.5, retries=5, breaker_threshold=0)
     try:
+        client.get_bot_status("t_warm")  # connected before the clock matters
         with gwc.action():
             with pytest.raises(GatewayUnavailable):
                 client.list_tenants()
             with pytest.raises(GatewayUnavailable) as skipped:
                 client.get_bot_status("t_x", quick=True)  # a decoration after the failure
-        assert scripted_server.calls["ListTenants"] == 1 and scripted_server.calls["GetBotStatus"] == 0
+        assert scripted_server.calls["ListTenants"] == 1 and scripted_server.calls["GetBotStatus"] == 1
         assert "already failed" in skipped.value.details
         # Outside an action each call keeps its own deadline and retries (the live hub, the CLI).
         scripted_server.behaviour["ListTenants"] = [grpc_code("UNAVAILABLE")]

@@ -420,4 +420,5 @@ def control(actor: Actor, session_id: str, action: str, *, npc: str = "", speech
     return message
 
 
-__all__ = ["NpcPanel", "StartForm", "StartRefused", "StopResult", "control", "npc_panel", "reconcile_stop", "start", "start_form", "stop"]
+__all__ = ["NpcPanel", "StartForm", "StartRefused", "StopResult", "control", "npc_panel", "reconcile_stop", "start",
+           "start_form", "stop"]
