@@ -33,7 +33,10 @@ DB_CONNECT_TIMEOUT = 5
 def engine_timeouts(settings: Settings) -> dict:
     """Engine options that bound how long the database can hold us, and keep bound parameters
     (sign-in token hashes, ...) out of logged SQL errors."""
-    connect_args: dict = {"connect_timeout": DB_CONNECT_TIMEOUT}
+    # tcp_user_timeout/keepalives: a connection whose network went dark (packets dropped, no
+    # ACKs) errors within ~10 s instead of hanging a worker thread until the kernel gives up.
+    connect_args: dict = {"connect_timeout": DB_CONNECT_TIMEOUT, "tcp_user_timeout": 10_000, "keepalives": 1,
+                          "keepalives_idle": 30, "keepalives_interval": 10, "keepalives_count": 3}
     ms = int(settings.database_statement_timeout * 1000)
     if ms > 0:
         connect_args["options"] = f"-c statement_timeout={ms}"
