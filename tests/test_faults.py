@@ -482,3 +482,36 @@ def test_simulator_pool_replaces_killed_connections(gateway_schema):
     finally:
         client.close()
         sim.stop()
+
+
+def test_migrations_are_not_cut_short_by_the_page_statement_timeout(app, database_url):
+    """A page's statement timeout applies to pages only: the migration connection lifts it, and
+    never goes back into the pool without it."""
+    from sqlalchemy import event, text
+
+    from glyphoxa_htmx.app import create_app
+    from glyphoxa_htmx.bootstrap import migrate_db
+    from glyphoxa_htmx.extensions import db
+
+    probe = create_app(make_settings(database_url, database_statement_timeout=0.2))
+    seen = []
+
+    @probe.get("/__timeout")
+    def _timeout():  # pragma: no cover - only registered here
+        return db.session.execute(text("SHOW statement_timeout")).scalar()
+
+    with probe.app_context():
+        engine = db.engine
+
+    def on_execute(conn, cursor, statement, params, context, executemany):
+        if "alembic_version" in statement:  # inside the migration run
+            seen.append(conn.exec_driver_sql("SHOW statement_timeout").scalar())
+
+    event.listen(engine, "before_cursor_execute", on_execute)
+    try:
+        migrate_db(probe)
+    finally:
+        event.remove(engine, "before_cursor_execute", on_execute)
+    assert seen and set(seen) == {"0"}
+    with probe.test_client() as c:
+        assert c.get("/__timeout").get_data(as_text=True) == "200ms"
