@@ -106,6 +106,8 @@ def prepare(database_url: str, gateway_addr: str) -> list[dict]:
             token = auth.start_session(db.session.get(User, user.id), ip="127.0.0.1", user_agent="soak")
             tables.append({"tenant": tenant, "campaign": campaign, "guild": guild, "token": token})
     client.close()
+    with app.app_context():
+        db.engine.dispose()  # the set-up connection must not count as the app's
     return tables
 
 
