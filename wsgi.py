@@ -4,7 +4,10 @@ Production configuration comes from the environment (see README). Migrations are
 `glyphoxa-web migrate` as a deploy step, not here, so many workers never race on them."""
 
 from glyphoxa_htmx.app import create_app
-from glyphoxa_htmx.bootstrap import check_gateway_tables
+from glyphoxa_htmx.bootstrap import StartupError, check_gateway_tables, exit_on_startup_error
 
 app = create_app()
-check_gateway_tables(app)
+try:
+    check_gateway_tables(app)
+except StartupError as exc:  # one clear line, not two chained tracebacks per worker
+    exit_on_startup_error(exc)

@@ -27,6 +27,23 @@ def resolve_database_url(settings: Settings) -> str:
     return embedded.sqlalchemy_url(embedded.ensure_database(server, "glyphoxa"))
 
 
+#: Seconds to wait for a new database connection (TCP + start-up) before failing.
+DB_CONNECT_TIMEOUT = 5
+
+
+def engine_timeouts(settings: Settings) -> dict:
+    """Engine options that bound how long the database can hold us, and keep bound parameters
+    (sign-in token hashes, ...) out of logged SQL errors."""
+    # tcp_user_timeout/keepalives: a connection whose network went dark (packets dropped, no
+    # ACKs) errors within ~10 s instead of hanging a worker thread until the kernel gives up.
+    connect_args: dict = {"connect_timeout": DB_CONNECT_TIMEOUT, "tcp_user_timeout": 10_000, "keepalives": 1,
+                          "keepalives_idle": 30, "keepalives_interval": 10, "keepalives_count": 3}
+    ms = int(settings.database_statement_timeout * 1000)
+    if ms > 0:
+        connect_args["options"] = f"-c statement_timeout={ms}"
+    return {"hide_parameters": True, "connect_args": connect_args}
+
+
 def create_app(settings: Settings | None = None, **overrides) -> Flask:
     settings = settings or load_settings(**overrides)
     settings.validate()
@@ -47,8 +64,9 @@ def create_app(settings: Settings | None = None, **overrides) -> Flask:
     app.config.update(
         SECRET_KEY=settings.secret_key,
         SQLALCHEMY_DATABASE_URI=resolve_database_url(settings),
+        # Pre-ping only connections idle for a while (core/dbconn.py), not on every checkout.
         SQLALCHEMY_ENGINE_OPTIONS={"pool_pre_ping": False, "pool_size": 10, "max_overflow": 20,
-                                   "connect_args": {"connect_timeout": 5}},
+                                   **engine_timeouts(settings)},
         SESSION_COOKIE_NAME="gx_flash",
         SESSION_COOKIE_HTTPONLY=True,
         SESSION_COOKIE_SAMESITE="Lax",
@@ -97,7 +115,28 @@ def create_app(settings: Settings | None = None, **overrides) -> Flask:
     errors.init_app(app)
     if settings.metrics_enabled:
         metrics.init_app(app)  # last: it times every view registered above
+    _contain_teardown_errors(app)
     return app
+
+
+def _contain_teardown_errors(app: Flask) -> None:
+    """Flask-SQLAlchemy's teardown rolls the request's session back; on a connection the database
+    killed meanwhile that rollback raises, and an exception from teardown escapes every error
+    handler (the server then answers with its own plain 500). Registered after the extension, this
+    runs first: it closes the session itself, and on failure logs, drops the session and lets the
+    response that was already produced go out (nothing uncommitted survives a dead connection)."""
+
+    @app.teardown_appcontext
+    def _close_session(exc):
+        try:
+            db.session.remove()
+        except Exception as err:  # noqa: BLE001
+            log.warning("database session cleanup failed; connection discarded",
+                        extra={"error": type(err).__name__})
+            try:
+                db.session.registry.clear()
+            except Exception:  # noqa: BLE001
+                pass
 
 
 def _init_gateway(app: Flask, settings: Settings) -> None:
@@ -167,10 +206,14 @@ def _register_request_hooks(app: Flask, settings: Settings) -> None:
                                           "invalid Unicode character). Remove it and try again.")
         return None
 
+    from glyphoxa_htmx.adapters.gateway import client as gateway_client
+
     @app.before_request
     def _request_context():
         g.request_id = request.headers.get("X-Request-ID") or uuid.uuid4().hex
         g.request_started = time.perf_counter()
+        # One user action = one gateway budget: GATEWAY_TIMEOUT bounds all of this request's calls.
+        g.gateway_budget = gateway_client.begin_action()
         if request.endpoint and request.endpoint != "static" and not request.path.startswith(("/healthz", "/readyz", "/metrics")):
             dbconn.begin_request()
             # Resolve the sign-in (flask-login's request loader) before the view runs, so its
@@ -192,6 +235,16 @@ def _register_request_hooks(app: Flask, settings: Settings) -> None:
                                        "status": response.status_code,
                                        "ms": round((time.perf_counter() - g.request_started) * 1000, 1)})
         return response
+
+
+    @app.teardown_request
+    def _end_gateway_budget(exc):
+        token = g.pop("gateway_budget", None)
+        if token is not None:
+            try:
+                gateway_client.end_action(token)
+            except (ValueError, RuntimeError):  # another context or already reset: nothing to undo
+                pass
 
 
 def _register_template_helpers(app: Flask) -> None:

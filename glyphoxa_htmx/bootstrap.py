@@ -4,10 +4,65 @@ gateway-owned tables we depend on."""
 from __future__ import annotations
 
 import logging
+import sys
+from contextlib import contextmanager
+from urllib.parse import urlsplit
 
 from flask import Flask
 
 log = logging.getLogger(__name__)
+
+
+class StartupError(RuntimeError):
+    """A start-up step failed for a reason the operator must fix; the message is one line."""
+
+
+def describe_database(url: str) -> str:
+    """user@host:port/database of a DATABASE_URL, without the password."""
+    parts = urlsplit(url or "")
+    host = parts.hostname or "localhost"
+    port = f":{parts.port}" if parts.port else ""
+    user = f"{parts.username}@" if parts.username else ""
+    return f"{user}{host}{port}{parts.path or '/'}"
+
+
+def _reason(exc: BaseException) -> str:
+    """The driver's own first line, e.g. 'connection to server at "db", port 5432 failed: Connection refused'."""
+    orig = getattr(exc, "orig", None) or exc
+    lines = [line.strip() for line in str(orig).strip().splitlines() if line.strip()]
+    reason = lines[0] if lines else type(orig).__name__
+    return reason.removeprefix("connection failed: ")
+
+
+@contextmanager
+def database_startup(url: str, step: str):
+    """Turn a database failure during a start-up step into one StartupError line naming the
+    setting, the server and database, and what failed (instead of chained tracebacks)."""
+    import psycopg
+    from sqlalchemy.exc import DBAPIError
+
+    try:
+        yield
+    except (DBAPIError, psycopg.Error) as exc:
+        raise StartupError(
+            f"{step} failed: cannot use the database DATABASE_URL={describe_database(url)}: {_reason(exc)}"
+        ) from None
+
+
+def check_database(url: str) -> None:
+    """Connect once (5 s connect timeout) so a bad DATABASE_URL is one clear line at start."""
+    import psycopg
+
+    from glyphoxa_htmx.embedded import libpq_url
+
+    with database_startup(url, "connecting"), psycopg.connect(libpq_url(url), connect_timeout=5) as conn:
+        conn.execute("SELECT 1")
+
+
+def exit_on_startup_error(exc: StartupError) -> None:
+    """Print the one line and exit non-zero (used by the CLI and the WSGI entry point)."""
+    print(f"glyphoxa-web: {exc}", file=sys.stderr)
+    sys.exit(1)
 
 
 def migrate_db(app: Flask) -> None:
@@ -15,7 +70,7 @@ def migrate_db(app: Flask) -> None:
     because Alembic takes its version row in one transaction; run it once per deploy anyway)."""
     from flask_migrate import upgrade
 
-    with app.app_context():
+    with database_startup(app.config["SQLALCHEMY_DATABASE_URI"], "migrating the web schema"), app.app_context():
         upgrade(directory=app.extensions["migrate"].directory)
 
 
@@ -27,7 +82,9 @@ def ensure_gateway_tables_for_dev(app: Flask) -> None:
 
     import psycopg
 
-    with psycopg.connect(libpq_url(app.config["SQLALCHEMY_DATABASE_URI"]), autocommit=True) as conn:
+    url = app.config["SQLALCHEMY_DATABASE_URI"]
+    with database_startup(url, "creating the gateway's tables"), \
+            psycopg.connect(libpq_url(url), autocommit=True, connect_timeout=5) as conn:
         ensure_public_schema(conn)
 
 
@@ -39,7 +96,7 @@ def check_gateway_tables(app: Flask) -> None:
     from glyphoxa_htmx.extensions import db
     from glyphoxa_htmx.models import NpcDefinition
 
-    with app.app_context():
+    with database_startup(app.config["SQLALCHEMY_DATABASE_URI"], "checking the gateway's tables"), app.app_context():
         cols = {
             r[0]
             for r in db.session.execute(

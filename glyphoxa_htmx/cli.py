@@ -16,7 +16,19 @@ from glyphoxa_htmx.config import ConfigError, load_settings
 log = logging.getLogger("glyphoxa_htmx.cli")
 
 
-@click.group()
+class _Main(click.Group):
+    """Start-up failures an operator must fix (a bad DATABASE_URL, ...) print one line, exit 1."""
+
+    def invoke(self, ctx):
+        from glyphoxa_htmx.bootstrap import StartupError, exit_on_startup_error
+
+        try:
+            return super().invoke(ctx)
+        except StartupError as exc:
+            exit_on_startup_error(exc)
+
+
+@click.group(cls=_Main)
 def main() -> None:
     """Glyphoxa Web management plane."""
 
@@ -56,6 +68,9 @@ def run(host: str | None, port: int | None) -> None:
     port = port or settings.port
     settings.host = host  # dev sign-in needs a loopback bind (or GLYPHOXA_DEV_LOGIN=1): judge the real one
     settings.database_url = resolve_database_url(settings)
+    from glyphoxa_htmx.bootstrap import check_database
+
+    check_database(settings.database_url)
     simulator = None
     if not settings.gateway_grpc_addr and settings.gateway_simulator and not settings.production:
         from glyphoxa_htmx.simulator.server import GatewaySimulator
@@ -120,8 +135,10 @@ def create_admin(discord_id: str | None, user_id: str | None, email: str | None,
     from glyphoxa_htmx.core.errors import NotFound
     from glyphoxa_htmx.services import users
 
+    from glyphoxa_htmx.bootstrap import database_startup
+
     app = _app_for_cli()
-    with app.app_context():
+    with database_startup(app.config["SQLALCHEMY_DATABASE_URI"], "create-admin"), app.app_context():
         try:
             user = users.promote_to_admin(discord_id=discord_id, user_id=user_id, email=email, name=name)
         except (NotFound, ValueError) as exc:
@@ -133,10 +150,11 @@ def create_admin(discord_id: str | None, user_id: str | None, email: str | None,
 @main.command("seed")
 def seed_cmd() -> None:
     """Create the demo table (idempotent)."""
+    from glyphoxa_htmx.bootstrap import database_startup
     from glyphoxa_htmx.seed import seed_demo
 
     app = _app_for_cli()
-    with app.app_context():
+    with database_startup(app.config["SQLALCHEMY_DATABASE_URI"], "seeding"), app.app_context():
         seed_demo()
     click.echo("demo data ready")
 

@@ -38,6 +38,9 @@ class Settings:
     secret_key: str = DEV_SECRET_KEY
     database_url: str = ""  # empty: embedded PostgreSQL in instance/
     instance_dir: str = str(ROOT / "instance")
+    # Seconds a page's SQL statement may run before PostgreSQL cancels it (0 = no limit): a hung or
+    # locked database then fails a page fast instead of holding a worker thread.
+    database_statement_timeout: float = 10.0
     host: str = "127.0.0.1"
     port: int = 5000
     public_url: str = ""  # e.g. https://app.glyphoxa.app ; used for OAuth redirect URIs and Origin checks
@@ -181,6 +184,7 @@ ENV_MAP = {
     "secret_key": "SECRET_KEY",
     "database_url": "DATABASE_URL",
     "instance_dir": "GLYPHOXA_INSTANCE_DIR",
+    "database_statement_timeout": "DATABASE_STATEMENT_TIMEOUT",
     "host": "HOST",
     "port": "PORT",
     "public_url": "PUBLIC_URL",

@@ -21,6 +21,9 @@ def include_object(obj, name, type_, reflected, compare_to):
 def run_migrations_online() -> None:
     engine = db.engine
     with engine.connect() as connection:
+        # Pages' DATABASE_STATEMENT_TIMEOUT must not cut a long migration short; this connection
+        # is invalidated afterwards so the pool never hands the unlimited setting to a page.
+        connection.execute(text("SET statement_timeout = 0"))
         connection.execute(text(f'CREATE SCHEMA IF NOT EXISTS "{WEB_SCHEMA}"'))
         connection.commit()
         context.configure(
@@ -31,8 +34,11 @@ def run_migrations_online() -> None:
             include_object=include_object,
             compare_type=True,
         )
-        with context.begin_transaction():
-            context.run_migrations()
+        try:
+            with context.begin_transaction():
+                context.run_migrations()
+        finally:
+            connection.invalidate()
 
 
 if context.is_offline_mode():

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field
+from datetime import datetime, timezone
 
 import grpc
 from sqlalchemy import func, select, text
@@ -28,7 +29,7 @@ from glyphoxa_htmx.core.errors import Conflict, NotFound, Unavailable, Validatio
 from glyphoxa_htmx.core.metrics import SESSION_STARTS, SESSION_STOPS
 from glyphoxa_htmx.core.parse import SNOWFLAKE_RE
 from glyphoxa_htmx.extensions import db
-from glyphoxa_htmx.models import Campaign, GatewaySession, NpcDefinition
+from glyphoxa_htmx.models import AuditLog, Campaign, GatewaySession, NpcDefinition
 from glyphoxa_htmx.services import campaigns, tenants
 from glyphoxa_htmx.services.sessions import LIVE_STATES, UNAVAILABLE_NOTE, get, guild_names, is_live, month_usage
 
@@ -259,7 +260,7 @@ def _count_start(actor: Actor, exc: gw.GatewayError) -> None:
 @dataclass
 class StopResult:
     session: GatewaySession  # freshly re-read after the call
-    outcome: str  # stopped | ending | already_ended | untracked
+    outcome: str  # stopped | ending | already_ended | untracked | checking | unconfirmed | ended_otherwise
 
     @property
     def message(self) -> str:
@@ -272,7 +273,19 @@ STOP_MESSAGES = {
     "already_ended": "This session had already ended.",
     "untracked": ("The voice service no longer tracks this session, so there was nothing to stop. It ends by itself "
                   "shortly (within about a minute, once its heartbeat is missed)."),
+    "checking": ("Stopping — checking with the voice service. It didn't answer in time, so the stop may still be "
+                 "happening; this page updates when the session has ended."),
+    "unconfirmed": ("The voice service never confirmed the stop and the session is still running. "
+                    "Try stopping it again."),
+    "ended_otherwise": "The session has ended.",
 }
+
+#: After a stop that timed out, how long the session page keeps checking public.sessions before it
+#: says the stop was not confirmed.
+STOP_CHECK_SECONDS = 60
+
+#: Audit action of a stop whose answer never came (its real outcome is audited once known).
+STOP_UNCONFIRMED = "session.stop_unconfirmed"
 
 
 def stop(actor: Actor, session_id: str) -> StopResult:
@@ -298,8 +311,20 @@ def stop(actor: Actor, session_id: str) -> StopResult:
         raise Unavailable("The Discord bot isn't connected, so the session can't be stopped from here right now. "
                           "It ends by itself once the worker stops sending heartbeats.") from exc
     except gw.GatewayError as exc:
-        SESSION_STOPS.labels(actor.tenant_id, "error").inc()
-        raise Unavailable(exc.message) from exc
+        if not _timed_out(exc):
+            SESSION_STOPS.labels(actor.tenant_id, "error").inc()
+            raise Unavailable(exc.message) from exc
+        # The deadline passed: the gateway may still be stopping it. Look at the row, as start does.
+        session = get(actor, session_id)
+        log.warning("stop of session %s timed out; its outcome is unknown until public.sessions says: %r",
+                    session.id, exc)
+        audit.record(STOP_UNCONFIRMED, "session", session.id, actor=actor, before={"state": before},
+                     details={"campaign_id": session.campaign_id, "gateway": "deadline_exceeded"})
+        db.session.commit()
+        if not is_live(session):
+            return reconcile_stop(actor, session.id)
+        SESSION_STOPS.labels(actor.tenant_id, "timeout").inc()
+        return StopResult(session, "checking")
     session = get(actor, session_id)
     if unknown and not is_live(session):
         return StopResult(session, "already_ended")  # it ended in the meantime; we changed nothing
@@ -316,6 +341,46 @@ def stop(actor: Actor, session_id: str) -> StopResult:
     db.session.commit()
     SESSION_STOPS.labels(actor.tenant_id, "user").inc()
     return StopResult(session, "ending" if is_live(session) else "stopped")
+
+
+def reconcile_stop(actor: Actor, session_id: str, *, now: datetime | None = None) -> StopResult | None:
+    """After a stop whose answer never came: what public.sessions says now, audited once.
+
+    None when no unconfirmed stop is pending for this session (nothing to check). Otherwise the
+    row decides: still live within STOP_CHECK_SECONDS -> "checking"; ended without an error ->
+    "stopped" (audited as ``session.stop`` with ``note: after_timeout``, exactly once, under an
+    advisory lock); ended with an error -> "ended_otherwise" (the stop did not end it); still live
+    after that -> "unconfirmed". Commits."""
+    require(actor, Perm.CONTROL_SESSIONS)
+    session = get(actor, session_id)
+    key = f"glyphoxa-web:stop:{actor.tenant_id}:{session.id}"
+    db.session.execute(text("SELECT pg_advisory_xact_lock(hashtextextended(:k, 0))"), {"k": key})
+    rows = db.session.execute(
+        select(AuditLog.action, AuditLog.created_at, AuditLog.details)
+        .where(AuditLog.tenant_id == actor.tenant_id, AuditLog.resource_type == "session",
+               AuditLog.resource_id == session.id, AuditLog.action.in_((STOP_UNCONFIRMED, "session.stop")))
+        .order_by(AuditLog.id.desc()).limit(1)
+    ).all()
+    if not rows or rows[0].action != STOP_UNCONFIRMED:
+        db.session.rollback()
+        return None
+    requested_at = rows[0].created_at
+    before = (((rows[0].details or {}).get("changes") or {}).get("state") or {}).get("before") or "active"
+    session = get(actor, session_id)  # read again under the lock
+    if is_live(session):
+        db.session.rollback()
+        now = now or datetime.now(timezone.utc)
+        waited = (now - requested_at).total_seconds()
+        return StopResult(session, "checking" if waited < STOP_CHECK_SECONDS else "unconfirmed")
+    if session.error:
+        db.session.rollback()
+        return StopResult(session, "ended_otherwise")
+    audit.record("session.stop", "session", session.id, actor=actor,
+                 before={"state": before}, after={"state": session.state},
+                 details={"campaign_id": session.campaign_id, "note": "after_timeout"})
+    db.session.commit()
+    SESSION_STOPS.labels(actor.tenant_id, "user").inc()
+    return StopResult(session, "stopped")
 
 
 # --------------------------------------------------------------------------- live NPC control
@@ -406,4 +471,5 @@ def control(actor: Actor, session_id: str, action: str, *, npc: str = "", speech
     return message
 
 
-__all__ = ["EmptyCast", "NpcPanel", "StartForm", "StartRefused", "has_no_npcs", "recent_channels", "StopResult", "control", "npc_panel", "start", "start_form", "stop"]
+__all__ = ["EmptyCast", "NpcPanel", "StartForm", "StartRefused", "StopResult", "control", "has_no_npcs", "npc_panel",
+           "recent_channels", "reconcile_stop", "start", "start_form", "stop"]

@@ -791,6 +791,10 @@ class _Worker(sgrpc.SessionWorkerServiceServicer):
 # --------------------------------------------------------------------------- simulator
 
 
+#: application_name of the simulator's database connections (visible in pg_stat_activity).
+SIM_APPLICATION_NAME = "glyphoxa-gateway-sim"
+
+
 class GatewaySimulator:
     """The simulated gateway + workers. ``start()`` returns the bound port."""
 
@@ -851,8 +855,12 @@ class GatewaySimulator:
             self.database_url,
             min_size=1,
             max_size=max(4, self.max_workers // 2),
-            kwargs={"autocommit": True},
+            kwargs={"autocommit": True, "connect_timeout": 5, "application_name": SIM_APPLICATION_NAME},
             name="gateway-sim",
+            # Pre-ping: a pooled connection the database killed (restart, failover,
+            # pg_terminate_backend) is replaced before it is handed out, instead of costing one
+            # "voice service unavailable" per dead connection.
+            check=getattr(ConnectionPool, "check_connection", None),
             open=True,
         )
         with self.pool.connection() as conn:

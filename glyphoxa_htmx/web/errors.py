@@ -27,12 +27,29 @@ TITLES = {
 }
 
 
+DATABASE_UNAVAILABLE = "The database didn't answer in time or the connection dropped. Try again in a moment."
+
+
 def error_response(status: int, message: str | None = None):
     title, hint = TITLES.get(status, TITLES[500] if status >= 500 else TITLES[400])
     text = message or hint
     if htmx.is_htmx():
         return htmx.error_response(status, text)
-    return make_response(render_template("errors/error.html", status=status, title=title, message=text), status)
+    try:
+        body = render_template("errors/error.html", status=status, title=title, message=text)
+    except Exception:  # noqa: BLE001 - e.g. the signed-in header needed the database that just failed
+        log.warning("error page rendered without the signed-in header", exc_info=True)
+        try:
+            from glyphoxa_htmx.extensions import db
+
+            db.session.rollback()
+        except Exception:  # noqa: BLE001
+            pass
+        from flask import current_app
+
+        g._login_user = current_app.login_manager.anonymous_user()  # flask-login: render as signed out
+        body = render_template("errors/error.html", status=status, title=title, message=text)
+    return make_response(body, status)
 
 
 def init_app(app: Flask) -> None:
@@ -57,11 +74,18 @@ def init_app(app: Flask) -> None:
     def _unhandled(exc: Exception):
         if isinstance(exc, HTTPException):
             return _http(exc)
-        log.exception("unhandled error", extra={"request_id": g.get("request_id")})
+        from sqlalchemy.exc import OperationalError
+
+        database_down = isinstance(exc, OperationalError)
+        # Bound parameters never reach this log: the engine hides them (hide_parameters).
+        log.exception("database unavailable" if database_down else "unhandled error",
+                      extra={"request_id": g.get("request_id")})
         try:
             from glyphoxa_htmx.extensions import db
 
             db.session.rollback()
         except Exception:  # noqa: BLE001
             pass
+        if database_down:  # lost connection, statement timeout, database unreachable
+            return error_response(503, DATABASE_UNAVAILABLE)
         return error_response(InternalServerError.code)

@@ -4,12 +4,15 @@ endpoint, registered by core/metrics.py."""
 from __future__ import annotations
 
 import logging
+import os
+import socket
+import threading
+import time
 
-from flask import Blueprint, jsonify
-from sqlalchemy import text
+from flask import Blueprint, current_app, jsonify
 
 from glyphoxa_htmx.core.deps import gateway, secrets
-from glyphoxa_htmx.extensions import db, limiter
+from glyphoxa_htmx.extensions import limiter
 
 log = logging.getLogger(__name__)
 bp = Blueprint("health", __name__)
@@ -21,19 +24,40 @@ def healthz():
     return jsonify(status="ok")
 
 
-def _check_db() -> str | None:
+#: Deadline of each readiness check, in seconds. The probe runs them in parallel and answers
+#: within about this long even when every dependency hangs; a check that runs out of time fails.
+CHECK_SECONDS = 2.0
+
+
+class _ConnRef:
+    """Where the database check leaves its connection, so a watchdog can cut its socket."""
+
+    conn = None
+
+
+def _check_db(url: str, ref: _ConnRef) -> str | None:
+    """A fresh connection (not the pool's: a pooled connection on a silent network would hang)
+    with a connect and a statement timeout."""
+    import psycopg
+
+    from glyphoxa_htmx.embedded import libpq_url
+
+    conn = None
     try:
-        with db.engine.connect() as conn:
-            conn.execute(text("SET LOCAL statement_timeout = 2000"))
-            conn.execute(text("SELECT 1"))
+        conn = psycopg.connect(libpq_url(url), connect_timeout=max(1, int(CHECK_SECONDS)), autocommit=True)
+        ref.conn = conn
+        conn.execute(f"SET statement_timeout = {int(CHECK_SECONDS * 1000)}")
+        conn.execute("SELECT 1")
         return None
     except Exception as exc:  # noqa: BLE001
         log.warning("readiness: database unreachable", extra={"error": type(exc).__name__})
         return "unreachable"
+    finally:
+        if conn is not None:
+            conn.close()
 
 
-def _check_gateway() -> str | None:
-    client = gateway()
+def _check_gateway(client) -> str | None:
     if client is None:
         return None
     from glyphoxa_htmx.adapters.gateway.errors import GatewayError, GatewayUnavailable
@@ -47,15 +71,66 @@ def _check_gateway() -> str | None:
     return None
 
 
-def _check_secrets() -> str | None:
+def _check_secrets(backend) -> str | None:
     """The provider-key secrets backend: Vault Transit (sys/health) or the local keyring file."""
-    return secrets().health()
+    return backend.health()
+
+
+def _run_bounded(checks: dict, refs: dict[str, _ConnRef]) -> dict[str, str | None]:
+    """Run the checks in parallel daemon threads; whatever hasn't answered by the deadline is
+    a failure ("timeout"). A database check stuck on a silent socket has that socket shut down,
+    so its thread ends instead of lingering."""
+    results: dict[str, str | None] = {}
+    threads = {}
+
+    def run(name, fn, args):
+        try:
+            results[name] = fn(*args)
+        except Exception:  # noqa: BLE001
+            log.exception("readiness check %s crashed", name)
+            results[name] = "error"
+
+    for name, (fn, args) in checks.items():
+        t = threading.Thread(target=run, args=(name, fn, args), name=f"readyz-{name}", daemon=True)
+        threads[name] = t
+        t.start()
+    deadline = time.monotonic() + CHECK_SECONDS + 0.5
+    for name, t in threads.items():
+        t.join(max(0.0, deadline - time.monotonic()))
+    out = {}
+    for name, t in threads.items():
+        if t.is_alive():
+            log.warning("readiness: %s check timed out after %.1fs", name, CHECK_SECONDS)
+            out[name] = "timeout"
+            if name in refs:
+                _abort_socket(refs[name].conn)
+        else:
+            out[name] = results.get(name)
+    return out
+
+
+def _abort_socket(conn) -> None:
+    if conn is None:
+        return
+    try:
+        sock = socket.socket(fileno=os.dup(conn.fileno()))
+        try:
+            sock.shutdown(socket.SHUT_RDWR)
+        finally:
+            sock.close()
+    except Exception:  # noqa: BLE001 - already gone
+        pass
 
 
 @bp.get("/readyz")
 @limiter.exempt
 def readyz():
-    checks = {"database": _check_db(), "gateway": _check_gateway(), "secrets": _check_secrets()}
+    db_ref = _ConnRef()
+    checks = _run_bounded({
+        "database": (_check_db, (current_app.config["SQLALCHEMY_DATABASE_URI"], db_ref)),
+        "gateway": (_check_gateway, (gateway(),)),
+        "secrets": (_check_secrets, (secrets(),)),
+    }, {"database": db_ref})
     failed = {name: problem for name, problem in checks.items() if problem}
     body = {
         "status": "fail" if failed else "ok",

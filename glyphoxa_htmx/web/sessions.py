@@ -134,7 +134,31 @@ def check_channel():
 @login_required
 def detail(session_id: str):
     data = svc.detail(current_user, session_id)
-    return htmx.render("sessions/detail.html", "content", guild_names=_guild_names(), **data)
+    stop = None
+    if request.args.get("stop") == "check" and current_user.can(Perm.CONTROL_SESSIONS):
+        stop = control.reconcile_stop(current_user, data["session"].id)  # after a stop that timed out
+        if stop is not None and stop.outcome != "checking":
+            data = svc.detail(current_user, session_id)
+    return htmx.render("sessions/detail.html", "content", guild_names=_guild_names(), stop=stop, **data)
+
+
+@bp.get("/<session_id>/stop-status")
+@login_required
+def stop_status(session_id: str):
+    """Polled by the session page while a stop's outcome is unknown (the gateway's answer never
+    came): 204 while public.sessions still shows it running, then the page's content with the
+    real outcome (which reconcile_stop audits once)."""
+    require(current_user, Perm.CONTROL_SESSIONS)
+    session = svc.get(current_user, session_id)
+    if not htmx.is_htmx():
+        return redirect(url_for("sessions.detail", session_id=session.id, stop="check"), 303)
+    result = control.reconcile_stop(current_user, session.id)
+    if result is not None and result.outcome == "checking":
+        return Response(status=204)  # nothing known yet: the page keeps polling
+    if result is not None:
+        htmx.toast(result.message, "success" if result.outcome == "stopped" else "warning")
+    data = svc.detail(current_user, session.id)
+    return htmx.render("sessions/detail.html", "content", guild_names=_guild_names(), stop=result, **data)
 
 
 @bp.get("/<session_id>/stop")
@@ -164,7 +188,16 @@ def stop(session_id: str):
             return htmx.error_response(exc.status, exc.message)
         htmx.toast(exc.message, "error")
         return redirect(detail_url, 303)
-    htmx.toast(result.message, "warning" if result.outcome == "untracked" else "success")
+    if result.outcome == "checking":
+        # Outcome unknown (the gateway's deadline passed): say so, and let the open page check.
+        # The session page swaps its #stop-status region in place; a Stop button elsewhere (the
+        # live page) is sent to the session page, which does the checking.
+        if htmx.is_htmx() and htmx.hx_target() == "stop-status":
+            return htmx.render("sessions/detail.html", "stop_status", status=202, session=result.session,
+                               stop=result)
+        htmx.toast(result.message, "warning")
+        return htmx.redirect_to(url_for("sessions.detail", session_id=session.id, stop="check"))
+    htmx.toast(result.message, "warning" if result.outcome in ("untracked", "ended_otherwise") else "success")
     return htmx.redirect_to(detail_url)
 
 
@@ -194,16 +227,20 @@ def _elapsed(session) -> str:
 @bp.get("/<session_id>/live")
 @login_required
 def live_view(session_id: str):
+    return _live_page(session_id)
+
+
+def _live_page(session_id: str, *, status: int = 200, errors: dict | None = None, **form):
     require(current_user, Perm.VIEW_TRANSCRIPTS)
     session = svc.get(current_user, session_id)
     snap = transcripts.snapshot(current_user, session)
     names = campaigns.names(current_user, {session.campaign_id})
     panel = _panel(session)
     return htmx.render(
-        "sessions/live.html", "content", session=session, lines=snap.lines, elapsed=_elapsed(session),
+        "sessions/live.html", "content", status=status, session=session, lines=snap.lines, elapsed=_elapsed(session),
         after=snap.cursor, panel=panel, cast_names=_cast_names(session, panel), ws_path=_ws_path(session.id),
         campaign_name=names.get(session.campaign_id) or session.campaign_id or "Default campaign",
-        guild_names=_guild_names(), poll_seconds=POLL_SECONDS, errors={},
+        guild_names=_guild_names(), poll_seconds=POLL_SECONDS, errors=errors or {}, **form,
     )
 
 
@@ -246,6 +283,9 @@ def controls(session_id: str):
 @bp.post("/<session_id>/npcs/<action>")
 @login_required
 def npc_control(session_id: str, action: str):
+    """Mute/unmute/speak. The status says what happened, so htmx and scripts can tell: 200 done,
+    422 with the form's errors, 409 the session has ended, 503 the voice service failed (with the
+    message as a toast, or on the live page without JavaScript)."""
     action = action.replace("-", "_")
     errors: dict = {}
     status = 200
@@ -266,15 +306,20 @@ def npc_control(session_id: str, action: str):
     except DomainError as exc:
         if exc.status in (403, 404):
             raise
+        if htmx.is_htmx():
+            return htmx.error_response(exc.status, exc.message)
         htmx.toast(exc.message, "error")
+        status = exc.status
+    form = dict(speech=request.form.get("speech", "") if status != 200 else "", chosen_npc=request.form.get("npc", ""))
     if not htmx.is_htmx():
-        return redirect(url_for("sessions.live_view", session_id=session_id), 303)
+        if status == 200:
+            return redirect(url_for("sessions.live_view", session_id=session_id), 303)
+        return _live_page(session_id, status=status, errors=errors, **form)
     session = svc.get(current_user, session_id)
     if panel is None:
         panel = _panel(session)
     return htmx.render("sessions/live.html", "controls", status=status, session=session, panel=panel,
-                       cast_names=_cast_names(session, panel), errors=errors,
-                       speech=request.form.get("speech", "") if errors else "", chosen_npc=request.form.get("npc", ""))
+                       cast_names=_cast_names(session, panel), errors=errors, **form)
 
 
 # --------------------------------------------------------------------------- WebSocket

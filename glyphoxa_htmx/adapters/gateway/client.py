@@ -8,7 +8,10 @@ Behaviour (see gateway-contract.md sections 2 and 5):
 
 * the management secret goes out as metadata ``x-mgmt-secret`` on every call (worker
   calls included); it is never logged and not part of ``repr(client)``;
-* every call has a deadline (``timeout`` seconds);
+* every call has a deadline (``timeout`` seconds); inside an :func:`action` (one user action,
+  e.g. one HTTP request) all calls and their retries share **one** budget of ``timeout``
+  seconds, and once a call failed for transport reasons, later ``quick`` reads (page
+  decorations) fail at once instead of waiting on the gateway again;
 * idempotent reads (GetTenant, ListTenants, ListActiveSessions, GetUsage, GetBotStatus,
   GetStatus, ListNPCs) are retried ``retries`` times with exponential backoff and jitter
   on UNAVAILABLE / DEADLINE_EXCEEDED; writes are never retried;
@@ -25,11 +28,13 @@ before calling :meth:`GatewayClient.stop_web_session` or any live-control method
 
 from __future__ import annotations
 
+import contextvars
 import logging
 import random
 import threading
 import time
 from collections import namedtuple
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import date, datetime, timezone
 from typing import Any, Callable, Iterable
@@ -134,6 +139,55 @@ class NpcLiveState:
     name: str
     muted: bool
     id: str = ""
+
+
+# --------------------------------------------------------------------------- one budget per action
+
+
+#: Below this many seconds of budget, a call is not even attempted (it could not finish, and a
+#: write sent with no time to hear the answer would only leave its outcome unknown).
+MIN_ATTEMPT_SECONDS = 0.05
+
+
+class ActionBudget:
+    """The time one user action may spend on the gateway, shared by all its calls and retries.
+    Without explicit ``seconds`` the clock starts at the action's first gateway call, with that
+    client's ``timeout`` (GATEWAY_TIMEOUT) as the budget."""
+
+    def __init__(self, seconds: float | None = None) -> None:
+        self.seconds = seconds
+        self.deadline: float | None = None if seconds is None else time.monotonic() + float(seconds)
+        self.failed = False  # a transport failure happened: decorations skip the gateway now
+
+    def remaining(self, default_seconds: float = 0.0) -> float:
+        if self.deadline is None:
+            self.deadline = time.monotonic() + float(default_seconds)
+        return self.deadline - time.monotonic()
+
+
+_budget: contextvars.ContextVar[ActionBudget | None] = contextvars.ContextVar("gateway_budget", default=None)
+
+
+def begin_action(seconds: float | None = None) -> contextvars.Token:
+    """Start one action's budget in this context (the app does this per request)."""
+    return _budget.set(ActionBudget(seconds))
+
+
+def end_action(token: contextvars.Token) -> None:
+    _budget.reset(token)
+
+
+@contextmanager
+def action(seconds: float | None = None):
+    token = begin_action(seconds)
+    try:
+        yield _budget.get()
+    finally:
+        end_action(token)
+
+
+def current_budget() -> ActionBudget | None:
+    return _budget.get()
 
 
 # --------------------------------------------------------------------------- helpers
@@ -382,14 +436,28 @@ class GatewayClient:
 
     def _call(self, method: str, request: Any, *, quick: bool = False) -> Any:
         """``quick``: for reads that only decorate a page (a status badge, a picker): one attempt
-        with a short deadline, so a hanging gateway costs a page at most QUICK_TIMEOUT seconds."""
+        with a short deadline, so a hanging gateway costs a page at most QUICK_TIMEOUT seconds.
+
+        Inside an :func:`action`, every attempt's deadline is cut to what is left of the action's
+        budget, retries only happen while budget remains, and after a transport failure in the
+        same action quick reads fail at once (the page says the service is unavailable)."""
         if self._closed:
             raise GatewayUnavailable(details="gateway client closed", method=method)
+        budget = _budget.get()
+        if quick and budget is not None and budget.failed:
+            raise GatewayUnavailable(details="skipped: the gateway already failed during this action", method=method)
         rpc = self._rpcs[method]
         attempts = 1 if quick else 1 + (self.retries if method in READ_METHODS else 0)
-        timeout = min(self.timeout, QUICK_TIMEOUT) if quick else self.timeout
+        per_call = min(self.timeout, QUICK_TIMEOUT) if quick else self.timeout
         worker_call = method in WORKER_METHODS
         for attempt in range(attempts):
+            timeout = per_call
+            if budget is not None:
+                timeout = min(timeout, budget.remaining(self.timeout))
+                if timeout < MIN_ATTEMPT_SECONDS:
+                    budget.failed = True
+                    # Nothing was sent: for a write this is a clean "not done", never "unknown".
+                    raise GatewayUnavailable(details="no time left for this action", method=method)
             self.breaker.before_call()
             try:
                 response = rpc(request, timeout=timeout)
@@ -397,11 +465,14 @@ class GatewayClient:
                 code = err.code() if hasattr(err, "code") else grpc.StatusCode.UNKNOWN
                 if errors.is_transport_failure(code):
                     self.breaker.record_failure()
+                    if budget is not None:
+                        budget.failed = True
                     if attempt + 1 < attempts and not self._closed:
                         delay = self._backoff(attempt)
-                        log.info("gateway %s failed with %s; retry %d in %.2fs", method, code.name, attempt + 1, delay)
-                        time.sleep(delay)
-                        continue
+                        if budget is None or budget.remaining(self.timeout) - delay >= MIN_ATTEMPT_SECONDS:
+                            log.info("gateway %s failed with %s; retry %d in %.2fs", method, code.name, attempt + 1, delay)
+                            time.sleep(delay)
+                            continue
                     log.warning("gateway %s failed with %s: %s", method, code.name, err.details() if hasattr(err, "details") else "")
                 else:
                     self.breaker.record_success()
