@@ -21,6 +21,20 @@ from tests.support.faultproxy import FaultProxy
 from tests.support.ws_server import gateway_tenant, make_campaign, snowflake, sql, stop_live_sessions, wait_for
 
 
+@pytest.fixture(autouse=True)
+def _fresh_pool_afterwards(request):
+    """These tests kill the app's connections. Pages ping only connections idle for a while
+    (core/dbconn.py), so a killed one is found by the next statement that uses it, which then
+    invalidates the pool: in production one request pays for that. Here the next *test* would,
+    through its fixtures, so each test leaves a fresh pool behind."""
+    yield
+    if "app" in request.fixturenames:
+        from glyphoxa_htmx.extensions import db
+
+        with request.getfixturevalue("app").app_context():
+            db.engine.dispose()
+
+
 @pytest.fixture
 def table(app, as_role, database_url):
     """A DM in a tenant registered with the simulated gateway, with one campaign."""

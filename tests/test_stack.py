@@ -82,12 +82,14 @@ def _third_party(modules: set[str]) -> dict[str, set[str]]:
     providers = packages_distributions()
     out = {}
     for mod in modules:
-        if mod in sys.stdlib_module_names or mod in {"glyphoxa_htmx", "tests", "__future__"}:
+        if mod in sys.stdlib_module_names or mod in {"glyphoxa_htmx", "tests", "__future__"} | LOCAL_MODULES:
             continue
         out[mod] = {_norm(d) for d in providers.get(mod, [])}
     return out
 
 
+# bench/ scripts import each other by file name (bench/run.py: `import seed`): ours, not PyPI's.
+LOCAL_MODULES = {p.stem for p in (ROOT / "bench").glob("*.py")}
 RUNTIME_CODE = [ROOT / "glyphoxa_htmx", ROOT / "wsgi.py", ROOT / "deploy", ROOT / "migrations"]
 TEST_CODE = [ROOT / "tests", ROOT / "bench"]
 DEV_TOOLS = (ROOT / "glyphoxa_htmx" / "adapters" / "gateway" / "gen_protos.py",)  # `make protos`: the dev extra

@@ -18,7 +18,7 @@ Revocation stays effective within seconds:
 A cache hit skips the ``last_seen_at`` touch; the next miss (at most TTL later) touches as usual,
 which is well inside the touch granularity (one minute).
 
-The snapshot has the attributes the request code reads from ``g.login_session`` and ``g.user``
+The snapshot has the attributes the request code reads from ``current_user.login_session`` and ``.user``
 (``id``, ``family_id``, ``user``; ``user.name``, ``role``, ``tenant``, ``discord_guilds`` ...). It
 is never attached to a database session, so a cached sign-in can't be written through by accident.
 """
