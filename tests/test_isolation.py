@@ -60,7 +60,7 @@ def _url(rule, ids) -> str:
 
 def _snapshot(app, database_url):
     with app.app_context():
-        campaign = db.session.get(Campaign, DEMO_CAMPAIGN)
+        campaign = db.session.get(Campaign, (DEMO_TENANT, DEMO_CAMPAIGN))
         npcs = db.session.execute(select(func.count()).select_from(NpcDefinition)
                                   .where(NpcDefinition.tenant_id == DEMO_TENANT)).scalar_one()
         roles = sorted(u.role for u in db.session.execute(select(User).where(User.tenant_id == DEMO_TENANT)).scalars())

@@ -16,7 +16,7 @@ def test_seed_demo_is_complete_and_idempotent(app, database_url):
         seed_demo()  # second run changes nothing
         roles = sorted(u.role for u in db.session.execute(select(User).where(User.tenant_id == DEMO_TENANT)).scalars())
         assert roles == ["dm", "tenant_owner", "viewer"]
-        assert db.session.get(Campaign, DEMO_CAMPAIGN).tenant_id == DEMO_TENANT
+        assert db.session.get(Campaign, (DEMO_TENANT, DEMO_CAMPAIGN)).tenant_id == DEMO_TENANT
         npcs = db.session.execute(select(func.count()).select_from(NpcDefinition)
                                   .where(NpcDefinition.tenant_id == DEMO_TENANT)).scalar_one()
         assert npcs == 4

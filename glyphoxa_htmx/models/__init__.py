@@ -1,12 +1,13 @@
 """SQLAlchemy models. Web-owned tables (schema `web`) are migrated by Alembic; gateway-owned
 `public.*` tables are mapped in `gateway.py` for reading (and npc_definitions for writing)."""
 
-from glyphoxa_htmx.models.web import AuditLog, Campaign, LoginSession, NpcPosition, Tenant, User
+from glyphoxa_htmx.models.web import AuditLog, Campaign, CampaignTombstone, LoginSession, NpcPosition, Tenant, TenantInvitation, User
 from glyphoxa_htmx.models.gateway import GatewayBase, GatewaySession, GatewayTenant, NpcDefinition, UsageRecord
 
 __all__ = [
     "AuditLog",
     "Campaign",
+    "CampaignTombstone",
     "GatewayBase",
     "GatewaySession",
     "GatewayTenant",
@@ -14,6 +15,7 @@ __all__ = [
     "NpcDefinition",
     "NpcPosition",
     "Tenant",
+    "TenantInvitation",
     "UsageRecord",
     "User",
 ]
