@@ -19,7 +19,9 @@ from tests.conftest import Browser
 
 # Routes that are not tenant resources: operator pages (cross-tenant by design, tested in
 # test_authz), sign-in providers, static files.
-NOT_TENANT_SCOPED = {"admin.tenant_status", "admin.user_status", "auth.oauth_start", "auth.oauth_callback", "static"}
+NOT_TENANT_SCOPED = {"admin.tenant_status", "admin.user_status", "auth.oauth_start", "auth.oauth_callback", "static",
+                     # adoption: operator pages over gateway tenants (test_adoption), and the signed invite link
+                     "adoption.adopt_form", "adoption.adopt", "auth.invite"}
 
 
 @pytest.fixture
