@@ -122,3 +122,12 @@ def test_active_campaign_is_the_gateways_and_has_no_web_copy(app, as_role, datab
         columns = {r[0] for r in conn.execute(
             "SELECT column_name FROM information_schema.columns WHERE table_schema = 'web' AND table_name = 'tenants'")}
     assert "active_campaign_id" not in columns
+
+
+def test_start_form_preselects_the_gateways_active_campaign(app, as_role, database_url):
+    b = as_role("dm")
+    new_campaign(app, b.user, "First")
+    second = new_campaign(app, b.user, "Second")
+    gateway_row(database_url, b.user.tenant_id, second)
+    page = soup(b.get("/sessions/new"))
+    assert page.select_one("#campaign_id option[selected]")["value"] == second
