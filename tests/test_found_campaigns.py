@@ -27,6 +27,13 @@ def npc_row(database_url, tenant_id, campaign_id, name):
         f"{tenant_id}-{campaign_id}-{name}", tenant_id, campaign_id, name)
 
 
+def forget_sync():
+    """Registration of found ids runs at most every FOUND_SYNC_SECONDS per tenant and process."""
+    from glyphoxa_htmx.services import campaigns
+
+    campaigns._last_sync.clear()
+
+
 def cards(b):
     return {c.h2.text.strip(): c for c in soup(b.get("/campaigns")).select(".campaign-card")}
 
@@ -90,6 +97,7 @@ def test_deleted_found_campaign_does_not_come_back(app, as_role, database_url):
     assert set(cards(b)) == {"old_one"}
     assert b.post("/campaigns/old_one/archive").status_code == 303
     assert b.post("/campaigns/old_one/delete", {"confirm_name": "old_one"}).status_code == 303
+    forget_sync()  # as if the throttle interval had passed: the full registration runs again
     assert cards(b) == {} and b.get("/campaigns/old_one").status_code == 404
 
 
@@ -131,3 +139,14 @@ def test_start_form_preselects_the_gateways_active_campaign(app, as_role, databa
     gateway_row(database_url, b.user.tenant_id, second)
     page = soup(b.get("/sessions/new"))
     assert page.select_one("#campaign_id option[selected]")["value"] == second
+
+
+def test_ids_that_appear_later_show_up_after_the_sync_interval(app, as_role, database_url):
+    b = as_role("dm")
+    add_session(database_url, b.user.tenant_id, "first")
+    assert set(cards(b)) == {"first"}
+    add_session(database_url, b.user.tenant_id, "second")  # a new Discord session, new campaign id
+    assert b.get("/campaigns/second").status_code == 200  # a direct link finds it at once
+    add_session(database_url, b.user.tenant_id, "third")
+    forget_sync()
+    assert set(cards(b)) == {"first", "second", "third"}

@@ -16,6 +16,8 @@ from __future__ import annotations
 import logging
 import math
 import secrets
+import threading
+import time
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -69,11 +71,34 @@ RETURNING id
 """)
 
 
+# The full scan reads the tenant's sessions (indexed) and its npc_definitions rows (the gateway's
+# table has no tenant index, so a scan): run it at most once per tenant per interval in each
+# process. New ids appear only when a Discord session starts with a new campaign, so a short delay
+# is harmless; a direct link to a new id (``only``) is always looked up (campaign_id is indexed).
+FOUND_SYNC_SECONDS = 30.0
+_last_sync: dict[str, float] = {}
+_sync_lock = threading.Lock()
+
+
+def _sync_due(tenant_id: str) -> bool:
+    now = time.monotonic()
+    with _sync_lock:
+        if now - _last_sync.get(tenant_id, -FOUND_SYNC_SECONDS) < FOUND_SYNC_SECONDS:
+            return False
+        if len(_last_sync) > 10_000:  # bounded: forget everything rather than grow forever
+            _last_sync.clear()
+        _last_sync[tenant_id] = now
+        return True
+
+
 def register_found(actor: Actor, only: str | None = None) -> list[str]:
     """Give every campaign id the gateway knows for this tenant a row (origin ``gateway``, named by
     its id), so sessions, NPCs and the active campaign of an existing installation show up as
-    campaigns. One statement; commits only when it registered something. ``only`` limits it to
-    one id (a direct link to a campaign not seen yet)."""
+    campaigns. One statement (at most once per FOUND_SYNC_SECONDS per tenant and process); commits
+    only when it registered something. ``only`` limits it to one id (a direct link to a campaign
+    not seen yet) and always runs."""
+    if only is None and not _sync_due(actor.tenant_id):
+        return []
     found = list(db.session.execute(_REGISTER_FOUND, {"t": actor.tenant_id, "only": only}).scalars())
     if found:
         audit.record("campaign.found", "tenant", actor.tenant_id, tenant_id=actor.tenant_id,
