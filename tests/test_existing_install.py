@@ -14,8 +14,6 @@ from __future__ import annotations
 
 import glob
 import json
-import os
-import re
 import shutil
 import subprocess
 from pathlib import Path

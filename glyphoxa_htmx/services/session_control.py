@@ -29,7 +29,7 @@ from glyphoxa_htmx.core.metrics import SESSION_STARTS, SESSION_STOPS
 from glyphoxa_htmx.core.parse import SNOWFLAKE_RE
 from glyphoxa_htmx.extensions import db
 from glyphoxa_htmx.models import GatewaySession
-from glyphoxa_htmx.services import campaigns, tenants
+from glyphoxa_htmx.services import campaigns
 from glyphoxa_htmx.services.sessions import LIVE_STATES, UNAVAILABLE_NOTE, get, guild_names, is_live, month_usage
 
 log = logging.getLogger(__name__)
