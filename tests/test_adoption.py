@@ -203,3 +203,26 @@ def test_cli_adopt_tenant(app, database_url, simulator, monkeypatch):
     assert bad.exit_code == 1 and "no tenant with that id" in bad.output
     twice = CliRunner().invoke(main, ["adopt-tenant", lone, "--owner-discord-id", "123456789012345679"])
     assert twice.exit_code == 1 and "already managed" in twice.output
+
+
+def test_a_link_used_while_the_tab_was_open_refuses_instead_of_founding(app, oauth_app, as_role, provider):
+    lone = gateway_tenant(app)
+    admin = as_role("super_admin")
+    resp = admin.post(f"/admin/tenants/{lone}/adopt", {"name": "Contested", "link": "1"})
+    path = urlsplit(soup(resp).select_one("#invite-link")["value"]).path
+    slow, fast = Browser(oauth_app), Browser(oauth_app)
+    assert slow.get(path).status_code == 200  # opened, not signed in yet
+    assert fast.get(path).status_code == 200
+    original = dict(provider.user)
+    try:
+        provider.user = {**original, "id": "80351110224670001", "global_name": "Fast Fay", "email": "fay@example.com"}
+        assert discord_sign_in(fast, provider).status_code == 303
+        provider.user = {**original, "id": "80351110224670002", "global_name": "Slow Sam", "email": "sam@example.com"}
+        late = discord_sign_in(slow, provider)
+    finally:
+        provider.user = original
+    assert late.status_code == 404 and "has been used or has expired" in late.get_data(as_text=True)
+    with oauth_app.app_context():
+        assert db.session.execute(select(User).where(User.discord_id == "80351110224670002")).first() is None
+        fay = db.session.execute(select(User).where(User.discord_id == "80351110224670001")).scalar_one()
+        assert fay.tenant_id == lone

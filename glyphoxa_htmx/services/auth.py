@@ -88,6 +88,11 @@ def _join_invited(identity: Identity, invitation_id: str | None, *, ip: str | No
     from glyphoxa_htmx.services import adoption
 
     invitation = adoption.claim(identity.provider, identity.subject, invitation_id)
+    if invitation is None and invitation_id:
+        # They followed a link that was used or expired meanwhile: say so rather than found a table.
+        db.session.rollback()
+        raise NotFound("This invitation link has been used or has expired. Ask for a new one, or sign in "
+                       "without it to start your own table.")
     if invitation is None:
         return None
     user = User(id=str(uuid.uuid4()), tenant_id=invitation.tenant_id, name=identity.name or "Dungeon Master",
