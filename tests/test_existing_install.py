@@ -16,6 +16,7 @@ import glob
 import json
 import shutil
 import subprocess
+import time
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -51,8 +52,14 @@ def _pg_dump() -> str:
 
 def schema_dump(url: str) -> str:
     """The gateway-owned schemas as pg_dump sees them (minus pg_dump's per-run \\restrict key)."""
-    out = subprocess.run([_pg_dump(), "--schema-only", "--no-owner", "-n", "public", "-n", "tenant_*", url],
-                         check=True, capture_output=True, text=True).stdout
+    for attempt in range(5):  # a shared test server can briefly run out of connection slots
+        done = subprocess.run([_pg_dump(), "--schema-only", "--no-owner", "-n", "public", "-n", "tenant_*", url],
+                              capture_output=True, text=True)
+        if done.returncode == 0 or "too many clients" not in done.stderr:
+            break
+        time.sleep(1 + attempt)
+    assert done.returncode == 0, done.stderr
+    out = done.stdout
     return "\n".join(line for line in out.splitlines() if not line.startswith(("\\restrict", "\\unrestrict")))
 
 
