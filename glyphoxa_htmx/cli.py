@@ -147,6 +147,41 @@ def create_admin(discord_id: str | None, user_id: str | None, email: str | None,
         click.echo(f"{user.name} ({user.id}) is now a super admin")
 
 
+@main.command("adopt-tenant")
+@click.argument("tenant_id")
+@click.option("--owner-discord-id", default=None, help="Discord user id of the owner: they join on their first sign-in.")
+@click.option("--name", default=None, help="Display name of the table (default: the tenant id).")
+@click.option("--link", is_flag=True, help="Also print a one-time, signed, expiring invite link.")
+@click.option("--expires-days", default=14, show_default=True, type=int, help="Days until the invitation expires.")
+def adopt_tenant(tenant_id: str, owner_discord_id: str | None, name: str | None, link: bool, expires_days: int) -> None:
+    """Adopt an existing gateway tenant: give it a table here and invite its owner (scripted migrations)."""
+    from glyphoxa_htmx.core.errors import DomainError, ValidationError
+    from glyphoxa_htmx.services import adoption
+
+    app = _app_for_cli()
+    with app.app_context():
+        try:
+            adopted = adoption.adopt(None, tenant_id, {"name": name or tenant_id, "owner_discord_id": owner_discord_id,
+                                                        "link": link, "expires_days": expires_days}, via="cli")
+        except ValidationError as exc:
+            for field, message in exc.errors.items():
+                click.echo(f"error: {('--' + field.replace('_', '-') + ': ') if field else ''}{message}", err=True)
+            sys.exit(1)
+        except DomainError as exc:
+            click.echo(f"error: {exc.message}", err=True)
+            sys.exit(1)
+        click.echo(f"{adopted.tenant.id} is now managed here as “{adopted.tenant.name}”")
+        if adopted.invitation.discord_id:
+            click.echo(f"owner: Discord user {adopted.invitation.discord_id} joins on their first Discord sign-in")
+        if adopted.link_token:
+            from flask import url_for
+
+            base = app.extensions["glyphoxa.settings"].public_url.rstrip("/")
+            with app.test_request_context():
+                path = url_for("auth.invite", token=adopted.link_token)
+            click.echo(f"invite link (once, until {adopted.invitation.expires_at:%Y-%m-%d %H:%M} UTC): {base}{path}")
+
+
 @main.command("seed")
 def seed_cmd() -> None:
     """Create the demo table (idempotent)."""

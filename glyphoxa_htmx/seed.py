@@ -41,7 +41,8 @@ def seed_demo() -> None:
                                  campaign_id=DEMO_CAMPAIGN)
         except AlreadyExists:
             pass
-    db.session.add(Tenant(id=DEMO_TENANT, name="The Sunken Crown table", active_campaign_id=DEMO_CAMPAIGN))
+    # The active campaign is the gateway's tenants.campaign_id (set by CreateTenant above).
+    db.session.add(Tenant(id=DEMO_TENANT, name="The Sunken Crown table"))
     owner = User(id=str(uuid.uuid4()), tenant_id=DEMO_TENANT, name="Demo DM", role="tenant_owner",
                  discord_id="dev-demo-dm",
                  discord_guilds=[{"id": "111111111111111111", "name": "Saltmere Adventurers", "owner": True}])

@@ -61,6 +61,11 @@ def db_rows(database_url, sql, *params):
         return conn.execute(sql, params).fetchall()
 
 
+def db_exec(database_url, sql, *params):
+    with psycopg.connect(database_url, autocommit=True) as conn:
+        conn.execute(sql, params)
+
+
 def add_session(database_url, tenant_id, campaign_id, state="ended", started="now()"):
     with psycopg.connect(database_url, autocommit=True) as conn:
         conn.execute(
@@ -83,19 +88,23 @@ def campaign_row(app, campaign_id):
     from glyphoxa_htmx.extensions import db
     from glyphoxa_htmx.models import Campaign
 
-    with app.app_context():
-        row = db.session.get(Campaign, campaign_id)
+    from sqlalchemy import select as _sel
+
+    with app.app_context():  # ids minted here are unique across tenants (the key is (tenant_id, id))
+        row = db.session.execute(_sel(Campaign).where(Campaign.id == campaign_id)).scalar_one_or_none()
         if row is not None:
             db.session.expunge(row)
         return row
 
 
 def active_campaign(app, tenant_id):
+    """The active campaign: the gateway's public.tenants.campaign_id (the only copy)."""
     from glyphoxa_htmx.extensions import db
-    from glyphoxa_htmx.models import Tenant
+    from glyphoxa_htmx.models import GatewayTenant
 
     with app.app_context():
-        return db.session.get(Tenant, tenant_id).active_campaign_id
+        row = db.session.get(GatewayTenant, tenant_id)
+        return row.campaign_id if row is not None else ""
 
 
 # ---- list, search, pagination, empty states ------------------------------------------------------------
@@ -119,12 +128,8 @@ def test_cards_show_system_npc_count_last_session_and_badges(app, as_role, datab
         new_npc(app, b.user, crown, name)
     add_session(database_url, b.user.tenant_id, crown, "ended", "timestamptz '2026-03-01 20:00+00'")
     add_session(database_url, b.user.tenant_id, other, "active")
-    with app.app_context():
-        from glyphoxa_htmx.extensions import db
-        from glyphoxa_htmx.models import Tenant
-
-        db.session.get(Tenant, b.user.tenant_id).active_campaign_id = crown
-        db.session.commit()
+    # The gateway's row says which campaign is active (as a Discord-side change would leave it).
+    db_exec(database_url, "INSERT INTO public.tenants (id, campaign_id) VALUES (%s, %s)", b.user.tenant_id, crown)
     cards = {c.h2.text.strip(): c for c in soup(b.get("/campaigns")).select(".campaign-card")}
     assert set(cards) == {"The Sunken Crown", "Masks of Nyarlathotep"}
     crown_card = cards["The Sunken Crown"]
@@ -491,4 +496,4 @@ def test_failed_commit_after_make_active_restores_the_gateway(app, simulator):
             event.remove(_db.session, "before_commit", explode)
     with app.app_context():
         assert gateway().get_tenant(tenant_id).campaign_id == "cmp_first"
-        assert _db.session.get(_Tenant, tenant_id).active_campaign_id == "cmp_first"
+    assert active_campaign(app, tenant_id) == "cmp_first"

@@ -21,7 +21,9 @@ from tests.conftest import Browser
 # Routes that are not tenant resources: operator pages (cross-tenant by design, tested in
 # test_authz), sign-in providers, static files.
 NOT_TENANT_SCOPED = {"admin.tenant_status", "admin.user_status", "admin.guild_assign", "auth.oauth_start",
-                     "auth.oauth_callback", "static"}
+                     "auth.oauth_callback", "static",
+                     # adoption: operator pages over gateway tenants (test_adoption), and the signed invite link
+                     "adoption.adopt_form", "adoption.adopt", "auth.invite"}
 
 
 @pytest.fixture
@@ -68,7 +70,7 @@ def _url(rule, ids) -> str:
 
 def _snapshot(app, database_url):
     with app.app_context():
-        campaign = db.session.get(Campaign, DEMO_CAMPAIGN)
+        campaign = db.session.get(Campaign, (DEMO_TENANT, DEMO_CAMPAIGN))
         npcs = db.session.execute(select(func.count()).select_from(NpcDefinition)
                                   .where(NpcDefinition.tenant_id == DEMO_TENANT)).scalar_one()
         roles = sorted(u.role for u in db.session.execute(select(User).where(User.tenant_id == DEMO_TENANT)).scalars())

@@ -37,7 +37,7 @@ class Tenant(db.Model):
     id: Mapped[str] = mapped_column(Text, primary_key=True)
     name: Mapped[str] = mapped_column(Text, nullable=False)
     status: Mapped[str] = mapped_column(Text, nullable=False, server_default="active")  # active | suspended
-    active_campaign_id: Mapped[str] = mapped_column(Text, nullable=False, server_default="")
+    # No active campaign here: the gateway's public.tenants.campaign_id is the one source of truth.
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), nullable=False, server_default=func.now())
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), nullable=False, server_default=func.now())
 
@@ -114,13 +114,16 @@ class AuditLog(db.Model):
 
 
 class Campaign(db.Model):
-    """A campaign. Its id is a short string the gateway carries as `campaign_id`."""
+    """A campaign. Its id is a free-form string the gateway carries as `campaign_id`, unique only
+    within a tenant: the key is ``(tenant_id, id)``. ``origin`` is ``web`` (created here) or
+    ``gateway`` (its id was found in the tenant's gateway data: sessions, NPCs, the active campaign)."""
 
     __tablename__ = "campaigns"
     __table_args__ = (Index("ix_campaigns_tenant_name", "tenant_id", "name"),)
 
+    tenant_id: Mapped[str] = mapped_column(Text, primary_key=True)
     id: Mapped[str] = mapped_column(Text, primary_key=True)
-    tenant_id: Mapped[str] = mapped_column(Text, nullable=False, index=True)
+    origin: Mapped[str] = mapped_column(Text, nullable=False, server_default="web")
     name: Mapped[str] = mapped_column(Text, nullable=False)
     game_system: Mapped[str] = mapped_column(Text, nullable=False, server_default="")
     description: Mapped[str] = mapped_column(Text, nullable=False, server_default="")
@@ -129,6 +132,17 @@ class Campaign(db.Model):
     version: Mapped[int] = mapped_column(Integer, nullable=False, server_default="1")
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), nullable=False, server_default=func.now())
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), nullable=False, server_default=func.now())
+
+
+class CampaignTombstone(db.Model):
+    """A deleted campaign's id: not registered again from the gateway's data (its old sessions
+    keep the id)."""
+
+    __tablename__ = "campaign_tombstones"
+
+    tenant_id: Mapped[str] = mapped_column(Text, primary_key=True)
+    id: Mapped[str] = mapped_column(Text, primary_key=True)
+    deleted_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), nullable=False, server_default=func.now())
 
 
 class NpcPosition(db.Model):
@@ -179,3 +193,21 @@ class ProviderConfig(db.Model):
     last_tested_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), nullable=False, server_default=func.now())
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), nullable=False, server_default=func.now())
+
+
+class TenantInvitation(db.Model):
+    """A way into an adopted tenant: the Discord user id it is for, and/or a one-time signed link
+    (``link``). Used once (``used_at``), expires (``expires_at``)."""
+
+    __tablename__ = "tenant_invitations"
+
+    id: Mapped[str] = mapped_column(Text, primary_key=True, default=new_id)
+    tenant_id: Mapped[str] = mapped_column(Text, nullable=False)
+    discord_id: Mapped[str | None] = mapped_column(Text)
+    role: Mapped[str] = mapped_column(Text, nullable=False, server_default="tenant_owner")
+    link: Mapped[bool] = mapped_column(Boolean, nullable=False, server_default=text("false"))
+    created_by: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), nullable=False, server_default=func.now())
+    expires_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), nullable=False)
+    used_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    used_by: Mapped[str | None] = mapped_column(Text)

@@ -63,13 +63,14 @@ class AccountSuspended(Forbidden):
     default_message = "This account is suspended. Contact support if you think that's a mistake."
 
 
-def sign_in(identity: Identity, *, ip: str | None = None) -> tuple[User, bool]:
-    """Find or create the user for an identity. Returns (user, created). Commits."""
+def sign_in(identity: Identity, *, ip: str | None = None, invitation_id: str | None = None) -> tuple[User, bool]:
+    """Find or create the user for an identity. Returns (user, created). Commits.
+    ``invitation_id``: an invitation link the person followed before signing in."""
     column = getattr(User, PROVIDER_COLUMNS[identity.provider])
     user = db.session.execute(select(User).where(column == identity.subject)).scalar_one_or_none()
     created = False
     if user is None:
-        user = _signup(identity, ip=ip)
+        user = _join_invited(identity, invitation_id, ip=ip) or _signup(identity, ip=ip)
         created = True
     if user.status != "active":
         raise AccountSuspended()
@@ -87,6 +88,36 @@ def sign_in(identity: Identity, *, ip: str | None = None) -> tuple[User, bool]:
                  details={"provider": identity.provider})
     db.session.commit()
     return user, created
+
+
+def _join_invited(identity: Identity, invitation_id: str | None, *, ip: str | None) -> User | None:
+    """Adoption hook: someone invited to an adopted tenant (by Discord id or link) joins it
+    instead of founding a new one. None when there is no pending invitation for them."""
+    from glyphoxa_htmx.services import adoption
+
+    invitation = adoption.claim(identity.provider, identity.subject, invitation_id)
+    if invitation is None and invitation_id:
+        # They followed a link that was used or expired meanwhile: say so rather than found a table.
+        db.session.rollback()
+        raise NotFound("This invitation link has been used or has expired. Ask for a new one, or sign in "
+                       "without it to start your own table.")
+    if invitation is None:
+        return None
+    user = User(id=str(uuid.uuid4()), tenant_id=invitation.tenant_id, name=identity.name or "Dungeon Master",
+                email=identity.email if identity.email_verified else None, avatar_url=identity.avatar_url,
+                email_verified=identity.email_verified, role=invitation.role)
+    setattr(user, PROVIDER_COLUMNS[identity.provider], identity.subject)
+    db.session.add(user)
+    try:
+        db.session.flush()
+    except IntegrityError:
+        db.session.rollback()
+        raise Forbidden("An account with that e-mail already exists. Sign in with the provider you used before.")
+    adoption.mark_used(invitation, user, ip=ip)
+    audit.record("user.signup", "user", user.id, tenant_id=user.tenant_id, user_id=user.id, ip=ip,
+                 after={"name": user.name, "role": user.role, "provider": identity.provider},
+                 details={"invitation_id": invitation.id})
+    return user
 
 
 def _signup(identity: Identity, *, ip: str | None) -> User:

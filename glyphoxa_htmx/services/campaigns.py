@@ -1,15 +1,23 @@
 """Campaigns (web-owned `web.campaigns`). Every query is scoped by the actor's tenant.
 
-The campaign id is a short string the gateway carries as `campaign_id` (sessions, transcripts and
-`npc_definitions` all use it). "Active" is the tenant's default campaign for sessions started from
-Discord: `web.tenants.active_campaign_id` is our copy, the gateway's `tenants.campaign_id` the
-original (set with UpdateTenant)."""
+The campaign id is a free-form string the gateway carries as `campaign_id` (sessions, transcripts
+and `npc_definitions` all use it), unique only within a tenant: the key is `(tenant_id, id)`.
+
+Campaign ids found in the tenant's gateway data without a row of ours (`public.tenants.campaign_id`,
+`public.sessions.campaign_id`, `public.npc_definitions.campaign_id`) are registered on first sight
+(`register_found`, one statement) with origin `gateway`, named by their id until renamed.
+
+"Active" is the tenant's default campaign for sessions started from Discord. The gateway's
+`public.tenants.campaign_id` is the one source of truth: read in the same query as the cards,
+written only through UpdateTenant. There is no web copy that could disagree."""
 
 from __future__ import annotations
 
 import logging
 import math
 import secrets
+import threading
+import time
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -22,7 +30,7 @@ from glyphoxa_htmx.core.deps import gateway
 from glyphoxa_htmx.core.errors import Conflict, DomainError, NotFound, ValidationError
 from glyphoxa_htmx.core.parse import like_pattern
 from glyphoxa_htmx.extensions import db
-from glyphoxa_htmx.models import Campaign, GatewaySession, NpcDefinition, NpcPosition, Tenant
+from glyphoxa_htmx.models import Campaign, CampaignTombstone, GatewaySession, GatewayTenant, NpcDefinition, NpcPosition
 
 GAME_SYSTEMS = (
     "D&D 5e", "D&D 2024", "Pathfinder 2e", "Pathfinder 1e", "Call of Cthulhu", "Starfinder", "Shadowrun",
@@ -46,15 +54,80 @@ class GatewayRefused(DomainError):
 # --------------------------------------------------------------------------- lookups (shared)
 
 
+# Campaign ids in the tenant's gateway data that have no row of ours, registered in one statement.
+# Empty ids ("no campaign") are not campaigns. ON CONFLICT: two requests may race to register.
+_REGISTER_FOUND = text("""
+INSERT INTO web.campaigns (tenant_id, id, name, origin)
+SELECT :t, f.id, f.id, 'gateway' FROM (
+    SELECT campaign_id AS id FROM public.tenants WHERE id = :t
+    UNION SELECT campaign_id FROM public.sessions WHERE tenant_id = :t
+    UNION SELECT campaign_id FROM public.npc_definitions WHERE tenant_id = :t
+) AS f
+WHERE f.id <> '' AND (CAST(:only AS text) IS NULL OR f.id = :only)
+  AND NOT EXISTS (SELECT 1 FROM web.campaigns c WHERE c.tenant_id = :t AND c.id = f.id)
+  AND NOT EXISTS (SELECT 1 FROM web.campaign_tombstones d WHERE d.tenant_id = :t AND d.id = f.id)
+ON CONFLICT DO NOTHING
+RETURNING id
+""")
+
+
+# The full scan reads the tenant's sessions (indexed) and its npc_definitions rows (the gateway's
+# table has no tenant index, so a scan): run it at most once per tenant per interval in each
+# process. New ids appear only when a Discord session starts with a new campaign, so a short delay
+# is harmless; a direct link to a new id (``only``) is always looked up (campaign_id is indexed).
+FOUND_SYNC_SECONDS = 30.0
+_last_sync: dict[str, float] = {}
+_sync_lock = threading.Lock()
+
+
+def _sync_due(tenant_id: str) -> bool:
+    now = time.monotonic()
+    with _sync_lock:
+        if now - _last_sync.get(tenant_id, -FOUND_SYNC_SECONDS) < FOUND_SYNC_SECONDS:
+            return False
+        if len(_last_sync) > 10_000:  # bounded: forget everything rather than grow forever
+            _last_sync.clear()
+        _last_sync[tenant_id] = now
+        return True
+
+
+def register_found(actor: Actor, only: str | None = None) -> list[str]:
+    """Give every campaign id the gateway knows for this tenant a row (origin ``gateway``, named by
+    its id), so sessions, NPCs and the active campaign of an existing installation show up as
+    campaigns. One statement (at most once per FOUND_SYNC_SECONDS per tenant and process); commits
+    only when it registered something. ``only`` limits it to one id (a direct link to a campaign
+    not seen yet) and always runs."""
+    if only is None and not _sync_due(actor.tenant_id):
+        return []
+    found = list(db.session.execute(_REGISTER_FOUND, {"t": actor.tenant_id, "only": only}).scalars())
+    if found:
+        audit.record("campaign.found", "tenant", actor.tenant_id, tenant_id=actor.tenant_id,
+                     details={"campaign_ids": sorted(found), "source": "gateway data"})
+        db.session.commit()
+    return found
+
+
 def get(actor: Actor, campaign_id: str) -> Campaign:
-    """A campaign of the actor's tenant, or NotFound (also for other tenants' campaigns)."""
+    """A campaign of the actor's tenant, or NotFound (also for other tenants' campaigns). An id
+    the tenant's gateway data uses but we have not seen yet is registered on the way."""
     require(actor, Perm.VIEW_SESSIONS)
-    return own(actor, db.session.get(Campaign, campaign_id))
+    campaign = db.session.get(Campaign, (actor.tenant_id, campaign_id))
+    if campaign is None and campaign_id and register_found(actor, only=campaign_id):
+        campaign = db.session.get(Campaign, (actor.tenant_id, campaign_id))
+    return own(actor, campaign)
+
+
+def active_id(actor: Actor) -> str:
+    """The tenant's active campaign: the gateway's ``public.tenants.campaign_id`` ('' = none)."""
+    return db.session.execute(
+        select(GatewayTenant.campaign_id).where(GatewayTenant.id == actor.tenant_id)
+    ).scalar_one_or_none() or ""
 
 
 def choices(actor: Actor, *, include_archived: bool = False) -> list[tuple[str, str]]:
     """(id, name) of the tenant's campaigns for pickers and filters, by name."""
     require(actor, Perm.VIEW_SESSIONS)
+    register_found(actor)
     stmt = select(Campaign.id, Campaign.name).where(Campaign.tenant_id == actor.tenant_id).order_by(Campaign.name)
     if not include_archived:
         stmt = stmt.where(Campaign.archived_at.is_(None))
@@ -80,7 +153,12 @@ class CampaignCard:
     npc_count: int
     last_session_at: datetime | None
     live: bool  # a session of this campaign is pending or active
-    active: bool  # the tenant's default campaign for Discord-started sessions
+    active: bool  # the tenant's default campaign for Discord-started sessions (the gateway's)
+
+    @property
+    def found(self) -> bool:
+        """Registered from the gateway's data ("found in Discord sessions"), not created here."""
+        return self.campaign.origin == "gateway"
 
 
 @dataclass
@@ -124,7 +202,7 @@ def _card_columns(tenant_id: str):
 
 def _cards_stmt(actor: Actor):
     npcs, sessions = _card_columns(actor.tenant_id)
-    active = select(Tenant.active_campaign_id).where(Tenant.id == actor.tenant_id).scalar_subquery()
+    active = select(GatewayTenant.campaign_id).where(GatewayTenant.id == actor.tenant_id).scalar_subquery()
     return (
         select(Campaign, func.coalesce(npcs.c.n, 0), sessions.c.last_at, func.coalesce(sessions.c.live, False),
                (Campaign.id == func.coalesce(active, "")))
@@ -136,8 +214,10 @@ def _cards_stmt(actor: Actor):
 
 def list_cards(actor: Actor, *, q: str = "", archived: bool = False, page: int = 1,
                per_page: int = PER_PAGE) -> Page:
-    """The campaign cards of one page (two queries whatever the page size)."""
+    """The campaign cards of one page (three queries whatever the page size: registering ids
+    found in gateway data, the count, the page)."""
     require(actor, Perm.VIEW_SESSIONS)
+    register_found(actor)
     q = (q or "").strip()[:100]
     where = [Campaign.tenant_id == actor.tenant_id,
              Campaign.archived_at.is_not(None) if archived else Campaign.archived_at.is_(None)]
@@ -157,6 +237,8 @@ def card(actor: Actor, campaign_id: str) -> CampaignCard:
     """One campaign with its counts and badges (one query)."""
     require(actor, Perm.VIEW_SESSIONS)
     row = db.session.execute(_cards_stmt(actor).where(Campaign.id == campaign_id)).first()
+    if row is None and campaign_id and register_found(actor, only=campaign_id):
+        row = db.session.execute(_cards_stmt(actor).where(Campaign.id == campaign_id)).first()
     if row is None:
         raise NotFound()
     return CampaignCard(*row)
@@ -255,7 +337,8 @@ def create(actor: Actor, data: dict) -> Campaign:
 def _locked(actor: Actor, campaign_id: str) -> Campaign:
     """The actor's campaign, row-locked for this transaction (NotFound for anyone else's)."""
     return own(actor, db.session.execute(
-        select(Campaign).where(Campaign.id == campaign_id).with_for_update().execution_options(populate_existing=True)
+        select(Campaign).where(Campaign.tenant_id == actor.tenant_id, Campaign.id == campaign_id)
+        .with_for_update().execution_options(populate_existing=True)
     ).scalar_one_or_none())
 
 
@@ -281,17 +364,22 @@ def update(actor: Actor, campaign_id: str, data: dict, *, version: int | str | N
     return campaign
 
 
-def _tenant_locked(actor: Actor) -> Tenant:
-    return db.session.execute(
-        select(Tenant).where(Tenant.id == actor.tenant_id).with_for_update().execution_options(populate_existing=True)
-    ).scalar_one()
+def _active_locked(actor: Actor) -> str:
+    """The gateway's active campaign for this tenant, read under an advisory lock so two of our
+    own changes of it are serialised (the gateway's row itself is never written by us)."""
+    db.session.execute(text("SELECT pg_advisory_xact_lock(hashtextextended(:key, 0))"),
+                       {"key": f"active-campaign:{actor.tenant_id}"})
+    return active_id(actor)
 
 
 def _gateway_set_campaign(actor: Actor, campaign: Campaign, *, clear: bool) -> None:
-    """Tell the gateway (when one is configured). Raise GatewayRefused, having changed nothing."""
+    """Change the active campaign on the gateway (UpdateTenant, the only writer of it). Raise
+    GatewayRefused, having changed nothing."""
     client = gateway()
+    what = "clear the active campaign" if clear else f"make “{campaign.name}” the active campaign"
     if client is None:
-        return
+        db.session.rollback()
+        raise GatewayRefused(f"Couldn't {what}: no voice gateway is connected to this server. Nothing was changed.")
     from glyphoxa_htmx.adapters.gateway.errors import GatewayError
 
     try:
@@ -301,13 +389,12 @@ def _gateway_set_campaign(actor: Actor, campaign: Campaign, *, clear: bool) -> N
             client.update_tenant(actor.tenant_id, campaign_id=campaign.id)
     except GatewayError as exc:
         db.session.rollback()
-        what = "clear the active campaign" if clear else f"make “{campaign.name}” the active campaign"
         raise GatewayRefused(f"Couldn't {what}: {exc.message} Nothing was changed.") from exc
 
 
 def _commit_after_gateway(actor: Actor, previous_campaign_id: str) -> None:
-    """Commit a change the gateway already applied; if our commit fails, put the gateway's
-    campaign back (best effort, logged) so the two never disagree about the active campaign."""
+    """Commit our side of a change the gateway already applied; if our commit fails, put the
+    gateway's campaign back (best effort, logged)."""
     try:
         db.session.commit()
     except Exception:
@@ -335,14 +422,11 @@ def make_active(actor: Actor, campaign_id: str) -> Campaign:
         db.session.rollback()
         raise ValidationError({"": "Archived campaigns can't be active. Unarchive it first."},
                               "Archived campaigns can't be active. Unarchive it first.")
-    tenant = _tenant_locked(actor)
-    if tenant.active_campaign_id == campaign.id:
+    previous = _active_locked(actor)
+    if previous == campaign.id:
         db.session.rollback()
         return campaign
     _gateway_set_campaign(actor, campaign, clear=False)
-    previous = tenant.active_campaign_id
-    tenant.active_campaign_id = campaign.id
-    tenant.updated_at = func.now()
     audit.record("campaign.activate", "campaign", campaign.id, actor=actor, before={"active_campaign_id": previous},
                  after={"active_campaign_id": campaign.id})
     _commit_after_gateway(actor, previous)
@@ -358,13 +442,9 @@ def set_archived(actor: Actor, campaign_id: str, archived: bool) -> Campaign:
         return campaign
     before = snapshot(campaign)
     details = {}
-    if archived:
-        tenant = _tenant_locked(actor)
-        if tenant.active_campaign_id == campaign.id:
-            _gateway_set_campaign(actor, campaign, clear=True)
-            tenant.active_campaign_id = ""
-            tenant.updated_at = func.now()
-            details["active_campaign_cleared"] = True
+    if archived and _active_locked(actor) == campaign.id:
+        _gateway_set_campaign(actor, campaign, clear=True)
+        details["active_campaign_cleared"] = True
     campaign.archived_at = func.now() if archived else None
     campaign.version += 1
     campaign.updated_at = func.now()
@@ -409,11 +489,9 @@ def delete(actor: Actor, campaign_id: str, confirm_name: str) -> dict:
         db.session.rollback()
         raise ValidationError(errors, errors.get("") or errors["confirm_name"])
     lock_cast(actor, campaign.id)
-    tenant = _tenant_locked(actor)
-    gateway_cleared = tenant.active_campaign_id == campaign.id  # rare: archiving clears it already
+    gateway_cleared = _active_locked(actor) == campaign.id  # rare: archiving clears it already
     if gateway_cleared:
         _gateway_set_campaign(actor, campaign, clear=True)
-        tenant.active_campaign_id = ""
     scope = and_(NpcDefinition.tenant_id == actor.tenant_id, NpcDefinition.campaign_id == campaign.id)
     npc_names = list(db.session.execute(select(NpcDefinition.name).where(scope).order_by(NpcDefinition.name)).scalars())
     db.session.execute(sql_delete(NpcDefinition).where(scope))
@@ -423,6 +501,7 @@ def delete(actor: Actor, campaign_id: str, confirm_name: str) -> dict:
     audit.record("campaign.delete", "campaign", campaign.id, actor=actor, before=snapshot(campaign), after=None,
                  details={"npcs_deleted": npc_names})
     db.session.delete(campaign)
+    db.session.merge(CampaignTombstone(tenant_id=actor.tenant_id, id=campaign.id))  # old sessions keep the id
     if gateway_cleared:
         _commit_after_gateway(actor, campaign.id)
     else:

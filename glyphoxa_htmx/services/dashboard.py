@@ -8,7 +8,7 @@ from glyphoxa_htmx.core.authz import Actor, Perm, require
 from glyphoxa_htmx.extensions import db
 from glyphoxa_htmx.models import Campaign, GatewaySession, NpcDefinition, User
 from glyphoxa_htmx.core.deps import gateway
-from glyphoxa_htmx.services import sessions, tenants
+from glyphoxa_htmx.services import campaigns, sessions, tenants
 
 
 def overview(actor: Actor) -> dict:
@@ -17,6 +17,7 @@ def overview(actor: Actor) -> dict:
     dashboard works while the gateway is down."""
     require(actor, Perm.VIEW_SESSIONS)
     tenant = tenants.get(actor)
+    campaigns.register_found(actor)  # an existing installation's campaigns count from the first visit
     return {
         "tenant": tenant,
         "gateway_configured": gateway() is not None,

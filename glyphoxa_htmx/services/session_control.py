@@ -68,7 +68,7 @@ def start_form(actor: Actor, discord_guilds: list | None = None) -> StartForm:
     from the user's Discord guilds where known), or the reason starting is impossible."""
     require(actor, Perm.CONTROL_SESSIONS)
     form = StartForm(campaigns=campaigns.choices(actor), usage=month_usage(actor))
-    active = getattr(tenants.get(actor), "active_campaign_id", "")
+    active = campaigns.active_id(actor)  # the gateway's public.tenants.campaign_id
     ids = [cid for cid, _ in form.campaigns]
     form.default_campaign = active if active in ids else (ids[0] if len(ids) == 1 else "")
     client = gateway()

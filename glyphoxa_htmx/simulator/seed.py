@@ -187,20 +187,22 @@ def _seed_one(
     store.write_facts(conn, schema, campaign_id=campaign_id, session_id=session_id, facts=facts)
 
     audio = tiny_wav()
-    conn.execute(
-        sql.SQL(
-            "INSERT INTO {}.recaps (session_id, campaign_id, text, audio_data, sample_rate, channels, duration_ns, "
-            "generated_at) VALUES (%s, %s, %s, %s, %s, 1, %s, %s) ON CONFLICT (session_id) DO NOTHING"
-        ).format(sql.Identifier(schema)),
-        (
-            session_id,
-            store.memory_campaign(campaign_id),
-            _recap_text(campaign_id, number, cast, all_facts, rng),
-            audio,
-            RECAP_SAMPLE_RATE,
-            int(0.5 * 1e9),
-            ended + timedelta(minutes=2),
-        ),
-    )
+    has_recaps = conn.execute("SELECT to_regclass(%s)", (f"{schema}.recaps",)).fetchone()[0] is not None
+    if has_recaps:  # a worker-made schema may have none; we never add the table to it
+        conn.execute(
+            sql.SQL(
+                "INSERT INTO {}.recaps (session_id, campaign_id, text, audio_data, sample_rate, channels, duration_ns, "
+                "generated_at) VALUES (%s, %s, %s, %s, %s, 1, %s, %s) ON CONFLICT (session_id) DO NOTHING"
+            ).format(sql.Identifier(schema)),
+            (
+                session_id,
+                store.memory_campaign(campaign_id),
+                _recap_text(campaign_id, number, cast, all_facts, rng),
+                audio,
+                RECAP_SAMPLE_RATE,
+                int(0.5 * 1e9),
+                ended + timedelta(minutes=2),
+            ),
+        )
     hours = math.ceil((ended - started).total_seconds() / 36.0) / 100.0
     store.add_usage(conn, tenant_id, period=store.current_period(started), session_hours=hours, **usage)

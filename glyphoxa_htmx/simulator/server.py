@@ -227,9 +227,11 @@ class _SessionRuntime:
             if self.state == "pending":
                 if self._stop.wait(self.sim.activation_delay):
                     return
-                if not self._activate():
-                    return
+            # Like the worker: its memory store (tenant_<id> schema) is ready before it reports
+            # active, so a line spoken right after activation always has a table to land in.
             if not self._prepare_memory():
+                return
+            if self.state == "pending" and not self._activate():
                 return
             self._last_bill = time.monotonic()
             self._loop()

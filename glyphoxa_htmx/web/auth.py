@@ -222,7 +222,7 @@ def oauth_callback(provider: str):
         return _signin_error("That sign-in link is no longer valid. Please start again.")
     try:
         ident = identity.fetch_identity(provider, token)
-        user, _created = auth_service.sign_in(ident, ip=_ip())
+        user, _created = auth_service.sign_in(ident, ip=_ip(), invitation_id=session.pop("invitation_id", None))
     except DomainError as exc:
         return _signin_error(exc.message, status=exc.status)
     return _finish_sign_in(user, session.pop("oauth_next", None))
@@ -298,3 +298,19 @@ def refresh():
         return response
     return set_session_cookie(response, new_token)
 
+
+
+@bp.get("/invite/<token>")
+@limiter.limit(AUTH_LIMIT, key_func=lambda: request.remote_addr or "unknown")
+def invite(token: str):
+    """An invitation link to an adopted table: remembered for the sign-in that follows (used once,
+    at that sign-in). Invalid, used or expired links answer 404 with a clear message."""
+    from flask import session
+
+    from glyphoxa_htmx.services import adoption
+
+    invitation = adoption.from_link(token)
+    session["invitation_id"] = invitation.id
+    return htmx.render("auth/invite.html", tenant_name=adoption.tenant_name(invitation),
+                       providers=identity.enabled(), labels=identity.PROVIDER_LABELS,
+                       signed_in=g.get("actor") is not None)

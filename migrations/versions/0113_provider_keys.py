@@ -9,7 +9,7 @@ import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql as pg
 
 revision = "0113_provider_keys"
-down_revision = "0108_security"
+down_revision = "0110_existing_install"
 branch_labels = None
 depends_on = None
 

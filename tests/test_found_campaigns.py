@@ -1,0 +1,152 @@
+"""Campaigns of an existing installation: ids found in the tenant's gateway data become campaigns
+("found in Discord sessions", named by id until renamed), keyed per tenant, and the active campaign
+is the gateway's tenants.campaign_id (no web copy)."""
+
+from __future__ import annotations
+
+import psycopg
+from sqlalchemy import select
+
+from glyphoxa_htmx.extensions import db
+from glyphoxa_htmx.models import AuditLog, Campaign
+from tests.conftest import soup
+from tests.test_campaigns import actor_for, add_session, count_queries, new_campaign
+
+
+def sql(database_url, statement, *params):
+    with psycopg.connect(database_url, autocommit=True) as conn:
+        conn.execute(statement, params)
+
+
+def gateway_row(database_url, tenant_id, campaign_id=""):
+    sql(database_url, "INSERT INTO public.tenants (id, campaign_id) VALUES (%s, %s)", tenant_id, campaign_id)
+
+
+def npc_row(database_url, tenant_id, campaign_id, name):
+    sql(database_url, "INSERT INTO public.npc_definitions (id, tenant_id, campaign_id, name) VALUES (%s, %s, %s, %s)",
+        f"{tenant_id}-{campaign_id}-{name}", tenant_id, campaign_id, name)
+
+
+def forget_sync():
+    """Registration of found ids runs at most every FOUND_SYNC_SECONDS per tenant and process."""
+    from glyphoxa_htmx.services import campaigns
+
+    campaigns._last_sync.clear()
+
+
+def cards(b):
+    return {c.h2.text.strip(): c for c in soup(b.get("/campaigns")).select(".campaign-card")}
+
+
+def test_ids_in_gateway_data_show_as_campaigns(app, as_role, database_url):
+    b = as_role("dm")
+    t = b.user.tenant_id
+    gateway_row(database_url, t, "active_one")
+    add_session(database_url, t, "from_discord")
+    add_session(database_url, t, "")  # no campaign: not a campaign
+    npc_row(database_url, t, "npc_only", "Greta")
+    found = cards(b)
+    assert set(found) == {"active_one", "from_discord", "npc_only"}
+    assert all("Found in Discord sessions" in c.text for c in found.values())
+    assert "Active" in found["active_one"].select_one(".badges").text
+    assert found["npc_only"].select_one(".facts").text.count("1")  # its NPC counts
+    page = soup(b.get("/campaigns/from_discord"))
+    assert "named by its id until you" in page.text
+    with app.app_context():
+        rows = db.session.execute(select(Campaign).where(Campaign.tenant_id == t)).scalars().all()
+        assert {(c.id, c.name, c.origin) for c in rows} == {
+            ("active_one", "active_one", "gateway"), ("from_discord", "from_discord", "gateway"),
+            ("npc_only", "npc_only", "gateway")}
+        audit = db.session.execute(select(AuditLog).where(AuditLog.action == "campaign.found")).scalar_one()
+        assert sorted(audit.details["campaign_ids"]) == ["active_one", "from_discord", "npc_only"]
+
+
+def test_a_found_campaign_can_be_renamed_and_used_in_pickers(app, as_role, database_url):
+    b = as_role("dm")
+    add_session(database_url, b.user.tenant_id, "c1")
+    form = soup(b.get("/campaigns/c1/edit"))  # a direct link registers it on first sight
+    version = form.select_one("input[name=version]")["value"]
+    resp = b.post("/campaigns/c1", {"name": "The Drowned Road", "version": version})
+    assert resp.status_code == 303
+    card = cards(b)["The Drowned Road"]
+    assert "Found in Discord sessions" in card.text
+    assert "The Drowned Road" in b.get("/sessions").get_data(as_text=True)  # session list names it
+    from glyphoxa_htmx.services import campaigns
+
+    with app.app_context():
+        assert campaigns.choices(actor_for(b.user)) == [("c1", "The Drowned Road")]
+
+
+def test_two_tenants_each_have_their_own_c1(app, as_role, database_url):
+    a, b = as_role("dm"), as_role("dm")
+    for user, npc in ((a, "Greta"), (b, "Sal")):
+        add_session(database_url, user.user.tenant_id, "c1")
+        npc_row(database_url, user.user.tenant_id, "c1", npc)
+    assert set(cards(a)) == {"c1"} and set(cards(b)) == {"c1"}
+    page_a, page_b = soup(a.get("/campaigns/c1")).text, soup(b.get("/campaigns/c1")).text
+    assert "Greta" in page_a and "Sal" not in page_a
+    assert "Sal" in page_b and "Greta" not in page_b
+    resp = a.post("/campaigns/c1", {"name": "A's road", "version": "1"})
+    assert resp.status_code == 303
+    assert set(cards(b)) == {"c1"}  # b's c1 is untouched
+
+
+def test_deleted_found_campaign_does_not_come_back(app, as_role, database_url):
+    b = as_role("dm")
+    add_session(database_url, b.user.tenant_id, "old_one")
+    assert set(cards(b)) == {"old_one"}
+    assert b.post("/campaigns/old_one/archive").status_code == 303
+    assert b.post("/campaigns/old_one/delete", {"confirm_name": "old_one"}).status_code == 303
+    forget_sync()  # as if the throttle interval had passed: the full registration runs again
+    assert cards(b) == {} and b.get("/campaigns/old_one").status_code == 404
+
+
+def test_found_campaigns_cost_the_same_queries_whatever_their_number(app, as_role, database_url):
+    small, big = as_role("dm"), as_role("dm")
+    for b, n in ((small, 2), (big, 11)):
+        for i in range(n):
+            add_session(database_url, b.user.tenant_id, f"c{i}")
+    small.get("/campaigns"), big.get("/campaigns")  # first sight registers them
+    with count_queries(app) as q_small:
+        assert len(cards(small)) == 2
+    with count_queries(app) as q_big:
+        assert len(cards(big)) == 11
+    assert len(q_small) == len(q_big) <= 6, q_big
+
+
+def test_active_campaign_is_the_gateways_and_has_no_web_copy(app, as_role, database_url):
+    b = as_role("dm")
+    mine = new_campaign(app, b.user, "Mine")
+    other = new_campaign(app, b.user, "Other")
+    gateway_row(database_url, b.user.tenant_id, mine)  # set from Discord / the gateway's own tooling
+    found = cards(b)
+    assert "Active" in found["Mine"].select_one(".badges").text
+    assert "Active" not in found["Other"].select_one(".badges").text
+    sql(database_url, "UPDATE public.tenants SET campaign_id = %s WHERE id = %s", other, b.user.tenant_id)
+    found = cards(b)  # the page follows the gateway at once: nothing to disagree with
+    assert "Active" in found["Other"].select_one(".badges").text
+    assert "Active" not in found["Mine"].select_one(".badges").text
+    with psycopg.connect(database_url) as conn:
+        columns = {r[0] for r in conn.execute(
+            "SELECT column_name FROM information_schema.columns WHERE table_schema = 'web' AND table_name = 'tenants'")}
+    assert "active_campaign_id" not in columns
+
+
+def test_start_form_preselects_the_gateways_active_campaign(app, as_role, database_url):
+    b = as_role("dm")
+    new_campaign(app, b.user, "First")
+    second = new_campaign(app, b.user, "Second")
+    gateway_row(database_url, b.user.tenant_id, second)
+    page = soup(b.get("/sessions/new"))
+    assert page.select_one("#campaign_id option[selected]")["value"] == second
+
+
+def test_ids_that_appear_later_show_up_after_the_sync_interval(app, as_role, database_url):
+    b = as_role("dm")
+    add_session(database_url, b.user.tenant_id, "first")
+    assert set(cards(b)) == {"first"}
+    add_session(database_url, b.user.tenant_id, "second")  # a new Discord session, new campaign id
+    assert b.get("/campaigns/second").status_code == 200  # a direct link finds it at once
+    add_session(database_url, b.user.tenant_id, "third")
+    forget_sync()
+    assert set(cards(b)) == {"first", "second", "third"}
