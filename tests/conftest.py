@@ -94,7 +94,8 @@ def app(database_url, simulator):
     return application
 
 
-WEB_TABLES = ["web.audit_log", "web.login_sessions", "web.users", "web.tenants", "web.campaigns", "web.npc_positions"]
+WEB_TABLES = ["web.audit_log", "web.login_sessions", "web.users", "web.tenants", "web.campaigns", "web.npc_positions",
+              "web.subscriptions", "web.invoices", "web.billing_events"]
 GATEWAY_TABLES = ["public.sessions", "public.usage_records", "public.npc_definitions", "public.tenants"]
 
 

@@ -29,7 +29,7 @@ from glyphoxa_htmx.core.metrics import SESSION_STARTS, SESSION_STOPS
 from glyphoxa_htmx.core.parse import SNOWFLAKE_RE
 from glyphoxa_htmx.extensions import db
 from glyphoxa_htmx.models import GatewaySession
-from glyphoxa_htmx.services import campaigns, tenants
+from glyphoxa_htmx.services import campaigns, plans, tenants
 from glyphoxa_htmx.services.sessions import LIVE_STATES, UNAVAILABLE_NOTE, get, guild_names, is_live, month_usage
 
 log = logging.getLogger(__name__)
@@ -152,6 +152,12 @@ def start(actor: Actor, *, campaign_id: str, guild_id: str, channel_id: str) -> 
             errors["guild_id"] = "That server isn't one of your table's Discord servers."
     if errors:
         raise ValidationError(errors)
+    try:  # what the gateway can't enforce (concurrency per plan) or explains badly (quota), with an upgrade prompt
+        plans.check_concurrent_sessions(actor)
+        plans.check_session_quota(actor, month_usage(actor))
+    except ValidationError:
+        SESSION_STARTS.labels(actor.tenant_id, "plan_limit").inc()
+        raise
 
     key = f"glyphoxa-web:start:{actor.tenant_id}:{campaign_id}"
     locked = db.session.execute(text("SELECT pg_try_advisory_xact_lock(hashtextextended(:k, 0))"), {"k": key}).scalar()
