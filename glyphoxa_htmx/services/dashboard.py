@@ -8,7 +8,7 @@ from glyphoxa_htmx.core.authz import Actor, Perm, require
 from glyphoxa_htmx.extensions import db
 from glyphoxa_htmx.models import Campaign, GatewaySession, NpcDefinition, User
 from glyphoxa_htmx.core.deps import gateway
-from glyphoxa_htmx.services import sessions, tenants
+from glyphoxa_htmx.services import sessions, tenants, usage
 
 
 def overview(actor: Actor) -> dict:
@@ -17,10 +17,12 @@ def overview(actor: Actor) -> dict:
     dashboard works while the gateway is down."""
     require(actor, Perm.VIEW_SESSIONS)
     tenant = tenants.get(actor)
+    widgets = sessions.dashboard(actor)
     return {
         "tenant": tenant,
         "gateway_configured": gateway() is not None,
-        "sessions": sessions.dashboard(actor),
+        "sessions": widgets,
+        "quota_warning": usage.quota_warning(widgets.get("usage")),  # 80% / 100% of the month's hours
         "next_steps": next_steps(actor),
     }
 
