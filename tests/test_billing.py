@@ -333,3 +333,14 @@ def test_invoices_belong_to_their_tenant(billing_app, stripe_api, owner, make_us
     page = other.get("/billing").get_data(as_text=True)
     assert inv["number"] not in page and "No invoices yet" in page
     assert other.post("/billing/portal").status_code == 422  # no customer of theirs to open
+
+
+def test_signup_with_billing_starts_on_apprentice(billing_app, database_url):
+    from tests.test_business_metrics import scrape
+
+    before = scrape(billing_app, "glyphoxa_web_signups_total", tier="apprentice")
+    resp = Browser(billing_app).post("/auth/dev", {"name": "Fresh Fenna", "role": "tenant_owner"})
+    assert resp.status_code in (302, 303)
+    (tenant,) = sql(database_url, "SELECT tenant_id FROM web.users WHERE name = 'Fresh Fenna'")[0]
+    assert gateway_row(database_url, tenant) == (8.0, "shared")
+    assert scrape(billing_app, "glyphoxa_web_signups_total", tier="apprentice") == before + 1
