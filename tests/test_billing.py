@@ -344,3 +344,30 @@ def test_signup_with_billing_starts_on_apprentice(billing_app, database_url):
     (tenant,) = sql(database_url, "SELECT tenant_id FROM web.users WHERE name = 'Fresh Fenna'")[0]
     assert gateway_row(database_url, tenant) == (8.0, "shared")
     assert scrape(billing_app, "glyphoxa_web_signups_total", tier="apprentice") == before + 1
+
+
+def test_billing_sweep_command_ends_an_expired_grace(billing_app, stripe_api, owner, database_url, simulator,
+                                                      monkeypatch):
+    from click.testing import CliRunner
+
+    from glyphoxa_htmx.cli import main
+
+    tenant = owner.user.tenant_id
+    sub_id = subscribe(billing_app, stripe_api, owner, "guild")
+    stripe_api.update_subscription(sub_id, status="past_due")
+    assert deliver(billing_app, FakeStripe.event("invoice.payment_failed",
+                                                 stripe_api.invoice(sub_id, "open"))).status_code == 200
+    sql(database_url, "UPDATE web.subscriptions SET past_due_since = now() - interval '8 days' WHERE tenant_id = %s",
+        (tenant,))
+    for key, value in {"DATABASE_URL": database_url, "LOG_JSON": "0", "GLYPHOXA_BILLING": "stripe",
+                       "STRIPE_SECRET_KEY": SECRET_KEY, "STRIPE_WEBHOOK_SECRET": WEBHOOK_SECRET,
+                       "STRIPE_PRICES": PRICES_SETTING, "GATEWAY_GRPC_ADDR": simulator.address,
+                       "GATEWAY_SECRET": GATEWAY_SECRET}.items():
+        monkeypatch.setenv(key, value)
+    result = CliRunner().invoke(main, ["billing-sweep"])
+    assert result.exit_code == 0, result.output
+    assert f"{tenant}: guild -> apprentice" in result.output
+    assert gateway_row(database_url, tenant) == (8.0, "shared")
+    assert "grace period is over" in soup(owner.get("/billing")).select_one("#past-due-banner").text
+    again = CliRunner().invoke(main, ["billing-sweep"])
+    assert "0 table(s) changed" in again.output
