@@ -60,6 +60,8 @@ def test_usage_page_shows_month_history_and_campaigns(app, table):
     assert not page.select("[style]") and not page.select("script:not([src])")
     nav = soup(viewer.get("/dashboard")).select_one("nav.sidenav")
     assert nav.select_one("a[href='/usage']") is not None and nav.select_one("a[href='/billing']") is not None
+    assert "soon" not in nav.text
+    assert viewer.get("/billing").status_code == 403  # the entry is there, the page is the owner's (plan §6)
 
 
 def test_usage_export_streams_csv_for_a_range(app, table):
