@@ -371,3 +371,30 @@ def test_billing_sweep_command_ends_an_expired_grace(billing_app, stripe_api, ow
     assert "grace period is over" in soup(owner.get("/billing")).select_one("#past-due-banner").text
     again = CliRunner().invoke(main, ["billing-sweep"])
     assert "0 table(s) changed" in again.output
+
+
+def test_concurrent_duplicate_deliveries_apply_once(billing_app, stripe_api, owner, database_url):
+    import threading
+
+    tenant = owner.user.tenant_id
+    resp = owner.post("/billing/checkout", {"tier": "adventurer", "interval": "year"})
+    session = stripe_api.complete_checkout(resp.headers["Location"].rsplit("/", 1)[1])
+    body = FakeStripe.event("checkout.session.completed", session)
+    barrier, results = threading.Barrier(3), []
+
+    def post():
+        barrier.wait()
+        r = deliver(billing_app, body)
+        results.append((r.status_code, r.get_json()["outcome"]))
+
+    threads = [threading.Thread(target=post) for _ in range(3)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(20)
+    assert sorted(results) == [(200, "applied"), (200, "replay"), (200, "replay")]
+    assert sql(database_url, "SELECT count(*) FROM web.audit_log WHERE tenant_id = %s AND action = 'tenant.plan_apply'",
+               (tenant,))[0][0] == 1
+    assert sql(database_url, "SELECT tier, interval FROM web.subscriptions WHERE tenant_id = %s", (tenant,)) == [
+        ("adventurer", "year")]
+    assert gateway_row(database_url, tenant) == (32.0, "shared")
