@@ -37,7 +37,8 @@ SECONDS = float(os.environ.get("BENCH_SECONDS", "10"))
 CONCURRENCY = int(os.environ.get("BENCH_CONCURRENCY", "32"))
 PAGES = [p for p in os.environ.get(
     "BENCH_PAGES",
-    "/dashboard,/campaigns,/campaigns/cmp_sunken_crown,/sessions,/sessions/search?q=chapel,/knowledge,/team,/settings",
+    "/dashboard,/campaigns,/campaigns/cmp_sunken_crown,/sessions,/sessions/search?q=chapel,/knowledge,/team,/settings,"
+    "/usage,/billing",
 ).split(",") if p]
 
 

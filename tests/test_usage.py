@@ -93,3 +93,26 @@ def test_dashboard_warns_at_80_and_100_percent(app, as_role, database_url, hours
         assert warning is None
     else:
         assert expected in warning.text and warning.select_one("a[href='/usage']")
+
+
+def test_usage_page_queries_do_not_grow_with_data(app, table, as_role, database_url):
+    from tests.test_campaigns import count_queries
+
+    viewer, tenant, this = table
+    empty = as_role("viewer")
+    gateway_tenant(app, empty.user.tenant_id)
+    empty.get("/usage")  # warm: one-time checks (gateway tables present) are cached after this
+    with count_queries(app) as small:
+        assert empty.get("/usage").status_code == 200
+    for n in range(3):  # more campaigns, sessions and months of records
+        campaign = make_campaign(app, tenant, f"Extra {n}")
+        sql(database_url, "INSERT INTO public.sessions (id, tenant_id, campaign_id, guild_id, license_tier, state,"
+                          " started_at, ended_at) SELECT gen_random_uuid()::text, %s, %s, '1', 'shared', 'ended',"
+                          " now() - interval '2 hours', now() - interval '1 hour' FROM generate_series(1, 20)",
+            (tenant, campaign))
+        sql(database_url, "INSERT INTO public.usage_records (tenant_id, period, session_hours) VALUES (%s, %s, 1)",
+            (tenant, add_months(this, -(n + 2))))
+    viewer.get("/usage")
+    with count_queries(app) as big:
+        assert viewer.get("/usage").status_code == 200
+    assert len(big) == len(small), [q[:60] for q in big]
