@@ -174,6 +174,10 @@ def check_concurrent_sessions(actor: Actor) -> None:
 
     if tier is UNLIMITED:
         return
+    # Starts of different campaigns wait for each other here (held until the start commits, after
+    # the gateway inserted its row), so two can't both see "one slot left".
+    db.session.execute(text("SELECT pg_advisory_xact_lock(hashtextextended(:k, 0))"),
+                       {"k": f"glyphoxa-web:session-limit:{actor.tenant_id}"})
     live = db.session.execute(select(func.count()).select_from(GatewaySession)
                               .where(GatewaySession.tenant_id == actor.tenant_id,
                                      GatewaySession.state.in_(LIVE_STATES))).scalar_one()

@@ -152,13 +152,6 @@ def start(actor: Actor, *, campaign_id: str, guild_id: str, channel_id: str) -> 
             errors["guild_id"] = "That server isn't one of your table's Discord servers."
     if errors:
         raise ValidationError(errors)
-    try:  # what the gateway can't enforce (concurrency per plan) or explains badly (quota), with an upgrade prompt
-        plans.check_concurrent_sessions(actor)
-        plans.check_session_quota(actor, month_usage(actor))
-    except ValidationError:
-        SESSION_STARTS.labels(actor.tenant_id, "plan_limit").inc()
-        raise
-
     key = f"glyphoxa-web:start:{actor.tenant_id}:{campaign_id}"
     locked = db.session.execute(text("SELECT pg_try_advisory_xact_lock(hashtextextended(:k, 0))"), {"k": key}).scalar()
     if not locked:
@@ -170,6 +163,12 @@ def start(actor: Actor, *, campaign_id: str, guild_id: str, channel_id: str) -> 
         if running is not None:
             SESSION_STARTS.labels(actor.tenant_id, "conflict").inc()
             raise StartRefused("A session is already running for this campaign.", live_session_id=running.id)
+        try:  # what the gateway can't enforce (live sessions per plan) or explains badly (quota), with an upgrade link
+            plans.check_concurrent_sessions(actor)
+            plans.check_session_quota(actor, month_usage(actor))
+        except ValidationError:
+            SESSION_STARTS.labels(actor.tenant_id, "plan_limit").inc()
+            raise
         details = None
         try:
             session_id = client.start_web_session(actor.tenant_id, guild_id, channel_id, campaign_id)
