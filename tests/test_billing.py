@@ -398,3 +398,21 @@ def test_concurrent_duplicate_deliveries_apply_once(billing_app, stripe_api, own
     assert sql(database_url, "SELECT tier, interval FROM web.subscriptions WHERE tenant_id = %s", (tenant,)) == [
         ("adventurer", "year")]
     assert gateway_row(database_url, tenant) == (32.0, "shared")
+
+
+def test_newer_api_shapes_are_understood(billing_app, stripe_api, owner, database_url):
+    """Since API version 2025-03-31 the period lives on subscription items and an invoice names its
+    subscription under parent.subscription_details; both shapes are read."""
+    tenant = owner.user.tenant_id
+    sub_id = subscribe(billing_app, stripe_api, owner, "adventurer")
+    inv = stripe_api.invoice(sub_id, "paid")
+    sub = stripe_api.subscriptions[sub_id]
+    end = sub.pop("current_period_end") + 86400  # renewed: the new end is only on the item
+    sub["items"]["data"][0].update(current_period_start=sub.pop("current_period_start"), current_period_end=end)
+    del inv["subscription"]
+    inv["parent"] = {"type": "subscription_details", "subscription_details": {"subscription": sub_id, "metadata": {}}}
+    assert deliver(billing_app, FakeStripe.event("invoice.paid", inv)).status_code == 200
+    (period_end,) = sql(database_url, "SELECT extract(epoch FROM current_period_end)::bigint FROM web.subscriptions "
+                                      "WHERE tenant_id = %s", (tenant,))[0]
+    assert period_end == end
+    assert sql(database_url, "SELECT tenant_id, status FROM web.invoices WHERE id = %s", (inv["id"],)) == [(tenant, "paid")]
