@@ -416,3 +416,17 @@ def test_newer_api_shapes_are_understood(billing_app, stripe_api, owner, databas
                                       "WHERE tenant_id = %s", (tenant,))[0]
     assert period_end == end
     assert sql(database_url, "SELECT tenant_id, status FROM web.invoices WHERE id = %s", (inv["id"],)) == [(tenant, "paid")]
+
+
+def test_dm_seats_follow_the_plan(billing_app, stripe_api, owner, make_user, database_url):
+    tenant = owner.user.tenant_id
+    players = [make_user("viewer", tenant_id=tenant) for _ in range(5)]
+    resp = owner.post(f"/team/{players[0].id}/role", {"role": "dm"}, htmx=True)
+    assert resp.status_code == 422
+    assert "Apprentice plan has 1 DM seat" in soup(resp).select_one("#role-error").text
+    assert sql(database_url, "SELECT role FROM web.users WHERE id = %s", (players[0].id,)) == [("viewer",)]
+    subscribe(billing_app, stripe_api, owner, "guild")
+    for p in players[:4]:  # the owner plus four DMs: five seats
+        assert owner.post(f"/team/{p.id}/role", {"role": "dm"}).status_code == 303
+    resp = owner.post(f"/team/{players[4].id}/role", {"role": "dm"}, htmx=True)
+    assert resp.status_code == 422 and "Guild plan has 5 DM seats" in soup(resp).select_one("#role-error").text

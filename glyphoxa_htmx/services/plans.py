@@ -166,6 +166,27 @@ def check_npc_limit(actor: Actor) -> None:
                        "Upgrade your plan to add more (existing NPCs stay as they are).")
 
 
+SEAT_ROLES = ("tenant_owner", "dm")  # people who run the table; viewers (players) are free
+
+
+def check_seat_limit(actor: Actor) -> None:
+    """Refuse one more owner/DM than the tier's seats (Guild: 5, the others: 1). Called before a
+    person gets a seat role (role change; invitations when they land)."""
+    tier = current(actor.tenant_id)
+    if tier.seats is None:
+        return
+    from glyphoxa_htmx.models import User
+
+    db.session.execute(text("SELECT pg_advisory_xact_lock(hashtextextended(:k, 0))"),
+                       {"k": f"glyphoxa-web:seats:{actor.tenant_id}"})
+    used = db.session.execute(select(func.count()).select_from(User).where(
+        User.tenant_id == actor.tenant_id, User.role.in_(SEAT_ROLES), User.status == "active")).scalar_one()
+    if used >= tier.seats:
+        raise _upgrade(f"Your {tier.name} plan has {tier.seats} DM seat{'s' if tier.seats != 1 else ''} and "
+                       f"{used} {'is' if used == 1 else 'are'} taken. Upgrade to Guild for up to {GUILD.seats} "
+                       "owners and DMs; players can always join as viewers.", "role")
+
+
 def check_concurrent_sessions(actor: Actor) -> None:
     """Refuse a start when the tenant already runs as many live sessions as its tier allows."""
     tier = current(actor.tenant_id)
