@@ -80,6 +80,8 @@ PAGES: dict[str, tuple[str, str | None]] = {
     "knowledge": ("/knowledge/{campaign}", None),
     "knowledge block": ("/knowledge/{campaign}?q=a", "entities"),
     "npc editor": ("/npcs/{npc}", None),
+    "usage": ("/usage", None),
+    "billing": ("/billing", None),
 }
 if ONLY:
     PAGES = {k: v for k, v in PAGES.items() if k in ONLY}

@@ -216,6 +216,19 @@ def rewrap_secrets(rotate: bool) -> None:
         click.echo(f"{backend.label}: {changed} key(s) rewrapped, {same} already on the newest version")
 
 
+@main.command("billing-sweep")
+def billing_sweep_cmd() -> None:
+    """Downgrade tables whose 7-day past-due grace has ended (run it hourly, e.g. from cron)."""
+    from glyphoxa_htmx.services import billing
+
+    app = _app_for_cli()
+    with app.app_context():
+        done = billing.sweep()
+    for tenant_id, before, after in done:
+        click.echo(f"{tenant_id}: {before} -> {after}")
+    click.echo(f"{len(done)} table(s) changed")
+
+
 try:  # the simulator's standalone command
     from glyphoxa_htmx.simulator.cli import gateway_sim
 

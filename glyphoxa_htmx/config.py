@@ -83,7 +83,14 @@ class Settings:
     vault_k8s_mount: str = "kubernetes"
     vault_k8s_token_path: str = "/var/run/secrets/kubernetes.io/serviceaccount/token"
     allow_platform_keys: bool = False  # 1: tenants without their own TTS key use ELEVENLABS_API_KEY
-    billing: str = "disabled"
+    billing: str = "disabled"  # disabled (self-hosted: no Stripe, every tenant unlimited) | stripe
+    stripe_secret_key: str = ""
+    stripe_webhook_secret: str = ""
+    stripe_api_base: str = ""  # empty: Stripe's own (https://api.stripe.com); tests point it at a local double
+    stripe_prices: str = ""  # "adventurer_month=price_…,adventurer_year=price_…,…" (one per paid tier and interval)
+    smtp_url: str = ""  # empty: mails are written to instance/mail/ and the log
+    mail_from: str = "Glyphoxa <noreply@glyphoxa.local>"
+    smtp_ca_file: str = ""  # extra CA bundle to verify the SMTP server's STARTTLS certificate
     seed_demo: bool = True
     metrics_enabled: bool = True
     metrics_token: str = ""  # bearer token Prometheus must send to /metrics (required in production)
@@ -136,14 +143,47 @@ class Settings:
             return self.session_cookie_secure
         return self.public_url.startswith("https://")
 
+    BILLING_MODES = ("disabled", "stripe")
+    PRICE_KEYS = tuple(f"{tier}_{interval}" for tier in ("adventurer", "dungeon_master", "guild")
+                       for interval in ("month", "year"))
+
+    def stripe_price_map(self) -> dict[str, str]:
+        """{"adventurer_month": "price_…", …} from STRIPE_PRICES."""
+        out = {}
+        for part in self.stripe_prices.split(","):
+            key, _, value = part.strip().partition("=")
+            if key.strip() and value.strip():
+                out[key.strip()] = value.strip()
+        return out
+
+    def _billing_problems(self) -> list[str]:
+        """Billing is checked in every environment: an unknown mode or a half-configured Stripe
+        must not start (fail closed: never serve paid tiers for free or charge without webhooks)."""
+        if self.billing not in self.BILLING_MODES:
+            return [f"GLYPHOXA_BILLING must be one of {', '.join(self.BILLING_MODES)} (got {self.billing!r})"]
+        if self.billing != "stripe":
+            return []
+        problems = []
+        if not self.stripe_secret_key:
+            problems.append("STRIPE_SECRET_KEY must be set when GLYPHOXA_BILLING=stripe")
+        if not self.stripe_webhook_secret:
+            problems.append("STRIPE_WEBHOOK_SECRET must be set when GLYPHOXA_BILLING=stripe")
+        missing = [k for k in self.PRICE_KEYS if k not in self.stripe_price_map()]
+        if missing:
+            problems.append("STRIPE_PRICES must name a price for " + ", ".join(missing))
+        return problems
+
     def validate(self) -> None:
         """Refuse unsafe production settings, naming exactly which one is wrong."""
         if self.env not in ENVIRONMENTS:
             raise ConfigError(f"refusing to start: GLYPHOXA_ENV={self.env!r} is not one of "
                               + ", ".join(ENVIRONMENTS) + " (exact, lowercase)")
+        billing = self._billing_problems()
+        if billing and not self.production:
+            raise ConfigError("refusing to start: " + "; ".join(billing))
         if not self.production:
             return
-        problems = []
+        problems = list(billing)
         if not self.secret_key or self.secret_key == DEV_SECRET_KEY or len(self.secret_key) < 32:
             problems.append("SECRET_KEY must be set to a random value of at least 32 characters")
         if self.dev_login:
@@ -222,6 +262,13 @@ ENV_MAP = {
     "vault_k8s_token_path": "VAULT_K8S_TOKEN_PATH",
     "allow_platform_keys": "ALLOW_PLATFORM_KEYS",
     "billing": "GLYPHOXA_BILLING",
+    "stripe_secret_key": "STRIPE_SECRET_KEY",
+    "stripe_webhook_secret": "STRIPE_WEBHOOK_SECRET",
+    "stripe_api_base": "STRIPE_API_BASE",
+    "stripe_prices": "STRIPE_PRICES",
+    "smtp_url": "SMTP_URL",
+    "mail_from": "MAIL_FROM",
+    "smtp_ca_file": "SMTP_CA_FILE",
     "seed_demo": "GLYPHOXA_SEED_DEMO",
     "metrics_enabled": "METRICS_ENABLED",
     "metrics_token": "METRICS_TOKEN",

@@ -132,3 +132,22 @@ def test_other_tenants_resources_are_404_on_every_route(app, database_url, demo,
     assert owner.get(f"/campaigns/{DEMO_CAMPAIGN}").status_code == 200
     assert owner.get(f"/npcs/{demo['npc_id']}").status_code == 200
     assert owner.get(f"/sessions/{demo['session_id']}/transcript").status_code == 200
+
+
+# Routes without ids (usage, billing) show the caller's own tenant only: the demo table's usage,
+# per-campaign hours, export rows and invoices never appear for another tenant.
+def test_usage_and_billing_show_only_the_callers_tenant(app, database_url, demo, as_role):
+    with psycopg.connect(database_url, autocommit=True) as conn:
+        conn.execute("INSERT INTO public.usage_records (tenant_id, period, session_hours, llm_tokens) "
+                     "VALUES (%s, date_trunc('month', now())::date, 4321.5, 98765432) "
+                     "ON CONFLICT (tenant_id, period) DO UPDATE SET llm_tokens = 98765432, session_hours = 4321.5",
+                     (DEMO_TENANT,))
+        conn.execute("INSERT INTO web.invoices (id, tenant_id, status, number, created) "
+                     "VALUES ('in_demo_1', %s, 'paid', 'DEMO-0001', now())", (DEMO_TENANT,))
+    owner = demo["owner_browser"]
+    assert "98,765,432" in owner.get("/usage").get_data(as_text=True)  # the numbers are real
+    stranger = as_role("tenant_owner")
+    for url in ("/usage", "/usage/export", "/billing", "/dashboard"):
+        body = stranger.get(url).get_data(as_text=True)
+        assert "98765432" not in body and "98,765,432" not in body and "4321" not in body, url
+        assert "DEMO-0001" not in body and "The Sunken Crown" not in body, url

@@ -18,10 +18,8 @@ ROOT = Path(__file__).resolve().parent.parent
 NOT_IMPORTED = {
     "gunicorn": "the production server: deploy/gunicorn*.conf.py run wsgi:app under it",
     "pytest-playwright": "a pytest plugin: provides the page/context fixtures of tests/browser",
-    # Adopted right now by parallel branches (secrets via Vault Transit, billing via Stripe);
-    # drop from this list once their code lands.
+    # Adopted right now by a parallel branch (secrets via Vault Transit); drop once its code lands.
     "hvac": "Vault Transit secrets (being adopted)",
-    "stripe": "billing (being adopted)",
 }
 
 

@@ -171,6 +171,31 @@ class GuildClaim(db.Model):
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), nullable=False, server_default=func.now())
 
 
+class Subscription(db.Model):
+    """A tenant's Stripe subscription (plan §10 shape; ``tenant_id`` TEXT, the gateway's slug).
+
+    ``status`` and the period fields mirror Stripe's subscription object as last fetched;
+    ``past_due_since`` starts the 7-day grace; ``applied_tier`` is what was last pushed to the
+    gateway (quota hours + license tier), so a change is applied exactly once."""
+
+    __tablename__ = "subscriptions"
+
+    id: Mapped[str] = mapped_column(Text, primary_key=True, default=new_id)
+    tenant_id: Mapped[str] = mapped_column(Text, nullable=False, unique=True)
+    stripe_subscription_id: Mapped[str | None] = mapped_column(Text, unique=True)
+    stripe_customer_id: Mapped[str] = mapped_column(Text, nullable=False, index=True)
+    tier: Mapped[str] = mapped_column(Text, nullable=False, server_default="apprentice")
+    interval: Mapped[str] = mapped_column(Text, nullable=False, server_default="month")
+    status: Mapped[str] = mapped_column(Text, nullable=False, server_default="active")
+    current_period_start: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    current_period_end: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    cancel_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    past_due_since: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    applied_tier: Mapped[str] = mapped_column(Text, nullable=False, server_default="apprentice")
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), nullable=False, server_default=func.now())
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), nullable=False, server_default=func.now())
+
+
 class ProviderConfig(db.Model):
     """A tenant's provider for one slot (plan §14, with ``tenant_id TEXT``). The API key is stored
     only as ciphertext from the secrets adapter (``vault:vN:...`` or ``local:vN:...``); the
@@ -211,3 +236,37 @@ class TenantInvitation(db.Model):
     expires_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), nullable=False)
     used_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     used_by: Mapped[str | None] = mapped_column(Text)
+
+
+class Invoice(db.Model):
+    """A Stripe invoice as the webhooks reported it (the id is Stripe's ``in_…``)."""
+
+    __tablename__ = "invoices"
+    __table_args__ = (Index("ix_invoices_tenant_created", "tenant_id", text("created DESC")),)
+
+    id: Mapped[str] = mapped_column(Text, primary_key=True)
+    tenant_id: Mapped[str] = mapped_column(Text, nullable=False)
+    stripe_subscription_id: Mapped[str | None] = mapped_column(Text)
+    number: Mapped[str | None] = mapped_column(Text)
+    status: Mapped[str] = mapped_column(Text, nullable=False)
+    currency: Mapped[str] = mapped_column(Text, nullable=False, server_default="usd")
+    amount_due: Mapped[int] = mapped_column(BigInteger, nullable=False, server_default="0")
+    amount_paid: Mapped[int] = mapped_column(BigInteger, nullable=False, server_default="0")
+    hosted_invoice_url: Mapped[str | None] = mapped_column(Text)
+    period_start: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    period_end: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    created: Mapped[datetime] = mapped_column(DateTime(timezone=True), nullable=False)
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), nullable=False, server_default=func.now())
+
+
+class BillingEvent(db.Model):
+    """A processed Stripe webhook event: its id is stored in the same transaction as its effects,
+    so a replay finds it and does nothing."""
+
+    __tablename__ = "billing_events"
+
+    id: Mapped[str] = mapped_column(Text, primary_key=True)
+    type: Mapped[str] = mapped_column(Text, nullable=False)
+    tenant_id: Mapped[str | None] = mapped_column(Text)
+    outcome: Mapped[str] = mapped_column(Text, nullable=False, server_default="applied")
+    processed_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), nullable=False, server_default=func.now())

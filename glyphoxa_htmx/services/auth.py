@@ -27,7 +27,8 @@ from glyphoxa_htmx.core.deps import settings
 from glyphoxa_htmx.core.errors import Forbidden, NotFound, ValidationError
 from glyphoxa_htmx.extensions import db
 from glyphoxa_htmx.models import LoginSession, Tenant, User
-from glyphoxa_htmx.services import tenants
+from glyphoxa_htmx.core.metrics import ACTIVE_USERS, SIGNUPS
+from glyphoxa_htmx.services import plans, tenants
 
 log = logging.getLogger(__name__)
 
@@ -72,6 +73,7 @@ def sign_in(identity: Identity, *, ip: str | None = None, invitation_id: str | N
     if user is None:
         user = _join_invited(identity, invitation_id, ip=ip) or _signup(identity, ip=ip)
         created = True
+        signup_tier = plans.current(user.tenant_id).key
     if user.status != "active":
         raise AccountSuspended()
     tenant = db.session.get(Tenant, user.tenant_id) if user.tenant_id else None
@@ -87,6 +89,8 @@ def sign_in(identity: Identity, *, ip: str | None = None, invitation_id: str | N
     audit.record("user.sign_in", "user", user.id, tenant_id=user.tenant_id, user_id=user.id, ip=ip,
                  details={"provider": identity.provider})
     db.session.commit()
+    if created:
+        SIGNUPS.labels(signup_tier).inc()
     return user, created
 
 
@@ -123,6 +127,9 @@ def _join_invited(identity: Identity, invitation_id: str | None, *, ip: str | No
 def _signup(identity: Identity, *, ip: str | None) -> User:
     """Self-service signup (plan §6): a tenant_owner user and a fresh tenant, atomically."""
     tenant = tenants.create_for_signup(identity.name, ip=ip)
+    if plans.billing_enabled():
+        # A new table starts on the free plan: the gateway created it unlimited (0 hours).
+        plans.apply_tier(tenant.id, plans.APPRENTICE, reason="signup")
     user = User(
         id=str(uuid.uuid4()),
         tenant_id=tenant.id,
@@ -213,7 +220,27 @@ def start_session(user: User, *, ip: str | None = None, user_agent: str | None =
     db.session.add(row)
     user.last_login_at = now()  # every new sign-in (any provider, dev sign-in too) counts
     db.session.commit()
+    track_active_users(user.tenant_id)
     return token
+
+
+ACTIVE_WINDOW = timedelta(days=30)
+
+
+def track_active_users(tenant_id: str | None) -> None:
+    """glyphoxa_web_active_users_total{tenant_id}: people of the tenant with a live sign-in session
+    seen in the last 30 days. Recomputed (one query) whenever a session starts or ends."""
+    if not tenant_id:
+        return
+    from sqlalchemy import func
+
+    count = db.session.execute(
+        select(func.count(func.distinct(LoginSession.user_id)))
+        .join(User, User.id == LoginSession.user_id)
+        .where(User.tenant_id == tenant_id, LoginSession.revoked_at.is_(None), LoginSession.expires_at > now(),
+               LoginSession.last_seen_at > now() - ACTIVE_WINDOW)
+    ).scalar_one()
+    ACTIVE_USERS.labels(tenant_id).set(count)
 
 
 def _revoke_family(family_id: str, reason: str) -> None:
@@ -342,9 +369,11 @@ def sign_out(token: str | None, *, ip: str | None = None, user_agent: str | None
     if row is None:
         return
     _revoke_family(row.family_id, "sign_out")
-    audit.record("user.sign_out", "login_session", row.family_id, tenant_id=row.user.tenant_id,
+    tenant_id = row.user.tenant_id
+    audit.record("user.sign_out", "login_session", row.family_id, tenant_id=tenant_id,
                  user_id=row.user_id, ip=ip)
     db.session.commit()
+    track_active_users(tenant_id)
 
 
 def list_sessions(actor: Actor) -> list[LoginSession]:

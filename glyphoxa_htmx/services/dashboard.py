@@ -8,7 +8,7 @@ from glyphoxa_htmx.core.authz import Actor, Perm, require
 from glyphoxa_htmx.extensions import db
 from glyphoxa_htmx.models import Campaign, GatewaySession, NpcDefinition, User
 from glyphoxa_htmx.core.deps import gateway
-from glyphoxa_htmx.services import campaigns, sessions, tenants
+from glyphoxa_htmx.services import campaigns, sessions, tenants, usage
 
 
 def overview(actor: Actor) -> dict:
@@ -18,10 +18,12 @@ def overview(actor: Actor) -> dict:
     require(actor, Perm.VIEW_SESSIONS)
     tenant = tenants.get(actor)
     campaigns.register_found(actor)  # an existing installation's campaigns count from the first visit
+    widgets = sessions.dashboard(actor)
     return {
         "tenant": tenant,
         "gateway_configured": gateway() is not None,
-        "sessions": sessions.dashboard(actor),
+        "sessions": widgets,
+        "quota_warning": usage.quota_warning(widgets.get("usage")),  # 80% / 100% of the month's hours
         "next_steps": next_steps(actor),
     }
 

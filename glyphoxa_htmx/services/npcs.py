@@ -23,7 +23,7 @@ from glyphoxa_htmx.core.errors import Conflict, ValidationError
 from glyphoxa_htmx.core.parse import like_pattern
 from glyphoxa_htmx.extensions import db
 from glyphoxa_htmx.models import NpcDefinition, NpcPosition
-from glyphoxa_htmx.services import campaigns
+from glyphoxa_htmx.services import campaigns, plans
 from glyphoxa_htmx.services.campaigns import Page, lock_cast
 
 ENGINES = {
@@ -383,6 +383,7 @@ def create(actor: Actor, campaign_id: str, data: dict) -> NpcDefinition:
     require(actor, Perm.MANAGE_NPCS)
     clean = validate(data)
     lock_cast(actor, campaign.id)
+    plans.check_npc_limit(actor)
     _check_cast_rules(actor, campaign.id, clean, npc_id=None)
     order = order_ids(actor, campaign.id)
     npc = NpcDefinition(id=str(uuid.uuid4()), tenant_id=actor.tenant_id, campaign_id=campaign.id, **clean)
@@ -647,6 +648,7 @@ def duplicate(actor: Actor, npc_id: str) -> NpcDefinition:
     source = get(actor, npc_id)  # 404 first, then the role (403)
     require(actor, Perm.MANAGE_NPCS)
     lock_cast(actor, source.campaign_id)
+    plans.check_npc_limit(actor)
     source = _locked(actor, npc_id)
     values = {c: getattr(source, c) for c in COLUMNS}
     values.update(name=_copy_name(actor, source.campaign_id, source.name), gm_helper=False)

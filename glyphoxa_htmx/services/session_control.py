@@ -30,7 +30,7 @@ from glyphoxa_htmx.core.metrics import SESSION_STARTS, SESSION_STOPS
 from glyphoxa_htmx.core.parse import SNOWFLAKE_RE
 from glyphoxa_htmx.extensions import db
 from glyphoxa_htmx.models import AuditLog, Campaign, GatewaySession, NpcDefinition
-from glyphoxa_htmx.services import campaigns, tenants
+from glyphoxa_htmx.services import campaigns, plans, tenants
 from glyphoxa_htmx.services.sessions import LIVE_STATES, UNAVAILABLE_NOTE, get, guild_names, is_live, month_usage
 
 log = logging.getLogger(__name__)
@@ -216,6 +216,12 @@ def start(actor: Actor, *, campaign_id: str, guild_id: str, channel_id: str, all
         if running is not None:
             SESSION_STARTS.labels(actor.tenant_id, "conflict").inc()
             raise StartRefused("A session is already running for this campaign.", live_session_id=running.id)
+        try:  # what the gateway can't enforce (live sessions per plan) or explains badly (quota), with an upgrade link
+            plans.check_concurrent_sessions(actor)
+            plans.check_session_quota(actor, month_usage(actor))
+        except ValidationError:
+            SESSION_STARTS.labels(actor.tenant_id, "plan_limit").inc()
+            raise
         details = None
         try:
             session_id = client.start_web_session(actor.tenant_id, guild_id, channel_id, campaign_id)

@@ -10,6 +10,7 @@ from glyphoxa_htmx.core.errors import NotFound, ValidationError
 from glyphoxa_htmx.core.parse import like_pattern
 from glyphoxa_htmx.extensions import db
 from glyphoxa_htmx.models import User
+from glyphoxa_htmx.services import plans
 
 
 def list_members(actor: Actor) -> list[User]:
@@ -46,6 +47,8 @@ def change_role(actor: Actor, user_id: str, role: str) -> User:
         ).scalar_one()
         if owners <= 1:
             raise ValidationError({"role": "Every table needs at least one owner. Make someone else owner first."})
+    if role in plans.SEAT_ROLES and user.role not in plans.SEAT_ROLES:
+        plans.check_seat_limit(actor)
     before = {"role": user.role}
     user.role = role
     audit.record("user.role_change", "user", user.id, actor=actor, before=before, after={"role": role})

@@ -26,6 +26,7 @@ from glyphoxa_htmx.adapters.secrets import SecretsError
 from glyphoxa_htmx.core import deps
 from glyphoxa_htmx.core.authz import Actor, Perm, require
 from glyphoxa_htmx.core.errors import DomainError, ValidationError
+from glyphoxa_htmx.core.metrics import VOICE_PREVIEWS
 from glyphoxa_htmx.services import npcs
 from glyphoxa_htmx.services import providers as provider_keys
 
@@ -197,6 +198,7 @@ def preview(actor: Actor, npc_id: str, *, text: str | None = None, voice: dict |
             log.info("voice preview failed: %s (%s)", type(exc).__name__, exc.details)
             raise VoiceError(exc.message, exc.status) from exc
         _cache_put(key, audio)
+    VOICE_PREVIEWS.labels(actor.tenant_id).inc()
     return Preview(audio.data, audio.mimetype, cached, float(settings["pitch_shift"]),
                    float(settings["speed_factor"]), line)
 

@@ -313,4 +313,4 @@ def invite(token: str):
     session["invitation_id"] = invitation.id
     return htmx.render("auth/invite.html", tenant_name=adoption.tenant_name(invitation),
                        providers=identity.enabled(), labels=identity.PROVIDER_LABELS,
-                       signed_in=g.get("actor") is not None)
+                       signed_in=current_user.is_authenticated)
