@@ -94,6 +94,33 @@ def app(database_url, simulator):
     return application
 
 
+@pytest.fixture(scope="module")
+def provider():
+    """A local Discord OAuth2 provider over real HTTP (tests/support/oauth_provider.py)."""
+    from tests.support.oauth_provider import FakeDiscord
+
+    fake = FakeDiscord().start()
+    yield fake
+    fake.stop()
+
+
+@pytest.fixture
+def oauth_app(app, database_url, simulator, provider):
+    """An app that signs in with Discord through the local provider (no dev sign-in)."""
+    from glyphoxa_htmx.app import create_app
+    from glyphoxa_htmx.extensions import db
+
+    application = create_app(make_settings(
+        database_url, dev_login=False, discord_client_id=provider.client_id,
+        discord_client_secret=provider.client_secret, discord_api_base=provider.base,
+        gateway_grpc_addr=simulator.address, gateway_secret=GATEWAY_SECRET,
+    ))
+    application.config["TESTING"] = True
+    yield application
+    with application.app_context():
+        db.engine.dispose()  # the database server is shared: don't keep this app's pool open
+
+
 WEB_TABLES = ["web.audit_log", "web.login_sessions", "web.users", "web.tenants", "web.campaigns", "web.npc_positions",
               "web.guild_claims", "web.provider_configs", "web.tenant_invitations", "web.campaign_tombstones",
               "web.subscriptions", "web.invoices", "web.billing_events"]

@@ -27,7 +27,6 @@ from sqlalchemy import select
 
 from glyphoxa_htmx import embedded
 from tests.conftest import GATEWAY_SECRET, TEST_DB, Browser, _server_url, make_settings, soup
-from tests.support.oauth_provider import FakeDiscord
 
 SQL = Path(__file__).parent / "support" / "gateway_install.sql"
 DB_NAME = TEST_DB + "_existing"
@@ -78,13 +77,6 @@ def install():
     yield url
     with psycopg.connect(embedded.libpq_url(server), autocommit=True) as conn:
         conn.execute(f'DROP DATABASE IF EXISTS "{DB_NAME}" WITH (FORCE)')
-
-
-@pytest.fixture(scope="module")
-def provider():
-    fake = FakeDiscord().start()
-    yield fake
-    fake.stop()
 
 
 def discord_sign_in(b: Browser, provider):

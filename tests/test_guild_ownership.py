@@ -9,15 +9,13 @@ from datetime import datetime, timedelta, timezone
 from urllib.parse import urlsplit
 
 import psycopg
-import pytest
 import requests
 from sqlalchemy import select
 
 from glyphoxa_htmx.core.deps import gateway
 from glyphoxa_htmx.extensions import db
 from glyphoxa_htmx.models import AuditLog, GatewaySession, GuildClaim, User
-from tests.conftest import GATEWAY_SECRET, Browser, make_settings, soup
-from tests.support.oauth_provider import FakeDiscord
+from tests.conftest import Browser, soup
 from tests.support.ws_server import make_campaign, snowflake
 
 TAVERN, GOBLINS, LANTERN, ADMINS = "41771983423143937", "41771983423143938", "41771983423143939", "41771983423143940"
@@ -238,26 +236,6 @@ def test_reassign_validation_and_no_js_confirmation(app, as_role):
 # ---- the grant itself comes from Discord's permission bits ------------------------------------
 
 
-@pytest.fixture(scope="module")
-def provider():
-    fake = FakeDiscord().start()
-    yield fake
-    fake.stop()
-
-
-@pytest.fixture
-def oauth_app(app, database_url, simulator, provider):
-    from glyphoxa_htmx.app import create_app
-
-    application = create_app(make_settings(
-        database_url, dev_login=False, discord_client_id=provider.client_id,
-        discord_client_secret=provider.client_secret, discord_api_base=provider.base,
-        gateway_grpc_addr=simulator.address, gateway_secret=GATEWAY_SECRET,
-    ))
-    application.config["TESTING"] = True
-    yield application
-    with application.app_context():
-        db.engine.dispose()  # the database server is shared: don't keep this app's pool open
 
 
 def _discord_sign_in(b: Browser) -> None:

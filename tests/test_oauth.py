@@ -4,34 +4,14 @@ from __future__ import annotations
 
 from urllib.parse import parse_qs, urlsplit
 
-import pytest
 import requests
 from sqlalchemy import select
 
 from glyphoxa_htmx.extensions import db
 from glyphoxa_htmx.models import User
-from tests.conftest import GATEWAY_SECRET, Browser, make_settings
-from tests.support.oauth_provider import FakeDiscord
+from tests.conftest import Browser
 
 
-@pytest.fixture(scope="module")
-def provider():
-    fake = FakeDiscord().start()
-    yield fake
-    fake.stop()
-
-
-@pytest.fixture
-def oauth_app(app, database_url, simulator, provider):
-    from glyphoxa_htmx.app import create_app
-
-    application = create_app(make_settings(
-        database_url, dev_login=False, discord_client_id=provider.client_id,
-        discord_client_secret=provider.client_secret, discord_api_base=provider.base,
-        gateway_grpc_addr=simulator.address, gateway_secret=GATEWAY_SECRET,
-    ))
-    application.config["TESTING"] = True
-    return application
 
 
 def _start(b: Browser):
