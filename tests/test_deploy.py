@@ -33,6 +33,7 @@ DOCKERFILE = ROOT / "Dockerfile"
 NOT_DEPLOYED = {
     "TEST_DATABASE_URL": "tests only",
     "REQUIRE_BROWSER": "tests only",
+    "HEALTHCHECK_PORT": "the image's Docker HEALTHCHECK; deployment.yaml sets it per container",
 }
 # apt packages .ci/run installs that the running app does not need (say why).
 CI_ONLY_APT = {
