@@ -252,12 +252,19 @@ def _register_template_helpers(app: Flask) -> None:
 
     digests: dict[str, str] = {}
 
-    def asset(path: str) -> str:
-        """Static URL with a content hash, so static files can be cached forever."""
+    def static_digest(path: str) -> str:
+        """The first 10 hex digits of a static file's SHA-256 ("0" when there is no such file)."""
         if path not in digests:
             file = Path(app.static_folder) / path
-            digests[path] = hashlib.sha256(file.read_bytes()).hexdigest()[:10] if file.exists() else "0"
-        return url_for("static", filename=path, v=digests[path])
+            digests[path] = hashlib.sha256(file.read_bytes()).hexdigest()[:10] if file.is_file() else "0"
+        return digests[path]
+
+    def asset(path: str) -> str:
+        """Static URL with a content hash, so static files can be cached forever
+        (core/security.py marks a response `immutable` only when the hash is the current one)."""
+        return url_for("static", filename=path, v=static_digest(path))
+
+    app.extensions["static_digest"] = static_digest
 
     def nav_url(endpoint: str) -> str | None:
         """URL of a nav entry, or None while that feature area isn't built yet."""
