@@ -1,0 +1,116 @@
+"""The voice library: upload voice samples (validated by probing), play them back through an
+expiring URL, clone them into ElevenLabs voices, delete them. Full pages, and the ``library``
+block for htmx."""
+
+from __future__ import annotations
+
+from urllib.parse import urlsplit
+
+from flask import Blueprint, Response, request, url_for
+from flask_login import current_user, login_required
+from werkzeug.exceptions import RequestEntityTooLarge
+
+from glyphoxa_htmx.core import htmx, security
+from glyphoxa_htmx.core.authz import Perm, require
+from glyphoxa_htmx.core.errors import ValidationError
+from glyphoxa_htmx.services import voice, voice_samples
+
+bp = Blueprint("voices", __name__, url_prefix="/voice-library")
+
+
+def _page(*, status: int = 200, errors: dict | None = None, form: dict | None = None):
+    samples = voice_samples.list_samples(current_user)
+    urls = {s.id: voice_samples.playback_url(current_user, s) for s in samples}
+    resp = htmx.render("voices/library.html", "library", status=status, samples=samples, urls=urls,
+                       errors=errors or {}, form=form or {}, max_mb=voice_samples.MAX_BYTES // (1024 * 1024),
+                       max_seconds=voice_samples.MAX_MS // 1000)
+    # Presigned S3/MinIO URLs play from the object store's origin: allow exactly that one for media.
+    origins = sorted({f"{p.scheme}://{p.netloc}" for p in map(urlsplit, urls.values()) if p.scheme and p.netloc})
+    if origins:
+        resp.headers["Content-Security-Policy"] = security.CSP.replace(
+            "media-src 'self' blob: data:", "media-src 'self' blob: data: " + " ".join(origins))
+    return resp
+
+
+def _done():
+    if htmx.wants_block():
+        return _page()
+    return htmx.redirect_to(url_for("voices.index"))
+
+
+@bp.get("")
+@login_required
+def index():
+    require(current_user, Perm.VIEW_SESSIONS)
+    return _page()
+
+
+@bp.post("")
+@login_required
+def upload():
+    name = request.form.get("name", "")
+    try:
+        upload = request.files.get("file")
+    except RequestEntityTooLarge:  # larger than the app reads at all: still a message at the field
+        upload, data = None, None
+        filename = "upload"
+    else:
+        filename = upload.filename if upload is not None else ""
+        # One byte past the limit is enough to know it's too big; never read more.
+        data = upload.stream.read(voice_samples.MAX_BYTES + 1) if upload is not None else b""
+        if len(data) > voice_samples.MAX_BYTES:
+            data = None
+    try:
+        row = voice_samples.upload(current_user, name, filename or "", data)
+    except ValidationError as exc:
+        return _page(status=422, errors=exc.errors, form={"name": name})
+    htmx.toast(f"“{row.name}” added to the voice library.")
+    return _done()
+
+
+@bp.errorhandler(RequestEntityTooLarge)
+def too_large(exc):
+    """A request larger than the app reads at all (MAX_CONTENT_LENGTH) is refused before the view
+    runs (the CSRF check reads the form first): still the upload form with the reason at the field."""
+    if not (current_user.is_authenticated and request.endpoint == "voices.upload"):
+        return exc
+    voice_samples.count_rejected(current_user)
+    return _page(status=422, errors={"file": voice_samples.TOO_BIG})
+
+
+@bp.get("/<sample_id>/audio")
+@login_required
+def audio(sample_id: str):
+    """The local directory's signed, expiring playback URL (S3 storage hands out presigned URLs)."""
+    data, mimetype = voice_samples.audio(current_user, sample_id, request.args.get("expires", ""),
+                                         request.args.get("sig", ""))
+    resp = Response(data, mimetype=mimetype)
+    resp.headers["Cache-Control"] = "private, max-age=3600"
+    return resp
+
+
+@bp.post("/<sample_id>/clone")
+@login_required
+def clone(sample_id: str):
+    try:
+        row = voice_samples.clone(current_user, sample_id)
+    except voice.VoiceError as exc:
+        htmx.toast(f"Cloning failed: {exc.message}", "error")
+        return _done()
+    htmx.toast(f"“{row.name}” is now a voice you can pick for an NPC.")
+    return _done()
+
+
+@bp.post("/<sample_id>/delete")
+@login_required
+def delete(sample_id: str):
+    row = voice_samples.get(current_user, sample_id)  # 404 first, then the role (403)
+    require(current_user, Perm.UPLOAD_VOICE)
+    if not htmx.confirmed():
+        return htmx.confirm_page(f"Delete the voice sample “{row.name}”?",
+                                 detail="The recording is removed. A voice already cloned from it keeps working.",
+                                 submit_label="Delete sample", cancel_url=url_for("voices.index"))
+    name = row.name
+    voice_samples.delete(current_user, sample_id)
+    htmx.toast(f"“{name}” deleted.")
+    return _done()
