@@ -19,6 +19,7 @@ import tempfile
 import threading
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from urllib.parse import urlsplit
 
 from flask import current_app, url_for
 from sqlalchemy import select
@@ -172,6 +173,18 @@ def playback_url(actor: Actor, row: VoiceSample) -> str:
             raise Unavailable("The voice library's storage is unavailable right now.") from exc
     expires, sig = store.sign(current_app.config["SECRET_KEY"], actor.tenant_id, row.id)
     return url_for("voices.audio", sample_id=row.id, expires=expires, sig=sig)
+
+
+def media_origin() -> str | None:
+    """The origin presigned URLs point at (S3/MinIO), for the page's CSP; None for local storage."""
+    backend = storage()
+    if not isinstance(backend, store.S3Storage):
+        return None
+    try:
+        parts = urlsplit(backend.presigned_url("voice-samples/origin-probe"))  # signing only, no request
+    except store.StorageError:
+        return None
+    return f"{parts.scheme}://{parts.netloc}" if parts.scheme and parts.netloc else None
 
 
 def audio(actor: Actor, sample_id: str, expires: str, sig: str) -> tuple[bytes, str]:

@@ -4,8 +4,6 @@ block for htmx."""
 
 from __future__ import annotations
 
-from urllib.parse import urlsplit
-
 from flask import Blueprint, Response, request, url_for
 from flask_login import current_user, login_required
 from werkzeug.exceptions import RequestEntityTooLarge
@@ -24,11 +22,12 @@ def _page(*, status: int = 200, errors: dict | None = None, form: dict | None = 
     resp = htmx.render("voices/library.html", "library", status=status, samples=samples, urls=urls,
                        errors=errors or {}, form=form or {}, max_mb=voice_samples.MAX_BYTES // (1024 * 1024),
                        max_seconds=voice_samples.MAX_MS // 1000)
-    # Presigned S3/MinIO URLs play from the object store's origin: allow exactly that one for media.
-    origins = sorted({f"{p.scheme}://{p.netloc}" for p in map(urlsplit, urls.values()) if p.scheme and p.netloc})
-    if origins:
+    # Presigned S3/MinIO URLs play from the object store's origin: allow exactly that one for media
+    # (always, not only when samples are listed: a sample uploaded later is swapped into this page).
+    origin = voice_samples.media_origin()
+    if origin:
         resp.headers["Content-Security-Policy"] = security.CSP.replace(
-            "media-src 'self' blob: data:", "media-src 'self' blob: data: " + " ".join(origins))
+            "media-src 'self' blob: data:", f"media-src 'self' blob: data: {origin}")
     return resp
 
 
