@@ -9,11 +9,26 @@ from flask_login import current_user, login_required
 from werkzeug.exceptions import RequestEntityTooLarge
 
 from glyphoxa_htmx.core import htmx, security
-from glyphoxa_htmx.core.authz import Perm, require
+from glyphoxa_htmx.core.authz import Perm, can, require
 from glyphoxa_htmx.core.errors import ValidationError
+from glyphoxa_htmx.extensions import limiter
 from glyphoxa_htmx.services import voice, voice_samples
 
 bp = Blueprint("voices", __name__, url_prefix="/voice-library")
+
+# Probing costs two subprocesses and cloning spends the table's ElevenLabs quota: bounded per table.
+UPLOAD_LIMIT = "30 per minute"
+CLONE_LIMIT = "6 per minute"
+
+
+def _tenant_key() -> str:
+    actor = current_user if current_user.is_authenticated else None
+    return f"tenant:{actor.tenant_id}" if actor else f"ip:{request.remote_addr}"
+
+
+def _not_uploader() -> bool:
+    # a refused role never probes or clones anything, so it can't spend the table's allowance
+    return not (current_user.is_authenticated and can(current_user, Perm.UPLOAD_VOICE))
 
 
 def _page(*, status: int = 200, errors: dict | None = None, form: dict | None = None):
@@ -46,6 +61,7 @@ def index():
 
 @bp.post("")
 @login_required
+@limiter.limit(UPLOAD_LIMIT, key_func=_tenant_key, exempt_when=_not_uploader)
 def upload():
     name = request.form.get("name", "")
     try:
@@ -90,6 +106,7 @@ def audio(sample_id: str):
 
 @bp.post("/<sample_id>/clone")
 @login_required
+@limiter.limit(CLONE_LIMIT, key_func=_tenant_key, exempt_when=_not_uploader)
 def clone(sample_id: str):
     try:
         row = voice_samples.clone(current_user, sample_id)
