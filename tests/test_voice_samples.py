@@ -365,3 +365,16 @@ def test_library_page_works_without_javascript(app, as_role, local_store, tmp_pa
     form = doc.select_one("form[data-upload-progress]")
     assert form["method"] == "post" and form["enctype"] == "multipart/form-data" and form["action"] == "/voice-library"
     assert doc.select_one("progress[data-progress]") is not None
+
+
+def test_a_sample_being_cloned_is_not_cloned_twice(app, as_role, local_store, xi_key, tmp_path):
+    b = _owner_with_key(as_role, xi_key)
+    upload(b, make_audio(tmp_path, "twice.wav"), "twice.wav")
+    [row] = rows(app, b.user.tenant_id)
+    with app.app_context():  # another request is cloning it right now
+        db.session.get(VoiceSample, row.id).status = "processing"
+        db.session.commit()
+    resp = b.post(f"/voice-library/{row.id}/clone", htmx=True)
+    assert resp.status_code == 409 and "being cloned already" in resp.headers["HX-Trigger"]
+    assert [r for r in xi_key.requests if r["path"] == "/v1/voices/add"] == []
+    assert rows(app, b.user.tenant_id)[0].status == "processing"

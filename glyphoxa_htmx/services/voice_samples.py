@@ -22,7 +22,7 @@ from datetime import UTC, datetime, timedelta
 from urllib.parse import urlsplit
 
 from flask import current_app, url_for
-from sqlalchemy import select
+from sqlalchemy import select, update
 
 from glyphoxa_htmx.adapters import storage as store
 from glyphoxa_htmx.adapters import tts
@@ -318,10 +318,14 @@ def clone(actor: Actor, sample_id: str) -> VoiceSample:
     marked failed with the reason, and VoiceError carries the same reason."""
     row = get(actor, sample_id)
     require(actor, Perm.UPLOAD_VOICE)
-    if row.status == "processing":
-        raise Conflict("This sample is being cloned already.")
-    row.status, row.error = "processing", ""
+    # Claim it atomically: two clicks (or two tabs) must not make two voices at ElevenLabs.
+    claimed = db.session.execute(update(VoiceSample).where(VoiceSample.id == row.id, VoiceSample.tenant_id == actor.tenant_id,
+                                                           VoiceSample.status.in_(("uploaded", "failed", "ready")))
+                                 .values(status="processing", error="")).rowcount
     db.session.commit()
+    if not claimed:
+        raise Conflict("This sample is being cloned already.")
+    db.session.refresh(row)
     try:
         engine = voice._engine("elevenlabs", voice._credentials(actor, "elevenlabs"))
         try:
