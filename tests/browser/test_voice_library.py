@@ -95,3 +95,9 @@ def test_upload_play_clone_pick_and_preview(signed_in_page, live_server, page, a
     assert preview.value.status == 200 and preview.value.headers["content-type"] == "audio/mpeg"
     assert preview.value.body() == FAKE_MP3
     assert [r["json"]["text"] for r in xi_fake.requests if r["path"] == f"/v1/text-to-speech/{voice_id}"]
+
+    # And the library with a sample fits a 360 px phone without sideways scrolling.
+    page.set_viewport_size({"width": 360, "height": 780})
+    page.goto(live_server + "/voice-library")
+    expect(page.locator(".voice-sample audio")).to_be_visible()
+    assert page.evaluate("document.documentElement.scrollWidth") <= 360
