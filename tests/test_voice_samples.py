@@ -378,3 +378,43 @@ def test_a_sample_being_cloned_is_not_cloned_twice(app, as_role, local_store, xi
     assert resp.status_code == 409 and "being cloned already" in resp.headers["HX-Trigger"]
     assert [r for r in xi_key.requests if r["path"] == "/v1/voices/add"] == []
     assert rows(app, b.user.tenant_id)[0].status == "processing"
+
+
+def test_cleanup_command_retries_until_storage_answers(app, as_role, s3, moto_server, tmp_path, monkeypatch,
+                                                       database_url, simulator):
+    from click.testing import CliRunner
+
+    from glyphoxa_htmx.cli import main
+    from tests.conftest import GATEWAY_SECRET
+
+    b = as_role("dm")
+    upload(b, make_audio(tmp_path, "cli.wav"), "cli.wav")
+    [row] = rows(app, b.user.tenant_id)
+    monkeypatch.setenv("S3_ENDPOINT_URL", "http://127.0.0.1:9")
+    b.post(f"/voice-library/{row.id}/delete", htmx=True)
+    with app.app_context():  # the failed delete happened a while ago
+        db.session.get(VoiceSample, row.id).deleting_at = db.func.now() - timedelta(minutes=5)
+        db.session.commit()
+    for key, value in {"DATABASE_URL": database_url, "LOG_JSON": "0", "GATEWAY_GRPC_ADDR": simulator.address,
+                       "GATEWAY_SECRET": GATEWAY_SECRET, "GLYPHOXA_GATEWAY_SIMULATOR": "0"}.items():
+        monkeypatch.setenv(key, value)
+    still = CliRunner().invoke(main, ["voice-samples-cleanup"])
+    assert still.exit_code == 1 and "0 sample(s) removed, 1 still failing" in still.output
+    assert keys(s3) == [row.file_key] and len(rows(app, b.user.tenant_id)) == 1
+    monkeypatch.setenv("S3_ENDPOINT_URL", moto_server)
+    done = CliRunner().invoke(main, ["voice-samples-cleanup"])
+    assert done.exit_code == 0 and "1 sample(s) removed, 0 still failing" in done.output, done.output
+    assert keys(s3) == [] and rows(app, b.user.tenant_id) == []
+
+
+def test_a_tab_left_open_on_a_deleted_sample_gets_404_not_a_resurrection(app, as_role, local_store, xi_key, tmp_path):
+    b = _owner_with_key(as_role, xi_key)
+    upload(b, make_audio(tmp_path, "stale.wav"), "stale.wav")
+    [row] = rows(app, b.user.tenant_id)
+    old_page = soup(b.get("/voice-library"))  # tab one
+    clone_url = old_page.select_one(f"#sample-{row.id} form[action$='/clone']")["action"]
+    play_url = old_page.select_one(f"#sample-{row.id} audio")["src"]
+    assert b.post(f"/voice-library/{row.id}/delete", htmx=True).status_code == 200  # tab two
+    assert b.post(clone_url, htmx=True).status_code == 404
+    assert b.get(play_url).status_code == 404
+    assert rows(app, b.user.tenant_id) == [] and [r for r in xi_key.requests if r["path"] == "/v1/voices/add"] == []
