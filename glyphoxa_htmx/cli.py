@@ -229,6 +229,20 @@ def billing_sweep_cmd() -> None:
     click.echo(f"{len(done)} table(s) changed")
 
 
+@main.command("voice-samples-cleanup")
+def voice_samples_cleanup_cmd() -> None:
+    """Finish voice-sample deletes (and abandoned uploads) whose storage step failed: object
+    first, then row (run it now and then, e.g. hourly from cron)."""
+    from glyphoxa_htmx.services import voice_samples
+
+    app = _app_for_cli()
+    with app.app_context():
+        done, failed = voice_samples.cleanup()
+    click.echo(f"{done} sample(s) removed, {failed} still failing")
+    if failed:
+        sys.exit(1)
+
+
 try:  # the simulator's standalone command
     from glyphoxa_htmx.simulator.cli import gateway_sim
 

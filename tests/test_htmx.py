@@ -82,8 +82,8 @@ def test_no_inline_styles_on_any_page(app, as_role, visitor):
 def test_layout_navigation_and_role_badge(app, as_role):
     page = soup(as_role("dm").get("/dashboard"))
     labels = [a.get_text(" ", strip=True) for a in page.select("nav#nav li")]
-    assert [label.split()[0] for label in labels] == ["Dashboard", "Campaigns", "Sessions", "Knowledge", "Usage", "Billing",
-                                                          "Team", "Settings"]
+    assert [label.split()[0] for label in labels] == ["Dashboard", "Campaigns", "Sessions", "Knowledge", "Voice", "Usage",
+                                                          "Billing", "Team", "Settings"]
     assert page.select_one(".topbar .badge").text == "Dungeon Master"
     admin_page = soup(as_role("super_admin").get("/dashboard"))
     assert "Admin" in admin_page.select_one("nav#nav").text

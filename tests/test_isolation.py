@@ -14,7 +14,7 @@ import pytest
 from sqlalchemy import func, select
 
 from glyphoxa_htmx.extensions import db
-from glyphoxa_htmx.models import Campaign, LoginSession, NpcDefinition, ProviderConfig, User
+from glyphoxa_htmx.models import Campaign, LoginSession, NpcDefinition, ProviderConfig, User, VoiceSample
 from glyphoxa_htmx.seed import DEMO_CAMPAIGN, DEMO_TENANT, seed_demo
 from tests.conftest import Browser
 
@@ -27,7 +27,7 @@ NOT_TENANT_SCOPED = {"admin.tenant_status", "admin.user_status", "admin.guild_as
 
 
 @pytest.fixture
-def demo(app, database_url):
+def demo(app, database_url, monkeypatch, tmp_path):
     with app.app_context():
         seed_demo()
         owner = db.session.execute(select(User).where(User.tenant_id == DEMO_TENANT, User.role == "tenant_owner")).scalar_one()
@@ -51,6 +51,20 @@ def demo(app, database_url):
                                                       "api_key": "xi-demo-table-key-0123456789"}).status_code == 303
     with app.app_context():
         ids["config_id"] = db.session.execute(select(ProviderConfig.id).where(ProviderConfig.tenant_id == DEMO_TENANT)
+                                              ).scalar_one()
+    # A voice sample in the demo table's library (real audio, local storage): its id and its
+    # signed playback URL must be 404 to everyone else.
+    import io
+
+    from tests.test_voice_samples import make_audio
+
+    monkeypatch.delenv("S3_BUCKET", raising=False)
+    monkeypatch.setenv("VOICE_SAMPLES_DIR", str(tmp_path / "voice-samples"))
+    assert owner_browser.post("/voice-library", {"name": "Demo voice", "file": (io.BytesIO(make_audio(tmp_path, "demo.wav")),
+                                                                               "demo.wav")},
+                              content_type="multipart/form-data").status_code == 303
+    with app.app_context():
+        ids["sample_id"] = db.session.execute(select(VoiceSample.id).where(VoiceSample.tenant_id == DEMO_TENANT)
                                               ).scalar_one()
     ids["action"] = "mute"
     ids["owner_browser"] = owner_browser
@@ -77,7 +91,9 @@ def _snapshot(app, database_url):
         keys = db.session.execute(select(ProviderConfig.provider, ProviderConfig.api_key_enc, ProviderConfig.updated_at,
                                          ProviderConfig.last_tested_at)
                                   .where(ProviderConfig.tenant_id == DEMO_TENANT)).all()
-        state = (campaign.name, campaign.version, campaign.archived_at, npcs, tuple(roles), tuple(keys))
+        samples = db.session.execute(select(VoiceSample.id, VoiceSample.status, VoiceSample.provider_voice_id,
+                                            VoiceSample.deleting_at).where(VoiceSample.tenant_id == DEMO_TENANT)).all()
+        state = (campaign.name, campaign.version, campaign.archived_at, npcs, tuple(roles), tuple(keys), tuple(samples))
     with psycopg.connect(database_url) as conn:
         gw = conn.execute("SELECT campaign_id, guild_ids FROM public.tenants WHERE id = %s", (DEMO_TENANT,)).fetchone()
     return state, gw
@@ -132,6 +148,11 @@ def test_other_tenants_resources_are_404_on_every_route(app, database_url, demo,
     assert owner.get(f"/campaigns/{DEMO_CAMPAIGN}").status_code == 200
     assert owner.get(f"/npcs/{demo['npc_id']}").status_code == 200
     assert owner.get(f"/sessions/{demo['session_id']}/transcript").status_code == 200
+    # The demo table's own signed playback URL: it plays for the owner, and is 404 for the stranger.
+    page = owner.get("/voice-library").get_data(as_text=True)
+    url = re.search(r'<audio[^>]* src="([^"]+)"', page).group(1).replace("&amp;", "&")
+    assert owner.get(url).status_code == 200
+    assert stranger.get(url).status_code == 404
 
 
 # Routes without ids (usage, billing) show the caller's own tenant only: the demo table's usage,

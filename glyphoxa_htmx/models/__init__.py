@@ -15,6 +15,7 @@ from glyphoxa_htmx.models.web import (
     Tenant,
     TenantInvitation,
     User,
+    VoiceSample,
 )
 from glyphoxa_htmx.models.gateway import GatewayBase, GatewaySession, GatewayTenant, NpcDefinition, UsageRecord
 
@@ -37,4 +38,5 @@ __all__ = [
     "TenantInvitation",
     "UsageRecord",
     "User",
+    "VoiceSample",
 ]

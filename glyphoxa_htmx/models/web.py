@@ -270,3 +270,28 @@ class BillingEvent(db.Model):
     tenant_id: Mapped[str | None] = mapped_column(Text)
     outcome: Mapped[str] = mapped_column(Text, nullable=False, server_default="applied")
     processed_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), nullable=False, server_default=func.now())
+
+
+class VoiceSample(db.Model):
+    """An uploaded voice sample (plan §11 shape, ``tenant_id TEXT``). ``status``: uploaded (stored
+    and validated) → processing (cloning) → ready (``provider_voice_id`` set) | failed (``error``
+    says why; the sample is kept). ``deleting_at`` set: a delete is under way (hidden everywhere);
+    the row goes only after its object is gone, so a storage failure leaves a retryable row, never
+    an orphaned object."""
+
+    __tablename__ = "voice_samples"
+    __table_args__ = (Index("ix_voice_samples_tenant_created", "tenant_id", text("created_at DESC")),)
+
+    id: Mapped[str] = mapped_column(Text, primary_key=True, default=new_id)
+    tenant_id: Mapped[str] = mapped_column(Text, nullable=False)
+    name: Mapped[str] = mapped_column(Text, nullable=False)
+    file_key: Mapped[str] = mapped_column(Text, nullable=False)
+    file_size: Mapped[int] = mapped_column(BigInteger, nullable=False)
+    duration_ms: Mapped[int] = mapped_column(Integer, nullable=False)
+    format: Mapped[str] = mapped_column(Text, nullable=False)  # wav, mp3
+    provider_voice_id: Mapped[str | None] = mapped_column(Text)
+    status: Mapped[str] = mapped_column(Text, nullable=False, server_default="uploaded")
+    error: Mapped[str] = mapped_column(Text, nullable=False, server_default="")
+    created_by: Mapped[str | None] = mapped_column(Text)
+    deleting_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), nullable=False, server_default=func.now())

@@ -230,5 +230,18 @@ def list_voices(actor: Actor, provider: str, q: str = "", *, limit: int = 60) ->
             _voice_lists[cache] = (now, voices)
     else:
         voices = hit[1]
+    if provider == "elevenlabs":  # the table's own clones first (the account's list may lag behind)
+        from glyphoxa_htmx.services.voice_samples import cloned_voices
+
+        mine = cloned_voices(actor)
+        known = {v.id for v in mine}
+        voices = mine + [v for v in voices if v.id not in known]
     matches = [v for v in voices if v.matches(q or "")]
     return matches[:limit], len(matches)
+
+
+def forget_voice_lists(tenant_id: str) -> None:
+    """Drop a tenant's cached voice lists (a new clone must show up at once)."""
+    with _voice_lock:
+        for cache in [c for c in _voice_lists if c[0] == tenant_id]:
+            del _voice_lists[cache]

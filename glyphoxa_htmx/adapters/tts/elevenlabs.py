@@ -1,4 +1,5 @@
-"""ElevenLabs over HTTP (``requests``): ``POST /v1/text-to-speech/{voice_id}`` and ``GET /v1/voices``,
+"""ElevenLabs over HTTP (``requests``): ``POST /v1/text-to-speech/{voice_id}``, ``GET /v1/voices`` and
+``POST /v1/voices/add`` (instant voice clone),
 authenticated with the ``xi-api-key`` header. The key is never logged or shown in ``repr``."""
 
 from __future__ import annotations
@@ -101,3 +102,19 @@ class ElevenLabsEngine:
                              description=desc or str(v.get("category", "")), language=labels.get("language", ""),
                              labels=labels))
         return sorted((v for v in out if v.id), key=lambda v: v.name.lower())
+
+    def clone_voice(self, name: str, filename: str, data: bytes, mimetype: str, *, description: str = "") -> str:
+        """Instant voice clone: ``POST /v1/voices/add`` (multipart: ``name``, ``files``,
+        ``description``); answers the new ``voice_id``."""
+        form = {"name": name}
+        if description:
+            form["description"] = description
+        resp = self._request("POST", "/v1/voices/add", headers={"Accept": "application/json"}, data=form,
+                             files=[("files", (filename, data, mimetype))])
+        try:
+            voice_id = str(resp.json().get("voice_id") or "")
+        except (ValueError, AttributeError):
+            voice_id = ""
+        if not voice_id:
+            raise TtsError("ElevenLabs did not return a voice id for the clone.")
+        return voice_id
