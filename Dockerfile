@@ -59,10 +59,11 @@ LABEL org.opencontainers.image.title="glyphoxa-web" \
       org.opencontainers.image.licenses="proprietary"
 # tini: PID 1 that forwards SIGTERM to gunicorn's master and reaps children.
 # espeak-ng: the local TTS engine for voice previews (the same package .ci/run installs).
+# ffmpeg: ffprobe/ffmpeg validate uploaded voice samples by decoding them.
 # DL3008 as in the builder.
 # hadolint ignore=DL3008
 RUN apt-get update \
-    && apt-get install -y --no-install-recommends tini espeak-ng \
+    && apt-get install -y --no-install-recommends tini espeak-ng ffmpeg \
     && rm -rf /var/lib/apt/lists/* \
     && groupadd --system --gid 10001 glyphoxa \
     && useradd --system --uid 10001 --gid glyphoxa --home-dir /nonexistent --no-create-home \

@@ -39,6 +39,7 @@ NOT_DEPLOYED = {
 CI_ONLY_APT = {
     "chromium": "browser tests (Playwright)",
     "postgresql-contrib": "btree_gist for the tests' own PostgreSQL; production uses the gateway's database",
+    "sox": "makes the test audio for voice-sample uploads",
 }
 # apt packages only the image installs (say why).
 IMAGE_ONLY_APT = {
