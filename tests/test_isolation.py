@@ -14,7 +14,7 @@ import pytest
 from sqlalchemy import func, select
 
 from glyphoxa_htmx.extensions import db
-from glyphoxa_htmx.models import Campaign, LoginSession, NpcDefinition, ProviderConfig, User
+from glyphoxa_htmx.models import Campaign, LoginSession, NpcDefinition, ProviderConfig, TenantInvitation, User
 from glyphoxa_htmx.seed import DEMO_CAMPAIGN, DEMO_TENANT, seed_demo
 from tests.conftest import Browser
 
@@ -23,7 +23,9 @@ from tests.conftest import Browser
 NOT_TENANT_SCOPED = {"admin.tenant_status", "admin.user_status", "admin.guild_assign", "auth.oauth_start",
                      "auth.oauth_callback", "static",
                      # adoption: operator pages over gateway tenants (test_adoption), and the signed invite link
-                     "adoption.adopt_form", "adoption.adopt", "auth.invite"}
+                     "adoption.adopt_form", "adoption.adopt", "auth.invite",
+                     # a signed-in person accepting a signed invite link (test_team): the token is the key
+                     "auth.invite_accept"}
 
 
 @pytest.fixture
@@ -52,6 +54,11 @@ def demo(app, database_url):
     with app.app_context():
         ids["config_id"] = db.session.execute(select(ProviderConfig.id).where(ProviderConfig.tenant_id == DEMO_TENANT)
                                               ).scalar_one()
+    # A pending invitation of the demo table (issue 12): revoking it is 404 to everyone else.
+    assert owner_browser.post("/team/invitations", {"kind": "link", "role": "viewer"}).status_code == 200
+    with app.app_context():
+        ids["invitation_id"] = db.session.execute(select(TenantInvitation.id).where(
+            TenantInvitation.tenant_id == DEMO_TENANT)).scalar_one()
     ids["action"] = "mute"
     ids["owner_browser"] = owner_browser
     return ids
@@ -77,7 +84,9 @@ def _snapshot(app, database_url):
         keys = db.session.execute(select(ProviderConfig.provider, ProviderConfig.api_key_enc, ProviderConfig.updated_at,
                                          ProviderConfig.last_tested_at)
                                   .where(ProviderConfig.tenant_id == DEMO_TENANT)).all()
-        state = (campaign.name, campaign.version, campaign.archived_at, npcs, tuple(roles), tuple(keys))
+        invites = db.session.execute(select(TenantInvitation.id, TenantInvitation.revoked_at, TenantInvitation.uses)
+                                     .where(TenantInvitation.tenant_id == DEMO_TENANT)).all()
+        state = (campaign.name, campaign.version, campaign.archived_at, npcs, tuple(roles), tuple(keys), tuple(invites))
     with psycopg.connect(database_url) as conn:
         gw = conn.execute("SELECT campaign_id, guild_ids FROM public.tenants WHERE id = %s", (DEMO_TENANT,)).fetchone()
     return state, gw

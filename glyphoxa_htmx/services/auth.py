@@ -107,6 +107,9 @@ def _join_invited(identity: Identity, invitation_id: str | None, *, ip: str | No
                        "without it to start your own table.")
     if invitation is None:
         return None
+    from glyphoxa_htmx.services import invitations
+
+    invitations.check_seat_at_accept(invitation)  # the plan may have changed since the invitation
     user = User(id=str(uuid.uuid4()), tenant_id=invitation.tenant_id, name=identity.name or "Dungeon Master",
                 email=identity.email if identity.email_verified else None, avatar_url=identity.avatar_url,
                 email_verified=identity.email_verified, role=invitation.role)
