@@ -1,0 +1,87 @@
+"""Deleting a table (issue 12, the owner's danger zone).
+
+Order: typed confirmation → ``DeleteTenant`` on the gateway → our rows, in one transaction. If
+the gateway refuses or can't be reached nothing of ours is deleted and the owner is told. The
+gateway's own data (``public.sessions``, usage, NPC definitions, ``tenant_<id>``) is the gateway's:
+its DeleteTenant decides what happens to it; we never touch schema ``public``.
+
+Kept on purpose: ``web.audit_log`` (the record that the table was deleted, and by whom) and
+``web.billing_events`` (Stripe's webhook idempotency ledger: forgetting an event would let a
+replay apply it again).
+"""
+
+from __future__ import annotations
+
+import logging
+
+from sqlalchemy import delete, select, update
+
+from glyphoxa_htmx.core import audit
+from glyphoxa_htmx.core.authz import Actor, Perm, Role, require
+from glyphoxa_htmx.core.deps import gateway
+from glyphoxa_htmx.core.errors import Unavailable, ValidationError
+from glyphoxa_htmx.extensions import db
+from glyphoxa_htmx.models import (Campaign, CampaignTombstone, GuildClaim, Invoice, LoginSession, NpcPosition,
+                                  ProviderConfig, Subscription, Tenant, TenantInvitation, User)
+from glyphoxa_htmx.services import plans
+
+log = logging.getLogger(__name__)
+
+# Every web table that holds a tenant's rows (by ``tenant_id``), deleted with the tenant.
+TENANT_ROWS = (Campaign, CampaignTombstone, NpcPosition, GuildClaim, ProviderConfig, TenantInvitation, Invoice,
+               Subscription)
+
+
+def delete_tenant(actor: Actor, confirm_name: str, *, ip: str | None = None) -> dict:
+    """Delete the actor's table. Returns what was deleted (counts). Commits."""
+    require(actor, Perm.MANAGE_TENANT)
+    tenant = db.session.get(Tenant, actor.tenant_id)
+    if tenant is None:
+        raise ValidationError({"confirm_name": "This table no longer exists."})
+    if (confirm_name or "").strip() != tenant.name:
+        raise ValidationError({"confirm_name": f"Type the table's name exactly (“{tenant.name}”) to confirm."})
+    sub = db.session.execute(select(Subscription).where(Subscription.tenant_id == tenant.id)).scalar_one_or_none()
+    if (plans.billing_enabled() and sub is not None and sub.stripe_subscription_id
+            and sub.status in plans.SERVED_STATUSES and sub.cancel_at is None):
+        raise ValidationError({"confirm_name": "Your paid plan is still running. Cancel it on the Billing page "
+                                               "first, so you aren't charged for a deleted table."})
+    _delete_on_gateway(tenant.id)
+    # The gateway deleted its tenant: now ours, all at once.
+    counts: dict[str, int] = {}
+    member_ids = list(db.session.execute(select(User.id).where(User.tenant_id == tenant.id)).scalars())
+    counts["sign_ins_revoked"] = db.session.execute(
+        update(LoginSession).where(LoginSession.user_id.in_(member_ids), LoginSession.revoked_at.is_(None))
+        .values(revoked_at=db.func.now(), revoked_reason="table_deleted")
+        .execution_options(synchronize_session=False)).rowcount if member_ids else 0
+    # Operators keep their accounts (they belong to the platform); everyone else goes with the table.
+    db.session.execute(update(User).where(User.tenant_id == tenant.id, User.role == Role.SUPER_ADMIN.value)
+                       .values(tenant_id=None).execution_options(synchronize_session=False))
+    counts["users"] = db.session.execute(delete(User).where(User.tenant_id == tenant.id)
+                                         .execution_options(synchronize_session=False)).rowcount
+    for model in TENANT_ROWS:
+        counts[model.__tablename__] = db.session.execute(
+            delete(model).where(model.tenant_id == tenant.id).execution_options(synchronize_session=False)).rowcount
+    name = tenant.name
+    db.session.execute(delete(Tenant).where(Tenant.id == tenant.id).execution_options(synchronize_session=False))
+    audit.record("tenant.delete", "tenant", actor.tenant_id, actor=actor, tenant_id=actor.tenant_id, ip=ip,
+                 before={"id": actor.tenant_id, "name": name}, details={"deleted": counts})
+    db.session.commit()
+    log.info("tenant deleted", extra={"tenant_id": actor.tenant_id, "user_id": actor.user_id})
+    return counts
+
+
+def _delete_on_gateway(tenant_id: str) -> None:
+    from glyphoxa_htmx.adapters.gateway.errors import GatewayError
+    from glyphoxa_htmx.adapters.gateway.errors import NotFound as GatewayNotFound
+
+    client = gateway()
+    if client is None:
+        raise Unavailable("No voice gateway is connected, so your table can't be deleted there. Nothing was "
+                          "deleted; try again later.")
+    try:
+        client.delete_tenant(tenant_id)
+    except GatewayNotFound:
+        return  # already gone on the gateway: ours can follow
+    except GatewayError as exc:
+        raise Unavailable(f"The voice gateway didn't delete your table ({exc.message}). Nothing was deleted; "
+                          "try again later.") from exc
