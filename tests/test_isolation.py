@@ -25,7 +25,9 @@ NOT_TENANT_SCOPED = {"admin.tenant_status", "admin.user_status", "admin.guild_as
                      # adoption: operator pages over gateway tenants (test_adoption), and the signed invite link
                      "adoption.adopt_form", "adoption.adopt", "auth.invite",
                      # a signed-in person accepting a signed invite link (test_team): the token is the key
-                     "auth.invite_accept"}
+                     "auth.invite_accept",
+                     # /me: the signed-in person's own sign-in providers, named by provider (test_profile)
+                     "profile.link", "profile.unlink"}
 
 
 @pytest.fixture

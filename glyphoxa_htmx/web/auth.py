@@ -222,6 +222,14 @@ def oauth_callback(provider: str):
         return _signin_error("That sign-in link is no longer valid. Please start again.")
     try:
         ident = identity.fetch_identity(provider, token)
+        link_user = session.pop("link_user", None)
+        if link_user and current_user.is_authenticated and current_user.user_id == link_user:
+            # /me → "Link Google": attach this identity to the signed-in account (services/profile).
+            from glyphoxa_htmx.services import profile
+
+            profile.link(current_user, ident)
+            htmx.toast(f"{identity.PROVIDER_LABELS.get(provider, provider)} linked.")
+            return htmx.redirect_to(session.pop("oauth_next", None) or url_for("profile.index"))
         user, _created = auth_service.sign_in(ident, ip=_ip(), invitation_id=session.pop("invitation_id", None))
     except DomainError as exc:
         return _signin_error(exc.message, status=exc.status)
