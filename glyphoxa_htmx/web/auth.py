@@ -198,6 +198,7 @@ def oauth_start(provider: str):
     from flask import session
 
     session["oauth_next"] = _safe_next(request.args.get("next"))
+    session["terms_accepted"] = request.args.get("accept_terms") == "1"
     redirect_uri = url_for("auth.oauth_callback", provider=provider, _external=True)
     if settings().public_url:
         redirect_uri = settings().public_url.rstrip("/") + url_for("auth.oauth_callback", provider=provider)
@@ -230,7 +231,9 @@ def oauth_callback(provider: str):
             profile.link(current_user, ident)
             htmx.toast(f"{identity.PROVIDER_LABELS.get(provider, provider)} linked.")
             return htmx.redirect_to(session.pop("oauth_next", None) or url_for("profile.index"))
-        user, _created = auth_service.sign_in(ident, ip=_ip(), invitation_id=session.pop("invitation_id", None))
+        user, _created = auth_service.sign_in(ident, ip=_ip(), invitation_id=session.get("invitation_id"),
+                                              terms_accepted=bool(session.pop("terms_accepted", False)))
+        session.pop("invitation_id", None)
     except DomainError as exc:
         return _signin_error(exc.message, status=exc.status)
     return _finish_sign_in(user, session.pop("oauth_next", None))
