@@ -92,3 +92,39 @@ def test_gateway_failure_deletes_nothing_of_ours(app, database_url, table):
     assert dm.get("/campaigns").status_code == 200  # still signed in
     with psycopg.connect(database_url) as conn:
         assert conn.execute("SELECT 1 FROM public.tenants WHERE id = %s", (tid,)).fetchone()
+
+
+def test_export_before_delete_is_a_zip_of_everything(app, demo_owner):
+    import io
+    import json
+    import zipfile
+
+    resp = demo_owner.get("/settings/export")
+    assert resp.status_code == 200 and resp.mimetype == "application/zip"
+    zf = zipfile.ZipFile(io.BytesIO(resp.get_data()))
+    names = zf.namelist()
+    assert {"table.json", "campaigns.json", "npcs.json", "knowledge.json"} <= set(names)
+    npcs = json.loads(zf.read("npcs.json"))
+    from glyphoxa_htmx.seed import DEMO_TENANT
+
+    assert npcs and all(n["tenant_id"] == DEMO_TENANT for n in npcs)  # only this table's, every column
+    assert all("personality" in n for n in npcs)
+    assert any(name.startswith("transcripts/") and name.endswith(".md") for name in names)
+    md = zf.read(next(n for n in names if n.startswith("transcripts/"))).decode()
+    assert md.startswith("# Transcript:")
+    assert json.loads(zf.read("knowledge.json"))["entities"]
+
+
+@pytest.fixture
+def demo_owner(app):
+    from sqlalchemy import select
+
+    from glyphoxa_htmx.models import User
+    from glyphoxa_htmx.seed import DEMO_TENANT, seed_demo
+
+    with app.app_context():
+        seed_demo()
+        owner = db.session.execute(select(User).where(User.tenant_id == DEMO_TENANT,
+                                                      User.role == "tenant_owner")).scalar_one()
+        ns = type("U", (), {"id": owner.id, "tenant_id": DEMO_TENANT})
+    return Browser(app).login(ns)

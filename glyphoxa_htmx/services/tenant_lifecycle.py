@@ -85,3 +85,56 @@ def _delete_on_gateway(tenant_id: str) -> None:
     except GatewayError as exc:
         raise Unavailable(f"The voice gateway didn't delete your table ({exc.message}). Nothing was deleted; "
                           "try again later.") from exc
+
+
+# --------------------------------------------------------------------------- export before delete
+
+
+def export_zip(actor: Actor):
+    """A zip of the table (a spooled temporary file, rewound): campaigns (ours, JSON), NPCs as the
+    gateway stores them (``public.npc_definitions`` rows, every column), transcripts (.md, one per
+    session) and knowledge (the memory schema's entities and relationships, JSON)."""
+    import json
+    import tempfile
+    import zipfile
+
+    from sqlalchemy import text
+
+    from glyphoxa_htmx.models import GatewaySession
+    from glyphoxa_htmx.services import knowledge, transcripts
+
+    require(actor, Perm.MANAGE_TENANT)
+    tenant = db.session.get(Tenant, actor.tenant_id)
+
+    def rows(sql: str, **params) -> list[dict]:
+        return [r[0] for r in db.session.execute(text(sql), params)]
+
+    out = tempfile.SpooledTemporaryFile(max_size=8 * 1024 * 1024)
+    with zipfile.ZipFile(out, "w", compression=zipfile.ZIP_DEFLATED) as zf:
+        def put(name: str, value) -> None:
+            zf.writestr(name, json.dumps(value, indent=2, default=str, ensure_ascii=False))
+
+        put("table.json", {"id": tenant.id if tenant else actor.tenant_id, "name": tenant.name if tenant else ""})
+        put("campaigns.json", rows("SELECT row_to_json(c) FROM web.campaigns c WHERE tenant_id = :t ORDER BY name",
+                                   t=actor.tenant_id))
+        put("npcs.json", rows("SELECT row_to_json(n) FROM public.npc_definitions n WHERE tenant_id = :t ORDER BY name",
+                              t=actor.tenant_id))
+        names = dict(db.session.execute(select(Campaign.id, Campaign.name)
+                                        .where(Campaign.tenant_id == actor.tenant_id)).all())
+        sessions = db.session.execute(select(GatewaySession).where(GatewaySession.tenant_id == actor.tenant_id)
+                                      .order_by(GatewaySession.started_at)).scalars().all()
+        for session in sessions:
+            name = names.get(session.campaign_id) or session.campaign_id or "Default campaign"
+            body = "".join(transcripts.as_markdown(session, name, transcripts.iter_lines(actor, session)))
+            zf.writestr(f"transcripts/{session.started_at:%Y-%m-%d}-{session.id}.md", body)
+        tables = knowledge._tables(actor)
+        if tables is not None:
+            entities, relationships = tables
+            put("knowledge.json", {"entities": rows(f"SELECT row_to_json(e) FROM {entities} e ORDER BY id"),
+                                   "relationships": rows(f"SELECT row_to_json(r) FROM {relationships} r")})
+        else:
+            put("knowledge.json", {"entities": [], "relationships": []})
+    audit.record("tenant.export", "tenant", actor.tenant_id, actor=actor, details={"sessions": len(sessions)})
+    db.session.commit()
+    out.seek(0)
+    return out

@@ -83,3 +83,14 @@ def delete_table():
         return _page("danger_form", status=503, delete_errors={"": exc.message})
     # Every member's sign-ins ended with the table, this one too.
     return htmx.client_redirect(url_for("pages.landing", deleted=1))
+
+
+@bp.get("/export")
+@login_required
+def export_table():
+    """Danger zone: download everything of the table before deleting it (a zip)."""
+    from flask import send_file
+
+    data = tenant_lifecycle.export_zip(current_user)
+    return send_file(data, mimetype="application/zip", as_attachment=True,
+                     download_name=f"glyphoxa-{current_user.tenant_id}.zip")
