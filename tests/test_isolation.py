@@ -28,6 +28,8 @@ NOT_TENANT_SCOPED = {"admin.tenant_status", "admin.user_status", "admin.guild_as
                      "auth.invite_accept",
                      # /me: the signed-in person's own sign-in providers, named by provider (test_profile)
                      "profile.link", "profile.unlink",
+                     # accepting an invitation addressed to my own Discord id (test_team: anyone else's is 404)
+                     "profile.accept_invitation",
                      # the onboarding wizard's steps, named by step (test_welcome): the caller's own table
                      "welcome.step", "welcome.skip", "welcome.save"}
 

@@ -227,3 +227,25 @@ def test_seat_limits_apply_at_invite_and_at_accept(app, database_url, as_role, o
     b.get(path)
     resp = discord_sign_in(b, provider)
     assert resp.status_code == 422 and member(app, did) is None
+
+
+def test_an_existing_account_sees_a_discord_invitation_on_me_and_may_switch(app, as_role, make_user):
+    inviting = as_role("tenant_owner")
+    elsewhere = as_role("viewer")
+    did = snowflake()
+    with app.app_context():
+        db.session.get(User, elsewhere.user.id).discord_id = did
+        db.session.commit()
+    assert inviting.post("/team/invitations", {"kind": "discord", "discord_id": did, "role": "dm"}).status_code == 200
+    with app.app_context():
+        inv_id = db.session.execute(select(TenantInvitation.id).where(
+            TenantInvitation.tenant_id == inviting.user.tenant_id)).scalar_one()
+    # Nobody else can accept it (404), not even another member of the inviting table.
+    assert as_role("viewer").post(f"/me/invitations/{inv_id}/accept").status_code == 404
+    page = soup(elsewhere.get("/me"))
+    assert "Test table" in page.select_one("#offers").text and "one table" in page.select_one("#offers").text
+    assert elsewhere.post(f"/me/invitations/{inv_id}/accept").status_code == 303
+    moved = member(app, did)
+    assert (moved.tenant_id, moved.role) == (inviting.user.tenant_id, "dm")
+    elsewhere._csrf = None  # their table changed: the next page carries a renewed CSRF token
+    assert elsewhere.post(f"/me/invitations/{inv_id}/accept").status_code == 404  # used

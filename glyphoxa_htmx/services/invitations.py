@@ -156,10 +156,38 @@ def leave_refusal(user: User) -> str | None:
     return None
 
 
+def for_me(user: User) -> list[TenantInvitation]:
+    """Pending invitations by Discord id for a person who already has an account (they see them
+    on /me: signing in doesn't move anyone between tables)."""
+    if not user.discord_id:
+        return []
+    return list(db.session.execute(
+        select(TenantInvitation).where(
+            TenantInvitation.discord_id == user.discord_id, TenantInvitation.revoked_at.is_(None),
+            TenantInvitation.uses < TenantInvitation.max_uses, TenantInvitation.expires_at > adoption.now(),
+            TenantInvitation.tenant_id != (user.tenant_id or ""))
+        .order_by(TenantInvitation.created_at.desc())).scalars())
+
+
+def accept_mine(actor: Actor, invitation_id: str, *, ip: str | None = None) -> User:
+    """Accept a Discord-id invitation addressed to me (anyone else's: 404)."""
+    from glyphoxa_htmx.core.errors import NotFound
+
+    user = db.session.get(User, actor.user_id)
+    invitation = db.session.get(TenantInvitation, invitation_id)
+    if user is None or invitation is None or not user.discord_id or invitation.discord_id != user.discord_id \
+            or adoption._pending(invitation) is None:
+        raise NotFound("This invitation isn't there any more.")
+    return _switch(actor, invitation, ip=ip)
+
+
 def switch(actor: Actor, token: str, *, ip: str | None = None) -> User:
     """A signed-in person accepts a link to another table: they leave theirs (one table per user),
     unless they are its last owner, and join with the invitation's role. Commits."""
-    invitation = adoption.from_link(token)
+    return _switch(actor, adoption.from_link(token), ip=ip)
+
+
+def _switch(actor: Actor, invitation: TenantInvitation, *, ip: str | None = None) -> User:
     user = db.session.get(User, actor.user_id)
     if user is None:
         raise ValidationError({"": "Sign in again."})

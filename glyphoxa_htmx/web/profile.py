@@ -8,14 +8,16 @@ from flask_login import current_user, login_required
 from glyphoxa_htmx.adapters import identity
 from glyphoxa_htmx.core import htmx
 from glyphoxa_htmx.core.errors import ValidationError
-from glyphoxa_htmx.services import profile
+from glyphoxa_htmx.services import invitations, profile
 
 bp = Blueprint("profile", __name__, url_prefix="/me")
 
 
 def _render(status=200, errors=None, block=None):
     user = profile.me(current_user)
+    offers = [(inv, invitations.tenant_name(inv.tenant_id)) for inv in invitations.for_me(user)]
     return htmx.render("account/me.html", block, status=status, me=user, linked=profile.linked(user),
+                       offers=offers, leave_refusal=invitations.leave_refusal(user) if offers else None,
                        providers=identity.enabled(), labels=identity.PROVIDER_LABELS, errors=errors or {})
 
 
@@ -65,3 +67,15 @@ def delete():
     except ValidationError as exc:
         return _render(422, exc.errors)
     return htmx.client_redirect(url_for("pages.landing"))
+
+
+@bp.post("/invitations/<invitation_id>/accept")
+@login_required
+def accept_invitation(invitation_id: str):
+    """Leave my table for one that invited my Discord account (one table per person)."""
+    try:
+        user = invitations.accept_mine(current_user, invitation_id, ip=request.remote_addr)
+    except ValidationError as exc:
+        return _render(422, exc.errors)
+    htmx.toast(f"Welcome to {invitations.tenant_name(user.tenant_id)}.")
+    return htmx.redirect_to(url_for("pages.dashboard"))

@@ -75,7 +75,8 @@ def invite():
     if created.link_token:
         htmx.toast("Invite link created: copy it now, it is shown once.")
     else:
-        htmx.toast(f"Invited {created.invitation.discord_id}: they join when they sign in with Discord.")
+        htmx.toast(f"Invited {created.invitation.discord_id}: they join when they sign in with Discord "
+                   "(someone already at another table sees it on their profile page and may switch).")
     # The link is shown once, in this response (never stored): render rather than redirect.
     return _render(created=created)
 
