@@ -339,6 +339,7 @@ def invite(token: str):
 
 
 @bp.post("/invite/<token>/accept")
+@auth_limit
 @login_required
 def invite_accept(token: str):
     """A signed-in person leaves their table for the one the link invites them to."""
