@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import ipaddress
 import os
+import re
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 
@@ -83,6 +84,9 @@ class Settings:
     vault_k8s_mount: str = "kubernetes"
     vault_k8s_token_path: str = "/var/run/secrets/kubernetes.io/serviceaccount/token"
     allow_platform_keys: bool = False  # 1: tenants without their own TTS key use ELEVENLABS_API_KEY
+    admission: str = "open"  # open | invite (only invited people get in) | allowlist (ADMISSION_ALLOWLIST)
+    admission_allowlist: str = ""  # Discord user ids (comma/space separated) who may found a table
+    terms_url: str = ""  # set: signing up asks to accept these terms (acceptance time stored)
     billing: str = "disabled"  # disabled (self-hosted: no Stripe, every tenant unlimited) | stripe
     stripe_secret_key: str = ""
     stripe_webhook_secret: str = ""
@@ -144,6 +148,10 @@ class Settings:
         return self.public_url.startswith("https://")
 
     BILLING_MODES = ("disabled", "stripe")
+    ADMISSION_MODES = ("open", "invite", "allowlist")
+
+    def allowlisted(self) -> set[str]:
+        return {part for part in re.split(r"[\s,]+", self.admission_allowlist) if part}
     PRICE_KEYS = tuple(f"{tier}_{interval}" for tier in ("adventurer", "dungeon_master", "guild")
                        for interval in ("month", "year"))
 
@@ -178,6 +186,10 @@ class Settings:
         if self.env not in ENVIRONMENTS:
             raise ConfigError(f"refusing to start: GLYPHOXA_ENV={self.env!r} is not one of "
                               + ", ".join(ENVIRONMENTS) + " (exact, lowercase)")
+        if self.admission not in self.ADMISSION_MODES:
+            # Fail closed: an unknown admission mode must never mean "everyone".
+            raise ConfigError(f"refusing to start: GLYPHOXA_ADMISSION must be one of "
+                              f"{', '.join(self.ADMISSION_MODES)} (got {self.admission!r})")
         billing = self._billing_problems()
         if billing and not self.production:
             raise ConfigError("refusing to start: " + "; ".join(billing))
@@ -261,6 +273,9 @@ ENV_MAP = {
     "vault_k8s_mount": "VAULT_K8S_MOUNT",
     "vault_k8s_token_path": "VAULT_K8S_TOKEN_PATH",
     "allow_platform_keys": "ALLOW_PLATFORM_KEYS",
+    "admission": "GLYPHOXA_ADMISSION",
+    "admission_allowlist": "ADMISSION_ALLOWLIST",
+    "terms_url": "TERMS_URL",
     "billing": "GLYPHOXA_BILLING",
     "stripe_secret_key": "STRIPE_SECRET_KEY",
     "stripe_webhook_secret": "STRIPE_WEBHOOK_SECRET",

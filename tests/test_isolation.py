@@ -14,7 +14,7 @@ import pytest
 from sqlalchemy import func, select
 
 from glyphoxa_htmx.extensions import db
-from glyphoxa_htmx.models import Campaign, LoginSession, NpcDefinition, ProviderConfig, User, VoiceSample
+from glyphoxa_htmx.models import Campaign, LoginSession, NpcDefinition, ProviderConfig, TenantInvitation, User, VoiceSample
 from glyphoxa_htmx.seed import DEMO_CAMPAIGN, DEMO_TENANT, seed_demo
 from tests.conftest import Browser
 
@@ -23,7 +23,15 @@ from tests.conftest import Browser
 NOT_TENANT_SCOPED = {"admin.tenant_status", "admin.user_status", "admin.guild_assign", "auth.oauth_start",
                      "auth.oauth_callback", "static",
                      # adoption: operator pages over gateway tenants (test_adoption), and the signed invite link
-                     "adoption.adopt_form", "adoption.adopt", "auth.invite"}
+                     "adoption.adopt_form", "adoption.adopt", "auth.invite",
+                     # a signed-in person accepting a signed invite link (test_team): the token is the key
+                     "auth.invite_accept",
+                     # /me: the signed-in person's own sign-in providers, named by provider (test_profile)
+                     "profile.link", "profile.unlink",
+                     # accepting an invitation addressed to my own Discord id (test_team: anyone else's is 404)
+                     "profile.accept_invitation",
+                     # the onboarding wizard's steps, named by step (test_welcome): the caller's own table
+                     "welcome.step", "welcome.skip", "welcome.save"}
 
 
 @pytest.fixture
@@ -66,6 +74,11 @@ def demo(app, database_url, monkeypatch, tmp_path):
     with app.app_context():
         ids["sample_id"] = db.session.execute(select(VoiceSample.id).where(VoiceSample.tenant_id == DEMO_TENANT)
                                               ).scalar_one()
+    # A pending invitation of the demo table (issue 12): revoking it is 404 to everyone else.
+    assert owner_browser.post("/team/invitations", {"kind": "link", "role": "viewer"}).status_code == 200
+    with app.app_context():
+        ids["invitation_id"] = db.session.execute(select(TenantInvitation.id).where(
+            TenantInvitation.tenant_id == DEMO_TENANT)).scalar_one()
     ids["action"] = "mute"
     ids["owner_browser"] = owner_browser
     return ids
@@ -93,7 +106,10 @@ def _snapshot(app, database_url):
                                   .where(ProviderConfig.tenant_id == DEMO_TENANT)).all()
         samples = db.session.execute(select(VoiceSample.id, VoiceSample.status, VoiceSample.provider_voice_id,
                                             VoiceSample.deleting_at).where(VoiceSample.tenant_id == DEMO_TENANT)).all()
-        state = (campaign.name, campaign.version, campaign.archived_at, npcs, tuple(roles), tuple(keys), tuple(samples))
+        invites = db.session.execute(select(TenantInvitation.id, TenantInvitation.revoked_at, TenantInvitation.uses)
+                                     .where(TenantInvitation.tenant_id == DEMO_TENANT)).all()
+        state = (campaign.name, campaign.version, campaign.archived_at, npcs, tuple(roles), tuple(keys), tuple(samples),
+                 tuple(invites))
     with psycopg.connect(database_url) as conn:
         gw = conn.execute("SELECT campaign_id, guild_ids FROM public.tenants WHERE id = %s", (DEMO_TENANT,)).fetchone()
     return state, gw

@@ -62,6 +62,7 @@ class User(db.Model):
     # When that list was read from Discord (entries carry ``manage``: the Manage Server permission).
     discord_guilds_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     last_login_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    terms_accepted_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))  # TERMS_URL at signup
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), nullable=False, server_default=func.now())
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), nullable=False, server_default=func.now())
 
@@ -234,8 +235,13 @@ class TenantInvitation(db.Model):
     created_by: Mapped[str | None] = mapped_column(Text)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), nullable=False, server_default=func.now())
     expires_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), nullable=False)
-    used_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    used_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))  # the last use
     used_by: Mapped[str | None] = mapped_column(Text)
+    # Team invitations (issue 12): a link may be used up to ``max_uses`` times; revocable.
+    max_uses: Mapped[int] = mapped_column(Integer, nullable=False, server_default="1")
+    uses: Mapped[int] = mapped_column(Integer, nullable=False, server_default="0")
+    revoked_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    revoked_by: Mapped[str | None] = mapped_column(Text)
 
 
 class Invoice(db.Model):

@@ -153,7 +153,9 @@ def link_token(invitation: TenantInvitation) -> str:
 
 
 def _pending(invitation: TenantInvitation | None) -> TenantInvitation | None:
-    if invitation is None or invitation.used_at is not None or invitation.expires_at <= now():
+    """The invitation if it can still be used: not revoked, not used up, not expired."""
+    if (invitation is None or invitation.revoked_at is not None or invitation.uses >= invitation.max_uses
+            or invitation.expires_at <= now()):
         return None
     return invitation
 
@@ -166,7 +168,7 @@ def from_link(token: str) -> TenantInvitation:
         raise NotFound("This invitation link is not valid (it may have expired). Ask for a new one.") from None
     invitation = _pending(db.session.get(TenantInvitation, str(payload.get("inv", ""))))
     if invitation is None or not invitation.link:
-        raise NotFound("This invitation link has been used or has expired. Ask for a new one.")
+        raise NotFound("This invitation link has been used, revoked or has expired. Ask for a new one.")
     return invitation
 
 
@@ -185,7 +187,9 @@ def claim(provider: str, subject: str, invitation_id: str | None) -> TenantInvit
             TenantInvitation.id == invitation_id, TenantInvitation.link.is_(True)).with_for_update()).scalar_one_or_none())
     if provider == "discord" and subject:
         rows.append(db.session.execute(
-            select(TenantInvitation).where(TenantInvitation.discord_id == subject, TenantInvitation.used_at.is_(None))
+            select(TenantInvitation).where(TenantInvitation.discord_id == subject,
+                                           TenantInvitation.uses < TenantInvitation.max_uses,
+                                           TenantInvitation.revoked_at.is_(None), TenantInvitation.expires_at > now())
             .order_by(TenantInvitation.created_at.desc()).limit(1).with_for_update()).scalar_one_or_none())
     for row in rows:
         if _pending(row) is not None:
@@ -194,13 +198,17 @@ def claim(provider: str, subject: str, invitation_id: str | None) -> TenantInvit
 
 
 def mark_used(invitation: TenantInvitation, user: User, *, ip: str | None = None) -> None:
-    """Consume the invitation (exactly once: a concurrent second use updates no row and fails)."""
+    """Consume one use of the invitation (atomically: a use beyond ``max_uses``, or of an invitation
+    revoked or expired meanwhile, updates no row and fails)."""
     done = db.session.execute(
-        update(TenantInvitation).where(TenantInvitation.id == invitation.id, TenantInvitation.used_at.is_(None))
-        .values(used_at=now(), used_by=user.id)
+        update(TenantInvitation).where(TenantInvitation.id == invitation.id,
+                                       TenantInvitation.uses < TenantInvitation.max_uses,
+                                       TenantInvitation.revoked_at.is_(None), TenantInvitation.expires_at > now())
+        .values(used_at=now(), used_by=user.id, uses=TenantInvitation.uses + 1)
+        .execution_options(synchronize_session=False)
     ).rowcount
     if done != 1:
-        raise ValidationError({"": "This invitation has just been used. Ask for a new one."})
+        raise ValidationError({"": "This invitation has just been used up or revoked. Ask for a new one."})
     audit.record("tenant.invitation_accept", "tenant", invitation.tenant_id, tenant_id=invitation.tenant_id,
                  user_id=user.id, ip=ip, details={"invitation_id": invitation.id, "role": invitation.role,
                                                   "via": "link" if invitation.discord_id != user.discord_id

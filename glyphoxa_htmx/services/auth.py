@@ -64,14 +64,28 @@ class AccountSuspended(Forbidden):
     default_message = "This account is suspended. Contact support if you think that's a mistake."
 
 
-def sign_in(identity: Identity, *, ip: str | None = None, invitation_id: str | None = None) -> tuple[User, bool]:
+class NotAdmitted(Forbidden):
+    default_message = "This server isn't open for sign-ups. Ask the table that invited you for an invitation."
+
+
+def sign_in(identity: Identity, *, ip: str | None = None, invitation_id: str | None = None,
+            terms_accepted: bool = False) -> tuple[User, bool]:
     """Find or create the user for an identity. Returns (user, created). Commits.
-    ``invitation_id``: an invitation link the person followed before signing in."""
+    ``invitation_id``: an invitation link the person followed before signing in.
+    ``terms_accepted``: they ticked "I accept the terms" (asked only when TERMS_URL is set)."""
     column = getattr(User, PROVIDER_COLUMNS[identity.provider])
     user = db.session.execute(select(User).where(column == identity.subject)).scalar_one_or_none()
     created = False
     if user is None:
-        user = _join_invited(identity, invitation_id, ip=ip) or _signup(identity, ip=ip)
+        cfg = settings()
+        if cfg.terms_url and not terms_accepted and identity.provider != "dev":
+            raise NotAdmitted("To create an account, tick “I accept the terms” on the sign-in page, then continue.")
+        user = _join_invited(identity, invitation_id, ip=ip)
+        if user is None:
+            _check_admission(identity)
+            user = _signup(identity, ip=ip)
+        if cfg.terms_url and terms_accepted:
+            user.terms_accepted_at = now()
         created = True
         signup_tier = plans.current(user.tenant_id).key
     if user.status != "active":
@@ -107,6 +121,9 @@ def _join_invited(identity: Identity, invitation_id: str | None, *, ip: str | No
                        "without it to start your own table.")
     if invitation is None:
         return None
+    from glyphoxa_htmx.services import invitations
+
+    invitations.check_seat_at_accept(invitation)  # the plan may have changed since the invitation
     user = User(id=str(uuid.uuid4()), tenant_id=invitation.tenant_id, name=identity.name or "Dungeon Master",
                 email=identity.email if identity.email_verified else None, avatar_url=identity.avatar_url,
                 email_verified=identity.email_verified, role=invitation.role)
@@ -122,6 +139,23 @@ def _join_invited(identity: Identity, invitation_id: str | None, *, ip: str | No
                  after={"name": user.name, "role": user.role, "provider": identity.provider},
                  details={"invitation_id": invitation.id})
     return user
+
+
+def _check_admission(identity: Identity) -> None:
+    """GLYPHOXA_ADMISSION for someone who would found a new table (invited people are admitted by
+    their invitation): open, invite (nobody), allowlist (listed Discord ids). Unknown: nobody."""
+    if identity.provider == "dev":
+        return  # development sign-in (never on in production)
+    mode = settings().admission
+    if mode == "open":
+        return
+    if mode == "allowlist" and identity.provider == "discord" and identity.subject in settings().allowlisted():
+        return
+    log.info("sign-up refused by admission mode", extra={"mode": mode, "provider": identity.provider})
+    if mode == "allowlist":
+        raise NotAdmitted("This server admits only people on its list. Ask its operator to add your Discord "
+                          "account, or ask a table for an invitation.")
+    raise NotAdmitted()
 
 
 def _signup(identity: Identity, *, ip: str | None) -> User:

@@ -56,6 +56,26 @@ def change_role(actor: Actor, user_id: str, role: str) -> User:
     return user
 
 
+def remove_member(actor: Actor, user_id: str) -> User:
+    """Take someone off the table: their sign-in sessions end at once and their account here is
+    deleted (one table per person: if they sign in again they start their own, or join by a new
+    invitation). Never the last owner; operators are managed by the platform. Commits."""
+    from glyphoxa_htmx.services import invitations
+
+    user = get_member(actor, user_id)  # 404 first, then the role (403)
+    require(actor, Perm.MANAGE_USERS)
+    if user.role == Role.SUPER_ADMIN:
+        raise ValidationError({"remove": "Operators are managed by the platform."})
+    if user.role == Role.TENANT_OWNER and invitations.owners_left(actor.tenant_id, without=user.id) == 0:
+        raise ValidationError({"remove": "Every table needs at least one owner. Make someone else owner first."})
+    before = {"name": user.name, "role": user.role, "tenant_id": user.tenant_id}
+    revoked = invitations.revoke_sign_ins(user.id, "removed_from_table")
+    audit.record("user.remove", "user", user.id, actor=actor, before=before, details={"sessions_revoked": revoked})
+    db.session.delete(user)
+    db.session.commit()
+    return user
+
+
 def list_all(actor: Actor, *, q: str = "", limit: int = 50, after: str | None = None):
     require(actor, Perm.MANAGE_ALL_TENANTS)
     stmt = select(User).order_by(User.id).limit(limit + 1)

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
 from flask import Blueprint, abort, g, make_response, redirect, request, url_for
-from flask_login import AnonymousUserMixin, current_user
+from flask_login import AnonymousUserMixin, current_user, login_required
 from werkzeug.wrappers import Response
 
 from glyphoxa_htmx.adapters import identity
@@ -198,6 +198,7 @@ def oauth_start(provider: str):
     from flask import session
 
     session["oauth_next"] = _safe_next(request.args.get("next"))
+    session["terms_accepted"] = request.args.get("accept_terms") == "1"
     redirect_uri = url_for("auth.oauth_callback", provider=provider, _external=True)
     if settings().public_url:
         redirect_uri = settings().public_url.rstrip("/") + url_for("auth.oauth_callback", provider=provider)
@@ -222,7 +223,17 @@ def oauth_callback(provider: str):
         return _signin_error("That sign-in link is no longer valid. Please start again.")
     try:
         ident = identity.fetch_identity(provider, token)
-        user, _created = auth_service.sign_in(ident, ip=_ip(), invitation_id=session.pop("invitation_id", None))
+        link_user = session.pop("link_user", None)
+        if link_user and current_user.is_authenticated and current_user.user_id == link_user:
+            # /me → "Link Google": attach this identity to the signed-in account (services/profile).
+            from glyphoxa_htmx.services import profile
+
+            profile.link(current_user, ident)
+            htmx.toast(f"{identity.PROVIDER_LABELS.get(provider, provider)} linked.")
+            return htmx.redirect_to(session.pop("oauth_next", None) or url_for("profile.index"))
+        user, _created = auth_service.sign_in(ident, ip=_ip(), invitation_id=session.get("invitation_id"),
+                                              terms_accepted=bool(session.pop("terms_accepted", False)))
+        session.pop("invitation_id", None)
     except DomainError as exc:
         return _signin_error(exc.message, status=exc.status)
     return _finish_sign_in(user, session.pop("oauth_next", None))
@@ -309,8 +320,37 @@ def invite(token: str):
 
     from glyphoxa_htmx.services import adoption
 
+    from glyphoxa_htmx.services import invitations
+
     invitation = adoption.from_link(token)
     session["invitation_id"] = invitation.id
-    return htmx.render("auth/invite.html", tenant_name=adoption.tenant_name(invitation),
-                       providers=identity.enabled(), labels=identity.PROVIDER_LABELS,
-                       signed_in=current_user.is_authenticated)
+    current = refusal = None
+    if current_user.is_authenticated:
+        # One table per person: say where they are now, and whether they may leave it for this one.
+        me = auth_service.get_user(current_user.user_id)
+        if me is not None and me.tenant_id != invitation.tenant_id:
+            current = invitations.tenant_name(me.tenant_id)
+            refusal = invitations.leave_refusal(me)
+        elif me is not None:
+            refusal = "You're already at this table."
+    return htmx.render("auth/invite.html", tenant_name=adoption.tenant_name(invitation), token=token,
+                       role=invitation.role, providers=identity.enabled(), labels=identity.PROVIDER_LABELS,
+                       signed_in=current_user.is_authenticated, current=current, refusal=refusal, errors={})
+
+
+@bp.post("/invite/<token>/accept")
+@auth_limit
+@login_required
+def invite_accept(token: str):
+    """A signed-in person leaves their table for the one the link invites them to."""
+    from glyphoxa_htmx.services import adoption, invitations
+
+    try:
+        user = invitations.switch(current_user, token, ip=_ip())
+    except ValidationError as exc:
+        invitation = adoption.from_link(token)
+        return htmx.render("auth/invite.html", status=422, tenant_name=adoption.tenant_name(invitation), token=token,
+                           role=invitation.role, providers=identity.enabled(), labels=identity.PROVIDER_LABELS,
+                           signed_in=True, current=None, refusal=exc.errors.get("") or exc.message, errors=exc.errors)
+    htmx.toast(f"Welcome to {invitations.tenant_name(user.tenant_id)}.")
+    return htmx.redirect_to(url_for("pages.dashboard"))

@@ -8,14 +8,15 @@ from flask_login import current_user, login_required
 from glyphoxa_htmx.adapters import identity
 from glyphoxa_htmx.core import htmx
 from glyphoxa_htmx.core.authz import Perm, require
-from glyphoxa_htmx.core.errors import ValidationError
+from glyphoxa_htmx.core.errors import Unavailable, ValidationError
 from glyphoxa_htmx.services import sessions as sessions_service
-from glyphoxa_htmx.services import tenants
+from glyphoxa_htmx.services import tenant_lifecycle, tenants
 
 bp = Blueprint("settings", __name__, url_prefix="/settings")
 
 
-def _page(block: str | None = None, *, status: int = 200, name_errors=None, discord_errors=None, form=None):
+def _page(block: str | None = None, *, status: int = 200, name_errors=None, discord_errors=None, form=None,
+          delete_errors=None):
     tenant = tenants.get(current_user)
     discord = tenants.discord_connection(current_user)
     names = sessions_service.guild_names(getattr(current_user.user, "discord_guilds", None))
@@ -32,7 +33,7 @@ def _page(block: str | None = None, *, status: int = 200, name_errors=None, disc
     return htmx.render(
         "settings/index.html", block, status=status, tenant=tenant, discord=discord, guild_names=names,
         own_guilds=own, name_errors=name_errors or {}, discord_errors=discord_errors or {}, form=form,
-        reconsent_url=reconsent_url,
+        reconsent_url=reconsent_url, delete_errors=delete_errors or {},
     )
 
 
@@ -68,3 +69,28 @@ def discord():
     if htmx.wants_block():
         return _page("discord_form")
     return htmx.redirect_to(url_for("settings.index"))
+
+
+@bp.post("/delete")
+@login_required
+def delete_table():
+    """Danger zone: delete the table (typed confirmation; the gateway first, then our rows)."""
+    try:
+        tenant_lifecycle.delete_tenant(current_user, request.form.get("confirm_name", ""), ip=request.remote_addr)
+    except ValidationError as exc:
+        return _page("danger_form", status=422, delete_errors=exc.errors)
+    except Unavailable as exc:
+        return _page("danger_form", status=503, delete_errors={"": exc.message})
+    # Every member's sign-ins ended with the table, this one too.
+    return htmx.client_redirect(url_for("pages.landing", deleted=1))
+
+
+@bp.get("/export")
+@login_required
+def export_table():
+    """Danger zone: download everything of the table before deleting it (a zip)."""
+    from flask import send_file
+
+    data = tenant_lifecycle.export_zip(current_user)
+    return send_file(data, mimetype="application/zip", as_attachment=True,
+                     download_name=f"glyphoxa-{current_user.tenant_id}.zip")
