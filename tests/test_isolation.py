@@ -144,10 +144,14 @@ def test_usage_and_billing_show_only_the_callers_tenant(app, database_url, demo,
                      (DEMO_TENANT,))
         conn.execute("INSERT INTO web.invoices (id, tenant_id, status, number, created) "
                      "VALUES ('in_demo_1', %s, 'paid', 'DEMO-0001', now())", (DEMO_TENANT,))
+        conn.execute("INSERT INTO web.audit_log (tenant_id, action, resource_type, resource_id, details) "
+                     "VALUES (%s, 'npc.update', 'npc', 'npc-demo', '{\"changes\": {\"name\": {\"after\": \"DEMO-0001\"}}}')",
+                     (DEMO_TENANT,))
     owner = demo["owner_browser"]
     assert "98,765,432" in owner.get("/usage").get_data(as_text=True)  # the numbers are real
     stranger = as_role("tenant_owner")
-    for url in ("/usage", "/usage/export", "/billing", "/dashboard"):
+    assert "DEMO-0001" in owner.get("/audit").get_data(as_text=True)  # the audit entry is real
+    for url in ("/usage", "/usage/export", "/billing", "/dashboard", "/audit", "/audit/export"):
         body = stranger.get(url).get_data(as_text=True)
         assert "98765432" not in body and "98,765,432" not in body and "4321" not in body, url
         assert "DEMO-0001" not in body and "The Sunken Crown" not in body, url

@@ -148,8 +148,8 @@ def stop_status(session_id: str):
     """Polled by the session page while a stop's outcome is unknown (the gateway's answer never
     came): 204 while public.sessions still shows it running, then the page's content with the
     real outcome (which reconcile_stop audits once)."""
+    session = svc.get(current_user, session_id)  # another table's session: 404 before the role check
     require(current_user, Perm.CONTROL_SESSIONS)
-    session = svc.get(current_user, session_id)
     if not htmx.is_htmx():
         return redirect(url_for("sessions.detail", session_id=session.id, stop="check"), 303)
     result = control.reconcile_stop(current_user, session.id)
