@@ -8,7 +8,7 @@ from flask_login import current_user, login_required
 from glyphoxa_htmx.core import htmx
 from glyphoxa_htmx.core.authz import Perm, require
 from glyphoxa_htmx.core.errors import ValidationError
-from glyphoxa_htmx.services import tenants, users
+from glyphoxa_htmx.services import platform, tenants, users
 
 bp = Blueprint("admin", __name__, url_prefix="/admin")
 
@@ -23,7 +23,7 @@ def _only_admins():
 
 @bp.get("/")
 def index():
-    return htmx.render("admin/index.html")
+    return htmx.render("admin/index.html", "live", **platform.dashboard(current_user))
 
 
 @bp.get("/tenants")

@@ -51,7 +51,7 @@ def _pages(app, tenant_id: str, *, admin: bool) -> list[str]:
             path = rule.rule
             # Not pages: downloads, JSON, sockets, fragments for htmx only, sign-in/OAuth redirects.
             if re.search(r"\.(txt|md|wav|json|svg|ico|js|css)$|/static/|/metrics|/healthz|/readyz|/auth/|/ws$|"
-                         r"/lines$|/controls$", path):
+                         r"/lines$|/controls$|/export$", path):
                 continue
             if path.startswith("/admin") != admin:
                 continue
