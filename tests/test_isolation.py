@@ -21,7 +21,7 @@ from tests.conftest import Browser
 # Routes that are not tenant resources: operator pages (cross-tenant by design, tested in
 # test_authz), sign-in providers, static files.
 NOT_TENANT_SCOPED = {"admin.tenant_status", "admin.user_status", "admin.guild_assign", "auth.oauth_start",
-                     "auth.oauth_callback", "static",
+                     "auth.oauth_callback", "static", "admin.tenant_detail",
                      # adoption: operator pages over gateway tenants (test_adoption), and the signed invite link
                      "adoption.adopt_form", "adoption.adopt", "auth.invite"}
 

@@ -152,3 +152,108 @@ def dashboard(actor: Actor) -> dict:
     return {"health": health(), "business": business(), "usage": usage(),
             "prometheus": bool(getattr(settings(), "prometheus_url", "")),
             "generated_at": datetime.now(timezone.utc)}
+
+
+# ---- One tenant, drilled down (super admins) ----------------------------------------------------
+
+DETAIL_PAGE = 20
+
+
+def _as_tenant(actor: Actor, tenant_id: str) -> Actor:
+    """The operator reading one table's figures through the same tenant-scoped reads its owner uses."""
+    from glyphoxa_htmx.core.authz import Role
+
+    return Actor(user_id=actor.user_id, tenant_id=tenant_id, role=Role.SUPER_ADMIN, name=actor.name, ip=actor.ip)
+
+
+def _gateway_view(tenant_id: str) -> dict:
+    """GetTenant and GetBotStatus, both quick reads; what went wrong when they can't answer."""
+    from glyphoxa_htmx.adapters.gateway.errors import GatewayError
+    from glyphoxa_htmx.adapters.gateway.errors import NotFound as GatewayNotFound
+
+    client = gateway()
+    if client is None:
+        return {"available": False, "note": "No voice gateway is connected to this server."}
+    try:
+        info = client.get_tenant(tenant_id, quick=True)
+    except GatewayNotFound:
+        return {"available": False, "note": "The voice service doesn't know this table."}
+    except GatewayError as exc:
+        return {"available": False, "note": exc.message}
+    try:
+        bot = client.get_bot_status(tenant_id, quick=True)
+        bot_state, bot_error = bot.state, bot.error
+    except GatewayError as exc:
+        bot_state, bot_error = "unknown", exc.message
+    return {"available": True, "note": "", "license_tier": info.license_tier, "guild_ids": list(info.guild_ids or []),
+            "campaign_id": info.campaign_id, "quota": info.monthly_session_hours, "bot_state": bot_state,
+            "bot_error": bot_error}
+
+
+def _members(tenant_id: str, q: str, after: str | None):
+    from glyphoxa_htmx.core.parse import like_pattern
+    from glyphoxa_htmx.models import User
+    from sqlalchemy import select
+
+    stmt = select(User).where(User.tenant_id == tenant_id).order_by(User.id).limit(DETAIL_PAGE + 1)
+    if q:
+        p = like_pattern(q)
+        stmt = stmt.where(User.name.ilike(p) | User.email.ilike(p))
+    if after:
+        stmt = stmt.where(User.id > after)
+    rows = list(db.session.execute(stmt).scalars())
+    return rows[:DETAIL_PAGE], (rows[DETAIL_PAGE - 1].id if len(rows) > DETAIL_PAGE else None)
+
+
+def _sessions(tenant_id: str, after: str | None, errors_only: bool):
+    """The table's sessions, newest first (keyset on started_at, id); the cursor is 'iso~id'."""
+    if not gateway_tables_ready():
+        return [], None
+    params = {"t": tenant_id, "n": DETAIL_PAGE + 1}
+    where = "tenant_id = :t"
+    if errors_only:
+        where += " AND coalesce(error, '') <> ''"
+    if after and "~" in after:
+        ts, _, sid = after.rpartition("~")
+        try:
+            params["ats"], params["aid"] = datetime.fromisoformat(ts), sid
+            where += " AND (started_at, id) < (:ats, :aid)"
+        except ValueError:
+            pass
+    rows = db.session.execute(text(
+        f"SELECT id, campaign_id, guild_id, state, error, worker_pod, started_at, ended_at FROM public.sessions"
+        f" WHERE {where} ORDER BY started_at DESC, id DESC LIMIT :n"), params).mappings().all()
+    page_rows = [dict(r) for r in rows[:DETAIL_PAGE]]
+    cursor = None
+    if len(rows) > DETAIL_PAGE:
+        last = rows[DETAIL_PAGE - 1]
+        cursor = f"{last['started_at'].isoformat()}~{last['id']}"
+    return page_rows, cursor
+
+
+def tenant_detail(actor: Actor, tenant_id: str, *, q: str = "", members_after: str | None = None,
+                  sessions_after: str | None = None, errors_only: bool = False) -> dict:
+    """Everything an operator needs about one table: a constant number of queries."""
+    from glyphoxa_htmx.services import audit_log, tenants
+    from glyphoxa_htmx.services.sessions import month_usage
+
+    require(actor, Perm.MANAGE_ALL_TENANTS)
+    tenant = tenants.get(actor, tenant_id)  # 404 for an unknown table
+    scoped = _as_tenant(actor, tenant.id)
+    members, members_next = _members(tenant.id, q, members_after)
+    sessions_rows, sessions_next = _sessions(tenant.id, sessions_after, errors_only)
+    campaigns = db.session.execute(text(
+        "SELECT id, name, origin, archived_at FROM web.campaigns WHERE tenant_id = :t ORDER BY name, id LIMIT 50"),
+        {"t": tenant.id}).mappings().all()
+    session_counts = {"total": 0, "errors": 0}
+    if gateway_tables_ready():
+        session_counts = dict(db.session.execute(text(
+            "SELECT count(*) AS total, count(*) FILTER (WHERE coalesce(error, '') <> '') AS errors"
+            " FROM public.sessions WHERE tenant_id = :t"), {"t": tenant.id}).mappings().one())
+    return {
+        "tenant": tenant, "usage": month_usage(scoped), "tier": plans.current(tenant.id),
+        "members": members, "members_next": members_next, "q": q,
+        "sessions": sessions_rows, "sessions_next": sessions_next, "errors_only": errors_only,
+        "session_counts": session_counts, "campaigns": campaigns,
+        "audit": audit_log.recent_for_tenant(actor, tenant.id), "gateway": _gateway_view(tenant.id),
+    }

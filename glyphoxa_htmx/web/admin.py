@@ -33,6 +33,16 @@ def tenant_list():
     return htmx.render("admin/tenants.html", "results", rows=rows, q=q, next_after=next_after)
 
 
+@bp.get("/tenants/<tenant_id>")
+def tenant_detail(tenant_id: str):
+    data = platform.tenant_detail(current_user, tenant_id, q=request.args.get("q", "").strip()[:200],
+                                  members_after=request.args.get("members_after"),
+                                  sessions_after=request.args.get("sessions_after"),
+                                  errors_only=request.args.get("errors") == "1")
+    return htmx.render("admin/tenant.html", htmx.hx_target() if htmx.hx_target() in ("members", "sessions") else None,
+                       **data)
+
+
 @bp.post("/tenants/<tenant_id>/status")
 def tenant_status(tenant_id: str):
     current = tenants.get(current_user, tenant_id)  # 404 for an unknown tenant before asking anything
