@@ -72,6 +72,10 @@ class Settings:
     github_client_secret: str = ""
     # Infrastructure
     redis_url: str = ""  # empty: in-memory rate limits (single process only)
+    # Rate-limit classes (core/ratelimits.py), in Flask-Limiter's notation ("600 per minute")
+    rate_limit_general: str = "600 per minute"
+    rate_limit_admin: str = "120 per minute"
+    rate_limit_upload: str = "20 per hour"
     vault_addr: str = ""
     vault_token: str = ""
     # Provider keys (BYO): the secrets backend that encrypts them, and the operator's fallback
@@ -179,6 +183,9 @@ class Settings:
             raise ConfigError(f"refusing to start: GLYPHOXA_ENV={self.env!r} is not one of "
                               + ", ".join(ENVIRONMENTS) + " (exact, lowercase)")
         billing = self._billing_problems()
+        from glyphoxa_htmx.core.ratelimits import check as rate_limit_problems
+
+        billing += rate_limit_problems(self)
         if billing and not self.production:
             raise ConfigError("refusing to start: " + "; ".join(billing))
         if not self.production:
@@ -251,6 +258,9 @@ ENV_MAP = {
     "github_client_id": "GITHUB_CLIENT_ID",
     "github_client_secret": "GITHUB_CLIENT_SECRET",
     "redis_url": "REDIS_URL",
+    "rate_limit_general": "RATE_LIMIT_GENERAL",
+    "rate_limit_admin": "RATE_LIMIT_ADMIN",
+    "rate_limit_upload": "RATE_LIMIT_UPLOAD",
     "vault_addr": "VAULT_ADDR",
     "vault_token": "VAULT_TOKEN",
     "secrets_backend": "SECRETS_BACKEND",

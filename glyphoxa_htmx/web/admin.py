@@ -8,9 +8,11 @@ from flask_login import current_user, login_required
 from glyphoxa_htmx.core import htmx
 from glyphoxa_htmx.core.authz import Perm, require
 from glyphoxa_htmx.core.errors import ValidationError
+from glyphoxa_htmx.core.ratelimits import admin_limit
 from glyphoxa_htmx.services import platform, tenants, users
 
 bp = Blueprint("admin", __name__, url_prefix="/admin")
+admin_limit(bp)  # every operator page: the admin class (core/ratelimits.py)
 
 STATUS_WORDS = {"active": "active again", "suspended": "suspended"}
 

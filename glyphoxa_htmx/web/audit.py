@@ -10,6 +10,7 @@ from flask_login import current_user, login_required
 
 from glyphoxa_htmx.core import htmx
 from glyphoxa_htmx.core.errors import ValidationError
+from glyphoxa_htmx.core.ratelimits import admin_limit
 from glyphoxa_htmx.services import audit_log
 
 bp = Blueprint("audit", __name__)
@@ -53,12 +54,14 @@ def export():
 
 
 @bp.get("/admin/audit")
+@admin_limit
 @login_required
 def admin_index():
     return _page(everywhere=True)
 
 
 @bp.get("/admin/audit/export")
+@admin_limit
 @login_required
 def admin_export():
     return _export(everywhere=True)
