@@ -68,6 +68,7 @@ class Settings:
     discord_api_base: str = "https://discord.com/api"
     google_client_id: str = ""
     google_client_secret: str = ""
+    google_discovery_url: str = "https://accounts.google.com/.well-known/openid-configuration"
     github_client_id: str = ""
     github_client_secret: str = ""
     # Infrastructure
@@ -255,6 +256,7 @@ ENV_MAP = {
     "discord_api_base": "DISCORD_API_BASE",
     "google_client_id": "GOOGLE_CLIENT_ID",
     "google_client_secret": "GOOGLE_CLIENT_SECRET",
+    "google_discovery_url": "GOOGLE_DISCOVERY_URL",
     "github_client_id": "GITHUB_CLIENT_ID",
     "github_client_secret": "GITHUB_CLIENT_SECRET",
     "redis_url": "REDIS_URL",
