@@ -103,6 +103,12 @@ def create_app(settings: Settings | None = None, **overrides) -> Flask:
     from glyphoxa_htmx.adapters import identity
 
     identity.init_app(app, settings)
+    from glyphoxa_htmx.core import tracing
+
+    tracing.init_app(app, settings.otel_endpoint)  # before the gateway channel: gRPC is patched here
+    if settings.otel_endpoint:
+        with app.app_context():
+            tracing.instrument_engine(app, db.engine)
     _init_gateway(app, settings)
     _init_secrets(app, settings)
     _register_blueprints(app)

@@ -73,6 +73,7 @@ class Settings:
     github_client_secret: str = ""
     # Infrastructure
     redis_url: str = ""  # empty: in-memory rate limits (single process only)
+    otel_endpoint: str = ""  # OTLP/HTTP collector; empty: tracing off (nothing imported)
     # Rate-limit classes (core/ratelimits.py), in Flask-Limiter's notation ("600 per minute")
     rate_limit_general: str = "600 per minute"
     rate_limit_admin: str = "120 per minute"
@@ -260,6 +261,7 @@ ENV_MAP = {
     "github_client_id": "GITHUB_CLIENT_ID",
     "github_client_secret": "GITHUB_CLIENT_SECRET",
     "redis_url": "REDIS_URL",
+    "otel_endpoint": "OTEL_EXPORTER_OTLP_ENDPOINT",
     "rate_limit_general": "RATE_LIMIT_GENERAL",
     "rate_limit_admin": "RATE_LIMIT_ADMIN",
     "rate_limit_upload": "RATE_LIMIT_UPLOAD",
