@@ -111,6 +111,9 @@ def create_app(settings: Settings | None = None, **overrides) -> Flask:
             tracing.instrument_engine(app, db.engine)
     _init_gateway(app, settings)
     _init_secrets(app, settings)
+    from glyphoxa_htmx.adapters import support as support_desk
+
+    app.extensions["glyphoxa.support"] = support_desk.build(settings)
     _register_blueprints(app)
     _register_request_hooks(app, settings)
     # After the hooks that resolve the sign-in, so a CSRF token bound to an older sign-in or

@@ -74,6 +74,9 @@ class Settings:
     # Infrastructure
     redis_url: str = ""  # empty: in-memory rate limits (single process only)
     otel_endpoint: str = ""  # OTLP/HTTP collector; empty: tracing off (nothing imported)
+    freshdesk_domain: str = ""  # support tickets go to <domain>.freshdesk.com; empty: the local store
+    freshdesk_api_key: str = ""
+    freshdesk_api_base: str = ""  # empty: https://<domain>.freshdesk.com; tests point it at a local double
     # Rate-limit classes (core/ratelimits.py), in Flask-Limiter's notation ("600 per minute")
     rate_limit_general: str = "600 per minute"
     rate_limit_admin: str = "120 per minute"
@@ -262,6 +265,9 @@ ENV_MAP = {
     "github_client_secret": "GITHUB_CLIENT_SECRET",
     "redis_url": "REDIS_URL",
     "otel_endpoint": "OTEL_EXPORTER_OTLP_ENDPOINT",
+    "freshdesk_domain": "FRESHDESK_DOMAIN",
+    "freshdesk_api_key": "FRESHDESK_API_KEY",
+    "freshdesk_api_base": "FRESHDESK_API_BASE",
     "rate_limit_general": "RATE_LIMIT_GENERAL",
     "rate_limit_admin": "RATE_LIMIT_ADMIN",
     "rate_limit_upload": "RATE_LIMIT_UPLOAD",

@@ -96,7 +96,7 @@ def app(database_url, simulator):
 
 WEB_TABLES = ["web.audit_log", "web.login_sessions", "web.users", "web.tenants", "web.campaigns", "web.npc_positions",
               "web.guild_claims", "web.provider_configs", "web.tenant_invitations", "web.campaign_tombstones",
-              "web.subscriptions", "web.invoices", "web.billing_events"]
+              "web.subscriptions", "web.invoices", "web.billing_events", "web.support_replies", "web.support_tickets"]
 GATEWAY_TABLES = ["public.sessions", "public.usage_records", "public.npc_definitions", "public.tenants"]
 
 

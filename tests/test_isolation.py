@@ -22,6 +22,8 @@ from tests.conftest import Browser
 # test_authz), sign-in providers, static files.
 NOT_TENANT_SCOPED = {"admin.tenant_status", "admin.user_status", "admin.guild_assign", "auth.oauth_start",
                      "auth.oauth_callback", "static", "admin.tenant_detail",
+                     # operators' support pages answer any table's ticket (test_support_tickets)
+                     "support.admin_show", "support.admin_answer",
                      # adoption: operator pages over gateway tenants (test_adoption), and the signed invite link
                      "adoption.adopt_form", "adoption.adopt", "auth.invite"}
 
@@ -52,6 +54,9 @@ def demo(app, database_url):
     with app.app_context():
         ids["config_id"] = db.session.execute(select(ProviderConfig.id).where(ProviderConfig.tenant_id == DEMO_TENANT)
                                               ).scalar_one()
+    resp = owner_browser.post("/support", {"subject": "Demo table ticket", "body": "help", "category": "question"})
+    assert resp.status_code == 303
+    ids["ticket_id"] = resp.headers["Location"].rsplit("/", 1)[1]
     ids["action"] = "mute"
     ids["owner_browser"] = owner_browser
     return ids

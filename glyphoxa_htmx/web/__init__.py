@@ -8,7 +8,7 @@ def FEATURE_BLUEPRINTS():  # noqa: N802 - reads like a constant at the call site
     import importlib
 
     out = []
-    for name in ("campaigns", "npcs", "sessions", "knowledge", "providers", "adoption", "billing", "usage", "audit"):
+    for name in ("campaigns", "npcs", "sessions", "knowledge", "providers", "adoption", "billing", "usage", "audit", "support"):
         try:
             module = importlib.import_module(f"glyphoxa_htmx.web.{name}")
         except ModuleNotFoundError as exc:
