@@ -14,6 +14,7 @@ from flask_login import current_user
 from glyphoxa_htmx import embedded
 from glyphoxa_htmx.config import ROOT, Settings, load_settings
 from glyphoxa_htmx.core import dbconn, htmx, logs, metrics, security
+from glyphoxa_htmx.core.ratelimits import general_limit_value
 from glyphoxa_htmx.extensions import csrf, db, htmx_ext, limiter, login_manager, migrate, sock
 
 log = logging.getLogger(__name__)
@@ -79,6 +80,7 @@ def create_app(settings: Settings | None = None, **overrides) -> Flask:
         WTF_CSRF_SSL_STRICT=settings.cookie_secure,
         RATELIMIT_STORAGE_URI=settings.redis_url or "memory://",
         RATELIMIT_HEADERS_ENABLED=True,
+        RATELIMIT_DEFAULT=general_limit_value,  # core/ratelimits.py: every route without a class of its own
         MAX_CONTENT_LENGTH=12 * 1024 * 1024,
         PREFERRED_URL_SCHEME="https" if settings.public_url.startswith("https") else "http",
     )
@@ -101,8 +103,17 @@ def create_app(settings: Settings | None = None, **overrides) -> Flask:
     from glyphoxa_htmx.adapters import identity
 
     identity.init_app(app, settings)
+    from glyphoxa_htmx.core import tracing
+
+    tracing.init_app(app, settings.otel_endpoint)  # before the gateway channel: gRPC is patched here
+    if settings.otel_endpoint:
+        with app.app_context():
+            tracing.instrument_engine(app, db.engine)
     _init_gateway(app, settings)
     _init_secrets(app, settings)
+    from glyphoxa_htmx.adapters import support as support_desk
+
+    app.extensions["glyphoxa.support"] = support_desk.build(settings)
     _register_blueprints(app)
     _register_request_hooks(app, settings)
     # After the hooks that resolve the sign-in, so a CSRF token bound to an older sign-in or

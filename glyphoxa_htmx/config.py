@@ -69,10 +69,19 @@ class Settings:
     discord_api_base: str = "https://discord.com/api"
     google_client_id: str = ""
     google_client_secret: str = ""
+    google_discovery_url: str = "https://accounts.google.com/.well-known/openid-configuration"
     github_client_id: str = ""
     github_client_secret: str = ""
     # Infrastructure
     redis_url: str = ""  # empty: in-memory rate limits (single process only)
+    otel_endpoint: str = ""  # OTLP/HTTP collector; empty: tracing off (nothing imported)
+    freshdesk_domain: str = ""  # support tickets go to <domain>.freshdesk.com; empty: the local store
+    freshdesk_api_key: str = ""
+    freshdesk_api_base: str = ""  # empty: https://<domain>.freshdesk.com; tests point it at a local double
+    # Rate-limit classes (core/ratelimits.py), in Flask-Limiter's notation ("600 per minute")
+    rate_limit_general: str = "600 per minute"
+    rate_limit_admin: str = "120 per minute"
+    rate_limit_upload: str = "20 per hour"
     vault_addr: str = ""
     vault_token: str = ""
     # Provider keys (BYO): the secrets backend that encrypts them, and the operator's fallback
@@ -191,6 +200,9 @@ class Settings:
             raise ConfigError(f"refusing to start: GLYPHOXA_ADMISSION must be one of "
                               f"{', '.join(self.ADMISSION_MODES)} (got {self.admission!r})")
         billing = self._billing_problems()
+        from glyphoxa_htmx.core.ratelimits import check as rate_limit_problems
+
+        billing += rate_limit_problems(self)
         if billing and not self.production:
             raise ConfigError("refusing to start: " + "; ".join(billing))
         if not self.production:
@@ -260,9 +272,17 @@ ENV_MAP = {
     "discord_api_base": "DISCORD_API_BASE",
     "google_client_id": "GOOGLE_CLIENT_ID",
     "google_client_secret": "GOOGLE_CLIENT_SECRET",
+    "google_discovery_url": "GOOGLE_DISCOVERY_URL",
     "github_client_id": "GITHUB_CLIENT_ID",
     "github_client_secret": "GITHUB_CLIENT_SECRET",
     "redis_url": "REDIS_URL",
+    "otel_endpoint": "OTEL_EXPORTER_OTLP_ENDPOINT",
+    "freshdesk_domain": "FRESHDESK_DOMAIN",
+    "freshdesk_api_key": "FRESHDESK_API_KEY",
+    "freshdesk_api_base": "FRESHDESK_API_BASE",
+    "rate_limit_general": "RATE_LIMIT_GENERAL",
+    "rate_limit_admin": "RATE_LIMIT_ADMIN",
+    "rate_limit_upload": "RATE_LIMIT_UPLOAD",
     "vault_addr": "VAULT_ADDR",
     "vault_token": "VAULT_TOKEN",
     "secrets_backend": "SECRETS_BACKEND",

@@ -124,7 +124,7 @@ def oauth_app(app, database_url, simulator, provider):
 WEB_TABLES = ["web.audit_log", "web.login_sessions", "web.users", "web.tenants", "web.campaigns", "web.npc_positions",
               "web.guild_claims", "web.provider_configs", "web.tenant_invitations", "web.campaign_tombstones",
               "web.subscriptions", "web.invoices", "web.billing_events",
-              "web.voice_samples"]
+              "web.voice_samples", "web.support_replies", "web.support_tickets"]
 GATEWAY_TABLES = ["public.sessions", "public.usage_records", "public.npc_definitions", "public.tenants"]
 
 

@@ -83,8 +83,10 @@ def test_layout_navigation_and_role_badge(app, as_role):
     page = soup(as_role("dm").get("/dashboard"))
     labels = [a.get_text(" ", strip=True) for a in page.select("nav#nav li")]
     assert [label.split()[0] for label in labels] == ["Dashboard", "Campaigns", "Sessions", "Knowledge", "Voice", "Usage",
-                                                          "Billing", "Team", "Settings"]
+                                                          "Billing", "Team", "Settings", "Support"]
     assert page.select_one(".topbar .badge").text == "Dungeon Master"
+    owner_nav = soup(as_role("tenant_owner").get("/dashboard")).select_one("nav#nav").get_text(" ", strip=True)
+    assert "Audit log" in owner_nav  # the table's audit log is the owner's
     admin_page = soup(as_role("super_admin").get("/dashboard"))
     assert "Admin" in admin_page.select_one("nav#nav").text
 

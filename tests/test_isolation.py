@@ -21,7 +21,9 @@ from tests.conftest import Browser
 # Routes that are not tenant resources: operator pages (cross-tenant by design, tested in
 # test_authz), sign-in providers, static files.
 NOT_TENANT_SCOPED = {"admin.tenant_status", "admin.user_status", "admin.guild_assign", "auth.oauth_start",
-                     "auth.oauth_callback", "static",
+                     "auth.oauth_callback", "static", "admin.tenant_detail",
+                     # operators' support pages answer any table's ticket (test_support_tickets)
+                     "support.admin_show", "support.admin_answer",
                      # adoption: operator pages over gateway tenants (test_adoption), and the signed invite link
                      "adoption.adopt_form", "adoption.adopt", "auth.invite",
                      # a signed-in person accepting a signed invite link (test_team): the token is the key
@@ -79,6 +81,9 @@ def demo(app, database_url, monkeypatch, tmp_path):
     with app.app_context():
         ids["invitation_id"] = db.session.execute(select(TenantInvitation.id).where(
             TenantInvitation.tenant_id == DEMO_TENANT)).scalar_one()
+    resp = owner_browser.post("/support", {"subject": "Demo table ticket", "body": "help", "category": "question"})
+    assert resp.status_code == 303
+    ids["ticket_id"] = resp.headers["Location"].rsplit("/", 1)[1]
     ids["action"] = "mute"
     ids["owner_browser"] = owner_browser
     return ids
@@ -181,10 +186,14 @@ def test_usage_and_billing_show_only_the_callers_tenant(app, database_url, demo,
                      (DEMO_TENANT,))
         conn.execute("INSERT INTO web.invoices (id, tenant_id, status, number, created) "
                      "VALUES ('in_demo_1', %s, 'paid', 'DEMO-0001', now())", (DEMO_TENANT,))
+        conn.execute("INSERT INTO web.audit_log (tenant_id, action, resource_type, resource_id, details) "
+                     "VALUES (%s, 'npc.update', 'npc', 'npc-demo', '{\"changes\": {\"name\": {\"after\": \"DEMO-0001\"}}}')",
+                     (DEMO_TENANT,))
     owner = demo["owner_browser"]
     assert "98,765,432" in owner.get("/usage").get_data(as_text=True)  # the numbers are real
     stranger = as_role("tenant_owner")
-    for url in ("/usage", "/usage/export", "/billing", "/dashboard"):
+    assert "DEMO-0001" in owner.get("/audit").get_data(as_text=True)  # the audit entry is real
+    for url in ("/usage", "/usage/export", "/billing", "/dashboard", "/audit", "/audit/export"):
         body = stranger.get(url).get_data(as_text=True)
         assert "98765432" not in body and "98,765,432" not in body and "4321" not in body, url
         assert "DEMO-0001" not in body and "The Sunken Crown" not in body, url

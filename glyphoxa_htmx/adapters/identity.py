@@ -16,6 +16,16 @@ log = logging.getLogger(__name__)
 
 PROVIDER_LABELS = {"discord": "Discord", "google": "Google", "github": "GitHub"}
 
+#: Seconds each call to a provider (discovery document, token, profile) may take.
+PROVIDER_TIMEOUT = 5
+
+
+def unreachable_errors() -> tuple[type[BaseException], ...]:
+    """What a provider that can't be reached (or answers garbage) raises through Authlib."""
+    import requests
+
+    return (requests.RequestException, ValueError)
+
 
 def init_app(app: Flask, settings: Settings) -> None:
     oauth = OAuth(app)
@@ -32,6 +42,7 @@ def init_app(app: Flask, settings: Settings) -> None:
                 "scope": "identify guilds email",
                 "code_challenge_method": "S256",
                 "token_endpoint_auth_method": "client_secret_post",
+                "default_timeout": PROVIDER_TIMEOUT,
             },
         )
     if "google" in settings.oauth_providers():
@@ -39,8 +50,9 @@ def init_app(app: Flask, settings: Settings) -> None:
             "google",
             client_id=settings.google_client_id,
             client_secret=settings.google_client_secret,
-            server_metadata_url="https://accounts.google.com/.well-known/openid-configuration",
-            client_kwargs={"scope": "openid email profile", "code_challenge_method": "S256"},
+            server_metadata_url=settings.google_discovery_url,
+            client_kwargs={"scope": "openid email profile", "code_challenge_method": "S256",
+                           "default_timeout": PROVIDER_TIMEOUT},
         )
     if "github" in settings.oauth_providers():
         oauth.register(
@@ -50,7 +62,7 @@ def init_app(app: Flask, settings: Settings) -> None:
             authorize_url="https://github.com/login/oauth/authorize",
             access_token_url="https://github.com/login/oauth/access_token",
             api_base_url="https://api.github.com/",
-            client_kwargs={"scope": "read:user user:email"},
+            client_kwargs={"scope": "read:user user:email", "default_timeout": PROVIDER_TIMEOUT},
         )
     app.extensions["glyphoxa.oauth"] = oauth
 

@@ -29,6 +29,12 @@ class ContextFilter(logging.Filter):
             actor = g.get("_login_user")  # flask-login's loaded user (None before it is resolved)
             record.user_id = getattr(actor, "user_id", None)
             record.tenant_id = getattr(actor, "tenant_id", None)
+        trace_api = sys.modules.get("opentelemetry.trace")  # loaded only when tracing is on
+        if trace_api is not None:
+            ctx = trace_api.get_current_span().get_span_context()
+            if ctx.is_valid:
+                record.trace_id = format(ctx.trace_id, "032x")
+                record.span_id = format(ctx.span_id, "016x")
         return True
 
 

@@ -17,6 +17,7 @@ from glyphoxa_htmx.models.web import (
     User,
     VoiceSample,
 )
+from glyphoxa_htmx.models.support import SupportReply, SupportTicket  # noqa: F401 - registers the tables
 from glyphoxa_htmx.models.gateway import GatewayBase, GatewaySession, GatewayTenant, NpcDefinition, UsageRecord
 
 __all__ = [

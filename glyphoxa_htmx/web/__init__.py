@@ -9,7 +9,7 @@ def FEATURE_BLUEPRINTS():  # noqa: N802 - reads like a constant at the call site
 
     out = []
     for name in ("campaigns", "npcs", "sessions", "knowledge", "providers", "adoption", "billing", "usage",
-                 "voice_library", "profile", "welcome"):
+                 "voice_library", "profile", "welcome", "audit", "support"):
         try:
             module = importlib.import_module(f"glyphoxa_htmx.web.{name}")
         except ModuleNotFoundError as exc:

@@ -8,9 +8,11 @@ from flask_login import current_user, login_required
 from glyphoxa_htmx.core import htmx
 from glyphoxa_htmx.core.authz import Perm, require
 from glyphoxa_htmx.core.errors import ValidationError
-from glyphoxa_htmx.services import tenants, users
+from glyphoxa_htmx.core.ratelimits import admin_limit
+from glyphoxa_htmx.services import platform, tenants, users
 
 bp = Blueprint("admin", __name__, url_prefix="/admin")
+admin_limit(bp)  # every operator page: the admin class (core/ratelimits.py)
 
 STATUS_WORDS = {"active": "active again", "suspended": "suspended"}
 
@@ -23,7 +25,7 @@ def _only_admins():
 
 @bp.get("/")
 def index():
-    return htmx.render("admin/index.html")
+    return htmx.render("admin/index.html", "live", **platform.dashboard(current_user))
 
 
 @bp.get("/tenants")
@@ -31,6 +33,16 @@ def tenant_list():
     q = request.args.get("q", "").strip()
     rows, next_after = tenants.list_all(current_user, q=q, after=request.args.get("after"))
     return htmx.render("admin/tenants.html", "results", rows=rows, q=q, next_after=next_after)
+
+
+@bp.get("/tenants/<tenant_id>")
+def tenant_detail(tenant_id: str):
+    data = platform.tenant_detail(current_user, tenant_id, q=request.args.get("q", "").strip()[:200],
+                                  members_after=request.args.get("members_after"),
+                                  sessions_after=request.args.get("sessions_after"),
+                                  errors_only=request.args.get("errors") == "1")
+    return htmx.render("admin/tenant.html", htmx.hx_target() if htmx.hx_target() in ("members", "sessions") else None,
+                       **data)
 
 
 @bp.post("/tenants/<tenant_id>/status")

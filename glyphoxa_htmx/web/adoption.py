@@ -10,9 +10,11 @@ from glyphoxa_htmx.core import htmx
 from glyphoxa_htmx.core.authz import Perm, require
 from glyphoxa_htmx.core.deps import settings
 from glyphoxa_htmx.core.errors import Unavailable, ValidationError
+from glyphoxa_htmx.core.ratelimits import admin_limit
 from glyphoxa_htmx.services import adoption
 
 bp = Blueprint("adoption", __name__, url_prefix="/admin/tenants")
+admin_limit(bp)  # operator pages: the admin class (core/ratelimits.py)
 
 
 @bp.before_request

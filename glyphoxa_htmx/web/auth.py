@@ -202,7 +202,18 @@ def oauth_start(provider: str):
     redirect_uri = url_for("auth.oauth_callback", provider=provider, _external=True)
     if settings().public_url:
         redirect_uri = settings().public_url.rstrip("/") + url_for("auth.oauth_callback", provider=provider)
-    return identity.client(provider).authorize_redirect(redirect_uri)
+    try:
+        return identity.client(provider).authorize_redirect(redirect_uri)
+    except identity.unreachable_errors() as exc:  # e.g. Google's discovery document can't be fetched
+        return _provider_unavailable(provider, exc)
+
+
+def _provider_unavailable(provider: str, exc: BaseException):
+    log.warning("sign-in provider unreachable", extra={"provider": provider, "error": type(exc).__name__})
+    label = identity.PROVIDER_LABELS.get(provider, provider)
+    others = [identity.PROVIDER_LABELS.get(p, p) for p in identity.enabled() if p != provider]
+    hint = f" Try again in a few minutes{', or sign in with ' + ' or '.join(others) if others else ''}."
+    return _signin_error(f"{label} sign-in is unavailable right now.{hint}", status=503)
 
 
 @bp.get("/<provider>/callback")
@@ -217,12 +228,19 @@ def oauth_callback(provider: str):
         return _signin_error("Sign-in was cancelled at the provider. Try again when you're ready.")
     try:
         token = identity.client(provider).authorize_access_token()
+    except identity.unreachable_errors() as exc:
+        return _provider_unavailable(provider, exc)
     except OAuthError as exc:
         # Bad or missing state (CSRF), a reused code, or a provider refusal.
         log.warning("oauth callback refused", extra={"provider": provider, "error": exc.error})
         return _signin_error("That sign-in link is no longer valid. Please start again.")
     try:
         ident = identity.fetch_identity(provider, token)
+    except identity.unreachable_errors() as exc:
+        return _provider_unavailable(provider, exc)
+    except DomainError as exc:
+        return _signin_error(exc.message, status=exc.status)
+    try:
         link_user = session.pop("link_user", None)
         if link_user and current_user.is_authenticated and current_user.user_id == link_user:
             # /me → "Link Google": attach this identity to the signed-in account (services/profile).

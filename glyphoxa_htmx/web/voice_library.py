@@ -11,6 +11,7 @@ from werkzeug.exceptions import RequestEntityTooLarge
 from glyphoxa_htmx.core import htmx, security
 from glyphoxa_htmx.core.authz import Perm, can, require
 from glyphoxa_htmx.core.errors import ValidationError
+from glyphoxa_htmx.core.ratelimits import upload_limit
 from glyphoxa_htmx.extensions import limiter
 from glyphoxa_htmx.services import voice, voice_samples
 
@@ -62,6 +63,7 @@ def index():
 @bp.post("")
 @login_required
 @limiter.limit(UPLOAD_LIMIT, key_func=_tenant_key, exempt_when=_not_uploader)
+@upload_limit  # the plan's per-user upload class (RATE_LIMIT_UPLOAD), on top of the table's own burst limit
 def upload():
     name = request.form.get("name", "")
     try:

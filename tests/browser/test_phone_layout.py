@@ -39,7 +39,7 @@ def _pages(app, tenant_id: str, *, admin: bool) -> list[str]:
         session = db.session.query(GatewaySession).filter_by(tenant_id=tenant_id).first()
         npc = db.session.query(NpcDefinition).filter_by(tenant_id=tenant_id).first()
         ids = {"campaign_id": campaign.id if campaign else None, "session_id": session.id if session else None,
-               "npc_id": npc.id if npc else None}
+               "npc_id": npc.id if npc else None, "tenant_id": tenant_id}
         from sqlalchemy import text
 
         ids["entity_id"] = db.session.execute(

@@ -1,0 +1,213 @@
+"""Support tickets (plan Phase 3): a table's members file and follow their tickets; operators
+answer local ones on the admin pages. With Freshdesk configured a ticket is created there first
+(nothing is stored when Freshdesk refuses), and its status and public replies are synced each
+time the ticket is opened. Tenant-scoped: another table's ticket is a 404."""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+
+from flask import current_app
+from sqlalchemy import select, text, tuple_
+
+from glyphoxa_htmx.adapters.support import SupportUnavailable
+from glyphoxa_htmx.core import audit
+from glyphoxa_htmx.core.authz import Actor, Perm, own, require
+from glyphoxa_htmx.core.errors import NotFound, ValidationError
+from glyphoxa_htmx.extensions import db
+from glyphoxa_htmx.models import User
+from glyphoxa_htmx.models.support import SupportReply, SupportTicket
+
+CATEGORIES = {"question": "A question", "bug": "Something is broken", "session": "Trouble in a voice session",
+              "billing": "Billing"}
+STATUSES = ("open", "pending", "resolved", "closed")
+PAGE = 25
+MAX_SUBJECT, MAX_BODY = 200, 10_000
+
+
+def _desk():
+    return current_app.extensions.get("glyphoxa.support")
+
+
+def _clean(form) -> dict:
+    subject = (form.get("subject") or "").strip()
+    body = (form.get("body") or "").strip()
+    category = (form.get("category") or "").strip()
+    session_id = (form.get("session_id") or "").strip() or None
+    errors = {}
+    if not subject:
+        errors["subject"] = "Give the ticket a subject."
+    elif len(subject) > MAX_SUBJECT:
+        errors["subject"] = f"Keep the subject under {MAX_SUBJECT} characters."
+    if not body:
+        errors["body"] = "Tell us what happened."
+    elif len(body) > MAX_BODY:
+        errors["body"] = f"Keep it under {MAX_BODY:,} characters."
+    if category not in CATEGORIES:
+        errors["category"] = "Choose what this is about."
+    if errors:
+        raise ValidationError(errors)
+    return {"subject": subject, "body": body, "category": category, "session_id": session_id}
+
+
+def _check_session(actor: Actor, session_id: str | None) -> None:
+    if not session_id:
+        return
+    found = db.session.execute(text(
+        "SELECT 1 FROM public.sessions WHERE id = :id AND tenant_id = :t"), {"id": session_id, "t": actor.tenant_id}
+    ).first() if db.session.execute(text("SELECT to_regclass('public.sessions') IS NOT NULL")).scalar() else None
+    if not found:
+        raise ValidationError({"session_id": "That isn't one of your table's sessions."})
+
+
+def create(actor: Actor, form) -> SupportTicket:
+    require(actor, Perm.VIEW_SESSIONS)
+    if not actor.tenant_id:
+        raise ValidationError({"": "Tickets belong to a table; you aren't in one."})
+    data = _clean(form)
+    _check_session(actor, data["session_id"])
+    desk = _desk()
+    ticket = SupportTicket(tenant_id=actor.tenant_id, user_id=actor.user_id, **data,
+                           backend=desk.name if desk else "local")
+    if desk is not None:
+        user = db.session.get(User, actor.user_id)
+        try:
+            ticket.external_id = desk.create(subject=data["subject"], body=data["body"], email=user.email if user else None,
+                                             name=user.name if user else "", category=data["category"],
+                                             tenant_id=actor.tenant_id, session_id=data["session_id"])
+        except SupportUnavailable as exc:
+            raise ValidationError({"": f"{exc} Your ticket wasn't sent; please try again in a few minutes."}) from exc
+        ticket.synced_at = datetime.now(timezone.utc)
+    db.session.add(ticket)
+    db.session.flush()
+    audit.record("support.create", "support_ticket", ticket.id, actor=actor,
+                 after={"subject": ticket.subject, "category": ticket.category, "session_id": ticket.session_id})
+    db.session.commit()
+    return ticket
+
+
+def _page(stmt, after: str | None):
+    if after and "~" in after:
+        ts, _, tid = after.rpartition("~")
+        try:
+            stmt = stmt.where(tuple_(SupportTicket.created_at, SupportTicket.id) < tuple_(datetime.fromisoformat(ts), tid))
+        except ValueError:
+            pass
+    rows = list(db.session.execute(stmt.order_by(SupportTicket.created_at.desc(), SupportTicket.id.desc())
+                                   .limit(PAGE + 1)).scalars())
+    nxt = f"{rows[PAGE - 1].created_at.isoformat()}~{rows[PAGE - 1].id}" if len(rows) > PAGE else None
+    return rows[:PAGE], nxt
+
+
+def list_for_tenant(actor: Actor, after: str | None = None):
+    require(actor, Perm.VIEW_SESSIONS)
+    return _page(select(SupportTicket).where(SupportTicket.tenant_id == actor.tenant_id), after)
+
+
+def list_all(actor: Actor, *, status: str = "", after: str | None = None):
+    require(actor, Perm.MANAGE_ALL_TENANTS)
+    stmt = select(SupportTicket)
+    if status in STATUSES:
+        stmt = stmt.where(SupportTicket.status == status)
+    return _page(stmt, after)
+
+
+def _replies(ticket: SupportTicket) -> list[SupportReply]:
+    return list(db.session.execute(select(SupportReply).where(SupportReply.ticket_id == ticket.id)
+                                   .order_by(SupportReply.created_at, SupportReply.id)).scalars())
+
+
+def _sync(ticket: SupportTicket) -> str | None:
+    """Freshdesk's status and public replies into our copy; a note when it can't be reached."""
+    desk = _desk()
+    if ticket.backend != "freshdesk" or desk is None or not ticket.external_id:
+        return None
+    try:
+        status = desk.status(ticket.external_id)
+        remote = desk.conversations(ticket.external_id)
+    except SupportUnavailable as exc:
+        return f"{exc} Showing what we had last."
+    known = {r.external_id for r in _replies(ticket) if r.external_id}
+    for r in remote:
+        if r.external_id in known:
+            continue
+        db.session.add(SupportReply(ticket_id=ticket.id, from_support=r.from_support, body=r.body,
+                                    author="Support" if r.from_support else "", external_id=r.external_id))
+    if status != ticket.status:
+        ticket.status = status
+        ticket.updated_at = datetime.now(timezone.utc)
+    ticket.synced_at = datetime.now(timezone.utc)
+    db.session.commit()
+    return None
+
+
+def get(actor: Actor, ticket_id: str) -> dict:
+    ticket = own(actor, db.session.get(SupportTicket, ticket_id))
+    require(actor, Perm.VIEW_SESSIONS)
+    note = _sync(ticket)
+    return {"ticket": ticket, "replies": _replies(ticket), "note": note}
+
+
+def _add_reply(actor: Actor, ticket: SupportTicket, body: str, *, from_support: bool) -> SupportReply:
+    body = (body or "").strip()
+    if not body:
+        raise ValidationError({"body": "Write a reply first."})
+    if len(body) > MAX_BODY:
+        raise ValidationError({"body": f"Keep it under {MAX_BODY:,} characters."})
+    external_id = None
+    desk = _desk()
+    if ticket.backend == "freshdesk" and desk is not None and ticket.external_id:
+        try:
+            external_id = desk.reply(ticket.external_id, body) or None
+        except SupportUnavailable as exc:
+            raise ValidationError({"": f"{exc} Your reply wasn't sent; please try again."}) from exc
+    reply = SupportReply(ticket_id=ticket.id, user_id=actor.user_id, from_support=from_support, body=body,
+                         author=actor.name or "", external_id=external_id)
+    db.session.add(reply)
+    return reply
+
+
+def reply(actor: Actor, ticket_id: str, body: str) -> SupportTicket:
+    ticket = own(actor, db.session.get(SupportTicket, ticket_id))
+    require(actor, Perm.VIEW_SESSIONS)
+    _add_reply(actor, ticket, body, from_support=False)
+    before = ticket.status
+    if ticket.status in ("resolved", "closed", "pending"):
+        ticket.status = "open"  # the customer wrote again: it needs an answer
+    ticket.updated_at = datetime.now(timezone.utc)
+    audit.record("support.reply", "support_ticket", ticket.id, actor=actor, before={"status": before},
+                 after={"status": ticket.status})
+    db.session.commit()
+    return ticket
+
+
+def admin_get(actor: Actor, ticket_id: str) -> dict:
+    require(actor, Perm.MANAGE_ALL_TENANTS)
+    ticket = db.session.get(SupportTicket, ticket_id)
+    if ticket is None:
+        raise NotFound()
+    note = _sync(ticket)
+    return {"ticket": ticket, "replies": _replies(ticket), "note": note}
+
+
+def admin_answer(actor: Actor, ticket_id: str, body: str, status: str) -> SupportTicket:
+    """An operator answers a local ticket (Freshdesk tickets are answered in Freshdesk)."""
+    require(actor, Perm.MANAGE_ALL_TENANTS)
+    ticket = db.session.get(SupportTicket, ticket_id)
+    if ticket is None:
+        raise NotFound()
+    if ticket.backend != "local":
+        raise ValidationError({"": "This ticket lives in Freshdesk: answer it there (its replies show up here)."})
+    if status not in STATUSES:
+        raise ValidationError({"status": "Choose a status."})
+    if (body or "").strip():
+        _add_reply(actor, ticket, body, from_support=True)
+    elif status == ticket.status:
+        raise ValidationError({"body": "Write a reply or change the status."})
+    before = ticket.status
+    ticket.status = status
+    ticket.updated_at = datetime.now(timezone.utc)
+    audit.record("support.answer", "support_ticket", ticket.id, actor=actor, tenant_id=ticket.tenant_id,
+                 before={"status": before}, after={"status": status})
+    db.session.commit()
+    return ticket
