@@ -23,8 +23,12 @@ def web_rows(app, tenant_id: str) -> dict[str, int]:
             column = "id" if table == "web.tenants" else "tenant_id"
             if table == "web.login_sessions":
                 continue
-            counts[table] = db.session.execute(text(f"SELECT count(*) FROM {table} WHERE {column} = :t"),
-                                               {"t": tenant_id}).scalar_one()
+            if table == "web.support_replies":  # a reply belongs to its ticket, which has the tenant
+                query = ("SELECT count(*) FROM web.support_replies r JOIN web.support_tickets t ON t.id = r.ticket_id "
+                         "WHERE t.tenant_id = :t")
+            else:
+                query = f"SELECT count(*) FROM {table} WHERE {column} = :t"
+            counts[table] = db.session.execute(text(query), {"t": tenant_id}).scalar_one()
     return counts
 
 
@@ -128,3 +132,25 @@ def demo_owner(app):
                                                       User.role == "tenant_owner")).scalar_one()
         ns = type("U", (), {"id": owner.id, "tenant_id": DEMO_TENANT})
     return Browser(app).login(ns)
+
+
+def test_delete_removes_the_tables_voice_sample_files_too(app, table, tmp_path, monkeypatch):
+    """Voice samples leave no object behind: the stored file goes first, then its row."""
+    import io
+
+    from tests.test_voice_samples import make_audio
+
+    owner, _dm, tid = table
+    store = tmp_path / "voice-samples"
+    monkeypatch.delenv("S3_BUCKET", raising=False)
+    monkeypatch.setenv("VOICE_SAMPLES_DIR", str(store))
+    resp = owner.post("/voice-library", {"name": "Doomed voice",
+                                         "file": (io.BytesIO(make_audio(tmp_path, "doomed.wav")), "doomed.wav")},
+                      content_type="multipart/form-data")
+    assert resp.status_code == 303
+    assert [p for p in store.rglob("*") if p.is_file()], "the upload stored a file"
+    assert web_rows(app, tid)["web.voice_samples"] == 1
+    resp = owner.post("/settings/delete", {"confirm_name": "Test table"}, htmx=True)
+    assert resp.status_code == 200
+    assert [p for p in store.rglob("*") if p.is_file()] == []
+    assert web_rows(app, tid)["web.voice_samples"] == 0

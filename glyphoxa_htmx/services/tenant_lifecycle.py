@@ -22,14 +22,17 @@ from glyphoxa_htmx.core.deps import gateway
 from glyphoxa_htmx.core.errors import Unavailable, ValidationError
 from glyphoxa_htmx.extensions import db
 from glyphoxa_htmx.models import (Campaign, CampaignTombstone, GuildClaim, Invoice, LoginSession, NpcPosition,
-                                  ProviderConfig, Subscription, Tenant, TenantInvitation, User)
+                                  ProviderConfig, Subscription, Tenant, TenantInvitation, User, VoiceSample)
+from glyphoxa_htmx.models.support import SupportTicket
 from glyphoxa_htmx.services import plans
 
 log = logging.getLogger(__name__)
 
 # Every web table that holds a tenant's rows (by ``tenant_id``), deleted with the tenant.
+# Support replies go with their ticket (ON DELETE CASCADE). Voice samples are not here: their
+# stored objects must go first (see delete_tenant).
 TENANT_ROWS = (Campaign, CampaignTombstone, NpcPosition, GuildClaim, ProviderConfig, TenantInvitation, Invoice,
-               Subscription)
+               Subscription, SupportTicket)
 
 
 def delete_tenant(actor: Actor, confirm_name: str, *, ip: str | None = None) -> dict:
@@ -61,11 +64,23 @@ def delete_tenant(actor: Actor, confirm_name: str, *, ip: str | None = None) -> 
     for model in TENANT_ROWS:
         counts[model.__tablename__] = db.session.execute(
             delete(model).where(model.tenant_id == tenant.id).execution_options(synchronize_session=False)).rowcount
+    # Voice samples: hidden now, in this transaction; their objects and then rows go right after
+    # the commit (voice_samples.cleanup: object first, then row). A storage failure leaves the row
+    # marked for `glyphoxa-web voice-samples-cleanup`, never an object without its row.
+    counts["voice_samples"] = db.session.execute(
+        update(VoiceSample).where(VoiceSample.tenant_id == tenant.id, VoiceSample.deleting_at.is_(None))
+        .values(deleting_at=db.func.now()).execution_options(synchronize_session=False)).rowcount
     name = tenant.name
     db.session.execute(delete(Tenant).where(Tenant.id == tenant.id).execution_options(synchronize_session=False))
     audit.record("tenant.delete", "tenant", actor.tenant_id, actor=actor, tenant_id=actor.tenant_id, ip=ip,
                  before={"id": actor.tenant_id, "name": name}, details={"deleted": counts})
     db.session.commit()
+    if db.session.execute(select(VoiceSample.id).where(VoiceSample.tenant_id == actor.tenant_id).limit(1)).first():
+        from datetime import timedelta
+
+        from glyphoxa_htmx.services import voice_samples
+
+        voice_samples.cleanup(tenant_id=actor.tenant_id, grace=timedelta(0))
     log.info("tenant deleted", extra={"tenant_id": actor.tenant_id, "user_id": actor.user_id})
     return counts
 
