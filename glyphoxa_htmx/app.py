@@ -226,7 +226,6 @@ def _register_request_hooks(app: Flask, settings: Settings) -> None:
         # One user action = one gateway budget: GATEWAY_TIMEOUT bounds all of this request's calls.
         g.gateway_budget = gateway_client.begin_action()
         if request.endpoint and request.endpoint != "static" and not request.path.startswith(("/healthz", "/readyz", "/metrics")):
-            dbconn.begin_request()
             # Resolve the sign-in (flask-login's request loader) before the view runs, so its
             # last-seen touch commits before any of the view's own writes, and every page
             # request keeps the session alive.

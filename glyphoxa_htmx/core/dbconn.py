@@ -63,6 +63,10 @@ def init_app(app: Flask) -> None:
 
         event.listen(engine, "checkin", _checkin)
         event.listen(engine, "checkout", _checkout)
+    # Registered before every other before_request hook (init_app runs before Flask-Limiter's and
+    # ours): the first statement of a request, e.g. a rate-limit key resolving the sign-in, must
+    # already find the connection in autocommit, or SQLAlchemy ignores the option with a warning.
+    app.before_request(begin_request)
 
 
 def begin_request() -> None:
