@@ -116,7 +116,7 @@ def empty_tenant(app) -> str:
     from glyphoxa_htmx.services import auth
 
     with app.test_request_context():
-        db.session.add(Tenant(id="bench_empty", name="Empty table", active_campaign_id="cmp_empty"))
+        db.session.add(Tenant(id="bench_empty", name="Empty table"))
         db.session.add(Campaign(id="cmp_empty", tenant_id="bench_empty", name="Empty"))
         user = User(id=str(uuid.uuid4()), tenant_id="bench_empty", name="Empty owner", role="tenant_owner",
                     discord_id="bench-empty")

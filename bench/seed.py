@@ -76,7 +76,7 @@ def seed(database_url: str, tenants: int, *, prefix: str = "bench", log=print) -
             user_id = str(uuid.uuid4())
             token = uuid.uuid4().hex + uuid.uuid4().hex
             campaign_ids = [f"cmp_{tid}_{c}" for c in range(CAMPAIGNS)]
-            web_tenants.append((tid, f"Table {tid}", "active", campaign_ids[0]))
+            web_tenants.append((tid, f"Table {tid}", "active"))  # the active campaign is the gateway's
             users.append((user_id, tid, f"Owner of {tid}", "tenant_owner", f"bench-{tid}", "active", "[]"))
             logins.append((str(uuid.uuid4()), str(uuid.uuid4()), user_id, hashlib.sha256(token.encode()).hexdigest(),
                            now + timedelta(days=30), now, "127.0.0.1", "bench"))
@@ -121,7 +121,7 @@ def seed(database_url: str, tenants: int, *, prefix: str = "bench", log=print) -
             out[tid] = {"token": token, "campaign": campaign_ids[0], "session": first_session, "npc": npc_ids[0],
                         "user": user_id}
         with conn.transaction():
-            _copy(conn, "web.tenants", ["id", "name", "status", "active_campaign_id"], web_tenants)
+            _copy(conn, "web.tenants", ["id", "name", "status"], web_tenants)
             _copy(conn, "web.users", ["id", "tenant_id", "name", "role", "discord_id", "status", "discord_guilds"], users)
             _copy(conn, "web.login_sessions", ["id", "family_id", "user_id", "token_hash", "expires_at", "last_seen_at",
                                                "ip", "user_agent"], logins)
