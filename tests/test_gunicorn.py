@@ -13,6 +13,8 @@ from pathlib import Path
 
 import requests
 
+from tests.support.polling import wait_healthy
+
 ROOT = Path(__file__).resolve().parent.parent
 
 
@@ -39,16 +41,7 @@ def test_gunicorn_workers_share_metrics(app, database_url, tmp_path):
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     base = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                if requests.get(base + "/healthz", timeout=1).status_code == 200:
-                    break
-            except requests.RequestException:
-                pass
-            assert proc.poll() is None, proc.stdout.read().decode()
-            assert time.monotonic() < deadline, "gunicorn did not come up"
-            time.sleep(0.2)
+        wait_healthy(base, proc)
         for _ in range(40):  # the landing page: /auth/* allows only 10 a minute per address
             assert requests.get(base + "/", timeout=5).status_code == 200
         body = requests.get(base + "/metrics", timeout=5).text
@@ -82,16 +75,7 @@ def test_overloaded_worker_answers_503_with_retry_after_instead_of_serving_late(
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     base = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                if requests.get(base + "/healthz", timeout=1).status_code == 200:
-                    break
-            except requests.RequestException:
-                pass
-            assert proc.poll() is None, proc.stdout.read().decode()
-            assert time.monotonic() < deadline, "gunicorn did not come up"
-            time.sleep(0.2)
+        wait_healthy(base, proc)
         # The only thread is busy reading a request whose headers arrive slowly...
         slow = socket.create_connection(("127.0.0.1", port))
         slow.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\n")

@@ -12,6 +12,7 @@ from glyphoxa_htmx.config import ConfigError, load_settings
 from glyphoxa_htmx.extensions import db
 from glyphoxa_htmx.models import User
 from tests.conftest import Browser, make_settings, soup
+from tests.support.polling import wait_healthy
 
 PROD = dict(env="production", secret_key="k" * 40, discord_client_id="id", discord_client_secret="sec",
             database_url="postgresql://db/x", gateway_grpc_addr="gw:50051", gateway_secret="s",
@@ -382,7 +383,6 @@ def test_gunicorn_on_all_interfaces_serves_no_dev_signin(app, database_url, tmp_
     import os
     import subprocess
     import sys
-    import time
     from pathlib import Path
 
     import requests
@@ -398,16 +398,7 @@ def test_gunicorn_on_all_interfaces_serves_no_dev_signin(app, database_url, tmp_
                              "wsgi:app"], cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     base = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                if requests.get(base + "/healthz", timeout=1).status_code == 200:
-                    break
-            except requests.RequestException:
-                pass
-            assert proc.poll() is None, proc.stdout.read().decode()
-            assert time.monotonic() < deadline, "gunicorn did not come up"
-            time.sleep(0.2)
+        wait_healthy(base, proc)
         page = requests.get(base + "/auth/signin", timeout=5)
         assert page.status_code == 200 and "development sign-in" not in page.text
     finally:
