@@ -85,8 +85,17 @@ PAGES: dict[str, tuple[str, str | None]] = {
 }
 if ONLY:
     PAGES = {k: v for k, v in PAGES.items() if k in ONLY}
-VU_PAGES = ["dashboard", "campaigns", "campaign", "sessions", "session detail", "transcript", "search", "knowledge",
-            "npc editor"]
+VU_PAGES = [
+    "dashboard",
+    "campaigns",
+    "campaign",
+    "sessions",
+    "session detail",
+    "transcript",
+    "search",
+    "knowledge",
+    "npc editor",
+]
 
 
 def server_url() -> str:
@@ -100,8 +109,17 @@ def build_app(database_url: str):
     from glyphoxa_htmx.bootstrap import ensure_gateway_tables_for_dev, migrate_db
     from glyphoxa_htmx.config import load_settings
 
-    app = create_app(load_settings(environ={}, database_url=database_url, secret_key="b" * 40, log_level="ERROR",
-                                   log_json=False, seed_demo=False, gateway_simulator=False))
+    app = create_app(
+        load_settings(
+            environ={},
+            database_url=database_url,
+            secret_key="b" * 40,
+            log_level="ERROR",
+            log_json=False,
+            seed_demo=False,
+            gateway_simulator=False,
+        )
+    )
     migrate_db(app)
     ensure_gateway_tables_for_dev(app)
     return app
@@ -118,8 +136,13 @@ def empty_tenant(app) -> str:
     with app.test_request_context():
         db.session.add(Tenant(id="bench_empty", name="Empty table"))
         db.session.add(Campaign(id="cmp_empty", tenant_id="bench_empty", name="Empty"))
-        user = User(id=str(uuid.uuid4()), tenant_id="bench_empty", name="Empty owner", role="tenant_owner",
-                    discord_id="bench-empty")
+        user = User(
+            id=str(uuid.uuid4()),
+            tenant_id="bench_empty",
+            name="Empty owner",
+            role="tenant_owner",
+            discord_id="bench-empty",
+        )
         db.session.add(user)
         db.session.commit()
         return auth.start_session(user, ip="127.0.0.1", user_agent="bench")
@@ -211,18 +234,27 @@ def free_port() -> int:
 
 def serve(app_path: str, database_url: str, *, conf: str = "deploy/gunicorn.conf.py", extra_env=None):
     port = free_port()
-    env = {**os.environ, "DATABASE_URL": database_url, "SECRET_KEY": "b" * 40, "GUNICORN_BIND": f"127.0.0.1:{port}",
-           "GUNICORN_WS_BIND": f"127.0.0.1:{port}", "LOG_LEVEL": "ERROR", "GLYPHOXA_GATEWAY_SIMULATOR": "0",
-           "WEB_CONCURRENCY": os.environ.get("WEB_CONCURRENCY", "2"),
-           # One bench user makes thousands of requests a second: the general rate-limit class
-           # (still checked on every request) must not turn the page table into 429s.
-           "RATE_LIMIT_GENERAL": "100000000 per minute", "RATE_LIMIT_ADMIN": "100000000 per minute",
-           **(extra_env or {})}
+    env = {
+        **os.environ,
+        "DATABASE_URL": database_url,
+        "SECRET_KEY": "b" * 40,
+        "GUNICORN_BIND": f"127.0.0.1:{port}",
+        "GUNICORN_WS_BIND": f"127.0.0.1:{port}",
+        "LOG_LEVEL": "ERROR",
+        "GLYPHOXA_GATEWAY_SIMULATOR": "0",
+        "WEB_CONCURRENCY": os.environ.get("WEB_CONCURRENCY", "2"),
+        # One bench user makes thousands of requests a second: the general rate-limit class
+        # (still checked on every request) must not turn the page table into 429s.
+        "RATE_LIMIT_GENERAL": "100000000 per minute",
+        "RATE_LIMIT_ADMIN": "100000000 per minute",
+        **(extra_env or {}),
+    }
     env.pop("GUNICORN_CONTROL_SOCKET", None)
     env["GUNICORN_CONTROL_SOCKET"] = env["GUNICORN_WS_CONTROL_SOCKET"] = f"/tmp/gx-bench-{port}.ctl"
     gunicorn = Path(sys.executable).with_name("gunicorn")
-    proc = subprocess.Popen([str(gunicorn), "-c", conf, app_path], cwd=ROOT, env=env,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen(
+        [str(gunicorn), "-c", conf, app_path], cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
     base = f"http://127.0.0.1:{port}"
     for _ in range(300):
         try:
@@ -274,8 +306,25 @@ def lua_script(requests_: list[tuple[str, dict]]) -> str:
 
 
 def wrk(base: str, script: str, connections: int, seconds: float) -> dict:
-    out = subprocess.run(["wrk", "-t", "2", "-c", str(connections), "-d", f"{max(1, round(seconds))}s", "--timeout", "10s",
-                          "-s", script, base], capture_output=True, text=True, timeout=seconds + 60).stdout
+    out = subprocess.run(
+        [
+            "wrk",
+            "-t",
+            "2",
+            "-c",
+            str(connections),
+            "-d",
+            f"{max(1, round(seconds))}s",
+            "--timeout",
+            "10s",
+            "-s",
+            script,
+            base,
+        ],
+        capture_output=True,
+        text=True,
+        timeout=seconds + 60,
+    ).stdout
     m = re.search(r"RESULT (\d+) (\d+) (\d+) (\d+) (\d+) (\d+)", out)
     if not m:
         return {"rps": 0.0, "p50": 0.0, "p99": 0.0, "errors": -1}
@@ -324,11 +373,15 @@ def page_table(app_base: str, floor_base: str, seeded: dict, app_pid: int = 0, f
         scripts[name] = lua_script(reqs)
     rows = []
     try:
-        print(f"\npages: wrk {SECONDS:g}s per cell, floor measured right before each page (interleaved); "
-              f"200 tenants' cookies and ids at random")
+        print(
+            f"\npages: wrk {SECONDS:g}s per cell, floor measured right before each page (interleaved); "
+            f"200 tenants' cookies and ids at random"
+        )
         print("  ratio = floor req/s / app req/s; cpu = the servers' CPU ms per request (Python only) and its ratio")
-        print(f"  {'page':<18}{'conns':>6}{'floor r/s':>11}{'app r/s':>9}{'ratio':>7}{'p50 ms':>9}{'p99 ms':>9}"
-              f"{'floor p99':>10}{'errors':>8}{'cpu ms':>8}{'floor':>7}{'cpu ×':>7}")
+        print(
+            f"  {'page':<18}{'conns':>6}{'floor r/s':>11}{'app r/s':>9}{'ratio':>7}{'p50 ms':>9}{'p99 ms':>9}"
+            f"{'floor p99':>10}{'errors':>8}{'cpu ms':>8}{'floor':>7}{'cpu ×':>7}"
+        )
         for c in CONNECTIONS:
             wrk(floor_base, floor_script, c, 2)  # warm-up
             for name in PAGES:
@@ -338,9 +391,12 @@ def page_table(app_base: str, floor_base: str, seeded: dict, app_pid: int = 0, f
                 ratio = fl["rps"] / ap["rps"] if ap["rps"] else float("inf")
                 cpu_ratio = ap["cpu_ms"] / fl["cpu_ms"] if fl["cpu_ms"] else float("inf")
                 rows.append((name, c, fl, ap, ratio, cpu_ratio))
-                print(f"  {name:<18}{c:>6}{fl['rps']:>11.0f}{ap['rps']:>9.0f}{ratio:>6.2f}×{ap['p50']:>9.1f}"
-                      f"{ap['p99']:>9.1f}{fl['p99']:>10.1f}{ap['errors']:>8}{ap['cpu_ms']:>8.2f}{fl['cpu_ms']:>7.2f}"
-                      f"{cpu_ratio:>6.2f}×", flush=True)
+                print(
+                    f"  {name:<18}{c:>6}{fl['rps']:>11.0f}{ap['rps']:>9.0f}{ratio:>6.2f}×{ap['p50']:>9.1f}"
+                    f"{ap['p99']:>9.1f}{fl['p99']:>10.1f}{ap['errors']:>8}{ap['cpu_ms']:>8.2f}{fl['cpu_ms']:>7.2f}"
+                    f"{cpu_ratio:>6.2f}×",
+                    flush=True,
+                )
     finally:
         for s in [floor_script, *scripts.values()]:
             os.unlink(s)
@@ -351,8 +407,9 @@ def page_table(app_base: str, floor_base: str, seeded: dict, app_pid: int = 0, f
 
 
 async def http_get(reader, writer, host: str, path: str, cookie: str) -> tuple[int, bytes]:
-    writer.write(f"GET {path} HTTP/1.1\r\nHost: {host}\r\nCookie: gx_session={cookie}\r\n"
-                 f"Accept: text/html\r\n\r\n".encode())
+    writer.write(
+        f"GET {path} HTTP/1.1\r\nHost: {host}\r\nCookie: gx_session={cookie}\r\nAccept: text/html\r\n\r\n".encode()
+    )
     await writer.drain()
     head = await reader.readuntil(b"\r\n\r\n")
     lines = head.decode("latin-1").split("\r\n")
@@ -413,7 +470,7 @@ async def vu_run(host: str, port: int, seeded: dict, users: int, seconds: float)
                     stats["errors"] += 1
                     stats.setdefault("statuses", {}).setdefault(status, 0)
                     stats["statuses"][status] += 1
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 stats["timeouts"] += 1
                 conn = _close(conn)
             except (OSError, asyncio.IncompleteReadError, ValueError, IndexError) as exc:
@@ -429,7 +486,7 @@ async def vu_run(host: str, port: int, seeded: dict, users: int, seconds: float)
     elapsed = time.monotonic() - t0
     lat.sort()
     pct = (lambda q: lat[min(len(lat) - 1, int(q * len(lat)))] * 1000) if lat else (lambda q: 0.0)
-    return {**stats, "rps": stats["ok"] / elapsed, "p50": pct(.5), "p99": pct(.99), "offered": users / 3.0}
+    return {**stats, "rps": stats["ok"] / elapsed, "p50": pct(0.5), "p99": pct(0.99), "offered": users / 3.0}
 
 
 def _close(conn):
@@ -445,8 +502,10 @@ def vus(app_base: str, seeded: dict) -> list[dict]:
     port = int(app_base.rsplit(":", 1)[1])
     results = []
     print(f"\nvirtual users: each with its own sign-in cookie, think time 1-5 s, {VU_SECONDS:g}s, mixed hot pages")
-    print(f"  {'VUs':>6}{'offered r/s':>12}{'served r/s':>11}{'p50 ms':>9}{'p99 ms':>9}{'errors':>8}{'503':>7}"
-          f"{'timeouts':>9}")
+    print(
+        f"  {'VUs':>6}{'offered r/s':>12}{'served r/s':>11}{'p50 ms':>9}{'p99 ms':>9}{'errors':>8}{'503':>7}"
+        f"{'timeouts':>9}"
+    )
     import resource
 
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
@@ -454,8 +513,11 @@ def vus(app_base: str, seeded: dict) -> list[dict]:
     for n in VUS:
         r = asyncio.run(vu_run("127.0.0.1", port, seeded, n, VU_SECONDS))
         results.append({"vus": n, **r})
-        print(f"  {n:>6}{r['offered']:>12.0f}{r['rps']:>11.0f}{r['p50']:>9.0f}{r['p99']:>9.0f}{r['errors']:>8}"
-              f"{r['shed']:>7}{r['timeouts']:>9}  {r.get('statuses', '')}", flush=True)
+        print(
+            f"  {n:>6}{r['offered']:>12.0f}{r['rps']:>11.0f}{r['p50']:>9.0f}{r['p99']:>9.0f}{r['errors']:>8}"
+            f"{r['shed']:>7}{r['timeouts']:>9}  {r.get('statuses', '')}",
+            flush=True,
+        )
         time.sleep(3)
     return results
 
@@ -466,9 +528,11 @@ def vus(app_base: str, seeded: dict) -> list[dict]:
 async def ws_connect(port: int, path: str, cookie: str):
     reader, writer = await asyncio.open_connection("127.0.0.1", port, limit=1 << 20)
     key = base64.b64encode(os.urandom(16)).decode()
-    writer.write(f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
-                 f"Sec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\nOrigin: http://127.0.0.1:{port}\r\n"
-                 f"Cookie: gx_session={cookie}\r\n\r\n".encode())
+    writer.write(
+        f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+        f"Sec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\nOrigin: http://127.0.0.1:{port}\r\n"
+        f"Cookie: gx_session={cookie}\r\n\r\n".encode()
+    )
     await writer.drain()
     head = await reader.readuntil(b"\r\n\r\n")
     if not head.startswith(b"HTTP/1.1 101"):
@@ -501,9 +565,11 @@ def ws_bench(database_url: str, seeded: dict) -> None:
     with psycopg.connect(url, autocommit=True) as conn:
         for tid, ids in tenants:
             sid = f"live-{tid}"
-            conn.execute("INSERT INTO public.sessions (id, tenant_id, campaign_id, guild_id, license_tier, state, "
-                         "started_at) VALUES (%s, %s, %s, %s, 'shared', 'active', now())",
-                         (sid, tid, ids["campaign"], f"9{abs(hash(tid)) % 10**17:017d}"))
+            conn.execute(
+                "INSERT INTO public.sessions (id, tenant_id, campaign_id, guild_id, license_tier, state, "
+                "started_at) VALUES (%s, %s, %s, %s, 'shared', 'active', now())",
+                (sid, tid, ids["campaign"], f"9{abs(hash(tid)) % 10**17:017d}"),
+            )
             live.append((tid, sid, ids["token"]))
     proc, base = serve("wsgi:app", database_url, conf="deploy/gunicorn-ws.conf.py")
     port = int(base.rsplit(":", 1)[1])
@@ -521,7 +587,8 @@ def ws_bench(database_url: str, seeded: dict) -> None:
                     row = conn.execute(
                         f'INSERT INTO "tenant_{tid}".session_entries (campaign_id, session_id, speaker_name, text) '
                         "VALUES (%s, %s, 'Bench', %s) RETURNING id",
-                        (seeded[tid]["campaign"], sid, f"line {k} bench-ts:{time.time():.6f}")).fetchone()
+                        (seeded[tid]["campaign"], sid, f"line {k} bench-ts:{time.time():.6f}"),
+                    ).fetchone()
                     sent[sid].append((row[0], time.time()))
                 time.sleep(max(0.0, 2.0 - (time.monotonic() - t_round)))
 
@@ -592,11 +659,15 @@ def ws_bench(database_url: str, seeded: dict) -> None:
     delays.sort()
     pct = (lambda q: delays[min(len(delays) - 1, int(q * len(delays)))] * 1000) if delays else (lambda q: 0.0)
     lines = sum(len(v) for v in sent.values())
-    print(f"\nWebSocket viewers: {VIEWERS} over {LIVE} live sessions, one line per session every 2 s for {WS_SECONDS:g}s "
-          f"(deploy/gunicorn-ws.conf.py)")
+    print(
+        f"\nWebSocket viewers: {VIEWERS} over {LIVE} live sessions, one line per session every 2 s for {WS_SECONDS:g}s "
+        f"(deploy/gunicorn-ws.conf.py)"
+    )
     print(f"  connected {res['connected']}, handshake failures {res['failed']}, closed early {res['closed']}")
-    print(f"  {lines} lines written, {len(delays)} deliveries: p50 {pct(.5):.0f} ms, p99 {pct(.99):.0f} ms, "
-          f"missed {res['missed']}, duplicated {res['dup']}")
+    print(
+        f"  {lines} lines written, {len(delays)} deliveries: p50 {pct(0.5):.0f} ms, p99 {pct(0.99):.0f} ms, "
+        f"missed {res['missed']}, duplicated {res['dup']}"
+    )
     print(f"  WS workers' RSS {rss / 1e6:.0f} MB; {polls}")
 
 
@@ -617,8 +688,9 @@ def _rss_of_children(pid: int) -> int:
 def _db_statements(url: str) -> str:
     try:
         with psycopg.connect(url, autocommit=True) as conn:
-            row = conn.execute("SELECT xact_commit + xact_rollback FROM pg_stat_database WHERE datname = "
-                               "current_database()").fetchone()
+            row = conn.execute(
+                "SELECT xact_commit + xact_rollback FROM pg_stat_database WHERE datname = current_database()"
+            ).fetchone()
         return f"database transactions so far: {row[0]}"
     except psycopg.Error:
         return ""
@@ -635,8 +707,10 @@ def main() -> None:
     database_url = embedded.recreate_database(server, dbname)
     procs = []
     app = None
-    print(f"machine: {os.cpu_count()} cores, load average {os.getloadavg()[0]:.1f} at start "
-          f"(other processes on the machine depress absolute figures; the ratios are what count)")
+    print(
+        f"machine: {os.cpu_count()} cores, load average {os.getloadavg()[0]:.1f} at start "
+        f"(other processes on the machine depress absolute figures; the ratios are what count)"
+    )
     try:
         app = build_app(database_url)
         from glyphoxa_htmx.embedded import libpq_url
@@ -653,8 +727,10 @@ def main() -> None:
                 print(f"  {name:<18}{full[name]:>5}{none[name]:>6}")
         if "cpu" in PARTS:
             cpu = cpu_per_request(app, seeded, database_url)
-            print("\nPython CPU per request, in-process, single thread (best of 3 × "
-                  f"{os.environ.get('BENCH_CPU_REQUESTS', '200')} requests; database time not included):")
+            print(
+                "\nPython CPU per request, in-process, single thread (best of 3 × "
+                f"{os.environ.get('BENCH_CPU_REQUESTS', '200')} requests; database time not included):"
+            )
             print(f"  {'page':<18}{'ms':>7}{'× floor':>9}")
             for name, ms in cpu.items():
                 print(f"  {name:<18}{ms:>7.2f}{ms / cpu['floor']:>8.2f}×")

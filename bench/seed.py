@@ -18,7 +18,7 @@ import random
 import sys
 import time
 import uuid
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import psycopg
@@ -34,14 +34,17 @@ NPCS = 10
 SESSIONS = 20
 LINES_PER_SESSION = 10
 ENTITIES = 12
-WORDS = ("chapel crown tide lantern smith harbour map guild ferry bell storm relic oath salt raven gate "
-         "dagger tavern moon well").split()
+WORDS = (
+    "chapel crown tide lantern smith harbour map guild ferry bell storm relic oath salt raven gate "
+    "dagger tavern moon well"
+).split()
 SPEAKERS = [("p1", "Rowan"), ("p2", "Mara"), ("p3", "Ilse")]
 
 
 def _copy(conn: psycopg.Connection, table: str, columns: list[str], rows) -> int:
     stmt = sql.SQL("COPY {} ({}) FROM STDIN").format(
-        sql.SQL(table), sql.SQL(", ").join(sql.Identifier(c) for c in columns))
+        sql.SQL(table), sql.SQL(", ").join(sql.Identifier(c) for c in columns)
+    )
     n = 0
     with conn.cursor().copy(stmt) as copy:
         for row in rows:
@@ -55,7 +58,7 @@ def seed(database_url: str, tenants: int, *, prefix: str = "bench", log=print) -
     the gateway's public tables. Returns per-tenant ids and a raw sign-in token."""
     t0 = time.perf_counter()
     rng = random.Random(18)
-    now = datetime.now(timezone.utc)
+    now = datetime.now(UTC)
     out: dict[str, dict] = {}
     ids = [f"{prefix}_{i:04d}" for i in range(tenants)]
     with psycopg.connect(database_url, autocommit=True) as conn:
@@ -63,7 +66,7 @@ def seed(database_url: str, tenants: int, *, prefix: str = "bench", log=print) -
         # The worker's memory schemas: one script per batch of tenants, in one transaction each.
         for start in range(0, tenants, 100):
             with conn.transaction():
-                for tid in ids[start:start + 100]:
+                for tid in ids[start : start + 100]:
                     schema = sql.Identifier(f"tenant_{tid}").as_string(conn)
                     conn.execute(sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(sql.Identifier(f"tenant_{tid}")))
                     ddl._exec_script(conn, ddl._MEMORY.format(s=schema))
@@ -78,20 +81,47 @@ def seed(database_url: str, tenants: int, *, prefix: str = "bench", log=print) -
             campaign_ids = [f"cmp_{tid}_{c}" for c in range(CAMPAIGNS)]
             web_tenants.append((tid, f"Table {tid}", "active"))  # the active campaign is the gateway's
             users.append((user_id, tid, f"Owner of {tid}", "tenant_owner", f"bench-{tid}", "active", "[]"))
-            logins.append((str(uuid.uuid4()), str(uuid.uuid4()), user_id, hashlib.sha256(token.encode()).hexdigest(),
-                           now + timedelta(days=30), now, "127.0.0.1", "bench"))
+            logins.append(
+                (
+                    str(uuid.uuid4()),
+                    str(uuid.uuid4()),
+                    user_id,
+                    hashlib.sha256(token.encode()).hexdigest(),
+                    now + timedelta(days=30),
+                    now,
+                    "127.0.0.1",
+                    "bench",
+                )
+            )
             gw_tenants.append((tid, "shared", "{900000000000000001}", campaign_ids[0]))
             for c, cid in enumerate(campaign_ids):
-                camps.append((cid, tid, f"Campaign {c} of {tid}", "D&D 5e", "A bench campaign.",
-                              json.dumps({"language": "en"})))
+                camps.append(
+                    (cid, tid, f"Campaign {c} of {tid}", "D&D 5e", "A bench campaign.", json.dumps({"language": "en"}))
+                )
             npc_ids = []
             for n in range(NPCS):
                 npc_id = str(uuid.uuid4())
                 npc_ids.append(npc_id)
                 cid = campaign_ids[n % CAMPAIGNS]
-                npcs.append((npc_id, tid, cid, f"NPC {n} {rng.choice(WORDS).title()}", "Bench personality.",
-                             "cascaded", json.dumps({"provider": "espeak", "voice_id": "en-us"}), "[]", "[]", "[]",
-                             "[]", "fast", "false", "false", "{}"))
+                npcs.append(
+                    (
+                        npc_id,
+                        tid,
+                        cid,
+                        f"NPC {n} {rng.choice(WORDS).title()}",
+                        "Bench personality.",
+                        "cascaded",
+                        json.dumps({"provider": "espeak", "voice_id": "en-us"}),
+                        "[]",
+                        "[]",
+                        "[]",
+                        "[]",
+                        "fast",
+                        "false",
+                        "false",
+                        "{}",
+                    )
+                )
                 positions.append((npc_id, tid, cid, n // CAMPAIGNS))
             sess_rows, lines, ents = [], [], []
             first_session = None
@@ -101,8 +131,25 @@ def seed(database_url: str, tenants: int, *, prefix: str = "bench", log=print) -
                 cid = campaign_ids[s % CAMPAIGNS]
                 started = now - timedelta(days=7 * (SESSIONS - s), hours=rng.random())
                 ended = started + timedelta(hours=3)
-                sessions.append((sid, tid, cid, "900000000000000001", "900000000000000100", "shared", "ended", "",
-                                 "bench", "bench", started, ended, ended, ended, '{"source": "bench"}'))
+                sessions.append(
+                    (
+                        sid,
+                        tid,
+                        cid,
+                        "900000000000000001",
+                        "900000000000000100",
+                        "shared",
+                        "ended",
+                        "",
+                        "bench",
+                        "bench",
+                        started,
+                        ended,
+                        ended,
+                        ended,
+                        '{"source": "bench"}',
+                    )
+                )
                 sess_rows.append((sid, cid, started, ended))
                 stamp = started + timedelta(minutes=3)
                 for k in range(LINES_PER_SESSION):
@@ -115,36 +162,112 @@ def seed(database_url: str, tenants: int, *, prefix: str = "bench", log=print) -
                     lines.append((cid, sid, speaker, name, text, text, npc_id, stamp, 1_000_000_000))
                     stamp += timedelta(seconds=rng.randint(4, 60))
             for e in range(ENTITIES):
-                ents.append((campaign_ids[0], f"ent-{e}", rng.choice(["npc", "location", "item", "faction"]),
-                             f"{rng.choice(WORDS).title()} {e}", "{}"))
+                ents.append(
+                    (
+                        campaign_ids[0],
+                        f"ent-{e}",
+                        rng.choice(["npc", "location", "item", "faction"]),
+                        f"{rng.choice(WORDS).title()} {e}",
+                        "{}",
+                    )
+                )
             mem_sessions[tid], entries[tid], entities[tid] = sess_rows, lines, ents
-            out[tid] = {"token": token, "campaign": campaign_ids[0], "session": first_session, "npc": npc_ids[0],
-                        "user": user_id}
+            out[tid] = {
+                "token": token,
+                "campaign": campaign_ids[0],
+                "session": first_session,
+                "npc": npc_ids[0],
+                "user": user_id,
+            }
         with conn.transaction():
             _copy(conn, "web.tenants", ["id", "name", "status"], web_tenants)
-            _copy(conn, "web.users", ["id", "tenant_id", "name", "role", "discord_id", "status", "discord_guilds"], users)
-            _copy(conn, "web.login_sessions", ["id", "family_id", "user_id", "token_hash", "expires_at", "last_seen_at",
-                                               "ip", "user_agent"], logins)
+            _copy(
+                conn, "web.users", ["id", "tenant_id", "name", "role", "discord_id", "status", "discord_guilds"], users
+            )
+            _copy(
+                conn,
+                "web.login_sessions",
+                ["id", "family_id", "user_id", "token_hash", "expires_at", "last_seen_at", "ip", "user_agent"],
+                logins,
+            )
             _copy(conn, "public.tenants", ["id", "license_tier", "guild_ids", "campaign_id"], gw_tenants)
             _copy(conn, "web.campaigns", ["id", "tenant_id", "name", "game_system", "description", "settings"], camps)
-            _copy(conn, "public.npc_definitions", ["id", "tenant_id", "campaign_id", "name", "personality", "engine",
-                                                   "voice", "knowledge_scope", "secret_knowledge", "behavior_rules",
-                                                   "tools", "budget_tier", "gm_helper", "address_only", "attributes"], npcs)
+            _copy(
+                conn,
+                "public.npc_definitions",
+                [
+                    "id",
+                    "tenant_id",
+                    "campaign_id",
+                    "name",
+                    "personality",
+                    "engine",
+                    "voice",
+                    "knowledge_scope",
+                    "secret_knowledge",
+                    "behavior_rules",
+                    "tools",
+                    "budget_tier",
+                    "gm_helper",
+                    "address_only",
+                    "attributes",
+                ],
+                npcs,
+            )
             _copy(conn, "web.npc_positions", ["npc_id", "tenant_id", "campaign_id", "position"], positions)
-            _copy(conn, "public.sessions", ["id", "tenant_id", "campaign_id", "guild_id", "channel_id", "license_tier",
-                                            "state", "error", "worker_pod", "worker_node", "started_at", "ended_at",
-                                            "last_voice", "last_heartbeat", "metadata"], sessions)
+            _copy(
+                conn,
+                "public.sessions",
+                [
+                    "id",
+                    "tenant_id",
+                    "campaign_id",
+                    "guild_id",
+                    "channel_id",
+                    "license_tier",
+                    "state",
+                    "error",
+                    "worker_pod",
+                    "worker_node",
+                    "started_at",
+                    "ended_at",
+                    "last_voice",
+                    "last_heartbeat",
+                    "metadata",
+                ],
+                sessions,
+            )
             n_lines = 0
             for tid in ids:
                 schema = sql.Identifier(f"tenant_{tid}").as_string(conn)
-                _copy(conn, f"{schema}.sessions", ["session_id", "campaign_id", "started_at", "ended_at"], mem_sessions[tid])
-                n_lines += _copy(conn, f"{schema}.session_entries",
-                                 ["campaign_id", "session_id", "speaker_id", "speaker_name", "text", "raw_text", "npc_id",
-                                  "timestamp", "duration_ns"], entries[tid])
+                _copy(
+                    conn,
+                    f"{schema}.sessions",
+                    ["session_id", "campaign_id", "started_at", "ended_at"],
+                    mem_sessions[tid],
+                )
+                n_lines += _copy(
+                    conn,
+                    f"{schema}.session_entries",
+                    [
+                        "campaign_id",
+                        "session_id",
+                        "speaker_id",
+                        "speaker_name",
+                        "text",
+                        "raw_text",
+                        "npc_id",
+                        "timestamp",
+                        "duration_ns",
+                    ],
+                    entries[tid],
+                )
                 _copy(conn, f"{schema}.entities", ["campaign_id", "id", "type", "name", "attributes"], entities[tid])
         conn.execute("ANALYZE")
-    log(f"seeded {tenants} tenants: {len(camps)} campaigns, {len(npcs)} NPCs, {len(sessions)} ended sessions, "
-        f"{n_lines} transcript lines in {time.perf_counter() - t0:.1f}s (schemas {t_ddl - t0:.1f}s)")
+    log(
+        f"seeded {tenants} tenants: {len(camps)} campaigns, {len(npcs)} NPCs, {len(sessions)} ended sessions, "
+        f"{n_lines} transcript lines in {time.perf_counter() - t0:.1f}s (schemas {t_ddl - t0:.1f}s)"
+    )
     return out
 
 

@@ -81,9 +81,19 @@ def prepare(database_url: str, gateway_addr: str) -> list[dict]:
     from glyphoxa_htmx.models import Campaign, NpcDefinition, Tenant, User
     from glyphoxa_htmx.services import auth
 
-    app = create_app(load_settings(environ={}, database_url=database_url, secret_key="s" * 40, log_level="ERROR",
-                                   log_json=False, seed_demo=False, gateway_simulator=False,
-                                   gateway_grpc_addr=gateway_addr, gateway_secret=SECRET))
+    app = create_app(
+        load_settings(
+            environ={},
+            database_url=database_url,
+            secret_key="s" * 40,
+            log_level="ERROR",
+            log_json=False,
+            seed_demo=False,
+            gateway_simulator=False,
+            gateway_grpc_addr=gateway_addr,
+            gateway_secret=SECRET,
+        )
+    )
     migrate_db(app)
     client = app.extensions["glyphoxa.gateway"]
     tables = []
@@ -94,14 +104,27 @@ def prepare(database_url: str, gateway_addr: str) -> list[dict]:
             client.create_tenant(tenant, license_tier="shared", guild_ids=[guild])
             campaign = "c_" + uuid.uuid4().hex[:10]
             db.session.add(Tenant(id=tenant, name=f"Soak table {i}", status="active"))
-            user = User(id=str(uuid.uuid4()), tenant_id=tenant, name=f"DM {i}", role="dm",
-                        discord_id="soak-" + secrets.token_hex(6), status="active")
+            user = User(
+                id=str(uuid.uuid4()),
+                tenant_id=tenant,
+                name=f"DM {i}",
+                role="dm",
+                discord_id="soak-" + secrets.token_hex(6),
+                status="active",
+            )
             db.session.add(user)
             db.session.add(Campaign(id=campaign, tenant_id=tenant, name=f"Campaign {i}"))
             db.session.flush()
             for name in ("Grimble Ashfoot", "Sister Vey"):
-                db.session.add(NpcDefinition(id=str(uuid.uuid4()), tenant_id=tenant, campaign_id=campaign, name=name,
-                                             personality="A soak-test NPC."))
+                db.session.add(
+                    NpcDefinition(
+                        id=str(uuid.uuid4()),
+                        tenant_id=tenant,
+                        campaign_id=campaign,
+                        name=name,
+                        personality="A soak-test NPC.",
+                    )
+                )
             db.session.commit()
             token = auth.start_session(db.session.get(User, user.id), ip="127.0.0.1", user_agent="soak")
             tables.append({"tenant": tenant, "campaign": campaign, "guild": guild, "token": token})
@@ -128,8 +151,18 @@ class Stats:
             return collections.Counter(self.counts)
 
 
-PAGES = ["/dashboard", "/sessions", "/campaigns", "/team", "/settings", "/knowledge", "/account/sessions",
-         "/sessions/search?q=the", "/campaigns/{campaign}", "/sessions/new"]
+PAGES = [
+    "/dashboard",
+    "/sessions",
+    "/campaigns",
+    "/team",
+    "/settings",
+    "/knowledge",
+    "/account/sessions",
+    "/sessions/search?q=the",
+    "/campaigns/{campaign}",
+    "/sessions/new",
+]
 CSRF_RE = re.compile(r'"X-CSRFToken": "([^"]+)"')
 
 
@@ -154,9 +187,16 @@ def page_client(base: str, table: dict, stats: Stats, stop: threading.Event) -> 
                     sid = random.choice(ids)
                     r = s.get(base + f"/sessions/{sid}" + random.choice(["", "/transcript", "/live"]), timeout=30)
             elif roll < 0.95:  # start (refused while one runs: that is a 422 with the form, not an error)
-                r = s.post(base + "/sessions/new", data={"campaign_id": table["campaign"], "guild_id": table["guild"],
-                                                         "channel_id": str(900000000000000000 + random.randrange(10**17))},
-                           headers={"X-CSRFToken": csrf or "", "HX-Request": "true"}, timeout=30)
+                r = s.post(
+                    base + "/sessions/new",
+                    data={
+                        "campaign_id": table["campaign"],
+                        "guild_id": table["guild"],
+                        "channel_id": str(900000000000000000 + random.randrange(10**17)),
+                    },
+                    headers={"X-CSRFToken": csrf or "", "HX-Request": "true"},
+                    timeout=30,
+                )
                 stats.add("starts")
             else:  # stop or control the running session
                 r = s.get(base + "/sessions?state=active", timeout=30)
@@ -164,12 +204,19 @@ def page_client(base: str, table: dict, stats: Stats, stop: threading.Event) -> 
                 if ids:
                     sid = ids[0]
                     if random.random() < 0.3:
-                        r = s.post(base + f"/sessions/{sid}/stop", headers={"X-CSRFToken": csrf or "", "HX-Request": "true"},
-                                   timeout=30)
+                        r = s.post(
+                            base + f"/sessions/{sid}/stop",
+                            headers={"X-CSRFToken": csrf or "", "HX-Request": "true"},
+                            timeout=30,
+                        )
                         stats.add("stops")
                     else:
-                        r = s.post(base + f"/sessions/{sid}/npcs/mute", data={"npc": "Sister Vey"},
-                                   headers={"X-CSRFToken": csrf or "", "HX-Request": "true"}, timeout=30)
+                        r = s.post(
+                            base + f"/sessions/{sid}/npcs/mute",
+                            data={"npc": "Sister Vey"},
+                            headers={"X-CSRFToken": csrf or "", "HX-Request": "true"},
+                            timeout=30,
+                        )
                         stats.add("controls")
             stats.add("requests")
             if r.status_code >= 500:
@@ -194,7 +241,9 @@ class LiveSessions:
             try:
                 with psycopg.connect(self.database_url, application_name="soak-driver", connect_timeout=5) as conn:
                     while not stop.is_set():
-                        rows = conn.execute("SELECT tenant_id, id FROM public.sessions WHERE state <> 'ended'").fetchall()
+                        rows = conn.execute(
+                            "SELECT tenant_id, id FROM public.sessions WHERE state <> 'ended'"
+                        ).fetchall()
                         conn.rollback()
                         fresh: dict[str, list[str]] = {}
                         for tenant, sid in rows:
@@ -215,8 +264,12 @@ def live_viewer(ws_base: str, live: LiveSessions, tables: list[dict], stats: Sta
             continue
         row = (random.choice(ids),)
         try:
-            ws = websocket.create_connection(f"{ws_base}/sessions/{row[0]}/ws?after=0", timeout=30,
-                                             cookie=f"gx_session={table['token']}", origin=ws_base.replace("ws://", "http://"))
+            ws = websocket.create_connection(
+                f"{ws_base}/sessions/{row[0]}/ws?after=0",
+                timeout=30,
+                cookie=f"gx_session={table['token']}",
+                origin=ws_base.replace("ws://", "http://"),
+            )
         except Exception as exc:  # noqa: BLE001
             stats.add("ws_connect_errors")
             stats.add(f"ws_exc_{type(exc).__name__}")
@@ -276,10 +329,14 @@ class DbMonitor:
     def connections(self) -> dict[str, int] | None:
         try:
             if self.conn is None or self.conn.closed:
-                self.conn = psycopg.connect(self.server, autocommit=True, application_name="soak-monitor",
-                                            connect_timeout=5)
-            rows = self.conn.execute("SELECT coalesce(nullif(application_name, ''), '?'), count(*) "
-                                     "FROM pg_stat_activity WHERE datname = %s GROUP BY 1", (self.dbname,)).fetchall()
+                self.conn = psycopg.connect(
+                    self.server, autocommit=True, application_name="soak-monitor", connect_timeout=5
+                )
+            rows = self.conn.execute(
+                "SELECT coalesce(nullif(application_name, ''), '?'), count(*) "
+                "FROM pg_stat_activity WHERE datname = %s GROUP BY 1",
+                (self.dbname,),
+            ).fetchall()
             return {name: n for name, n in rows}
         except psycopg.Error:
             self.conn = None
@@ -308,42 +365,91 @@ def main() -> None:
             ensure_public_schema(conn)
         gw_port, web_port, ws_port = free_port(), free_port(), free_port()
         env = dict(os.environ, DATABASE_URL=database_url, LOG_LEVEL="WARNING", LOG_JSON="1")
-        procs.append(subprocess.Popen(
-            [str(VENV_BIN / "glyphoxa-web"), "gateway-sim", "--db", database_url, "--listen", f"127.0.0.1:{gw_port}",
-             "--secret", SECRET, "--activation-delay", "1", "--line-interval", "1.5", "--heartbeat-interval", "5"],
-            env=env, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
+        procs.append(
+            subprocess.Popen(
+                [
+                    str(VENV_BIN / "glyphoxa-web"),
+                    "gateway-sim",
+                    "--db",
+                    database_url,
+                    "--listen",
+                    f"127.0.0.1:{gw_port}",
+                    "--secret",
+                    SECRET,
+                    "--activation-delay",
+                    "1",
+                    "--line-interval",
+                    "1.5",
+                    "--heartbeat-interval",
+                    "5",
+                ],
+                env=env,
+                cwd=ROOT,
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+            )
+        )
         wait_port(gw_port)
         tables = prepare(database_url, f"127.0.0.1:{gw_port}")
-        app_env = dict(env, DATABASE_URL=database_url + "?application_name=glyphoxa-web", SECRET_KEY="s" * 40,
-                       GATEWAY_GRPC_ADDR=f"127.0.0.1:{gw_port}", GATEWAY_SECRET=SECRET,
-                       GLYPHOXA_GATEWAY_SIMULATOR="0", GLYPHOXA_SEED_DEMO="0", WEB_CONCURRENCY="2",
-                       GUNICORN_THREADS="8", GUNICORN_BIND=f"127.0.0.1:{web_port}", GUNICORN_WS_BIND=f"127.0.0.1:{ws_port}",
-                       WS_WORKERS="1", WS_THREADS="200", METRICS_ENABLED="0",
-                       GUNICORN_CONTROL_SOCKET=f"/tmp/{dbname}-web.ctl", GUNICORN_WS_CONTROL_SOCKET=f"/tmp/{dbname}-ws.ctl")
+        app_env = dict(
+            env,
+            DATABASE_URL=database_url + "?application_name=glyphoxa-web",
+            SECRET_KEY="s" * 40,
+            GATEWAY_GRPC_ADDR=f"127.0.0.1:{gw_port}",
+            GATEWAY_SECRET=SECRET,
+            GLYPHOXA_GATEWAY_SIMULATOR="0",
+            GLYPHOXA_SEED_DEMO="0",
+            WEB_CONCURRENCY="2",
+            GUNICORN_THREADS="8",
+            GUNICORN_BIND=f"127.0.0.1:{web_port}",
+            GUNICORN_WS_BIND=f"127.0.0.1:{ws_port}",
+            WS_WORKERS="1",
+            WS_THREADS="200",
+            METRICS_ENABLED="0",
+            GUNICORN_CONTROL_SOCKET=f"/tmp/{dbname}-web.ctl",
+            GUNICORN_WS_CONTROL_SOCKET=f"/tmp/{dbname}-ws.ctl",
+        )
         gunicorn = str(VENV_BIN / "gunicorn")
-        web = subprocess.Popen([gunicorn, "-c", "deploy/gunicorn.conf.py", "--max-requests", "0", "wsgi:app"],
-                               env=app_env, cwd=ROOT, stderr=subprocess.DEVNULL)
-        ws = subprocess.Popen([gunicorn, "-c", "deploy/gunicorn-ws.conf.py", "wsgi:app"], cwd=ROOT,
-                              env=dict(app_env, DATABASE_URL=database_url + "?application_name=glyphoxa-web-ws"),
-                              stderr=subprocess.DEVNULL)
+        web = subprocess.Popen(
+            [gunicorn, "-c", "deploy/gunicorn.conf.py", "--max-requests", "0", "wsgi:app"],
+            env=app_env,
+            cwd=ROOT,
+            stderr=subprocess.DEVNULL,
+        )
+        ws = subprocess.Popen(
+            [gunicorn, "-c", "deploy/gunicorn-ws.conf.py", "wsgi:app"],
+            cwd=ROOT,
+            env=dict(app_env, DATABASE_URL=database_url + "?application_name=glyphoxa-web-ws"),
+            stderr=subprocess.DEVNULL,
+        )
         procs += [web, ws]
         wait_port(web_port)
         wait_port(ws_port)
         time.sleep(2)
         base, ws_base = f"http://127.0.0.1:{web_port}", f"ws://127.0.0.1:{ws_port}"
         stats = Stats()
-        threads = [threading.Thread(target=page_client, args=(base, tables[i % len(tables)], stats, stop), daemon=True)
-                   for i in range(CLIENTS)]
+        threads = [
+            threading.Thread(target=page_client, args=(base, tables[i % len(tables)], stats, stop), daemon=True)
+            for i in range(CLIENTS)
+        ]
         live = LiveSessions(database_url, stats)
         threads.append(threading.Thread(target=live.run, args=(stop,), daemon=True))
-        threads += [threading.Thread(target=live_viewer, args=(ws_base, live, tables, stats, stop), daemon=True)
-                    for _ in range(SOCKETS)]
+        threads += [
+            threading.Thread(target=live_viewer, args=(ws_base, live, tables, stats, stop), daemon=True)
+            for _ in range(SOCKETS)
+        ]
         for t in threads:
             t.start()
-        print(f"soak: {MINUTES:g} min, {CLIENTS} page clients, {SOCKETS} live viewers, {TENANTS} tables; "
-              f"pages pid {web.pid}, sockets pid {ws.pid}", flush=True)
-        print("min | requests  5xx  4xx  client_err | ws_opened frames ws_err | page workers RSS MB | ws worker RSS MB | "
-              "DB connections (by application)", flush=True)
+        print(
+            f"soak: {MINUTES:g} min, {CLIENTS} page clients, {SOCKETS} live viewers, {TENANTS} tables; "
+            f"pages pid {web.pid}, sockets pid {ws.pid}",
+            flush=True,
+        )
+        print(
+            "min | requests  5xx  4xx  client_err | ws_opened frames ws_err | page workers RSS MB | ws worker RSS MB | "
+            "DB connections (by application)",
+            flush=True,
+        )
         started = time.monotonic()
         last = collections.Counter()
         minute = 0
@@ -359,12 +465,18 @@ def main() -> None:
             page_rss = " ".join(f"{rss_mb(p):.0f}" for p in sorted(children(web.pid)))
             ws_rss = " ".join(f"{rss_mb(p):.0f}" for p in sorted(children(ws.pid)))
             conns = monitor.connections()
-            conn_text = "n/a (server full)" if conns is None else \
-                f"total={sum(conns.values())} " + " ".join(f"{k}={v}" for k, v in sorted(conns.items()))
-            print(f"{minute:3d} | {delta['requests']:8d} {err5:4d} {err4:4d} {delta['client_errors']:10d} | "
-                  f"{delta['ws_opened']:9d} {delta['ws_frames']:6d} "
-                  f"{delta['ws_connect_errors'] + delta['ws_dropped']:6d} | {page_rss:>19} | {ws_rss:>16} | "
-                  f"{conn_text}", flush=True)
+            conn_text = (
+                "n/a (server full)"
+                if conns is None
+                else f"total={sum(conns.values())} " + " ".join(f"{k}={v}" for k, v in sorted(conns.items()))
+            )
+            print(
+                f"{minute:3d} | {delta['requests']:8d} {err5:4d} {err4:4d} {delta['client_errors']:10d} | "
+                f"{delta['ws_opened']:9d} {delta['ws_frames']:6d} "
+                f"{delta['ws_connect_errors'] + delta['ws_dropped']:6d} | {page_rss:>19} | {ws_rss:>16} | "
+                f"{conn_text}",
+                flush=True,
+            )
         stop.set()
         total = stats.snapshot()
         print("totals: " + ", ".join(f"{k}={v}" for k, v in sorted(total.items())), flush=True)

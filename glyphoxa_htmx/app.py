@@ -37,8 +37,14 @@ def engine_timeouts(settings: Settings) -> dict:
     (sign-in token hashes, ...) out of logged SQL errors."""
     # tcp_user_timeout/keepalives: a connection whose network went dark (packets dropped, no
     # ACKs) errors within ~10 s instead of hanging a worker thread until the kernel gives up.
-    connect_args: dict = {"connect_timeout": DB_CONNECT_TIMEOUT, "tcp_user_timeout": 10_000, "keepalives": 1,
-                          "keepalives_idle": 30, "keepalives_interval": 10, "keepalives_count": 3}
+    connect_args: dict = {
+        "connect_timeout": DB_CONNECT_TIMEOUT,
+        "tcp_user_timeout": 10_000,
+        "keepalives": 1,
+        "keepalives_idle": 30,
+        "keepalives_interval": 10,
+        "keepalives_count": 3,
+    }
     ms = int(settings.database_statement_timeout * 1000)
     if ms > 0:
         connect_args["options"] = f"-c statement_timeout={ms}"
@@ -66,8 +72,12 @@ def create_app(settings: Settings | None = None, **overrides) -> Flask:
         SECRET_KEY=settings.secret_key,
         SQLALCHEMY_DATABASE_URI=resolve_database_url(settings),
         # Pre-ping only connections idle for a while (core/dbconn.py), not on every checkout.
-        SQLALCHEMY_ENGINE_OPTIONS={"pool_pre_ping": False, "pool_size": 10, "max_overflow": 20,
-                                   **engine_timeouts(settings)},
+        SQLALCHEMY_ENGINE_OPTIONS={
+            "pool_pre_ping": False,
+            "pool_size": 10,
+            "max_overflow": 20,
+            **engine_timeouts(settings),
+        },
         SESSION_COOKIE_NAME="gx_flash",
         SESSION_COOKIE_HTTPONLY=True,
         SESSION_COOKIE_SAMESITE="Lax",
@@ -142,8 +152,7 @@ def _contain_teardown_errors(app: Flask) -> None:
         try:
             db.session.remove()
         except Exception as err:  # noqa: BLE001
-            log.warning("database session cleanup failed; connection discarded",
-                        extra={"error": type(err).__name__})
+            log.warning("database session cleanup failed; connection discarded", extra={"error": type(err).__name__})
             try:
                 db.session.registry.clear()
             except Exception:  # noqa: BLE001
@@ -204,17 +213,24 @@ def _register_request_hooks(app: Flask, settings: Settings) -> None:
         from glyphoxa_htmx.web.errors import error_response
 
         status = None
+
         def every(multidict):
             return [*multidict.keys(), *(v for values in multidict.listvalues() for v in values)]
 
         if unstorable((request.view_args or {}).values()) or unstorable(every(request.args)):
             status = 400
-        elif request.method not in ("GET", "HEAD", "OPTIONS") and request.mimetype in (
-                "application/x-www-form-urlencoded", "multipart/form-data") and unstorable(every(request.form)):
+        elif (
+            request.method not in ("GET", "HEAD", "OPTIONS")
+            and request.mimetype in ("application/x-www-form-urlencoded", "multipart/form-data")
+            and unstorable(every(request.form))
+        ):
             status = 422
         if status is not None:
-            return error_response(status, "That request contains a character we can't store (a NUL byte or an "
-                                          "invalid Unicode character). Remove it and try again.")
+            return error_response(
+                status,
+                "That request contains a character we can't store (a NUL byte or an "
+                "invalid Unicode character). Remove it and try again.",
+            )
         return None
 
     from glyphoxa_htmx.adapters.gateway import client as gateway_client
@@ -225,7 +241,11 @@ def _register_request_hooks(app: Flask, settings: Settings) -> None:
         g.request_started = time.perf_counter()
         # One user action = one gateway budget: GATEWAY_TIMEOUT bounds all of this request's calls.
         g.gateway_budget = gateway_client.begin_action()
-        if request.endpoint and request.endpoint != "static" and not request.path.startswith(("/healthz", "/readyz", "/metrics")):
+        if (
+            request.endpoint
+            and request.endpoint != "static"
+            and not request.path.startswith(("/healthz", "/readyz", "/metrics"))
+        ):
             # Resolve the sign-in (flask-login's request loader) before the view runs, so its
             # last-seen touch commits before any of the view's own writes, and every page
             # request keeps the session alive.
@@ -240,12 +260,17 @@ def _register_request_hooks(app: Flask, settings: Settings) -> None:
         if request.endpoint != "static" and "request_started" in g:
             # One structured access-log line per request (path without the query string: it may
             # carry OAuth codes).
-            log.info("request", extra={"method": request.method, "path": request.path,
-                                       "route": request.url_rule.rule if request.url_rule else None,
-                                       "status": response.status_code,
-                                       "ms": round((time.perf_counter() - g.request_started) * 1000, 1)})
+            log.info(
+                "request",
+                extra={
+                    "method": request.method,
+                    "path": request.path,
+                    "route": request.url_rule.rule if request.url_rule else None,
+                    "status": response.status_code,
+                    "ms": round((time.perf_counter() - g.request_started) * 1000, 1),
+                },
+            )
         return response
-
 
     @app.teardown_request
     def _end_gateway_budget(exc):

@@ -77,14 +77,16 @@ def migrate_db(app: Flask) -> None:
 def ensure_gateway_tables_for_dev(app: Flask) -> None:
     """Development/embedded mode only: create the gateway-owned tables with the gateway's own
     DDL (the simulator's copy), as a real gateway would on its first start."""
-    from glyphoxa_htmx.simulator.ddl import ensure_public_schema
-    from glyphoxa_htmx.embedded import libpq_url
-
     import psycopg
 
+    from glyphoxa_htmx.embedded import libpq_url
+    from glyphoxa_htmx.simulator.ddl import ensure_public_schema
+
     url = app.config["SQLALCHEMY_DATABASE_URI"]
-    with database_startup(url, "creating the gateway's tables"), \
-            psycopg.connect(libpq_url(url), autocommit=True, connect_timeout=5) as conn:
+    with (
+        database_startup(url, "creating the gateway's tables"),
+        psycopg.connect(libpq_url(url), autocommit=True, connect_timeout=5) as conn,
+    ):
         ensure_public_schema(conn)
 
 
@@ -100,18 +102,23 @@ def check_gateway_tables(app: Flask) -> None:
         cols = {
             r[0]
             for r in db.session.execute(
-                text("SELECT column_name FROM information_schema.columns "
-                     "WHERE table_schema = 'public' AND table_name = 'npc_definitions'")
+                text(
+                    "SELECT column_name FROM information_schema.columns "
+                    "WHERE table_schema = 'public' AND table_name = 'npc_definitions'"
+                )
             )
         }
         db.session.rollback()
     if not cols:
-        log.warning("public.npc_definitions does not exist yet; NPC editing is unavailable until the gateway creates it")
+        log.warning(
+            "public.npc_definitions does not exist yet; NPC editing is unavailable until the gateway creates it"
+        )
         return
     missing = [c for c in NpcDefinition.REQUIRED_COLUMNS if c not in cols]
     if missing:
         raise RuntimeError(
-            "public.npc_definitions is missing column(s) " + ", ".join(missing)
+            "public.npc_definitions is missing column(s) "
+            + ", ".join(missing)
             + ": this is the gateway's older, non-tenant-scoped table. Upgrade the gateway (or add the "
             "column) before starting Glyphoxa Web; refusing to start rather than write NPCs without a tenant."
         )

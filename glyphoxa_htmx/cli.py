@@ -73,13 +73,16 @@ def run(host: str | None, port: int | None) -> None:
     check_database(settings.database_url)
     simulator = None
     if not settings.gateway_grpc_addr and settings.gateway_simulator and not settings.production:
-        from glyphoxa_htmx.simulator.server import GatewaySimulator
         from glyphoxa_htmx.embedded import libpq_url
+        from glyphoxa_htmx.simulator.server import GatewaySimulator
 
         settings.gateway_secret = secrets.token_urlsafe(24)
         simulator = GatewaySimulator(
-            libpq_url(settings.database_url), secret=settings.gateway_secret, listen="127.0.0.1:0",
-            activation_delay=settings.sim_activation_delay, line_interval=settings.sim_line_interval,
+            libpq_url(settings.database_url),
+            secret=settings.gateway_secret,
+            listen="127.0.0.1:0",
+            activation_delay=settings.sim_activation_delay,
+            line_interval=settings.sim_line_interval,
         )
         # The simulator creates the gateway-owned tables, like the gateway does on start.
         simulator.start()
@@ -132,10 +135,9 @@ def migrate_cmd() -> None:
 @click.option("--name", default=None, help="The user's exact name (as on the dev sign-in page), if unique.")
 def create_admin(discord_id: str | None, user_id: str | None, email: str | None, name: str | None) -> None:
     """Promote an existing user (who has signed in once) to super admin."""
+    from glyphoxa_htmx.bootstrap import database_startup
     from glyphoxa_htmx.core.errors import NotFound
     from glyphoxa_htmx.services import users
-
-    from glyphoxa_htmx.bootstrap import database_startup
 
     app = _app_for_cli()
     with database_startup(app.config["SQLALCHEMY_DATABASE_URI"], "create-admin"), app.app_context():
@@ -149,7 +151,9 @@ def create_admin(discord_id: str | None, user_id: str | None, email: str | None,
 
 @main.command("adopt-tenant")
 @click.argument("tenant_id")
-@click.option("--owner-discord-id", default=None, help="Discord user id of the owner: they join on their first sign-in.")
+@click.option(
+    "--owner-discord-id", default=None, help="Discord user id of the owner: they join on their first sign-in."
+)
 @click.option("--name", default=None, help="Display name of the table (default: the tenant id).")
 @click.option("--link", is_flag=True, help="Also print a one-time, signed, expiring invite link.")
 @click.option("--expires-days", default=14, show_default=True, type=int, help="Days until the invitation expires.")
@@ -161,8 +165,17 @@ def adopt_tenant(tenant_id: str, owner_discord_id: str | None, name: str | None,
     app = _app_for_cli()
     with app.app_context():
         try:
-            adopted = adoption.adopt(None, tenant_id, {"name": name or tenant_id, "owner_discord_id": owner_discord_id,
-                                                        "link": link, "expires_days": expires_days}, via="cli")
+            adopted = adoption.adopt(
+                None,
+                tenant_id,
+                {
+                    "name": name or tenant_id,
+                    "owner_discord_id": owner_discord_id,
+                    "link": link,
+                    "expires_days": expires_days,
+                },
+                via="cli",
+            )
         except ValidationError as exc:
             for field, message in exc.errors.items():
                 click.echo(f"error: {('--' + field.replace('_', '-') + ': ') if field else ''}{message}", err=True)

@@ -138,9 +138,11 @@ class Settings:
     def dev_login_warning(self) -> str | None:
         """The loud start-up warning when dev sign-in is reachable from other machines."""
         if self.dev_login_enabled and not self.loopback_bind:
-            return (f"DEV SIGN-IN IS ON and the server binds {self.host!r}, not a loopback address: anyone who can "
-                    "reach it can sign in as any user without a password (GLYPHOXA_DEV_LOGIN=1). Never do this on "
-                    "a network you don't fully control.")
+            return (
+                f"DEV SIGN-IN IS ON and the server binds {self.host!r}, not a loopback address: anyone who can "
+                "reach it can sign in as any user without a password (GLYPHOXA_DEV_LOGIN=1). Never do this on "
+                "a network you don't fully control."
+            )
         return None
 
     def oauth_providers(self) -> list[str]:
@@ -161,8 +163,10 @@ class Settings:
 
     def allowlisted(self) -> set[str]:
         return {part for part in re.split(r"[\s,]+", self.admission_allowlist) if part}
-    PRICE_KEYS = tuple(f"{tier}_{interval}" for tier in ("adventurer", "dungeon_master", "guild")
-                       for interval in ("month", "year"))
+
+    PRICE_KEYS = tuple(
+        f"{tier}_{interval}" for tier in ("adventurer", "dungeon_master", "guild") for interval in ("month", "year")
+    )
 
     def stripe_price_map(self) -> dict[str, str]:
         """{"adventurer_month": "price_…", …} from STRIPE_PRICES."""
@@ -193,12 +197,17 @@ class Settings:
     def validate(self) -> None:
         """Refuse unsafe production settings, naming exactly which one is wrong."""
         if self.env not in ENVIRONMENTS:
-            raise ConfigError(f"refusing to start: GLYPHOXA_ENV={self.env!r} is not one of "
-                              + ", ".join(ENVIRONMENTS) + " (exact, lowercase)")
+            raise ConfigError(
+                f"refusing to start: GLYPHOXA_ENV={self.env!r} is not one of "
+                + ", ".join(ENVIRONMENTS)
+                + " (exact, lowercase)"
+            )
         if self.admission not in self.ADMISSION_MODES:
             # Fail closed: an unknown admission mode must never mean "everyone".
-            raise ConfigError(f"refusing to start: GLYPHOXA_ADMISSION must be one of "
-                              f"{', '.join(self.ADMISSION_MODES)} (got {self.admission!r})")
+            raise ConfigError(
+                f"refusing to start: GLYPHOXA_ADMISSION must be one of "
+                f"{', '.join(self.ADMISSION_MODES)} (got {self.admission!r})"
+            )
         billing = self._billing_problems()
         from glyphoxa_htmx.core.ratelimits import check as rate_limit_problems
 
@@ -226,9 +235,11 @@ class Settings:
         if not self.public_url:
             problems.append("PUBLIC_URL must be set in production (OAuth redirect URIs and WebSocket Origin checks)")
         elif not self.public_url.startswith("https://") and not self.allow_insecure_public_url:
-            problems.append(f"PUBLIC_URL must start with https:// in production (got {self.public_url!r}: cookies "
-                            "would not be Secure and there would be no HSTS); set ALLOW_INSECURE_PUBLIC_URL=1 only "
-                            "if TLS really ends somewhere this service can't see")
+            problems.append(
+                f"PUBLIC_URL must start with https:// in production (got {self.public_url!r}: cookies "
+                "would not be Secure and there would be no HSTS); set ALLOW_INSECURE_PUBLIC_URL=1 only "
+                "if TLS really ends somewhere this service can't see"
+            )
         backend = (self.secrets_backend or "").strip().lower()
         if backend not in ("", "vault", "local"):
             problems.append("SECRETS_BACKEND must be 'vault' or 'local'")
@@ -237,8 +248,10 @@ class Settings:
         if (backend == "vault" or (not backend and self.vault_addr)) and not (self.vault_token or self.vault_k8s_role):
             problems.append("Vault Transit needs VAULT_TOKEN or VAULT_K8S_ROLE (Kubernetes auth)")
         if self.metrics_enabled and len(self.metrics_token) < 16:
-            problems.append("METRICS_TOKEN must be set (16+ characters) so /metrics, which names tenants, "
-                            "isn't public (or set METRICS_ENABLED=0)")
+            problems.append(
+                "METRICS_TOKEN must be set (16+ characters) so /metrics, which names tenants, "
+                "isn't public (or set METRICS_ENABLED=0)"
+            )
         if problems:
             raise ConfigError("refusing to start in production: " + "; ".join(problems))
 

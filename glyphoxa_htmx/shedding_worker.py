@@ -26,7 +26,8 @@ _RESPONSE = (
     b"HTTP/1.1 503 Service Unavailable\r\n"
     b"Content-Type: text/plain; charset=utf-8\r\n"
     + f"Retry-After: {RETRY_AFTER_SECONDS}\r\nContent-Length: {len(_BODY)}\r\n".encode()
-    + b"Cache-Control: no-store\r\nConnection: close\r\n\r\n" + _BODY
+    + b"Cache-Control: no-store\r\nConnection: close\r\n\r\n"
+    + _BODY
 )
 
 
@@ -58,8 +59,11 @@ class SheddingThreadWorker(ThreadWorker):
         if self.max_wait > 0 and getattr(conn, "gx_waited", 0.0) > self.max_wait:
             self.shed += 1
             if self.shed == 1 or self.shed % 1000 == 0:
-                self.log.warning("overloaded: %d request(s) answered 503 after waiting over %.1fs for a thread",
-                                 self.shed, self.max_wait)
+                self.log.warning(
+                    "overloaded: %d request(s) answered 503 after waiting over %.1fs for a thread",
+                    self.shed,
+                    self.max_wait,
+                )
             try:
                 conn.sock.sendall(_RESPONSE)
             except OSError:

@@ -42,8 +42,12 @@ def run_migrations_online() -> None:
 
 
 if context.is_offline_mode():
-    context.configure(url=current_app.config["SQLALCHEMY_DATABASE_URI"], target_metadata=target_metadata,
-                      literal_binds=True, version_table_schema=WEB_SCHEMA)
+    context.configure(
+        url=current_app.config["SQLALCHEMY_DATABASE_URI"],
+        target_metadata=target_metadata,
+        literal_binds=True,
+        version_table_schema=WEB_SCHEMA,
+    )
     with context.begin_transaction():
         context.run_migrations()
 else:

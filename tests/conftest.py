@@ -57,8 +57,14 @@ def gateway_schema(database_url):
 def simulator(gateway_schema):
     from glyphoxa_htmx.simulator.server import GatewaySimulator
 
-    sim = GatewaySimulator(gateway_schema, secret=GATEWAY_SECRET, listen="127.0.0.1:0",
-                           activation_delay=0.2, line_interval=0.3, heartbeat_interval=0.5)
+    sim = GatewaySimulator(
+        gateway_schema,
+        secret=GATEWAY_SECRET,
+        listen="127.0.0.1:0",
+        activation_delay=0.2,
+        line_interval=0.3,
+        heartbeat_interval=0.5,
+    )
     sim.start()
     yield sim
     sim.stop()
@@ -87,8 +93,11 @@ def app(database_url, simulator):
     from glyphoxa_htmx.app import create_app
     from glyphoxa_htmx.bootstrap import migrate_db
 
-    application = create_app(make_settings(database_url, gateway_grpc_addr=simulator.address,
-                                           gateway_secret=GATEWAY_SECRET, gateway_timeout=3.0))
+    application = create_app(
+        make_settings(
+            database_url, gateway_grpc_addr=simulator.address, gateway_secret=GATEWAY_SECRET, gateway_timeout=3.0
+        )
+    )
     application.config["TESTING"] = True
     migrate_db(application)
     return application
@@ -110,21 +119,41 @@ def oauth_app(app, database_url, simulator, provider):
     from glyphoxa_htmx.app import create_app
     from glyphoxa_htmx.extensions import db
 
-    application = create_app(make_settings(
-        database_url, dev_login=False, discord_client_id=provider.client_id,
-        discord_client_secret=provider.client_secret, discord_api_base=provider.base,
-        gateway_grpc_addr=simulator.address, gateway_secret=GATEWAY_SECRET,
-    ))
+    application = create_app(
+        make_settings(
+            database_url,
+            dev_login=False,
+            discord_client_id=provider.client_id,
+            discord_client_secret=provider.client_secret,
+            discord_api_base=provider.base,
+            gateway_grpc_addr=simulator.address,
+            gateway_secret=GATEWAY_SECRET,
+        )
+    )
     application.config["TESTING"] = True
     yield application
     with application.app_context():
         db.engine.dispose()  # the database server is shared: don't keep this app's pool open
 
 
-WEB_TABLES = ["web.audit_log", "web.login_sessions", "web.users", "web.tenants", "web.campaigns", "web.npc_positions",
-              "web.guild_claims", "web.provider_configs", "web.tenant_invitations", "web.campaign_tombstones",
-              "web.subscriptions", "web.invoices", "web.billing_events",
-              "web.voice_samples", "web.support_replies", "web.support_tickets"]
+WEB_TABLES = [
+    "web.audit_log",
+    "web.login_sessions",
+    "web.users",
+    "web.tenants",
+    "web.campaigns",
+    "web.npc_positions",
+    "web.guild_claims",
+    "web.provider_configs",
+    "web.tenant_invitations",
+    "web.campaign_tombstones",
+    "web.subscriptions",
+    "web.invoices",
+    "web.billing_events",
+    "web.voice_samples",
+    "web.support_replies",
+    "web.support_tickets",
+]
 GATEWAY_TABLES = ["public.sessions", "public.usage_records", "public.npc_definitions", "public.tenants"]
 
 
@@ -144,16 +173,22 @@ def clean_db(request, database_url):
 
         db.session.remove()
     with psycopg.connect(database_url, autocommit=True) as conn:
-        tables = [t for t in WEB_TABLES + GATEWAY_TABLES
-                  if conn.execute("SELECT to_regclass(%s)", (t,)).fetchone()[0] is not None]
-        extra = [r[0] for r in conn.execute(
-            "SELECT table_schema || '.' || table_name FROM information_schema.tables "
-            "WHERE table_schema = 'web' AND table_name <> 'alembic_version'")]
+        tables = [
+            t
+            for t in WEB_TABLES + GATEWAY_TABLES
+            if conn.execute("SELECT to_regclass(%s)", (t,)).fetchone()[0] is not None
+        ]
+        extra = [
+            r[0]
+            for r in conn.execute(
+                "SELECT table_schema || '.' || table_name FROM information_schema.tables "
+                "WHERE table_schema = 'web' AND table_name <> 'alembic_version'"
+            )
+        ]
         tables = sorted(set(tables) | set(extra))
         if tables:
             conn.execute("TRUNCATE " + ", ".join(tables) + " RESTART IDENTITY CASCADE")
-        for (schema,) in conn.execute(
-            "SELECT nspname FROM pg_namespace WHERE nspname LIKE 'tenant\\_%'").fetchall():
+        for (schema,) in conn.execute("SELECT nspname FROM pg_namespace WHERE nspname LIKE 'tenant\\_%'").fetchall():
             conn.execute(f'DROP SCHEMA "{schema}" CASCADE')
 
 
@@ -186,8 +221,14 @@ def make_user(app, make_tenant):
     def _make(role: str = "tenant_owner", tenant_id: str | None = None, name: str | None = None, status="active"):
         tenant_id = tenant_id or make_tenant()
         with app.app_context():
-            user = User(id=str(uuid.uuid4()), tenant_id=tenant_id, name=name or f"{role} user", role=role,
-                        discord_id="test-" + secrets.token_hex(6), status=status)
+            user = User(
+                id=str(uuid.uuid4()),
+                tenant_id=tenant_id,
+                name=name or f"{role} user",
+                role=role,
+                discord_id="test-" + secrets.token_hex(6),
+                status=status,
+            )
             db.session.add(user)
             db.session.commit()
             return SimpleNamespace(id=user.id, tenant_id=tenant_id, role=role, name=user.name)
@@ -219,7 +260,7 @@ class Browser:
             self._csrf = match.group(1)
         return self._csrf
 
-    def login(self, user) -> "Browser":
+    def login(self, user) -> Browser:
         from glyphoxa_htmx.extensions import db
         from glyphoxa_htmx.models import User
         from glyphoxa_htmx.services import auth

@@ -17,10 +17,18 @@ from tests.test_team import as_discord, create_link, member, snowflake
 def discord_app(database_url, simulator, provider, **kw):
     from glyphoxa_htmx.app import create_app
 
-    application = create_app(make_settings(
-        database_url, dev_login=False, discord_client_id=provider.client_id,
-        discord_client_secret=provider.client_secret, discord_api_base=provider.base,
-        gateway_grpc_addr=simulator.address, gateway_secret=GATEWAY_SECRET, **kw))
+    application = create_app(
+        make_settings(
+            database_url,
+            dev_login=False,
+            discord_client_id=provider.client_id,
+            discord_client_secret=provider.client_secret,
+            discord_api_base=provider.base,
+            gateway_grpc_addr=simulator.address,
+            gateway_secret=GATEWAY_SECRET,
+            **kw,
+        )
+    )
     application.config["TESTING"] = True
     return application
 
@@ -52,8 +60,9 @@ def test_invite_mode_admits_only_invited_people(app, database_url, simulator, pr
 
 def test_allowlist_mode_admits_listed_discord_ids(app, database_url, simulator, provider):
     listed = snowflake()
-    listed_app = discord_app(database_url, simulator, provider, admission="allowlist",
-                             admission_allowlist=f"111111111111111111, {listed}")
+    listed_app = discord_app(
+        database_url, simulator, provider, admission="allowlist", admission_allowlist=f"111111111111111111, {listed}"
+    )
     other = snowflake()
     as_discord(provider, other)
     resp = discord_sign_in(Browser(listed_app), provider)
@@ -81,5 +90,7 @@ def test_terms_must_be_accepted_at_signup_and_the_time_is_stored(app, database_u
     # Signing in again later isn't asked again.
     assert discord_sign_in(Browser(terms_app), provider, "/auth/discord").status_code == 303
     with app.app_context():
-        assert db.session.execute(select(User.terms_accepted_at).where(User.id == user.id)).scalar_one() \
+        assert (
+            db.session.execute(select(User.terms_accepted_at).where(User.id == user.id)).scalar_one()
             == user.terms_accepted_at
+        )

@@ -6,7 +6,7 @@ real HTTP to the local OAuth provider."""
 from __future__ import annotations
 
 import uuid
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from urllib.parse import urlsplit
 
 import pytest
@@ -17,8 +17,6 @@ from sqlalchemy import select
 from glyphoxa_htmx.extensions import db
 from glyphoxa_htmx.models import AuditLog, Tenant, TenantInvitation, User
 from tests.conftest import GATEWAY_SECRET, Browser, soup
-
-
 
 
 def gateway_tenant(app, tenant_id=None, **kw) -> str:
@@ -68,7 +66,10 @@ def test_only_super_admins_adopt(app, as_role, role):
     b = as_role(role)
     assert b.get("/admin/tenants/unmanaged").status_code == 403
     assert b.get(f"/admin/tenants/{lone}/adopt").status_code == 403
-    assert b.post(f"/admin/tenants/{lone}/adopt", {"name": "x", "owner_discord_id": "123456789012345678"}).status_code == 403
+    assert (
+        b.post(f"/admin/tenants/{lone}/adopt", {"name": "x", "owner_discord_id": "123456789012345678"}).status_code
+        == 403
+    )
     with app.app_context():
         assert db.session.get(Tenant, lone) is None
 
@@ -93,8 +94,10 @@ def test_adopted_owner_joins_on_discord_sign_in_instead_of_founding_a_tenant(app
     lone = gateway_tenant(app, campaign_id="c1")
     before = gateway_ids(app)
     admin = as_role("super_admin")
-    resp = admin.post(f"/admin/tenants/{lone}/adopt",
-                      {"name": "Rabenheim Nights", "owner_discord_id": provider.user["id"], "expires_days": "7"})
+    resp = admin.post(
+        f"/admin/tenants/{lone}/adopt",
+        {"name": "Rabenheim Nights", "owner_discord_id": provider.user["id"], "expires_days": "7"},
+    )
     assert resp.status_code == 200
     assert "now managed here" in soup(resp).select_one(".notice").text
     # Adopting again is refused (already managed), and the list no longer shows it.
@@ -110,8 +113,12 @@ def test_adopted_owner_joins_on_discord_sign_in_instead_of_founding_a_tenant(app
         assert db.session.get(Tenant, lone).name == "Rabenheim Nights"
         inv = db.session.execute(select(TenantInvitation).where(TenantInvitation.tenant_id == lone)).scalar_one()
         assert inv.used_by == user.id and inv.used_at is not None
-        actions = [a for (a,) in db.session.execute(select(AuditLog.action).where(AuditLog.tenant_id == lone)
-                                                    .order_by(AuditLog.id))]
+        actions = [
+            a
+            for (a,) in db.session.execute(
+                select(AuditLog.action).where(AuditLog.tenant_id == lone).order_by(AuditLog.id)
+            )
+        ]
         assert actions[:1] == ["tenant.adopt"] and "tenant.invitation_accept" in actions and "user.signup" in actions
         assert "tenant.create" not in actions
     assert gateway_ids(app) == before  # no second tenant was founded on the gateway
@@ -144,7 +151,7 @@ def test_invite_link_is_signed_one_time_and_expires(app, oauth_app, as_role, pro
     expired_path = urlsplit(soup(resp).select_one("#invite-link")["value"]).path
     with app.app_context():
         inv = db.session.execute(select(TenantInvitation).where(TenantInvitation.tenant_id == other)).scalar_one()
-        inv.expires_at = datetime.now(timezone.utc) - timedelta(minutes=1)
+        inv.expires_at = datetime.now(UTC) - timedelta(minutes=1)
         db.session.commit()
     assert Browser(oauth_app).get(expired_path).status_code == 404
 
@@ -152,8 +159,12 @@ def test_invite_link_is_signed_one_time_and_expires(app, oauth_app, as_role, pro
 def test_someone_not_invited_still_founds_their_own_tenant(app, oauth_app, as_role, provider):
     lone = gateway_tenant(app)
     admin = as_role("super_admin")
-    assert admin.post(f"/admin/tenants/{lone}/adopt", {"name": "Not yours", "owner_discord_id": "999999999999999999"}
-                      ).status_code == 200
+    assert (
+        admin.post(
+            f"/admin/tenants/{lone}/adopt", {"name": "Not yours", "owner_discord_id": "999999999999999999"}
+        ).status_code
+        == 200
+    )
     b = Browser(oauth_app)
     assert discord_sign_in(b, provider).status_code == 303
     with oauth_app.app_context():
@@ -165,12 +176,18 @@ def test_cli_adopt_tenant(app, database_url, simulator, monkeypatch):
     from glyphoxa_htmx.cli import main
 
     lone = gateway_tenant(app)
-    for key, value in {"DATABASE_URL": database_url, "LOG_JSON": "0", "GATEWAY_GRPC_ADDR": simulator.address,
-                       "GATEWAY_SECRET": GATEWAY_SECRET, "GLYPHOXA_GATEWAY_SIMULATOR": "0",
-                       "PUBLIC_URL": "https://web.example"}.items():
+    for key, value in {
+        "DATABASE_URL": database_url,
+        "LOG_JSON": "0",
+        "GATEWAY_GRPC_ADDR": simulator.address,
+        "GATEWAY_SECRET": GATEWAY_SECRET,
+        "GLYPHOXA_GATEWAY_SIMULATOR": "0",
+        "PUBLIC_URL": "https://web.example",
+    }.items():
         monkeypatch.setenv(key, value)
-    result = CliRunner().invoke(main, ["adopt-tenant", lone, "--owner-discord-id", "123456789012345678",
-                                       "--name", "Scripted", "--link"])
+    result = CliRunner().invoke(
+        main, ["adopt-tenant", lone, "--owner-discord-id", "123456789012345678", "--name", "Scripted", "--link"]
+    )
     assert result.exit_code == 0, result.output
     assert f"{lone} is now managed here" in result.output
     assert "invite link" in result.output and "https://web.example/auth/invite/" in result.output

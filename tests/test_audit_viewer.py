@@ -15,13 +15,15 @@ from tests.conftest import soup
 SECRET = "sk-live-DO-NOT-SHOW-0123456789"
 
 
-def _insert(database_url, tenant_id, action, resource_type, resource_id, details=None, user_id=None,
-            created_at="now()"):
+def _insert(
+    database_url, tenant_id, action, resource_type, resource_id, details=None, user_id=None, created_at="now()"
+):
     with psycopg.connect(database_url, autocommit=True) as conn:
         conn.execute(
             "INSERT INTO web.audit_log (tenant_id, user_id, action, resource_type, resource_id, details, created_at)"
             f" VALUES (%s, %s, %s, %s, %s, %s, {created_at})",
-            (tenant_id, user_id, action, resource_type, resource_id, json.dumps(details) if details else None))
+            (tenant_id, user_id, action, resource_type, resource_id, json.dumps(details) if details else None),
+        )
 
 
 def test_owner_sees_own_table_with_diff_admin_sees_all_stranger_sees_nothing(app, database_url, as_role):
@@ -30,9 +32,19 @@ def test_owner_sees_own_table_with_diff_admin_sees_all_stranger_sees_nothing(app
     assert owner.post("/settings/name", {"name": "Renamed Table Alpha"}).status_code in (200, 303)
     # A row written elsewhere (older code / another service) carrying secrets under keys the
     # writer would have redacted: the viewer must scrub them too.
-    _insert(database_url, owner.user.tenant_id, "provider.update", "provider_config", "cfg-1",
-            {"changes": {"api_key": {"before": None, "after": SECRET}, "model": {"before": "a", "after": "b"}},
-             "webhook_secret": SECRET, "nested": {"refresh_token": SECRET}}, user_id=owner.user.id)
+    _insert(
+        database_url,
+        owner.user.tenant_id,
+        "provider.update",
+        "provider_config",
+        "cfg-1",
+        {
+            "changes": {"api_key": {"before": None, "after": SECRET}, "model": {"before": "a", "after": "b"}},
+            "webhook_secret": SECRET,
+            "nested": {"refresh_token": SECRET},
+        },
+        user_id=owner.user.id,
+    )
 
     page = owner.get("/audit")
     assert page.status_code == 200
@@ -65,7 +77,9 @@ def test_owner_sees_own_table_with_diff_admin_sees_all_stranger_sees_nothing(app
     everything = admin.get("/admin/audit").get_data(as_text=True)
     assert "Renamed Table Alpha" in everything and SECRET not in everything
     one = soup(admin.get(f"/admin/audit?tenant={owner.user.tenant_id}"))
-    assert {td.get_text(strip=True) for td in one.select("#audit-entries td[data-label=Table]")} == {owner.user.tenant_id}
+    assert {td.get_text(strip=True) for td in one.select("#audit-entries td[data-label=Table]")} == {
+        owner.user.tenant_id
+    }
     # ... while their own /audit is only their own table's.
     assert "Renamed Table Alpha" not in admin.get("/audit").get_data(as_text=True)
 
@@ -76,10 +90,25 @@ def test_filters_pages_and_export(app, database_url, as_role, monkeypatch):
     owner = as_role("tenant_owner")
     t = owner.user.tenant_id
     for i in range(7):
-        _insert(database_url, t, "npc.update" if i % 2 else "campaign.create", "npc" if i % 2 else "campaign",
-                f"res-{i}", {"changes": {"name": {"before": f"old{i}", "after": f"=new{i}"}}}, user_id=owner.user.id,
-                created_at=f"timestamptz '2026-01-0{i + 1} 12:00Z'")
-    _insert(database_url, t, "session.start", "session", "s-x", {"token": SECRET}, created_at="timestamptz '2026-01-09 12:00Z'")
+        _insert(
+            database_url,
+            t,
+            "npc.update" if i % 2 else "campaign.create",
+            "npc" if i % 2 else "campaign",
+            f"res-{i}",
+            {"changes": {"name": {"before": f"old{i}", "after": f"=new{i}"}}},
+            user_id=owner.user.id,
+            created_at=f"timestamptz '2026-01-0{i + 1} 12:00Z'",
+        )
+    _insert(
+        database_url,
+        t,
+        "session.start",
+        "session",
+        "s-x",
+        {"token": SECRET},
+        created_at="timestamptz '2026-01-09 12:00Z'",
+    )
 
     # Filters: action, resource type:id, actor, date range.
     rows = soup(owner.get("/audit?action=npc.update")).select("#audit-entries tbody tr")
@@ -89,8 +118,9 @@ def test_filters_pages_and_export(app, database_url, as_role, monkeypatch):
     rows = soup(owner.get("/audit?actor=tenant_owner")).select("#audit-entries tbody tr")
     assert len(rows) == 7  # the system entry has no actor
     rows = soup(owner.get("/audit?from=2026-01-03&to=2026-01-05")).select("#audit-entries tbody tr")
-    assert [r["id"] for r in rows] and {r.select_one("td[data-label=Resource]").get_text().split()[-1] for r in rows} \
-        == {"res-2", "res-3", "res-4"}
+    assert [r["id"] for r in rows] and {
+        r.select_one("td[data-label=Resource]").get_text().split()[-1] for r in rows
+    } == {"res-2", "res-3", "res-4"}
     # A malformed date: 422 with the field named, nothing else shown.
     bad = owner.get("/audit?from=yesterday", htmx=True)
     assert bad.status_code == 422 and "Use a date like" in bad.get_data(as_text=True)

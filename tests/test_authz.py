@@ -146,7 +146,7 @@ def test_two_owners_demoting_each_other_leave_one_owner(app, make_user):
         barrier = threading.Barrier(2)
         codes = []
 
-        def demote(browser, target):
+        def demote(browser, target, barrier=barrier, codes=codes):
             barrier.wait()
             codes.append(browser.post(f"/team/{target.id}/role", {"role": "dm"}).status_code)
 
@@ -156,7 +156,8 @@ def test_two_owners_demoting_each_other_leave_one_owner(app, make_user):
         for t in threads:
             t.join()
         with app.app_context():
-            owners = db.session.execute(select(func.count()).select_from(User).where(
-                User.tenant_id == a.tenant_id, User.role == "tenant_owner")).scalar_one()
+            owners = db.session.execute(
+                select(func.count()).select_from(User).where(User.tenant_id == a.tenant_id, User.role == "tenant_owner")
+            ).scalar_one()
         assert owners >= 1, codes
         assert sorted(codes) in ([303, 403], [303, 422])  # the loser is refused (no longer owner, or last owner)

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import json
 import time
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import pytest
 
@@ -31,11 +31,20 @@ def billing_app(app, database_url, simulator, stripe_api):
     """The same database and simulator as `app`, with GLYPHOXA_BILLING=stripe."""
     from glyphoxa_htmx.app import create_app
 
-    application = create_app(make_settings(
-        database_url, gateway_grpc_addr=simulator.address, gateway_secret=GATEWAY_SECRET, gateway_timeout=3.0,
-        billing="stripe", stripe_secret_key=SECRET_KEY, stripe_webhook_secret=WEBHOOK_SECRET,
-        stripe_api_base=stripe_api.base, stripe_prices=PRICES_SETTING,
-        instance_dir=str(ROOT / "instance" / "test-billing")))
+    application = create_app(
+        make_settings(
+            database_url,
+            gateway_grpc_addr=simulator.address,
+            gateway_secret=GATEWAY_SECRET,
+            gateway_timeout=3.0,
+            billing="stripe",
+            stripe_secret_key=SECRET_KEY,
+            stripe_webhook_secret=WEBHOOK_SECRET,
+            stripe_api_base=stripe_api.base,
+            stripe_prices=PRICES_SETTING,
+            instance_dir=str(ROOT / "instance" / "test-billing"),
+        )
+    )
     application.config["TESTING"] = True
     yield application
     from glyphoxa_htmx.extensions import db
@@ -56,12 +65,20 @@ def owner(billing_app, make_user, database_url):
 
 
 def deliver(billing_app, body: str, signature: str | None = None):
-    return billing_app.test_client().post(HOOK, data=body, headers={
-        "Content-Type": "application/json", "Stripe-Signature": signature if signature is not None else sign(body)})
+    return billing_app.test_client().post(
+        HOOK,
+        data=body,
+        headers={
+            "Content-Type": "application/json",
+            "Stripe-Signature": signature if signature is not None else sign(body),
+        },
+    )
 
 
 def gateway_row(database_url, tenant):
-    (row,) = sql(database_url, "SELECT monthly_session_hours, license_tier FROM public.tenants WHERE id = %s", (tenant,))
+    (row,) = sql(
+        database_url, "SELECT monthly_session_hours, license_tier FROM public.tenants WHERE id = %s", (tenant,)
+    )
     return float(row[0]), row[1]
 
 
@@ -84,12 +101,15 @@ def subscribe(billing_app, stripe_api, owner, tier="dungeon_master", interval="m
 # ---- configuration -----------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("overrides, fragment", [
-    ({"billing": "enabled"}, "GLYPHOXA_BILLING must be one of disabled, stripe"),
-    ({"billing": "Stripe"}, "GLYPHOXA_BILLING must be one of"),
-    ({"billing": "stripe"}, "STRIPE_SECRET_KEY"),
-    ({"billing": "stripe", "stripe_secret_key": "sk", "stripe_webhook_secret": "wh"}, "STRIPE_PRICES"),
-])
+@pytest.mark.parametrize(
+    "overrides, fragment",
+    [
+        ({"billing": "enabled"}, "GLYPHOXA_BILLING must be one of disabled, stripe"),
+        ({"billing": "Stripe"}, "GLYPHOXA_BILLING must be one of"),
+        ({"billing": "stripe"}, "STRIPE_SECRET_KEY"),
+        ({"billing": "stripe", "stripe_secret_key": "sk", "stripe_webhook_secret": "wh"}, "STRIPE_PRICES"),
+    ],
+)
 def test_unknown_or_incomplete_billing_refuses_to_start(database_url, overrides, fragment):
     from glyphoxa_htmx.app import create_app
 
@@ -139,13 +159,22 @@ def test_upgrade_through_checkout_applies_the_tier(billing_app, stripe_api, owne
     assert sent["subscription_data"]["metadata"]["tenant_id"] == tenant
     assert sent["success_url"].endswith("/billing/success?session_id={CHECKOUT_SESSION_ID}")
     assert gateway_row(database_url, tenant) == (0.0, "dedicated")  # unlimited hours, 3 concurrent sessions
-    (row,) = sql(database_url, "SELECT tier, status, stripe_subscription_id, applied_tier FROM web.subscriptions "
-                               "WHERE tenant_id = %s", (tenant,))
+    (row,) = sql(
+        database_url,
+        "SELECT tier, status, stripe_subscription_id, applied_tier FROM web.subscriptions WHERE tenant_id = %s",
+        (tenant,),
+    )
     assert row == ("dungeon_master", "active", sub_id, "dungeon_master")
-    audits = sql(database_url, "SELECT details FROM web.audit_log WHERE tenant_id = %s AND action = 'tenant.plan_apply'",
-                 (tenant,))
+    audits = sql(
+        database_url,
+        "SELECT details FROM web.audit_log WHERE tenant_id = %s AND action = 'tenant.plan_apply'",
+        (tenant,),
+    )
     assert [a[0]["tier"] for a in audits] == ["dungeon_master"]
-    assert metric("glyphoxa_web_subscription_changes_total", from_tier="apprentice", to_tier="dungeon_master") == before + 1
+    assert (
+        metric("glyphoxa_web_subscription_changes_total", from_tier="apprentice", to_tier="dungeon_master")
+        == before + 1
+    )
     metrics_text = billing_app.test_client().get("/metrics").get_data(as_text=True)
     assert 'glyphoxa_web_subscription_changes_total{from_tier="apprentice",to_tier="dungeon_master"}' in metrics_text
 
@@ -174,7 +203,10 @@ def test_replay_is_a_no_op(billing_app, stripe_api, owner, database_url):
     count = sql(database_url, "SELECT count(*) FROM web.audit_log WHERE tenant_id = %s", (owner.user.tenant_id,))[0][0]
     replay = deliver(billing_app, body)  # Stripe retries the same event (fresh signature, same id)
     assert replay.status_code == 200 and replay.get_json()["outcome"] == "replay"
-    assert sql(database_url, "SELECT count(*) FROM web.audit_log WHERE tenant_id = %s", (owner.user.tenant_id,))[0][0] == count
+    assert (
+        sql(database_url, "SELECT count(*) FROM web.audit_log WHERE tenant_id = %s", (owner.user.tenant_id,))[0][0]
+        == count
+    )
     assert gateway_row(database_url, owner.user.tenant_id) == (0.0, "dedicated")
 
 
@@ -194,17 +226,27 @@ def test_out_of_order_delivery_converges_to_stripes_current_state(billing_app, s
     # A late "created"-era event after the deletion doesn't resurrect the plan.
     stale_active = json.loads(new_event)["data"]["object"]
     stripe_api.update_subscription(sub_id, status="canceled", canceled_at=int(time.time()))
-    assert deliver(billing_app, FakeStripe.event("customer.subscription.deleted",
-                                                 stripe_api.subscriptions[sub_id])).status_code == 200
+    assert (
+        deliver(
+            billing_app, FakeStripe.event("customer.subscription.deleted", stripe_api.subscriptions[sub_id])
+        ).status_code
+        == 200
+    )
     assert deliver(billing_app, FakeStripe.event("customer.subscription.updated", stale_active)).status_code == 200
     assert gateway_row(database_url, tenant) == (8.0, "shared")
 
 
 @pytest.mark.parametrize("how", ["wrong_secret", "stale", "missing", "tampered"])
 def test_forged_or_stale_signatures_are_refused(billing_app, stripe_api, owner, database_url, how):
-    body = FakeStripe.event("checkout.session.completed", {"id": "cs_forged", "mode": "subscription",
-                                                           "subscription": "sub_forged",
-                                                           "client_reference_id": owner.user.tenant_id})
+    body = FakeStripe.event(
+        "checkout.session.completed",
+        {
+            "id": "cs_forged",
+            "mode": "subscription",
+            "subscription": "sub_forged",
+            "client_reference_id": owner.user.tenant_id,
+        },
+    )
     signature = {
         "wrong_secret": sign(body, secret="whsec_attacker"),
         "stale": sign(body, timestamp=int(time.time()) - 600),  # outside the 5-minute tolerance
@@ -263,9 +305,10 @@ def test_failed_payment_grace_banner_mail_then_downgrade(billing_app, stripe_api
     assert f"To: {owner.user.id}@example.test" in text and "19.00 USD" in text and invoice["hosted_invoice_url"] in text
 
     with billing_app.app_context():
-        assert billing.sweep(datetime.now(timezone.utc) + timedelta(days=6)) == []
-        assert billing.sweep(datetime.now(timezone.utc) + timedelta(days=7, minutes=1)) == [
-            (tenant, "dungeon_master", "apprentice")]
+        assert billing.sweep(datetime.now(UTC) + timedelta(days=6)) == []
+        assert billing.sweep(datetime.now(UTC) + timedelta(days=7, minutes=1)) == [
+            (tenant, "dungeon_master", "apprentice")
+        ]
     assert gateway_row(database_url, tenant) == (8.0, "shared")
     page = soup(owner.get("/billing"))  # the page reads the same clock the sweep used: grace is still on here
     assert page.select_one("#past-due-banner") is not None
@@ -287,8 +330,12 @@ def test_cancellation_downgrades_and_keeps_npcs_over_the_limit(billing_app, stri
     for n in range(3):
         assert owner.post(f"/campaigns/{campaign}/npcs", {"name": f"Npc {n}", "personality": "x"}).status_code == 303
     stripe_api.update_subscription(sub_id, status="canceled", canceled_at=int(time.time()))
-    assert deliver(billing_app, FakeStripe.event("customer.subscription.deleted",
-                                                 stripe_api.subscriptions[sub_id])).status_code == 200
+    assert (
+        deliver(
+            billing_app, FakeStripe.event("customer.subscription.deleted", stripe_api.subscriptions[sub_id])
+        ).status_code
+        == 200
+    )
     assert gateway_row(database_url, tenant) == (8.0, "shared")
     assert sql(database_url, "SELECT count(*) FROM public.npc_definitions WHERE tenant_id = %s", (tenant,))[0][0] == 3
     resp = owner.post(f"/campaigns/{campaign}/npcs", {"name": "One too many", "personality": "x"}, htmx=True)
@@ -304,8 +351,12 @@ def test_concurrent_sessions_are_limited_by_the_plan(billing_app, make_user, dat
     guild = gateway_tenant(billing_app, user.tenant_id)[0]
     dm = Browser(billing_app).login(user)
     campaign_a, campaign_b = make_campaign(billing_app, user.tenant_id), make_campaign(billing_app, user.tenant_id, "B")
-    form = {"campaign_id": campaign_a, "guild_id": guild, "channel_id": "987654321098765432",
-            "empty_cast_ok": "1"}  # these campaigns have no NPCs: confirm starting without any
+    form = {
+        "campaign_id": campaign_a,
+        "guild_id": guild,
+        "channel_id": "987654321098765432",
+        "empty_cast_ok": "1",
+    }  # these campaigns have no NPCs: confirm starting without any
     try:
         assert dm.post("/sessions/new", form).status_code == 303
         resp = dm.post("/sessions/new", {**form, "campaign_id": campaign_b}, htmx=True)
@@ -346,8 +397,9 @@ def test_signup_with_billing_starts_on_apprentice(billing_app, database_url):
     assert scrape(billing_app, "glyphoxa_web_signups_total", tier="apprentice") == before + 1
 
 
-def test_billing_sweep_command_ends_an_expired_grace(billing_app, stripe_api, owner, database_url, simulator,
-                                                      monkeypatch):
+def test_billing_sweep_command_ends_an_expired_grace(
+    billing_app, stripe_api, owner, database_url, simulator, monkeypatch
+):
     from click.testing import CliRunner
 
     from glyphoxa_htmx.cli import main
@@ -355,14 +407,25 @@ def test_billing_sweep_command_ends_an_expired_grace(billing_app, stripe_api, ow
     tenant = owner.user.tenant_id
     sub_id = subscribe(billing_app, stripe_api, owner, "guild")
     stripe_api.update_subscription(sub_id, status="past_due")
-    assert deliver(billing_app, FakeStripe.event("invoice.payment_failed",
-                                                 stripe_api.invoice(sub_id, "open"))).status_code == 200
-    sql(database_url, "UPDATE web.subscriptions SET past_due_since = now() - interval '8 days' WHERE tenant_id = %s",
-        (tenant,))
-    for key, value in {"DATABASE_URL": database_url, "LOG_JSON": "0", "GLYPHOXA_BILLING": "stripe",
-                       "STRIPE_SECRET_KEY": SECRET_KEY, "STRIPE_WEBHOOK_SECRET": WEBHOOK_SECRET,
-                       "STRIPE_PRICES": PRICES_SETTING, "GATEWAY_GRPC_ADDR": simulator.address,
-                       "GATEWAY_SECRET": GATEWAY_SECRET}.items():
+    assert (
+        deliver(billing_app, FakeStripe.event("invoice.payment_failed", stripe_api.invoice(sub_id, "open"))).status_code
+        == 200
+    )
+    sql(
+        database_url,
+        "UPDATE web.subscriptions SET past_due_since = now() - interval '8 days' WHERE tenant_id = %s",
+        (tenant,),
+    )
+    for key, value in {
+        "DATABASE_URL": database_url,
+        "LOG_JSON": "0",
+        "GLYPHOXA_BILLING": "stripe",
+        "STRIPE_SECRET_KEY": SECRET_KEY,
+        "STRIPE_WEBHOOK_SECRET": WEBHOOK_SECRET,
+        "STRIPE_PRICES": PRICES_SETTING,
+        "GATEWAY_GRPC_ADDR": simulator.address,
+        "GATEWAY_SECRET": GATEWAY_SECRET,
+    }.items():
         monkeypatch.setenv(key, value)
     result = CliRunner().invoke(main, ["billing-sweep"])
     assert result.exit_code == 0, result.output
@@ -393,10 +456,17 @@ def test_concurrent_duplicate_deliveries_apply_once(billing_app, stripe_api, own
     for t in threads:
         t.join(20)
     assert sorted(results) == [(200, "applied"), (200, "replay"), (200, "replay")]
-    assert sql(database_url, "SELECT count(*) FROM web.audit_log WHERE tenant_id = %s AND action = 'tenant.plan_apply'",
-               (tenant,))[0][0] == 1
+    assert (
+        sql(
+            database_url,
+            "SELECT count(*) FROM web.audit_log WHERE tenant_id = %s AND action = 'tenant.plan_apply'",
+            (tenant,),
+        )[0][0]
+        == 1
+    )
     assert sql(database_url, "SELECT tier, interval FROM web.subscriptions WHERE tenant_id = %s", (tenant,)) == [
-        ("adventurer", "year")]
+        ("adventurer", "year")
+    ]
     assert gateway_row(database_url, tenant) == (32.0, "shared")
 
 
@@ -412,10 +482,15 @@ def test_newer_api_shapes_are_understood(billing_app, stripe_api, owner, databas
     del inv["subscription"]
     inv["parent"] = {"type": "subscription_details", "subscription_details": {"subscription": sub_id, "metadata": {}}}
     assert deliver(billing_app, FakeStripe.event("invoice.paid", inv)).status_code == 200
-    (period_end,) = sql(database_url, "SELECT extract(epoch FROM current_period_end)::bigint FROM web.subscriptions "
-                                      "WHERE tenant_id = %s", (tenant,))[0]
+    (period_end,) = sql(
+        database_url,
+        "SELECT extract(epoch FROM current_period_end)::bigint FROM web.subscriptions WHERE tenant_id = %s",
+        (tenant,),
+    )[0]
     assert period_end == end
-    assert sql(database_url, "SELECT tenant_id, status FROM web.invoices WHERE id = %s", (inv["id"],)) == [(tenant, "paid")]
+    assert sql(database_url, "SELECT tenant_id, status FROM web.invoices WHERE id = %s", (inv["id"],)) == [
+        (tenant, "paid")
+    ]
 
 
 def test_dm_seats_follow_the_plan(billing_app, stripe_api, owner, make_user, database_url):

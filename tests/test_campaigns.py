@@ -72,7 +72,8 @@ def add_session(database_url, tenant_id, campaign_id, state="ended", started="no
             "INSERT INTO public.sessions (id, tenant_id, campaign_id, guild_id, channel_id, license_tier, state, "
             f"started_at, ended_at) VALUES (%s, %s, %s, %s, 'c', 'shared', %s, {started}, "
             f"CASE WHEN %s = 'ended' THEN {started} END)",
-            (str(uuid.uuid4()), tenant_id, campaign_id, "g" + uuid.uuid4().hex[:8], state, state))
+            (str(uuid.uuid4()), tenant_id, campaign_id, "g" + uuid.uuid4().hex[:8], state, state),
+        )
 
 
 def audit_rows(app, action):
@@ -80,15 +81,19 @@ def audit_rows(app, action):
     from glyphoxa_htmx.models import AuditLog
 
     with app.app_context():
-        return [(r.resource_id, r.details, r.user_id) for r in db.session.execute(
-            select(AuditLog).where(AuditLog.action == action).order_by(AuditLog.id)).scalars()]
+        return [
+            (r.resource_id, r.details, r.user_id)
+            for r in db.session.execute(
+                select(AuditLog).where(AuditLog.action == action).order_by(AuditLog.id)
+            ).scalars()
+        ]
 
 
 def campaign_row(app, campaign_id):
+    from sqlalchemy import select as _sel
+
     from glyphoxa_htmx.extensions import db
     from glyphoxa_htmx.models import Campaign
-
-    from sqlalchemy import select as _sel
 
     with app.app_context():  # ids minted here are unique across tenants (the key is (tenant_id, id))
         row = db.session.execute(_sel(Campaign).where(Campaign.id == campaign_id)).scalar_one_or_none()
@@ -187,9 +192,18 @@ def test_campaign_list_query_count_does_not_grow_with_the_list(app, as_role, mak
 
 def test_create_without_js_redirects_and_is_audited(app, as_role):
     b = as_role("dm")
-    resp = b.post("/campaigns", {"name": "  The Sunken Crown ", "game_system": "D&D 5e",
-                                 "description": "A *drowned* kingdom.", "language": "English", "tone": "grim",
-                                 "lines_veils": "no spiders\n\n  harm to children  \n", "house_rules": "Flanking."})
+    resp = b.post(
+        "/campaigns",
+        {
+            "name": "  The Sunken Crown ",
+            "game_system": "D&D 5e",
+            "description": "A *drowned* kingdom.",
+            "language": "English",
+            "tone": "grim",
+            "lines_veils": "no spiders\n\n  harm to children  \n",
+            "house_rules": "Flanking.",
+        },
+    )
     assert resp.status_code == 303
     cid = resp.headers["Location"].rsplit("/", 1)[1]
     assert cid.startswith("cmp_") and len(cid) == 16
@@ -198,8 +212,12 @@ def test_create_without_js_redirects_and_is_audited(app, as_role):
     assert "created" in page.select_one(".notice").text
     row = campaign_row(app, cid)
     assert row.tenant_id == b.user.tenant_id
-    assert row.settings == {"language": "English", "tone": "grim", "lines_veils": ["no spiders", "harm to children"],
-                            "house_rules": "Flanking."}
+    assert row.settings == {
+        "language": "English",
+        "tone": "grim",
+        "lines_veils": ["no spiders", "harm to children"],
+        "house_rules": "Flanking.",
+    }
     ((rid, details, uid),) = audit_rows(app, "campaign.create")
     assert rid == cid and uid == b.user.id and details["changes"]["name"]["after"] == "The Sunken Crown"
 
@@ -211,8 +229,7 @@ def test_create_with_htmx_redirects(app, as_role):
 
 def test_invalid_input_is_422_with_errors_at_the_fields(app, as_role):
     b = as_role("dm")
-    resp = b.post("/campaigns", {"name": " ", "game_system": "x" * 81, "lines_veils": "ok\n" + "y" * 201},
-                  htmx=True)
+    resp = b.post("/campaigns", {"name": " ", "game_system": "x" * 81, "lines_veils": "ok\n" + "y" * 201}, htmx=True)
     assert resp.status_code == 422
     assert "<html" not in resp.get_data(as_text=True)
     doc = soup(resp)
@@ -255,8 +272,12 @@ def test_edit_and_concurrent_edit_conflict(app, as_role):
 
 def test_description_markdown_is_rendered_safely(app, as_role):
     b = as_role("dm")
-    cid = new_campaign(app, b.user, "Crown", description="**Bold** <script>alert(1)</script> "
-                                                         "[x](javascript:alert(2)) [ok](https://example.com)")
+    cid = new_campaign(
+        app,
+        b.user,
+        "Crown",
+        description="**Bold** <script>alert(1)</script> [x](javascript:alert(2)) [ok](https://example.com)",
+    )
     prose = soup(b.get(f"/campaigns/{cid}")).select_one(".prose")
     assert prose.strong.text == "Bold"
     assert not prose.select("script") and "<script>" in prose.text  # shown as text
@@ -362,8 +383,11 @@ def test_delete_removes_npcs_and_positions_in_one_transaction(app, as_role, make
     kept_npc = new_npc(app, b.user, keep, "Survivor")
     stranger = make_user(role="dm")
     with psycopg.connect(database_url, autocommit=True) as conn:  # another tenant's row with the same campaign id
-        conn.execute("INSERT INTO public.npc_definitions (id, tenant_id, campaign_id, name) VALUES "
-                     "('foreign', %s, %s, 'Foreign')", (stranger.tenant_id, crown))
+        conn.execute(
+            "INSERT INTO public.npc_definitions (id, tenant_id, campaign_id, name) VALUES "
+            "('foreign', %s, %s, 'Foreign')",
+            (stranger.tenant_id, crown),
+        )
     add_session(database_url, b.user.tenant_id, crown, "ended")
     b.post(f"/campaigns/{crown}/archive")
     resp = b.post(f"/campaigns/{crown}/delete", {"confirm_name": "Crown"})
@@ -371,7 +395,8 @@ def test_delete_removes_npcs_and_positions_in_one_transaction(app, as_role, make
     assert "Deleted “Crown” and its 3 NPCs" in soup(b.get("/campaigns")).select(".notice")[-1].text
     assert campaign_row(app, crown) is None
     assert db_rows(database_url, "SELECT id FROM public.npc_definitions ORDER BY id") == sorted(
-        [("foreign",), (kept_npc,)])
+        [("foreign",), (kept_npc,)]
+    )
     assert db_rows(database_url, "SELECT npc_id FROM web.npc_positions") == [(kept_npc,)]
     ((rid, details, _),) = audit_rows(app, "campaign.delete")
     assert rid == crown and details["npcs_deleted"] == ["Aldric", "Greta", "Pip"]
@@ -382,9 +407,15 @@ def test_delete_removes_npcs_and_positions_in_one_transaction(app, as_role, make
 
 READ_ROUTES = ["/campaigns/{cid}", "/campaigns/{cid}/npcs"]
 MANAGE_PAGES = ["/campaigns/{cid}/edit", "/campaigns/{cid}/delete", "/campaigns/{cid}/npcs/new"]
-WRITE_ROUTES = ["/campaigns/{cid}", "/campaigns/{cid}/activate", "/campaigns/{cid}/archive",
-                "/campaigns/{cid}/unarchive", "/campaigns/{cid}/delete", "/campaigns/{cid}/npcs",
-                "/campaigns/{cid}/npcs/order"]
+WRITE_ROUTES = [
+    "/campaigns/{cid}",
+    "/campaigns/{cid}/activate",
+    "/campaigns/{cid}/archive",
+    "/campaigns/{cid}/unarchive",
+    "/campaigns/{cid}/delete",
+    "/campaigns/{cid}/npcs",
+    "/campaigns/{cid}/npcs/order",
+]
 
 
 @pytest.mark.parametrize("url", READ_ROUTES + MANAGE_PAGES)
@@ -402,8 +433,9 @@ def test_other_tenants_campaign_is_404_on_every_page(app, as_role, url, htmx):
 def test_other_tenants_campaign_is_404_on_every_write(app, as_role, url):
     owner = as_role("dm")
     cid = new_campaign(app, owner.user, "Secret")
-    resp = as_role("tenant_owner").post(url.format(cid=cid), {"name": "Hijacked", "confirm_name": "Secret",
-                                                              "version": "1", "ids": ""})
+    resp = as_role("tenant_owner").post(
+        url.format(cid=cid), {"name": "Hijacked", "confirm_name": "Secret", "version": "1", "ids": ""}
+    )
     assert resp.status_code == 404
     assert campaign_row(app, cid).name == "Secret" and campaign_row(app, cid).archived_at is None
 
@@ -477,8 +509,12 @@ def test_failed_commit_after_make_active_restores_the_gateway(app, simulator):
     b.post("/auth/dev", {"name": "Commit Breaker", "role": "tenant_owner"})  # a tenant on the gateway too
     with app.app_context():
         tenant_id = _db.session.execute(_select(_Tenant.id)).scalar_one()
-        _db.session.add_all([_Campaign(id="cmp_first", tenant_id=tenant_id, name="First"),
-                             _Campaign(id="cmp_second", tenant_id=tenant_id, name="Second")])
+        _db.session.add_all(
+            [
+                _Campaign(id="cmp_first", tenant_id=tenant_id, name="First"),
+                _Campaign(id="cmp_second", tenant_id=tenant_id, name="Second"),
+            ]
+        )
         _db.session.commit()
     assert b.post("/campaigns/cmp_first/activate").status_code == 303
     with app.app_context():

@@ -169,11 +169,21 @@ def test_dockerfile_runs_the_documented_commands_as_non_root():
     for ins in stages["builder"]:
         if ins.startswith("COPY ") and "--from" not in ins:
             copied |= set(ins.split()[1:-1])
-    for needed in ("glyphoxa_htmx", "templates", "static", "migrations", "wsgi.py",
-                   "deploy/gunicorn.conf.py", "deploy/gunicorn-ws.conf.py", "pyproject.toml"):
+    for needed in (
+        "glyphoxa_htmx",
+        "templates",
+        "static",
+        "migrations",
+        "wsgi.py",
+        "deploy/gunicorn.conf.py",
+        "deploy/gunicorn-ws.conf.py",
+        "pyproject.toml",
+    ):
         assert needed in copied, needed
         assert (ROOT / needed).exists(), needed
-    ignored = {ln.strip() for ln in (ROOT / ".dockerignore").read_text().splitlines() if ln.strip() and not ln.startswith("#")}
+    ignored = {
+        ln.strip() for ln in (ROOT / ".dockerignore").read_text().splitlines() if ln.strip() and not ln.startswith("#")
+    }
     assert not ignored & copied, ignored & copied
     assert {".git", ".venv", "instance", "tests"} <= ignored
     # writable places under a read-only root: instance dir, Prometheus files, /tmp
@@ -190,8 +200,9 @@ def test_yamllint_is_clean_on_chart_and_example():
     files = [CHART / "values.yaml", CHART / "Chart.yaml", EXAMPLE, ROOT / ".yamllint.yaml"]
     problems = []
     for f in files:
-        problems += [f"{f.relative_to(ROOT)}:{p.line}: {p.desc} ({p.rule})"
-                     for p in linter.run(f.read_text(), conf, str(f))]
+        problems += [
+            f"{f.relative_to(ROOT)}:{p.line}: {p.desc} ({p.rule})" for p in linter.run(f.read_text(), conf, str(f))
+        ]
     assert not problems, "\n".join(problems)
     # templates are Go templates, not YAML: the config must keep them out
     assert conf.is_file_ignored("deploy/helm/glyphoxa-web/templates/deployment.yaml")
@@ -202,10 +213,16 @@ def test_values_match_the_schema():
     jsonschema.Draft202012Validator.check_schema(schema)
     jsonschema.validate(values, schema, cls=jsonschema.Draft202012Validator)
     # and the schema really constrains: typical mistakes are refused
-    for path, bad in [(("config", "GLYPHOXA_ENV"), "prod"), (("config", "NOT_A_SETTING"), "1"),
-                      (("config", "WS_WORKERS"), 2), (("pages", "resources", "limits", "memory"), "lots"),
-                      (("pages", "autoscaling", "maxReplicas"), 0), (("image", "pullPolicy"), "Sometimes"),
-                      (("secrets", "keys"), ["lower_case"]), (("typo",), True)]:
+    for path, bad in [
+        (("config", "GLYPHOXA_ENV"), "prod"),
+        (("config", "NOT_A_SETTING"), "1"),
+        (("config", "WS_WORKERS"), 2),
+        (("pages", "resources", "limits", "memory"), "lots"),
+        (("pages", "autoscaling", "maxReplicas"), 0),
+        (("image", "pullPolicy"), "Sometimes"),
+        (("secrets", "keys"), ["lower_case"]),
+        (("typo",), True),
+    ]:
         broken = copy.deepcopy(values)
         node = broken
         for key in path[:-1]:
@@ -243,7 +260,8 @@ def test_every_readme_setting_is_wired_into_the_chart():
     config, secret = set(values["config"]), set(values["secrets"]["keys"])
     assert not config & secret, f"both a ConfigMap setting and a secret: {config & secret}"
     assert not settings - config - secret, (
-        f"README settings missing from values.yaml config/secrets.keys: {sorted(settings - config - secret)}")
+        f"README settings missing from values.yaml config/secrets.keys: {sorted(settings - config - secret)}"
+    )
     assert not (config | secret) - settings, f"not in the README's table: {sorted((config | secret) - settings)}"
     # the ConfigMap template renders the whole `config` map; the Deployments and the Job read
     # each secret key from the Secret
@@ -255,8 +273,17 @@ def test_every_readme_setting_is_wired_into_the_chart():
         text = (TEMPLATES / t).read_text()
         assert 'include "glyphoxa-web.envFrom"' in text and 'include "glyphoxa-web.secretEnv"' in text, t
     # secrets are the README's secrets: none of them sits in plain config
-    for name in ("SECRET_KEY", "DATABASE_URL", "GATEWAY_SECRET", "METRICS_TOKEN", "STRIPE_SECRET_KEY",
-                 "STRIPE_WEBHOOK_SECRET", "VAULT_TOKEN", "SMTP_URL", "DISCORD_CLIENT_SECRET"):
+    for name in (
+        "SECRET_KEY",
+        "DATABASE_URL",
+        "GATEWAY_SECRET",
+        "METRICS_TOKEN",
+        "STRIPE_SECRET_KEY",
+        "STRIPE_WEBHOOK_SECRET",
+        "VAULT_TOKEN",
+        "SMTP_URL",
+        "DISCORD_CLIENT_SECRET",
+    ):
         assert name in secret, name
 
 
@@ -293,10 +320,20 @@ def test_every_values_reference_exists():
 def test_example_rendering_is_valid_kubernetes():
     docs = _example()
     kinds = {d["kind"] for _, d in docs}
-    assert {"Deployment", "Service", "Ingress", "HorizontalPodAutoscaler", "PodDisruptionBudget", "ConfigMap",
-            "Job", "NetworkPolicy", "ServiceMonitor", "ServiceAccount"} <= kinds
+    assert {
+        "Deployment",
+        "Service",
+        "Ingress",
+        "HorizontalPodAutoscaler",
+        "PodDisruptionBudget",
+        "ConfigMap",
+        "Job",
+        "NetworkPolicy",
+        "ServiceMonitor",
+        "ServiceAccount",
+    } <= kinds
     for version in KUBE_VERSIONS:
-        for src, doc in docs:
+        for _src, doc in docs:
             if doc["apiVersion"].startswith("monitoring.coreos.com/"):
                 continue  # a CRD: no schema in kubernetes-validate; checked below
             kubernetes_validate.validate(doc, version, strict=True)
@@ -318,7 +355,9 @@ def test_example_rendering_matches_the_chart(app):
     assert cm["data"] == {k: v for k, v in values["config"].items() if v != ""}
     (job,) = _kind("Job")
     assert "pre-upgrade" in job["metadata"]["annotations"]["helm.sh/hook"]
-    assert int(cm["metadata"]["annotations"]["helm.sh/hook-weight"]) < int(job["metadata"]["annotations"]["helm.sh/hook-weight"])
+    assert int(cm["metadata"]["annotations"]["helm.sh/hook-weight"]) < int(
+        job["metadata"]["annotations"]["helm.sh/hook-weight"]
+    )
     assert job["spec"]["template"]["spec"]["containers"][0]["args"] == ["glyphoxa-web", "migrate"]
     rules = {r.rule for r in app.url_map.iter_rules()}
     for section, conf in (("pages", "deploy/gunicorn.conf.py"), ("websockets", "deploy/gunicorn-ws.conf.py")):

@@ -31,15 +31,29 @@ from tests.conftest import GATEWAY_SECRET, TEST_DB, Browser, _server_url, make_s
 SQL = Path(__file__).parent / "support" / "gateway_install.sql"
 DB_NAME = TEST_DB + "_existing"
 R1, R2, S1 = ("0b7c1a52-58a4-4c11-9d7e-3f1b5d2e0a0" + n for n in "123")
-RABENHEIM_LINES = ["We need a blade forged by dawn.", "Dawn costs double, lass.", "Then double it is.",
-                   "Wait, what about the mithril?"]
+RABENHEIM_LINES = [
+    "We need a blade forged by dawn.",
+    "Dawn costs double, lass.",
+    "Then double it is.",
+    "Wait, what about the mithril?",
+]
 # Keys an unchanged NPC save may rewrite: none (issue 10 item 4: an unchanged save writes nothing,
 # so the saved row must be identical in every key).
 ROUND_TRIP_PENDING: tuple[str, ...] = ()
-GATEWAY_TABLES = ["public.tenants", "public.sessions", "public.usage_records", "public.npc_definitions",
-                  "tenant_rabenheim.sessions", "tenant_rabenheim.session_entries", "tenant_rabenheim.entities",
-                  "tenant_rabenheim.relationships", "tenant_saltmere.sessions", "tenant_saltmere.session_entries",
-                  "tenant_saltmere.entities", "tenant_saltmere.relationships"]
+GATEWAY_TABLES = [
+    "public.tenants",
+    "public.sessions",
+    "public.usage_records",
+    "public.npc_definitions",
+    "tenant_rabenheim.sessions",
+    "tenant_rabenheim.session_entries",
+    "tenant_rabenheim.entities",
+    "tenant_rabenheim.relationships",
+    "tenant_saltmere.sessions",
+    "tenant_saltmere.session_entries",
+    "tenant_saltmere.entities",
+    "tenant_saltmere.relationships",
+]
 
 
 def _pg_dump() -> str:
@@ -51,8 +65,11 @@ def _pg_dump() -> str:
 def schema_dump(url: str) -> str:
     """The gateway-owned schemas as pg_dump sees them (minus pg_dump's per-run \\restrict key)."""
     for attempt in range(5):  # a shared test server can briefly run out of connection slots
-        done = subprocess.run([_pg_dump(), "--schema-only", "--no-owner", "-n", "public", "-n", "tenant_*", url],
-                              capture_output=True, text=True)
+        done = subprocess.run(
+            [_pg_dump(), "--schema-only", "--no-owner", "-n", "public", "-n", "tenant_*", url],
+            capture_output=True,
+            text=True,
+        )
         if done.returncode == 0 or "too many clients" not in done.stderr:
             break
         time.sleep(1 + attempt)
@@ -64,8 +81,10 @@ def schema_dump(url: str) -> str:
 def table_rows(url: str) -> dict[str, list[dict]]:
     """Every row of every gateway/worker table, as JSON (exact values and JSON types)."""
     with psycopg.connect(url) as conn:
-        return {t: sorted((r[0] for r in conn.execute(f"SELECT to_jsonb(x) FROM {t} x")), key=json.dumps)
-                for t in GATEWAY_TABLES}
+        return {
+            t: sorted((r[0] for r in conn.execute(f"SELECT to_jsonb(x) FROM {t} x")), key=json.dumps)
+            for t in GATEWAY_TABLES
+        }
 
 
 @pytest.fixture(scope="module")
@@ -118,15 +137,28 @@ def test_an_existing_installation_is_served_without_changing_it(install, provide
     assert "unique_active_campaign" in schema_before and "recaps" not in schema_before
 
     # The simulator plays the gateway on this database: it must find everything present and add nothing.
-    sim = GatewaySimulator(install, secret=GATEWAY_SECRET, listen="127.0.0.1:0", activation_delay=0.2,
-                           line_interval=0.3, heartbeat_interval=0.5)
+    sim = GatewaySimulator(
+        install,
+        secret=GATEWAY_SECRET,
+        listen="127.0.0.1:0",
+        activation_delay=0.2,
+        line_interval=0.3,
+        heartbeat_interval=0.5,
+    )
     sim.start()
     try:
-        app = create_app(make_settings(
-            install, dev_login=False, discord_client_id=provider.client_id,
-            discord_client_secret=provider.client_secret, discord_api_base=provider.base,
-            gateway_grpc_addr=sim.address, gateway_secret=GATEWAY_SECRET, instance_dir=str(tmp_path),
-        ))
+        app = create_app(
+            make_settings(
+                install,
+                dev_login=False,
+                discord_client_id=provider.client_id,
+                discord_client_secret=provider.client_secret,
+                discord_api_base=provider.base,
+                gateway_grpc_addr=sim.address,
+                gateway_secret=GATEWAY_SECRET,
+                instance_dir=str(tmp_path),
+            )
+        )
         app.config["TESTING"] = True
         migrate_db(app)
         check_gateway_tables(app)
@@ -143,8 +175,12 @@ def test_an_existing_installation_is_served_without_changing_it(install, provide
         unmanaged = soup(ops.get("/admin/tenants/unmanaged"))
         listed = {tr.select_one("td.mono").text for tr in unmanaged.select("tbody tr")}
         assert listed == {"rabenheim", "saltmere", "quiet_keep"}
-        assert ops.post("/admin/tenants/rabenheim/adopt", {"name": "Rabenheim Nights",
-                                                         "owner_discord_id": provider.user["id"]}).status_code == 200
+        assert (
+            ops.post(
+                "/admin/tenants/rabenheim/adopt", {"name": "Rabenheim Nights", "owner_discord_id": provider.user["id"]}
+            ).status_code
+            == 200
+        )
         resp = ops.post("/admin/tenants/saltmere/adopt", {"name": "Saltmere Harbour", "link": "1"})
         saltmere_link = urlsplit(soup(resp).select_one("#invite-link")["value"]).path
 
@@ -170,8 +206,12 @@ def test_an_existing_installation_is_served_without_changing_it(install, provide
         assert "Old Tom" in casts["c2"].text and "The Lonely Ferryman" in casts["c3"].text
 
         # Saltmere's owner joins by link; saltmere's own c1 is a different campaign with the same id.
-        provider.user = {**provider.user, "id": "80351110224678999", "global_name": "Harbour Hal",
-                         "email": "hal@example.com"}
+        provider.user = {
+            **provider.user,
+            "id": "80351110224678999",
+            "global_name": "Harbour Hal",
+            "email": "hal@example.com",
+        }
         hal = Browser(app)
         assert hal.get(saltmere_link).status_code == 200
         assert discord_sign_in(hal, provider).status_code == 303
@@ -184,8 +224,9 @@ def test_an_existing_installation_is_served_without_changing_it(install, provide
 
         # NPC edit page: loads a row written by other tooling, saves unchanged.
         editor = soup(owner.get("/npcs/npc-greta"))
-        form = editor.select_one("form#npc-form") or next(f for f in editor.select("form")
-                                                           if f.get("action") == "/npcs/npc-greta")
+        form = editor.select_one("form#npc-form") or next(
+            f for f in editor.select("form") if f.get("action") == "/npcs/npc-greta"
+        )
         assert form.select_one("[name=name]")["value"] == "Greta Ironbraid"
         from werkzeug.datastructures import MultiDict
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import logging
 import threading
+from datetime import UTC
 from types import SimpleNamespace
 from urllib.parse import urlsplit
 
@@ -64,8 +65,9 @@ def slow_gateway(app, simulator):
 
 
 def audit_rows(database_url, tenant):
-    return sql(database_url, "SELECT action, details->>'note' FROM web.audit_log WHERE tenant_id = %s ORDER BY id",
-               (tenant,))
+    return sql(
+        database_url, "SELECT action, details->>'note' FROM web.audit_log WHERE tenant_id = %s ORDER BY id", (tenant,)
+    )
 
 
 def session_state(database_url, sid):
@@ -76,7 +78,8 @@ def session_state(database_url, sid):
 
 
 def test_stop_that_times_out_is_checked_on_the_open_page_and_audited_when_it_ends(
-        app, table, database_url, simulator, slow_gateway):
+    app, table, database_url, simulator, slow_gateway
+):
     sid = app.extensions["glyphoxa.gateway"].start_web_session(table.tenant, table.guild, snowflake(), table.campaign)
 
     # The session page is open before anything goes wrong.
@@ -116,8 +119,10 @@ def test_stop_that_times_out_is_checked_on_the_open_page_and_audited_when_it_end
     assert updated.select_one("[hx-trigger]") is None  # polling ends
     assert updated.select_one(f'form[action="/sessions/{sid}/stop"]') is None  # no Stop button any more
     assert json.loads(done.headers["HX-Trigger"])["toast"]["message"] == "Session stopped."
-    assert audit_rows(database_url, table.tenant) == [("session.stop_unconfirmed", None),
-                                                       ("session.stop", "after_timeout")]
+    assert audit_rows(database_url, table.tenant) == [
+        ("session.stop_unconfirmed", None),
+        ("session.stop", "after_timeout"),
+    ]
     # Another poll (a second open tab) audits nothing twice.
     table.dm.get(poll_url, htmx=True)
     assert [a for a, _ in audit_rows(database_url, table.tenant)].count("session.stop") == 1
@@ -145,13 +150,13 @@ def test_stop_that_times_out_without_javascript_lands_on_the_checking_page(app, 
     assert notice.select_one(f'a[href="/sessions/{sid}?stop=check"]').text == "Check again"
     assert session_state(database_url, sid) in ("pending", "active")
     # Much later the session still runs: the page says the stop was never confirmed.
-    from datetime import datetime, timedelta, timezone
+    from datetime import datetime, timedelta
 
     from flask_login import current_user
 
     from glyphoxa_htmx.services import session_control
 
-    later = datetime.now(timezone.utc) + timedelta(seconds=session_control.STOP_CHECK_SECONDS + 1)
+    later = datetime.now(UTC) + timedelta(seconds=session_control.STOP_CHECK_SECONDS + 1)
     with app.test_request_context(headers={"Cookie": f"gx_session={table.dm.token}"}):
         result = session_control.reconcile_stop(current_user._get_current_object(), sid, now=later)
     assert result.outcome == "unconfirmed" and "Try stopping it again" in result.message
@@ -186,8 +191,9 @@ def test_readyz_answers_within_a_bound_when_the_database_goes_silent(app, db_pro
     client = probe.test_client()
     assert client.get("/readyz").status_code == 200  # forwarding: ready (and the pool has a connection)
     with probe.app_context():
-        from glyphoxa_htmx.extensions import db
         from sqlalchemy import text
+
+        from glyphoxa_htmx.extensions import db
 
         db.session.execute(text("SELECT 1"))
         db.session.remove()
@@ -221,15 +227,17 @@ def test_statement_timeout_setting_reaches_the_connections(app, database_url):
     assert load_settings(environ={"DATABASE_STATEMENT_TIMEOUT": "3.5"}).database_statement_timeout == 3.5
     probe = create_app(make_settings(database_url, database_statement_timeout=3.5))
     with probe.app_context():
-        from glyphoxa_htmx.extensions import db
         from sqlalchemy import text
+
+        from glyphoxa_htmx.extensions import db
 
         assert db.session.execute(text("SHOW statement_timeout")).scalar() == "3500ms"
         db.session.remove()
     off = create_app(make_settings(database_url, database_statement_timeout=0))
     with off.app_context():
-        from glyphoxa_htmx.extensions import db
         from sqlalchemy import text
+
+        from glyphoxa_htmx.extensions import db
 
         assert db.session.execute(text("SHOW statement_timeout")).scalar() == "0"
         db.session.remove()
@@ -247,8 +255,11 @@ def test_a_start_against_a_slow_gateway_spends_one_budget_and_asks_once(app, tab
     original = app.extensions["glyphoxa.gateway"]
     app.extensions["glyphoxa.gateway"] = client
     try:
-        resp = table.dm.post("/sessions/new", {"campaign_id": table.campaign, "guild_id": table.guild,
-                                               "channel_id": "987654321098765432"}, htmx=True)
+        resp = table.dm.post(
+            "/sessions/new",
+            {"campaign_id": table.campaign, "guild_id": table.guild, "channel_id": "987654321098765432"},
+            htmx=True,
+        )
     finally:
         app.extensions["glyphoxa.gateway"] = original
         client.close()
@@ -304,8 +315,12 @@ def scripted_server():
 
 
 def _terminate(database_url, where: str, params=()) -> int:
-    rows = sql(database_url, "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = current_database() "
-                             "AND pid <> pg_backend_pid() AND " + where, params)
+    rows = sql(
+        database_url,
+        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = current_database() "
+        "AND pid <> pg_backend_pid() AND " + where,
+        params,
+    )
     return len(rows or [])
 
 
@@ -365,8 +380,14 @@ def test_no_token_hash_or_secret_reaches_the_log_in_a_kill_storm(app, database_u
 
     tag = "glyphoxa_storm"
     sep = "&" if "?" in database_url else "?"
-    probe = create_app(make_settings(database_url + f"{sep}application_name={tag}", log_level="INFO",
-                                     gateway_grpc_addr=simulator.address, gateway_secret=GATEWAY_SECRET))
+    probe = create_app(
+        make_settings(
+            database_url + f"{sep}application_name={tag}",
+            log_level="INFO",
+            gateway_grpc_addr=simulator.address,
+            gateway_secret=GATEWAY_SECRET,
+        )
+    )
     users = [make_user(role="dm") for _ in range(3)]
     tokens = [Browser(probe).login(u).token for u in users]
 
@@ -411,9 +432,20 @@ def test_no_token_hash_or_secret_reaches_the_log_in_a_kill_storm(app, database_u
                 stop.wait(0.05)
             with psycopg.connect(database_url) as locker:
                 locker.execute("LOCK TABLE web.login_sessions IN ACCESS EXCLUSIVE MODE")
-                wait_for(lambda: sql(database_url, "SELECT count(*) FROM pg_stat_activity WHERE application_name = %s "
-                                                   "AND wait_event_type = 'Lock'", (tag,))[0][0] > 0,
-                         timeout=20, interval=0.02, what="a request waiting on the locked sign-in table")
+                wait_for(
+                    lambda: (
+                        sql(
+                            database_url,
+                            "SELECT count(*) FROM pg_stat_activity WHERE application_name = %s "
+                            "AND wait_event_type = 'Lock'",
+                            (tag,),
+                        )[0][0]
+                        > 0
+                    ),
+                    timeout=20,
+                    interval=0.02,
+                    what="a request waiting on the locked sign-in table",
+                )
                 _terminate(database_url, "application_name = %s AND wait_event_type = 'Lock'", (tag,))
                 locker.rollback()
     finally:
@@ -442,8 +474,14 @@ def test_startup_against_a_bad_database_prints_one_clear_line(command, monkeypat
     import sys
 
     env = {"PATH": "/usr/bin:/bin", "DATABASE_URL": "postgresql://glyph:hunter2@127.0.0.1:1/nothing", "LOG_JSON": "0"}
-    proc = subprocess.run([sys.executable, "-m", "glyphoxa_htmx.cli", *command], env=env, capture_output=True,
-                          text=True, timeout=60, cwd=str(__import__("tests.conftest").conftest.ROOT))
+    proc = subprocess.run(
+        [sys.executable, "-m", "glyphoxa_htmx.cli", *command],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=str(__import__("tests.conftest").conftest.ROOT),
+    )
     lines = [line for line in (proc.stdout + proc.stderr).splitlines() if line.strip()]
     assert proc.returncode != 0
     assert len(lines) == 1, lines
@@ -459,8 +497,12 @@ def test_live_controls_answer_503_with_the_toast_when_the_gateway_is_down(app, t
     sid = app.extensions["glyphoxa.gateway"].start_web_session(table.tenant, table.guild, snowflake(), table.campaign)
     wait_for(lambda: session_state(database_url, sid) == "active", what="the session to go active")
     slow_gateway.proxy.close()  # the gateway is gone
-    for action, data in [("mute", {"npc": "Grimble"}), ("unmute", {"npc": "Grimble"}),
-                         ("speak", {"npc": "Grimble", "speech": "Hello"}), ("mute-all", {})]:
+    for action, data in [
+        ("mute", {"npc": "Grimble"}),
+        ("unmute", {"npc": "Grimble"}),
+        ("speak", {"npc": "Grimble", "speech": "Hello"}),
+        ("mute-all", {}),
+    ]:
         resp = table.dm.post(f"/sessions/{sid}/npcs/{action}", data, htmx=True)
         assert resp.status_code == 503, action
         assert json.loads(resp.headers["HX-Trigger"])["toast"]["level"] == "error"

@@ -23,8 +23,14 @@ def gateway_row(database_url, tenant_id, campaign_id=""):
 
 
 def npc_row(database_url, tenant_id, campaign_id, name):
-    sql(database_url, "INSERT INTO public.npc_definitions (id, tenant_id, campaign_id, name) VALUES (%s, %s, %s, %s)",
-        f"{tenant_id}-{campaign_id}-{name}", tenant_id, campaign_id, name)
+    sql(
+        database_url,
+        "INSERT INTO public.npc_definitions (id, tenant_id, campaign_id, name) VALUES (%s, %s, %s, %s)",
+        f"{tenant_id}-{campaign_id}-{name}",
+        tenant_id,
+        campaign_id,
+        name,
+    )
 
 
 def forget_sync():
@@ -55,8 +61,10 @@ def test_ids_in_gateway_data_show_as_campaigns(app, as_role, database_url):
     with app.app_context():
         rows = db.session.execute(select(Campaign).where(Campaign.tenant_id == t)).scalars().all()
         assert {(c.id, c.name, c.origin) for c in rows} == {
-            ("active_one", "active_one", "gateway"), ("from_discord", "from_discord", "gateway"),
-            ("npc_only", "npc_only", "gateway")}
+            ("active_one", "active_one", "gateway"),
+            ("from_discord", "from_discord", "gateway"),
+            ("npc_only", "npc_only", "gateway"),
+        }
         audit = db.session.execute(select(AuditLog).where(AuditLog.action == "campaign.found")).scalar_one()
         assert sorted(audit.details["campaign_ids"]) == ["active_one", "from_discord", "npc_only"]
 
@@ -127,8 +135,12 @@ def test_active_campaign_is_the_gateways_and_has_no_web_copy(app, as_role, datab
     assert "Active" in found["Other"].select_one(".badges").text
     assert "Active" not in found["Mine"].select_one(".badges").text
     with psycopg.connect(database_url) as conn:
-        columns = {r[0] for r in conn.execute(
-            "SELECT column_name FROM information_schema.columns WHERE table_schema = 'web' AND table_name = 'tenants'")}
+        columns = {
+            r[0]
+            for r in conn.execute(
+                "SELECT column_name FROM information_schema.columns WHERE table_schema = 'web' AND table_name = 'tenants'"
+            )
+        }
     assert "active_campaign_id" not in columns
 
 

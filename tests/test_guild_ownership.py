@@ -5,7 +5,7 @@ permission bitfields), the gateway simulator over gRPC, PostgreSQL."""
 from __future__ import annotations
 
 import threading
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from urllib.parse import urlsplit
 
 import psycopg
@@ -26,7 +26,7 @@ def _grant(app, user_id: str, guilds: list[dict], *, age: timedelta = timedelta(
     with app.app_context():
         user = db.session.get(User, user_id)
         user.discord_guilds = guilds
-        user.discord_guilds_at = datetime.now(timezone.utc) - age
+        user.discord_guilds_at = datetime.now(UTC) - age
         db.session.commit()
 
 
@@ -86,20 +86,30 @@ def test_a_session_never_starts_in_another_tables_server(app, as_role, database_
         db.session.add(GuildClaim(guild_id=shared, tenant_id=rightful.user.tenant_id))
         db.session.commit()
     campaign = make_campaign(app, squatter.user.tenant_id)
-    form = {"campaign_id": campaign, "guild_id": shared, "channel_id": "987654321098765432",
-            "empty_cast_ok": "1"}  # these campaigns have no NPCs: confirm starting without any
+    form = {
+        "campaign_id": campaign,
+        "guild_id": shared,
+        "channel_id": "987654321098765432",
+        "empty_cast_ok": "1",
+    }  # these campaigns have no NPCs: confirm starting without any
     resp = squatter.post("/sessions/new", form, htmx=True)
     assert resp.status_code == 422
     assert "connected to another table" in soup(resp).select_one("#guild_id-error").text
     with app.app_context():
-        assert db.session.execute(select(GatewaySession).where(
-            GatewaySession.tenant_id == squatter.user.tenant_id)).first() is None
+        assert (
+            db.session.execute(
+                select(GatewaySession).where(GatewaySession.tenant_id == squatter.user.tenant_id)
+            ).first()
+            is None
+        )
     mine = make_campaign(app, rightful.user.tenant_id)
     started = rightful.post("/sessions/new", {**form, "campaign_id": mine})
     assert started.status_code == 303, started.get_data(as_text=True)
     with psycopg.connect(database_url, autocommit=True) as conn:
-        conn.execute("UPDATE public.sessions SET state = 'ended', ended_at = now() WHERE tenant_id = %s",
-                     (rightful.user.tenant_id,))
+        conn.execute(
+            "UPDATE public.sessions SET state = 'ended', ended_at = now() WHERE tenant_id = %s",
+            (rightful.user.tenant_id,),
+        )
 
 
 def test_unclaimed_server_listed_twice_is_refused_for_both(app, as_role):
@@ -107,8 +117,11 @@ def test_unclaimed_server_listed_twice_is_refused_for_both(app, as_role):
     one, two = _table(app, as_role, shared), _table(app, as_role, shared)
     for b in (one, two):
         campaign = make_campaign(app, b.user.tenant_id)
-        resp = b.post("/sessions/new", {"campaign_id": campaign, "guild_id": shared,
-                                        "channel_id": "987654321098765432"}, htmx=True)
+        resp = b.post(
+            "/sessions/new",
+            {"campaign_id": campaign, "guild_id": shared, "channel_id": "987654321098765432"},
+            htmx=True,
+        )
         assert resp.status_code == 422 and soup(resp).select_one("#guild_id-error")
 
 
@@ -183,8 +196,14 @@ def test_two_tables_claiming_one_server_at_once_one_wins(app, as_role):
 def test_settings_page_offers_only_managed_servers(app, as_role):
     owner = _table(app, as_role, snowflake())
     managed, member = snowflake(), snowflake()
-    _grant(app, owner.user.id, [{"id": managed, "name": "Mine", "owner": False, "manage": True},
-                                {"id": member, "name": "Just a member", "owner": False, "manage": False}])
+    _grant(
+        app,
+        owner.user.id,
+        [
+            {"id": managed, "name": "Mine", "owner": False, "manage": True},
+            {"id": member, "name": "Just a member", "owner": False, "manage": False},
+        ],
+    )
     page = soup(owner.get("/settings"))
     assert not page.select_one(f"input[name=guild_id][value='{managed}']").has_attr("disabled")
     assert page.select_one(f"input[name=guild_id][value='{member}']").has_attr("disabled")
@@ -236,8 +255,6 @@ def test_reassign_validation_and_no_js_confirmation(app, as_role):
 # ---- the grant itself comes from Discord's permission bits ------------------------------------
 
 
-
-
 def _discord_sign_in(b: Browser) -> None:
     start = b.get("/auth/discord?next=/settings")
     back = requests.get(start.headers["Location"], allow_redirects=False, timeout=5).headers["Location"]
@@ -259,7 +276,7 @@ def test_discord_sign_in_records_which_servers_the_person_manages(oauth_app, pro
             user = db.session.execute(select(User).where(User.discord_id == provider.user["id"])).scalar_one()
             manage = {gd["id"]: gd["manage"] for gd in user.discord_guilds}
             assert manage == {TAVERN: True, GOBLINS: False, LANTERN: True, ADMINS: True, "41771983423143941": False}
-            assert datetime.now(timezone.utc) - user.discord_guilds_at < timedelta(minutes=1)
+            assert datetime.now(UTC) - user.discord_guilds_at < timedelta(minutes=1)
             tenant_id = user.tenant_id
         # The owner connects a server they manage; one where they are only a member is refused.
         assert b.post("/settings/discord", {"guild_id": TAVERN}).status_code == 303
@@ -276,7 +293,7 @@ def test_reconsent_link_signs_in_with_discord_and_comes_back(oauth_app, provider
     _discord_sign_in(b)
     with oauth_app.app_context():
         user = db.session.execute(select(User).where(User.discord_id == provider.user["id"])).scalar_one()
-        user.discord_guilds_at = datetime.now(timezone.utc) - timedelta(days=1)
+        user.discord_guilds_at = datetime.now(UTC) - timedelta(days=1)
         db.session.commit()
     resp = b.post("/settings/discord", {"guild_id": TAVERN}, htmx=True)
     assert resp.status_code == 422

@@ -37,8 +37,13 @@ def test_gunicorn_workers_share_metrics(app, database_url, tmp_path):
         "LOG_LEVEL": "WARNING",
     }
     gunicorn = Path(sys.executable).with_name("gunicorn")
-    proc = subprocess.Popen([str(gunicorn), "-c", "deploy/gunicorn.conf.py", "wsgi:app"], cwd=ROOT, env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    proc = subprocess.Popen(
+        [str(gunicorn), "-c", "deploy/gunicorn.conf.py", "wsgi:app"],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+    )
     base = f"http://127.0.0.1:{port}"
     try:
         wait_healthy(base, proc)
@@ -46,7 +51,8 @@ def test_gunicorn_workers_share_metrics(app, database_url, tmp_path):
             assert requests.get(base + "/", timeout=5).status_code == 200
         body = requests.get(base + "/metrics", timeout=5).text
         counts = re.findall(
-            r'http_server_duration_seconds_count\{method="GET",route="/",status_code="200"\} (\S+)', body)
+            r'http_server_duration_seconds_count\{method="GET",route="/",status_code="200"\} (\S+)', body
+        )
         assert counts and float(counts[0]) == 40.0
         assert any(name.startswith("histogram_") for name in os.listdir(tmp_path / "prom"))
     finally:
@@ -71,8 +77,13 @@ def test_overloaded_worker_answers_503_with_retry_after_instead_of_serving_late(
     }
     env.pop("PROMETHEUS_MULTIPROC_DIR", None)
     gunicorn = Path(sys.executable).with_name("gunicorn")
-    proc = subprocess.Popen([str(gunicorn), "-c", "deploy/gunicorn.conf.py", "wsgi:app"], cwd=ROOT, env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    proc = subprocess.Popen(
+        [str(gunicorn), "-c", "deploy/gunicorn.conf.py", "wsgi:app"],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+    )
     base = f"http://127.0.0.1:{port}"
     try:
         wait_healthy(base, proc)

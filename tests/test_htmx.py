@@ -72,8 +72,17 @@ def test_no_inline_styles_on_any_page(app, as_role, visitor):
     """The CSP has no 'unsafe-inline': a style attribute would be silently ignored."""
     owner = as_role("super_admin")
     pages = [visitor.get("/"), visitor.get("/auth/signin")] + [
-        owner.get(url) for url in ("/dashboard", "/team", "/settings", "/account/sessions", "/admin/", "/admin/tenants",
-                                   "/admin/users", "/nope")
+        owner.get(url)
+        for url in (
+            "/dashboard",
+            "/team",
+            "/settings",
+            "/account/sessions",
+            "/admin/",
+            "/admin/tenants",
+            "/admin/users",
+            "/nope",
+        )
     ]
     for resp in pages:
         assert not soup(resp).select("[style]"), resp.request.path
@@ -82,8 +91,18 @@ def test_no_inline_styles_on_any_page(app, as_role, visitor):
 def test_layout_navigation_and_role_badge(app, as_role):
     page = soup(as_role("dm").get("/dashboard"))
     labels = [a.get_text(" ", strip=True) for a in page.select("nav#nav li")]
-    assert [label.split()[0] for label in labels] == ["Dashboard", "Campaigns", "Sessions", "Knowledge", "Voice", "Usage",
-                                                          "Billing", "Team", "Settings", "Support"]
+    assert [label.split()[0] for label in labels] == [
+        "Dashboard",
+        "Campaigns",
+        "Sessions",
+        "Knowledge",
+        "Voice",
+        "Usage",
+        "Billing",
+        "Team",
+        "Settings",
+        "Support",
+    ]
     assert page.select_one(".topbar .badge").text == "Dungeon Master"
     owner_nav = soup(as_role("tenant_owner").get("/dashboard")).select_one("nav#nav").get_text(" ", strip=True)
     assert "Audit log" in owner_nav  # the table's audit log is the owner's

@@ -20,13 +20,21 @@ def graph(app, as_role, database_url):
     gateway_tenant(app, tenant)
     campaign = make_campaign(app, tenant, "Hollowmere")
     ids = seed(database_url, tenant, campaign, sessions=2)
-    return SimpleNamespace(dm=dm, tenant=tenant, campaign=campaign, ids=ids,
-                           actor=Actor(user_id=dm.user.id, tenant_id=tenant, role=Role.VIEWER))
+    return SimpleNamespace(
+        dm=dm,
+        tenant=tenant,
+        campaign=campaign,
+        ids=ids,
+        actor=Actor(user_id=dm.user.id, tenant_id=tenant, role=Role.VIEWER),
+    )
 
 
 def entities(database_url, t, where="", params=()):
-    return sql(database_url, f'SELECT id, type, name FROM "tenant_{t.tenant}".entities WHERE campaign_id = %s {where} '
-                             "ORDER BY name, id", (t.campaign, *params))
+    return sql(
+        database_url,
+        f'SELECT id, type, name FROM "tenant_{t.tenant}".entities WHERE campaign_id = %s {where} ORDER BY name, id',
+        (t.campaign, *params),
+    )
 
 
 def test_index_lists_campaigns_with_counts(app, graph, database_url):
@@ -66,16 +74,24 @@ def test_entity_page_shows_attributes_and_relationships_with_provenance(app, gra
     assert page.select_one("h1").text == "Grimble Ashfoot"
     assert "Npc id" in page.select_one("#attr-h").parent.text
     out_rows = page.select_one("#out-h").parent.select("tbody tr")
-    expected = sql(database_url, f'SELECT rel_type, provenance FROM "tenant_{graph.tenant}".relationships '
-                                 "WHERE campaign_id = %s AND source_id = %s", (graph.campaign, eid))
+    expected = sql(
+        database_url,
+        f'SELECT rel_type, provenance FROM "tenant_{graph.tenant}".relationships '
+        "WHERE campaign_id = %s AND source_id = %s",
+        (graph.campaign, eid),
+    )
     assert len(out_rows) == len(expected)
     knows = [tr for tr in out_rows if tr.select("td")[0].text == "knows"][0]
     assert knows.select_one('a[href$="/entities/npc-sister-vey"]') is not None
     session_link = knows.select("td")[2].select_one("a")["href"]
     assert session_link.startswith("/sessions/") and session_link.split("/")[-1] in graph.ids
     assert knows.select("td")[3].text == "90%" and "No" in knows.select("td")[4].text
-    sql(database_url, f'UPDATE "tenant_{graph.tenant}".relationships SET provenance = provenance || '
-                      "'{\"dm_confirmed\": true}' WHERE source_id = %s AND rel_type = 'knows'", (eid,))
+    sql(
+        database_url,
+        f'UPDATE "tenant_{graph.tenant}".relationships SET provenance = provenance || '
+        "'{\"dm_confirmed\": true}' WHERE source_id = %s AND rel_type = 'knows'",
+        (eid,),
+    )
     page = soup(graph.dm.get(f"/knowledge/{graph.campaign}/entities/{eid}"))
     assert page.select_one("#out-h").parent.select_one(".badge-ok").text == "Confirmed"
     incoming = page.select_one("#in-h").parent.select("tbody tr")
@@ -108,8 +124,11 @@ def test_other_tenants_graph_is_404(app, graph, as_role, suffix):
 
 
 def test_memory_only_campaign_is_visible_unknown_is_404(app, graph, database_url):
-    sql(database_url, f'INSERT INTO "tenant_{graph.tenant}".entities (campaign_id, id, type, name) '
-                      "VALUES ('default', 'loc-x', 'location', 'Nowhere')")
+    sql(
+        database_url,
+        f'INSERT INTO "tenant_{graph.tenant}".entities (campaign_id, id, type, name) '
+        "VALUES ('default', 'loc-x', 'location', 'Nowhere')",
+    )
     page = soup(graph.dm.get("/knowledge"))
     assert page.select_one('a[href="/knowledge/default"]').text == "Default campaign"
     assert "Nowhere" in graph.dm.get("/knowledge/default").get_data(as_text=True)

@@ -51,8 +51,11 @@ def start(app, t) -> str:
 
 def db_line_ids(database_url, tenant, sid, after=0) -> list[int]:
     try:
-        rows = sql(database_url, f'SELECT id FROM "tenant_{tenant}".session_entries WHERE session_id = %s AND id > %s '
-                                 "ORDER BY id", (sid, after))
+        rows = sql(
+            database_url,
+            f'SELECT id FROM "tenant_{tenant}".session_entries WHERE session_id = %s AND id > %s ORDER BY id',
+            (sid, after),
+        )
     except Exception:  # noqa: BLE001 - the schema appears with the first line
         return []
     return [r[0] for r in rows or []]
@@ -227,11 +230,19 @@ def test_npc_controls_mute_speak_and_unmute_all(app, table, database_url, simula
     assert resp.status_code == 200
     # The simulator creates the tenant's worker schema just after the session turns active: until
     # then the table doesn't exist, which is "not yet", not a failure.
-    wait_for(lambda: sql(database_url, f'SELECT 1 FROM "tenant_{table.tenant}".session_entries '
-                                       "WHERE session_id = %s AND text = %s AND speaker_name = 'Sister Vey'",
-                         (sid, text)) if sql(database_url, "SELECT to_regclass(%s)",
-                                             (f'"tenant_{table.tenant}".session_entries',))[0][0] else None,
-             what="the spoken line")
+    wait_for(
+        lambda: (
+            sql(
+                database_url,
+                f'SELECT 1 FROM "tenant_{table.tenant}".session_entries '
+                "WHERE session_id = %s AND text = %s AND speaker_name = 'Sister Vey'",
+                (sid, text),
+            )
+            if sql(database_url, "SELECT to_regclass(%s)", (f'"tenant_{table.tenant}".session_entries',))[0][0]
+            else None
+        ),
+        what="the spoken line",
+    )
     resp = table.dm.post(f"/sessions/{sid}/npcs/speak", {"npc": "Sister Vey", "speech": "  "}, htmx=True)
     assert resp.status_code == 422 and soup(resp).select_one("#speech-error") is not None
 
@@ -240,8 +251,14 @@ def test_npc_controls_mute_speak_and_unmute_all(app, table, database_url, simula
     resp = table.dm.post(f"/sessions/{sid}/npcs/mute-all")  # without JavaScript: back to the page
     assert resp.status_code == 303 and resp.headers["Location"] == f"/sessions/{sid}/live"
     assert all(n.muted for n in app.extensions["glyphoxa.gateway"].list_npcs(sid))
-    actions = [r[0] for r in sql(database_url, "SELECT action FROM web.audit_log WHERE tenant_id = %s AND "
-                                               "action LIKE 'session.npc_%%' ORDER BY id", (table.tenant,))]
+    actions = [
+        r[0]
+        for r in sql(
+            database_url,
+            "SELECT action FROM web.audit_log WHERE tenant_id = %s AND action LIKE 'session.npc_%%' ORDER BY id",
+            (table.tenant,),
+        )
+    ]
     assert actions == ["session.npc_mute", "session.npc_speak", "session.npc_unmute_all", "session.npc_mute_all"]
 
 
@@ -287,12 +304,28 @@ def test_websocket_process_group_under_gunicorn(app, table, database_url, simula
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     root = Path(__file__).resolve().parent.parent
-    env = {**os.environ, "GLYPHOXA_ENV": "development", "DATABASE_URL": database_url, "SECRET_KEY": "w" * 40,
-           "GATEWAY_GRPC_ADDR": simulator.address, "GATEWAY_SECRET": GATEWAY_SECRET, "GLYPHOXA_GATEWAY_SIMULATOR": "0",
-           "GUNICORN_WS_BIND": f"127.0.0.1:{port}", "WS_WORKERS": "1", "WS_THREADS": "20", "LOG_LEVEL": "WARNING",
-           "GUNICORN_WS_CONTROL_SOCKET": str(tmp_path / "ws.ctl"), "PROMETHEUS_MULTIPROC_DIR": str(tmp_path / "prom")}
-    proc = subprocess.Popen([str(Path(sys.executable).with_name("gunicorn")), "-c", "deploy/gunicorn-ws.conf.py",
-                             "wsgi:app"], cwd=root, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    env = {
+        **os.environ,
+        "GLYPHOXA_ENV": "development",
+        "DATABASE_URL": database_url,
+        "SECRET_KEY": "w" * 40,
+        "GATEWAY_GRPC_ADDR": simulator.address,
+        "GATEWAY_SECRET": GATEWAY_SECRET,
+        "GLYPHOXA_GATEWAY_SIMULATOR": "0",
+        "GUNICORN_WS_BIND": f"127.0.0.1:{port}",
+        "WS_WORKERS": "1",
+        "WS_THREADS": "20",
+        "LOG_LEVEL": "WARNING",
+        "GUNICORN_WS_CONTROL_SOCKET": str(tmp_path / "ws.ctl"),
+        "PROMETHEUS_MULTIPROC_DIR": str(tmp_path / "prom"),
+    }
+    proc = subprocess.Popen(
+        [str(Path(sys.executable).with_name("gunicorn")), "-c", "deploy/gunicorn-ws.conf.py", "wsgi:app"],
+        cwd=root,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+    )
     sid = start(app, table)
     url = f"ws://127.0.0.1:{port}/sessions/{sid}/ws?after=0"
     origin = f"http://127.0.0.1:{port}"
@@ -336,8 +369,9 @@ def test_open_socket_closes_when_its_sign_in_ends(app, server, table, as_role, d
     dm.read_until(lambda r: r.line_ids(), what="the DM's first line")
 
     # The DM signs this browser out from another one (Account → sign-in sessions → Sign out).
-    (login_id,), = sql(database_url, "SELECT id FROM web.login_sessions WHERE token_hash = %s",
-                       (hash_token(table.dm.token),))
+    ((login_id,),) = sql(
+        database_url, "SELECT id FROM web.login_sessions WHERE token_hash = %s", (hash_token(table.dm.token),)
+    )
     elsewhere = Browser(app).login(table.dm.user)
     assert elsewhere.post(f"/account/sessions/{login_id}/revoke", htmx=True).status_code == 200
     dm.read_to_close()

@@ -23,8 +23,14 @@ class Inbox:
         self.messages = []
 
     async def handle_DATA(self, server, session, envelope):  # noqa: N802 - aiosmtpd's hook name
-        self.messages.append({"from": envelope.mail_from, "to": envelope.rcpt_tos,
-                              "data": envelope.content.decode(), "tls": session.ssl is not None})
+        self.messages.append(
+            {
+                "from": envelope.mail_from,
+                "to": envelope.rcpt_tos,
+                "data": envelope.content.decode(),
+                "tls": session.ssl is not None,
+            }
+        )
         return "250 Message accepted for delivery"
 
 
@@ -38,17 +44,24 @@ def _free_port() -> int:
 def certificate(tmp_path_factory):
     key = ec.generate_private_key(ec.SECP256R1())
     name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "glyphoxa test smtp")])
-    now = dt.datetime.now(dt.timezone.utc)
-    cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
-            .serial_number(x509.random_serial_number()).not_valid_before(now - dt.timedelta(minutes=5))
-            .not_valid_after(now + dt.timedelta(days=1))
-            .add_extension(x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]), False)
-            .add_extension(x509.BasicConstraints(ca=True, path_length=None), True)
-            .sign(key, hashes.SHA256()))
+    now = dt.datetime.now(dt.UTC)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - dt.timedelta(minutes=5))
+        .not_valid_after(now + dt.timedelta(days=1))
+        .add_extension(x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]), False)
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), True)
+        .sign(key, hashes.SHA256())
+    )
     folder = tmp_path_factory.mktemp("smtp")
     (folder / "cert.pem").write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    (folder / "key.pem").write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                                                       serialization.NoEncryption()))
+    (folder / "key.pem").write_bytes(
+        key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
+    )
     return folder / "cert.pem", folder / "key.pem"
 
 
@@ -58,8 +71,7 @@ def smtp_server(certificate):
     context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
     context.load_cert_chain(cert, key)
     inbox = Inbox()
-    controller = Controller(inbox, hostname="127.0.0.1", port=_free_port(), tls_context=context,
-                            require_starttls=True)
+    controller = Controller(inbox, hostname="127.0.0.1", port=_free_port(), tls_context=context, require_starttls=True)
     controller.start()
     yield controller, inbox
     controller.stop()
@@ -84,8 +96,12 @@ def test_mail_goes_over_starttls(database_url, smtp_server, certificate):
     from glyphoxa_htmx.adapters import mail
 
     controller, inbox = smtp_server
-    app = _app(database_url, smtp_url=f"smtp://127.0.0.1:{controller.port}", smtp_ca_file=str(certificate[0]),
-               mail_from="Glyphoxa <billing@glyphoxa.test>")
+    app = _app(
+        database_url,
+        smtp_url=f"smtp://127.0.0.1:{controller.port}",
+        smtp_ca_file=str(certificate[0]),
+        mail_from="Glyphoxa <billing@glyphoxa.test>",
+    )
     with app.app_context():
         mail.send("dm@example.test", "Your Glyphoxa payment failed", "Please update your card.")
     (msg,) = inbox.messages

@@ -25,8 +25,7 @@ ROWS = 30
 
 WORDS = ["Greta", "salt", "Mere", "dock", "ember", "ωmega", "naïve", "x", "smuggler", "dwarf", "🐉", "rope"]
 # Exact JSON number texts: PostgreSQL keeps their digits; a round trip through a Python float would not.
-NUMBERS = ["52", "0", "-3", "1.10", "2.50", "12345678901234567890", "3.141592653589793238462643", "1e3", "-0.5",
-           "7"]
+NUMBERS = ["52", "0", "-3", "1.10", "2.50", "12345678901234567890", "3.141592653589793238462643", "1e3", "-0.5", "7"]
 
 
 def _text(rng: random.Random, spaces: bool = True) -> str:
@@ -49,8 +48,11 @@ def _value(rng: random.Random, depth: int = 0) -> str:
         return "null"
     if kind == "array":
         return "[" + ", ".join(_value(rng, depth + 1) for _ in range(rng.randint(0, 3))) + "]"
-    return "{" + ", ".join(f'"{k}": {_value(rng, depth + 1)}' for k in rng.sample(["a", "b", "deep", "n"],
-                                                                                  rng.randint(0, 3))) + "}"
+    return (
+        "{"
+        + ", ".join(f'"{k}": {_value(rng, depth + 1)}' for k in rng.sample(["a", "b", "deep", "n"], rng.randint(0, 3)))
+        + "}"
+    )
 
 
 def _object(pairs: list[tuple[str, str]]) -> str:
@@ -60,18 +62,25 @@ def _object(pairs: list[tuple[str, str]]) -> str:
 def random_row(rng: random.Random, n: int) -> dict:
     """Column values as SQL text (JSON columns as JSON text) for one npc_definitions row."""
     voice = []
-    for key, gen in (("provider", lambda: json.dumps(rng.choice(["elevenlabs", "espeak", "ElevenLabs", "azure"]))),
-                     ("voice_id", lambda: json.dumps(rng.choice(["en-gb", "21m00Tcm4TlvDq8ikWAM", ""]))),
-                     ("pitch_shift", lambda: rng.choice(["0", "-2.5", "3", "1.10", "42", '"2"'])),
-                     ("speed_factor", lambda: rng.choice(["0", "1", "1.25", "0.50", "9"]))):
+    for key, gen in (
+        ("provider", lambda: json.dumps(rng.choice(["elevenlabs", "espeak", "ElevenLabs", "azure"]))),
+        ("voice_id", lambda: json.dumps(rng.choice(["en-gb", "21m00Tcm4TlvDq8ikWAM", ""]))),
+        ("pitch_shift", lambda: rng.choice(["0", "-2.5", "3", "1.10", "42", '"2"'])),
+        ("speed_factor", lambda: rng.choice(["0", "1", "1.25", "0.50", "9"])),
+    ):
         if rng.random() < 0.6:
             voice.append((key, gen()))
-    for key in rng.sample(["model", "stability", "similarity_boost", "style", "use_speaker_boost", "extra"],
-                          rng.randint(0, 4)):
+    for key in rng.sample(
+        ["model", "stability", "similarity_boost", "style", "use_speaker_boost", "extra"], rng.randint(0, 4)
+    ):
         voice.append((key, _value(rng)))
-    attributes = [(k, _value(rng)) for k in rng.sample(
-        ["race", "age", "alive", "hp", "tags", "stats", "notes", " spaced key", "ünïcode", "empty", "nothing"],
-        rng.randint(0, 8))]
+    attributes = [
+        (k, _value(rng))
+        for k in rng.sample(
+            ["race", "age", "alive", "hp", "tags", "stats", "notes", " spaced key", "ünïcode", "empty", "nothing"],
+            rng.randint(0, 8),
+        )
+    ]
     lists = {}
     for col in ("knowledge_scope", "secret_knowledge", "behavior_rules", "tools"):
         items = [json.dumps(_text(rng, spaces=False), ensure_ascii=False) for _ in range(rng.randint(0, 3))]
@@ -92,8 +101,20 @@ def random_row(rng: random.Random, n: int) -> dict:
 
 
 JSON_COLS = ("voice", "knowledge_scope", "secret_knowledge", "behavior_rules", "tools", "attributes")
-ALL_COLS = ("id", "tenant_id", "campaign_id", "name", "personality", "engine", "budget_tier", "gm_helper",
-            "address_only", "created_at", "updated_at", *JSON_COLS)
+ALL_COLS = (
+    "id",
+    "tenant_id",
+    "campaign_id",
+    "name",
+    "personality",
+    "engine",
+    "budget_tier",
+    "gm_helper",
+    "address_only",
+    "created_at",
+    "updated_at",
+    *JSON_COLS,
+)
 
 
 def insert_row(database_url, tenant_id, campaign_id, values: dict) -> str:
@@ -102,8 +123,10 @@ def insert_row(database_url, tenant_id, campaign_id, values: dict) -> str:
     cols = ["id", "tenant_id", "campaign_id", *values]
     casts = ["%s", "%s", "%s"] + [("%s::jsonb" if c in JSON_COLS else "%s") for c in values]
     with psycopg.connect(database_url, autocommit=True) as conn:
-        conn.execute(f"INSERT INTO public.npc_definitions ({', '.join(cols)}) VALUES ({', '.join(casts)})",
-                     [npc_id, tenant_id, campaign_id, *values.values()])
+        conn.execute(
+            f"INSERT INTO public.npc_definitions ({', '.join(cols)}) VALUES ({', '.join(casts)})",
+            [npc_id, tenant_id, campaign_id, *values.values()],
+        )
     return npc_id
 
 
@@ -111,16 +134,26 @@ def raw_row(database_url, npc_id) -> dict:
     """Every column as PostgreSQL prints it (JSON columns as jsonb text), so the comparison is exact."""
     cols = ", ".join(f"{c}::text" for c in ALL_COLS)
     with psycopg.connect(database_url) as conn:
-        return dict(zip(ALL_COLS, conn.execute(f"SELECT {cols} FROM public.npc_definitions WHERE id = %s",
-                                               (npc_id,)).fetchone()))
+        return dict(
+            zip(
+                ALL_COLS,
+                conn.execute(f"SELECT {cols} FROM public.npc_definitions WHERE id = %s", (npc_id,)).fetchone(),
+                strict=True,
+            )
+        )
 
 
 def json_keys(database_url, npc_id, col) -> dict:
     """{key: (json type, exact value text)} of an object column."""
     with psycopg.connect(database_url) as conn:
-        return {k: (t, v) for k, t, v in conn.execute(
-            f"SELECT key, jsonb_typeof(value), value::text FROM public.npc_definitions, jsonb_each({col}) "
-            "WHERE id = %s", (npc_id,))}
+        return {
+            k: (t, v)
+            for k, t, v in conn.execute(
+                f"SELECT key, jsonb_typeof(value), value::text FROM public.npc_definitions, jsonb_each({col}) "
+                "WHERE id = %s",
+                (npc_id,),
+            )
+        }
 
 
 def _npcs(app, as_role, database_url, count=ROWS, seed=SEED):
@@ -153,9 +186,16 @@ def test_unchanged_form_writes_nothing_for_any_row_shape(app, as_role, database_
 def test_empty_voice_stays_empty_and_types_show_in_the_editor(app, as_role, database_url):
     b = as_role("dm")
     cid = new_campaign(app, b.user)
-    npc_id = insert_row(database_url, b.user.tenant_id, cid, {
-        "name": "Greta", "voice": "{}",
-        "attributes": '{"age": 52, "alive": true, "tags": ["a", "b"], "race": "dwarf", "gone": null}'})
+    npc_id = insert_row(
+        database_url,
+        b.user.tenant_id,
+        cid,
+        {
+            "name": "Greta",
+            "voice": "{}",
+            "attributes": '{"age": 52, "alive": true, "tags": ["a", "b"], "race": "dwarf", "gone": null}',
+        },
+    )
     page = soup(b.get(f"/npcs/{npc_id}"))
     rows = {r.select_one("input[name=attr_key]")["value"]: r for r in page.select(".kv-row")}
     assert rows["age"].select_one("input[name=attr_value]")["value"] == "52"
@@ -164,8 +204,10 @@ def test_empty_voice_stays_empty_and_types_show_in_the_editor(app, as_role, data
     assert rows["tags"].select_one("input[name=attr_value]")["value"] == '["a", "b"]'
     assert rows["tags"].select_one(".kv-type").text == "JSON list"
     assert rows["race"].select_one(".kv-type") is None  # text needs no hint
-    assert rows["age"].select_one("input[name=attr_value]")["aria-describedby"] == "attr-type-" + \
-        rows["age"].select_one(".kv-type")["id"].rsplit("-", 1)[1]
+    assert (
+        rows["age"].select_one("input[name=attr_value]")["aria-describedby"]
+        == "attr-type-" + rows["age"].select_one(".kv-type")["id"].rsplit("-", 1)[1]
+    )
     before = raw_row(database_url, npc_id)
     resp = b.post(f"/npcs/{npc_id}", {**editor_form(b, npc_id), "personality": "Gruff."})
     assert resp.status_code == 303
@@ -180,8 +222,21 @@ def test_empty_voice_stays_empty_and_types_show_in_the_editor(app, as_role, data
 
 def _change(rng: random.Random, form: dict, stored_attrs: dict) -> tuple[str, str | None, object]:
     """Change one field of the form; returns (column, json key or None, expectation)."""
-    choice = rng.choice(["personality", "name", "voice_id", "pitch_shift", "provider", "attr_text", "attr_typed",
-                         "attr_remove", "attr_add", "list", "address_only"])
+    choice = rng.choice(
+        [
+            "personality",
+            "name",
+            "voice_id",
+            "pitch_shift",
+            "provider",
+            "attr_text",
+            "attr_typed",
+            "attr_remove",
+            "attr_add",
+            "list",
+            "address_only",
+        ]
+    )
     if choice == "personality":
         form["personality"] = "Changed personality."
         return "personality", None, "Changed personality."
@@ -212,7 +267,7 @@ def _change(rng: random.Random, form: dict, stored_attrs: dict) -> tuple[str, st
         i = rng.choice(typed)
         form["attr_value"][i] = "99"
         return "attributes", form["attr_key"][i], ("number", "99")
-    if choice == "attr_text" and "" in form["attr_type"][:len(keys)]:
+    if choice == "attr_text" and "" in form["attr_type"][: len(keys)]:
         i = form["attr_type"].index("")
         form["attr_value"][i] = "changed text"
         return "attributes", form["attr_key"][i], ("string", '"changed text"')
@@ -263,8 +318,12 @@ def test_one_changed_field_writes_only_that_field(app, as_role, database_url):
 def test_typed_attribute_needs_a_value_of_its_type(app, as_role, database_url):
     b = as_role("dm")
     cid = new_campaign(app, b.user)
-    npc_id = insert_row(database_url, b.user.tenant_id, cid, {
-        "name": "Greta", "attributes": '{"age": 52, "alive": true, "tags": ["a"], "stats": {"str": 18}}'})
+    npc_id = insert_row(
+        database_url,
+        b.user.tenant_id,
+        cid,
+        {"name": "Greta", "attributes": '{"age": 52, "alive": true, "tags": ["a"], "stats": {"str": 18}}'},
+    )
     before = raw_row(database_url, npc_id)
     form = editor_form(b, npc_id)
     i = form["attr_key"].index("age")
@@ -282,8 +341,11 @@ def test_typed_attribute_needs_a_value_of_its_type(app, as_role, database_url):
         form["attr_value"][form["attr_key"].index(key)] = text
     assert b.post(f"/npcs/{npc_id}", form).status_code == 303
     assert json_keys(database_url, npc_id, "attributes") == {
-        "age": ("number", "53"), "alive": ("boolean", "false"), "tags": ("array", '["a", 2]'),
-        "stats": ("object", '{"str": 19.5}')}
+        "age": ("number", "53"),
+        "alive": ("boolean", "false"),
+        "tags": ("array", '["a", 2]'),
+        "stats": ("object", '{"str": 19.5}'),
+    }
     # A list can't become an object by accident.
     form = editor_form(b, npc_id)
     form["attr_value"][form["attr_key"].index("tags")] = '{"a": 1}'
@@ -293,10 +355,18 @@ def test_typed_attribute_needs_a_value_of_its_type(app, as_role, database_url):
 def test_renamed_key_keeps_its_type_and_values_we_would_refuse_survive(app, as_role, database_url):
     b = as_role("dm")
     cid = new_campaign(app, b.user)
-    npc_id = insert_row(database_url, b.user.tenant_id, cid, {
-        "name": "Greta", "engine": "legacy_engine", "budget_tier": "premium",
-        "voice": '{"provider": "ElevenLabs", "pitch_shift": 42, "model": "eleven_v2", "stability": 0.50}',
-        "attributes": '{"age": 52}'})
+    npc_id = insert_row(
+        database_url,
+        b.user.tenant_id,
+        cid,
+        {
+            "name": "Greta",
+            "engine": "legacy_engine",
+            "budget_tier": "premium",
+            "voice": '{"provider": "ElevenLabs", "pitch_shift": 42, "model": "eleven_v2", "stability": 0.50}',
+            "attributes": '{"age": 52}',
+        },
+    )
     page = soup(b.get(f"/npcs/{npc_id}"))
     assert page.select_one("#engine option[selected]")["value"] == "legacy_engine"
     assert page.select_one("#budget_tier option[selected]")["value"] == "premium"
@@ -308,8 +378,11 @@ def test_renamed_key_keeps_its_type_and_values_we_would_refuse_survive(app, as_r
     assert row["engine"] == "legacy_engine" and row["budget_tier"] == "premium"
     assert json_keys(database_url, npc_id, "attributes") == {"years": ("number", "52")}
     assert json_keys(database_url, npc_id, "voice") == {
-        "provider": ("string", '"ElevenLabs"'), "pitch_shift": ("number", "42"), "model": ("string", '"eleven_v2"'),
-        "stability": ("number", "0.50")}
+        "provider": ("string", '"ElevenLabs"'),
+        "pitch_shift": ("number", "42"),
+        "model": ("string", '"eleven_v2"'),
+        "stability": ("number", "0.50"),
+    }
     # Changing the refused value itself is validated.
     form = editor_form(b, npc_id)
     form["pitch_shift"] = "43"
@@ -320,17 +393,24 @@ def test_renamed_key_keeps_its_type_and_values_we_would_refuse_survive(app, as_r
 # ---- stale saves -----------------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("tooling_sql", [
-    # the gateway's tooling bumps updated_at ...
-    "UPDATE public.npc_definitions SET voice = voice || '{\"model\": \"v3\"}', updated_at = now() WHERE id = %s",
-    # ... or doesn't: the token's content digest still notices
-    "UPDATE public.npc_definitions SET attributes = attributes || '{\"hp\": 7}' WHERE id = %s",
-])
+@pytest.mark.parametrize(
+    "tooling_sql",
+    [
+        # the gateway's tooling bumps updated_at ...
+        'UPDATE public.npc_definitions SET voice = voice || \'{"model": "v3"}\', updated_at = now() WHERE id = %s',
+        # ... or doesn't: the token's content digest still notices
+        "UPDATE public.npc_definitions SET attributes = attributes || '{\"hp\": 7}' WHERE id = %s",
+    ],
+)
 def test_change_by_other_tooling_makes_an_open_form_stale(app, as_role, database_url, tooling_sql):
     b = as_role("dm")
     cid = new_campaign(app, b.user)
-    npc_id = insert_row(database_url, b.user.tenant_id, cid, {"name": "Greta", "voice": '{"voice_id": "en"}',
-                                                              "attributes": '{"age": 52}'})
+    npc_id = insert_row(
+        database_url,
+        b.user.tenant_id,
+        cid,
+        {"name": "Greta", "voice": '{"voice_id": "en"}', "attributes": '{"age": 52}'},
+    )
     form = editor_form(b, npc_id)
     with psycopg.connect(database_url, autocommit=True) as conn:
         conn.execute(tooling_sql, (npc_id,))

@@ -72,8 +72,12 @@ def test_create_writes_every_contract_column(app, as_role, database_url):
     assert row["name"] == "Greta Ironbraid"
     assert row["personality"] == "Gruff dwarven smith of Saltmere.\nFair prices, no patience for haggling."
     assert row["engine"] == "sentence_cascade" and row["budget_tier"] == "standard"
-    assert row["voice"] == {"provider": "elevenlabs", "voice_id": "21m00Tcm4TlvDq8ikWAM", "pitch_shift": -2.5,
-                            "speed_factor": 1.1}
+    assert row["voice"] == {
+        "provider": "elevenlabs",
+        "voice_id": "21m00Tcm4TlvDq8ikWAM",
+        "pitch_shift": -2.5,
+        "speed_factor": 1.1,
+    }
     assert row["knowledge_scope"] == ["smithing", "Saltmere gossip"]
     assert row["secret_knowledge"] == ["the smuggler is her brother"]
     assert row["behavior_rules"] == ["never haggles", "always mentions the weather"]
@@ -81,7 +85,8 @@ def test_create_writes_every_contract_column(app, as_role, database_url):
     assert row["gm_helper"] is False and row["address_only"] is True
     assert row["attributes"] == {"race": "dwarf", "age": "142"}
     assert db_rows(database_url, "SELECT npc_id, tenant_id, campaign_id, position FROM web.npc_positions") == [
-        (npc_id, b.user.tenant_id, cid, 0)]
+        (npc_id, b.user.tenant_id, cid, 0)
+    ]
     ((rid, details, _),) = audit_rows(app, "npc.create")
     assert rid == npc_id and details["changes"]["voice"]["after"]["voice_id"] == "21m00Tcm4TlvDq8ikWAM"
 
@@ -125,22 +130,25 @@ def test_new_npc_form_and_campaign_cast_empty_state(app, as_role):
 # ---- validation at the field ------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("field, value, error_id, message", [
-    ("name", "  ", "name", "Give the NPC a name"),
-    ("name", "x" * 121, "name", "120 characters"),
-    ("personality", "x" * 8001, "personality", "8,000"),
-    ("engine", "gpt", "engine", "cascaded"),
-    ("budget_tier", "infinite", "budget_tier", "fast, standard, deep"),
-    ("pitch_shift", "10.5", "pitch_shift", "−10 to 10"),
-    ("pitch_shift", "loud", "pitch_shift", "−10 to 10"),
-    ("speed_factor", "0.3", "speed_factor", "0 (the engine's default) or from 0.5 to 2.0"),
-    ("speed_factor", "2.5", "speed_factor", "0.5 to 2.0"),
-    ("speed_factor", "nan", "speed_factor", "0.5 to 2.0"),
-    ("voice_id", "two words", "voice_id", "without spaces"),
-    ("voice_provider", "Eleven Labs!", "voice_provider", "provider"),
-    ("tools", "roll the dice", "tools", "isn't a tool name"),
-    ("knowledge_scope", "ok\n" + "y" * 501, "knowledge_scope", "Entry 2"),
-])
+@pytest.mark.parametrize(
+    "field, value, error_id, message",
+    [
+        ("name", "  ", "name", "Give the NPC a name"),
+        ("name", "x" * 121, "name", "120 characters"),
+        ("personality", "x" * 8001, "personality", "8,000"),
+        ("engine", "gpt", "engine", "cascaded"),
+        ("budget_tier", "infinite", "budget_tier", "fast, standard, deep"),
+        ("pitch_shift", "10.5", "pitch_shift", "−10 to 10"),
+        ("pitch_shift", "loud", "pitch_shift", "−10 to 10"),
+        ("speed_factor", "0.3", "speed_factor", "0 (the engine's default) or from 0.5 to 2.0"),
+        ("speed_factor", "2.5", "speed_factor", "0.5 to 2.0"),
+        ("speed_factor", "nan", "speed_factor", "0.5 to 2.0"),
+        ("voice_id", "two words", "voice_id", "without spaces"),
+        ("voice_provider", "Eleven Labs!", "voice_provider", "provider"),
+        ("tools", "roll the dice", "tools", "isn't a tool name"),
+        ("knowledge_scope", "ok\n" + "y" * 501, "knowledge_scope", "Entry 2"),
+    ],
+)
 def test_invalid_field_is_422_with_the_error_next_to_it(app, as_role, database_url, field, value, error_id, message):
     b = as_role("dm")
     cid = new_campaign(app, b.user)
@@ -155,10 +163,13 @@ def test_invalid_field_is_422_with_the_error_next_to_it(app, as_role, database_u
     assert db_rows(database_url, "SELECT count(*) FROM public.npc_definitions") == [(0,)]  # no partial write
 
 
-@pytest.mark.parametrize("keys, values, message", [
-    (["", "age"], ["dwarf", "142"], "needs a key"),
-    (["race", "race"], ["dwarf", "elf"], "appears twice"),
-])
+@pytest.mark.parametrize(
+    "keys, values, message",
+    [
+        (["", "age"], ["dwarf", "142"], "needs a key"),
+        (["race", "race"], ["dwarf", "elf"], "appears twice"),
+    ],
+)
 def test_attribute_errors(app, as_role, keys, values, message):
     b = as_role("dm")
     cid = new_campaign(app, b.user)
@@ -324,8 +335,10 @@ def test_rows_without_positions_are_listed_and_ordered(app, as_role, database_ur
     b = as_role("dm")
     cid, (a,) = _cast(app, b.user, ["Aldric"])
     with psycopg.connect(database_url, autocommit=True) as conn:  # e.g. written by the gateway's own tooling
-        conn.execute("INSERT INTO public.npc_definitions (id, tenant_id, campaign_id, name) VALUES ('legacy', %s, %s, "
-                     "'Zed')", (b.user.tenant_id, cid))
+        conn.execute(
+            "INSERT INTO public.npc_definitions (id, tenant_id, campaign_id, name) VALUES ('legacy', %s, %s, 'Zed')",
+            (b.user.tenant_id, cid),
+        )
     assert cast_names(b.get(f"/campaigns/{cid}")) == ["Aldric", "Zed"]
     b.post("/npcs/legacy/move", {"direction": "up"})
     assert cast_names(b.get(f"/campaigns/{cid}")) == ["Zed", "Aldric"]
@@ -401,8 +414,13 @@ def test_delete_asks_then_removes_row_and_position(app, as_role, database_url):
 # ---- roles and isolation ---------------------------------------------------------------------------------------
 
 NPC_GETS = ["/npcs/{npc}", "/npcs/{npc}/delete"]
-NPC_POSTS = ["/npcs/{npc}", "/npcs/{npc}/duplicate", "/npcs/{npc}/delete", "/npcs/{npc}/move",
-             "/npcs/{npc}/voice-preview"]
+NPC_POSTS = [
+    "/npcs/{npc}",
+    "/npcs/{npc}/duplicate",
+    "/npcs/{npc}/delete",
+    "/npcs/{npc}/move",
+    "/npcs/{npc}/voice-preview",
+]
 
 
 @pytest.mark.parametrize("url", NPC_GETS)
@@ -457,17 +475,20 @@ def test_startup_refuses_an_npc_table_without_tenant_id(app, database_url):
     from glyphoxa_htmx.app import create_app
     from glyphoxa_htmx.bootstrap import check_gateway_tables
 
-    url = embedded.recreate_database(embedded.with_database(database_url, "postgres"),
-                                     f"gx_npccheck_{uuid.uuid4().hex[:8]}")
+    url = embedded.recreate_database(
+        embedded.with_database(database_url, "postgres"), f"gx_npccheck_{uuid.uuid4().hex[:8]}"
+    )
     try:
         with psycopg.connect(url, autocommit=True) as conn:  # the gateway's older npcstore [7441977d]
-            conn.execute("CREATE TABLE public.npc_definitions (id TEXT PRIMARY KEY, campaign_id TEXT NOT NULL DEFAULT '', "
-                         "name TEXT NOT NULL, personality TEXT NOT NULL DEFAULT '', engine TEXT NOT NULL DEFAULT "
-                         "'cascaded', voice JSONB NOT NULL DEFAULT '{}', knowledge_scope JSONB NOT NULL DEFAULT '[]', "
-                         "secret_knowledge JSONB NOT NULL DEFAULT '[]', behavior_rules JSONB NOT NULL DEFAULT '[]', "
-                         "tools JSONB NOT NULL DEFAULT '[]', budget_tier TEXT NOT NULL DEFAULT 'fast', gm_helper "
-                         "BOOLEAN NOT NULL DEFAULT false, address_only BOOLEAN NOT NULL DEFAULT false, attributes "
-                         "JSONB NOT NULL DEFAULT '{}')")
+            conn.execute(
+                "CREATE TABLE public.npc_definitions (id TEXT PRIMARY KEY, campaign_id TEXT NOT NULL DEFAULT '', "
+                "name TEXT NOT NULL, personality TEXT NOT NULL DEFAULT '', engine TEXT NOT NULL DEFAULT "
+                "'cascaded', voice JSONB NOT NULL DEFAULT '{}', knowledge_scope JSONB NOT NULL DEFAULT '[]', "
+                "secret_knowledge JSONB NOT NULL DEFAULT '[]', behavior_rules JSONB NOT NULL DEFAULT '[]', "
+                "tools JSONB NOT NULL DEFAULT '[]', budget_tier TEXT NOT NULL DEFAULT 'fast', gm_helper "
+                "BOOLEAN NOT NULL DEFAULT false, address_only BOOLEAN NOT NULL DEFAULT false, attributes "
+                "JSONB NOT NULL DEFAULT '{}')"
+            )
         old = create_app(make_settings(url, metrics_enabled=False))
         with pytest.raises(RuntimeError) as exc:
             check_gateway_tables(old)
@@ -508,9 +529,15 @@ def test_session_started_through_the_gateway_uses_the_campaign_npcs(app, as_role
         while time.monotonic() < deadline and not {"Greta Ironbraid", "Brother Aldric"} <= speakers:
             time.sleep(0.2)
             try:
-                speakers = {r[0] for r in db_rows(
-                    database_url, f'SELECT DISTINCT speaker_name FROM "tenant_{tenant}".session_entries '
-                                  "WHERE session_id = %s AND npc_id <> ''", session_id)}
+                speakers = {
+                    r[0]
+                    for r in db_rows(
+                        database_url,
+                        f'SELECT DISTINCT speaker_name FROM "tenant_{tenant}".session_entries '
+                        "WHERE session_id = %s AND npc_id <> ''",
+                        session_id,
+                    )
+                }
             except psycopg.errors.UndefinedTable:
                 continue
         assert {"Greta Ironbraid", "Brother Aldric"} <= speakers, speakers

@@ -12,8 +12,6 @@ from glyphoxa_htmx.models import User
 from tests.conftest import Browser
 
 
-
-
 def _start(b: Browser):
     resp = b.get("/auth/discord")
     assert resp.status_code == 302

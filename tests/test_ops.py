@@ -36,8 +36,9 @@ def test_readyz_503_when_db_unreachable(app):
 def test_readyz_503_when_gateway_unreachable(app, database_url):
     from glyphoxa_htmx.app import create_app
 
-    broken = create_app(make_settings(database_url, gateway_grpc_addr="127.0.0.1:1", gateway_secret="s",
-                                      gateway_timeout=0.5))
+    broken = create_app(
+        make_settings(database_url, gateway_grpc_addr="127.0.0.1:1", gateway_secret="s", gateway_timeout=0.5)
+    )
     resp = broken.test_client().get("/readyz")
     assert resp.status_code == 503 and resp.json["failed"] == ["gateway"]
 
@@ -63,9 +64,17 @@ def test_metrics_use_plan_names_and_route_templates(app, as_role):
     ],
 )
 def test_production_config_refusal_names_the_setting(overrides, fragment):
-    good = dict(env="production", secret_key="k" * 40, discord_client_id="id", discord_client_secret="sec",
-                database_url="postgresql://db/x", gateway_grpc_addr="gw:50051", gateway_secret="s",
-                public_url="https://app.example", metrics_token="m" * 24)
+    good = dict(
+        env="production",
+        secret_key="k" * 40,
+        discord_client_id="id",
+        discord_client_secret="sec",
+        database_url="postgresql://db/x",
+        gateway_grpc_addr="gw:50051",
+        gateway_secret="s",
+        public_url="https://app.example",
+        metrics_token="m" * 24,
+    )
     load_settings(environ={}, **good).validate()  # the good config passes
     with pytest.raises(ConfigError) as err:
         load_settings(environ={}, **{**good, **overrides}).validate()

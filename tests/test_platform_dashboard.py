@@ -18,9 +18,17 @@ def _num(doc, selector) -> float:
 
 def _live_session(database_url, tenant_id, worker):
     with psycopg.connect(database_url, autocommit=True) as conn:
-        conn.execute("INSERT INTO public.sessions (id, tenant_id, campaign_id, guild_id, channel_id, license_tier, state,"
-                     " worker_pod) VALUES (%s, %s, %s, %s, '1', 'shared', 'active', %s)",
-                     ("dash-" + uuid.uuid4().hex[:10], tenant_id, "c-" + tenant_id, str(10**17 + uuid.uuid4().int % 10**17), worker))
+        conn.execute(
+            "INSERT INTO public.sessions (id, tenant_id, campaign_id, guild_id, channel_id, license_tier, state,"
+            " worker_pod) VALUES (%s, %s, %s, %s, '1', 'shared', 'active', %s)",
+            (
+                "dash-" + uuid.uuid4().hex[:10],
+                tenant_id,
+                "c-" + tenant_id,
+                str(10**17 + uuid.uuid4().int % 10**17),
+                worker,
+            ),
+        )
 
 
 def test_dashboard_shows_real_figures_and_refreshes(app, database_url, as_role, make_tenant):
@@ -52,10 +60,16 @@ def test_dashboard_shows_real_figures_and_refreshes(app, database_url, as_role, 
     _live_session(database_url, t2, "worker-b-" + t2)
     with psycopg.connect(database_url, autocommit=True) as conn:
         for t, tokens in ((t1, 1000), (t2, 2345)):
-            conn.execute("INSERT INTO public.usage_records (tenant_id, period, session_hours, llm_tokens)"
-                         " VALUES (%s, date_trunc('month', now())::date, 1.5, %s)", (t, tokens))
-        conn.execute("INSERT INTO public.usage_records (tenant_id, period, llm_tokens)"
-                     " VALUES (%s, (date_trunc('month', now()) - interval '11 months')::date, 777777)", (t1,))
+            conn.execute(
+                "INSERT INTO public.usage_records (tenant_id, period, session_hours, llm_tokens)"
+                " VALUES (%s, date_trunc('month', now())::date, 1.5, %s)",
+                (t, tokens),
+            )
+        conn.execute(
+            "INSERT INTO public.usage_records (tenant_id, period, llm_tokens)"
+            " VALUES (%s, (date_trunc('month', now()) - interval '11 months')::date, 777777)",
+            (t1,),
+        )
     as_role("dm")
 
     refresh = admin.get("/admin/", htmx=True)  # what the 15 s poll asks for

@@ -16,10 +16,20 @@ def test_device_names_come_from_the_user_agent_parser():
     from glyphoxa_htmx.services.devices import device_name
 
     assert device_name("Mozilla/5.0 (Android 14; Mobile; rv:128.0) Gecko/128.0 Firefox/128.0") == "Firefox on Android"
-    assert device_name("Mozilla/5.0 (iPhone; CPU iPhone OS 17_5 like Mac OS X) AppleWebKit/605.1.15 "
-                       "(KHTML, like Gecko) Version/17.5 Mobile/15E148 Safari/604.1") == "Safari on iPhone"
-    assert device_name("Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) "
-                       "Chrome/126.0.0.0 Safari/537.36") == "Chrome on Windows"
+    assert (
+        device_name(
+            "Mozilla/5.0 (iPhone; CPU iPhone OS 17_5 like Mac OS X) AppleWebKit/605.1.15 "
+            "(KHTML, like Gecko) Version/17.5 Mobile/15E148 Safari/604.1"
+        )
+        == "Safari on iPhone"
+    )
+    assert (
+        device_name(
+            "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) "
+            "Chrome/126.0.0.0 Safari/537.36"
+        )
+        == "Chrome on Windows"
+    )
     assert device_name("") == "Unknown browser"
     assert device_name(None) == "Unknown browser"
 
@@ -54,8 +64,10 @@ def test_cast_badges_show_engine_and_tier_labels(app, as_role):
 
     owner = as_role("tenant_owner")
     cid = new_campaign(app, owner.user)
-    resp = owner.post(f"/campaigns/{cid}/npcs", {
-        "name": "Deep Thinker", "personality": "Thinks.", "engine": "sentence_cascade", "budget_tier": "deep"})
+    resp = owner.post(
+        f"/campaigns/{cid}/npcs",
+        {"name": "Deep Thinker", "personality": "Thinks.", "engine": "sentence_cascade", "budget_tier": "deep"},
+    )
     assert resp.status_code == 303, resp.get_data(as_text=True)
     page = soup(owner.get(f"/campaigns/{cid}"))
     badges = [b.get_text(strip=True) for b in page.select(".cast .badge")]
@@ -87,8 +99,9 @@ def test_suspended_table_is_told_so_not_that_the_session_ended(app, as_role):
     assert "blocked=table_suspended" in htmx.headers["HX-Redirect"]
 
 
-def test_demo_dm_is_the_preselected_dev_user_and_create_admin_takes_a_name(app, database_url, visitor, make_user,
-                                                                         monkeypatch):
+def test_demo_dm_is_the_preselected_dev_user_and_create_admin_takes_a_name(
+    app, database_url, visitor, make_user, monkeypatch
+):
     from glyphoxa_htmx.cli import main
     from glyphoxa_htmx.seed import seed_demo
 
@@ -120,13 +133,15 @@ def _table(app, as_role, role="dm"):
 
     dm = as_role(role)
     guilds = gateway_tenant(app, dm.user.tenant_id)
-    return SimpleNamespace(dm=dm, tenant=dm.user.tenant_id, guild=guilds[0],
-                           campaign=make_campaign(app, dm.user.tenant_id))
+    return SimpleNamespace(
+        dm=dm, tenant=dm.user.tenant_id, guild=guilds[0], campaign=make_campaign(app, dm.user.tenant_id)
+    )
 
 
 def _start(t, **extra):
-    return t.dm.post("/sessions/new", {"campaign_id": t.campaign, "guild_id": t.guild,
-                                       "channel_id": "987654321098765432", **extra})
+    return t.dm.post(
+        "/sessions/new", {"campaign_id": t.campaign, "guild_id": t.guild, "channel_id": "987654321098765432", **extra}
+    )
 
 
 def test_campaign_without_npcs_asks_before_starting_without_js(app, as_role, database_url):
@@ -172,8 +187,13 @@ def _user(app, tenant_id, role):
     import uuid
 
     with app.app_context():
-        user = User(id=str(uuid.uuid4()), tenant_id=tenant_id, name=f"{role} person", role=role,
-                    discord_id="test-" + uuid.uuid4().hex[:12])
+        user = User(
+            id=str(uuid.uuid4()),
+            tenant_id=tenant_id,
+            name=f"{role} person",
+            role=role,
+            discord_id="test-" + uuid.uuid4().hex[:12],
+        )
         db.session.add(user)
         db.session.commit()
         return type("U", (), {"id": user.id})

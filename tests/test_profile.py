@@ -28,7 +28,9 @@ def test_profile_shows_and_renames(app, as_role):
 def test_link_another_provider_and_never_unlink_the_last(app, oauth_app, make_tenant, provider):
     tid = make_tenant()
     with app.app_context():
-        user = User(id=str(uuid.uuid4()), tenant_id=tid, name="Git person", role="dm", github_id="gh-" + uuid.uuid4().hex)
+        user = User(
+            id=str(uuid.uuid4()), tenant_id=tid, name="Git person", role="dm", github_id="gh-" + uuid.uuid4().hex
+        )
         db.session.add(user)
         db.session.commit()
         ns = type("U", (), {"id": user.id, "tenant_id": tid})

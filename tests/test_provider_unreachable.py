@@ -29,10 +29,15 @@ class Discovery:
                     self.send_response(503)
                     self.end_headers()
                     return
-                body = json.dumps({"issuer": "https://accounts.example", "authorization_endpoint":
-                                   "https://accounts.example/o/oauth2/v2/auth", "token_endpoint":
-                                   "https://accounts.example/token", "jwks_uri": "https://accounts.example/certs",
-                                   "userinfo_endpoint": "https://accounts.example/userinfo"}).encode()
+                body = json.dumps(
+                    {
+                        "issuer": "https://accounts.example",
+                        "authorization_endpoint": "https://accounts.example/o/oauth2/v2/auth",
+                        "token_endpoint": "https://accounts.example/token",
+                        "jwks_uri": "https://accounts.example/certs",
+                        "userinfo_endpoint": "https://accounts.example/userinfo",
+                    }
+                ).encode()
                 self.send_response(200)
                 self.send_header("Content-Type", "application/json")
                 self.send_header("Content-Length", str(len(body)))
@@ -58,9 +63,17 @@ def _closed_port() -> int:
 def _app(database_url, simulator, **extra):
     from glyphoxa_htmx.app import create_app
 
-    application = create_app(make_settings(database_url, dev_login=False, gateway_grpc_addr=simulator.address,
-                                           gateway_secret=GATEWAY_SECRET, google_client_id="g-id",
-                                           google_client_secret="g-secret", **extra))
+    application = create_app(
+        make_settings(
+            database_url,
+            dev_login=False,
+            gateway_grpc_addr=simulator.address,
+            gateway_secret=GATEWAY_SECRET,
+            google_client_id="g-id",
+            google_client_secret="g-secret",
+            **extra,
+        )
+    )
     application.config["TESTING"] = True
     return application
 
@@ -85,10 +98,14 @@ def test_google_discovery_down_then_back(app, database_url, simulator):
 def test_google_unreachable_host_and_other_provider_offered(app, database_url, simulator):
     fake = FakeDiscord().start()
     try:
-        application = _app(database_url, simulator,
-                           google_discovery_url=f"http://127.0.0.1:{_closed_port()}/.well-known/openid-configuration",
-                           discord_client_id=fake.client_id, discord_client_secret=fake.client_secret,
-                           discord_api_base=fake.base)
+        application = _app(
+            database_url,
+            simulator,
+            google_discovery_url=f"http://127.0.0.1:{_closed_port()}/.well-known/openid-configuration",
+            discord_client_id=fake.client_id,
+            discord_client_secret=fake.client_secret,
+            discord_api_base=fake.base,
+        )
         resp = Browser(application).get("/auth/google")
         assert resp.status_code == 503
         text = soup(resp).get_text(" ")
@@ -99,8 +116,13 @@ def test_google_unreachable_host_and_other_provider_offered(app, database_url, s
 
 def test_discord_token_endpoint_down_at_the_callback(app, database_url, simulator):
     fake = FakeDiscord().start()
-    application = _app(database_url, simulator, discord_client_id=fake.client_id,
-                       discord_client_secret=fake.client_secret, discord_api_base=fake.base)
+    application = _app(
+        database_url,
+        simulator,
+        discord_client_id=fake.client_id,
+        discord_client_secret=fake.client_secret,
+        discord_api_base=fake.base,
+    )
     b = Browser(application)
     authorize_url = b.get("/auth/discord").headers["Location"]
     back = requests.get(authorize_url, allow_redirects=False, timeout=5).headers["Location"]

@@ -68,9 +68,15 @@ def vault():
 def _vault_app(database_url, simulator, addr):
     from glyphoxa_htmx.app import create_app
 
-    application = create_app(make_settings(database_url, gateway_grpc_addr=simulator.address,
-                                           gateway_secret=GATEWAY_SECRET, vault_addr=addr,
-                                           vault_token="test-vault-token"))
+    application = create_app(
+        make_settings(
+            database_url,
+            gateway_grpc_addr=simulator.address,
+            gateway_secret=GATEWAY_SECRET,
+            vault_addr=addr,
+            vault_token="test-vault-token",
+        )
+    )
     application.config["TESTING"] = True
     return application
 
@@ -103,8 +109,9 @@ def _save(b, slot="tts", htmx=False, **fields):
 
 def _row(app, tenant_id, slot="tts") -> ProviderConfig | None:
     with app.app_context():
-        row = db.session.execute(select(ProviderConfig).where(ProviderConfig.tenant_id == tenant_id,
-                                                              ProviderConfig.slot == slot)).scalar_one_or_none()
+        row = db.session.execute(
+            select(ProviderConfig).where(ProviderConfig.tenant_id == tenant_id, ProviderConfig.slot == slot)
+        ).scalar_one_or_none()
         if row is not None:
             db.session.expunge(row)
         return row
@@ -119,12 +126,14 @@ def _scan_database(database_url, needles: list[str]) -> list[str]:
             "WHERE table_schema NOT IN ('pg_catalog', 'information_schema') "
             "AND data_type IN ('text', 'character varying', 'character', 'json', 'jsonb', 'ARRAY', 'USER-DEFINED') "
             "AND table_name IN (SELECT table_name FROM information_schema.tables t "
-            "                   WHERE t.table_schema = columns.table_schema AND t.table_type = 'BASE TABLE')").fetchall()
+            "                   WHERE t.table_schema = columns.table_schema AND t.table_type = 'BASE TABLE')"
+        ).fetchall()
         assert len(cols) > 30  # really walked the schema
         for schema, table, column in cols:
             for needle in needles:
-                found = conn.execute(f'SELECT count(*) FROM "{schema}"."{table}" WHERE "{column}"::text LIKE %s',
-                                     (f"%{needle}%",)).fetchone()[0]
+                found = conn.execute(
+                    f'SELECT count(*) FROM "{schema}"."{table}" WHERE "{column}"::text LIKE %s', (f"%{needle}%",)
+                ).fetchone()[0]
                 if found:
                     hits.append(f"{schema}.{table}.{column}")
     return hits
@@ -137,10 +146,22 @@ def test_page_lists_every_slot_and_dms_see_status_only(app, make_user):
     owner = _owner(app, make_user)
     page = soup(owner.get("/settings/providers"))
     assert [s["id"] for s in page.select("section.provider-slot")] == [
-        "slot-llm", "slot-stt", "slot-tts", "slot-s2s", "slot-vad", "slot-embeddings"]
+        "slot-llm",
+        "slot-stt",
+        "slot-tts",
+        "slot-s2s",
+        "slot-vad",
+        "slot-embeddings",
+    ]
     assert page.select_one("#tts-api-key")["type"] == "password"
     assert not page.select("[style]") and not page.select("script:not([src])")  # strict CSP
-    assert {o["value"] for o in page.select("#llm-provider option")} == {"openai", "anthropic", "groq", "gemini", "local"}
+    assert {o["value"] for o in page.select("#llm-provider option")} == {
+        "openai",
+        "anthropic",
+        "groq",
+        "gemini",
+        "local",
+    }
     assert "Voice & AI providers" in soup(owner.get("/settings")).get_text()
     block = owner.get("/settings/providers", htmx=True)
     assert "<html" not in block.get_data(as_text=True) and soup(block).select("section.provider-slot")
@@ -173,13 +194,20 @@ def test_key_is_write_only_local_keyring(app, make_user, database_url, caplog):
     assert soup(page).select_one("#slot-tts .provider-key").text == "••••" + XI_KEY[-4:]
     assert soup(page).select_one("#tts-api-key").get("value") is None  # never rendered back
     # Replace: the audit log says so, without before/after key material.
-    assert _save(b, api_key=OTHER_KEY, model="eleven_multilingual_v2",
-                 options='{"stability": 0.4, "x-gw": [1]}').status_code == 303
+    assert (
+        _save(
+            b, api_key=OTHER_KEY, model="eleven_multilingual_v2", options='{"stability": 0.4, "x-gw": [1]}'
+        ).status_code
+        == 303
+    )
     replaced = _row(app, b.user.tenant_id)
     assert replaced.api_key_enc != row.api_key_enc and replaced.api_key_hint == OTHER_KEY[-4:]
     with app.app_context():
-        audits = db.session.execute(select(AuditLog).where(AuditLog.action == "provider.update")
-                                    .order_by(AuditLog.id)).scalars().all()
+        audits = (
+            db.session.execute(select(AuditLog).where(AuditLog.action == "provider.update").order_by(AuditLog.id))
+            .scalars()
+            .all()
+        )
         assert [a.details["key"] for a in audits] == ["key added", "key replaced"]
         assert "changes" not in audits[1].details or "api_key" not in json.dumps(audits[1].details["changes"])
     # Saving without a key keeps the key (and the unchanged options exactly).
@@ -300,7 +328,9 @@ def test_test_button_reports_each_outcome(app, make_user, xi, oai):
     assert xi.requests[-1]["path"] == "/v1/voices" and xi.requests[-1]["headers"]["Xi-Api-Key"] == XI_KEY
     ok = test(llm_row)
     assert ok.last_test_status == "ok" and ok.last_tested_at is not None
-    assert oai.requests[-1]["path"] == "/v1/models" and oai.requests[-1]["headers"]["Authorization"] == f"Bearer {OAI_KEY}"
+    assert (
+        oai.requests[-1]["path"] == "/v1/models" and oai.requests[-1]["headers"]["Authorization"] == f"Bearer {OAI_KEY}"
+    )
     xi.rate_limit_next = 1
     assert test(tts_row).last_test_status == "rate_limited"
     oai.rate_limit_next = 1
@@ -340,8 +370,11 @@ def test_other_tenants_config_is_404(app, make_user):
     a, b = _owner(app, make_user), _owner(app, make_user)
     _save(a, api_key=XI_KEY)
     row = _row(app, a.user.tenant_id)
-    for url in (f"/settings/providers/{row.id}/test", f"/settings/providers/{row.id}/key/remove",
-                f"/settings/providers/{row.id}/delete"):
+    for url in (
+        f"/settings/providers/{row.id}/test",
+        f"/settings/providers/{row.id}/key/remove",
+        f"/settings/providers/{row.id}/delete",
+    ):
         assert b.post(url, {"confirmed": "1"}).status_code == 404
     assert _row(app, a.user.tenant_id).api_key_enc == row.api_key_enc
 
@@ -356,8 +389,14 @@ def _npc(app, user):
     actor = Actor(user_id=user.id, tenant_id=user.tenant_id, role=Role(user.role))
     with app.app_context():
         campaign = campaigns.create(actor, {"name": "Voices"})
-        return npcs.create(actor, campaign.id, {"name": "Greta", "voice": {
-            "provider": "elevenlabs", "voice_id": RACHEL, "pitch_shift": 0, "speed_factor": 1.0}}).id
+        return npcs.create(
+            actor,
+            campaign.id,
+            {
+                "name": "Greta",
+                "voice": {"provider": "elevenlabs", "voice_id": RACHEL, "pitch_shift": 0, "speed_factor": 1.0},
+            },
+        ).id
 
 
 def test_preview_uses_the_tenants_own_key_and_never_another(app, make_user, xi, monkeypatch):
@@ -425,8 +464,12 @@ def test_rewrap_secrets_cli_rotates_and_keeps_keys_readable(app, make_user, data
     _save(b, api_key=XI_KEY)
     old = _row(app, b.user.tenant_id).api_key_enc
     assert key_version(old) == 1
-    env = {"DATABASE_URL": database_url, "SECRETS_KEYRING": str(tmp_path / "keyring.json"), "LOG_JSON": "0",
-           "GLYPHOXA_INSTANCE_DIR": str(tmp_path)}
+    env = {
+        "DATABASE_URL": database_url,
+        "SECRETS_KEYRING": str(tmp_path / "keyring.json"),
+        "LOG_JSON": "0",
+        "GLYPHOXA_INSTANCE_DIR": str(tmp_path),
+    }
     result = CliRunner().invoke(main, ["rewrap-secrets", "--rotate"], env=env)
     assert result.exit_code == 0, result.output
     assert "new key version 2" in result.output and "1 key(s) rewrapped" in result.output
@@ -517,8 +560,13 @@ def test_page_query_count_does_not_grow_with_configured_slots(app, make_user):
     b.get("/settings/providers")
     with count_queries(app) as empty:
         assert b.get("/settings/providers").status_code == 200
-    for slot, provider in (("llm", "openai"), ("stt", "deepgram"), ("tts", "elevenlabs"), ("s2s", "openai"),
-                           ("embeddings", "gemini")):
+    for slot, provider in (
+        ("llm", "openai"),
+        ("stt", "deepgram"),
+        ("tts", "elevenlabs"),
+        ("s2s", "openai"),
+        ("embeddings", "gemini"),
+    ):
         assert _save(b, slot=slot, provider=provider, api_key=XI_KEY).status_code == 303
     assert _save(b, slot="vad", provider="local", base_url="http://localhost:8000/v1").status_code == 303
     with count_queries(app) as full:

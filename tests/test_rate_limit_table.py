@@ -54,25 +54,40 @@ def shared_redis():
 
 
 def _run(database_url, jobs, *, general="7 per minute", admin="5 per minute") -> list[dict]:
-    spec = [{"user": u.id, "tenant": u.tenant_id, "url": url, "n": n, **extra} for u, url, n, *rest in jobs
-            for extra in [rest[0] if rest else {}]]
-    out = subprocess.run([sys.executable, "-c", SCRIPT, database_url, REDIS_URL, general, admin, json.dumps(spec)],
-                         cwd=ROOT, capture_output=True, text=True, timeout=120)
+    spec = [
+        {"user": u.id, "tenant": u.tenant_id, "url": url, "n": n, **extra}
+        for u, url, n, *rest in jobs
+        for extra in [rest[0] if rest else {}]
+    ]
+    out = subprocess.run(
+        [sys.executable, "-c", SCRIPT, database_url, REDIS_URL, general, admin, json.dumps(spec)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert out.returncode == 0, out.stderr[-3000:]
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
 # (class, role, url, configured count in these runs)
-CLASSES = [("general", "tenant_owner", "/campaigns", 7), ("general", "dm", "/usage", 7),
-           ("admin", "super_admin", "/admin/", 5), ("admin", "super_admin", "/admin/audit", 5)]
+CLASSES = [
+    ("general", "tenant_owner", "/campaigns", 7),
+    ("general", "dm", "/usage", 7),
+    ("admin", "super_admin", "/admin/", 5),
+    ("admin", "super_admin", "/admin/audit", 5),
+]
 
 
 def test_each_class_hits_its_limit_across_two_processes(shared_redis, app, database_url, make_user):
     users = [make_user(role=role) for _, role, _, _ in CLASSES]
     others = [make_user(role=role) for _, role, _, _ in CLASSES]
-    first = _run(database_url, [(u, url, limit - 2) for u, (_, _, url, limit) in zip(users, CLASSES)])
-    second = _run(database_url, [(u, url, 4) for u, (_, _, url, _) in zip(users, CLASSES)]
-                  + [(o, url, 1) for o, (_, _, url, _) in zip(others, CLASSES)])
+    first = _run(database_url, [(u, url, limit - 2) for u, (_, _, url, limit) in zip(users, CLASSES, strict=True)])
+    second = _run(
+        database_url,
+        [(u, url, 4) for u, (_, _, url, _) in zip(users, CLASSES, strict=True)]
+        + [(o, url, 1) for o, (_, _, url, _) in zip(others, CLASSES, strict=True)],
+    )
     for i, (klass, _, url, limit) in enumerate(CLASSES):
         assert first[i]["codes"] == [200] * (limit - 2), (klass, url)
         assert second[i]["codes"] == [200] * 2 + [429] * 2, (klass, url)  # one budget, shared through Redis
@@ -85,8 +100,12 @@ def test_admin_class_replaces_the_general_one_and_htmx_gets_a_toast(shared_redis
     """An operator page counts against the admin class only (a lower general class doesn't
     refuse the sixth request); an htmx request over its limit gets the toast and Retry-After."""
     operator, owner = make_user(role="super_admin"), make_user(role="tenant_owner")
-    admin_run, htmx_run = _run(database_url, [(operator, "/admin/tenants", 6), (owner, "/campaigns", 4, {"htmx": True})],
-                               general="3 per minute", admin="5 per minute")
+    admin_run, htmx_run = _run(
+        database_url,
+        [(operator, "/admin/tenants", 6), (owner, "/campaigns", 4, {"htmx": True})],
+        general="3 per minute",
+        admin="5 per minute",
+    )
     assert admin_run["codes"] == [200] * 5 + [429]
     assert htmx_run["codes"] == [200] * 3 + [429]
     assert int(htmx_run["retry_after"]) > 0

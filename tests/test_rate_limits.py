@@ -41,8 +41,14 @@ def test_two_processes_share_one_limit_through_redis(app, database_url):
     ip = f"127.{uuid.uuid4().int % 250}.{uuid.uuid4().int % 250}.7"  # a fresh rate-limit key
 
     def run() -> list[int]:
-        out = subprocess.run([sys.executable, "-c", SCRIPT, database_url, REDIS_URL, ip], cwd=ROOT,
-                             capture_output=True, text=True, timeout=60, check=True)
+        out = subprocess.run(
+            [sys.executable, "-c", SCRIPT, database_url, REDIS_URL, ip],
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=True,
+        )
         return json.loads(out.stdout.strip().splitlines()[-1])
 
     first, second = run(), run()

@@ -61,8 +61,9 @@ def test_signal_to_the_process_group_stops_the_embedded_postgres(tmp_path, sig):
     env = {k: v for k, v in os.environ.items() if not k.startswith(("DATABASE_URL", "GATEWAY_", "GLYPHOXA_"))}
     env.update(GLYPHOXA_INSTANCE_DIR=str(instance), PORT=str(port), HOST="127.0.0.1", DATABASE_URL="")
     log = (tmp_path / "run.log").open("wb")
-    proc = subprocess.Popen([str(CLI), "run"], env=env, stdout=log, stderr=subprocess.STDOUT,
-                            start_new_session=True)  # its own process group, like `make run` in a terminal
+    proc = subprocess.Popen(
+        [str(CLI), "run"], env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+    )  # its own process group, like `make run` in a terminal
     pgdata = instance / "pgdata"
     try:
         _wait_http(f"http://127.0.0.1:{port}/", proc, timeout=120)

@@ -180,11 +180,20 @@ def test_backend_is_chosen_by_configuration(tmp_path):
 
     local = build(load_settings(environ={"GLYPHOXA_INSTANCE_DIR": str(tmp_path)}))
     assert isinstance(local, LocalKeyring) and local.path == tmp_path / "secrets-keyring.json"
-    vault = build(load_settings(environ={"VAULT_ADDR": "http://vault:8200", "VAULT_TOKEN": "t",
-                                         "VAULT_TRANSIT_KEY": "custom"}))
+    vault = build(
+        load_settings(environ={"VAULT_ADDR": "http://vault:8200", "VAULT_TOKEN": "t", "VAULT_TRANSIT_KEY": "custom"})
+    )
     assert isinstance(vault, VaultTransit) and vault.key_name == "custom" and vault.mount == "transit"
-    forced = build(load_settings(environ={"VAULT_ADDR": "http://vault:8200", "VAULT_TOKEN": "t",
-                                          "SECRETS_BACKEND": "local", "SECRETS_KEYRING": str(tmp_path / "r.json")}))
+    forced = build(
+        load_settings(
+            environ={
+                "VAULT_ADDR": "http://vault:8200",
+                "VAULT_TOKEN": "t",
+                "SECRETS_BACKEND": "local",
+                "SECRETS_KEYRING": str(tmp_path / "r.json"),
+            }
+        )
+    )
     assert isinstance(forced, LocalKeyring)
     for bad in ({"SECRETS_BACKEND": "plaintext"}, {"SECRETS_BACKEND": "vault"}, {"VAULT_ADDR": "http://vault:8200"}):
         with pytest.raises(ConfigError):

@@ -14,9 +14,17 @@ from glyphoxa_htmx.models import User
 from tests.conftest import Browser, make_settings, soup
 from tests.support.polling import wait_healthy
 
-PROD = dict(env="production", secret_key="k" * 40, discord_client_id="id", discord_client_secret="sec",
-            database_url="postgresql://db/x", gateway_grpc_addr="gw:50051", gateway_secret="s",
-            public_url="https://app.example", metrics_token="m" * 24)
+PROD = dict(
+    env="production",
+    secret_key="k" * 40,
+    discord_client_id="id",
+    discord_client_secret="sec",
+    database_url="postgresql://db/x",
+    gateway_grpc_addr="gw:50051",
+    gateway_secret="s",
+    public_url="https://app.example",
+    metrics_token="m" * 24,
+)
 
 
 def _dispose(*apps) -> None:
@@ -110,19 +118,22 @@ def test_production_refuses_http_public_url():
 NUL_MESSAGE = "a NUL byte or an invalid Unicode character"
 
 
-@pytest.mark.parametrize("method, url, data, status", [
-    ("GET", "/campaigns?q=a%00b", None, 400),
-    ("GET", "/campaigns/%00", None, 400),
-    ("GET", "/npcs/x%00y", None, 400),
-    ("GET", "/sessions?state=%00", None, 400),
-    ("GET", "/sessions/search?q=%00", None, 400),
-    ("GET", "/knowledge?q=%00", None, 400),
-    ("GET", "/admin/users?q=%00", None, 400),
-    ("POST", "/campaigns", {"name": "Sunken\x00Crown"}, 422),
-    ("POST", "/settings/name", {"name": "Table\x00"}, 422),
-    ("POST", "/settings/discord", {"guild_ids_text": "1\x00"}, 422),
-    ("POST", "/campaigns", {"na\x00me": "x"}, 422),
-])
+@pytest.mark.parametrize(
+    "method, url, data, status",
+    [
+        ("GET", "/campaigns?q=a%00b", None, 400),
+        ("GET", "/campaigns/%00", None, 400),
+        ("GET", "/npcs/x%00y", None, 400),
+        ("GET", "/sessions?state=%00", None, 400),
+        ("GET", "/sessions/search?q=%00", None, 400),
+        ("GET", "/knowledge?q=%00", None, 400),
+        ("GET", "/admin/users?q=%00", None, 400),
+        ("POST", "/campaigns", {"name": "Sunken\x00Crown"}, 422),
+        ("POST", "/settings/name", {"name": "Table\x00"}, 422),
+        ("POST", "/settings/discord", {"guild_ids_text": "1\x00"}, 422),
+        ("POST", "/campaigns", {"na\x00me": "x"}, 422),
+    ],
+)
 def test_nul_bytes_are_refused_with_a_clear_message(app, as_role, method, url, data, status):
     b = as_role("super_admin") if url.startswith("/admin") else as_role("tenant_owner")
     page = b.request(method, url, data=data)
@@ -142,8 +153,12 @@ def test_unstorable_characters_include_lone_surrogates():
 
 # ---- 8. the WebSocket Origin check compares scheme, host and port ----------------------------
 
-WS_HEADERS = {"Upgrade": "websocket", "Connection": "Upgrade", "Sec-WebSocket-Version": "13",
-              "Sec-WebSocket-Key": "dGhlIHNhbXBsZSBub25jZQ=="}
+WS_HEADERS = {
+    "Upgrade": "websocket",
+    "Connection": "Upgrade",
+    "Sec-WebSocket-Version": "13",
+    "Sec-WebSocket-Key": "dGhlIHNhbXBsZSBub25jZQ==",
+}
 
 
 def _handshake(app, origin: str | None, base_url: str = "http://localhost") -> int:
@@ -226,8 +241,12 @@ def _session_rows(app, user_id):
     from glyphoxa_htmx.models import LoginSession
 
     with app.app_context():
-        return [(r.revoked_at, r.revoked_reason, r.rotated_at) for r in db.session.execute(
-            select(LoginSession).where(LoginSession.user_id == user_id).order_by(LoginSession.created_at)).scalars()]
+        return [
+            (r.revoked_at, r.revoked_reason, r.rotated_at)
+            for r in db.session.execute(
+                select(LoginSession).where(LoginSession.user_id == user_id).order_by(LoginSession.created_at)
+            ).scalars()
+        ]
 
 
 def test_parallel_requests_with_the_previous_cookie_survive_a_rotation(app, as_role):
@@ -256,16 +275,20 @@ def test_parallel_requests_with_the_previous_cookie_survive_a_rotation(app, as_r
         def in_flight():
             barrier.wait()
             for _ in range(3):
-                resp = requests.get(server.url + "/sessions", headers={**ua, "HX-Request": "true"},
-                                    cookies={"gx_session": old, **{k: v for k, v in browser.cookies.items()
-                                                                    if k == "gx_flash"}},
-                                    allow_redirects=False, timeout=10)
+                resp = requests.get(
+                    server.url + "/sessions",
+                    headers={**ua, "HX-Request": "true"},
+                    cookies={"gx_session": old, **{k: v for k, v in browser.cookies.items() if k == "gx_flash"}},
+                    allow_redirects=False,
+                    timeout=10,
+                )
                 codes.append(resp.status_code)
 
         def renew():
             barrier.wait()
-            resp = browser.post(server.url + "/auth/refresh", headers={"X-CSRFToken": token},
-                                allow_redirects=False, timeout=10)
+            resp = browser.post(
+                server.url + "/auth/refresh", headers={"X-CSRFToken": token}, allow_redirects=False, timeout=10
+            )
             refreshed["status"] = resp.status_code
             refreshed["token"] = resp.cookies.get("gx_session")
 
@@ -278,11 +301,17 @@ def test_parallel_requests_with_the_previous_cookie_survive_a_rotation(app, as_r
         assert codes == [200] * 24, codes
         # After the burst: the previous cookie still resolves within the grace window (same
         # browser), the new one works, and the family is intact.
-        again = requests.get(server.url + "/dashboard", headers=ua, cookies={"gx_session": old},
-                             allow_redirects=False, timeout=10)
+        again = requests.get(
+            server.url + "/dashboard", headers=ua, cookies={"gx_session": old}, allow_redirects=False, timeout=10
+        )
         assert again.status_code == 200
-        new = requests.get(server.url + "/dashboard", headers=ua, cookies={"gx_session": refreshed["token"]},
-                           allow_redirects=False, timeout=10)
+        new = requests.get(
+            server.url + "/dashboard",
+            headers=ua,
+            cookies={"gx_session": refreshed["token"]},
+            allow_redirects=False,
+            timeout=10,
+        )
         assert new.status_code == 200
         assert all(revoked is None for revoked, _, _ in _session_rows(app, b.user.id))
     finally:
@@ -325,7 +354,9 @@ def test_concurrent_refreshes_with_one_token_rotate_once(app, as_role):
             client.set_cookie(name, value)
         barrier.wait()
         resp = client.post("/auth/refresh", headers={"X-CSRFToken": token})
-        results.append((resp.status_code, [h for h in resp.headers.getlist("Set-Cookie") if h.startswith("gx_session=")]))
+        results.append(
+            (resp.status_code, [h for h in resp.headers.getlist("Set-Cookie") if h.startswith("gx_session=")])
+        )
 
     threads = [threading.Thread(target=refresh) for _ in range(4)]
     for t in threads:
@@ -390,12 +421,25 @@ def test_gunicorn_on_all_interfaces_serves_no_dev_signin(app, database_url, tmp_
     from tests.test_gunicorn import ROOT, _free_port
 
     port = _free_port()
-    env = {**os.environ, "GLYPHOXA_ENV": "development", "DATABASE_URL": database_url, "SECRET_KEY": "g" * 40,
-           "GUNICORN_BIND": f"0.0.0.0:{port}", "WEB_CONCURRENCY": "1", "LOG_LEVEL": "WARNING", "HOST": "127.0.0.1",
-           "METRICS_ENABLED": "0"}
+    env = {
+        **os.environ,
+        "GLYPHOXA_ENV": "development",
+        "DATABASE_URL": database_url,
+        "SECRET_KEY": "g" * 40,
+        "GUNICORN_BIND": f"0.0.0.0:{port}",
+        "WEB_CONCURRENCY": "1",
+        "LOG_LEVEL": "WARNING",
+        "HOST": "127.0.0.1",
+        "METRICS_ENABLED": "0",
+    }
     env.pop("GLYPHOXA_DEV_LOGIN", None)
-    proc = subprocess.Popen([str(Path(sys.executable).with_name("gunicorn")), "-c", "deploy/gunicorn.conf.py",
-                             "wsgi:app"], cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    proc = subprocess.Popen(
+        [str(Path(sys.executable).with_name("gunicorn")), "-c", "deploy/gunicorn.conf.py", "wsgi:app"],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+    )
     base = f"http://127.0.0.1:{port}"
     try:
         wait_healthy(base, proc)

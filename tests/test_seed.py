@@ -17,12 +17,14 @@ def test_seed_demo_is_complete_and_idempotent(app, database_url):
         roles = sorted(u.role for u in db.session.execute(select(User).where(User.tenant_id == DEMO_TENANT)).scalars())
         assert roles == ["dm", "tenant_owner", "viewer"]
         assert db.session.get(Campaign, (DEMO_TENANT, DEMO_CAMPAIGN)).tenant_id == DEMO_TENANT
-        npcs = db.session.execute(select(func.count()).select_from(NpcDefinition)
-                                  .where(NpcDefinition.tenant_id == DEMO_TENANT)).scalar_one()
+        npcs = db.session.execute(
+            select(func.count()).select_from(NpcDefinition).where(NpcDefinition.tenant_id == DEMO_TENANT)
+        ).scalar_one()
         assert npcs == 4
     with psycopg.connect(database_url) as conn:
-        ended = conn.execute("SELECT count(*) FROM public.sessions WHERE tenant_id = %s AND state = 'ended'",
-                             (DEMO_TENANT,)).fetchone()[0]
+        ended = conn.execute(
+            "SELECT count(*) FROM public.sessions WHERE tenant_id = %s AND state = 'ended'", (DEMO_TENANT,)
+        ).fetchone()[0]
         lines = conn.execute(f"SELECT count(*) FROM tenant_{DEMO_TENANT}.session_entries").fetchone()[0]
         gateway_tenant = conn.execute("SELECT campaign_id FROM public.tenants WHERE id = %s", (DEMO_TENANT,)).fetchone()
     assert ended == 3 and lines > 10

@@ -47,7 +47,9 @@ def session_rows(database_url, tenant):
 
 
 def audit_actions(database_url, tenant):
-    return [r[0] for r in sql(database_url, "SELECT action FROM web.audit_log WHERE tenant_id = %s ORDER BY id", (tenant,))]
+    return [
+        r[0] for r in sql(database_url, "SELECT action FROM web.audit_log WHERE tenant_id = %s ORDER BY id", (tenant,))
+    ]
 
 
 def metric(name, **labels):
@@ -86,8 +88,11 @@ def dead_gateway() -> GatewayClient:
 
 
 def test_start_form_offers_campaigns_and_named_guilds(app, table, database_url):
-    sql(database_url, "UPDATE web.users SET discord_guilds = %s::jsonb WHERE id = %s",
-        (json.dumps([{"id": table.guild, "name": "The Rusty Anchor"}, {"id": "1", "name": "Other"}]), table.dm.user.id))
+    sql(
+        database_url,
+        "UPDATE web.users SET discord_guilds = %s::jsonb WHERE id = %s",
+        (json.dumps([{"id": table.guild, "name": "The Rusty Anchor"}, {"id": "1", "name": "Other"}]), table.dm.user.id),
+    )
     page = soup(table.dm.get("/sessions/new"))
     assert [o.text for o in page.select("#guild_id option")] == ["The Rusty Anchor"]
     assert page.select_one("#campaign_id option[selected]")["value"] == table.campaign  # the only one
@@ -111,7 +116,7 @@ def test_start_live_stop_is_audited_and_counted(app, table, database_url, simula
     before = metric("glyphoxa_web_session_starts_total", tenant_id=table.tenant, result="ok")
     resp = table.dm.post("/sessions/new", start_form(table))
     assert resp.status_code == 303
-    (sid, state, campaign), = session_rows(database_url, table.tenant)
+    ((sid, state, campaign),) = session_rows(database_url, table.tenant)
     assert resp.headers["Location"] == f"/sessions/{sid}/live" and campaign == table.campaign
     assert metric("glyphoxa_web_session_starts_total", tenant_id=table.tenant, result="ok") == before + 1
     wait_for(lambda: session_rows(database_url, table.tenant)[0][1] == "active", what="session active")
@@ -132,8 +137,11 @@ def test_start_live_stop_is_audited_and_counted(app, table, database_url, simula
 
 def test_quota_exceeded_is_explained_at_the_form(app, table, database_url):
     sql(database_url, "UPDATE public.tenants SET monthly_session_hours = 2 WHERE id = %s", (table.tenant,))
-    sql(database_url, "INSERT INTO public.usage_records (tenant_id, period, session_hours) VALUES (%s, %s, 2.5)",
-        (table.tenant, date.today().replace(day=1)))
+    sql(
+        database_url,
+        "INSERT INTO public.usage_records (tenant_id, period, session_hours) VALUES (%s, %s, 2.5)",
+        (table.tenant, date.today().replace(day=1)),
+    )
     page = soup(table.dm.get("/sessions/new"))
     assert "2.50 of 2.00 session hours" in page.text
     resp = table.dm.post("/sessions/new", start_form(table), htmx=True)
@@ -157,7 +165,7 @@ def test_bot_not_connected_is_explained(app, table, database_url, simulator):
 
 def test_second_start_of_a_campaign_is_refused_with_a_link(app, table, database_url):
     assert table.dm.post("/sessions/new", start_form(table)).status_code == 303
-    (sid, _, _), = session_rows(database_url, table.tenant)
+    ((sid, _, _),) = session_rows(database_url, table.tenant)
     resp = table.dm.post("/sessions/new", start_form(table), htmx=True)
     assert resp.status_code == 422
     page = soup(resp)
@@ -232,8 +240,9 @@ def test_viewer_watches_but_cannot_start_or_stop(app, table, as_role, database_u
     assert not soup(viewer.get(f"/sessions/{sid}")).select("form[action$='/stop']")
 
 
-def test_stop_of_another_tenants_session_is_refused_before_any_grpc_call(app, table, as_role, database_url,
-                                                                         simulator, monkeypatch):
+def test_stop_of_another_tenants_session_is_refused_before_any_grpc_call(
+    app, table, as_role, database_url, simulator, monkeypatch
+):
     sid = app.extensions["glyphoxa.gateway"].start_web_session(table.tenant, table.guild, snowflake(), table.campaign)
     stranger = as_role("tenant_owner")
     client = app.extensions["glyphoxa.gateway"]
@@ -250,8 +259,9 @@ def test_stop_of_another_tenants_session_is_refused_before_any_grpc_call(app, ta
     assert simulator._runtime(sid) is not None
 
 
-@pytest.mark.parametrize("suffix", ["", "/live", "/lines", "/transcript", "/transcript.txt",
-                                    "/transcript.md", "/recap.wav"])
+@pytest.mark.parametrize(
+    "suffix", ["", "/live", "/lines", "/transcript", "/transcript.txt", "/transcript.md", "/recap.wav"]
+)
 def test_other_tenants_session_pages_are_404(app, table, as_role, database_url, suffix):
     sid = seed(database_url, table.tenant, table.campaign, sessions=1)[0]
     stranger = as_role("tenant_owner")
@@ -300,9 +310,11 @@ def test_list_filters_and_keyset_pagination(app, table, database_url):
 
 def test_detail_shows_metadata_npcs_usage_recap(app, table, database_url):
     sid = seed(database_url, table.tenant, table.campaign, sessions=1)[0]
-    sql(database_url,
+    sql(
+        database_url,
         "INSERT INTO public.npc_definitions (id, tenant_id, campaign_id, name, personality) VALUES (%s, %s, %s, %s, %s)",
-        ("npc-1", table.tenant, table.campaign, "Grimble Ashfoot", "Gruff innkeeper"))
+        ("npc-1", table.tenant, table.campaign, "Grimble Ashfoot", "Gruff innkeeper"),
+    )
     sql(database_url, "UPDATE public.sessions SET error = 'heartbeat timeout' WHERE id = %s", (sid,))
     page = soup(table.dm.get(f"/sessions/{sid}"))
     assert "The Salt Road" in page.select_one("h1").text
@@ -319,8 +331,12 @@ def test_detail_shows_metadata_npcs_usage_recap(app, table, database_url):
 def test_dashboard_widgets(app, table, database_url):
     seed(database_url, table.tenant, table.campaign, sessions=2)
     sql(database_url, "UPDATE public.tenants SET monthly_session_hours = 40 WHERE id = %s", (table.tenant,))
-    sql(database_url, "INSERT INTO public.usage_records (tenant_id, period, session_hours) VALUES (%s, %s, 12.5) "
-        "ON CONFLICT (tenant_id, period) DO UPDATE SET session_hours = 12.5", (table.tenant, date.today().replace(day=1)))
+    sql(
+        database_url,
+        "INSERT INTO public.usage_records (tenant_id, period, session_hours) VALUES (%s, %s, 12.5) "
+        "ON CONFLICT (tenant_id, period) DO UPDATE SET session_hours = 12.5",
+        (table.tenant, date.today().replace(day=1)),
+    )
     sid = app.extensions["glyphoxa.gateway"].start_web_session(table.tenant, table.guild, snowflake(), table.campaign)
     page = soup(table.dm.get("/dashboard"))
     live = page.select_one("#w-live").parent
@@ -367,12 +383,25 @@ def test_pages_cost_a_bounded_number_of_queries(app, make_user, database_url):
         campaign = make_campaign(app, user.tenant_id)
         ids = seed(database_url, user.tenant_id, campaign, sessions=n)
         for sid in ids:  # a search hit in every session, whatever the scripted dialogue said
-            sql(database_url, f'INSERT INTO "tenant_{user.tenant_id}".session_entries (campaign_id, session_id, '
-                              "text) VALUES (%s, %s, 'The quokka waits')", (campaign, sid))
+            sql(
+                database_url,
+                f'INSERT INTO "tenant_{user.tenant_id}".session_entries (campaign_id, session_id, '
+                "text) VALUES (%s, %s, 'The quokka waits')",
+                (campaign, sid),
+            )
         entity = sql(database_url, f'SELECT id FROM "tenant_{user.tenant_id}".entities LIMIT 1')[0][0]
-        urls = ["/dashboard", "/sessions", f"/sessions/{ids[-1]}", f"/sessions/{ids[-1]}/live",
-                f"/sessions/{ids[-1]}/transcript", "/sessions/search?q=quokka", "/knowledge",
-                f"/knowledge/{campaign}", f"/knowledge/{campaign}/entities/{entity}", f"/knowledge/{campaign}/graph"]
+        urls = [
+            "/dashboard",
+            "/sessions",
+            f"/sessions/{ids[-1]}",
+            f"/sessions/{ids[-1]}/live",
+            f"/sessions/{ids[-1]}/transcript",
+            "/sessions/search?q=quokka",
+            "/knowledge",
+            f"/knowledge/{campaign}",
+            f"/knowledge/{campaign}/entities/{entity}",
+            f"/knowledge/{campaign}/graph",
+        ]
         b.get(urls[0])  # warm caches (e.g. the gateway-tables check)
         with app.app_context():
             engine = db.engine
@@ -380,7 +409,9 @@ def test_pages_cost_a_bounded_number_of_queries(app, make_user, database_url):
         for url in urls:
             with QueryCounter(engine) as qc:
                 assert b.get(url).status_code == 200, url
-            row[url.replace(user.tenant_id, "T").replace(campaign, "C").replace(ids[-1], "S").replace(entity, "E")] = qc.count
+            row[url.replace(user.tenant_id, "T").replace(campaign, "C").replace(ids[-1], "S").replace(entity, "E")] = (
+                qc.count
+            )
         counts.append(row)
     assert counts[0] == counts[1]
     assert max(counts[0].values()) <= 12, counts[0]
@@ -418,8 +449,9 @@ class FrontGateway:
     gateway gives but the simulator doesn't)."""
 
     def __init__(self, upstream: str, script: dict) -> None:
-        import grpc
         from concurrent.futures import ThreadPoolExecutor
+
+        import grpc
 
         self.script = script
         self.release = threading.Event()
@@ -484,11 +516,14 @@ def test_start_that_times_out_but_started_leads_to_the_session(app, table, datab
     proxy = front({"StartWebSession": "forward_then_hold"})
     resp = table.dm.post("/sessions/new", start_form(table), htmx=True)
     assert proxy.forwarded == ["StartWebSession"]  # the gateway did start it; only its answer was late
-    (sid, state, _), = session_rows(database_url, table.tenant)
+    ((sid, state, _),) = session_rows(database_url, table.tenant)
     assert state in ("pending", "active")
     assert resp.status_code == 204 and resp.headers["HX-Redirect"] == f"/sessions/{sid}/live"
-    rows = sql(database_url, "SELECT resource_id, details->>'note' FROM web.audit_log WHERE tenant_id = %s "
-                             "AND action = 'session.start'", (table.tenant,))
+    rows = sql(
+        database_url,
+        "SELECT resource_id, details->>'note' FROM web.audit_log WHERE tenant_id = %s AND action = 'session.start'",
+        (table.tenant,),
+    )
     assert rows == [(sid, "after_timeout")]
 
 
@@ -510,9 +545,13 @@ def test_start_that_times_out_without_a_session_says_it_may_still_be_starting(ap
 def orphan_session(database_url, t) -> str:
     """A live row in public.sessions that no gateway process tracks (its worker is elsewhere)."""
     sid = "orphan-" + snowflake()
-    sql(database_url, "INSERT INTO public.sessions (id, tenant_id, campaign_id, guild_id, channel_id, license_tier, "
-                      "state, worker_pod, last_heartbeat) VALUES (%s, %s, %s, %s, %s, 'shared', 'active', "
-                      "'worker-elsewhere', now())", (sid, t.tenant, t.campaign, t.guild, snowflake()))
+    sql(
+        database_url,
+        "INSERT INTO public.sessions (id, tenant_id, campaign_id, guild_id, channel_id, license_tier, "
+        "state, worker_pod, last_heartbeat) VALUES (%s, %s, %s, %s, %s, 'shared', 'active', "
+        "'worker-elsewhere', now())",
+        (sid, t.tenant, t.campaign, t.guild, snowflake()),
+    )
     return sid
 
 
@@ -541,8 +580,11 @@ def test_stop_not_found_after_the_session_ended_by_itself(app, table, database_u
     sid = orphan_session(database_url, table)
 
     def ended_meanwhile(request, context):  # the heartbeat sweep ended it while we were asking
-        sql(database_url, "UPDATE public.sessions SET state = 'ended', ended_at = now(), "
-                          "error = 'heartbeat timeout' WHERE id = %s", (sid,))
+        sql(
+            database_url,
+            "UPDATE public.sessions SET state = 'ended', ended_at = now(), error = 'heartbeat timeout' WHERE id = %s",
+            (sid,),
+        )
         not_found(request, context)
 
     front({"StopWebSession": ended_meanwhile})
@@ -593,8 +635,15 @@ def test_shared_helpers_have_one_copy():
     from glyphoxa_htmx.web import sessions as web
 
     root = Path(__file__).resolve().parent.parent / "glyphoxa_htmx"
-    for name in ("web/sessions.py", "web/knowledge.py", "services/sessions.py", "services/session_control.py",
-                 "services/transcripts.py", "services/live.py", "services/knowledge.py"):
+    for name in (
+        "web/sessions.py",
+        "web/knowledge.py",
+        "services/sessions.py",
+        "services/session_control.py",
+        "services/transcripts.py",
+        "services/live.py",
+        "services/knowledge.py",
+    ):
         assert '"HX-' not in (root / name).read_text(), name
     assert not hasattr(web, "_int") and not hasattr(svc, "SNOWFLAKE") and not hasattr(transcripts, "_check")
     assert svc.SNOWFLAKE_RE is parse.SNOWFLAKE_RE and knowledge.like_pattern is parse.like_pattern

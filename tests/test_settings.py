@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from datetime import UTC
+
 import psycopg
 from sqlalchemy import select
 
@@ -17,7 +19,7 @@ TOKEN = "MTA5ODc2NTQzMjEwOTg3NjU0.GaBcDe.abcdefghijklmnopqrstuvwxyz0123456789AB"
 def _owner_with_gateway_tenant(app) -> Browser:
     """An owner whose table exists on the gateway, who signed in with Discord a moment ago and
     manages GUILD_A and GUILD_B there (what adding a server requires)."""
-    from datetime import datetime, timezone
+    from datetime import datetime
 
     from glyphoxa_htmx.models import User
 
@@ -26,9 +28,11 @@ def _owner_with_gateway_tenant(app) -> Browser:
     with app.app_context():
         b.tenant_id = db.session.execute(select(Tenant.id)).scalar_one()
         user = db.session.execute(select(User).where(User.tenant_id == b.tenant_id)).scalar_one()
-        user.discord_guilds = [{"id": GUILD_A, "name": "Guild A", "owner": True, "manage": True},
-                               {"id": GUILD_B, "name": "Guild B", "owner": False, "manage": True}]
-        user.discord_guilds_at = datetime.now(timezone.utc)
+        user.discord_guilds = [
+            {"id": GUILD_A, "name": "Guild A", "owner": True, "manage": True},
+            {"id": GUILD_B, "name": "Guild B", "owner": False, "manage": True},
+        ]
+        user.discord_guilds_at = datetime.now(UTC)
         db.session.commit()
     return b
 
@@ -59,8 +63,9 @@ def test_dm_cannot_change_settings_but_can_read_them(app, as_role):
 
 def test_discord_connection_goes_to_the_gateway_and_the_token_is_never_kept(app, database_url):
     b = _owner_with_gateway_tenant(app)
-    resp = b.post("/settings/discord", {"guild_ids_text": f"{GUILD_A}\n{GUILD_B}, {GUILD_A}", "bot_token": TOKEN},
-                  htmx=True)
+    resp = b.post(
+        "/settings/discord", {"guild_ids_text": f"{GUILD_A}\n{GUILD_B}, {GUILD_A}", "bot_token": TOKEN}, htmx=True
+    )
     assert resp.status_code == 200
     assert "2 servers" in resp.headers["HX-Trigger"]
     with app.app_context():

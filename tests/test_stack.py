@@ -112,8 +112,9 @@ def test_every_imported_library_is_declared():
     test_ok = runtime_ok | _reachable(test)
     missing = {m: d for m, d in _third_party(_imports(RUNTIME_CODE, DEV_TOOLS)).items() if not d & runtime_ok}
     assert not missing, f"imported by the app but not declared in [project.dependencies]: {missing}"
-    dev_ok = runtime_ok | _reachable(tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
-                                     ["optional-dependencies"]["dev"])
+    dev_ok = runtime_ok | _reachable(
+        tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["optional-dependencies"]["dev"]
+    )
     missing = {m: d for m, d in _third_party(_imports(list(DEV_TOOLS))).items() if not d & dev_ok}
     assert not missing, f"imported by a dev tool but not in the dev extra: {missing}"
     missing = {m: d for m, d in _third_party(_imports(TEST_CODE)).items() if not d & test_ok}
@@ -133,8 +134,11 @@ def _grep(pattern: str, *globs: str) -> list[str]:
 
 def test_flask_login_owns_who_is_signed_in():
     # current_user / login_required come from flask-login; no second notion of the signed-in user.
-    assert not _grep(r"\bg\.(actor|user|login_session)\b|g\.get\(\"(actor|user)\"\)|def login_required|def load_actor",
-                     "glyphoxa_htmx/**/*.py", "templates/**/*.html")
+    assert not _grep(
+        r"\bg\.(actor|user|login_session)\b|g\.get\(\"(actor|user)\"\)|def login_required|def load_actor",
+        "glyphoxa_htmx/**/*.py",
+        "templates/**/*.html",
+    )
 
 
 def test_flask_htmx_is_the_one_reader_of_hx_headers():
@@ -144,13 +148,19 @@ def test_flask_htmx_is_the_one_reader_of_hx_headers():
 
 
 def test_request_metrics_come_from_the_exporter():
-    assert not _grep(r"\b(Histogram|generate_latest|MultiProcessCollector)\b|before_request|teardown_request",
-                     "glyphoxa_htmx/core/metrics.py", "glyphoxa_htmx/web/health.py")
+    assert not _grep(
+        r"\b(Histogram|generate_latest|MultiProcessCollector)\b|before_request|teardown_request",
+        "glyphoxa_htmx/core/metrics.py",
+        "glyphoxa_htmx/web/health.py",
+    )
 
 
 def test_alpine_islands_use_registered_components_only():
-    registered = set(re.findall(r"Alpine\.data\(\"([A-Za-z]+)\"", "".join(
-        f.read_text() for f in (ROOT / "static" / "js").glob("*.js"))))
+    registered = set(
+        re.findall(
+            r"Alpine\.data\(\"([A-Za-z]+)\"", "".join(f.read_text() for f in (ROOT / "static" / "js").glob("*.js"))
+        )
+    )
     used = set()
     for file in (ROOT / "templates").rglob("*.html"):
         text = file.read_text()
@@ -164,5 +174,9 @@ def test_alpine_islands_use_registered_components_only():
     assert used, "no Alpine island on any page"
     assert used <= registered, f"x-data names without an Alpine.data registration: {used - registered}"
     # The old hand-written islands are gone.
-    assert not _grep(r"createElement\(|data-list-editor\]|glyphoxaToast", "static/js/app.js", "static/js/npc-editor.js",
-                     "static/js/voice-preview.js")
+    assert not _grep(
+        r"createElement\(|data-list-editor\]|glyphoxaToast",
+        "static/js/app.js",
+        "static/js/npc-editor.js",
+        "static/js/voice-preview.js",
+    )

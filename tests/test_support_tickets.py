@@ -25,8 +25,9 @@ def test_local_ticket_answered_by_an_operator(app, database_url, as_role):
         "/support", {"subject": "s", "body": "b", "category": "bug", "session_id": "someone-elses"}, htmx=True
     ).get_data(as_text=True)
     assert _count(database_url, dm.user.tenant_id) == 0  # nothing half written
-    resp = dm.post("/support", {"subject": "The bard won't speak", "body": "Greta is silent since Tuesday.",
-                                "category": "session"})
+    resp = dm.post(
+        "/support", {"subject": "The bard won't speak", "body": "Greta is silent since Tuesday.", "category": "session"}
+    )
     assert resp.status_code == 303
     url = resp.headers["Location"]
     ticket_id = url.rsplit("/", 1)[1]
@@ -36,8 +37,12 @@ def test_local_ticket_answered_by_an_operator(app, database_url, as_role):
     admin = as_role("super_admin")
     listing = soup(admin.get("/admin/support?status=open"))
     assert f"/admin/support/{ticket_id}" in str(listing.select_one("#ticket-list"))
-    assert admin.post(f"/admin/support/{ticket_id}/answer", {"body": "Fixed: restart the session.",
-                                                              "status": "resolved"}).status_code == 303
+    assert (
+        admin.post(
+            f"/admin/support/{ticket_id}/answer", {"body": "Fixed: restart the session.", "status": "resolved"}
+        ).status_code
+        == 303
+    )
     assert soup(page).select_one("#ticket-status").get_text() == "open"
     doc = soup(dm.get(url))
     assert doc.select_one("#ticket-status").get_text() == "resolved"
@@ -67,9 +72,16 @@ def freshdesk():
 def fd_app(app, database_url, simulator, freshdesk):
     from glyphoxa_htmx.app import create_app
 
-    application = create_app(make_settings(database_url, gateway_grpc_addr=simulator.address,
-                                           gateway_secret=GATEWAY_SECRET, freshdesk_domain="glyphoxa",
-                                           freshdesk_api_key=freshdesk.api_key, freshdesk_api_base=freshdesk.base))
+    application = create_app(
+        make_settings(
+            database_url,
+            gateway_grpc_addr=simulator.address,
+            gateway_secret=GATEWAY_SECRET,
+            freshdesk_domain="glyphoxa",
+            freshdesk_api_key=freshdesk.api_key,
+            freshdesk_api_base=freshdesk.base,
+        )
+    )
     application.config["TESTING"] = True
     return application
 
@@ -78,16 +90,20 @@ def test_freshdesk_ticket_created_there_and_synced(fd_app, database_url, make_us
     user = make_user(role="tenant_owner")
     b = Browser(fd_app).login(user)
     freshdesk.down = True
-    resp = b.post("/support", {"subject": "Billing question", "body": "Was I charged twice?", "category": "billing"},
-                  htmx=True)
+    resp = b.post(
+        "/support", {"subject": "Billing question", "body": "Was I charged twice?", "category": "billing"}, htmx=True
+    )
     assert resp.status_code == 422 and "please try again in a few minutes" in resp.get_data(as_text=True)
     assert _count(database_url, user.tenant_id) == 0 and not freshdesk.tickets
     freshdesk.down = False
-    url = b.post("/support", {"subject": "Billing question", "body": "Was I charged twice?",
-                              "category": "billing"}).headers["Location"]
-    (fd_id, remote), = freshdesk.tickets.items()
+    url = b.post(
+        "/support", {"subject": "Billing question", "body": "Was I charged twice?", "category": "billing"}
+    ).headers["Location"]
+    ((fd_id, remote),) = freshdesk.tickets.items()
     assert remote["subject"] == "Billing question" and "Was I charged twice?" in remote["description"]
-    assert remote["status"] == 2 and "category:billing" in remote["tags"] and f"tenant:{user.tenant_id}" in remote["tags"]
+    assert (
+        remote["status"] == 2 and "category:billing" in remote["tags"] and f"tenant:{user.tenant_id}" in remote["tags"]
+    )
 
     # The agent answers in Freshdesk (and leaves a private note), then marks it pending.
     freshdesk.agent_reply(fd_id, "Only once; the second was a hold.")
@@ -99,8 +115,14 @@ def test_freshdesk_ticket_created_there_and_synced(fd_app, database_url, make_us
     assert "Only once; the second was a hold." in thread and "internal" not in thread
     soup(b.get(url))  # opened again: the reply isn't duplicated
     with psycopg.connect(database_url) as conn:
-        assert conn.execute("SELECT count(*) FROM web.support_replies r JOIN web.support_tickets t ON t.id = r.ticket_id"
-                            " WHERE t.tenant_id = %s", (user.tenant_id,)).fetchone()[0] == 1
+        assert (
+            conn.execute(
+                "SELECT count(*) FROM web.support_replies r JOIN web.support_tickets t ON t.id = r.ticket_id"
+                " WHERE t.tenant_id = %s",
+                (user.tenant_id,),
+            ).fetchone()[0]
+            == 1
+        )
     # The customer's reply goes to Freshdesk as a reply on that ticket.
     assert b.post(f"{url}/reply", {"body": "Thanks!"}).status_code == 303
     assert freshdesk.conversations[fd_id][-1]["body"] == "Thanks!" and freshdesk.conversations[fd_id][-1]["incoming"]

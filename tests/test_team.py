@@ -6,7 +6,7 @@ protected, and seat limits come from the plan. Real PostgreSQL, real HTTP to the
 from __future__ import annotations
 
 import random
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from urllib.parse import urlsplit
 
 from sqlalchemy import select
@@ -22,8 +22,9 @@ def snowflake() -> str:
 
 
 def as_discord(provider, discord_id: str, name: str = "Invitee") -> None:
-    provider.user = dict(provider.user, id=discord_id, global_name=name, username=name.lower(),
-                         email=f"{discord_id}@example.com")
+    provider.user = dict(
+        provider.user, id=discord_id, global_name=name, username=name.lower(), email=f"{discord_id}@example.com"
+    )
 
 
 def member(app, discord_id: str) -> User | None:
@@ -35,8 +36,7 @@ def member(app, discord_id: str) -> User | None:
 
 
 def create_link(owner: Browser, role="viewer", max_uses="1", days="7") -> str:
-    resp = owner.post("/team/invitations", {"kind": "link", "role": role, "max_uses": max_uses,
-                                            "expires_days": days})
+    resp = owner.post("/team/invitations", {"kind": "link", "role": role, "max_uses": max_uses, "expires_days": days})
     assert resp.status_code == 200, resp.get_data(as_text=True)
     return urlsplit(soup(resp).select_one("#invite-link")["value"]).path
 
@@ -57,30 +57,40 @@ def test_invite_by_discord_id_then_sign_in_joins_with_that_role(app, oauth_app, 
     joined = member(app, did)
     assert (joined.tenant_id, joined.role) == (owner.user.tenant_id, "dm")
     # The members list shows them with a real last sign-in (not "never") and a joined date.
-    rows = {tr.select_one("[data-label='Name']").text.strip(): tr for tr in soup(owner.get("/team")).select("#members tbody tr")
-            if tr.select_one("[data-label='Name']")}
+    rows = {
+        tr.select_one("[data-label='Name']").text.strip(): tr
+        for tr in soup(owner.get("/team")).select("#members tbody tr")
+        if tr.select_one("[data-label='Name']")
+    }
     assert "never" not in rows["Rolf"].select_one("[data-label='Last sign-in']").text
     assert rows["Rolf"].select_one("[data-label='Joined'] time")
     assert not soup(owner.get("/team")).select("#pending tbody tr")  # used up
     with app.app_context():
-        actions = {a for (a,) in db.session.execute(select(AuditLog.action).where(
-            AuditLog.tenant_id == owner.user.tenant_id))}
+        actions = {
+            a for (a,) in db.session.execute(select(AuditLog.action).where(AuditLog.tenant_id == owner.user.tenant_id))
+        }
     assert {"invitation.create", "tenant.invitation_accept", "user.signup"} <= actions
 
 
 def test_bad_invitations_are_refused_with_nothing_written(app, as_role):
     owner = as_role("tenant_owner")
-    for data, field in [({"kind": "discord", "discord_id": "12345", "role": "dm"}, "discord_id"),
-                        ({"kind": "discord", "discord_id": "", "role": "dm"}, "discord_id"),
-                        ({"kind": "discord", "discord_id": snowflake(), "role": "super_admin"}, "role"),
-                        ({"kind": "link", "role": "viewer", "max_uses": "0"}, "max_uses"),
-                        ({"kind": "link", "role": "viewer", "expires_days": "365"}, "expires_days")]:
+    for data, field in [
+        ({"kind": "discord", "discord_id": "12345", "role": "dm"}, "discord_id"),
+        ({"kind": "discord", "discord_id": "", "role": "dm"}, "discord_id"),
+        ({"kind": "discord", "discord_id": snowflake(), "role": "super_admin"}, "role"),
+        ({"kind": "link", "role": "viewer", "max_uses": "0"}, "max_uses"),
+        ({"kind": "link", "role": "viewer", "expires_days": "365"}, "expires_days"),
+    ]:
         resp = owner.post("/team/invitations", data, htmx=True)
         assert resp.status_code == 422, data
         assert soup(resp).select_one(f"#{field}-error"), data
     with app.app_context():
-        assert db.session.execute(select(TenantInvitation).where(
-            TenantInvitation.tenant_id == owner.user.tenant_id)).first() is None
+        assert (
+            db.session.execute(
+                select(TenantInvitation).where(TenantInvitation.tenant_id == owner.user.tenant_id)
+            ).first()
+            is None
+        )
 
 
 def test_link_use_limit_expiry_and_revocation(app, oauth_app, as_role, provider):
@@ -102,9 +112,13 @@ def test_link_use_limit_expiry_and_revocation(app, oauth_app, as_role, provider)
     late = Browser(oauth_app)
     assert late.get(revoked_path).status_code == 200
     with app.app_context():
-        inv = db.session.execute(select(TenantInvitation).where(
-            TenantInvitation.tenant_id == owner.user.tenant_id, TenantInvitation.revoked_at.is_(None),
-            TenantInvitation.uses == 0)).scalar_one()
+        inv = db.session.execute(
+            select(TenantInvitation).where(
+                TenantInvitation.tenant_id == owner.user.tenant_id,
+                TenantInvitation.revoked_at.is_(None),
+                TenantInvitation.uses == 0,
+            )
+        ).scalar_one()
     assert owner.post(f"/team/invitations/{inv.id}/revoke").status_code == 303
     assert Browser(oauth_app).get(revoked_path).status_code == 404
     did = snowflake()
@@ -115,10 +129,14 @@ def test_link_use_limit_expiry_and_revocation(app, oauth_app, as_role, provider)
     # Expired.
     expired_path = create_link(owner)
     with app.app_context():
-        for row in db.session.execute(select(TenantInvitation).where(
-                TenantInvitation.tenant_id == owner.user.tenant_id, TenantInvitation.revoked_at.is_(None),
-                TenantInvitation.uses == 0)).scalars():
-            row.expires_at = datetime.now(timezone.utc) - timedelta(minutes=1)
+        for row in db.session.execute(
+            select(TenantInvitation).where(
+                TenantInvitation.tenant_id == owner.user.tenant_id,
+                TenantInvitation.revoked_at.is_(None),
+                TenantInvitation.uses == 0,
+            )
+        ).scalars():
+            row.expires_at = datetime.now(UTC) - timedelta(minutes=1)
         db.session.commit()
     assert Browser(oauth_app).get(expired_path).status_code == 404
 
@@ -173,8 +191,9 @@ def test_removal_revokes_sign_in_sessions_at_once(app, as_role, make_user):
     with app.app_context():
         assert db.session.get(User, dm_user.id) is None
         assert db.session.execute(select(LoginSession).where(LoginSession.user_id == dm_user.id)).first() is None
-        entry = db.session.execute(select(AuditLog).where(AuditLog.action == "user.remove",
-                                                          AuditLog.resource_id == dm_user.id)).scalar_one()
+        entry = db.session.execute(
+            select(AuditLog).where(AuditLog.action == "user.remove", AuditLog.resource_id == dm_user.id)
+        ).scalar_one()
         assert "dm" in str(entry.details["changes"]) and entry.details["sessions_revoked"] >= 1
 
 
@@ -229,8 +248,9 @@ def test_an_existing_account_sees_a_discord_invitation_on_me_and_may_switch(app,
         db.session.commit()
     assert inviting.post("/team/invitations", {"kind": "discord", "discord_id": did, "role": "dm"}).status_code == 200
     with app.app_context():
-        inv_id = db.session.execute(select(TenantInvitation.id).where(
-            TenantInvitation.tenant_id == inviting.user.tenant_id)).scalar_one()
+        inv_id = db.session.execute(
+            select(TenantInvitation.id).where(TenantInvitation.tenant_id == inviting.user.tenant_id)
+        ).scalar_one()
     # Nobody else can accept it (404), not even another member of the inviting table.
     assert as_role("viewer").post(f"/me/invitations/{inv_id}/accept").status_code == 404
     page = soup(elsewhere.get("/me"))

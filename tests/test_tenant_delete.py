@@ -24,8 +24,10 @@ def web_rows(app, tenant_id: str) -> dict[str, int]:
             if table == "web.login_sessions":
                 continue
             if table == "web.support_replies":  # a reply belongs to its ticket, which has the tenant
-                query = ("SELECT count(*) FROM web.support_replies r JOIN web.support_tickets t ON t.id = r.ticket_id "
-                         "WHERE t.tenant_id = :t")
+                query = (
+                    "SELECT count(*) FROM web.support_replies r JOIN web.support_tickets t ON t.id = r.ticket_id "
+                    "WHERE t.tenant_id = :t"
+                )
             else:
                 query = f"SELECT count(*) FROM {table} WHERE {column} = :t"
             counts[table] = db.session.execute(text(query), {"t": tenant_id}).scalar_one()
@@ -65,8 +67,9 @@ def test_delete_calls_the_gateway_then_leaves_no_web_rows_and_signs_everyone_out
     assert {t: n for t, n in rows.items() if n and t not in KEPT} == {}
     assert rows["web.audit_log"] >= 1
     with app.app_context():
-        entry = db.session.execute(text("SELECT details FROM web.audit_log WHERE action = 'tenant.delete' "
-                                        "AND tenant_id = :t"), {"t": tid}).scalar_one()
+        entry = db.session.execute(
+            text("SELECT details FROM web.audit_log WHERE action = 'tenant.delete' AND tenant_id = :t"), {"t": tid}
+        ).scalar_one()
         assert entry["deleted"]["users"] == 2 and entry["deleted"]["sign_ins_revoked"] >= 2
     # Both open tabs are signed out at their next request.
     for b in (owner, dm):
@@ -78,8 +81,9 @@ def test_gateway_failure_deletes_nothing_of_ours(app, database_url, table):
     from glyphoxa_htmx.app import create_app
 
     owner, dm, tid = table
-    broken = create_app(make_settings(database_url, gateway_grpc_addr="127.0.0.1:1", gateway_secret=GATEWAY_SECRET,
-                                      gateway_timeout=1.0))
+    broken = create_app(
+        make_settings(database_url, gateway_grpc_addr="127.0.0.1:1", gateway_secret=GATEWAY_SECRET, gateway_timeout=1.0)
+    )
     broken.config["TESTING"] = True
     with app.app_context():
         from glyphoxa_htmx.models import User
@@ -128,8 +132,9 @@ def demo_owner(app):
 
     with app.app_context():
         seed_demo()
-        owner = db.session.execute(select(User).where(User.tenant_id == DEMO_TENANT,
-                                                      User.role == "tenant_owner")).scalar_one()
+        owner = db.session.execute(
+            select(User).where(User.tenant_id == DEMO_TENANT, User.role == "tenant_owner")
+        ).scalar_one()
         ns = type("U", (), {"id": owner.id, "tenant_id": DEMO_TENANT})
     return Browser(app).login(ns)
 
@@ -144,9 +149,11 @@ def test_delete_removes_the_tables_voice_sample_files_too(app, table, tmp_path, 
     store = tmp_path / "voice-samples"
     monkeypatch.delenv("S3_BUCKET", raising=False)
     monkeypatch.setenv("VOICE_SAMPLES_DIR", str(store))
-    resp = owner.post("/voice-library", {"name": "Doomed voice",
-                                         "file": (io.BytesIO(make_audio(tmp_path, "doomed.wav")), "doomed.wav")},
-                      content_type="multipart/form-data")
+    resp = owner.post(
+        "/voice-library",
+        {"name": "Doomed voice", "file": (io.BytesIO(make_audio(tmp_path, "doomed.wav")), "doomed.wav")},
+        content_type="multipart/form-data",
+    )
     assert resp.status_code == 303
     assert [p for p in store.rglob("*") if p.is_file()], "the upload stored a file"
     assert web_rows(app, tid)["web.voice_samples"] == 1

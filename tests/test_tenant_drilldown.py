@@ -5,7 +5,7 @@ own view (GetTenant and GetBotStatus over real gRPC to the simulator) and the su
 from __future__ import annotations
 
 import uuid
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import psycopg
 
@@ -21,20 +21,35 @@ def _setup(app, database_url, make_tenant, make_user):
         gateway().update_tenant(tid, guild_ids=["111122223333444455"])
     for i in range(5):
         make_user(role="dm" if i else "tenant_owner", tenant_id=tid, name=f"Member {i}")
-    start = datetime.now(timezone.utc) - timedelta(days=10)
+    start = datetime.now(UTC) - timedelta(days=10)
     with psycopg.connect(database_url, autocommit=True) as conn:
-        conn.execute("INSERT INTO web.campaigns (tenant_id, id, name) VALUES (%s, 'drill-c', 'The Drill Campaign')", (tid,))
+        conn.execute(
+            "INSERT INTO web.campaigns (tenant_id, id, name) VALUES (%s, 'drill-c', 'The Drill Campaign')", (tid,)
+        )
         for i in range(7):
-            conn.execute("INSERT INTO public.sessions (id, tenant_id, campaign_id, guild_id, channel_id, license_tier, state,"
-                         " error, started_at, ended_at) VALUES (%s, %s, 'drill-c', '111122223333444455', '1', 'shared',"
-                         " 'ended', %s, %s, %s)",
-                         (f"drill-{tid}-{i}", tid, "worker crashed: OOM" if i in (2, 5) else None,
-                          start + timedelta(hours=i), start + timedelta(hours=i, minutes=30)))
+            conn.execute(
+                "INSERT INTO public.sessions (id, tenant_id, campaign_id, guild_id, channel_id, license_tier, state,"
+                " error, started_at, ended_at) VALUES (%s, %s, 'drill-c', '111122223333444455', '1', 'shared',"
+                " 'ended', %s, %s, %s)",
+                (
+                    f"drill-{tid}-{i}",
+                    tid,
+                    "worker crashed: OOM" if i in (2, 5) else None,
+                    start + timedelta(hours=i),
+                    start + timedelta(hours=i, minutes=30),
+                ),
+            )
         conn.execute("UPDATE public.tenants SET monthly_session_hours = 40 WHERE id = %s", (tid,))
-        conn.execute("INSERT INTO public.usage_records (tenant_id, period, session_hours) "
-                     "VALUES (%s, date_trunc('month', now())::date, 12.5)", (tid,))
-        conn.execute("INSERT INTO web.audit_log (tenant_id, action, resource_type, resource_id) "
-                     "VALUES (%s, 'campaign.create', 'campaign', 'drill-c')", (tid,))
+        conn.execute(
+            "INSERT INTO public.usage_records (tenant_id, period, session_hours) "
+            "VALUES (%s, date_trunc('month', now())::date, 12.5)",
+            (tid,),
+        )
+        conn.execute(
+            "INSERT INTO web.audit_log (tenant_id, action, resource_type, resource_id) "
+            "VALUES (%s, 'campaign.create', 'campaign', 'drill-c')",
+            (tid,),
+        )
     return tid
 
 

@@ -56,7 +56,9 @@ class Collector:
 
     def __init__(self):
         from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
-            ExportTraceServiceRequest, ExportTraceServiceResponse)
+            ExportTraceServiceRequest,
+            ExportTraceServiceResponse,
+        )
 
         self.spans: list[dict] = []
         owner = self
@@ -68,13 +70,23 @@ class Collector:
                 req = ExportTraceServiceRequest()
                 req.ParseFromString(body)
                 for rs in req.resource_spans:
-                    service = next((a.value.string_value for a in rs.resource.attributes if a.key == "service.name"), "")
+                    service = next(
+                        (a.value.string_value for a in rs.resource.attributes if a.key == "service.name"), ""
+                    )
                     for ss in rs.scope_spans:
                         for span in ss.spans:
-                            owner.spans.append({"name": span.name, "kind": span.kind, "trace_id": span.trace_id.hex(),
-                                                "scope": ss.scope.name, "service": service,
-                                                "attrs": {a.key: a.value.string_value or a.value.int_value
-                                                          for a in span.attributes}})
+                            owner.spans.append(
+                                {
+                                    "name": span.name,
+                                    "kind": span.kind,
+                                    "trace_id": span.trace_id.hex(),
+                                    "scope": ss.scope.name,
+                                    "service": service,
+                                    "attrs": {
+                                        a.key: a.value.string_value or a.value.int_value for a in span.attributes
+                                    },
+                                }
+                            )
                 out = ExportTraceServiceResponse().SerializeToString()
                 self.send_response(200)
                 self.send_header("Content-Type", "application/x-protobuf")
@@ -98,8 +110,13 @@ class Collector:
 def test_spans_reach_an_otlp_collector_and_logs_carry_the_trace_id(app, database_url, simulator):
     collector = Collector()
     try:
-        out = subprocess.run([sys.executable, "-c", SCRIPT, database_url, simulator.address, GATEWAY_SECRET,
-                              collector.url], cwd=ROOT, capture_output=True, text=True, timeout=120)
+        out = subprocess.run(
+            [sys.executable, "-c", SCRIPT, database_url, simulator.address, GATEWAY_SECRET, collector.url],
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
         assert out.returncode == 0 and "DONE" in out.stdout, out.stderr[-3000:]
     finally:
         collector.server.shutdown()
@@ -123,7 +140,8 @@ def test_spans_reach_an_otlp_collector_and_logs_carry_the_trace_id(app, database
 
 
 def test_off_by_default_imports_nothing(database_url):
-    out = subprocess.run([sys.executable, "-c", OFF_SCRIPT, database_url], cwd=ROOT,
-                         capture_output=True, text=True, timeout=120)
+    out = subprocess.run(
+        [sys.executable, "-c", OFF_SCRIPT, database_url], cwd=ROOT, capture_output=True, text=True, timeout=120
+    )
     assert out.returncode == 0, out.stderr[-2000:]
     assert out.stdout.strip().splitlines()[-1] == "OTEL MODULES:"

@@ -9,7 +9,7 @@ from __future__ import annotations
 import random
 import re
 import uuid
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from types import SimpleNamespace
 
 import pytest
@@ -18,9 +18,12 @@ from tests.conftest import soup
 from tests.support.ws_server import LiveServer, Reader, sql, wait_for
 from tests.test_campaigns import count_queries
 
-START = datetime(2026, 3, 14, 19, 0, tzinfo=timezone.utc)
-SPEAKERS = [("111111111111111111", "Mara", ""), ("222222222222222222", "Grimble Ashfoot", "npc-grimble"),
-            ("333333333333333333", "Tobin", "")]
+START = datetime(2026, 3, 14, 19, 0, tzinfo=UTC)
+SPEAKERS = [
+    ("111111111111111111", "Mara", ""),
+    ("222222222222222222", "Grimble Ashfoot", "npc-grimble"),
+    ("333333333333333333", "Tobin", ""),
+]
 
 # The worker's table as the gateway's worker creates it (contract §1.5), by this test's own DDL.
 WORKER_DDL = """
@@ -36,18 +39,22 @@ CREATE INDEX IF NOT EXISTS idx_entries_session_ts ON "{s}".session_entries (sess
 
 def make_session(database_url, tenant, campaign, state="ended") -> str:
     sid = str(uuid.uuid4())
-    sql(database_url, "INSERT INTO public.sessions (id, tenant_id, campaign_id, guild_id, channel_id, license_tier, "
-                      "state, started_at, ended_at) VALUES (%s, %s, %s, '1', '2', 'shared', %s, %s, "
-                      "CASE WHEN %s = 'ended' THEN %s::timestamptz + interval '4 hours' END)",
-        (sid, tenant, campaign, state, START, state, START))
+    sql(
+        database_url,
+        "INSERT INTO public.sessions (id, tenant_id, campaign_id, guild_id, channel_id, license_tier, "
+        "state, started_at, ended_at) VALUES (%s, %s, %s, '1', '2', 'shared', %s, %s, "
+        "CASE WHEN %s = 'ended' THEN %s::timestamptz + interval '4 hours' END)",
+        (sid, tenant, campaign, state, START, state, START),
+    )
     for stmt in WORKER_DDL.format(s=f"tenant_{tenant}").split(";"):
         if stmt.strip():
             sql(database_url, stmt)
     return sid
 
 
-def insert(database_url, tenant, sid, campaign, seconds: float, text: str, *, line_id: int | None = None,
-           speaker: int = 0) -> int:
+def insert(
+    database_url, tenant, sid, campaign, seconds: float, text: str, *, line_id: int | None = None, speaker: int = 0
+) -> int:
     """One line, as the worker or other tooling writes it; ``line_id`` None lets BIGSERIAL pick."""
     sp_id, sp_name, npc = SPEAKERS[speaker]
     cols = "campaign_id, session_id, speaker_id, speaker_name, npc_id, text, raw_text, timestamp"
@@ -55,13 +62,22 @@ def insert(database_url, tenant, sid, campaign, seconds: float, text: str, *, li
     if line_id is not None:
         cols, vals = "id, " + cols, [line_id, *vals]
     marks = ", ".join(["%s"] * len(vals))
-    return sql(database_url, f'INSERT INTO "tenant_{tenant}".session_entries ({cols}) VALUES ({marks}) RETURNING id',
-               tuple(vals))[0][0]
+    return sql(
+        database_url,
+        f'INSERT INTO "tenant_{tenant}".session_entries ({cols}) VALUES ({marks}) RETURNING id',
+        tuple(vals),
+    )[0][0]
 
 
 def in_time_order(database_url, tenant, sid) -> list[int]:
-    return [r[0] for r in sql(database_url, f'SELECT id FROM "tenant_{tenant}".session_entries WHERE session_id = %s '
-                                            "ORDER BY timestamp, id", (sid,))]
+    return [
+        r[0]
+        for r in sql(
+            database_url,
+            f'SELECT id FROM "tenant_{tenant}".session_entries WHERE session_id = %s ORDER BY timestamp, id',
+            (sid,),
+        )
+    ]
 
 
 def ids_of(resp) -> list[int]:
@@ -83,13 +99,17 @@ def shuffled(as_role, database_url):
     for n in order:
         text = f"line {n} about the lantern" if n % 3 == 0 else f"line {n} of the evening"
         insert(database_url, tenant, sid, campaign, seconds[n], text, line_id=ids[n], speaker=n % 3)
-    return SimpleNamespace(dm=dm, tenant=tenant, sid=sid, campaign=campaign,
-                           expected=in_time_order(database_url, tenant, sid))
+    return SimpleNamespace(
+        dm=dm, tenant=tenant, sid=sid, campaign=campaign, expected=in_time_order(database_url, tenant, sid)
+    )
 
 
 def column_in_time_order(database_url, t, column) -> list[tuple[int, str]]:
-    return sql(database_url, f'SELECT id, {column} FROM "tenant_{t.tenant}".session_entries WHERE session_id = %s '
-                             "ORDER BY timestamp, id", (t.sid,))
+    return sql(
+        database_url,
+        f'SELECT id, {column} FROM "tenant_{t.tenant}".session_entries WHERE session_id = %s ORDER BY timestamp, id',
+        (t.sid,),
+    )
 
 
 def test_keyset_pages_follow_time_both_ways(app, shuffled, database_url):
@@ -121,7 +141,7 @@ def test_permalink_context_is_the_lines_before_in_time(app, shuffled):
         target = expected[at]
         resp = shuffled.dm.get(f"/sessions/{shuffled.sid}/transcript?around={target}")
         start = max(0, at - 5)
-        assert ids_of(resp) == expected[start:start + 100]
+        assert ids_of(resp) == expected[start : start + 100]
         assert soup(resp).select_one("li.is-target")["data-line-id"] == str(target)
 
 
@@ -177,8 +197,10 @@ def live_session(app, as_role, database_url, monkeypatch):
     tenant, campaign = viewer.user.tenant_id, "c1"
     sid = make_session(database_url, tenant, campaign, state="active")
     # Earlier tooling left explicit ids; later lines get BIGSERIAL ids above them.
-    first = [insert(database_url, tenant, sid, campaign, s, f"early {s}", line_id=lid)
-             for s, lid in ((0, 40), (10, 7), (20, 900), (30, 12))]
+    first = [
+        insert(database_url, tenant, sid, campaign, s, f"early {s}", line_id=lid)
+        for s, lid in ((0, 40), (10, 7), (20, 900), (30, 12))
+    ]
     sql(database_url, f"SELECT setval(pg_get_serial_sequence('\"tenant_{tenant}\".session_entries', 'id'), 1000)")
     yield SimpleNamespace(viewer=viewer, tenant=tenant, campaign=campaign, sid=sid, first=first)
     sql(database_url, "UPDATE public.sessions SET state = 'ended', ended_at = now() WHERE id = %s", (sid,))
@@ -219,8 +241,10 @@ def test_late_line_reaches_an_open_socket_once(app, server, live_session, databa
     ws.close()
     assert reader2.line_ids() == [final]
     # A fresh page shows the late line in its place in time.
-    shown = [int(li["data-line-id"]) for li in soup(t.viewer.get(f"/sessions/{t.sid}/live"))
-             .select("#transcript > li[data-line-id]")]
+    shown = [
+        int(li["data-line-id"])
+        for li in soup(t.viewer.get(f"/sessions/{t.sid}/live")).select("#transcript > li[data-line-id]")
+    ]
     assert shown == [40, 7, late, 900, 12, on_time, after, final]
 
 

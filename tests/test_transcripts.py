@@ -21,19 +21,32 @@ def seeded(app, as_role, database_url):
     gateway_tenant(app, tenant)
     campaign = make_campaign(app, tenant)
     ids = seed(database_url, tenant, campaign, sessions=2)
-    return SimpleNamespace(dm=dm, tenant=tenant, campaign=campaign, sid=ids[-1], ids=ids,
-                           actor=Actor(user_id=dm.user.id, tenant_id=tenant, role=Role.DM))
+    return SimpleNamespace(
+        dm=dm,
+        tenant=tenant,
+        campaign=campaign,
+        sid=ids[-1],
+        ids=ids,
+        actor=Actor(user_id=dm.user.id, tenant_id=tenant, role=Role.DM),
+    )
 
 
 def entries(database_url, tenant, sid):
-    return sql(database_url, f'SELECT id, speaker_name, npc_id, text, raw_text, timestamp FROM "tenant_{tenant}".session_entries '
-                             "WHERE session_id = %s ORDER BY id", (sid,))
+    return sql(
+        database_url,
+        f'SELECT id, speaker_name, npc_id, text, raw_text, timestamp FROM "tenant_{tenant}".session_entries '
+        "WHERE session_id = %s ORDER BY id",
+        (sid,),
+    )
 
 
 def add_line(database_url, tenant, sid, text, campaign, speaker="mara", npc_id=""):
-    return sql(database_url, f'INSERT INTO "tenant_{tenant}".session_entries (campaign_id, session_id, speaker_id, '
-                             "speaker_name, text, raw_text, npc_id) VALUES (%s, %s, %s, %s, %s, %s, %s) RETURNING id",
-               (campaign, sid, "204857310495821824", speaker, text, text.lower(), npc_id))[0][0]
+    return sql(
+        database_url,
+        f'INSERT INTO "tenant_{tenant}".session_entries (campaign_id, session_id, speaker_id, '
+        "speaker_name, text, raw_text, npc_id) VALUES (%s, %s, %s, %s, %s, %s, %s) RETURNING id",
+        (campaign, sid, "204857310495821824", speaker, text, text.lower(), npc_id),
+    )[0][0]
 
 
 def page_ids(resp) -> list[int]:
@@ -112,7 +125,7 @@ def test_downloads_txt_and_markdown(app, seeded, database_url):
     add_line(database_url, seeded.tenant, seeded.sid, "Use *stars* and # hashes [here]", seeded.campaign)
     txt = seeded.dm.get(f"/sessions/{seeded.sid}/transcript.txt")
     assert txt.status_code == 200 and txt.mimetype == "text/plain"
-    assert txt.headers["Content-Disposition"].startswith("attachment; filename=\"transcript-")
+    assert txt.headers["Content-Disposition"].startswith('attachment; filename="transcript-')
     body = txt.get_data(as_text=True)
     assert body.startswith("Transcript: The Salt Road") and rows[0][3] in body and body.count("\n") >= 50
     md = seeded.dm.get(f"/sessions/{seeded.sid}/transcript.md")
@@ -123,8 +136,13 @@ def test_downloads_txt_and_markdown(app, seeded, database_url):
 
 
 def test_search_finds_a_known_line_with_safe_highlights(app, seeded, as_role, database_url):
-    line = add_line(database_url, seeded.tenant, seeded.sid, "<script>alert(1)</script> The zanzibar lantern is lit",
-                    seeded.campaign)
+    line = add_line(
+        database_url,
+        seeded.tenant,
+        seeded.sid,
+        "<script>alert(1)</script> The zanzibar lantern is lit",
+        seeded.campaign,
+    )
     other = as_role("dm")
     gateway_tenant(app, other.user.tenant_id)
     other_campaign = make_campaign(app, other.user.tenant_id)
@@ -171,8 +189,11 @@ def test_search_groups_by_session_and_pages(app, seeded, database_url):
 
 def test_recap_audio_pcm_is_wrapped_as_wav(app, seeded, database_url):
     pcm = bytes(range(256)) * 8
-    sql(database_url, f'UPDATE "tenant_{seeded.tenant}".recaps SET audio_data = %s, sample_rate = 22050 '
-                      "WHERE session_id = %s", (pcm, seeded.sid))
+    sql(
+        database_url,
+        f'UPDATE "tenant_{seeded.tenant}".recaps SET audio_data = %s, sample_rate = 22050 WHERE session_id = %s',
+        (pcm, seeded.sid),
+    )
     resp = seeded.dm.get(f"/sessions/{seeded.sid}/recap.wav")
     assert resp.mimetype == "audio/wav" and resp.data[:4] == b"RIFF" and resp.data[8:12] == b"WAVE"
     assert int.from_bytes(resp.data[24:28], "little") == 22050 and resp.data.endswith(pcm)
@@ -187,9 +208,13 @@ def test_tenant_without_memory_schema_sees_empty_states(app, as_role, database_u
     gateway_tenant(app, tenant)
     campaign = make_campaign(app, tenant)
     # A session row without any transcript store (the worker never ran).
-    sql(database_url, "INSERT INTO public.sessions (id, tenant_id, campaign_id, guild_id, channel_id, license_tier, "
-                      "state, started_at, ended_at, error) VALUES ('s-empty', %s, %s, '1', '2', 'shared', 'ended', "
-                      "now() - interval '1 hour', now(), 'start timeout')", (tenant, campaign))
+    sql(
+        database_url,
+        "INSERT INTO public.sessions (id, tenant_id, campaign_id, guild_id, channel_id, license_tier, "
+        "state, started_at, ended_at, error) VALUES ('s-empty', %s, %s, '1', '2', 'shared', 'ended', "
+        "now() - interval '1 hour', now(), 'start timeout')",
+        (tenant, campaign),
+    )
     assert sql(database_url, "SELECT to_regnamespace(%s)", (f"tenant_{tenant}",))[0][0] is None
     checks = {
         "/sessions/s-empty/transcript": "No transcripts yet",

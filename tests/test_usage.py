@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import csv
 import io
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import pytest
 
@@ -21,21 +21,43 @@ def table(app, as_role, database_url):
     tenant = viewer.user.tenant_id
     gateway_tenant(app, tenant)
     this = month_start()
-    rows = [(this, 3.5, 12000, 900.5, 4000), (add_months(this, -1), 6.25, 30000, 1800, 9000),
-            (add_months(this, -13), 99, 1, 1, 1)]  # outside the 12 months shown
+    rows = [
+        (this, 3.5, 12000, 900.5, 4000),
+        (add_months(this, -1), 6.25, 30000, 1800, 9000),
+        (add_months(this, -13), 99, 1, 1, 1),
+    ]  # outside the 12 months shown
     for period, hours, tokens, stt, tts in rows:
-        sql(database_url, "INSERT INTO public.usage_records (tenant_id, period, session_hours, llm_tokens, stt_seconds,"
-                          " tts_chars) VALUES (%s, %s, %s, %s, %s, %s)", (tenant, period, hours, tokens, stt, tts))
+        sql(
+            database_url,
+            "INSERT INTO public.usage_records (tenant_id, period, session_hours, llm_tokens, stt_seconds,"
+            " tts_chars) VALUES (%s, %s, %s, %s, %s, %s)",
+            (tenant, period, hours, tokens, stt, tts),
+        )
     # Another tenant's usage must never show up.
-    sql(database_url, "INSERT INTO public.usage_records (tenant_id, period, session_hours, llm_tokens) VALUES "
-                      "('someone_else', %s, 77, 7777777)", (this,))
+    sql(
+        database_url,
+        "INSERT INTO public.usage_records (tenant_id, period, session_hours, llm_tokens) VALUES "
+        "('someone_else', %s, 77, 7777777)",
+        (this,),
+    )
     campaign = make_campaign(app, tenant, "The Salt Road")
-    start = datetime.combine(this, datetime.min.time(), tzinfo=timezone.utc) + timedelta(hours=1)
-    sql(database_url, "INSERT INTO public.sessions (id, tenant_id, campaign_id, guild_id, license_tier, state,"
-                      " started_at, ended_at) VALUES (gen_random_uuid()::text, %s, %s, '1', 'shared', 'ended', %s, %s),"
-                      " (gen_random_uuid()::text, %s, %s, '1', 'shared', 'ended', %s, %s)",
-        (tenant, campaign, start, start + timedelta(hours=2), tenant, campaign, start + timedelta(hours=5),
-         start + timedelta(hours=5, minutes=30)))
+    start = datetime.combine(this, datetime.min.time(), tzinfo=UTC) + timedelta(hours=1)
+    sql(
+        database_url,
+        "INSERT INTO public.sessions (id, tenant_id, campaign_id, guild_id, license_tier, state,"
+        " started_at, ended_at) VALUES (gen_random_uuid()::text, %s, %s, '1', 'shared', 'ended', %s, %s),"
+        " (gen_random_uuid()::text, %s, %s, '1', 'shared', 'ended', %s, %s)",
+        (
+            tenant,
+            campaign,
+            start,
+            start + timedelta(hours=2),
+            tenant,
+            campaign,
+            start + timedelta(hours=5),
+            start + timedelta(hours=5, minutes=30),
+        ),
+    )
     return viewer, tenant, this
 
 
@@ -71,7 +93,8 @@ def test_usage_export_streams_csv_for_a_range(app, table):
     assert resp.status_code == 200
     assert resp.mimetype == "text/csv" and resp.is_streamed
     assert resp.headers["Content-Disposition"] == (
-        f'attachment; filename="glyphoxa-usage-{tenant}-{first:%Y-%m}-{this:%Y-%m}.csv"')
+        f'attachment; filename="glyphoxa-usage-{tenant}-{first:%Y-%m}-{this:%Y-%m}.csv"'
+    )
     rows = list(csv.reader(io.StringIO(resp.get_data(as_text=True))))
     assert rows[0] == ["month", "session_hours", "llm_tokens", "stt_seconds", "tts_chars"]
     assert rows[1][:3] == [f"{first:%Y-%m}", "6.25", "30000"] and rows[2][:3] == [f"{this:%Y-%m}", "3.50", "12000"]
@@ -86,8 +109,11 @@ def test_dashboard_warns_at_80_and_100_percent(app, as_role, database_url, hours
     b = as_role("dm")
     gateway_tenant(app, b.user.tenant_id)
     sql(database_url, "UPDATE public.tenants SET monthly_session_hours = 10 WHERE id = %s", (b.user.tenant_id,))
-    sql(database_url, "INSERT INTO public.usage_records (tenant_id, period, session_hours) VALUES (%s, %s, %s)",
-        (b.user.tenant_id, month_start(), hours))
+    sql(
+        database_url,
+        "INSERT INTO public.usage_records (tenant_id, period, session_hours) VALUES (%s, %s, %s)",
+        (b.user.tenant_id, month_start(), hours),
+    )
     warning = soup(b.get("/dashboard")).select_one("#quota-warning")
     if expected is None:
         assert warning is None
@@ -106,12 +132,18 @@ def test_usage_page_queries_do_not_grow_with_data(app, table, as_role, database_
         assert empty.get("/usage").status_code == 200
     for n in range(3):  # more campaigns, sessions and months of records
         campaign = make_campaign(app, tenant, f"Extra {n}")
-        sql(database_url, "INSERT INTO public.sessions (id, tenant_id, campaign_id, guild_id, license_tier, state,"
-                          " started_at, ended_at) SELECT gen_random_uuid()::text, %s, %s, '1', 'shared', 'ended',"
-                          " now() - interval '2 hours', now() - interval '1 hour' FROM generate_series(1, 20)",
-            (tenant, campaign))
-        sql(database_url, "INSERT INTO public.usage_records (tenant_id, period, session_hours) VALUES (%s, %s, 1)",
-            (tenant, add_months(this, -(n + 2))))
+        sql(
+            database_url,
+            "INSERT INTO public.sessions (id, tenant_id, campaign_id, guild_id, license_tier, state,"
+            " started_at, ended_at) SELECT gen_random_uuid()::text, %s, %s, '1', 'shared', 'ended',"
+            " now() - interval '2 hours', now() - interval '1 hour' FROM generate_series(1, 20)",
+            (tenant, campaign),
+        )
+        sql(
+            database_url,
+            "INSERT INTO public.usage_records (tenant_id, period, session_hours) VALUES (%s, %s, 1)",
+            (tenant, add_months(this, -(n + 2))),
+        )
     viewer.get("/usage")
     with count_queries(app) as big:
         assert viewer.get("/usage").status_code == 200

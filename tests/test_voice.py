@@ -17,8 +17,10 @@ from tests.support.fake_elevenlabs import FAKE_MP3, FakeElevenLabs
 RACHEL = "21m00Tcm4TlvDq8ikWAM"
 # Skips only on a developer machine without the Debian package; in CI (.ci/run installs it) a
 # missing espeak-ng makes these tests fail instead of silently skipping.
-needs_espeak = pytest.mark.skipif(shutil.which("espeak-ng") is None and not os.environ.get("CI"),
-                                  reason="espeak-ng is not installed (apt-get install espeak-ng)")
+needs_espeak = pytest.mark.skipif(
+    shutil.which("espeak-ng") is None and not os.environ.get("CI"),
+    reason="espeak-ng is not installed (apt-get install espeak-ng)",
+)
 
 
 @pytest.fixture(scope="module")
@@ -93,12 +95,16 @@ def test_elevenlabs_voice_list(xi):
 
 
 def test_espeak_voice_listing_parser():
-    listing = (" Pty Language       Age/Gender VoiceName          File                 Other Languages\n"
-               " 5  en-gb           --/M      English_(Great_Britain) gmw/en               (en 2)\n"
-               " 5  de              --/F      German             gmw/de\n")
+    listing = (
+        " Pty Language       Age/Gender VoiceName          File                 Other Languages\n"
+        " 5  en-gb           --/M      English_(Great_Britain) gmw/en               (en 2)\n"
+        " 5  de              --/F      German             gmw/de\n"
+    )
     voices = parse_voices(listing)
     assert [(v.id, v.name, v.description) for v in voices] == [
-        ("en-gb", "English (Great Britain)", "male"), ("de", "German", "female")]
+        ("en-gb", "English (Great Britain)", "male"),
+        ("de", "German", "female"),
+    ]
 
 
 @needs_espeak
@@ -130,9 +136,14 @@ def _npc(app, user, *, provider="elevenlabs", voice_id=RACHEL, pitch=2, speed=1.
     actor = Actor(user_id=user.id, tenant_id=user.tenant_id, role=Role(user.role))
     with app.app_context():
         campaign = campaigns.create(actor, {"name": "Voices"})
-        npc = npcs.create(actor, campaign.id, {
-            "name": name, "voice": {"provider": provider, "voice_id": voice_id, "pitch_shift": pitch,
-                                    "speed_factor": speed}})
+        npc = npcs.create(
+            actor,
+            campaign.id,
+            {
+                "name": name,
+                "voice": {"provider": provider, "voice_id": voice_id, "pitch_shift": pitch, "speed_factor": speed},
+            },
+        )
         return npc.id
 
 
@@ -159,12 +170,23 @@ def test_preview_default_greeting_and_unsaved_editor_voice(app, as_role, xi):
     assert resp.status_code == 200
     assert "Greta" in xi.tts_requests()[-1]["json"]["text"]
     # The editor sends its current (unsaved) voice fields: those are what the DM hears.
-    resp = b.post(f"/npcs/{npc_id}/voice-preview", {"voice_provider": "elevenlabs", "voice_id": "pNInz6obpgDQGcFmaJgB",
-                                                   "pitch_shift": "-3", "speed_factor": "0.8", "preview_text": "Hm."})
+    resp = b.post(
+        f"/npcs/{npc_id}/voice-preview",
+        {
+            "voice_provider": "elevenlabs",
+            "voice_id": "pNInz6obpgDQGcFmaJgB",
+            "pitch_shift": "-3",
+            "speed_factor": "0.8",
+            "preview_text": "Hm.",
+        },
+    )
     assert resp.status_code == 200 and resp.headers["X-Voice-Pitch"] == "-3" and resp.headers["X-Voice-Speed"] == "0.8"
     assert xi.tts_requests()[-1]["path"].endswith("/pNInz6obpgDQGcFmaJgB")
-    bad = b.post(f"/npcs/{npc_id}/voice-preview", {"voice_provider": "elevenlabs", "voice_id": RACHEL,
-                                                  "pitch_shift": "12"}, htmx=True)
+    bad = b.post(
+        f"/npcs/{npc_id}/voice-preview",
+        {"voice_provider": "elevenlabs", "voice_id": RACHEL, "pitch_shift": "12"},
+        htmx=True,
+    )
     assert bad.status_code == 422 and "Pitch" in json.loads(bad.headers["HX-Trigger"])["toast"]["message"]
 
 
@@ -219,8 +241,10 @@ def test_preview_with_local_engine_is_wav(app, as_role, monkeypatch, tmp_path):
     assert resp.headers["X-Voice-Pitch"] == "-4"
     cached = list(tmp_path.rglob("*.wav"))
     assert len(cached) == 1 and cached[0].read_bytes() == resp.data
-    assert b.post(f"/npcs/{npc_id}/voice-preview", {"preview_text": "The chapel remembers."}).headers[
-        "X-Preview-Cache"] == "hit"
+    assert (
+        b.post(f"/npcs/{npc_id}/voice-preview", {"preview_text": "The chapel remembers."}).headers["X-Preview-Cache"]
+        == "hit"
+    )
 
 
 def test_unknown_provider_has_no_preview(app, as_role, xi):
@@ -240,7 +264,10 @@ def test_voice_picker_lists_and_searches_provider_voices(app, as_role, xi):
     doc = soup(page)
     assert doc.select_one("nav#nav") is not None
     assert [o["data-voice-id"] for o in doc.select(".voice-option")] == [
-        "pNInz6obpgDQGcFmaJgB", "onwK4e9ZLuTAKqWW03F9", RACHEL]
+        "pNInz6obpgDQGcFmaJgB",
+        "onwK4e9ZLuTAKqWW03F9",
+        RACHEL,
+    ]
     block = b.get("/voices?voice_provider=elevenlabs&vq=british", htmx=True)
     assert "<html" not in block.get_data(as_text=True)
     assert [o.strong.text for o in soup(block).select(".voice-option")] == ["Daniel"]
@@ -266,7 +293,10 @@ def test_elevenlabs_voice_needs_an_id_before_preview(app, as_role, xi):
     b = as_role("dm")
     npc_id = _npc(app, b.user, voice_id="")
     resp = b.post(f"/npcs/{npc_id}/voice-preview", {}, htmx=True)
-    assert resp.status_code == 422 and "Pick an ElevenLabs voice" in json.loads(resp.headers["HX-Trigger"])["toast"]["message"]
+    assert (
+        resp.status_code == 422
+        and "Pick an ElevenLabs voice" in json.loads(resp.headers["HX-Trigger"])["toast"]["message"]
+    )
     assert xi.tts_requests() == []
 
 

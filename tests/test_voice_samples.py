@@ -24,8 +24,10 @@ from tests.conftest import soup
 from tests.test_business_metrics import scrape
 from tests.test_voice import fake_xi  # noqa: F401 - the ElevenLabs double
 
-pytestmark = pytest.mark.skipif(not os.environ.get("CI") and not (shutil.which("sox") and shutil.which("ffprobe")),
-                                reason="sox and ffmpeg are needed (apt-get install sox ffmpeg)")
+pytestmark = pytest.mark.skipif(
+    not os.environ.get("CI") and not (shutil.which("sox") and shutil.which("ffprobe")),
+    reason="sox and ffmpeg are needed (apt-get install sox ffmpeg)",
+)
 
 BUCKET = "glyphoxa-voice-test"
 
@@ -33,19 +35,43 @@ BUCKET = "glyphoxa-voice-test"
 def make_audio(tmp_path, name: str, *, seconds: float = 2.0, rate: int = 16000, channels: int = 1) -> bytes:
     """A real recording: sox synthesises a tone (wav); ffmpeg encodes .mp3 from it."""
     wav = tmp_path / f"{name}.src.wav"
-    subprocess.run(["sox", "-n", "-r", str(rate), "-c", str(channels), "-b", "16", str(wav),
-                    "synth", str(seconds), "sine", "220-440"], check=True, capture_output=True)
+    subprocess.run(
+        [
+            "sox",
+            "-n",
+            "-r",
+            str(rate),
+            "-c",
+            str(channels),
+            "-b",
+            "16",
+            str(wav),
+            "synth",
+            str(seconds),
+            "sine",
+            "220-440",
+        ],
+        check=True,
+        capture_output=True,
+    )
     if name.endswith(".mp3"):
         mp3 = tmp_path / name
-        subprocess.run(["ffmpeg", "-v", "error", "-y", "-i", str(wav), "-codec:a", "libmp3lame", "-b:a", "64k", str(mp3)],
-                       check=True, capture_output=True)
+        subprocess.run(
+            ["ffmpeg", "-v", "error", "-y", "-i", str(wav), "-codec:a", "libmp3lame", "-b:a", "64k", str(mp3)],
+            check=True,
+            capture_output=True,
+        )
         return mp3.read_bytes()
     return wav.read_bytes()
 
 
 def upload(b, data: bytes, filename: str, name: str = "Innkeeper", htmx: bool = False):
-    return b.post("/voice-library", {"name": name, "file": (io.BytesIO(data), filename)},
-                  content_type="multipart/form-data", htmx=htmx)
+    return b.post(
+        "/voice-library",
+        {"name": name, "file": (io.BytesIO(data), filename)},
+        content_type="multipart/form-data",
+        htmx=htmx,
+    )
 
 
 def rows(app, tenant_id: str | None = None) -> list[VoiceSample]:
@@ -78,11 +104,21 @@ def moto_server():
 
 @pytest.fixture
 def s3(moto_server, monkeypatch):
-    for k, v in {"S3_BUCKET": BUCKET, "S3_ENDPOINT_URL": moto_server, "S3_REGION": "us-east-1",
-                 "S3_ACCESS_KEY_ID": "testing", "S3_SECRET_ACCESS_KEY": "testing"}.items():
+    for k, v in {
+        "S3_BUCKET": BUCKET,
+        "S3_ENDPOINT_URL": moto_server,
+        "S3_REGION": "us-east-1",
+        "S3_ACCESS_KEY_ID": "testing",
+        "S3_SECRET_ACCESS_KEY": "testing",
+    }.items():
         monkeypatch.setenv(k, v)
-    client = boto3.client("s3", endpoint_url=moto_server, region_name="us-east-1",
-                          aws_access_key_id="testing", aws_secret_access_key="testing")
+    client = boto3.client(
+        "s3",
+        endpoint_url=moto_server,
+        region_name="us-east-1",
+        aws_access_key_id="testing",
+        aws_secret_access_key="testing",
+    )
     try:
         client.create_bucket(Bucket=BUCKET)
     except client.exceptions.BucketAlreadyOwnedByYou:
@@ -146,8 +182,16 @@ def _rejections(tmp_path):
         "too big": (b"RIFF" + os.urandom(10 * 1024 * 1024 + 10), "huge.wav", "larger than 10 MB"),
         "not wav or mp3": (make_audio(tmp_path, "x.wav"), "voice.ogg", "Upload a .wav or .mp3 file."),
         "empty": (b"", "empty.wav", "The file is empty."),
-        "too many channels": (make_audio(tmp_path, "six.wav", channels=6), "six.wav", "6 channels; upload mono or stereo"),
-        "odd sample rate": (make_audio(tmp_path, "odd.wav", rate=7000), "odd.wav", "sample rate 7000 Hz is not supported"),
+        "too many channels": (
+            make_audio(tmp_path, "six.wav", channels=6),
+            "six.wav",
+            "6 channels; upload mono or stereo",
+        ),
+        "odd sample rate": (
+            make_audio(tmp_path, "odd.wav", rate=7000),
+            "odd.wav",
+            "sample rate 7000 Hz is not supported",
+        ),
     }
 
 
@@ -161,7 +205,10 @@ def test_each_rejection_reason_is_shown_at_the_field(app, as_role, local_store, 
             assert resp.status_code == 422, label
             doc = soup(resp)
             err = doc.select_one("#file-error")
-            assert err is not None and message in err.text, (label, err.text if err else resp.get_data(as_text=True)[:500])
+            assert err is not None and message in err.text, (
+                label,
+                err.text if err else resp.get_data(as_text=True)[:500],
+            )
             assert doc.select_one("#sample-file")["aria-invalid"] == "true"
             if htmx:
                 assert doc.select_one("html") is None  # the block only
@@ -304,8 +351,17 @@ def xi_key(fake_xi, monkeypatch, app):  # noqa: F811
 
 def _owner_with_key(as_role, fake):
     b = as_role("tenant_owner")
-    resp = b.post("/settings/providers", {"slot": "tts", "provider": "elevenlabs", "model": "", "options": "",
-                                          "base_url": fake.base, "api_key": fake.api_key})
+    resp = b.post(
+        "/settings/providers",
+        {
+            "slot": "tts",
+            "provider": "elevenlabs",
+            "model": "",
+            "options": "",
+            "base_url": fake.base,
+            "api_key": fake.api_key,
+        },
+    )
     assert resp.status_code == 303
     return b
 
@@ -380,8 +436,9 @@ def test_a_sample_being_cloned_is_not_cloned_twice(app, as_role, local_store, xi
     assert rows(app, b.user.tenant_id)[0].status == "processing"
 
 
-def test_cleanup_command_retries_until_storage_answers(app, as_role, s3, moto_server, tmp_path, monkeypatch,
-                                                       database_url, simulator):
+def test_cleanup_command_retries_until_storage_answers(
+    app, as_role, s3, moto_server, tmp_path, monkeypatch, database_url, simulator
+):
     from click.testing import CliRunner
 
     from glyphoxa_htmx.cli import main
@@ -395,8 +452,13 @@ def test_cleanup_command_retries_until_storage_answers(app, as_role, s3, moto_se
     with app.app_context():  # the failed delete happened a while ago
         db.session.get(VoiceSample, row.id).deleting_at = db.func.now() - timedelta(minutes=5)
         db.session.commit()
-    for key, value in {"DATABASE_URL": database_url, "LOG_JSON": "0", "GATEWAY_GRPC_ADDR": simulator.address,
-                       "GATEWAY_SECRET": GATEWAY_SECRET, "GLYPHOXA_GATEWAY_SIMULATOR": "0"}.items():
+    for key, value in {
+        "DATABASE_URL": database_url,
+        "LOG_JSON": "0",
+        "GATEWAY_GRPC_ADDR": simulator.address,
+        "GATEWAY_SECRET": GATEWAY_SECRET,
+        "GLYPHOXA_GATEWAY_SIMULATOR": "0",
+    }.items():
         monkeypatch.setenv(key, value)
     still = CliRunner().invoke(main, ["voice-samples-cleanup"])
     assert still.exit_code == 1 and "0 sample(s) removed, 1 still failing" in still.output

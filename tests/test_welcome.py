@@ -4,7 +4,7 @@ done nor skipped; the bot token goes to the gateway (UpdateTenant) and is never 
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 from sqlalchemy import select
 
@@ -23,7 +23,7 @@ def test_wizard_end_to_end_without_javascript(app, as_role):
     with app.app_context():
         user = db.session.get(User, owner.user.id)
         user.discord_guilds = [{"id": GUILD, "name": "Tavern of Tales", "owner": True, "manage": True}]
-        user.discord_guilds_at = datetime.now(timezone.utc)
+        user.discord_guilds_at = datetime.now(UTC)
         db.session.commit()
     assert soup(owner.get("/dashboard")).select_one("a#open-wizard[href='/welcome']")
     assert owner.get("/welcome").headers["Location"] == "/welcome/name"
@@ -56,7 +56,10 @@ def test_wizard_end_to_end_without_javascript(app, as_role):
     assert done.headers["Location"] == "/dashboard"
     with app.app_context():
         assert db.session.get(Tenant, tid).name == "Thursday Crew"
-        assert db.session.execute(select(NpcDefinition.name).where(NpcDefinition.tenant_id == tid)).scalar_one() == "Ireena"
+        assert (
+            db.session.execute(select(NpcDefinition.name).where(NpcDefinition.tenant_id == tid)).scalar_one()
+            == "Ireena"
+        )
     assert tid in gateway_ids(app)
 
 

@@ -4,7 +4,7 @@ PKCE S256 where the provider supports it). A provider is enabled when its id and
 from __future__ import annotations
 
 import logging
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 from authlib.integrations.flask_client import OAuth
 from flask import Flask, current_app
@@ -51,8 +51,11 @@ def init_app(app: Flask, settings: Settings) -> None:
             client_id=settings.google_client_id,
             client_secret=settings.google_client_secret,
             server_metadata_url=settings.google_discovery_url,
-            client_kwargs={"scope": "openid email profile", "code_challenge_method": "S256",
-                           "default_timeout": PROVIDER_TIMEOUT},
+            client_kwargs={
+                "scope": "openid email profile",
+                "code_challenge_method": "S256",
+                "default_timeout": PROVIDER_TIMEOUT,
+            },
         )
     if "github" in settings.oauth_providers():
         oauth.register(
@@ -105,10 +108,16 @@ def fetch_identity(provider: str, token: dict) -> Identity:
         try:
             resp = c.get("users/@me/guilds", token=token)
             if resp.ok:
-                guilds = [{"id": str(g["id"]), "name": g.get("name", ""), "owner": bool(g.get("owner")),
-                           "manage": can_manage_guild(g)}
-                          for g in resp.json()]
-                guilds_at = datetime.now(timezone.utc)
+                guilds = [
+                    {
+                        "id": str(g["id"]),
+                        "name": g.get("name", ""),
+                        "owner": bool(g.get("owner")),
+                        "manage": can_manage_guild(g),
+                    }
+                    for g in resp.json()
+                ]
+                guilds_at = datetime.now(UTC)
         except Exception:  # noqa: BLE001 - sign-in still works; adding a server then asks to sign in again
             log.warning("could not read discord guilds")
         avatar = None
@@ -126,11 +135,21 @@ def fetch_identity(provider: str, token: dict) -> Identity:
         )
     if provider == "google":
         info = token.get("userinfo") or c.userinfo(token=token)
-        return Identity(provider="google", subject=str(info["sub"]), name=info.get("name") or info.get("email", ""),
-                        email=info.get("email"), email_verified=bool(info.get("email_verified")),
-                        avatar_url=info.get("picture"))
+        return Identity(
+            provider="google",
+            subject=str(info["sub"]),
+            name=info.get("name") or info.get("email", ""),
+            email=info.get("email"),
+            email_verified=bool(info.get("email_verified")),
+            avatar_url=info.get("picture"),
+        )
     if provider == "github":
         me = c.get("user", token=token).json()
-        return Identity(provider="github", subject=str(me["id"]), name=me.get("name") or me.get("login", ""),
-                        email=me.get("email"), avatar_url=me.get("avatar_url"))
+        return Identity(
+            provider="github",
+            subject=str(me["id"]),
+            name=me.get("name") or me.get("login", ""),
+            email=me.get("email"),
+            avatar_url=me.get("avatar_url"),
+        )
     raise ValueError(provider)

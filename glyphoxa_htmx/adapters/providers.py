@@ -29,16 +29,19 @@ class Provider:
     needs_key: bool = True
 
 
-PROVIDERS: dict[str, Provider] = {p.key: p for p in (
-    Provider("openai", "OpenAI", "https://api.openai.com/v1", "/models", "bearer"),
-    Provider("anthropic", "Anthropic", "https://api.anthropic.com", "/v1/models", "x-api-key"),
-    Provider("groq", "Groq", "https://api.groq.com/openai/v1", "/models", "bearer"),
-    Provider("gemini", "Google Gemini", "https://generativelanguage.googleapis.com/v1beta", "/models", "goog"),
-    Provider("elevenlabs", "ElevenLabs", "https://api.elevenlabs.io", "/v1/voices", "xi-api-key"),
-    Provider("deepgram", "Deepgram", "https://api.deepgram.com", "/v1/projects", "token"),
-    Provider("whisper", "Whisper-compatible server", "", "/models", "bearer"),
-    Provider("local", "Local (OpenAI-compatible server)", "", "/models", "bearer", needs_key=False),
-)}
+PROVIDERS: dict[str, Provider] = {
+    p.key: p
+    for p in (
+        Provider("openai", "OpenAI", "https://api.openai.com/v1", "/models", "bearer"),
+        Provider("anthropic", "Anthropic", "https://api.anthropic.com", "/v1/models", "x-api-key"),
+        Provider("groq", "Groq", "https://api.groq.com/openai/v1", "/models", "bearer"),
+        Provider("gemini", "Google Gemini", "https://generativelanguage.googleapis.com/v1beta", "/models", "goog"),
+        Provider("elevenlabs", "ElevenLabs", "https://api.elevenlabs.io", "/v1/voices", "xi-api-key"),
+        Provider("deepgram", "Deepgram", "https://api.deepgram.com", "/v1/projects", "token"),
+        Provider("whisper", "Whisper-compatible server", "", "/models", "bearer"),
+        Provider("local", "Local (OpenAI-compatible server)", "", "/models", "bearer", needs_key=False),
+    )
+}
 
 # Which providers make sense in which slot (plan §14: llm, stt, tts, s2s, vad, embeddings).
 SLOTS: dict[str, tuple[str, tuple[str, ...]]] = {
@@ -51,8 +54,13 @@ SLOTS: dict[str, tuple[str, tuple[str, ...]]] = {
 }
 
 OK, AUTH_FAILED, UNREACHABLE, RATE_LIMITED, ERROR = "ok", "auth_failed", "unreachable", "rate_limited", "error"
-OUTCOME_LABELS = {OK: "OK", AUTH_FAILED: "Auth failed", UNREACHABLE: "Unreachable",
-                  RATE_LIMITED: "Rate-limited", ERROR: "Error"}
+OUTCOME_LABELS = {
+    OK: "OK",
+    AUTH_FAILED: "Auth failed",
+    UNREACHABLE: "Unreachable",
+    RATE_LIMITED: "Rate-limited",
+    ERROR: "Error",
+}
 
 
 @dataclass(frozen=True)
@@ -74,8 +82,14 @@ def _headers(provider: Provider, api_key: str) -> dict[str, str]:
     }.get(provider.auth, {})
 
 
-def check(provider_key: str, api_key: str, base_url: str = "", *, timeout: float = TIMEOUT,
-          session: requests.Session | None = None) -> CheckResult:
+def check(
+    provider_key: str,
+    api_key: str,
+    base_url: str = "",
+    *,
+    timeout: float = TIMEOUT,
+    session: requests.Session | None = None,
+) -> CheckResult:
     """One authenticated GET that lists models or voices; no retries, a short timeout."""
     provider = PROVIDERS.get(provider_key)
     if provider is None:
@@ -90,13 +104,19 @@ def check(provider_key: str, api_key: str, base_url: str = "", *, timeout: float
         return CheckResult(AUTH_FAILED, "No API key is saved for this slot.")
     started = time.perf_counter()
     try:
-        resp = (session or requests).get(base + provider.check_path, headers={"Accept": "application/json",
-                                                                             **_headers(provider, api_key)},
-                                          timeout=timeout, allow_redirects=False)
+        resp = (session or requests).get(
+            base + provider.check_path,
+            headers={"Accept": "application/json", **_headers(provider, api_key)},
+            timeout=timeout,
+            allow_redirects=False,
+        )
     except requests.RequestException as exc:
         log.info("provider check %s: %s", provider.key, type(exc).__name__)
-        return CheckResult(UNREACHABLE, f"{provider.label} could not be reached ({_reason(exc)}).",
-                           int((time.perf_counter() - started) * 1000))
+        return CheckResult(
+            UNREACHABLE,
+            f"{provider.label} could not be reached ({_reason(exc)}).",
+            int((time.perf_counter() - started) * 1000),
+        )
     ms = int((time.perf_counter() - started) * 1000)
     code = resp.status_code
     resp.close()
@@ -105,8 +125,7 @@ def check(provider_key: str, api_key: str, base_url: str = "", *, timeout: float
     if code in (401, 403):
         return CheckResult(AUTH_FAILED, f"{provider.label} rejected the key (HTTP {code}).", ms)
     if code == 429:
-        return CheckResult(RATE_LIMITED, f"{provider.label} is rate-limiting this key (HTTP 429). "
-                                         "Try again later.", ms)
+        return CheckResult(RATE_LIMITED, f"{provider.label} is rate-limiting this key (HTTP 429). Try again later.", ms)
     if code >= 500:
         return CheckResult(UNREACHABLE, f"{provider.label} had a problem (HTTP {code}).", ms)
     return CheckResult(ERROR, f"{provider.label} answered HTTP {code}; check the base URL.", ms)

@@ -60,14 +60,29 @@ def _env(name: str, default: str = "") -> str:
 class S3Storage:
     kind = "s3"
 
-    def __init__(self, bucket: str, *, endpoint_url: str = "", region: str = "us-east-1",
-                 access_key: str = "", secret_key: str = "") -> None:
+    def __init__(
+        self,
+        bucket: str,
+        *,
+        endpoint_url: str = "",
+        region: str = "us-east-1",
+        access_key: str = "",
+        secret_key: str = "",
+    ) -> None:
         self.bucket = bucket
         self.client = boto3.client(
-            "s3", endpoint_url=endpoint_url or None, region_name=region,
-            aws_access_key_id=access_key or None, aws_secret_access_key=secret_key or None,
-            config=Config(signature_version="s3v4", connect_timeout=5, read_timeout=20,
-                          retries={"max_attempts": 2}, s3={"addressing_style": "path"}),
+            "s3",
+            endpoint_url=endpoint_url or None,
+            region_name=region,
+            aws_access_key_id=access_key or None,
+            aws_secret_access_key=secret_key or None,
+            config=Config(
+                signature_version="s3v4",
+                connect_timeout=5,
+                read_timeout=20,
+                retries={"max_attempts": 2},
+                s3={"addressing_style": "path"},
+            ),
         )
 
     def __repr__(self) -> str:
@@ -101,8 +116,9 @@ class S3Storage:
 
     def presigned_url(self, key: str, ttl: int = URL_TTL) -> str:
         try:
-            return self.client.generate_presigned_url("get_object", Params={"Bucket": self.bucket, "Key": key},
-                                                      ExpiresIn=ttl)
+            return self.client.generate_presigned_url(
+                "get_object", Params={"Bucket": self.bucket, "Key": key}, ExpiresIn=ttl
+            )
         except (BotoCoreError, ClientError) as exc:
             raise StorageError(f"{type(exc).__name__}: {exc}") from exc
 
@@ -152,8 +168,13 @@ class LocalStorage:
 def get_storage(instance_path: str) -> S3Storage | LocalStorage:
     bucket = _env("S3_BUCKET")
     if bucket:
-        return S3Storage(bucket, endpoint_url=_env("S3_ENDPOINT_URL"), region=_env("S3_REGION", "us-east-1"),
-                         access_key=_env("S3_ACCESS_KEY_ID"), secret_key=_env("S3_SECRET_ACCESS_KEY"))
+        return S3Storage(
+            bucket,
+            endpoint_url=_env("S3_ENDPOINT_URL"),
+            region=_env("S3_REGION", "us-east-1"),
+            access_key=_env("S3_ACCESS_KEY_ID"),
+            secret_key=_env("S3_SECRET_ACCESS_KEY"),
+        )
     return LocalStorage(_env("VOICE_SAMPLES_DIR") or Path(instance_path) / "voice-samples")
 
 

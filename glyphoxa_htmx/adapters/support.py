@@ -45,11 +45,26 @@ class Freshdesk:
             raise SupportUnavailable(f"The support desk refused the request (HTTP {resp.status_code}).")
         return resp.json() if resp.content else {}
 
-    def create(self, *, subject: str, body: str, email: str | None, name: str, category: str,
-               tenant_id: str, session_id: str | None) -> str:
+    def create(
+        self,
+        *,
+        subject: str,
+        body: str,
+        email: str | None,
+        name: str,
+        category: str,
+        tenant_id: str,
+        session_id: str | None,
+    ) -> str:
         description = body + (f"\n\nSession: {session_id}" if session_id else "") + f"\nTable: {tenant_id}"
-        payload = {"subject": subject, "description": description, "priority": 1, "status": 2,
-                   "tags": [f"category:{category}", f"tenant:{tenant_id}"], "name": name or "Glyphoxa user"}
+        payload = {
+            "subject": subject,
+            "description": description,
+            "priority": 1,
+            "status": 2,
+            "tags": [f"category:{category}", f"tenant:{tenant_id}"],
+            "name": name or "Glyphoxa user",
+        }
         payload["email"] = email or f"{tenant_id}@users.glyphoxa.invalid"
         return str(self._call("POST", "/tickets", json=payload)["id"])
 
@@ -65,8 +80,14 @@ class Freshdesk:
         for c in self._call("GET", f"/tickets/{external_id}/conversations") or []:
             if not isinstance(c, dict) or c.get("private"):
                 continue  # agents' private notes are never shown to the customer
-            out.append(RemoteReply(str(c.get("id")), str(c.get("body_text") or ""), not bool(c.get("incoming")),
-                                   str(c.get("created_at") or "")))
+            out.append(
+                RemoteReply(
+                    str(c.get("id")),
+                    str(c.get("body_text") or ""),
+                    not bool(c.get("incoming")),
+                    str(c.get("created_at") or ""),
+                )
+            )
         return out
 
     def reply(self, external_id: str, body: str) -> str:

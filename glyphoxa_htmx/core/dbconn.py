@@ -26,21 +26,23 @@ from glyphoxa_htmx.extensions import db
 
 IDLE_PING_SECONDS = 10.0
 
-READ_ONLY_ENDPOINTS = frozenset({
-    "pages.dashboard",
-    "campaigns.index",
-    "campaigns.show",
-    "npcs.index",
-    "npcs.edit",
-    "sessions.index",
-    "sessions.detail",
-    "sessions.transcript",
-    "sessions.search",
-    "knowledge.index",
-    "knowledge.campaign",
-    "knowledge.entity",
-    "knowledge.graph",
-})
+READ_ONLY_ENDPOINTS = frozenset(
+    {
+        "pages.dashboard",
+        "campaigns.index",
+        "campaigns.show",
+        "npcs.index",
+        "npcs.edit",
+        "sessions.index",
+        "sessions.detail",
+        "sessions.transcript",
+        "sessions.search",
+        "knowledge.index",
+        "knowledge.campaign",
+        "knowledge.entity",
+        "knowledge.graph",
+    }
+)
 
 
 def init_app(app: Flask) -> None:

@@ -104,14 +104,23 @@ def confirmed() -> bool:
     return is_htmx() or request.form.get("confirmed") == "1"
 
 
-def confirm_page(question: str, *, detail: str = "", submit_label: str, cancel_url: str,
-                 danger: bool = True) -> Response:
+def confirm_page(
+    question: str, *, detail: str = "", submit_label: str, cancel_url: str, danger: bool = True
+) -> Response:
     """The no-JavaScript confirmation step: the same form again, with ``confirmed=1``."""
     fields = [(k, v) for k, v in request.form.items(multi=True) if k not in {"csrf_token", "confirmed"}]
-    return make_response(render_template(
-        "confirm.html", question=question, detail=detail, submit_label=submit_label, cancel_url=cancel_url,
-        danger=danger, action=request.path, fields=fields,
-    ))
+    return make_response(
+        render_template(
+            "confirm.html",
+            question=question,
+            detail=detail,
+            submit_label=submit_label,
+            cancel_url=cancel_url,
+            danger=danger,
+            action=request.path,
+            fields=fields,
+        )
+    )
 
 
 def client_redirect(url: str) -> Response:

@@ -22,15 +22,18 @@ from prometheus_flask_exporter.multiprocess import GunicornInternalPrometheusMet
 BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10)
 
 SIGNUPS = Counter("glyphoxa_web_signups_total", "Self-service signups", ["tier"])
-SESSION_STARTS = Counter("glyphoxa_web_session_starts_total", "Voice session starts from the web", ["tenant_id", "result"])
+SESSION_STARTS = Counter(
+    "glyphoxa_web_session_starts_total", "Voice session starts from the web", ["tenant_id", "result"]
+)
 SESSION_STOPS = Counter("glyphoxa_web_session_stops_total", "Voice session stops from the web", ["tenant_id", "reason"])
 VOICE_PREVIEWS = Counter("glyphoxa_web_voice_previews_total", "Voice previews synthesised", ["tenant_id"])
 VOICE_UPLOADS = Counter("glyphoxa_web_voice_uploads_total", "Voice sample uploads", ["tenant_id", "status"])
 SUBSCRIPTION_CHANGES = Counter(
     "glyphoxa_web_subscription_changes_total", "Subscription tier changes", ["from_tier", "to_tier"]
 )
-ACTIVE_USERS = Gauge("glyphoxa_web_active_users_total", "Signed-in users seen recently", ["tenant_id"],
-                     multiprocess_mode="livemax")
+ACTIVE_USERS = Gauge(
+    "glyphoxa_web_active_users_total", "Signed-in users seen recently", ["tenant_id"], multiprocess_mode="livemax"
+)
 
 
 def _route() -> str:
@@ -63,13 +66,16 @@ class _Exporter:
         cls = GunicornInternalPrometheusMetrics if multiprocess else PrometheusMetrics
         self.metrics = cls.for_app_factory(path="/metrics", export_defaults=False, metrics_decorator=_bearer_guard)
         self.duration = self.metrics.histogram(
-            "http_server_duration_seconds", "HTTP request duration",
+            "http_server_duration_seconds",
+            "HTTP request duration",
             labels={"method": lambda: request.method, "route": _route, "status_code": lambda r: r.status_code},
             buckets=BUCKETS,
         )
         self.active = self.metrics.gauge(
-            "http_server_active_requests", "In-flight HTTP requests",
-            labels={"method": lambda: request.method, "route": _route}, multiprocess_mode="livesum",
+            "http_server_active_requests",
+            "In-flight HTTP requests",
+            labels={"method": lambda: request.method, "route": _route},
+            multiprocess_mode="livesum",
         )
 
 

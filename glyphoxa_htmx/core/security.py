@@ -25,8 +25,11 @@ def apply(response: Response, *, hsts: bool) -> Response:
         # forever; a bare or stale URL keeps the file's own `no-cache` (revalidated by ETag), so a
         # deploy never leaves an old file cached under a URL that now means a new one.
         digest = current_app.extensions.get("static_digest")
-        if (response.status_code in (200, 304) and digest is not None
-                and request.args.get("v") == digest(request.view_args.get("filename", ""))):
+        if (
+            response.status_code in (200, 304)
+            and digest is not None
+            and request.args.get("v") == digest(request.view_args.get("filename", ""))
+        ):
             h["Cache-Control"] = "public, max-age=31536000, immutable"
     elif "Cache-Control" not in h:
         h["Cache-Control"] = "no-store" if request.cookies else "no-cache"

@@ -42,8 +42,9 @@ def ensure_provider(endpoint: str, service_name: str = "glyphoxa-web") -> None:
         from opentelemetry.sdk.trace.export import BatchSpanProcessor
 
         provider = TracerProvider(resource=Resource.create({"service.name": service_name}))
-        provider.add_span_processor(BatchSpanProcessor(OTLPSpanExporter(endpoint=_traces_url(endpoint), timeout=5),
-                                                       schedule_delay_millis=500))
+        provider.add_span_processor(
+            BatchSpanProcessor(OTLPSpanExporter(endpoint=_traces_url(endpoint), timeout=5), schedule_delay_millis=500)
+        )
         trace.set_tracer_provider(provider)
         _provider_pid = os.getpid()
 

@@ -1,6 +1,8 @@
 """SQLAlchemy models. Web-owned tables (schema `web`) are migrated by Alembic; gateway-owned
 `public.*` tables are mapped in `gateway.py` for reading (and npc_definitions for writing)."""
 
+from glyphoxa_htmx.models.gateway import GatewayBase, GatewaySession, GatewayTenant, NpcDefinition, UsageRecord
+from glyphoxa_htmx.models.support import SupportReply, SupportTicket  # noqa: F401 - registers the tables
 from glyphoxa_htmx.models.web import (
     AuditLog,
     BillingEvent,
@@ -17,8 +19,6 @@ from glyphoxa_htmx.models.web import (
     User,
     VoiceSample,
 )
-from glyphoxa_htmx.models.support import SupportReply, SupportTicket  # noqa: F401 - registers the tables
-from glyphoxa_htmx.models.gateway import GatewayBase, GatewaySession, GatewayTenant, NpcDefinition, UsageRecord
 
 __all__ = [
     "AuditLog",

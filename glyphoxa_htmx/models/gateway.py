@@ -83,11 +83,25 @@ class NpcDefinition(GatewayBase):
     attributes: Mapped[dict] = mapped_column(JSONB, default=dict)
     # The table's own DEFAULT now() fills these on insert; updates set updated_at explicitly.
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
-    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now(),
-                                                 onupdate=func.now())
+    updated_at: Mapped[datetime] = mapped_column(
+        DateTime(timezone=True), server_default=func.now(), onupdate=func.now()
+    )
 
     # Columns every version of the table must have for the web service to write it safely.
     REQUIRED_COLUMNS = (
-        "id", "tenant_id", "campaign_id", "name", "personality", "engine", "voice", "knowledge_scope",
-        "secret_knowledge", "behavior_rules", "tools", "budget_tier", "gm_helper", "address_only", "attributes",
+        "id",
+        "tenant_id",
+        "campaign_id",
+        "name",
+        "personality",
+        "engine",
+        "voice",
+        "knowledge_scope",
+        "secret_knowledge",
+        "behavior_rules",
+        "tools",
+        "budget_tier",
+        "gm_helper",
+        "address_only",
+        "attributes",
     )

@@ -33,7 +33,9 @@ class SupportReply(db.Model):
     __tablename__ = "support_replies"
 
     id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=True)
-    ticket_id: Mapped[str] = mapped_column(Text, ForeignKey("web.support_tickets.id", ondelete="CASCADE"), nullable=False)
+    ticket_id: Mapped[str] = mapped_column(
+        Text, ForeignKey("web.support_tickets.id", ondelete="CASCADE"), nullable=False
+    )
     user_id: Mapped[str | None] = mapped_column(Text)
     from_support: Mapped[bool] = mapped_column(Boolean, nullable=False, server_default="false")
     author: Mapped[str] = mapped_column(Text, nullable=False, server_default="")

@@ -68,7 +68,7 @@ class User(db.Model):
 
     # No FK (tenants may be created and removed independently); joined so that resolving a
     # sign-in session loads session, user and tenant in one query.
-    tenant: Mapped["Tenant | None"] = relationship(
+    tenant: Mapped[Tenant | None] = relationship(
         primaryjoin="foreign(User.tenant_id) == Tenant.id", lazy="joined", viewonly=True
     )
 

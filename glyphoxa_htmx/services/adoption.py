@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 import uuid
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 from flask import current_app
 from itsdangerous import BadSignature, SignatureExpired, URLSafeTimedSerializer
@@ -33,7 +33,7 @@ _SALT = "glyphoxa-tenant-invite"
 
 
 def now() -> datetime:
-    return datetime.now(timezone.utc)
+    return datetime.now(UTC)
 
 
 @dataclass
@@ -95,8 +95,10 @@ def validate(data: dict) -> dict:
     elif len(name) > 80:
         errors["name"] = "Keep it under 80 characters."
     if discord_id and not SNOWFLAKE_RE.match(discord_id):
-        errors["owner_discord_id"] = "A Discord user id is 17–20 digits (Discord → Settings → Advanced → " \
-                                     "Developer Mode, then right-click the person → Copy User ID)."
+        errors["owner_discord_id"] = (
+            "A Discord user id is 17–20 digits (Discord → Settings → Advanced → "
+            "Developer Mode, then right-click the person → Copy User ID)."
+        )
     if not discord_id and not link:
         errors["owner_discord_id"] = "Give the owner's Discord user id, or ask for an invite link (or both)."
     if not 1 <= days <= MAX_EXPIRY_DAYS:
@@ -116,26 +118,48 @@ def adopt(actor: Actor | None, tenant_id: str, data: dict, *, ip: str | None = N
         raise ValidationError({"": f"{tenant_id} is already managed here."})
     info = _gateway_tenant(tenant_id)
     if clean["owner_discord_id"]:
-        taken = db.session.execute(
-            select(User.tenant_id).where(User.discord_id == clean["owner_discord_id"])).first()
+        taken = db.session.execute(select(User.tenant_id).where(User.discord_id == clean["owner_discord_id"])).first()
         if taken is not None:
-            raise ValidationError({"owner_discord_id": "That Discord account already signed in here (table "
-                                   f"{taken.tenant_id or '—'}); people can't be moved between tables by an invitation."})
+            raise ValidationError(
+                {
+                    "owner_discord_id": "That Discord account already signed in here (table "
+                    f"{taken.tenant_id or '—'}); people can't be moved between tables by an invitation."
+                }
+            )
     tenant = Tenant(id=info.id, name=clean["name"])
     db.session.add(tenant)
     invitation = TenantInvitation(
-        id=str(uuid.uuid4()), tenant_id=info.id, discord_id=clean["owner_discord_id"], role=Role.TENANT_OWNER.value,
-        link=clean["link"], created_by=actor.user_id if actor else None,
+        id=str(uuid.uuid4()),
+        tenant_id=info.id,
+        discord_id=clean["owner_discord_id"],
+        role=Role.TENANT_OWNER.value,
+        link=clean["link"],
+        created_by=actor.user_id if actor else None,
         expires_at=now() + timedelta(days=clean["expires_days"]),
     )
     db.session.add(invitation)
     db.session.flush()
-    audit.record("tenant.adopt", "tenant", info.id, actor=actor, tenant_id=info.id, ip=ip,
-                 after={"id": info.id, "name": clean["name"]},
-                 details={"via": via, "owner_discord_id": clean["owner_discord_id"], "invite_link": clean["link"],
-                          "invitation_id": invitation.id, "expires_at": invitation.expires_at.isoformat(),
-                          "gateway": {"license_tier": info.license_tier, "campaign_id": info.campaign_id,
-                                      "guild_count": len(info.guild_ids or [])}})
+    audit.record(
+        "tenant.adopt",
+        "tenant",
+        info.id,
+        actor=actor,
+        tenant_id=info.id,
+        ip=ip,
+        after={"id": info.id, "name": clean["name"]},
+        details={
+            "via": via,
+            "owner_discord_id": clean["owner_discord_id"],
+            "invite_link": clean["link"],
+            "invitation_id": invitation.id,
+            "expires_at": invitation.expires_at.isoformat(),
+            "gateway": {
+                "license_tier": info.license_tier,
+                "campaign_id": info.campaign_id,
+                "guild_count": len(info.guild_ids or []),
+            },
+        },
+    )
     db.session.commit()
     return Adopted(tenant, invitation, link_token(invitation) if invitation.link else None)
 
@@ -154,8 +178,12 @@ def link_token(invitation: TenantInvitation) -> str:
 
 def _pending(invitation: TenantInvitation | None) -> TenantInvitation | None:
     """The invitation if it can still be used: not revoked, not used up, not expired."""
-    if (invitation is None or invitation.revoked_at is not None or invitation.uses >= invitation.max_uses
-            or invitation.expires_at <= now()):
+    if (
+        invitation is None
+        or invitation.revoked_at is not None
+        or invitation.uses >= invitation.max_uses
+        or invitation.expires_at <= now()
+    ):
         return None
     return invitation
 
@@ -183,14 +211,28 @@ def claim(provider: str, subject: str, invitation_id: str | None) -> TenantInvit
     invitation is locked and marked used by the caller's transaction (``mark_used``)."""
     rows = []
     if invitation_id:
-        rows.append(db.session.execute(select(TenantInvitation).where(
-            TenantInvitation.id == invitation_id, TenantInvitation.link.is_(True)).with_for_update()).scalar_one_or_none())
+        rows.append(
+            db.session.execute(
+                select(TenantInvitation)
+                .where(TenantInvitation.id == invitation_id, TenantInvitation.link.is_(True))
+                .with_for_update()
+            ).scalar_one_or_none()
+        )
     if provider == "discord" and subject:
-        rows.append(db.session.execute(
-            select(TenantInvitation).where(TenantInvitation.discord_id == subject,
-                                           TenantInvitation.uses < TenantInvitation.max_uses,
-                                           TenantInvitation.revoked_at.is_(None), TenantInvitation.expires_at > now())
-            .order_by(TenantInvitation.created_at.desc()).limit(1).with_for_update()).scalar_one_or_none())
+        rows.append(
+            db.session.execute(
+                select(TenantInvitation)
+                .where(
+                    TenantInvitation.discord_id == subject,
+                    TenantInvitation.uses < TenantInvitation.max_uses,
+                    TenantInvitation.revoked_at.is_(None),
+                    TenantInvitation.expires_at > now(),
+                )
+                .order_by(TenantInvitation.created_at.desc())
+                .limit(1)
+                .with_for_update()
+            ).scalar_one_or_none()
+        )
     for row in rows:
         if _pending(row) is not None:
             return row
@@ -201,15 +243,28 @@ def mark_used(invitation: TenantInvitation, user: User, *, ip: str | None = None
     """Consume one use of the invitation (atomically: a use beyond ``max_uses``, or of an invitation
     revoked or expired meanwhile, updates no row and fails)."""
     done = db.session.execute(
-        update(TenantInvitation).where(TenantInvitation.id == invitation.id,
-                                       TenantInvitation.uses < TenantInvitation.max_uses,
-                                       TenantInvitation.revoked_at.is_(None), TenantInvitation.expires_at > now())
+        update(TenantInvitation)
+        .where(
+            TenantInvitation.id == invitation.id,
+            TenantInvitation.uses < TenantInvitation.max_uses,
+            TenantInvitation.revoked_at.is_(None),
+            TenantInvitation.expires_at > now(),
+        )
         .values(used_at=now(), used_by=user.id, uses=TenantInvitation.uses + 1)
         .execution_options(synchronize_session=False)
     ).rowcount
     if done != 1:
         raise ValidationError({"": "This invitation has just been used up or revoked. Ask for a new one."})
-    audit.record("tenant.invitation_accept", "tenant", invitation.tenant_id, tenant_id=invitation.tenant_id,
-                 user_id=user.id, ip=ip, details={"invitation_id": invitation.id, "role": invitation.role,
-                                                  "via": "link" if invitation.discord_id != user.discord_id
-                                                  else "discord_id"})
+    audit.record(
+        "tenant.invitation_accept",
+        "tenant",
+        invitation.tenant_id,
+        tenant_id=invitation.tenant_id,
+        user_id=user.id,
+        ip=ip,
+        details={
+            "invitation_id": invitation.id,
+            "role": invitation.role,
+            "via": "link" if invitation.discord_id != user.discord_id else "discord_id",
+        },
+    )

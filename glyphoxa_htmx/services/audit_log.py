@@ -10,9 +10,10 @@ from __future__ import annotations
 import csv
 import io
 import json
+from collections.abc import Iterator
 from dataclasses import dataclass, field
-from datetime import date, datetime, time, timedelta, timezone
-from typing import Any, Iterator
+from datetime import UTC, date, datetime, time, timedelta
+from typing import Any
 
 from sqlalchemy import and_, or_, select, tuple_
 
@@ -106,9 +107,11 @@ def scope(actor: Actor, *, everywhere: bool) -> Actor:
 
 
 def _statement(actor: Actor, f: Filters, *, everywhere: bool):
-    stmt = (select(AuditLog, User.name, User.email)
-            .outerjoin(User, User.id == AuditLog.user_id)
-            .order_by(AuditLog.created_at.desc(), AuditLog.id.desc()))
+    stmt = (
+        select(AuditLog, User.name, User.email)
+        .outerjoin(User, User.id == AuditLog.user_id)
+        .order_by(AuditLog.created_at.desc(), AuditLog.id.desc())
+    )
     if everywhere:
         if f.tenant:
             stmt = stmt.where(AuditLog.tenant_id == f.tenant)
@@ -127,10 +130,9 @@ def _statement(actor: Actor, f: Filters, *, everywhere: bool):
             p = like_pattern(f.resource)
             stmt = stmt.where(or_(AuditLog.resource_type.ilike(p), AuditLog.resource_id == f.resource))
     if f.date_from:
-        stmt = stmt.where(AuditLog.created_at >= datetime.combine(f.date_from, time.min, tzinfo=timezone.utc))
+        stmt = stmt.where(AuditLog.created_at >= datetime.combine(f.date_from, time.min, tzinfo=UTC))
     if f.date_to:
-        stmt = stmt.where(AuditLog.created_at < datetime.combine(f.date_to + timedelta(days=1), time.min,
-                                                                   tzinfo=timezone.utc))
+        stmt = stmt.where(AuditLog.created_at < datetime.combine(f.date_to + timedelta(days=1), time.min, tzinfo=UTC))
     return stmt
 
 
@@ -169,13 +171,24 @@ def _entry(row: AuditLog, name: str | None, email: str | None) -> Entry:
             else:
                 changes.append({"field": key, "before": "—", "after": _fmt(pair)})
     actor_name = name or email or (row.user_id and f"user {row.user_id[:8]}") or "system"
-    return Entry(row.id, row.created_at, row.tenant_id, row.user_id, actor_name, row.action, row.resource_type,
-                 row.resource_id, str(row.ip_address) if row.ip_address else None, changes,
-                 {k: _fmt(v) for k, v in details.items()})
+    return Entry(
+        row.id,
+        row.created_at,
+        row.tenant_id,
+        row.user_id,
+        actor_name,
+        row.action,
+        row.resource_type,
+        row.resource_id,
+        str(row.ip_address) if row.ip_address else None,
+        changes,
+        {k: _fmt(v) for k, v in details.items()},
+    )
 
 
-def page(actor: Actor, f: Filters, *, after: str | None = None, everywhere: bool = False,
-         limit: int = PAGE_SIZE) -> tuple[list[Entry], str | None]:
+def page(
+    actor: Actor, f: Filters, *, after: str | None = None, everywhere: bool = False, limit: int = PAGE_SIZE
+) -> tuple[list[Entry], str | None]:
     """One page of entries (one query) and the cursor of the next page (None: last page)."""
     scope(actor, everywhere=everywhere)
     stmt = _statement(actor, f, everywhere=everywhere).limit(limit + 1)
@@ -193,8 +206,18 @@ def recent_for_tenant(actor: Actor, tenant_id: str, limit: int = 10) -> list[Ent
     return entries
 
 
-CSV_COLUMNS = ["time", "tenant_id", "actor_id", "actor", "action", "resource_type", "resource_id", "ip",
-               "changes", "details"]
+CSV_COLUMNS = [
+    "time",
+    "tenant_id",
+    "actor_id",
+    "actor",
+    "action",
+    "resource_type",
+    "resource_id",
+    "ip",
+    "changes",
+    "details",
+]
 
 
 def _cell(value: str) -> str:
@@ -226,11 +249,28 @@ def export_csv(actor: Actor, f: Filters, *, everywhere: bool = False) -> Iterato
             rows = db.session.execute(stmt).all()
             for row, name, email in rows:
                 e = _entry(row, name, email)
-                writer.writerow([_cell(str(v)) for v in [e.created_at.isoformat(), e.tenant_id or "", e.user_id or "", e.actor_name, e.action,
-                                 e.resource_type, e.resource_id, e.ip or "",
-                                 json.dumps({c["field"]: {"before": c["before"], "after": c["after"]} for c in e.changes},
-                                            ensure_ascii=False) if e.changes else "",
-                                 json.dumps(e.details, ensure_ascii=False) if e.details else ""]])
+                writer.writerow(
+                    [
+                        _cell(str(v))
+                        for v in [
+                            e.created_at.isoformat(),
+                            e.tenant_id or "",
+                            e.user_id or "",
+                            e.actor_name,
+                            e.action,
+                            e.resource_type,
+                            e.resource_id,
+                            e.ip or "",
+                            json.dumps(
+                                {c["field"]: {"before": c["before"], "after": c["after"]} for c in e.changes},
+                                ensure_ascii=False,
+                            )
+                            if e.changes
+                            else "",
+                            json.dumps(e.details, ensure_ascii=False) if e.details else "",
+                        ]
+                    ]
+                )
             if rows:
                 yield flush()
             if len(rows) < EXPORT_BATCH:

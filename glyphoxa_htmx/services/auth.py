@@ -16,7 +16,7 @@ import logging
 import secrets
 import uuid
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import case, select, update
 from sqlalchemy.exc import IntegrityError
@@ -25,9 +25,9 @@ from glyphoxa_htmx.core import audit
 from glyphoxa_htmx.core.authz import Actor, Role
 from glyphoxa_htmx.core.deps import settings
 from glyphoxa_htmx.core.errors import Forbidden, NotFound, ValidationError
+from glyphoxa_htmx.core.metrics import ACTIVE_USERS, SIGNUPS
 from glyphoxa_htmx.extensions import db
 from glyphoxa_htmx.models import LoginSession, Tenant, User
-from glyphoxa_htmx.core.metrics import ACTIVE_USERS, SIGNUPS
 from glyphoxa_htmx.services import plans, tenants
 
 log = logging.getLogger(__name__)
@@ -39,7 +39,7 @@ ROTATION_GRACE = timedelta(seconds=30)
 
 
 def now() -> datetime:
-    return datetime.now(timezone.utc)
+    return datetime.now(UTC)
 
 
 def hash_token(token: str) -> str:
@@ -68,8 +68,9 @@ class NotAdmitted(Forbidden):
     default_message = "This server isn't open for sign-ups. Ask the table that invited you for an invitation."
 
 
-def sign_in(identity: Identity, *, ip: str | None = None, invitation_id: str | None = None,
-            terms_accepted: bool = False) -> tuple[User, bool]:
+def sign_in(
+    identity: Identity, *, ip: str | None = None, invitation_id: str | None = None, terms_accepted: bool = False
+) -> tuple[User, bool]:
     """Find or create the user for an identity. Returns (user, created). Commits.
     ``invitation_id``: an invitation link the person followed before signing in.
     ``terms_accepted``: they ticked "I accept the terms" (asked only when TERMS_URL is set)."""
@@ -100,8 +101,15 @@ def sign_in(identity: Identity, *, ip: str | None = None, invitation_id: str | N
         # The servers this person manages, and when we learnt it (Settings → Discord checks both).
         user.discord_guilds = list(identity.guilds)
         user.discord_guilds_at = identity.guilds_fetched_at
-    audit.record("user.sign_in", "user", user.id, tenant_id=user.tenant_id, user_id=user.id, ip=ip,
-                 details={"provider": identity.provider})
+    audit.record(
+        "user.sign_in",
+        "user",
+        user.id,
+        tenant_id=user.tenant_id,
+        user_id=user.id,
+        ip=ip,
+        details={"provider": identity.provider},
+    )
     db.session.commit()
     if created:
         SIGNUPS.labels(signup_tier).inc()
@@ -117,27 +125,44 @@ def _join_invited(identity: Identity, invitation_id: str | None, *, ip: str | No
     if invitation is None and invitation_id:
         # They followed a link that was used or expired meanwhile: say so rather than found a table.
         db.session.rollback()
-        raise NotFound("This invitation link has been used or has expired. Ask for a new one, or sign in "
-                       "without it to start your own table.")
+        raise NotFound(
+            "This invitation link has been used or has expired. Ask for a new one, or sign in "
+            "without it to start your own table."
+        )
     if invitation is None:
         return None
     from glyphoxa_htmx.services import invitations
 
     invitations.check_seat_at_accept(invitation)  # the plan may have changed since the invitation
-    user = User(id=str(uuid.uuid4()), tenant_id=invitation.tenant_id, name=identity.name or "Dungeon Master",
-                email=identity.email if identity.email_verified else None, avatar_url=identity.avatar_url,
-                email_verified=identity.email_verified, role=invitation.role)
+    user = User(
+        id=str(uuid.uuid4()),
+        tenant_id=invitation.tenant_id,
+        name=identity.name or "Dungeon Master",
+        email=identity.email if identity.email_verified else None,
+        avatar_url=identity.avatar_url,
+        email_verified=identity.email_verified,
+        role=invitation.role,
+    )
     setattr(user, PROVIDER_COLUMNS[identity.provider], identity.subject)
     db.session.add(user)
     try:
         db.session.flush()
-    except IntegrityError:
+    except IntegrityError as exc:
         db.session.rollback()
-        raise Forbidden("An account with that e-mail already exists. Sign in with the provider you used before.")
+        raise Forbidden(
+            "An account with that e-mail already exists. Sign in with the provider you used before."
+        ) from exc
     adoption.mark_used(invitation, user, ip=ip)
-    audit.record("user.signup", "user", user.id, tenant_id=user.tenant_id, user_id=user.id, ip=ip,
-                 after={"name": user.name, "role": user.role, "provider": identity.provider},
-                 details={"invitation_id": invitation.id})
+    audit.record(
+        "user.signup",
+        "user",
+        user.id,
+        tenant_id=user.tenant_id,
+        user_id=user.id,
+        ip=ip,
+        after={"name": user.name, "role": user.role, "provider": identity.provider},
+        details={"invitation_id": invitation.id},
+    )
     return user
 
 
@@ -153,8 +178,10 @@ def _check_admission(identity: Identity) -> None:
         return
     log.info("sign-up refused by admission mode", extra={"mode": mode, "provider": identity.provider})
     if mode == "allowlist":
-        raise NotAdmitted("This server admits only people on its list. Ask its operator to add your Discord "
-                          "account, or ask a table for an invitation.")
+        raise NotAdmitted(
+            "This server admits only people on its list. Ask its operator to add your Discord "
+            "account, or ask a table for an invitation."
+        )
     raise NotAdmitted()
 
 
@@ -179,26 +206,37 @@ def _signup(identity: Identity, *, ip: str | None) -> User:
     db.session.add(user)
     try:
         db.session.flush()
-    except IntegrityError:
+    except IntegrityError as exc:
         # e.g. the e-mail is already used by another account: undo the gateway tenant too.
         db.session.rollback()
         tenants.undo_gateway_tenant(tenant.id)
-        raise Forbidden("An account with that e-mail already exists. Sign in with the provider you used before.")
-    audit.record("user.signup", "user", user.id, tenant_id=tenant.id, user_id=user.id, ip=ip,
-                 after={"name": user.name, "role": user.role, "provider": identity.provider})
+        raise Forbidden(
+            "An account with that e-mail already exists. Sign in with the provider you used before."
+        ) from exc
+    audit.record(
+        "user.signup",
+        "user",
+        user.id,
+        tenant_id=tenant.id,
+        user_id=user.id,
+        ip=ip,
+        after={"name": user.name, "role": user.role, "provider": identity.provider},
+    )
     log.info("signup", extra={"user_id": user.id, "tenant_id": tenant.id})
     return user
 
 
-def create_dev_user(name: str, role: str = "tenant_owner", tenant_id: str | None = None, *,
-                    ip: str | None = None) -> User:
+def create_dev_user(
+    name: str, role: str = "tenant_owner", tenant_id: str | None = None, *, ip: str | None = None
+) -> User:
     """Dev sign-in: a new person. Without ``tenant_id`` they sign up (own tenant, owner); with it
     they join that existing tenant with ``role`` (for trying the other roles)."""
     name = (name or "").strip() or "Dev DM"
     if role == Role.SUPER_ADMIN:
         # Operators are never made by a form anyone can post: the CLI does it.
-        raise ValidationError({"role": "Super admins are made with the CLI (glyphoxa-web create-admin), "
-                                       "never by this form."})
+        raise ValidationError(
+            {"role": "Super admins are made with the CLI (glyphoxa-web create-admin), never by this form."}
+        )
     if role not in {r.value for r in Role}:
         raise ValidationError({"role": "Unknown role."})
     subject = "dev-" + secrets.token_hex(6)
@@ -207,8 +245,16 @@ def create_dev_user(name: str, role: str = "tenant_owner", tenant_id: str | None
         if role != user.role:
             before = {"role": user.role}
             user.role = role
-            audit.record("user.role_change", "user", user.id, tenant_id=user.tenant_id, user_id=user.id, ip=ip,
-                         before=before, after={"role": role})
+            audit.record(
+                "user.role_change",
+                "user",
+                user.id,
+                tenant_id=user.tenant_id,
+                user_id=user.id,
+                ip=ip,
+                before=before,
+                after={"role": role},
+            )
             db.session.commit()
         return user
     if db.session.get(Tenant, tenant_id) is None:
@@ -216,8 +262,15 @@ def create_dev_user(name: str, role: str = "tenant_owner", tenant_id: str | None
     user = User(id=str(uuid.uuid4()), tenant_id=tenant_id, name=name, role=role, discord_id=subject)
     db.session.add(user)
     db.session.flush()
-    audit.record("user.create", "user", user.id, tenant_id=tenant_id, user_id=user.id, ip=ip,
-                 after={"name": name, "role": role, "provider": "dev"})
+    audit.record(
+        "user.create",
+        "user",
+        user.id,
+        tenant_id=tenant_id,
+        user_id=user.id,
+        ip=ip,
+        after={"name": name, "role": role, "provider": "dev"},
+    )
     db.session.commit()
     return user
 
@@ -228,8 +281,11 @@ def dev_users(limit: int = 30) -> list[User]:
     from glyphoxa_htmx.seed import DEMO_TENANT
 
     demo_owner = (User.tenant_id == DEMO_TENANT) & (User.role == Role.TENANT_OWNER.value)
-    return list(db.session.execute(
-        select(User).order_by(case((demo_owner, 0), else_=1), User.created_at.desc()).limit(limit)).scalars())
+    return list(
+        db.session.execute(
+            select(User).order_by(case((demo_owner, 0), else_=1), User.created_at.desc()).limit(limit)
+        ).scalars()
+    )
 
 
 def get_user(user_id: str) -> User | None:
@@ -271,8 +327,12 @@ def track_active_users(tenant_id: str | None) -> None:
     count = db.session.execute(
         select(func.count(func.distinct(LoginSession.user_id)))
         .join(User, User.id == LoginSession.user_id)
-        .where(User.tenant_id == tenant_id, LoginSession.revoked_at.is_(None), LoginSession.expires_at > now(),
-               LoginSession.last_seen_at > now() - ACTIVE_WINDOW)
+        .where(
+            User.tenant_id == tenant_id,
+            LoginSession.revoked_at.is_(None),
+            LoginSession.expires_at > now(),
+            LoginSession.last_seen_at > now() - ACTIVE_WINDOW,
+        )
     ).scalar_one()
     ACTIVE_USERS.labels(tenant_id).set(count)
 
@@ -296,8 +356,11 @@ def _grace_successor(row: LoginSession, user_agent: str | None, current: datetim
         return None
     successor = db.session.execute(
         select(LoginSession)
-        .where(LoginSession.family_id == row.family_id, LoginSession.rotated_at.is_(None),
-               LoginSession.revoked_at.is_(None))
+        .where(
+            LoginSession.family_id == row.family_id,
+            LoginSession.rotated_at.is_(None),
+            LoginSession.revoked_at.is_(None),
+        )
         .order_by(LoginSession.created_at.desc())
         .limit(1)
     ).scalar_one_or_none()
@@ -324,8 +387,14 @@ def resolve(token: str | None, *, touch: bool = True, user_agent: str | None = N
         successor = _grace_successor(row, user_agent, current)
         if successor is None:
             _revoke_family(row.family_id, "reuse_detected")
-            audit.record("session.reuse_detected", "login_session", row.family_id, tenant_id=row.user.tenant_id,
-                         user_id=row.user_id, ip=row.ip)
+            audit.record(
+                "session.reuse_detected",
+                "login_session",
+                row.family_id,
+                tenant_id=row.user.tenant_id,
+                user_id=row.user_id,
+                ip=row.ip,
+            )
             db.session.commit()
             log.warning("rotated session token reused; family revoked", extra={"user_id": row.user_id})
             return None
@@ -375,7 +444,8 @@ def rotate(token: str | None, *, ip: str | None = None, user_agent: str | None =
         return ""
     # Claim the rotation atomically: of two concurrent refreshes with one token, one rotates.
     claimed = db.session.execute(
-        update(LoginSession).where(LoginSession.id == row.id, LoginSession.rotated_at.is_(None))
+        update(LoginSession)
+        .where(LoginSession.id == row.id, LoginSession.rotated_at.is_(None))
         .values(rotated_at=now())
     ).rowcount
     if not claimed:
@@ -392,8 +462,9 @@ def rotate(token: str | None, *, ip: str | None = None, user_agent: str | None =
             user_agent=_ua(user_agent or row.user_agent),
         )
     )
-    audit.record("session.rotate", "login_session", row.family_id, tenant_id=row.user.tenant_id,
-                 user_id=row.user_id, ip=ip)
+    audit.record(
+        "session.rotate", "login_session", row.family_id, tenant_id=row.user.tenant_id, user_id=row.user_id, ip=ip
+    )
     db.session.commit()
     return new_token
 
@@ -404,8 +475,7 @@ def sign_out(token: str | None, *, ip: str | None = None, user_agent: str | None
         return
     _revoke_family(row.family_id, "sign_out")
     tenant_id = row.user.tenant_id
-    audit.record("user.sign_out", "login_session", row.family_id, tenant_id=tenant_id,
-                 user_id=row.user_id, ip=ip)
+    audit.record("user.sign_out", "login_session", row.family_id, tenant_id=tenant_id, user_id=row.user_id, ip=ip)
     db.session.commit()
     track_active_users(tenant_id)
 

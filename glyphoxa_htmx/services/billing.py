@@ -21,7 +21,7 @@ from __future__ import annotations
 import json
 import logging
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import stripe
 from sqlalchemy import select
@@ -39,8 +39,14 @@ from glyphoxa_htmx.services import plans
 log = logging.getLogger(__name__)
 
 TOLERANCE_SECONDS = 300
-HANDLED = {"checkout.session.completed", "invoice.paid", "invoice.payment_failed",
-           "customer.subscription.updated", "customer.subscription.deleted", "customer.subscription.created"}
+HANDLED = {
+    "checkout.session.completed",
+    "invoice.paid",
+    "invoice.payment_failed",
+    "customer.subscription.updated",
+    "customer.subscription.deleted",
+    "customer.subscription.created",
+}
 INVOICE_RANK = {"draft": 0, "open": 1, "uncollectible": 2, "paid": 3, "void": 3}
 
 
@@ -62,7 +68,7 @@ def _ts(value) -> datetime | None:
     if value in (None, "", 0):
         return None
     try:
-        return datetime.fromtimestamp(int(value), tz=timezone.utc)
+        return datetime.fromtimestamp(int(value), tz=UTC)
     except (TypeError, ValueError, OverflowError):
         return None
 
@@ -94,22 +100,32 @@ def overview(actor: Actor, now: datetime | None = None) -> Overview:
         return Overview(enabled=False, tier=plans.UNLIMITED)
     sub = db.session.execute(select(Subscription).where(Subscription.tenant_id == actor.tenant_id)).scalar_one_or_none()
     tier = plans.served_tier(sub.tier, sub.status, sub.past_due_since, now) if sub else plans.APPRENTICE
-    invoices = list(db.session.execute(
-        select(Invoice).where(Invoice.tenant_id == actor.tenant_id).order_by(Invoice.created.desc()).limit(24)
-    ).scalars())
+    invoices = list(
+        db.session.execute(
+            select(Invoice).where(Invoice.tenant_id == actor.tenant_id).order_by(Invoice.created.desc()).limit(24)
+        ).scalars()
+    )
     grace = plans.grace_days_left(sub.past_due_since, now) if sub and sub.status == "past_due" else 0
-    return Overview(enabled=True, tier=tier, subscription=sub, grace_days_left=grace, invoices=invoices,
-                    plans=list(plans.TIERS.values()))
+    return Overview(
+        enabled=True,
+        tier=tier,
+        subscription=sub,
+        grace_days_left=grace,
+        invoices=invoices,
+        plans=list(plans.TIERS.values()),
+    )
 
 
 def _require_enabled() -> None:
     if not plans.billing_enabled():
-        raise ValidationError({"": "Billing is turned off on this server (self-hosted mode): every table is "
-                                   "unlimited."})
+        raise ValidationError(
+            {"": "Billing is turned off on this server (self-hosted mode): every table is unlimited."}
+        )
 
 
-def start_checkout(actor: Actor, tier_key: str, interval: str, *, success_url: str, cancel_url: str,
-                   email: str | None = None) -> str:
+def start_checkout(
+    actor: Actor, tier_key: str, interval: str, *, success_url: str, cancel_url: str, email: str | None = None
+) -> str:
     """A Stripe Checkout session (subscription mode) for a tier and interval; returns its URL."""
     require(actor, Perm.MANAGE_BILLING)
     _require_enabled()
@@ -120,8 +136,7 @@ def start_checkout(actor: Actor, tier_key: str, interval: str, *, success_url: s
         raise ValidationError({"interval": "Choose monthly or yearly billing."})
     sub = db.session.execute(select(Subscription).where(Subscription.tenant_id == actor.tenant_id)).scalar_one_or_none()
     if sub is not None and sub.stripe_subscription_id and sub.status not in {"canceled", "incomplete_expired"}:
-        raise ValidationError({"": "Your table already has a subscription. Change or cancel it in the billing "
-                                   "portal."})
+        raise ValidationError({"": "Your table already has a subscription. Change or cancel it in the billing portal."})
     price = settings().stripe_price_map()[f"{tier.key}_{interval}"]
     params: dict = {
         "mode": "subscription",
@@ -140,10 +155,16 @@ def start_checkout(actor: Actor, tier_key: str, interval: str, *, success_url: s
         session = _client().v1.checkout.sessions.create(params=params)
     except stripe.StripeError as exc:
         log.warning("checkout session failed: %s", exc.__class__.__name__)
-        raise Unavailable("Stripe couldn't start the checkout right now. Nothing was charged; try again in a "
-                          "moment.") from exc
-    audit.record("billing.checkout_start", "subscription", actor.tenant_id, actor=actor,
-                 details={"tier": tier.key, "interval": interval, "checkout_session": session.id})
+        raise Unavailable(
+            "Stripe couldn't start the checkout right now. Nothing was charged; try again in a moment."
+        ) from exc
+    audit.record(
+        "billing.checkout_start",
+        "subscription",
+        actor.tenant_id,
+        actor=actor,
+        details={"tier": tier.key, "interval": interval, "checkout_session": session.id},
+    )
     db.session.commit()
     return session.url
 
@@ -157,7 +178,8 @@ def portal_url(actor: Actor, *, return_url: str) -> str:
         raise ValidationError({"": "Your table has no Stripe customer yet. Choose a plan first."})
     try:
         session = _client().v1.billing_portal.sessions.create(
-            params={"customer": sub.stripe_customer_id, "return_url": return_url})
+            params={"customer": sub.stripe_customer_id, "return_url": return_url}
+        )
     except stripe.StripeError as exc:
         log.warning("portal session failed: %s", exc.__class__.__name__)
         raise Unavailable("Stripe's billing portal is unavailable right now. Try again in a moment.") from exc
@@ -191,11 +213,13 @@ class Outcome:
 
 def handle_event(event: dict, now: datetime | None = None) -> Outcome:
     """Apply one verified event in one transaction. Raises on any failure (rolled back)."""
-    now = now or datetime.now(timezone.utc)
+    now = now or datetime.now(UTC)
     try:
         inserted = db.session.execute(
-            pg_insert(BillingEvent).values(id=str(event["id"]), type=str(event["type"]))
-            .on_conflict_do_nothing(index_elements=["id"]).returning(BillingEvent.id)
+            pg_insert(BillingEvent)
+            .values(id=str(event["id"]), type=str(event["type"]))
+            .on_conflict_do_nothing(index_elements=["id"])
+            .returning(BillingEvent.id)
         ).scalar_one_or_none()
         if inserted is None:
             db.session.rollback()
@@ -229,7 +253,8 @@ def _dispatch(etype: str, obj: dict, now: datetime, changes: list) -> tuple[str 
         return _sync(sub, now, changes)
     # invoice.paid / invoice.payment_failed
     sub_id = _id(obj.get("subscription")) or _id(
-        (((obj.get("parent") or {}).get("subscription_details")) or {}).get("subscription"))
+        (((obj.get("parent") or {}).get("subscription_details")) or {}).get("subscription")
+    )
     if not sub_id:
         return None, "ignored"
     sub = _fetch_subscription(sub_id)
@@ -278,15 +303,17 @@ def _sync(sub: dict, now: datetime, changes: list, tenant_hint: str | None = Non
     """Make our subscription row match Stripe's current subscription, then apply the served tier."""
     sub_id = str(sub["id"])
     customer = _id(sub.get("customer")) or ""
-    row = db.session.execute(select(Subscription).where(Subscription.stripe_subscription_id == sub_id)
-                             .with_for_update()).scalar_one_or_none()
+    row = db.session.execute(
+        select(Subscription).where(Subscription.stripe_subscription_id == sub_id).with_for_update()
+    ).scalar_one_or_none()
     tenant_id = row.tenant_id if row else (tenant_hint or (sub.get("metadata") or {}).get("tenant_id"))
     if not tenant_id or db.session.get(Tenant, tenant_id) is None:
         log.warning("stripe subscription %s names no known tenant", sub_id)
         return None, "ignored_unknown_tenant"
     if row is None:
-        row = db.session.execute(select(Subscription).where(Subscription.tenant_id == tenant_id)
-                                 .with_for_update()).scalar_one_or_none()
+        row = db.session.execute(
+            select(Subscription).where(Subscription.tenant_id == tenant_id).with_for_update()
+        ).scalar_one_or_none()
         if row is not None and row.stripe_subscription_id and row.stripe_subscription_id != sub_id:
             # The tenant has another subscription; a stale, ended one must not replace it.
             if sub.get("status") in {"canceled", "incomplete_expired"} and row.status not in {"canceled"}:
@@ -310,8 +337,9 @@ def _sync(sub: dict, now: datetime, changes: list, tenant_hint: str | None = Non
     row.updated_at = now
     after = {"tier": row.tier, "status": row.status, "stripe_subscription_id": sub_id}
     if after != before:
-        audit.record("billing.subscription_sync", "subscription", sub_id, tenant_id=tenant_id, before=before,
-                     after=after)
+        audit.record(
+            "billing.subscription_sync", "subscription", sub_id, tenant_id=tenant_id, before=before, after=after
+        )
     db.session.flush()
     _apply_if_changed(row, now, changes, reason=f"subscription {status}")
     return tenant_id, "applied"
@@ -332,11 +360,17 @@ def _upsert_invoice(tenant_id: str, sub_id: str, obj: dict) -> None:
         return
     status = str(obj.get("status") or "open")
     values = {
-        "tenant_id": tenant_id, "stripe_subscription_id": sub_id, "number": obj.get("number"), "status": status,
-        "currency": str(obj.get("currency") or "usd"), "amount_due": int(obj.get("amount_due") or 0),
-        "amount_paid": int(obj.get("amount_paid") or 0), "hosted_invoice_url": obj.get("hosted_invoice_url"),
-        "period_start": _ts(obj.get("period_start")), "period_end": _ts(obj.get("period_end")),
-        "created": _ts(obj.get("created")) or datetime.now(timezone.utc),
+        "tenant_id": tenant_id,
+        "stripe_subscription_id": sub_id,
+        "number": obj.get("number"),
+        "status": status,
+        "currency": str(obj.get("currency") or "usd"),
+        "amount_due": int(obj.get("amount_due") or 0),
+        "amount_paid": int(obj.get("amount_paid") or 0),
+        "hosted_invoice_url": obj.get("hosted_invoice_url"),
+        "period_start": _ts(obj.get("period_start")),
+        "period_end": _ts(obj.get("period_end")),
+        "created": _ts(obj.get("created")) or datetime.now(UTC),
     }
     row = db.session.get(Invoice, inv_id, with_for_update=True)
     if row is None:
@@ -354,19 +388,31 @@ def _upsert_invoice(tenant_id: str, sub_id: str, obj: dict) -> None:
 def _mail_payment_failed(tenant_id: str, invoice: dict, now: datetime) -> None:
     from glyphoxa_htmx.adapters import mail
 
-    owners = db.session.execute(select(User.email).where(User.tenant_id == tenant_id, User.role == "tenant_owner",
-                                                         User.email.is_not(None))).scalars().all()
+    owners = (
+        db.session.execute(
+            select(User.email).where(User.tenant_id == tenant_id, User.role == "tenant_owner", User.email.is_not(None))
+        )
+        .scalars()
+        .all()
+    )
     amount = int(invoice.get("amount_due") or 0)
     currency = str(invoice.get("currency") or "usd").upper()
     link = invoice.get("hosted_invoice_url") or ""
-    body = (f"Hello,\n\nthe payment of {amount / 100:.2f} {currency} for your Glyphoxa table failed.\n"
-            f"Your plan stays active for {plans.GRACE.days} days while you update your card"
-            + (f":\n{link}\n" if link else " in the billing portal.\n")
-            + f"\nAfter that your table moves to the free {plans.APPRENTICE.name} plan.\n\n— Glyphoxa\n")
+    body = (
+        f"Hello,\n\nthe payment of {amount / 100:.2f} {currency} for your Glyphoxa table failed.\n"
+        f"Your plan stays active for {plans.GRACE.days} days while you update your card"
+        + (f":\n{link}\n" if link else " in the billing portal.\n")
+        + f"\nAfter that your table moves to the free {plans.APPRENTICE.name} plan.\n\n— Glyphoxa\n"
+    )
     for address in owners:
         mail.send(address, "Your Glyphoxa payment failed", body)
-    audit.record("billing.payment_failed_mail", "tenant", tenant_id, tenant_id=tenant_id,
-                 details={"recipients": len(owners), "invoice": _id(invoice.get("id"))})
+    audit.record(
+        "billing.payment_failed_mail",
+        "tenant",
+        tenant_id,
+        tenant_id=tenant_id,
+        details={"recipients": len(owners), "invoice": _id(invoice.get("id"))},
+    )
 
 
 # --------------------------------------------------------------------------- grace expiry
@@ -375,12 +421,17 @@ def _mail_payment_failed(tenant_id: str, invoice: dict, now: datetime) -> None:
 def sweep(now: datetime | None = None) -> list[tuple[str, str, str]]:
     """Apply every subscription whose served tier changed with time (the 7-day grace ended).
     Run it periodically (``glyphoxa-web billing-sweep``); returns (tenant, from, to)."""
-    now = now or datetime.now(timezone.utc)
+    now = now or datetime.now(UTC)
     if not plans.billing_enabled():
         return []
     done = []
-    rows = db.session.execute(select(Subscription).where(Subscription.status == "past_due")
-                              .with_for_update(skip_locked=True)).scalars().all()
+    rows = (
+        db.session.execute(
+            select(Subscription).where(Subscription.status == "past_due").with_for_update(skip_locked=True)
+        )
+        .scalars()
+        .all()
+    )
     changes: list[tuple[str, str]] = []
     try:
         for row in rows:

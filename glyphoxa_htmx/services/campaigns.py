@@ -33,12 +33,33 @@ from glyphoxa_htmx.extensions import db
 from glyphoxa_htmx.models import Campaign, CampaignTombstone, GatewaySession, GatewayTenant, NpcDefinition, NpcPosition
 
 GAME_SYSTEMS = (
-    "D&D 5e", "D&D 2024", "Pathfinder 2e", "Pathfinder 1e", "Call of Cthulhu", "Starfinder", "Shadowrun",
-    "Vampire: The Masquerade", "Blades in the Dark", "Cyberpunk RED", "Warhammer Fantasy Roleplay",
-    "Dungeon World", "Mörk Borg", "Savage Worlds", "FATE", "Homebrew",
+    "D&D 5e",
+    "D&D 2024",
+    "Pathfinder 2e",
+    "Pathfinder 1e",
+    "Call of Cthulhu",
+    "Starfinder",
+    "Shadowrun",
+    "Vampire: The Masquerade",
+    "Blades in the Dark",
+    "Cyberpunk RED",
+    "Warhammer Fantasy Roleplay",
+    "Dungeon World",
+    "Mörk Borg",
+    "Savage Worlds",
+    "FATE",
+    "Homebrew",
 )
-LIMITS = {"name": 120, "game_system": 80, "description": 10_000, "language": 40, "tone": 200,
-          "house_rules": 4_000, "lines_veils_item": 200, "lines_veils_count": 50}
+LIMITS = {
+    "name": 120,
+    "game_system": 80,
+    "description": 10_000,
+    "language": 40,
+    "tone": 200,
+    "house_rules": 4_000,
+    "lines_veils_item": 200,
+    "lines_veils_count": 50,
+}
 PER_PAGE = 12
 
 log = logging.getLogger(__name__)
@@ -101,8 +122,13 @@ def register_found(actor: Actor, only: str | None = None) -> list[str]:
         return []
     found = list(db.session.execute(_REGISTER_FOUND, {"t": actor.tenant_id, "only": only}).scalars())
     if found:
-        audit.record("campaign.found", "tenant", actor.tenant_id, tenant_id=actor.tenant_id,
-                     details={"campaign_ids": sorted(found), "source": "gateway data"})
+        audit.record(
+            "campaign.found",
+            "tenant",
+            actor.tenant_id,
+            tenant_id=actor.tenant_id,
+            details={"campaign_ids": sorted(found), "source": "gateway data"},
+        )
         db.session.commit()
     return found
 
@@ -119,9 +145,12 @@ def get(actor: Actor, campaign_id: str) -> Campaign:
 
 def active_id(actor: Actor) -> str:
     """The tenant's active campaign: the gateway's ``public.tenants.campaign_id`` ('' = none)."""
-    return db.session.execute(
-        select(GatewayTenant.campaign_id).where(GatewayTenant.id == actor.tenant_id)
-    ).scalar_one_or_none() or ""
+    return (
+        db.session.execute(
+            select(GatewayTenant.campaign_id).where(GatewayTenant.id == actor.tenant_id)
+        ).scalar_one_or_none()
+        or ""
+    )
 
 
 def choices(actor: Actor, *, include_archived: bool = False) -> list[tuple[str, str]]:
@@ -204,31 +233,40 @@ def _cards_stmt(actor: Actor):
     npcs, sessions = _card_columns(actor.tenant_id)
     active = select(GatewayTenant.campaign_id).where(GatewayTenant.id == actor.tenant_id).scalar_subquery()
     return (
-        select(Campaign, func.coalesce(npcs.c.n, 0), sessions.c.last_at, func.coalesce(sessions.c.live, False),
-               (Campaign.id == func.coalesce(active, "")))
+        select(
+            Campaign,
+            func.coalesce(npcs.c.n, 0),
+            sessions.c.last_at,
+            func.coalesce(sessions.c.live, False),
+            (Campaign.id == func.coalesce(active, "")),
+        )
         .outerjoin(npcs, npcs.c.campaign_id == Campaign.id)
         .outerjoin(sessions, sessions.c.campaign_id == Campaign.id)
         .where(Campaign.tenant_id == actor.tenant_id)
     )
 
 
-def list_cards(actor: Actor, *, q: str = "", archived: bool = False, page: int = 1,
-               per_page: int = PER_PAGE) -> Page:
+def list_cards(actor: Actor, *, q: str = "", archived: bool = False, page: int = 1, per_page: int = PER_PAGE) -> Page:
     """The campaign cards of one page (three queries whatever the page size: registering ids
     found in gateway data, the count, the page)."""
     require(actor, Perm.VIEW_SESSIONS)
     register_found(actor)
     q = (q or "").strip()[:100]
-    where = [Campaign.tenant_id == actor.tenant_id,
-             Campaign.archived_at.is_not(None) if archived else Campaign.archived_at.is_(None)]
+    where = [
+        Campaign.tenant_id == actor.tenant_id,
+        Campaign.archived_at.is_not(None) if archived else Campaign.archived_at.is_(None),
+    ]
     if q:
         where.append(or_(Campaign.name.ilike(like_pattern(q)), Campaign.game_system.ilike(like_pattern(q))))
     total = db.session.execute(select(func.count()).select_from(Campaign).where(*where)).scalar_one()
     pages = max(1, math.ceil(total / per_page))
     page = min(max(1, page), pages)
     rows = db.session.execute(
-        _cards_stmt(actor).where(*where).order_by(Campaign.updated_at.desc(), Campaign.id)
-        .limit(per_page).offset((page - 1) * per_page)
+        _cards_stmt(actor)
+        .where(*where)
+        .order_by(Campaign.updated_at.desc(), Campaign.id)
+        .limit(per_page)
+        .offset((page - 1) * per_page)
     ).all()
     return Page([CampaignCard(*row) for row in rows], page, pages, total, q)
 
@@ -248,8 +286,9 @@ def counts(actor: Actor) -> dict[str, int]:
     """How many live and archived campaigns the tenant has (for tabs and empty states)."""
     require(actor, Perm.VIEW_SESSIONS)
     row = db.session.execute(
-        select(func.count().filter(Campaign.archived_at.is_(None)), func.count().filter(Campaign.archived_at.is_not(None)))
-        .where(Campaign.tenant_id == actor.tenant_id)
+        select(
+            func.count().filter(Campaign.archived_at.is_(None)), func.count().filter(Campaign.archived_at.is_not(None))
+        ).where(Campaign.tenant_id == actor.tenant_id)
     ).one()
     return {"current": row[0], "archived": row[1]}
 
@@ -266,29 +305,50 @@ def _lines(value) -> list[str]:
 
 
 def blank() -> dict:
-    return {"name": "", "game_system": "", "description": "", "language": "", "tone": "", "lines_veils": [],
-            "house_rules": ""}
+    return {
+        "name": "",
+        "game_system": "",
+        "description": "",
+        "language": "",
+        "tone": "",
+        "lines_veils": [],
+        "house_rules": "",
+    }
 
 
 def to_form(campaign: Campaign) -> dict:
     s = campaign.settings or {}
-    return {"name": campaign.name, "game_system": campaign.game_system, "description": campaign.description,
-            "language": s.get("language", ""), "tone": s.get("tone", ""),
-            "lines_veils": list(s.get("lines_veils", [])), "house_rules": s.get("house_rules", ""),
-            "version": campaign.version}
+    return {
+        "name": campaign.name,
+        "game_system": campaign.game_system,
+        "description": campaign.description,
+        "language": s.get("language", ""),
+        "tone": s.get("tone", ""),
+        "lines_veils": list(s.get("lines_veils", [])),
+        "house_rules": s.get("house_rules", ""),
+        "version": campaign.version,
+    }
 
 
 def validate(data: dict) -> dict:
     """Clean campaign fields, or ValidationError with a message per field."""
     errors: dict[str, str] = {}
-    clean = {k: str(data.get(k) or "").strip() for k in ("name", "game_system", "description", "language", "tone",
-                                                          "house_rules")}
+    clean = {
+        k: str(data.get(k) or "").strip()
+        for k in ("name", "game_system", "description", "language", "tone", "house_rules")
+    }
     clean["description"] = str(data.get("description") or "").strip("\n").rstrip()
     clean["lines_veils"] = _lines(data.get("lines_veils"))
     if not clean["name"]:
         errors["name"] = "Give the campaign a name."
-    for key, label in (("name", "The name"), ("game_system", "The game system"), ("description", "The description"),
-                       ("language", "The language"), ("tone", "The tone"), ("house_rules", "House rules")):
+    for key, label in (
+        ("name", "The name"),
+        ("game_system", "The game system"),
+        ("description", "The description"),
+        ("language", "The language"),
+        ("tone", "The tone"),
+        ("house_rules", "House rules"),
+    ):
         if len(clean[key]) > LIMITS[key]:
             errors[key] = f"{label} can be at most {LIMITS[key]:,} characters (it has {len(clean[key]):,})."
     if len(clean["lines_veils"]) > LIMITS["lines_veils_count"]:
@@ -306,14 +366,22 @@ def _apply(campaign: Campaign, clean: dict) -> None:
     campaign.name = clean["name"]
     campaign.game_system = clean["game_system"]
     campaign.description = clean["description"]
-    campaign.settings = {"language": clean["language"], "tone": clean["tone"], "lines_veils": clean["lines_veils"],
-                         "house_rules": clean["house_rules"]}
+    campaign.settings = {
+        "language": clean["language"],
+        "tone": clean["tone"],
+        "lines_veils": clean["lines_veils"],
+        "house_rules": clean["house_rules"],
+    }
 
 
 def snapshot(campaign: Campaign) -> dict:
-    return {"name": campaign.name, "game_system": campaign.game_system, "description": campaign.description,
-            "settings": dict(campaign.settings or {}),
-            "archived": campaign.archived_at is not None}
+    return {
+        "name": campaign.name,
+        "game_system": campaign.game_system,
+        "description": campaign.description,
+        "settings": dict(campaign.settings or {}),
+        "archived": campaign.archived_at is not None,
+    }
 
 
 def new_campaign_id() -> str:
@@ -336,10 +404,15 @@ def create(actor: Actor, data: dict) -> Campaign:
 
 def _locked(actor: Actor, campaign_id: str) -> Campaign:
     """The actor's campaign, row-locked for this transaction (NotFound for anyone else's)."""
-    return own(actor, db.session.execute(
-        select(Campaign).where(Campaign.tenant_id == actor.tenant_id, Campaign.id == campaign_id)
-        .with_for_update().execution_options(populate_existing=True)
-    ).scalar_one_or_none())
+    return own(
+        actor,
+        db.session.execute(
+            select(Campaign)
+            .where(Campaign.tenant_id == actor.tenant_id, Campaign.id == campaign_id)
+            .with_for_update()
+            .execution_options(populate_existing=True)
+        ).scalar_one_or_none(),
+    )
 
 
 def update(actor: Actor, campaign_id: str, data: dict, *, version: int | str | None) -> Campaign:
@@ -351,8 +424,10 @@ def update(actor: Actor, campaign_id: str, data: dict, *, version: int | str | N
     campaign = _locked(actor, campaign_id)
     if str(version) != str(campaign.version):
         db.session.rollback()
-        raise Conflict("Someone else changed this campaign since you opened it. Reload to see their "
-                       "changes, then make yours again.")
+        raise Conflict(
+            "Someone else changed this campaign since you opened it. Reload to see their "
+            "changes, then make yours again."
+        )
     before = snapshot(campaign)
     _apply(campaign, clean)
     after = snapshot(campaign)
@@ -367,8 +442,9 @@ def update(actor: Actor, campaign_id: str, data: dict, *, version: int | str | N
 def _active_locked(actor: Actor) -> str:
     """The gateway's active campaign for this tenant, read under an advisory lock so two of our
     own changes of it are serialised (the gateway's row itself is never written by us)."""
-    db.session.execute(text("SELECT pg_advisory_xact_lock(hashtextextended(:key, 0))"),
-                       {"key": f"active-campaign:{actor.tenant_id}"})
+    db.session.execute(
+        text("SELECT pg_advisory_xact_lock(hashtextextended(:key, 0))"), {"key": f"active-campaign:{actor.tenant_id}"}
+    )
     return active_id(actor)
 
 
@@ -409,8 +485,10 @@ def _commit_after_gateway(actor: Actor, previous_campaign_id: str) -> None:
                 else:
                     client.update_tenant(actor.tenant_id, clear_campaign_id=True)
             except GatewayError:
-                log.error("could not restore the gateway's active campaign after a failed commit",
-                          extra={"tenant_id": actor.tenant_id})
+                log.error(
+                    "could not restore the gateway's active campaign after a failed commit",
+                    extra={"tenant_id": actor.tenant_id},
+                )
         raise
 
 
@@ -420,15 +498,23 @@ def make_active(actor: Actor, campaign_id: str) -> Campaign:
     require(actor, Perm.MANAGE_CAMPAIGNS)
     if campaign.archived_at is not None:
         db.session.rollback()
-        raise ValidationError({"": "Archived campaigns can't be active. Unarchive it first."},
-                              "Archived campaigns can't be active. Unarchive it first.")
+        raise ValidationError(
+            {"": "Archived campaigns can't be active. Unarchive it first."},
+            "Archived campaigns can't be active. Unarchive it first.",
+        )
     previous = _active_locked(actor)
     if previous == campaign.id:
         db.session.rollback()
         return campaign
     _gateway_set_campaign(actor, campaign, clear=False)
-    audit.record("campaign.activate", "campaign", campaign.id, actor=actor, before={"active_campaign_id": previous},
-                 after={"active_campaign_id": campaign.id})
+    audit.record(
+        "campaign.activate",
+        "campaign",
+        campaign.id,
+        actor=actor,
+        before={"active_campaign_id": previous},
+        after={"active_campaign_id": campaign.id},
+    )
     _commit_after_gateway(actor, previous)
     return campaign
 
@@ -449,8 +535,15 @@ def set_archived(actor: Actor, campaign_id: str, archived: bool) -> Campaign:
     campaign.version += 1
     campaign.updated_at = func.now()
     after = {**before, "archived": archived}
-    audit.record("campaign.archive" if archived else "campaign.unarchive", "campaign", campaign.id, actor=actor,
-                 before=before, after=after, details=details)
+    audit.record(
+        "campaign.archive" if archived else "campaign.unarchive",
+        "campaign",
+        campaign.id,
+        actor=actor,
+        before=before,
+        after=after,
+        details=details,
+    )
     if details.get("active_campaign_cleared"):
         _commit_after_gateway(actor, campaign.id)
     else:
@@ -459,18 +552,27 @@ def set_archived(actor: Actor, campaign_id: str, archived: bool) -> Campaign:
 
 
 def live_session_exists(actor: Actor, campaign_id: str) -> bool:
-    return db.session.execute(
-        select(func.count()).select_from(GatewaySession).where(
-            GatewaySession.tenant_id == actor.tenant_id, GatewaySession.campaign_id == campaign_id,
-            GatewaySession.state != "ended")
-    ).scalar_one() > 0
+    return (
+        db.session.execute(
+            select(func.count())
+            .select_from(GatewaySession)
+            .where(
+                GatewaySession.tenant_id == actor.tenant_id,
+                GatewaySession.campaign_id == campaign_id,
+                GatewaySession.state != "ended",
+            )
+        ).scalar_one()
+        > 0
+    )
 
 
 def lock_cast(actor: Actor, campaign_id: str) -> None:
     """Serialise changes to one campaign's NPCs (gm_helper and name uniqueness, ordering, delete)
     for the rest of the transaction. Also blocks inserts, which row locks cannot."""
-    db.session.execute(text("SELECT pg_advisory_xact_lock(hashtextextended(:key, 0))"),
-                       {"key": f"npcs:{actor.tenant_id}:{campaign_id}"})
+    db.session.execute(
+        text("SELECT pg_advisory_xact_lock(hashtextextended(:key, 0))"),
+        {"key": f"npcs:{actor.tenant_id}:{campaign_id}"},
+    )
 
 
 def delete(actor: Actor, campaign_id: str, confirm_name: str) -> dict:
@@ -495,11 +597,19 @@ def delete(actor: Actor, campaign_id: str, confirm_name: str) -> dict:
     scope = and_(NpcDefinition.tenant_id == actor.tenant_id, NpcDefinition.campaign_id == campaign.id)
     npc_names = list(db.session.execute(select(NpcDefinition.name).where(scope).order_by(NpcDefinition.name)).scalars())
     db.session.execute(sql_delete(NpcDefinition).where(scope))
-    db.session.execute(sql_delete(NpcPosition).where(NpcPosition.tenant_id == actor.tenant_id,
-                                                 NpcPosition.campaign_id == campaign.id))
+    db.session.execute(
+        sql_delete(NpcPosition).where(NpcPosition.tenant_id == actor.tenant_id, NpcPosition.campaign_id == campaign.id)
+    )
     summary = {"name": campaign.name, "npcs_deleted": len(npc_names)}
-    audit.record("campaign.delete", "campaign", campaign.id, actor=actor, before=snapshot(campaign), after=None,
-                 details={"npcs_deleted": npc_names})
+    audit.record(
+        "campaign.delete",
+        "campaign",
+        campaign.id,
+        actor=actor,
+        before=snapshot(campaign),
+        after=None,
+        details={"npcs_deleted": npc_names},
+    )
     db.session.delete(campaign)
     db.session.merge(CampaignTombstone(tenant_id=actor.tenant_id, id=campaign.id))  # old sessions keep the id
     if gateway_cleared:

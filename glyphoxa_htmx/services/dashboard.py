@@ -5,9 +5,9 @@ from __future__ import annotations
 from sqlalchemy import exists, func, select
 
 from glyphoxa_htmx.core.authz import Actor, Perm, require
+from glyphoxa_htmx.core.deps import gateway
 from glyphoxa_htmx.extensions import db
 from glyphoxa_htmx.models import Campaign, GatewaySession, NpcDefinition, User
-from glyphoxa_htmx.core.deps import gateway
 from glyphoxa_htmx.services import campaigns, sessions, tenants, usage
 
 
@@ -31,26 +31,48 @@ def overview(actor: Actor) -> dict:
 def _progress(actor: Actor) -> dict[str, bool]:
     """Which onboarding steps the table has done: one query of four EXISTS probes."""
     t = actor.tenant_id
-    row = db.session.execute(select(
-        exists().where(Campaign.tenant_id == t).label("campaign"),
-        exists().where(NpcDefinition.tenant_id == t).label("npc"),
-        exists().where(GatewaySession.tenant_id == t).label("session"),
-        select(func.count()).where(User.tenant_id == t).scalar_subquery().label("people"),
-    )).one()
+    row = db.session.execute(
+        select(
+            exists().where(Campaign.tenant_id == t).label("campaign"),
+            exists().where(NpcDefinition.tenant_id == t).label("npc"),
+            exists().where(GatewaySession.tenant_id == t).label("session"),
+            select(func.count()).where(User.tenant_id == t).scalar_subquery().label("people"),
+        )
+    ).one()
     return {"campaign": row.campaign, "npc": row.npc, "session": row.session, "team": row.people > 1}
 
 
 def next_steps(actor: Actor) -> list[dict]:
     """The onboarding checklist (until the full wizard lands); empty once every step is done."""
     steps = [
-        {"key": "campaign", "title": "Create your first campaign", "hint": "Campaigns hold your NPCs and sessions.",
-         "endpoint": "campaigns.index", "perm": Perm.MANAGE_CAMPAIGNS},
-        {"key": "npc", "title": "Build a cast of NPCs", "hint": "Give each one a personality and a voice.",
-         "endpoint": "campaigns.index", "perm": Perm.MANAGE_NPCS},
-        {"key": "session", "title": "Start a voice session", "hint": "Pick a campaign and a Discord voice channel.",
-         "endpoint": "sessions.index", "perm": Perm.CONTROL_SESSIONS},
-        {"key": "team", "title": "Invite your table", "hint": "Give co-DMs and players their own sign-in.",
-         "endpoint": "team.index", "perm": Perm.MANAGE_USERS},
+        {
+            "key": "campaign",
+            "title": "Create your first campaign",
+            "hint": "Campaigns hold your NPCs and sessions.",
+            "endpoint": "campaigns.index",
+            "perm": Perm.MANAGE_CAMPAIGNS,
+        },
+        {
+            "key": "npc",
+            "title": "Build a cast of NPCs",
+            "hint": "Give each one a personality and a voice.",
+            "endpoint": "campaigns.index",
+            "perm": Perm.MANAGE_NPCS,
+        },
+        {
+            "key": "session",
+            "title": "Start a voice session",
+            "hint": "Pick a campaign and a Discord voice channel.",
+            "endpoint": "sessions.index",
+            "perm": Perm.CONTROL_SESSIONS,
+        },
+        {
+            "key": "team",
+            "title": "Invite your table",
+            "hint": "Give co-DMs and players their own sign-in.",
+            "endpoint": "team.index",
+            "perm": Perm.MANAGE_USERS,
+        },
     ]
     steps = [s for s in steps if actor.can(s["perm"])]
     if not steps:

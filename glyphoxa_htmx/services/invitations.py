@@ -48,8 +48,10 @@ def validate(actor: Actor, data: dict) -> dict:
     if discord_id and link:
         errors["discord_id"] = "Either a Discord user id or a link, not both: a link works for whoever opens it."
     elif discord_id and not SNOWFLAKE_RE.match(discord_id):
-        errors["discord_id"] = ("A Discord user id is 17–20 digits (Discord → Settings → Advanced → Developer Mode, "
-                                "then right-click the person → Copy User ID).")
+        errors["discord_id"] = (
+            "A Discord user id is 17–20 digits (Discord → Settings → Advanced → Developer Mode, "
+            "then right-click the person → Copy User ID)."
+        )
     elif not discord_id and not link:
         errors["discord_id"] = "Give their Discord user id, or create a shareable link."
     if role not in {r.value for r in assignable_roles(actor)}:
@@ -60,8 +62,7 @@ def validate(actor: Actor, data: dict) -> dict:
         errors["max_uses"] = f"Between 1 and {MAX_LINK_USES} people."
     if errors:
         raise ValidationError(errors)
-    return {"discord_id": discord_id or None, "link": link, "role": role, "expires_days": days,
-            "max_uses": max_uses}
+    return {"discord_id": discord_id or None, "link": link, "role": role, "expires_days": days, "max_uses": max_uses}
 
 
 def create(actor: Actor, data: dict) -> Created:
@@ -75,15 +76,30 @@ def create(actor: Actor, data: dict) -> Created:
     if clean["role"] in plans.SEAT_ROLES:
         plans.check_seat_limit(actor)
     invitation = TenantInvitation(
-        id=str(uuid.uuid4()), tenant_id=actor.tenant_id, discord_id=clean["discord_id"], role=clean["role"],
-        link=clean["link"], max_uses=clean["max_uses"], created_by=actor.user_id,
+        id=str(uuid.uuid4()),
+        tenant_id=actor.tenant_id,
+        discord_id=clean["discord_id"],
+        role=clean["role"],
+        link=clean["link"],
+        max_uses=clean["max_uses"],
+        created_by=actor.user_id,
         expires_at=adoption.now() + timedelta(days=clean["expires_days"]),
     )
     db.session.add(invitation)
     db.session.flush()
-    audit.record("invitation.create", "invitation", invitation.id, actor=actor,
-                 after={"role": invitation.role, "discord_id": invitation.discord_id, "link": invitation.link,
-                        "max_uses": invitation.max_uses, "expires_at": invitation.expires_at.isoformat()})
+    audit.record(
+        "invitation.create",
+        "invitation",
+        invitation.id,
+        actor=actor,
+        after={
+            "role": invitation.role,
+            "discord_id": invitation.discord_id,
+            "link": invitation.link,
+            "max_uses": invitation.max_uses,
+            "expires_at": invitation.expires_at.isoformat(),
+        },
+    )
     db.session.commit()
     return Created(invitation, adoption.link_token(invitation) if invitation.link else None)
 
@@ -95,8 +111,12 @@ def list_pending(actor: Actor) -> list[tuple[TenantInvitation, str | None]]:
     rows = db.session.execute(
         select(TenantInvitation, creator.name)
         .outerjoin(creator, creator.id == TenantInvitation.created_by)
-        .where(TenantInvitation.tenant_id == actor.tenant_id, TenantInvitation.revoked_at.is_(None),
-               TenantInvitation.uses < TenantInvitation.max_uses, TenantInvitation.expires_at > adoption.now())
+        .where(
+            TenantInvitation.tenant_id == actor.tenant_id,
+            TenantInvitation.revoked_at.is_(None),
+            TenantInvitation.uses < TenantInvitation.max_uses,
+            TenantInvitation.expires_at > adoption.now(),
+        )
         .order_by(TenantInvitation.created_at.desc(), TenantInvitation.id)
     ).all()
     return [(r[0], r[1]) for r in rows]
@@ -108,9 +128,14 @@ def revoke(actor: Actor, invitation_id: str) -> TenantInvitation:
     if invitation.revoked_at is None:
         invitation.revoked_at = adoption.now()
         invitation.revoked_by = actor.user_id
-        audit.record("invitation.revoke", "invitation", invitation.id, actor=actor,
-                     before={"uses": invitation.uses, "max_uses": invitation.max_uses},
-                     after={"revoked_at": invitation.revoked_at.isoformat()})
+        audit.record(
+            "invitation.revoke",
+            "invitation",
+            invitation.id,
+            actor=actor,
+            before={"uses": invitation.uses, "max_uses": invitation.max_uses},
+            after={"revoked_at": invitation.revoked_at.isoformat()},
+        )
         db.session.commit()
     return invitation
 
@@ -140,9 +165,14 @@ def owners_left(tenant_id: str, *, without: str) -> int:
     """Other active owners of the tenant, under the per-tenant owners lock (see users.change_role)."""
     db.session.execute(select(func.pg_advisory_xact_lock(func.hashtext("owners:" + tenant_id))))
     return db.session.execute(
-        select(func.count()).select_from(User).where(
-            User.tenant_id == tenant_id, User.role == Role.TENANT_OWNER.value, User.status == "active",
-            User.id != without)
+        select(func.count())
+        .select_from(User)
+        .where(
+            User.tenant_id == tenant_id,
+            User.role == Role.TENANT_OWNER.value,
+            User.status == "active",
+            User.id != without,
+        )
     ).scalar_one()
 
 
@@ -151,8 +181,10 @@ def leave_refusal(user: User) -> str | None:
     if not user.tenant_id or user.role == Role.SUPER_ADMIN:
         return None if user.role != Role.SUPER_ADMIN else "Operators' memberships are managed by the platform."
     if user.role == Role.TENANT_OWNER and owners_left(user.tenant_id, without=user.id) == 0:
-        return ("You are the only owner of your current table. Make someone else owner first, or delete that "
-                "table (Settings → Danger zone) if nobody else uses it.")
+        return (
+            "You are the only owner of your current table. Make someone else owner first, or delete that "
+            "table (Settings → Danger zone) if nobody else uses it."
+        )
     return None
 
 
@@ -161,12 +193,19 @@ def for_me(user: User) -> list[TenantInvitation]:
     on /me: signing in doesn't move anyone between tables)."""
     if not user.discord_id:
         return []
-    return list(db.session.execute(
-        select(TenantInvitation).where(
-            TenantInvitation.discord_id == user.discord_id, TenantInvitation.revoked_at.is_(None),
-            TenantInvitation.uses < TenantInvitation.max_uses, TenantInvitation.expires_at > adoption.now(),
-            TenantInvitation.tenant_id != (user.tenant_id or ""))
-        .order_by(TenantInvitation.created_at.desc())).scalars())
+    return list(
+        db.session.execute(
+            select(TenantInvitation)
+            .where(
+                TenantInvitation.discord_id == user.discord_id,
+                TenantInvitation.revoked_at.is_(None),
+                TenantInvitation.uses < TenantInvitation.max_uses,
+                TenantInvitation.expires_at > adoption.now(),
+                TenantInvitation.tenant_id != (user.tenant_id or ""),
+            )
+            .order_by(TenantInvitation.created_at.desc())
+        ).scalars()
+    )
 
 
 def accept_mine(actor: Actor, invitation_id: str, *, ip: str | None = None) -> User:
@@ -175,8 +214,13 @@ def accept_mine(actor: Actor, invitation_id: str, *, ip: str | None = None) -> U
 
     user = db.session.get(User, actor.user_id)
     invitation = db.session.get(TenantInvitation, invitation_id)
-    if user is None or invitation is None or not user.discord_id or invitation.discord_id != user.discord_id \
-            or adoption._pending(invitation) is None:
+    if (
+        user is None
+        or invitation is None
+        or not user.discord_id
+        or invitation.discord_id != user.discord_id
+        or adoption._pending(invitation) is None
+    ):
         raise NotFound("This invitation isn't there any more.")
     return _switch(actor, invitation, ip=ip)
 
@@ -199,13 +243,29 @@ def _switch(actor: Actor, invitation: TenantInvitation, *, ip: str | None = None
     check_seat_at_accept(invitation)
     before = {"tenant_id": user.tenant_id, "role": user.role}
     adoption.mark_used(invitation, user, ip=ip)
-    audit.record("user.leave", "user", user.id, tenant_id=user.tenant_id, user_id=user.id, ip=ip,
-                 before=before, details={"to_tenant": invitation.tenant_id})
+    audit.record(
+        "user.leave",
+        "user",
+        user.id,
+        tenant_id=user.tenant_id,
+        user_id=user.id,
+        ip=ip,
+        before=before,
+        details={"to_tenant": invitation.tenant_id},
+    )
     user.tenant_id = invitation.tenant_id
     user.role = invitation.role
-    audit.record("user.join", "user", user.id, tenant_id=invitation.tenant_id, user_id=user.id, ip=ip,
-                 before=before, after={"tenant_id": user.tenant_id, "role": user.role},
-                 details={"invitation_id": invitation.id})
+    audit.record(
+        "user.join",
+        "user",
+        user.id,
+        tenant_id=invitation.tenant_id,
+        user_id=user.id,
+        ip=ip,
+        before=before,
+        after={"tenant_id": user.tenant_id, "role": user.role},
+        details={"invitation_id": invitation.id},
+    )
     db.session.commit()
     return user
 
@@ -213,7 +273,8 @@ def _switch(actor: Actor, invitation: TenantInvitation, *, ip: str | None = None
 def revoke_sign_ins(user_id: str, reason: str) -> int:
     """End every sign-in session of a person at once (removal, table deletion)."""
     return db.session.execute(
-        update(LoginSession).where(LoginSession.user_id == user_id, LoginSession.revoked_at.is_(None))
+        update(LoginSession)
+        .where(LoginSession.user_id == user_id, LoginSession.revoked_at.is_(None))
         .values(revoked_at=adoption.now(), revoked_reason=reason)
         .execution_options(synchronize_session=False)
     ).rowcount

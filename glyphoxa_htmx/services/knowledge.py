@@ -90,12 +90,19 @@ def campaign_index(actor: Actor) -> tuple[list[CampaignRef], bool]:
     counts: dict[str, int] = {}
     if tables:
         ent, _ = tables
-        counts = {r.campaign_id: int(r.n) for r in db.session.execute(
-            text(f"SELECT campaign_id, count(*) AS n FROM {ent} GROUP BY campaign_id ORDER BY campaign_id LIMIT 500")
-        )}
+        counts = {
+            r.campaign_id: int(r.n)
+            for r in db.session.execute(
+                text(
+                    f"SELECT campaign_id, count(*) AS n FROM {ent} GROUP BY campaign_id ORDER BY campaign_id LIMIT 500"
+                )
+            )
+        }
     refs = [CampaignRef(cid, name, counts.pop(cid, 0)) for cid, name in web]
-    refs += [CampaignRef(cid, DEFAULT_CAMPAIGN_NAME if cid == "default" else cid, n, known=False)
-             for cid, n in sorted(counts.items())]
+    refs += [
+        CampaignRef(cid, DEFAULT_CAMPAIGN_NAME if cid == "default" else cid, n, known=False)
+        for cid, n in sorted(counts.items())
+    ]
     return refs, tables is not None
 
 
@@ -113,8 +120,9 @@ def campaign(actor: Actor, campaign_id: str) -> CampaignRef:
             text(f"SELECT EXISTS (SELECT 1 FROM {tables[0]} WHERE campaign_id = :c)"), {"c": campaign_id}
         ).scalar()
         if present:
-            return CampaignRef(campaign_id, DEFAULT_CAMPAIGN_NAME if campaign_id == "default" else campaign_id,
-                               known=False)
+            return CampaignRef(
+                campaign_id, DEFAULT_CAMPAIGN_NAME if campaign_id == "default" else campaign_id, known=False
+            )
     raise NotFound()
 
 
@@ -129,12 +137,19 @@ class EntityPage:
 
 def _entity(row) -> Entity:
     m = row._mapping
-    return Entity(id=m["id"], type=m["type"], name=m["name"], attributes=m["attributes"] or {},
-                  updated_at=m.get("updated_at"), degree=int(m.get("degree") or 0))
+    return Entity(
+        id=m["id"],
+        type=m["type"],
+        name=m["name"],
+        attributes=m["attributes"] or {},
+        updated_at=m.get("updated_at"),
+        degree=int(m.get("degree") or 0),
+    )
 
 
-def entities(actor: Actor, campaign_id: str, *, type_: str = "", q: str = "", after: str | None = None,
-             limit: int = PAGE_SIZE) -> EntityPage:
+def entities(
+    actor: Actor, campaign_id: str, *, type_: str = "", q: str = "", after: str | None = None, limit: int = PAGE_SIZE
+) -> EntityPage:
     """Entities of a campaign by name (keyset on name, id), with type filter and name search.
     Two queries: the page (with each entity's relationship count) and the type facets."""
     require(actor, Perm.VIEW_TRANSCRIPTS)
@@ -170,10 +185,13 @@ def entities(actor: Actor, campaign_id: str, *, type_: str = "", q: str = "", af
     if len(rows) > limit:
         last = page.entities[-1]
         page.next_after = f"{last.name}\x1f{last.id}"
-    page.types = [(r.type, int(r.n)) for r in db.session.execute(
-        text(f"SELECT type, count(*) AS n FROM {ent} WHERE campaign_id = :c GROUP BY type ORDER BY type LIMIT 100"),
-        {"c": campaign_id},
-    )]
+    page.types = [
+        (r.type, int(r.n))
+        for r in db.session.execute(
+            text(f"SELECT type, count(*) AS n FROM {ent} WHERE campaign_id = :c GROUP BY type ORDER BY type LIMIT 100"),
+            {"c": campaign_id},
+        )
+    ]
     page.total = sum(n for _, n in page.types)
     return page
 
@@ -186,9 +204,23 @@ _REL_COLS = (
 
 def _relationship(row) -> Relationship:
     m = row._mapping
-    return Relationship(**{k: m[k] for k in (
-        "source_id", "source_name", "source_type", "target_id", "target_name", "target_type", "rel_type",
-        "created_at")}, attributes=m["attributes"] or {}, provenance=m["provenance"] or {})
+    return Relationship(
+        **{
+            k: m[k]
+            for k in (
+                "source_id",
+                "source_name",
+                "source_type",
+                "target_id",
+                "target_name",
+                "target_type",
+                "rel_type",
+                "created_at",
+            )
+        },
+        attributes=m["attributes"] or {},
+        provenance=m["provenance"] or {},
+    )
 
 
 @dataclass
@@ -211,15 +243,31 @@ def entity(actor: Actor, campaign_id: str, entity_id: str) -> EntityDetail:
     ).one_or_none()
     if row is None:
         raise NotFound()
-    joins = (f"FROM {rel} r JOIN {ent} s ON s.campaign_id = r.campaign_id AND s.id = r.source_id "
-             f"JOIN {ent} t ON t.campaign_id = r.campaign_id AND t.id = r.target_id")
+    joins = (
+        f"FROM {rel} r JOIN {ent} s ON s.campaign_id = r.campaign_id AND s.id = r.source_id "
+        f"JOIN {ent} t ON t.campaign_id = r.campaign_id AND t.id = r.target_id"
+    )
     params = {"c": campaign_id, "id": entity_id}
-    outgoing = [_relationship(r) for r in db.session.execute(
-        text(f"SELECT {_REL_COLS} {joins} WHERE r.campaign_id = :c AND r.source_id = :id "
-             "ORDER BY r.rel_type, t.name LIMIT 500"), params)]
-    incoming = [_relationship(r) for r in db.session.execute(
-        text(f"SELECT {_REL_COLS} {joins} WHERE r.campaign_id = :c AND r.target_id = :id "
-             "ORDER BY r.rel_type, s.name LIMIT 500"), params)]
+    outgoing = [
+        _relationship(r)
+        for r in db.session.execute(
+            text(
+                f"SELECT {_REL_COLS} {joins} WHERE r.campaign_id = :c AND r.source_id = :id "
+                "ORDER BY r.rel_type, t.name LIMIT 500"
+            ),
+            params,
+        )
+    ]
+    incoming = [
+        _relationship(r)
+        for r in db.session.execute(
+            text(
+                f"SELECT {_REL_COLS} {joins} WHERE r.campaign_id = :c AND r.target_id = :id "
+                "ORDER BY r.rel_type, s.name LIMIT 500"
+            ),
+            params,
+        )
+    ]
     return EntityDetail(_entity(row), outgoing, incoming)
 
 

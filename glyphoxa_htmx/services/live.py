@@ -78,9 +78,9 @@ class PollResult:
 
 @dataclass(eq=False)
 class Subscription:
-    watch: "Watch"
+    watch: Watch
     cursor: int
-    queue: "queue.Queue[tuple[str, Any]]" = field(default_factory=queue.Queue)
+    queue: queue.Queue[tuple[str, Any]] = field(default_factory=queue.Queue)
     state: str | None = None
     closed: bool = False
     # The viewer's sign-in (SHA-256 of the cookie token), re-checked by the hub for all viewers
@@ -105,7 +105,7 @@ class Subscription:
     def close(self) -> None:
         self.watch.hub.unsubscribe(self)
 
-    def __enter__(self) -> "Subscription":
+    def __enter__(self) -> Subscription:
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -115,7 +115,7 @@ class Subscription:
 class Watch:
     """The poller of one session: a daemon thread shared by all its viewers in this process."""
 
-    def __init__(self, hub: "Hub", tenant_id: str, session_id: str) -> None:
+    def __init__(self, hub: Hub, tenant_id: str, session_id: str) -> None:
         self.hub = hub
         self.tenant_id = tenant_id
         self.session_id = session_id
@@ -150,8 +150,10 @@ class Watch:
             if not self._table_ready:
                 # The worker creates tenant_<id> lazily: ask for state and whether the table exists now.
                 row = conn.execute(
-                    text("SELECT state, coalesce(error, '') AS error, to_regclass(:tbl) IS NOT NULL AS ready "
-                         "FROM public.sessions WHERE id = :sid AND tenant_id = :tid"),
+                    text(
+                        "SELECT state, coalesce(error, '') AS error, to_regclass(:tbl) IS NOT NULL AS ready "
+                        "FROM public.sessions WHERE id = :sid AND tenant_id = :tid"
+                    ),
                     params,
                 ).one_or_none()
                 if row is None:
@@ -173,9 +175,17 @@ class Watch:
         if not rows:
             return None, "", []
         lines = [
-            Line(id=int(r.id), session_id=self.session_id, speaker_id=r.speaker_id or "",
-                 speaker_name=r.speaker_name or "", npc_id=r.npc_id or "", text=r.text or "", timestamp=r.timestamp)
-            for r in rows if r.id is not None
+            Line(
+                id=int(r.id),
+                session_id=self.session_id,
+                speaker_id=r.speaker_id or "",
+                speaker_name=r.speaker_name or "",
+                npc_id=r.npc_id or "",
+                text=r.text or "",
+                timestamp=r.timestamp,
+            )
+            for r in rows
+            if r.id is not None
         ]
         return rows[0].state, rows[0].error, lines
 
@@ -251,8 +261,7 @@ class Watch:
             polling_covered = self.poll_cursor is None or self.poll_cursor >= low
             # Finish only when this poll covered every viewer (one that joined during the poll
             # with an older cursor is served by the next poll, then the end follows).
-            complete = (ended and len(lines) < BATCH and polling_covered
-                        and all(s.cursor >= low for s in self.subs))
+            complete = ended and len(lines) < BATCH and polling_covered and all(s.cursor >= low for s in self.subs)
             for sub in list(self.subs):
                 if sub.cursor < low:
                     continue  # joined after this poll started: served by the next one
@@ -307,7 +316,7 @@ class Watch:
     def _answer(self, after: int, limit: int) -> PollResult:
         ids = [line.id for line in self.buffer]
         start = bisect.bisect_right(ids, after)
-        lines = self.buffer[start:start + limit]
+        lines = self.buffer[start : start + limit]
         more = len(self.buffer) - start > limit
         state = self.state or "ended"
         error = self.error if self.state else "gone"
@@ -400,8 +409,9 @@ class Hub:
             return watch, True
         return watch, False
 
-    def subscribe(self, tenant_id: str, session_id: str, after: int = 0, *, token_hash: str = "",
-                  recheck: float = 5.0) -> Subscription:
+    def subscribe(
+        self, tenant_id: str, session_id: str, after: int = 0, *, token_hash: str = "", recheck: float = 5.0
+    ) -> Subscription:
         """Start receiving a session's lines with id > ``after``. The caller has checked that
         the session belongs to ``tenant_id`` (the poll re-checks it in SQL). With ``token_hash``
         the viewer's sign-in is re-checked every ``recheck`` seconds (batched per process)."""
@@ -417,8 +427,16 @@ class Hub:
             watch.wake.set()  # serve the newcomer without waiting for the next tick
         return sub
 
-    def poll(self, tenant_id: str, session_id: str, after: int = 0, *, known_state: str | None = None,
-             limit: int = 500, timeout: float = POLL_WAIT) -> PollResult | None:
+    def poll(
+        self,
+        tenant_id: str,
+        session_id: str,
+        after: int = 0,
+        *,
+        known_state: str | None = None,
+        limit: int = 500,
+        timeout: float = POLL_WAIT,
+    ) -> PollResult | None:
         """One polling request: the session's lines with id > ``after`` (at most ``limit``), its
         state, and whether this is the end. Served from the watch's buffer when its last poll is
         fresh (under one tick old, and agreeing with ``known_state``, the state the caller just
@@ -432,9 +450,12 @@ class Hub:
             watch.lease_until = time.monotonic() + POLL_IDLE_TIMEOUT  # the latest request sets the lease
             # With WebSocket viewers the watch polls every tick anyway: allow for the poll's own time.
             max_age = self.interval * (2 if watch.subs else 1)
-            fresh = (watch._covers(after) and time.monotonic() - watch.done_at < max_age
-                     and (known_state is None or known_state == (watch.state or "ended"))
-                     and (watch.final or watch.state not in (None, "ended")))
+            fresh = (
+                watch._covers(after)
+                and time.monotonic() - watch.done_at < max_age
+                and (known_state is None or known_state == (watch.state or "ended"))
+                and (watch.final or watch.state not in (None, "ended"))
+            )
             if fresh:
                 return watch._answer(after, limit)
             behind = watch.buf_floor is None or after < watch.buf_floor
@@ -475,9 +496,16 @@ class Hub:
     def stats(self) -> dict[str, dict]:
         """session id -> {viewers, polls, state} (for tests and diagnostics)."""
         with self.lock:
-            return {sid: {"viewers": len(w.subs), "polls": w.polls, "state": w.state, "thread": w.thread.name,
-                          "buffered": len(w.buffer)}
-                    for sid, w in self.watches.items()}
+            return {
+                sid: {
+                    "viewers": len(w.subs),
+                    "polls": w.polls,
+                    "state": w.state,
+                    "thread": w.thread.name,
+                    "buffered": len(w.buffer),
+                }
+                for sid, w in self.watches.items()
+            }
 
 
 _hub_lock = threading.Lock()

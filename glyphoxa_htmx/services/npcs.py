@@ -45,15 +45,26 @@ def engine_label(value: str) -> str:
 
 def tier_label(value: str) -> str:
     """The short name of a budget tier ('Deep', not 'deep')."""
-    return BUDGET_TIERS[value].split(":")[0] if value in BUDGET_TIERS else str(value or "").replace("_", " ").capitalize()
+    return (
+        BUDGET_TIERS[value].split(":")[0] if value in BUDGET_TIERS else str(value or "").replace("_", " ").capitalize()
+    )
 
 
 LIST_FIELDS = ("knowledge_scope", "secret_knowledge", "behavior_rules", "tools")
 #: What the gateway actually sends to the running NPC (contract §1.4); everything else is stored only.
-FORWARDED = frozenset({"name", "personality", "engine", "voice_id", "knowledge_scope", "budget_tier", "gm_helper",
-                       "address_only"})
-LIMITS = {"name": 120, "personality": 8_000, "list_item": 500, "list_count": 100, "voice_id": 100,
-          "attr_key": 64, "attr_value": 500, "attr_count": 50}
+FORWARDED = frozenset(
+    {"name", "personality", "engine", "voice_id", "knowledge_scope", "budget_tier", "gm_helper", "address_only"}
+)
+LIMITS = {
+    "name": 120,
+    "personality": 8_000,
+    "list_item": 500,
+    "list_count": 100,
+    "voice_id": 100,
+    "attr_key": 64,
+    "attr_value": 500,
+    "attr_count": 50,
+}
 PITCH_RANGE = (-10.0, 10.0)
 SPEED_RANGE = (0.5, 2.0)
 PER_PAGE = 50
@@ -90,8 +101,7 @@ def _ordered(actor: Actor, campaign_id: str, *columns):
     cols = columns or (NpcDefinition, func.row_number().over(order_by=_order_by()).label("rank"))
     return (
         select(*cols)
-        .outerjoin(NpcPosition, and_(NpcPosition.npc_id == NpcDefinition.id,
-                                     NpcPosition.tenant_id == actor.tenant_id))
+        .outerjoin(NpcPosition, and_(NpcPosition.npc_id == NpcDefinition.id, NpcPosition.tenant_id == actor.tenant_id))
         .where(_scope(actor, campaign_id))
     )
 
@@ -100,9 +110,13 @@ def list_cast(actor: Actor, campaign_id: str, *, q: str = "", page: int = 1, per
     """One page of a campaign's NPCs in display order, optionally filtered (two queries)."""
     require(actor, Perm.VIEW_SESSIONS)
     q = (q or "").strip()[:100]
-    ranked = _ordered(actor, campaign_id, NpcDefinition,
-                      func.row_number().over(order_by=_order_by()).label("rank"),
-                      func.count().over().label("size")).subquery()
+    ranked = _ordered(
+        actor,
+        campaign_id,
+        NpcDefinition,
+        func.row_number().over(order_by=_order_by()).label("rank"),
+        func.count().over().label("size"),
+    ).subquery()
     npc = aliased(NpcDefinition, ranked)
     where = []
     if q:
@@ -111,8 +125,11 @@ def list_cast(actor: Actor, campaign_id: str, *, q: str = "", page: int = 1, per
     pages = max(1, math.ceil(total / per_page))
     page = min(max(1, page), pages)
     rows = db.session.execute(
-        select(npc, ranked.c.rank, ranked.c.size).where(*where).order_by(ranked.c.rank)
-        .limit(per_page).offset((page - 1) * per_page)
+        select(npc, ranked.c.rank, ranked.c.size)
+        .where(*where)
+        .order_by(ranked.c.rank)
+        .limit(per_page)
+        .offset((page - 1) * per_page)
     ).all()
     size = int(rows[0][2]) if rows else (total if not q else 0)
     return Page([CastMember(n, int(r)) for n, r, _ in rows], page, pages, total, q, size)
@@ -128,10 +145,19 @@ def order_ids(actor: Actor, campaign_id: str) -> list[str]:
 
 def blank(default_provider: str = "espeak") -> dict:
     return {
-        "name": "", "personality": "", "engine": "cascaded", "budget_tier": "fast",
+        "name": "",
+        "personality": "",
+        "engine": "cascaded",
+        "budget_tier": "fast",
         "voice": {"provider": default_provider, "voice_id": "", "pitch_shift": 0, "speed_factor": 1.0},
-        "knowledge_scope": [], "secret_knowledge": [], "behavior_rules": [], "tools": [],
-        "gm_helper": False, "address_only": False, "attributes": [], "updated_at": "",
+        "knowledge_scope": [],
+        "secret_knowledge": [],
+        "behavior_rules": [],
+        "tools": [],
+        "gm_helper": False,
+        "address_only": False,
+        "attributes": [],
+        "updated_at": "",
     }
 
 
@@ -147,8 +173,14 @@ class AttrRow:
     orig: str = ""
 
 
-ATTR_KINDS = {"": "text", "number": "number", "boolean": "true or false", "null": "empty (null)",
-              "array": "JSON list", "object": "JSON object"}
+ATTR_KINDS = {
+    "": "text",
+    "number": "number",
+    "boolean": "true or false",
+    "null": "empty (null)",
+    "array": "JSON list",
+    "object": "JSON object",
+}
 
 
 def json_kind(value) -> str:
@@ -181,13 +213,19 @@ def to_form(npc: NpcDefinition) -> dict:
     voice = npc.voice if isinstance(npc.voice, dict) else {}
     attributes = npc.attributes if isinstance(npc.attributes, dict) else {}
     return {
-        "name": shown(npc.name or ""), "personality": shown(npc.personality or ""), "engine": shown(npc.engine or ""),
+        "name": shown(npc.name or ""),
+        "personality": shown(npc.personality or ""),
+        "engine": shown(npc.engine or ""),
         "budget_tier": shown(npc.budget_tier or ""),
-        "voice": {"provider": _voice_shown(voice, "provider", ""), "voice_id": _voice_shown(voice, "voice_id", ""),
-                  "pitch_shift": _voice_shown(voice, "pitch_shift", 0),
-                  "speed_factor": _voice_shown(voice, "speed_factor", 0)},
+        "voice": {
+            "provider": _voice_shown(voice, "provider", ""),
+            "voice_id": _voice_shown(voice, "voice_id", ""),
+            "pitch_shift": _voice_shown(voice, "pitch_shift", 0),
+            "speed_factor": _voice_shown(voice, "speed_factor", 0),
+        },
         **{f: _stored_items(getattr(npc, f)) for f in LIST_FIELDS},
-        "gm_helper": bool(npc.gm_helper), "address_only": bool(npc.address_only),
+        "gm_helper": bool(npc.gm_helper),
+        "address_only": bool(npc.address_only),
         "attributes": [AttrRow(str(k), shown(v), json_kind(v), str(k)) for k, v in attributes.items()],
         "updated_at": token(npc),
     }
@@ -253,8 +291,10 @@ def validate(data: dict) -> dict:
         errors["name"] = f"Names can be at most {LIMITS['name']} characters."
     personality = str(data.get("personality") or "").replace("\r\n", "\n").strip()
     if len(personality) > LIMITS["personality"]:
-        errors["personality"] = (f"Keep the personality under {LIMITS['personality']:,} characters "
-                                 f"(it has {len(personality):,}); it is sent with every prompt.")
+        errors["personality"] = (
+            f"Keep the personality under {LIMITS['personality']:,} characters "
+            f"(it has {len(personality):,}); it is sent with every prompt."
+        )
     engine = str(data.get("engine") or "cascaded")
     if engine not in ENGINES:
         errors["engine"] = "Pick one of: cascaded, sentence_cascade, s2s."
@@ -265,19 +305,21 @@ def validate(data: dict) -> dict:
     voice = validate_voice(data.get("voice") or {}, errors)
 
     lists = {}
-    for field in LIST_FIELDS:
-        items = _items(data.get(field))
-        lists[field] = items
+    for list_key in LIST_FIELDS:
+        items = _items(data.get(list_key))
+        lists[list_key] = items
         if len(items) > LIMITS["list_count"]:
-            errors[field] = f"Keep it to {LIMITS['list_count']} entries."
+            errors[list_key] = f"Keep it to {LIMITS['list_count']} entries."
             continue
         for i, item in enumerate(items, 1):
             if len(item) > LIMITS["list_item"]:
-                errors[field] = f"Entry {i} is longer than {LIMITS['list_item']} characters."
+                errors[list_key] = f"Entry {i} is longer than {LIMITS['list_item']} characters."
                 break
-            if field == "tools" and not TOOL_RE.match(item):
-                errors[field] = (f"“{item[:40]}” isn't a tool name: use the tool's identifier, like dice_roll "
-                                 "(letters, digits, _ . : -).")
+            if list_key == "tools" and not TOOL_RE.match(item):
+                errors[list_key] = (
+                    f"“{item[:40]}” isn't a tool name: use the tool's identifier, like dice_roll "
+                    "(letters, digits, _ . : -)."
+                )
                 break
 
     attributes: dict[str, str] = {}
@@ -288,8 +330,9 @@ def validate(data: dict) -> dict:
         if not key:
             errors["attributes"] = f"The value “{value[:40]}” needs a key."
         elif len(key) > LIMITS["attr_key"] or len(value) > LIMITS["attr_value"]:
-            errors["attributes"] = (f"Keys can be at most {LIMITS['attr_key']} characters and values "
-                                    f"{LIMITS['attr_value']}.")
+            errors["attributes"] = (
+                f"Keys can be at most {LIMITS['attr_key']} characters and values {LIMITS['attr_value']}."
+            )
         elif key in attributes:
             errors["attributes"] = f"The key “{key}” appears twice."
         else:
@@ -300,10 +343,14 @@ def validate(data: dict) -> dict:
     if errors:
         raise ValidationError(errors)
     return {
-        "name": name, "personality": personality, "engine": engine, "budget_tier": budget,
+        "name": name,
+        "personality": personality,
+        "engine": engine,
+        "budget_tier": budget,
         "voice": voice,
         **lists,
-        "gm_helper": _flag(data.get("gm_helper")), "address_only": _flag(data.get("address_only")),
+        "gm_helper": _flag(data.get("gm_helper")),
+        "address_only": _flag(data.get("address_only")),
         "attributes": attributes,
     }
 
@@ -322,8 +369,12 @@ def validate_voice(voice_in: dict, errors: dict[str, str]) -> dict:
     speed = _number(voice_in.get("speed_factor"), 0.0)
     if speed is None or not (speed == 0 or SPEED_RANGE[0] <= speed <= SPEED_RANGE[1]):
         errors["speed_factor"] = "Speed must be 0 (the engine's default) or from 0.5 to 2.0."
-    return {"provider": provider, "voice_id": voice_id, "pitch_shift": _tidy(pitch or 0.0),
-            "speed_factor": _tidy(speed or 0.0)}
+    return {
+        "provider": provider,
+        "voice_id": voice_id,
+        "pitch_shift": _tidy(pitch or 0.0),
+        "speed_factor": _tidy(speed or 0.0),
+    }
 
 
 def _flag(value) -> bool:
@@ -332,47 +383,69 @@ def _flag(value) -> bool:
     return bool(value)
 
 
-COLUMNS = ("name", "personality", "engine", "voice", *LIST_FIELDS, "budget_tier", "gm_helper", "address_only",
-           "attributes")
+COLUMNS = (
+    "name",
+    "personality",
+    "engine",
+    "voice",
+    *LIST_FIELDS,
+    "budget_tier",
+    "gm_helper",
+    "address_only",
+    "attributes",
+)
 
 
 def snapshot(npc: NpcDefinition) -> dict:
     return {"campaign_id": npc.campaign_id, **{c: getattr(npc, c) for c in COLUMNS}}
 
 
-def _check_cast_rules(actor: Actor, campaign_id: str, clean: dict, *, npc_id: str | None, name: bool = True,
-                      helper: bool = True) -> None:
+def _check_cast_rules(
+    actor: Actor, campaign_id: str, clean: dict, *, npc_id: str | None, name: bool = True, helper: bool = True
+) -> None:
     """Name unique within the campaign, at most one gm_helper (each checked only when ``name`` /
     ``helper`` say it is being set). Call with the cast lock held."""
     others = [NpcDefinition.id != npc_id] if npc_id else []
     errors = {}
-    clash = None if not name else db.session.execute(
-        select(NpcDefinition.name).where(_scope(actor, campaign_id), func.lower(NpcDefinition.name) ==
-                                         clean["name"].lower(), *others).limit(1)
-    ).scalar_one_or_none()
+    clash = (
+        None
+        if not name
+        else db.session.execute(
+            select(NpcDefinition.name)
+            .where(_scope(actor, campaign_id), func.lower(NpcDefinition.name) == clean["name"].lower(), *others)
+            .limit(1)
+        ).scalar_one_or_none()
+    )
     if clash is not None:
         errors["name"] = f"This campaign already has an NPC called “{clash}”. Names must be unique within a campaign."
     if clean["gm_helper"] and helper:
         current = db.session.execute(
-            select(NpcDefinition.name).where(_scope(actor, campaign_id), NpcDefinition.gm_helper.is_(True), *others)
+            select(NpcDefinition.name)
+            .where(_scope(actor, campaign_id), NpcDefinition.gm_helper.is_(True), *others)
             .limit(1)
         ).scalar_one_or_none()
         if current is not None:
-            errors["gm_helper"] = (f"“{current}” is already this campaign's GM helper; a campaign can have only one. "
-                                   "Turn it off there first.")
+            errors["gm_helper"] = (
+                f"“{current}” is already this campaign's GM helper; a campaign can have only one. "
+                "Turn it off there first."
+            )
     if errors:
         db.session.rollback()
         raise ValidationError(errors)
 
 
 def _write_order(actor: Actor, campaign_id: str, ids: list[str]) -> None:
-    db.session.execute(delete(NpcPosition).where(NpcPosition.tenant_id == actor.tenant_id,
-                                                 NpcPosition.campaign_id == campaign_id))
+    db.session.execute(
+        delete(NpcPosition).where(NpcPosition.tenant_id == actor.tenant_id, NpcPosition.campaign_id == campaign_id)
+    )
     if ids:
-        db.session.execute(insert(NpcPosition), [
-            {"npc_id": npc_id, "tenant_id": actor.tenant_id, "campaign_id": campaign_id, "position": i}
-            for i, npc_id in enumerate(ids)
-        ])
+        db.session.execute(
+            insert(NpcPosition),
+            [
+                {"npc_id": npc_id, "tenant_id": actor.tenant_id, "campaign_id": campaign_id, "position": i}
+                for i, npc_id in enumerate(ids)
+            ],
+        )
 
 
 # --------------------------------------------------------------------------- changes
@@ -396,10 +469,15 @@ def create(actor: Actor, campaign_id: str, data: dict) -> NpcDefinition:
 
 
 def _locked(actor: Actor, npc_id: str) -> NpcDefinition:
-    return own(actor, db.session.execute(
-        select(NpcDefinition).where(NpcDefinition.id == npc_id).with_for_update()
-        .execution_options(populate_existing=True)
-    ).scalar_one_or_none())
+    return own(
+        actor,
+        db.session.execute(
+            select(NpcDefinition)
+            .where(NpcDefinition.id == npc_id)
+            .with_for_update()
+            .execution_options(populate_existing=True)
+        ).scalar_one_or_none(),
+    )
 
 
 def _same_token(expected: str | None, npc: NpcDefinition) -> bool:
@@ -427,8 +505,10 @@ def update(actor: Actor, npc_id: str, data: dict, *, updated_at: str | None) -> 
     npc = _locked(actor, npc_id)
     if not _same_token(updated_at, npc):
         db.session.rollback()
-        raise Conflict("Someone else changed this NPC since you opened it. Reload to see their version; "
-                       "your changes here were not saved.")
+        raise Conflict(
+            "Someone else changed this NPC since you opened it. Reload to see their version; "
+            "your changes here were not saved."
+        )
     try:
         changes = _changes(npc, data)
     except ValidationError:
@@ -438,8 +518,14 @@ def update(actor: Actor, npc_id: str, data: dict, *, updated_at: str | None) -> 
         db.session.rollback()  # nothing to write: release the locks, bump nothing, audit nothing
         return Saved(npc, ())
     clean = {"name": changes.values.get("name", npc.name), "gm_helper": changes.values.get("gm_helper", npc.gm_helper)}
-    _check_cast_rules(actor, npc.campaign_id, clean, npc_id=npc.id, name="name" in changes.values,
-                      helper="gm_helper" in changes.values)
+    _check_cast_rules(
+        actor,
+        npc.campaign_id,
+        clean,
+        npc_id=npc.id,
+        name="name" in changes.values,
+        helper="gm_helper" in changes.values,
+    )
     before = snapshot(npc)
     values = dict(changes.values)
     if changes.voice:
@@ -447,8 +533,12 @@ def update(actor: Actor, npc_id: str, data: dict, *, updated_at: str | None) -> 
     if changes.attributes or changes.removed:
         values["attributes"] = _merged(NpcDefinition.attributes, changes.attributes, changes.removed)
     values["updated_at"] = func.clock_timestamp()
-    db.session.execute(sql_update(NpcDefinition).where(NpcDefinition.id == npc.id).values(**values)
-                       .execution_options(synchronize_session=False))
+    db.session.execute(
+        sql_update(NpcDefinition)
+        .where(NpcDefinition.id == npc.id)
+        .values(**values)
+        .execution_options(synchronize_session=False)
+    )
     db.session.refresh(npc)
     audit.record("npc.update", "npc", npc.id, actor=actor, before=before, after=snapshot(npc))
     db.session.commit()
@@ -504,8 +594,12 @@ def _same_number(sent, stored: str) -> bool:
     return a is not None and a == b
 
 
-VOICE_ERRORS = {"provider": "voice_provider", "voice_id": "voice_id", "pitch_shift": "pitch_shift",
-                "speed_factor": "speed_factor"}
+VOICE_ERRORS = {
+    "provider": "voice_provider",
+    "voice_id": "voice_id",
+    "pitch_shift": "pitch_shift",
+    "speed_factor": "speed_factor",
+}
 
 
 def _changes(npc: NpcDefinition, data: dict) -> Changes:
@@ -540,8 +634,13 @@ def _changes(npc: NpcDefinition, data: dict) -> Changes:
     clean: dict = {}
     if changed or voice_changed:
         # Unchanged fields stand in with their valid blank values: they are not written.
-        stand_in = {**blank(), "name": "unchanged", **{k: data.get(k) for k in changed},
-                    "voice": {k: voice_in.get(k) for k in voice_changed}, "attributes": []}
+        stand_in = {
+            **blank(),
+            "name": "unchanged",
+            **{k: data.get(k) for k in changed},
+            "voice": {k: voice_in.get(k) for k in voice_changed},
+            "attributes": [],
+        }
         try:
             clean = validate(stand_in)
         except ValidationError as exc:
@@ -549,9 +648,12 @@ def _changes(npc: NpcDefinition, data: dict) -> Changes:
     to_set, removed = _attribute_changes(npc, data.get("attributes") or [], errors)
     if errors:
         raise ValidationError(errors)
-    return Changes(values={col: clean[col] for col in COLUMNS if col in changed},
-                   voice={key: clean["voice"][key] for key in VOICE_ERRORS if key in voice_changed},
-                   attributes=to_set, removed=removed)
+    return Changes(
+        values={col: clean[col] for col in COLUMNS if col in changed},
+        voice={key: clean["voice"][key] for key in VOICE_ERRORS if key in voice_changed},
+        attributes=to_set,
+        removed=removed,
+    )
 
 
 _KIND_HELP = {
@@ -613,15 +715,17 @@ def _attribute_changes(npc: NpcDefinition, rows, errors: dict[str, str]) -> tupl
             errors["attributes"] = f"The key “{key}” appears twice."
             continue
         if len(key) > LIMITS["attr_key"] or len(row.value.strip()) > LIMITS["attr_value"]:
-            errors["attributes"] = (f"Keys can be at most {LIMITS['attr_key']} characters and values "
-                                    f"{LIMITS['attr_value']}.")
+            errors["attributes"] = (
+                f"Keys can be at most {LIMITS['attr_key']} characters and values {LIMITS['attr_value']}."
+            )
             continue
         kind = row.kind if row.kind in _KIND_HELP or row.kind == "null" else ""
         try:
             value = _typed(row.value, kind)
         except ValueError:
-            errors["attributes"] = (f"“{key[:40]}” {_KIND_HELP[kind]}. To store text instead, clear the row "
-                                    "and add the attribute again.")
+            errors["attributes"] = (
+                f"“{key[:40]}” {_KIND_HELP[kind]}. To store text instead, clear the row and add the attribute again."
+            )
             continue
         final.add(key)
         if key not in stored or stored[key] != value or json_kind(stored[key]) != json_kind(value):
@@ -633,8 +737,9 @@ def _attribute_changes(npc: NpcDefinition, rows, errors: dict[str, str]) -> tupl
 
 
 def _copy_name(actor: Actor, campaign_id: str, name: str) -> str:
-    taken = {n.lower() for n in db.session.execute(
-        select(NpcDefinition.name).where(_scope(actor, campaign_id))).scalars()}
+    taken = {
+        n.lower() for n in db.session.execute(select(NpcDefinition.name).where(_scope(actor, campaign_id))).scalars()
+    }
     for n in range(1, 1000):
         suffix = " (copy)" if n == 1 else f" (copy {n})"
         candidate = name[: LIMITS["name"] - len(suffix)] + suffix
@@ -669,8 +774,9 @@ def delete_npc(actor: Actor, npc_id: str) -> NpcDefinition:
     lock_cast(actor, npc.campaign_id)
     npc = _locked(actor, npc_id)
     audit.record("npc.delete", "npc", npc.id, actor=actor, before=snapshot(npc), after=None)
-    db.session.execute(delete(NpcPosition).where(NpcPosition.npc_id == npc.id,
-                                                 NpcPosition.tenant_id == actor.tenant_id))
+    db.session.execute(
+        delete(NpcPosition).where(NpcPosition.npc_id == npc.id, NpcPosition.tenant_id == actor.tenant_id)
+    )
     db.session.delete(npc)
     db.session.commit()
     return npc
@@ -687,11 +793,18 @@ def move(actor: Actor, npc_id: str, direction: str) -> NpcDefinition:
     i = order.index(npc.id)
     target = {"up": i - 1, "down": i + 1, "top": 0, "bottom": len(order) - 1}[direction]
     if 0 <= target < len(order) and target != i:
-        new = order[:i] + order[i + 1:]
+        new = order[:i] + order[i + 1 :]
         new.insert(target, npc.id)
         _write_order(actor, npc.campaign_id, new)
-        audit.record("npc.reorder", "campaign", npc.campaign_id, actor=actor, before={"order": order},
-                     after={"order": new}, details={"moved": npc.id, "direction": direction})
+        audit.record(
+            "npc.reorder",
+            "campaign",
+            npc.campaign_id,
+            actor=actor,
+            before={"order": order},
+            after={"order": new},
+            details={"moved": npc.id, "direction": direction},
+        )
     db.session.commit()
     return npc
 
@@ -706,15 +819,16 @@ def reorder(actor: Actor, campaign_id: str, ids: list[str]) -> list[str]:
     ids = [str(i) for i in ids]
     if len(set(ids)) != len(ids) or not set(ids) <= set(order):
         db.session.rollback()
-        raise ValidationError({"order": "The cast changed while you were dragging. Reload and try again."},
-                              "The cast changed while you were dragging. Reload and try again.")
+        raise ValidationError(
+            {"order": "The cast changed while you were dragging. Reload and try again."},
+            "The cast changed while you were dragging. Reload and try again.",
+        )
     slots = sorted(order.index(i) for i in ids)
     new = list(order)
-    for slot, npc_id in zip(slots, ids):
+    for slot, npc_id in zip(slots, ids, strict=True):
         new[slot] = npc_id
     if new != order:
         _write_order(actor, campaign.id, new)
-        audit.record("npc.reorder", "campaign", campaign.id, actor=actor, before={"order": order},
-                     after={"order": new})
+        audit.record("npc.reorder", "campaign", campaign.id, actor=actor, before={"order": order}, after={"order": new})
     db.session.commit()
     return new

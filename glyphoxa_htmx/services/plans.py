@@ -14,7 +14,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
 from sqlalchemy import func, select, text
@@ -60,8 +60,9 @@ ADVENTURER = Tier("adventurer", "Adventurer", 900, 9000, Decimal(32), 10, 1, 1, 
 DUNGEON_MASTER = Tier("dungeon_master", "Dungeon Master", 1900, 19000, Decimal(0), None, 3, 1, "Premium", "GPT-4o")
 GUILD = Tier("guild", "Guild", 2900, 29000, Decimal(0), None, 5, 5, "Premium + custom training", "GPT-4o")
 # Self-hosted (GLYPHOXA_BILLING=disabled): no limits at all; the operator brings their own keys.
-UNLIMITED = Tier("self_hosted", "Self-hosted", 0, 0, Decimal(0), None, 1_000_000, None, "Your own providers",
-                 "Your own providers")
+UNLIMITED = Tier(
+    "self_hosted", "Self-hosted", 0, 0, Decimal(0), None, 1_000_000, None, "Your own providers", "Your own providers"
+)
 
 TIERS: dict[str, Tier] = {t.key: t for t in (APPRENTICE, ADVENTURER, DUNGEON_MASTER, GUILD)}
 PAID = [ADVENTURER, DUNGEON_MASTER, GUILD]
@@ -73,14 +74,15 @@ def billing_enabled() -> bool:
     return settings().billing == "stripe"
 
 
-def served_tier(tier_key: str | None, status: str | None, past_due_since: datetime | None,
-                now: datetime | None = None) -> Tier:
+def served_tier(
+    tier_key: str | None, status: str | None, past_due_since: datetime | None, now: datetime | None = None
+) -> Tier:
     """The tier a subscription in this state is served at (billing enabled)."""
     tier = TIERS.get(tier_key or "", APPRENTICE)
     if status in SERVED_STATUSES:
         return tier
     if status == "past_due":
-        now = now or datetime.now(timezone.utc)
+        now = now or datetime.now(UTC)
         if past_due_since is not None and now < past_due_since + GRACE:
             return tier
     return APPRENTICE
@@ -89,7 +91,7 @@ def served_tier(tier_key: str | None, status: str | None, past_due_since: dateti
 def grace_days_left(past_due_since: datetime | None, now: datetime | None = None) -> int:
     if past_due_since is None:
         return 0
-    now = now or datetime.now(timezone.utc)
+    now = now or datetime.now(UTC)
     left = (past_due_since + GRACE) - now
     return max(0, -(-int(left.total_seconds()) // 86400))  # whole days, rounded up
 
@@ -101,8 +103,9 @@ def current(tenant_id: str, now: datetime | None = None) -> Tier:
     from glyphoxa_htmx.models import Subscription
 
     row = db.session.execute(
-        select(Subscription.tier, Subscription.status, Subscription.past_due_since)
-        .where(Subscription.tenant_id == tenant_id)
+        select(Subscription.tier, Subscription.status, Subscription.past_due_since).where(
+            Subscription.tenant_id == tenant_id
+        )
     ).one_or_none()
     if row is None:
         return APPRENTICE
@@ -121,8 +124,8 @@ def apply_tier(tenant_id: str, tier: Tier, *, reason: str, actor: Actor | None =
     before = None
     if exists:
         before = db.session.execute(
-            text("SELECT monthly_session_hours, license_tier FROM public.tenants WHERE id = :id"),
-            {"id": tenant_id}).one_or_none()
+            text("SELECT monthly_session_hours, license_tier FROM public.tenants WHERE id = :id"), {"id": tenant_id}
+        ).one_or_none()
     # UpdateTenant first, while we hold no lock on the row: the gateway locks and rewrites it
     # (hours included, with the value it read), so our UPDATE must come after, or we'd deadlock
     # with it. If our transaction fails afterwards, the retry applies both again (idempotent).
@@ -135,12 +138,21 @@ def apply_tier(tenant_id: str, tier: Tier, *, reason: str, actor: Actor | None =
     if before is not None:
         db.session.execute(
             text("UPDATE public.tenants SET monthly_session_hours = :h, updated_at = now() WHERE id = :id"),
-            {"h": tier.session_hours, "id": tenant_id})
-    audit.record("tenant.plan_apply", "tenant", tenant_id, actor=actor, tenant_id=tenant_id,
-                 before={"monthly_session_hours": str(before.monthly_session_hours) if before else None,
-                         "license_tier": before.license_tier if before else None},
-                 after={"monthly_session_hours": str(tier.session_hours), "license_tier": tier.license_tier},
-                 details={"tier": tier.key, "reason": reason})
+            {"h": tier.session_hours, "id": tenant_id},
+        )
+    audit.record(
+        "tenant.plan_apply",
+        "tenant",
+        tenant_id,
+        actor=actor,
+        tenant_id=tenant_id,
+        before={
+            "monthly_session_hours": str(before.monthly_session_hours) if before else None,
+            "license_tier": before.license_tier if before else None,
+        },
+        after={"monthly_session_hours": str(tier.session_hours), "license_tier": tier.license_tier},
+        details={"tier": tier.key, "reason": reason},
+    )
 
 
 def _upgrade(message: str, field: str = "") -> ValidationError:
@@ -156,14 +168,19 @@ def check_npc_limit(actor: Actor) -> None:
     from glyphoxa_htmx.models import NpcDefinition
 
     # One tenant-wide lock (the cast lock is per campaign): two creates can't both pass the count.
-    db.session.execute(text("SELECT pg_advisory_xact_lock(hashtextextended(:k, 0))"),
-                       {"k": f"glyphoxa-web:npc-limit:{actor.tenant_id}"})
+    db.session.execute(
+        text("SELECT pg_advisory_xact_lock(hashtextextended(:k, 0))"),
+        {"k": f"glyphoxa-web:npc-limit:{actor.tenant_id}"},
+    )
 
-    count = db.session.execute(select(func.count()).select_from(NpcDefinition)
-                               .where(NpcDefinition.tenant_id == actor.tenant_id)).scalar_one()
+    count = db.session.execute(
+        select(func.count()).select_from(NpcDefinition).where(NpcDefinition.tenant_id == actor.tenant_id)
+    ).scalar_one()
     if count >= tier.max_npcs:
-        raise _upgrade(f"Your {tier.name} plan allows {tier.max_npcs} NPCs and your table has {count}. "
-                       "Upgrade your plan to add more (existing NPCs stay as they are).")
+        raise _upgrade(
+            f"Your {tier.name} plan allows {tier.max_npcs} NPCs and your table has {count}. "
+            "Upgrade your plan to add more (existing NPCs stay as they are)."
+        )
 
 
 SEAT_ROLES = ("tenant_owner", "dm")  # people who run the table; viewers (players) are free
@@ -177,14 +194,21 @@ def check_seat_limit(actor: Actor) -> None:
         return
     from glyphoxa_htmx.models import User
 
-    db.session.execute(text("SELECT pg_advisory_xact_lock(hashtextextended(:k, 0))"),
-                       {"k": f"glyphoxa-web:seats:{actor.tenant_id}"})
-    used = db.session.execute(select(func.count()).select_from(User).where(
-        User.tenant_id == actor.tenant_id, User.role.in_(SEAT_ROLES), User.status == "active")).scalar_one()
+    db.session.execute(
+        text("SELECT pg_advisory_xact_lock(hashtextextended(:k, 0))"), {"k": f"glyphoxa-web:seats:{actor.tenant_id}"}
+    )
+    used = db.session.execute(
+        select(func.count())
+        .select_from(User)
+        .where(User.tenant_id == actor.tenant_id, User.role.in_(SEAT_ROLES), User.status == "active")
+    ).scalar_one()
     if used >= tier.seats:
-        raise _upgrade(f"Your {tier.name} plan has {tier.seats} DM seat{'s' if tier.seats != 1 else ''} and "
-                       f"{used} {'is' if used == 1 else 'are'} taken. Upgrade to Guild for up to {GUILD.seats} "
-                       "owners and DMs; players can always join as viewers.", "role")
+        raise _upgrade(
+            f"Your {tier.name} plan has {tier.seats} DM seat{'s' if tier.seats != 1 else ''} and "
+            f"{used} {'is' if used == 1 else 'are'} taken. Upgrade to Guild for up to {GUILD.seats} "
+            "owners and DMs; players can always join as viewers.",
+            "role",
+        )
 
 
 def check_concurrent_sessions(actor: Actor) -> None:
@@ -197,15 +221,21 @@ def check_concurrent_sessions(actor: Actor) -> None:
         return
     # Starts of different campaigns wait for each other here (held until the start commits, after
     # the gateway inserted its row), so two can't both see "one slot left".
-    db.session.execute(text("SELECT pg_advisory_xact_lock(hashtextextended(:k, 0))"),
-                       {"k": f"glyphoxa-web:session-limit:{actor.tenant_id}"})
-    live = db.session.execute(select(func.count()).select_from(GatewaySession)
-                              .where(GatewaySession.tenant_id == actor.tenant_id,
-                                     GatewaySession.state.in_(LIVE_STATES))).scalar_one()
+    db.session.execute(
+        text("SELECT pg_advisory_xact_lock(hashtextextended(:k, 0))"),
+        {"k": f"glyphoxa-web:session-limit:{actor.tenant_id}"},
+    )
+    live = db.session.execute(
+        select(func.count())
+        .select_from(GatewaySession)
+        .where(GatewaySession.tenant_id == actor.tenant_id, GatewaySession.state.in_(LIVE_STATES))
+    ).scalar_one()
     if live >= tier.max_concurrent:
         plural = "session" if tier.max_concurrent == 1 else "sessions"
-        raise _upgrade(f"Your {tier.name} plan allows {tier.max_concurrent} voice {plural} at a time and "
-                       f"{live} {'is' if live == 1 else 'are'} running. Stop one, or upgrade your plan.")
+        raise _upgrade(
+            f"Your {tier.name} plan allows {tier.max_concurrent} voice {plural} at a time and "
+            f"{live} {'is' if live == 1 else 'are'} running. Stop one, or upgrade your plan."
+        )
 
 
 def check_session_quota(actor: Actor, usage: dict) -> None:
@@ -215,5 +245,7 @@ def check_session_quota(actor: Actor, usage: dict) -> None:
     if tier is UNLIMITED or not usage.get("known") or quota <= 0:
         return
     if usage["hours"] >= quota:
-        raise _upgrade(f"Your table has used all {quota:g} voice-session hours of your {tier.name} plan this "
-                       "month. Upgrade your plan for more hours, or sessions can start again next month.")
+        raise _upgrade(
+            f"Your table has used all {quota:g} voice-session hours of your {tier.name} plan this "
+            "month. Upgrade your plan for more hours, or sessions can start again next month."
+        )

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
-from datetime import date, datetime, timedelta, timezone
+from datetime import UTC, date, datetime, timedelta
 
 from sqlalchemy import text
 
@@ -70,8 +70,9 @@ def _secrets_check() -> Check:
     kind = type(backend).__name__.replace("Backend", "").replace("Secrets", "") or "secrets"
     started = time.perf_counter()
     problem = backend.health()
-    return Check(f"Secrets ({kind})", problem is None, problem or "usable",
-                 round((time.perf_counter() - started) * 1000, 1))
+    return Check(
+        f"Secrets ({kind})", problem is None, problem or "usable", round((time.perf_counter() - started) * 1000, 1)
+    )
 
 
 def pool_stats() -> dict:
@@ -95,36 +96,70 @@ def health() -> dict:
     checks = [_gateway_check(), _redis_check(), _secrets_check()]
     live = {"sessions": 0, "workers": 0, "known": False}
     if gateway_tables_ready():
-        row = db.session.execute(text(
-            "SELECT count(*) AS sessions, count(DISTINCT worker_pod) AS workers FROM public.sessions"
-            " WHERE state = ANY(:live) AND ended_at IS NULL"), {"live": list(LIVE_STATES)}).mappings().one()
+        row = (
+            db.session.execute(
+                text(
+                    "SELECT count(*) AS sessions, count(DISTINCT worker_pod) AS workers FROM public.sessions"
+                    " WHERE state = ANY(:live) AND ended_at IS NULL"
+                ),
+                {"live": list(LIVE_STATES)},
+            )
+            .mappings()
+            .one()
+        )
         live = {"sessions": row["sessions"], "workers": row["workers"], "known": True}
     return {"checks": checks, "live": live, "pool": pool_stats()}
 
 
 def business(now: datetime | None = None) -> dict:
-    now = now or datetime.now(timezone.utc)
+    now = now or datetime.now(UTC)
     first_day = (now - timedelta(days=SIGNUP_DAYS - 1)).date()
-    counts = {r.day: r.n for r in db.session.execute(text(
-        "SELECT (created_at AT TIME ZONE 'UTC')::date AS day, count(*) AS n FROM web.users"
-        " WHERE created_at >= :since GROUP BY 1"),
-        {"since": datetime(first_day.year, first_day.month, first_day.day, tzinfo=timezone.utc)})}
-    signups = [(first_day + timedelta(days=i), counts.get(first_day + timedelta(days=i), 0)) for i in range(SIGNUP_DAYS)]
-    tenants = db.session.execute(text(
-        "SELECT count(*) FILTER (WHERE status = 'active') AS active, count(*) FILTER (WHERE status <> 'active') AS suspended,"
-        " count(*) AS total FROM web.tenants")).mappings().one()
+    counts = {
+        r.day: r.n
+        for r in db.session.execute(
+            text(
+                "SELECT (created_at AT TIME ZONE 'UTC')::date AS day, count(*) AS n FROM web.users"
+                " WHERE created_at >= :since GROUP BY 1"
+            ),
+            {"since": datetime(first_day.year, first_day.month, first_day.day, tzinfo=UTC)},
+        )
+    }
+    signups = [
+        (first_day + timedelta(days=i), counts.get(first_day + timedelta(days=i), 0)) for i in range(SIGNUP_DAYS)
+    ]
+    tenants = (
+        db.session.execute(
+            text(
+                "SELECT count(*) FILTER (WHERE status = 'active') AS active, count(*) FILTER (WHERE status <> 'active') AS suspended,"
+                " count(*) AS total FROM web.tenants"
+            )
+        )
+        .mappings()
+        .one()
+    )
     in_use = 0
     if gateway_tables_ready():
-        in_use = db.session.execute(text(
-            "SELECT count(DISTINCT tenant_id) FROM public.sessions WHERE started_at >= :since"),
-            {"since": now - timedelta(days=30)}).scalar_one()
+        in_use = db.session.execute(
+            text("SELECT count(DISTINCT tenant_id) FROM public.sessions WHERE started_at >= :since"),
+            {"since": now - timedelta(days=30)},
+        ).scalar_one()
     subs = None
     if plans.billing_enabled():
-        subs = [(plans.TIERS[r.tier].name if r.tier in plans.TIERS else r.tier, r.status, r.n)
-                for r in db.session.execute(text(
-                    "SELECT tier, status, count(*) AS n FROM web.subscriptions GROUP BY tier, status ORDER BY tier, status"))]
-    return {"signups": signups, "signups_total": sum(n for _, n in signups), "tenants": dict(tenants),
-            "tenants_in_use": in_use, "subscriptions": subs}
+        subs = [
+            (plans.TIERS[r.tier].name if r.tier in plans.TIERS else r.tier, r.status, r.n)
+            for r in db.session.execute(
+                text(
+                    "SELECT tier, status, count(*) AS n FROM web.subscriptions GROUP BY tier, status ORDER BY tier, status"
+                )
+            )
+        ]
+    return {
+        "signups": signups,
+        "signups_total": sum(n for _, n in signups),
+        "tenants": dict(tenants),
+        "tenants_in_use": in_use,
+        "subscriptions": subs,
+    }
 
 
 def usage(end: date | None = None) -> dict:
@@ -133,25 +168,36 @@ def usage(end: date | None = None) -> dict:
     start = add_months(end, -11)
     rows = {}
     if gateway_tables_ready():
-        for r in db.session.execute(text(
-            "SELECT period, coalesce(sum(session_hours), 0) AS session_hours, coalesce(sum(llm_tokens), 0) AS llm_tokens,"
-            " coalesce(sum(stt_seconds), 0) AS stt_seconds, coalesce(sum(tts_chars), 0) AS tts_chars"
-            " FROM public.usage_records WHERE period BETWEEN :s AND :e GROUP BY period"),
-            {"s": start, "e": end}).mappings():
+        for r in db.session.execute(
+            text(
+                "SELECT period, coalesce(sum(session_hours), 0) AS session_hours, coalesce(sum(llm_tokens), 0) AS llm_tokens,"
+                " coalesce(sum(stt_seconds), 0) AS stt_seconds, coalesce(sum(tts_chars), 0) AS tts_chars"
+                " FROM public.usage_records WHERE period BETWEEN :s AND :e GROUP BY period"
+            ),
+            {"s": start, "e": end},
+        ).mappings():
             rows[r["period"]] = {k: r[k] for k, _ in METRICS}
     months, d = [], start
     while d <= end:
         months.append(Month(d, rows.get(d, {k: 0 for k, _ in METRICS})))
         d = add_months(d, 1)
-    return {"months": months, "this_month": months[-1], "metrics": METRICS,
-            "charts": [(key, label, chart(months, key)) for key, label in METRICS]}
+    return {
+        "months": months,
+        "this_month": months[-1],
+        "metrics": METRICS,
+        "charts": [(key, label, chart(months, key)) for key, label in METRICS],
+    }
 
 
 def dashboard(actor: Actor) -> dict:
     require(actor, Perm.PLATFORM_OBSERVABILITY)
-    return {"health": health(), "business": business(), "usage": usage(),
-            "prometheus": bool(getattr(settings(), "prometheus_url", "")),
-            "generated_at": datetime.now(timezone.utc)}
+    return {
+        "health": health(),
+        "business": business(),
+        "usage": usage(),
+        "prometheus": bool(getattr(settings(), "prometheus_url", "")),
+        "generated_at": datetime.now(UTC),
+    }
 
 
 # ---- One tenant, drilled down (super admins) ----------------------------------------------------
@@ -185,15 +231,23 @@ def _gateway_view(tenant_id: str) -> dict:
         bot_state, bot_error = bot.state, bot.error
     except GatewayError as exc:
         bot_state, bot_error = "unknown", exc.message
-    return {"available": True, "note": "", "license_tier": info.license_tier, "guild_ids": list(info.guild_ids or []),
-            "campaign_id": info.campaign_id, "quota": info.monthly_session_hours, "bot_state": bot_state,
-            "bot_error": bot_error}
+    return {
+        "available": True,
+        "note": "",
+        "license_tier": info.license_tier,
+        "guild_ids": list(info.guild_ids or []),
+        "campaign_id": info.campaign_id,
+        "quota": info.monthly_session_hours,
+        "bot_state": bot_state,
+        "bot_error": bot_error,
+    }
 
 
 def _members(tenant_id: str, q: str, after: str | None):
+    from sqlalchemy import select
+
     from glyphoxa_htmx.core.parse import like_pattern
     from glyphoxa_htmx.models import User
-    from sqlalchemy import select
 
     stmt = select(User).where(User.tenant_id == tenant_id).order_by(User.id).limit(DETAIL_PAGE + 1)
     if q:
@@ -220,9 +274,17 @@ def _sessions(tenant_id: str, after: str | None, errors_only: bool):
             where += " AND (started_at, id) < (:ats, :aid)"
         except ValueError:
             pass
-    rows = db.session.execute(text(
-        f"SELECT id, campaign_id, guild_id, state, error, worker_pod, started_at, ended_at FROM public.sessions"
-        f" WHERE {where} ORDER BY started_at DESC, id DESC LIMIT :n"), params).mappings().all()
+    rows = (
+        db.session.execute(
+            text(
+                f"SELECT id, campaign_id, guild_id, state, error, worker_pod, started_at, ended_at FROM public.sessions"
+                f" WHERE {where} ORDER BY started_at DESC, id DESC LIMIT :n"
+            ),
+            params,
+        )
+        .mappings()
+        .all()
+    )
     page_rows = [dict(r) for r in rows[:DETAIL_PAGE]]
     cursor = None
     if len(rows) > DETAIL_PAGE:
@@ -231,8 +293,15 @@ def _sessions(tenant_id: str, after: str | None, errors_only: bool):
     return page_rows, cursor
 
 
-def tenant_detail(actor: Actor, tenant_id: str, *, q: str = "", members_after: str | None = None,
-                  sessions_after: str | None = None, errors_only: bool = False) -> dict:
+def tenant_detail(
+    actor: Actor,
+    tenant_id: str,
+    *,
+    q: str = "",
+    members_after: str | None = None,
+    sessions_after: str | None = None,
+    errors_only: bool = False,
+) -> dict:
     """Everything an operator needs about one table: a constant number of queries."""
     from glyphoxa_htmx.services import audit_log, tenants
     from glyphoxa_htmx.services.sessions import month_usage
@@ -242,18 +311,41 @@ def tenant_detail(actor: Actor, tenant_id: str, *, q: str = "", members_after: s
     scoped = _as_tenant(actor, tenant.id)
     members, members_next = _members(tenant.id, q, members_after)
     sessions_rows, sessions_next = _sessions(tenant.id, sessions_after, errors_only)
-    campaigns = db.session.execute(text(
-        "SELECT id, name, origin, archived_at FROM web.campaigns WHERE tenant_id = :t ORDER BY name, id LIMIT 50"),
-        {"t": tenant.id}).mappings().all()
+    campaigns = (
+        db.session.execute(
+            text(
+                "SELECT id, name, origin, archived_at FROM web.campaigns WHERE tenant_id = :t ORDER BY name, id LIMIT 50"
+            ),
+            {"t": tenant.id},
+        )
+        .mappings()
+        .all()
+    )
     session_counts = {"total": 0, "errors": 0}
     if gateway_tables_ready():
-        session_counts = dict(db.session.execute(text(
-            "SELECT count(*) AS total, count(*) FILTER (WHERE coalesce(error, '') <> '') AS errors"
-            " FROM public.sessions WHERE tenant_id = :t"), {"t": tenant.id}).mappings().one())
+        session_counts = dict(
+            db.session.execute(
+                text(
+                    "SELECT count(*) AS total, count(*) FILTER (WHERE coalesce(error, '') <> '') AS errors"
+                    " FROM public.sessions WHERE tenant_id = :t"
+                ),
+                {"t": tenant.id},
+            )
+            .mappings()
+            .one()
+        )
     return {
-        "tenant": tenant, "usage": month_usage(scoped), "tier": plans.current(tenant.id),
-        "members": members, "members_next": members_next, "q": q,
-        "sessions": sessions_rows, "sessions_next": sessions_next, "errors_only": errors_only,
-        "session_counts": session_counts, "campaigns": campaigns,
-        "audit": audit_log.recent_for_tenant(actor, tenant.id), "gateway": _gateway_view(tenant.id),
+        "tenant": tenant,
+        "usage": month_usage(scoped),
+        "tier": plans.current(tenant.id),
+        "members": members,
+        "members_next": members_next,
+        "q": q,
+        "sessions": sessions_rows,
+        "sessions_next": sessions_next,
+        "errors_only": errors_only,
+        "session_counts": session_counts,
+        "campaigns": campaigns,
+        "audit": audit_log.recent_for_tenant(actor, tenant.id),
+        "gateway": _gateway_view(tenant.id),
     }

@@ -81,13 +81,22 @@ def delete_account(actor: Actor, confirm: str) -> None:
         from glyphoxa_htmx.services import invitations
 
         if invitations.owners_left(user.tenant_id, without=user.id) == 0:
-            others = db.session.execute(select(func.count()).select_from(User).where(
-                User.tenant_id == user.tenant_id, User.id != user.id)).scalar_one()
+            others = db.session.execute(
+                select(func.count()).select_from(User).where(User.tenant_id == user.tenant_id, User.id != user.id)
+            ).scalar_one()
             if others:
-                raise ValidationError({"confirm": "You are the last owner of a table with other members: make "
-                                                  "someone else owner on the Team page first."})
-            raise ValidationError({"confirm": "You are the only one at your table: delete the table in Settings → "
-                                              "Danger zone (that deletes your account with it)."})
+                raise ValidationError(
+                    {
+                        "confirm": "You are the last owner of a table with other members: make "
+                        "someone else owner on the Team page first."
+                    }
+                )
+            raise ValidationError(
+                {
+                    "confirm": "You are the only one at your table: delete the table in Settings → "
+                    "Danger zone (that deletes your account with it)."
+                }
+            )
     audit.record("user.delete", "user", user.id, actor=actor, before={"name": user.name, "role": user.role})
     db.session.delete(user)  # login sessions go with it (ON DELETE CASCADE)
     db.session.commit()

@@ -62,6 +62,7 @@ def backend_status() -> dict:
 
 # ---- reading --------------------------------------------------------------------------------
 
+
 def _rows(tenant_id: str) -> dict[str, ProviderConfig]:
     stmt = select(ProviderConfig).where(ProviderConfig.tenant_id == tenant_id)
     return {row.slot: row for row in db.session.execute(stmt).scalars()}
@@ -75,16 +76,21 @@ def overview(actor: Actor) -> list[dict]:
     out = []
     for slot, (label, choices) in SLOTS.items():
         row = rows.get(slot)
-        out.append({
-            "slot": slot, "label": label, "row": row,
-            "choices": [(key, PROVIDERS[key].label) for key in choices],
-            "provider_label": PROVIDERS[row.provider].label if row and row.provider in PROVIDERS else
-            (row.provider if row else ""),
-            "has_key": bool(row and row.api_key_enc),
-            "hint": mask(row.api_key_hint) if row and row.api_key_enc else "",
-            "needs_key": bool(row and row.provider in PROVIDERS and PROVIDERS[row.provider].needs_key),
-            "test_label": catalog.OUTCOME_LABELS.get(row.last_test_status, "") if row else "",
-        })
+        out.append(
+            {
+                "slot": slot,
+                "label": label,
+                "row": row,
+                "choices": [(key, PROVIDERS[key].label) for key in choices],
+                "provider_label": PROVIDERS[row.provider].label
+                if row and row.provider in PROVIDERS
+                else (row.provider if row else ""),
+                "has_key": bool(row and row.api_key_enc),
+                "hint": mask(row.api_key_hint) if row and row.api_key_enc else "",
+                "needs_key": bool(row and row.provider in PROVIDERS and PROVIDERS[row.provider].needs_key),
+                "test_label": catalog.OUTCOME_LABELS.get(row.last_test_status, "") if row else "",
+            }
+        )
     return out
 
 
@@ -97,6 +103,7 @@ def get(actor: Actor, config_id: str) -> ProviderConfig:
 
 
 # ---- writing --------------------------------------------------------------------------------
+
 
 def _clean_base_url(raw: str, errors: dict) -> str:
     url = (raw or "").strip()
@@ -120,10 +127,11 @@ def _clean_key(raw: str | None, errors: dict) -> str:
     key = (raw or "").strip()
     if not key:
         return ""
-    if not (MIN_KEY <= len(key) <= MAX_KEY) or any(ch.isspace() or not ch.isprintable() or ord(ch) > 126
-                                                   for ch in key):
-        errors["api_key"] = ("That doesn't look like an API key (8–512 characters, no spaces). "
-                             "Copy it again from the provider's dashboard.")
+    if not (MIN_KEY <= len(key) <= MAX_KEY) or any(ch.isspace() or not ch.isprintable() or ord(ch) > 126 for ch in key):
+        errors["api_key"] = (
+            "That doesn't look like an API key (8–512 characters, no spaces). "
+            "Copy it again from the provider's dashboard."
+        )
         return ""
     return key
 
@@ -140,20 +148,29 @@ def _clean_options(raw: str | None, current: dict, errors: dict) -> dict:
     try:
         value = json.loads(text)
     except ValueError:
-        errors["options"] = "Options must be a JSON object, e.g. {\"temperature\": 0.7}."
+        errors["options"] = 'Options must be a JSON object, e.g. {"temperature": 0.7}.'
         return current
     if not isinstance(value, dict):
-        errors["options"] = "Options must be a JSON object, e.g. {\"temperature\": 0.7}."
+        errors["options"] = 'Options must be a JSON object, e.g. {"temperature": 0.7}.'
         return current
     if value != current and _secret_looking(value):
-        errors["options"] = ("Options are stored unencrypted: put keys and tokens in the API key field, "
-                             "not in options.")
+        errors["options"] = "Options are stored unencrypted: put keys and tokens in the API key field, not in options."
         return current
     return current if value == current else value  # unchanged: keep the stored value exactly
 
 
-_SECRET_WORDS = {"key", "apikey", "token", "secret", "password", "passwd", "authorization", "credential",
-                 "credentials", "bearer"}
+_SECRET_WORDS = {
+    "key",
+    "apikey",
+    "token",
+    "secret",
+    "password",
+    "passwd",
+    "authorization",
+    "credential",
+    "credentials",
+    "bearer",
+}
 
 
 def _secret_name(name: str) -> bool:
@@ -184,9 +201,11 @@ def save(actor: Actor, slot: str, form: dict) -> ProviderConfig:
     if slot not in SLOTS:
         raise NotFound()
     errors: dict[str, str] = {}
-    row = db.session.execute(select(ProviderConfig).where(ProviderConfig.tenant_id == actor.tenant_id,
-                                                          ProviderConfig.slot == slot).with_for_update()
-                             ).scalar_one_or_none()
+    row = db.session.execute(
+        select(ProviderConfig)
+        .where(ProviderConfig.tenant_id == actor.tenant_id, ProviderConfig.slot == slot)
+        .with_for_update()
+    ).scalar_one_or_none()
     provider = (form.get("provider") or "").strip()
     if provider not in SLOTS[slot][1]:
         errors["provider"] = f"Pick one of the providers offered for {SLOTS[slot][0].lower()}."
@@ -198,10 +217,19 @@ def save(actor: Actor, slot: str, form: dict) -> ProviderConfig:
         errors["base_url"] = f"{PROVIDERS[provider].label} needs a base URL (e.g. http://localhost:8000/v1)."
     options = _clean_options(form.get("options"), dict(row.options or {}) if row else {}, errors)
     key = _clean_key(form.get("api_key"), errors)
-    if (row is not None and row.api_key_enc and not key and provider != row.provider and provider in PROVIDERS
-            and PROVIDERS[provider].needs_key and "api_key" not in errors):
-        errors["api_key"] = (f"Enter the {PROVIDERS[provider].label} key: the saved key belongs to "
-                             f"{PROVIDERS.get(row.provider, PROVIDERS[provider]).label if row.provider in PROVIDERS else row.provider}.")
+    if (
+        row is not None
+        and row.api_key_enc
+        and not key
+        and provider != row.provider
+        and provider in PROVIDERS
+        and PROVIDERS[provider].needs_key
+        and "api_key" not in errors
+    ):
+        errors["api_key"] = (
+            f"Enter the {PROVIDERS[provider].label} key: the saved key belongs to "
+            f"{PROVIDERS.get(row.provider, PROVIDERS[provider]).label if row.provider in PROVIDERS else row.provider}."
+        )
     if errors:
         raise ValidationError(errors)
     ciphertext = ""
@@ -226,8 +254,15 @@ def save(actor: Actor, slot: str, form: dict) -> ProviderConfig:
     details = {"slot": slot}
     if ciphertext:
         details["key"] = "key replaced" if had_key else "key added"
-    audit.record("provider.update", "provider_config", f"{actor.tenant_id}:{slot}", actor=actor,
-                 before=before, after=_public(row), details=details)
+    audit.record(
+        "provider.update",
+        "provider_config",
+        f"{actor.tenant_id}:{slot}",
+        actor=actor,
+        before=before,
+        after=_public(row),
+        details=details,
+    )
     try:
         db.session.commit()
     except IntegrityError as exc:
@@ -244,8 +279,13 @@ def remove_key(actor: Actor, config_id: str) -> ProviderConfig:
         row.api_key_enc, row.api_key_hint = "", ""
         row.last_test_status, row.last_test_message, row.last_tested_at = "", "", None
         row.updated_at = datetime.now(UTC)
-        audit.record("provider.key_remove", "provider_config", f"{actor.tenant_id}:{row.slot}", actor=actor,
-                     details={"slot": row.slot, "key": "key removed"})
+        audit.record(
+            "provider.key_remove",
+            "provider_config",
+            f"{actor.tenant_id}:{row.slot}",
+            actor=actor,
+            details={"slot": row.slot, "key": "key removed"},
+        )
         db.session.commit()
     return row
 
@@ -255,8 +295,15 @@ def remove(actor: Actor, config_id: str) -> str:
     row = get(actor, config_id)  # another table's row: 404 before the role's 403
     require(actor, Perm.MANAGE_TENANT)
     slot = row.slot
-    audit.record("provider.delete", "provider_config", f"{actor.tenant_id}:{slot}", actor=actor,
-                 before=_public(row), after={}, details={"slot": slot, "key": "key removed" if row.api_key_enc else ""})
+    audit.record(
+        "provider.delete",
+        "provider_config",
+        f"{actor.tenant_id}:{slot}",
+        actor=actor,
+        before=_public(row),
+        after={},
+        details={"slot": slot, "key": "key removed" if row.api_key_enc else ""},
+    )
     db.session.delete(row)
     db.session.commit()
     return slot
@@ -289,6 +336,7 @@ def test(actor: Actor, config_id: str) -> catalog.CheckResult:
 
 # ---- use ------------------------------------------------------------------------------------
 
+
 @dataclass(frozen=True)
 class TenantKey:
     """A tenant's saved key for one slot, still encrypted; ``reveal()`` decrypts it in memory."""
@@ -308,15 +356,18 @@ class TenantKey:
 
 def key_for(actor: Actor, slot: str, provider: str) -> TenantKey | None:
     """The actor's tenant's key for ``slot`` when that slot uses ``provider`` (one query)."""
-    row = db.session.execute(select(ProviderConfig.provider, ProviderConfig.base_url, ProviderConfig.api_key_enc)
-                             .where(ProviderConfig.tenant_id == actor.tenant_id, ProviderConfig.slot == slot)
-                             ).first()
+    row = db.session.execute(
+        select(ProviderConfig.provider, ProviderConfig.base_url, ProviderConfig.api_key_enc).where(
+            ProviderConfig.tenant_id == actor.tenant_id, ProviderConfig.slot == slot
+        )
+    ).first()
     if row is None or row.provider != provider or not row.api_key_enc:
         return None
     return TenantKey(row.provider, row.base_url, row.api_key_enc)
 
 
 # ---- operations -----------------------------------------------------------------------------
+
 
 def rewrap_all(*, batch: int = 100) -> tuple[int, int]:
     """Re-encrypt every stored key with the backend's newest key version (Vault ``rewrap``, or
@@ -326,9 +377,12 @@ def rewrap_all(*, batch: int = 100) -> tuple[int, int]:
     changed = same = 0
     after = ""
     while True:
-        rows = db.session.execute(select(ProviderConfig.id, ProviderConfig.api_key_enc)
-                                  .where(ProviderConfig.api_key_enc != "", ProviderConfig.id > after)
-                                  .order_by(ProviderConfig.id).limit(batch)).all()
+        rows = db.session.execute(
+            select(ProviderConfig.id, ProviderConfig.api_key_enc)
+            .where(ProviderConfig.api_key_enc != "", ProviderConfig.id > after)
+            .order_by(ProviderConfig.id)
+            .limit(batch)
+        ).all()
         if not rows:
             return changed, same
         for config_id, old in rows:
@@ -339,7 +393,8 @@ def rewrap_all(*, batch: int = 100) -> tuple[int, int]:
             done = db.session.execute(
                 ProviderConfig.__table__.update()
                 .where(ProviderConfig.id == config_id, ProviderConfig.api_key_enc == old)
-                .values(api_key_enc=new)).rowcount
+                .values(api_key_enc=new)
+            ).rowcount
             changed += done
         db.session.commit()
         after = rows[-1][0]

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import grpc
 from sqlalchemy import func, select, text
@@ -49,7 +49,6 @@ class StartRefused(ValidationError):
         super().__init__({"": message}, message)
         self.live_session_id = live_session_id
         self.maybe_started = maybe_started  # the start timed out: it may still appear in the list
-
 
 
 @dataclass
@@ -88,7 +87,9 @@ def start_form(actor: Actor, discord_guilds: list | None = None) -> StartForm:
     names = guild_names(discord_guilds)
     form.guilds = [(gid, names.get(gid, f"Server {gid}")) for gid in (info.guild_ids or [])]
     if not form.guilds:
-        form.note = "Your table has no Discord server yet. Add one in the table settings (the bot must be invited there)."
+        form.note = (
+            "Your table has no Discord server yet. Add one in the table settings (the bot must be invited there)."
+        )
         form.fix = "discord"
         return form
     form.recent_channels = recent_channels(actor)
@@ -119,36 +120,57 @@ def has_no_npcs(actor: Actor, campaign_id: str) -> bool:
     if not campaign_id:
         return False
     known = select(Campaign.id).where(Campaign.id == campaign_id, Campaign.tenant_id == actor.tenant_id).exists()
-    cast = select(NpcDefinition.id).where(NpcDefinition.campaign_id == campaign_id,
-                                          NpcDefinition.tenant_id == actor.tenant_id).exists()
+    cast = (
+        select(NpcDefinition.id)
+        .where(NpcDefinition.campaign_id == campaign_id, NpcDefinition.tenant_id == actor.tenant_id)
+        .exists()
+    )
     known_row, has_cast = db.session.execute(select(known, cast)).one()
     return bool(known_row) and not has_cast
 
 
 _START_MESSAGES = {
-    gw.QuotaExceeded: ("quota", "Your table has used all of this month's voice-session hours. The owner can raise "
-                                "the limit, or sessions can start again next month."),
-    gw.BotNotConnected: ("bot_disconnected", "The Discord bot isn't connected right now. Check the bot token and that "
-                                             "the bot is in this server, then try again."),
-    gw.SessionConflict: ("conflict", "A session is already running for this campaign or Discord server "
-                                     "(your plan allows one at a time). Stop it first."),
-    gw.GatewayUnavailable: ("unavailable", "The voice service is unavailable right now. Nothing was started; try "
-                                           "again in a moment."),
+    gw.QuotaExceeded: (
+        "quota",
+        "Your table has used all of this month's voice-session hours. The owner can raise "
+        "the limit, or sessions can start again next month.",
+    ),
+    gw.BotNotConnected: (
+        "bot_disconnected",
+        "The Discord bot isn't connected right now. Check the bot token and that "
+        "the bot is in this server, then try again.",
+    ),
+    gw.SessionConflict: (
+        "conflict",
+        "A session is already running for this campaign or Discord server "
+        "(your plan allows one at a time). Stop it first.",
+    ),
+    gw.GatewayUnavailable: (
+        "unavailable",
+        "The voice service is unavailable right now. Nothing was started; try again in a moment.",
+    ),
     gw.InvalidArgument: ("invalid", "The voice service rejected these details. Check the server and channel id."),
-    gw.NotFound: ("not_registered", "Your table isn't registered with the voice service yet. Ask the owner to finish "
-                                    "the Discord setup."),
+    gw.NotFound: (
+        "not_registered",
+        "Your table isn't registered with the voice service yet. Ask the owner to finish the Discord setup.",
+    ),
 }
 
 
-START_TIMEOUT_MESSAGE = ("The voice service didn't answer in time. The start may still be in progress — check the "
-                         "sessions list in a moment before trying again.")
+START_TIMEOUT_MESSAGE = (
+    "The voice service didn't answer in time. The start may still be in progress — check the "
+    "sessions list in a moment before trying again."
+)
 
 
 def _live_session_of_campaign(actor: Actor, campaign_id: str) -> GatewaySession | None:
     return db.session.execute(
         select(GatewaySession)
-        .where(GatewaySession.tenant_id == actor.tenant_id, GatewaySession.campaign_id == campaign_id,
-               GatewaySession.state.in_(LIVE_STATES))
+        .where(
+            GatewaySession.tenant_id == actor.tenant_id,
+            GatewaySession.campaign_id == campaign_id,
+            GatewaySession.state.in_(LIVE_STATES),
+        )
         .order_by(GatewaySession.started_at.desc())
         .limit(1)
     ).scalar_one_or_none()
@@ -168,7 +190,11 @@ def start(actor: Actor, *, campaign_id: str, guild_id: str, channel_id: str, all
     ``allow_empty_cast`` is off) or StartRefused (the gateway's or our guard's refusal, as a
     message for the form)."""
     require(actor, Perm.CONTROL_SESSIONS)
-    campaign_id, guild_id, channel_id = (campaign_id or "").strip(), (guild_id or "").strip(), (channel_id or "").strip()
+    campaign_id, guild_id, channel_id = (
+        (campaign_id or "").strip(),
+        (guild_id or "").strip(),
+        (channel_id or "").strip(),
+    )
     errors: dict[str, str] = {}
     if not campaign_id:
         errors["campaign_id"] = "Choose a campaign."
@@ -182,8 +208,10 @@ def start(actor: Actor, *, campaign_id: str, guild_id: str, channel_id: str, all
     if not SNOWFLAKE_RE.match(guild_id):
         errors["guild_id"] = "Choose a Discord server."
     if not SNOWFLAKE_RE.match(channel_id):
-        errors["channel_id"] = ("Paste the voice channel's id: 17 to 20 digits (in Discord, enable Developer Mode, "
-                                "then right-click the channel and choose Copy Channel ID).")
+        errors["channel_id"] = (
+            "Paste the voice channel's id: 17 to 20 digits (in Discord, enable Developer Mode, "
+            "then right-click the channel and choose Copy Channel ID)."
+        )
     client = gateway()
     if client is None:
         raise StartRefused("No voice service is connected to this server, so sessions can't be started here.")
@@ -198,8 +226,10 @@ def start(actor: Actor, *, campaign_id: str, guild_id: str, channel_id: str, all
         elif tenants.guild_owner(guild_id) != actor.tenant_id:
             # The gateway lists it for us, but it belongs to another table (or to several, from
             # before servers had one owner): never start in someone else's server.
-            errors["guild_id"] = ("That Discord server is connected to another table too, so sessions can't start "
-                                  "there until support sorts out which table it belongs to.")
+            errors["guild_id"] = (
+                "That Discord server is connected to another table too, so sessions can't start "
+                "there until support sorts out which table it belongs to."
+            )
     if errors:
         raise ValidationError(errors)
     if not allow_empty_cast and has_no_npcs(actor, campaign_id):
@@ -230,8 +260,9 @@ def start(actor: Actor, *, campaign_id: str, guild_id: str, channel_id: str, all
                 _count_start(actor, exc)
                 log.info("start refused by the gateway: %r", exc)
                 live = _live_session_of_campaign(actor, campaign_id) if isinstance(exc, gw.SessionConflict) else None
-                raise StartRefused(_START_MESSAGES.get(type(exc), ("error", exc.message))[1],
-                                   live_session_id=live.id if live else None) from exc
+                raise StartRefused(
+                    _START_MESSAGES.get(type(exc), ("error", exc.message))[1], live_session_id=live.id if live else None
+                ) from exc
             # The deadline passed, but the gateway may well have started the session: look.
             found = _live_session_of_campaign(actor, campaign_id)
             if found is None:
@@ -243,9 +274,14 @@ def start(actor: Actor, *, campaign_id: str, guild_id: str, channel_id: str, all
         if not session_id:  # the gateway started it but could not look it up (contract 2.2)
             found = _live_session_of_campaign(actor, campaign_id)
             session_id = found.id if found else ""
-        audit.record("session.start", "session", session_id or "unknown", actor=actor,
-                     after={"campaign_id": campaign_id, "guild_id": guild_id, "channel_id": channel_id},
-                     details=details)
+        audit.record(
+            "session.start",
+            "session",
+            session_id or "unknown",
+            actor=actor,
+            after={"campaign_id": campaign_id, "guild_id": guild_id, "channel_id": channel_id},
+            details=details,
+        )
         db.session.commit()  # also releases the advisory lock
     except BaseException:
         db.session.rollback()
@@ -277,12 +313,17 @@ STOP_MESSAGES = {
     "stopped": "Session stopped.",
     "ending": "Stop requested. The session is ending.",
     "already_ended": "This session had already ended.",
-    "untracked": ("The voice service no longer tracks this session, so there was nothing to stop. It ends by itself "
-                  "shortly (within about a minute, once its heartbeat is missed)."),
-    "checking": ("Stopping — checking with the voice service. It didn't answer in time, so the stop may still be "
-                 "happening; this page updates when the session has ended."),
-    "unconfirmed": ("The voice service never confirmed the stop and the session is still running. "
-                    "Try stopping it again."),
+    "untracked": (
+        "The voice service no longer tracks this session, so there was nothing to stop. It ends by itself "
+        "shortly (within about a minute, once its heartbeat is missed)."
+    ),
+    "checking": (
+        "Stopping — checking with the voice service. It didn't answer in time, so the stop may still be "
+        "happening; this page updates when the session has ended."
+    ),
+    "unconfirmed": (
+        "The voice service never confirmed the stop and the session is still running. Try stopping it again."
+    ),
     "ended_otherwise": "The session has ended.",
 }
 
@@ -314,18 +355,27 @@ def stop(actor: Actor, session_id: str) -> StopResult:
         unknown = True  # the gateway doesn't know it: see what the row says
     except gw.BotNotConnected as exc:
         SESSION_STOPS.labels(actor.tenant_id, "error").inc()
-        raise Unavailable("The Discord bot isn't connected, so the session can't be stopped from here right now. "
-                          "It ends by itself once the worker stops sending heartbeats.") from exc
+        raise Unavailable(
+            "The Discord bot isn't connected, so the session can't be stopped from here right now. "
+            "It ends by itself once the worker stops sending heartbeats."
+        ) from exc
     except gw.GatewayError as exc:
         if not _timed_out(exc):
             SESSION_STOPS.labels(actor.tenant_id, "error").inc()
             raise Unavailable(exc.message) from exc
         # The deadline passed: the gateway may still be stopping it. Look at the row, as start does.
         session = get(actor, session_id)
-        log.warning("stop of session %s timed out; its outcome is unknown until public.sessions says: %r",
-                    session.id, exc)
-        audit.record(STOP_UNCONFIRMED, "session", session.id, actor=actor, before={"state": before},
-                     details={"campaign_id": session.campaign_id, "gateway": "deadline_exceeded"})
+        log.warning(
+            "stop of session %s timed out; its outcome is unknown until public.sessions says: %r", session.id, exc
+        )
+        audit.record(
+            STOP_UNCONFIRMED,
+            "session",
+            session.id,
+            actor=actor,
+            before={"state": before},
+            details={"campaign_id": session.campaign_id, "gateway": "deadline_exceeded"},
+        )
         db.session.commit()
         if not is_live(session):
             return reconcile_stop(actor, session.id)
@@ -336,14 +386,26 @@ def stop(actor: Actor, session_id: str) -> StopResult:
         return StopResult(session, "already_ended")  # it ended in the meantime; we changed nothing
     if unknown:
         log.warning("StopWebSession: the gateway does not track live session %s", session.id)
-        audit.record("session.stop_unknown", "session", session.id, actor=actor, before={"state": before},
-                     details={"campaign_id": session.campaign_id, "gateway": "not_found"})
+        audit.record(
+            "session.stop_unknown",
+            "session",
+            session.id,
+            actor=actor,
+            before={"state": before},
+            details={"campaign_id": session.campaign_id, "gateway": "not_found"},
+        )
         db.session.commit()
         SESSION_STOPS.labels(actor.tenant_id, "untracked").inc()
         return StopResult(session, "untracked")
-    audit.record("session.stop", "session", session.id, actor=actor,
-                 before={"state": before}, after={"state": session.state},
-                 details={"campaign_id": session.campaign_id})
+    audit.record(
+        "session.stop",
+        "session",
+        session.id,
+        actor=actor,
+        before={"state": before},
+        after={"state": session.state},
+        details={"campaign_id": session.campaign_id},
+    )
     db.session.commit()
     SESSION_STOPS.labels(actor.tenant_id, "user").inc()
     return StopResult(session, "ending" if is_live(session) else "stopped")
@@ -363,9 +425,14 @@ def reconcile_stop(actor: Actor, session_id: str, *, now: datetime | None = None
     db.session.execute(text("SELECT pg_advisory_xact_lock(hashtextextended(:k, 0))"), {"k": key})
     rows = db.session.execute(
         select(AuditLog.action, AuditLog.created_at, AuditLog.details)
-        .where(AuditLog.tenant_id == actor.tenant_id, AuditLog.resource_type == "session",
-               AuditLog.resource_id == session.id, AuditLog.action.in_((STOP_UNCONFIRMED, "session.stop")))
-        .order_by(AuditLog.id.desc()).limit(1)
+        .where(
+            AuditLog.tenant_id == actor.tenant_id,
+            AuditLog.resource_type == "session",
+            AuditLog.resource_id == session.id,
+            AuditLog.action.in_((STOP_UNCONFIRMED, "session.stop")),
+        )
+        .order_by(AuditLog.id.desc())
+        .limit(1)
     ).all()
     if not rows or rows[0].action != STOP_UNCONFIRMED:
         db.session.rollback()
@@ -375,15 +442,21 @@ def reconcile_stop(actor: Actor, session_id: str, *, now: datetime | None = None
     session = get(actor, session_id)  # read again under the lock
     if is_live(session):
         db.session.rollback()
-        now = now or datetime.now(timezone.utc)
+        now = now or datetime.now(UTC)
         waited = (now - requested_at).total_seconds()
         return StopResult(session, "checking" if waited < STOP_CHECK_SECONDS else "unconfirmed")
     if session.error:
         db.session.rollback()
         return StopResult(session, "ended_otherwise")
-    audit.record("session.stop", "session", session.id, actor=actor,
-                 before={"state": before}, after={"state": session.state},
-                 details={"campaign_id": session.campaign_id, "note": "after_timeout"})
+    audit.record(
+        "session.stop",
+        "session",
+        session.id,
+        actor=actor,
+        before={"state": before},
+        after={"state": session.state},
+        details={"campaign_id": session.campaign_id, "note": "after_timeout"},
+    )
     db.session.commit()
     SESSION_STOPS.labels(actor.tenant_id, "user").inc()
     return StopResult(session, "stopped")
@@ -477,5 +550,18 @@ def control(actor: Actor, session_id: str, action: str, *, npc: str = "", speech
     return message
 
 
-__all__ = ["EmptyCast", "NpcPanel", "StartForm", "StartRefused", "StopResult", "control", "has_no_npcs", "npc_panel",
-           "recent_channels", "reconcile_stop", "start", "start_form", "stop"]
+__all__ = [
+    "EmptyCast",
+    "NpcPanel",
+    "StartForm",
+    "StartRefused",
+    "StopResult",
+    "control",
+    "has_no_npcs",
+    "npc_panel",
+    "recent_channels",
+    "reconcile_stop",
+    "start",
+    "start_form",
+    "stop",
+]

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field
-from datetime import date, datetime, time, timedelta, timezone
+from datetime import UTC, date, datetime, time, timedelta
 from decimal import Decimal
 
 from sqlalchemy import select, text, tuple_
@@ -83,15 +83,22 @@ def viewers_signed_in(conn, pairs: set[tuple[str, str]]) -> set[tuple[str, str]]
     hashes = sorted({h for h, _ in pairs if h})
     rows = {}
     for start in range(0, len(hashes), 1000):
-        for row in conn.execute(_viewer_query(hashes[start:start + 1000])):
+        for row in conn.execute(_viewer_query(hashes[start : start + 1000])):
             rows[row.token_hash] = row
     return {(h, t) for h, t in pairs if _viewer_ok(rows.get(h), t)}
 
 
 def _viewer_query(token_hashes: list[str]):
     return (
-        select(LoginSession.token_hash, LoginSession.revoked_at, LoginSession.expires_at, User.status, User.role,
-               User.tenant_id, Tenant.status.label("tenant_status"))
+        select(
+            LoginSession.token_hash,
+            LoginSession.revoked_at,
+            LoginSession.expires_at,
+            User.status,
+            User.role,
+            User.tenant_id,
+            Tenant.status.label("tenant_status"),
+        )
         .join(User, User.id == LoginSession.user_id)
         .outerjoin(Tenant, Tenant.id == User.tenant_id)
         .where(LoginSession.token_hash.in_(token_hashes))
@@ -99,7 +106,7 @@ def _viewer_query(token_hashes: list[str]):
 
 
 def _viewer_ok(row, tenant_id: str) -> bool:
-    if row is None or row.revoked_at is not None or row.expires_at <= datetime.now(timezone.utc):
+    if row is None or row.revoked_at is not None or row.expires_at <= datetime.now(UTC):
         return False
     if row.status != "active" or row.tenant_id != tenant_id:
         return False
@@ -113,7 +120,7 @@ def _viewer_ok(row, tenant_id: str) -> bool:
 
 
 def duration(session: GatewaySession, now: datetime | None = None) -> timedelta:
-    end = session.ended_at or now or datetime.now(timezone.utc)
+    end = session.ended_at or now or datetime.now(UTC)
     return max(timedelta(0), end - session.started_at)
 
 
@@ -129,7 +136,7 @@ class SessionFilters:
     date_to: date | None = None
 
     @classmethod
-    def parse(cls, args) -> tuple["SessionFilters", dict]:
+    def parse(cls, args) -> tuple[SessionFilters, dict]:
         errors: dict[str, str] = {}
         state = args.get("state", "")
         if state and state not in STATES:
@@ -163,7 +170,7 @@ def decode_cursor(cursor: str | None) -> tuple[datetime, str] | None:
         return None
     micros, _, sid = cursor.partition("_")
     try:
-        when = datetime.fromtimestamp(int(micros) / 1_000_000, tz=timezone.utc)
+        when = datetime.fromtimestamp(int(micros) / 1_000_000, tz=UTC)
     except (ValueError, OverflowError, OSError):
         return None
     return (when, sid) if sid else None
@@ -177,8 +184,9 @@ class SessionList:
     campaign_names: dict[str, str] = field(default_factory=dict)
 
 
-def list_sessions(actor: Actor, filters: SessionFilters, *, cursor: str | None = None,
-                  limit: int = PAGE_SIZE) -> SessionList:
+def list_sessions(
+    actor: Actor, filters: SessionFilters, *, cursor: str | None = None, limit: int = PAGE_SIZE
+) -> SessionList:
     """Live sessions on top (first page only), then ended ones newest first, keyset-paginated on
     (started_at, id). At most three queries: live, history, campaign names."""
     require(actor, Perm.VIEW_SESSIONS)
@@ -189,16 +197,21 @@ def list_sessions(actor: Actor, filters: SessionFilters, *, cursor: str | None =
     if filters.campaign:
         conds.append(GatewaySession.campaign_id == filters.campaign)
     if filters.date_from:
-        conds.append(GatewaySession.started_at >= datetime.combine(filters.date_from, time.min, timezone.utc))
+        conds.append(GatewaySession.started_at >= datetime.combine(filters.date_from, time.min, UTC))
     if filters.date_to:
-        conds.append(GatewaySession.started_at < datetime.combine(filters.date_to + timedelta(days=1), time.min, timezone.utc))
+        conds.append(GatewaySession.started_at < datetime.combine(filters.date_to + timedelta(days=1), time.min, UTC))
     order = (GatewaySession.started_at.desc(), GatewaySession.id.desc())
     after = decode_cursor(cursor)
     if after is None and filters.state in ("", "pending", "active"):
         live_states = (filters.state,) if filters.state else LIVE_STATES
-        out.live = list(db.session.execute(
-            select(GatewaySession).where(*conds, GatewaySession.state.in_(live_states)).order_by(*order).limit(LIVE_LIMIT)
-        ).scalars())
+        out.live = list(
+            db.session.execute(
+                select(GatewaySession)
+                .where(*conds, GatewaySession.state.in_(live_states))
+                .order_by(*order)
+                .limit(LIVE_LIMIT)
+            ).scalars()
+        )
     if filters.state in ("", "ended"):
         stmt = select(GatewaySession).where(*conds, GatewaySession.state == "ended")
         if after is not None:
@@ -214,12 +227,14 @@ def list_sessions(actor: Actor, filters: SessionFilters, *, cursor: str | None =
 
 def campaign_npcs(actor: Actor, campaign_id: str) -> list[NpcDefinition]:
     require(actor, Perm.VIEW_SESSIONS)
-    return list(db.session.execute(
-        select(NpcDefinition)
-        .where(NpcDefinition.tenant_id == actor.tenant_id, NpcDefinition.campaign_id == campaign_id)
-        .order_by(NpcDefinition.name)
-        .limit(100)
-    ).scalars())
+    return list(
+        db.session.execute(
+            select(NpcDefinition)
+            .where(NpcDefinition.tenant_id == actor.tenant_id, NpcDefinition.campaign_id == campaign_id)
+            .order_by(NpcDefinition.name)
+            .limit(100)
+        ).scalars()
+    )
 
 
 def month_usage(actor: Actor, period: date | None = None) -> dict:
@@ -227,18 +242,26 @@ def month_usage(actor: Actor, period: date | None = None) -> dict:
     tables (one query), so it works while the gateway is down."""
     require(actor, Perm.VIEW_USAGE)
     period = month_start(period)
-    empty = {"period": period, "hours": Decimal(0), "quota": Decimal(0), "llm_tokens": 0, "stt_seconds": Decimal(0),
-             "tts_chars": 0, "known": False}
+    empty = {
+        "period": period,
+        "hours": Decimal(0),
+        "quota": Decimal(0),
+        "llm_tokens": 0,
+        "stt_seconds": Decimal(0),
+        "tts_chars": 0,
+        "known": False,
+    }
     if not gateway_tables_ready():
         return empty
-    usage = (
-        select(UsageRecord)
-        .where(UsageRecord.tenant_id == actor.tenant_id, UsageRecord.period == period)
-        .subquery()
-    )
+    usage = select(UsageRecord).where(UsageRecord.tenant_id == actor.tenant_id, UsageRecord.period == period).subquery()
     row = db.session.execute(
-        select(GatewayTenant.monthly_session_hours, usage.c.session_hours, usage.c.llm_tokens, usage.c.stt_seconds,
-               usage.c.tts_chars)
+        select(
+            GatewayTenant.monthly_session_hours,
+            usage.c.session_hours,
+            usage.c.llm_tokens,
+            usage.c.stt_seconds,
+            usage.c.tts_chars,
+        )
         .select_from(GatewayTenant)
         .outerjoin(usage, usage.c.tenant_id == GatewayTenant.id)
         .where(GatewayTenant.id == actor.tenant_id)
@@ -246,9 +269,13 @@ def month_usage(actor: Actor, period: date | None = None) -> dict:
     if row is None:
         return empty
     return {
-        "period": period, "hours": row.session_hours or Decimal(0), "quota": row.monthly_session_hours or Decimal(0),
-        "llm_tokens": row.llm_tokens or 0, "stt_seconds": row.stt_seconds or Decimal(0),
-        "tts_chars": row.tts_chars or 0, "known": True,
+        "period": period,
+        "hours": row.session_hours or Decimal(0),
+        "quota": row.monthly_session_hours or Decimal(0),
+        "llm_tokens": row.llm_tokens or 0,
+        "stt_seconds": row.stt_seconds or Decimal(0),
+        "tts_chars": row.tts_chars or 0,
+        "known": True,
     }
 
 
@@ -287,11 +314,15 @@ def dashboard(actor: Actor) -> dict:
     if not gateway_tables_ready():
         return {"active": [], "last": None, "last_stats": None, "usage": None, "campaign_names": {}}
     base = select(GatewaySession).where(GatewaySession.tenant_id == actor.tenant_id)
-    active = list(db.session.execute(
-        base.where(GatewaySession.state.in_(LIVE_STATES)).order_by(GatewaySession.started_at.desc()).limit(5)
-    ).scalars())
+    active = list(
+        db.session.execute(
+            base.where(GatewaySession.state.in_(LIVE_STATES)).order_by(GatewaySession.started_at.desc()).limit(5)
+        ).scalars()
+    )
     last = db.session.execute(
-        base.where(GatewaySession.state == "ended").order_by(GatewaySession.started_at.desc(), GatewaySession.id.desc()).limit(1)
+        base.where(GatewaySession.state == "ended")
+        .order_by(GatewaySession.started_at.desc(), GatewaySession.id.desc())
+        .limit(1)
     ).scalar_one_or_none()
     return {
         "active": active,
@@ -326,13 +357,25 @@ def bot_status(actor: Actor) -> BotBadge | None:
         # "Bot connected" only when the table has a Discord server for it to be in (the
         # gateway's own tenants row, one query); a bot online elsewhere doesn't help this table.
         guilds = db.session.execute(
-            select(GatewayTenant.guild_ids).where(GatewayTenant.id == actor.tenant_id)).scalar_one_or_none()
+            select(GatewayTenant.guild_ids).where(GatewayTenant.id == actor.tenant_id)
+        ).scalar_one_or_none()
         if not guilds:
             return BotBadge("no_server", status.guild_count, "")
     return BotBadge(status.state, status.guild_count, status.error)
 
 
 __all__ = [
-    "BotBadge", "SessionFilters", "SessionList", "bot_status", "campaign_npcs", "dashboard", "detail", "duration",
-    "get", "guild_names", "is_live", "list_sessions", "month_usage",
+    "BotBadge",
+    "SessionFilters",
+    "SessionList",
+    "bot_status",
+    "campaign_npcs",
+    "dashboard",
+    "detail",
+    "duration",
+    "get",
+    "guild_names",
+    "is_live",
+    "list_sessions",
+    "month_usage",
 ]

@@ -28,7 +28,7 @@ from __future__ import annotations
 import threading
 import time
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import event, inspect
 from sqlalchemy.orm import Session
@@ -77,11 +77,23 @@ def snapshot(row) -> LoginSnapshot:
     user = row.user
     tenant = user.tenant
     return LoginSnapshot(
-        id=row.id, family_id=row.family_id, user_id=row.user_id, token_hash=row.token_hash,
-        expires_at=row.expires_at, last_seen_at=row.last_seen_at, ip=row.ip, user_agent=row.user_agent,
+        id=row.id,
+        family_id=row.family_id,
+        user_id=row.user_id,
+        token_hash=row.token_hash,
+        expires_at=row.expires_at,
+        last_seen_at=row.last_seen_at,
+        ip=row.ip,
+        user_agent=row.user_agent,
         user=UserSnapshot(
-            id=user.id, tenant_id=user.tenant_id, name=user.name, email=user.email, avatar_url=user.avatar_url,
-            role=user.role, status=user.status, discord_id=user.discord_id,
+            id=user.id,
+            tenant_id=user.tenant_id,
+            name=user.name,
+            email=user.email,
+            avatar_url=user.avatar_url,
+            role=user.role,
+            status=user.status,
+            discord_id=user.discord_id,
             discord_guilds=tuple(user.discord_guilds or ()),
             tenant=TenantSnapshot(id=tenant.id, name=tenant.name, status=tenant.status) if tenant is not None else None,
         ),
@@ -119,7 +131,7 @@ def resolve(token: str | None, user_agent: str | None = None) -> LoginSnapshot |
     hit = _entries.get(key)
     if hit is not None and hit[0] > now and hit[1] == _generation:
         snap = hit[2]
-        current = datetime.now(timezone.utc)
+        current = datetime.now(UTC)
         idle = timedelta(minutes=settings().session_idle_minutes)
         if snap.expires_at > current and snap.last_seen_at + idle > current:
             return snap
@@ -163,7 +175,8 @@ def _after_flush(session, _flush_context) -> None:
     watched = _watched()
     # New rows never end an existing sign-in (rotation marks the old row, which is dirty).
     if any(isinstance(obj, watched) for obj in session.deleted) or any(
-            isinstance(obj, watched) and _ends_a_sign_in(obj) for obj in session.dirty):
+        isinstance(obj, watched) and _ends_a_sign_in(obj) for obj in session.dirty
+    ):
         session.info["gx_signin_changed"] = True
         invalidate()
 

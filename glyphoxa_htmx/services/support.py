@@ -5,7 +5,7 @@ time the ticket is opened. Tenant-scoped: another table's ticket is a 404."""
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 from flask import current_app
 from sqlalchemy import select, text, tuple_
@@ -18,8 +18,12 @@ from glyphoxa_htmx.extensions import db
 from glyphoxa_htmx.models import User
 from glyphoxa_htmx.models.support import SupportReply, SupportTicket
 
-CATEGORIES = {"question": "A question", "bug": "Something is broken", "session": "Trouble in a voice session",
-              "billing": "Billing"}
+CATEGORIES = {
+    "question": "A question",
+    "bug": "Something is broken",
+    "session": "Trouble in a voice session",
+    "billing": "Billing",
+}
 STATUSES = ("open", "pending", "resolved", "closed")
 PAGE = 25
 MAX_SUBJECT, MAX_BODY = 200, 10_000
@@ -53,9 +57,14 @@ def _clean(form) -> dict:
 def _check_session(actor: Actor, session_id: str | None) -> None:
     if not session_id:
         return
-    found = db.session.execute(text(
-        "SELECT 1 FROM public.sessions WHERE id = :id AND tenant_id = :t"), {"id": session_id, "t": actor.tenant_id}
-    ).first() if db.session.execute(text("SELECT to_regclass('public.sessions') IS NOT NULL")).scalar() else None
+    found = (
+        db.session.execute(
+            text("SELECT 1 FROM public.sessions WHERE id = :id AND tenant_id = :t"),
+            {"id": session_id, "t": actor.tenant_id},
+        ).first()
+        if db.session.execute(text("SELECT to_regclass('public.sessions') IS NOT NULL")).scalar()
+        else None
+    )
     if not found:
         raise ValidationError({"session_id": "That isn't one of your table's sessions."})
 
@@ -67,21 +76,33 @@ def create(actor: Actor, form) -> SupportTicket:
     data = _clean(form)
     _check_session(actor, data["session_id"])
     desk = _desk()
-    ticket = SupportTicket(tenant_id=actor.tenant_id, user_id=actor.user_id, **data,
-                           backend=desk.name if desk else "local")
+    ticket = SupportTicket(
+        tenant_id=actor.tenant_id, user_id=actor.user_id, **data, backend=desk.name if desk else "local"
+    )
     if desk is not None:
         user = db.session.get(User, actor.user_id)
         try:
-            ticket.external_id = desk.create(subject=data["subject"], body=data["body"], email=user.email if user else None,
-                                             name=user.name if user else "", category=data["category"],
-                                             tenant_id=actor.tenant_id, session_id=data["session_id"])
+            ticket.external_id = desk.create(
+                subject=data["subject"],
+                body=data["body"],
+                email=user.email if user else None,
+                name=user.name if user else "",
+                category=data["category"],
+                tenant_id=actor.tenant_id,
+                session_id=data["session_id"],
+            )
         except SupportUnavailable as exc:
             raise ValidationError({"": f"{exc} Your ticket wasn't sent; please try again in a few minutes."}) from exc
-        ticket.synced_at = datetime.now(timezone.utc)
+        ticket.synced_at = datetime.now(UTC)
     db.session.add(ticket)
     db.session.flush()
-    audit.record("support.create", "support_ticket", ticket.id, actor=actor,
-                 after={"subject": ticket.subject, "category": ticket.category, "session_id": ticket.session_id})
+    audit.record(
+        "support.create",
+        "support_ticket",
+        ticket.id,
+        actor=actor,
+        after={"subject": ticket.subject, "category": ticket.category, "session_id": ticket.session_id},
+    )
     db.session.commit()
     return ticket
 
@@ -90,11 +111,16 @@ def _page(stmt, after: str | None):
     if after and "~" in after:
         ts, _, tid = after.rpartition("~")
         try:
-            stmt = stmt.where(tuple_(SupportTicket.created_at, SupportTicket.id) < tuple_(datetime.fromisoformat(ts), tid))
+            stmt = stmt.where(
+                tuple_(SupportTicket.created_at, SupportTicket.id) < tuple_(datetime.fromisoformat(ts), tid)
+            )
         except ValueError:
             pass
-    rows = list(db.session.execute(stmt.order_by(SupportTicket.created_at.desc(), SupportTicket.id.desc())
-                                   .limit(PAGE + 1)).scalars())
+    rows = list(
+        db.session.execute(
+            stmt.order_by(SupportTicket.created_at.desc(), SupportTicket.id.desc()).limit(PAGE + 1)
+        ).scalars()
+    )
     nxt = f"{rows[PAGE - 1].created_at.isoformat()}~{rows[PAGE - 1].id}" if len(rows) > PAGE else None
     return rows[:PAGE], nxt
 
@@ -113,8 +139,13 @@ def list_all(actor: Actor, *, status: str = "", after: str | None = None):
 
 
 def _replies(ticket: SupportTicket) -> list[SupportReply]:
-    return list(db.session.execute(select(SupportReply).where(SupportReply.ticket_id == ticket.id)
-                                   .order_by(SupportReply.created_at, SupportReply.id)).scalars())
+    return list(
+        db.session.execute(
+            select(SupportReply)
+            .where(SupportReply.ticket_id == ticket.id)
+            .order_by(SupportReply.created_at, SupportReply.id)
+        ).scalars()
+    )
 
 
 def _sync(ticket: SupportTicket) -> str | None:
@@ -131,12 +162,19 @@ def _sync(ticket: SupportTicket) -> str | None:
     for r in remote:
         if r.external_id in known:
             continue
-        db.session.add(SupportReply(ticket_id=ticket.id, from_support=r.from_support, body=r.body,
-                                    author="Support" if r.from_support else "", external_id=r.external_id))
+        db.session.add(
+            SupportReply(
+                ticket_id=ticket.id,
+                from_support=r.from_support,
+                body=r.body,
+                author="Support" if r.from_support else "",
+                external_id=r.external_id,
+            )
+        )
     if status != ticket.status:
         ticket.status = status
-        ticket.updated_at = datetime.now(timezone.utc)
-    ticket.synced_at = datetime.now(timezone.utc)
+        ticket.updated_at = datetime.now(UTC)
+    ticket.synced_at = datetime.now(UTC)
     db.session.commit()
     return None
 
@@ -161,8 +199,14 @@ def _add_reply(actor: Actor, ticket: SupportTicket, body: str, *, from_support: 
             external_id = desk.reply(ticket.external_id, body) or None
         except SupportUnavailable as exc:
             raise ValidationError({"": f"{exc} Your reply wasn't sent; please try again."}) from exc
-    reply = SupportReply(ticket_id=ticket.id, user_id=actor.user_id, from_support=from_support, body=body,
-                         author=actor.name or "", external_id=external_id)
+    reply = SupportReply(
+        ticket_id=ticket.id,
+        user_id=actor.user_id,
+        from_support=from_support,
+        body=body,
+        author=actor.name or "",
+        external_id=external_id,
+    )
     db.session.add(reply)
     return reply
 
@@ -174,9 +218,15 @@ def reply(actor: Actor, ticket_id: str, body: str) -> SupportTicket:
     before = ticket.status
     if ticket.status in ("resolved", "closed", "pending"):
         ticket.status = "open"  # the customer wrote again: it needs an answer
-    ticket.updated_at = datetime.now(timezone.utc)
-    audit.record("support.reply", "support_ticket", ticket.id, actor=actor, before={"status": before},
-                 after={"status": ticket.status})
+    ticket.updated_at = datetime.now(UTC)
+    audit.record(
+        "support.reply",
+        "support_ticket",
+        ticket.id,
+        actor=actor,
+        before={"status": before},
+        after={"status": ticket.status},
+    )
     db.session.commit()
     return ticket
 
@@ -206,8 +256,15 @@ def admin_answer(actor: Actor, ticket_id: str, body: str, status: str) -> Suppor
         raise ValidationError({"body": "Write a reply or change the status."})
     before = ticket.status
     ticket.status = status
-    ticket.updated_at = datetime.now(timezone.utc)
-    audit.record("support.answer", "support_ticket", ticket.id, actor=actor, tenant_id=ticket.tenant_id,
-                 before={"status": before}, after={"status": status})
+    ticket.updated_at = datetime.now(UTC)
+    audit.record(
+        "support.answer",
+        "support_ticket",
+        ticket.id,
+        actor=actor,
+        tenant_id=ticket.tenant_id,
+        before={"status": before},
+        after={"status": status},
+    )
     db.session.commit()
     return ticket

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 import unicodedata
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import func, select, text
 
@@ -19,9 +19,23 @@ from glyphoxa_htmx.core.parse import SNOWFLAKE_RE, like_pattern
 from glyphoxa_htmx.extensions import db
 from glyphoxa_htmx.models import GuildClaim, Tenant
 
-
-_TRANSLIT = str.maketrans({"æ": "ae", "Æ": "ae", "ø": "o", "Ø": "o", "ß": "ss", "œ": "oe", "Œ": "oe",
-                           "þ": "th", "Þ": "th", "ð": "d", "Ð": "d", "ł": "l", "Ł": "l"})
+_TRANSLIT = str.maketrans(
+    {
+        "æ": "ae",
+        "Æ": "ae",
+        "ø": "o",
+        "Ø": "o",
+        "ß": "ss",
+        "œ": "oe",
+        "Œ": "oe",
+        "þ": "th",
+        "Þ": "th",
+        "ð": "d",
+        "Ð": "d",
+        "ł": "l",
+        "Ł": "l",
+    }
+)
 
 
 def slug_base(name: str) -> str:
@@ -92,8 +106,9 @@ def create_for_signup(display_name: str, *, ip: str | None = None) -> Tenant:
                 try:
                     client.get_tenant(candidate)
                 except GatewayNotFound:
-                    raise Unavailable("The voice service couldn't create your table right now. Please try again "
-                                      "in a few minutes.") from None
+                    raise Unavailable(
+                        "The voice service couldn't create your table right now. Please try again in a few minutes."
+                    ) from None
                 except GatewayError as exc:
                     raise Unavailable(exc.message) from exc
                 continue  # really taken on the gateway side (or a race): next suffix
@@ -102,8 +117,14 @@ def create_for_signup(display_name: str, *, ip: str | None = None) -> Tenant:
         tenant = Tenant(id=candidate, name=tenant_name)
         db.session.add(tenant)
         db.session.flush()
-        audit.record("tenant.create", "tenant", candidate, tenant_id=candidate, ip=ip,
-                     after={"id": candidate, "name": tenant_name, "license_tier": "shared"})
+        audit.record(
+            "tenant.create",
+            "tenant",
+            candidate,
+            tenant_id=candidate,
+            ip=ip,
+            after={"id": candidate, "name": tenant_name, "license_tier": "shared"},
+        )
         return tenant
     raise Unavailable("We couldn't find a free id for your table. Please contact support.")
 
@@ -144,9 +165,7 @@ def list_all(actor: Actor, *, q: str = "", limit: int = 50, after: str | None = 
     require(actor, Perm.MANAGE_ALL_TENANTS)
     from glyphoxa_htmx.models import User
 
-    members = (
-        select(User.tenant_id, func.count().label("n")).group_by(User.tenant_id).subquery()
-    )
+    members = select(User.tenant_id, func.count().label("n")).group_by(User.tenant_id).subquery()
     stmt = (
         select(Tenant, func.coalesce(members.c.n, 0))
         .outerjoin(members, members.c.tenant_id == Tenant.id)
@@ -170,17 +189,26 @@ def set_status(actor: Actor, tenant_id: str, status: str) -> Tenant:
         raise NotFound()
     before = {"status": tenant.status}
     tenant.status = status
-    audit.record(f"tenant.{'suspend' if status == 'suspended' else 'unsuspend'}", "tenant", tenant.id,
-                 actor=actor, tenant_id=tenant.id, before=before, after={"status": status})
+    audit.record(
+        f"tenant.{'suspend' if status == 'suspended' else 'unsuspend'}",
+        "tenant",
+        tenant.id,
+        actor=actor,
+        tenant_id=tenant.id,
+        before=before,
+        after={"status": status},
+    )
     db.session.commit()
     return tenant
 
 
 # ---- Discord connection (guilds and bot token live on the gateway) ---------------------------
 
+
 def discord_connection(actor: Actor) -> dict:
     """The tenant's Discord servers as the gateway knows them (quick read), or why unknown."""
-    from glyphoxa_htmx.adapters.gateway.errors import GatewayError, NotFound as GatewayNotFound
+    from glyphoxa_htmx.adapters.gateway.errors import GatewayError
+    from glyphoxa_htmx.adapters.gateway.errors import NotFound as GatewayNotFound
 
     require(actor, Perm.VIEW_SESSIONS)
     client = gateway()
@@ -189,8 +217,7 @@ def discord_connection(actor: Actor) -> dict:
     try:
         info = client.get_tenant(actor.tenant_id, quick=True)
     except GatewayNotFound:
-        return {"available": False, "guild_ids": [],
-                "note": "Your table isn't registered with the voice service yet."}
+        return {"available": False, "guild_ids": [], "note": "Your table isn't registered with the voice service yet."}
     except GatewayError as exc:
         return {"available": False, "guild_ids": [], "note": exc.message}
     return {"available": True, "guild_ids": list(info.guild_ids or []), "note": ""}
@@ -204,8 +231,10 @@ def discord_connection(actor: Actor) -> dict:
 # and no other table — ours or the gateway's public.tenants.guild_ids — has it.
 
 DISCORD_GUILDS_MAX_AGE = timedelta(hours=1)
-TAKEN_MESSAGE = ("The Discord server {gid} is already connected to another table. If it's yours, contact "
-                 "support to have it moved to this table.")
+TAKEN_MESSAGE = (
+    "The Discord server {gid} is already connected to another table. If it's yours, contact "
+    "support to have it moved to this table."
+)
 
 
 def _gateway_tables() -> bool:
@@ -221,9 +250,13 @@ def guild_holders(guild_ids: list[str]) -> dict[str, dict]:
     for claim in db.session.execute(select(GuildClaim).where(GuildClaim.guild_id.in_(guild_ids))).scalars():
         out[claim.guild_id]["claim"] = claim.tenant_id
     if _gateway_tables():
-        rows = db.session.execute(text(
-            "SELECT t.id, g FROM public.tenants t, unnest(coalesce(t.guild_ids, '{}'::text[])) g "
-            "WHERE g = ANY(:ids)"), {"ids": list(guild_ids)})
+        rows = db.session.execute(
+            text(
+                "SELECT t.id, g FROM public.tenants t, unnest(coalesce(t.guild_ids, '{}'::text[])) g "
+                "WHERE g = ANY(:ids)"
+            ),
+            {"ids": list(guild_ids)},
+        )
         for tenant_id, gid in rows:
             out[gid]["gateway"].add(tenant_id)
     return out
@@ -241,8 +274,11 @@ def guild_owner(guild_id: str) -> str | None:
 def manageable_guilds(user) -> tuple[set[str], datetime | None]:
     """The server ids the user may manage (Manage Server, per their last Discord sign-in) and
     when that list was read (None: never, e.g. signed in without Discord)."""
-    ids = {str(gd.get("id")) for gd in (user.discord_guilds or [])
-           if isinstance(gd, dict) and gd.get("id") and gd.get("manage") is True}
+    ids = {
+        str(gd.get("id"))
+        for gd in (user.discord_guilds or [])
+        if isinstance(gd, dict) and gd.get("id") and gd.get("manage") is True
+    }
     return ids, user.discord_guilds_at
 
 
@@ -254,16 +290,28 @@ def _check_guild_ownership(actor: Actor, cleaned: list[str], kept: set[str]) -> 
     if added:
         user = db.session.get(User, actor.user_id)
         manageable, fetched_at = manageable_guilds(user)
-        if fetched_at is None or datetime.now(timezone.utc) - fetched_at > DISCORD_GUILDS_MAX_AGE:
-            why = ("is more than an hour old. Sign in with Discord again" if fetched_at else
-                   "isn't known (you didn't sign in with Discord). Sign in with Discord")
-            raise ValidationError({"guild_ids": "To add a Discord server we check that you manage it, and your list "
-                                                f"of servers {why}, then save.", "reconsent": "1"})
+        if fetched_at is None or datetime.now(UTC) - fetched_at > DISCORD_GUILDS_MAX_AGE:
+            why = (
+                "is more than an hour old. Sign in with Discord again"
+                if fetched_at
+                else "isn't known (you didn't sign in with Discord). Sign in with Discord"
+            )
+            raise ValidationError(
+                {
+                    "guild_ids": "To add a Discord server we check that you manage it, and your list "
+                    f"of servers {why}, then save.",
+                    "reconsent": "1",
+                }
+            )
         unmanaged = [gid for gid in added if gid not in manageable]
         if unmanaged:
-            raise ValidationError({"guild_ids": f"You don't have the Manage Server permission on the Discord server "
-                                                f"{unmanaged[0]}, so it can't be added to your table. Ask someone who "
-                                                "manages it (or its owner) to add it."})
+            raise ValidationError(
+                {
+                    "guild_ids": f"You don't have the Manage Server permission on the Discord server "
+                    f"{unmanaged[0]}, so it can't be added to your table. Ask someone who "
+                    "manages it (or its owner) to add it."
+                }
+            )
     for gid, holders in guild_holders(cleaned).items():
         others = ({holders["claim"]} if holders["claim"] else set()) | holders["gateway"]
         others.discard(actor.tenant_id)
@@ -279,10 +327,12 @@ def _claim_guilds(actor: Actor, guild_ids: list[str]) -> None:
     from sqlalchemy import delete
     from sqlalchemy.dialects.postgresql import insert
 
-    stmt = insert(GuildClaim).values([{"guild_id": gid, "tenant_id": actor.tenant_id, "claimed_by": actor.user_id}
-                                      for gid in guild_ids])
+    stmt = insert(GuildClaim).values(
+        [{"guild_id": gid, "tenant_id": actor.tenant_id, "claimed_by": actor.user_id} for gid in guild_ids]
+    )
     stmt = stmt.on_conflict_do_update(
-        index_elements=[GuildClaim.guild_id], set_={"updated_at": func.now()},
+        index_elements=[GuildClaim.guild_id],
+        set_={"updated_at": func.now()},
         where=GuildClaim.tenant_id == stmt.excluded.tenant_id,
     ).returning(GuildClaim.guild_id)
     mine = set(db.session.execute(stmt).scalars())
@@ -290,8 +340,9 @@ def _claim_guilds(actor: Actor, guild_ids: list[str]) -> None:
     if lost:
         db.session.rollback()
         raise ValidationError({"guild_ids": TAKEN_MESSAGE.format(gid=lost[0])})
-    db.session.execute(delete(GuildClaim).where(GuildClaim.tenant_id == actor.tenant_id,
-                                                GuildClaim.guild_id.not_in(guild_ids)))
+    db.session.execute(
+        delete(GuildClaim).where(GuildClaim.tenant_id == actor.tenant_id, GuildClaim.guild_id.not_in(guild_ids))
+    )
 
 
 def update_discord(actor: Actor, guild_ids: list[str], bot_token: str | None) -> list[str]:
@@ -314,18 +365,26 @@ def update_discord(actor: Actor, guild_ids: list[str], bot_token: str | None) ->
         if gid not in cleaned:
             cleaned.append(gid)
     if not cleaned:
-        raise ValidationError({"guild_ids": "Add at least one Discord server (the voice service can't clear the list)."})
+        raise ValidationError(
+            {"guild_ids": "Add at least one Discord server (the voice service can't clear the list)."}
+        )
     if len(cleaned) > 50:
         raise ValidationError({"guild_ids": "At most 50 servers."})
     token = (bot_token or "").strip()
     if token and (len(token) < 50 or len(token) > 100 or " " in token):
-        raise ValidationError({"bot_token": "That doesn't look like a Discord bot token. Copy it again from the "
-                                            "Developer Portal (Bot → Reset Token)."})
+        raise ValidationError(
+            {
+                "bot_token": "That doesn't look like a Discord bot token. Copy it again from the "
+                "Developer Portal (Bot → Reset Token)."
+            }
+        )
     client = gateway()
     if client is None:
         raise ValidationError({"": "No voice gateway is connected to this server."})
     before = discord_connection(actor)["guild_ids"]
-    claimed = set(db.session.execute(select(GuildClaim.guild_id).where(GuildClaim.tenant_id == actor.tenant_id)).scalars())
+    claimed = set(
+        db.session.execute(select(GuildClaim.guild_id).where(GuildClaim.tenant_id == actor.tenant_id)).scalars()
+    )
     _check_guild_ownership(actor, cleaned, kept=set(before) | claimed)
     _claim_guilds(actor, cleaned)  # held (row locks) until the commit below, after the gateway said yes
     try:
@@ -333,9 +392,15 @@ def update_discord(actor: Actor, guild_ids: list[str], bot_token: str | None) ->
     except GatewayError as exc:
         db.session.rollback()
         raise ValidationError({"": exc.message}) from exc
-    audit.record("tenant.discord_update", "tenant", actor.tenant_id, actor=actor,
-                 before={"guild_ids": before}, after={"guild_ids": cleaned},
-                 details={"bot_token_changed": bool(token)})
+    audit.record(
+        "tenant.discord_update",
+        "tenant",
+        actor.tenant_id,
+        actor=actor,
+        before={"guild_ids": before},
+        after={"guild_ids": cleaned},
+        details={"bot_token_changed": bool(token)},
+    )
     db.session.commit()
     return cleaned
 
@@ -353,8 +418,12 @@ def guild_lookup(actor: Actor, guild_id: str) -> dict | None:
     if not SNOWFLAKE_RE.match(gid):
         raise ValidationError({"guild_id": "A Discord server id is 17 to 20 digits."})
     holders = guild_holders([gid])[gid]
-    return {"guild_id": gid, "claim": holders["claim"], "gateway": sorted(holders["gateway"]),
-            "owner": guild_owner(gid)}
+    return {
+        "guild_id": gid,
+        "claim": holders["claim"],
+        "gateway": sorted(holders["gateway"]),
+        "owner": guild_owner(gid),
+    }
 
 
 def reassign_guild(actor: Actor, guild_id: str, tenant_id: str) -> dict:
@@ -362,9 +431,10 @@ def reassign_guild(actor: Actor, guild_id: str, tenant_id: str) -> dict:
     table's gateway list and removes it from every other table's gateway list (the gateway can't
     empty a list: a table whose only server it was keeps listing it there, but sessions are only
     started by its owner, per the claim). Audited in the new table's log and each previous one's."""
+    from sqlalchemy.dialects.postgresql import insert
+
     from glyphoxa_htmx.adapters.gateway.errors import GatewayError
     from glyphoxa_htmx.adapters.gateway.errors import NotFound as GatewayNotFound
-    from sqlalchemy.dialects.postgresql import insert
 
     require(actor, Perm.MANAGE_ALL_TENANTS)
     gid, target = (guild_id or "").strip(), (tenant_id or "").strip()
@@ -381,9 +451,12 @@ def reassign_guild(actor: Actor, guild_id: str, tenant_id: str) -> dict:
     holders = guild_holders([gid])[gid]
     previous = sorted(({holders["claim"]} if holders["claim"] else set()) | holders["gateway"])
     stmt = insert(GuildClaim).values(guild_id=gid, tenant_id=target, claimed_by=actor.user_id)
-    db.session.execute(stmt.on_conflict_do_update(
-        index_elements=[GuildClaim.guild_id],
-        set_={"tenant_id": target, "claimed_by": actor.user_id, "updated_at": func.now()}))
+    db.session.execute(
+        stmt.on_conflict_do_update(
+            index_elements=[GuildClaim.guild_id],
+            set_={"tenant_id": target, "claimed_by": actor.user_id, "updated_at": func.now()},
+        )
+    )
     still_listed = []
     try:
         try:
@@ -412,7 +485,15 @@ def reassign_guild(actor: Actor, guild_id: str, tenant_id: str) -> dict:
         raise ValidationError({"": f"The voice service refused: {exc.message} Try again; nothing was lost."}) from exc
     details = {"still_listed_on_gateway": still_listed} if still_listed else None
     for tid in sorted({target, *previous}):
-        audit.record("guild.reassign", "guild", gid, actor=actor, tenant_id=tid,
-                     before={"tenants": previous}, after={"tenant": target}, details=details)
+        audit.record(
+            "guild.reassign",
+            "guild",
+            gid,
+            actor=actor,
+            tenant_id=tid,
+            before={"tenants": previous},
+            after={"tenant": target},
+            details=details,
+        )
     db.session.commit()
     return {"guild_id": gid, "tenant_id": target, "previous": previous, "still_listed": still_listed}

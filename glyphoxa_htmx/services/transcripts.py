@@ -16,9 +16,9 @@ import io
 import re
 import struct
 import zlib
+from collections.abc import Iterator
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta, timezone
-from typing import Iterator
+from datetime import UTC, datetime, timedelta
 
 from markupsafe import Markup, escape
 from psycopg import sql
@@ -64,7 +64,7 @@ def memory_tables(tenant_id: str, *tables: str) -> set[str]:
     names = [qualified(schema, t) for t in tables]
     cols = ", ".join(f"to_regclass(:t{i}) IS NOT NULL" for i in range(len(names)))
     row = db.session.execute(text(f"SELECT {cols}"), {f"t{i}": n for i, n in enumerate(names)}).one()
-    return {t for t, present in zip(tables, row) if present}
+    return {t for t, present in zip(tables, row, strict=True) if present}
 
 
 def memory_campaign(campaign_id: str) -> str:
@@ -111,7 +111,7 @@ class Line:
         return (self.timestamp, self.id)
 
 
-_EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
 def speaker_colour(key: str) -> int:
@@ -125,9 +125,14 @@ _LINE_COLS = "id, session_id, speaker_id, speaker_name, npc_id, text, timestamp"
 def _line(row, raw: bool = False) -> Line:
     m = row._mapping
     return Line(
-        id=int(m["id"]), session_id=m["session_id"], speaker_id=m["speaker_id"] or "",
-        speaker_name=m["speaker_name"] or "", npc_id=m["npc_id"] or "", text=m["text"] or "",
-        timestamp=m["timestamp"], raw_text=(m["raw_text"] or "") if raw else "",
+        id=int(m["id"]),
+        session_id=m["session_id"],
+        speaker_id=m["speaker_id"] or "",
+        speaker_name=m["speaker_name"] or "",
+        npc_id=m["npc_id"] or "",
+        text=m["text"] or "",
+        timestamp=m["timestamp"],
+        raw_text=(m["raw_text"] or "") if raw else "",
         campaign_id=m.get("campaign_id", "") or "",
     )
 
@@ -151,8 +156,10 @@ def snapshot(actor: Actor, session: GatewaySession, limit: int = SNAPSHOT_LINES)
         return Snapshot([], 0)
     table = qualified(schema_name(actor.tenant_id), "session_entries")
     rows = db.session.execute(
-        text(f"SELECT {_LINE_COLS}, (SELECT max(id) FROM {table} WHERE session_id = :sid) AS top FROM {table} "
-             "WHERE session_id = :sid ORDER BY timestamp DESC, id DESC LIMIT :n"),
+        text(
+            f"SELECT {_LINE_COLS}, (SELECT max(id) FROM {table} WHERE session_id = :sid) AS top FROM {table} "
+            "WHERE session_id = :sid ORDER BY timestamp DESC, id DESC LIMIT :n"
+        ),
         {"sid": session.id, "n": limit},
     ).all()
     return Snapshot([_line(r) for r in reversed(rows)], int(rows[0].top) if rows else 0)
@@ -166,11 +173,15 @@ class TranscriptFilters:
     raw: bool = False
 
     @classmethod
-    def parse(cls, args) -> "TranscriptFilters":
+    def parse(cls, args) -> TranscriptFilters:
         kind = args.get("kind", "all")
         at = parse_elapsed(args.get("at", ""))
-        return cls(speaker=(args.get("speaker") or "")[:200], kind=kind if kind in ("all", "npc", "players") else "all",
-                   at=at, raw=args.get("raw") in ("1", "on", "true"))
+        return cls(
+            speaker=(args.get("speaker") or "")[:200],
+            kind=kind if kind in ("all", "npc", "players") else "all",
+            at=at,
+            raw=args.get("raw") in ("1", "on", "true"),
+        )
 
     def as_args(self) -> dict:
         out = {}
@@ -233,8 +244,10 @@ def _cursor(table: str, *, session: bool = True, end: bool = False) -> tuple[str
     scope = "session_id = :sid AND " if session else ""
     ts, last = ("'infinity'", "9223372036854775807") if end else ("'-infinity'", "0")
     where = f"FROM {table} WHERE {scope}id = :cur"
-    return (f"(SELECT coalesce(max(timestamp), {ts}::timestamptz) {where})",
-            f"(SELECT coalesce(max(id), {last}) {where})")
+    return (
+        f"(SELECT coalesce(max(timestamp), {ts}::timestamptz) {where})",
+        f"(SELECT coalesce(max(id), {last}) {where})",
+    )
 
 
 def page(
@@ -270,25 +283,31 @@ def page(
     asc, desc = "ORDER BY e.timestamp, e.id", "ORDER BY e.timestamp DESC, e.id DESC"
     if before is not None:
         ts, cid = _cursor(table, end=True)
-        stmt = (f"SELECT {cols} FROM {table} e WHERE {base} AND e.timestamp <= {ts} "
-                f"AND (e.timestamp, e.id) < ({ts}, {cid}) {desc} LIMIT :n")
+        stmt = (
+            f"SELECT {cols} FROM {table} e WHERE {base} AND e.timestamp <= {ts} "
+            f"AND (e.timestamp, e.id) < ({ts}, {cid}) {desc} LIMIT :n"
+        )
         params["cur"] = before
     elif around is not None:
         ts, cid = _cursor(table)
-        stmt = (f"WITH ctx AS (SELECT e.timestamp AS ts, e.id FROM {table} e WHERE {base} AND e.timestamp <= {ts} "
-                f"AND (e.timestamp, e.id) < ({ts}, {cid}) {desc} LIMIT {CONTEXT_LINES}), "
-                f"start AS (SELECT ts, id FROM (SELECT ts, id FROM ctx UNION ALL SELECT {ts}, {cid}) s "
-                "ORDER BY ts, id LIMIT 1) "
-                f"SELECT {cols} FROM {table} e WHERE {base} AND e.timestamp >= (SELECT ts FROM start) "
-                f"AND (e.timestamp, e.id) >= ((SELECT ts FROM start), (SELECT id FROM start)) {asc} LIMIT :n")
+        stmt = (
+            f"WITH ctx AS (SELECT e.timestamp AS ts, e.id FROM {table} e WHERE {base} AND e.timestamp <= {ts} "
+            f"AND (e.timestamp, e.id) < ({ts}, {cid}) {desc} LIMIT {CONTEXT_LINES}), "
+            f"start AS (SELECT ts, id FROM (SELECT ts, id FROM ctx UNION ALL SELECT {ts}, {cid}) s "
+            "ORDER BY ts, id LIMIT 1) "
+            f"SELECT {cols} FROM {table} e WHERE {base} AND e.timestamp >= (SELECT ts FROM start) "
+            f"AND (e.timestamp, e.id) >= ((SELECT ts FROM start), (SELECT id FROM start)) {asc} LIMIT :n"
+        )
         params["cur"] = around
     elif filters.at is not None and after is None:
         stmt = f"SELECT {cols} FROM {table} e WHERE {base} AND e.timestamp >= :at {asc} LIMIT :n"
         params["at"] = session.started_at + timedelta(seconds=filters.at)
     elif after:
         ts, cid = _cursor(table)
-        stmt = (f"SELECT {cols} FROM {table} e WHERE {base} AND e.timestamp >= {ts} "
-                f"AND (e.timestamp, e.id) > ({ts}, {cid}) {asc} LIMIT :n")
+        stmt = (
+            f"SELECT {cols} FROM {table} e WHERE {base} AND e.timestamp >= {ts} "
+            f"AND (e.timestamp, e.id) > ({ts}, {cid}) {asc} LIMIT :n"
+        )
         params["cur"] = after
     else:
         stmt = f"SELECT {cols} FROM {table} e WHERE {base} {asc} LIMIT :n"
@@ -309,8 +328,13 @@ def page(
         agg_params,
     ).one()
     return TranscriptPage(
-        lines=lines, ready=True, total=int(agg.total), first_id=agg.first_id, last_id=agg.last_id,
-        speakers=[(name, bool(npc)) for name, npc in agg.speakers], target=around,
+        lines=lines,
+        ready=True,
+        total=int(agg.total),
+        first_id=agg.first_id,
+        last_id=agg.last_id,
+        speakers=[(name, bool(npc)) for name, npc in agg.speakers],
+        target=around,
     )
 
 
@@ -408,8 +432,9 @@ def highlight(marked: str) -> Markup:
     return Markup(escaped.replace(_START, "<mark>").replace(_STOP, "</mark>"))
 
 
-def search(actor: Actor, q: str, *, campaign: str = "", before: int | None = None,
-           limit: int = SEARCH_RESULTS) -> SearchResult:
+def search(
+    actor: Actor, q: str, *, campaign: str = "", before: int | None = None, limit: int = SEARCH_RESULTS
+) -> SearchResult:
     """Full-text search over the tenant's transcripts, newest first by (timestamp, id), grouped
     by session; ``before`` is the id of the last hit shown (resolved to its place in time).
 
@@ -464,8 +489,9 @@ def search(actor: Actor, q: str, *, campaign: str = "", before: int | None = Non
     current: SearchGroup | None = None
     for r in rows:
         if current is None or current.session_id != r.session_id:
-            current = SearchGroup(session_id=r.session_id, session=sessions_by_id.get(r.session_id),
-                                  campaign_id=r.campaign_id)
+            current = SearchGroup(
+                session_id=r.session_id, session=sessions_by_id.get(r.session_id), campaign_id=r.campaign_id
+            )
             result.groups.append(current)
         current.hits.append(SearchHit(line=_line(r), highlight=highlight(r.headline)))
     return result

@@ -6,10 +6,10 @@ from __future__ import annotations
 
 import csv
 import io
+from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import date, datetime, timezone
+from datetime import UTC, date, datetime
 from decimal import Decimal
-from typing import Iterator
 
 from sqlalchemy import text
 
@@ -62,11 +62,14 @@ def history(actor: Actor, *, months: int = 12, end: date | None = None) -> list[
 def _months(actor: Actor, start: date, end: date) -> list[Month]:
     rows = {}
     if gateway_tables_ready():
-        for r in db.session.execute(text(
-            "SELECT period, coalesce(sum(session_hours), 0) AS session_hours, coalesce(sum(llm_tokens), 0) AS llm_tokens,"
-            " coalesce(sum(stt_seconds), 0) AS stt_seconds, coalesce(sum(tts_chars), 0) AS tts_chars"
-            " FROM public.usage_records WHERE tenant_id = :t AND period BETWEEN :s AND :e GROUP BY period"),
-            {"t": actor.tenant_id, "s": start, "e": end}).mappings():
+        for r in db.session.execute(
+            text(
+                "SELECT period, coalesce(sum(session_hours), 0) AS session_hours, coalesce(sum(llm_tokens), 0) AS llm_tokens,"
+                " coalesce(sum(stt_seconds), 0) AS stt_seconds, coalesce(sum(tts_chars), 0) AS tts_chars"
+                " FROM public.usage_records WHERE tenant_id = :t AND period BETWEEN :s AND :e GROUP BY period"
+            ),
+            {"t": actor.tenant_id, "s": start, "e": end},
+        ).mappings():
             rows[r["period"]] = {k: r[k] for k, _ in METRICS}
     out, d = [], start
     while d <= end:
@@ -83,16 +86,29 @@ def per_campaign(actor: Actor, period: date | None = None) -> list[dict]:
         return []
     start = month_start(period)
     end = add_months(start, 1)
-    rows = db.session.execute(text(
-        "SELECT s.campaign_id, c.name, count(*) AS sessions,"
-        " sum(extract(epoch FROM least(coalesce(s.ended_at, now()), :e) - greatest(s.started_at, :s))) / 3600.0 AS hours"
-        " FROM public.sessions s LEFT JOIN web.campaigns c ON c.id = s.campaign_id AND c.tenant_id = s.tenant_id"
-        " WHERE s.tenant_id = :t AND s.started_at < :e AND coalesce(s.ended_at, now()) > :s"
-        " GROUP BY s.campaign_id, c.name ORDER BY hours DESC, s.campaign_id"),
-        {"t": actor.tenant_id, "s": datetime(start.year, start.month, 1, tzinfo=timezone.utc),
-         "e": datetime(end.year, end.month, 1, tzinfo=timezone.utc)}).mappings()
-    return [{"campaign_id": r["campaign_id"], "name": r["name"] or r["campaign_id"] or "Default campaign",
-             "sessions": r["sessions"], "hours": Decimal(str(round(float(r["hours"] or 0), 2)))} for r in rows]
+    rows = db.session.execute(
+        text(
+            "SELECT s.campaign_id, c.name, count(*) AS sessions,"
+            " sum(extract(epoch FROM least(coalesce(s.ended_at, now()), :e) - greatest(s.started_at, :s))) / 3600.0 AS hours"
+            " FROM public.sessions s LEFT JOIN web.campaigns c ON c.id = s.campaign_id AND c.tenant_id = s.tenant_id"
+            " WHERE s.tenant_id = :t AND s.started_at < :e AND coalesce(s.ended_at, now()) > :s"
+            " GROUP BY s.campaign_id, c.name ORDER BY hours DESC, s.campaign_id"
+        ),
+        {
+            "t": actor.tenant_id,
+            "s": datetime(start.year, start.month, 1, tzinfo=UTC),
+            "e": datetime(end.year, end.month, 1, tzinfo=UTC),
+        },
+    ).mappings()
+    return [
+        {
+            "campaign_id": r["campaign_id"],
+            "name": r["name"] or r["campaign_id"] or "Default campaign",
+            "sessions": r["sessions"],
+            "hours": Decimal(str(round(float(r["hours"] or 0), 2))),
+        }
+        for r in rows
+    ]
 
 
 def chart(months: list[Month], key: str, *, width: int = 480, height: int = 160) -> dict:
@@ -102,11 +118,20 @@ def chart(months: list[Month], key: str, *, width: int = 480, height: int = 160)
     pad_bottom, pad_top = 18, 14
     slot = width / max(len(values), 1)
     bars = []
-    for i, (m, v) in enumerate(zip(months, values)):
+    for i, (m, v) in enumerate(zip(months, values, strict=True)):
         h = (height - pad_bottom - pad_top) * v / top
-        bars.append({"x": round(i * slot + slot * 0.15, 1), "y": round(height - pad_bottom - h, 1),
-                     "w": round(slot * 0.7, 1), "h": round(h, 1), "label": m.period.strftime("%b"),
-                     "tx": round(i * slot + slot / 2, 1), "value": v, "period": m.period})
+        bars.append(
+            {
+                "x": round(i * slot + slot * 0.15, 1),
+                "y": round(height - pad_bottom - h, 1),
+                "w": round(slot * 0.7, 1),
+                "h": round(h, 1),
+                "label": m.period.strftime("%b"),
+                "tx": round(i * slot + slot / 2, 1),
+                "value": v,
+                "period": m.period,
+            }
+        )
     return {"width": width, "height": height, "bars": bars, "max": top, "baseline": height - pad_bottom}
 
 

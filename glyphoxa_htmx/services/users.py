@@ -41,9 +41,9 @@ def change_role(actor: Actor, user_id: str, role: str) -> User:
         if user.role != Role.TENANT_OWNER:
             raise ValidationError({"role": "Someone changed this person's role just now. Reload and try again."})
         owners = db.session.execute(
-            select(func.count()).select_from(User).where(
-                User.tenant_id == actor.tenant_id, User.role == Role.TENANT_OWNER.value, User.status == "active"
-            )
+            select(func.count())
+            .select_from(User)
+            .where(User.tenant_id == actor.tenant_id, User.role == Role.TENANT_OWNER.value, User.status == "active")
         ).scalar_one()
         if owners <= 1:
             raise ValidationError({"role": "Every table needs at least one owner. Make someone else owner first."})
@@ -105,14 +105,22 @@ def set_status(actor: Actor, user_id: str, status: str) -> User:
         raise ValidationError({"status": "You can't suspend yourself."})
     before = {"status": user.status}
     user.status = status
-    audit.record(f"user.{'suspend' if status == 'suspended' else 'unsuspend'}", "user", user.id, actor=actor,
-                 tenant_id=user.tenant_id, before=before, after={"status": status})
+    audit.record(
+        f"user.{'suspend' if status == 'suspended' else 'unsuspend'}",
+        "user",
+        user.id,
+        actor=actor,
+        tenant_id=user.tenant_id,
+        before=before,
+        after={"status": status},
+    )
     db.session.commit()
     return user
 
 
-def promote_to_admin(*, discord_id: str | None = None, user_id: str | None = None, email: str | None = None,
-                     name: str | None = None) -> User:
+def promote_to_admin(
+    *, discord_id: str | None = None, user_id: str | None = None, email: str | None = None, name: str | None = None
+) -> User:
     """CLI: make an existing user a super admin (by Discord id, user id, e-mail, or the exact name
     shown on the dev sign-in page when it is unique)."""
     stmt = select(User)
@@ -135,7 +143,15 @@ def promote_to_admin(*, discord_id: str | None = None, user_id: str | None = Non
         raise NotFound("No such user. They must sign in once first.")
     before = {"role": user.role}
     user.role = Role.SUPER_ADMIN.value
-    audit.record("user.role_change", "user", user.id, tenant_id=user.tenant_id, user_id=None,
-                 before=before, after={"role": user.role}, details={"via": "cli"})
+    audit.record(
+        "user.role_change",
+        "user",
+        user.id,
+        tenant_id=user.tenant_id,
+        user_id=None,
+        before=before,
+        after={"role": user.role},
+        details={"via": "cli"},
+    )
     db.session.commit()
     return user

@@ -140,8 +140,10 @@ def prune_cache(max_age_days: float = CACHE_MAX_AGE_DAYS) -> int:
     return removed
 
 
-NO_KEY_MESSAGE = ("No ElevenLabs API key is saved for your table. The owner can add one under "
-                  "Settings → Voice & AI providers (text to speech).")
+NO_KEY_MESSAGE = (
+    "No ElevenLabs API key is saved for your table. The owner can add one under "
+    "Settings → Voice & AI providers (text to speech)."
+)
 
 
 def _credentials(actor: Actor, provider: str) -> provider_keys.TenantKey | None:
@@ -175,8 +177,10 @@ def preview(actor: Actor, npc_id: str, *, text: str | None = None, voice: dict |
     require(actor, Perm.MANAGE_NPCS)
     line = " ".join((text or "").split())
     if len(line) > PREVIEW_MAX:
-        raise ValidationError({"text": f"Preview lines can be at most {PREVIEW_MAX} characters."},
-                              f"Preview lines can be at most {PREVIEW_MAX} characters.")
+        raise ValidationError(
+            {"text": f"Preview lines can be at most {PREVIEW_MAX} characters."},
+            f"Preview lines can be at most {PREVIEW_MAX} characters.",
+        )
     line = line or default_line(npc.name)
     errors: dict[str, str] = {}
     settings = npcs.validate_voice(voice if voice is not None else (npc.voice or {}), errors)
@@ -199,8 +203,9 @@ def preview(actor: Actor, npc_id: str, *, text: str | None = None, voice: dict |
             raise VoiceError(exc.message, exc.status) from exc
         _cache_put(key, audio)
     VOICE_PREVIEWS.labels(actor.tenant_id).inc()
-    return Preview(audio.data, audio.mimetype, cached, float(settings["pitch_shift"]),
-                   float(settings["speed_factor"]), line)
+    return Preview(
+        audio.data, audio.mimetype, cached, float(settings["pitch_shift"]), float(settings["speed_factor"]), line
+    )
 
 
 # Per tenant and key: a tenant's account may hold cloned voices no other table should see.
@@ -215,8 +220,14 @@ def list_voices(actor: Actor, provider: str, q: str = "", *, limit: int = 60) ->
         raise VoiceError(f"There is no voice list for “{provider}”.", 422)
     key = _credentials(actor, provider)
     source = key.identity if key is not None else ("platform" if provider == "elevenlabs" else "local")
-    cache = (actor.tenant_id, provider, source, key.base_url if key is not None else "",
-             os.environ.get("ELEVENLABS_API_BASE", ""), os.environ.get("ESPEAK_NG_PATH", ""))
+    cache = (
+        actor.tenant_id,
+        provider,
+        source,
+        key.base_url if key is not None else "",
+        os.environ.get("ELEVENLABS_API_BASE", ""),
+        os.environ.get("ESPEAK_NG_PATH", ""),
+    )
     now = time.monotonic()
     with _voice_lock:
         hit = _voice_lists.get(cache)

@@ -87,8 +87,12 @@ def probe(data: bytes, ext: str) -> Probe:
         with open(path, "wb") as fh:
             fh.write(data)
         try:
-            proc = subprocess.run([_tool("ffprobe"), "-v", "error", "-print_format", "json", "-show_format",
-                                   "-show_streams", path], capture_output=True, timeout=PROBE_TIMEOUT, check=False)
+            proc = subprocess.run(
+                [_tool("ffprobe"), "-v", "error", "-print_format", "json", "-show_format", "-show_streams", path],
+                capture_output=True,
+                timeout=PROBE_TIMEOUT,
+                check=False,
+            )
         except subprocess.TimeoutExpired:
             raise ValidationError({"file": CORRUPT}, CORRUPT) from None
         try:
@@ -103,13 +107,21 @@ def probe(data: bytes, ext: str) -> Probe:
         stream = audio[0]
         codec = str(stream.get("codec_name", ""))
         if expected not in names or (codecs is not None and codec not in codecs):
-            actual = "MP3" if "mp3" in names else ("WAV" if "wav" in names else str(fmt.get("format_long_name") or "another format"))
+            actual = (
+                "MP3"
+                if "mp3" in names
+                else ("WAV" if "wav" in names else str(fmt.get("format_long_name") or "another format"))
+            )
             msg = f"This file is {actual}, not the .{ext} its name says. Rename it or export it as .{ext}."
             raise ValidationError({"file": msg}, msg)
         # Decode it all: a header that probes fine over a damaged body is still damaged.
         try:
-            dec = subprocess.run([_tool("ffmpeg"), "-v", "error", "-nostdin", "-i", path, "-f", "null", "-"],
-                                 capture_output=True, timeout=PROBE_TIMEOUT, check=False)
+            dec = subprocess.run(
+                [_tool("ffmpeg"), "-v", "error", "-nostdin", "-i", path, "-f", "null", "-"],
+                capture_output=True,
+                timeout=PROBE_TIMEOUT,
+                check=False,
+            )
         except subprocess.TimeoutExpired:
             raise ValidationError({"file": CORRUPT}, CORRUPT) from None
         if dec.returncode != 0 or re.search(rb"(?i)invalid data|error while decoding|corrupt", dec.stderr or b""):
@@ -129,8 +141,11 @@ def probe(data: bytes, ext: str) -> Probe:
         msg = f"The sample has {channels} channels; upload mono or stereo audio."
         raise ValidationError({"file": msg}, msg)
     if rate not in SAMPLE_RATES:
-        msg = (f"The sample rate {rate} Hz is not supported; use one of "
-               + ", ".join(f"{r // 1000 if r % 1000 == 0 else r / 1000} kHz" for r in SAMPLE_RATES) + ".")
+        msg = (
+            f"The sample rate {rate} Hz is not supported; use one of "
+            + ", ".join(f"{r // 1000 if r % 1000 == 0 else r / 1000} kHz" for r in SAMPLE_RATES)
+            + "."
+        )
         raise ValidationError({"file": msg}, msg)
     return Probe(ext, codec, duration_ms, channels, rate)
 
@@ -140,9 +155,13 @@ def probe(data: bytes, ext: str) -> Probe:
 
 def list_samples(actor: Actor) -> list[VoiceSample]:
     require(actor, Perm.VIEW_SESSIONS)
-    return list(db.session.execute(select(VoiceSample).where(VoiceSample.tenant_id == actor.tenant_id,
-                                                             VoiceSample.deleting_at.is_(None))
-                                   .order_by(VoiceSample.created_at.desc(), VoiceSample.id)).scalars())
+    return list(
+        db.session.execute(
+            select(VoiceSample)
+            .where(VoiceSample.tenant_id == actor.tenant_id, VoiceSample.deleting_at.is_(None))
+            .order_by(VoiceSample.created_at.desc(), VoiceSample.id)
+        ).scalars()
+    )
 
 
 def get(actor: Actor, sample_id: str) -> VoiceSample:
@@ -154,12 +173,25 @@ def get(actor: Actor, sample_id: str) -> VoiceSample:
 
 def cloned_voices(actor: Actor) -> list[tts.Voice]:
     """The table's cloned voices, for the NPC editor's ElevenLabs voice list."""
-    rows = db.session.execute(select(VoiceSample.provider_voice_id, VoiceSample.name)
-                              .where(VoiceSample.tenant_id == actor.tenant_id, VoiceSample.status == "ready",
-                                     VoiceSample.provider_voice_id.is_not(None), VoiceSample.deleting_at.is_(None))
-                              .order_by(VoiceSample.name)).all()
-    return [tts.Voice(id=r.provider_voice_id, name=r.name, description="cloned from your voice library",
-                      labels={"category": "cloned"}) for r in rows]
+    rows = db.session.execute(
+        select(VoiceSample.provider_voice_id, VoiceSample.name)
+        .where(
+            VoiceSample.tenant_id == actor.tenant_id,
+            VoiceSample.status == "ready",
+            VoiceSample.provider_voice_id.is_not(None),
+            VoiceSample.deleting_at.is_(None),
+        )
+        .order_by(VoiceSample.name)
+    ).all()
+    return [
+        tts.Voice(
+            id=r.provider_voice_id,
+            name=r.name,
+            description="cloned from your voice library",
+            labels={"category": "cloned"},
+        )
+        for r in rows
+    ]
 
 
 def playback_url(actor: Actor, row: VoiceSample) -> str:
@@ -249,9 +281,18 @@ def _upload(actor: Actor, name: str, filename: str, data: bytes | None) -> Voice
     info = probe(data, ext)
     sample_id = new_id()
     key = store.object_key(actor.tenant_id, sample_id, ext)
-    row = VoiceSample(id=sample_id, tenant_id=actor.tenant_id, name=name, file_key=key, file_size=len(data),
-                      duration_ms=info.duration_ms, format=ext, status="uploaded", created_by=actor.user_id,
-                      deleting_at=datetime.now(UTC))  # "not finished" until the object is stored
+    row = VoiceSample(
+        id=sample_id,
+        tenant_id=actor.tenant_id,
+        name=name,
+        file_key=key,
+        file_size=len(data),
+        duration_ms=info.duration_ms,
+        format=ext,
+        status="uploaded",
+        created_by=actor.user_id,
+        deleting_at=datetime.now(UTC),
+    )  # "not finished" until the object is stored
     db.session.add(row)
     db.session.commit()
     try:
@@ -259,11 +300,17 @@ def _upload(actor: Actor, name: str, filename: str, data: bytes | None) -> Voice
     except store.StorageError as exc:
         log.warning("voice sample upload failed: %s", exc.details)
         _purge(row)
-        raise Unavailable("The voice library's storage is unavailable right now, so nothing was saved. "
-                          "Try again in a moment.") from exc
+        raise Unavailable(
+            "The voice library's storage is unavailable right now, so nothing was saved. Try again in a moment."
+        ) from exc
     row.deleting_at = None
-    audit.record("voice_sample.upload", "voice_sample", sample_id, actor=actor,
-                 details={"name": name, "format": ext, "bytes": len(data), "duration_ms": info.duration_ms})
+    audit.record(
+        "voice_sample.upload",
+        "voice_sample",
+        sample_id,
+        actor=actor,
+        details={"name": name, "format": ext, "bytes": len(data), "duration_ms": info.duration_ms},
+    )
     db.session.commit()
     VOICE_UPLOADS.labels(actor.tenant_id, "accepted").inc()
     return row
@@ -289,8 +336,13 @@ def delete(actor: Actor, sample_id: str) -> bool:
     row = get(actor, sample_id)  # another table's sample: 404 before the role's 403
     require(actor, Perm.UPLOAD_VOICE)
     row.deleting_at = datetime.now(UTC)
-    audit.record("voice_sample.delete", "voice_sample", row.id, actor=actor,
-                 details={"name": row.name, "provider_voice_id": row.provider_voice_id or ""})
+    audit.record(
+        "voice_sample.delete",
+        "voice_sample",
+        row.id,
+        actor=actor,
+        details={"name": row.name, "provider_voice_id": row.provider_voice_id or ""},
+    )
     db.session.commit()
     done = _purge(row)
     if done:
@@ -319,9 +371,15 @@ def clone(actor: Actor, sample_id: str) -> VoiceSample:
     row = get(actor, sample_id)
     require(actor, Perm.UPLOAD_VOICE)
     # Claim it atomically: two clicks (or two tabs) must not make two voices at ElevenLabs.
-    claimed = db.session.execute(update(VoiceSample).where(VoiceSample.id == row.id, VoiceSample.tenant_id == actor.tenant_id,
-                                                           VoiceSample.status.in_(("uploaded", "failed", "ready")))
-                                 .values(status="processing", error="")).rowcount
+    claimed = db.session.execute(
+        update(VoiceSample)
+        .where(
+            VoiceSample.id == row.id,
+            VoiceSample.tenant_id == actor.tenant_id,
+            VoiceSample.status.in_(("uploaded", "failed", "ready")),
+        )
+        .values(status="processing", error="")
+    ).rowcount
     db.session.commit()
     if not claimed:
         raise Conflict("This sample is being cloned already.")
@@ -334,8 +392,9 @@ def clone(actor: Actor, sample_id: str) -> VoiceSample:
             log.warning("voice sample read failed: %s", exc.details)
             raise voice.VoiceError("The voice library's storage is unavailable right now.", 503) from exc
         try:
-            voice_id = engine.clone_voice(row.name, f"{row.id}.{row.format}", data, FORMATS[row.format][1],
-                                          description="Cloned in Glyphoxa")
+            voice_id = engine.clone_voice(
+                row.name, f"{row.id}.{row.format}", data, FORMATS[row.format][1], description="Cloned in Glyphoxa"
+            )
         except tts.TtsError as exc:
             log.info("voice clone failed: %s (%s)", type(exc).__name__, exc.details)
             raise voice.VoiceError(exc.message, exc.status) from exc

@@ -46,12 +46,22 @@ PLAYERS = (
 )
 
 PLACES = (
-    "Hollowmere", "the Salt Road", "the Drowned Chapel", "Ironvale Pass", "the Rusty Anchor",
-    "the Glass Market", "Widow's Lighthouse", "the Undercroft",
+    "Hollowmere",
+    "the Salt Road",
+    "the Drowned Chapel",
+    "Ironvale Pass",
+    "the Rusty Anchor",
+    "the Glass Market",
+    "Widow's Lighthouse",
+    "the Undercroft",
 )
 ITEMS = (
-    "the Ember Key", "a brass astrolabe", "a ledger bound in eel-skin", "the Moonwell chalice",
-    "a cracked signet ring", "the smuggler's map",
+    "the Ember Key",
+    "a brass astrolabe",
+    "a ledger bound in eel-skin",
+    "the Moonwell chalice",
+    "a cracked signet ring",
+    "the smuggler's map",
 )
 FACTIONS = ("the Lantern Guild", "the Grey Wardens", "the Tidecallers", "the Ashen Court")
 

@@ -19,7 +19,7 @@ import random
 import struct
 import uuid
 import wave
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import psycopg
 from psycopg import sql
@@ -59,9 +59,7 @@ def tiny_wav(seconds: float = 0.5, sample_rate: int = RECAP_SAMPLE_RATE, freq: f
         w.setnchannels(1)
         w.setsampwidth(2)
         w.setframerate(sample_rate)
-        samples = (
-            int(6000 * (1 - i / frames) * math.sin(2 * math.pi * freq * i / sample_rate)) for i in range(frames)
-        )
+        samples = (int(6000 * (1 - i / frames) * math.sin(2 * math.pi * freq * i / sample_rate)) for i in range(frames))
         w.writeframes(b"".join(struct.pack("<h", s) for s in samples))
     return buf.getvalue()
 
@@ -100,7 +98,7 @@ def seed_history(
     """Write ``sessions`` past sessions for the tenant's campaign; returns how many were
     written (0 when the tenant already has ended sessions). ``npcs`` are dicts with at
     least ``name`` (optionally ``id`` and ``personality``), e.g. rows of npc_definitions."""
-    now = now or datetime.now(timezone.utc)
+    now = now or datetime.now(UTC)
     cast = _npcs_from_dicts(tenant_id, campaign_id, npcs)
     with psycopg.connect(database_url, autocommit=True) as conn:
         ddl.ensure_public_schema(conn)
@@ -140,7 +138,7 @@ def _seed_one(
     rng = random.Random(key)
     session_id = str(uuid.uuid5(_NAMESPACE, key))
     day = (now - timedelta(days=7 * (total - number + 1))).date()
-    started = datetime(day.year, day.month, day.day, 18, 30, tzinfo=timezone.utc) + timedelta(minutes=rng.randint(0, 40))
+    started = datetime(day.year, day.month, day.day, 18, 30, tzinfo=UTC) + timedelta(minutes=rng.randint(0, 40))
     script = DialogueScript(cast, seed=key)
 
     stamp = started + timedelta(minutes=3)
@@ -161,8 +159,19 @@ def _seed_one(
         "worker_pod, worker_node, started_at, ended_at, last_voice, last_heartbeat, metadata) "
         "VALUES (%s, %s, %s, %s, %s, %s, 'ended', '', %s, %s, %s, %s, %s, %s, %s) ON CONFLICT (id) DO NOTHING",
         (
-            session_id, tenant_id, campaign_id, guild_id, "900000000000000100", tier, SEED_WORKER_POD,
-            "gateway-simulator", started, ended, stamp, ended, Jsonb({"simulated": True, "source": "seed"}),
+            session_id,
+            tenant_id,
+            campaign_id,
+            guild_id,
+            "900000000000000100",
+            tier,
+            SEED_WORKER_POD,
+            "gateway-simulator",
+            started,
+            ended,
+            stamp,
+            ended,
+            Jsonb({"simulated": True, "source": "seed"}),
         ),
     )
     conn.execute(
@@ -178,7 +187,7 @@ def _seed_one(
     # A small graph: what the table talked about, plus who knows whom.
     facts = list({(f.source.id, f.target.id, f.rel_type): f for f in all_facts}.values())[:14]
     npc_entities = [npc_entity(n) for n in cast]
-    for a, b in zip(npc_entities, npc_entities[1:]):
+    for a, b in zip(npc_entities, npc_entities[1:], strict=False):
         facts.append(Fact(a, b, "knows", 0.9))
     if npc_entities:
         player = PLAYERS[number % len(PLAYERS)]

@@ -44,9 +44,10 @@ import threading
 import time
 import uuid
 from collections import deque
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from datetime import datetime, timezone
-from typing import Any, Callable
+from datetime import UTC, datetime
+from typing import Any
 
 import grpc
 import psycopg
@@ -59,9 +60,9 @@ from glyphoxa_htmx.adapters.gateway.pb import management_pb2 as mpb
 from glyphoxa_htmx.adapters.gateway.pb import management_pb2_grpc as mgrpc
 from glyphoxa_htmx.adapters.gateway.pb import session_pb2 as spb
 from glyphoxa_htmx.adapters.gateway.pb import session_pb2_grpc as sgrpc
+from glyphoxa_htmx.adapters.gateway.tenant_id import tenant_id_problem
 from glyphoxa_htmx.simulator import ddl, store
 from glyphoxa_htmx.simulator.script import DEFAULT_NPCS, DialogueScript, Line, Npc
-from glyphoxa_htmx.adapters.gateway.tenant_id import tenant_id_problem
 
 log = logging.getLogger(__name__)
 
@@ -80,7 +81,7 @@ def _ts(dt: datetime | None) -> timestamp_pb2.Timestamp | None:
     if dt is None:
         return None
     ts = timestamp_pb2.Timestamp()
-    ts.FromDatetime(dt if dt.tzinfo else dt.replace(tzinfo=timezone.utc))
+    ts.FromDatetime(dt if dt.tzinfo else dt.replace(tzinfo=UTC))
     return ts
 
 
@@ -152,7 +153,7 @@ class _SessionRuntime:
 
     def __init__(
         self,
-        sim: "GatewaySimulator",
+        sim: GatewaySimulator,
         *,
         session_id: str,
         tenant_id: str,
@@ -180,9 +181,7 @@ class _SessionRuntime:
         self._unbilled_seconds = 0.0
         self._last_bill: float | None = None
         self._errors = 0
-        self.thread = threading.Thread(
-            target=self._run, name=f"gateway-sim-session-{session_id[:8]}", daemon=True
-        )
+        self.thread = threading.Thread(target=self._run, name=f"gateway-sim-session-{session_id[:8]}", daemon=True)
 
     # -- control (called from RPC threads)
 
@@ -350,7 +349,9 @@ class _SessionRuntime:
             if not self._lock_own_row(conn):
                 return False
             for line in lines:
-                store.write_entry(conn, self.schema, campaign_id=self.campaign_id, session_id=self.session_id, line=line)
+                store.write_entry(
+                    conn, self.schema, campaign_id=self.campaign_id, session_id=self.session_id, line=line
+                )
             if facts and self.script.rng.random() < 0.4:
                 store.write_facts(
                     conn, self.schema, campaign_id=self.campaign_id, session_id=self.session_id, facts=facts[:2]
@@ -417,7 +418,7 @@ _TENANT_COLS = "id, license_tier, guild_ids, dm_role_id, campaign_id, monthly_se
 
 
 class _Management(mgrpc.ManagementServiceServicer):
-    def __init__(self, sim: "GatewaySimulator") -> None:
+    def __init__(self, sim: GatewaySimulator) -> None:
         self.sim = sim
 
     def _conn(self):
@@ -446,18 +447,22 @@ class _Management(mgrpc.ManagementServiceServicer):
             )
         try:
             with self._conn() as conn:
-                row = conn.cursor(row_factory=dict_row).execute(
-                    "INSERT INTO public.tenants (id, license_tier, bot_token, guild_ids, dm_role_id, campaign_id) "
-                    f"VALUES (%s, %s, %s, %s, %s, %s) RETURNING {_TENANT_COLS}",
-                    (
-                        request.id,
-                        request.license_tier,
-                        request.bot_token,
-                        list(request.guild_ids) or None,  # a Go nil slice is stored as NULL
-                        request.dm_role_id,
-                        request.campaign_id,
-                    ),
-                ).fetchone()
+                row = (
+                    conn.cursor(row_factory=dict_row)
+                    .execute(
+                        "INSERT INTO public.tenants (id, license_tier, bot_token, guild_ids, dm_role_id, campaign_id) "
+                        f"VALUES (%s, %s, %s, %s, %s, %s) RETURNING {_TENANT_COLS}",
+                        (
+                            request.id,
+                            request.license_tier,
+                            request.bot_token,
+                            list(request.guild_ids) or None,  # a Go nil slice is stored as NULL
+                            request.dm_role_id,
+                            request.campaign_id,
+                        ),
+                    )
+                    .fetchone()
+                )
         except psycopg.Error as exc:
             log.warning("simulator: create tenant %s failed: %s", request.id, exc)
             raise _Abort(grpc.StatusCode.ALREADY_EXISTS, f'tenant "{request.id}" already exists') from exc
@@ -479,9 +484,11 @@ class _Management(mgrpc.ManagementServiceServicer):
     def ListTenants(self, request, context):
         try:
             with self._conn() as conn:
-                rows = conn.cursor(row_factory=dict_row).execute(
-                    f"SELECT {_TENANT_COLS} FROM public.tenants ORDER BY id"
-                ).fetchall()
+                rows = (
+                    conn.cursor(row_factory=dict_row)
+                    .execute(f"SELECT {_TENANT_COLS} FROM public.tenants ORDER BY id")
+                    .fetchall()
+                )
         except psycopg.Error as exc:
             log.warning("simulator: list tenants failed: %s", exc)
             raise _Abort(grpc.StatusCode.INTERNAL, "failed to list tenants") from exc
@@ -516,11 +523,15 @@ class _Management(mgrpc.ManagementServiceServicer):
             assignments = ", ".join(f"{col} = %s" for col in sets)
             try:
                 with conn.transaction():
-                    row = conn.cursor(row_factory=dict_row).execute(
-                        f"UPDATE public.tenants SET {assignments + ', ' if assignments else ''}updated_at = now() "
-                        f"WHERE id = %s RETURNING {_TENANT_COLS}",
-                        (*sets.values(), request.id),
-                    ).fetchone()
+                    row = (
+                        conn.cursor(row_factory=dict_row)
+                        .execute(
+                            f"UPDATE public.tenants SET {assignments + ', ' if assignments else ''}updated_at = now() "
+                            f"WHERE id = %s RETURNING {_TENANT_COLS}",
+                            (*sets.values(), request.id),
+                        )
+                        .fetchone()
+                    )
             except psycopg.Error as exc:
                 log.warning("simulator: update tenant %s failed: %s", request.id, exc)
                 raise _Abort(grpc.StatusCode.INTERNAL, "failed to update tenant") from exc
@@ -603,7 +614,9 @@ class _Management(mgrpc.ManagementServiceServicer):
             started_at=row[0],
             npcs=npcs,
         )
-        log.info("simulator: session %s started for tenant %s (guild %s)", session_id, request.tenant_id, request.guild_id)
+        log.info(
+            "simulator: session %s started for tenant %s (guild %s)", session_id, request.tenant_id, request.guild_id
+        )
         return mpb.StartWebSessionResponse(session_id=session_id)
 
     @_handler
@@ -663,7 +676,7 @@ class _Management(mgrpc.ManagementServiceServicer):
         if not request.tenant_id:
             raise _Abort(grpc.StatusCode.INVALID_ARGUMENT, "tenant_id is required")
         if request.HasField("period"):
-            period = request.period.ToDatetime(tzinfo=timezone.utc).date().replace(day=1)
+            period = request.period.ToDatetime(tzinfo=UTC).date().replace(day=1)
         else:
             period = store.current_period()
         try:
@@ -678,7 +691,7 @@ class _Management(mgrpc.ManagementServiceServicer):
         hours, tokens, stt, tts = row if row else (0, 0, 0, 0)
         return mpb.GetUsageResponse(
             tenant_id=request.tenant_id,
-            period=_ts(datetime(period.year, period.month, period.day, tzinfo=timezone.utc)),
+            period=_ts(datetime(period.year, period.month, period.day, tzinfo=UTC)),
             session_hours=float(hours),
             llm_tokens=int(tokens),
             stt_seconds=float(stt),
@@ -700,7 +713,7 @@ class _Management(mgrpc.ManagementServiceServicer):
 
 
 class _Worker(sgrpc.SessionWorkerServiceServicer):
-    def __init__(self, sim: "GatewaySimulator") -> None:
+    def __init__(self, sim: GatewaySimulator) -> None:
         self.sim = sim
 
     def _runtime(self, session_id: str) -> _SessionRuntime:
@@ -756,9 +769,7 @@ class _Worker(sgrpc.SessionWorkerServiceServicer):
     @_handler
     def ListNPCs(self, request, context):
         runtime = self._runtime(request.session_id)
-        return spb.ListNPCsResponse(
-            npcs=[spb.NPCInfo(id=n.id, name=n.name, muted=m) for n, m in runtime.npc_states()]
-        )
+        return spb.ListNPCsResponse(npcs=[spb.NPCInfo(id=n.id, name=n.name, muted=m) for n, m in runtime.npc_states()])
 
     @_handler
     def MuteNPC(self, request, context):
@@ -839,7 +850,7 @@ class GatewaySimulator:
     def __repr__(self) -> str:
         return f"GatewaySimulator(address={self.address!r}, worker_pod={self.worker_pod!r})"
 
-    def __enter__(self) -> "GatewaySimulator":
+    def __enter__(self) -> GatewaySimulator:
         self.start()
         return self
 
@@ -973,8 +984,12 @@ class GatewaySimulator:
         for sid, tenant_id, campaign_id, state, started_at, npcs in claimed:
             log.info("gateway simulator resumes session %s of tenant %s (%s)", sid, tenant_id, state)
             self._launch(
-                session_id=sid, tenant_id=tenant_id, campaign_id=campaign_id, state=state,
-                started_at=started_at, npcs=npcs,
+                session_id=sid,
+                tenant_id=tenant_id,
+                campaign_id=campaign_id,
+                state=state,
+                started_at=started_at,
+                npcs=npcs,
             )
         return len(claimed)
 

@@ -7,8 +7,8 @@ and monthly usage upserts into ``public.usage_records``.
 
 from __future__ import annotations
 
-from datetime import date, datetime, timezone
-from typing import Iterable
+from collections.abc import Iterable
+from datetime import UTC, date, datetime
 
 import psycopg
 from psycopg import sql
@@ -19,8 +19,8 @@ from glyphoxa_htmx.simulator.script import Fact, Line, Npc
 
 def current_period(now: datetime | None = None) -> date:
     """First day of the current month, UTC (usage_records.period)."""
-    now = now or datetime.now(timezone.utc)
-    return now.astimezone(timezone.utc).date().replace(day=1)
+    now = now or datetime.now(UTC)
+    return now.astimezone(UTC).date().replace(day=1)
 
 
 def memory_campaign(campaign_id: str) -> str:
@@ -77,7 +77,12 @@ def write_facts(
     for fact in facts:
         for entity in (fact.source, fact.target):
             conn.execute(ent, (campaign, entity.id, entity.type, entity.name, Jsonb(entity.attributes)))
-        provenance = {"session_id": session_id, "confidence": fact.confidence, "dm_confirmed": False, "source": "transcript"}
+        provenance = {
+            "session_id": session_id,
+            "confidence": fact.confidence,
+            "dm_confirmed": False,
+            "source": "transcript",
+        }
         conn.execute(rel, (campaign, fact.source.id, fact.target.id, fact.rel_type, Jsonb({}), Jsonb(provenance)))
         count += 1
     return count
@@ -101,7 +106,14 @@ def add_usage(
         "llm_tokens = usage_records.llm_tokens + EXCLUDED.llm_tokens, "
         "stt_seconds = usage_records.stt_seconds + EXCLUDED.stt_seconds, "
         "tts_chars = usage_records.tts_chars + EXCLUDED.tts_chars",
-        (tenant_id, period or current_period(), round(session_hours, 2), int(llm_tokens), round(stt_seconds, 2), int(tts_chars)),
+        (
+            tenant_id,
+            period or current_period(),
+            round(session_hours, 2),
+            int(llm_tokens),
+            round(stt_seconds, 2),
+            int(tts_chars),
+        ),
     )
 
 

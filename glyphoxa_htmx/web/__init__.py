@@ -8,8 +8,21 @@ def FEATURE_BLUEPRINTS():  # noqa: N802 - reads like a constant at the call site
     import importlib
 
     out = []
-    for name in ("campaigns", "npcs", "sessions", "knowledge", "providers", "adoption", "billing", "usage",
-                 "voice_library", "profile", "welcome", "audit", "support"):
+    for name in (
+        "campaigns",
+        "npcs",
+        "sessions",
+        "knowledge",
+        "providers",
+        "adoption",
+        "billing",
+        "usage",
+        "voice_library",
+        "profile",
+        "welcome",
+        "audit",
+        "support",
+    ):
         try:
             module = importlib.import_module(f"glyphoxa_htmx.web.{name}")
         except ModuleNotFoundError as exc:

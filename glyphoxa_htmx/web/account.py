@@ -15,8 +15,9 @@ bp = Blueprint("account", __name__, url_prefix="/account")
 @login_required
 def sessions():
     rows = auth_service.list_sessions(current_user)
-    return htmx.render("account/sessions.html", "session_list", sessions=rows,
-                       current_family=current_user.login_session.family_id)
+    return htmx.render(
+        "account/sessions.html", "session_list", sessions=rows, current_family=current_user.login_session.family_id
+    )
 
 
 @bp.post("/sessions/<session_id>/revoke")
@@ -24,8 +25,12 @@ def sessions():
 def revoke(session_id: str):
     auth_service.own_session(current_user, session_id)  # 404 before anything else for someone else's
     if not htmx.confirmed():
-        return htmx.confirm_page("Sign out this session?", detail="That browser will have to sign in again.",
-                                 submit_label="Sign out", cancel_url=url_for("account.sessions"))
+        return htmx.confirm_page(
+            "Sign out this session?",
+            detail="That browser will have to sign in again.",
+            submit_label="Sign out",
+            cancel_url=url_for("account.sessions"),
+        )
     auth_service.revoke_session(current_user, session_id)
     if session_id == current_user.login_session.id:
         return htmx.client_redirect(url_for("auth.signin"))

@@ -37,12 +37,17 @@ def tenant_list():
 
 @bp.get("/tenants/<tenant_id>")
 def tenant_detail(tenant_id: str):
-    data = platform.tenant_detail(current_user, tenant_id, q=request.args.get("q", "").strip()[:200],
-                                  members_after=request.args.get("members_after"),
-                                  sessions_after=request.args.get("sessions_after"),
-                                  errors_only=request.args.get("errors") == "1")
-    return htmx.render("admin/tenant.html", htmx.hx_target() if htmx.hx_target() in ("members", "sessions") else None,
-                       **data)
+    data = platform.tenant_detail(
+        current_user,
+        tenant_id,
+        q=request.args.get("q", "").strip()[:200],
+        members_after=request.args.get("members_after"),
+        sessions_after=request.args.get("sessions_after"),
+        errors_only=request.args.get("errors") == "1",
+    )
+    return htmx.render(
+        "admin/tenant.html", htmx.hx_target() if htmx.hx_target() in ("members", "sessions") else None, **data
+    )
 
 
 @bp.post("/tenants/<tenant_id>/status")
@@ -50,8 +55,12 @@ def tenant_status(tenant_id: str):
     current = tenants.get(current_user, tenant_id)  # 404 for an unknown tenant before asking anything
     if not htmx.confirmed():
         verb = "Suspend" if request.form.get("status") == "suspended" else "Reinstate"
-        return htmx.confirm_page(f"{verb} {current.name or tenant_id}?", detail="Everyone at that table is affected on their next request.",
-                                 submit_label=verb, cancel_url=url_for("admin.tenant_list"))
+        return htmx.confirm_page(
+            f"{verb} {current.name or tenant_id}?",
+            detail="Everyone at that table is affected on their next request.",
+            submit_label=verb,
+            cancel_url=url_for("admin.tenant_list"),
+        )
     tenant = tenants.set_status(current_user, tenant_id, request.form.get("status", ""))
     htmx.toast(f"{tenant.name or tenant.id} is now {STATUS_WORDS.get(tenant.status, tenant.status)}.")
     return htmx.redirect_to(url_for("admin.tenant_list"))
@@ -86,8 +95,15 @@ def _guild_page(*, status: int = 200, errors=None, form=None):
         found = tenants.guild_lookup(current_user, query)
     except ValidationError as exc:
         lookup_errors = exc.errors
-    return htmx.render("admin/guilds.html", "guild_result", status=status, found=found, q=query,
-                       errors={**lookup_errors, **(errors or {})}, form=form)
+    return htmx.render(
+        "admin/guilds.html",
+        "guild_result",
+        status=status,
+        found=found,
+        q=query,
+        errors={**lookup_errors, **(errors or {})},
+        form=form,
+    )
 
 
 @bp.get("/guilds")
@@ -100,16 +116,21 @@ def guild_assign(guild_id: str):
     target = request.form.get("tenant_id", "").strip()
     form = {"guild_id": guild_id, "tenant_id": target}
     if not htmx.confirmed():
-        return htmx.confirm_page(f"Give Discord server {guild_id} to {target or '?'}?",
-                                 detail="Every other table loses it; their sessions there can no longer start.",
-                                 submit_label="Reassign", cancel_url=url_for("admin.guild_lookup", guild_id=guild_id))
+        return htmx.confirm_page(
+            f"Give Discord server {guild_id} to {target or '?'}?",
+            detail="Every other table loses it; their sessions there can no longer start.",
+            submit_label="Reassign",
+            cancel_url=url_for("admin.guild_lookup", guild_id=guild_id),
+        )
     try:
         result = tenants.reassign_guild(current_user, guild_id, target)
     except ValidationError as exc:
         return _guild_page(status=422, errors=exc.errors, form=form)
     note = ""
     if result["still_listed"]:
-        note = (f" The voice service still lists it for {', '.join(result['still_listed'])} (it can't empty a "
-                "table's last server), but sessions there are refused.")
+        note = (
+            f" The voice service still lists it for {', '.join(result['still_listed'])} (it can't empty a "
+            "table's last server), but sessions there are refused."
+        )
     htmx.toast(f"Server {result['guild_id']} now belongs to {result['tenant_id']}.{note}")
     return htmx.redirect_to(url_for("admin.guild_lookup", guild_id=result["guild_id"]))

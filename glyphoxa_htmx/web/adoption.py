@@ -34,9 +34,17 @@ def unmanaged():
 
 
 def _form(tenant_id: str, data: dict, errors: dict | None = None, status: int = 200, adopted=None):
-    return htmx.render("admin/adopt.html", "adopt", status=status, tenant_id=tenant_id, data=data,
-                       errors=errors or {}, adopted=adopted, link_url=_link_url(adopted),
-                       max_days=adoption.MAX_EXPIRY_DAYS)
+    return htmx.render(
+        "admin/adopt.html",
+        "adopt",
+        status=status,
+        tenant_id=tenant_id,
+        data=data,
+        errors=errors or {},
+        adopted=adopted,
+        link_url=_link_url(adopted),
+        max_days=adoption.MAX_EXPIRY_DAYS,
+    )
 
 
 def _link_url(adopted) -> str:
@@ -50,15 +58,21 @@ def _link_url(adopted) -> str:
 @bp.get("/<tenant_id>/adopt")
 def adopt_form(tenant_id: str):
     adoption._gateway_tenant(tenant_id)  # 404 for a tenant the gateway doesn't have
-    return _form(tenant_id, {"name": tenant_id, "owner_discord_id": "", "link": False,
-                             "expires_days": adoption.DEFAULT_EXPIRY_DAYS})
+    return _form(
+        tenant_id,
+        {"name": tenant_id, "owner_discord_id": "", "link": False, "expires_days": adoption.DEFAULT_EXPIRY_DAYS},
+    )
 
 
 @bp.post("/<tenant_id>/adopt")
 def adopt(tenant_id: str):
     f = request.form
-    data = {"name": f.get("name", ""), "owner_discord_id": f.get("owner_discord_id", ""),
-            "link": f.get("link") == "1", "expires_days": f.get("expires_days", "")}
+    data = {
+        "name": f.get("name", ""),
+        "owner_discord_id": f.get("owner_discord_id", ""),
+        "link": f.get("link") == "1",
+        "expires_days": f.get("expires_days", ""),
+    }
     try:
         adopted = adoption.adopt(current_user, tenant_id, data, ip=request.remote_addr)
     except ValidationError as exc:

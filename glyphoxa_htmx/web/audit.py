@@ -3,7 +3,7 @@ table's (/admin/audit). Filters, keyset pages, before/after as a diff, streamed 
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 from flask import Blueprint, Response, request, stream_with_context
 from flask_login import current_user, login_required
@@ -21,12 +21,28 @@ def _page(everywhere: bool):
         filters = audit_log.parse_filters(request.args)
     except ValidationError as exc:
         audit_log.scope(current_user, everywhere=everywhere)  # the permission before the form
-        return htmx.render("audit/index.html", "results", status=422, entries=[], next_after=None,
-                           errors=exc.errors, form=request.args, everywhere=everywhere, args={})
-    entries, next_after = audit_log.page(current_user, filters, after=request.args.get("after"),
-                                         everywhere=everywhere)
-    return htmx.render("audit/index.html", "results", entries=entries, next_after=next_after, errors={},
-                       form=request.args, everywhere=everywhere, args=filters.query_args())
+        return htmx.render(
+            "audit/index.html",
+            "results",
+            status=422,
+            entries=[],
+            next_after=None,
+            errors=exc.errors,
+            form=request.args,
+            everywhere=everywhere,
+            args={},
+        )
+    entries, next_after = audit_log.page(current_user, filters, after=request.args.get("after"), everywhere=everywhere)
+    return htmx.render(
+        "audit/index.html",
+        "results",
+        entries=entries,
+        next_after=next_after,
+        errors={},
+        form=request.args,
+        everywhere=everywhere,
+        args=filters.query_args(),
+    )
 
 
 def _export(everywhere: bool):
@@ -36,9 +52,12 @@ def _export(everywhere: bool):
         return _page(everywhere)
     lines = audit_log.export_csv(current_user, filters, everywhere=everywhere)
     scope = "all" if everywhere else current_user.tenant_id
-    name = f"glyphoxa-audit-{scope}-{datetime.now(timezone.utc):%Y%m%d-%H%M}.csv"
-    return Response(stream_with_context(lines), mimetype="text/csv",
-                    headers={"Content-Disposition": f'attachment; filename="{name}"', "Cache-Control": "no-store"})
+    name = f"glyphoxa-audit-{scope}-{datetime.now(UTC):%Y%m%d-%H%M}.csv"
+    return Response(
+        stream_with_context(lines),
+        mimetype="text/csv",
+        headers={"Content-Disposition": f'attachment; filename="{name}"', "Cache-Control": "no-store"},
+    )
 
 
 @bp.get("/audit")

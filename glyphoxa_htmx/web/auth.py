@@ -143,8 +143,12 @@ def _unauthorized():
     is said as such, not as an expired session."""
     reason = g.get("session_expired")
     blocked = reason if reason in ("table_suspended", "account_suspended") else None
-    target = url_for("auth.signin", next=request.full_path.rstrip("?") if request.method == "GET" else None,
-                     expired=1 if reason and not blocked else None, blocked=blocked)
+    target = url_for(
+        "auth.signin",
+        next=request.full_path.rstrip("?") if request.method == "GET" else None,
+        expired=1 if reason and not blocked else None,
+        blocked=blocked,
+    )
     if htmx.is_htmx():
         came_from = htmx.current_url()
         path = urlsplit(came_from).path if came_from else ""
@@ -155,8 +159,13 @@ def _unauthorized():
 def set_session_cookie(response: Response, token: str) -> Response:
     cfg = settings()
     response.set_cookie(
-        COOKIE, token, max_age=cfg.session_absolute_days * 86400, httponly=True,
-        secure=cfg.cookie_secure, samesite="Lax", path="/",
+        COOKIE,
+        token,
+        max_age=cfg.session_absolute_days * 86400,
+        httponly=True,
+        secure=cfg.cookie_secure,
+        samesite="Lax",
+        path="/",
     )
     return response
 
@@ -249,8 +258,12 @@ def oauth_callback(provider: str):
             profile.link(current_user, ident)
             htmx.toast(f"{identity.PROVIDER_LABELS.get(provider, provider)} linked.")
             return htmx.redirect_to(session.pop("oauth_next", None) or url_for("profile.index"))
-        user, _created = auth_service.sign_in(ident, ip=_ip(), invitation_id=session.get("invitation_id"),
-                                              terms_accepted=bool(session.pop("terms_accepted", False)))
+        user, _created = auth_service.sign_in(
+            ident,
+            ip=_ip(),
+            invitation_id=session.get("invitation_id"),
+            terms_accepted=bool(session.pop("terms_accepted", False)),
+        )
         session.pop("invitation_id", None)
     except DomainError as exc:
         return _signin_error(exc.message, status=exc.status)
@@ -260,9 +273,15 @@ def oauth_callback(provider: str):
 def _signin_error(message: str, status: int = 400):
     cfg = settings()
     return htmx.render(
-        "auth/signin.html", status=status, providers=identity.enabled(), labels=identity.PROVIDER_LABELS,
-        dev_login=cfg.dev_login_enabled, dev_users=auth_service.dev_users() if cfg.dev_login_enabled else [], next="",
-        expired=False, errors={"": message},
+        "auth/signin.html",
+        status=status,
+        providers=identity.enabled(),
+        labels=identity.PROVIDER_LABELS,
+        dev_login=cfg.dev_login_enabled,
+        dev_users=auth_service.dev_users() if cfg.dev_login_enabled else [],
+        next="",
+        expired=False,
+        errors={"": message},
     )
 
 
@@ -284,13 +303,23 @@ def dev_signin():
                 raise auth_service.AccountSuspended()
         else:
             user = auth_service.create_dev_user(
-                request.form.get("name", ""), request.form.get("role", "tenant_owner"),
-                request.form.get("tenant_id") or None, ip=_ip(),
+                request.form.get("name", ""),
+                request.form.get("role", "tenant_owner"),
+                request.form.get("tenant_id") or None,
+                ip=_ip(),
             )
     except ValidationError as exc:
-        return htmx.render("auth/signin.html", status=422, providers=identity.enabled(),
-                           labels=identity.PROVIDER_LABELS, dev_login=True, dev_users=auth_service.dev_users(),
-                           next=next_url or "", expired=False, errors=exc.errors)
+        return htmx.render(
+            "auth/signin.html",
+            status=422,
+            providers=identity.enabled(),
+            labels=identity.PROVIDER_LABELS,
+            dev_login=True,
+            dev_users=auth_service.dev_users(),
+            next=next_url or "",
+            expired=False,
+            errors=exc.errors,
+        )
     except DomainError as exc:
         return _signin_error(exc.message, status=exc.status)
     return _finish_sign_in(user, next_url)
@@ -314,8 +343,7 @@ def logout():
 @limiter.limit(AUTH_LIMIT, key_func=_sign_in_session_key)
 def refresh():
     """Rotate the session token: the old one stops working; re-use of it revokes the family."""
-    new_token = auth_service.rotate(request.cookies.get(COOKIE), ip=_ip(),
-                                    user_agent=request.headers.get("User-Agent"))
+    new_token = auth_service.rotate(request.cookies.get(COOKIE), ip=_ip(), user_agent=request.headers.get("User-Agent"))
     if new_token is None:
         return htmx.client_redirect(url_for("auth.signin", expired=1))
     if request.accept_mimetypes.best == "application/json":
@@ -328,7 +356,6 @@ def refresh():
     return set_session_cookie(response, new_token)
 
 
-
 @bp.get("/invite/<token>")
 @limiter.limit(AUTH_LIMIT, key_func=lambda: request.remote_addr or "unknown")
 def invite(token: str):
@@ -336,9 +363,7 @@ def invite(token: str):
     at that sign-in). Invalid, used or expired links answer 404 with a clear message."""
     from flask import session
 
-    from glyphoxa_htmx.services import adoption
-
-    from glyphoxa_htmx.services import invitations
+    from glyphoxa_htmx.services import adoption, invitations
 
     invitation = adoption.from_link(token)
     session["invitation_id"] = invitation.id
@@ -351,9 +376,18 @@ def invite(token: str):
             refusal = invitations.leave_refusal(me)
         elif me is not None:
             refusal = "You're already at this table."
-    return htmx.render("auth/invite.html", tenant_name=adoption.tenant_name(invitation), token=token,
-                       role=invitation.role, providers=identity.enabled(), labels=identity.PROVIDER_LABELS,
-                       signed_in=current_user.is_authenticated, current=current, refusal=refusal, errors={})
+    return htmx.render(
+        "auth/invite.html",
+        tenant_name=adoption.tenant_name(invitation),
+        token=token,
+        role=invitation.role,
+        providers=identity.enabled(),
+        labels=identity.PROVIDER_LABELS,
+        signed_in=current_user.is_authenticated,
+        current=current,
+        refusal=refusal,
+        errors={},
+    )
 
 
 @bp.post("/invite/<token>/accept")
@@ -367,8 +401,18 @@ def invite_accept(token: str):
         user = invitations.switch(current_user, token, ip=_ip())
     except ValidationError as exc:
         invitation = adoption.from_link(token)
-        return htmx.render("auth/invite.html", status=422, tenant_name=adoption.tenant_name(invitation), token=token,
-                           role=invitation.role, providers=identity.enabled(), labels=identity.PROVIDER_LABELS,
-                           signed_in=True, current=None, refusal=exc.errors.get("") or exc.message, errors=exc.errors)
+        return htmx.render(
+            "auth/invite.html",
+            status=422,
+            tenant_name=adoption.tenant_name(invitation),
+            token=token,
+            role=invitation.role,
+            providers=identity.enabled(),
+            labels=identity.PROVIDER_LABELS,
+            signed_in=True,
+            current=None,
+            refusal=exc.errors.get("") or exc.message,
+            errors=exc.errors,
+        )
     htmx.toast(f"Welcome to {invitations.tenant_name(user.tenant_id)}.")
     return htmx.redirect_to(url_for("pages.dashboard"))

@@ -20,8 +20,15 @@ bp = Blueprint("billing", __name__)
 
 def _page(errors=None, status: int = 200, template: str = "billing/index.html"):
     data = billing.overview(current_user)
-    return htmx.render(template, "content", status=status, data=data, errors=errors or {},
-                       intervals=plans.INTERVALS, grace_days=plans.GRACE.days)
+    return htmx.render(
+        template,
+        "content",
+        status=status,
+        data=data,
+        errors=errors or {},
+        intervals=plans.INTERVALS,
+        grace_days=plans.GRACE.days,
+    )
 
 
 @bp.get("/billing")
@@ -35,9 +42,13 @@ def index():
 def checkout():
     try:
         url = billing.start_checkout(
-            current_user, request.form.get("tier", ""), request.form.get("interval", "month"),
-            success_url=url_for("billing.success", _external=True), cancel_url=url_for("billing.cancel", _external=True),
-            email=getattr(current_user.user, "email", None))
+            current_user,
+            request.form.get("tier", ""),
+            request.form.get("interval", "month"),
+            success_url=url_for("billing.success", _external=True),
+            cancel_url=url_for("billing.cancel", _external=True),
+            email=getattr(current_user.user, "email", None),
+        )
     except ValidationError as exc:
         return _page(exc.errors, 422)
     return htmx.redirect_to(url)

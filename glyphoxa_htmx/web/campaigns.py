@@ -10,9 +10,9 @@ from markdown_it import MarkdownIt
 from markupsafe import Markup
 
 from glyphoxa_htmx.core import htmx
-from glyphoxa_htmx.core.parse import int_arg
 from glyphoxa_htmx.core.authz import Perm, require
 from glyphoxa_htmx.core.errors import Conflict, ValidationError
+from glyphoxa_htmx.core.parse import int_arg
 from glyphoxa_htmx.services import campaigns, npcs
 
 bp = Blueprint("campaigns", __name__, url_prefix="/campaigns")
@@ -39,10 +39,16 @@ def done(message: str, url: str):
 
 def form_data() -> dict:
     f = request.form
-    return {"name": f.get("name", ""), "game_system": f.get("game_system", ""), "description": f.get("description", ""),
-            "language": f.get("language", ""), "tone": f.get("tone", ""),
-            "lines_veils": [line.strip() for line in f.get("lines_veils", "").splitlines() if line.strip()],
-            "house_rules": f.get("house_rules", ""), "version": f.get("version", "")}
+    return {
+        "name": f.get("name", ""),
+        "game_system": f.get("game_system", ""),
+        "description": f.get("description", ""),
+        "language": f.get("language", ""),
+        "tone": f.get("tone", ""),
+        "lines_veils": [line.strip() for line in f.get("lines_veils", "").splitlines() if line.strip()],
+        "house_rules": f.get("house_rules", ""),
+        "version": f.get("version", ""),
+    }
 
 
 # --------------------------------------------------------------------------- list
@@ -54,17 +60,29 @@ def index():
     archived = request.args.get("archived") == "1"
     page = campaigns.list_cards(current_user, q=request.args.get("q", ""), archived=archived, page=_page())
     # The #results block shows no tab counts: a block request doesn't count.
-    return htmx.render("campaigns/index.html", "results", page=page, archived=archived,
-                       counts=None if htmx.wants_block() else campaigns.counts(current_user))
+    return htmx.render(
+        "campaigns/index.html",
+        "results",
+        page=page,
+        archived=archived,
+        counts=None if htmx.wants_block() else campaigns.counts(current_user),
+    )
 
 
 # --------------------------------------------------------------------------- create / edit
 
 
 def _form(campaign=None, data=None, errors=None, status=200):
-    return htmx.render("campaigns/form.html", "form", status=status, campaign=campaign,
-                       data=data or (campaigns.to_form(campaign) if campaign else campaigns.blank()),
-                       errors=errors or {}, game_systems=campaigns.GAME_SYSTEMS, limits=campaigns.LIMITS)
+    return htmx.render(
+        "campaigns/form.html",
+        "form",
+        status=status,
+        campaign=campaign,
+        data=data or (campaigns.to_form(campaign) if campaign else campaigns.blank()),
+        errors=errors or {},
+        game_systems=campaigns.GAME_SYSTEMS,
+        limits=campaigns.LIMITS,
+    )
 
 
 @bp.get("/new")
@@ -82,8 +100,10 @@ def create():
         campaign = campaigns.create(current_user, data)
     except ValidationError as exc:
         return _form(data=data, errors=exc.errors, status=422)
-    return done(f"Campaign “{campaign.name}” created. Now give it a cast of NPCs.",
-                url_for("campaigns.show", campaign_id=campaign.id))
+    return done(
+        f"Campaign “{campaign.name}” created. Now give it a cast of NPCs.",
+        url_for("campaigns.show", campaign_id=campaign.id),
+    )
 
 
 @bp.get("/<campaign_id>/edit")
@@ -113,9 +133,16 @@ def update(campaign_id: str):
 def _show(campaign_id: str, status: int = 200, block: str = "campaign_head"):
     card = campaigns.card(current_user, campaign_id)
     cast = npcs.list_cast(current_user, campaign_id, q=request.args.get("q", ""), page=_page())
-    return htmx.render("campaigns/show.html", block, status=status, card=card, campaign=card.campaign, cast=cast,
-                       description_html=render_markdown(card.campaign.description),
-                       forwarded=npcs.FORWARDED)
+    return htmx.render(
+        "campaigns/show.html",
+        block,
+        status=status,
+        card=card,
+        campaign=card.campaign,
+        cast=cast,
+        description_html=render_markdown(card.campaign.description),
+        forwarded=npcs.FORWARDED,
+    )
 
 
 @bp.get("/<campaign_id>")
@@ -135,8 +162,9 @@ def _after_head_change(campaign_id: str, message: str):
 @login_required
 def activate(campaign_id: str):
     campaign = campaigns.make_active(current_user, campaign_id)
-    return _after_head_change(campaign.id, f"“{campaign.name}” is now the active campaign: sessions started from "
-                                           "Discord will use its NPCs.")
+    return _after_head_change(
+        campaign.id, f"“{campaign.name}” is now the active campaign: sessions started from Discord will use its NPCs."
+    )
 
 
 @bp.post("/<campaign_id>/archive")
@@ -159,8 +187,15 @@ def unarchive(campaign_id: str):
 def _confirm(campaign_id: str, errors=None, status=200, typed=""):
     card = campaigns.card(current_user, campaign_id)  # 404 first, then the role (403)
     require(current_user, Perm.MANAGE_CAMPAIGNS)
-    return htmx.render("campaigns/delete.html", "confirm", status=status, card=card, campaign=card.campaign,
-                       errors=errors or {}, typed=typed)
+    return htmx.render(
+        "campaigns/delete.html",
+        "confirm",
+        status=status,
+        card=card,
+        campaign=card.campaign,
+        errors=errors or {},
+        typed=typed,
+    )
 
 
 @bp.get("/<campaign_id>/delete")

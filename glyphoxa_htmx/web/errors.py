@@ -78,8 +78,9 @@ def init_app(app: Flask) -> None:
 
         database_down = isinstance(exc, OperationalError)
         # Bound parameters never reach this log: the engine hides them (hide_parameters).
-        log.exception("database unavailable" if database_down else "unhandled error",
-                      extra={"request_id": g.get("request_id")})
+        log.exception(
+            "database unavailable" if database_down else "unhandled error", extra={"request_id": g.get("request_id")}
+        )
         try:
             from glyphoxa_htmx.extensions import db
 

@@ -95,7 +95,7 @@ def _run_bounded(checks: dict, refs: dict[str, _ConnRef]) -> dict[str, str | Non
         threads[name] = t
         t.start()
     deadline = time.monotonic() + CHECK_SECONDS + 0.5
-    for name, t in threads.items():
+    for t in threads.values():
         t.join(max(0.0, deadline - time.monotonic()))
     out = {}
     for name, t in threads.items():
@@ -126,11 +126,14 @@ def _abort_socket(conn) -> None:
 @limiter.exempt
 def readyz():
     db_ref = _ConnRef()
-    checks = _run_bounded({
-        "database": (_check_db, (current_app.config["SQLALCHEMY_DATABASE_URI"], db_ref)),
-        "gateway": (_check_gateway, (gateway(),)),
-        "secrets": (_check_secrets, (secrets(),)),
-    }, {"database": db_ref})
+    checks = _run_bounded(
+        {
+            "database": (_check_db, (current_app.config["SQLALCHEMY_DATABASE_URI"], db_ref)),
+            "gateway": (_check_gateway, (gateway(),)),
+            "secrets": (_check_secrets, (secrets(),)),
+        },
+        {"database": db_ref},
+    )
     failed = {name: problem for name, problem in checks.items() if problem}
     body = {
         "status": "fail" if failed else "ok",

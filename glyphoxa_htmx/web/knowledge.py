@@ -30,8 +30,16 @@ def campaign(campaign_id: str):
         page = knowledge.entities(current_user, ref.id, type_=type_, q=q, after=request.args.get("after"))
     except ValidationError as exc:
         errors, page = exc.errors, knowledge.EntityPage()
-    return htmx.render("knowledge/campaign.html", "entities", campaign=ref, page=page, type_=type_, q=q,
-                       errors=errors, status=422 if errors else 200)
+    return htmx.render(
+        "knowledge/campaign.html",
+        "entities",
+        campaign=ref,
+        page=page,
+        type_=type_,
+        q=q,
+        errors=errors,
+        status=422 if errors else 200,
+    )
 
 
 @bp.get("/<campaign_id>/entities/<path:entity_id>")
@@ -59,9 +67,21 @@ def graph_json(campaign_id: str):
     def link(entity_id: str) -> str:
         return url_for("knowledge.entity", campaign_id=ref.id, entity_id=entity_id)
 
-    return jsonify({
-        "nodes": [{"id": n.id, "label": n.name, "type": n.type, "degree": n.degree, "url": link(n.id)} for n in data.nodes],
-        "edges": [{"source": e.source_id, "target": e.target_id, "label": e.rel_type.replace("_", " "),
-                   "confirmed": e.dm_confirmed, "confidence": e.confidence} for e in data.edges],
-        "truncated": data.truncated,
-    })
+    return jsonify(
+        {
+            "nodes": [
+                {"id": n.id, "label": n.name, "type": n.type, "degree": n.degree, "url": link(n.id)} for n in data.nodes
+            ],
+            "edges": [
+                {
+                    "source": e.source_id,
+                    "target": e.target_id,
+                    "label": e.rel_type.replace("_", " "),
+                    "confirmed": e.dm_confirmed,
+                    "confidence": e.confidence,
+                }
+                for e in data.edges
+            ],
+            "truncated": data.truncated,
+        }
+    )

@@ -9,9 +9,9 @@ from flask import Blueprint, make_response, request, url_for
 from flask_login import current_user, login_required
 
 from glyphoxa_htmx.core import htmx
-from glyphoxa_htmx.core.parse import int_arg
 from glyphoxa_htmx.core.authz import Perm, require
 from glyphoxa_htmx.core.errors import Conflict, NotFound, ValidationError
+from glyphoxa_htmx.core.parse import int_arg
 from glyphoxa_htmx.extensions import limiter, user_or_ip
 from glyphoxa_htmx.services import campaigns, npcs, voice
 from glyphoxa_htmx.web.campaigns import done
@@ -25,14 +25,28 @@ def form_data() -> dict:
     with hidden inputs for the JSON type each value had and the key it was loaded with."""
     f = request.form
     data = {
-        "name": f.get("name", ""), "personality": f.get("personality", ""), "engine": f.get("engine", ""),
+        "name": f.get("name", ""),
+        "personality": f.get("personality", ""),
+        "engine": f.get("engine", ""),
         "budget_tier": f.get("budget_tier", ""),
-        "voice": {"provider": f.get("voice_provider", ""), "voice_id": f.get("voice_id", ""),
-                  "pitch_shift": f.get("pitch_shift", ""), "speed_factor": f.get("speed_factor", "")},
-        "gm_helper": f.get("gm_helper") == "on", "address_only": f.get("address_only") == "on",
-        "attributes": [npcs.AttrRow(*row) for row in zip_longest(
-            f.getlist("attr_key"), f.getlist("attr_value"), f.getlist("attr_type"), f.getlist("attr_orig"),
-            fillvalue="")],
+        "voice": {
+            "provider": f.get("voice_provider", ""),
+            "voice_id": f.get("voice_id", ""),
+            "pitch_shift": f.get("pitch_shift", ""),
+            "speed_factor": f.get("speed_factor", ""),
+        },
+        "gm_helper": f.get("gm_helper") == "on",
+        "address_only": f.get("address_only") == "on",
+        "attributes": [
+            npcs.AttrRow(*row)
+            for row in zip_longest(
+                f.getlist("attr_key"),
+                f.getlist("attr_value"),
+                f.getlist("attr_type"),
+                f.getlist("attr_orig"),
+                fillvalue="",
+            )
+        ],
         "updated_at": f.get("updated_at", ""),
     }
     for field in npcs.LIST_FIELDS:
@@ -47,8 +61,7 @@ def _cast(campaign_id: str, status: int = 200):
     campaign = campaigns.get(current_user, campaign_id)
     page = int_arg(request.values.get("page"), 1, minimum=1)
     cast = npcs.list_cast(current_user, campaign.id, q=request.values.get("q", ""), page=page)
-    return htmx.render("npcs/index.html", "cast", status=status, campaign=campaign, cast=cast,
-                       forwarded=npcs.FORWARDED)
+    return htmx.render("npcs/index.html", "cast", status=status, campaign=campaign, cast=cast, forwarded=npcs.FORWARDED)
 
 
 @bp.get("/campaigns/<campaign_id>/npcs")
@@ -74,8 +87,15 @@ def move(npc_id: str):
     npc = npcs.move(current_user, npc_id, request.form.get("direction", ""))
     if htmx.wants_block():
         return _cast(npc.campaign_id)
-    return htmx.redirect_to(url_for("campaigns.show", campaign_id=npc.campaign_id, q=request.form.get("q") or None,
-                                    page=request.form.get("page") or None) + f"#npc-{npc.id}")
+    return htmx.redirect_to(
+        url_for(
+            "campaigns.show",
+            campaign_id=npc.campaign_id,
+            q=request.form.get("q") or None,
+            page=request.form.get("page") or None,
+        )
+        + f"#npc-{npc.id}"
+    )
 
 
 # --------------------------------------------------------------------------- editor
@@ -84,10 +104,22 @@ def move(npc_id: str):
 def _editor(campaign, npc=None, data=None, errors=None, status=200):
     readonly = not current_user.can(Perm.MANAGE_NPCS)
     return htmx.render(
-        "npcs/form.html", "form", status=status, campaign=campaign, npc=npc, readonly=readonly,
-        data=data or (npcs.to_form(npc) if npc else npcs.blank(voice.default_provider(current_user))), errors=errors or {},
-        engines=npcs.ENGINES, budget_tiers=npcs.BUDGET_TIERS, providers=voice.providers(), limits=npcs.LIMITS,
-        forwarded=npcs.FORWARDED, preview_max=voice.PREVIEW_MAX, attr_row=npcs.AttrRow, attr_kinds=npcs.ATTR_KINDS,
+        "npcs/form.html",
+        "form",
+        status=status,
+        campaign=campaign,
+        npc=npc,
+        readonly=readonly,
+        data=data or (npcs.to_form(npc) if npc else npcs.blank(voice.default_provider(current_user))),
+        errors=errors or {},
+        engines=npcs.ENGINES,
+        budget_tiers=npcs.BUDGET_TIERS,
+        providers=voice.providers(),
+        limits=npcs.LIMITS,
+        forwarded=npcs.FORWARDED,
+        preview_max=voice.PREVIEW_MAX,
+        attr_row=npcs.AttrRow,
+        attr_kinds=npcs.ATTR_KINDS,
     )
 
 
@@ -178,8 +210,12 @@ def voice_preview(npc_id: str):
     f = request.form
     override = None
     if "voice_id" in f or "voice_provider" in f:
-        override = {"provider": f.get("voice_provider", ""), "voice_id": f.get("voice_id", ""),
-                    "pitch_shift": f.get("pitch_shift", ""), "speed_factor": f.get("speed_factor", "")}
+        override = {
+            "provider": f.get("voice_provider", ""),
+            "voice_id": f.get("voice_id", ""),
+            "pitch_shift": f.get("pitch_shift", ""),
+            "speed_factor": f.get("speed_factor", ""),
+        }
     clip = voice.preview(current_user, npc_id, text=f.get("preview_text") or f.get("text"), voice=override)
     resp = make_response(clip.data)
     resp.mimetype = clip.mimetype
@@ -193,7 +229,9 @@ def voice_preview(npc_id: str):
 @bp.get("/voices")
 @login_required
 def voices():
-    provider = request.args.get("provider") or request.args.get("voice_provider") or voice.default_provider(current_user)
+    provider = (
+        request.args.get("provider") or request.args.get("voice_provider") or voice.default_provider(current_user)
+    )
     q = request.args.get("q", request.args.get("vq", ""))
     error = None
     found, total = [], 0
@@ -201,5 +239,13 @@ def voices():
         found, total = voice.list_voices(current_user, provider, q)
     except voice.VoiceError as exc:
         error = exc.message
-    return htmx.render("npcs/voices.html", "voices", provider=provider, q=q, voices=found, total=total, error=error,
-                       providers=voice.providers())
+    return htmx.render(
+        "npcs/voices.html",
+        "voices",
+        provider=provider,
+        q=q,
+        voices=found,
+        total=total,
+        error=error,
+        providers=voice.providers(),
+    )

@@ -16,9 +16,18 @@ bp = Blueprint("profile", __name__, url_prefix="/me")
 def _render(status=200, errors=None, block=None):
     user = profile.me(current_user)
     offers = [(inv, invitations.tenant_name(inv.tenant_id)) for inv in invitations.for_me(user)]
-    return htmx.render("account/me.html", block, status=status, me=user, linked=profile.linked(user),
-                       offers=offers, leave_refusal=invitations.leave_refusal(user) if offers else None,
-                       providers=identity.enabled(), labels=identity.PROVIDER_LABELS, errors=errors or {})
+    return htmx.render(
+        "account/me.html",
+        block,
+        status=status,
+        me=user,
+        linked=profile.linked(user),
+        offers=offers,
+        leave_refusal=invitations.leave_refusal(user) if offers else None,
+        providers=identity.enabled(),
+        labels=identity.PROVIDER_LABELS,
+        errors=errors or {},
+    )
 
 
 @bp.get("")

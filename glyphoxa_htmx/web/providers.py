@@ -25,8 +25,16 @@ def _tenant_key() -> str:
 def _page(*, status: int = 200, errors: dict | None = None, form_slot: str = "", form=None):
     # The submitted values come back for the slot that failed, except the key: it is never rendered.
     form = {k: v for k, v in (form or {}).items() if k not in {"api_key", "csrf_token"}}
-    return htmx.render("settings/providers.html", "slots", status=status, slots=providers.overview(current_user),
-                       backend=providers.backend_status(), errors=errors or {}, form_slot=form_slot, form=form)
+    return htmx.render(
+        "settings/providers.html",
+        "slots",
+        status=status,
+        slots=providers.overview(current_user),
+        backend=providers.backend_status(),
+        errors=errors or {},
+        form_slot=form_slot,
+        form=form,
+    )
 
 
 @bp.get("")
@@ -54,9 +62,12 @@ def remove_key(config_id: str):
     row = providers.get(current_user, config_id)  # 404 first, then the role (403)
     require(current_user, Perm.MANAGE_TENANT)
     if not htmx.confirmed():
-        return htmx.confirm_page(f"Remove the saved {providers.SLOTS[row.slot][0].lower()} key?",
-                                 detail="Sessions and previews that need it stop working until you add a key again.",
-                                 submit_label="Remove key", cancel_url=url_for("providers.index"))
+        return htmx.confirm_page(
+            f"Remove the saved {providers.SLOTS[row.slot][0].lower()} key?",
+            detail="Sessions and previews that need it stop working until you add a key again.",
+            submit_label="Remove key",
+            cancel_url=url_for("providers.index"),
+        )
     providers.remove_key(current_user, config_id)
     htmx.toast("Key removed.")
     return _done()
@@ -68,9 +79,12 @@ def delete(config_id: str):
     row = providers.get(current_user, config_id)  # 404 first, then the role (403)
     require(current_user, Perm.MANAGE_TENANT)
     if not htmx.confirmed():
-        return htmx.confirm_page(f"Forget the {providers.SLOTS[row.slot][0].lower()} provider?",
-                                 detail="Its provider, model, options and key are removed.",
-                                 submit_label="Forget provider", cancel_url=url_for("providers.index"))
+        return htmx.confirm_page(
+            f"Forget the {providers.SLOTS[row.slot][0].lower()} provider?",
+            detail="Its provider, model, options and key are removed.",
+            submit_label="Forget provider",
+            cancel_url=url_for("providers.index"),
+        )
     slot = providers.remove(current_user, config_id)
     htmx.toast(f"{providers.SLOTS[slot][0]} provider removed.")
     return _done()
@@ -78,9 +92,12 @@ def delete(config_id: str):
 
 @bp.post("/<config_id>/test")
 @login_required
-@limiter.limit(TEST_LIMIT, key_func=_tenant_key,
-               # a refused role never reaches a provider, so it can't spend the owner's allowance
-               exempt_when=lambda: not (current_user.is_authenticated and can(current_user, Perm.MANAGE_TENANT)))
+@limiter.limit(
+    TEST_LIMIT,
+    key_func=_tenant_key,
+    # a refused role never reaches a provider, so it can't spend the owner's allowance
+    exempt_when=lambda: not (current_user.is_authenticated and can(current_user, Perm.MANAGE_TENANT)),
+)
 def test(config_id: str):
     result = providers.test(current_user, config_id)
     htmx.toast(result.message, "success" if result.status == "ok" else "error")

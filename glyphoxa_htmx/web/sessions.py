@@ -20,10 +20,9 @@ from glyphoxa_htmx.core.deps import gateway, settings
 from glyphoxa_htmx.core.errors import DomainError, ValidationError
 from glyphoxa_htmx.core.parse import SNOWFLAKE_RE, int_arg
 from glyphoxa_htmx.extensions import db, sock
-from glyphoxa_htmx.services import campaigns, live
+from glyphoxa_htmx.services import campaigns, live, transcripts
 from glyphoxa_htmx.services import session_control as control
 from glyphoxa_htmx.services import sessions as svc
-from glyphoxa_htmx.services import transcripts
 from glyphoxa_htmx.services.auth import hash_token
 from glyphoxa_htmx.web.auth import COOKIE
 
@@ -69,8 +68,13 @@ def index():
     filters, errors = svc.SessionFilters.parse(request.args)
     result = svc.list_sessions(current_user, filters, cursor=request.args.get("cursor"))
     context = dict(
-        result=result, filters=filters, errors=errors, campaigns=campaigns.choices(current_user, include_archived=True),
-        guild_names=_guild_names(), states=svc.STATES, duration=svc.duration,
+        result=result,
+        filters=filters,
+        errors=errors,
+        campaigns=campaigns.choices(current_user, include_archived=True),
+        guild_names=_guild_names(),
+        states=svc.STATES,
+        duration=svc.duration,
     )
     if not htmx.wants_block():
         context.update(bot=svc.bot_status(current_user), gateway_configured=gateway() is not None)
@@ -83,14 +87,26 @@ def new():
     return _start_page()
 
 
-def _start_page(errors: dict | None = None, form: dict | None = None, status: int = 200, live_session_id=None,
-                maybe_started: bool = False, empty_cast: bool = False):
+def _start_page(
+    errors: dict | None = None,
+    form: dict | None = None,
+    status: int = 200,
+    live_session_id=None,
+    maybe_started: bool = False,
+    empty_cast: bool = False,
+):
     require(current_user, Perm.CONTROL_SESSIONS)
     data = control.start_form(current_user, getattr(current_user.user, "discord_guilds", None))
     return htmx.render(
-        "sessions/new.html", "start_form", status=status, data=data, errors=errors or {},
-        form=form or {"campaign_id": request.args.get("campaign", "")}, live_session_id=live_session_id,
-        maybe_started=maybe_started, empty_cast=empty_cast,
+        "sessions/new.html",
+        "start_form",
+        status=status,
+        data=data,
+        errors=errors or {},
+        form=form or {"campaign_id": request.args.get("campaign", "")},
+        live_session_id=live_session_id,
+        maybe_started=maybe_started,
+        empty_cast=empty_cast,
     )
 
 
@@ -104,8 +120,7 @@ def start():
         # Ask first (with and without JavaScript: the same form again, with "Start anyway").
         return _start_page({}, form, 422, empty_cast=True)
     except control.StartRefused as exc:
-        return _start_page(exc.errors, form, 422, live_session_id=exc.live_session_id,
-                           maybe_started=exc.maybe_started)
+        return _start_page(exc.errors, form, 422, live_session_id=exc.live_session_id, maybe_started=exc.maybe_started)
     except ValidationError as exc:
         return _start_page(exc.errors, form, 422)
     if not session_id:
@@ -126,8 +141,10 @@ def check_channel():
         return ""
     if SNOWFLAKE_RE.match(value):
         return '<span class="ok-text">Looks like a channel id.</span>'
-    return ('<span class="error-text">That isn\'t a channel id: 17 to 20 digits (in Discord, enable Developer Mode, '
-            'then right-click the channel and choose Copy Channel ID).</span>')
+    return (
+        '<span class="error-text">That isn\'t a channel id: 17 to 20 digits (in Discord, enable Developer Mode, '
+        "then right-click the channel and choose Copy Channel ID).</span>"
+    )
 
 
 @bp.get("/<session_id>")
@@ -177,8 +194,9 @@ def stop(session_id: str):
     require(current_user, Perm.CONTROL_SESSIONS)
     detail_url = url_for("sessions.detail", session_id=session.id)
     if svc.is_live(session) and not htmx.confirmed():
-        return htmx.confirm_page("Stop this session for everyone at the table?", submit_label="Stop session",
-                                 cancel_url=detail_url)
+        return htmx.confirm_page(
+            "Stop this session for everyone at the table?", submit_label="Stop session", cancel_url=detail_url
+        )
     try:
         result = control.stop(current_user, session.id)
     except DomainError as exc:
@@ -193,8 +211,7 @@ def stop(session_id: str):
         # The session page swaps its #stop-status region in place; a Stop button elsewhere (the
         # live page) is sent to the session page, which does the checking.
         if htmx.is_htmx() and htmx.hx_target() == "stop-status":
-            return htmx.render("sessions/detail.html", "stop_status", status=202, session=result.session,
-                               stop=result)
+            return htmx.render("sessions/detail.html", "stop_status", status=202, session=result.session, stop=result)
         htmx.toast(result.message, "warning")
         return htmx.redirect_to(url_for("sessions.detail", session_id=session.id, stop="check"))
     htmx.toast(result.message, "warning" if result.outcome in ("untracked", "ended_otherwise") else "success")
@@ -237,10 +254,21 @@ def _live_page(session_id: str, *, status: int = 200, errors: dict | None = None
     names = campaigns.names(current_user, {session.campaign_id})
     panel = _panel(session)
     return htmx.render(
-        "sessions/live.html", "content", status=status, session=session, lines=snap.lines, elapsed=_elapsed(session),
-        after=snap.cursor, panel=panel, cast_names=_cast_names(session, panel), ws_path=_ws_path(session.id),
+        "sessions/live.html",
+        "content",
+        status=status,
+        session=session,
+        lines=snap.lines,
+        elapsed=_elapsed(session),
+        after=snap.cursor,
+        panel=panel,
+        cast_names=_cast_names(session, panel),
+        ws_path=_ws_path(session.id),
         campaign_name=names.get(session.campaign_id) or session.campaign_id or "Default campaign",
-        guild_names=_guild_names(), poll_seconds=POLL_SECONDS, errors=errors or {}, **form,
+        guild_names=_guild_names(),
+        poll_seconds=POLL_SECONDS,
+        errors=errors or {},
+        **form,
     )
 
 
@@ -263,9 +291,16 @@ def poll(session_id: str):
         return redirect(url_for("sessions.live_view", session_id=session.id), 303)
     db.session.remove()  # the hub may wait for its next poll: hold no database connection meanwhile
     result = live.poll(current_user, session, int_arg(request.args.get("after"), 0), limit=500)
-    return render_template("sessions/_stream.html", lines=_in_order(result.lines), state=result.state,
-                           ended=result.ended, error=result.error, session_id=session.id, polling=True,
-                           poll_seconds=POLL_SECONDS)
+    return render_template(
+        "sessions/_stream.html",
+        lines=_in_order(result.lines),
+        state=result.state,
+        ended=result.ended,
+        error=result.error,
+        session_id=session.id,
+        polling=True,
+        poll_seconds=POLL_SECONDS,
+    )
 
 
 @bp.get("/<session_id>/controls")
@@ -276,8 +311,14 @@ def controls(session_id: str):
     if not htmx.wants_block():
         return redirect(url_for("sessions.live_view", session_id=session.id), 303)
     panel = _panel(session)
-    return htmx.render("sessions/live.html", "controls", session=session, panel=panel,
-                       cast_names=_cast_names(session, panel), errors={})
+    return htmx.render(
+        "sessions/live.html",
+        "controls",
+        session=session,
+        panel=panel,
+        cast_names=_cast_names(session, panel),
+        errors={},
+    )
 
 
 @bp.post("/<session_id>/npcs/<action>")
@@ -291,8 +332,9 @@ def npc_control(session_id: str, action: str):
     status = 200
     panel = None
     try:
-        message = control.control(current_user, session_id, action, npc=request.form.get("npc", ""),
-                              speech=request.form.get("speech", ""))
+        message = control.control(
+            current_user, session_id, action, npc=request.form.get("npc", ""), speech=request.form.get("speech", "")
+        )
         if action == "speak":
             # The gateway speaks a DM's line even for a muted NPC: say so, so that the toast and
             # the "Muted" badge tell one story.
@@ -318,8 +360,16 @@ def npc_control(session_id: str, action: str):
     session = svc.get(current_user, session_id)
     if panel is None:
         panel = _panel(session)
-    return htmx.render("sessions/live.html", "controls", status=status, session=session, panel=panel,
-                       cast_names=_cast_names(session, panel), errors=errors, **form)
+    return htmx.render(
+        "sessions/live.html",
+        "controls",
+        status=status,
+        session=session,
+        panel=panel,
+        cast_names=_cast_names(session, panel),
+        errors=errors,
+        **form,
+    )
 
 
 # --------------------------------------------------------------------------- WebSocket
@@ -374,8 +424,11 @@ def _ws_handshake_guard():
         return Response(status=exc.status)
     # The sign-in is re-checked while the socket is open (sign-out, revocation, suspension):
     # keep only the cookie token's hash, which is how login sessions are stored.
-    g.ws_session = {"id": session.id, "tenant_id": session.tenant_id,
-                    "token_hash": hash_token(request.cookies.get(COOKIE, ""))}
+    g.ws_session = {
+        "id": session.id,
+        "tenant_id": session.tenant_id,
+        "token_hash": hash_token(request.cookies.get(COOKIE, "")),
+    }
     return None
 
 
@@ -390,8 +443,13 @@ def stream(ws, session_id: str):
     after = int_arg(request.args.get("after"), 0)
     db.session.remove()  # hold no database connection for the life of the socket
     try:
-        with live.hub().subscribe(info["tenant_id"], info["id"], after, token_hash=info["token_hash"],
-                                  recheck=min(AUTH_RECHECK_SECONDS, KEEPALIVE_SECONDS)) as sub:
+        with live.hub().subscribe(
+            info["tenant_id"],
+            info["id"],
+            after,
+            token_hash=info["token_hash"],
+            recheck=min(AUTH_RECHECK_SECONDS, KEEPALIVE_SECONDS),
+        ) as sub:
             _pump(ws, sub, info)
     except ConnectionClosed:
         pass
@@ -472,8 +530,16 @@ def _render_events(session_id: str, events) -> tuple[str, bool, bool]:
             ended, error, state = True, value or "", "ended"
         elif kind == "overflow":
             overflow = True
-    body = render_template("sessions/_stream.html", lines=_in_order(lines), state=state, ended=ended, error=error,
-                           session_id=session_id, polling=False, poll_seconds=POLL_SECONDS)
+    body = render_template(
+        "sessions/_stream.html",
+        lines=_in_order(lines),
+        state=state,
+        ended=ended,
+        error=error,
+        session_id=session_id,
+        polling=False,
+        poll_seconds=POLL_SECONDS,
+    )
     return body, ended, overflow
 
 
@@ -490,22 +556,36 @@ def transcript(session_id: str):
     if request.args.get("at") and filters.at is None:
         errors["at"] = "Use hours:minutes, e.g. 1:15."
     page = transcripts.page(
-        current_user, session, filters, after=int_arg(request.args.get("after")), before=int_arg(request.args.get("before")),
+        current_user,
+        session,
+        filters,
+        after=int_arg(request.args.get("after")),
+        before=int_arg(request.args.get("before")),
         around=int_arg(request.args.get("around")),
     )
     # The #lines block doesn't name the campaign: a block request skips that query.
     names = {} if htmx.wants_block() else campaigns.names(current_user, {session.campaign_id})
     return htmx.render(
-        "sessions/transcript.html", "lines", session=session, page=page, filters=filters, errors=errors,
+        "sessions/transcript.html",
+        "lines",
+        session=session,
+        page=page,
+        filters=filters,
+        errors=errors,
         campaign_name=names.get(session.campaign_id) or session.campaign_id or "Default campaign",
-        status=422 if errors else 200, oob_fields=htmx.wants_block(),
+        status=422 if errors else 200,
+        oob_fields=htmx.wants_block(),
     )
 
 
 def _download(session_id: str, kind: str):
     require(current_user, Perm.VIEW_TRANSCRIPTS)
     session = svc.get(current_user, session_id)
-    name = campaigns.names(current_user, {session.campaign_id}).get(session.campaign_id) or session.campaign_id or "Default campaign"
+    name = (
+        campaigns.names(current_user, {session.campaign_id}).get(session.campaign_id)
+        or session.campaign_id
+        or "Default campaign"
+    )
     render = transcripts.as_markdown if kind == "md" else transcripts.as_text
     body = render(session, name, transcripts.iter_lines(current_user, session))
     filename = f"transcript-{session.started_at:%Y-%m-%d}-{session.id[:8]}.{kind}"
@@ -541,9 +621,15 @@ def search():
     choices = [] if htmx.wants_block() else campaigns.choices(current_user, include_archived=True)
     session_campaigns = {grp.session.campaign_id for grp in result.groups if grp.session is not None}
     return htmx.render(
-        "sessions/search.html", "results", result=result, q=q, campaign=campaign, campaigns=choices,
+        "sessions/search.html",
+        "results",
+        result=result,
+        q=q,
+        campaign=campaign,
+        campaigns=choices,
         campaign_names=campaigns.names(current_user, session_campaigns) if session_campaigns else {},
-        errors=errors, status=422 if errors else 200,
+        errors=errors,
+        status=422 if errors else 200,
     )
 
 

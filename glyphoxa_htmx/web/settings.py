@@ -15,8 +15,9 @@ from glyphoxa_htmx.services import tenant_lifecycle, tenants
 bp = Blueprint("settings", __name__, url_prefix="/settings")
 
 
-def _page(block: str | None = None, *, status: int = 200, name_errors=None, discord_errors=None, form=None,
-          delete_errors=None):
+def _page(
+    block: str | None = None, *, status: int = 200, name_errors=None, discord_errors=None, form=None, delete_errors=None
+):
     tenant = tenants.get(current_user)
     discord = tenants.discord_connection(current_user)
     names = sessions_service.guild_names(getattr(current_user.user, "discord_guilds", None))
@@ -28,12 +29,24 @@ def _page(block: str | None = None, *, status: int = 200, name_errors=None, disc
     form.setdefault("checked", [gid for gid in discord["guild_ids"] if gid in own_ids])
     form.setdefault("guild_ids_text", "\n".join(gid for gid in discord["guild_ids"] if gid not in own_ids))
     # Re-consent: a fresh Discord sign-in re-reads which servers this person manages.
-    reconsent_url = (url_for("auth.oauth_start", provider="discord", next=url_for("settings.index"))
-                     if "discord" in identity.enabled() else None)
+    reconsent_url = (
+        url_for("auth.oauth_start", provider="discord", next=url_for("settings.index"))
+        if "discord" in identity.enabled()
+        else None
+    )
     return htmx.render(
-        "settings/index.html", block, status=status, tenant=tenant, discord=discord, guild_names=names,
-        own_guilds=own, name_errors=name_errors or {}, discord_errors=discord_errors or {}, form=form,
-        reconsent_url=reconsent_url, delete_errors=delete_errors or {},
+        "settings/index.html",
+        block,
+        status=status,
+        tenant=tenant,
+        discord=discord,
+        guild_names=names,
+        own_guilds=own,
+        name_errors=name_errors or {},
+        discord_errors=discord_errors or {},
+        form=form,
+        reconsent_url=reconsent_url,
+        delete_errors=delete_errors or {},
     )
 
 
@@ -62,9 +75,15 @@ def discord():
     try:
         saved = tenants.update_discord(current_user, ids, request.form.get("bot_token"))
     except ValidationError as exc:
-        return _page("discord_form", status=422, discord_errors=exc.errors,
-                     form={"guild_ids_text": request.form.get("guild_ids_text", ""),
-                           "checked": request.form.getlist("guild_id")})
+        return _page(
+            "discord_form",
+            status=422,
+            discord_errors=exc.errors,
+            form={
+                "guild_ids_text": request.form.get("guild_ids_text", ""),
+                "checked": request.form.getlist("guild_id"),
+            },
+        )
     htmx.toast(f"Discord connection saved ({len(saved)} server{'s' if len(saved) != 1 else ''}).")
     if htmx.wants_block():
         return _page("discord_form")
@@ -92,5 +111,6 @@ def export_table():
     from flask import send_file
 
     data = tenant_lifecycle.export_zip(current_user)
-    return send_file(data, mimetype="application/zip", as_attachment=True,
-                     download_name=f"glyphoxa-{current_user.tenant_id}.zip")
+    return send_file(
+        data, mimetype="application/zip", as_attachment=True, download_name=f"glyphoxa-{current_user.tenant_id}.zip"
+    )

@@ -17,8 +17,16 @@ bp = Blueprint("support", __name__)
 
 def _index(status: int = 200, errors=None, form=None):
     rows, nxt = support.list_for_tenant(current_user, request.args.get("after"))
-    return htmx.render("support/index.html", "new_ticket" if status == 422 else None, status=status, tickets=rows,
-                       next_after=nxt, errors=errors or {}, form=form or {}, categories=support.CATEGORIES)
+    return htmx.render(
+        "support/index.html",
+        "new_ticket" if status == 422 else None,
+        status=status,
+        tickets=rows,
+        next_after=nxt,
+        errors=errors or {},
+        form=form or {},
+        categories=support.CATEGORIES,
+    )
 
 
 @bp.get("/support")
@@ -40,8 +48,16 @@ def create():
 
 def _show(ticket_id: str, status: int = 200, errors=None, form=None):
     data = support.get(current_user, ticket_id)
-    return htmx.render("support/show.html", "reply_form" if status == 422 else None, status=status,
-                       errors=errors or {}, form=form or {}, admin=False, categories=support.CATEGORIES, **data)
+    return htmx.render(
+        "support/show.html",
+        "reply_form" if status == 422 else None,
+        status=status,
+        errors=errors or {},
+        form=form or {},
+        admin=False,
+        categories=support.CATEGORIES,
+        **data,
+    )
 
 
 @bp.get("/support/<ticket_id>")
@@ -71,15 +87,24 @@ def admin_index():
     require(current_user, Perm.MANAGE_ALL_TENANTS)
     status = request.args.get("status", "")
     rows, nxt = support.list_all(current_user, status=status, after=request.args.get("after"))
-    return htmx.render("support/admin_index.html", tickets=rows, next_after=nxt, status=status,
-                       statuses=support.STATUSES)
+    return htmx.render(
+        "support/admin_index.html", tickets=rows, next_after=nxt, status=status, statuses=support.STATUSES
+    )
 
 
 def _admin_show(ticket_id: str, status: int = 200, errors=None, form=None):
     data = support.admin_get(current_user, ticket_id)
-    return htmx.render("support/show.html", "reply_form" if status == 422 else None, status=status,
-                       errors=errors or {}, form=form or {}, admin=True, statuses=support.STATUSES,
-                       categories=support.CATEGORIES, **data)
+    return htmx.render(
+        "support/show.html",
+        "reply_form" if status == 422 else None,
+        status=status,
+        errors=errors or {},
+        form=form or {},
+        admin=True,
+        statuses=support.STATUSES,
+        categories=support.CATEGORIES,
+        **data,
+    )
 
 
 @bp.get("/admin/support/<ticket_id>")

@@ -12,18 +12,35 @@ from glyphoxa_htmx.services import adoption, invitations, users
 
 bp = Blueprint("team", __name__, url_prefix="/team")
 
-_BLANK = {"discord_id": "", "link": False, "role": "viewer", "expires_days": invitations.DEFAULT_EXPIRY_DAYS,
-          "max_uses": 1}
+_BLANK = {
+    "discord_id": "",
+    "link": False,
+    "role": "viewer",
+    "expires_days": invitations.DEFAULT_EXPIRY_DAYS,
+    "max_uses": 1,
+}
 
 
 def _render(errors=None, status=200, error_user=None, form=None, created=None, invite_errors=None):
     managing = can(current_user, Perm.MANAGE_USERS)
-    return htmx.render("team/index.html", "members", status=status, members=users.list_members(current_user),
-                       roles=assignable_roles(current_user), errors=errors or {}, error_user=error_user,
-                       pending=invitations.list_pending(current_user) if managing else [], managing=managing,
-                       form=form or _BLANK, invite_errors=invite_errors or {}, created=created,
-                       link_url=invitations.link_url(created.link_token) if created else "",
-                       max_days=adoption.MAX_EXPIRY_DAYS, max_uses=invitations.MAX_LINK_USES, now=adoption.now())
+    return htmx.render(
+        "team/index.html",
+        "members",
+        status=status,
+        members=users.list_members(current_user),
+        roles=assignable_roles(current_user),
+        errors=errors or {},
+        error_user=error_user,
+        pending=invitations.list_pending(current_user) if managing else [],
+        managing=managing,
+        form=form or _BLANK,
+        invite_errors=invite_errors or {},
+        created=created,
+        link_url=invitations.link_url(created.link_token) if created else "",
+        max_days=adoption.MAX_EXPIRY_DAYS,
+        max_uses=invitations.MAX_LINK_USES,
+        now=adoption.now(),
+    )
 
 
 def _done():
@@ -66,8 +83,13 @@ def remove(user_id: str):
 @login_required
 def invite():
     f = request.form
-    form = {"discord_id": f.get("discord_id", ""), "link": f.get("kind") == "link", "role": f.get("role", ""),
-            "expires_days": f.get("expires_days", ""), "max_uses": f.get("max_uses", "")}
+    form = {
+        "discord_id": f.get("discord_id", ""),
+        "link": f.get("kind") == "link",
+        "role": f.get("role", ""),
+        "expires_days": f.get("expires_days", ""),
+        "max_uses": f.get("max_uses", ""),
+    }
     try:
         created = invitations.create(current_user, form)
     except ValidationError as exc:
@@ -75,8 +97,10 @@ def invite():
     if created.link_token:
         htmx.toast("Invite link created: copy it now, it is shown once.")
     else:
-        htmx.toast(f"Invited {created.invitation.discord_id}: they join when they sign in with Discord "
-                   "(someone already at another table sees it on their profile page and may switch).")
+        htmx.toast(
+            f"Invited {created.invitation.discord_id}: they join when they sign in with Discord "
+            "(someone already at another table sees it on their profile page and may switch)."
+        )
     # The link is shown once, in this response (never stored): render rather than redirect.
     return _render(created=created)
 

@@ -14,8 +14,14 @@ bp = Blueprint("usage", __name__)
 
 def _page(errors=None, status: int = 200):
     data = usage.page(current_user)
-    return htmx.render("usage/index.html", "content", status=status, errors=errors or {},
-                       form={"from": request.args.get("from", ""), "to": request.args.get("to", "")}, **data)
+    return htmx.render(
+        "usage/index.html",
+        "content",
+        status=status,
+        errors=errors or {},
+        form={"from": request.args.get("from", ""), "to": request.args.get("to", "")},
+        **data,
+    )
 
 
 @bp.get("/usage")
@@ -33,5 +39,8 @@ def export():
         return _page(exc.errors, 422)
     lines = usage.export_csv(current_user, start, end)
     name = f"glyphoxa-usage-{current_user.tenant_id}-{start:%Y-%m}-{end:%Y-%m}.csv"
-    return Response(stream_with_context(lines), mimetype="text/csv",
-                    headers={"Content-Disposition": f'attachment; filename="{name}"', "Cache-Control": "no-store"})
+    return Response(
+        stream_with_context(lines),
+        mimetype="text/csv",
+        headers={"Content-Disposition": f'attachment; filename="{name}"', "Cache-Control": "no-store"},
+    )

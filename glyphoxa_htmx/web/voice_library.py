@@ -35,15 +35,24 @@ def _not_uploader() -> bool:
 def _page(*, status: int = 200, errors: dict | None = None, form: dict | None = None):
     samples = voice_samples.list_samples(current_user)
     urls = {s.id: voice_samples.playback_url(current_user, s) for s in samples}
-    resp = htmx.render("voices/library.html", "library", status=status, samples=samples, urls=urls,
-                       errors=errors or {}, form=form or {}, max_mb=voice_samples.MAX_BYTES // (1024 * 1024),
-                       max_seconds=voice_samples.MAX_MS // 1000)
+    resp = htmx.render(
+        "voices/library.html",
+        "library",
+        status=status,
+        samples=samples,
+        urls=urls,
+        errors=errors or {},
+        form=form or {},
+        max_mb=voice_samples.MAX_BYTES // (1024 * 1024),
+        max_seconds=voice_samples.MAX_MS // 1000,
+    )
     # Presigned S3/MinIO URLs play from the object store's origin: allow exactly that one for media
     # (always, not only when samples are listed: a sample uploaded later is swapped into this page).
     origin = voice_samples.media_origin()
     if origin:
         resp.headers["Content-Security-Policy"] = security.CSP.replace(
-            "media-src 'self' blob: data:", f"media-src 'self' blob: data: {origin}")
+            "media-src 'self' blob: data:", f"media-src 'self' blob: data: {origin}"
+        )
     return resp
 
 
@@ -99,8 +108,9 @@ def too_large(exc):
 @login_required
 def audio(sample_id: str):
     """The local directory's signed, expiring playback URL (S3 storage hands out presigned URLs)."""
-    data, mimetype = voice_samples.audio(current_user, sample_id, request.args.get("expires", ""),
-                                         request.args.get("sig", ""))
+    data, mimetype = voice_samples.audio(
+        current_user, sample_id, request.args.get("expires", ""), request.args.get("sig", "")
+    )
     resp = Response(data, mimetype=mimetype)
     resp.headers["Cache-Control"] = "private, max-age=3600"
     return resp
@@ -125,9 +135,12 @@ def delete(sample_id: str):
     row = voice_samples.get(current_user, sample_id)  # 404 first, then the role (403)
     require(current_user, Perm.UPLOAD_VOICE)
     if not htmx.confirmed():
-        return htmx.confirm_page(f"Delete the voice sample “{row.name}”?",
-                                 detail="The recording is removed. A voice already cloned from it keeps working.",
-                                 submit_label="Delete sample", cancel_url=url_for("voices.index"))
+        return htmx.confirm_page(
+            f"Delete the voice sample “{row.name}”?",
+            detail="The recording is removed. A voice already cloned from it keeps working.",
+            submit_label="Delete sample",
+            cancel_url=url_for("voices.index"),
+        )
     name = row.name
     voice_samples.delete(current_user, sample_id)
     htmx.toast(f"“{name}” deleted.")

@@ -20,8 +20,13 @@ from glyphoxa_htmx.services.dashboard import _progress
 
 bp = Blueprint("welcome", __name__, url_prefix="/welcome")
 
-STEPS = [("name", "Name your table"), ("campaign", "First campaign"), ("discord", "Discord bot and server"),
-         ("plan", "Choose a plan"), ("npc", "First NPC")]
+STEPS = [
+    ("name", "Name your table"),
+    ("campaign", "First campaign"),
+    ("discord", "Discord bot and server"),
+    ("plan", "Choose a plan"),
+    ("npc", "First NPC"),
+]
 _KEY = "wizard"  # the steps this browser finished or skipped
 
 
@@ -64,8 +69,11 @@ def _render(step: str, *, status: int = 200, errors=None, form=None):
     if step == "name":
         ctx["tenant"] = tenants.get(current_user)
     elif step == "discord":
-        ctx["guilds"] = [gd for gd in (current_user.user.discord_guilds or [])
-                         if isinstance(gd, dict) and gd.get("id") and gd.get("manage") is True]
+        ctx["guilds"] = [
+            gd
+            for gd in (current_user.user.discord_guilds or [])
+            if isinstance(gd, dict) and gd.get("id") and gd.get("manage") is True
+        ]
         ctx["add_bot_url"] = add_bot_url
         ctx["connection"] = tenants.discord_connection(current_user)
     elif step == "npc":
@@ -119,8 +127,11 @@ def save(step: str):
             kept = tenants.discord_connection(current_user)["guild_ids"]
             tenants.update_discord(current_user, kept + f.getlist("guild_id"), f.get("bot_token") or None)
         elif step == "npc":
-            npcs.create(current_user, f.get("campaign_id", ""), {"name": f.get("name", ""),
-                                                                  "personality": f.get("personality", "")})
+            npcs.create(
+                current_user,
+                f.get("campaign_id", ""),
+                {"name": f.get("name", ""), "personality": f.get("personality", "")},
+            )
     except ValidationError as exc:
         form = {k: v for k, v in f.items() if k not in {"bot_token", "csrf_token"}}  # the token is never echoed
         return _render(step, status=422, errors=exc.errors, form=form)

@@ -4,8 +4,9 @@ Revision ID: 0001_foundation
 Revises:
 Create Date: 2026-11-27
 """
-from alembic import op
+
 import sqlalchemy as sa
+from alembic import op
 from sqlalchemy.dialects import postgresql as pg
 
 revision = "0001_foundation"
@@ -17,8 +18,9 @@ S = "web"
 
 
 def _ts(name, nullable=False):
-    return sa.Column(name, sa.DateTime(timezone=True), nullable=nullable,
-                     server_default=None if nullable else sa.text("now()"))
+    return sa.Column(
+        name, sa.DateTime(timezone=True), nullable=nullable, server_default=None if nullable else sa.text("now()")
+    )
 
 
 def upgrade():
@@ -29,7 +31,8 @@ def upgrade():
         sa.Column("name", sa.Text, nullable=False),
         sa.Column("status", sa.Text, nullable=False, server_default="active"),
         sa.Column("active_campaign_id", sa.Text, nullable=False, server_default=""),
-        _ts("created_at"), _ts("updated_at"),
+        _ts("created_at"),
+        _ts("updated_at"),
         sa.CheckConstraint("id ~ '^[a-z][a-z0-9_]{0,55}$'", name="tenant_id_slug"),
         sa.CheckConstraint("status IN ('active', 'suspended')", name="tenant_status"),
         schema=S,
@@ -49,7 +52,9 @@ def upgrade():
         sa.Column("email_verified", sa.Boolean, nullable=False, server_default=sa.text("false")),
         sa.Column("status", sa.Text, nullable=False, server_default="active"),
         sa.Column("discord_guilds", pg.JSONB, nullable=False, server_default=sa.text("'[]'::jsonb")),
-        _ts("last_login_at", nullable=True), _ts("created_at"), _ts("updated_at"),
+        _ts("last_login_at", nullable=True),
+        _ts("created_at"),
+        _ts("updated_at"),
         sa.CheckConstraint("role IN ('super_admin', 'tenant_owner', 'dm', 'viewer')", name="user_role"),
         sa.CheckConstraint("status IN ('active', 'suspended')", name="user_status"),
         schema=S,
@@ -61,8 +66,11 @@ def upgrade():
         sa.Column("family_id", sa.Text, nullable=False),
         sa.Column("user_id", sa.Text, sa.ForeignKey(f"{S}.users.id", ondelete="CASCADE"), nullable=False),
         sa.Column("token_hash", sa.String(64), nullable=False, unique=True),
-        _ts("created_at"), _ts("last_seen_at"), _ts("expires_at"),
-        _ts("rotated_at", nullable=True), _ts("revoked_at", nullable=True),
+        _ts("created_at"),
+        _ts("last_seen_at"),
+        _ts("expires_at"),
+        _ts("rotated_at", nullable=True),
+        _ts("revoked_at", nullable=True),
         sa.Column("revoked_reason", sa.Text),
         sa.Column("ip", sa.Text),
         sa.Column("user_agent", sa.Text),
@@ -94,7 +102,8 @@ def upgrade():
         sa.Column("settings", pg.JSONB, nullable=False, server_default=sa.text("'{}'::jsonb")),
         _ts("archived_at", nullable=True),
         sa.Column("version", sa.Integer, nullable=False, server_default="1"),
-        _ts("created_at"), _ts("updated_at"),
+        _ts("created_at"),
+        _ts("updated_at"),
         schema=S,
     )
     op.create_index("ix_campaigns_tenant_id", "campaigns", ["tenant_id"], schema=S)

@@ -9,8 +9,9 @@ Revision ID: 0108_security
 Revises: 0001_foundation
 Create Date: 2026-12-02
 """
-from alembic import op
+
 import sqlalchemy as sa
+from alembic import op
 
 revision = "0108_security"
 down_revision = "0001_foundation"

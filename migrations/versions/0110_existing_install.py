@@ -17,8 +17,9 @@ Revision ID: 0110_existing_install
 Revises: 0001_foundation
 Create Date: 2026-12-02
 """
-from alembic import op
+
 import sqlalchemy as sa
+from alembic import op
 
 revision = "0110_existing_install"
 down_revision = "0108_security"
@@ -29,12 +30,15 @@ S = "web"
 
 
 def upgrade():
-    op.execute(f"ALTER TABLE {S}.campaigns DROP CONSTRAINT pk_campaigns, "
-               "ADD CONSTRAINT pk_campaigns PRIMARY KEY (tenant_id, id)")
+    op.execute(
+        f"ALTER TABLE {S}.campaigns DROP CONSTRAINT pk_campaigns, "
+        "ADD CONSTRAINT pk_campaigns PRIMARY KEY (tenant_id, id)"
+    )
     op.drop_index("ix_campaigns_tenant_id", "campaigns", schema=S)  # the primary key leads with tenant_id
     op.add_column("campaigns", sa.Column("origin", sa.Text, nullable=False, server_default="web"), schema=S)
-    op.execute(f"ALTER TABLE {S}.campaigns ADD CONSTRAINT ck_campaigns_campaign_origin "
-               "CHECK (origin IN ('web', 'gateway'))")
+    op.execute(
+        f"ALTER TABLE {S}.campaigns ADD CONSTRAINT ck_campaigns_campaign_origin CHECK (origin IN ('web', 'gateway'))"
+    )
     op.drop_column("tenants", "active_campaign_id", schema=S)
     op.create_table(
         "campaign_tombstones",
@@ -60,8 +64,10 @@ def upgrade():
         schema=S,
     )
     op.create_index("ix_tenant_invitations_tenant", "tenant_invitations", ["tenant_id"], schema=S)
-    op.execute(f"CREATE INDEX ix_tenant_invitations_discord ON {S}.tenant_invitations (discord_id) "
-               "WHERE used_at IS NULL AND discord_id IS NOT NULL")
+    op.execute(
+        f"CREATE INDEX ix_tenant_invitations_discord ON {S}.tenant_invitations (discord_id) "
+        "WHERE used_at IS NULL AND discord_id IS NOT NULL"
+    )
 
 
 def downgrade():

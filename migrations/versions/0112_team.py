@@ -5,8 +5,9 @@ Revision ID: 0112_team
 Revises: 0114_billing
 Create Date: 2026-12-02
 """
-from alembic import op
+
 import sqlalchemy as sa
+from alembic import op
 
 revision = "0112_team"
 down_revision = "0115_voice_samples"
@@ -25,8 +26,12 @@ def upgrade():
     op.execute(f"UPDATE {S}.tenant_invitations SET uses = 1 WHERE used_at IS NOT NULL")
     # Signup's acceptance of TERMS_URL (when the operator sets one).
     op.add_column("users", sa.Column("terms_accepted_at", sa.DateTime(timezone=True)), schema=S)
-    op.create_check_constraint("tenant_invitation_uses", "tenant_invitations",
-                               "max_uses BETWEEN 1 AND 1000 AND uses >= 0 AND uses <= max_uses", schema=S)
+    op.create_check_constraint(
+        "tenant_invitation_uses",
+        "tenant_invitations",
+        "max_uses BETWEEN 1 AND 1000 AND uses >= 0 AND uses <= max_uses",
+        schema=S,
+    )
 
 
 def downgrade():

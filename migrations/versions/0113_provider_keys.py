@@ -4,8 +4,9 @@ Revision ID: 0113_provider_keys
 Revises: 0001_foundation
 Create Date: 2026-12-02
 """
-from alembic import op
+
 import sqlalchemy as sa
+from alembic import op
 from sqlalchemy.dialects import postgresql as pg
 
 revision = "0113_provider_keys"
@@ -37,8 +38,10 @@ def upgrade():
         sa.CheckConstraint("slot IN ('llm', 'stt', 'tts', 's2s', 'vad', 'embeddings')", name="provider_slot"),
         # Plaintext never lands here: an empty string or a backend ciphertext, nothing else.
         # ([:] because a bare ":v" would be read as a bind parameter)
-        sa.CheckConstraint(r"api_key_enc = '' OR api_key_enc ~ '^(vault|local)[:]v[1-9][0-9]*[:][A-Za-z0-9+/=_-]+$'",
-                           name="provider_key_is_ciphertext"),
+        sa.CheckConstraint(
+            r"api_key_enc = '' OR api_key_enc ~ '^(vault|local)[:]v[1-9][0-9]*[:][A-Za-z0-9+/=_-]+$'",
+            name="provider_key_is_ciphertext",
+        ),
         schema=S,
     )
 

@@ -4,8 +4,9 @@ Revision ID: 0114_billing
 Revises: 0001_foundation
 Create Date: 2026-12-02
 """
-from alembic import op
+
 import sqlalchemy as sa
+from alembic import op
 
 revision = "0114_billing"
 down_revision = "0113_provider_keys"
@@ -16,8 +17,9 @@ S = "web"
 
 
 def _ts(name, nullable=False):
-    return sa.Column(name, sa.DateTime(timezone=True), nullable=nullable,
-                     server_default=None if nullable else sa.text("now()"))
+    return sa.Column(
+        name, sa.DateTime(timezone=True), nullable=nullable, server_default=None if nullable else sa.text("now()")
+    )
 
 
 def upgrade():
@@ -30,10 +32,13 @@ def upgrade():
         sa.Column("tier", sa.Text, nullable=False, server_default="apprentice"),
         sa.Column("interval", sa.Text, nullable=False, server_default="month"),
         sa.Column("status", sa.Text, nullable=False, server_default="active"),
-        _ts("current_period_start", nullable=True), _ts("current_period_end", nullable=True),
-        _ts("cancel_at", nullable=True), _ts("past_due_since", nullable=True),
+        _ts("current_period_start", nullable=True),
+        _ts("current_period_end", nullable=True),
+        _ts("cancel_at", nullable=True),
+        _ts("past_due_since", nullable=True),
         sa.Column("applied_tier", sa.Text, nullable=False, server_default="apprentice"),
-        _ts("created_at"), _ts("updated_at"),
+        _ts("created_at"),
+        _ts("updated_at"),
         sa.CheckConstraint("tier IN ('apprentice', 'adventurer', 'dungeon_master', 'guild')", name="subscription_tier"),
         schema=S,
     )
@@ -49,7 +54,8 @@ def upgrade():
         sa.Column("amount_due", sa.BigInteger, nullable=False, server_default="0"),
         sa.Column("amount_paid", sa.BigInteger, nullable=False, server_default="0"),
         sa.Column("hosted_invoice_url", sa.Text),
-        _ts("period_start", nullable=True), _ts("period_end", nullable=True),
+        _ts("period_start", nullable=True),
+        _ts("period_end", nullable=True),
         sa.Column("created", sa.DateTime(timezone=True), nullable=False),
         _ts("updated_at"),
         schema=S,

@@ -4,8 +4,9 @@ Revision ID: 0115_voice_samples
 Revises: 0114_billing
 Create Date: 2026-12-02
 """
-from alembic import op
+
 import sqlalchemy as sa
+from alembic import op
 
 revision = "0115_voice_samples"
 down_revision = "0114_billing"
@@ -35,8 +36,9 @@ def upgrade():
         sa.CheckConstraint("format IN ('wav', 'mp3')", name="voice_sample_format"),
         schema=S,
     )
-    op.create_index("ix_voice_samples_tenant_created", "voice_samples", ["tenant_id", sa.text("created_at DESC")],
-                    schema=S)
+    op.create_index(
+        "ix_voice_samples_tenant_created", "voice_samples", ["tenant_id", sa.text("created_at DESC")], schema=S
+    )
 
 
 def downgrade():

@@ -4,8 +4,9 @@ Revision ID: 0116_operators
 Revises: 0114_billing
 Create Date: 2026-12-02
 """
-from alembic import op
+
 import sqlalchemy as sa
+from alembic import op
 
 revision = "0116_operators"
 down_revision = "0112_team"
@@ -34,10 +35,18 @@ def upgrade():
         sa.CheckConstraint("status IN ('open', 'pending', 'resolved', 'closed')", name="support_ticket_status"),
         schema=S,
     )
-    op.create_index("ix_support_tickets_tenant_time", "support_tickets",
-                    ["tenant_id", sa.text("created_at DESC"), sa.text("id DESC")], schema=S)
-    op.create_index("ix_support_tickets_status_time", "support_tickets",
-                    ["status", sa.text("created_at DESC"), sa.text("id DESC")], schema=S)
+    op.create_index(
+        "ix_support_tickets_tenant_time",
+        "support_tickets",
+        ["tenant_id", sa.text("created_at DESC"), sa.text("id DESC")],
+        schema=S,
+    )
+    op.create_index(
+        "ix_support_tickets_status_time",
+        "support_tickets",
+        ["status", sa.text("created_at DESC"), sa.text("id DESC")],
+        schema=S,
+    )
     op.create_table(
         "support_replies",
         sa.Column("id", sa.BigInteger, primary_key=True, autoincrement=True),

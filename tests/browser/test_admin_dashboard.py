@@ -47,6 +47,8 @@ def test_refresh_pauses_while_hidden(signed_in_page, live_server, app, page):
     with page.expect_response(lambda r: "/admin/" in r.url and r.request.headers.get("hx-request")):
         page.evaluate("""() => { Object.defineProperty(document, 'hidden', {configurable: true, get: () => false});
                                 document.dispatchEvent(new Event('visibilitychange')); }""")
-    page.wait_for_function(f"() => document.querySelector('#platform-live time').getAttribute('datetime') !== '{stamp}'")
+    page.wait_for_function(
+        f"() => document.querySelector('#platform-live time').getAttribute('datetime') !== '{stamp}'"
+    )
     assert len(polls) == 1
     assert page.locator("#platform-live #health-checks").count() == 1  # swapped inside, not nested

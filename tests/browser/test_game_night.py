@@ -6,6 +6,7 @@ and open the knowledge graph. (The done-when of the campaign and session issues.
 from __future__ import annotations
 
 import re
+from datetime import UTC
 
 from playwright.sync_api import expect
 
@@ -69,7 +70,7 @@ def test_game_night(signed_in_page, live_server, page, app):
 def _signed_in_with_discord_managing(app, name: str, guild_id: str) -> None:
     """What a Discord sign-in a moment ago would have stored: this person manages ``guild_id``
     (adding a server to a table requires it)."""
-    from datetime import datetime, timezone
+    from datetime import datetime
 
     from sqlalchemy import select
 
@@ -79,5 +80,5 @@ def _signed_in_with_discord_managing(app, name: str, guild_id: str) -> None:
     with app.app_context():
         user = db.session.execute(select(User).where(User.name == name)).scalar_one()
         user.discord_guilds = [{"id": guild_id, "name": "Night table", "owner": True, "manage": True}]
-        user.discord_guilds_at = datetime.now(timezone.utc)
+        user.discord_guilds_at = datetime.now(UTC)
         db.session.commit()

@@ -13,8 +13,10 @@ from playwright.sync_api import expect
 from sqlalchemy import func, select
 
 SHOTS = "/tmp/glyphoxa-shots"
-LONG_LINE = ("Well met, traveller. The tide is turning and the bells of the drowned chapel ring beneath "
-             "the waves; sit, drink, and listen while I tell you of the smuggler's debt and the sea witch.")
+LONG_LINE = (
+    "Well met, traveller. The tide is turning and the bells of the drowned chapel ring beneath "
+    "the waves; sit, drink, and listen while I tell you of the smuggler's debt and the sea witch."
+)
 
 
 def _owner(app, name):
@@ -32,9 +34,16 @@ def _npc(app, user, **voice):
     actor = Actor(user_id=user.id, tenant_id=user.tenant_id, role=Role(user.role))
     with app.app_context():
         campaign = campaigns.create(actor, {"name": "Saltmere"})
-        npc = npcs.create(actor, campaign.id, {
-            "name": "Mother Brine", "knowledge_scope": ["tides", "debts", "the drowned chapel"],
-            "attributes": {"race": "human"}, "voice": voice})
+        npc = npcs.create(
+            actor,
+            campaign.id,
+            {
+                "name": "Mother Brine",
+                "knowledge_scope": ["tides", "debts", "the drowned chapel"],
+                "attributes": {"race": "human"},
+                "voice": voice,
+            },
+        )
         return campaign.id, npc.id
 
 
@@ -43,8 +52,9 @@ def _npc_count(app, tenant_id):
     from glyphoxa_htmx.models import NpcDefinition
 
     with app.app_context():
-        return db.session.execute(select(func.count()).select_from(NpcDefinition)
-                                  .where(NpcDefinition.tenant_id == tenant_id)).scalar_one()
+        return db.session.execute(
+            select(func.count()).select_from(NpcDefinition).where(NpcDefinition.tenant_id == tenant_id)
+        ).scalar_one()
 
 
 def _npc_row(app, npc_id):
@@ -57,12 +67,14 @@ def _npc_row(app, npc_id):
 
 
 @pytest.mark.skipif(shutil.which("espeak-ng") is None, reason="espeak-ng is not installed")
-def test_voice_preview_sliders_retune_the_playing_sound_without_a_new_request(signed_in_page, live_server, page, app,
-                                                                              monkeypatch, tmp_path):
+def test_voice_preview_sliders_retune_the_playing_sound_without_a_new_request(
+    signed_in_page, live_server, page, app, monkeypatch, tmp_path
+):
     monkeypatch.setenv("TTS_CACHE_DIR", str(tmp_path))
     signed_in_page("Preview DM")
-    _, npc_id = _npc(app, _owner(app, "Preview DM"), provider="espeak", voice_id="en-gb", pitch_shift=-2,
-                     speed_factor=0.9)
+    _, npc_id = _npc(
+        app, _owner(app, "Preview DM"), provider="espeak", voice_id="en-gb", pitch_shift=-2, speed_factor=0.9
+    )
     previews = []
     page.on("request", lambda r: previews.append(r.url) if r.url.endswith("/voice-preview") else None)
     page.goto(f"{live_server}/npcs/{npc_id}")
@@ -121,14 +133,17 @@ def test_npc_editor_list_and_attribute_fields(signed_in_page, live_server, page,
     row = page.locator(".list-item", has=page.locator("input[aria-label='knowledge scope 4']"))
     row.get_by_role("button", name="Move up").click()  # "old oaths" above "the drowned chapel"
     expect(items.nth(2)).to_have_value("old oaths")
-    page.locator(".list-item").filter(has=page.locator("input[aria-label='knowledge scope 1']")) \
-        .get_by_role("button", name="Remove").click()  # "tides" goes
+    page.locator(".list-item").filter(has=page.locator("input[aria-label='knowledge scope 1']")).get_by_role(
+        "button", name="Remove"
+    ).click()  # "tides" goes
     expect(items).to_have_count(3)
     items.nth(0).fill("debts and favours")
     page.locator("#behavior_rules-new").fill("never lies about the tide")  # typed, not added: still saved
 
     # Attributes: remove the saved pair, add a new one.
-    page.locator(".kv-row", has=page.locator("input[value=race]")).get_by_role("button", name="Remove attribute").click()
+    page.locator(".kv-row", has=page.locator("input[value=race]")).get_by_role(
+        "button", name="Remove attribute"
+    ).click()
     page.get_by_role("button", name="Add attribute").click()
     new_key = page.locator(".kv-row:not([hidden]) input[name=attr_key]").last
     expect(new_key).to_be_focused()
@@ -194,8 +209,9 @@ def test_voice_search_without_javascript_creates_nothing(browser, live_server, a
         context.close()
 
 
-def test_toasts_expire_and_a_new_one_replaces_the_old_one_of_its_kind(signed_in_page, live_server, page, app,
-                                                                      make_user):
+def test_toasts_expire_and_a_new_one_replaces_the_old_one_of_its_kind(
+    signed_in_page, live_server, page, app, make_user
+):
     signed_in_page("Toast Owner")
     owner = _owner(app, "Toast Owner")
     make_user(role="viewer", tenant_id=owner.tenant_id, name="Player Pia")

@@ -38,20 +38,30 @@ def _pages(app, tenant_id: str, *, admin: bool) -> list[str]:
         campaign = db.session.query(Campaign).filter_by(tenant_id=tenant_id).first()
         session = db.session.query(GatewaySession).filter_by(tenant_id=tenant_id).first()
         npc = db.session.query(NpcDefinition).filter_by(tenant_id=tenant_id).first()
-        ids = {"campaign_id": campaign.id if campaign else None, "session_id": session.id if session else None,
-               "npc_id": npc.id if npc else None, "tenant_id": tenant_id}
+        ids = {
+            "campaign_id": campaign.id if campaign else None,
+            "session_id": session.id if session else None,
+            "npc_id": npc.id if npc else None,
+            "tenant_id": tenant_id,
+        }
         from sqlalchemy import text
 
-        ids["entity_id"] = db.session.execute(
-            text(f'SELECT id FROM "tenant_{tenant_id}".entities LIMIT 1')).scalar() if campaign else None
+        ids["entity_id"] = (
+            db.session.execute(text(f'SELECT id FROM "tenant_{tenant_id}".entities LIMIT 1')).scalar()
+            if campaign
+            else None
+        )
         urls = []
         for rule in app.url_map.iter_rules():
             if "GET" not in rule.methods or rule.websocket:
                 continue
             path = rule.rule
             # Not pages: downloads, JSON, sockets, fragments for htmx only, sign-in/OAuth redirects.
-            if re.search(r"\.(txt|md|wav|json|svg|ico|js|css)$|/static/|/metrics|/healthz|/readyz|/auth/|/ws$|"
-                         r"/lines$|/controls$|/export$", path):
+            if re.search(
+                r"\.(txt|md|wav|json|svg|ico|js|css)$|/static/|/metrics|/healthz|/readyz|/auth/|/ws$|"
+                r"/lines$|/controls$|/export$",
+                path,
+            ):
                 continue
             if path.startswith("/admin") != admin:
                 continue

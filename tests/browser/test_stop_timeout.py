@@ -14,11 +14,12 @@ from tests.support.faultproxy import FaultProxy
 from tests.support.ws_server import make_campaign, snowflake, sql
 
 
-def test_open_session_page_follows_a_stop_that_timed_out(signed_in_page, live_server, page, app, simulator,
-                                                          database_url):
+def test_open_session_page_follows_a_stop_that_timed_out(
+    signed_in_page, live_server, page, app, simulator, database_url
+):
     page.on("dialog", lambda dialog: dialog.accept())  # hx-confirm
     signed_in_page("Slow Stop DM")
-    (tenant,), = sql(database_url, "SELECT tenant_id FROM web.users WHERE name = 'Slow Stop DM'")
+    ((tenant,),) = sql(database_url, "SELECT tenant_id FROM web.users WHERE name = 'Slow Stop DM'")
     guild = snowflake()
     app.extensions["glyphoxa.gateway"].update_tenant(tenant, guild_ids=[guild])  # sign-in registered the table
     campaign = make_campaign(app, tenant, "The Long Night")
@@ -47,5 +48,6 @@ def test_open_session_page_follows_a_stop_that_timed_out(signed_in_page, live_se
         client.close()
         proxy.close()
     assert sql(database_url, "SELECT state FROM public.sessions WHERE id = %s", (sid,))[0][0] == "ended"
-    assert sql(database_url, "SELECT action, details->>'note' FROM web.audit_log WHERE resource_id = %s ORDER BY id",
-               (sid,)) == [("session.stop_unconfirmed", None), ("session.stop", "after_timeout")]
+    assert sql(
+        database_url, "SELECT action, details->>'note' FROM web.audit_log WHERE resource_id = %s ORDER BY id", (sid,)
+    ) == [("session.stop_unconfirmed", None), ("session.stop", "after_timeout")]

@@ -40,9 +40,7 @@ def gw_db(gateway_schema):
 def gw_sim(gw_db):
     from glyphoxa_htmx.simulator.server import GatewaySimulator
 
-    sim = GatewaySimulator(
-        gw_db, secret=SECRET, activation_delay=0.2, line_interval=0.2, heartbeat_interval=0.3
-    )
+    sim = GatewaySimulator(gw_db, secret=SECRET, activation_delay=0.2, line_interval=0.2, heartbeat_interval=0.3)
     sim.start()
     yield sim
     sim.stop()
@@ -116,7 +114,7 @@ class ScriptedServer:
         self.address = f"127.0.0.1:{self.port}"
 
     class _Handler(grpc.GenericRpcHandler):
-        def __init__(self, outer: "ScriptedServer") -> None:
+        def __init__(self, outer: ScriptedServer) -> None:
             self.outer = outer
 
         def service(self, handler_call_details):
@@ -144,7 +142,7 @@ class ScriptedServer:
             context.abort(action, f"scripted {action.name}")
         return b""
 
-    def start(self) -> "ScriptedServer":
+    def start(self) -> ScriptedServer:
         self._server.start()
         return self
 

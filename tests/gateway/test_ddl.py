@@ -61,8 +61,15 @@ def test_public_ddl_applied_twice_is_a_no_op(db):
 def test_public_table_shapes_follow_the_contract(db):
     tenants = _columns(db, "public", "tenants")
     assert list(tenants) == [
-        "id", "license_tier", "bot_token", "guild_ids", "monthly_session_hours", "created_at", "updated_at",
-        "campaign_id", "dm_role_id",
+        "id",
+        "license_tier",
+        "bot_token",
+        "guild_ids",
+        "monthly_session_hours",
+        "created_at",
+        "updated_at",
+        "campaign_id",
+        "dm_role_id",
     ]
     assert tenants["guild_ids"][:2] == ("text[]", False)  # nullable: a Go nil slice is NULL
     assert tenants["monthly_session_hours"][:2] == ("numeric(10,2)", True)
@@ -70,24 +77,55 @@ def test_public_table_shapes_follow_the_contract(db):
 
     sessions = _columns(db, "public", "sessions")
     assert list(sessions) == [
-        "id", "tenant_id", "campaign_id", "guild_id", "channel_id", "license_tier", "state", "error", "worker_pod",
-        "worker_node", "started_at", "ended_at", "last_voice", "last_heartbeat", "metadata",
+        "id",
+        "tenant_id",
+        "campaign_id",
+        "guild_id",
+        "channel_id",
+        "license_tier",
+        "state",
+        "error",
+        "worker_pod",
+        "worker_node",
+        "started_at",
+        "ended_at",
+        "last_voice",
+        "last_heartbeat",
+        "metadata",
     ]
     assert sessions["state"] == ("text", True, "'pending'::text")
     assert sessions["error"][1] is False and sessions["metadata"][0] == "jsonb"
 
     usage = _columns(db, "public", "usage_records")
     assert {k: v[:2] for k, v in usage.items()} == {
-        "id": ("bigint", True), "tenant_id": ("text", True), "period": ("date", True),
-        "session_hours": ("numeric(10,2)", True), "llm_tokens": ("bigint", True),
-        "stt_seconds": ("numeric(10,2)", True), "tts_chars": ("bigint", True),
+        "id": ("bigint", True),
+        "tenant_id": ("text", True),
+        "period": ("date", True),
+        "session_hours": ("numeric(10,2)", True),
+        "llm_tokens": ("bigint", True),
+        "stt_seconds": ("numeric(10,2)", True),
+        "tts_chars": ("bigint", True),
     }
 
     npcs = _columns(db, "public", "npc_definitions")
     assert list(npcs) == [
-        "id", "tenant_id", "campaign_id", "name", "personality", "engine", "voice", "knowledge_scope",
-        "secret_knowledge", "behavior_rules", "tools", "budget_tier", "gm_helper", "address_only", "attributes",
-        "created_at", "updated_at",
+        "id",
+        "tenant_id",
+        "campaign_id",
+        "name",
+        "personality",
+        "engine",
+        "voice",
+        "knowledge_scope",
+        "secret_knowledge",
+        "behavior_rules",
+        "tools",
+        "budget_tier",
+        "gm_helper",
+        "address_only",
+        "attributes",
+        "created_at",
+        "updated_at",
     ]
     assert [c for c, (_, notnull, _) in npcs.items() if not notnull] == []  # tenant_id too, like the gateway's
     assert npcs["tenant_id"] == ("text", True, "''::text")
@@ -95,9 +133,15 @@ def test_public_table_shapes_follow_the_contract(db):
 
     index_names = {name for _, name, _ in _catalog(db, "public", GATEWAY_TABLES)["indexes"]}
     assert {
-        "idx_tenants_tier", "idx_one_active_session_shared", "idx_one_active_session_per_guild_dedicated",
-        "idx_one_active_session_per_guild", "idx_sessions_tenant", "idx_sessions_active",
-        "idx_npc_definitions_campaign", "idx_npc_definitions_name", "unique_active_campaign",
+        "idx_tenants_tier",
+        "idx_one_active_session_shared",
+        "idx_one_active_session_per_guild_dedicated",
+        "idx_one_active_session_per_guild",
+        "idx_sessions_tenant",
+        "idx_sessions_active",
+        "idx_npc_definitions_campaign",
+        "idx_npc_definitions_name",
+        "unique_active_campaign",
     } <= index_names
     constraints = {(name, kind) for _, name, kind, _ in _catalog(db, "public", GATEWAY_TABLES)["constraints"]}
     assert ("usage_records_tenant_id_period_key", "u") in constraints
@@ -177,8 +221,10 @@ def test_existing_gateway_tables_are_never_altered(scratch_db):
     constraint to them, and only creates the tables that are missing."""
     with psycopg.connect(scratch_db, autocommit=True) as conn:
         conn.execute("CREATE TABLE public.tenants (id TEXT PRIMARY KEY, license_tier TEXT NOT NULL DEFAULT 'shared')")
-        conn.execute("CREATE TABLE public.npc_definitions (id TEXT PRIMARY KEY, campaign_id TEXT NOT NULL DEFAULT '', "
-                     "name TEXT NOT NULL)")
+        conn.execute(
+            "CREATE TABLE public.npc_definitions (id TEXT PRIMARY KEY, campaign_id TEXT NOT NULL DEFAULT '', "
+            "name TEXT NOT NULL)"
+        )
         before = _catalog(conn, "public", ("tenants", "npc_definitions"))
         assert ddl.ensure_public_schema(conn) == ["sessions", "usage_records"]
         assert _catalog(conn, "public", ("tenants", "npc_definitions")) == before
@@ -190,10 +236,12 @@ def test_an_existing_tenant_schema_gets_nothing_added(db):
     """The worker's schema (no recaps table, its own indexes only) stays exactly as found."""
     schema = f"tenant_{unique_tenant()}"
     db.execute(f'CREATE SCHEMA "{schema}"')
-    db.execute(f'CREATE TABLE "{schema}".session_entries (id BIGSERIAL PRIMARY KEY, campaign_id TEXT NOT NULL, '
-               "session_id TEXT NOT NULL, text TEXT NOT NULL, timestamp TIMESTAMPTZ NOT NULL DEFAULT now())")
+    db.execute(
+        f'CREATE TABLE "{schema}".session_entries (id BIGSERIAL PRIMARY KEY, campaign_id TEXT NOT NULL, '
+        "session_id TEXT NOT NULL, text TEXT NOT NULL, timestamp TIMESTAMPTZ NOT NULL DEFAULT now())"
+    )
     before = _catalog(db, schema)
-    assert ddl.ensure_tenant_schema(db, schema[len("tenant_"):]) == schema
+    assert ddl.ensure_tenant_schema(db, schema[len("tenant_") :]) == schema
     assert _catalog(db, schema) == before
     assert db.execute("SELECT to_regclass(%s)", (f"{schema}.recaps",)).fetchone()[0] is None
 
@@ -208,21 +256,46 @@ def test_tenant_schema_shapes_and_idempotence(db):
 
     entries = _columns(db, schema, "session_entries")
     assert {k: v[:2] for k, v in entries.items()} == {
-        "id": ("bigint", True), "campaign_id": ("text", True), "session_id": ("text", True),
-        "speaker_id": ("text", True), "speaker_name": ("text", True), "text": ("text", True),
-        "raw_text": ("text", True), "npc_id": ("text", True), "timestamp": ("timestamp with time zone", True),
+        "id": ("bigint", True),
+        "campaign_id": ("text", True),
+        "session_id": ("text", True),
+        "speaker_id": ("text", True),
+        "speaker_name": ("text", True),
+        "text": ("text", True),
+        "raw_text": ("text", True),
+        "npc_id": ("text", True),
+        "timestamp": ("timestamp with time zone", True),
         "duration_ns": ("bigint", True),
     }
     assert list(_columns(db, schema, "sessions")) == ["session_id", "campaign_id", "started_at", "ended_at"]
     assert list(_columns(db, schema, "entities")) == [
-        "campaign_id", "id", "type", "name", "attributes", "created_at", "updated_at"
+        "campaign_id",
+        "id",
+        "type",
+        "name",
+        "attributes",
+        "created_at",
+        "updated_at",
     ]
     assert list(_columns(db, schema, "relationships")) == [
-        "campaign_id", "source_id", "target_id", "rel_type", "attributes", "provenance", "created_at"
+        "campaign_id",
+        "source_id",
+        "target_id",
+        "rel_type",
+        "attributes",
+        "provenance",
+        "created_at",
     ]
     recaps = _columns(db, schema, "recaps")
     assert list(recaps) == [
-        "session_id", "campaign_id", "text", "audio_data", "sample_rate", "channels", "duration_ns", "generated_at"
+        "session_id",
+        "campaign_id",
+        "text",
+        "audio_data",
+        "sample_rate",
+        "channels",
+        "duration_ns",
+        "generated_at",
     ]
     assert recaps["audio_data"][:2] == ("bytea", True)
 

@@ -23,11 +23,20 @@ C = grpc.StatusCode
         (C.ALREADY_EXISTS, 'tenant "x" already exists', False, e.AlreadyExists),
         (C.INTERNAL, "start session: gateway: validate session: usage: quota exceeded", False, e.QuotaExceeded),
         (C.INTERNAL, "start session: gateway: session already active for guild 123", False, e.SessionConflict),
-        (C.INTERNAL, 'start session: gateway: validate session: sessionorch: create session: ERROR: duplicate key '
-                     'value violates unique constraint "idx_one_active_session_per_guild" (SQLSTATE 23505)',
-         False, e.SessionConflict),
-        (C.INTERNAL, 'start session: ... ERROR: conflicting key value violates exclusion constraint '
-                     '"unique_active_campaign" (SQLSTATE 23P01)', False, e.SessionConflict),
+        (
+            C.INTERNAL,
+            "start session: gateway: validate session: sessionorch: create session: ERROR: duplicate key "
+            'value violates unique constraint "idx_one_active_session_per_guild" (SQLSTATE 23505)',
+            False,
+            e.SessionConflict,
+        ),
+        (
+            C.INTERNAL,
+            "start session: ... ERROR: conflicting key value violates exclusion constraint "
+            '"unique_active_campaign" (SQLSTATE 23P01)',
+            False,
+            e.SessionConflict,
+        ),
         (C.INTERNAL, "start session: gateway: dispatch worker: no capacity", False, e.GatewayError),
         (C.INTERNAL, "failed to list tenants", False, e.GatewayError),
         (C.UNIMPLEMENTED, "unknown service glyphoxa.v1.SessionWorkerService", True, e.LiveControlUnsupported),
@@ -42,7 +51,15 @@ def test_classify(code, details, worker, expected):
 
 
 def test_subclasses_share_the_base():
-    for cls in (e.QuotaExceeded, e.BotNotConnected, e.GatewayUnavailable, e.NotFound, e.InvalidArgument,
-                e.AlreadyExists, e.SessionConflict, e.LiveControlUnsupported):
+    for cls in (
+        e.QuotaExceeded,
+        e.BotNotConnected,
+        e.GatewayUnavailable,
+        e.NotFound,
+        e.InvalidArgument,
+        e.AlreadyExists,
+        e.SessionConflict,
+        e.LiveControlUnsupported,
+    ):
         assert issubclass(cls, e.GatewayError)
     assert e.GatewayUnavailable().message == "The voice service is unavailable. Please try again in a moment."

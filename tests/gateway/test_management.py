@@ -4,7 +4,7 @@ tenants, usage, bot status and the gateway's status codes mapped to domain error
 from __future__ import annotations
 
 import uuid
-from datetime import date, datetime, timezone
+from datetime import UTC, date, datetime
 
 import grpc
 import pytest
@@ -23,11 +23,17 @@ from .conftest import unique_guild, unique_tenant
 def test_create_get_list_tenant(gw, db):
     tid = unique_tenant()
     guild = unique_guild()
-    created = gw.create_tenant(tid, "dedicated", bot_token="plain.bot.token", guild_ids=[guild], dm_role_id="42",
-                               campaign_id="camp_a")
+    created = gw.create_tenant(
+        tid, "dedicated", bot_token="plain.bot.token", guild_ids=[guild], dm_role_id="42", campaign_id="camp_a"
+    )
     assert isinstance(created, TenantInfo)
     assert (created.id, created.license_tier, created.guild_ids, created.dm_role_id, created.campaign_id) == (
-        tid, "dedicated", [guild], "42", "camp_a")
+        tid,
+        "dedicated",
+        [guild],
+        "42",
+        "camp_a",
+    )
     assert created.monthly_session_hours == 0.0
     assert created.created_at is not None and created.created_at.tzinfo is not None
 
@@ -52,7 +58,11 @@ def test_update_tenant_applies_only_given_fields_and_clear_flags(gw, db):
 
     updated = gw.update_tenant(tid, license_tier="dedicated", guild_ids=["2", "3"])
     assert (updated.license_tier, updated.guild_ids, updated.dm_role_id, updated.campaign_id) == (
-        "dedicated", ["2", "3"], "role", "camp")
+        "dedicated",
+        ["2", "3"],
+        "role",
+        "camp",
+    )
     assert updated.monthly_session_hours == 12.5  # quota hours are untouched by updates
 
     cleared = gw.update_tenant(tid, clear_dm_role_id=True, clear_campaign_id=True)
@@ -86,9 +96,7 @@ def test_delete_tenant_removes_only_the_tenant_row(gw, db):
     assert exc.value.code == grpc.StatusCode.NOT_FOUND
 
 
-@pytest.mark.parametrize(
-    "bad_id", ["", "Rabenheim", "raben-heim", str(uuid.uuid4()), "9lives", "a" * 57, "ünïcode"]
-)
+@pytest.mark.parametrize("bad_id", ["", "Rabenheim", "raben-heim", str(uuid.uuid4()), "9lives", "a" * 57, "ünïcode"])
 def test_create_tenant_rejects_ids_the_gateway_rejects(gw, bad_id):
     with pytest.raises(InvalidArgument) as exc:
         gw.create_tenant(bad_id)
@@ -125,10 +133,15 @@ def test_usage_is_zero_without_a_row_and_reads_a_given_month(gw, db):
     tid = unique_tenant()
     gw.create_tenant(tid)
     usage = gw.get_usage(tid)
-    today = datetime.now(timezone.utc).date()
+    today = datetime.now(UTC).date()
     assert usage.period == today.replace(day=1)
     assert (usage.tenant_id, usage.session_hours, usage.llm_tokens, usage.stt_seconds, usage.tts_chars) == (
-        tid, 0.0, 0, 0.0, 0)
+        tid,
+        0.0,
+        0,
+        0.0,
+        0,
+    )
 
     db.execute(
         "INSERT INTO public.usage_records (tenant_id, period, session_hours, llm_tokens, stt_seconds, tts_chars) "
@@ -137,7 +150,12 @@ def test_usage_is_zero_without_a_row_and_reads_a_given_month(gw, db):
     )
     march = gw.get_usage(tid, date(2025, 3, 17))  # any day of the month selects the month
     assert (march.period, march.session_hours, march.llm_tokens, march.stt_seconds, march.tts_chars) == (
-        date(2025, 3, 1), 4.25, 1200, 33.5, 900)
+        date(2025, 3, 1),
+        4.25,
+        1200,
+        33.5,
+        900,
+    )
     assert gw.get_usage(tid, date(2025, 4, 1)).llm_tokens == 0
     with pytest.raises(InvalidArgument):
         gw.get_usage("")

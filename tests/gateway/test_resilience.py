@@ -107,11 +107,14 @@ def test_every_call_has_a_deadline_and_reads_are_retried_on_timeout(scripted):
     assert server.calls["CreateTenant"] == 1
 
 
-@pytest.mark.parametrize("method,call", [
-    ("GetTenant", lambda c: c.get_tenant("a", quick=True)),
-    ("GetBotStatus", lambda c: c.get_bot_status("a", quick=True)),
-    ("ListNPCs", lambda c: c.list_npcs("s", quick=True)),
-])
+@pytest.mark.parametrize(
+    "method,call",
+    [
+        ("GetTenant", lambda c: c.get_tenant("a", quick=True)),
+        ("GetBotStatus", lambda c: c.get_bot_status("a", quick=True)),
+        ("ListNPCs", lambda c: c.list_npcs("s", quick=True)),
+    ],
+)
 def test_quick_reads_try_once_with_a_short_deadline(scripted, method, call):
     """Page decorations (badges, pickers) must not hang a page on a gateway that hangs."""
     from glyphoxa_htmx.adapters.gateway.client import QUICK_TIMEOUT
@@ -290,9 +293,13 @@ def test_gateway_without_worker_service_means_live_control_unsupported(scripted)
     with GatewayClient(server.address, SECRET) as client:
         assert client.get_tenant("a").id == ""  # management works
         calls = [
-            lambda: client.get_status("s"), lambda: client.list_npcs("s"), lambda: client.mute_npc("s", "n"),
-            lambda: client.unmute_npc("s", "n"), lambda: client.mute_all_npcs("s"),
-            lambda: client.unmute_all_npcs("s"), lambda: client.speak_npc("s", "n", "t"),
+            lambda: client.get_status("s"),
+            lambda: client.list_npcs("s"),
+            lambda: client.mute_npc("s", "n"),
+            lambda: client.unmute_npc("s", "n"),
+            lambda: client.mute_all_npcs("s"),
+            lambda: client.unmute_all_npcs("s"),
+            lambda: client.speak_npc("s", "n", "t"),
         ]
         for call in calls:
             with pytest.raises(LiveControlUnsupported) as exc:
@@ -314,13 +321,14 @@ def test_closed_client_raises_unavailable(gw_sim):
 
 
 def _certs(tmp_path):
+    import ipaddress
+
     from cryptography import x509
     from cryptography.hazmat.primitives import hashes, serialization
     from cryptography.hazmat.primitives.asymmetric import ec
     from cryptography.x509.oid import NameOID
-    import ipaddress
 
-    now = dt.datetime.now(dt.timezone.utc)
+    now = dt.datetime.now(dt.UTC)
 
     def key():
         return ec.generate_private_key(ec.SECP256R1())
@@ -344,12 +352,19 @@ def _certs(tmp_path):
     ca_key = key()
     ca = cert(ca_key, "test-ca", ca=True)
     server_key, client_key = key(), key()
-    server = cert(server_key, "localhost", ca_key, ca.subject,
-                  san=[x509.DNSName("localhost"), x509.IPAddress(ipaddress.ip_address("127.0.0.1"))])
+    server = cert(
+        server_key,
+        "localhost",
+        ca_key,
+        ca.subject,
+        san=[x509.DNSName("localhost"), x509.IPAddress(ipaddress.ip_address("127.0.0.1"))],
+    )
     client = cert(client_key, "glyphoxa-web", ca_key, ca.subject)
 
     def pem_key(k):
-        return k.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
+        return k.private_bytes(
+            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+        )
 
     files = {
         "ca.pem": ca.public_bytes(serialization.Encoding.PEM),
@@ -370,8 +385,9 @@ def test_mtls(scripted, tmp_path):
     )
     server = scripted(credentials=creds)
     address = f"localhost:{server.port}"
-    with GatewayClient(address, SECRET, tls_ca=paths["ca.pem"], tls_cert=paths["client.pem"],
-                       tls_key=paths["client.key"]) as client:
+    with GatewayClient(
+        address, SECRET, tls_ca=paths["ca.pem"], tls_cert=paths["client.pem"], tls_key=paths["client.key"]
+    ) as client:
         assert client.tls and client.get_tenant("a").id == ""
     assert server.metadata[-1][1]["x-mgmt-secret"] == SECRET
 

@@ -28,7 +28,8 @@ def test_seed_history_writes_readable_past_sessions(gw_db, db):
 
     sessions = db.execute(
         "SELECT id, state, campaign_id, guild_id, started_at, ended_at FROM public.sessions "
-        "WHERE tenant_id = %s ORDER BY started_at", (tid,)
+        "WHERE tenant_id = %s ORDER BY started_at",
+        (tid,),
     ).fetchall()
     assert len(sessions) == 3
     assert all(s[1] == "ended" and s[2] == campaign and s[3] == "555000111" and s[5] > s[4] for s in sessions)
@@ -37,7 +38,8 @@ def test_seed_history_writes_readable_past_sessions(gw_db, db):
     for sid, *_ in sessions:
         lines = db.execute(
             f'SELECT speaker_name, text, raw_text, npc_id, timestamp, campaign_id FROM "{schema}".session_entries '
-            "WHERE session_id = %s ORDER BY id", (sid,)
+            "WHERE session_id = %s ORDER BY id",
+            (sid,),
         ).fetchall()
         assert len(lines) >= 20
         assert all(name and text and raw and camp == campaign for name, text, raw, _, _, camp in lines)
@@ -78,9 +80,25 @@ def test_gateway_sim_command_serves_until_interrupted(gw_db, free_port):
     env = dict(os.environ, PYTHONUNBUFFERED="1")
     code = "from glyphoxa_htmx.simulator.cli import gateway_sim; gateway_sim()"
     proc = subprocess.Popen(
-        [sys.executable, "-c", code, "--db", gw_db, "--listen", f"127.0.0.1:{free_port}", "--secret", SECRET,
-         "--activation-delay", "0.1", "--line-interval", "0.2"],
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=env, text=True,
+        [
+            sys.executable,
+            "-c",
+            code,
+            "--db",
+            gw_db,
+            "--listen",
+            f"127.0.0.1:{free_port}",
+            "--secret",
+            SECRET,
+            "--activation-delay",
+            "0.1",
+            "--line-interval",
+            "0.2",
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        env=env,
+        text=True,
     )
     try:
         seen = []

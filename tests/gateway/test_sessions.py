@@ -50,9 +50,11 @@ def entries(db, tenant_id: str, session_id: str, after_id: int = 0) -> list[dict
 
 
 def session_row(db, session_id: str) -> dict | None:
-    return db.cursor(row_factory=psycopg.rows.dict_row).execute(
-        "SELECT * FROM public.sessions WHERE id = %s", (session_id,)
-    ).fetchone()
+    return (
+        db.cursor(row_factory=psycopg.rows.dict_row)
+        .execute("SELECT * FROM public.sessions WHERE id = %s", (session_id,))
+        .fetchone()
+    )
 
 
 def wait_active(gw, tenant_id: str, session_id: str):
@@ -79,18 +81,24 @@ def test_done_when_create_start_active_transcript_mute_stop_usage(gw, db):
 
     active = wait_active(gw, tid, session_id)
     assert (active.tenant_id, active.guild_id, active.channel_id, active.license_tier) == (
-        tid, guild, "987654321", "shared")
+        tid,
+        guild,
+        "987654321",
+        "shared",
+    )
     row = session_row(db, session_id)
     assert row["last_heartbeat"] is not None
     assert gw.get_status(session_id).state == "active"
 
     npcs = gw.list_npcs(session_id)
     assert sorted(npcs, key=lambda n: n.name) == [
-        NpcLiveState("Bram the Ferryman", False, bram), NpcLiveState("Mira Thornwood", False, mira)
+        NpcLiveState("Bram the Ferryman", False, bram),
+        NpcLiveState("Mira Thornwood", False, mira),
     ]
 
-    lines = wait_for(lambda: len(entries(db, tid, session_id)) >= 6 and entries(db, tid, session_id),
-                     what="transcript lines")
+    lines = wait_for(
+        lambda: len(entries(db, tid, session_id)) >= 6 and entries(db, tid, session_id), what="transcript lines"
+    )
     for line in lines:
         assert line["campaign_id"] == campaign
         assert line["speaker_name"] and line["text"] and line["raw_text"] and line["duration_ns"] > 0
@@ -106,14 +114,20 @@ def test_done_when_create_start_active_transcript_mute_stop_usage(gw, db):
     assert {n.name: n.muted for n in gw.list_npcs(session_id)} == {"Mira Thornwood": True, "Bram the Ferryman": False}
     mark = max(line["id"] for line in entries(db, tid, session_id))
     first_after = wait_for(lambda: entries(db, tid, session_id, mark), what="a line after muting")[0]["id"]
-    after = wait_for(lambda: len(entries(db, tid, session_id, first_after)) >= 10 and entries(db, tid, session_id, first_after),
-                     what="ten more lines")
+    after = wait_for(
+        lambda: len(entries(db, tid, session_id, first_after)) >= 10 and entries(db, tid, session_id, first_after),
+        what="ten more lines",
+    )
     assert all(line["npc_id"] != mira for line in after), "a muted NPC spoke"
     assert any(line["npc_id"] == bram for line in after), "the unmuted NPC should still answer"
 
     gw.speak_npc(session_id, "Bram the Ferryman", "The river remembers every coin you owe it.")
     spoken = wait_for(
-        lambda: [l for l in entries(db, tid, session_id, mark) if l["text"] == "The river remembers every coin you owe it."],
+        lambda: [
+            ln
+            for ln in entries(db, tid, session_id, mark)
+            if ln["text"] == "The river remembers every coin you owe it."
+        ],
         what="the SpeakNPC line",
     )
     assert spoken[0]["npc_id"] == bram and spoken[0]["speaker_name"] == "Bram the Ferryman"
@@ -155,8 +169,13 @@ def test_usage_accrues_while_a_session_runs(gw, tenant):
     sid = gw.start_web_session(tenant.id, tenant.guild_ids[0], "c")
     wait_active(gw, tenant.id, sid)
     first = wait_for(lambda: (u := gw.get_usage(tenant.id)).llm_tokens > 0 and u, what="usage")
-    wait_for(lambda: gw.get_usage(tenant.id).stt_seconds + gw.get_usage(tenant.id).tts_chars
-             > first.stt_seconds + first.tts_chars, what="usage to grow")
+    wait_for(
+        lambda: (
+            gw.get_usage(tenant.id).stt_seconds + gw.get_usage(tenant.id).tts_chars
+            > first.stt_seconds + first.tts_chars
+        ),
+        what="usage to grow",
+    )
 
 
 def test_default_npcs_mute_all_unmute_all(gw, db, tenant):
@@ -167,21 +186,25 @@ def test_default_npcs_mute_all_unmute_all(gw, db, tenant):
     assert all(n.muted for n in gw.list_npcs(sid))
     wait_active(gw, tenant.id, sid)
     mark = wait_for(lambda: entries(db, tenant.id, sid), what="first line")[-1]["id"]
-    later = wait_for(lambda: len(entries(db, tenant.id, sid, mark)) >= 6 and entries(db, tenant.id, sid, mark),
-                     what="lines while all NPCs are muted")
+    later = wait_for(
+        lambda: len(entries(db, tenant.id, sid, mark)) >= 6 and entries(db, tenant.id, sid, mark),
+        what="lines while all NPCs are muted",
+    )
     assert all(not line["npc_id"] for line in later[1:]), "an NPC spoke while all were muted"
 
     # an explicit SpeakNPC still speaks
     name = npcs[0].name
     gw.speak_npc(sid, name, "I was told to stay quiet, but this cannot wait.")
-    wait_for(lambda: [l for l in entries(db, tenant.id, sid, mark) if l["speaker_name"] == name and l["npc_id"]],
-             what="SpeakNPC line from a muted NPC")
+    wait_for(
+        lambda: [ln for ln in entries(db, tenant.id, sid, mark) if ln["speaker_name"] == name and ln["npc_id"]],
+        what="SpeakNPC line from a muted NPC",
+    )
 
     assert gw.unmute_all_npcs(sid) == 2
     assert not any(n.muted for n in gw.list_npcs(sid))
     gw.unmute_npc(sid, name)  # unmuting an unmuted NPC is fine
     mark = entries(db, tenant.id, sid)[-1]["id"]
-    wait_for(lambda: any(l["npc_id"] for l in entries(db, tenant.id, sid, mark)), what="NPCs talking again")
+    wait_for(lambda: any(ln["npc_id"] for ln in entries(db, tenant.id, sid, mark)), what="NPCs talking again")
 
 
 def test_worker_control_errors(gw, tenant):

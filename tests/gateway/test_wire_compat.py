@@ -10,19 +10,37 @@ from google.protobuf.descriptor import FieldDescriptor as F
 from glyphoxa_htmx.adapters.gateway.pb import management_pb2 as mpb
 from glyphoxa_htmx.adapters.gateway.pb import session_pb2 as spb
 
-S, D, B, I32, I64, E, M = F.TYPE_STRING, F.TYPE_DOUBLE, F.TYPE_BOOL, F.TYPE_INT32, F.TYPE_INT64, F.TYPE_ENUM, F.TYPE_MESSAGE
+S, D, B, I32, I64, E, M = (
+    F.TYPE_STRING,
+    F.TYPE_DOUBLE,
+    F.TYPE_BOOL,
+    F.TYPE_INT32,
+    F.TYPE_INT64,
+    F.TYPE_ENUM,
+    F.TYPE_MESSAGE,
+)
 TS = "google.protobuf.Timestamp"
 REP = "repeated"
 
 # message -> [(field, number, type, repeated?, referenced type or None)]
 CONTRACT = {
     "TenantInfo": [
-        ("id", 1, S), ("license_tier", 2, S), ("guild_ids", 3, S, REP), ("dm_role_id", 4, S),
-        ("campaign_id", 5, S), ("monthly_session_hours", 6, D), ("created_at", 7, M, TS), ("updated_at", 8, M, TS),
+        ("id", 1, S),
+        ("license_tier", 2, S),
+        ("guild_ids", 3, S, REP),
+        ("dm_role_id", 4, S),
+        ("campaign_id", 5, S),
+        ("monthly_session_hours", 6, D),
+        ("created_at", 7, M, TS),
+        ("updated_at", 8, M, TS),
     ],
     "CreateTenantRequest": [
-        ("id", 1, S), ("license_tier", 2, S), ("bot_token", 3, S), ("guild_ids", 4, S, REP),
-        ("dm_role_id", 5, S), ("campaign_id", 6, S),
+        ("id", 1, S),
+        ("license_tier", 2, S),
+        ("bot_token", 3, S),
+        ("guild_ids", 4, S, REP),
+        ("dm_role_id", 5, S),
+        ("campaign_id", 6, S),
     ],
     "GetTenantRequest": [("id", 1, S)],
     "DeleteTenantRequest": [("id", 1, S)],
@@ -31,8 +49,14 @@ CONTRACT = {
     "TenantResponse": [("tenant", 1, M, "glyphoxa.v1.TenantInfo")],
     "DeleteTenantResponse": [],
     "UpdateTenantRequest": [
-        ("id", 1, S), ("license_tier", 2, S), ("bot_token", 3, S), ("guild_ids", 4, S, REP),
-        ("dm_role_id", 5, S), ("campaign_id", 6, S), ("clear_dm_role_id", 7, B), ("clear_campaign_id", 8, B),
+        ("id", 1, S),
+        ("license_tier", 2, S),
+        ("bot_token", 3, S),
+        ("guild_ids", 4, S, REP),
+        ("dm_role_id", 5, S),
+        ("campaign_id", 6, S),
+        ("clear_dm_role_id", 7, B),
+        ("clear_campaign_id", 8, B),
     ],
     "StartWebSessionRequest": [("tenant_id", 1, S), ("campaign_id", 2, S), ("guild_id", 3, S), ("channel_id", 4, S)],
     "StartWebSessionResponse": [("session_id", 1, S)],
@@ -40,33 +64,57 @@ CONTRACT = {
     "StopWebSessionResponse": [],
     "ListActiveSessionsRequest": [("tenant_id", 1, S)],
     "ActiveSessionInfo": [
-        ("session_id", 1, S), ("tenant_id", 2, S), ("campaign_id", 3, S), ("guild_id", 4, S),
-        ("channel_id", 5, S), ("license_tier", 6, S), ("state", 7, E, "glyphoxa.v1.SessionState"),
-        ("error", 8, S), ("started_at", 9, M, TS),
+        ("session_id", 1, S),
+        ("tenant_id", 2, S),
+        ("campaign_id", 3, S),
+        ("guild_id", 4, S),
+        ("channel_id", 5, S),
+        ("license_tier", 6, S),
+        ("state", 7, E, "glyphoxa.v1.SessionState"),
+        ("error", 8, S),
+        ("started_at", 9, M, TS),
     ],
     "ListActiveSessionsResponse": [("sessions", 1, M, REP, "glyphoxa.v1.ActiveSessionInfo")],
     "GetUsageRequest": [("tenant_id", 1, S), ("period", 2, M, TS)],
     "GetUsageResponse": [
-        ("tenant_id", 1, S), ("period", 2, M, TS), ("session_hours", 3, D), ("llm_tokens", 4, I64),
-        ("stt_seconds", 5, D), ("tts_chars", 6, I64),
+        ("tenant_id", 1, S),
+        ("period", 2, M, TS),
+        ("session_hours", 3, D),
+        ("llm_tokens", 4, I64),
+        ("stt_seconds", 5, D),
+        ("tts_chars", 6, I64),
     ],
     "GetBotStatusRequest": [("tenant_id", 1, S)],
     "GetBotStatusResponse": [
-        ("tenant_id", 1, S), ("state", 2, E, "glyphoxa.v1.BotConnectionState"), ("guild_count", 3, I32), ("error", 4, S),
+        ("tenant_id", 1, S),
+        ("state", 2, E, "glyphoxa.v1.BotConnectionState"),
+        ("guild_count", 3, I32),
+        ("error", 4, S),
     ],
     "NPCConfig": [
-        ("name", 1, S), ("personality", 2, S), ("engine", 3, S), ("voice_id", 4, S),
-        ("knowledge_scope", 5, S, REP), ("budget_tier", 6, S), ("gm_helper", 7, B), ("address_only", 8, B),
+        ("name", 1, S),
+        ("personality", 2, S),
+        ("engine", 3, S),
+        ("voice_id", 4, S),
+        ("knowledge_scope", 5, S, REP),
+        ("budget_tier", 6, S),
+        ("gm_helper", 7, B),
+        ("address_only", 8, B),
     ],
 }
 
 ENUMS = {
     "SessionState": {
-        "SESSION_STATE_UNSPECIFIED": 0, "SESSION_STATE_PENDING": 1, "SESSION_STATE_ACTIVE": 2, "SESSION_STATE_ENDED": 3,
+        "SESSION_STATE_UNSPECIFIED": 0,
+        "SESSION_STATE_PENDING": 1,
+        "SESSION_STATE_ACTIVE": 2,
+        "SESSION_STATE_ENDED": 3,
     },
     "BotConnectionState": {
-        "BOT_CONNECTION_STATE_UNSPECIFIED": 0, "BOT_CONNECTION_STATE_CONNECTED": 1,
-        "BOT_CONNECTION_STATE_DISCONNECTED": 2, "BOT_CONNECTION_STATE_ERROR": 3,
+        "BOT_CONNECTION_STATE_UNSPECIFIED": 0,
+        "BOT_CONNECTION_STATE_CONNECTED": 1,
+        "BOT_CONNECTION_STATE_DISCONNECTED": 2,
+        "BOT_CONNECTION_STATE_ERROR": 3,
     },
 }
 
@@ -115,7 +163,10 @@ def test_proto_files_keep_the_gateways_names_and_package():
     assert mpb.DESCRIPTOR.name == "glyphoxa/v1/management.proto"
     assert spb.DESCRIPTOR.name == "glyphoxa/v1/session.proto"
     assert mpb.DESCRIPTOR.package == spb.DESCRIPTOR.package == "glyphoxa.v1"
-    assert [d.name for d in mpb.DESCRIPTOR.dependencies] == ["google/protobuf/timestamp.proto", "glyphoxa/v1/session.proto"]
+    assert [d.name for d in mpb.DESCRIPTOR.dependencies] == [
+        "google/protobuf/timestamp.proto",
+        "glyphoxa/v1/session.proto",
+    ]
 
 
 @pytest.mark.parametrize("enum", sorted(ENUMS))

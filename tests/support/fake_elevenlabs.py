@@ -19,15 +19,45 @@ from werkzeug.serving import make_server
 FAKE_MP3 = b"ID3\x03\x00\x00\x00\x00\x00\x00" + b"\xff\xfb\x90\x64" + b"\x00" * 413
 
 VOICES = [
-    {"voice_id": "21m00Tcm4TlvDq8ikWAM", "name": "Rachel", "category": "premade",
-     "labels": {"accent": "american", "gender": "female", "age": "young", "description": "calm",
-                "use_case": "narration"}, "preview_url": "https://example.invalid/rachel.mp3"},
-    {"voice_id": "pNInz6obpgDQGcFmaJgB", "name": "Adam", "category": "premade",
-     "labels": {"accent": "american", "gender": "male", "age": "middle aged", "description": "deep",
-                "use_case": "narration"}, "preview_url": "https://example.invalid/adam.mp3"},
-    {"voice_id": "onwK4e9ZLuTAKqWW03F9", "name": "Daniel", "category": "premade",
-     "labels": {"accent": "british", "gender": "male", "age": "middle aged", "description": "authoritative",
-                "use_case": "news presenter"}, "preview_url": "https://example.invalid/daniel.mp3"},
+    {
+        "voice_id": "21m00Tcm4TlvDq8ikWAM",
+        "name": "Rachel",
+        "category": "premade",
+        "labels": {
+            "accent": "american",
+            "gender": "female",
+            "age": "young",
+            "description": "calm",
+            "use_case": "narration",
+        },
+        "preview_url": "https://example.invalid/rachel.mp3",
+    },
+    {
+        "voice_id": "pNInz6obpgDQGcFmaJgB",
+        "name": "Adam",
+        "category": "premade",
+        "labels": {
+            "accent": "american",
+            "gender": "male",
+            "age": "middle aged",
+            "description": "deep",
+            "use_case": "narration",
+        },
+        "preview_url": "https://example.invalid/adam.mp3",
+    },
+    {
+        "voice_id": "onwK4e9ZLuTAKqWW03F9",
+        "name": "Daniel",
+        "category": "premade",
+        "labels": {
+            "accent": "british",
+            "gender": "male",
+            "age": "middle aged",
+            "description": "authoritative",
+            "use_case": "news presenter",
+        },
+        "preview_url": "https://example.invalid/daniel.mp3",
+    },
 ]
 
 
@@ -43,7 +73,7 @@ class FakeElevenLabs:
         self.base = f"http://127.0.0.1:{self._server.server_port}"
         self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
 
-    def start(self) -> "FakeElevenLabs":
+    def start(self) -> FakeElevenLabs:
         self._thread.start()
         return self
 
@@ -61,10 +91,17 @@ class FakeElevenLabs:
 
         @app.before_request
         def _record_and_auth():
-            self.requests.append({"method": request.method, "path": request.path, "args": request.args.to_dict(),
-                                  "headers": dict(request.headers), "json": request.get_json(silent=True),
-                                  "form": request.form.to_dict(),
-                                  "files": [(f.filename, f.mimetype, f.read()) for f in request.files.getlist("files")]})
+            self.requests.append(
+                {
+                    "method": request.method,
+                    "path": request.path,
+                    "args": request.args.to_dict(),
+                    "headers": dict(request.headers),
+                    "json": request.get_json(silent=True),
+                    "form": request.form.to_dict(),
+                    "files": [(f.filename, f.mimetype, f.read()) for f in request.files.getlist("files")],
+                }
+            )
             if request.headers.get("xi-api-key") != self.api_key:
                 return self._error(401, "invalid_api_key", "Invalid API key")
             if self.rate_limit_next > 0:
@@ -95,8 +132,14 @@ class FakeElevenLabs:
                 self.clone_fail_next -= 1
                 return self._error(400, "invalid_file", "The audio sample is too noisy to clone a voice from.")
             voice_id = "clone" + uuid.uuid4().hex[:15]
-            self.clones.append({"voice_id": voice_id, "name": name, "category": "cloned",
-                                "labels": {"description": request.form.get("description", "")}})
+            self.clones.append(
+                {
+                    "voice_id": voice_id,
+                    "name": name,
+                    "category": "cloned",
+                    "labels": {"description": request.form.get("description", "")},
+                }
+            )
             return jsonify(voice_id=voice_id, requires_verification=False)
 
         return app

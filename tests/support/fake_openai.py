@@ -11,8 +11,10 @@ import threading
 from flask import Flask, jsonify, request
 from werkzeug.serving import make_server
 
-MODELS = [{"id": "gpt-4o-mini", "object": "model", "created": 1721172741, "owned_by": "system"},
-          {"id": "whisper-1", "object": "model", "created": 1677532384, "owned_by": "openai-internal"}]
+MODELS = [
+    {"id": "gpt-4o-mini", "object": "model", "created": 1721172741, "owned_by": "system"},
+    {"id": "whisper-1", "object": "model", "created": 1677532384, "owned_by": "openai-internal"},
+]
 
 
 class FakeOpenAI:
@@ -40,15 +42,27 @@ class FakeOpenAI:
         def _record_and_auth():
             self.requests.append({"method": request.method, "path": request.path, "headers": dict(request.headers)})
             auth = request.headers.get("Authorization", "")
-            sent = auth[len("Bearer "):] if auth.startswith("Bearer ") else ""
+            sent = auth[len("Bearer ") :] if auth.startswith("Bearer ") else ""
             if sent != self.api_key:
                 shown = (sent[:3] + "*" * 10 + sent[-4:]) if len(sent) > 8 else "***"
-                return jsonify(error={"message": f"Incorrect API key provided: {shown}.", "type": "invalid_request_error",
-                                      "param": None, "code": "invalid_api_key"}), 401
+                return jsonify(
+                    error={
+                        "message": f"Incorrect API key provided: {shown}.",
+                        "type": "invalid_request_error",
+                        "param": None,
+                        "code": "invalid_api_key",
+                    }
+                ), 401
             if self.rate_limit_next > 0:
                 self.rate_limit_next -= 1
-                return jsonify(error={"message": "Rate limit reached for requests", "type": "requests",
-                                      "param": None, "code": "rate_limit_exceeded"}), 429
+                return jsonify(
+                    error={
+                        "message": "Rate limit reached for requests",
+                        "type": "requests",
+                        "param": None,
+                        "code": "rate_limit_exceeded",
+                    }
+                ), 429
             return None
 
         @app.get("/v1/models")

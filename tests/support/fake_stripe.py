@@ -22,9 +22,12 @@ from werkzeug.serving import make_server
 WEBHOOK_SECRET = "whsec_test_" + "k" * 24
 SECRET_KEY = "sk_test_fake_" + "s" * 20
 PRICES = {
-    "adventurer_month": "price_adv_m", "adventurer_year": "price_adv_y",
-    "dungeon_master_month": "price_dm_m", "dungeon_master_year": "price_dm_y",
-    "guild_month": "price_guild_m", "guild_year": "price_guild_y",
+    "adventurer_month": "price_adv_m",
+    "adventurer_year": "price_adv_y",
+    "dungeon_master_month": "price_dm_m",
+    "dungeon_master_year": "price_dm_y",
+    "guild_month": "price_guild_m",
+    "guild_year": "price_guild_y",
 }
 PRICES_SETTING = ",".join(f"{k}={v}" for k, v in PRICES.items())
 
@@ -60,7 +63,7 @@ class FakeStripe:
         self.base = f"http://127.0.0.1:{self._server.server_port}"
         self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
 
-    def start(self) -> "FakeStripe":
+    def start(self) -> FakeStripe:
         self._thread.start()
         return self
 
@@ -99,12 +102,21 @@ class FakeStripe:
                 return self._error(400, f"No such price: '{price}'", "resource_missing")
             sid = "cs_test_" + secrets.token_hex(12)
             session = {
-                "id": sid, "object": "checkout.session", "mode": "subscription", "status": "open",
-                "url": f"https://checkout.stripe.com/c/pay/{sid}", "success_url": p["success_url"],
-                "cancel_url": p["cancel_url"], "client_reference_id": p.get("client_reference_id"),
-                "customer": p.get("customer"), "customer_email": p.get("customer_email"),
-                "metadata": p.get("metadata") or {}, "subscription": None, "livemode": False,
-                "_price": price, "_subscription_metadata": (p.get("subscription_data") or {}).get("metadata") or {},
+                "id": sid,
+                "object": "checkout.session",
+                "mode": "subscription",
+                "status": "open",
+                "url": f"https://checkout.stripe.com/c/pay/{sid}",
+                "success_url": p["success_url"],
+                "cancel_url": p["cancel_url"],
+                "client_reference_id": p.get("client_reference_id"),
+                "customer": p.get("customer"),
+                "customer_email": p.get("customer_email"),
+                "metadata": p.get("metadata") or {},
+                "subscription": None,
+                "livemode": False,
+                "_price": price,
+                "_subscription_metadata": (p.get("subscription_data") or {}).get("metadata") or {},
             }
             self.sessions[sid] = session
             return jsonify({k: v for k, v in session.items() if not k.startswith("_")})
@@ -117,9 +129,16 @@ class FakeStripe:
             if p["customer"] not in self.customers:
                 return self._error(400, f"No such customer: '{p['customer']}'", "resource_missing")
             bid = "bps_" + secrets.token_hex(12)
-            return jsonify({"id": bid, "object": "billing_portal.session", "customer": p["customer"],
-                            "return_url": p.get("return_url"), "url": f"https://billing.stripe.com/p/session/{bid}",
-                            "livemode": False})
+            return jsonify(
+                {
+                    "id": bid,
+                    "object": "billing_portal.session",
+                    "customer": p["customer"],
+                    "return_url": p.get("return_url"),
+                    "url": f"https://billing.stripe.com/p/session/{bid}",
+                    "livemode": False,
+                }
+            )
 
         @app.get("/v1/subscriptions/<sub_id>")
         def get_subscription(sub_id):
@@ -142,14 +161,34 @@ class FakeStripe:
         interval = "year" if price.endswith("_y") else "month"
         sub_id = "sub_" + secrets.token_hex(10)
         self.subscriptions[sub_id] = {
-            "id": sub_id, "object": "subscription", "customer": customer, "status": status,
-            "cancel_at": None, "cancel_at_period_end": False, "canceled_at": None, "created": now,
-            "current_period_start": now, "current_period_end": now + (365 if interval == "year" else 30) * 86400,
-            "metadata": dict(session["_subscription_metadata"]), "livemode": False,
-            "items": {"object": "list", "data": [{
-                "id": "si_" + secrets.token_hex(8), "object": "subscription_item", "quantity": 1,
-                "price": {"id": price, "object": "price", "recurring": {"interval": interval}, "unit_amount": 900},
-            }]},
+            "id": sub_id,
+            "object": "subscription",
+            "customer": customer,
+            "status": status,
+            "cancel_at": None,
+            "cancel_at_period_end": False,
+            "canceled_at": None,
+            "created": now,
+            "current_period_start": now,
+            "current_period_end": now + (365 if interval == "year" else 30) * 86400,
+            "metadata": dict(session["_subscription_metadata"]),
+            "livemode": False,
+            "items": {
+                "object": "list",
+                "data": [
+                    {
+                        "id": "si_" + secrets.token_hex(8),
+                        "object": "subscription_item",
+                        "quantity": 1,
+                        "price": {
+                            "id": price,
+                            "object": "price",
+                            "recurring": {"interval": interval},
+                            "unit_amount": 900,
+                        },
+                    }
+                ],
+            },
         }
         session.update(status="complete", customer=customer, subscription=sub_id)
         return {k: v for k, v in session.items() if not k.startswith("_")}
@@ -165,19 +204,37 @@ class FakeStripe:
     def invoice(self, sub_id: str, status: str, amount: int = 900, **extra) -> dict:
         sub = self.subscriptions[sub_id]
         iid = extra.pop("id", None) or "in_" + secrets.token_hex(10)
-        inv = {"id": iid, "object": "invoice", "customer": sub["customer"], "subscription": sub_id,
-               "status": status, "number": "GX-" + iid[-6:].upper(), "currency": "usd", "amount_due": amount,
-               "amount_paid": amount if status == "paid" else 0, "created": int(time.time()),
-               "hosted_invoice_url": f"https://invoice.stripe.com/i/{iid}",
-               "period_start": sub["current_period_start"], "period_end": sub["current_period_end"]}
+        inv = {
+            "id": iid,
+            "object": "invoice",
+            "customer": sub["customer"],
+            "subscription": sub_id,
+            "status": status,
+            "number": "GX-" + iid[-6:].upper(),
+            "currency": "usd",
+            "amount_due": amount,
+            "amount_paid": amount if status == "paid" else 0,
+            "created": int(time.time()),
+            "hosted_invoice_url": f"https://invoice.stripe.com/i/{iid}",
+            "period_start": sub["current_period_start"],
+            "period_end": sub["current_period_end"],
+        }
         inv.update(extra)
         return inv
 
     @staticmethod
     def event(type_: str, obj: dict, *, created: int | None = None, event_id: str | None = None) -> str:
         """A webhook event body as Stripe sends it (unknown keys included)."""
-        return json.dumps({
-            "id": event_id or "evt_" + secrets.token_hex(12), "object": "event", "api_version": "2024-06-20",
-            "created": created or int(time.time()), "type": type_, "livemode": False, "pending_webhooks": 1,
-            "request": {"id": None, "idempotency_key": None}, "data": {"object": obj},
-        })
+        return json.dumps(
+            {
+                "id": event_id or "evt_" + secrets.token_hex(12),
+                "object": "event",
+                "api_version": "2024-06-20",
+                "created": created or int(time.time()),
+                "type": type_,
+                "livemode": False,
+                "pending_webhooks": 1,
+                "request": {"id": None, "idempotency_key": None},
+                "data": {"object": obj},
+            }
+        )

@@ -28,8 +28,14 @@ CT_RE = re.compile(r"^vault:v(\d+):(.+)$")
 
 
 class FakeVault:
-    def __init__(self, token: str = "test-vault-token", *, mount: str = "transit", k8s_role: str = "glyphoxa-web",
-                 k8s_jwt: str = "") -> None:
+    def __init__(
+        self,
+        token: str = "test-vault-token",
+        *,
+        mount: str = "transit",
+        k8s_role: str = "glyphoxa-web",
+        k8s_jwt: str = "",
+    ) -> None:
         self.tokens = {token}
         self.mount = mount
         self.k8s_role, self.k8s_jwt = k8s_role, k8s_jwt
@@ -87,8 +93,14 @@ class FakeVault:
 
         @app.before_request
         def _record_and_auth():
-            self.requests.append({"method": request.method, "path": request.path,
-                                  "headers": dict(request.headers), "body": request.get_data(as_text=True)})
+            self.requests.append(
+                {
+                    "method": request.method,
+                    "path": request.path,
+                    "headers": dict(request.headers),
+                    "body": request.get_data(as_text=True),
+                }
+            )
             if request.path == "/v1/sys/health":
                 return None
             if self.sealed:
@@ -112,8 +124,9 @@ class FakeVault:
                 return err(403, "permission denied")
             token = "k8s-" + secrets.token_hex(8)
             self.tokens.add(token)
-            return jsonify(auth={"client_token": token, "lease_duration": 3600, "renewable": True,
-                                 "policies": ["glyphoxa-web"]})
+            return jsonify(
+                auth={"client_token": token, "lease_duration": 3600, "renewable": True, "policies": ["glyphoxa-web"]}
+            )
 
         @app.post(f"/v1/{self.mount}/encrypt/<name>")
         def encrypt(name):
@@ -155,7 +168,14 @@ class FakeVault:
             ring = self.keys.get(name)
             if ring is None:
                 return err(404)
-            return jsonify(data={"name": name, "type": "aes256-gcm96", "latest_version": max(ring),
-                                 "min_decryption_version": 1, "keys": {str(v): 0 for v in ring}})
+            return jsonify(
+                data={
+                    "name": name,
+                    "type": "aes256-gcm96",
+                    "latest_version": max(ring),
+                    "min_decryption_version": 1,
+                    "keys": {str(v): 0 for v in ring},
+                }
+            )
 
         return app

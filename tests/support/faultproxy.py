@@ -38,7 +38,7 @@ class FaultProxy:
         self._threads: list[threading.Thread] = []
 
     @classmethod
-    def for_url(cls, host_port: str) -> "FaultProxy":
+    def for_url(cls, host_port: str) -> FaultProxy:
         host, _, port = host_port.rpartition(":")
         return cls(host or "127.0.0.1", int(port))
 
@@ -67,7 +67,7 @@ class FaultProxy:
 
     # ---- lifecycle
 
-    def start(self) -> "FaultProxy":
+    def start(self) -> FaultProxy:
         t = threading.Thread(target=self._accept, name=f"faultproxy-{self.port}", daemon=True)
         t.start()
         self._threads.append(t)
@@ -81,7 +81,7 @@ class FaultProxy:
             pass
         self.cut()
 
-    def __enter__(self) -> "FaultProxy":
+    def __enter__(self) -> FaultProxy:
         return self.start()
 
     def __exit__(self, *exc) -> None:

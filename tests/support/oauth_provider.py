@@ -20,14 +20,34 @@ class FakeDiscord:
         self.client_secret = client_secret
         self.codes: dict[str, dict] = {}
         self.tokens: dict[str, dict] = {}
-        self.user = {"id": "80351110224678912", "username": "nelly", "global_name": "Nelly the Bard",
-                     "avatar": "8342729096ea3675442027381ff50dfe", "email": "nelly@example.com", "verified": True}
+        self.user = {
+            "id": "80351110224678912",
+            "username": "nelly",
+            "global_name": "Nelly the Bard",
+            "avatar": "8342729096ea3675442027381ff50dfe",
+            "email": "nelly@example.com",
+            "verified": True,
+        }
         # Like Discord's partial guilds: ``permissions`` is the member's permission bitfield as a
         # decimal string (MANAGE_GUILD = 0x20; ADMINISTRATOR = 0x8 implies it; owners have all).
-        self.guilds = [{"id": "41771983423143937", "name": "Tavern of Tales", "owner": True,
-                        "permissions": "2251799813685247", "icon": None, "features": []},
-                       {"id": "41771983423143938", "name": "Dice Goblins", "owner": False,
-                        "permissions": "104324673", "icon": None, "features": []}]
+        self.guilds = [
+            {
+                "id": "41771983423143937",
+                "name": "Tavern of Tales",
+                "owner": True,
+                "permissions": "2251799813685247",
+                "icon": None,
+                "features": [],
+            },
+            {
+                "id": "41771983423143938",
+                "name": "Dice Goblins",
+                "owner": False,
+                "permissions": "104324673",
+                "icon": None,
+                "features": [],
+            },
+        ]
         self.authorize_requests: list[dict] = []
         self.token_requests: list[dict] = []
         self.app = self._build()
@@ -36,7 +56,7 @@ class FakeDiscord:
         self.base = f"http://127.0.0.1:{self.port}/api"
         self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
 
-    def start(self) -> "FakeDiscord":
+    def start(self) -> FakeDiscord:
         self._thread.start()
         return self
 
@@ -53,8 +73,11 @@ class FakeDiscord:
             if args.get("client_id") != self.client_id or args.get("response_type") != "code":
                 return jsonify(error="invalid_request"), 400
             code = secrets.token_urlsafe(16)
-            self.codes[code] = {"redirect_uri": args["redirect_uri"], "challenge": args.get("code_challenge"),
-                                "method": args.get("code_challenge_method")}
+            self.codes[code] = {
+                "redirect_uri": args["redirect_uri"],
+                "challenge": args.get("code_challenge"),
+                "method": args.get("code_challenge_method"),
+            }
             return redirect(args["redirect_uri"] + "?" + urlencode({"code": code, "state": args.get("state", "")}))
 
         @app.post("/api/oauth2/token")
@@ -73,8 +96,13 @@ class FakeDiscord:
                     return jsonify(error="invalid_grant", error_description="PKCE verification failed"), 400
             access = secrets.token_urlsafe(24)
             self.tokens[access] = {"scope": "identify guilds email"}
-            return jsonify(access_token=access, token_type="Bearer", expires_in=604800,
-                           refresh_token=secrets.token_urlsafe(24), scope="identify guilds email")
+            return jsonify(
+                access_token=access,
+                token_type="Bearer",
+                expires_in=604800,
+                refresh_token=secrets.token_urlsafe(24),
+                scope="identify guilds email",
+            )
 
         def _authorized() -> bool:
             header = request.headers.get("Authorization", "")

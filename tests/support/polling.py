@@ -4,7 +4,8 @@ assertions: poll until true, fail with a description after a generous timeout.""
 from __future__ import annotations
 
 import time
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import pytest
 

@@ -7,14 +7,15 @@ from __future__ import annotations
 import threading
 import time
 import uuid
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import psycopg
 import pytest
-
-from tests.support.polling import wait_for  # noqa: F401 - re-exported for the tests
 import websocket  # websocket-client
 from werkzeug.serving import make_server
+
+from tests.support.polling import wait_for  # noqa: F401 - re-exported for the tests
 
 
 def snowflake() -> str:
@@ -75,7 +76,7 @@ class Reader:
             ids += [int(m) for m in re.findall(r'data-line-id="(\d+)"', frame)]
         return ids
 
-    def read_until(self, predicate: Callable[["Reader"], bool], timeout: float = 30.0, what: str = "frames") -> "Reader":
+    def read_until(self, predicate: Callable[[Reader], bool], timeout: float = 30.0, what: str = "frames") -> Reader:
         deadline = time.monotonic() + timeout
         while not predicate(self):
             if self.close_code is not None:
@@ -97,7 +98,7 @@ class Reader:
                 self.frames.append(data.decode())
         return self
 
-    def read_to_close(self, timeout: float = 30.0) -> "Reader":
+    def read_to_close(self, timeout: float = 30.0) -> Reader:
         deadline = time.monotonic() + timeout
         while self.close_code is None:
             remaining = deadline - time.monotonic()
@@ -143,11 +144,16 @@ def seed(database_url: str, tenant_id: str, campaign_id: str, sessions: int = 2)
     """Past sessions with transcripts, graph and recaps; returns their ids (oldest first)."""
     from glyphoxa_htmx.simulator.seed import seed_history
 
-    seed_history(database_url, tenant_id, campaign_id, [{"name": "Grimble Ashfoot"}, {"name": "Sister Vey"}],
-                 sessions=sessions)
+    seed_history(
+        database_url, tenant_id, campaign_id, [{"name": "Grimble Ashfoot"}, {"name": "Sister Vey"}], sessions=sessions
+    )
     with psycopg.connect(database_url) as conn:
-        return [r[0] for r in conn.execute(
-            "SELECT id FROM public.sessions WHERE tenant_id = %s ORDER BY started_at", (tenant_id,))]
+        return [
+            r[0]
+            for r in conn.execute(
+                "SELECT id FROM public.sessions WHERE tenant_id = %s ORDER BY started_at", (tenant_id,)
+            )
+        ]
 
 
 def sql(database_url: str, query: str, params: tuple = ()):
@@ -158,8 +164,10 @@ def sql(database_url: str, query: str, params: tuple = ()):
 
 def stop_live_sessions(app, database_url: str, tenant_id: str) -> None:
     client = app.extensions["glyphoxa.gateway"]
-    for (sid,) in sql(database_url, "SELECT id FROM public.sessions WHERE tenant_id = %s AND state <> 'ended'",
-                      (tenant_id,)) or []:
+    for (sid,) in (
+        sql(database_url, "SELECT id FROM public.sessions WHERE tenant_id = %s AND state <> 'ended'", (tenant_id,))
+        or []
+    ):
         try:
             client.stop_web_session(sid)
         except Exception:  # noqa: BLE001 - already gone

@@ -34,10 +34,11 @@ import random
 import threading
 import time
 from collections import namedtuple
+from collections.abc import Callable, Iterable
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from datetime import date, datetime, timezone
-from typing import Any, Callable, Iterable
+from datetime import UTC, date, datetime
+from typing import Any
 
 import grpc
 from google.protobuf import timestamp_pb2
@@ -199,23 +200,23 @@ def _ts_to_datetime(msg: Any, name: str) -> datetime | None:
     ts = getattr(msg, name)
     if ts.seconds <= _GO_ZERO_SECONDS:
         return None
-    return ts.ToDatetime(tzinfo=timezone.utc)
+    return ts.ToDatetime(tzinfo=UTC)
 
 
 def month_start(day: date | datetime | None = None) -> date:
     """First day of the month of ``day`` (UTC today when None): the usage period key."""
     if day is None:
-        day = datetime.now(timezone.utc)
+        day = datetime.now(UTC)
     if isinstance(day, datetime):
         if day.tzinfo is not None:
-            day = day.astimezone(timezone.utc)
+            day = day.astimezone(UTC)
         day = day.date()
     return day.replace(day=1)
 
 
 def _period_timestamp(period: date) -> timestamp_pb2.Timestamp:
     ts = timestamp_pb2.Timestamp()
-    ts.FromDatetime(datetime(period.year, period.month, period.day, tzinfo=timezone.utc))
+    ts.FromDatetime(datetime(period.year, period.month, period.day, tzinfo=UTC))
     return ts
 
 
@@ -401,8 +402,16 @@ class GatewayClient:
         self._rpcs: dict[str, Callable[..., Any]] = {
             name: getattr(mgmt, name)
             for name in (
-                "CreateTenant", "GetTenant", "ListTenants", "UpdateTenant", "DeleteTenant",
-                "StartWebSession", "StopWebSession", "ListActiveSessions", "GetUsage", "GetBotStatus",
+                "CreateTenant",
+                "GetTenant",
+                "ListTenants",
+                "UpdateTenant",
+                "DeleteTenant",
+                "StartWebSession",
+                "StopWebSession",
+                "ListActiveSessions",
+                "GetUsage",
+                "GetBotStatus",
             )
         }
         self._rpcs.update({name: getattr(worker, name) for name in WORKER_METHODS})
@@ -425,7 +434,7 @@ class GatewayClient:
             self._closed = True
             self._raw_channel.close()
 
-    def __enter__(self) -> "GatewayClient":
+    def __enter__(self) -> GatewayClient:
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -470,10 +479,17 @@ class GatewayClient:
                     if attempt + 1 < attempts and not self._closed:
                         delay = self._backoff(attempt)
                         if budget is None or budget.remaining(self.timeout) - delay >= MIN_ATTEMPT_SECONDS:
-                            log.info("gateway %s failed with %s; retry %d in %.2fs", method, code.name, attempt + 1, delay)
+                            log.info(
+                                "gateway %s failed with %s; retry %d in %.2fs", method, code.name, attempt + 1, delay
+                            )
                             time.sleep(delay)
                             continue
-                    log.warning("gateway %s failed with %s: %s", method, code.name, err.details() if hasattr(err, "details") else "")
+                    log.warning(
+                        "gateway %s failed with %s: %s",
+                        method,
+                        code.name,
+                        err.details() if hasattr(err, "details") else "",
+                    )
                 else:
                     self.breaker.record_success()
                 raise errors.from_rpc_error(err, method=method, worker_call=worker_call) from err

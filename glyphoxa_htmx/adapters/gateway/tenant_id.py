@@ -18,10 +18,7 @@ def tenant_id_problem(tenant_id: str) -> str | None:
     if not tenant_id:
         return "id is required"
     if not TENANT_ID_RE.match(tenant_id):
-        return (
-            "must start with a lowercase letter and contain only lowercase letters, digits "
-            "and underscores"
-        )
+        return "must start with a lowercase letter and contain only lowercase letters, digits and underscores"
     if len(tenant_id) > MAX_TENANT_ID_LENGTH:
         return f"must be at most {MAX_TENANT_ID_LENGTH} characters"
     return None

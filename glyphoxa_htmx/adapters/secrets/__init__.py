@@ -16,8 +16,18 @@ from glyphoxa_htmx.adapters.secrets.base import (
 from glyphoxa_htmx.adapters.secrets.local import LocalKeyring
 from glyphoxa_htmx.adapters.secrets.vault import DEFAULT_KEY, VaultTransit
 
-__all__ = ["CIPHERTEXT_RE", "DEFAULT_KEY", "LocalKeyring", "SecretsBackend", "SecretsError", "SecretsUnavailable",
-           "VaultTransit", "backend_name", "build", "key_version"]
+__all__ = [
+    "CIPHERTEXT_RE",
+    "DEFAULT_KEY",
+    "LocalKeyring",
+    "SecretsBackend",
+    "SecretsError",
+    "SecretsUnavailable",
+    "VaultTransit",
+    "backend_name",
+    "build",
+    "key_version",
+]
 
 
 def backend_name(settings) -> str:
@@ -35,8 +45,14 @@ def build(settings) -> SecretsBackend:
     if name == "vault":
         if not settings.vault_addr:
             raise ValueError("SECRETS_BACKEND=vault needs VAULT_ADDR")
-        return VaultTransit(settings.vault_addr, token=settings.vault_token, key_name=settings.vault_transit_key,
-                            mount=settings.vault_transit_mount, k8s_role=settings.vault_k8s_role,
-                            k8s_mount=settings.vault_k8s_mount, k8s_token_path=settings.vault_k8s_token_path)
+        return VaultTransit(
+            settings.vault_addr,
+            token=settings.vault_token,
+            key_name=settings.vault_transit_key,
+            mount=settings.vault_transit_mount,
+            k8s_role=settings.vault_k8s_role,
+            k8s_mount=settings.vault_k8s_mount,
+            k8s_token_path=settings.vault_k8s_token_path,
+        )
     path = settings.secrets_keyring or str(Path(settings.instance_dir) / "secrets-keyring.json")
     return LocalKeyring(path)

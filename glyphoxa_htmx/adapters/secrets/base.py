@@ -31,8 +31,10 @@ class SecretsError(Exception):
 class SecretsUnavailable(SecretsError):
     """The backend can't be reached (Vault down or sealed, keyring unreadable): fail closed."""
 
-    default_message = ("The secrets store is unavailable, so keys can't be changed right now. "
-                       "Nothing was saved; try again in a few minutes.")
+    default_message = (
+        "The secrets store is unavailable, so keys can't be changed right now. "
+        "Nothing was saved; try again in a few minutes."
+    )
 
 
 def key_version(ciphertext: str) -> int | None:

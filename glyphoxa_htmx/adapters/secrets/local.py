@@ -57,8 +57,9 @@ class LocalKeyring:
             st = self.path.stat()
         except FileNotFoundError:
             if not create:
-                raise SecretsUnavailable("No keyring exists yet, so there is nothing to decrypt.",
-                                         details="keyring missing") from None
+                raise SecretsUnavailable(
+                    "No keyring exists yet, so there is nothing to decrypt.", details="keyring missing"
+                ) from None
             self._write({1: AESGCM.generate_key(bit_length=256)}, exclusive=True)
             return self._load(create=False)
         except OSError as exc:
@@ -80,9 +81,13 @@ class LocalKeyring:
 
     def _write(self, keys: dict[int, bytes], *, exclusive: bool = False) -> None:
         now = datetime.now(UTC).isoformat(timespec="seconds")
-        doc = {"format": FORMAT, "keys": [{"version": v, "key": base64.b64encode(k).decode(),
-                                           "created_at": self._created.get(v) or now}
-                                          for v, k in sorted(keys.items())]}
+        doc = {
+            "format": FORMAT,
+            "keys": [
+                {"version": v, "key": base64.b64encode(k).decode(), "created_at": self._created.get(v) or now}
+                for v, k in sorted(keys.items())
+            ],
+        }
         if exclusive and self.path.exists():
             return
         try:

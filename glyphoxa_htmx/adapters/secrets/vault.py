@@ -31,9 +31,18 @@ class VaultTransit:
     name = "vault"
     label = "Vault Transit"
 
-    def __init__(self, addr: str, *, token: str = "", key_name: str = DEFAULT_KEY, mount: str = "transit",
-                 k8s_role: str = "", k8s_mount: str = "kubernetes", k8s_token_path: str = K8S_TOKEN_PATH,
-                 timeout: float = 5.0) -> None:
+    def __init__(
+        self,
+        addr: str,
+        *,
+        token: str = "",
+        key_name: str = DEFAULT_KEY,
+        mount: str = "transit",
+        k8s_role: str = "",
+        k8s_mount: str = "kubernetes",
+        k8s_token_path: str = K8S_TOKEN_PATH,
+        timeout: float = 5.0,
+    ) -> None:
         if not token and not k8s_role:
             raise ValueError("Vault Transit needs VAULT_TOKEN or VAULT_K8S_ROLE")
         self.addr = addr.rstrip("/")
@@ -76,8 +85,12 @@ class VaultTransit:
                 raise SecretsUnavailable(details="vault: permission denied") from exc
             except hvac.exceptions.InvalidRequest as exc:
                 raise SecretsError(details="vault: invalid request") from exc
-            except (hvac.exceptions.VaultDown, hvac.exceptions.InternalServerError,
-                    hvac.exceptions.BadGateway, hvac.exceptions.RateLimitExceeded) as exc:
+            except (
+                hvac.exceptions.VaultDown,
+                hvac.exceptions.InternalServerError,
+                hvac.exceptions.BadGateway,
+                hvac.exceptions.RateLimitExceeded,
+            ) as exc:
                 raise SecretsUnavailable(details=f"vault: {type(exc).__name__}") from exc
             except hvac.exceptions.VaultError as exc:
                 raise SecretsUnavailable(details=f"vault: {type(exc).__name__}") from exc
@@ -88,8 +101,9 @@ class VaultTransit:
 
     def encrypt(self, plaintext: str) -> str:
         b64 = base64.b64encode(plaintext.encode("utf-8")).decode()
-        resp = self._call(lambda c: c.secrets.transit.encrypt_data(self.key_name, plaintext=b64,
-                                                                      mount_point=self.mount))
+        resp = self._call(
+            lambda c: c.secrets.transit.encrypt_data(self.key_name, plaintext=b64, mount_point=self.mount)
+        )
         ciphertext = str(resp["data"]["ciphertext"])
         if not ciphertext.startswith("vault:v"):
             raise SecretsUnavailable(details="vault returned an unexpected ciphertext")
@@ -98,8 +112,9 @@ class VaultTransit:
     def decrypt(self, ciphertext: str) -> str:
         if not (ciphertext or "").startswith("vault:v"):
             raise SecretsError(details="not a Vault ciphertext")
-        resp = self._call(lambda c: c.secrets.transit.decrypt_data(self.key_name, ciphertext=ciphertext,
-                                                                      mount_point=self.mount))
+        resp = self._call(
+            lambda c: c.secrets.transit.decrypt_data(self.key_name, ciphertext=ciphertext, mount_point=self.mount)
+        )
         try:
             return base64.b64decode(resp["data"]["plaintext"], validate=True).decode("utf-8")
         except (binascii.Error, ValueError, KeyError, TypeError) as exc:
@@ -108,8 +123,9 @@ class VaultTransit:
     def rewrap(self, ciphertext: str) -> str:
         if not (ciphertext or "").startswith("vault:v"):
             raise SecretsError(details="not a Vault ciphertext")
-        resp = self._call(lambda c: c.secrets.transit.rewrap_data(self.key_name, ciphertext=ciphertext,
-                                                                     mount_point=self.mount))
+        resp = self._call(
+            lambda c: c.secrets.transit.rewrap_data(self.key_name, ciphertext=ciphertext, mount_point=self.mount)
+        )
         return str(resp["data"]["ciphertext"])
 
     def rotate(self) -> int:

@@ -34,8 +34,19 @@ from glyphoxa_htmx.adapters.tts.elevenlabs import DEFAULT_BASE, DEFAULT_MODEL, E
 from glyphoxa_htmx.adapters.tts.espeak import EspeakEngine
 
 __all__ = [
-    "Audio", "ElevenLabsEngine", "EspeakEngine", "TtsAuthError", "TtsBadVoice", "TtsEngine", "TtsError",
-    "TtsRateLimited", "TtsUnavailable", "Voice", "PROVIDERS", "default_provider", "get_engine",
+    "Audio",
+    "ElevenLabsEngine",
+    "EspeakEngine",
+    "TtsAuthError",
+    "TtsBadVoice",
+    "TtsEngine",
+    "TtsError",
+    "TtsRateLimited",
+    "TtsUnavailable",
+    "Voice",
+    "PROVIDERS",
+    "default_provider",
+    "get_engine",
 ]
 
 #: provider key (as stored in npc_definitions.voice.provider) -> label
@@ -60,9 +71,11 @@ def get_engine(provider: str, *, api_key: str | None = None, base_url: str | Non
     """The engine for a provider key. ``api_key`` overrides ELEVENLABS_API_KEY (a tenant's own key),
     ``base_url`` overrides ELEVENLABS_API_BASE (the tenant's base URL for that key)."""
     if provider == "elevenlabs":
-        return ElevenLabsEngine(api_key if api_key is not None else _env("ELEVENLABS_API_KEY"),
-                                base_url=base_url or _env("ELEVENLABS_API_BASE", DEFAULT_BASE),
-                                model_id=_env("ELEVENLABS_MODEL_ID", DEFAULT_MODEL))
+        return ElevenLabsEngine(
+            api_key if api_key is not None else _env("ELEVENLABS_API_KEY"),
+            base_url=base_url or _env("ELEVENLABS_API_BASE", DEFAULT_BASE),
+            model_id=_env("ELEVENLABS_MODEL_ID", DEFAULT_MODEL),
+        )
     if provider in ("espeak", "espeak-ng"):
         binary = _env("ESPEAK_NG_PATH")
         with _lock:  # one instance per binary, so its voice list is parsed once per process

@@ -41,8 +41,15 @@ class ElevenLabsEngine:
     name = "elevenlabs"
     label = "ElevenLabs"
 
-    def __init__(self, api_key: str, *, base_url: str = DEFAULT_BASE, model_id: str = DEFAULT_MODEL,
-                 timeout: float = 15.0, session: requests.Session | None = None) -> None:
+    def __init__(
+        self,
+        api_key: str,
+        *,
+        base_url: str = DEFAULT_BASE,
+        model_id: str = DEFAULT_MODEL,
+        timeout: float = 15.0,
+        session: requests.Session | None = None,
+    ) -> None:
         self.__api_key = api_key
         self.base_url = base_url.rstrip("/")
         self.model_id = model_id
@@ -63,8 +70,9 @@ class ElevenLabsEngine:
             resp = self._http.request(method, self.base_url + path, headers=headers, timeout=self.timeout, **kw)
         except requests.RequestException as exc:
             log.warning("elevenlabs %s %s failed: %s", method, path, type(exc).__name__)
-            raise TtsUnavailable("ElevenLabs can't be reached right now. Try again in a moment.",
-                                 details=type(exc).__name__) from exc
+            raise TtsUnavailable(
+                "ElevenLabs can't be reached right now. Try again in a moment.", details=type(exc).__name__
+            ) from exc
         if resp.status_code < 400:
             return resp
         status, message = _detail(resp)
@@ -84,8 +92,11 @@ class ElevenLabsEngine:
             f"/v1/text-to-speech/{quote(voice_id, safe='')}",
             params={"output_format": OUTPUT_FORMAT},
             headers={"Accept": "audio/mpeg"},
-            json={"text": text, "model_id": self.model_id,
-                  "voice_settings": {"stability": 0.5, "similarity_boost": 0.75}},
+            json={
+                "text": text,
+                "model_id": self.model_id,
+                "voice_settings": {"stability": 0.5, "similarity_boost": 0.75},
+            },
         )
         if not resp.content:
             raise TtsError("ElevenLabs returned no audio.")
@@ -96,11 +107,18 @@ class ElevenLabsEngine:
         out = []
         for v in payload.get("voices", []):
             labels = {k: str(val) for k, val in (v.get("labels") or {}).items() if val}
-            desc = ", ".join(labels.get(k, "") for k in ("accent", "gender", "age", "description", "use_case")
-                             if labels.get(k))
-            out.append(Voice(id=str(v.get("voice_id", "")), name=str(v.get("name", "")),
-                             description=desc or str(v.get("category", "")), language=labels.get("language", ""),
-                             labels=labels))
+            desc = ", ".join(
+                labels.get(k, "") for k in ("accent", "gender", "age", "description", "use_case") if labels.get(k)
+            )
+            out.append(
+                Voice(
+                    id=str(v.get("voice_id", "")),
+                    name=str(v.get("name", "")),
+                    description=desc or str(v.get("category", "")),
+                    language=labels.get("language", ""),
+                    labels=labels,
+                )
+            )
         return sorted((v for v in out if v.id), key=lambda v: v.name.lower())
 
     def clone_voice(self, name: str, filename: str, data: bytes, mimetype: str, *, description: str = "") -> str:
@@ -109,8 +127,13 @@ class ElevenLabsEngine:
         form = {"name": name}
         if description:
             form["description"] = description
-        resp = self._request("POST", "/v1/voices/add", headers={"Accept": "application/json"}, data=form,
-                             files=[("files", (filename, data, mimetype))])
+        resp = self._request(
+            "POST",
+            "/v1/voices/add",
+            headers={"Accept": "application/json"},
+            data=form,
+            files=[("files", (filename, data, mimetype))],
+        )
         try:
             voice_id = str(resp.json().get("voice_id") or "")
         except (ValueError, AttributeError):

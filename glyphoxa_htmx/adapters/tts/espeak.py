@@ -40,11 +40,13 @@ class EspeakEngine:
 
     def _run(self, args: list[str], *, stdin: str | None = None) -> subprocess.CompletedProcess:
         if not self.installed:
-            raise TtsUnavailable("No local voice engine is installed here (espeak-ng). Install espeak-ng, or "
-                                 "use an ElevenLabs voice.")
+            raise TtsUnavailable(
+                "No local voice engine is installed here (espeak-ng). Install espeak-ng, or use an ElevenLabs voice."
+            )
         try:
-            return subprocess.run([self.binary, *args], input=stdin, capture_output=True, text=True,
-                                  timeout=self.timeout, check=False)
+            return subprocess.run(
+                [self.binary, *args], input=stdin, capture_output=True, text=True, timeout=self.timeout, check=False
+            )
         except (OSError, subprocess.TimeoutExpired) as exc:
             log.warning("espeak-ng failed: %s", exc)
             raise TtsUnavailable("The local voice engine did not answer in time.", details=str(exc)) from exc
@@ -80,6 +82,13 @@ def parse_voices(listing: str) -> list[Voice]:
             continue
         language, age_gender, name = parts[1], parts[2], parts[3]
         gender = {"M": "male", "F": "female"}.get(age_gender.split("/")[-1], "")
-        out.append(Voice(id=language, name=name.replace("_", " "), description=gender, language=language,
-                         labels={"file": parts[4]}))
+        out.append(
+            Voice(
+                id=language,
+                name=name.replace("_", " "),
+                description=gender,
+                language=language,
+                labels={"file": parts[4]},
+            )
+        )
     return out
