@@ -22,7 +22,21 @@
   function toast(message, level, kind) {
     window.dispatchEvent(new CustomEvent("toast", { detail: { message: message, level: level, kind: kind } }));
   }
-  window.glyphoxa = { toast: toast };
+  // ---- translations for scripts ------------------------------------------------------------------
+  // The page carries the current language's strings for scripts in <script id="js-messages">
+  // (core/js_messages.py lists them); t("Jump to latest (%(n)s new)", {n: 3}) translates and fills in.
+  var catalog = null;
+  function t(message, vars) {
+    if (catalog === null) {
+      var node = document.getElementById("js-messages");
+      try { catalog = node ? JSON.parse(node.textContent) : {}; } catch (e) { catalog = {}; }
+    }
+    var text = Object.prototype.hasOwnProperty.call(catalog, message) ? catalog[message] : message;
+    return text.replace(/%\((\w+)\)[sd]/g, function (all, name) {
+      return vars && Object.prototype.hasOwnProperty.call(vars, name) ? String(vars[name]) : all;
+    });
+  }
+  window.glyphoxa = { toast: toast, t: t };
 
   function registerShell(Alpine) {
     Alpine.data("toasts", function () {
