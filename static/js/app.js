@@ -23,13 +23,14 @@
     window.dispatchEvent(new CustomEvent("toast", { detail: { message: message, level: level, kind: kind } }));
   }
   // ---- translations for scripts ------------------------------------------------------------------
-  // The page carries the current language's strings for scripts in <script id="js-messages">
-  // (core/js_messages.py lists them); t("Jump to latest (%(n)s new)", {n: 3}) translates and fills in.
+  // The page carries the current language's strings for scripts in <body data-js-messages>
+  // (core/js_messages.py lists them; a data attribute, since the CSP allows no inline scripts);
+  // t("Jump to latest (%(n)s new)", {n: 3}) translates and fills in.
   var catalog = null;
   function t(message, vars) {
     if (catalog === null) {
-      var node = document.getElementById("js-messages");
-      try { catalog = node ? JSON.parse(node.textContent) : {}; } catch (e) { catalog = {}; }
+      var raw = document.body ? document.body.getAttribute("data-js-messages") : null;
+      try { catalog = raw ? JSON.parse(raw) : {}; } catch (e) { catalog = {}; }
     }
     var text = Object.prototype.hasOwnProperty.call(catalog, message) ? catalog[message] : message;
     return text.replace(/%\((\w+)\)[sd]/g, function (all, name) {
