@@ -26,6 +26,7 @@ from typing import Any
 from flask import Flask, has_request_context, request
 from flask_babel import (
     Babel,
+    force_locale,
     format_date,
     format_datetime,
     format_decimal,
@@ -38,7 +39,19 @@ from flask_babel import (
     ngettext,
 )
 
-__all__ = ["LOCALES", "LOCALE_NAMES", "_", "gettext", "lazy_gettext", "ngettext", "init_app", "current_locale"]
+__all__ = [
+    "LOCALES",
+    "LOCALE_NAMES",
+    "_",
+    "gettext",
+    "lazy_gettext",
+    "ngettext",
+    "format_number",
+    "format_decimal",
+    "force_locale",
+    "init_app",
+    "current_locale",
+]
 
 _ = gettext
 
