@@ -96,3 +96,23 @@ def test_dates_and_numbers_follow_the_language(app):
         assert env.from_string("{{ n|number(2) }}").render(n=1234.5) == "1.234,50"
     with app.test_request_context(headers={"Accept-Language": "en"}):
         assert app.jinja_env.from_string("{{ n|number(2) }}").render(n=1234.5) == "1,234.50"
+
+
+def test_template_gettext_escapes_formats_and_follows_force_locale(app):
+    """Our fast gettext keeps Flask-Babel's newstyle semantics: placeholders are escaped, "%%" is a
+    percent sign, force_locale switches the language inside a request, and outside one it's English."""
+    from flask_babel import force_locale
+
+    from glyphoxa_htmx.core.i18n import gettext
+
+    env = app.jinja_env
+    with app.test_request_context(headers={"Accept-Language": "de"}):
+        out = env.from_string("{{ _('Language') }}|{{ _('%(x)s!', x='<b>') }}|{{ _('100%%') }}").render()
+        assert out == "Sprache|&lt;b&gt;!|100%"
+        with force_locale("en"):
+            assert gettext("Language") == "Language"
+            assert env.from_string("{{ _('Language') }}").render() == "Language"
+        assert gettext("Language") == "Sprache"
+    with app.test_request_context(headers={"Accept-Language": "en"}):
+        assert gettext("Language") == "Language"  # nothing cached across requests
+    assert gettext("Language") == "Language"  # no context at all
