@@ -21,6 +21,7 @@ import time
 from dataclasses import dataclass
 from datetime import datetime
 
+from flask_babel import format_number
 from sqlalchemy import and_, func, or_, select, text
 from sqlalchemy import delete as sql_delete
 
@@ -28,6 +29,7 @@ from glyphoxa_htmx.core import audit
 from glyphoxa_htmx.core.authz import Actor, Perm, own, require
 from glyphoxa_htmx.core.deps import gateway
 from glyphoxa_htmx.core.errors import Conflict, DomainError, NotFound, ValidationError
+from glyphoxa_htmx.core.i18n import _, lazy_gettext
 from glyphoxa_htmx.core.parse import like_pattern
 from glyphoxa_htmx.extensions import db
 from glyphoxa_htmx.models import Campaign, CampaignTombstone, GatewaySession, GatewayTenant, NpcDefinition, NpcPosition
@@ -59,6 +61,15 @@ LIMITS = {
     "house_rules": 4_000,
     "lines_veils_item": 200,
     "lines_veils_count": 50,
+}
+# "… can be at most N characters (it has M)." per field: whole sentences, so each translates as one.
+TOO_LONG = {
+    "name": lazy_gettext("The name can be at most %(max)s characters (it has %(n)s)."),
+    "game_system": lazy_gettext("The game system can be at most %(max)s characters (it has %(n)s)."),
+    "description": lazy_gettext("The description can be at most %(max)s characters (it has %(n)s)."),
+    "language": lazy_gettext("The language can be at most %(max)s characters (it has %(n)s)."),
+    "tone": lazy_gettext("The tone can be at most %(max)s characters (it has %(n)s)."),
+    "house_rules": lazy_gettext("House rules can be at most %(max)s characters (it has %(n)s)."),
 }
 PER_PAGE = 12
 
@@ -340,22 +351,17 @@ def validate(data: dict) -> dict:
     clean["description"] = str(data.get("description") or "").strip("\n").rstrip()
     clean["lines_veils"] = _lines(data.get("lines_veils"))
     if not clean["name"]:
-        errors["name"] = "Give the campaign a name."
-    for key, label in (
-        ("name", "The name"),
-        ("game_system", "The game system"),
-        ("description", "The description"),
-        ("language", "The language"),
-        ("tone", "The tone"),
-        ("house_rules", "House rules"),
-    ):
+        errors["name"] = _("Give the campaign a name.")
+    for key, message in TOO_LONG.items():
         if len(clean[key]) > LIMITS[key]:
-            errors[key] = f"{label} can be at most {LIMITS[key]:,} characters (it has {len(clean[key]):,})."
+            errors[key] = str(message) % {"max": format_number(LIMITS[key]), "n": format_number(len(clean[key]))}
     if len(clean["lines_veils"]) > LIMITS["lines_veils_count"]:
-        errors["lines_veils"] = f"Keep it to {LIMITS['lines_veils_count']} lines and veils."
+        errors["lines_veils"] = _("Keep it to %(max)s lines and veils.", max=LIMITS["lines_veils_count"])
     for i, item in enumerate(clean["lines_veils"], 1):
         if len(item) > LIMITS["lines_veils_item"]:
-            errors["lines_veils"] = f"Entry {i} is longer than {LIMITS['lines_veils_item']} characters."
+            errors["lines_veils"] = _(
+                "Entry %(i)s is longer than %(max)s characters.", i=i, max=LIMITS["lines_veils_item"]
+            )
             break
     if errors:
         raise ValidationError(errors)
@@ -425,8 +431,10 @@ def update(actor: Actor, campaign_id: str, data: dict, *, version: int | str | N
     if str(version) != str(campaign.version):
         db.session.rollback()
         raise Conflict(
-            "Someone else changed this campaign since you opened it. Reload to see their "
-            "changes, then make yours again."
+            _(
+                "Someone else changed this campaign since you opened it. Reload to see their "
+                "changes, then make yours again."
+            )
         )
     before = snapshot(campaign)
     _apply(campaign, clean)
@@ -452,10 +460,17 @@ def _gateway_set_campaign(actor: Actor, campaign: Campaign, *, clear: bool) -> N
     """Change the active campaign on the gateway (UpdateTenant, the only writer of it). Raise
     GatewayRefused, having changed nothing."""
     client = gateway()
-    what = "clear the active campaign" if clear else f"make “{campaign.name}” the active campaign"
     if client is None:
         db.session.rollback()
-        raise GatewayRefused(f"Couldn't {what}: no voice gateway is connected to this server. Nothing was changed.")
+        raise GatewayRefused(
+            _("Couldn't clear the active campaign: no voice gateway is connected to this server. Nothing was changed.")
+            if clear
+            else _(
+                "Couldn't make “%(name)s” the active campaign: no voice gateway is connected to this server. "
+                "Nothing was changed.",
+                name=campaign.name,
+            )
+        )
     from glyphoxa_htmx.adapters.gateway.errors import GatewayError
 
     try:
@@ -465,7 +480,15 @@ def _gateway_set_campaign(actor: Actor, campaign: Campaign, *, clear: bool) -> N
             client.update_tenant(actor.tenant_id, campaign_id=campaign.id)
     except GatewayError as exc:
         db.session.rollback()
-        raise GatewayRefused(f"Couldn't {what}: {exc.message} Nothing was changed.") from exc
+        raise GatewayRefused(
+            _("Couldn't clear the active campaign: %(reason)s Nothing was changed.", reason=exc.message)
+            if clear
+            else _(
+                "Couldn't make “%(name)s” the active campaign: %(reason)s Nothing was changed.",
+                name=campaign.name,
+                reason=exc.message,
+            )
+        ) from exc
 
 
 def _commit_after_gateway(actor: Actor, previous_campaign_id: str) -> None:
@@ -498,10 +521,8 @@ def make_active(actor: Actor, campaign_id: str) -> Campaign:
     require(actor, Perm.MANAGE_CAMPAIGNS)
     if campaign.archived_at is not None:
         db.session.rollback()
-        raise ValidationError(
-            {"": "Archived campaigns can't be active. Unarchive it first."},
-            "Archived campaigns can't be active. Unarchive it first.",
-        )
+        message = _("Archived campaigns can't be active. Unarchive it first.")
+        raise ValidationError({"": message}, message)
     previous = _active_locked(actor)
     if previous == campaign.id:
         db.session.rollback()
@@ -582,11 +603,11 @@ def delete(actor: Actor, campaign_id: str, confirm_name: str) -> dict:
     require(actor, Perm.MANAGE_CAMPAIGNS)
     errors = {}
     if campaign.archived_at is None:
-        errors[""] = "Only archived campaigns can be deleted. Archive it first."
+        errors[""] = _("Only archived campaigns can be deleted. Archive it first.")
     elif live_session_exists(actor, campaign.id):
-        errors[""] = "A session of this campaign is running. Stop it before deleting the campaign."
+        errors[""] = _("A session of this campaign is running. Stop it before deleting the campaign.")
     if (confirm_name or "").strip() != campaign.name:
-        errors["confirm_name"] = "Type the campaign's name exactly as shown to confirm."
+        errors["confirm_name"] = _("Type the campaign's name exactly as shown to confirm.")
     if errors:
         db.session.rollback()
         raise ValidationError(errors, errors.get("") or errors["confirm_name"])

@@ -15,6 +15,7 @@ from sqlalchemy import text
 
 from glyphoxa_htmx.core.authz import Actor, Perm, require
 from glyphoxa_htmx.core.errors import NotFound, ValidationError
+from glyphoxa_htmx.core.i18n import _, lazy_gettext
 from glyphoxa_htmx.core.parse import like_pattern
 from glyphoxa_htmx.extensions import db
 from glyphoxa_htmx.services import campaigns
@@ -24,7 +25,7 @@ PAGE_SIZE = 50
 GRAPH_NODES = 300
 GRAPH_EDGES = 1000
 MAX_Q = 100
-DEFAULT_CAMPAIGN_NAME = "Default campaign"
+DEFAULT_CAMPAIGN_NAME = lazy_gettext("Default campaign")
 
 
 @dataclass(frozen=True)
@@ -74,6 +75,11 @@ class CampaignRef:
     known: bool = True  # a web campaign (False: only seen in the memory schema)
 
 
+def _display_name(campaign_id: str) -> str:
+    """How a campaign seen only in the memory schema is named: by its id ("default" in words)."""
+    return str(DEFAULT_CAMPAIGN_NAME) if campaign_id == "default" else campaign_id
+
+
 def _tables(actor: Actor) -> tuple[str, str] | None:
     present = memory_tables(actor.tenant_id, "entities", "relationships")
     if present != {"entities", "relationships"}:
@@ -89,7 +95,7 @@ def campaign_index(actor: Actor) -> tuple[list[CampaignRef], bool]:
     tables = _tables(actor)
     counts: dict[str, int] = {}
     if tables:
-        ent, _ = tables
+        ent = tables[0]
         counts = {
             r.campaign_id: int(r.n)
             for r in db.session.execute(
@@ -99,10 +105,7 @@ def campaign_index(actor: Actor) -> tuple[list[CampaignRef], bool]:
             )
         }
     refs = [CampaignRef(cid, name, counts.pop(cid, 0)) for cid, name in web]
-    refs += [
-        CampaignRef(cid, DEFAULT_CAMPAIGN_NAME if cid == "default" else cid, n, known=False)
-        for cid, n in sorted(counts.items())
-    ]
+    refs += [CampaignRef(cid, _display_name(cid), n, known=False) for cid, n in sorted(counts.items())]
     return refs, tables is not None
 
 
@@ -120,9 +123,7 @@ def campaign(actor: Actor, campaign_id: str) -> CampaignRef:
             text(f"SELECT EXISTS (SELECT 1 FROM {tables[0]} WHERE campaign_id = :c)"), {"c": campaign_id}
         ).scalar()
         if present:
-            return CampaignRef(
-                campaign_id, DEFAULT_CAMPAIGN_NAME if campaign_id == "default" else campaign_id, known=False
-            )
+            return CampaignRef(campaign_id, _display_name(campaign_id), known=False)
     raise NotFound()
 
 
@@ -155,7 +156,7 @@ def entities(
     require(actor, Perm.VIEW_TRANSCRIPTS)
     q = (q or "").strip()
     if len(q) > MAX_Q:
-        raise ValidationError({"q": f"Keep the search under {MAX_Q} characters."})
+        raise ValidationError({"q": _("Keep the search under %(max)s characters.", max=MAX_Q)})
     tables = _tables(actor)
     if tables is None:
         return EntityPage(ready=False)
@@ -169,7 +170,7 @@ def entities(
         where.append("e.name ILIKE :q ESCAPE '\\'")
         params["q"] = like_pattern(q)
     if after:
-        name, _, eid = after.partition("\x1f")
+        name, _sep, eid = after.partition("\x1f")
         where.append("(e.name, e.id) > (:after_name, :after_id)")
         params.update(after_name=name, after_id=eid)
     rows = db.session.execute(
@@ -192,7 +193,7 @@ def entities(
             {"c": campaign_id},
         )
     ]
-    page.total = sum(n for _, n in page.types)
+    page.total = sum(n for _type, n in page.types)
     return page
 
 

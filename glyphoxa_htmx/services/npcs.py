@@ -12,6 +12,7 @@ import re
 import uuid
 from dataclasses import dataclass, field
 
+from flask_babel import format_number
 from sqlalchemy import ARRAY, Text, and_, case, cast, delete, func, insert, literal, or_, select
 from sqlalchemy import update as sql_update
 from sqlalchemy.dialects.postgresql import JSONB
@@ -20,34 +21,41 @@ from sqlalchemy.orm import aliased
 from glyphoxa_htmx.core import audit
 from glyphoxa_htmx.core.authz import Actor, Perm, own, require
 from glyphoxa_htmx.core.errors import Conflict, ValidationError
+from glyphoxa_htmx.core.i18n import _, lazy_gettext
 from glyphoxa_htmx.core.parse import like_pattern
 from glyphoxa_htmx.extensions import db
 from glyphoxa_htmx.models import NpcDefinition, NpcPosition
 from glyphoxa_htmx.services import campaigns, plans
 from glyphoxa_htmx.services.campaigns import Page, lock_cast
 
+# The ids are what the gateway stores; the labels are shown (translated when rendered).
 ENGINES = {
-    "cascaded": "Cascaded: listen, think, speak",
-    "sentence_cascade": "Sentence cascade: starts speaking sooner",
-    "s2s": "Speech-to-speech: one realtime model",
+    "cascaded": lazy_gettext("Cascaded: listen, think, speak"),
+    "sentence_cascade": lazy_gettext("Sentence cascade: starts speaking sooner"),
+    "s2s": lazy_gettext("Speech-to-speech: one realtime model"),
 }
 BUDGET_TIERS = {
-    "fast": "Fast: quick, cheap answers",
-    "standard": "Standard: balanced",
-    "deep": "Deep: slower, more thoughtful",
+    "fast": lazy_gettext("Fast: quick, cheap answers"),
+    "standard": lazy_gettext("Standard: balanced"),
+    "deep": lazy_gettext("Deep: slower, more thoughtful"),
 }
+# Their short names, for badges and lists.
+ENGINE_NAMES = {
+    "cascaded": lazy_gettext("Cascaded"),
+    "sentence_cascade": lazy_gettext("Sentence cascade"),
+    "s2s": lazy_gettext("Speech-to-speech"),
+}
+TIER_NAMES = {"fast": lazy_gettext("Fast"), "standard": lazy_gettext("Standard"), "deep": lazy_gettext("Deep")}
 
 
 def engine_label(value: str) -> str:
     """The short name of an engine for badges, lists and toasts ('Sentence cascade', not the id)."""
-    return ENGINES[value].split(":")[0] if value in ENGINES else str(value or "").replace("_", " ").capitalize()
+    return str(ENGINE_NAMES[value]) if value in ENGINE_NAMES else str(value or "").replace("_", " ").capitalize()
 
 
 def tier_label(value: str) -> str:
     """The short name of a budget tier ('Deep', not 'deep')."""
-    return (
-        BUDGET_TIERS[value].split(":")[0] if value in BUDGET_TIERS else str(value or "").replace("_", " ").capitalize()
-    )
+    return str(TIER_NAMES[value]) if value in TIER_NAMES else str(value or "").replace("_", " ").capitalize()
 
 
 LIST_FIELDS = ("knowledge_scope", "secret_knowledge", "behavior_rules", "tools")
@@ -174,12 +182,12 @@ class AttrRow:
 
 
 ATTR_KINDS = {
-    "": "text",
-    "number": "number",
-    "boolean": "true or false",
-    "null": "empty (null)",
-    "array": "JSON list",
-    "object": "JSON object",
+    "": lazy_gettext("text"),
+    "number": lazy_gettext("number"),
+    "boolean": lazy_gettext("true or false"),
+    "null": lazy_gettext("empty (null)"),
+    "array": lazy_gettext("JSON list"),
+    "object": lazy_gettext("JSON object"),
 }
 
 
@@ -286,21 +294,22 @@ def validate(data: dict) -> dict:
     errors: dict[str, str] = {}
     name = str(data.get("name") or "").strip()
     if not name:
-        errors["name"] = "Give the NPC a name: players address NPCs by it."
+        errors["name"] = _("Give the NPC a name: players address NPCs by it.")
     elif len(name) > LIMITS["name"]:
-        errors["name"] = f"Names can be at most {LIMITS['name']} characters."
+        errors["name"] = _("Names can be at most %(max)s characters.", max=LIMITS["name"])
     personality = str(data.get("personality") or "").replace("\r\n", "\n").strip()
     if len(personality) > LIMITS["personality"]:
-        errors["personality"] = (
-            f"Keep the personality under {LIMITS['personality']:,} characters "
-            f"(it has {len(personality):,}); it is sent with every prompt."
+        errors["personality"] = _(
+            "Keep the personality under %(max)s characters (it has %(n)s); it is sent with every prompt.",
+            max=format_number(LIMITS["personality"]),
+            n=format_number(len(personality)),
         )
     engine = str(data.get("engine") or "cascaded")
     if engine not in ENGINES:
-        errors["engine"] = "Pick one of: cascaded, sentence_cascade, s2s."
+        errors["engine"] = _("Pick one of: %(choices)s.", choices="cascaded, sentence_cascade, s2s")
     budget = str(data.get("budget_tier") or "fast")
     if budget not in BUDGET_TIERS:
-        errors["budget_tier"] = "Pick one of: fast, standard, deep."
+        errors["budget_tier"] = _("Pick one of: %(choices)s.", choices="fast, standard, deep")
 
     voice = validate_voice(data.get("voice") or {}, errors)
 
@@ -309,16 +318,17 @@ def validate(data: dict) -> dict:
         items = _items(data.get(list_key))
         lists[list_key] = items
         if len(items) > LIMITS["list_count"]:
-            errors[list_key] = f"Keep it to {LIMITS['list_count']} entries."
+            errors[list_key] = _("Keep it to %(max)s entries.", max=LIMITS["list_count"])
             continue
         for i, item in enumerate(items, 1):
             if len(item) > LIMITS["list_item"]:
-                errors[list_key] = f"Entry {i} is longer than {LIMITS['list_item']} characters."
+                errors[list_key] = _("Entry %(i)s is longer than %(max)s characters.", i=i, max=LIMITS["list_item"])
                 break
             if list_key == "tools" and not TOOL_RE.match(item):
-                errors[list_key] = (
-                    f"“{item[:40]}” isn't a tool name: use the tool's identifier, like dice_roll "
-                    "(letters, digits, _ . : -)."
+                errors[list_key] = _(
+                    "“%(item)s” isn't a tool name: use the tool's identifier, like dice_roll "
+                    "(letters, digits, _ . : -).",
+                    item=item[:40],
                 )
                 break
 
@@ -328,17 +338,19 @@ def validate(data: dict) -> dict:
         if not key and not value:
             continue
         if not key:
-            errors["attributes"] = f"The value “{value[:40]}” needs a key."
+            errors["attributes"] = _("The value “%(value)s” needs a key.", value=value[:40])
         elif len(key) > LIMITS["attr_key"] or len(value) > LIMITS["attr_value"]:
-            errors["attributes"] = (
-                f"Keys can be at most {LIMITS['attr_key']} characters and values {LIMITS['attr_value']}."
+            errors["attributes"] = _(
+                "Keys can be at most %(key)s characters and values %(value)s.",
+                key=LIMITS["attr_key"],
+                value=LIMITS["attr_value"],
             )
         elif key in attributes:
-            errors["attributes"] = f"The key “{key}” appears twice."
+            errors["attributes"] = _("The key “%(key)s” appears twice.", key=key)
         else:
             attributes[key] = value
     if len(attributes) > LIMITS["attr_count"]:
-        errors["attributes"] = f"Keep it to {LIMITS['attr_count']} attributes."
+        errors["attributes"] = _("Keep it to %(max)s attributes.", max=LIMITS["attr_count"])
 
     if errors:
         raise ValidationError(errors)
@@ -359,16 +371,16 @@ def validate_voice(voice_in: dict, errors: dict[str, str]) -> dict:
     """The voice object {provider, voice_id, pitch_shift, speed_factor}; problems go into ``errors``."""
     provider = str(voice_in.get("provider") or "").strip().lower()
     if provider and not PROVIDER_RE.match(provider):
-        errors["voice_provider"] = "Pick a voice provider from the list."
+        errors["voice_provider"] = _("Pick a voice provider from the list.")
     voice_id = str(voice_in.get("voice_id") or "").strip()
     if len(voice_id) > LIMITS["voice_id"] or not VOICE_ID_RE.match(voice_id):
-        errors["voice_id"] = "Voice ids are short codes without spaces, e.g. en-gb or 21m00Tcm4TlvDq8ikWAM."
+        errors["voice_id"] = _("Voice ids are short codes without spaces, e.g. en-gb or 21m00Tcm4TlvDq8ikWAM.")
     pitch = _number(voice_in.get("pitch_shift"), 0.0)
     if pitch is None or not PITCH_RANGE[0] <= pitch <= PITCH_RANGE[1]:
-        errors["pitch_shift"] = "Pitch shift must be a number from −10 to 10."
+        errors["pitch_shift"] = _("Pitch shift must be a number from −10 to 10.")
     speed = _number(voice_in.get("speed_factor"), 0.0)
     if speed is None or not (speed == 0 or SPEED_RANGE[0] <= speed <= SPEED_RANGE[1]):
-        errors["speed_factor"] = "Speed must be 0 (the engine's default) or from 0.5 to 2.0."
+        errors["speed_factor"] = _("Speed must be 0 (the engine's default) or from 0.5 to 2.0.")
     return {
         "provider": provider,
         "voice_id": voice_id,
@@ -417,7 +429,9 @@ def _check_cast_rules(
         ).scalar_one_or_none()
     )
     if clash is not None:
-        errors["name"] = f"This campaign already has an NPC called “{clash}”. Names must be unique within a campaign."
+        errors["name"] = _(
+            "This campaign already has an NPC called “%(name)s”. Names must be unique within a campaign.", name=clash
+        )
     if clean["gm_helper"] and helper:
         current = db.session.execute(
             select(NpcDefinition.name)
@@ -425,9 +439,10 @@ def _check_cast_rules(
             .limit(1)
         ).scalar_one_or_none()
         if current is not None:
-            errors["gm_helper"] = (
-                f"“{current}” is already this campaign's GM helper; a campaign can have only one. "
-                "Turn it off there first."
+            errors["gm_helper"] = _(
+                "“%(name)s” is already this campaign's GM helper; a campaign can have only one. "
+                "Turn it off there first.",
+                name=current,
             )
     if errors:
         db.session.rollback()
@@ -506,8 +521,10 @@ def update(actor: Actor, npc_id: str, data: dict, *, updated_at: str | None) -> 
     if not _same_token(updated_at, npc):
         db.session.rollback()
         raise Conflict(
-            "Someone else changed this NPC since you opened it. Reload to see their version; "
-            "your changes here were not saved."
+            _(
+                "Someone else changed this NPC since you opened it. Reload to see their version; "
+                "your changes here were not saved."
+            )
         )
     try:
         changes = _changes(npc, data)
@@ -656,11 +673,24 @@ def _changes(npc: NpcDefinition, data: dict) -> Changes:
     )
 
 
+# What to enter instead when a typed attribute's new text isn't of its type (whole sentences).
 _KIND_HELP = {
-    "number": "holds a number: enter one like 52 or 1.5",
-    "boolean": "holds true or false: enter true or false",
-    "array": 'holds a list: enter JSON like ["a", "b"]',
-    "object": 'holds an object: enter JSON like {"key": "value"}',
+    "number": lazy_gettext(
+        "“%(key)s” holds a number: enter one like 52 or 1.5. To store text instead, clear the row and add the "
+        "attribute again."
+    ),
+    "boolean": lazy_gettext(
+        "“%(key)s” holds true or false: enter true or false. To store text instead, clear the row and add the "
+        "attribute again."
+    ),
+    "array": lazy_gettext(
+        '“%(key)s” holds a list: enter JSON like ["a", "b"]. To store text instead, clear the row and add the '
+        "attribute again."
+    ),
+    "object": lazy_gettext(
+        '“%(key)s” holds an object: enter JSON like {"key": "value"}. To store text instead, clear the row and '
+        "add the attribute again."
+    ),
 }
 
 
@@ -709,30 +739,30 @@ def _attribute_changes(npc: NpcDefinition, rows, errors: dict[str, str]) -> tupl
             final.add(orig)  # untouched: the stored value stays as it is
             continue
         if not key:
-            errors["attributes"] = f"The value “{row.value.strip()[:40]}” needs a key."
+            errors["attributes"] = _("The value “%(value)s” needs a key.", value=row.value.strip()[:40])
             continue
         if key in final:
-            errors["attributes"] = f"The key “{key}” appears twice."
+            errors["attributes"] = _("The key “%(key)s” appears twice.", key=key)
             continue
         if len(key) > LIMITS["attr_key"] or len(row.value.strip()) > LIMITS["attr_value"]:
-            errors["attributes"] = (
-                f"Keys can be at most {LIMITS['attr_key']} characters and values {LIMITS['attr_value']}."
+            errors["attributes"] = _(
+                "Keys can be at most %(key)s characters and values %(value)s.",
+                key=LIMITS["attr_key"],
+                value=LIMITS["attr_value"],
             )
             continue
         kind = row.kind if row.kind in _KIND_HELP or row.kind == "null" else ""
         try:
             value = _typed(row.value, kind)
         except ValueError:
-            errors["attributes"] = (
-                f"“{key[:40]}” {_KIND_HELP[kind]}. To store text instead, clear the row and add the attribute again."
-            )
+            errors["attributes"] = str(_KIND_HELP[kind]) % {"key": key[:40]}
             continue
         final.add(key)
         if key not in stored or stored[key] != value or json_kind(stored[key]) != json_kind(value):
             to_set[key] = value
     removed = {k for k in stored if k not in final}
     if len(final) > max(LIMITS["attr_count"], len(stored)):
-        errors["attributes"] = f"Keep it to {LIMITS['attr_count']} attributes."
+        errors["attributes"] = _("Keep it to %(max)s attributes.", max=LIMITS["attr_count"])
     return to_set, removed
 
 
@@ -745,7 +775,7 @@ def _copy_name(actor: Actor, campaign_id: str, name: str) -> str:
         candidate = name[: LIMITS["name"] - len(suffix)] + suffix
         if candidate.lower() not in taken:
             return candidate
-    raise ValidationError({"name": "Too many copies of this NPC already."})  # pragma: no cover
+    raise ValidationError({"name": _("Too many copies of this NPC already.")})  # pragma: no cover
 
 
 def duplicate(actor: Actor, npc_id: str) -> NpcDefinition:
@@ -787,7 +817,8 @@ def move(actor: Actor, npc_id: str, direction: str) -> NpcDefinition:
     npc = get(actor, npc_id)  # another tenant's NPC is a 404 whatever else is wrong (the role too)
     require(actor, Perm.MANAGE_NPCS)
     if direction not in ("up", "down", "top", "bottom"):
-        raise ValidationError({"direction": "Move up or down."}, "Move up or down.")
+        message = _("Move up or down.")
+        raise ValidationError({"direction": message}, message)
     lock_cast(actor, npc.campaign_id)
     order = order_ids(actor, npc.campaign_id)
     i = order.index(npc.id)
@@ -819,10 +850,8 @@ def reorder(actor: Actor, campaign_id: str, ids: list[str]) -> list[str]:
     ids = [str(i) for i in ids]
     if len(set(ids)) != len(ids) or not set(ids) <= set(order):
         db.session.rollback()
-        raise ValidationError(
-            {"order": "The cast changed while you were dragging. Reload and try again."},
-            "The cast changed while you were dragging. Reload and try again.",
-        )
+        message = _("The cast changed while you were dragging. Reload and try again.")
+        raise ValidationError({"order": message}, message)
     slots = sorted(order.index(i) for i in ids)
     new = list(order)
     for slot, npc_id in zip(slots, ids, strict=True):

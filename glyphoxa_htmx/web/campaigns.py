@@ -12,6 +12,7 @@ from markupsafe import Markup
 from glyphoxa_htmx.core import htmx
 from glyphoxa_htmx.core.authz import Perm, require
 from glyphoxa_htmx.core.errors import Conflict, ValidationError
+from glyphoxa_htmx.core.i18n import _, ngettext
 from glyphoxa_htmx.core.parse import int_arg
 from glyphoxa_htmx.services import campaigns, npcs
 
@@ -101,7 +102,7 @@ def create():
     except ValidationError as exc:
         return _form(data=data, errors=exc.errors, status=422)
     return done(
-        f"Campaign “{campaign.name}” created. Now give it a cast of NPCs.",
+        _("Campaign “%(name)s” created. Now give it a cast of NPCs.", name=campaign.name),
         url_for("campaigns.show", campaign_id=campaign.id),
     )
 
@@ -124,7 +125,7 @@ def update(campaign_id: str):
         return _form(campaigns.get(current_user, campaign_id), data, exc.errors, 422)
     except Conflict as exc:
         return _form(campaigns.get(current_user, campaign_id), data, {"": exc.message, "_conflict": "1"}, 409)
-    return done(f"Saved “{campaign.name}”.", url_for("campaigns.show", campaign_id=campaign.id))
+    return done(_("Saved “%(name)s”.", name=campaign.name), url_for("campaigns.show", campaign_id=campaign.id))
 
 
 # --------------------------------------------------------------------------- view
@@ -163,7 +164,11 @@ def _after_head_change(campaign_id: str, message: str):
 def activate(campaign_id: str):
     campaign = campaigns.make_active(current_user, campaign_id)
     return _after_head_change(
-        campaign.id, f"“{campaign.name}” is now the active campaign: sessions started from Discord will use its NPCs."
+        campaign.id,
+        _(
+            "“%(name)s” is now the active campaign: sessions started from Discord will use its NPCs.",
+            name=campaign.name,
+        ),
     )
 
 
@@ -171,14 +176,14 @@ def activate(campaign_id: str):
 @login_required
 def archive(campaign_id: str):
     campaign = campaigns.set_archived(current_user, campaign_id, True)
-    return _after_head_change(campaign.id, f"“{campaign.name}” is archived. Its NPCs are kept.")
+    return _after_head_change(campaign.id, _("“%(name)s” is archived. Its NPCs are kept.", name=campaign.name))
 
 
 @bp.post("/<campaign_id>/unarchive")
 @login_required
 def unarchive(campaign_id: str):
     campaign = campaigns.set_archived(current_user, campaign_id, False)
-    return _after_head_change(campaign.id, f"“{campaign.name}” is back among your campaigns.")
+    return _after_head_change(campaign.id, _("“%(name)s” is back among your campaigns.", name=campaign.name))
 
 
 # --------------------------------------------------------------------------- delete
@@ -213,4 +218,7 @@ def delete(campaign_id: str):
     except ValidationError as exc:
         return _confirm(campaign_id, exc.errors, 422, typed)
     n = summary["npcs_deleted"]
-    return done(f"Deleted “{summary['name']}” and its {n} NPC{'s' if n != 1 else ''}.", url_for("campaigns.index"))
+    message = ngettext(
+        "Deleted “%(name)s” and its %(num)s NPC.", "Deleted “%(name)s” and its %(num)s NPCs.", n, name=summary["name"]
+    )
+    return done(message, url_for("campaigns.index"))

@@ -11,6 +11,7 @@ from flask_login import current_user, login_required
 from glyphoxa_htmx.core import htmx
 from glyphoxa_htmx.core.authz import Perm, require
 from glyphoxa_htmx.core.errors import Conflict, NotFound, ValidationError
+from glyphoxa_htmx.core.i18n import _
 from glyphoxa_htmx.core.parse import int_arg
 from glyphoxa_htmx.extensions import limiter, user_or_ip
 from glyphoxa_htmx.services import campaigns, npcs, voice
@@ -76,9 +77,9 @@ def reorder(campaign_id: str):
     ids = [i for raw in request.form.getlist("ids") for i in raw.split(",") if i.strip()]
     npcs.reorder(current_user, campaign_id, ids)
     if htmx.wants_block():
-        htmx.toast("New order saved.")
+        htmx.toast(_("New order saved."))
         return _cast(campaign_id)
-    return done("New order saved.", url_for("campaigns.show", campaign_id=campaign_id) + "#cast")
+    return done(_("New order saved."), url_for("campaigns.show", campaign_id=campaign_id) + "#cast")
 
 
 @bp.post("/npcs/<npc_id>/move")
@@ -146,7 +147,10 @@ def create(campaign_id: str):
         npc = npcs.create(current_user, campaign_id, data)
     except ValidationError as exc:
         return _editor(campaigns.get(current_user, campaign_id), data=data, errors=exc.errors, status=422)
-    return done(f"{npc.name} joined the cast.", url_for("campaigns.show", campaign_id=campaign_id) + f"#npc-{npc.id}")
+    return done(
+        _("%(name)s joined the cast.", name=npc.name),
+        url_for("campaigns.show", campaign_id=campaign_id) + f"#npc-{npc.id}",
+    )
 
 
 @bp.get("/npcs/<npc_id>")
@@ -169,7 +173,11 @@ def update(npc_id: str):
         npc = npcs.get(current_user, npc_id)
         return _editor(_campaign_of(npc), npc, data, {"": exc.message, "_conflict": "1"}, 409)
     npc = saved.npc
-    message = f"Saved {npc.name}." if saved.changed else f"Nothing changed; {npc.name} was not saved again."
+    message = (
+        _("Saved %(name)s.", name=npc.name)
+        if saved.changed
+        else _("Nothing changed; %(name)s was not saved again.", name=npc.name)
+    )
     if htmx.wants_block():
         htmx.toast(message, "success" if saved.changed else "info")
         return _editor(_campaign_of(npc), npc)
@@ -180,7 +188,10 @@ def update(npc_id: str):
 @login_required
 def duplicate(npc_id: str):
     copy = npcs.duplicate(current_user, npc_id)
-    return done(f"Created {copy.name}. Change what makes this one different.", url_for("npcs.edit", npc_id=copy.id))
+    return done(
+        _("Created %(name)s. Change what makes this one different.", name=copy.name),
+        url_for("npcs.edit", npc_id=copy.id),
+    )
 
 
 @bp.get("/npcs/<npc_id>/delete")
@@ -195,7 +206,9 @@ def confirm_delete(npc_id: str):
 @login_required
 def delete(npc_id: str):
     npc = npcs.delete_npc(current_user, npc_id)
-    return done(f"{npc.name} left the cast.", url_for("campaigns.show", campaign_id=npc.campaign_id) + "#cast")
+    return done(
+        _("%(name)s left the cast.", name=npc.name), url_for("campaigns.show", campaign_id=npc.campaign_id) + "#cast"
+    )
 
 
 # --------------------------------------------------------------------------- voices

@@ -5,6 +5,10 @@
 (function () {
   "use strict";
 
+  var t = function (message, vars) { return window.glyphoxa.t(message, vars); };
+  // Numbers as the page's language writes them (1,234 / 1.234).
+  function num(n) { return n.toLocaleString(document.documentElement.lang || undefined); }
+
   function lines(text) {
     return String(text || "").split(/\n+/).map(function (v) { return v.trim(); }).filter(Boolean);
   }
@@ -18,10 +22,10 @@
       return {
         items: [],
         pending: "",
-        label: "item",
+        label: t("item"),
         enhanced: false,
         init: function () {
-          this.label = this.$root.dataset.itemLabel || "item";
+          this.label = this.$root.dataset.itemLabel || t("item");
           this.items = lines(this.$refs.source.value).map(function (v) { return { id: ++ids, value: v }; });
           this.enhanced = true;
         },
@@ -87,8 +91,8 @@
         init: function () { this.next = parseInt(this.$root.dataset.first || "1", 10); },
         addRow: function () {
           var n = this.next++;
-          this.extra.push({ id: n, label: "Attribute " + n, keyId: "attr-key-" + n, valueId: "attr-value-" + n,
-                            keyLabel: "Key " + n, valueLabel: "Value " + n });
+          this.extra.push({ id: n, label: t("Attribute %(n)s", { n: n }), keyId: "attr-key-" + n, valueId: "attr-value-" + n,
+                            keyLabel: t("Key %(n)s", { n: n }), valueLabel: t("Value %(n)s", { n: n }) });
           var root = this.$root;
           this.$nextTick(function () { var key = root.querySelector("#attr-key-" + n); if (key) key.focus(); });
         }
@@ -120,7 +124,9 @@
         },
         count: function (evt) { this.length = evt.target.value.length; },
         get counterText() {
-          return this.length.toLocaleString() + (this.max ? " / " + this.max.toLocaleString() : "") + " characters";
+          return this.max
+            ? t("%(count)s / %(max)s characters", { count: num(this.length), max: num(this.max) })
+            : t("%(count)s characters", { count: num(this.length) });
         },
         get counterClass() { return "counter" + (this.max && this.length > this.max * 0.9 ? " near-limit" : ""); }
       };
@@ -146,10 +152,10 @@
             var picker = option.closest("details");
             if (picker) picker.open = false;
             input.focus();
-            window.glyphoxa.toast("Voice set to " + name + ". Save to keep it.", "success", "voice");
+            window.glyphoxa.toast(t("Voice set to %(name)s. Save to keep it.", { name: name }), "success", "voice");
           } else if (navigator.clipboard) {
             navigator.clipboard.writeText(option.dataset.voiceId).then(function () {
-              window.glyphoxa.toast("Copied " + option.dataset.voiceId, "success", "voice");
+              window.glyphoxa.toast(t("Copied %(id)s", { id: option.dataset.voiceId }), "success", "voice");
             });
           }
         }

@@ -7,6 +7,7 @@
 (function () {
   "use strict";
 
+  var t = function (message, vars) { return window.glyphoxa.t(message, vars); };
   var FIELDS = ["csrf_token", "voice_provider", "voice_id", "pitch_shift", "speed_factor", "preview_text"];
   var ctx = null;
 
@@ -38,8 +39,8 @@
 
   function errorMessage(resp) {
     var fallback = resp.status === 429
-      ? "That's 5 previews this minute. Wait a moment, then try again."
-      : "The preview didn't work (error " + resp.status + "). Try again in a moment.";
+      ? t("That's 5 previews this minute. Wait a moment, then try again.")
+      : t("The preview didn't work (error %(status)s). Try again in a moment.", { status: resp.status });
     var header = resp.headers.get("HX-Trigger");
     if (header) {
       try {
@@ -100,13 +101,13 @@
           try { s.stop(); } catch (e) { /* already stopped */ }
           this.playing = false;
         },
-        stopClicked: function () { this.stop(); this.say("Stopped."); },
+        stopClicked: function () { this.stop(); this.say(t("Stopped.")); },
 
         play: function () {
           if (this.busy) return;
           var self = this;
           var ac = audioContext();
-          if (!ac) { this.say("This browser can't play previews (no Web Audio).", true); return; }
+          if (!ac) { this.say(t("This browser can't play previews (no Web Audio)."), true); return; }
           if (ac.state === "suspended") ac.resume(); // inside the click: allowed to start audio
           this.stop();
           var button = this.$refs.play;
@@ -114,7 +115,7 @@
           var body = new FormData();
           FIELDS.forEach(function (k) { body.append(k, all.get(k) || ""); });
           this.busy = true;
-          this.say("Synthesizing the preview…");
+          this.say(t("Synthesizing the preview…"));
           var cached = false;
           fetch(button.getAttribute("formaction"), {
             method: "POST", body: body, credentials: "same-origin",
@@ -134,15 +135,16 @@
               if (source === node) {
                 source = null;
                 self.playing = false;
-                self.say("Done. Change the voice, pitch or speed and play again.");
+                self.say(t("Done. Change the voice, pitch or speed and play again."));
               }
             };
             source = node;
             node.start();
             self.playing = true;
-            self.say("Playing" + (cached ? " (from cache)" : "") + "… Move the sliders to hear the change.");
+            self.say(cached ? t("Playing (from cache)… Move the sliders to hear the change.")
+                          : t("Playing… Move the sliders to hear the change."));
           }).catch(function (err) {
-            var msg = err && err.message && !/decode|EncodingError/i.test(err.name || "") ? err.message : "The audio could not be played.";
+            var msg = err && err.message && !/decode|EncodingError/i.test(err.name || "") ? err.message : t("The audio could not be played.");
             self.say(msg, true);
             window.glyphoxa.toast(msg, "error", "voice-preview");
           }).then(function () { self.busy = false; });
