@@ -15,6 +15,16 @@ def N_(message: str) -> str:  # noqa: N802 - gettext's conventional name for "ma
 JS_MESSAGES: tuple[str, ...] = (
     # static/js/app.js
     N_("Dismiss"),
+    # static/js/voice-preview.js
+    N_("That's 5 previews this minute. Wait a moment, then try again."),
+    N_("The preview didn't work (error %(status)s). Try again in a moment."),
+    N_("Stopped."),
+    N_("This browser can't play previews (no Web Audio)."),
+    N_("Synthesizing the preview…"),
+    N_("Done. Change the voice, pitch or speed and play again."),
+    N_("Playing (from cache)… Move the sliders to hear the change."),
+    N_("Playing… Move the sliders to hear the change."),
+    N_("The audio could not be played."),
 )
 
 

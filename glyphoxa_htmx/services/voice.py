@@ -20,12 +20,14 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from flask import current_app
+from flask_babel import force_locale
 
 from glyphoxa_htmx.adapters import tts
 from glyphoxa_htmx.adapters.secrets import SecretsError
 from glyphoxa_htmx.core import deps
 from glyphoxa_htmx.core.authz import Actor, Perm, require
 from glyphoxa_htmx.core.errors import DomainError, ValidationError
+from glyphoxa_htmx.core.i18n import _, lazy_gettext
 from glyphoxa_htmx.core.metrics import VOICE_PREVIEWS
 from glyphoxa_htmx.services import npcs
 from glyphoxa_htmx.services import providers as provider_keys
@@ -40,13 +42,20 @@ _MIMES = {"wav": "audio/wav", "mp3": "audio/mpeg"}
 
 
 class VoiceError(DomainError):
-    """A TTS failure, with a message for the DM and the HTTP status to answer with."""
+    """A TTS failure, with a message for the DM and the HTTP status to answer with. ``message`` is
+    in the request's language; :meth:`english` is the same message for the database and audit log
+    (pass a ``lazy_gettext`` message so that both can be made from it)."""
 
     status = 502
 
     def __init__(self, message: str, status: int = 502):
-        super().__init__(message)
+        self.source = message
+        super().__init__(str(message))
         self.status = status
+
+    def english(self) -> str:
+        with force_locale("en"):
+            return str(self.source)
 
 
 @dataclass(frozen=True)
@@ -140,7 +149,7 @@ def prune_cache(max_age_days: float = CACHE_MAX_AGE_DAYS) -> int:
     return removed
 
 
-NO_KEY_MESSAGE = (
+NO_KEY_MESSAGE = lazy_gettext(
     "No ElevenLabs API key is saved for your table. The owner can add one under "
     "Settings → Voice & AI providers (text to speech)."
 )
@@ -177,10 +186,8 @@ def preview(actor: Actor, npc_id: str, *, text: str | None = None, voice: dict |
     require(actor, Perm.MANAGE_NPCS)
     line = " ".join((text or "").split())
     if len(line) > PREVIEW_MAX:
-        raise ValidationError(
-            {"text": f"Preview lines can be at most {PREVIEW_MAX} characters."},
-            f"Preview lines can be at most {PREVIEW_MAX} characters.",
-        )
+        message = _("Preview lines can be at most %(max)s characters.", max=PREVIEW_MAX)
+        raise ValidationError({"text": message}, message)
     line = line or default_line(npc.name)
     errors: dict[str, str] = {}
     settings = npcs.validate_voice(voice if voice is not None else (npc.voice or {}), errors)
@@ -188,9 +195,11 @@ def preview(actor: Actor, npc_id: str, *, text: str | None = None, voice: dict |
         raise ValidationError(errors, next(iter(errors.values())))
     provider = settings["provider"] or default_provider(actor)
     if provider not in tts.PROVIDERS:
-        raise VoiceError(f"Previews aren't available for the voice provider “{provider}”.", 422)
+        raise VoiceError(
+            lazy_gettext("Previews aren't available for the voice provider “%(provider)s”.", provider=provider), 422
+        )
     if provider == "elevenlabs" and not settings["voice_id"]:
-        raise VoiceError("Pick an ElevenLabs voice first (Browse voices), then play the preview.", 422)
+        raise VoiceError(lazy_gettext("Pick an ElevenLabs voice first (Browse voices), then play the preview."), 422)
     engine = _engine(provider, _credentials(actor, provider))
     key = cache_key(actor.tenant_id, engine.cache_identity(), provider, settings["voice_id"], line)
     audio = _cache_get(key)
@@ -217,7 +226,7 @@ def list_voices(actor: Actor, provider: str, q: str = "", *, limit: int = 60) ->
     """(matching voices, total matches) of a provider, searchable by name, id, accent, language."""
     require(actor, Perm.MANAGE_NPCS)
     if provider not in tts.PROVIDERS:
-        raise VoiceError(f"There is no voice list for “{provider}”.", 422)
+        raise VoiceError(lazy_gettext("There is no voice list for “%(provider)s”.", provider=provider), 422)
     key = _credentials(actor, provider)
     source = key.identity if key is not None else ("platform" if provider == "elevenlabs" else "local")
     cache = (

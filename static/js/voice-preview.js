@@ -37,9 +37,10 @@
   }
 
   function errorMessage(resp) {
+    var t = window.glyphoxa.t;
     var fallback = resp.status === 429
-      ? "That's 5 previews this minute. Wait a moment, then try again."
-      : "The preview didn't work (error " + resp.status + "). Try again in a moment.";
+      ? t("That's 5 previews this minute. Wait a moment, then try again.")
+      : t("The preview didn't work (error %(status)s). Try again in a moment.", { status: resp.status });
     var header = resp.headers.get("HX-Trigger");
     if (header) {
       try {
@@ -100,13 +101,13 @@
           try { s.stop(); } catch (e) { /* already stopped */ }
           this.playing = false;
         },
-        stopClicked: function () { this.stop(); this.say("Stopped."); },
+        stopClicked: function () { this.stop(); this.say(window.glyphoxa.t("Stopped.")); },
 
         play: function () {
           if (this.busy) return;
           var self = this;
           var ac = audioContext();
-          if (!ac) { this.say("This browser can't play previews (no Web Audio).", true); return; }
+          if (!ac) { this.say(window.glyphoxa.t("This browser can't play previews (no Web Audio)."), true); return; }
           if (ac.state === "suspended") ac.resume(); // inside the click: allowed to start audio
           this.stop();
           var button = this.$refs.play;
@@ -114,7 +115,7 @@
           var body = new FormData();
           FIELDS.forEach(function (k) { body.append(k, all.get(k) || ""); });
           this.busy = true;
-          this.say("Synthesizing the preview…");
+          this.say(window.glyphoxa.t("Synthesizing the preview…"));
           var cached = false;
           fetch(button.getAttribute("formaction"), {
             method: "POST", body: body, credentials: "same-origin",
@@ -134,15 +135,17 @@
               if (source === node) {
                 source = null;
                 self.playing = false;
-                self.say("Done. Change the voice, pitch or speed and play again.");
+                self.say(window.glyphoxa.t("Done. Change the voice, pitch or speed and play again."));
               }
             };
             source = node;
             node.start();
             self.playing = true;
-            self.say("Playing" + (cached ? " (from cache)" : "") + "… Move the sliders to hear the change.");
+            self.say(cached
+              ? window.glyphoxa.t("Playing (from cache)… Move the sliders to hear the change.")
+              : window.glyphoxa.t("Playing… Move the sliders to hear the change."));
           }).catch(function (err) {
-            var msg = err && err.message && !/decode|EncodingError/i.test(err.name || "") ? err.message : "The audio could not be played.";
+            var msg = err && err.message && !/decode|EncodingError/i.test(err.name || "") ? err.message : window.glyphoxa.t("The audio could not be played.");
             self.say(msg, true);
             window.glyphoxa.toast(msg, "error", "voice-preview");
           }).then(function () { self.busy = false; });
