@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 import stripe
+from flask_babel import force_locale, format_decimal
 from sqlalchemy import select
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 
@@ -31,6 +32,7 @@ from glyphoxa_htmx.core import audit
 from glyphoxa_htmx.core.authz import Actor, Perm, require
 from glyphoxa_htmx.core.deps import settings
 from glyphoxa_htmx.core.errors import Unavailable, ValidationError
+from glyphoxa_htmx.core.i18n import _, lazy_gettext, valid_locale
 from glyphoxa_htmx.core.metrics import SUBSCRIPTION_CHANGES
 from glyphoxa_htmx.extensions import db
 from glyphoxa_htmx.models import BillingEvent, Invoice, Subscription, Tenant, User
@@ -48,6 +50,24 @@ HANDLED = {
     "customer.subscription.created",
 }
 INVOICE_RANK = {"draft": 0, "open": 1, "uncollectible": 2, "paid": 3, "void": 3}
+# What the billing page shows for Stripe's states (the stored values stay Stripe's own words).
+SUBSCRIPTION_STATUSES = {
+    "active": lazy_gettext("active"),
+    "trialing": lazy_gettext("trialing"),
+    "past_due": lazy_gettext("past due"),
+    "canceled": lazy_gettext("canceled"),
+    "incomplete": lazy_gettext("incomplete"),
+    "incomplete_expired": lazy_gettext("incomplete expired"),
+    "unpaid": lazy_gettext("unpaid"),
+    "paused": lazy_gettext("paused"),
+}
+INVOICE_STATUSES = {
+    "draft": lazy_gettext("draft"),
+    "open": lazy_gettext("open"),
+    "paid": lazy_gettext("paid"),
+    "void": lazy_gettext("void"),
+    "uncollectible": lazy_gettext("uncollectible"),
+}
 
 
 class BadSignature(Exception):
@@ -119,7 +139,7 @@ def overview(actor: Actor, now: datetime | None = None) -> Overview:
 def _require_enabled() -> None:
     if not plans.billing_enabled():
         raise ValidationError(
-            {"": "Billing is turned off on this server (self-hosted mode): every table is unlimited."}
+            {"": _("Billing is turned off on this server (self-hosted mode): every table is unlimited.")}
         )
 
 
@@ -131,12 +151,14 @@ def start_checkout(
     _require_enabled()
     tier = plans.TIERS.get(tier_key or "")
     if tier is None or not tier.paid:
-        raise ValidationError({"tier": "Choose one of the paid plans."})
+        raise ValidationError({"tier": _("Choose one of the paid plans.")})
     if interval not in plans.INTERVALS:
-        raise ValidationError({"interval": "Choose monthly or yearly billing."})
+        raise ValidationError({"interval": _("Choose monthly or yearly billing.")})
     sub = db.session.execute(select(Subscription).where(Subscription.tenant_id == actor.tenant_id)).scalar_one_or_none()
     if sub is not None and sub.stripe_subscription_id and sub.status not in {"canceled", "incomplete_expired"}:
-        raise ValidationError({"": "Your table already has a subscription. Change or cancel it in the billing portal."})
+        raise ValidationError(
+            {"": _("Your table already has a subscription. Change or cancel it in the billing portal.")}
+        )
     price = settings().stripe_price_map()[f"{tier.key}_{interval}"]
     params: dict = {
         "mode": "subscription",
@@ -156,7 +178,7 @@ def start_checkout(
     except stripe.StripeError as exc:
         log.warning("checkout session failed: %s", exc.__class__.__name__)
         raise Unavailable(
-            "Stripe couldn't start the checkout right now. Nothing was charged; try again in a moment."
+            _("Stripe couldn't start the checkout right now. Nothing was charged; try again in a moment.")
         ) from exc
     audit.record(
         "billing.checkout_start",
@@ -175,14 +197,14 @@ def portal_url(actor: Actor, *, return_url: str) -> str:
     _require_enabled()
     sub = db.session.execute(select(Subscription).where(Subscription.tenant_id == actor.tenant_id)).scalar_one_or_none()
     if sub is None or not sub.stripe_customer_id:
-        raise ValidationError({"": "Your table has no Stripe customer yet. Choose a plan first."})
+        raise ValidationError({"": _("Your table has no Stripe customer yet. Choose a plan first.")})
     try:
         session = _client().v1.billing_portal.sessions.create(
             params={"customer": sub.stripe_customer_id, "return_url": return_url}
         )
     except stripe.StripeError as exc:
         log.warning("portal session failed: %s", exc.__class__.__name__)
-        raise Unavailable("Stripe's billing portal is unavailable right now. Try again in a moment.") from exc
+        raise Unavailable(_("Stripe's billing portal is unavailable right now. Try again in a moment.")) from exc
     return session.url
 
 
@@ -385,27 +407,48 @@ def _upsert_invoice(tenant_id: str, sub_id: str, obj: dict) -> None:
             setattr(row, key, value)
 
 
+def payment_failed_mail(amount_cents: int, currency: str, link: str) -> tuple[str, str]:
+    """(subject, body) of the failed-payment mail in the current language (the caller forces the
+    recipient's language around it)."""
+    amount = f"{format_decimal(amount_cents / 100, '#,##0.00')} {currency}"
+    if link:
+        body = _(
+            "Hello,\n\nthe payment of %(amount)s for your Glyphoxa table failed.\n"
+            "Your plan stays active for %(days)s days while you update your card:\n%(link)s\n\n"
+            "After that your table moves to the free %(plan)s plan.\n\n— Glyphoxa\n",
+            amount=amount,
+            days=plans.GRACE.days,
+            link=link,
+            plan=str(plans.APPRENTICE.name),
+        )
+    else:
+        body = _(
+            "Hello,\n\nthe payment of %(amount)s for your Glyphoxa table failed.\n"
+            "Your plan stays active for %(days)s days while you update your card in the billing portal.\n\n"
+            "After that your table moves to the free %(plan)s plan.\n\n— Glyphoxa\n",
+            amount=amount,
+            days=plans.GRACE.days,
+            plan=str(plans.APPRENTICE.name),
+        )
+    return _("Your Glyphoxa payment failed"), body
+
+
 def _mail_payment_failed(tenant_id: str, invoice: dict, now: datetime) -> None:
     from glyphoxa_htmx.adapters import mail
 
-    owners = (
-        db.session.execute(
-            select(User.email).where(User.tenant_id == tenant_id, User.role == "tenant_owner", User.email.is_not(None))
+    owners = db.session.execute(
+        select(User.email, User.locale).where(
+            User.tenant_id == tenant_id, User.role == "tenant_owner", User.email.is_not(None)
         )
-        .scalars()
-        .all()
-    )
+    ).all()
     amount = int(invoice.get("amount_due") or 0)
     currency = str(invoice.get("currency") or "usd").upper()
     link = invoice.get("hosted_invoice_url") or ""
-    body = (
-        f"Hello,\n\nthe payment of {amount / 100:.2f} {currency} for your Glyphoxa table failed.\n"
-        f"Your plan stays active for {plans.GRACE.days} days while you update your card"
-        + (f":\n{link}\n" if link else " in the billing portal.\n")
-        + f"\nAfter that your table moves to the free {plans.APPRENTICE.name} plan.\n\n— Glyphoxa\n"
-    )
-    for address in owners:
-        mail.send(address, "Your Glyphoxa payment failed", body)
+    for address, locale in owners:
+        # The recipient's language when they chose one, else English (a webhook has no browser).
+        with force_locale(valid_locale(locale) or "en"):
+            subject, body = payment_failed_mail(amount, currency, link)
+        mail.send(address, subject, body)
     audit.record(
         "billing.payment_failed_mail",
         "tenant",

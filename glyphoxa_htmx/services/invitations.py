@@ -17,6 +17,7 @@ from sqlalchemy.orm import aliased
 from glyphoxa_htmx.core import audit
 from glyphoxa_htmx.core.authz import Actor, Perm, Role, assignable_roles, own, require
 from glyphoxa_htmx.core.errors import ValidationError
+from glyphoxa_htmx.core.i18n import _
 from glyphoxa_htmx.core.parse import SNOWFLAKE_RE
 from glyphoxa_htmx.extensions import db
 from glyphoxa_htmx.models import LoginSession, Tenant, TenantInvitation, User
@@ -46,20 +47,20 @@ def validate(actor: Actor, data: dict) -> dict:
     except ValueError:
         max_uses = -1
     if discord_id and link:
-        errors["discord_id"] = "Either a Discord user id or a link, not both: a link works for whoever opens it."
+        errors["discord_id"] = _("Either a Discord user id or a link, not both: a link works for whoever opens it.")
     elif discord_id and not SNOWFLAKE_RE.match(discord_id):
-        errors["discord_id"] = (
+        errors["discord_id"] = _(
             "A Discord user id is 17–20 digits (Discord → Settings → Advanced → Developer Mode, "
             "then right-click the person → Copy User ID)."
         )
     elif not discord_id and not link:
-        errors["discord_id"] = "Give their Discord user id, or create a shareable link."
+        errors["discord_id"] = _("Give their Discord user id, or create a shareable link.")
     if role not in {r.value for r in assignable_roles(actor)}:
-        errors["role"] = "Pick one of the offered roles."
+        errors["role"] = _("Pick one of the offered roles.")
     if not 1 <= days <= adoption.MAX_EXPIRY_DAYS:
-        errors["expires_days"] = f"Between 1 and {adoption.MAX_EXPIRY_DAYS} days."
+        errors["expires_days"] = _("Between 1 and %(max)s days.", max=adoption.MAX_EXPIRY_DAYS)
     if not 1 <= max_uses <= MAX_LINK_USES:
-        errors["max_uses"] = f"Between 1 and {MAX_LINK_USES} people."
+        errors["max_uses"] = _("Between 1 and %(max)s people.", max=MAX_LINK_USES)
     if errors:
         raise ValidationError(errors)
     return {"discord_id": discord_id or None, "link": link, "role": role, "expires_days": days, "max_uses": max_uses}
@@ -72,7 +73,7 @@ def create(actor: Actor, data: dict) -> Created:
     if clean["discord_id"]:
         member = db.session.execute(select(User.tenant_id).where(User.discord_id == clean["discord_id"])).first()
         if member is not None and member.tenant_id == actor.tenant_id:
-            raise ValidationError({"discord_id": "That person is already at your table."})
+            raise ValidationError({"discord_id": _("That person is already at your table.")})
     if clean["role"] in plans.SEAT_ROLES:
         plans.check_seat_limit(actor)
     invitation = TenantInvitation(
@@ -179,9 +180,9 @@ def owners_left(tenant_id: str, *, without: str) -> int:
 def leave_refusal(user: User) -> str | None:
     """Why this person can't leave their table now (None when they can)."""
     if not user.tenant_id or user.role == Role.SUPER_ADMIN:
-        return None if user.role != Role.SUPER_ADMIN else "Operators' memberships are managed by the platform."
+        return None if user.role != Role.SUPER_ADMIN else _("Operators' memberships are managed by the platform.")
     if user.role == Role.TENANT_OWNER and owners_left(user.tenant_id, without=user.id) == 0:
-        return (
+        return _(
             "You are the only owner of your current table. Make someone else owner first, or delete that "
             "table (Settings → Danger zone) if nobody else uses it."
         )
@@ -221,7 +222,7 @@ def accept_mine(actor: Actor, invitation_id: str, *, ip: str | None = None) -> U
         or invitation.discord_id != user.discord_id
         or adoption._pending(invitation) is None
     ):
-        raise NotFound("This invitation isn't there any more.")
+        raise NotFound(_("This invitation isn't there any more."))
     return _switch(actor, invitation, ip=ip)
 
 
@@ -234,9 +235,9 @@ def switch(actor: Actor, token: str, *, ip: str | None = None) -> User:
 def _switch(actor: Actor, invitation: TenantInvitation, *, ip: str | None = None) -> User:
     user = db.session.get(User, actor.user_id)
     if user is None:
-        raise ValidationError({"": "Sign in again."})
+        raise ValidationError({"": _("Sign in again.")})
     if user.tenant_id == invitation.tenant_id:
-        raise ValidationError({"": "You're already at this table."})
+        raise ValidationError({"": _("You're already at this table.")})
     refusal = leave_refusal(user)
     if refusal:
         raise ValidationError({"": refusal})

@@ -17,12 +17,14 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
+from flask_babel import format_currency, format_decimal, get_locale
 from sqlalchemy import func, select, text
 
 from glyphoxa_htmx.core import audit
 from glyphoxa_htmx.core.authz import Actor
 from glyphoxa_htmx.core.deps import gateway, settings
 from glyphoxa_htmx.core.errors import ValidationError
+from glyphoxa_htmx.core.i18n import _, lazy_gettext, ngettext
 from glyphoxa_htmx.extensions import db
 
 GRACE = timedelta(days=7)
@@ -31,14 +33,14 @@ GRACE = timedelta(days=7)
 @dataclass(frozen=True)
 class Tier:
     key: str
-    name: str
+    name: str  # shown to people: a lazy translation (the key is what code and the database use)
     monthly_cents: int
     annual_cents: int
     session_hours: Decimal  # public.tenants.monthly_session_hours; 0 = unlimited (the gateway's rule)
     max_npcs: int | None  # None = unlimited
     max_concurrent: int
     seats: int | None  # None = no seat limit
-    voices: str
+    voices: str  # shown to people: a lazy translation
     model: str
 
     @property
@@ -51,17 +53,65 @@ class Tier:
         return self.monthly_cents > 0
 
     def price(self, interval: str) -> str:
+        """E.g. "$9/mo" / "9 $/Monat": whole dollars in the language's currency layout."""
         cents = self.annual_cents if interval == "year" else self.monthly_cents
-        return f"${cents // 100}" + ("/yr" if interval == "year" else "/mo")
+        locale = get_locale()
+        pattern = locale.currency_formats["standard"].pattern.replace(".00", "") if locale else "¤#,##0"
+        amount = format_currency(cents // 100, "USD", format=pattern, currency_digits=False)
+        return _("%(price)s/yr", price=amount) if interval == "year" else _("%(price)s/mo", price=amount)
 
 
-APPRENTICE = Tier("apprentice", "Apprentice", 0, 0, Decimal(8), 2, 1, 1, "Basic", "Gemini Flash")
-ADVENTURER = Tier("adventurer", "Adventurer", 900, 9000, Decimal(32), 10, 1, 1, "Standard (ElevenLabs)", "GPT-4o-mini")
-DUNGEON_MASTER = Tier("dungeon_master", "Dungeon Master", 1900, 19000, Decimal(0), None, 3, 1, "Premium", "GPT-4o")
-GUILD = Tier("guild", "Guild", 2900, 29000, Decimal(0), None, 5, 5, "Premium + custom training", "GPT-4o")
+APPRENTICE = Tier(
+    "apprentice", lazy_gettext("Apprentice"), 0, 0, Decimal(8), 2, 1, 1, lazy_gettext("Basic"), "Gemini Flash"
+)
+ADVENTURER = Tier(
+    "adventurer",
+    lazy_gettext("Adventurer"),
+    900,
+    9000,
+    Decimal(32),
+    10,
+    1,
+    1,
+    lazy_gettext("Standard (ElevenLabs)"),
+    "GPT-4o-mini",
+)
+DUNGEON_MASTER = Tier(
+    "dungeon_master",
+    lazy_gettext("Dungeon Master"),
+    1900,
+    19000,
+    Decimal(0),
+    None,
+    3,
+    1,
+    lazy_gettext("Premium"),
+    "GPT-4o",
+)
+GUILD = Tier(
+    "guild",
+    lazy_gettext("Guild"),
+    2900,
+    29000,
+    Decimal(0),
+    None,
+    5,
+    5,
+    lazy_gettext("Premium + custom training"),
+    "GPT-4o",
+)
 # Self-hosted (GLYPHOXA_BILLING=disabled): no limits at all; the operator brings their own keys.
 UNLIMITED = Tier(
-    "self_hosted", "Self-hosted", 0, 0, Decimal(0), None, 1_000_000, None, "Your own providers", "Your own providers"
+    "self_hosted",
+    lazy_gettext("Self-hosted"),
+    0,
+    0,
+    Decimal(0),
+    None,
+    1_000_000,
+    None,
+    lazy_gettext("Your own providers"),
+    "Your own providers",
 )
 
 TIERS: dict[str, Tier] = {t.key: t for t in (APPRENTICE, ADVENTURER, DUNGEON_MASTER, GUILD)}
@@ -178,8 +228,13 @@ def check_npc_limit(actor: Actor) -> None:
     ).scalar_one()
     if count >= tier.max_npcs:
         raise _upgrade(
-            f"Your {tier.name} plan allows {tier.max_npcs} NPCs and your table has {count}. "
-            "Upgrade your plan to add more (existing NPCs stay as they are)."
+            _(
+                "Your %(plan)s plan allows %(max)s NPCs and your table has %(count)s. "
+                "Upgrade your plan to add more (existing NPCs stay as they are).",
+                plan=tier.name,
+                max=tier.max_npcs,
+                count=count,
+            )
         )
 
 
@@ -203,12 +258,27 @@ def check_seat_limit(actor: Actor) -> None:
         .where(User.tenant_id == actor.tenant_id, User.role.in_(SEAT_ROLES), User.status == "active")
     ).scalar_one()
     if used >= tier.seats:
-        raise _upgrade(
-            f"Your {tier.name} plan has {tier.seats} DM seat{'s' if tier.seats != 1 else ''} and "
-            f"{used} {'is' if used == 1 else 'are'} taken. Upgrade to Guild for up to {GUILD.seats} "
-            "owners and DMs; players can always join as viewers.",
-            "role",
-        )
+        # Two counts in one sentence: the seats pick the plural form, the people taking them the verb.
+        values = {"plan": tier.name, "used": used, "guild": GUILD.name, "max": GUILD.seats}
+        if used == 1:
+            message = ngettext(
+                "Your %(plan)s plan has %(num)d DM seat and %(used)d is taken. Upgrade to %(guild)s for up to "
+                "%(max)d owners and DMs; players can always join as viewers.",
+                "Your %(plan)s plan has %(num)d DM seats and %(used)d is taken. Upgrade to %(guild)s for up to "
+                "%(max)d owners and DMs; players can always join as viewers.",
+                tier.seats,
+                **values,
+            )
+        else:
+            message = ngettext(
+                "Your %(plan)s plan has %(num)d DM seat and %(used)d are taken. Upgrade to %(guild)s for up to "
+                "%(max)d owners and DMs; players can always join as viewers.",
+                "Your %(plan)s plan has %(num)d DM seats and %(used)d are taken. Upgrade to %(guild)s for up to "
+                "%(max)d owners and DMs; players can always join as viewers.",
+                tier.seats,
+                **values,
+            )
+        raise _upgrade(message, "role")
 
 
 def check_concurrent_sessions(actor: Actor) -> None:
@@ -231,11 +301,28 @@ def check_concurrent_sessions(actor: Actor) -> None:
         .where(GatewaySession.tenant_id == actor.tenant_id, GatewaySession.state.in_(LIVE_STATES))
     ).scalar_one()
     if live >= tier.max_concurrent:
-        plural = "session" if tier.max_concurrent == 1 else "sessions"
-        raise _upgrade(
-            f"Your {tier.name} plan allows {tier.max_concurrent} voice {plural} at a time and "
-            f"{live} {'is' if live == 1 else 'are'} running. Stop one, or upgrade your plan."
-        )
+        # Two counts in one sentence: the allowance picks the plural form, the live sessions the verb.
+        if live == 1:
+            message = ngettext(
+                "Your %(plan)s plan allows %(num)d voice session at a time and %(live)d is running. "
+                "Stop one, or upgrade your plan.",
+                "Your %(plan)s plan allows %(num)d voice sessions at a time and %(live)d is running. "
+                "Stop one, or upgrade your plan.",
+                tier.max_concurrent,
+                plan=tier.name,
+                live=live,
+            )
+        else:
+            message = ngettext(
+                "Your %(plan)s plan allows %(num)d voice session at a time and %(live)d are running. "
+                "Stop one, or upgrade your plan.",
+                "Your %(plan)s plan allows %(num)d voice sessions at a time and %(live)d are running. "
+                "Stop one, or upgrade your plan.",
+                tier.max_concurrent,
+                plan=tier.name,
+                live=live,
+            )
+        raise _upgrade(message)
 
 
 def check_session_quota(actor: Actor, usage: dict) -> None:
@@ -246,6 +333,10 @@ def check_session_quota(actor: Actor, usage: dict) -> None:
         return
     if usage["hours"] >= quota:
         raise _upgrade(
-            f"Your table has used all {quota:g} voice-session hours of your {tier.name} plan this "
-            "month. Upgrade your plan for more hours, or sessions can start again next month."
+            _(
+                "Your table has used all %(quota)s voice-session hours of your %(plan)s plan this month. "
+                "Upgrade your plan for more hours, or sessions can start again next month.",
+                quota=format_decimal(quota),
+                plan=tier.name,
+            )
         )

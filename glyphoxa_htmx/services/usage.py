@@ -11,19 +11,21 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from decimal import Decimal
 
+from flask_babel import format_date
 from sqlalchemy import text
 
 from glyphoxa_htmx.core.authz import Actor, Perm, require
 from glyphoxa_htmx.core.errors import ValidationError
+from glyphoxa_htmx.core.i18n import _, lazy_gettext
 from glyphoxa_htmx.extensions import db
 from glyphoxa_htmx.services import plans
 from glyphoxa_htmx.services.sessions import gateway_tables_ready, month_start, month_usage
 
 METRICS = (
-    ("session_hours", "Session hours"),
-    ("llm_tokens", "LLM tokens"),
-    ("stt_seconds", "Speech-to-text seconds"),
-    ("tts_chars", "Text-to-speech characters"),
+    ("session_hours", lazy_gettext("Session hours")),
+    ("llm_tokens", lazy_gettext("LLM tokens")),
+    ("stt_seconds", lazy_gettext("Speech-to-text seconds")),
+    ("tts_chars", lazy_gettext("Text-to-speech characters")),
 )
 MAX_EXPORT_MONTHS = 120
 WARN_AT = Decimal("0.8")
@@ -42,7 +44,7 @@ def parse_month(raw: str | None, field: str) -> date | None:
         year, month = raw.split("-")[:2]
         return date(int(year), int(month), 1)
     except (ValueError, TypeError):
-        raise ValidationError({field: "Use a month like 2026-03."}) from None
+        raise ValidationError({field: _("Use a month like 2026-03.")}) from None
 
 
 @dataclass
@@ -103,7 +105,7 @@ def per_campaign(actor: Actor, period: date | None = None) -> list[dict]:
     return [
         {
             "campaign_id": r["campaign_id"],
-            "name": r["name"] or r["campaign_id"] or "Default campaign",
+            "name": r["name"] or r["campaign_id"] or _("Default campaign"),
             "sessions": r["sessions"],
             "hours": Decimal(str(round(float(r["hours"] or 0), 2))),
         }
@@ -126,7 +128,7 @@ def chart(months: list[Month], key: str, *, width: int = 480, height: int = 160)
                 "y": round(height - pad_bottom - h, 1),
                 "w": round(slot * 0.7, 1),
                 "h": round(h, 1),
-                "label": m.period.strftime("%b"),
+                "label": format_date(m.period, "LLL"),  # the month's short name in the page's language
                 "tx": round(i * slot + slot / 2, 1),
                 "value": v,
                 "period": m.period,
@@ -165,9 +167,9 @@ def export_range(actor: Actor, start_raw: str | None, end_raw: str | None) -> tu
     end = parse_month(end_raw, "to") or month_start(None)
     start = parse_month(start_raw, "from") or add_months(end, -11)
     if start > end:
-        raise ValidationError({"from": "The start month must not be after the end month."})
+        raise ValidationError({"from": _("The start month must not be after the end month.")})
     if (end.year - start.year) * 12 + end.month - start.month >= MAX_EXPORT_MONTHS:
-        raise ValidationError({"from": f"Export at most {MAX_EXPORT_MONTHS} months at a time."})
+        raise ValidationError({"from": _("Export at most %(max)s months at a time.", max=MAX_EXPORT_MONTHS)})
     return start, end
 
 

@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from flask import current_app
+from flask_babel import force_locale
 
 from glyphoxa_htmx.adapters import tts
 from glyphoxa_htmx.adapters.secrets import SecretsError
@@ -41,13 +42,20 @@ _MIMES = {"wav": "audio/wav", "mp3": "audio/mpeg"}
 
 
 class VoiceError(DomainError):
-    """A TTS failure, with a message for the DM and the HTTP status to answer with."""
+    """A TTS failure, with a message for the DM and the HTTP status to answer with. ``message`` is
+    in the request's language; :meth:`english` is the same message for the database and audit log
+    (pass a ``lazy_gettext`` message so that both can be made from it)."""
 
     status = 502
 
     def __init__(self, message: str, status: int = 502):
-        super().__init__(message)
+        self.source = message
+        super().__init__(str(message))
         self.status = status
+
+    def english(self) -> str:
+        with force_locale("en"):
+            return str(self.source)
 
 
 @dataclass(frozen=True)

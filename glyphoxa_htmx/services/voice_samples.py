@@ -22,6 +22,7 @@ from datetime import UTC, datetime, timedelta
 from urllib.parse import urlsplit
 
 from flask import current_app, url_for
+from flask_babel import format_decimal
 from sqlalchemy import select, update
 
 from glyphoxa_htmx.adapters import storage as store
@@ -29,6 +30,7 @@ from glyphoxa_htmx.adapters import tts
 from glyphoxa_htmx.core import audit
 from glyphoxa_htmx.core.authz import Actor, Perm, own, require
 from glyphoxa_htmx.core.errors import Conflict, Forbidden, Unavailable, ValidationError
+from glyphoxa_htmx.core.i18n import _, gettext, lazy_gettext
 from glyphoxa_htmx.core.metrics import VOICE_UPLOADS
 from glyphoxa_htmx.extensions import db
 from glyphoxa_htmx.models import VoiceSample
@@ -51,9 +53,15 @@ FORMATS = {
 PENDING_GRACE = timedelta(minutes=2)  # an upload in flight is not an orphan yet
 PROBE_TIMEOUT = 15.0
 
-TOO_BIG = "The file is larger than 10 MB. Trim it to at most 10 seconds."
-WRONG_TYPE = "Upload a .wav or .mp3 file."
-CORRUPT = "This file could not be read as audio. It may be damaged or not an audio file."
+# Lazy (translated when shown); callers put str(...) into errors, in the request's language.
+TOO_BIG = lazy_gettext("The file is larger than 10 MB. Trim it to at most 10 seconds.")
+WRONG_TYPE = lazy_gettext("Upload a .wav or .mp3 file.")
+CORRUPT = lazy_gettext("This file could not be read as audio. It may be damaged or not an audio file.")
+
+
+def _corrupt() -> ValidationError:
+    return ValidationError({"file": str(CORRUPT)}, str(CORRUPT))
+
 
 _probe_lock = threading.BoundedSemaphore(4)  # a few decodes at once, whatever the traffic
 
@@ -74,7 +82,7 @@ def storage():
 def _tool(name: str) -> str:
     path = shutil.which(name)
     if path is None:
-        raise Unavailable(f"Audio checks are unavailable: {name} is not installed on the server.")
+        raise Unavailable(_("Audio checks are unavailable: %(tool)s is not installed on the server.", tool=name))
     return path
 
 
@@ -94,7 +102,7 @@ def probe(data: bytes, ext: str) -> Probe:
                 check=False,
             )
         except subprocess.TimeoutExpired:
-            raise ValidationError({"file": CORRUPT}, CORRUPT) from None
+            raise _corrupt() from None
         try:
             info = json.loads(proc.stdout or b"{}")
         except ValueError:
@@ -102,7 +110,7 @@ def probe(data: bytes, ext: str) -> Probe:
         fmt = info.get("format") or {}
         audio = [s for s in info.get("streams") or [] if s.get("codec_type") == "audio"]
         if proc.returncode != 0 or not fmt or not audio:
-            raise ValidationError({"file": CORRUPT}, CORRUPT)
+            raise _corrupt()
         names = set(str(fmt.get("format_name", "")).split(","))
         stream = audio[0]
         codec = str(stream.get("codec_name", ""))
@@ -110,9 +118,13 @@ def probe(data: bytes, ext: str) -> Probe:
             actual = (
                 "MP3"
                 if "mp3" in names
-                else ("WAV" if "wav" in names else str(fmt.get("format_long_name") or "another format"))
+                else ("WAV" if "wav" in names else str(fmt.get("format_long_name") or _("another format")))
             )
-            msg = f"This file is {actual}, not the .{ext} its name says. Rename it or export it as .{ext}."
+            msg = _(
+                "This file is %(actual)s, not the .%(ext)s its name says. Rename it or export it as .%(ext)s.",
+                actual=actual,
+                ext=ext,
+            )
             raise ValidationError({"file": msg}, msg)
         # Decode it all: a header that probes fine over a damaged body is still damaged.
         try:
@@ -123,29 +135,29 @@ def probe(data: bytes, ext: str) -> Probe:
                 check=False,
             )
         except subprocess.TimeoutExpired:
-            raise ValidationError({"file": CORRUPT}, CORRUPT) from None
+            raise _corrupt() from None
         if dec.returncode != 0 or re.search(rb"(?i)invalid data|error while decoding|corrupt", dec.stderr or b""):
-            raise ValidationError({"file": CORRUPT}, CORRUPT)
+            raise _corrupt()
     try:
         duration_ms = int(round(float(fmt.get("duration") or stream.get("duration")) * 1000))
         channels = int(stream.get("channels") or 0)
         rate = int(stream.get("sample_rate") or 0)
     except (TypeError, ValueError):
-        raise ValidationError({"file": CORRUPT}, CORRUPT) from None
+        raise _corrupt() from None
     if duration_ms <= 0:
-        raise ValidationError({"file": CORRUPT}, CORRUPT)
+        raise _corrupt()
     if duration_ms > MAX_MS + DURATION_SLACK_MS:
-        msg = f"The sample is {duration_ms / 1000:.1f} seconds long; at most 10 seconds are allowed."
+        msg = _(
+            "The sample is %(seconds)s seconds long; at most 10 seconds are allowed.",
+            seconds=format_decimal(duration_ms / 1000, "0.0"),
+        )
         raise ValidationError({"file": msg}, msg)
     if channels not in (1, 2):
-        msg = f"The sample has {channels} channels; upload mono or stereo audio."
+        msg = _("The sample has %(channels)s channels; upload mono or stereo audio.", channels=channels)
         raise ValidationError({"file": msg}, msg)
     if rate not in SAMPLE_RATES:
-        msg = (
-            f"The sample rate {rate} Hz is not supported; use one of "
-            + ", ".join(f"{r // 1000 if r % 1000 == 0 else r / 1000} kHz" for r in SAMPLE_RATES)
-            + "."
-        )
+        rates = ", ".join(f"{r // 1000 if r % 1000 == 0 else format_decimal(r / 1000)} kHz" for r in SAMPLE_RATES)
+        msg = _("The sample rate %(rate)s Hz is not supported; use one of %(rates)s.", rate=rate, rates=rates)
         raise ValidationError({"file": msg}, msg)
     return Probe(ext, codec, duration_ms, channels, rate)
 
@@ -162,6 +174,12 @@ def list_samples(actor: Actor) -> list[VoiceSample]:
             .order_by(VoiceSample.created_at.desc(), VoiceSample.id)
         ).scalars()
     )
+
+
+def error_text(row: VoiceSample) -> str:
+    """A failed clone's reason (stored in English) in the page's language, when we wrote it; a
+    provider's own words stay as they came."""
+    return gettext(row.error) if row.error else ""
 
 
 def get(actor: Actor, sample_id: str) -> VoiceSample:
@@ -187,7 +205,7 @@ def cloned_voices(actor: Actor) -> list[tts.Voice]:
         tts.Voice(
             id=r.provider_voice_id,
             name=r.name,
-            description="cloned from your voice library",
+            description=_("cloned from your voice library"),
             labels={"category": "cloned"},
         )
         for r in rows
@@ -202,7 +220,7 @@ def playback_url(actor: Actor, row: VoiceSample) -> str:
             return backend.presigned_url(row.file_key)
         except store.StorageError as exc:
             log.warning("voice sample URL failed: %s", exc.details)
-            raise Unavailable("The voice library's storage is unavailable right now.") from exc
+            raise Unavailable(_("The voice library's storage is unavailable right now.")) from exc
     expires, sig = store.sign(current_app.config["SECRET_KEY"], actor.tenant_id, row.id)
     return url_for("voices.audio", sample_id=row.id, expires=expires, sig=sig)
 
@@ -225,12 +243,12 @@ def audio(actor: Actor, sample_id: str, expires: str, sig: str) -> tuple[bytes, 
     row = get(actor, sample_id)
     require(actor, Perm.VIEW_SESSIONS)
     if not store.verify(current_app.config["SECRET_KEY"], actor.tenant_id, row.id, expires, sig):
-        raise Forbidden("This playback link has expired or is not valid. Reload the voice library.")
+        raise Forbidden(_("This playback link has expired or is not valid. Reload the voice library."))
     try:
         return storage().get(row.file_key), FORMATS[row.format][1]
     except store.StorageError as exc:
         log.warning("voice sample read failed: %s", exc.details)
-        raise Unavailable("The voice library's storage is unavailable right now.") from exc
+        raise Unavailable(_("The voice library's storage is unavailable right now.")) from exc
 
 
 # ---- writing --------------------------------------------------------------------------------
@@ -241,9 +259,9 @@ def _clean_name(raw: str, filename: str, errors: dict) -> str:
     if not name:
         name = " ".join(re.sub(r"[_\-.]+", " ", os.path.splitext(os.path.basename(filename or ""))[0]).split())
     if not name:
-        errors["name"] = "Give the sample a name."
+        errors["name"] = _("Give the sample a name.")
     elif len(name) > NAME_MAX:
-        errors["name"] = f"Names can be at most {NAME_MAX} characters."
+        errors["name"] = _("Names can be at most %(max)s characters.", max=NAME_MAX)
     return name[:NAME_MAX]
 
 
@@ -269,13 +287,13 @@ def _upload(actor: Actor, name: str, filename: str, data: bytes | None) -> Voice
     name = _clean_name(name, filename, errors)
     ext = os.path.splitext(filename or "")[1].lower().lstrip(".")
     if data is None or len(data) > MAX_BYTES:
-        errors["file"] = TOO_BIG
+        errors["file"] = str(TOO_BIG)
     elif not filename:
-        errors["file"] = "Choose a .wav or .mp3 file to upload."
+        errors["file"] = _("Choose a .wav or .mp3 file to upload.")
     elif ext not in FORMATS:
-        errors["file"] = WRONG_TYPE
+        errors["file"] = str(WRONG_TYPE)
     elif not data:
-        errors["file"] = "The file is empty."
+        errors["file"] = _("The file is empty.")
     if errors:
         raise ValidationError(errors, next(iter(errors.values())))
     info = probe(data, ext)
@@ -301,7 +319,7 @@ def _upload(actor: Actor, name: str, filename: str, data: bytes | None) -> Voice
         log.warning("voice sample upload failed: %s", exc.details)
         _purge(row)
         raise Unavailable(
-            "The voice library's storage is unavailable right now, so nothing was saved. Try again in a moment."
+            _("The voice library's storage is unavailable right now, so nothing was saved. Try again in a moment.")
         ) from exc
     row.deleting_at = None
     audit.record(
@@ -382,7 +400,7 @@ def clone(actor: Actor, sample_id: str) -> VoiceSample:
     ).rowcount
     db.session.commit()
     if not claimed:
-        raise Conflict("This sample is being cloned already.")
+        raise Conflict(_("This sample is being cloned already."))
     db.session.refresh(row)
     try:
         engine = voice._engine("elevenlabs", voice._credentials(actor, "elevenlabs"))
@@ -390,7 +408,7 @@ def clone(actor: Actor, sample_id: str) -> VoiceSample:
             data = storage().get(row.file_key)
         except store.StorageError as exc:
             log.warning("voice sample read failed: %s", exc.details)
-            raise voice.VoiceError("The voice library's storage is unavailable right now.", 503) from exc
+            raise voice.VoiceError(lazy_gettext("The voice library's storage is unavailable right now."), 503) from exc
         try:
             voice_id = engine.clone_voice(
                 row.name, f"{row.id}.{row.format}", data, FORMATS[row.format][1], description="Cloned in Glyphoxa"
@@ -399,8 +417,10 @@ def clone(actor: Actor, sample_id: str) -> VoiceSample:
             log.info("voice clone failed: %s (%s)", type(exc).__name__, exc.details)
             raise voice.VoiceError(exc.message, exc.status) from exc
     except voice.VoiceError as exc:
-        row.status, row.error = "failed", exc.message
-        audit.record("voice_sample.clone_failed", "voice_sample", row.id, actor=actor, details={"error": exc.message})
+        # Stored and audited in English (never a translated string in the database); shown translated.
+        stored = exc.english()
+        row.status, row.error = "failed", stored
+        audit.record("voice_sample.clone_failed", "voice_sample", row.id, actor=actor, details={"error": stored})
         db.session.commit()
         raise
     row.status, row.error, row.provider_voice_id = "ready", "", voice_id

@@ -28,6 +28,8 @@ def _page(errors=None, status: int = 200, template: str = "billing/index.html"):
         errors=errors or {},
         intervals=plans.INTERVALS,
         grace_days=plans.GRACE.days,
+        subscription_statuses=billing.SUBSCRIPTION_STATUSES,
+        invoice_statuses=billing.INVOICE_STATUSES,
     )
 
 

@@ -8,9 +8,13 @@ from flask_login import current_user, login_required
 from glyphoxa_htmx.core import htmx
 from glyphoxa_htmx.core.authz import Perm, assignable_roles, can, role_phrase
 from glyphoxa_htmx.core.errors import ValidationError
+from glyphoxa_htmx.core.i18n import _, lazy_gettext
 from glyphoxa_htmx.services import adoption, invitations, users
 
 bp = Blueprint("team", __name__, url_prefix="/team")
+
+# A member's account state, as the badge next to their name shows it.
+MEMBER_STATUSES = {"active": lazy_gettext("Active"), "suspended": lazy_gettext("Suspended")}
 
 _BLANK = {
     "discord_id": "",
@@ -40,6 +44,7 @@ def _render(errors=None, status=200, error_user=None, form=None, created=None, i
         max_days=adoption.MAX_EXPIRY_DAYS,
         max_uses=invitations.MAX_LINK_USES,
         now=adoption.now(),
+        member_statuses=MEMBER_STATUSES,
     )
 
 
@@ -62,7 +67,7 @@ def change_role(user_id: str):
         user = users.change_role(current_user, user_id, request.form.get("role", ""))
     except ValidationError as exc:
         return _render(exc.errors, 422, error_user=user_id)
-    htmx.toast(f"{user.name} is now {role_phrase(user.role)}.")
+    htmx.toast(_("%(name)s is now %(role)s.", name=user.name, role=role_phrase(user.role)))
     return _done()
 
 
@@ -75,7 +80,7 @@ def remove(user_id: str):
         return _render(exc.errors, 422, error_user=user_id)
     if user.id == current_user.user_id:
         return htmx.client_redirect(url_for("pages.landing"))
-    htmx.toast(f"{user.name} is no longer at this table; their sign-ins have ended.")
+    htmx.toast(_("%(name)s is no longer at this table; their sign-ins have ended.", name=user.name))
     return _done()
 
 
@@ -95,11 +100,14 @@ def invite():
     except ValidationError as exc:
         return _render(status=422, form=form, invite_errors=exc.errors)
     if created.link_token:
-        htmx.toast("Invite link created: copy it now, it is shown once.")
+        htmx.toast(_("Invite link created: copy it now, it is shown once."))
     else:
         htmx.toast(
-            f"Invited {created.invitation.discord_id}: they join when they sign in with Discord "
-            "(someone already at another table sees it on their profile page and may switch)."
+            _(
+                "Invited %(discord_id)s: they join when they sign in with Discord "
+                "(someone already at another table sees it on their profile page and may switch).",
+                discord_id=created.invitation.discord_id,
+            )
         )
     # The link is shown once, in this response (never stored): render rather than redirect.
     return _render(created=created)
@@ -109,5 +117,5 @@ def invite():
 @login_required
 def revoke(invitation_id: str):
     invitations.revoke(current_user, invitation_id)
-    htmx.toast("Invitation revoked.")
+    htmx.toast(_("Invitation revoked."))
     return _done()

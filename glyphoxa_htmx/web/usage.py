@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from flask import Blueprint, Response, request, stream_with_context
+from flask_babel import format_decimal
 from flask_login import current_user, login_required
 
 from glyphoxa_htmx.core import htmx
@@ -10,6 +11,11 @@ from glyphoxa_htmx.core.errors import ValidationError
 from glyphoxa_htmx.services import usage
 
 bp = Blueprint("usage", __name__)
+
+
+def _plain(value) -> str:
+    """A table cell's number: the language's decimal sign, no grouping, no trailing zeros (3.5 / 3,5)."""
+    return format_decimal(value or 0, "0.######")
 
 
 def _page(errors=None, status: int = 200):
@@ -20,6 +26,7 @@ def _page(errors=None, status: int = 200):
         status=status,
         errors=errors or {},
         form={"from": request.args.get("from", ""), "to": request.args.get("to", "")},
+        plain=_plain,
         **data,
     )
 

@@ -11,6 +11,7 @@ from werkzeug.exceptions import RequestEntityTooLarge
 from glyphoxa_htmx.core import htmx, security
 from glyphoxa_htmx.core.authz import Perm, can, require
 from glyphoxa_htmx.core.errors import ValidationError
+from glyphoxa_htmx.core.i18n import _
 from glyphoxa_htmx.core.ratelimits import upload_limit
 from glyphoxa_htmx.extensions import limiter
 from glyphoxa_htmx.services import voice, voice_samples
@@ -45,6 +46,7 @@ def _page(*, status: int = 200, errors: dict | None = None, form: dict | None = 
         form=form or {},
         max_mb=voice_samples.MAX_BYTES // (1024 * 1024),
         max_seconds=voice_samples.MAX_MS // 1000,
+        sample_error=voice_samples.error_text,
     )
     # Presigned S3/MinIO URLs play from the object store's origin: allow exactly that one for media
     # (always, not only when samples are listed: a sample uploaded later is swapped into this page).
@@ -90,7 +92,7 @@ def upload():
         row = voice_samples.upload(current_user, name, filename or "", data)
     except ValidationError as exc:
         return _page(status=422, errors=exc.errors, form={"name": name})
-    htmx.toast(f"“{row.name}” added to the voice library.")
+    htmx.toast(_("“%(name)s” added to the voice library.", name=row.name))
     return _done()
 
 
@@ -101,7 +103,7 @@ def too_large(exc):
     if not (current_user.is_authenticated and request.endpoint == "voices.upload"):
         return exc
     voice_samples.count_rejected(current_user)
-    return _page(status=422, errors={"file": voice_samples.TOO_BIG})
+    return _page(status=422, errors={"file": str(voice_samples.TOO_BIG)})
 
 
 @bp.get("/<sample_id>/audio")
@@ -123,9 +125,9 @@ def clone(sample_id: str):
     try:
         row = voice_samples.clone(current_user, sample_id)
     except voice.VoiceError as exc:
-        htmx.toast(f"Cloning failed: {exc.message}", "error")
+        htmx.toast(_("Cloning failed: %(reason)s", reason=exc.message), "error")
         return _done()
-    htmx.toast(f"“{row.name}” is now a voice you can pick for an NPC.")
+    htmx.toast(_("“%(name)s” is now a voice you can pick for an NPC.", name=row.name))
     return _done()
 
 
@@ -136,12 +138,12 @@ def delete(sample_id: str):
     require(current_user, Perm.UPLOAD_VOICE)
     if not htmx.confirmed():
         return htmx.confirm_page(
-            f"Delete the voice sample “{row.name}”?",
-            detail="The recording is removed. A voice already cloned from it keeps working.",
-            submit_label="Delete sample",
+            _("Delete the voice sample “%(name)s”?", name=row.name),
+            detail=_("The recording is removed. A voice already cloned from it keeps working."),
+            submit_label=_("Delete sample"),
             cancel_url=url_for("voices.index"),
         )
     name = row.name
     voice_samples.delete(current_user, sample_id)
-    htmx.toast(f"“{name}” deleted.")
+    htmx.toast(_("“%(name)s” deleted.", name=name))
     return _done()

@@ -32,6 +32,7 @@ from glyphoxa_htmx.adapters.tts.base import (
 )
 from glyphoxa_htmx.adapters.tts.elevenlabs import DEFAULT_BASE, DEFAULT_MODEL, ElevenLabsEngine
 from glyphoxa_htmx.adapters.tts.espeak import EspeakEngine
+from glyphoxa_htmx.core.i18n import lazy_gettext
 
 __all__ = [
     "Audio",
@@ -83,4 +84,6 @@ def get_engine(provider: str, *, api_key: str | None = None, base_url: str | Non
             if engine is None:
                 engine = _espeak[binary] = EspeakEngine(binary or None)
         return engine
-    raise TtsBadVoice(f"Voice previews aren't available for the provider {provider!r}.")
+    raise TtsBadVoice(
+        lazy_gettext("Voice previews aren't available for the provider “%(provider)s”.", provider=provider)
+    )

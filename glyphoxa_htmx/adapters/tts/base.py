@@ -1,12 +1,15 @@
 """The one TTS interface: ``synthesize(text, voice_id) -> Audio`` and ``voices() -> [Voice]``.
 
 Engines never know about NPCs, tenants or caching; the voice service does that. Failures are
-raised as :class:`TtsError` subclasses whose ``message`` is safe to show a DM."""
+raised as :class:`TtsError` subclasses whose ``message`` is safe to show a DM (a ``lazy_gettext``
+string: it becomes text in whatever language it is shown in, or English for the database)."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 from typing import Protocol
+
+from glyphoxa_htmx.core.i18n import lazy_gettext
 
 
 @dataclass(frozen=True)
@@ -39,7 +42,7 @@ class TtsError(Exception):
     """Base class; ``message`` is user-facing, ``status`` the HTTP status the web layer should use."""
 
     status = 502
-    default_message = "The voice engine could not synthesize that line."
+    default_message = lazy_gettext("The voice engine could not synthesize that line.")
 
     def __init__(self, message: str | None = None, *, details: str = "") -> None:
         self.message = message or self.default_message
@@ -48,22 +51,22 @@ class TtsError(Exception):
 
 
 class TtsAuthError(TtsError):
-    default_message = "The voice provider rejected the API key. Check the key in your settings."
+    default_message = lazy_gettext("The voice provider rejected the API key. Check the key in your settings.")
 
 
 class TtsRateLimited(TtsError):
     status = 429
-    default_message = "The voice provider is rate limiting us. Wait a minute and try again."
+    default_message = lazy_gettext("The voice provider is rate limiting us. Wait a minute and try again.")
 
 
 class TtsUnavailable(TtsError):
     status = 503
-    default_message = "The voice engine is unavailable right now. Try again in a moment."
+    default_message = lazy_gettext("The voice engine is unavailable right now. Try again in a moment.")
 
 
 class TtsBadVoice(TtsError):
     status = 422
-    default_message = "That voice is not known to the provider. Pick one from the voice list."
+    default_message = lazy_gettext("That voice is not known to the provider. Pick one from the voice list.")
 
 
 class TtsEngine(Protocol):

@@ -18,6 +18,7 @@ from glyphoxa_htmx.adapters.tts.base import (
     TtsUnavailable,
     Voice,
 )
+from glyphoxa_htmx.core.i18n import lazy_gettext
 
 log = logging.getLogger(__name__)
 
@@ -64,14 +65,17 @@ class ElevenLabsEngine:
 
     def _request(self, method: str, path: str, **kw) -> requests.Response:
         if not self.__api_key:
-            raise TtsAuthError("No ElevenLabs API key is configured, so ElevenLabs voices can't be previewed.")
+            raise TtsAuthError(
+                lazy_gettext("No ElevenLabs API key is configured, so ElevenLabs voices can't be previewed.")
+            )
         headers = {"xi-api-key": self.__api_key, **kw.pop("headers", {})}
         try:
             resp = self._http.request(method, self.base_url + path, headers=headers, timeout=self.timeout, **kw)
         except requests.RequestException as exc:
             log.warning("elevenlabs %s %s failed: %s", method, path, type(exc).__name__)
             raise TtsUnavailable(
-                "ElevenLabs can't be reached right now. Try again in a moment.", details=type(exc).__name__
+                lazy_gettext("ElevenLabs can't be reached right now. Try again in a moment."),
+                details=type(exc).__name__,
             ) from exc
         if resp.status_code < 400:
             return resp
@@ -83,8 +87,10 @@ class ElevenLabsEngine:
         if status == "voice_not_found" or resp.status_code == 404:
             raise TtsBadVoice(details=message)
         if resp.status_code >= 500:
-            raise TtsUnavailable("ElevenLabs had a problem. Try again in a moment.", details=message)
-        raise TtsError(f"ElevenLabs refused the request{': ' + message if message else '.'}", details=message)
+            raise TtsUnavailable(lazy_gettext("ElevenLabs had a problem. Try again in a moment."), details=message)
+        if message:  # ElevenLabs' own words (English) stay as they are
+            raise TtsError(lazy_gettext("ElevenLabs refused the request: %(reason)s", reason=message), details=message)
+        raise TtsError(lazy_gettext("ElevenLabs refused the request."), details=message)
 
     def synthesize(self, text: str, voice_id: str) -> Audio:
         resp = self._request(
@@ -99,7 +105,7 @@ class ElevenLabsEngine:
             },
         )
         if not resp.content:
-            raise TtsError("ElevenLabs returned no audio.")
+            raise TtsError(lazy_gettext("ElevenLabs returned no audio."))
         return Audio(resp.content, "audio/mpeg")
 
     def voices(self) -> list[Voice]:
@@ -139,5 +145,5 @@ class ElevenLabsEngine:
         except (ValueError, AttributeError):
             voice_id = ""
         if not voice_id:
-            raise TtsError("ElevenLabs did not return a voice id for the clone.")
+            raise TtsError(lazy_gettext("ElevenLabs did not return a voice id for the clone."))
         return voice_id

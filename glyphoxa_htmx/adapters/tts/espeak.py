@@ -13,6 +13,7 @@ import tempfile
 from pathlib import Path
 
 from glyphoxa_htmx.adapters.tts.base import Audio, TtsBadVoice, TtsError, TtsUnavailable, Voice
+from glyphoxa_htmx.core.i18n import lazy_gettext
 
 log = logging.getLogger(__name__)
 
@@ -21,7 +22,7 @@ VOICE_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_+/-]{0,63}$")
 
 class EspeakEngine:
     name = "espeak"
-    label = "espeak-ng (local)"
+    label = lazy_gettext("espeak-ng (local)")
 
     def __init__(self, binary: str | None = None, *, timeout: float = 15.0) -> None:
         self.binary = binary or shutil.which("espeak-ng") or ""
@@ -41,7 +42,9 @@ class EspeakEngine:
     def _run(self, args: list[str], *, stdin: str | None = None) -> subprocess.CompletedProcess:
         if not self.installed:
             raise TtsUnavailable(
-                "No local voice engine is installed here (espeak-ng). Install espeak-ng, or use an ElevenLabs voice."
+                lazy_gettext(
+                    "No local voice engine is installed here (espeak-ng). Install espeak-ng, or use an ElevenLabs voice."
+                )
             )
         try:
             return subprocess.run(
@@ -49,7 +52,9 @@ class EspeakEngine:
             )
         except (OSError, subprocess.TimeoutExpired) as exc:
             log.warning("espeak-ng failed: %s", exc)
-            raise TtsUnavailable("The local voice engine did not answer in time.", details=str(exc)) from exc
+            raise TtsUnavailable(
+                lazy_gettext("The local voice engine did not answer in time."), details=str(exc)
+            ) from exc
 
     def synthesize(self, text: str, voice_id: str) -> Audio:
         voice = voice_id or "en"
@@ -63,7 +68,7 @@ class EspeakEngine:
             err = (proc.stderr or "").strip()
             if "voice" in err.lower():
                 raise TtsBadVoice(details=err)
-            raise TtsError("The local voice engine could not synthesize that line.", details=err)
+            raise TtsError(lazy_gettext("The local voice engine could not synthesize that line."), details=err)
         return Audio(data, "audio/wav")
 
     def voices(self) -> list[Voice]:
