@@ -5,8 +5,9 @@ from __future__ import annotations
 import re
 import unicodedata
 from datetime import UTC, datetime, timedelta
+from decimal import Decimal, InvalidOperation
 
-from sqlalchemy import func, select, text
+from sqlalchemy import func, select, text, update
 
 # The gateway's tenant-id rule lives in one place, beside the gateway client.
 from glyphoxa_htmx.adapters.gateway.tenant_id import MAX_TENANT_ID_LENGTH as MAX_TENANT_ID
@@ -200,6 +201,78 @@ def set_status(actor: Actor, tenant_id: str, status: str) -> Tenant:
     )
     db.session.commit()
     return tenant
+
+
+LICENSE_TIERS = ("shared", "dedicated")  # the only tiers the gateway knows (contract §1)
+MAX_QUOTA_HOURS = Decimal("99999999.99")  # public.tenants.monthly_session_hours is NUMERIC(10,2)
+
+
+def change_tier(actor: Actor, tenant_id: str, license_tier: str, hours: str) -> dict:
+    """Super admin, billing disabled: set a table's gateway tier (``shared``: one live session,
+    ``dedicated``: one per Discord server) and its monthly session-hours quota (0 = unlimited),
+    through the one gateway-tier writer ``plans.push_gateway_tier`` (audited). With billing on,
+    Stripe owns the tier and this is refused."""
+    from glyphoxa_htmx.services import plans
+
+    require(actor, Perm.MANAGE_ALL_TENANTS)
+    tenant = get(actor, tenant_id)
+    if plans.billing_enabled():
+        raise ValidationError(
+            {
+                "license_tier": "Billing is on: a table's tier follows its Stripe subscription, so it can't be "
+                "changed here. Change the subscription instead."
+            }
+        )
+    errors = {}
+    license_tier = (license_tier or "").strip()
+    if license_tier not in LICENSE_TIERS:
+        errors["license_tier"] = "Choose shared or dedicated."
+    quota = None
+    try:
+        quota = Decimal((hours or "0").strip() or "0")
+        if not quota.is_finite() or quota < 0 or quota > MAX_QUOTA_HOURS or quota != quota.quantize(Decimal("0.01")):
+            raise InvalidOperation
+    except InvalidOperation:
+        errors["hours"] = "Hours per month: a number from 0 (unlimited) up to 99,999,999.99, at most two decimals."
+    if errors:
+        raise ValidationError(errors)
+    if gateway() is None:
+        raise ValidationError({"license_tier": "No voice gateway is connected to this server."})
+    plans.push_gateway_tier(
+        tenant.id,
+        license_tier,
+        quota,
+        action="tenant.tier_change",
+        details={"reason": "operator"},
+        actor=actor,
+        require_gateway_tenant=True,
+    )
+    db.session.commit()
+    return {"license_tier": license_tier, "hours": quota}
+
+
+def revoke_sign_ins(actor: Actor, tenant_id: str) -> int:
+    """Super admin: end every sign-in session of the table's people (except the operator's own),
+    at once. The ORM UPDATE empties this process's sign-in cache (services/signin_cache.py);
+    other processes drop theirs within SIGNIN_CACHE_SECONDS. Audited with the count."""
+    from glyphoxa_htmx.models import LoginSession, User
+    from glyphoxa_htmx.services import auth
+
+    require(actor, Perm.MANAGE_ALL_TENANTS)
+    tenant = get(actor, tenant_id)
+    people = select(User.id).where(User.tenant_id == tenant.id, User.id != actor.user_id).scalar_subquery()
+    ended = db.session.execute(
+        update(LoginSession)
+        .where(LoginSession.user_id.in_(people), LoginSession.revoked_at.is_(None))
+        .values(revoked_at=datetime.now(UTC), revoked_reason="revoked_by_operator")
+        .execution_options(synchronize_session=False)
+    ).rowcount
+    audit.record(
+        "tenant.revoke_sign_ins", "tenant", tenant.id, actor=actor, tenant_id=tenant.id, details={"sessions": ended}
+    )
+    auth.track_active_users(tenant.id)
+    db.session.commit()
+    return ended
 
 
 # ---- Discord connection (guilds and bot token live on the gateway) ---------------------------

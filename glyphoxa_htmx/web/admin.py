@@ -7,7 +7,7 @@ from flask_login import current_user, login_required
 
 from glyphoxa_htmx.core import htmx
 from glyphoxa_htmx.core.authz import Perm, require
-from glyphoxa_htmx.core.errors import ValidationError
+from glyphoxa_htmx.core.errors import NotFound, ValidationError
 from glyphoxa_htmx.core.ratelimits import admin_limit
 from glyphoxa_htmx.services import platform, tenants, users
 
@@ -35,19 +35,71 @@ def tenant_list():
     return htmx.render("admin/tenants.html", "results", rows=rows, q=q, next_after=next_after)
 
 
+def _detail(tenant_id: str, *, status: int = 200, tier_errors=None, tier_form=None):
+    """The drill-down, or one of its blocks for htmx (a list, or the tier form): only what that
+    block renders is read."""
+    target = htmx.hx_target() if htmx.wants_block() else None
+    block = target if target in (*platform.LISTS, "tier") else None
+    try:
+        data = platform.tenant_detail(
+            current_user, tenant_id, args=platform.detail_args(request.args), only=block if block else None
+        )
+    except NotFound:
+        # Not managed here: a tenant the voice gateway has can be adopted (services/adoption.py).
+        gateway_only = platform.gateway_only(current_user, tenant_id)
+        if gateway_only is None:
+            raise
+        return htmx.render("admin/tenant_gateway_only.html", status=200, tenant_id=tenant_id, gateway=gateway_only)
+
+    def list_url(**changes) -> str:
+        """This page with some lists' arguments changed (None drops one): pagers and filters."""
+        merged = {**data["args"], **changes}
+        return url_for("admin.tenant_detail", tenant_id=tenant_id, **{k: v for k, v in merged.items() if v})
+
+    return htmx.render(
+        "admin/tenant.html",
+        block,
+        status=status,
+        tier_errors=tier_errors or {},
+        tier_form=tier_form or {},
+        list_url=list_url,
+        **data,
+    )
+
+
 @bp.get("/tenants/<tenant_id>")
 def tenant_detail(tenant_id: str):
-    data = platform.tenant_detail(
-        current_user,
-        tenant_id,
-        q=request.args.get("q", "").strip()[:200],
-        members_after=request.args.get("members_after"),
-        sessions_after=request.args.get("sessions_after"),
-        errors_only=request.args.get("errors") == "1",
-    )
-    return htmx.render(
-        "admin/tenant.html", htmx.hx_target() if htmx.hx_target() in ("members", "sessions") else None, **data
-    )
+    return _detail(tenant_id)
+
+
+@bp.post("/tenants/<tenant_id>/tier")
+def tenant_tier(tenant_id: str):
+    tenants.get(current_user, tenant_id)  # 404 for an unknown tenant before anything else
+    form = {"license_tier": request.form.get("license_tier", ""), "hours": request.form.get("hours", "")}
+    try:
+        result = tenants.change_tier(current_user, tenant_id, form["license_tier"], form["hours"])
+    except ValidationError as exc:
+        return _detail(tenant_id, status=422, tier_errors=exc.errors, tier_form=form)
+    hours = f"{result['hours']:g} hours a month" if result["hours"] else "unlimited hours"
+    htmx.toast(f"{tenant_id} is now {result['license_tier']}, {hours}.")
+    return htmx.redirect_to(url_for("admin.tenant_detail", tenant_id=tenant_id))
+
+
+@bp.post("/tenants/<tenant_id>/revoke-sign-ins")
+def tenant_revoke_sign_ins(tenant_id: str):
+    tenant = tenants.get(current_user, tenant_id)
+    back = url_for("admin.tenant_detail", tenant_id=tenant.id)
+    if not htmx.confirmed():
+        return htmx.confirm_page(
+            f"Sign everyone at {tenant.name or tenant.id} out?",
+            detail="Every sign-in of this table's people ends now, on every device (yours stays). "
+            "They can sign in again at once; to keep them out, suspend the table.",
+            submit_label="Sign everyone out",
+            cancel_url=back,
+        )
+    ended = tenants.revoke_sign_ins(current_user, tenant.id)
+    htmx.toast(f"Ended {ended} sign-in{'s' if ended != 1 else ''} at {tenant.name or tenant.id}.")
+    return htmx.redirect_to(back)
 
 
 @bp.post("/tenants/<tenant_id>/status")
