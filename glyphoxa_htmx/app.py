@@ -109,6 +109,9 @@ def create_app(settings: Settings | None = None, **overrides) -> Flask:
     sock.init_app(app)
     htmx_ext.init_app(app)
     login_manager.init_app(app)
+    from glyphoxa_htmx.core import i18n
+
+    i18n.init_app(app)  # interface language: the user's choice, else Accept-Language
 
     from glyphoxa_htmx.adapters import identity
 

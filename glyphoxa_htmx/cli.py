@@ -195,6 +195,39 @@ def adopt_tenant(tenant_id: str, owner_discord_id: str | None, name: str | None,
             click.echo(f"invite link (once, until {adopted.invitation.expires_at:%Y-%m-%d %H:%M} UTC): {base}{path}")
 
 
+@main.group("i18n")
+def i18n_group() -> None:
+    """Translation catalogues (German in translations/de/parts/*.po)."""
+
+
+@i18n_group.command("check")
+@click.option("--locale", default="de", show_default=True)
+@click.option("--unused/--no-unused", default=False, help="Also list translations nothing uses.")
+def i18n_check(locale: str, unused: bool) -> None:
+    """List strings that are untranslated, or visible but not marked for translation; exit 1 if any."""
+    from glyphoxa_htmx.i18n_catalog import check
+
+    report = check(locale)
+    for line in report.lines():
+        if unused or not line.startswith("unused translation"):
+            click.echo(line)
+    click.echo(
+        f"{len(report.missing)} untranslated, {len(report.unmarked)} unmarked, "
+        f"{len(report.conflicts)} conflicting, {len(report.unused)} unused",
+        err=True,
+    )
+    sys.exit(0 if report.ok else 1)
+
+
+@i18n_group.command("compile")
+@click.option("--locale", default="de", show_default=True)
+def i18n_compile(locale: str) -> None:
+    """Merge translations/<locale>/parts/*.po into the compiled catalogue the app loads."""
+    from glyphoxa_htmx.i18n_catalog import write_compiled
+
+    click.echo(str(write_compiled(locale)))
+
+
 @main.command("seed")
 def seed_cmd() -> None:
     """Create the demo table (idempotent)."""

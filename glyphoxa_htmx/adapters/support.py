@@ -13,6 +13,8 @@ from dataclasses import dataclass
 
 import requests
 
+from glyphoxa_htmx.core.i18n import _
+
 STATUS_FROM_FRESHDESK = {2: "open", 3: "pending", 4: "resolved", 5: "closed"}
 TIMEOUT = 5
 
@@ -40,9 +42,9 @@ class Freshdesk:
         try:
             resp = requests.request(method, self.base + path, auth=self.auth, timeout=TIMEOUT, **kw)
         except requests.RequestException as exc:
-            raise SupportUnavailable("The support desk can't be reached right now.") from exc
+            raise SupportUnavailable(_("The support desk can't be reached right now.")) from exc
         if resp.status_code >= 400:
-            raise SupportUnavailable(f"The support desk refused the request (HTTP {resp.status_code}).")
+            raise SupportUnavailable(_("The support desk refused the request (HTTP %(code)s).", code=resp.status_code))
         return resp.json() if resp.content else {}
 
     def create(

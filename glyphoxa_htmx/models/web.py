@@ -57,6 +57,8 @@ class User(db.Model):
     stripe_customer_id: Mapped[str | None] = mapped_column(Text, unique=True)
     email_verified: Mapped[bool] = mapped_column(Boolean, nullable=False, server_default=text("false"))
     status: Mapped[str] = mapped_column(Text, nullable=False, server_default="active")  # active | suspended
+    # Interface language chosen on the profile page ("en" | "de"); NULL follows the browser.
+    locale: Mapped[str | None] = mapped_column(Text)
     # Guilds seen at the last Discord sign-in ([{id, name, owner, manage}]); the OAuth token itself is not kept.
     discord_guilds: Mapped[list] = mapped_column(JSONB, nullable=False, server_default=text("'[]'::jsonb"))
     # When that list was read from Discord (entries carry ``manage``: the Manage Server permission).

@@ -7,6 +7,7 @@ from sqlalchemy import func, select
 from glyphoxa_htmx.core import audit
 from glyphoxa_htmx.core.authz import Actor, Role
 from glyphoxa_htmx.core.errors import NotFound, ValidationError
+from glyphoxa_htmx.core.i18n import _, valid_locale
 from glyphoxa_htmx.extensions import db
 from glyphoxa_htmx.models import User
 
@@ -35,6 +36,21 @@ def rename(actor: Actor, name: str) -> User:
     user.name = name
     audit.record("user.update", "user", user.id, actor=actor, before=before, after={"name": name})
     db.session.commit()
+    return user
+
+
+def set_locale(actor: Actor, value: str) -> User:
+    """The interface language: "en", "de", or "auto" (follow the browser). Anything else is refused."""
+    value = (value or "").strip()
+    if value != "auto" and not valid_locale(value):
+        raise ValidationError({"locale": _("Choose one of the listed languages.")})
+    user = me(actor)
+    new = None if value == "auto" else value
+    if user.locale != new:
+        before = {"locale": user.locale}
+        user.locale = new
+        audit.record("user.update", "user", user.id, actor=actor, before=before, after={"locale": new})
+        db.session.commit()
     return user
 
 

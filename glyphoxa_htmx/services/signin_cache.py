@@ -58,6 +58,7 @@ class UserSnapshot:
     discord_id: str | None
     discord_guilds: tuple
     tenant: TenantSnapshot | None
+    locale: str | None = None
 
 
 @dataclass(frozen=True)
@@ -95,6 +96,7 @@ def snapshot(row) -> LoginSnapshot:
             status=user.status,
             discord_id=user.discord_id,
             discord_guilds=tuple(user.discord_guilds or ()),
+            locale=user.locale,
             tenant=TenantSnapshot(id=tenant.id, name=tenant.name, status=tenant.status) if tenant is not None else None,
         ),
     )

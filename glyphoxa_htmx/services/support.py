@@ -14,17 +14,25 @@ from glyphoxa_htmx.adapters.support import SupportUnavailable
 from glyphoxa_htmx.core import audit
 from glyphoxa_htmx.core.authz import Actor, Perm, own, require
 from glyphoxa_htmx.core.errors import NotFound, ValidationError
+from glyphoxa_htmx.core.i18n import _, format_number, lazy_gettext
 from glyphoxa_htmx.extensions import db
 from glyphoxa_htmx.models import User
 from glyphoxa_htmx.models.support import SupportReply, SupportTicket
 
 CATEGORIES = {
-    "question": "A question",
-    "bug": "Something is broken",
-    "session": "Trouble in a voice session",
-    "billing": "Billing",
+    "question": lazy_gettext("A question"),
+    "bug": lazy_gettext("Something is broken"),
+    "session": lazy_gettext("Trouble in a voice session"),
+    "billing": lazy_gettext("Billing"),
 }
 STATUSES = ("open", "pending", "resolved", "closed")
+# What each status is called on screen (the stored value stays the English key).
+STATUS_LABELS = {
+    "open": lazy_gettext("open"),
+    "pending": lazy_gettext("pending"),
+    "resolved": lazy_gettext("resolved"),
+    "closed": lazy_gettext("closed"),
+}
 PAGE = 25
 MAX_SUBJECT, MAX_BODY = 200, 10_000
 
@@ -40,15 +48,15 @@ def _clean(form) -> dict:
     session_id = (form.get("session_id") or "").strip() or None
     errors = {}
     if not subject:
-        errors["subject"] = "Give the ticket a subject."
+        errors["subject"] = _("Give the ticket a subject.")
     elif len(subject) > MAX_SUBJECT:
-        errors["subject"] = f"Keep the subject under {MAX_SUBJECT} characters."
+        errors["subject"] = _("Keep the subject under %(n)s characters.", n=format_number(MAX_SUBJECT))
     if not body:
-        errors["body"] = "Tell us what happened."
+        errors["body"] = _("Tell us what happened.")
     elif len(body) > MAX_BODY:
-        errors["body"] = f"Keep it under {MAX_BODY:,} characters."
+        errors["body"] = _("Keep it under %(n)s characters.", n=format_number(MAX_BODY))
     if category not in CATEGORIES:
-        errors["category"] = "Choose what this is about."
+        errors["category"] = _("Choose what this is about.")
     if errors:
         raise ValidationError(errors)
     return {"subject": subject, "body": body, "category": category, "session_id": session_id}
@@ -66,13 +74,13 @@ def _check_session(actor: Actor, session_id: str | None) -> None:
         else None
     )
     if not found:
-        raise ValidationError({"session_id": "That isn't one of your table's sessions."})
+        raise ValidationError({"session_id": _("That isn't one of your table's sessions.")})
 
 
 def create(actor: Actor, form) -> SupportTicket:
     require(actor, Perm.VIEW_SESSIONS)
     if not actor.tenant_id:
-        raise ValidationError({"": "Tickets belong to a table; you aren't in one."})
+        raise ValidationError({"": _("Tickets belong to a table; you aren't in one.")})
     data = _clean(form)
     _check_session(actor, data["session_id"])
     desk = _desk()
@@ -92,7 +100,9 @@ def create(actor: Actor, form) -> SupportTicket:
                 session_id=data["session_id"],
             )
         except SupportUnavailable as exc:
-            raise ValidationError({"": f"{exc} Your ticket wasn't sent; please try again in a few minutes."}) from exc
+            raise ValidationError(
+                {"": _("%(reason)s Your ticket wasn't sent; please try again in a few minutes.", reason=exc)}
+            ) from exc
         ticket.synced_at = datetime.now(UTC)
     db.session.add(ticket)
     db.session.flush()
@@ -157,7 +167,7 @@ def _sync(ticket: SupportTicket) -> str | None:
         status = desk.status(ticket.external_id)
         remote = desk.conversations(ticket.external_id)
     except SupportUnavailable as exc:
-        return f"{exc} Showing what we had last."
+        return _("%(reason)s Showing what we had last.", reason=exc)
     known = {r.external_id for r in _replies(ticket) if r.external_id}
     for r in remote:
         if r.external_id in known:
@@ -189,16 +199,16 @@ def get(actor: Actor, ticket_id: str) -> dict:
 def _add_reply(actor: Actor, ticket: SupportTicket, body: str, *, from_support: bool) -> SupportReply:
     body = (body or "").strip()
     if not body:
-        raise ValidationError({"body": "Write a reply first."})
+        raise ValidationError({"body": _("Write a reply first.")})
     if len(body) > MAX_BODY:
-        raise ValidationError({"body": f"Keep it under {MAX_BODY:,} characters."})
+        raise ValidationError({"body": _("Keep it under %(n)s characters.", n=format_number(MAX_BODY))})
     external_id = None
     desk = _desk()
     if ticket.backend == "freshdesk" and desk is not None and ticket.external_id:
         try:
             external_id = desk.reply(ticket.external_id, body) or None
         except SupportUnavailable as exc:
-            raise ValidationError({"": f"{exc} Your reply wasn't sent; please try again."}) from exc
+            raise ValidationError({"": _("%(reason)s Your reply wasn't sent; please try again.", reason=exc)}) from exc
     reply = SupportReply(
         ticket_id=ticket.id,
         user_id=actor.user_id,
@@ -247,13 +257,13 @@ def admin_answer(actor: Actor, ticket_id: str, body: str, status: str) -> Suppor
     if ticket is None:
         raise NotFound()
     if ticket.backend != "local":
-        raise ValidationError({"": "This ticket lives in Freshdesk: answer it there (its replies show up here)."})
+        raise ValidationError({"": _("This ticket lives in Freshdesk: answer it there (its replies show up here).")})
     if status not in STATUSES:
-        raise ValidationError({"status": "Choose a status."})
+        raise ValidationError({"status": _("Choose a status.")})
     if (body or "").strip():
         _add_reply(actor, ticket, body, from_support=True)
     elif status == ticket.status:
-        raise ValidationError({"body": "Write a reply or change the status."})
+        raise ValidationError({"body": _("Write a reply or change the status.")})
     before = ticket.status
     ticket.status = status
     ticket.updated_at = datetime.now(UTC)

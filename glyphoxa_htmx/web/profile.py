@@ -8,6 +8,7 @@ from flask_login import current_user, login_required
 from glyphoxa_htmx.adapters import identity
 from glyphoxa_htmx.core import htmx
 from glyphoxa_htmx.core.errors import ValidationError
+from glyphoxa_htmx.core.i18n import _
 from glyphoxa_htmx.services import invitations, profile
 
 bp = Blueprint("profile", __name__, url_prefix="/me")
@@ -45,6 +46,18 @@ def rename():
         return _render(422, exc.errors)
     htmx.toast(f"You're now {user.name}.")
     return htmx.redirect_to(url_for("profile.index"))
+
+
+@bp.post("/locale")
+@login_required
+def set_locale():
+    try:
+        profile.set_locale(current_user, request.form.get("locale", ""))
+    except ValidationError as exc:
+        return _render(422, exc.errors)
+    htmx.toast(_("Language saved."))
+    # A full page load: every part of the page (navigation included) changes language.
+    return htmx.client_redirect(url_for("profile.index"))
 
 
 @bp.post("/link/<provider>")

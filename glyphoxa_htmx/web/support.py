@@ -9,10 +9,17 @@ from flask_login import current_user, login_required
 from glyphoxa_htmx.core import htmx
 from glyphoxa_htmx.core.authz import Perm, require
 from glyphoxa_htmx.core.errors import ValidationError
+from glyphoxa_htmx.core.i18n import _
 from glyphoxa_htmx.core.ratelimits import admin_limit
 from glyphoxa_htmx.services import support
 
 bp = Blueprint("support", __name__)
+
+
+@bp.app_template_filter("ticket_status")
+def ticket_status(status: str) -> str:
+    """A ticket status as people read it, in their language (the stored value is the English key)."""
+    return str(support.STATUS_LABELS.get(status, status))
 
 
 def _index(status: int = 200, errors=None, form=None):
@@ -42,7 +49,7 @@ def create():
         ticket = support.create(current_user, request.form)
     except ValidationError as exc:
         return _index(422, exc.errors, request.form)
-    htmx.toast("Your ticket was sent. We'll answer here.")
+    htmx.toast(_("Your ticket was sent. We'll answer here."))
     return htmx.redirect_to(url_for("support.show", ticket_id=ticket.id))
 
 
@@ -73,7 +80,7 @@ def reply(ticket_id: str):
         support.reply(current_user, ticket_id, request.form.get("body", ""))
     except ValidationError as exc:
         return _show(ticket_id, 422, exc.errors, request.form)
-    htmx.toast("Reply sent.")
+    htmx.toast(_("Reply sent."))
     return htmx.redirect_to(url_for("support.show", ticket_id=ticket_id))
 
 
@@ -124,5 +131,5 @@ def admin_answer(ticket_id: str):
         support.admin_answer(current_user, ticket_id, request.form.get("body", ""), request.form.get("status", ""))
     except ValidationError as exc:
         return _admin_show(ticket_id, 422, exc.errors, request.form)
-    htmx.toast("Answer saved.")
+    htmx.toast(_("Answer saved."))
     return htmx.redirect_to(url_for("support.admin_show", ticket_id=ticket_id))

@@ -22,7 +22,22 @@
   function toast(message, level, kind) {
     window.dispatchEvent(new CustomEvent("toast", { detail: { message: message, level: level, kind: kind } }));
   }
-  window.glyphoxa = { toast: toast };
+  // ---- translations for scripts ------------------------------------------------------------------
+  // The page carries the current language's strings for scripts in <body data-js-messages>
+  // (core/js_messages.py lists them; a data attribute, since the CSP allows no inline scripts);
+  // t("Jump to latest (%(n)s new)", {n: 3}) translates and fills in.
+  var catalog = null;
+  function t(message, vars) {
+    if (catalog === null) {
+      var raw = document.body ? document.body.getAttribute("data-js-messages") : null;
+      try { catalog = raw ? JSON.parse(raw) : {}; } catch (e) { catalog = {}; }
+    }
+    var text = Object.prototype.hasOwnProperty.call(catalog, message) ? catalog[message] : message;
+    return text.replace(/%\((\w+)\)[sd]/g, function (all, name) {
+      return vars && Object.prototype.hasOwnProperty.call(vars, name) ? String(vars[name]) : all;
+    });
+  }
+  window.glyphoxa = { toast: toast, t: t };
 
   function registerShell(Alpine) {
     Alpine.data("toasts", function () {

@@ -1,0 +1,98 @@
+"""English and German (issue 17): every visible string is marked and translated, the language follows
+the user's choice, else Accept-Language, and the compiled catalogue is the one the sources make."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+from sqlalchemy import select
+
+from glyphoxa_htmx import i18n_catalog
+from glyphoxa_htmx.extensions import db
+from glyphoxa_htmx.models import User
+from tests.conftest import Browser
+
+
+@pytest.fixture(scope="module")
+def report():
+    return i18n_catalog.check("de")
+
+
+def test_compiled_catalogue_is_current():
+    assert i18n_catalog.mo_path("de").read_bytes() == i18n_catalog.compile_catalog("de"), (
+        "translations/de/LC_MESSAGES/messages.mo is stale: run `glyphoxa-web i18n compile`"
+    )
+
+
+def test_every_marked_string_has_a_german_translation(report):
+    assert not report.conflicts, report.conflicts
+    assert not report.bad_format, report.bad_format
+    assert not report.missing, "\n".join(x for x in report.lines() if x.startswith("untranslated"))[:6000]
+
+
+def test_no_visible_text_is_left_unmarked(report):
+    assert not report.unmarked, "\n".join(report.unmarked)[:6000]
+
+
+def test_the_checker_sees_unmarked_text(tmp_path, monkeypatch):
+    """The two checks above could pass by seeing nothing: show that they do see text and sentences."""
+    (tmp_path / "t.html").write_text(
+        '<p>{{ _("Fine") }}</p>\n<p title="Hover text">Plain words</p>\n{{ macro("Open the door") }}\n'
+        '{% trans %}Also fine{% endtrans %}<input type=submit value="Go now">\n'
+    )
+    monkeypatch.setattr(i18n_catalog, "TEMPLATES", tmp_path)
+    monkeypatch.setattr(i18n_catalog, "ROOT", tmp_path.parent)
+    found = i18n_catalog.unmarked_templates()
+    assert any("Plain words" in f for f in found)
+    assert any("Hover text" in f for f in found)
+    assert any("Open the door" in f for f in found)
+    assert any("Go now" in f for f in found)
+    assert not any("Fine" in f or "Also fine" in f for f in found)
+
+
+def test_accept_language_picks_german_for_visitors(app):
+    client = app.test_client()
+    de = client.get("/auth/signin", headers={"Accept-Language": "de-DE,de;q=0.9,en;q=0.5"})
+    assert re.search(r'<html lang="de">', de.get_data(as_text=True))
+    en = client.get("/auth/signin", headers={"Accept-Language": "fr-FR,en;q=0.5"})
+    assert re.search(r'<html lang="en">', en.get_data(as_text=True))
+    none = client.get("/auth/signin")
+    assert '<html lang="en">' in none.get_data(as_text=True)
+
+
+def test_profile_choice_beats_the_browser_and_bad_values_are_refused(app, make_user):
+    user = make_user(role="dm")
+    b = Browser(app).login(user)
+    page = b.get("/me", headers={"Accept-Language": "en"}).get_data(as_text=True)
+    assert '<html lang="en">' in page and "Interface language" in page
+
+    assert b.post("/me/locale", {"locale": "de"}).status_code in (200, 303)
+    page = b.get("/me", headers={"Accept-Language": "en"}).get_data(as_text=True)
+    assert '<html lang="de">' in page and "Sprache der Oberfläche" in page
+    # Scripts get the German strings they show.
+    assert '"Dismiss": "Schlie\\u00dfen"' in page or '"Dismiss": "Schließen"' in page
+
+    bad = b.post("/me/locale", {"locale": "fr"})
+    assert bad.status_code == 422
+    assert "Wähle eine der aufgeführten Sprachen." in bad.get_data(as_text=True)  # at the field, in German
+    with app.app_context():
+        assert db.session.execute(select(User.locale).where(User.id == user.id)).scalar_one() == "de"
+
+    assert b.post("/me/locale", {"locale": "auto"}).status_code in (200, 303)
+    page = b.get("/me", headers={"Accept-Language": "en-GB"}).get_data(as_text=True)
+    assert '<html lang="en">' in page
+    with app.app_context():
+        assert db.session.execute(select(User.locale).where(User.id == user.id)).scalar_one() is None
+
+
+def test_dates_and_numbers_follow_the_language(app):
+    from datetime import UTC, datetime
+
+    with app.test_request_context(headers={"Accept-Language": "de"}):
+        env = app.jinja_env
+        when = datetime(2026, 12, 2, 16, 5, tzinfo=UTC)
+        assert env.from_string("{{ d|month }}").render(d=when) == "Dezember 2026"
+        assert env.from_string("{{ n|number(2) }}").render(n=1234.5) == "1.234,50"
+    with app.test_request_context(headers={"Accept-Language": "en"}):
+        assert app.jinja_env.from_string("{{ n|number(2) }}").render(n=1234.5) == "1,234.50"
