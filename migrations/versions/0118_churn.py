@@ -1,16 +1,16 @@
 """Churn needs to know when a subscription ended: web.subscriptions.canceled_at (set when its
 status turns canceled; rows already canceled take their last update time).
 
-Revision ID: 0117_churn
-Revises: 0116_operators
+Revision ID: 0118_churn
+Revises: 0117_ui_locale
 Create Date: 2026-12-02
 """
 
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0117_churn"
-down_revision = "0116_operators"
+revision = "0118_churn"
+down_revision = "0117_ui_locale"
 branch_labels = None
 depends_on = None
 
