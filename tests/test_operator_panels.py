@@ -57,7 +57,7 @@ def test_provider_latency_and_errors_from_prometheus(app, as_role, prom, prom_ur
     assert rows[("Language model", "openai")] == {"p50": "123 ms", "p99": "850 ms", "Errors": "0.0 %"}
     assert rows[("Text-to-speech (first audio)", "elevenlabs")] == {
         "p50": "400 ms",
-        "p99": "2200 ms",
+        "p99": "2,200 ms",
         "Errors": "2.5 %",
     }
     assert rows[("Speech-to-text", "deepgram")] == {"p50": "—", "p99": "—", "Errors": "—"}  # NaN: no data

@@ -2,7 +2,8 @@
 operators' dashboard reads the voice gateway's provider latency and error rates through it.
 
 ``query`` answers the result vector as ``[(labels, value)]`` or raises :class:`PrometheusError`
-with a message safe to show (never the URL, which may carry credentials, nor a raw exception)."""
+with a code and parameters safe to show (never the URL, which may carry credentials, nor a raw
+exception); the service words them in the reader's language."""
 
 from __future__ import annotations
 
@@ -12,10 +13,17 @@ import requests
 
 
 class PrometheusError(Exception):
-    def __init__(self, message: str, *, unreachable: bool = False) -> None:
-        super().__init__(message)
-        self.message = message
-        self.unreachable = unreachable
+    """``code``: ``timeout`` (seconds), ``connect``, ``request`` (Prometheus unreachable), or
+    ``not_prometheus`` (status), ``error_answer`` (kind, detail: Prometheus's own words),
+    ``not_vector`` (got): it answered, but not with figures."""
+
+    UNREACHABLE = {"timeout", "connect", "request"}
+
+    def __init__(self, code: str, **params) -> None:
+        super().__init__(code, params)
+        self.code = code
+        self.params = params
+        self.unreachable = code in self.UNREACHABLE
 
 
 def query(base_url: str, promql: str, *, timeout: float) -> list[tuple[dict, float]]:
@@ -25,24 +33,24 @@ def query(base_url: str, promql: str, *, timeout: float) -> list[tuple[dict, flo
     try:
         resp = requests.get(url, params={"query": promql}, timeout=timeout, headers={"Accept": "application/json"})
     except requests.Timeout:
-        raise PrometheusError(f"no answer within {timeout:.1f} s", unreachable=True) from None
+        raise PrometheusError("timeout", seconds=round(timeout, 1)) from None
     except requests.ConnectionError:
-        raise PrometheusError("connection failed", unreachable=True) from None
+        raise PrometheusError("connect") from None
     except requests.RequestException:
-        raise PrometheusError("the request failed", unreachable=True) from None
+        raise PrometheusError("request") from None
     try:
         body = resp.json()
     except ValueError:
-        raise PrometheusError(f"HTTP {resp.status_code} without a Prometheus answer") from None
+        raise PrometheusError("not_prometheus", status=resp.status_code) from None
     if not isinstance(body, dict):
-        raise PrometheusError(f"HTTP {resp.status_code} without a Prometheus answer")
+        raise PrometheusError("not_prometheus", status=resp.status_code)
     if body.get("status") != "success":
-        kind = str(body.get("errorType") or "error")[:40]
-        detail = str(body.get("error") or "")[:200]
-        raise PrometheusError(f"{kind}: {detail}" if detail else kind)
+        raise PrometheusError(
+            "error_answer", kind=str(body.get("errorType") or "error")[:40], detail=str(body.get("error") or "")[:200]
+        )
     data = body.get("data") or {}
     if data.get("resultType") != "vector":
-        raise PrometheusError(f"expected a vector, got {str(data.get('resultType'))[:20]}")
+        raise PrometheusError("not_vector", got=str(data.get("resultType"))[:20])
     out = []
     for item in data.get("result") or []:
         try:

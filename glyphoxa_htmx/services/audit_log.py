@@ -21,6 +21,7 @@ from glyphoxa_htmx.core import keyset
 from glyphoxa_htmx.core.audit import SECRET_KEYS
 from glyphoxa_htmx.core.authz import Actor, Perm, require
 from glyphoxa_htmx.core.errors import ValidationError
+from glyphoxa_htmx.core.i18n import _
 from glyphoxa_htmx.core.parse import like_pattern, unstorable
 from glyphoxa_htmx.extensions import db
 from glyphoxa_htmx.models import AuditLog, User
@@ -67,7 +68,7 @@ def _parse_date(raw: str, name: str, errors: dict) -> date | None:
     try:
         return date.fromisoformat(raw)
     except ValueError:
-        errors[name] = "Use a date like 2026-03-14."
+        errors[name] = _("Use a date like 2026-03-14.")
         return None
 
 
@@ -77,12 +78,12 @@ def parse_filters(args) -> Filters:
     raw = {n: (args.get(n) or "").strip()[:200] for n in names}
     errors: dict[str, str] = {}
     if unstorable(raw.values()):
-        raise ValidationError({"actor": "The filter contains characters that can't be searched for."})
+        raise ValidationError({"actor": _("The filter contains characters that can't be searched for.")})
     f = Filters(actor=raw["actor"], action=raw["action"], resource=raw["resource"], tenant=raw["tenant"], raw=raw)
     f.date_from = _parse_date(raw["from"], "from", errors)
     f.date_to = _parse_date(raw["to"], "to", errors)
     if f.date_from and f.date_to and f.date_from > f.date_to:
-        errors["from"] = "The start date must not be after the end date."
+        errors["from"] = _("The start date must not be after the end date.")
     if errors:
         raise ValidationError(errors)
     return f

@@ -23,6 +23,7 @@ from glyphoxa_htmx.core import audit
 from glyphoxa_htmx.core.authz import Actor
 from glyphoxa_htmx.core.deps import gateway, settings
 from glyphoxa_htmx.core.errors import ValidationError
+from glyphoxa_htmx.core.i18n import _
 from glyphoxa_htmx.extensions import db
 
 GRACE = timedelta(days=7)
@@ -153,7 +154,7 @@ def push_gateway_tier(
         ).one_or_none()
     if require_gateway_tenant and before is None:
         raise ValidationError(
-            {"license_tier": "The voice service doesn't know this table, so it has no tier to change."}
+            {"license_tier": _("The voice service doesn't know this table, so it has no tier to change.")}
         )
     # UpdateTenant first, while we hold no lock on the row: the gateway locks and rewrites it
     # (hours included, with the value it read), so our UPDATE must come after, or we'd deadlock
@@ -165,7 +166,7 @@ def push_gateway_tier(
         except GatewayNotFound:
             if require_gateway_tenant:
                 raise ValidationError(
-                    {"license_tier": "The voice service doesn't know this table, so it has no tier to change."}
+                    {"license_tier": _("The voice service doesn't know this table, so it has no tier to change.")}
                 ) from None
             # not registered with the gateway yet: nothing to change there
     if before is not None:

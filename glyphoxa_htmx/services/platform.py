@@ -14,6 +14,7 @@ from sqlalchemy import func, select, text
 from glyphoxa_htmx.core import keyset
 from glyphoxa_htmx.core.authz import Actor, Perm, require
 from glyphoxa_htmx.core.deps import gateway, secrets, settings
+from glyphoxa_htmx.core.i18n import _, format_decimal, lazy_gettext
 from glyphoxa_htmx.extensions import db
 from glyphoxa_htmx.services import plans
 from glyphoxa_htmx.services.sessions import LIVE_STATES, gateway_tables_ready, month_start
@@ -34,24 +35,24 @@ class Check:
 def _gateway_check() -> Check:
     client = gateway()
     if client is None:
-        return Check("Voice gateway", False, "not configured")
+        return Check(_("Voice gateway"), False, _("not configured"))
     from glyphoxa_htmx.adapters.gateway.errors import GatewayError, GatewayUnavailable
 
     started = time.perf_counter()
     try:
         client.get_bot_status("platform_dashboard_probe", quick=True)
-        ok, detail = True, "reachable"
+        ok, detail = True, _("reachable")
     except GatewayUnavailable:
-        ok, detail = False, "unreachable"
+        ok, detail = False, _("unreachable")
     except GatewayError:
-        ok, detail = True, "reachable"  # it answered (e.g. NOT_FOUND for the probe tenant)
-    return Check("Voice gateway", ok, detail, round((time.perf_counter() - started) * 1000, 1))
+        ok, detail = True, _("reachable")  # it answered (e.g. NOT_FOUND for the probe tenant)
+    return Check(_("Voice gateway"), ok, detail, round((time.perf_counter() - started) * 1000, 1))
 
 
 def _redis_check() -> Check:
     url = settings().redis_url
     if not url:
-        return Check("Redis", True, "not configured (in-memory rate limits)")
+        return Check("Redis", True, _("not configured (in-memory rate limits)"))
     import redis
 
     started = time.perf_counter()
@@ -61,9 +62,9 @@ def _redis_check() -> Check:
             client.ping()
         finally:
             client.close()
-        ok, detail = True, "reachable"
+        ok, detail = True, _("reachable")
     except Exception:  # noqa: BLE001 - any failure is "unreachable" on this page
-        ok, detail = False, "unreachable"
+        ok, detail = False, _("unreachable")
     return Check("Redis", ok, detail, round((time.perf_counter() - started) * 1000, 1))
 
 
@@ -73,7 +74,10 @@ def _secrets_check() -> Check:
     started = time.perf_counter()
     problem = backend.health()
     return Check(
-        f"Secrets ({kind})", problem is None, problem or "usable", round((time.perf_counter() - started) * 1000, 1)
+        _("Secrets (%(kind)s)", kind=kind),
+        problem is None,
+        problem or _("usable"),
+        round((time.perf_counter() - started) * 1000, 1),
     )
 
 
@@ -248,7 +252,11 @@ LATENCY_HISTOGRAMS = (
 )
 PROVIDER_CALLS = "glyphoxa_voice_provider_calls_total"
 PROVIDER_ERRORS = "glyphoxa_voice_provider_errors_total"
-STAGE_NAMES = {"stt": "Speech-to-text", "llm": "Language model", "tts": "Text-to-speech (first audio)"}
+STAGE_NAMES = {
+    "stt": lazy_gettext("Speech-to-text"),
+    "llm": lazy_gettext("Language model"),
+    "tts": lazy_gettext("Text-to-speech (first audio)"),
+}
 RATE_WINDOW = "5m"
 PROMETHEUS_BUDGET = 2.5  # seconds for all of the dashboard's queries together
 PROMETHEUS_CACHE_SECONDS = 10.0  # one answer serves every open dashboard for this long (per process)
@@ -276,7 +284,8 @@ def error_rate_query() -> str:
 def provider_health(now: float | None = None) -> dict:
     """p50/p99 latency and error rate per (stage, provider) over the last 5 minutes, from
     PROMETHEUS_URL. ``configured`` False: no URL; ``error``: what went wrong (the page shows it
-    instead of the figures, never a 500). Bounded by PROMETHEUS_BUDGET; cached briefly."""
+    instead of the figures, never a 500). Bounded by PROMETHEUS_BUDGET; the answer is cached
+    briefly, in no language (worded per request by ``_worded``)."""
     import math
 
     from glyphoxa_htmx.adapters.prometheus import PrometheusError, query
@@ -287,7 +296,7 @@ def provider_health(now: float | None = None) -> dict:
     now = time.monotonic() if now is None else now
     hit = _prom_cache.get(base)
     if hit is not None and hit[0] > now:
-        return hit[1]
+        return _worded(hit[1])
     deadline = time.monotonic() + PROMETHEUS_BUDGET
     rows: dict[tuple[str, str], dict] = {}
     error = None
@@ -299,24 +308,50 @@ def provider_health(now: float | None = None) -> dict:
         ):
             left = deadline - time.monotonic()
             if left <= 0.05:
-                raise PrometheusError(f"no answer within {PROMETHEUS_BUDGET:.1f} s", unreachable=True)
+                raise PrometheusError("timeout", seconds=PROMETHEUS_BUDGET)
             for labels, value in query(base, promql, timeout=left):
                 key = (labels.get("stage", ""), labels.get("provider", ""))
                 rows.setdefault(key, {"p50": math.nan, "p99": math.nan, "errors": math.nan})[column] = value
     except PrometheusError as exc:
-        error = ("Prometheus unreachable: " if exc.unreachable else "Prometheus answered with an error: ") + exc.message
+        error = exc
     result = {
         "configured": True,
         "error": error,
         "rows": []
         if error
         else [
-            {"stage": STAGE_NAMES.get(stage, stage or "—"), "provider": provider or "—", **values}
+            {"stage": stage, "provider": provider or "—", **values}
             for (stage, provider), values in sorted(rows.items())
         ],
     }
     _prom_cache[base] = (now + PROMETHEUS_CACHE_SECONDS, result)
-    return result
+    return _worded(result)
+
+
+def _prometheus_problem(exc) -> str:
+    p = exc.params
+    if exc.code == "timeout":
+        return _("Prometheus unreachable: no answer within %(seconds)s s", seconds=format_decimal(p["seconds"]))
+    if exc.code == "connect":
+        return _("Prometheus unreachable: connection failed")
+    if exc.code == "request":
+        return _("Prometheus unreachable: the request failed")
+    if exc.code == "not_prometheus":
+        return _("Prometheus answered with an error: HTTP %(status)s without a Prometheus answer", status=p["status"])
+    if exc.code == "not_vector":
+        return _("Prometheus answered with an error: expected a vector, got %(got)s", got=p["got"])
+    if p.get("detail"):
+        return _("Prometheus answered with an error: %(kind)s: %(detail)s", kind=p["kind"], detail=p["detail"])
+    return _("Prometheus answered with an error: %(kind)s", kind=p.get("kind", ""))
+
+
+def _worded(result: dict) -> dict:
+    """The cached answer in the reader's language: stage names and the problem, if any."""
+    return {
+        "configured": result["configured"],
+        "error": _prometheus_problem(result["error"]) if result["error"] else None,
+        "rows": [{**r, "stage": str(STAGE_NAMES.get(r["stage"], r["stage"] or "—"))} for r in result["rows"]],
+    }
 
 
 def dashboard(actor: Actor) -> dict:
@@ -349,11 +384,11 @@ def _gateway_view(tenant_id: str) -> dict:
 
     client = gateway()
     if client is None:
-        return {"available": False, "note": "No voice gateway is connected to this server."}
+        return {"available": False, "note": _("No voice gateway is connected to this server.")}
     try:
         info = client.get_tenant(tenant_id, quick=True)
     except GatewayNotFound:
-        return {"available": False, "note": "The voice service doesn't know this table."}
+        return {"available": False, "note": _("The voice service doesn't know this table.")}
     except GatewayError as exc:
         return {"available": False, "note": exc.message}
     try:

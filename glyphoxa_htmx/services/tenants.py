@@ -16,6 +16,7 @@ from glyphoxa_htmx.core import audit
 from glyphoxa_htmx.core.authz import Actor, Perm, require
 from glyphoxa_htmx.core.deps import gateway
 from glyphoxa_htmx.core.errors import NotFound, Unavailable, ValidationError
+from glyphoxa_htmx.core.i18n import _
 from glyphoxa_htmx.core.parse import SNOWFLAKE_RE, like_pattern
 from glyphoxa_htmx.extensions import db
 from glyphoxa_htmx.models import GuildClaim, Tenant
@@ -184,7 +185,7 @@ def list_all(actor: Actor, *, q: str = "", limit: int = 50, after: str | None = 
 def set_status(actor: Actor, tenant_id: str, status: str) -> Tenant:
     require(actor, Perm.MANAGE_ALL_TENANTS)
     if status not in {"active", "suspended"}:
-        raise ValidationError({"status": "Unknown status."})
+        raise ValidationError({"status": _("Unknown status.")})
     tenant = db.session.get(Tenant, tenant_id)
     if tenant is None:
         raise NotFound()
@@ -219,25 +220,27 @@ def change_tier(actor: Actor, tenant_id: str, license_tier: str, hours: str) -> 
     if plans.billing_enabled():
         raise ValidationError(
             {
-                "license_tier": "Billing is on: a table's tier follows its Stripe subscription, so it can't be "
-                "changed here. Change the subscription instead."
+                "license_tier": _(
+                    "Billing is on: a table's tier follows its Stripe subscription, so it can't be "
+                    "changed here. Change the subscription instead."
+                )
             }
         )
     errors = {}
     license_tier = (license_tier or "").strip()
     if license_tier not in LICENSE_TIERS:
-        errors["license_tier"] = "Choose shared or dedicated."
+        errors["license_tier"] = _("Choose shared or dedicated.")
     quota = None
     try:
         quota = Decimal((hours or "0").strip() or "0")
         if not quota.is_finite() or quota < 0 or quota > MAX_QUOTA_HOURS or quota != quota.quantize(Decimal("0.01")):
             raise InvalidOperation
     except InvalidOperation:
-        errors["hours"] = "Hours per month: a number from 0 (unlimited) up to 99,999,999.99, at most two decimals."
+        errors["hours"] = _("Hours per month: a number from 0 (unlimited) up to 99,999,999.99, at most two decimals.")
     if errors:
         raise ValidationError(errors)
     if gateway() is None:
-        raise ValidationError({"license_tier": "No voice gateway is connected to this server."})
+        raise ValidationError({"license_tier": _("No voice gateway is connected to this server.")})
     plans.push_gateway_tier(
         tenant.id,
         license_tier,
@@ -489,7 +492,7 @@ def guild_lookup(actor: Actor, guild_id: str) -> dict | None:
     if not gid:
         return None
     if not SNOWFLAKE_RE.match(gid):
-        raise ValidationError({"guild_id": "A Discord server id is 17 to 20 digits."})
+        raise ValidationError({"guild_id": _("A Discord server id is 17 to 20 digits.")})
     holders = guild_holders([gid])[gid]
     return {
         "guild_id": gid,
@@ -513,14 +516,14 @@ def reassign_guild(actor: Actor, guild_id: str, tenant_id: str) -> dict:
     gid, target = (guild_id or "").strip(), (tenant_id or "").strip()
     errors = {}
     if not SNOWFLAKE_RE.match(gid):
-        errors["guild_id"] = "A Discord server id is 17 to 20 digits."
+        errors["guild_id"] = _("A Discord server id is 17 to 20 digits.")
     if db.session.get(Tenant, target) is None:
-        errors["tenant_id"] = "No table with that id."
+        errors["tenant_id"] = _("No table with that id.")
     if errors:
         raise ValidationError(errors)
     client = gateway()
     if client is None:
-        raise ValidationError({"": "No voice gateway is connected to this server."})
+        raise ValidationError({"": _("No voice gateway is connected to this server.")})
     holders = guild_holders([gid])[gid]
     previous = sorted(({holders["claim"]} if holders["claim"] else set()) | holders["gateway"])
     stmt = insert(GuildClaim).values(guild_id=gid, tenant_id=target, claimed_by=actor.user_id)
@@ -536,7 +539,7 @@ def reassign_guild(actor: Actor, guild_id: str, tenant_id: str) -> dict:
             info = client.get_tenant(target)
         except GatewayNotFound:
             db.session.rollback()
-            raise ValidationError({"tenant_id": "That table isn't registered with the voice service."}) from None
+            raise ValidationError({"tenant_id": _("That table isn't registered with the voice service.")}) from None
         if gid not in (info.guild_ids or []):
             client.update_tenant(target, guild_ids=[*(info.guild_ids or []), gid])
         for other in previous:
@@ -555,7 +558,9 @@ def reassign_guild(actor: Actor, guild_id: str, tenant_id: str) -> dict:
                 still_listed.append(other)
     except GatewayError as exc:
         db.session.rollback()
-        raise ValidationError({"": f"The voice service refused: {exc.message} Try again; nothing was lost."}) from exc
+        raise ValidationError(
+            {"": _("The voice service refused: %(reason)s Try again; nothing was lost.", reason=exc.message)}
+        ) from exc
     details = {"still_listed_on_gateway": still_listed} if still_listed else None
     for tid in sorted({target, *previous}):
         audit.record(

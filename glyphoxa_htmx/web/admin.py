@@ -8,13 +8,12 @@ from flask_login import current_user, login_required
 from glyphoxa_htmx.core import htmx
 from glyphoxa_htmx.core.authz import Perm, require
 from glyphoxa_htmx.core.errors import NotFound, ValidationError
+from glyphoxa_htmx.core.i18n import _, format_decimal, ngettext
 from glyphoxa_htmx.core.ratelimits import admin_limit
 from glyphoxa_htmx.services import platform, tenants, users
 
 bp = Blueprint("admin", __name__, url_prefix="/admin")
 admin_limit(bp)  # every operator page: the admin class (core/ratelimits.py)
-
-STATUS_WORDS = {"active": "active again", "suspended": "suspended"}
 
 
 @bp.before_request
@@ -80,8 +79,17 @@ def tenant_tier(tenant_id: str):
         result = tenants.change_tier(current_user, tenant_id, form["license_tier"], form["hours"])
     except ValidationError as exc:
         return _detail(tenant_id, status=422, tier_errors=exc.errors, tier_form=form)
-    hours = f"{result['hours']:g} hours a month" if result["hours"] else "unlimited hours"
-    htmx.toast(f"{tenant_id} is now {result['license_tier']}, {hours}.")
+    if result["hours"]:
+        htmx.toast(
+            _(
+                "%(table)s is now %(tier)s, %(hours)s hours a month.",
+                table=tenant_id,
+                tier=result["license_tier"],
+                hours=format_decimal(result["hours"]),
+            )
+        )
+    else:
+        htmx.toast(_("%(table)s is now %(tier)s, unlimited hours.", table=tenant_id, tier=result["license_tier"]))
     return htmx.redirect_to(url_for("admin.tenant_detail", tenant_id=tenant_id))
 
 
@@ -91,14 +99,23 @@ def tenant_revoke_sign_ins(tenant_id: str):
     back = url_for("admin.tenant_detail", tenant_id=tenant.id)
     if not htmx.confirmed():
         return htmx.confirm_page(
-            f"Sign everyone at {tenant.name or tenant.id} out?",
-            detail="Every sign-in of this table's people ends now, on every device (yours stays). "
-            "They can sign in again at once; to keep them out, suspend the table.",
-            submit_label="Sign everyone out",
+            _("Sign everyone at %(table)s out?", table=tenant.name or tenant.id),
+            detail=_(
+                "Every sign-in of this table's people ends now, on every device (yours stays). "
+                "They can sign in again at once; to keep them out, suspend the table."
+            ),
+            submit_label=_("Sign everyone out"),
             cancel_url=back,
         )
     ended = tenants.revoke_sign_ins(current_user, tenant.id)
-    htmx.toast(f"Ended {ended} sign-in{'s' if ended != 1 else ''} at {tenant.name or tenant.id}.")
+    htmx.toast(
+        ngettext(
+            "Ended %(num)d sign-in at %(table)s.",
+            "Ended %(num)d sign-ins at %(table)s.",
+            ended,
+            table=tenant.name or tenant.id,
+        )
+    )
     return htmx.redirect_to(back)
 
 
@@ -106,15 +123,20 @@ def tenant_revoke_sign_ins(tenant_id: str):
 def tenant_status(tenant_id: str):
     current = tenants.get(current_user, tenant_id)  # 404 for an unknown tenant before asking anything
     if not htmx.confirmed():
-        verb = "Suspend" if request.form.get("status") == "suspended" else "Reinstate"
+        suspend = request.form.get("status") == "suspended"
+        name = current.name or tenant_id
         return htmx.confirm_page(
-            f"{verb} {current.name or tenant_id}?",
-            detail="Everyone at that table is affected on their next request.",
-            submit_label=verb,
+            _("Suspend %(table)s?", table=name) if suspend else _("Reinstate %(table)s?", table=name),
+            detail=_("Everyone at that table is affected on their next request."),
+            submit_label=_("Suspend") if suspend else _("Reinstate"),
             cancel_url=url_for("admin.tenant_list"),
         )
     tenant = tenants.set_status(current_user, tenant_id, request.form.get("status", ""))
-    htmx.toast(f"{tenant.name or tenant.id} is now {STATUS_WORDS.get(tenant.status, tenant.status)}.")
+    name = tenant.name or tenant.id
+    if tenant.status == "suspended":
+        htmx.toast(_("%(name)s is now suspended.", name=name))
+    else:
+        htmx.toast(_("%(name)s is now active again.", name=name))
     return htmx.redirect_to(url_for("admin.tenant_list"))
 
 
@@ -129,10 +151,17 @@ def user_list():
 def user_status(user_id: str):
     users.get_any(current_user, user_id)
     if not htmx.confirmed():
-        verb = "Suspend" if request.form.get("status") == "suspended" else "Reinstate"
-        return htmx.confirm_page(f"{verb} this user?", submit_label=verb, cancel_url=url_for("admin.user_list"))
+        suspend = request.form.get("status") == "suspended"
+        return htmx.confirm_page(
+            _("Suspend this user?") if suspend else _("Reinstate this user?"),
+            submit_label=_("Suspend") if suspend else _("Reinstate"),
+            cancel_url=url_for("admin.user_list"),
+        )
     user = users.set_status(current_user, user_id, request.form.get("status", ""))
-    htmx.toast(f"{user.name} is now {STATUS_WORDS.get(user.status, user.status)}.")
+    if user.status == "suspended":
+        htmx.toast(_("%(name)s is now suspended.", name=user.name))
+    else:
+        htmx.toast(_("%(name)s is now active again.", name=user.name))
     return htmx.redirect_to(url_for("admin.user_list"))
 
 
@@ -169,20 +198,27 @@ def guild_assign(guild_id: str):
     form = {"guild_id": guild_id, "tenant_id": target}
     if not htmx.confirmed():
         return htmx.confirm_page(
-            f"Give Discord server {guild_id} to {target or '?'}?",
-            detail="Every other table loses it; their sessions there can no longer start.",
-            submit_label="Reassign",
+            _("Give Discord server %(server)s to %(table)s?", server=guild_id, table=target or "?"),
+            detail=_("Every other table loses it; their sessions there can no longer start."),
+            submit_label=_("Reassign"),
             cancel_url=url_for("admin.guild_lookup", guild_id=guild_id),
         )
     try:
         result = tenants.reassign_guild(current_user, guild_id, target)
     except ValidationError as exc:
         return _guild_page(status=422, errors=exc.errors, form=form)
-    note = ""
     if result["still_listed"]:
-        note = (
-            f" The voice service still lists it for {', '.join(result['still_listed'])} (it can't empty a "
-            "table's last server), but sessions there are refused."
+        htmx.toast(
+            _(
+                "Server %(server)s now belongs to %(table)s. The voice service still lists it for %(others)s "
+                "(it can't empty a table's last server), but sessions there are refused.",
+                server=result["guild_id"],
+                table=result["tenant_id"],
+                others=", ".join(result["still_listed"]),
+            )
         )
-    htmx.toast(f"Server {result['guild_id']} now belongs to {result['tenant_id']}.{note}")
+    else:
+        htmx.toast(
+            _("Server %(server)s now belongs to %(table)s.", server=result["guild_id"], table=result["tenant_id"])
+        )
     return htmx.redirect_to(url_for("admin.guild_lookup", guild_id=result["guild_id"]))
