@@ -75,6 +75,7 @@ class Settings:
     # Infrastructure
     redis_url: str = ""  # empty: in-memory rate limits (single process only)
     otel_endpoint: str = ""  # OTLP/HTTP collector; empty: tracing off (nothing imported)
+    prometheus_url: str = ""  # Prometheus server the dashboard queries for provider latency/errors; empty: hidden
     freshdesk_domain: str = ""  # support tickets go to <domain>.freshdesk.com; empty: the local store
     freshdesk_api_key: str = ""
     freshdesk_api_base: str = ""  # empty: https://<domain>.freshdesk.com; tests point it at a local double
@@ -290,6 +291,7 @@ ENV_MAP = {
     "github_client_secret": "GITHUB_CLIENT_SECRET",
     "redis_url": "REDIS_URL",
     "otel_endpoint": "OTEL_EXPORTER_OTLP_ENDPOINT",
+    "prometheus_url": "PROMETHEUS_URL",
     "freshdesk_domain": "FRESHDESK_DOMAIN",
     "freshdesk_api_key": "FRESHDESK_API_KEY",
     "freshdesk_api_base": "FRESHDESK_API_BASE",

@@ -234,6 +234,11 @@ def test_out_of_order_delivery_converges_to_stripes_current_state(billing_app, s
     )
     assert deliver(billing_app, FakeStripe.event("customer.subscription.updated", stale_active)).status_code == 200
     assert gateway_row(database_url, tenant) == (8.0, "shared")
+    # The end is dated for churn (the dashboard's "canceled in the last 30 days").
+    ((status, canceled_at),) = sql(
+        database_url, "SELECT status, canceled_at FROM web.subscriptions WHERE tenant_id = %s", (tenant,)
+    )
+    assert status == "canceled" and datetime.now(UTC) - canceled_at < timedelta(minutes=5)
 
 
 @pytest.mark.parametrize("how", ["wrong_secret", "stale", "missing", "tampered"])

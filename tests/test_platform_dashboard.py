@@ -82,7 +82,7 @@ def test_dashboard_shows_real_figures_and_refreshes(app, database_url, as_role, 
     assert _num(doc, "#usage-llm_tokens") == tokens_before + 3345
     assert _num(doc, "#signups-total") == signups_before + 1  # the DM who signed up since
     oldest = doc.select("#platform-history tbody tr")[-1]
-    assert float(oldest.select("td")[1].get_text()) >= 777777
+    assert float(oldest.select("td")[1].get_text().replace(",", "")) >= 777777
     bars = doc.select("svg#chart-platform-llm_tokens rect.bar")
     assert float(bars[0]["height"]) > float(bars[-1]["height"])  # the 11-months-ago bar is the tallest
 

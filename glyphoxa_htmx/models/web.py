@@ -178,8 +178,9 @@ class Subscription(db.Model):
     """A tenant's Stripe subscription (plan §10 shape; ``tenant_id`` TEXT, the gateway's slug).
 
     ``status`` and the period fields mirror Stripe's subscription object as last fetched;
-    ``past_due_since`` starts the 7-day grace; ``applied_tier`` is what was last pushed to the
-    gateway (quota hours + license tier), so a change is applied exactly once."""
+    ``past_due_since`` starts the 7-day grace; ``canceled_at`` dates the end (churn);
+    ``applied_tier`` is what was last pushed to the gateway (quota hours + license tier), so a
+    change is applied exactly once."""
 
     __tablename__ = "subscriptions"
 
@@ -194,6 +195,8 @@ class Subscription(db.Model):
     current_period_end: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     cancel_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     past_due_since: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    # When the status turned canceled (Stripe's ended_at, else when we learned it); None otherwise.
+    canceled_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     applied_tier: Mapped[str] = mapped_column(Text, nullable=False, server_default="apprentice")
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), nullable=False, server_default=func.now())
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), nullable=False, server_default=func.now())

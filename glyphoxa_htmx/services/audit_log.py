@@ -15,11 +15,13 @@ from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
 
-from sqlalchemy import and_, or_, select, tuple_
+from sqlalchemy import and_, or_, select
 
+from glyphoxa_htmx.core import keyset
 from glyphoxa_htmx.core.audit import SECRET_KEYS
 from glyphoxa_htmx.core.authz import Actor, Perm, require
 from glyphoxa_htmx.core.errors import ValidationError
+from glyphoxa_htmx.core.i18n import _
 from glyphoxa_htmx.core.parse import like_pattern, unstorable
 from glyphoxa_htmx.extensions import db
 from glyphoxa_htmx.models import AuditLog, User
@@ -52,6 +54,7 @@ class Filters:
     date_from: date | None = None
     date_to: date | None = None
     tenant: str = ""  # super admins only
+    q: str = ""  # one search over action, resource and actor (the drill-down's audit list)
     raw: dict = field(default_factory=dict)
 
     def query_args(self) -> dict:
@@ -65,7 +68,7 @@ def _parse_date(raw: str, name: str, errors: dict) -> date | None:
     try:
         return date.fromisoformat(raw)
     except ValueError:
-        errors[name] = "Use a date like 2026-03-14."
+        errors[name] = _("Use a date like 2026-03-14.")
         return None
 
 
@@ -75,29 +78,23 @@ def parse_filters(args) -> Filters:
     raw = {n: (args.get(n) or "").strip()[:200] for n in names}
     errors: dict[str, str] = {}
     if unstorable(raw.values()):
-        raise ValidationError({"actor": "The filter contains characters that can't be searched for."})
+        raise ValidationError({"actor": _("The filter contains characters that can't be searched for.")})
     f = Filters(actor=raw["actor"], action=raw["action"], resource=raw["resource"], tenant=raw["tenant"], raw=raw)
     f.date_from = _parse_date(raw["from"], "from", errors)
     f.date_to = _parse_date(raw["to"], "to", errors)
     if f.date_from and f.date_to and f.date_from > f.date_to:
-        errors["from"] = "The start date must not be after the end date."
+        errors["from"] = _("The start date must not be after the end date.")
     if errors:
         raise ValidationError(errors)
     return f
 
 
-def _cursor(row: AuditLog) -> str:
-    return f"{row.created_at.isoformat()}~{row.id}"
+# Newest first, on (created_at, id): the keyset helper's key (core/keyset.py).
+KEYS = ((AuditLog.created_at, datetime.fromisoformat), (AuditLog.id, int))
 
 
-def _parse_cursor(raw: str | None):
-    if not raw or "~" not in raw:
-        return None
-    ts, _, ident = raw.rpartition("~")
-    try:
-        return datetime.fromisoformat(ts), int(ident)
-    except ValueError:
-        return None
+def _key(row) -> tuple:
+    return row[0].created_at, row[0].id
 
 
 def scope(actor: Actor, *, everywhere: bool) -> Actor:
@@ -107,11 +104,7 @@ def scope(actor: Actor, *, everywhere: bool) -> Actor:
 
 
 def _statement(actor: Actor, f: Filters, *, everywhere: bool):
-    stmt = (
-        select(AuditLog, User.name, User.email)
-        .outerjoin(User, User.id == AuditLog.user_id)
-        .order_by(AuditLog.created_at.desc(), AuditLog.id.desc())
-    )
+    stmt = select(AuditLog, User.name, User.email).outerjoin(User, User.id == AuditLog.user_id)
     if everywhere:
         if f.tenant:
             stmt = stmt.where(AuditLog.tenant_id == f.tenant)
@@ -122,6 +115,17 @@ def _statement(actor: Actor, f: Filters, *, everywhere: bool):
         stmt = stmt.where(or_(AuditLog.user_id == f.actor, User.name.ilike(p), User.email.ilike(p)))
     if f.action:
         stmt = stmt.where(AuditLog.action.ilike(like_pattern(f.action)))
+    if f.q:
+        p = like_pattern(f.q)
+        stmt = stmt.where(
+            or_(
+                AuditLog.action.ilike(p),
+                AuditLog.resource_type.ilike(p),
+                AuditLog.resource_id.ilike(p),
+                User.name.ilike(p),
+                User.email.ilike(p),
+            )
+        )
     if f.resource:
         rtype, _, rid = f.resource.partition(":")
         if rid:
@@ -191,19 +195,17 @@ def page(
 ) -> tuple[list[Entry], str | None]:
     """One page of entries (one query) and the cursor of the next page (None: last page)."""
     scope(actor, everywhere=everywhere)
-    stmt = _statement(actor, f, everywhere=everywhere).limit(limit + 1)
-    cur = _parse_cursor(after)
-    if cur:
-        stmt = stmt.where(tuple_(AuditLog.created_at, AuditLog.id) < tuple_(*cur))
-    rows = db.session.execute(stmt).all()
-    entries = [_entry(*r) for r in rows[:limit]]
-    return entries, (_cursor(rows[limit - 1][0]) if len(rows) > limit else None)
+    rows, cursor = keyset.page(
+        _statement(actor, f, everywhere=everywhere), KEYS, after, limit, key_of=_key, descending=True
+    )
+    return [_entry(*r) for r in rows], cursor
 
 
-def recent_for_tenant(actor: Actor, tenant_id: str, limit: int = 10) -> list[Entry]:
-    """Super admin: a table's latest entries (the drill-down)."""
-    entries, _ = page(actor, Filters(tenant=tenant_id), everywhere=True, limit=limit)
-    return entries
+def for_tenant(
+    actor: Actor, tenant_id: str, *, q: str = "", after: str | None = None, limit: int = 10
+) -> tuple[list[Entry], str | None]:
+    """Super admin: one page of a table's entries, newest first, optionally searched (the drill-down)."""
+    return page(actor, Filters(tenant=tenant_id, q=q), after=after, everywhere=True, limit=limit)
 
 
 CSV_COLUMNS = [
@@ -243,10 +245,9 @@ def export_csv(actor: Actor, f: Filters, *, everywhere: bool = False) -> Iterato
         yield flush()
         cursor = None
         while True:
-            stmt = _statement(actor, f, everywhere=everywhere).limit(EXPORT_BATCH)
-            if cursor:
-                stmt = stmt.where(tuple_(AuditLog.created_at, AuditLog.id) < tuple_(*cursor))
-            rows = db.session.execute(stmt).all()
+            rows, cursor = keyset.page(
+                _statement(actor, f, everywhere=everywhere), KEYS, cursor, EXPORT_BATCH, key_of=_key, descending=True
+            )
             for row, name, email in rows:
                 e = _entry(row, name, email)
                 writer.writerow(
@@ -273,9 +274,8 @@ def export_csv(actor: Actor, f: Filters, *, everywhere: bool = False) -> Iterato
                 )
             if rows:
                 yield flush()
-            if len(rows) < EXPORT_BATCH:
+            if cursor is None:
                 break
-            cursor = (rows[-1][0].created_at, rows[-1][0].id)
         db.session.rollback()  # end the read transaction before the response closes
 
     return generate()

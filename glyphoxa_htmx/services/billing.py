@@ -49,6 +49,7 @@ HANDLED = {
     "customer.subscription.deleted",
     "customer.subscription.created",
 }
+ENDED_STATUSES = {"canceled", "incomplete_expired"}  # a subscription that ended (churn counts these)
 INVOICE_RANK = {"draft": 0, "open": 1, "uncollectible": 2, "paid": 3, "void": 3}
 # What the billing page shows for Stripe's states (the stored values stay Stripe's own words).
 SUBSCRIPTION_STATUSES = {
@@ -356,6 +357,10 @@ def _sync(sub: dict, now: datetime, changes: list, tenant_hint: str | None = Non
         row.past_due_since = row.past_due_since or now
     else:
         row.past_due_since = None
+    if status in ENDED_STATUSES:
+        row.canceled_at = row.canceled_at or _ts(sub.get("ended_at")) or now
+    else:
+        row.canceled_at = None  # (re)subscribed: not churned
     row.updated_at = now
     after = {"tier": row.tier, "status": row.status, "stripe_subscription_id": sub_id}
     if after != before:

@@ -165,9 +165,34 @@ def current(tenant_id: str, now: datetime | None = None) -> Tier:
 def apply_tier(tenant_id: str, tier: Tier, *, reason: str, actor: Actor | None = None) -> None:
     """Set the gateway's view of the tenant to ``tier`` (inside the caller's transaction).
 
-    monthly_session_hours: direct SQL, the only way (contract §5); audited. license_tier:
-    UpdateTenant when it differs. A gateway failure raises, so the caller's transaction (e.g. a
-    webhook event) rolls back and is retried."""
+    A gateway failure raises, so the caller's transaction (e.g. a webhook event) rolls back and is
+    retried."""
+    push_gateway_tier(
+        tenant_id,
+        tier.license_tier,
+        tier.session_hours,
+        action="tenant.plan_apply",
+        details={"tier": tier.key, "reason": reason},
+        actor=actor,
+    )
+
+
+def push_gateway_tier(
+    tenant_id: str,
+    license_tier: str,
+    session_hours: Decimal,
+    *,
+    action: str,
+    details: dict,
+    actor: Actor | None = None,
+    require_gateway_tenant: bool = False,
+) -> None:
+    """The one writer of a tenant's tier on the gateway (inside the caller's transaction).
+
+    monthly_session_hours: direct SQL, the only way (contract §5); license_tier: UpdateTenant when
+    it differs. Audited as ``action`` with before/after. ``require_gateway_tenant``: a tenant the
+    gateway doesn't have is an error (an operator's change) instead of nothing to change there (a
+    subscription that arrives before the gateway registered the tenant)."""
     from glyphoxa_htmx.adapters.gateway.errors import NotFound as GatewayNotFound
 
     exists = db.session.execute(text("SELECT to_regclass('public.tenants') IS NOT NULL")).scalar()
@@ -176,22 +201,30 @@ def apply_tier(tenant_id: str, tier: Tier, *, reason: str, actor: Actor | None =
         before = db.session.execute(
             text("SELECT monthly_session_hours, license_tier FROM public.tenants WHERE id = :id"), {"id": tenant_id}
         ).one_or_none()
+    if require_gateway_tenant and before is None:
+        raise ValidationError(
+            {"license_tier": _("The voice service doesn't know this table, so it has no tier to change.")}
+        )
     # UpdateTenant first, while we hold no lock on the row: the gateway locks and rewrites it
     # (hours included, with the value it read), so our UPDATE must come after, or we'd deadlock
     # with it. If our transaction fails afterwards, the retry applies both again (idempotent).
     client = gateway()
-    if client is not None and (before is None or before.license_tier != tier.license_tier):
+    if client is not None and (before is None or before.license_tier != license_tier):
         try:
-            client.update_tenant(tenant_id, license_tier=tier.license_tier)
+            client.update_tenant(tenant_id, license_tier=license_tier)
         except GatewayNotFound:
-            pass  # not registered with the gateway yet: nothing to change there
+            if require_gateway_tenant:
+                raise ValidationError(
+                    {"license_tier": _("The voice service doesn't know this table, so it has no tier to change.")}
+                ) from None
+            # not registered with the gateway yet: nothing to change there
     if before is not None:
         db.session.execute(
             text("UPDATE public.tenants SET monthly_session_hours = :h, updated_at = now() WHERE id = :id"),
-            {"h": tier.session_hours, "id": tenant_id},
+            {"h": session_hours, "id": tenant_id},
         )
     audit.record(
-        "tenant.plan_apply",
+        action,
         "tenant",
         tenant_id,
         actor=actor,
@@ -200,8 +233,8 @@ def apply_tier(tenant_id: str, tier: Tier, *, reason: str, actor: Actor | None =
             "monthly_session_hours": str(before.monthly_session_hours) if before else None,
             "license_tier": before.license_tier if before else None,
         },
-        after={"monthly_session_hours": str(tier.session_hours), "license_tier": tier.license_tier},
-        details={"tier": tier.key, "reason": reason},
+        after={"monthly_session_hours": str(session_hours), "license_tier": license_tier},
+        details=details,
     )
 
 

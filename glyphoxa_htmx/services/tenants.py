@@ -5,8 +5,9 @@ from __future__ import annotations
 import re
 import unicodedata
 from datetime import UTC, datetime, timedelta
+from decimal import Decimal, InvalidOperation
 
-from sqlalchemy import func, select, text
+from sqlalchemy import func, select, text, update
 
 # The gateway's tenant-id rule lives in one place, beside the gateway client.
 from glyphoxa_htmx.adapters.gateway.tenant_id import MAX_TENANT_ID_LENGTH as MAX_TENANT_ID
@@ -15,6 +16,7 @@ from glyphoxa_htmx.core import audit
 from glyphoxa_htmx.core.authz import Actor, Perm, require
 from glyphoxa_htmx.core.deps import gateway
 from glyphoxa_htmx.core.errors import NotFound, Unavailable, ValidationError
+from glyphoxa_htmx.core.i18n import _
 from glyphoxa_htmx.core.parse import SNOWFLAKE_RE, like_pattern
 from glyphoxa_htmx.extensions import db
 from glyphoxa_htmx.models import GuildClaim, Tenant
@@ -183,7 +185,7 @@ def list_all(actor: Actor, *, q: str = "", limit: int = 50, after: str | None = 
 def set_status(actor: Actor, tenant_id: str, status: str) -> Tenant:
     require(actor, Perm.MANAGE_ALL_TENANTS)
     if status not in {"active", "suspended"}:
-        raise ValidationError({"status": "Unknown status."})
+        raise ValidationError({"status": _("Unknown status.")})
     tenant = db.session.get(Tenant, tenant_id)
     if tenant is None:
         raise NotFound()
@@ -200,6 +202,80 @@ def set_status(actor: Actor, tenant_id: str, status: str) -> Tenant:
     )
     db.session.commit()
     return tenant
+
+
+LICENSE_TIERS = ("shared", "dedicated")  # the only tiers the gateway knows (contract §1)
+MAX_QUOTA_HOURS = Decimal("99999999.99")  # public.tenants.monthly_session_hours is NUMERIC(10,2)
+
+
+def change_tier(actor: Actor, tenant_id: str, license_tier: str, hours: str) -> dict:
+    """Super admin, billing disabled: set a table's gateway tier (``shared``: one live session,
+    ``dedicated``: one per Discord server) and its monthly session-hours quota (0 = unlimited),
+    through the one gateway-tier writer ``plans.push_gateway_tier`` (audited). With billing on,
+    Stripe owns the tier and this is refused."""
+    from glyphoxa_htmx.services import plans
+
+    require(actor, Perm.MANAGE_ALL_TENANTS)
+    tenant = get(actor, tenant_id)
+    if plans.billing_enabled():
+        raise ValidationError(
+            {
+                "license_tier": _(
+                    "Billing is on: a table's tier follows its Stripe subscription, so it can't be "
+                    "changed here. Change the subscription instead."
+                )
+            }
+        )
+    errors = {}
+    license_tier = (license_tier or "").strip()
+    if license_tier not in LICENSE_TIERS:
+        errors["license_tier"] = _("Choose shared or dedicated.")
+    quota = None
+    try:
+        quota = Decimal((hours or "0").strip() or "0")
+        if not quota.is_finite() or quota < 0 or quota > MAX_QUOTA_HOURS or quota != quota.quantize(Decimal("0.01")):
+            raise InvalidOperation
+    except InvalidOperation:
+        errors["hours"] = _("Hours per month: a number from 0 (unlimited) up to 99,999,999.99, at most two decimals.")
+    if errors:
+        raise ValidationError(errors)
+    if gateway() is None:
+        raise ValidationError({"license_tier": _("No voice gateway is connected to this server.")})
+    plans.push_gateway_tier(
+        tenant.id,
+        license_tier,
+        quota,
+        action="tenant.tier_change",
+        details={"reason": "operator"},
+        actor=actor,
+        require_gateway_tenant=True,
+    )
+    db.session.commit()
+    return {"license_tier": license_tier, "hours": quota}
+
+
+def revoke_sign_ins(actor: Actor, tenant_id: str) -> int:
+    """Super admin: end every sign-in session of the table's people (except the operator's own),
+    at once. The ORM UPDATE empties this process's sign-in cache (services/signin_cache.py);
+    other processes drop theirs within SIGNIN_CACHE_SECONDS. Audited with the count."""
+    from glyphoxa_htmx.models import LoginSession, User
+    from glyphoxa_htmx.services import auth
+
+    require(actor, Perm.MANAGE_ALL_TENANTS)
+    tenant = get(actor, tenant_id)
+    people = select(User.id).where(User.tenant_id == tenant.id, User.id != actor.user_id).scalar_subquery()
+    ended = db.session.execute(
+        update(LoginSession)
+        .where(LoginSession.user_id.in_(people), LoginSession.revoked_at.is_(None))
+        .values(revoked_at=datetime.now(UTC), revoked_reason="revoked_by_operator")
+        .execution_options(synchronize_session=False)
+    ).rowcount
+    audit.record(
+        "tenant.revoke_sign_ins", "tenant", tenant.id, actor=actor, tenant_id=tenant.id, details={"sessions": ended}
+    )
+    auth.track_active_users(tenant.id)
+    db.session.commit()
+    return ended
 
 
 # ---- Discord connection (guilds and bot token live on the gateway) ---------------------------
@@ -416,7 +492,7 @@ def guild_lookup(actor: Actor, guild_id: str) -> dict | None:
     if not gid:
         return None
     if not SNOWFLAKE_RE.match(gid):
-        raise ValidationError({"guild_id": "A Discord server id is 17 to 20 digits."})
+        raise ValidationError({"guild_id": _("A Discord server id is 17 to 20 digits.")})
     holders = guild_holders([gid])[gid]
     return {
         "guild_id": gid,
@@ -440,14 +516,14 @@ def reassign_guild(actor: Actor, guild_id: str, tenant_id: str) -> dict:
     gid, target = (guild_id or "").strip(), (tenant_id or "").strip()
     errors = {}
     if not SNOWFLAKE_RE.match(gid):
-        errors["guild_id"] = "A Discord server id is 17 to 20 digits."
+        errors["guild_id"] = _("A Discord server id is 17 to 20 digits.")
     if db.session.get(Tenant, target) is None:
-        errors["tenant_id"] = "No table with that id."
+        errors["tenant_id"] = _("No table with that id.")
     if errors:
         raise ValidationError(errors)
     client = gateway()
     if client is None:
-        raise ValidationError({"": "No voice gateway is connected to this server."})
+        raise ValidationError({"": _("No voice gateway is connected to this server.")})
     holders = guild_holders([gid])[gid]
     previous = sorted(({holders["claim"]} if holders["claim"] else set()) | holders["gateway"])
     stmt = insert(GuildClaim).values(guild_id=gid, tenant_id=target, claimed_by=actor.user_id)
@@ -463,7 +539,7 @@ def reassign_guild(actor: Actor, guild_id: str, tenant_id: str) -> dict:
             info = client.get_tenant(target)
         except GatewayNotFound:
             db.session.rollback()
-            raise ValidationError({"tenant_id": "That table isn't registered with the voice service."}) from None
+            raise ValidationError({"tenant_id": _("That table isn't registered with the voice service.")}) from None
         if gid not in (info.guild_ids or []):
             client.update_tenant(target, guild_ids=[*(info.guild_ids or []), gid])
         for other in previous:
@@ -482,7 +558,9 @@ def reassign_guild(actor: Actor, guild_id: str, tenant_id: str) -> dict:
                 still_listed.append(other)
     except GatewayError as exc:
         db.session.rollback()
-        raise ValidationError({"": f"The voice service refused: {exc.message} Try again; nothing was lost."}) from exc
+        raise ValidationError(
+            {"": _("The voice service refused: %(reason)s Try again; nothing was lost.", reason=exc.message)}
+        ) from exc
     details = {"still_listed_on_gateway": still_listed} if still_listed else None
     for tid in sorted({target, *previous}):
         audit.record(

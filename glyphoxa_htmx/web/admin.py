@@ -7,14 +7,13 @@ from flask_login import current_user, login_required
 
 from glyphoxa_htmx.core import htmx
 from glyphoxa_htmx.core.authz import Perm, require
-from glyphoxa_htmx.core.errors import ValidationError
+from glyphoxa_htmx.core.errors import NotFound, ValidationError
+from glyphoxa_htmx.core.i18n import _, format_decimal, ngettext
 from glyphoxa_htmx.core.ratelimits import admin_limit
 from glyphoxa_htmx.services import platform, tenants, users
 
 bp = Blueprint("admin", __name__, url_prefix="/admin")
 admin_limit(bp)  # every operator page: the admin class (core/ratelimits.py)
-
-STATUS_WORDS = {"active": "active again", "suspended": "suspended"}
 
 
 @bp.before_request
@@ -35,34 +34,109 @@ def tenant_list():
     return htmx.render("admin/tenants.html", "results", rows=rows, q=q, next_after=next_after)
 
 
+def _detail(tenant_id: str, *, status: int = 200, tier_errors=None, tier_form=None):
+    """The drill-down, or one of its blocks for htmx (a list, or the tier form): only what that
+    block renders is read."""
+    target = htmx.hx_target() if htmx.wants_block() else None
+    block = target if target in (*platform.LISTS, "tier") else None
+    try:
+        data = platform.tenant_detail(
+            current_user, tenant_id, args=platform.detail_args(request.args), only=block if block else None
+        )
+    except NotFound:
+        # Not managed here: a tenant the voice gateway has can be adopted (services/adoption.py).
+        gateway_only = platform.gateway_only(current_user, tenant_id)
+        if gateway_only is None:
+            raise
+        return htmx.render("admin/tenant_gateway_only.html", status=200, tenant_id=tenant_id, gateway=gateway_only)
+
+    def list_url(**changes) -> str:
+        """This page with some lists' arguments changed (None drops one): pagers and filters."""
+        merged = {**data["args"], **changes}
+        return url_for("admin.tenant_detail", tenant_id=tenant_id, **{k: v for k, v in merged.items() if v})
+
+    return htmx.render(
+        "admin/tenant.html",
+        block,
+        status=status,
+        tier_errors=tier_errors or {},
+        tier_form=tier_form or {},
+        list_url=list_url,
+        **data,
+    )
+
+
 @bp.get("/tenants/<tenant_id>")
 def tenant_detail(tenant_id: str):
-    data = platform.tenant_detail(
-        current_user,
-        tenant_id,
-        q=request.args.get("q", "").strip()[:200],
-        members_after=request.args.get("members_after"),
-        sessions_after=request.args.get("sessions_after"),
-        errors_only=request.args.get("errors") == "1",
+    return _detail(tenant_id)
+
+
+@bp.post("/tenants/<tenant_id>/tier")
+def tenant_tier(tenant_id: str):
+    tenants.get(current_user, tenant_id)  # 404 for an unknown tenant before anything else
+    form = {"license_tier": request.form.get("license_tier", ""), "hours": request.form.get("hours", "")}
+    try:
+        result = tenants.change_tier(current_user, tenant_id, form["license_tier"], form["hours"])
+    except ValidationError as exc:
+        return _detail(tenant_id, status=422, tier_errors=exc.errors, tier_form=form)
+    if result["hours"]:
+        htmx.toast(
+            _(
+                "%(table)s is now %(tier)s, %(hours)s hours a month.",
+                table=tenant_id,
+                tier=result["license_tier"],
+                hours=format_decimal(result["hours"]),
+            )
+        )
+    else:
+        htmx.toast(_("%(table)s is now %(tier)s, unlimited hours.", table=tenant_id, tier=result["license_tier"]))
+    return htmx.redirect_to(url_for("admin.tenant_detail", tenant_id=tenant_id))
+
+
+@bp.post("/tenants/<tenant_id>/revoke-sign-ins")
+def tenant_revoke_sign_ins(tenant_id: str):
+    tenant = tenants.get(current_user, tenant_id)
+    back = url_for("admin.tenant_detail", tenant_id=tenant.id)
+    if not htmx.confirmed():
+        return htmx.confirm_page(
+            _("Sign everyone at %(table)s out?", table=tenant.name or tenant.id),
+            detail=_(
+                "Every sign-in of this table's people ends now, on every device (yours stays). "
+                "They can sign in again at once; to keep them out, suspend the table."
+            ),
+            submit_label=_("Sign everyone out"),
+            cancel_url=back,
+        )
+    ended = tenants.revoke_sign_ins(current_user, tenant.id)
+    htmx.toast(
+        ngettext(
+            "Ended %(num)d sign-in at %(table)s.",
+            "Ended %(num)d sign-ins at %(table)s.",
+            ended,
+            table=tenant.name or tenant.id,
+        )
     )
-    return htmx.render(
-        "admin/tenant.html", htmx.hx_target() if htmx.hx_target() in ("members", "sessions") else None, **data
-    )
+    return htmx.redirect_to(back)
 
 
 @bp.post("/tenants/<tenant_id>/status")
 def tenant_status(tenant_id: str):
     current = tenants.get(current_user, tenant_id)  # 404 for an unknown tenant before asking anything
     if not htmx.confirmed():
-        verb = "Suspend" if request.form.get("status") == "suspended" else "Reinstate"
+        suspend = request.form.get("status") == "suspended"
+        name = current.name or tenant_id
         return htmx.confirm_page(
-            f"{verb} {current.name or tenant_id}?",
-            detail="Everyone at that table is affected on their next request.",
-            submit_label=verb,
+            _("Suspend %(table)s?", table=name) if suspend else _("Reinstate %(table)s?", table=name),
+            detail=_("Everyone at that table is affected on their next request."),
+            submit_label=_("Suspend") if suspend else _("Reinstate"),
             cancel_url=url_for("admin.tenant_list"),
         )
     tenant = tenants.set_status(current_user, tenant_id, request.form.get("status", ""))
-    htmx.toast(f"{tenant.name or tenant.id} is now {STATUS_WORDS.get(tenant.status, tenant.status)}.")
+    name = tenant.name or tenant.id
+    if tenant.status == "suspended":
+        htmx.toast(_("%(name)s is now suspended.", name=name))
+    else:
+        htmx.toast(_("%(name)s is now active again.", name=name))
     return htmx.redirect_to(url_for("admin.tenant_list"))
 
 
@@ -77,10 +151,17 @@ def user_list():
 def user_status(user_id: str):
     users.get_any(current_user, user_id)
     if not htmx.confirmed():
-        verb = "Suspend" if request.form.get("status") == "suspended" else "Reinstate"
-        return htmx.confirm_page(f"{verb} this user?", submit_label=verb, cancel_url=url_for("admin.user_list"))
+        suspend = request.form.get("status") == "suspended"
+        return htmx.confirm_page(
+            _("Suspend this user?") if suspend else _("Reinstate this user?"),
+            submit_label=_("Suspend") if suspend else _("Reinstate"),
+            cancel_url=url_for("admin.user_list"),
+        )
     user = users.set_status(current_user, user_id, request.form.get("status", ""))
-    htmx.toast(f"{user.name} is now {STATUS_WORDS.get(user.status, user.status)}.")
+    if user.status == "suspended":
+        htmx.toast(_("%(name)s is now suspended.", name=user.name))
+    else:
+        htmx.toast(_("%(name)s is now active again.", name=user.name))
     return htmx.redirect_to(url_for("admin.user_list"))
 
 
@@ -117,20 +198,27 @@ def guild_assign(guild_id: str):
     form = {"guild_id": guild_id, "tenant_id": target}
     if not htmx.confirmed():
         return htmx.confirm_page(
-            f"Give Discord server {guild_id} to {target or '?'}?",
-            detail="Every other table loses it; their sessions there can no longer start.",
-            submit_label="Reassign",
+            _("Give Discord server %(server)s to %(table)s?", server=guild_id, table=target or "?"),
+            detail=_("Every other table loses it; their sessions there can no longer start."),
+            submit_label=_("Reassign"),
             cancel_url=url_for("admin.guild_lookup", guild_id=guild_id),
         )
     try:
         result = tenants.reassign_guild(current_user, guild_id, target)
     except ValidationError as exc:
         return _guild_page(status=422, errors=exc.errors, form=form)
-    note = ""
     if result["still_listed"]:
-        note = (
-            f" The voice service still lists it for {', '.join(result['still_listed'])} (it can't empty a "
-            "table's last server), but sessions there are refused."
+        htmx.toast(
+            _(
+                "Server %(server)s now belongs to %(table)s. The voice service still lists it for %(others)s "
+                "(it can't empty a table's last server), but sessions there are refused.",
+                server=result["guild_id"],
+                table=result["tenant_id"],
+                others=", ".join(result["still_listed"]),
+            )
         )
-    htmx.toast(f"Server {result['guild_id']} now belongs to {result['tenant_id']}.{note}")
+    else:
+        htmx.toast(
+            _("Server %(server)s now belongs to %(table)s.", server=result["guild_id"], table=result["tenant_id"])
+        )
     return htmx.redirect_to(url_for("admin.guild_lookup", guild_id=result["guild_id"]))

@@ -10,6 +10,7 @@ from glyphoxa_htmx.core import htmx
 from glyphoxa_htmx.core.authz import Perm, require
 from glyphoxa_htmx.core.deps import settings
 from glyphoxa_htmx.core.errors import Unavailable, ValidationError
+from glyphoxa_htmx.core.i18n import _
 from glyphoxa_htmx.core.ratelimits import admin_limit
 from glyphoxa_htmx.services import adoption
 
@@ -77,5 +78,5 @@ def adopt(tenant_id: str):
         adopted = adoption.adopt(current_user, tenant_id, data, ip=request.remote_addr)
     except ValidationError as exc:
         return _form(tenant_id, data, exc.errors, 422)
-    htmx.toast(f"{adopted.tenant.id} is now managed here.")
+    htmx.toast(_("%(table)s is now managed here.", table=adopted.tenant.id))
     return _form(tenant_id, data, adopted=adopted)
