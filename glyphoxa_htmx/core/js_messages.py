@@ -15,6 +15,15 @@ def N_(message: str) -> str:  # noqa: N802 - gettext's conventional name for "ma
 JS_MESSAGES: tuple[str, ...] = (
     # static/js/app.js
     N_("Dismiss"),
+    # static/js/live.js
+    N_("Link to this line copied."),
+    N_("No matches on this page"),
+    N_("%(current)s of %(total)s on this page"),
+    N_("Jump to latest (%(n)s new)"),
+    N_("Session ended."),
+    N_("Live."),
+    N_("Reconnecting…"),
+    N_("Live updates every %(n)s seconds."),
 )
 
 
