@@ -340,7 +340,11 @@ def unmarked_python() -> list[str]:
                     func = node.func
                     name = func.attr if isinstance(func, ast.Attribute) else getattr(func, "id", None)
                     if name in USER_FACING_CALLS:
-                        candidates = [*node.args, *(k.value for k in node.keywords if k.arg not in ("level",))]
+                        # details/method only reach logs (e.g. a gateway NotFound's details), never a page
+                        candidates = [
+                            *node.args,
+                            *(k.value for k in node.keywords if k.arg not in ("level", "details", "method")),
+                        ]
                         candidates += [v for a in node.args if isinstance(a, ast.Dict) for v in a.values]
                 elif isinstance(node, ast.Assign) and any(
                     isinstance(t, ast.Subscript) and isinstance(t.value, ast.Name) and t.value.id == "errors"

@@ -34,6 +34,15 @@ JS_MESSAGES: tuple[str, ...] = (
     N_("Playing (from cache)… Move the sliders to hear the change."),
     N_("Playing… Move the sliders to hear the change."),
     N_("The audio could not be played."),
+    # static/js/live.js
+    N_("Link to this line copied."),
+    N_("No matches on this page"),
+    N_("%(current)s of %(total)s on this page"),
+    N_("Jump to latest (%(n)s new)"),
+    N_("Session ended."),
+    N_("Live."),
+    N_("Reconnecting…"),
+    N_("Live updates every %(n)s seconds."),
 )
 
 

@@ -26,6 +26,7 @@ from glyphoxa_htmx.core import audit
 from glyphoxa_htmx.core.authz import Actor, Perm, own, require
 from glyphoxa_htmx.core.deps import gateway
 from glyphoxa_htmx.core.errors import Conflict, NotFound, Unavailable, ValidationError
+from glyphoxa_htmx.core.i18n import _, lazy_gettext
 from glyphoxa_htmx.core.metrics import SESSION_STARTS, SESSION_STOPS
 from glyphoxa_htmx.core.parse import SNOWFLAKE_RE
 from glyphoxa_htmx.extensions import db
@@ -36,9 +37,14 @@ from glyphoxa_htmx.services.sessions import LIVE_STATES, UNAVAILABLE_NOTE, get, 
 log = logging.getLogger(__name__)
 
 MAX_SPEECH = 500
-#: Speaking as a muted NPC: the gateway speaks a DM's typed line anyway (mute only silences the
-#: NPC's own replies), and the toast says so rather than contradicting the "Muted" badge.
-MUTED_SPEAK_MESSAGE = "{npc} is muted but says your line now: a DM's Speak overrides mute. {npc} stays muted otherwise."
+
+
+def muted_speak_message(npc: str) -> str:
+    """Speaking as a muted NPC: the gateway speaks a DM's typed line anyway (mute only silences the
+    NPC's own replies), and the toast says so rather than contradicting the "Muted" badge."""
+    return _(
+        "%(npc)s is muted but says your line now: a DM's Speak overrides mute. %(npc)s stays muted otherwise.", npc=npc
+    )
 
 
 class StartRefused(ValidationError):
@@ -72,22 +78,24 @@ def start_form(actor: Actor, discord_guilds: list | None = None) -> StartForm:
     form.default_campaign = active if active in ids else (ids[0] if len(ids) == 1 else "")
     client = gateway()
     if client is None:
-        form.note = "No voice service is connected to this server, so sessions can't be started here."
+        form.note = _("No voice service is connected to this server, so sessions can't be started here.")
         return form
     try:
         info = client.get_tenant(actor.tenant_id, quick=True)
     except gw.NotFound:
-        form.note = "Your table isn't registered with the voice service yet. Ask the owner to finish the Discord setup."
+        form.note = _(
+            "Your table isn't registered with the voice service yet. Ask the owner to finish the Discord setup."
+        )
         form.fix = "discord"
         return form
     except gw.GatewayError as exc:
         log.info("start form: gateway unavailable: %r", exc)
-        form.note = UNAVAILABLE_NOTE
+        form.note = str(UNAVAILABLE_NOTE)
         return form
     names = guild_names(discord_guilds)
     form.guilds = [(gid, names.get(gid, f"Server {gid}")) for gid in (info.guild_ids or [])]
     if not form.guilds:
-        form.note = (
+        form.note = _(
             "Your table has no Discord server yet. Add one in the table settings (the bot must be invited there)."
         )
         form.fix = "discord"
@@ -132,32 +140,48 @@ def has_no_npcs(actor: Actor, campaign_id: str) -> bool:
 _START_MESSAGES = {
     gw.QuotaExceeded: (
         "quota",
-        "Your table has used all of this month's voice-session hours. The owner can raise "
-        "the limit, or sessions can start again next month.",
+        lazy_gettext(
+            "Your table has used all of this month's voice-session hours. The owner can raise "
+            "the limit, or sessions can start again next month."
+        ),
     ),
     gw.BotNotConnected: (
         "bot_disconnected",
-        "The Discord bot isn't connected right now. Check the bot token and that "
-        "the bot is in this server, then try again.",
+        lazy_gettext(
+            "The Discord bot isn't connected right now. Check the bot token and that "
+            "the bot is in this server, then try again."
+        ),
     ),
     gw.SessionConflict: (
         "conflict",
-        "A session is already running for this campaign or Discord server "
-        "(your plan allows one at a time). Stop it first.",
+        lazy_gettext(
+            "A session is already running for this campaign or Discord server "
+            "(your plan allows one at a time). Stop it first."
+        ),
     ),
     gw.GatewayUnavailable: (
         "unavailable",
-        "The voice service is unavailable right now. Nothing was started; try again in a moment.",
+        lazy_gettext("The voice service is unavailable right now. Nothing was started; try again in a moment."),
     ),
-    gw.InvalidArgument: ("invalid", "The voice service rejected these details. Check the server and channel id."),
+    gw.InvalidArgument: (
+        "invalid",
+        lazy_gettext("The voice service rejected these details. Check the server and channel id."),
+    ),
     gw.NotFound: (
         "not_registered",
-        "Your table isn't registered with the voice service yet. Ask the owner to finish the Discord setup.",
+        lazy_gettext(
+            "Your table isn't registered with the voice service yet. Ask the owner to finish the Discord setup."
+        ),
     ),
 }
 
 
-START_TIMEOUT_MESSAGE = (
+def _start_message(exc: gw.GatewayError) -> str:
+    """What the start form says about the gateway's refusal, in the request's language."""
+    return str(_START_MESSAGES.get(type(exc), ("error", exc.message))[1])
+
+
+START_TIMEOUT_MESSAGE = lazy_gettext(
     "The voice service didn't answer in time. The start may still be in progress — check the "
     "sessions list in a moment before trying again."
 )
@@ -180,7 +204,7 @@ class EmptyCast(StartRefused):
     """The campaign has no NPCs: the DM is asked before the session starts."""
 
     def __init__(self) -> None:
-        super().__init__("This campaign has no NPCs — start anyway?")
+        super().__init__(_("This campaign has no NPCs — start anyway?"))
 
 
 def start(actor: Actor, *, campaign_id: str, guild_id: str, channel_id: str, allow_empty_cast: bool = True) -> str:
@@ -197,36 +221,36 @@ def start(actor: Actor, *, campaign_id: str, guild_id: str, channel_id: str, all
     )
     errors: dict[str, str] = {}
     if not campaign_id:
-        errors["campaign_id"] = "Choose a campaign."
+        errors["campaign_id"] = _("Choose a campaign.")
     else:
         try:
             campaign = campaigns.get(actor, campaign_id)
             if campaign.archived_at is not None:
-                errors["campaign_id"] = "That campaign is archived. Restore it first."
+                errors["campaign_id"] = _("That campaign is archived. Restore it first.")
         except NotFound:
-            errors["campaign_id"] = "Choose one of your campaigns."
+            errors["campaign_id"] = _("Choose one of your campaigns.")
     if not SNOWFLAKE_RE.match(guild_id):
-        errors["guild_id"] = "Choose a Discord server."
+        errors["guild_id"] = _("Choose a Discord server.")
     if not SNOWFLAKE_RE.match(channel_id):
-        errors["channel_id"] = (
+        errors["channel_id"] = _(
             "Paste the voice channel's id: 17 to 20 digits (in Discord, enable Developer Mode, "
             "then right-click the channel and choose Copy Channel ID)."
         )
     client = gateway()
     if client is None:
-        raise StartRefused("No voice service is connected to this server, so sessions can't be started here.")
+        raise StartRefused(_("No voice service is connected to this server, so sessions can't be started here."))
     if "guild_id" not in errors:
         try:
             allowed = client.get_tenant(actor.tenant_id).guild_ids or []
         except gw.GatewayError as exc:
             _count_start(actor, exc)
-            raise StartRefused(_START_MESSAGES.get(type(exc), ("error", exc.message))[1]) from exc
+            raise StartRefused(_start_message(exc)) from exc
         if guild_id not in allowed:
-            errors["guild_id"] = "That server isn't one of your table's Discord servers."
+            errors["guild_id"] = _("That server isn't one of your table's Discord servers.")
         elif tenants.guild_owner(guild_id) != actor.tenant_id:
             # The gateway lists it for us, but it belongs to another table (or to several, from
             # before servers had one owner): never start in someone else's server.
-            errors["guild_id"] = (
+            errors["guild_id"] = _(
                 "That Discord server is connected to another table too, so sessions can't start "
                 "there until support sorts out which table it belongs to."
             )
@@ -240,12 +264,12 @@ def start(actor: Actor, *, campaign_id: str, guild_id: str, channel_id: str, all
     if not locked:
         db.session.rollback()
         SESSION_STARTS.labels(actor.tenant_id, "duplicate").inc()
-        raise StartRefused("This session is already being started. Give it a moment.")
+        raise StartRefused(_("This session is already being started. Give it a moment."))
     try:
         running = _live_session_of_campaign(actor, campaign_id)
         if running is not None:
             SESSION_STARTS.labels(actor.tenant_id, "conflict").inc()
-            raise StartRefused("A session is already running for this campaign.", live_session_id=running.id)
+            raise StartRefused(_("A session is already running for this campaign."), live_session_id=running.id)
         try:  # what the gateway can't enforce (live sessions per plan) or explains badly (quota), with an upgrade link
             plans.check_concurrent_sessions(actor)
             plans.check_session_quota(actor, month_usage(actor))
@@ -260,15 +284,13 @@ def start(actor: Actor, *, campaign_id: str, guild_id: str, channel_id: str, all
                 _count_start(actor, exc)
                 log.info("start refused by the gateway: %r", exc)
                 live = _live_session_of_campaign(actor, campaign_id) if isinstance(exc, gw.SessionConflict) else None
-                raise StartRefused(
-                    _START_MESSAGES.get(type(exc), ("error", exc.message))[1], live_session_id=live.id if live else None
-                ) from exc
+                raise StartRefused(_start_message(exc), live_session_id=live.id if live else None) from exc
             # The deadline passed, but the gateway may well have started the session: look.
             found = _live_session_of_campaign(actor, campaign_id)
             if found is None:
                 SESSION_STARTS.labels(actor.tenant_id, "timeout").inc()
                 log.warning("start timed out and no session is visible yet: %r", exc)
-                raise StartRefused(START_TIMEOUT_MESSAGE, maybe_started=True) from exc
+                raise StartRefused(str(START_TIMEOUT_MESSAGE), maybe_started=True) from exc
             log.info("start timed out but session %s is running: %r", found.id, exc)
             session_id, details = found.id, {"note": "after_timeout"}
         if not session_id:  # the gateway started it but could not look it up (contract 2.2)
@@ -306,25 +328,25 @@ class StopResult:
 
     @property
     def message(self) -> str:
-        return STOP_MESSAGES[self.outcome]
+        return str(STOP_MESSAGES[self.outcome])
 
 
 STOP_MESSAGES = {
-    "stopped": "Session stopped.",
-    "ending": "Stop requested. The session is ending.",
-    "already_ended": "This session had already ended.",
-    "untracked": (
+    "stopped": lazy_gettext("Session stopped."),
+    "ending": lazy_gettext("Stop requested. The session is ending."),
+    "already_ended": lazy_gettext("This session had already ended."),
+    "untracked": lazy_gettext(
         "The voice service no longer tracks this session, so there was nothing to stop. It ends by itself "
         "shortly (within about a minute, once its heartbeat is missed)."
     ),
-    "checking": (
+    "checking": lazy_gettext(
         "Stopping — checking with the voice service. It didn't answer in time, so the stop may still be "
         "happening; this page updates when the session has ended."
     ),
-    "unconfirmed": (
+    "unconfirmed": lazy_gettext(
         "The voice service never confirmed the stop and the session is still running. Try stopping it again."
     ),
-    "ended_otherwise": "The session has ended.",
+    "ended_otherwise": lazy_gettext("The session has ended."),
 }
 
 #: After a stop that timed out, how long the session page keeps checking public.sessions before it
@@ -343,11 +365,11 @@ def stop(actor: Actor, session_id: str) -> StopResult:
     session = get(actor, session_id)  # NotFound for other tenants (before the role): no gRPC call happens
     require(actor, Perm.CONTROL_SESSIONS)
     if session.state == "ended":
-        raise Conflict("This session has already ended.")
+        raise Conflict(_("This session has already ended."))
     before = session.state
     client = gateway()
     if client is None:
-        raise Unavailable(UNAVAILABLE_NOTE)
+        raise Unavailable(str(UNAVAILABLE_NOTE))
     unknown = False
     try:
         client.stop_web_session(session.id)
@@ -356,8 +378,10 @@ def stop(actor: Actor, session_id: str) -> StopResult:
     except gw.BotNotConnected as exc:
         SESSION_STOPS.labels(actor.tenant_id, "error").inc()
         raise Unavailable(
-            "The Discord bot isn't connected, so the session can't be stopped from here right now. "
-            "It ends by itself once the worker stops sending heartbeats."
+            _(
+                "The Discord bot isn't connected, so the session can't be stopped from here right now. "
+                "It ends by itself once the worker stops sending heartbeats."
+            )
         ) from exc
     except gw.GatewayError as exc:
         if not _timed_out(exc):
@@ -480,16 +504,16 @@ def npc_panel(actor: Actor, session: GatewaySession) -> NpcPanel:
     require(actor, Perm.CONTROL_SESSIONS)
     own(actor, session)
     if not is_live(session):
-        return NpcPanel(disabled="The session has ended.")
+        return NpcPanel(disabled=_("The session has ended."))
     client = gateway()
     if client is None:
-        return NpcPanel(disabled=UNAVAILABLE_NOTE)
+        return NpcPanel(disabled=str(UNAVAILABLE_NOTE))
     try:
         return NpcPanel(npcs=client.list_npcs(session.id, quick=True))
     except gw.LiveControlUnsupported:
-        return NpcPanel(disabled="This voice service doesn't support live NPC control (it answered UNIMPLEMENTED).")
+        return NpcPanel(disabled=_("This voice service doesn't support live NPC control (it answered UNIMPLEMENTED)."))
     except gw.NotFound:
-        return NpcPanel(disabled="The session's worker isn't reachable yet. Controls appear once it is running.")
+        return NpcPanel(disabled=_("The session's worker isn't reachable yet. Controls appear once it is running."))
     except gw.GatewayError as exc:
         return NpcPanel(disabled=exc.message)
 
@@ -505,39 +529,39 @@ def control(actor: Actor, session_id: str, action: str, *, npc: str = "", speech
     if action not in CONTROL_ACTIONS:
         raise NotFound()
     if not is_live(session):
-        raise Conflict("The session has ended.")
+        raise Conflict(_("The session has ended."))
     npc = (npc or "").strip()
     speech = (speech or "").strip()
     if action in ("mute", "unmute", "speak") and not npc:
-        raise ValidationError({"npc": "Choose an NPC."})
+        raise ValidationError({"npc": _("Choose an NPC.")})
     if action == "speak":
         if not speech:
-            raise ValidationError({"speech": "Type what the NPC should say."})
+            raise ValidationError({"speech": _("Type what the NPC should say.")})
         if len(speech) > MAX_SPEECH:
-            raise ValidationError({"speech": f"Keep it under {MAX_SPEECH} characters."})
+            raise ValidationError({"speech": _("Keep it under %(num)s characters.", num=MAX_SPEECH)})
     client = gateway()
     if client is None:
-        raise Unavailable(UNAVAILABLE_NOTE)
+        raise Unavailable(str(UNAVAILABLE_NOTE))
     try:
         if action == "mute":
             client.mute_npc(session.id, npc)
-            message = f"{npc} is muted."
+            message = _("%(npc)s is muted.", npc=npc)
         elif action == "unmute":
             client.unmute_npc(session.id, npc)
-            message = f"{npc} can speak again."
+            message = _("%(npc)s can speak again.", npc=npc)
         elif action == "mute_all":
             count = client.mute_all_npcs(session.id)
-            message = f"All NPCs muted ({count})."
+            message = _("All NPCs muted (%(count)s).", count=count)
         elif action == "unmute_all":
             count = client.unmute_all_npcs(session.id)
-            message = f"All NPCs can speak again ({count})."
+            message = _("All NPCs can speak again (%(count)s).", count=count)
         else:
             client.speak_npc(session.id, npc, speech)
-            message = f"{npc} will say that now."
+            message = _("%(npc)s will say that now.", npc=npc)
     except gw.LiveControlUnsupported as exc:
-        raise Unavailable("This voice service doesn't support live NPC control.") from exc
+        raise Unavailable(_("This voice service doesn't support live NPC control.")) from exc
     except gw.NotFound as exc:
-        raise ValidationError({"npc": "That NPC isn't part of this session."}) from exc
+        raise ValidationError({"npc": _("That NPC isn't part of this session.")}) from exc
     except gw.InvalidArgument as exc:
         raise ValidationError({"speech" if action == "speak" else "npc": exc.message}) from exc
     except gw.GatewayError as exc:

@@ -19,6 +19,7 @@ from glyphoxa_htmx.adapters.gateway.client import month_start
 from glyphoxa_htmx.core.authz import MATRIX, Actor, Perm, Role, own, require
 from glyphoxa_htmx.core.deps import gateway
 from glyphoxa_htmx.core.errors import NotFound
+from glyphoxa_htmx.core.i18n import _, lazy_gettext
 from glyphoxa_htmx.extensions import db
 from glyphoxa_htmx.models import GatewaySession, GatewayTenant, LoginSession, NpcDefinition, Tenant, UsageRecord, User
 from glyphoxa_htmx.services import campaigns, transcripts
@@ -30,7 +31,10 @@ LIVE_STATES = ("pending", "active")
 PAGE_SIZE = 25
 LIVE_LIMIT = 20
 
-UNAVAILABLE_NOTE = "The voice service is unavailable right now, so sessions can't be started or controlled from here."
+#: Lazy (a module constant): callers that put it into an error or JSON use ``str(UNAVAILABLE_NOTE)``.
+UNAVAILABLE_NOTE = lazy_gettext(
+    "The voice service is unavailable right now, so sessions can't be started or controlled from here."
+)
 
 
 # --------------------------------------------------------------------------- reading
@@ -140,7 +144,7 @@ class SessionFilters:
         errors: dict[str, str] = {}
         state = args.get("state", "")
         if state and state not in STATES:
-            errors["state"] = "Choose pending, active or ended."
+            errors["state"] = _("Choose pending, active or ended.")
             state = ""
         out = cls(campaign=(args.get("campaign") or "")[:200], state=state)
         for name in ("date_from", "date_to"):
@@ -149,9 +153,9 @@ class SessionFilters:
                 try:
                     setattr(out, name, date.fromisoformat(raw))
                 except ValueError:
-                    errors[name] = "Use a date like 2026-03-14."
+                    errors[name] = _("Use a date like 2026-03-14.")
         if out.date_from and out.date_to and out.date_from > out.date_to:
-            errors["date_to"] = "The end date is before the start date."
+            errors["date_to"] = _("The end date is before the start date.")
         return out, errors
 
     def as_args(self) -> dict:
@@ -286,7 +290,7 @@ def detail(actor: Actor, session_id: str) -> dict:
     names = campaigns.names(actor, {session.campaign_id})
     return {
         "session": session,
-        "campaign_name": names.get(session.campaign_id) or session.campaign_id or "Default campaign",
+        "campaign_name": names.get(session.campaign_id) or session.campaign_id or _("Default campaign"),
         "campaign_known": session.campaign_id in names,
         "npcs": campaign_npcs(actor, session.campaign_id),
         "usage": month_usage(actor, session.started_at) if actor.can(Perm.VIEW_USAGE) else None,

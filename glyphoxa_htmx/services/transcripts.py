@@ -27,6 +27,7 @@ from sqlalchemy import text
 from glyphoxa_htmx.adapters.gateway.tenant_id import tenant_id_problem
 from glyphoxa_htmx.core.authz import Actor, Perm, own, require
 from glyphoxa_htmx.core.errors import NotFound, ValidationError
+from glyphoxa_htmx.core.i18n import _
 from glyphoxa_htmx.extensions import db
 from glyphoxa_htmx.models import GatewaySession
 
@@ -374,8 +375,9 @@ def iter_lines(actor: Actor, session: GatewaySession) -> Iterator[Line]:
 
 
 def as_text(session: GatewaySession, campaign_name: str, lines: Iterator[Line]) -> Iterator[str]:
-    yield f"Transcript: {campaign_name}\n"
-    yield f"Session {session.id}, started {session.started_at:%Y-%m-%d %H:%M} UTC\n\n"
+    yield _("Transcript: %(campaign)s", campaign=campaign_name) + "\n"
+    started = f"{session.started_at:%Y-%m-%d %H:%M} UTC"
+    yield _("Session %(id)s, started %(started)s", id=session.id, started=started) + "\n\n"
     for line in lines:
         who = f"{line.speaker} (NPC)" if line.is_npc else line.speaker
         yield f"[{format_elapsed((line.timestamp - session.started_at).total_seconds())}] {who}: {line.text}\n"
@@ -389,10 +391,14 @@ def md_escape(value: str) -> str:
 
 
 def as_markdown(session: GatewaySession, campaign_name: str, lines: Iterator[Line]) -> Iterator[str]:
-    yield f"# Transcript: {md_escape(campaign_name)}\n\n"
-    yield f"- Session: `{session.id}`\n- Started: {session.started_at:%Y-%m-%d %H:%M} UTC\n"
+    yield "# " + _("Transcript: %(campaign)s", campaign=md_escape(campaign_name)) + "\n\n"
+    code = f"`{session.id}`"
+    yield "- " + _("Session: %(id)s", id=code) + "\n"
+    started = f"{session.started_at:%Y-%m-%d %H:%M} UTC"
+    yield "- " + _("Started: %(when)s", when=started) + "\n"
     if session.ended_at:
-        yield f"- Ended: {session.ended_at:%Y-%m-%d %H:%M} UTC\n"
+        ended = f"{session.ended_at:%Y-%m-%d %H:%M} UTC"
+        yield "- " + _("Ended: %(when)s", when=ended) + "\n"
     yield "\n"
     for line in lines:
         stamp = format_elapsed((line.timestamp - session.started_at).total_seconds())
@@ -443,7 +449,7 @@ def search(
     require(actor, Perm.VIEW_TRANSCRIPTS)
     q = (q or "").strip()
     if len(q) > MAX_QUERY:
-        raise ValidationError({"q": f"Keep the search under {MAX_QUERY} characters."})
+        raise ValidationError({"q": _("Keep the search under %(num)s characters.", num=MAX_QUERY)})
     result = SearchResult(query=q)
     if not q:
         return result

@@ -18,6 +18,7 @@ from glyphoxa_htmx.core import htmx
 from glyphoxa_htmx.core.authz import Perm, require
 from glyphoxa_htmx.core.deps import gateway, settings
 from glyphoxa_htmx.core.errors import DomainError, ValidationError
+from glyphoxa_htmx.core.i18n import _, current_locale
 from glyphoxa_htmx.core.parse import SNOWFLAKE_RE, int_arg
 from glyphoxa_htmx.extensions import db, sock
 from glyphoxa_htmx.services import campaigns, live, transcripts
@@ -44,10 +45,13 @@ def duration_filter(value: timedelta | None) -> str:
         return ""
     seconds = int(value.total_seconds())
     if seconds < 60:
-        return f"{seconds} s"
+        return _("%(seconds)s s", seconds=seconds)
     hours, rest = divmod(seconds, 3600)
     minutes = rest // 60
-    return f"{hours} h {minutes:02d} min" if hours else f"{minutes} min"
+    if hours:
+        padded = f"{minutes:02d}"
+        return _("%(hours)s h %(minutes)s min", hours=hours, minutes=padded)
+    return _("%(minutes)s min", minutes=minutes)
 
 
 @bp.app_template_filter("elapsed")
@@ -124,7 +128,7 @@ def start():
     except ValidationError as exc:
         return _start_page(exc.errors, form, 422)
     if not session_id:
-        htmx.toast("Session starting. The bot is joining the voice channel.")
+        htmx.toast(_("Session starting. The bot is joining the voice channel."))
         return htmx.redirect_to(url_for("sessions.index"))
     # The live page says "joining…" next to its status badge until the session is live, so no
     # flashed notice that would stay on the page after the session went live.
@@ -139,12 +143,15 @@ def check_channel():
     value = request.form.get("channel_id", "").strip()
     if not value:
         return ""
+    # Our own (trusted) text, as templates treat translations; nothing the user sent is echoed.
     if SNOWFLAKE_RE.match(value):
-        return '<span class="ok-text">Looks like a channel id.</span>'
-    return (
-        '<span class="error-text">That isn\'t a channel id: 17 to 20 digits (in Discord, enable Developer Mode, '
-        "then right-click the channel and choose Copy Channel ID).</span>"
+        fine = _("Looks like a channel id.")
+        return f'<span class="ok-text">{fine}</span>'
+    problem = _(
+        "That isn't a channel id: 17 to 20 digits (in Discord, enable Developer Mode, "
+        "then right-click the channel and choose Copy Channel ID)."
     )
+    return f'<span class="error-text">{problem}</span>'
 
 
 @bp.get("/<session_id>")
@@ -195,7 +202,7 @@ def stop(session_id: str):
     detail_url = url_for("sessions.detail", session_id=session.id)
     if svc.is_live(session) and not htmx.confirmed():
         return htmx.confirm_page(
-            "Stop this session for everyone at the table?", submit_label="Stop session", cancel_url=detail_url
+            _("Stop this session for everyone at the table?"), submit_label=_("Stop session"), cancel_url=detail_url
         )
     try:
         result = control.stop(current_user, session.id)
@@ -264,7 +271,7 @@ def _live_page(session_id: str, *, status: int = 200, errors: dict | None = None
         panel=panel,
         cast_names=_cast_names(session, panel),
         ws_path=_ws_path(session.id),
-        campaign_name=names.get(session.campaign_id) or session.campaign_id or "Default campaign",
+        campaign_name=names.get(session.campaign_id) or session.campaign_id or _("Default campaign"),
         guild_names=_guild_names(),
         poll_seconds=POLL_SECONDS,
         errors=errors or {},
@@ -341,7 +348,7 @@ def npc_control(session_id: str, action: str):
             panel = _panel(svc.get(current_user, session_id))
             spoken = request.form.get("npc", "").strip()
             if panel is not None and any(n.name == spoken and n.muted for n in panel.npcs):
-                message = control.MUTED_SPEAK_MESSAGE.format(npc=spoken)
+                message = control.muted_speak_message(spoken)
         htmx.toast(message)
     except ValidationError as exc:
         errors, status = exc.errors, 422
@@ -429,6 +436,9 @@ def _ws_handshake_guard():
         "tenant_id": session.tenant_id,
         "token_hash": hash_token(request.cookies.get(COOKIE, "")),
     }
+    # The viewer's language, settled now while the sign-in is loaded: the socket's fragments are
+    # rendered later, per viewer, in this request's context but without a database connection.
+    current_locale()
     return None
 
 
@@ -554,7 +564,7 @@ def transcript(session_id: str):
     filters = transcripts.TranscriptFilters.parse(request.args)
     errors = {}
     if request.args.get("at") and filters.at is None:
-        errors["at"] = "Use hours:minutes, e.g. 1:15."
+        errors["at"] = _("Use hours:minutes, e.g. 1:15.")
     page = transcripts.page(
         current_user,
         session,
@@ -572,7 +582,7 @@ def transcript(session_id: str):
         page=page,
         filters=filters,
         errors=errors,
-        campaign_name=names.get(session.campaign_id) or session.campaign_id or "Default campaign",
+        campaign_name=names.get(session.campaign_id) or session.campaign_id or _("Default campaign"),
         status=422 if errors else 200,
         oob_fields=htmx.wants_block(),
     )
@@ -584,7 +594,7 @@ def _download(session_id: str, kind: str):
     name = (
         campaigns.names(current_user, {session.campaign_id}).get(session.campaign_id)
         or session.campaign_id
-        or "Default campaign"
+        or _("Default campaign")
     )
     render = transcripts.as_markdown if kind == "md" else transcripts.as_text
     body = render(session, name, transcripts.iter_lines(current_user, session))

@@ -4,6 +4,14 @@
 (function () {
   "use strict";
 
+  // The page's language (window.glyphoxa.t, app.js); English, filled in, if that isn't there.
+  function t(message, vars) {
+    if (window.glyphoxa && window.glyphoxa.t) return window.glyphoxa.t(message, vars);
+    return message.replace(/%\((\w+)\)[sd]/g, function (all, name) {
+      return vars && Object.prototype.hasOwnProperty.call(vars, name) ? String(vars[name]) : all;
+    });
+  }
+
   // ---- copy link to a line (transcript archive and live view) ----------------------------
   document.addEventListener("click", function (evt) {
     var link = evt.target.closest && evt.target.closest("a[data-copy-link]");
@@ -11,7 +19,7 @@
     evt.preventDefault();
     var url = new URL(link.getAttribute("href"), location.href).toString();
     navigator.clipboard.writeText(url).then(function () {
-      if (window.glyphoxaToast) window.glyphoxaToast("Link to this line copied.");
+      window.glyphoxa.toast(t("Link to this line copied."), "success", "copy");
     }, function () { location.href = url; });
   });
 
@@ -74,11 +82,11 @@
 
     function go(index) {
       if (current >= 0 && hits[current]) hits[current].classList.remove("is-current");
-      if (!hits.length) { current = -1; count.textContent = input.value ? "No matches on this page" : ""; return; }
+      if (!hits.length) { current = -1; count.textContent = input.value ? t("No matches on this page") : ""; return; }
       current = (index + hits.length) % hits.length;
       hits[current].classList.add("is-current");
       hits[current].scrollIntoView({ block: "center" });
-      count.textContent = (current + 1) + " of " + hits.length + " on this page";
+      count.textContent = t("%(current)s of %(total)s on this page", { current: current + 1, total: hits.length });
     }
 
     var pendingFind = null;
@@ -193,7 +201,7 @@
     unseen += added;
     if (jump) {
       jump.hidden = false;
-      jump.textContent = "Jump to latest (" + unseen + " new)";
+      jump.textContent = t("Jump to latest (%(n)s new)", { n: unseen });
     }
   });
 
@@ -235,11 +243,11 @@
     var poller = document.getElementById("live-poll");
     if (poller) poller.remove();
     if (stableTimer) clearTimeout(stableTimer);
-    status("Session ended.");
+    status(t("Session ended."));
   }
 
   root.addEventListener("htmx:wsOpen", function () {
-    opened = true; failures = 0; status("Live.");
+    opened = true; failures = 0; status(t("Live."));
     if (stableTimer) clearTimeout(stableTimer);
     stableTimer = setTimeout(function () { drops = 0; }, STABLE_MS);
   });
@@ -252,7 +260,7 @@
     if (!opened) failures += 1;
     opened = false;
     if (failures >= 3) startPolling();
-    else status("Reconnecting…");
+    else status(t("Reconnecting…"));
   });
   // The final fragment (WebSocket or polling) marks the end before the socket closes.
   document.body.addEventListener("htmx:oobAfterSwap", function (evt) {
@@ -272,7 +280,7 @@
     poller.setAttribute("hx-trigger", "every " + seconds + "s");
     poller.setAttribute("hx-swap", "none");
     htmx.process(poller);
-    status("Live updates every " + seconds + " seconds.");
+    status(t("Live updates every %(n)s seconds.", { n: seconds }));
   }
 
   // The poller asks for the lines after the last one on the page.

@@ -49,6 +49,7 @@ from glyphoxa_htmx.adapters.gateway.pb import management_pb2 as mpb
 from glyphoxa_htmx.adapters.gateway.pb import management_pb2_grpc as mgrpc
 from glyphoxa_htmx.adapters.gateway.pb import session_pb2 as spb
 from glyphoxa_htmx.adapters.gateway.pb import session_pb2_grpc as sgrpc
+from glyphoxa_htmx.core.i18n import lazy_gettext
 
 log = logging.getLogger(__name__)
 
@@ -545,7 +546,9 @@ class GatewayClient:
         Changing token, guilds, role or campaign makes the gateway reconnect the bot."""
         guilds = None if guild_ids is None else list(guild_ids)
         if guilds is not None and not guilds:
-            raise InvalidArgument("The gateway cannot set an empty list of Discord servers.", method="UpdateTenant")
+            raise InvalidArgument(
+                lazy_gettext("The gateway cannot set an empty list of Discord servers."), method="UpdateTenant"
+            )
         req = mpb.UpdateTenantRequest(
             id=id,
             license_tier=license_tier or "",

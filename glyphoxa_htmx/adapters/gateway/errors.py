@@ -30,28 +30,36 @@ import logging
 import re
 
 import grpc
+from flask_babel.speaklater import LazyString
+
+from glyphoxa_htmx.core.i18n import lazy_gettext
 
 log = logging.getLogger(__name__)
 
 
 class GatewayError(Exception):
-    """Base class. ``message`` is what the UI may show."""
+    """Base class. ``message`` is what the UI may show, in the language of the request that reads
+    it (the messages are lazy: an error raised in one place may be shown in another)."""
 
-    default_message = "The voice service reported an error."
+    default_message = lazy_gettext("The voice service reported an error.")
 
     def __init__(
         self,
-        message: str | None = None,
+        message: str | LazyString | None = None,
         *,
         code: grpc.StatusCode | None = None,
         details: str = "",
         method: str = "",
     ) -> None:
-        self.message = message or self.default_message
+        self._message = message
         self.code = code
         self.details = details
         self.method = method
         super().__init__(self.message)
+
+    @property
+    def message(self) -> str:
+        return str(self._message or self.default_message)
 
     def __repr__(self) -> str:
         code = self.code.name if self.code is not None else None
@@ -62,39 +70,39 @@ class GatewayUnavailable(GatewayError):
     """The gateway cannot be reached, timed out, the breaker is open, or it refused our
     credentials (UNAUTHENTICATED: an operator problem, logged loudly)."""
 
-    default_message = "The voice service is unavailable. Please try again in a moment."
+    default_message = lazy_gettext("The voice service is unavailable. Please try again in a moment.")
 
-    def __init__(self, message: str | None = None, *, breaker_open: bool = False, **kw) -> None:
+    def __init__(self, message: str | LazyString | None = None, *, breaker_open: bool = False, **kw) -> None:
         super().__init__(message, **kw)
         self.breaker_open = breaker_open
 
 
 class QuotaExceeded(GatewayError):
-    default_message = "Your monthly voice-session hours are used up."
+    default_message = lazy_gettext("Your monthly voice-session hours are used up.")
 
 
 class BotNotConnected(GatewayError):
-    default_message = "The Discord bot for this tenant is not connected. Check the bot token and guilds."
+    default_message = lazy_gettext("The Discord bot for this tenant is not connected. Check the bot token and guilds.")
 
 
 class NotFound(GatewayError):
-    default_message = "The voice service does not know that item (it may have ended or been deleted)."
+    default_message = lazy_gettext("The voice service does not know that item (it may have ended or been deleted).")
 
 
 class InvalidArgument(GatewayError):
-    default_message = "The voice service rejected the request as invalid."
+    default_message = lazy_gettext("The voice service rejected the request as invalid.")
 
 
 class AlreadyExists(GatewayError):
-    default_message = "That already exists on the voice service."
+    default_message = lazy_gettext("That already exists on the voice service.")
 
 
 class SessionConflict(GatewayError):
-    default_message = "A voice session is already running for this campaign or Discord server."
+    default_message = lazy_gettext("A voice session is already running for this campaign or Discord server.")
 
 
 class LiveControlUnsupported(GatewayError):
-    default_message = "Live NPC control is not supported by this gateway."
+    default_message = lazy_gettext("Live NPC control is not supported by this gateway.")
 
 
 _TRANSPORT_CODES = frozenset({grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED})
@@ -131,7 +139,7 @@ def classify(code: grpc.StatusCode, details: str, *, method: str = "", worker_ca
     if code == grpc.StatusCode.UNIMPLEMENTED:
         if worker_call:
             return LiveControlUnsupported(**kw)
-        return GatewayError("This gateway does not support that operation.", **kw)
+        return GatewayError(lazy_gettext("This gateway does not support that operation."), **kw)
     if code == grpc.StatusCode.INTERNAL:
         lowered = details.lower()
         if "quota exceeded" in lowered:
