@@ -20,7 +20,9 @@ import time
 
 from flask import Flask, request
 from sqlalchemy import event
+from sqlalchemy.engine.interfaces import DBAPIConnection, Dialect
 from sqlalchemy.exc import DisconnectionError
+from sqlalchemy.pool import ConnectionPoolEntry, PoolProxiedConnection
 
 from glyphoxa_htmx.extensions import db
 
@@ -51,10 +53,15 @@ def init_app(app: Flask) -> None:
     for engine in engines:
         dialect = engine.dialect
 
-        def _checkin(_dbapi_conn, record) -> None:
+        def _checkin(_dbapi_conn: DBAPIConnection, record: ConnectionPoolEntry) -> None:
             record.info["gx_idle_since"] = time.monotonic()
 
-        def _checkout(dbapi_conn, record, _proxy, dialect=dialect) -> None:
+        def _checkout(
+            dbapi_conn: DBAPIConnection,
+            record: ConnectionPoolEntry,
+            _proxy: PoolProxiedConnection,
+            dialect: Dialect = dialect,
+        ) -> None:
             since = record.info.get("gx_idle_since")
             if since is None or time.monotonic() - since < IDLE_PING_SECONDS:
                 return  # fresh from connect, or used a moment ago

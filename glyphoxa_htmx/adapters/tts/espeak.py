@@ -38,7 +38,7 @@ class EspeakEngine:
     def cache_identity(self) -> str:
         return f"{self.name}:{self.binary}"
 
-    def _run(self, args: list[str], *, stdin: str | None = None) -> subprocess.CompletedProcess:
+    def _run(self, args: list[str], *, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
         if not self.installed:
             raise TtsUnavailable(
                 "No local voice engine is installed here (espeak-ng). Install espeak-ng, or use an ElevenLabs voice."
