@@ -17,9 +17,11 @@ pre-ping, ``BEGIN`` and ``ROLLBACK``, on every request.
 from __future__ import annotations
 
 import time
+from typing import Any, cast
 
 from flask import Flask, request
 from sqlalchemy import event
+from sqlalchemy.engine import CursorResult, Result
 from sqlalchemy.engine.interfaces import DBAPIConnection, Dialect
 from sqlalchemy.exc import DisconnectionError
 from sqlalchemy.pool import ConnectionPoolEntry, PoolProxiedConnection
@@ -82,3 +84,9 @@ def begin_request() -> None:
     """before_request: a read-only page gets its connection in autocommit mode."""
     if request.method in ("GET", "HEAD") and request.endpoint in READ_ONLY_ENDPOINTS:
         db.session.connection(execution_options={"isolation_level": "AUTOCOMMIT"})
+
+
+def rowcount(result: Result[Any]) -> int:
+    """The rows an UPDATE or DELETE matched. ``Session.execute`` is typed as returning a ``Result``;
+    for those statements it is a ``CursorResult``, which has the count."""
+    return cast(CursorResult[Any], result).rowcount

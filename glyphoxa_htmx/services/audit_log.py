@@ -10,12 +10,12 @@ from __future__ import annotations
 import csv
 import io
 import json
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
 
-from sqlalchemy import and_, or_, select, tuple_
+from sqlalchemy import Select, and_, literal, or_, select, tuple_
 
 from glyphoxa_htmx.core.audit import SECRET_KEYS
 from glyphoxa_htmx.core.authz import Actor, Perm, require
@@ -52,13 +52,13 @@ class Filters:
     date_from: date | None = None
     date_to: date | None = None
     tenant: str = ""  # super admins only
-    raw: dict = field(default_factory=dict)
+    raw: dict[str, str] = field(default_factory=dict)
 
-    def query_args(self) -> dict:
+    def query_args(self) -> dict[str, str]:
         return {k: v for k, v in self.raw.items() if v}
 
 
-def _parse_date(raw: str, name: str, errors: dict) -> date | None:
+def _parse_date(raw: str, name: str, errors: dict[str, str]) -> date | None:
     raw = (raw or "").strip()
     if not raw:
         return None
@@ -69,7 +69,7 @@ def _parse_date(raw: str, name: str, errors: dict) -> date | None:
         return None
 
 
-def parse_filters(args) -> Filters:
+def parse_filters(args: Mapping[str, str]) -> Filters:
     """Filters from query arguments; a malformed one is a ValidationError naming its field."""
     names = ("actor", "action", "resource", "from", "to", "tenant")
     raw = {n: (args.get(n) or "").strip()[:200] for n in names}
@@ -90,7 +90,7 @@ def _cursor(row: AuditLog) -> str:
     return f"{row.created_at.isoformat()}~{row.id}"
 
 
-def _parse_cursor(raw: str | None):
+def _parse_cursor(raw: str | None) -> tuple[datetime, int] | None:
     if not raw or "~" not in raw:
         return None
     ts, _, ident = raw.rpartition("~")
@@ -106,7 +106,7 @@ def scope(actor: Actor, *, everywhere: bool) -> Actor:
     return require(actor, Perm.MANAGE_TENANT)
 
 
-def _statement(actor: Actor, f: Filters, *, everywhere: bool):
+def _statement(actor: Actor, f: Filters, *, everywhere: bool) -> Select[tuple[AuditLog, str, str | None]]:
     stmt = (
         select(AuditLog, User.name, User.email)
         .outerjoin(User, User.id == AuditLog.user_id)
@@ -147,8 +147,8 @@ class Entry:
     resource_type: str
     resource_id: str
     ip: str | None
-    changes: list[dict]  # [{field, before, after}]
-    details: dict
+    changes: list[dict[str, Any]]  # [{field, before, after}]
+    details: dict[str, Any]
 
 
 def _fmt(value: Any) -> str:
@@ -194,7 +194,7 @@ def page(
     stmt = _statement(actor, f, everywhere=everywhere).limit(limit + 1)
     cur = _parse_cursor(after)
     if cur:
-        stmt = stmt.where(tuple_(AuditLog.created_at, AuditLog.id) < tuple_(*cur))
+        stmt = stmt.where(tuple_(AuditLog.created_at, AuditLog.id) < tuple_(literal(cur[0]), literal(cur[1])))
     rows = db.session.execute(stmt).all()
     entries = [_entry(*r) for r in rows[:limit]]
     return entries, (_cursor(rows[limit - 1][0]) if len(rows) > limit else None)
@@ -229,11 +229,11 @@ def export_csv(actor: Actor, f: Filters, *, everywhere: bool = False) -> Iterato
     """CSV lines of every matching entry, read in keyset batches as it streams (memory stays flat)."""
     scope(actor, everywhere=everywhere)
 
-    def generate():
+    def generate() -> Iterator[str]:
         buf = io.StringIO()
         writer = csv.writer(buf)
 
-        def flush():
+        def flush() -> str:
             out = buf.getvalue()
             buf.seek(0)
             buf.truncate()
@@ -241,11 +241,13 @@ def export_csv(actor: Actor, f: Filters, *, everywhere: bool = False) -> Iterato
 
         writer.writerow(CSV_COLUMNS)
         yield flush()
-        cursor = None
+        cursor: tuple[datetime, int] | None = None
         while True:
             stmt = _statement(actor, f, everywhere=everywhere).limit(EXPORT_BATCH)
             if cursor:
-                stmt = stmt.where(tuple_(AuditLog.created_at, AuditLog.id) < tuple_(*cursor))
+                stmt = stmt.where(
+                    tuple_(AuditLog.created_at, AuditLog.id) < tuple_(literal(cursor[0]), literal(cursor[1]))
+                )
             rows = db.session.execute(stmt).all()
             for row, name, email in rows:
                 e = _entry(row, name, email)

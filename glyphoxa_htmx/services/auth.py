@@ -17,12 +17,14 @@ import secrets
 import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 from sqlalchemy import case, select, update
 from sqlalchemy.exc import IntegrityError
 
 from glyphoxa_htmx.core import audit
 from glyphoxa_htmx.core.authz import Actor, Role
+from glyphoxa_htmx.core.dbconn import rowcount
 from glyphoxa_htmx.core.deps import settings
 from glyphoxa_htmx.core.errors import Forbidden, NotFound, ValidationError
 from glyphoxa_htmx.core.metrics import ACTIVE_USERS, SIGNUPS
@@ -56,7 +58,7 @@ class Identity:
     email: str | None = None
     avatar_url: str | None = None
     email_verified: bool = False
-    guilds: tuple = ()
+    guilds: tuple[dict[str, Any], ...] = ()  # [{id, name, owner, manage}] (Discord only)
     guilds_fetched_at: datetime | None = None  # set when the guild list (with permissions) was read
 
 
@@ -88,6 +90,7 @@ def sign_in(
         if cfg.terms_url and terms_accepted:
             user.terms_accepted_at = now()
         created = True
+        assert user.tenant_id is not None  # a new user joined a table or founded one
         signup_tier = plans.current(user.tenant_id).key
     if user.status != "active":
         raise AccountSuspended()
@@ -443,11 +446,13 @@ def rotate(token: str | None, *, ip: str | None = None, user_agent: str | None =
     if row.token_hash != hash_token(token or ""):
         return ""
     # Claim the rotation atomically: of two concurrent refreshes with one token, one rotates.
-    claimed = db.session.execute(
-        update(LoginSession)
-        .where(LoginSession.id == row.id, LoginSession.rotated_at.is_(None))
-        .values(rotated_at=now())
-    ).rowcount
+    claimed = rowcount(
+        db.session.execute(
+            update(LoginSession)
+            .where(LoginSession.id == row.id, LoginSession.rotated_at.is_(None))
+            .values(rotated_at=now())
+        )
+    )
     if not claimed:
         db.session.rollback()
         return ""
