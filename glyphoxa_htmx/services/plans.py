@@ -16,6 +16,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
+from typing import Any
 
 from sqlalchemy import func, select, text
 
@@ -238,7 +239,7 @@ def check_concurrent_sessions(actor: Actor) -> None:
         )
 
 
-def check_session_quota(actor: Actor, usage: dict) -> None:
+def check_session_quota(actor: Actor, usage: dict[str, Any]) -> None:
     """Explain the monthly hours limit before the gateway refuses with a bare error."""
     tier = current(actor.tenant_id)
     quota = usage.get("quota") or Decimal(0)

@@ -7,15 +7,20 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import text
 
+from glyphoxa_htmx.adapters.gateway.client import month_start
 from glyphoxa_htmx.core.authz import Actor, Perm, require
 from glyphoxa_htmx.core.deps import gateway, secrets, settings
 from glyphoxa_htmx.extensions import db
 from glyphoxa_htmx.services import plans
-from glyphoxa_htmx.services.sessions import LIVE_STATES, gateway_tables_ready, month_start
+from glyphoxa_htmx.services.sessions import LIVE_STATES, gateway_tables_ready
 from glyphoxa_htmx.services.usage import METRICS, Month, add_months, chart
+
+if TYPE_CHECKING:
+    from glyphoxa_htmx.models import User
 
 SIGNUP_DAYS = 14
 REDIS_TIMEOUT = 1.0
@@ -75,10 +80,10 @@ def _secrets_check() -> Check:
     )
 
 
-def pool_stats() -> dict:
+def pool_stats() -> dict[str, Any]:
     """SQLAlchemy's pool right now: connections in use, idle, and beyond the pool size."""
     pool = db.engine.pool
-    stats = {"size": None, "in_use": None, "idle": None, "overflow": None, "kind": type(pool).__name__}
+    stats: dict[str, Any] = {"size": None, "in_use": None, "idle": None, "overflow": None, "kind": type(pool).__name__}
     for key, attr in (("size", "size"), ("in_use", "checkedout"), ("idle", "checkedin"), ("overflow", "overflow")):
         fn = getattr(pool, attr, None)
         if callable(fn):
@@ -91,7 +96,7 @@ def pool_stats() -> dict:
     return stats
 
 
-def health() -> dict:
+def health() -> dict[str, Any]:
     """Outside checks (each bounded by its own timeout) and the gateway's live figures."""
     checks = [_gateway_check(), _redis_check(), _secrets_check()]
     live = {"sessions": 0, "workers": 0, "known": False}
@@ -111,7 +116,7 @@ def health() -> dict:
     return {"checks": checks, "live": live, "pool": pool_stats()}
 
 
-def business(now: datetime | None = None) -> dict:
+def business(now: datetime | None = None) -> dict[str, Any]:
     now = now or datetime.now(UTC)
     first_day = (now - timedelta(days=SIGNUP_DAYS - 1)).date()
     counts = {
@@ -162,7 +167,7 @@ def business(now: datetime | None = None) -> dict:
     }
 
 
-def usage(end: date | None = None) -> dict:
+def usage(end: date | None = None) -> dict[str, Any]:
     """The whole platform's usage: this month's totals and the last 12 months (one query)."""
     end = month_start(end)
     start = add_months(end, -11)
@@ -189,7 +194,7 @@ def usage(end: date | None = None) -> dict:
     }
 
 
-def dashboard(actor: Actor) -> dict:
+def dashboard(actor: Actor) -> dict[str, Any]:
     require(actor, Perm.PLATFORM_OBSERVABILITY)
     return {
         "health": health(),
@@ -212,7 +217,7 @@ def _as_tenant(actor: Actor, tenant_id: str) -> Actor:
     return Actor(user_id=actor.user_id, tenant_id=tenant_id, role=Role.SUPER_ADMIN, name=actor.name, ip=actor.ip)
 
 
-def _gateway_view(tenant_id: str) -> dict:
+def _gateway_view(tenant_id: str) -> dict[str, Any]:
     """GetTenant and GetBotStatus, both quick reads; what went wrong when they can't answer."""
     from glyphoxa_htmx.adapters.gateway.errors import GatewayError
     from glyphoxa_htmx.adapters.gateway.errors import NotFound as GatewayNotFound
@@ -243,7 +248,7 @@ def _gateway_view(tenant_id: str) -> dict:
     }
 
 
-def _members(tenant_id: str, q: str, after: str | None):
+def _members(tenant_id: str, q: str, after: str | None) -> tuple[list[User], str | None]:
     from sqlalchemy import select
 
     from glyphoxa_htmx.core.parse import like_pattern
@@ -259,11 +264,11 @@ def _members(tenant_id: str, q: str, after: str | None):
     return rows[:DETAIL_PAGE], (rows[DETAIL_PAGE - 1].id if len(rows) > DETAIL_PAGE else None)
 
 
-def _sessions(tenant_id: str, after: str | None, errors_only: bool):
+def _sessions(tenant_id: str, after: str | None, errors_only: bool) -> tuple[list[dict[str, Any]], str | None]:
     """The table's sessions, newest first (keyset on started_at, id); the cursor is 'iso~id'."""
     if not gateway_tables_ready():
         return [], None
-    params = {"t": tenant_id, "n": DETAIL_PAGE + 1}
+    params: dict[str, object] = {"t": tenant_id, "n": DETAIL_PAGE + 1}
     where = "tenant_id = :t"
     if errors_only:
         where += " AND coalesce(error, '') <> ''"
@@ -301,7 +306,7 @@ def tenant_detail(
     members_after: str | None = None,
     sessions_after: str | None = None,
     errors_only: bool = False,
-) -> dict:
+) -> dict[str, Any]:
     """Everything an operator needs about one table: a constant number of queries."""
     from glyphoxa_htmx.services import audit_log, tenants
     from glyphoxa_htmx.services.sessions import month_usage

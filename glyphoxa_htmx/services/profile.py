@@ -9,6 +9,7 @@ from glyphoxa_htmx.core.authz import Actor, Role
 from glyphoxa_htmx.core.errors import NotFound, ValidationError
 from glyphoxa_htmx.extensions import db
 from glyphoxa_htmx.models import User
+from glyphoxa_htmx.services.auth import Identity
 
 PROVIDERS = {"discord": "discord_id", "google": "google_id", "github": "github_id"}
 
@@ -38,7 +39,7 @@ def rename(actor: Actor, name: str) -> User:
     return user
 
 
-def link(actor: Actor, identity) -> User:
+def link(actor: Actor, identity: Identity) -> User:
     """Attach another provider's identity to this account (one account per identity)."""
     column = PROVIDERS.get(identity.provider)
     if column is None:

@@ -390,6 +390,7 @@ def clone(actor: Actor, sample_id: str) -> VoiceSample:
     db.session.refresh(row)
     try:
         engine = voice._engine("elevenlabs", voice._credentials(actor, "elevenlabs"))
+        assert isinstance(engine, tts.ElevenLabsEngine)  # the "elevenlabs" provider always builds one
         try:
             data = storage().get(row.file_key)
         except store.StorageError as exc:
