@@ -17,7 +17,7 @@ import secrets
 import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import case, select, update
 from sqlalchemy.exc import IntegrityError
@@ -31,6 +31,9 @@ from glyphoxa_htmx.core.metrics import ACTIVE_USERS, SIGNUPS
 from glyphoxa_htmx.extensions import db
 from glyphoxa_htmx.models import LoginSession, Tenant, User
 from glyphoxa_htmx.services import plans, tenants
+
+if TYPE_CHECKING:
+    from glyphoxa_htmx.services.signin_cache import LoginSnapshot
 
 log = logging.getLogger(__name__)
 
@@ -517,6 +520,6 @@ def revoke_session(actor: Actor, session_id: str) -> None:
     db.session.commit()
 
 
-def actor_for(row: LoginSession, ip: str | None) -> Actor:
+def actor_for(row: LoginSession | LoginSnapshot, ip: str | None) -> Actor:
     user = row.user
     return Actor(user_id=user.id, tenant_id=user.tenant_id or "", role=Role(user.role), name=user.name, ip=ip)
