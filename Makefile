@@ -1,10 +1,10 @@
-# Glyphoxa Web. `make run` = the app on embedded defaults; `make test` = the whole suite.
+# Glyphoxa Web. `make run` = the app on embedded defaults; `make test` = the whole suite; `make lint` = ruff + mypy.
 PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
 PIP := $(VENV)/bin/pip
 
-.PHONY: run test install install-test protos bench migrate clean
+.PHONY: run test lint install install-test protos bench migrate clean
 
 $(VENV)/.run-deps: pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -28,6 +28,12 @@ run: install
 ## Run the whole test suite against a real PostgreSQL (system server if reachable, else embedded).
 test: install-test
 	$(PY) -m pytest $(PYTEST_ARGS)
+
+## Quality gates (CI runs these before the tests): lint, formatting, type check; any finding fails.
+lint: install-test
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/mypy
 
 ## Regenerate the gRPC stubs from glyphoxa_htmx/adapters/gateway/proto.
 protos: install-test

@@ -293,7 +293,7 @@ def _register_template_helpers(app: Flask) -> None:
     def static_digest(path: str) -> str:
         """The first 10 hex digits of a static file's SHA-256 ("0" when there is no such file)."""
         if path not in digests:
-            file = Path(app.static_folder) / path
+            file = Path(app.static_folder or "") / path  # always set: the package's static/
             digests[path] = hashlib.sha256(file.read_bytes()).hexdigest()[:10] if file.is_file() else "0"
         return digests[path]
 

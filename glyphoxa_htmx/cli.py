@@ -86,6 +86,7 @@ def run(host: str | None, port: int | None) -> None:
         )
         # The simulator creates the gateway-owned tables, like the gateway does on start.
         simulator.start()
+        assert simulator.address is not None  # set by start()
         settings.gateway_grpc_addr = simulator.address
         click.echo(f"gateway simulator listening on {simulator.address}")
     app = create_app(settings)

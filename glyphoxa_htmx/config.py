@@ -9,6 +9,7 @@ from __future__ import annotations
 import ipaddress
 import os
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 
@@ -329,7 +330,7 @@ ENV_MAP = {
 }
 
 
-def load_settings(environ: dict[str, str] | None = None, **overrides) -> Settings:
+def load_settings(environ: Mapping[str, str] | None = None, **overrides) -> Settings:
     """Build Settings from environment variables, then apply keyword overrides (tests)."""
     environ = os.environ if environ is None else environ
     s = Settings()

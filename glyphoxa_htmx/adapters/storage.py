@@ -19,8 +19,9 @@ import hmac
 import os
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
 import boto3
 from botocore.config import Config
@@ -88,7 +89,7 @@ class S3Storage:
     def __repr__(self) -> str:
         return f"S3Storage(bucket={self.bucket!r}, endpoint={self.client.meta.endpoint_url!r})"
 
-    def _call(self, fn, **kw):
+    def _call(self, fn: Callable[..., Any], **kw: Any) -> Any:
         try:
             return fn(Bucket=self.bucket, **kw)
         except (BotoCoreError, ClientError) as exc:
@@ -98,7 +99,8 @@ class S3Storage:
         self._call(self.client.put_object, Key=key, Body=data, ContentType=content_type)
 
     def get(self, key: str) -> bytes:
-        return self._call(self.client.get_object, Key=key)["Body"].read()
+        body: bytes = self._call(self.client.get_object, Key=key)["Body"].read()
+        return body
 
     def delete(self, key: str) -> None:
         self._call(self.client.delete_object, Key=key)
@@ -116,9 +118,10 @@ class S3Storage:
 
     def presigned_url(self, key: str, ttl: int = URL_TTL) -> str:
         try:
-            return self.client.generate_presigned_url(
+            url: str = self.client.generate_presigned_url(
                 "get_object", Params={"Bucket": self.bucket, "Key": key}, ExpiresIn=ttl
             )
+            return url
         except (BotoCoreError, ClientError) as exc:
             raise StorageError(f"{type(exc).__name__}: {exc}") from exc
 

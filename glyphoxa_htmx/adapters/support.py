@@ -10,10 +10,14 @@ Freshdesk shapes used (https://developers.freshdesk.com/api/): POST /api/v2/tick
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
 
 import requests
 
 from glyphoxa_htmx.core.i18n import _
+
+if TYPE_CHECKING:
+    from glyphoxa_htmx.config import Settings
 
 STATUS_FROM_FRESHDESK = {2: "open", 3: "pending", 4: "resolved", 5: "closed"}
 TIMEOUT = 5
@@ -38,7 +42,7 @@ class Freshdesk:
         self.base = (base or f"https://{domain}.freshdesk.com").rstrip("/") + "/api/v2"
         self.auth = (api_key, "X")
 
-    def _call(self, method: str, path: str, **kw):
+    def _call(self, method: str, path: str, **kw: Any) -> Any:
         try:
             resp = requests.request(method, self.base + path, auth=self.auth, timeout=TIMEOUT, **kw)
         except requests.RequestException as exc:
@@ -96,7 +100,7 @@ class Freshdesk:
         return str(self._call("POST", f"/tickets/{external_id}/reply", json={"body": body}).get("id", ""))
 
 
-def build(settings):
+def build(settings: Settings) -> Freshdesk | None:
     """The Freshdesk adapter when configured, else None (the local store)."""
     if settings.freshdesk_domain and settings.freshdesk_api_key:
         return Freshdesk(settings.freshdesk_domain, settings.freshdesk_api_key, settings.freshdesk_api_base)

@@ -20,14 +20,15 @@ def _scrub(value: Any) -> Any:
     return value
 
 
-def diff(before: dict | None, after: dict | None) -> dict:
+def diff(before: dict[str, Any] | None, after: dict[str, Any] | None) -> dict[str, Any]:
     """{field: {"before": x, "after": y}} for changed fields only."""
     before, after = before or {}, after or {}
-    out = {}
+    out: dict[str, dict[str, Any]] = {}
     for key in sorted(set(before) | set(after)):
         if before.get(key) != after.get(key):
             out[key] = {"before": before.get(key), "after": after.get(key)}
-    return _scrub(out)
+    scrubbed: dict[str, Any] = _scrub(out)
+    return scrubbed
 
 
 def record(
@@ -38,9 +39,9 @@ def record(
     actor: Actor | None = None,
     tenant_id: str | None = None,
     user_id: str | None = None,
-    before: dict | None = None,
-    after: dict | None = None,
-    details: dict | None = None,
+    before: dict[str, Any] | None = None,
+    after: dict[str, Any] | None = None,
+    details: dict[str, Any] | None = None,
     ip: str | None = None,
 ) -> AuditLog:
     """Add an audit row to the current transaction (the caller commits)."""

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from enum import StrEnum
+from typing import TypeVar
 
 from glyphoxa_htmx.core.errors import Forbidden, NotFound
 
@@ -21,7 +22,7 @@ class Role(StrEnum):
     VIEWER = "viewer"
 
 
-ROLE_LABELS = {
+ROLE_LABELS: dict[str, str] = {
     Role.SUPER_ADMIN: "Super admin",
     Role.TENANT_OWNER: "Owner",
     Role.DM: "Dungeon Master",
@@ -89,7 +90,10 @@ def require(actor: Actor | None, perm: Perm) -> Actor:
     return actor
 
 
-def own(actor: Actor, row, *, attr: str = "tenant_id"):
+_Row = TypeVar("_Row")
+
+
+def own(actor: Actor, row: _Row | None, *, attr: str = "tenant_id") -> _Row:
     """Return ``row`` if it belongs to the actor's tenant; otherwise NotFound (no existence leak)."""
     if row is None or getattr(row, attr) != actor.tenant_id:
         raise NotFound()

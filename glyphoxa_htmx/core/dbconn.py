@@ -17,10 +17,14 @@ pre-ping, ``BEGIN`` and ``ROLLBACK``, on every request.
 from __future__ import annotations
 
 import time
+from typing import Any, cast
 
 from flask import Flask, request
 from sqlalchemy import event
+from sqlalchemy.engine import CursorResult, Result
+from sqlalchemy.engine.interfaces import DBAPIConnection, Dialect
 from sqlalchemy.exc import DisconnectionError
+from sqlalchemy.pool import ConnectionPoolEntry, PoolProxiedConnection
 
 from glyphoxa_htmx.extensions import db
 
@@ -51,10 +55,15 @@ def init_app(app: Flask) -> None:
     for engine in engines:
         dialect = engine.dialect
 
-        def _checkin(_dbapi_conn, record) -> None:
+        def _checkin(_dbapi_conn: DBAPIConnection, record: ConnectionPoolEntry) -> None:
             record.info["gx_idle_since"] = time.monotonic()
 
-        def _checkout(dbapi_conn, record, _proxy, dialect=dialect) -> None:
+        def _checkout(
+            dbapi_conn: DBAPIConnection,
+            record: ConnectionPoolEntry,
+            _proxy: PoolProxiedConnection,
+            dialect: Dialect = dialect,
+        ) -> None:
             since = record.info.get("gx_idle_since")
             if since is None or time.monotonic() - since < IDLE_PING_SECONDS:
                 return  # fresh from connect, or used a moment ago
@@ -75,3 +84,9 @@ def begin_request() -> None:
     """before_request: a read-only page gets its connection in autocommit mode."""
     if request.method in ("GET", "HEAD") and request.endpoint in READ_ONLY_ENDPOINTS:
         db.session.connection(execution_options={"isolation_level": "AUTOCOMMIT"})
+
+
+def rowcount(result: Result[Any]) -> int:
+    """The rows an UPDATE or DELETE matched. ``Session.execute`` is typed as returning a ``Result``;
+    for those statements it is a ``CursorResult``, which has the count."""
+    return cast(CursorResult[Any], result).rowcount

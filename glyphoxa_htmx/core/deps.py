@@ -3,20 +3,26 @@ care which implementation they have)."""
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING, cast
+
 from flask import current_app
 
 from glyphoxa_htmx.config import Settings
 
+if TYPE_CHECKING:
+    from glyphoxa_htmx.adapters.gateway.client import GatewayClient
+    from glyphoxa_htmx.adapters.secrets import SecretsBackend
+
 
 def settings() -> Settings:
-    return current_app.extensions["glyphoxa.settings"]
+    return cast(Settings, current_app.extensions["glyphoxa.settings"])
 
 
-def gateway():
+def gateway() -> GatewayClient | None:
     """The GatewayClient, or None when no gateway is configured (the app says so in the UI)."""
-    return current_app.extensions.get("glyphoxa.gateway")
+    return cast("GatewayClient | None", current_app.extensions.get("glyphoxa.gateway"))
 
 
-def secrets():
+def secrets() -> SecretsBackend:
     """The secrets backend for provider keys (Vault Transit or the local keyring)."""
-    return current_app.extensions["glyphoxa.secrets"]
+    return cast("SecretsBackend", current_app.extensions["glyphoxa.secrets"])

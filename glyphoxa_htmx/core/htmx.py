@@ -6,10 +6,12 @@ response headers are written by flask-htmx's ``make_response`` and ``apply_heade
 from __future__ import annotations
 
 import json
+from typing import Any
 
 from flask import Response, flash, g, make_response, redirect, render_template, request
 from flask_htmx import make_response as hx_response
 from jinja2_fragments.flask import render_block
+from werkzeug.wrappers import Response as BaseResponse
 
 from glyphoxa_htmx.extensions import htmx_ext
 
@@ -19,12 +21,12 @@ def is_htmx() -> bool:
 
 
 def is_boosted() -> bool:
-    return htmx_ext.boosted
+    return bool(htmx_ext.boosted)
 
 
 def is_history_restore() -> bool:
     """htmx re-requests a pushed URL (with HX-Request) when Back finds no cached page."""
-    return htmx_ext.history_restore_request
+    return bool(htmx_ext.history_restore_request)
 
 
 def wants_block() -> bool:
@@ -34,7 +36,8 @@ def wants_block() -> bool:
 
 
 def hx_target() -> str | None:
-    return htmx_ext.target
+    target: str | None = htmx_ext.target  # flask-htmx is untyped: the HX-Target header or None
+    return target
 
 
 def current_url() -> str:
@@ -42,7 +45,7 @@ def current_url() -> str:
     return htmx_ext.current_url or ""
 
 
-def render(template: str, block: str | None = None, *, status: int = 200, **context) -> Response:
+def render(template: str, block: str | None = None, *, status: int = 200, **context: Any) -> Response:
     """Render the full page, or just ``block`` of the same template for an htmx request."""
     if block and wants_block():
         body = render_block(template, block, **context)
@@ -59,7 +62,7 @@ def toast(message: str, level: str = "success") -> None:
         flash(message, level)
 
 
-def trigger(event: str, detail=None) -> None:
+def trigger(event: str, detail: object = None) -> None:
     """Raise a client-side event (HX-Trigger) for other parts of the page."""
     g.setdefault("_triggers", {})[event] = detail if detail is not None else True
 
@@ -82,20 +85,26 @@ def apply_headers(response: Response) -> Response:
     return response
 
 
-def redirect_to(url: str, status: int = 303) -> Response:
+def _hx_response(status: int, **headers: Any) -> Response:
+    """An empty response with HX-* headers (flask-htmx's make_response, which is untyped, builds it)."""
+    response: Response = hx_response("", status, **headers)
+    return response
+
+
+def redirect_to(url: str, status: int = 303) -> BaseResponse:
     """After a successful non-GET: 303 for plain forms, HX-Redirect for htmx (a real navigation,
     so the next page is whole and its URL is in the address bar). Queued toasts become flashed
     messages, because the navigation would wipe an HX-Trigger toast before anyone read it."""
     if is_htmx():
         for item in g.pop("_toasts", []):
             flash(item["message"], item["level"])
-        return hx_response("", 204, redirect=url)
+        return _hx_response(204, redirect=url)
     return redirect(url, status)
 
 
 def error_response(status: int, message: str) -> Response:
     """An error for an htmx request: no swap, a toast instead."""
-    return hx_response("", status, trigger={"toast": {"message": message, "level": "error"}}, reswap="none")
+    return _hx_response(status, trigger={"toast": {"message": message, "level": "error"}}, reswap="none")
 
 
 def confirmed() -> bool:
@@ -123,8 +132,8 @@ def confirm_page(
     )
 
 
-def client_redirect(url: str) -> Response:
+def client_redirect(url: str) -> BaseResponse:
     """Full navigation (e.g. to sign-in when the session expired during an htmx request)."""
     if is_htmx():
-        return hx_response("", 401 if url.startswith("/auth") else 200, redirect=url)
+        return _hx_response(401 if url.startswith("/auth") else 200, redirect=url)
     return redirect(url, 303)

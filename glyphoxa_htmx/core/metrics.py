@@ -13,11 +13,18 @@ from __future__ import annotations
 import functools
 import hmac
 import os
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
 
 from flask import Flask, current_app, jsonify, request
+from flask.typing import ResponseReturnValue
 from prometheus_client import Counter, Gauge
 from prometheus_flask_exporter import PrometheusMetrics
 from prometheus_flask_exporter.multiprocess import GunicornInternalPrometheusMetrics
+
+if TYPE_CHECKING:
+    from gunicorn.arbiter import Arbiter
+    from gunicorn.workers.base import Worker
 
 BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10)
 
@@ -41,12 +48,12 @@ def _route() -> str:
     return rule.rule if rule is not None else "<unmatched>"
 
 
-def _bearer_guard(view):
+def _bearer_guard(view: Callable[..., ResponseReturnValue]) -> Callable[..., ResponseReturnValue]:
     """/metrics only for `Authorization: Bearer <METRICS_TOKEN>` (the business counters carry
     tenant ids); without a token configured (development) it is open."""
 
     @functools.wraps(view)
-    def guarded(*args, **kwargs):
+    def guarded(*args: Any, **kwargs: Any) -> ResponseReturnValue:
         token = current_app.extensions["glyphoxa.settings"].metrics_token
         if token:
             sent = request.headers.get("Authorization", "")
@@ -94,7 +101,7 @@ def init_app(app: Flask) -> None:
 # gunicorn server hooks shared by deploy/gunicorn.conf.py and deploy/gunicorn-ws.conf.py.
 
 
-def gunicorn_on_starting(server) -> None:
+def gunicorn_on_starting(server: Arbiter) -> None:
     """Multiprocess Prometheus: start with an empty metrics directory (each process group needs
     its own PROMETHEUS_MULTIPROC_DIR, or one would wipe the other's files)."""
     path = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
@@ -104,6 +111,6 @@ def gunicorn_on_starting(server) -> None:
             os.remove(os.path.join(path, name))
 
 
-def gunicorn_child_exit(server, worker) -> None:
+def gunicorn_child_exit(server: Arbiter, worker: Worker) -> None:
     if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
         GunicornInternalPrometheusMetrics.mark_process_dead_on_child_exit(worker.pid)

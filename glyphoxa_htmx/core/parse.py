@@ -3,13 +3,21 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable
+from typing import overload
 
 # A Discord id (server, channel, user): a snowflake of 17 to 20 digits.
 SNOWFLAKE_RE = re.compile(r"^\d{17,20}$")
 
 
-def int_arg(value, default: int | None = None, *, minimum: int = 0) -> int | None:
+@overload
+def int_arg(value: str | None, default: int, *, minimum: int = 0) -> int: ...
+@overload
+def int_arg(value: str | None, default: None = None, *, minimum: int = 0) -> int | None: ...
+def int_arg(value: str | None, default: int | None = None, *, minimum: int = 0) -> int | None:
     """``value`` as an int no smaller than ``minimum``; ``default`` when missing or malformed."""
+    if value is None:
+        return default
     try:
         number = int(value)
     except (TypeError, ValueError):
@@ -27,6 +35,6 @@ def like_pattern(q: str) -> str:
 UNSTORABLE_RE = re.compile("[\x00\ud800-\udfff]")
 
 
-def unstorable(values) -> bool:
+def unstorable(values: Iterable[object]) -> bool:
     """Whether any of the strings in ``values`` holds a character PostgreSQL text can't store."""
     return any(isinstance(v, str) and UNSTORABLE_RE.search(v) for v in values)

@@ -14,16 +14,23 @@ from the settings (RATE_LIMIT_GENERAL, RATE_LIMIT_ADMIN, RATE_LIMIT_UPLOAD)."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import TYPE_CHECKING
+
 from limits import parse_many
 
 from glyphoxa_htmx.extensions import limiter, user_or_ip
 
+if TYPE_CHECKING:
+    from glyphoxa_htmx.config import Settings
 
-def _setting(name: str):
+
+def _setting(name: str) -> Callable[[], str]:
     def read() -> str:
         from glyphoxa_htmx.core.deps import settings
 
-        return getattr(settings(), name)
+        value: str = getattr(settings(), name)
+        return value
 
     return read
 
@@ -33,7 +40,7 @@ admin_limit = limiter.limit(_setting("rate_limit_admin"), key_func=user_or_ip)
 upload_limit = limiter.limit(_setting("rate_limit_upload"), key_func=user_or_ip)
 
 
-def check(settings) -> list[str]:
+def check(settings: Settings) -> list[str]:
     """Problems with the configured classes (empty: all parse)."""
     problems = []
     for name in ("rate_limit_general", "rate_limit_admin", "rate_limit_upload"):

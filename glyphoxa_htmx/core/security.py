@@ -28,7 +28,7 @@ def apply(response: Response, *, hsts: bool) -> Response:
         if (
             response.status_code in (200, 304)
             and digest is not None
-            and request.args.get("v") == digest(request.view_args.get("filename", ""))
+            and request.args.get("v") == digest((request.view_args or {}).get("filename", ""))
         ):
             h["Cache-Control"] = "public, max-age=31536000, immutable"
     elif "Cache-Control" not in h:

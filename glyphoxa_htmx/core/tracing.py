@@ -12,8 +12,12 @@ from __future__ import annotations
 import logging
 import os
 import threading
+from typing import TYPE_CHECKING
 
 from flask import Flask
+
+if TYPE_CHECKING:
+    from sqlalchemy.engine import Engine
 
 log = logging.getLogger(__name__)
 
@@ -65,7 +69,7 @@ def init_app(app: Flask, endpoint: str) -> None:
     from opentelemetry.instrumentation.flask import FlaskInstrumentor
 
     @app.before_request
-    def _tracing_in_this_process():
+    def _tracing_in_this_process() -> None:
         ensure_provider(endpoint)
 
     # Process-wide patches, once: gRPC client channels and requests.
@@ -81,7 +85,7 @@ def init_app(app: Flask, endpoint: str) -> None:
     app.extensions["glyphoxa.tracing"] = endpoint
 
 
-def instrument_engine(app: Flask, engine) -> None:
+def instrument_engine(app: Flask, engine: Engine) -> None:
     if not app.extensions.get("glyphoxa.tracing"):
         return
     from opentelemetry.instrumentation.sqlalchemy import SQLAlchemyInstrumentor

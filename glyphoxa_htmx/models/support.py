@@ -7,11 +7,11 @@ from datetime import datetime
 from sqlalchemy import BigInteger, Boolean, DateTime, ForeignKey, Text, func
 from sqlalchemy.orm import Mapped, mapped_column
 
-from glyphoxa_htmx.extensions import db
+from glyphoxa_htmx.extensions import Model
 from glyphoxa_htmx.models.web import new_id
 
 
-class SupportTicket(db.Model):
+class SupportTicket(Model):
     __tablename__ = "support_tickets"
 
     id: Mapped[str] = mapped_column(Text, primary_key=True, default=new_id)
@@ -29,7 +29,7 @@ class SupportTicket(db.Model):
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), nullable=False, server_default=func.now())
 
 
-class SupportReply(db.Model):
+class SupportReply(Model):
     __tablename__ = "support_replies"
 
     id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=True)

@@ -22,14 +22,14 @@ from sqlalchemy import (
 from sqlalchemy.dialects.postgresql import INET, JSONB
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
-from glyphoxa_htmx.extensions import db
+from glyphoxa_htmx.extensions import Model
 
 
 def new_id() -> str:
     return str(uuid.uuid4())
 
 
-class Tenant(db.Model):
+class Tenant(Model):
     """The web side of a tenant: display name and lifecycle. The id is the gateway's slug."""
 
     __tablename__ = "tenants"
@@ -42,7 +42,7 @@ class Tenant(db.Model):
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), nullable=False, server_default=func.now())
 
 
-class User(db.Model):
+class User(Model):
     __tablename__ = "users"
 
     id: Mapped[str] = mapped_column(Text, primary_key=True, default=new_id)
@@ -75,7 +75,7 @@ class User(db.Model):
     )
 
 
-class LoginSession(db.Model):
+class LoginSession(Model):
     """A server-side sign-in session. Only the SHA-256 of the cookie token is stored.
 
     Rotation creates a new row in the same family and marks the old one ``rotated_at``; presenting
@@ -101,7 +101,7 @@ class LoginSession(db.Model):
     user: Mapped[User] = relationship(lazy="joined")
 
 
-class AuditLog(db.Model):
+class AuditLog(Model):
     __tablename__ = "audit_log"
     __table_args__ = (Index("ix_audit_tenant_time", "tenant_id", text("created_at DESC"), text("id DESC")),)
 
@@ -116,7 +116,7 @@ class AuditLog(db.Model):
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), nullable=False, server_default=func.now())
 
 
-class Campaign(db.Model):
+class Campaign(Model):
     """A campaign. Its id is a free-form string the gateway carries as `campaign_id`, unique only
     within a tenant: the key is ``(tenant_id, id)``. ``origin`` is ``web`` (created here) or
     ``gateway`` (its id was found in the tenant's gateway data: sessions, NPCs, the active campaign)."""
@@ -137,7 +137,7 @@ class Campaign(db.Model):
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), nullable=False, server_default=func.now())
 
 
-class CampaignTombstone(db.Model):
+class CampaignTombstone(Model):
     """A deleted campaign's id: not registered again from the gateway's data (its old sessions
     keep the id)."""
 
@@ -148,7 +148,7 @@ class CampaignTombstone(db.Model):
     deleted_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), nullable=False, server_default=func.now())
 
 
-class NpcPosition(db.Model):
+class NpcPosition(Model):
     """Display order of NPCs within a campaign, kept beside npc_definitions so the gateway's rows
     (and how it reads them) never change."""
 
@@ -161,7 +161,7 @@ class NpcPosition(db.Model):
     position: Mapped[int] = mapped_column(Integer, nullable=False)
 
 
-class GuildClaim(db.Model):
+class GuildClaim(Model):
     """Which table a Discord server belongs to: at most one (the primary key). Written when an
     owner who manages the server saves it in Settings → Discord, and by operators' reassignment."""
 
@@ -174,7 +174,7 @@ class GuildClaim(db.Model):
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), nullable=False, server_default=func.now())
 
 
-class Subscription(db.Model):
+class Subscription(Model):
     """A tenant's Stripe subscription (plan §10 shape; ``tenant_id`` TEXT, the gateway's slug).
 
     ``status`` and the period fields mirror Stripe's subscription object as last fetched;
@@ -202,7 +202,7 @@ class Subscription(db.Model):
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), nullable=False, server_default=func.now())
 
 
-class ProviderConfig(db.Model):
+class ProviderConfig(Model):
     """A tenant's provider for one slot (plan §14, with ``tenant_id TEXT``). The API key is stored
     only as ciphertext from the secrets adapter (``vault:vN:...`` or ``local:vN:...``); the
     gateway reads this table at session start (README: "Provider keys")."""
@@ -226,7 +226,7 @@ class ProviderConfig(db.Model):
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), nullable=False, server_default=func.now())
 
 
-class TenantInvitation(db.Model):
+class TenantInvitation(Model):
     """A way into an adopted tenant: the Discord user id it is for, and/or a one-time signed link
     (``link``). Used once (``used_at``), expires (``expires_at``)."""
 
@@ -249,7 +249,7 @@ class TenantInvitation(db.Model):
     revoked_by: Mapped[str | None] = mapped_column(Text)
 
 
-class Invoice(db.Model):
+class Invoice(Model):
     """A Stripe invoice as the webhooks reported it (the id is Stripe's ``in_…``)."""
 
     __tablename__ = "invoices"
@@ -270,7 +270,7 @@ class Invoice(db.Model):
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), nullable=False, server_default=func.now())
 
 
-class BillingEvent(db.Model):
+class BillingEvent(Model):
     """A processed Stripe webhook event: its id is stored in the same transaction as its effects,
     so a replay finds it and does nothing."""
 
@@ -283,7 +283,7 @@ class BillingEvent(db.Model):
     processed_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), nullable=False, server_default=func.now())
 
 
-class VoiceSample(db.Model):
+class VoiceSample(Model):
     """An uploaded voice sample (plan §11 shape, ``tenant_id TEXT``). ``status``: uploaded (stored
     and validated) → processing (cloning) → ready (``provider_voice_id`` set) | failed (``error``
     says why; the sample is kept). ``deleting_at`` set: a delete is under way (hidden everywhere);

@@ -10,8 +10,10 @@ from __future__ import annotations
 
 import logging
 import uuid
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from typing import TYPE_CHECKING, Any
 
 from flask import current_app
 from itsdangerous import BadSignature, SignatureExpired, URLSafeTimedSerializer
@@ -19,11 +21,15 @@ from sqlalchemy import select, update
 
 from glyphoxa_htmx.core import audit
 from glyphoxa_htmx.core.authz import Actor, Perm, Role, require
+from glyphoxa_htmx.core.dbconn import rowcount
 from glyphoxa_htmx.core.deps import gateway
 from glyphoxa_htmx.core.errors import NotFound, Unavailable, ValidationError
 from glyphoxa_htmx.core.parse import SNOWFLAKE_RE
 from glyphoxa_htmx.extensions import db
 from glyphoxa_htmx.models import Tenant, TenantInvitation, User
+
+if TYPE_CHECKING:
+    from glyphoxa_htmx.adapters.gateway.client import TenantInfo
 
 log = logging.getLogger(__name__)
 
@@ -46,7 +52,7 @@ class Adopted:
 # --------------------------------------------------------------------------- listing
 
 
-def unmanaged(actor: Actor):
+def unmanaged(actor: Actor) -> list[TenantInfo]:
     """Gateway tenants (ListTenants) that have no ``web.tenants`` row: one gRPC call, one query."""
     require(actor, Perm.MANAGE_ALL_TENANTS)
     from glyphoxa_htmx.adapters.gateway.errors import GatewayError
@@ -63,7 +69,7 @@ def unmanaged(actor: Actor):
     return sorted((t for t in infos if t.id not in known), key=lambda t: t.id)
 
 
-def _gateway_tenant(tenant_id: str):
+def _gateway_tenant(tenant_id: str) -> TenantInfo:
     from glyphoxa_htmx.adapters.gateway.errors import GatewayError
     from glyphoxa_htmx.adapters.gateway.errors import NotFound as GatewayNotFound
 
@@ -81,7 +87,7 @@ def _gateway_tenant(tenant_id: str):
 # --------------------------------------------------------------------------- adopting
 
 
-def validate(data: dict) -> dict:
+def validate(data: Mapping[str, Any]) -> dict[str, Any]:
     errors: dict[str, str] = {}
     name = str(data.get("name") or "").strip()
     discord_id = str(data.get("owner_discord_id") or "").strip()
@@ -108,7 +114,9 @@ def validate(data: dict) -> dict:
     return {"name": name, "owner_discord_id": discord_id or None, "link": link, "expires_days": days}
 
 
-def adopt(actor: Actor | None, tenant_id: str, data: dict, *, ip: str | None = None, via: str = "admin") -> Adopted:
+def adopt(
+    actor: Actor | None, tenant_id: str, data: Mapping[str, Any], *, ip: str | None = None, via: str = "admin"
+) -> Adopted:
     """Give gateway tenant ``tenant_id`` a web row and its owner an invitation. ``actor`` is a
     super admin, or None for the command line. Commits; nothing is written on any refusal."""
     if actor is not None:
@@ -242,17 +250,19 @@ def claim(provider: str, subject: str, invitation_id: str | None) -> TenantInvit
 def mark_used(invitation: TenantInvitation, user: User, *, ip: str | None = None) -> None:
     """Consume one use of the invitation (atomically: a use beyond ``max_uses``, or of an invitation
     revoked or expired meanwhile, updates no row and fails)."""
-    done = db.session.execute(
-        update(TenantInvitation)
-        .where(
-            TenantInvitation.id == invitation.id,
-            TenantInvitation.uses < TenantInvitation.max_uses,
-            TenantInvitation.revoked_at.is_(None),
-            TenantInvitation.expires_at > now(),
+    done = rowcount(
+        db.session.execute(
+            update(TenantInvitation)
+            .where(
+                TenantInvitation.id == invitation.id,
+                TenantInvitation.uses < TenantInvitation.max_uses,
+                TenantInvitation.revoked_at.is_(None),
+                TenantInvitation.expires_at > now(),
+            )
+            .values(used_at=now(), used_by=user.id, uses=TenantInvitation.uses + 1)
+            .execution_options(synchronize_session=False)
         )
-        .values(used_at=now(), used_by=user.id, uses=TenantInvitation.uses + 1)
-        .execution_options(synchronize_session=False)
-    ).rowcount
+    )
     if done != 1:
         raise ValidationError({"": "This invitation has just been used up or revoked. Ask for a new one."})
     audit.record(

@@ -10,12 +10,12 @@ from __future__ import annotations
 import csv
 import io
 import json
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
 
-from sqlalchemy import and_, or_, select
+from sqlalchemy import Select, and_, or_, select
 
 from glyphoxa_htmx.core import keyset
 from glyphoxa_htmx.core.audit import SECRET_KEYS
@@ -55,13 +55,13 @@ class Filters:
     date_to: date | None = None
     tenant: str = ""  # super admins only
     q: str = ""  # one search over action, resource and actor (the drill-down's audit list)
-    raw: dict = field(default_factory=dict)
+    raw: dict[str, str] = field(default_factory=dict)
 
-    def query_args(self) -> dict:
+    def query_args(self) -> dict[str, str]:
         return {k: v for k, v in self.raw.items() if v}
 
 
-def _parse_date(raw: str, name: str, errors: dict) -> date | None:
+def _parse_date(raw: str, name: str, errors: dict[str, str]) -> date | None:
     raw = (raw or "").strip()
     if not raw:
         return None
@@ -72,7 +72,7 @@ def _parse_date(raw: str, name: str, errors: dict) -> date | None:
         return None
 
 
-def parse_filters(args) -> Filters:
+def parse_filters(args: Mapping[str, str]) -> Filters:
     """Filters from query arguments; a malformed one is a ValidationError naming its field."""
     names = ("actor", "action", "resource", "from", "to", "tenant")
     raw = {n: (args.get(n) or "").strip()[:200] for n in names}
@@ -103,7 +103,7 @@ def scope(actor: Actor, *, everywhere: bool) -> Actor:
     return require(actor, Perm.MANAGE_TENANT)
 
 
-def _statement(actor: Actor, f: Filters, *, everywhere: bool):
+def _statement(actor: Actor, f: Filters, *, everywhere: bool) -> Select[tuple[AuditLog, str, str | None]]:
     stmt = select(AuditLog, User.name, User.email).outerjoin(User, User.id == AuditLog.user_id)
     if everywhere:
         if f.tenant:
@@ -151,8 +151,8 @@ class Entry:
     resource_type: str
     resource_id: str
     ip: str | None
-    changes: list[dict]  # [{field, before, after}]
-    details: dict
+    changes: list[dict[str, Any]]  # [{field, before, after}]
+    details: dict[str, Any]
 
 
 def _fmt(value: Any) -> str:
@@ -231,11 +231,11 @@ def export_csv(actor: Actor, f: Filters, *, everywhere: bool = False) -> Iterato
     """CSV lines of every matching entry, read in keyset batches as it streams (memory stays flat)."""
     scope(actor, everywhere=everywhere)
 
-    def generate():
+    def generate() -> Iterator[str]:
         buf = io.StringIO()
         writer = csv.writer(buf)
 
-        def flush():
+        def flush() -> str:
             out = buf.getvalue()
             buf.seek(0)
             buf.truncate()
@@ -243,7 +243,7 @@ def export_csv(actor: Actor, f: Filters, *, everywhere: bool = False) -> Iterato
 
         writer.writerow(CSV_COLUMNS)
         yield flush()
-        cursor = None
+        cursor: tuple[datetime, int] | None = None
         while True:
             rows, cursor = keyset.page(
                 _statement(actor, f, everywhere=everywhere), KEYS, cursor, EXPORT_BATCH, key_of=_key, descending=True

@@ -17,18 +17,23 @@ import secrets
 import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import case, select, update
 from sqlalchemy.exc import IntegrityError
 
 from glyphoxa_htmx.core import audit
 from glyphoxa_htmx.core.authz import Actor, Role
+from glyphoxa_htmx.core.dbconn import rowcount
 from glyphoxa_htmx.core.deps import settings
 from glyphoxa_htmx.core.errors import Forbidden, NotFound, ValidationError
 from glyphoxa_htmx.core.metrics import ACTIVE_USERS, SIGNUPS
 from glyphoxa_htmx.extensions import db
 from glyphoxa_htmx.models import LoginSession, Tenant, User
 from glyphoxa_htmx.services import plans, tenants
+
+if TYPE_CHECKING:
+    from glyphoxa_htmx.services.signin_cache import LoginSnapshot
 
 log = logging.getLogger(__name__)
 
@@ -56,7 +61,7 @@ class Identity:
     email: str | None = None
     avatar_url: str | None = None
     email_verified: bool = False
-    guilds: tuple = ()
+    guilds: tuple[dict[str, Any], ...] = ()  # [{id, name, owner, manage}] (Discord only)
     guilds_fetched_at: datetime | None = None  # set when the guild list (with permissions) was read
 
 
@@ -88,6 +93,7 @@ def sign_in(
         if cfg.terms_url and terms_accepted:
             user.terms_accepted_at = now()
         created = True
+        assert user.tenant_id is not None  # a new user joined a table or founded one
         signup_tier = plans.current(user.tenant_id).key
     if user.status != "active":
         raise AccountSuspended()
@@ -443,11 +449,13 @@ def rotate(token: str | None, *, ip: str | None = None, user_agent: str | None =
     if row.token_hash != hash_token(token or ""):
         return ""
     # Claim the rotation atomically: of two concurrent refreshes with one token, one rotates.
-    claimed = db.session.execute(
-        update(LoginSession)
-        .where(LoginSession.id == row.id, LoginSession.rotated_at.is_(None))
-        .values(rotated_at=now())
-    ).rowcount
+    claimed = rowcount(
+        db.session.execute(
+            update(LoginSession)
+            .where(LoginSession.id == row.id, LoginSession.rotated_at.is_(None))
+            .values(rotated_at=now())
+        )
+    )
     if not claimed:
         db.session.rollback()
         return ""
@@ -512,6 +520,6 @@ def revoke_session(actor: Actor, session_id: str) -> None:
     db.session.commit()
 
 
-def actor_for(row: LoginSession, ip: str | None) -> Actor:
+def actor_for(row: LoginSession | LoginSnapshot, ip: str | None) -> Actor:
     user = row.user
     return Actor(user_id=user.id, tenant_id=user.tenant_id or "", role=Role(user.role), name=user.name, ip=ip)

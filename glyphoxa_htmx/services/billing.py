@@ -22,11 +22,13 @@ import json
 import logging
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from typing import Any
 
 import stripe
 from flask_babel import force_locale, format_decimal
 from sqlalchemy import select
 from sqlalchemy.dialects.postgresql import insert as pg_insert
+from stripe.params.checkout import SessionCreateParams
 
 from glyphoxa_htmx.core import audit
 from glyphoxa_htmx.core.authz import Actor, Perm, require
@@ -79,13 +81,14 @@ def _client() -> stripe.StripeClient:
     cfg = settings()
     if cfg.billing != "stripe":  # fail closed: never reach Stripe in self-hosted mode
         raise RuntimeError("Stripe is disabled (GLYPHOXA_BILLING=disabled)")
-    kwargs = {}
-    if cfg.stripe_api_base:
-        kwargs["base_addresses"] = {"api": cfg.stripe_api_base}
-    return stripe.StripeClient(cfg.stripe_secret_key, max_network_retries=1, **kwargs)
+    return stripe.StripeClient(
+        cfg.stripe_secret_key,
+        max_network_retries=1,
+        base_addresses={"api": cfg.stripe_api_base} if cfg.stripe_api_base else None,
+    )
 
 
-def _ts(value) -> datetime | None:
+def _ts(value: Any) -> datetime | None:
     if value in (None, "", 0):
         return None
     try:
@@ -94,7 +97,7 @@ def _ts(value) -> datetime | None:
         return None
 
 
-def _id(value) -> str | None:
+def _id(value: object) -> str | None:
     """An id field that Stripe sends as a string, or as the expanded object."""
     if isinstance(value, dict):
         value = value.get("id")
@@ -161,7 +164,7 @@ def start_checkout(
             {"": _("Your table already has a subscription. Change or cancel it in the billing portal.")}
         )
     price = settings().stripe_price_map()[f"{tier.key}_{interval}"]
-    params: dict = {
+    params: SessionCreateParams = {
         "mode": "subscription",
         "line_items": [{"price": price, "quantity": 1}],
         "success_url": success_url + "?session_id={CHECKOUT_SESSION_ID}",
@@ -189,6 +192,7 @@ def start_checkout(
         details={"tier": tier.key, "interval": interval, "checkout_session": session.id},
     )
     db.session.commit()
+    assert session.url is not None  # a hosted Checkout Session always has its page's URL
     return session.url
 
 
@@ -212,7 +216,7 @@ def portal_url(actor: Actor, *, return_url: str) -> str:
 # --------------------------------------------------------------------------- webhook
 
 
-def verify(payload: bytes, signature: str | None) -> dict:
+def verify(payload: bytes, signature: str | None) -> dict[str, Any]:
     """Stripe's signature check (the library's own), then the event as plain JSON."""
     secret = settings().stripe_webhook_secret
     try:
@@ -234,7 +238,7 @@ class Outcome:
     changes: list[tuple[str, str]] = field(default_factory=list)
 
 
-def handle_event(event: dict, now: datetime | None = None) -> Outcome:
+def handle_event(event: dict[str, Any], now: datetime | None = None) -> Outcome:
     """Apply one verified event in one transaction. Raises on any failure (rolled back)."""
     now = now or datetime.now(UTC)
     try:
@@ -253,7 +257,7 @@ def handle_event(event: dict, now: datetime | None = None) -> Outcome:
         tenant_id, status = None, "ignored"
         if etype in HANDLED and isinstance(obj, dict):
             tenant_id, status = _dispatch(etype, obj, now, changes)
-        row = db.session.get(BillingEvent, str(event["id"]))
+        row = db.session.get_one(BillingEvent, str(event["id"]))  # inserted above
         row.tenant_id, row.outcome = tenant_id, status
         db.session.commit()
     except BaseException:
@@ -264,7 +268,7 @@ def handle_event(event: dict, now: datetime | None = None) -> Outcome:
     return Outcome(status, changes)
 
 
-def _dispatch(etype: str, obj: dict, now: datetime, changes: list) -> tuple[str | None, str]:
+def _dispatch(etype: str, obj: dict[str, Any], now: datetime, changes: list[tuple[str, str]]) -> tuple[str | None, str]:
     if etype == "checkout.session.completed":
         if obj.get("mode") != "subscription" or not obj.get("subscription"):
             return None, "ignored"
@@ -290,14 +294,14 @@ def _dispatch(etype: str, obj: dict, now: datetime, changes: list) -> tuple[str 
     return tenant_id, "applied"
 
 
-def _fetch_subscription(sub_id: str | None) -> dict:
+def _fetch_subscription(sub_id: str | None) -> dict[str, Any]:
     if not sub_id:
         raise ValueError("event without a subscription id")
     sub = _client().v1.subscriptions.retrieve(sub_id)
-    return sub.to_dict() if hasattr(sub, "to_dict") else dict(sub)
+    return sub.to_dict()
 
 
-def _tier_of(sub: dict) -> tuple[str, str]:
+def _tier_of(sub: dict[str, Any]) -> tuple[str, str]:
     """(tier, interval) from the subscription's price (our configured ids), else its metadata."""
     prices = {v: k for k, v in settings().stripe_price_map().items()}
     items = ((sub.get("items") or {}).get("data")) or []
@@ -314,7 +318,7 @@ def _tier_of(sub: dict) -> tuple[str, str]:
     raise ValueError(f"subscription {sub.get('id')} has no price we know (STRIPE_PRICES)")
 
 
-def _period(sub: dict, key: str):
+def _period(sub: dict[str, Any], key: str) -> datetime | None:
     value = sub.get(key)
     if value is None:  # newer API versions keep the period on the items
         items = ((sub.get("items") or {}).get("data")) or []
@@ -322,7 +326,9 @@ def _period(sub: dict, key: str):
     return _ts(value)
 
 
-def _sync(sub: dict, now: datetime, changes: list, tenant_hint: str | None = None) -> tuple[str | None, str]:
+def _sync(
+    sub: dict[str, Any], now: datetime, changes: list[tuple[str, str]], tenant_hint: str | None = None
+) -> tuple[str | None, str]:
     """Make our subscription row match Stripe's current subscription, then apply the served tier."""
     sub_id = str(sub["id"])
     customer = _id(sub.get("customer")) or ""
@@ -372,7 +378,7 @@ def _sync(sub: dict, now: datetime, changes: list, tenant_hint: str | None = Non
     return tenant_id, "applied"
 
 
-def _apply_if_changed(row: Subscription, now: datetime, changes: list, *, reason: str) -> None:
+def _apply_if_changed(row: Subscription, now: datetime, changes: list[tuple[str, str]], *, reason: str) -> None:
     served = plans.served_tier(row.tier, row.status, row.past_due_since, now)
     if served.key == row.applied_tier:
         return
@@ -381,7 +387,7 @@ def _apply_if_changed(row: Subscription, now: datetime, changes: list, *, reason
     row.applied_tier = served.key
 
 
-def _upsert_invoice(tenant_id: str, sub_id: str, obj: dict) -> None:
+def _upsert_invoice(tenant_id: str, sub_id: str, obj: dict[str, Any]) -> None:
     inv_id = _id(obj.get("id"))
     if not inv_id:
         return
@@ -438,7 +444,7 @@ def payment_failed_mail(amount_cents: int, currency: str, link: str) -> tuple[st
     return _("Your Glyphoxa payment failed"), body
 
 
-def _mail_payment_failed(tenant_id: str, invoice: dict, now: datetime) -> None:
+def _mail_payment_failed(tenant_id: str, invoice: dict[str, Any], now: datetime) -> None:
     from glyphoxa_htmx.adapters import mail
 
     owners = db.session.execute(

@@ -20,16 +20,16 @@ import threading
 import time
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any, Generic, TypedDict, TypeVar
 
-from flask_babel import format_number
-from sqlalchemy import and_, func, or_, select, text
+from sqlalchemy import Select, Subquery, and_, func, or_, select, text
 from sqlalchemy import delete as sql_delete
 
 from glyphoxa_htmx.core import audit
 from glyphoxa_htmx.core.authz import Actor, Perm, own, require
 from glyphoxa_htmx.core.deps import gateway
 from glyphoxa_htmx.core.errors import Conflict, DomainError, NotFound, ValidationError
-from glyphoxa_htmx.core.i18n import _, lazy_gettext
+from glyphoxa_htmx.core.i18n import _, format_number, lazy_gettext
 from glyphoxa_htmx.core.parse import like_pattern
 from glyphoxa_htmx.extensions import db
 from glyphoxa_htmx.models import Campaign, CampaignTombstone, GatewaySession, GatewayTenant, NpcDefinition, NpcPosition
@@ -201,9 +201,12 @@ class CampaignCard:
         return self.campaign.origin == "gateway"
 
 
+_Item = TypeVar("_Item")
+
+
 @dataclass
-class Page:
-    items: list
+class Page(Generic[_Item]):
+    items: list[_Item]
     page: int
     pages: int
     total: int
@@ -219,7 +222,7 @@ class Page:
         return self.page < self.pages
 
 
-def _card_columns(tenant_id: str):
+def _card_columns(tenant_id: str) -> tuple[Subquery, Subquery]:
     """(npc counts, session stats) subqueries, aggregated once for the tenant (no N+1)."""
     npcs = (
         select(NpcDefinition.campaign_id.label("campaign_id"), func.count().label("n"))
@@ -240,7 +243,7 @@ def _card_columns(tenant_id: str):
     return npcs, sessions
 
 
-def _cards_stmt(actor: Actor):
+def _cards_stmt(actor: Actor) -> Select[tuple[Campaign, int, datetime | None, bool, bool]]:
     npcs, sessions = _card_columns(actor.tenant_id)
     active = select(GatewayTenant.campaign_id).where(GatewayTenant.id == actor.tenant_id).scalar_subquery()
     return (
@@ -257,7 +260,9 @@ def _cards_stmt(actor: Actor):
     )
 
 
-def list_cards(actor: Actor, *, q: str = "", archived: bool = False, page: int = 1, per_page: int = PER_PAGE) -> Page:
+def list_cards(
+    actor: Actor, *, q: str = "", archived: bool = False, page: int = 1, per_page: int = PER_PAGE
+) -> Page[CampaignCard]:
     """The campaign cards of one page (three queries whatever the page size: registering ids
     found in gateway data, the count, the page)."""
     require(actor, Perm.VIEW_SESSIONS)
@@ -307,7 +312,7 @@ def counts(actor: Actor) -> dict[str, int]:
 # --------------------------------------------------------------------------- validation
 
 
-def _lines(value) -> list[str]:
+def _lines(value: Any) -> list[str]:
     if value is None:
         return []
     if isinstance(value, str):
@@ -315,7 +320,7 @@ def _lines(value) -> list[str]:
     return [str(v).strip() for v in value if str(v).strip()]
 
 
-def blank() -> dict:
+def blank() -> dict[str, Any]:
     return {
         "name": "",
         "game_system": "",
@@ -327,7 +332,7 @@ def blank() -> dict:
     }
 
 
-def to_form(campaign: Campaign) -> dict:
+def to_form(campaign: Campaign) -> dict[str, Any]:
     s = campaign.settings or {}
     return {
         "name": campaign.name,
@@ -341,10 +346,10 @@ def to_form(campaign: Campaign) -> dict:
     }
 
 
-def validate(data: dict) -> dict:
+def validate(data: dict[str, Any]) -> dict[str, Any]:
     """Clean campaign fields, or ValidationError with a message per field."""
     errors: dict[str, str] = {}
-    clean = {
+    clean: dict[str, Any] = {
         k: str(data.get(k) or "").strip()
         for k in ("name", "game_system", "description", "language", "tone", "house_rules")
     }
@@ -368,7 +373,7 @@ def validate(data: dict) -> dict:
     return clean
 
 
-def _apply(campaign: Campaign, clean: dict) -> None:
+def _apply(campaign: Campaign, clean: dict[str, Any]) -> None:
     campaign.name = clean["name"]
     campaign.game_system = clean["game_system"]
     campaign.description = clean["description"]
@@ -380,7 +385,7 @@ def _apply(campaign: Campaign, clean: dict) -> None:
     }
 
 
-def snapshot(campaign: Campaign) -> dict:
+def snapshot(campaign: Campaign) -> dict[str, Any]:
     return {
         "name": campaign.name,
         "game_system": campaign.game_system,
@@ -397,7 +402,7 @@ def new_campaign_id() -> str:
 # --------------------------------------------------------------------------- changes
 
 
-def create(actor: Actor, data: dict) -> Campaign:
+def create(actor: Actor, data: dict[str, Any]) -> Campaign:
     require(actor, Perm.MANAGE_CAMPAIGNS)
     clean = validate(data)
     campaign = Campaign(id=new_campaign_id(), tenant_id=actor.tenant_id, settings={}, version=1)
@@ -421,7 +426,7 @@ def _locked(actor: Actor, campaign_id: str) -> Campaign:
     )
 
 
-def update(actor: Actor, campaign_id: str, data: dict, *, version: int | str | None) -> Campaign:
+def update(actor: Actor, campaign_id: str, data: dict[str, Any], *, version: int | str | None) -> Campaign:
     """Save the form. ``version`` is what the form was loaded with: someone else's newer save wins
     and this one is refused with Conflict instead of silently overwriting it."""
     get(actor, campaign_id)  # 404 for someone else's campaign, before the role or the input is judged
@@ -596,7 +601,12 @@ def lock_cast(actor: Actor, campaign_id: str) -> None:
     )
 
 
-def delete(actor: Actor, campaign_id: str, confirm_name: str) -> dict:
+class Deleted(TypedDict):
+    name: str
+    npcs_deleted: int
+
+
+def delete(actor: Actor, campaign_id: str, confirm_name: str) -> Deleted:
     """Delete an archived campaign, its NPC definitions and their positions, in one transaction.
     Refused while a session of it is live, and unless its exact name was typed."""
     campaign = _locked(actor, campaign_id)  # 404 first, then the role (403)
@@ -621,7 +631,7 @@ def delete(actor: Actor, campaign_id: str, confirm_name: str) -> dict:
     db.session.execute(
         sql_delete(NpcPosition).where(NpcPosition.tenant_id == actor.tenant_id, NpcPosition.campaign_id == campaign.id)
     )
-    summary = {"name": campaign.name, "npcs_deleted": len(npc_names)}
+    summary: Deleted = {"name": campaign.name, "npcs_deleted": len(npc_names)}
     audit.record(
         "campaign.delete",
         "campaign",

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any, NotRequired, TypedDict
+
 from sqlalchemy import exists, func, select
 
 from glyphoxa_htmx.core.authz import Actor, Perm, require
@@ -11,7 +13,7 @@ from glyphoxa_htmx.models import Campaign, GatewaySession, NpcDefinition, User
 from glyphoxa_htmx.services import campaigns, sessions, tenants, usage
 
 
-def overview(actor: Actor) -> dict:
+def overview(actor: Actor) -> dict[str, Any]:
     """Bounded queries: the tenant, the session widgets (live now, last session with its line
     counts, this month's hours vs quota) and the onboarding steps. No gateway call, so the
     dashboard works while the gateway is down."""
@@ -42,9 +44,18 @@ def _progress(actor: Actor) -> dict[str, bool]:
     return {"campaign": row.campaign, "npc": row.npc, "session": row.session, "team": row.people > 1}
 
 
-def next_steps(actor: Actor) -> list[dict]:
+class Step(TypedDict):
+    key: str
+    title: str
+    hint: str
+    endpoint: str
+    perm: Perm
+    done: NotRequired[bool]
+
+
+def next_steps(actor: Actor) -> list[Step]:
     """The onboarding checklist (until the full wizard lands); empty once every step is done."""
-    steps = [
+    steps: list[Step] = [
         {
             "key": "campaign",
             "title": "Create your first campaign",

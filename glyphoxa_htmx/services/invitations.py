@@ -8,14 +8,17 @@ and lets a person who already belongs to another table switch to the one they we
 from __future__ import annotations
 
 import uuid
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import timedelta
+from typing import Any
 
 from sqlalchemy import func, select, update
 from sqlalchemy.orm import aliased
 
 from glyphoxa_htmx.core import audit
 from glyphoxa_htmx.core.authz import Actor, Perm, Role, assignable_roles, own, require
+from glyphoxa_htmx.core.dbconn import rowcount
 from glyphoxa_htmx.core.errors import ValidationError
 from glyphoxa_htmx.core.i18n import _
 from glyphoxa_htmx.core.parse import SNOWFLAKE_RE
@@ -33,7 +36,7 @@ class Created:
     link_token: str | None  # shown once (the link carries it); never stored
 
 
-def validate(actor: Actor, data: dict) -> dict:
+def validate(actor: Actor, data: Mapping[str, Any]) -> dict[str, Any]:
     errors: dict[str, str] = {}
     discord_id = str(data.get("discord_id") or "").strip()
     link = bool(data.get("link"))
@@ -66,7 +69,7 @@ def validate(actor: Actor, data: dict) -> dict:
     return {"discord_id": discord_id or None, "link": link, "role": role, "expires_days": days, "max_uses": max_uses}
 
 
-def create(actor: Actor, data: dict) -> Created:
+def create(actor: Actor, data: Mapping[str, Any]) -> Created:
     """An owner invites someone. Nothing is written on any refusal. Commits."""
     require(actor, Perm.MANAGE_USERS)
     clean = validate(actor, data)
@@ -273,12 +276,14 @@ def _switch(actor: Actor, invitation: TenantInvitation, *, ip: str | None = None
 
 def revoke_sign_ins(user_id: str, reason: str) -> int:
     """End every sign-in session of a person at once (removal, table deletion)."""
-    return db.session.execute(
-        update(LoginSession)
-        .where(LoginSession.user_id == user_id, LoginSession.revoked_at.is_(None))
-        .values(revoked_at=adoption.now(), revoked_reason=reason)
-        .execution_options(synchronize_session=False)
-    ).rowcount
+    return rowcount(
+        db.session.execute(
+            update(LoginSession)
+            .where(LoginSession.user_id == user_id, LoginSession.revoked_at.is_(None))
+            .values(revoked_at=adoption.now(), revoked_reason=reason)
+            .execution_options(synchronize_session=False)
+        )
+    )
 
 
 def tenant_name(tenant_id: str | None) -> str:

@@ -10,8 +10,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import Any
 
-from sqlalchemy import text
+from sqlalchemy import Row, text
 
 from glyphoxa_htmx.core.authz import Actor, Perm, require
 from glyphoxa_htmx.core.errors import NotFound, ValidationError
@@ -33,7 +34,7 @@ class Entity:
     id: str
     type: str
     name: str
-    attributes: dict
+    attributes: dict[str, Any]
     updated_at: datetime | None = None
     degree: int = 0
 
@@ -47,8 +48,8 @@ class Relationship:
     target_name: str
     target_type: str
     rel_type: str
-    attributes: dict
-    provenance: dict
+    attributes: dict[str, Any]
+    provenance: dict[str, Any]
     created_at: datetime | None = None
 
     @property
@@ -136,7 +137,7 @@ class EntityPage:
     total: int = 0
 
 
-def _entity(row) -> Entity:
+def _entity(row: Row[Any]) -> Entity:
     m = row._mapping
     return Entity(
         id=m["id"],
@@ -162,7 +163,7 @@ def entities(
         return EntityPage(ready=False)
     ent, rel = tables
     where = ["e.campaign_id = :c"]
-    params: dict = {"c": campaign_id, "n": limit + 1}
+    params: dict[str, Any] = {"c": campaign_id, "n": limit + 1}
     if type_:
         where.append("e.type = :type")
         params["type"] = type_
@@ -203,7 +204,7 @@ _REL_COLS = (
 )
 
 
-def _relationship(row) -> Relationship:
+def _relationship(row: Row[Any]) -> Relationship:
     m = row._mapping
     return Relationship(
         **{

@@ -292,7 +292,7 @@ class Watch:
         """Merge a poll (every line after ``low``, up to a batch) into the buffer. Called with
         the hub lock held."""
         top = self.buffer[-1].id if self.buffer else self.buf_floor
-        if self.buf_floor is None or low > top:
+        if self.buf_floor is None or top is None or low > top:
             self.buffer, self.buf_floor = list(lines), low  # not contiguous with what we had: restart
         else:
             merged = {line.id: line for line in self.buffer}
@@ -493,7 +493,7 @@ class Hub:
             if not sub.watch.subs:
                 sub.watch.wake.set()  # let the thread notice and retire
 
-    def stats(self) -> dict[str, dict]:
+    def stats(self) -> dict[str, dict[str, Any]]:
         """session id -> {viewers, polls, state} (for tests and diagnostics)."""
         with self.lock:
             return {
@@ -515,8 +515,8 @@ def hub() -> Hub:
     """This process's hub for the current app (created on first use, after any fork)."""
     from glyphoxa_htmx.extensions import db
 
-    app = current_app._get_current_object()
-    existing = app.extensions.get("glyphoxa.live_hub")
+    app = current_app
+    existing: Hub | None = app.extensions.get("glyphoxa.live_hub")
     if existing is not None:
         return existing
     with _hub_lock:

@@ -10,13 +10,18 @@ import json
 import math
 import re
 import uuid
+from collections.abc import Collection
 from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
 
 from flask_babel import format_number
 from sqlalchemy import ARRAY, Text, and_, case, cast, delete, func, insert, literal, or_, select
 from sqlalchemy import update as sql_update
 from sqlalchemy.dialects.postgresql import JSONB
-from sqlalchemy.orm import aliased
+from sqlalchemy.orm import InstrumentedAttribute, aliased
+from sqlalchemy.sql.elements import ColumnElement, UnaryExpression
+from sqlalchemy.sql.selectable import Select
 
 from glyphoxa_htmx.core import audit
 from glyphoxa_htmx.core.authz import Actor, Perm, own, require
@@ -96,15 +101,15 @@ def get(actor: Actor, npc_id: str) -> NpcDefinition:
     return own(actor, db.session.get(NpcDefinition, npc_id))
 
 
-def _scope(actor: Actor, campaign_id: str):
+def _scope(actor: Actor, campaign_id: str) -> ColumnElement[bool]:
     return and_(NpcDefinition.tenant_id == actor.tenant_id, NpcDefinition.campaign_id == campaign_id)
 
 
-def _order_by():
+def _order_by() -> tuple[UnaryExpression[int], InstrumentedAttribute[datetime], InstrumentedAttribute[str]]:
     return (NpcPosition.position.asc().nulls_last(), NpcDefinition.created_at, NpcDefinition.id)
 
 
-def _ordered(actor: Actor, campaign_id: str, *columns):
+def _ordered(actor: Actor, campaign_id: str, *columns: Any) -> Select[Any]:
     """The cast in display order: by saved position, then unpositioned rows by creation."""
     cols = columns or (NpcDefinition, func.row_number().over(order_by=_order_by()).label("rank"))
     return (
@@ -114,7 +119,9 @@ def _ordered(actor: Actor, campaign_id: str, *columns):
     )
 
 
-def list_cast(actor: Actor, campaign_id: str, *, q: str = "", page: int = 1, per_page: int = PER_PAGE) -> Page:
+def list_cast(
+    actor: Actor, campaign_id: str, *, q: str = "", page: int = 1, per_page: int = PER_PAGE
+) -> Page[CastMember]:
     """One page of a campaign's NPCs in display order, optionally filtered (two queries)."""
     require(actor, Perm.VIEW_SESSIONS)
     q = (q or "").strip()[:100]
@@ -151,7 +158,7 @@ def order_ids(actor: Actor, campaign_id: str) -> list[str]:
 # --------------------------------------------------------------------------- forms and validation
 
 
-def blank(default_provider: str = "espeak") -> dict:
+def blank(default_provider: str = "espeak") -> dict[str, Any]:
     return {
         "name": "",
         "personality": "",
@@ -191,7 +198,7 @@ ATTR_KINDS = {
 }
 
 
-def json_kind(value) -> str:
+def json_kind(value: object) -> str:
     if isinstance(value, str):
         return ""
     if isinstance(value, bool):
@@ -203,12 +210,12 @@ def json_kind(value) -> str:
     return "array" if isinstance(value, list) else "object"
 
 
-def shown(value) -> str:
+def shown(value: object) -> str:
     """How the editor shows a stored JSON value: strings as they are, anything else as JSON."""
     return value if isinstance(value, str) else _json(value)
 
 
-def _stored_items(value) -> list[str]:
+def _stored_items(value: object) -> list[str]:
     """A list column as the editor's textarea shows it (other tooling may store non-strings)."""
     if value is None:
         return []
@@ -217,7 +224,7 @@ def _stored_items(value) -> list[str]:
     return [shown(x) for x in value]
 
 
-def to_form(npc: NpcDefinition) -> dict:
+def to_form(npc: NpcDefinition) -> dict[str, Any]:
     voice = npc.voice if isinstance(npc.voice, dict) else {}
     attributes = npc.attributes if isinstance(npc.attributes, dict) else {}
     return {
@@ -239,12 +246,12 @@ def to_form(npc: NpcDefinition) -> dict:
     }
 
 
-def _voice_shown(voice: dict, key: str, default) -> str:
+def _voice_shown(voice: dict[str, Any], key: str, default: object) -> str:
     value = voice.get(key, default)
     return "" if value is None else shown(value)
 
 
-def _json(value) -> str:
+def _json(value: object) -> str:
     return json.dumps(value, ensure_ascii=False)
 
 
@@ -257,7 +264,7 @@ def token(npc: NpcDefinition) -> str:
     return f"{npc.updated_at.isoformat()}~{hashlib.sha256(content.encode()).hexdigest()[:16]}"
 
 
-def _items(value) -> list[str]:
+def _items(value: Any) -> list[str]:
     if value is None:
         return []
     if isinstance(value, str):
@@ -265,7 +272,7 @@ def _items(value) -> list[str]:
     return [str(v).strip() for v in value if str(v).strip()]
 
 
-def _number(raw, default: float) -> float | None:
+def _number(raw: object, default: float | None) -> float | None:
     if raw is None or (isinstance(raw, str) and not raw.strip()):
         return default
     if isinstance(raw, bool):
@@ -282,13 +289,13 @@ def _tidy(value: float) -> int | float:
     return int(value) if value == int(value) else value
 
 
-def _pairs(value) -> list[tuple[str, str]]:
+def _pairs(value: Any) -> list[tuple[str, str]]:
     if isinstance(value, dict):
         return [(str(k), shown(v)) for k, v in value.items()]
     return [(r.key, r.value) if isinstance(r, AttrRow) else (str(r[0] or ""), str(r[1] or "")) for r in (value or [])]
 
 
-def validate(data: dict) -> dict:
+def validate(data: dict[str, Any]) -> dict[str, Any]:
     """Clean NPC columns from form-ish input, enforcing the gateway's rules; ValidationError maps
     each bad field to a message shown next to it."""
     errors: dict[str, str] = {}
@@ -367,7 +374,7 @@ def validate(data: dict) -> dict:
     }
 
 
-def validate_voice(voice_in: dict, errors: dict[str, str]) -> dict:
+def validate_voice(voice_in: dict[str, Any], errors: dict[str, str]) -> dict[str, Any]:
     """The voice object {provider, voice_id, pitch_shift, speed_factor}; problems go into ``errors``."""
     provider = str(voice_in.get("provider") or "").strip().lower()
     if provider and not PROVIDER_RE.match(provider):
@@ -389,7 +396,7 @@ def validate_voice(voice_in: dict, errors: dict[str, str]) -> dict:
     }
 
 
-def _flag(value) -> bool:
+def _flag(value: object) -> bool:
     if isinstance(value, str):
         return value.strip().lower() in {"1", "true", "on", "yes"}
     return bool(value)
@@ -408,12 +415,12 @@ COLUMNS = (
 )
 
 
-def snapshot(npc: NpcDefinition) -> dict:
+def snapshot(npc: NpcDefinition) -> dict[str, Any]:
     return {"campaign_id": npc.campaign_id, **{c: getattr(npc, c) for c in COLUMNS}}
 
 
 def _check_cast_rules(
-    actor: Actor, campaign_id: str, clean: dict, *, npc_id: str | None, name: bool = True, helper: bool = True
+    actor: Actor, campaign_id: str, clean: dict[str, Any], *, npc_id: str | None, name: bool = True, helper: bool = True
 ) -> None:
     """Name unique within the campaign, at most one gm_helper (each checked only when ``name`` /
     ``helper`` say it is being set). Call with the cast lock held."""
@@ -466,7 +473,7 @@ def _write_order(actor: Actor, campaign_id: str, ids: list[str]) -> None:
 # --------------------------------------------------------------------------- changes
 
 
-def create(actor: Actor, campaign_id: str, data: dict) -> NpcDefinition:
+def create(actor: Actor, campaign_id: str, data: dict[str, Any]) -> NpcDefinition:
     campaign = campaigns.get(actor, campaign_id)  # 404 first, then the role (403)
     require(actor, Perm.MANAGE_NPCS)
     clean = validate(data)
@@ -505,7 +512,7 @@ class Saved:
     changed: tuple[str, ...]  # the columns written; empty when the form changed nothing
 
 
-def update(actor: Actor, npc_id: str, data: dict, *, updated_at: str | None) -> Saved:
+def update(actor: Actor, npc_id: str, data: dict[str, Any], *, updated_at: str | None) -> Saved:
     """Save the editor. ``updated_at`` is the token the form was loaded with; if the row changed
     since, raise Conflict rather than overwrite someone else's save.
 
@@ -562,10 +569,10 @@ def update(actor: Actor, npc_id: str, data: dict, *, updated_at: str | None) -> 
     return Saved(npc, changes.columns)
 
 
-def _merged(column, patch: dict, removed) -> object:
+def _merged(column: InstrumentedAttribute[Any], patch: dict[str, Any], removed: Collection[str]) -> ColumnElement[Any]:
     """SQL for ``column`` with the ``removed`` keys dropped and ``patch`` set. Every other key is
     left to PostgreSQL, never round-tripped through Python (a number keeps its exact digits)."""
-    base = case((func.jsonb_typeof(column) == "object", column), else_=cast(literal("{}"), JSONB))
+    base: ColumnElement[Any] = case((func.jsonb_typeof(column) == "object", column), else_=cast(literal("{}"), JSONB))
     if removed:
         base = base.op("-", return_type=JSONB)(literal(sorted(removed), ARRAY(Text)))
     return base.op("||", return_type=JSONB)(literal(patch, JSONB))
@@ -573,10 +580,10 @@ def _merged(column, patch: dict, removed) -> object:
 
 @dataclass
 class Changes:
-    values: dict = field(default_factory=dict)  # whole columns: name, personality, lists, flags, ...
-    voice: dict = field(default_factory=dict)  # voice keys to set
-    attributes: dict = field(default_factory=dict)  # attribute keys to set
-    removed: set = field(default_factory=set)  # attribute keys to drop
+    values: dict[str, Any] = field(default_factory=dict)  # whole columns: name, personality, lists, flags, ...
+    voice: dict[str, Any] = field(default_factory=dict)  # voice keys to set
+    attributes: dict[str, Any] = field(default_factory=dict)  # attribute keys to set
+    removed: set[str] = field(default_factory=set)  # attribute keys to drop
 
     @property
     def columns(self) -> tuple[str, ...]:
@@ -588,23 +595,23 @@ class Changes:
         return tuple(cols)
 
 
-def _line(value) -> str:
+def _line(value: object) -> str:
     """A single-line input as a browser sends it back (line breaks dropped), trimmed."""
     return str(value if value is not None else "").replace("\r", "").replace("\n", "").strip()
 
 
-def _block(value) -> str:
+def _block(value: object) -> str:
     """A textarea as a browser sends it back (CRLF line breaks), normalised and trimmed."""
     return str(value if value is not None else "").replace("\r\n", "\n").replace("\r", "\n").strip()
 
 
-def _lines(value) -> list[str]:
+def _lines(value: object) -> list[str]:
     if isinstance(value, (list, tuple)):
         value = "\n".join(str(v) for v in value)
     return [line.strip() for line in str(value or "").splitlines() if line.strip()]
 
 
-def _same_number(sent, stored: str) -> bool:
+def _same_number(sent: object, stored: str) -> bool:
     if _line(sent) == _line(stored):
         return True
     a, b = _number(sent, None), _number(stored, None)
@@ -619,7 +626,7 @@ VOICE_ERRORS = {
 }
 
 
-def _changes(npc: NpcDefinition, data: dict) -> Changes:
+def _changes(npc: NpcDefinition, data: dict[str, Any]) -> Changes:
     """What the submitted form changed, with clean values; ValidationError for changed fields
     only."""
     seen = to_form(npc)
@@ -648,7 +655,7 @@ def _changes(npc: NpcDefinition, data: dict) -> Changes:
             voice_changed.add(key)
 
     errors: dict[str, str] = {}
-    clean: dict = {}
+    clean: dict[str, Any] = {}
     if changed or voice_changed:
         # Unchanged fields stand in with their valid blank values: they are not written.
         stand_in = {
@@ -694,7 +701,7 @@ _KIND_HELP = {
 }
 
 
-def _typed(text: str, kind: str):
+def _typed(text: str, kind: str) -> Any:
     """The JSON value a changed attribute input means, by the type the value had; ValueError if
     the text isn't one of that type. Text (and a null given text) becomes a string."""
     text = text.strip()
@@ -719,13 +726,13 @@ def _typed(text: str, kind: str):
     return text
 
 
-def _attribute_changes(npc: NpcDefinition, rows, errors: dict[str, str]) -> tuple[dict, set]:
+def _attribute_changes(npc: NpcDefinition, rows: Any, errors: dict[str, str]) -> tuple[dict[str, Any], set[str]]:
     """Attribute keys to set (values typed like the ones they replace) and keys to remove. A row
     whose key and text are as loaded keeps its stored value exactly, whatever its type."""
     stored = npc.attributes if isinstance(npc.attributes, dict) else {}
     rows = [r if isinstance(r, AttrRow) else AttrRow(*[str(x or "") for x in r]) for r in rows]
     claimed = {r.orig for r in rows if r.orig in stored}
-    to_set: dict = {}
+    to_set: dict[str, Any] = {}
     final: set[str] = set()
     for row in rows:
         orig = row.orig if row.orig in stored else ""

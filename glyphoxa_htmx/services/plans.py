@@ -16,6 +16,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
+from typing import Any
 
 from flask_babel import format_currency, format_decimal, get_locale
 from sqlalchemy import func, select, text
@@ -358,7 +359,7 @@ def check_concurrent_sessions(actor: Actor) -> None:
         raise _upgrade(message)
 
 
-def check_session_quota(actor: Actor, usage: dict) -> None:
+def check_session_quota(actor: Actor, usage: dict[str, Any]) -> None:
     """Explain the monthly hours limit before the gateway refuses with a bare error."""
     tier = current(actor.tenant_id)
     quota = usage.get("quota") or Decimal(0)

@@ -8,17 +8,22 @@ import time
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import func, select, text
 
+from glyphoxa_htmx.adapters.gateway.client import month_start
 from glyphoxa_htmx.core import keyset
 from glyphoxa_htmx.core.authz import Actor, Perm, require
 from glyphoxa_htmx.core.deps import gateway, secrets, settings
 from glyphoxa_htmx.core.i18n import _, format_decimal, lazy_gettext
 from glyphoxa_htmx.extensions import db
 from glyphoxa_htmx.services import plans
-from glyphoxa_htmx.services.sessions import LIVE_STATES, gateway_tables_ready, month_start
+from glyphoxa_htmx.services.sessions import LIVE_STATES, gateway_tables_ready
 from glyphoxa_htmx.services.usage import METRICS, Month, add_months, chart
+
+if TYPE_CHECKING:
+    pass
 
 SIGNUP_DAYS = 14
 REDIS_TIMEOUT = 1.0
@@ -81,10 +86,10 @@ def _secrets_check() -> Check:
     )
 
 
-def pool_stats() -> dict:
+def pool_stats() -> dict[str, Any]:
     """SQLAlchemy's pool right now: connections in use, idle, and beyond the pool size."""
     pool = db.engine.pool
-    stats = {"size": None, "in_use": None, "idle": None, "overflow": None, "kind": type(pool).__name__}
+    stats: dict[str, Any] = {"size": None, "in_use": None, "idle": None, "overflow": None, "kind": type(pool).__name__}
     for key, attr in (("size", "size"), ("in_use", "checkedout"), ("idle", "checkedin"), ("overflow", "overflow")):
         fn = getattr(pool, attr, None)
         if callable(fn):
@@ -97,7 +102,7 @@ def pool_stats() -> dict:
     return stats
 
 
-def health() -> dict:
+def health() -> dict[str, Any]:
     """Outside checks (each bounded by its own timeout) and the gateway's live figures."""
     checks = [_gateway_check(), _redis_check(), _secrets_check()]
     live = {"sessions": 0, "workers": 0, "known": False}
@@ -168,7 +173,7 @@ def _subscriptions(now: datetime) -> tuple[list, dict]:
     return [(tier, status, n) for (tier, status), n in by_tier.items()], money
 
 
-def business(now: datetime | None = None) -> dict:
+def business(now: datetime | None = None) -> dict[str, Any]:
     now = now or datetime.now(UTC)
     first_day = (now - timedelta(days=SIGNUP_DAYS - 1)).date()
     counts = {
@@ -213,7 +218,7 @@ def business(now: datetime | None = None) -> dict:
     }
 
 
-def usage(end: date | None = None) -> dict:
+def usage(end: date | None = None) -> dict[str, Any]:
     """The whole platform's usage: this month's totals and the last 12 months (one query)."""
     end = month_start(end)
     start = add_months(end, -11)
@@ -354,7 +359,7 @@ def _worded(result: dict) -> dict:
     }
 
 
-def dashboard(actor: Actor) -> dict:
+def dashboard(actor: Actor) -> dict[str, Any]:
     require(actor, Perm.PLATFORM_OBSERVABILITY)
     return {
         "health": health(),
@@ -377,7 +382,7 @@ def _as_tenant(actor: Actor, tenant_id: str) -> Actor:
     return Actor(user_id=actor.user_id, tenant_id=tenant_id, role=Role.SUPER_ADMIN, name=actor.name, ip=actor.ip)
 
 
-def _gateway_view(tenant_id: str) -> dict:
+def _gateway_view(tenant_id: str) -> dict[str, Any]:
     """GetTenant and GetBotStatus, both quick reads; what went wrong when they can't answer."""
     from glyphoxa_htmx.adapters.gateway.errors import GatewayError
     from glyphoxa_htmx.adapters.gateway.errors import NotFound as GatewayNotFound

@@ -10,6 +10,7 @@ from glyphoxa_htmx.core.errors import NotFound, ValidationError
 from glyphoxa_htmx.core.i18n import _, valid_locale
 from glyphoxa_htmx.extensions import db
 from glyphoxa_htmx.models import User
+from glyphoxa_htmx.services.auth import Identity
 
 PROVIDERS = {"discord": "discord_id", "google": "google_id", "github": "github_id"}
 
@@ -54,7 +55,7 @@ def set_locale(actor: Actor, value: str) -> User:
     return user
 
 
-def link(actor: Actor, identity) -> User:
+def link(actor: Actor, identity: Identity) -> User:
     """Attach another provider's identity to this account (one account per identity)."""
     column = PROVIDERS.get(identity.provider)
     if column is None:

@@ -13,17 +13,21 @@ import logging
 import re
 import threading
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from typing import Any, TypedDict, cast
 from urllib.parse import urlsplit
 
-from sqlalchemy import select
+import psycopg
+from sqlalchemy import Table, select
 from sqlalchemy.exc import IntegrityError
 
 from glyphoxa_htmx.adapters import providers as catalog
 from glyphoxa_htmx.adapters.secrets import SecretsError, SecretsUnavailable
 from glyphoxa_htmx.core import audit
 from glyphoxa_htmx.core.authz import Actor, Perm, own, require
+from glyphoxa_htmx.core.dbconn import rowcount
 from glyphoxa_htmx.core.deps import secrets as secrets_backend
 from glyphoxa_htmx.core.errors import Conflict, NotFound, ValidationError
 from glyphoxa_htmx.extensions import db
@@ -44,7 +48,13 @@ _health: dict[int, tuple[float, str | None]] = {}
 _health_lock = threading.Lock()
 
 
-def backend_status() -> dict:
+class BackendStatus(TypedDict):
+    name: str
+    label: str
+    problem: str | None
+
+
+def backend_status() -> BackendStatus:
     """{"name", "label", "problem"} of the secrets backend, probed at most every HEALTH_TTL s
     per process (the settings page says keys can't be changed while it is down)."""
     backend = secrets_backend()
@@ -68,7 +78,7 @@ def _rows(tenant_id: str) -> dict[str, ProviderConfig]:
     return {row.slot: row for row in db.session.execute(stmt).scalars()}
 
 
-def overview(actor: Actor) -> list[dict]:
+def overview(actor: Actor) -> list[dict[str, Any]]:
     """Every slot with its provider, model, key hint and last test (one query). DMs and viewers
     see status; only owners get forms (the template asks ``can(MANAGE_TENANT)``)."""
     require(actor, Perm.VIEW_SESSIONS)
@@ -105,7 +115,7 @@ def get(actor: Actor, config_id: str) -> ProviderConfig:
 # ---- writing --------------------------------------------------------------------------------
 
 
-def _clean_base_url(raw: str, errors: dict) -> str:
+def _clean_base_url(raw: str, errors: dict[str, str]) -> str:
     url = (raw or "").strip()
     if not url:
         return ""
@@ -123,7 +133,7 @@ def _clean_base_url(raw: str, errors: dict) -> str:
     return url.rstrip("/")
 
 
-def _clean_key(raw: str | None, errors: dict) -> str:
+def _clean_key(raw: str | None, errors: dict[str, str]) -> str:
     key = (raw or "").strip()
     if not key:
         return ""
@@ -136,7 +146,7 @@ def _clean_key(raw: str | None, errors: dict) -> str:
     return key
 
 
-def _clean_options(raw: str | None, current: dict, errors: dict) -> dict:
+def _clean_options(raw: str | None, current: dict[str, Any], errors: dict[str, str]) -> dict[str, Any]:
     if raw is None:
         return current
     text = raw.strip()
@@ -179,7 +189,7 @@ def _secret_name(name: str) -> bool:
     return any(w in _SECRET_WORDS for w in re.split(r"[^a-z0-9]+", words))
 
 
-def _secret_looking(value) -> bool:
+def _secret_looking(value: object) -> bool:
     """True when a JSON value has a field named like a credential (anywhere inside)."""
     if isinstance(value, dict):
         return any(_secret_name(str(k)) or _secret_looking(v) for k, v in value.items())
@@ -188,13 +198,13 @@ def _secret_looking(value) -> bool:
     return False
 
 
-def _public(row: ProviderConfig | None) -> dict:
+def _public(row: ProviderConfig | None) -> dict[str, Any]:
     if row is None:
         return {}
     return {"provider": row.provider, "model": row.model, "base_url": row.base_url, "options": row.options}
 
 
-def save(actor: Actor, slot: str, form: dict) -> ProviderConfig:
+def save(actor: Actor, slot: str, form: Mapping[str, str]) -> ProviderConfig:
     """Create or update a slot. A new key is encrypted first; if the secrets backend refuses,
     nothing is written at all."""
     require(actor, Perm.MANAGE_TENANT)
@@ -266,7 +276,9 @@ def save(actor: Actor, slot: str, form: dict) -> ProviderConfig:
     try:
         db.session.commit()
     except IntegrityError as exc:
-        log.warning("provider save conflict: %s", exc.orig.diag.constraint_name if exc.orig else "")
+        log.warning(
+            "provider save conflict: %s", exc.orig.diag.constraint_name if isinstance(exc.orig, psycopg.Error) else ""
+        )
         db.session.rollback()
         raise Conflict("Someone saved this slot at the same moment. Reload and try again.") from None
     return row
@@ -390,11 +402,14 @@ def rewrap_all(*, batch: int = 100) -> tuple[int, int]:
             if new == old:
                 same += 1
                 continue
-            done = db.session.execute(
-                ProviderConfig.__table__.update()
-                .where(ProviderConfig.id == config_id, ProviderConfig.api_key_enc == old)
-                .values(api_key_enc=new)
-            ).rowcount
+            done = rowcount(
+                db.session.execute(
+                    cast(Table, ProviderConfig.__table__)
+                    .update()  # mapped to a Table, typed as any FromClause
+                    .where(ProviderConfig.id == config_id, ProviderConfig.api_key_enc == old)
+                    .values(api_key_enc=new)
+                )
+            )
             changed += done
         db.session.commit()
         after = rows[-1][0]

@@ -17,11 +17,13 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from typing import Any
 
 import grpc
 from sqlalchemy import func, select, text
 
 from glyphoxa_htmx.adapters.gateway import errors as gw
+from glyphoxa_htmx.adapters.gateway.client import NpcLiveState
 from glyphoxa_htmx.core import audit
 from glyphoxa_htmx.core.authz import Actor, Perm, own, require
 from glyphoxa_htmx.core.deps import gateway
@@ -64,11 +66,11 @@ class StartForm:
     note: str = ""  # why starting is impossible right now ('' = possible)
     fix: str = ""  # where the note's problem is fixed: 'discord' (table settings) or ''
     recent_channels: list[str] = field(default_factory=list)  # voice channels of recent sessions, newest first
-    usage: dict | None = None
+    usage: dict[str, Any] | None = None
     default_campaign: str = ""  # preselected: the tenant's active campaign, or the only one
 
 
-def start_form(actor: Actor, discord_guilds: list | None = None) -> StartForm:
+def start_form(actor: Actor, discord_guilds: list[Any] | None = None) -> StartForm:
     """What the start form offers: the tenant's campaigns and guilds (TenantInfo.guild_ids, named
     from the user's Discord guilds where known), or the reason starting is impossible."""
     require(actor, Perm.CONTROL_SESSIONS)
@@ -402,7 +404,8 @@ def stop(actor: Actor, session_id: str) -> StopResult:
         )
         db.session.commit()
         if not is_live(session):
-            return reconcile_stop(actor, session.id)
+            # None only if another request settled this stop in the meantime: the page checks again.
+            return reconcile_stop(actor, session.id) or StopResult(session, "checking")
         SESSION_STOPS.labels(actor.tenant_id, "timeout").inc()
         return StopResult(session, "checking")
     session = get(actor, session_id)
@@ -491,7 +494,7 @@ def reconcile_stop(actor: Actor, session_id: str, *, now: datetime | None = None
 
 @dataclass
 class NpcPanel:
-    npcs: list = field(default_factory=list)  # NpcLiveState
+    npcs: list[NpcLiveState] = field(default_factory=list)
     disabled: str = ""  # why the controls can't be used ('' = usable)
 
     @property

@@ -8,11 +8,13 @@ Every query is scoped by ``actor.tenant_id``; another tenant's session is a NotF
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
 from decimal import Decimal
+from typing import Any
 
-from sqlalchemy import select, text, tuple_
+from sqlalchemy import Connection, Row, Select, literal, select, text, tuple_
 
 from glyphoxa_htmx.adapters.gateway import errors as gw
 from glyphoxa_htmx.adapters.gateway.client import month_start
@@ -80,19 +82,19 @@ def viewer_signed_in(token_hash: str, tenant_id: str) -> bool:
     return _viewer_ok(row, tenant_id)
 
 
-def viewers_signed_in(conn, pairs: set[tuple[str, str]]) -> set[tuple[str, str]]:
+def viewers_signed_in(conn: Connection, pairs: set[tuple[str, str]]) -> set[tuple[str, str]]:
     """:func:`viewer_signed_in` for many open sockets at once (the live hub re-checks all its
     viewers together): the (token hash, tenant id) pairs whose sign-in still stands. One query
     per 1,000 distinct tokens, on ``conn`` (a Core connection: the hub has no app context)."""
     hashes = sorted({h for h, _ in pairs if h})
-    rows = {}
+    rows: dict[str, Row[Any]] = {}
     for start in range(0, len(hashes), 1000):
         for row in conn.execute(_viewer_query(hashes[start : start + 1000])):
             rows[row.token_hash] = row
     return {(h, t) for h, t in pairs if _viewer_ok(rows.get(h), t)}
 
 
-def _viewer_query(token_hashes: list[str]):
+def _viewer_query(token_hashes: list[str]) -> Select[Any]:
     return (
         select(
             LoginSession.token_hash,
@@ -109,7 +111,7 @@ def _viewer_query(token_hashes: list[str]):
     )
 
 
-def _viewer_ok(row, tenant_id: str) -> bool:
+def _viewer_ok(row: Row[Any] | None, tenant_id: str) -> bool:
     if row is None or row.revoked_at is not None or row.expires_at <= datetime.now(UTC):
         return False
     if row.status != "active" or row.tenant_id != tenant_id:
@@ -140,7 +142,7 @@ class SessionFilters:
     date_to: date | None = None
 
     @classmethod
-    def parse(cls, args) -> tuple[SessionFilters, dict]:
+    def parse(cls, args: Mapping[str, str]) -> tuple[SessionFilters, dict[str, Any]]:
         errors: dict[str, str] = {}
         state = args.get("state", "")
         if state and state not in STATES:
@@ -158,7 +160,7 @@ class SessionFilters:
             errors["date_to"] = _("The end date is before the start date.")
         return out, errors
 
-    def as_args(self) -> dict:
+    def as_args(self) -> dict[str, Any]:
         out = {"campaign": self.campaign or None, "state": self.state or None}
         out["date_from"] = self.date_from.isoformat() if self.date_from else None
         out["date_to"] = self.date_to.isoformat() if self.date_to else None
@@ -219,7 +221,9 @@ def list_sessions(
     if filters.state in ("", "ended"):
         stmt = select(GatewaySession).where(*conds, GatewaySession.state == "ended")
         if after is not None:
-            stmt = stmt.where(tuple_(GatewaySession.started_at, GatewaySession.id) < tuple_(*after))
+            stmt = stmt.where(
+                tuple_(GatewaySession.started_at, GatewaySession.id) < tuple_(literal(after[0]), literal(after[1]))
+            )
         rows = list(db.session.execute(stmt.order_by(*order).limit(limit + 1)).scalars())
         out.rows = rows[:limit]
         if len(rows) > limit:
@@ -241,7 +245,7 @@ def campaign_npcs(actor: Actor, campaign_id: str) -> list[NpcDefinition]:
     )
 
 
-def month_usage(actor: Actor, period: date | None = None) -> dict:
+def month_usage(actor: Actor, period: date | None = None) -> dict[str, Any]:
     """Session hours used in a month vs the tenant's quota (0 = unlimited), from the gateway's
     tables (one query), so it works while the gateway is down."""
     require(actor, Perm.VIEW_USAGE)
@@ -283,7 +287,7 @@ def month_usage(actor: Actor, period: date | None = None) -> dict:
     }
 
 
-def detail(actor: Actor, session_id: str) -> dict:
+def detail(actor: Actor, session_id: str) -> dict[str, Any]:
     """Everything the session page shows (bounded queries: session, campaign, NPCs, usage,
     transcript stats, recap)."""
     session = get(actor, session_id)
@@ -300,7 +304,7 @@ def detail(actor: Actor, session_id: str) -> dict:
     }
 
 
-def guild_names(discord_guilds: list | None) -> dict[str, str]:
+def guild_names(discord_guilds: list[Any] | None) -> dict[str, str]:
     """id -> name from the user's Discord guilds ([{id, name}], seen at sign-in)."""
     out = {}
     for g in discord_guilds or []:
@@ -312,7 +316,7 @@ def guild_names(discord_guilds: list | None) -> dict[str, str]:
 # --------------------------------------------------------------------------- dashboard
 
 
-def dashboard(actor: Actor) -> dict:
+def dashboard(actor: Actor) -> dict[str, Any]:
     """Widgets: live sessions now, the last session, this month's hours vs quota."""
     require(actor, Perm.VIEW_SESSIONS)
     if not gateway_tables_ready():

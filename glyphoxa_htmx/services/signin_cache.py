@@ -29,12 +29,16 @@ import threading
 import time
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import event, inspect
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import DeclarativeBase, ORMExecuteState, Session, UOWTransaction
 
 from glyphoxa_htmx.core.deps import settings
 from glyphoxa_htmx.services import auth
+
+if TYPE_CHECKING:
+    from glyphoxa_htmx.models import LoginSession
 
 MAX_ENTRIES = 50_000
 
@@ -56,7 +60,7 @@ class UserSnapshot:
     role: str
     status: str
     discord_id: str | None
-    discord_guilds: tuple
+    discord_guilds: tuple[dict[str, Any], ...]  # see User.discord_guilds
     tenant: TenantSnapshot | None
     locale: str | None = None
 
@@ -74,7 +78,7 @@ class LoginSnapshot:
     user: UserSnapshot
 
 
-def snapshot(row) -> LoginSnapshot:
+def snapshot(row: LoginSession) -> LoginSnapshot:
     user = row.user
     tenant = user.tenant
     return LoginSnapshot(
@@ -153,10 +157,10 @@ def resolve(token: str | None, user_agent: str | None = None) -> LoginSnapshot |
 
 # ---- invalidation on local writes ----------------------------------------------------------
 
-_WATCHED: tuple = ()
+_WATCHED: tuple[type[Any], ...] = ()
 
 
-def _watched() -> tuple:
+def _watched() -> tuple[type[Any], ...]:
     global _WATCHED
     if not _WATCHED:
         from glyphoxa_htmx.models import LoginSession, Tenant, User
@@ -165,7 +169,7 @@ def _watched() -> tuple:
     return _WATCHED
 
 
-def _ends_a_sign_in(obj) -> bool:
+def _ends_a_sign_in(obj: DeclarativeBase) -> bool:
     """A changed row that could end or alter a sign-in: anything but the ``last_seen_at`` touch
     (which happens about once a minute per sign-in and must not empty the cache)."""
     changed = {attr.key for attr in inspect(obj).attrs if attr.history.has_changes()}
@@ -173,7 +177,7 @@ def _ends_a_sign_in(obj) -> bool:
 
 
 @event.listens_for(Session, "after_flush")
-def _after_flush(session, _flush_context) -> None:
+def _after_flush(session: Session, _flush_context: UOWTransaction) -> None:
     watched = _watched()
     # New rows never end an existing sign-in (rotation marks the old row, which is dirty).
     if any(isinstance(obj, watched) for obj in session.deleted) or any(
@@ -184,7 +188,7 @@ def _after_flush(session, _flush_context) -> None:
 
 
 @event.listens_for(Session, "do_orm_execute")
-def _orm_execute(state) -> None:
+def _orm_execute(state: ORMExecuteState) -> None:
     if state.is_update or state.is_delete:
         mapper = state.bind_mapper
         if mapper is not None and issubclass(mapper.class_, _watched()):
@@ -193,6 +197,6 @@ def _orm_execute(state) -> None:
 
 
 @event.listens_for(Session, "after_commit")
-def _after_commit(session) -> None:
+def _after_commit(session: Session) -> None:
     if session.info.pop("gx_signin_changed", False):
         invalidate()  # again: a request may have cached the old state between flush and commit

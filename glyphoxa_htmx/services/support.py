@@ -5,12 +5,14 @@ time the ticket is opened. Tenant-scoped: another table's ticket is a 404."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from datetime import UTC, datetime
+from typing import TypedDict
 
 from flask import current_app
-from sqlalchemy import select, text, tuple_
+from sqlalchemy import Select, literal, select, text, tuple_
 
-from glyphoxa_htmx.adapters.support import SupportUnavailable
+from glyphoxa_htmx.adapters.support import Freshdesk, SupportUnavailable
 from glyphoxa_htmx.core import audit
 from glyphoxa_htmx.core.authz import Actor, Perm, own, require
 from glyphoxa_htmx.core.errors import NotFound, ValidationError
@@ -37,11 +39,27 @@ PAGE = 25
 MAX_SUBJECT, MAX_BODY = 200, 10_000
 
 
-def _desk():
-    return current_app.extensions.get("glyphoxa.support")
+def _desk() -> Freshdesk | None:
+    desk: Freshdesk | None = current_app.extensions.get("glyphoxa.support")
+    return desk
 
 
-def _clean(form) -> dict:
+class _TicketFields(TypedDict):
+    subject: str
+    body: str
+    category: str
+    session_id: str | None
+
+
+class TicketView(TypedDict):
+    """A ticket page: the ticket, its replies, and a note when the support desk couldn't be read."""
+
+    ticket: SupportTicket
+    replies: list[SupportReply]
+    note: str | None
+
+
+def _clean(form: Mapping[str, str]) -> _TicketFields:
     subject = (form.get("subject") or "").strip()
     body = (form.get("body") or "").strip()
     category = (form.get("category") or "").strip()
@@ -77,7 +95,7 @@ def _check_session(actor: Actor, session_id: str | None) -> None:
         raise ValidationError({"session_id": _("That isn't one of your table's sessions.")})
 
 
-def create(actor: Actor, form) -> SupportTicket:
+def create(actor: Actor, form: Mapping[str, str]) -> SupportTicket:
     require(actor, Perm.VIEW_SESSIONS)
     if not actor.tenant_id:
         raise ValidationError({"": _("Tickets belong to a table; you aren't in one.")})
@@ -117,12 +135,13 @@ def create(actor: Actor, form) -> SupportTicket:
     return ticket
 
 
-def _page(stmt, after: str | None):
+def _page(stmt: Select[tuple[SupportTicket]], after: str | None) -> tuple[list[SupportTicket], str | None]:
     if after and "~" in after:
         ts, _, tid = after.rpartition("~")
         try:
             stmt = stmt.where(
-                tuple_(SupportTicket.created_at, SupportTicket.id) < tuple_(datetime.fromisoformat(ts), tid)
+                tuple_(SupportTicket.created_at, SupportTicket.id)
+                < tuple_(literal(datetime.fromisoformat(ts)), literal(tid))
             )
         except ValueError:
             pass
@@ -135,12 +154,12 @@ def _page(stmt, after: str | None):
     return rows[:PAGE], nxt
 
 
-def list_for_tenant(actor: Actor, after: str | None = None):
+def list_for_tenant(actor: Actor, after: str | None = None) -> tuple[list[SupportTicket], str | None]:
     require(actor, Perm.VIEW_SESSIONS)
     return _page(select(SupportTicket).where(SupportTicket.tenant_id == actor.tenant_id), after)
 
 
-def list_all(actor: Actor, *, status: str = "", after: str | None = None):
+def list_all(actor: Actor, *, status: str = "", after: str | None = None) -> tuple[list[SupportTicket], str | None]:
     require(actor, Perm.MANAGE_ALL_TENANTS)
     stmt = select(SupportTicket)
     if status in STATUSES:
@@ -189,7 +208,7 @@ def _sync(ticket: SupportTicket) -> str | None:
     return None
 
 
-def get(actor: Actor, ticket_id: str) -> dict:
+def get(actor: Actor, ticket_id: str) -> TicketView:
     ticket = own(actor, db.session.get(SupportTicket, ticket_id))
     require(actor, Perm.VIEW_SESSIONS)
     note = _sync(ticket)
@@ -241,7 +260,7 @@ def reply(actor: Actor, ticket_id: str, body: str) -> SupportTicket:
     return ticket
 
 
-def admin_get(actor: Actor, ticket_id: str) -> dict:
+def admin_get(actor: Actor, ticket_id: str) -> TicketView:
     require(actor, Perm.MANAGE_ALL_TENANTS)
     ticket = db.session.get(SupportTicket, ticket_id)
     if ticket is None:

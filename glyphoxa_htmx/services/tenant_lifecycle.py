@@ -13,11 +13,14 @@ replay apply it again).
 from __future__ import annotations
 
 import logging
+import tempfile
+from typing import Any
 
 from sqlalchemy import delete, select, update
 
 from glyphoxa_htmx.core import audit
 from glyphoxa_htmx.core.authz import Actor, Perm, Role, require
+from glyphoxa_htmx.core.dbconn import rowcount
 from glyphoxa_htmx.core.deps import gateway
 from glyphoxa_htmx.core.errors import Unavailable, ValidationError
 from glyphoxa_htmx.extensions import db
@@ -56,7 +59,7 @@ TENANT_ROWS = (
 )
 
 
-def delete_tenant(actor: Actor, confirm_name: str, *, ip: str | None = None) -> dict:
+def delete_tenant(actor: Actor, confirm_name: str, *, ip: str | None = None) -> dict[str, int]:
     """Delete the actor's table. Returns what was deleted (counts). Commits."""
     require(actor, Perm.MANAGE_TENANT)
     tenant = db.session.get(Tenant, actor.tenant_id)
@@ -83,12 +86,14 @@ def delete_tenant(actor: Actor, confirm_name: str, *, ip: str | None = None) -> 
     counts: dict[str, int] = {}
     member_ids = list(db.session.execute(select(User.id).where(User.tenant_id == tenant.id)).scalars())
     counts["sign_ins_revoked"] = (
-        db.session.execute(
-            update(LoginSession)
-            .where(LoginSession.user_id.in_(member_ids), LoginSession.revoked_at.is_(None))
-            .values(revoked_at=db.func.now(), revoked_reason="table_deleted")
-            .execution_options(synchronize_session=False)
-        ).rowcount
+        rowcount(
+            db.session.execute(
+                update(LoginSession)
+                .where(LoginSession.user_id.in_(member_ids), LoginSession.revoked_at.is_(None))
+                .values(revoked_at=db.func.now(), revoked_reason="table_deleted")
+                .execution_options(synchronize_session=False)
+            )
+        )
         if member_ids
         else 0
     )
@@ -99,22 +104,26 @@ def delete_tenant(actor: Actor, confirm_name: str, *, ip: str | None = None) -> 
         .values(tenant_id=None)
         .execution_options(synchronize_session=False)
     )
-    counts["users"] = db.session.execute(
-        delete(User).where(User.tenant_id == tenant.id).execution_options(synchronize_session=False)
-    ).rowcount
+    counts["users"] = rowcount(
+        db.session.execute(delete(User).where(User.tenant_id == tenant.id).execution_options(synchronize_session=False))
+    )
     for model in TENANT_ROWS:
-        counts[model.__tablename__] = db.session.execute(
-            delete(model).where(model.tenant_id == tenant.id).execution_options(synchronize_session=False)
-        ).rowcount
+        counts[model.__tablename__] = rowcount(
+            db.session.execute(
+                delete(model).where(model.tenant_id == tenant.id).execution_options(synchronize_session=False)
+            )
+        )
     # Voice samples: hidden now, in this transaction; their objects and then rows go right after
     # the commit (voice_samples.cleanup: object first, then row). A storage failure leaves the row
     # marked for `glyphoxa-web voice-samples-cleanup`, never an object without its row.
-    counts["voice_samples"] = db.session.execute(
-        update(VoiceSample)
-        .where(VoiceSample.tenant_id == tenant.id, VoiceSample.deleting_at.is_(None))
-        .values(deleting_at=db.func.now())
-        .execution_options(synchronize_session=False)
-    ).rowcount
+    counts["voice_samples"] = rowcount(
+        db.session.execute(
+            update(VoiceSample)
+            .where(VoiceSample.tenant_id == tenant.id, VoiceSample.deleting_at.is_(None))
+            .values(deleting_at=db.func.now())
+            .execution_options(synchronize_session=False)
+        )
+    )
     name = tenant.name
     db.session.execute(delete(Tenant).where(Tenant.id == tenant.id).execution_options(synchronize_session=False))
     audit.record(
@@ -160,12 +169,11 @@ def _delete_on_gateway(tenant_id: str) -> None:
 # --------------------------------------------------------------------------- export before delete
 
 
-def export_zip(actor: Actor):
+def export_zip(actor: Actor) -> tempfile.SpooledTemporaryFile[bytes]:
     """A zip of the table (a spooled temporary file, rewound): campaigns (ours, JSON), NPCs as the
     gateway stores them (``public.npc_definitions`` rows, every column), transcripts (.md, one per
     session) and knowledge (the memory schema's entities and relationships, JSON)."""
     import json
-    import tempfile
     import zipfile
 
     from sqlalchemy import text
@@ -176,13 +184,13 @@ def export_zip(actor: Actor):
     require(actor, Perm.MANAGE_TENANT)
     tenant = db.session.get(Tenant, actor.tenant_id)
 
-    def rows(sql: str, **params) -> list[dict]:
+    def rows(sql: str, **params: object) -> list[dict[str, Any]]:
         return [r[0] for r in db.session.execute(text(sql), params)]
 
     out = tempfile.SpooledTemporaryFile(max_size=8 * 1024 * 1024)
     with zipfile.ZipFile(out, "w", compression=zipfile.ZIP_DEFLATED) as zf:
 
-        def put(name: str, value) -> None:
+        def put(name: str, value: object) -> None:
             zf.writestr(name, json.dumps(value, indent=2, default=str, ensure_ascii=False))
 
         put("table.json", {"id": tenant.id if tenant else actor.tenant_id, "name": tenant.name if tenant else ""})
@@ -198,7 +206,9 @@ def export_zip(actor: Actor):
             ),
         )
         names = dict(
-            db.session.execute(select(Campaign.id, Campaign.name).where(Campaign.tenant_id == actor.tenant_id)).all()
+            db.session.execute(select(Campaign.id, Campaign.name).where(Campaign.tenant_id == actor.tenant_id))
+            .tuples()
+            .all()
         )
         sessions = (
             db.session.execute(

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import re
 import unicodedata
+from collections.abc import Iterator, Sequence
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal, InvalidOperation
+from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import func, select, text, update
+from sqlalchemy import Row, func, select, text, update
 
 # The gateway's tenant-id rule lives in one place, beside the gateway client.
 from glyphoxa_htmx.adapters.gateway.tenant_id import MAX_TENANT_ID_LENGTH as MAX_TENANT_ID
@@ -20,6 +22,9 @@ from glyphoxa_htmx.core.i18n import _
 from glyphoxa_htmx.core.parse import SNOWFLAKE_RE, like_pattern
 from glyphoxa_htmx.extensions import db
 from glyphoxa_htmx.models import GuildClaim, Tenant
+
+if TYPE_CHECKING:
+    from glyphoxa_htmx.models import User
 
 _TRANSLIT = str.maketrans(
     {
@@ -60,7 +65,7 @@ def _taken_ids(base: str) -> set[str]:
     return set(db.session.execute(text(sql), params).scalars())
 
 
-def candidate_ids(name: str):
+def candidate_ids(name: str) -> Iterator[str]:
     base = slug_base(name)
     yield base
     for n in range(2, 10_000):
@@ -162,7 +167,9 @@ def rename(actor: Actor, name: str) -> Tenant:
     return tenant
 
 
-def list_all(actor: Actor, *, q: str = "", limit: int = 50, after: str | None = None):
+def list_all(
+    actor: Actor, *, q: str = "", limit: int = 50, after: str | None = None
+) -> tuple[Sequence[Row[tuple[Tenant, int]]], str | None]:
     """Super admin: every tenant with its member count (one query)."""
     require(actor, Perm.MANAGE_ALL_TENANTS)
     from glyphoxa_htmx.models import User
@@ -281,7 +288,7 @@ def revoke_sign_ins(actor: Actor, tenant_id: str) -> int:
 # ---- Discord connection (guilds and bot token live on the gateway) ---------------------------
 
 
-def discord_connection(actor: Actor) -> dict:
+def discord_connection(actor: Actor) -> dict[str, Any]:
     """The tenant's Discord servers as the gateway knows them (quick read), or why unknown."""
     from glyphoxa_htmx.adapters.gateway.errors import GatewayError
     from glyphoxa_htmx.adapters.gateway.errors import NotFound as GatewayNotFound
@@ -317,10 +324,10 @@ def _gateway_tables() -> bool:
     return bool(db.session.execute(text("SELECT to_regclass('public.tenants') IS NOT NULL")).scalar())
 
 
-def guild_holders(guild_ids: list[str]) -> dict[str, dict]:
+def guild_holders(guild_ids: list[str]) -> dict[str, dict[str, Any]]:
     """For each server id: the table that claims it (``claim``) and the tables whose gateway
     list names it (``gateway``). Two queries, whatever the number of ids."""
-    out: dict[str, dict] = {gid: {"claim": None, "gateway": set()} for gid in guild_ids}
+    out: dict[str, dict[str, Any]] = {gid: {"claim": None, "gateway": set()} for gid in guild_ids}
     if not guild_ids:
         return out
     for claim in db.session.execute(select(GuildClaim).where(GuildClaim.guild_id.in_(guild_ids))).scalars():
@@ -342,12 +349,13 @@ def guild_owner(guild_id: str) -> str | None:
     """The one table a server belongs to: its claim, else the only table the gateway lists it
     for. None when nobody has it, or when several gateway tables list it and nobody claimed it."""
     holders = guild_holders([guild_id])[guild_id]
-    if holders["claim"]:
-        return holders["claim"]
+    claim: str | None = holders["claim"]
+    if claim:
+        return claim
     return next(iter(holders["gateway"])) if len(holders["gateway"]) == 1 else None
 
 
-def manageable_guilds(user) -> tuple[set[str], datetime | None]:
+def manageable_guilds(user: User) -> tuple[set[str], datetime | None]:
     """The server ids the user may manage (Manage Server, per their last Discord sign-in) and
     when that list was read (None: never, e.g. signed in without Discord)."""
     ids = {
@@ -364,7 +372,7 @@ def _check_guild_ownership(actor: Actor, cleaned: list[str], kept: set[str]) -> 
 
     added = [gid for gid in cleaned if gid not in kept]
     if added:
-        user = db.session.get(User, actor.user_id)
+        user = db.session.get_one(User, actor.user_id)  # the signed-in actor's own row
         manageable, fetched_at = manageable_guilds(user)
         if fetched_at is None or datetime.now(UTC) - fetched_at > DISCORD_GUILDS_MAX_AGE:
             why = (
@@ -406,12 +414,12 @@ def _claim_guilds(actor: Actor, guild_ids: list[str]) -> None:
     stmt = insert(GuildClaim).values(
         [{"guild_id": gid, "tenant_id": actor.tenant_id, "claimed_by": actor.user_id} for gid in guild_ids]
     )
-    stmt = stmt.on_conflict_do_update(
+    upsert = stmt.on_conflict_do_update(
         index_elements=[GuildClaim.guild_id],
         set_={"updated_at": func.now()},
         where=GuildClaim.tenant_id == stmt.excluded.tenant_id,
     ).returning(GuildClaim.guild_id)
-    mine = set(db.session.execute(stmt).scalars())
+    mine = set(db.session.execute(upsert).scalars())
     lost = [gid for gid in guild_ids if gid not in mine]
     if lost:
         db.session.rollback()
@@ -484,7 +492,7 @@ def update_discord(actor: Actor, guild_ids: list[str], bot_token: str | None) ->
 # ---- operators: which table a Discord server belongs to -----------------------------------------
 
 
-def guild_lookup(actor: Actor, guild_id: str) -> dict | None:
+def guild_lookup(actor: Actor, guild_id: str) -> dict[str, Any] | None:
     """Operator view of one server: the claiming table and the tables the gateway lists it for.
     None for an empty query; ValidationError for something that isn't a server id."""
     require(actor, Perm.MANAGE_ALL_TENANTS)
@@ -502,7 +510,7 @@ def guild_lookup(actor: Actor, guild_id: str) -> dict | None:
     }
 
 
-def reassign_guild(actor: Actor, guild_id: str, tenant_id: str) -> dict:
+def reassign_guild(actor: Actor, guild_id: str, tenant_id: str) -> dict[str, Any]:
     """Operators: give a Discord server to ``tenant_id``. Claims it for that table, adds it to the
     table's gateway list and removes it from every other table's gateway list (the gateway can't
     empty a list: a table whose only server it was keeps listing it there, but sessions are only

@@ -16,13 +16,14 @@ import io
 import re
 import struct
 import zlib
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 from markupsafe import Markup, escape
 from psycopg import sql
-from sqlalchemy import text
+from sqlalchemy import Row, text
 
 from glyphoxa_htmx.adapters.gateway.tenant_id import tenant_id_problem
 from glyphoxa_htmx.core.authz import Actor, Perm, own, require
@@ -107,7 +108,7 @@ class Line:
         return (self.timestamp - _EPOCH) // timedelta(microseconds=1)
 
     @property
-    def order_key(self) -> tuple:
+    def order_key(self) -> tuple[Any, ...]:
         """Transcript order: by time, ties (and equal clocks) by id."""
         return (self.timestamp, self.id)
 
@@ -123,7 +124,7 @@ def speaker_colour(key: str) -> int:
 _LINE_COLS = "id, session_id, speaker_id, speaker_name, npc_id, text, timestamp"
 
 
-def _line(row, raw: bool = False) -> Line:
+def _line(row: Row[Any], raw: bool = False) -> Line:
     m = row._mapping
     return Line(
         id=int(m["id"]),
@@ -174,7 +175,7 @@ class TranscriptFilters:
     raw: bool = False
 
     @classmethod
-    def parse(cls, args) -> TranscriptFilters:
+    def parse(cls, args: Mapping[str, str]) -> TranscriptFilters:
         kind = args.get("kind", "all")
         at = parse_elapsed(args.get("at", ""))
         return cls(
@@ -184,7 +185,7 @@ class TranscriptFilters:
             raw=args.get("raw") in ("1", "on", "true"),
         )
 
-    def as_args(self) -> dict:
+    def as_args(self) -> dict[str, Any]:
         out = {}
         if self.speaker:
             out["speaker"] = self.speaker
@@ -271,7 +272,7 @@ def page(
         return TranscriptPage(ready=False)
     table = qualified(schema_name(actor.tenant_id), "session_entries")
     where = ["e.session_id = :sid"]
-    params: dict = {"sid": session.id, "n": limit}
+    params: dict[str, Any] = {"sid": session.id, "n": limit}
     if filters.speaker:
         where.append("e.speaker_name = :speaker")
         params["speaker"] = filters.speaker
@@ -339,7 +340,7 @@ def page(
     )
 
 
-def stats(actor: Actor, session: GatewaySession) -> dict | None:
+def stats(actor: Actor, session: GatewaySession) -> dict[str, Any] | None:
     """Line counts of a session (None when the memory schema does not exist)."""
     require(actor, Perm.VIEW_TRANSCRIPTS)
     own(actor, session)
@@ -458,7 +459,7 @@ def search(
         return result
     table = qualified(schema_name(actor.tenant_id), "session_entries")
     where = ["to_tsvector('english', e.text) @@ query"]
-    params: dict = {"q": q, "opts": _HEADLINE_OPTS, "n": limit + 1, "start": _START, "stop": _STOP}
+    params: dict[str, Any] = {"q": q, "opts": _HEADLINE_OPTS, "n": limit + 1, "start": _START, "stop": _STOP}
     if campaign:
         where.append("e.campaign_id = :campaign")
         params["campaign"] = memory_campaign(campaign)

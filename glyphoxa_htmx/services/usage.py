@@ -10,16 +10,18 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from decimal import Decimal
+from typing import Any
 
 from flask_babel import format_date
 from sqlalchemy import text
 
+from glyphoxa_htmx.adapters.gateway.client import month_start
 from glyphoxa_htmx.core.authz import Actor, Perm, require
 from glyphoxa_htmx.core.errors import ValidationError
 from glyphoxa_htmx.core.i18n import _, lazy_gettext
 from glyphoxa_htmx.extensions import db
 from glyphoxa_htmx.services import plans
-from glyphoxa_htmx.services.sessions import gateway_tables_ready, month_start, month_usage
+from glyphoxa_htmx.services.sessions import gateway_tables_ready, month_usage
 
 METRICS = (
     ("session_hours", lazy_gettext("Session hours")),
@@ -80,7 +82,7 @@ def _months(actor: Actor, start: date, end: date) -> list[Month]:
     return out
 
 
-def per_campaign(actor: Actor, period: date | None = None) -> list[dict]:
+def per_campaign(actor: Actor, period: date | None = None) -> list[dict[str, Any]]:
     """Session hours per campaign in a month, from public.sessions start/end clipped to the month
     (a live session counts up to now): one query."""
     require(actor, Perm.VIEW_USAGE)
@@ -113,7 +115,7 @@ def per_campaign(actor: Actor, period: date | None = None) -> list[dict]:
     ]
 
 
-def chart(months: list[Month], key: str, *, width: int = 480, height: int = 160) -> dict:
+def chart(months: list[Month], key: str, *, width: int = 480, height: int = 160) -> dict[str, Any]:
     """Geometry for a server-rendered SVG bar chart (no script, no style attributes)."""
     values = [float(m.values[key] or 0) for m in months]
     top = max(values) or 1.0
@@ -137,7 +139,7 @@ def chart(months: list[Month], key: str, *, width: int = 480, height: int = 160)
     return {"width": width, "height": height, "bars": bars, "max": top, "baseline": height - pad_bottom}
 
 
-def page(actor: Actor) -> dict:
+def page(actor: Actor) -> dict[str, Any]:
     require(actor, Perm.VIEW_USAGE)
     months = history(actor)
     return {
@@ -150,7 +152,7 @@ def page(actor: Actor) -> dict:
     }
 
 
-def quota_warning(usage: dict | None) -> dict | None:
+def quota_warning(usage: dict[str, Any] | None) -> dict[str, Any] | None:
     """The dashboard's banner: at 80% of the month's session hours a warning, at 100% the limit."""
     if not usage or not usage.get("known") or not usage.get("quota") or usage["quota"] <= 0:
         return None
@@ -177,7 +179,7 @@ def export_csv(actor: Actor, start: date, end: date) -> Iterator[str]:
     """CSV lines, one month per row (read in one query, written as it streams)."""
     months = _months(actor, start, end)
 
-    def generate():
+    def generate() -> Iterator[str]:
         buf = io.StringIO()
         writer = csv.writer(buf)
         writer.writerow(["month", *[k for k, _ in METRICS]])

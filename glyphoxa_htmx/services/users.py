@@ -76,7 +76,7 @@ def remove_member(actor: Actor, user_id: str) -> User:
     return user
 
 
-def list_all(actor: Actor, *, q: str = "", limit: int = 50, after: str | None = None):
+def list_all(actor: Actor, *, q: str = "", limit: int = 50, after: str | None = None) -> tuple[list[User], str | None]:
     require(actor, Perm.MANAGE_ALL_TENANTS)
     stmt = select(User).order_by(User.id).limit(limit + 1)
     if q:

@@ -18,6 +18,7 @@ import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from flask import current_app
 from flask_babel import force_locale
@@ -166,7 +167,7 @@ def _credentials(actor: Actor, provider: str) -> provider_keys.TenantKey | None:
     return key
 
 
-def _engine(provider: str, key: provider_keys.TenantKey | None = None):
+def _engine(provider: str, key: provider_keys.TenantKey | None = None) -> tts.TtsEngine:
     """An engine; a tenant key is decrypted here, in memory, for this call only."""
     try:
         if key is None:
@@ -179,7 +180,7 @@ def _engine(provider: str, key: provider_keys.TenantKey | None = None):
         raise VoiceError(exc.message, exc.status) from exc
 
 
-def preview(actor: Actor, npc_id: str, *, text: str | None = None, voice: dict | None = None) -> Preview:
+def preview(actor: Actor, npc_id: str, *, text: str | None = None, voice: dict[str, Any] | None = None) -> Preview:
     """Audio of ``text`` (or a greeting) in the NPC's voice. ``voice`` overrides the saved voice
     with the editor's unsaved values; it is validated with the same rules as a save."""
     npc = npcs.get(actor, npc_id)  # 404 first, then the role (403)

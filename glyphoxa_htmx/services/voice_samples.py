@@ -29,6 +29,7 @@ from glyphoxa_htmx.adapters import storage as store
 from glyphoxa_htmx.adapters import tts
 from glyphoxa_htmx.core import audit
 from glyphoxa_htmx.core.authz import Actor, Perm, own, require
+from glyphoxa_htmx.core.dbconn import rowcount
 from glyphoxa_htmx.core.errors import Conflict, Forbidden, Unavailable, ValidationError
 from glyphoxa_htmx.core.i18n import _, gettext, lazy_gettext
 from glyphoxa_htmx.core.metrics import VOICE_UPLOADS
@@ -75,7 +76,7 @@ class Probe:
     sample_rate: int
 
 
-def storage():
+def storage() -> store.S3Storage | store.LocalStorage:
     return store.get_storage(current_app.instance_path)
 
 
@@ -254,7 +255,7 @@ def audio(actor: Actor, sample_id: str, expires: str, sig: str) -> tuple[bytes, 
 # ---- writing --------------------------------------------------------------------------------
 
 
-def _clean_name(raw: str, filename: str, errors: dict) -> str:
+def _clean_name(raw: str, filename: str, errors: dict[str, str]) -> str:
     name = " ".join((raw or "").split())
     if not name:
         name = " ".join(re.sub(r"[_\-.]+", " ", os.path.splitext(os.path.basename(filename or ""))[0]).split())
@@ -296,6 +297,7 @@ def _upload(actor: Actor, name: str, filename: str, data: bytes | None) -> Voice
         errors["file"] = _("The file is empty.")
     if errors:
         raise ValidationError(errors, next(iter(errors.values())))
+    assert data is not None  # no file is an error above
     info = probe(data, ext)
     sample_id = new_id()
     key = store.object_key(actor.tenant_id, sample_id, ext)
@@ -389,21 +391,24 @@ def clone(actor: Actor, sample_id: str) -> VoiceSample:
     row = get(actor, sample_id)
     require(actor, Perm.UPLOAD_VOICE)
     # Claim it atomically: two clicks (or two tabs) must not make two voices at ElevenLabs.
-    claimed = db.session.execute(
-        update(VoiceSample)
-        .where(
-            VoiceSample.id == row.id,
-            VoiceSample.tenant_id == actor.tenant_id,
-            VoiceSample.status.in_(("uploaded", "failed", "ready")),
+    claimed = rowcount(
+        db.session.execute(
+            update(VoiceSample)
+            .where(
+                VoiceSample.id == row.id,
+                VoiceSample.tenant_id == actor.tenant_id,
+                VoiceSample.status.in_(("uploaded", "failed", "ready")),
+            )
+            .values(status="processing", error="")
         )
-        .values(status="processing", error="")
-    ).rowcount
+    )
     db.session.commit()
     if not claimed:
         raise Conflict(_("This sample is being cloned already."))
     db.session.refresh(row)
     try:
         engine = voice._engine("elevenlabs", voice._credentials(actor, "elevenlabs"))
+        assert isinstance(engine, tts.ElevenLabsEngine)  # the "elevenlabs" provider always builds one
         try:
             data = storage().get(row.file_key)
         except store.StorageError as exc:

@@ -253,7 +253,9 @@ class MissingExtension(RuntimeError):
 
 
 def _table_exists(conn: psycopg.Connection, qualified: str) -> bool:
-    return conn.execute("SELECT to_regclass(%s)", (qualified,)).fetchone()[0] is not None
+    row = conn.execute("SELECT to_regclass(%s)", (qualified,)).fetchone()
+    assert row is not None  # a SELECT without FROM always has its one row
+    return row[0] is not None
 
 
 def _require_extension(conn: psycopg.Connection, name: str) -> None:

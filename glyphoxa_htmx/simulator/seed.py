@@ -20,6 +20,7 @@ import struct
 import uuid
 import wave
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import psycopg
 from psycopg import sql
@@ -142,7 +143,7 @@ def _seed_one(
     script = DialogueScript(cast, seed=key)
 
     stamp = started + timedelta(minutes=3)
-    usage = {"llm_tokens": 0, "tts_chars": 0, "stt_seconds": 0.0}
+    usage: dict[str, Any] = {"llm_tokens": 0, "tts_chars": 0, "stt_seconds": 0.0}
     lines = []
     all_facts: list[Fact] = []
     for _ in range(LINES_PER_SESSION):
@@ -196,7 +197,8 @@ def _seed_one(
     store.write_facts(conn, schema, campaign_id=campaign_id, session_id=session_id, facts=facts)
 
     audio = tiny_wav()
-    has_recaps = conn.execute("SELECT to_regclass(%s)", (f"{schema}.recaps",)).fetchone()[0] is not None
+    recaps = conn.execute("SELECT to_regclass(%s)", (f"{schema}.recaps",)).fetchone()
+    has_recaps = recaps is not None and recaps[0] is not None
     if has_recaps:  # a worker-made schema may have none; we never add the table to it
         conn.execute(
             sql.SQL(

@@ -241,7 +241,7 @@ class _SessionRuntime:
             self._finish()
 
     def _activate(self) -> bool:
-        with self.sim.pool.connection() as conn:
+        with self.sim.db.connection() as conn:
             row = conn.execute(
                 "UPDATE public.sessions SET state = 'active', last_heartbeat = now() "
                 "WHERE id = %s AND state = 'pending' AND worker_pod = %s RETURNING started_at",
@@ -256,7 +256,7 @@ class _SessionRuntime:
 
     def _prepare_memory(self) -> bool:
         try:
-            with self.sim.pool.connection() as conn:
+            with self.sim.db.connection() as conn:
                 schema = ddl.ensure_tenant_schema(conn, self.tenant_id)
                 conn.execute(
                     f'INSERT INTO "{schema}".sessions (session_id, campaign_id, started_at) '
@@ -268,7 +268,7 @@ class _SessionRuntime:
         except (ValueError, psycopg.Error) as exc:
             log.warning("simulated session %s cannot prepare memory: %s", self.session_id, exc)
             self.error = f"worker: memory store: {exc}"
-            with self.sim.pool.connection() as conn:
+            with self.sim.db.connection() as conn:
                 conn.execute(
                     "UPDATE public.sessions SET state = 'ended', error = %s, ended_at = now() "
                     "WHERE id = %s AND state <> 'ended'",
@@ -340,12 +340,12 @@ class _SessionRuntime:
         return hundredths / 100.0
 
     def _write(self, lines: list[Line]) -> bool:
-        usage = {"llm_tokens": 0, "tts_chars": 0, "stt_seconds": 0.0}
+        usage: dict[str, Any] = {"llm_tokens": 0, "tts_chars": 0, "stt_seconds": 0.0}
         for line in lines:
             for key, value in store.line_usage(line).items():
                 usage[key] += value
         facts = self.script.take_facts()
-        with self.sim.pool.connection() as conn, conn.transaction():
+        with self.sim.db.connection() as conn, conn.transaction():
             if not self._lock_own_row(conn):
                 return False
             for line in lines:
@@ -364,7 +364,7 @@ class _SessionRuntime:
         return True
 
     def _heartbeat(self) -> bool:
-        with self.sim.pool.connection() as conn:
+        with self.sim.db.connection() as conn:
             row = conn.execute(
                 "UPDATE public.sessions SET last_heartbeat = now() "
                 "WHERE id = %s AND state = 'active' AND worker_pod = %s RETURNING id",
@@ -379,7 +379,7 @@ class _SessionRuntime:
         reason = self.exit_reason
         try:
             if reason == "stopped" and self._last_bill is not None:
-                with self.sim.pool.connection() as conn, conn.transaction():
+                with self.sim.db.connection() as conn, conn.transaction():
                     store.add_usage(conn, self.tenant_id, session_hours=self._bill(final=True))
                     conn.execute(
                         f'UPDATE "{self.schema}".sessions SET ended_at = now() WHERE session_id = %s',
@@ -388,7 +388,7 @@ class _SessionRuntime:
             elif reason == "shutdown" and self._last_bill is not None:
                 hours = self._bill(final=False)
                 if hours:
-                    with self.sim.pool.connection() as conn:
+                    with self.sim.db.connection() as conn:
                         store.add_usage(conn, self.tenant_id, session_hours=hours)
         except Exception as exc:  # noqa: BLE001
             log.warning("simulated session %s: final bookkeeping failed: %s", self.session_id, exc)
@@ -422,7 +422,7 @@ class _Management(mgrpc.ManagementServiceServicer):
         self.sim = sim
 
     def _conn(self):
-        return self.sim.pool.connection()
+        return self.sim.db.connection()
 
     def _tenant(self, conn: psycopg.Connection, tenant_id: str, *, lock: bool = False) -> dict | None:
         cur = conn.cursor(row_factory=dict_row)
@@ -748,7 +748,7 @@ class _Worker(sgrpc.SessionWorkerServiceServicer):
         runtime = self.sim._runtime(request.session_id)
         if runtime is not None:
             return spb.GetStatusResponse(sessions=[self._status(runtime)])
-        with self.sim.pool.connection() as conn:
+        with self.sim.db.connection() as conn:
             row = conn.execute(
                 "SELECT state, started_at, error FROM public.sessions WHERE id = %s AND worker_pod LIKE %s",
                 (request.session_id, _POD_PREFIX + "%"),
@@ -835,7 +835,7 @@ class GatewaySimulator:
         self.port: int | None = None
         self.address: str | None = None
         self.npc_tenant_column = True
-        self.pool: ConnectionPool | None = None  # type: ignore[assignment]
+        self.pool: ConnectionPool | None = None
         self._auth = _MgmtSecretInterceptor(secret)  # holds the secret; its repr does not show it
         self._server: grpc.Server | None = None
         self._executor: ThreadPoolExecutor | None = None
@@ -858,6 +858,12 @@ class GatewaySimulator:
         self.stop()
 
     # ---- lifecycle
+
+    @property
+    def db(self) -> ConnectionPool:
+        """The connection pool; the servicers only run once start() has opened it."""
+        assert self.pool is not None
+        return self.pool
 
     def start(self) -> int:
         if self._started:

@@ -55,6 +55,7 @@ def write_entry(
             line.duration_ns,
         ),
     ).fetchone()
+    assert row is not None  # INSERT ... RETURNING id gives the new row
     return int(row[0])
 
 

@@ -19,6 +19,7 @@ from glyphoxa_htmx.core.errors import DomainError, ValidationError
 from glyphoxa_htmx.extensions import limiter, login_manager
 from glyphoxa_htmx.services import auth as auth_service
 from glyphoxa_htmx.services import signin_cache
+from glyphoxa_htmx.services.signin_cache import LoginSnapshot, UserSnapshot
 
 if TYPE_CHECKING:
     from glyphoxa_htmx.models import LoginSession, User
@@ -58,8 +59,8 @@ class SignedIn(Actor):
     """flask-login's ``current_user`` for a live sign-in: the Actor services take (it *is* one),
     plus the rows the page chrome shows (never passed to services)."""
 
-    user: User | None = field(default=None, compare=False, repr=False)
-    login_session: LoginSession | None = field(default=None, compare=False, repr=False)
+    user: User | UserSnapshot | None = field(default=None, compare=False, repr=False)
+    login_session: LoginSession | LoginSnapshot | None = field(default=None, compare=False, repr=False)
 
     # flask-login's user protocol. Suspension and revocation end the sign-in on the next request
     # (resolve refuses the session), so a loaded user is always active.

@@ -10,6 +10,7 @@ from werkzeug.exceptions import HTTPException, InternalServerError
 
 from glyphoxa_htmx.core import htmx
 from glyphoxa_htmx.core.errors import DomainError
+from glyphoxa_htmx.extensions import login_manager
 
 log = logging.getLogger(__name__)
 
@@ -45,9 +46,8 @@ def error_response(status: int, message: str | None = None):
             db.session.rollback()
         except Exception:  # noqa: BLE001
             pass
-        from flask import current_app
 
-        g._login_user = current_app.login_manager.anonymous_user()  # flask-login: render as signed out
+        g._login_user = login_manager.anonymous_user()  # flask-login: render as signed out
         body = render_template("errors/error.html", status=status, title=title, message=text)
     return make_response(body, status)
 

@@ -3,6 +3,11 @@ endpoint, registered by core/metrics.py."""
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    import psycopg
+
 import logging
 import os
 import socket
@@ -32,7 +37,7 @@ CHECK_SECONDS = 2.0
 class _ConnRef:
     """Where the database check leaves its connection, so a watchdog can cut its socket."""
 
-    conn = None
+    conn: psycopg.Connection[Any] | None = None
 
 
 def _check_db(url: str, ref: _ConnRef) -> str | None:
@@ -97,7 +102,7 @@ def _run_bounded(checks: dict, refs: dict[str, _ConnRef]) -> dict[str, str | Non
     deadline = time.monotonic() + CHECK_SECONDS + 0.5
     for t in threads.values():
         t.join(max(0.0, deadline - time.monotonic()))
-    out = {}
+    out: dict[str, str | None] = {}
     for name, t in threads.items():
         if t.is_alive():
             log.warning("readiness: %s check timed out after %.1fs", name, CHECK_SECONDS)

@@ -480,7 +480,8 @@ def close_cleanly(ws, code: int, message: str) -> None:
     let the reader thread take the client's answering close, then shut the connection down
     (which does cut it, whoever holds the file), so the late HTTP bytes go nowhere."""
     if ws.connected:
-        _WsBase.close(ws, reason=code, message=message)  # the frame only; the socket stays open
+        # The frame only; the socket stays open. Any close code goes out as is (4xxx are ours).
+        _WsBase.close(ws, reason=code, message=message)  # type: ignore[arg-type]  # stub admits only wsproto's CloseReason members
         reader = getattr(ws, "thread", None)
         if reader is not None and reader.is_alive():
             reader.join(timeout=CLOSE_WAIT_SECONDS)

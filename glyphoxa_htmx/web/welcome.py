@@ -6,6 +6,7 @@ and the wizard resumes at the first step neither done nor skipped. Progress: wha
 
 from __future__ import annotations
 
+from typing import Any
 from urllib.parse import urlencode
 
 from flask import Blueprint, abort, request, session, url_for
@@ -65,7 +66,13 @@ def add_bot_url(guild_id: str = "") -> str:
 
 
 def _render(step: str, *, status: int = 200, errors=None, form=None):
-    ctx = {"step": step, "steps": _steps(), "state": _state(), "errors": errors or {}, "form": form or {}}
+    ctx: dict[str, Any] = {
+        "step": step,
+        "steps": _steps(),
+        "state": _state(),
+        "errors": errors or {},
+        "form": form or {},
+    }
     if step == "name":
         ctx["tenant"] = tenants.get(current_user)
     elif step == "discord":

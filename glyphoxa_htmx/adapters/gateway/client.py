@@ -34,11 +34,11 @@ import random
 import threading
 import time
 from collections import namedtuple
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
-from typing import Any
+from typing import Any, TypeVar
 
 import grpc
 from google.protobuf import timestamp_pb2
@@ -170,17 +170,17 @@ class ActionBudget:
 _budget: contextvars.ContextVar[ActionBudget | None] = contextvars.ContextVar("gateway_budget", default=None)
 
 
-def begin_action(seconds: float | None = None) -> contextvars.Token:
+def begin_action(seconds: float | None = None) -> contextvars.Token[ActionBudget | None]:
     """Start one action's budget in this context (the app does this per request)."""
     return _budget.set(ActionBudget(seconds))
 
 
-def end_action(token: contextvars.Token) -> None:
+def end_action(token: contextvars.Token[ActionBudget | None]) -> None:
     _budget.reset(token)
 
 
 @contextmanager
-def action(seconds: float | None = None):
+def action(seconds: float | None = None) -> Iterator[ActionBudget | None]:
     token = begin_action(seconds)
     try:
         yield _budget.get()
@@ -198,7 +198,7 @@ def current_budget() -> ActionBudget | None:
 def _ts_to_datetime(msg: Any, name: str) -> datetime | None:
     if not msg.HasField(name):
         return None
-    ts = getattr(msg, name)
+    ts: timestamp_pb2.Timestamp = getattr(msg, name)
     if ts.seconds <= _GO_ZERO_SECONDS:
         return None
     return ts.ToDatetime(tzinfo=UTC)
@@ -241,13 +241,22 @@ class _CallDetails(
     pass
 
 
+_Request = TypeVar("_Request")
+_Response = TypeVar("_Response")
+
+
 class _SecretInterceptor(grpc.UnaryUnaryClientInterceptor):
     """Adds ``x-mgmt-secret`` to every unary call. Its repr never shows the secret."""
 
     def __init__(self, secret: str) -> None:
         self.__metadata = ((SECRET_METADATA_KEY, secret),) if secret else ()
 
-    def intercept_unary_unary(self, continuation, client_call_details, request):
+    def intercept_unary_unary(
+        self,
+        continuation: Callable[[grpc.ClientCallDetails, _Request], _Response],
+        client_call_details: grpc.ClientCallDetails,
+        request: _Request,
+    ) -> _Response:
         metadata = list(client_call_details.metadata or ()) + list(self.__metadata)
         details = _CallDetails(
             client_call_details.method,
@@ -380,7 +389,7 @@ class GatewayClient:
         if not secret:
             log.warning("gateway client for %s has no management secret: the gateway will refuse calls", addr)
 
-        options = [
+        options: list[tuple[str, int | str]] = [
             ("grpc.initial_reconnect_backoff_ms", 200),
             ("grpc.min_reconnect_backoff_ms", 200),
             ("grpc.max_reconnect_backoff_ms", 5000),
@@ -442,7 +451,7 @@ class GatewayClient:
         self.close()
 
     def _backoff(self, attempt: int) -> float:
-        return min(self.backoff_max, self.backoff_base * (2**attempt)) * random.uniform(0.5, 1.0)
+        return min(self.backoff_max, self.backoff_base * (2.0**attempt)) * random.uniform(0.5, 1.0)
 
     def _call(self, method: str, request: Any, *, quick: bool = False) -> Any:
         """``quick``: for reads that only decorate a page (a status badge, a picker): one attempt
@@ -575,7 +584,8 @@ class GatewayClient:
         req = mpb.StartWebSessionRequest(
             tenant_id=tenant_id, campaign_id=campaign_id, guild_id=guild_id, channel_id=channel_id
         )
-        return self._call("StartWebSession", req).session_id
+        resp: mpb.StartWebSessionResponse = self._call("StartWebSession", req)
+        return resp.session_id
 
     def stop_web_session(self, session_id: str) -> None:
         """End a session. Does NOT check tenant ownership (the gateway does not either)."""

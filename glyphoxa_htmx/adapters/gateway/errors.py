@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import logging
 import re
+from typing import TypedDict, Unpack
 
 import grpc
 from flask_babel.speaklater import LazyString
@@ -66,13 +67,23 @@ class GatewayError(Exception):
         return f"{type(self).__name__}(message={self.message!r}, code={code}, details={self.details!r})"
 
 
+class _Status(TypedDict, total=False):
+    """GatewayError's keyword arguments: the gRPC status and the RPC it came from."""
+
+    code: grpc.StatusCode | None
+    details: str
+    method: str
+
+
 class GatewayUnavailable(GatewayError):
     """The gateway cannot be reached, timed out, the breaker is open, or it refused our
     credentials (UNAUTHENTICATED: an operator problem, logged loudly)."""
 
     default_message = lazy_gettext("The voice service is unavailable. Please try again in a moment.")
 
-    def __init__(self, message: str | LazyString | None = None, *, breaker_open: bool = False, **kw) -> None:
+    def __init__(
+        self, message: str | LazyString | None = None, *, breaker_open: bool = False, **kw: Unpack[_Status]
+    ) -> None:
         super().__init__(message, **kw)
         self.breaker_open = breaker_open
 
@@ -125,7 +136,7 @@ def is_transport_failure(code: grpc.StatusCode | None) -> bool:
 
 def classify(code: grpc.StatusCode, details: str, *, method: str = "", worker_call: bool = False) -> GatewayError:
     """Turn a gRPC status into the matching domain error (does no logging)."""
-    kw = {"code": code, "details": details, "method": method}
+    kw: _Status = {"code": code, "details": details, "method": method}
     if code in _TRANSPORT_CODES or code in _AUTH_CODES:
         return GatewayUnavailable(**kw)
     if code == grpc.StatusCode.FAILED_PRECONDITION:

@@ -46,7 +46,7 @@ def main() -> int:
             f"--grpc_python_out={tmp}",
             *PROTOS,
         ]
-        rc = protoc.main(args)
+        rc: int = protoc.main(args)
         if rc != 0:
             print(f"protoc failed with exit code {rc}", file=sys.stderr)
             return rc

@@ -5,6 +5,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from glyphoxa_htmx.adapters.secrets.base import (
     CIPHERTEXT_RE,
@@ -15,6 +16,9 @@ from glyphoxa_htmx.adapters.secrets.base import (
 )
 from glyphoxa_htmx.adapters.secrets.local import LocalKeyring
 from glyphoxa_htmx.adapters.secrets.vault import DEFAULT_KEY, VaultTransit
+
+if TYPE_CHECKING:
+    from glyphoxa_htmx.config import Settings
 
 __all__ = [
     "CIPHERTEXT_RE",
@@ -30,7 +34,7 @@ __all__ = [
 ]
 
 
-def backend_name(settings) -> str:
+def backend_name(settings: Settings) -> str:
     """``vault`` or ``local``: SECRETS_BACKEND when set, else Vault when VAULT_ADDR is set."""
     chosen = (settings.secrets_backend or "").strip().lower()
     if chosen:
@@ -38,7 +42,7 @@ def backend_name(settings) -> str:
     return "vault" if settings.vault_addr else "local"
 
 
-def build(settings) -> SecretsBackend:
+def build(settings: Settings) -> SecretsBackend:
     name = backend_name(settings)
     if name not in ("vault", "local"):
         raise ValueError(f"SECRETS_BACKEND must be 'vault' or 'local', not {name!r}")

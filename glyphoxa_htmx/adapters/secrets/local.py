@@ -39,7 +39,7 @@ class LocalKeyring:
     name = "local"
     label = "local keyring"
 
-    def __init__(self, path: str | os.PathLike) -> None:
+    def __init__(self, path: str | os.PathLike[str]) -> None:
         self.path = Path(path)
         self._lock = threading.Lock()
         self._keys: dict[int, bytes] = {}

@@ -13,7 +13,9 @@ import base64
 import binascii
 import logging
 import threading
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import hvac
 import hvac.exceptions
@@ -58,7 +60,7 @@ class VaultTransit:
         return f"VaultTransit(addr={self.addr!r}, key_name={self.key_name!r}, mount={self.mount!r}, token=***)"
 
     def _login(self) -> hvac.Client:
-        client = hvac.Client(url=self.addr, token=self.__token or None, timeout=self.timeout)
+        client = hvac.Client(url=self.addr, token=self.__token or None, timeout=self.timeout)  # type: ignore[arg-type]  # hvac hands timeout to requests, which takes seconds as a float; the stub says int
         if self._k8s:
             role, mount, path = self._k8s
             try:
@@ -68,7 +70,7 @@ class VaultTransit:
             client.auth.kubernetes.login(role, jwt, mount_point=mount)
         return client
 
-    def _call(self, op):
+    def _call(self, op: Callable[[hvac.Client], Any]) -> Any:
         """Run ``op(client)``, mapping hvac/network failures; re-login once on 403 with k8s auth."""
         for attempt in (1, 2):
             try:

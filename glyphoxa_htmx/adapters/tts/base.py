@@ -28,7 +28,7 @@ class Voice:
     name: str
     description: str = ""  # e.g. "british, female, narration" or "English (Great Britain)"
     language: str = ""
-    labels: dict = field(default_factory=dict)
+    labels: dict[str, str] = field(default_factory=dict)
 
     def matches(self, query: str) -> bool:
         q = query.strip().lower()

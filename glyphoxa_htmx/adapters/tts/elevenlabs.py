@@ -5,6 +5,7 @@ authenticated with the ``xi-api-key`` header. The key is never logged or shown i
 from __future__ import annotations
 
 import logging
+from typing import Any
 from urllib.parse import quote
 
 import requests
@@ -63,7 +64,7 @@ class ElevenLabsEngine:
     def cache_identity(self) -> str:
         return f"{self.name}:{self.model_id}:{OUTPUT_FORMAT}"
 
-    def _request(self, method: str, path: str, **kw) -> requests.Response:
+    def _request(self, method: str, path: str, **kw: Any) -> requests.Response:
         if not self.__api_key:
             raise TtsAuthError(
                 lazy_gettext("No ElevenLabs API key is configured, so ElevenLabs voices can't be previewed.")

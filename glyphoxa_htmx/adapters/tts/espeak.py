@@ -39,7 +39,7 @@ class EspeakEngine:
     def cache_identity(self) -> str:
         return f"{self.name}:{self.binary}"
 
-    def _run(self, args: list[str], *, stdin: str | None = None) -> subprocess.CompletedProcess:
+    def _run(self, args: list[str], *, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
         if not self.installed:
             raise TtsUnavailable(
                 lazy_gettext(
