@@ -22,6 +22,10 @@ log = logging.getLogger(__name__)
 TIMEOUT = 5.0
 
 
+def N_(message: str) -> str:  # noqa: N802 - gettext's name for "mark for extraction, translate where shown"
+    return message
+
+
 @dataclass(frozen=True)
 class Provider:
     key: str
@@ -41,8 +45,8 @@ PROVIDERS: dict[str, Provider] = {
         Provider("gemini", "Google Gemini", "https://generativelanguage.googleapis.com/v1beta", "/models", "goog"),
         Provider("elevenlabs", "ElevenLabs", "https://api.elevenlabs.io", "/v1/voices", "xi-api-key"),
         Provider("deepgram", "Deepgram", "https://api.deepgram.com", "/v1/projects", "token"),
-        Provider("whisper", "Whisper-compatible server", "", "/models", "bearer"),
-        Provider("local", "Local (OpenAI-compatible server)", "", "/models", "bearer", needs_key=False),
+        Provider("whisper", N_("Whisper-compatible server"), "", "/models", "bearer"),
+        Provider("local", N_("Local (OpenAI-compatible server)"), "", "/models", "bearer", needs_key=False),
     )
 }
 

@@ -58,7 +58,7 @@ def backend_status() -> dict:
             _health[id(backend)] = (now, problem)
     else:
         problem = hit[1]
-    return {"name": backend.name, "label": backend.label, "problem": problem}
+    return {"name": backend.name, "label": _(backend.label), "problem": problem}
 
 
 # ---- reading --------------------------------------------------------------------------------
@@ -82,8 +82,8 @@ def overview(actor: Actor) -> list[dict]:
                 "slot": slot,
                 "label": label,
                 "row": row,
-                "choices": [(key, PROVIDERS[key].label) for key in choices],
-                "provider_label": PROVIDERS[row.provider].label
+                "choices": [(key, provider_label(key)) for key in choices],
+                "provider_label": provider_label(row.provider)
                 if row and row.provider in PROVIDERS
                 else (row.provider if row else ""),
                 "has_key": bool(row and row.api_key_enc),
@@ -93,6 +93,16 @@ def overview(actor: Actor) -> list[dict]:
             }
         )
     return out
+
+
+# Secrets backend labels that are words rather than names, for extraction (adapters/secrets; shown
+# translated by backend_status; "Vault Transit" is a name).
+_BACKEND_LABELS = (catalog.N_("local keyring"),)
+
+
+def provider_label(key: str) -> str:
+    """A provider's name for a page ("Whisper-compatible server" is translated, brand names aren't)."""
+    return _(PROVIDERS[key].label) if key in PROVIDERS else key
 
 
 def slot_phrase(slot: str) -> str:
@@ -225,7 +235,7 @@ def save(actor: Actor, slot: str, form: dict) -> ProviderConfig:
     base_url = _clean_base_url(form.get("base_url", ""), errors)
     if provider in PROVIDERS and not PROVIDERS[provider].default_base and not base_url and "base_url" not in errors:
         errors["base_url"] = _(
-            "%(provider)s needs a base URL (e.g. http://localhost:8000/v1).", provider=PROVIDERS[provider].label
+            "%(provider)s needs a base URL (e.g. http://localhost:8000/v1).", provider=provider_label(provider)
         )
     options = _clean_options(form.get("options"), dict(row.options or {}) if row else {}, errors)
     key = _clean_key(form.get("api_key"), errors)
@@ -240,8 +250,8 @@ def save(actor: Actor, slot: str, form: dict) -> ProviderConfig:
     ):
         errors["api_key"] = _(
             "Enter the %(provider)s key: the saved key belongs to %(saved)s.",
-            provider=PROVIDERS[provider].label,
-            saved=PROVIDERS.get(row.provider, PROVIDERS[provider]).label if row.provider in PROVIDERS else row.provider,
+            provider=provider_label(provider),
+            saved=provider_label(row.provider),
         )
     if errors:
         raise ValidationError(errors)
