@@ -62,12 +62,12 @@ def test_navigation_account_menu_and_dashboard_in_german(app, as_role):
     menu = page.select_one("details.menu")
     assert menu.select_one("summary")["aria-label"] == "Kontomenü"
     assert "Angemeldet als" in text_of(menu) and owner.user.name in text_of(menu)
-    assert [a.get_text() for a in menu.select("a")] == ["Dein Profil", "Deine Sitzungen", "Einstellungen"]
+    assert [a.get_text() for a in menu.select("a")] == ["Dein Profil", "Deine Anmeldungen", "Einstellungen"]
     assert menu.select_one("button").get_text() == "Abmelden"
     assert page.select_one(".topbar .badge").get_text() == "Besitzer"  # the role badge
     assert 'aria-label="Schließen"' in resp.get_data(as_text=True)  # the toasts' close button (a <template>)
 
-    assert page.select_one("#w-live").get_text() == "Gerade live"
+    assert page.select_one("#w-live").get_text() == "Jetzt live"
     assert page.select_one("#w-last").get_text() == "Letzte Sitzung"
     body = text_of(page)
     assert "Es läuft keine Sitzung." in body and "Noch keine beendeten Sitzungen." in body  # empty states
@@ -148,7 +148,7 @@ def test_profile_rename_and_sessions_in_german(app, as_role, database_url):
     # Sign-in sessions: headings, localised dates, device names and the toast in HX-Trigger.
     other = Browser(app).login(dm.user)  # a second browser to sign out from the first
     sessions = soup(dm.get("/account/sessions", headers=DE))
-    assert sessions.select_one("h1").get_text() == "Deine Sitzungen"
+    assert sessions.select_one("h1").get_text() == "Deine Anmeldungen"
     assert [th.get_text() for th in sessions.select("thead th")][:4] == ["Gerät", "IP", "Angemeldet", "Zuletzt aktiv"]
     assert "Unbekannter Browser" in text_of(sessions)  # the test client's User-Agent isn't a browser
     stamp = sessions.select_one("td[data-label='Angemeldet'] time")
