@@ -229,10 +229,14 @@ def _register_request_hooks(app: Flask, settings: Settings) -> None:
         ):
             status = 422
         if status is not None:
+            from glyphoxa_htmx.core.i18n import _
+
             return error_response(
                 status,
-                "That request contains a character we can't store (a NUL byte or an "
-                "invalid Unicode character). Remove it and try again.",
+                _(
+                    "That request contains a character we can't store (a NUL byte or an "
+                    "invalid Unicode character). Remove it and try again."
+                ),
             )
         return None
 

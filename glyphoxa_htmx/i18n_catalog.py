@@ -51,6 +51,8 @@ NEUTRAL = {
     "gRPC",
     "HTTP",
     "HTTPS",
+    "http",  # a URL scheme, e.g. placeholder="https://…"
+    "https",
     "JSON",
     "CSV",
     "SVG",

@@ -11,12 +11,19 @@ import logging
 import os
 import time
 from dataclasses import dataclass
+from typing import Any
 
 import requests
+
+from glyphoxa_htmx.core.i18n import lazy_gettext
 
 log = logging.getLogger(__name__)
 
 TIMEOUT = 5.0
+
+
+def N_(message: str) -> str:  # noqa: N802 - gettext's name for "mark for extraction, translate where shown"
+    return message
 
 
 @dataclass(frozen=True)
@@ -38,28 +45,28 @@ PROVIDERS: dict[str, Provider] = {
         Provider("gemini", "Google Gemini", "https://generativelanguage.googleapis.com/v1beta", "/models", "goog"),
         Provider("elevenlabs", "ElevenLabs", "https://api.elevenlabs.io", "/v1/voices", "xi-api-key"),
         Provider("deepgram", "Deepgram", "https://api.deepgram.com", "/v1/projects", "token"),
-        Provider("whisper", "Whisper-compatible server", "", "/models", "bearer"),
-        Provider("local", "Local (OpenAI-compatible server)", "", "/models", "bearer", needs_key=False),
+        Provider("whisper", N_("Whisper-compatible server"), "", "/models", "bearer"),
+        Provider("local", N_("Local (OpenAI-compatible server)"), "", "/models", "bearer", needs_key=False),
     )
 }
 
 # Which providers make sense in which slot (plan §14: llm, stt, tts, s2s, vad, embeddings).
-SLOTS: dict[str, tuple[str, tuple[str, ...]]] = {
-    "llm": ("Language model", ("openai", "anthropic", "groq", "gemini", "local")),
-    "stt": ("Speech to text", ("deepgram", "openai", "groq", "whisper", "local")),
-    "tts": ("Text to speech", ("elevenlabs", "openai", "local")),
-    "s2s": ("Speech to speech", ("openai", "gemini")),
-    "vad": ("Voice activity detection", ("local",)),
-    "embeddings": ("Embeddings", ("openai", "gemini", "local")),
+SLOTS: dict[str, tuple[Any, tuple[str, ...]]] = {
+    "llm": (lazy_gettext("Language model"), ("openai", "anthropic", "groq", "gemini", "local")),
+    "stt": (lazy_gettext("Speech to text"), ("deepgram", "openai", "groq", "whisper", "local")),
+    "tts": (lazy_gettext("Text to speech"), ("elevenlabs", "openai", "local")),
+    "s2s": (lazy_gettext("Speech to speech"), ("openai", "gemini")),
+    "vad": (lazy_gettext("Voice activity detection"), ("local",)),
+    "embeddings": (lazy_gettext("Embeddings"), ("openai", "gemini", "local")),
 }
 
 OK, AUTH_FAILED, UNREACHABLE, RATE_LIMITED, ERROR = "ok", "auth_failed", "unreachable", "rate_limited", "error"
 OUTCOME_LABELS = {
     OK: "OK",
-    AUTH_FAILED: "Auth failed",
-    UNREACHABLE: "Unreachable",
-    RATE_LIMITED: "Rate-limited",
-    ERROR: "Error",
+    AUTH_FAILED: lazy_gettext("Auth failed"),
+    UNREACHABLE: lazy_gettext("Unreachable"),
+    RATE_LIMITED: lazy_gettext("Rate-limited"),
+    ERROR: lazy_gettext("Error"),
 }
 
 

@@ -13,6 +13,7 @@ from enum import StrEnum
 from typing import TypeVar
 
 from glyphoxa_htmx.core.errors import Forbidden, NotFound
+from glyphoxa_htmx.core.i18n import _, current_locale, lazy_gettext
 
 
 class Role(StrEnum):
@@ -22,17 +23,19 @@ class Role(StrEnum):
     VIEWER = "viewer"
 
 
-ROLE_LABELS: dict[str, str] = {
-    Role.SUPER_ADMIN: "Super admin",
-    Role.TENANT_OWNER: "Owner",
-    Role.DM: "Dungeon Master",
-    Role.VIEWER: "Viewer",
+ROLE_LABELS = {
+    Role.SUPER_ADMIN: lazy_gettext("Super admin"),
+    Role.TENANT_OWNER: lazy_gettext("Owner"),
+    Role.DM: lazy_gettext("Dungeon Master"),
+    Role.VIEWER: lazy_gettext("Viewer"),
 }
 
 
 def role_phrase(role: str) -> str:
     """'a Dungeon Master', 'an Owner': a role's label for a sentence ("X is now …")."""
-    label = ROLE_LABELS.get(role, str(role).replace("_", " "))
+    label = str(ROLE_LABELS.get(role, str(role).replace("_", " ")))
+    if current_locale() != "en":  # the article is English grammar ("X ist jetzt Spielleitung")
+        return label
     return ("an " if label[:1].lower() in "aeiou" else "a ") + label
 
 
@@ -84,7 +87,7 @@ def can(actor: Actor | None, perm: Perm) -> bool:
 
 def require(actor: Actor | None, perm: Perm) -> Actor:
     if actor is None:
-        raise Forbidden("Please sign in first.")
+        raise Forbidden(_("Please sign in first."))
     if not actor.can(perm):
         raise Forbidden()
     return actor

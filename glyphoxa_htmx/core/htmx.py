@@ -56,6 +56,7 @@ def render(template: str, block: str | None = None, *, status: int = 200, **cont
 
 def toast(message: str, level: str = "success") -> None:
     """Queue a message: an HX-Trigger `toast` event for htmx, a flashed message otherwise."""
+    message = str(message)  # a lazy translation becomes text in the request's language (JSON, flash)
     if is_htmx():
         g.setdefault("_toasts", []).append({"message": message, "level": level})
     else:
@@ -104,7 +105,7 @@ def redirect_to(url: str, status: int = 303) -> BaseResponse:
 
 def error_response(status: int, message: str) -> Response:
     """An error for an htmx request: no swap, a toast instead."""
-    return _hx_response(status, trigger={"toast": {"message": message, "level": "error"}}, reswap="none")
+    return _hx_response(status, trigger={"toast": {"message": str(message), "level": "error"}}, reswap="none")
 
 
 def confirmed() -> bool:

@@ -89,7 +89,8 @@ def gettext(string: str, **variables: Any) -> str:
     return text % variables if variables else text
 
 
-def ngettext(singular: str, plural: str, num: int, **variables: Any) -> str:
+def ngettext(singular: str, plural: str, num: int, /, **variables: Any) -> str:
+    # Positional-only count: a caller may pass its own formatted ``num=`` (e.g. "1.234").
     variables.setdefault("num", num)
     return translations().ungettext(singular, plural, num) % variables
 
@@ -191,7 +192,8 @@ def _jinja_gettext(eval_ctx: EvalContext, string: str, **variables: Any) -> str:
 
 
 @pass_eval_context
-def _jinja_ngettext(eval_ctx: EvalContext, singular: str, plural: str, num: int, **variables: Any) -> str:
+def _jinja_ngettext(eval_ctx: EvalContext, singular: str, plural: str, num: int, /, **variables: Any) -> str:
+    # Positional-only count: templates pass ``num=n|number`` to show it with the locale's separators.
     variables.setdefault("num", num)
     text = translations().ungettext(singular, plural, num)
     if eval_ctx.autoescape:

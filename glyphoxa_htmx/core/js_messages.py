@@ -15,6 +15,10 @@ def N_(message: str) -> str:  # noqa: N802 - gettext's conventional name for "ma
 JS_MESSAGES: tuple[str, ...] = (
     # static/js/app.js
     N_("Dismiss"),
+    N_("Something went wrong on our side. Try again in a moment."),
+    N_("That didn't work. Reload the page and try again."),
+    N_("Can't reach Glyphoxa. Check your connection."),
+    N_("That didn't work. Check what you entered and try again."),
     # static/js/npc-editor.js
     N_("item"),
     N_("Attribute %(n)s"),

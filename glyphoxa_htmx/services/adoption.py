@@ -24,6 +24,7 @@ from glyphoxa_htmx.core.authz import Actor, Perm, Role, require
 from glyphoxa_htmx.core.dbconn import rowcount
 from glyphoxa_htmx.core.deps import gateway
 from glyphoxa_htmx.core.errors import NotFound, Unavailable, ValidationError
+from glyphoxa_htmx.core.i18n import _
 from glyphoxa_htmx.core.parse import SNOWFLAKE_RE
 from glyphoxa_htmx.extensions import db
 from glyphoxa_htmx.models import Tenant, TenantInvitation, User
@@ -59,11 +60,11 @@ def unmanaged(actor: Actor) -> list[TenantInfo]:
 
     client = gateway()
     if client is None:
-        raise Unavailable("No voice gateway is connected to this server, so its tenants can't be listed.")
+        raise Unavailable(_("No voice gateway is connected to this server, so its tenants can't be listed."))
     try:
         infos = client.list_tenants()
     except GatewayError as exc:
-        raise Unavailable(f"The voice gateway didn't list its tenants: {exc.message}") from exc
+        raise Unavailable(_("The voice gateway didn't list its tenants: %(reason)s", reason=exc.message)) from exc
     ids = [t.id for t in infos]
     known = set(db.session.execute(select(Tenant.id).where(Tenant.id.in_(ids))).scalars()) if ids else set()
     return sorted((t for t in infos if t.id not in known), key=lambda t: t.id)
@@ -75,11 +76,11 @@ def _gateway_tenant(tenant_id: str) -> TenantInfo:
 
     client = gateway()
     if client is None:
-        raise Unavailable("No voice gateway is connected to this server.")
+        raise Unavailable(_("No voice gateway is connected to this server."))
     try:
         return client.get_tenant(tenant_id)
     except GatewayNotFound:
-        raise NotFound("The voice gateway has no tenant with that id.") from None
+        raise NotFound(_("The voice gateway has no tenant with that id.")) from None
     except GatewayError as exc:
         raise Unavailable(exc.message) from exc
 
@@ -97,18 +98,18 @@ def validate(data: Mapping[str, Any]) -> dict[str, Any]:
     except ValueError:
         days = -1
     if not name:
-        errors["name"] = "Give the table a name (its id stays as it is)."
+        errors["name"] = _("Give the table a name (its id stays as it is).")
     elif len(name) > 80:
-        errors["name"] = "Keep it under 80 characters."
+        errors["name"] = _("Keep it under 80 characters.")
     if discord_id and not SNOWFLAKE_RE.match(discord_id):
-        errors["owner_discord_id"] = (
+        errors["owner_discord_id"] = _(
             "A Discord user id is 17–20 digits (Discord → Settings → Advanced → "
             "Developer Mode, then right-click the person → Copy User ID)."
         )
     if not discord_id and not link:
-        errors["owner_discord_id"] = "Give the owner's Discord user id, or ask for an invite link (or both)."
+        errors["owner_discord_id"] = _("Give the owner's Discord user id, or ask for an invite link (or both).")
     if not 1 <= days <= MAX_EXPIRY_DAYS:
-        errors["expires_days"] = f"Between 1 and {MAX_EXPIRY_DAYS} days."
+        errors["expires_days"] = _("Between 1 and %(max)s days.", max=MAX_EXPIRY_DAYS)
     if errors:
         raise ValidationError(errors)
     return {"name": name, "owner_discord_id": discord_id or None, "link": link, "expires_days": days}
@@ -123,15 +124,18 @@ def adopt(
         require(actor, Perm.MANAGE_ALL_TENANTS)
     clean = validate(data)
     if db.session.get(Tenant, tenant_id) is not None:
-        raise ValidationError({"": f"{tenant_id} is already managed here."})
+        raise ValidationError({"": _("%(tenant)s is already managed here.", tenant=tenant_id)})
     info = _gateway_tenant(tenant_id)
     if clean["owner_discord_id"]:
         taken = db.session.execute(select(User.tenant_id).where(User.discord_id == clean["owner_discord_id"])).first()
         if taken is not None:
             raise ValidationError(
                 {
-                    "owner_discord_id": "That Discord account already signed in here (table "
-                    f"{taken.tenant_id or '—'}); people can't be moved between tables by an invitation."
+                    "owner_discord_id": _(
+                        "That Discord account already signed in here (table %(tenant)s); people can't be "
+                        "moved between tables by an invitation.",
+                        tenant=taken.tenant_id or "—",
+                    )
                 }
             )
     tenant = Tenant(id=info.id, name=clean["name"])
@@ -201,10 +205,10 @@ def from_link(token: str) -> TenantInvitation:
     try:
         payload = _serializer().loads(token, max_age=MAX_EXPIRY_DAYS * 86400)
     except (SignatureExpired, BadSignature):
-        raise NotFound("This invitation link is not valid (it may have expired). Ask for a new one.") from None
+        raise NotFound(_("This invitation link is not valid (it may have expired). Ask for a new one.")) from None
     invitation = _pending(db.session.get(TenantInvitation, str(payload.get("inv", ""))))
     if invitation is None or not invitation.link:
-        raise NotFound("This invitation link has been used, revoked or has expired. Ask for a new one.")
+        raise NotFound(_("This invitation link has been used, revoked or has expired. Ask for a new one."))
     return invitation
 
 
@@ -264,7 +268,7 @@ def mark_used(invitation: TenantInvitation, user: User, *, ip: str | None = None
         )
     )
     if done != 1:
-        raise ValidationError({"": "This invitation has just been used up or revoked. Ask for a new one."})
+        raise ValidationError({"": _("This invitation has just been used up or revoked. Ask for a new one.")})
     audit.record(
         "tenant.invitation_accept",
         "tenant",

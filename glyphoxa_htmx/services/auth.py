@@ -27,6 +27,7 @@ from glyphoxa_htmx.core.authz import Actor, Role
 from glyphoxa_htmx.core.dbconn import rowcount
 from glyphoxa_htmx.core.deps import settings
 from glyphoxa_htmx.core.errors import Forbidden, NotFound, ValidationError
+from glyphoxa_htmx.core.i18n import _, lazy_gettext
 from glyphoxa_htmx.core.metrics import ACTIVE_USERS, SIGNUPS
 from glyphoxa_htmx.extensions import db
 from glyphoxa_htmx.models import LoginSession, Tenant, User
@@ -66,11 +67,13 @@ class Identity:
 
 
 class AccountSuspended(Forbidden):
-    default_message = "This account is suspended. Contact support if you think that's a mistake."
+    default_message = lazy_gettext("This account is suspended. Contact support if you think that's a mistake.")
 
 
 class NotAdmitted(Forbidden):
-    default_message = "This server isn't open for sign-ups. Ask the table that invited you for an invitation."
+    default_message = lazy_gettext(
+        "This server isn't open for sign-ups. Ask the table that invited you for an invitation."
+    )
 
 
 def sign_in(
@@ -85,7 +88,7 @@ def sign_in(
     if user is None:
         cfg = settings()
         if cfg.terms_url and not terms_accepted and identity.provider != "dev":
-            raise NotAdmitted("To create an account, tick “I accept the terms” on the sign-in page, then continue.")
+            raise NotAdmitted(_("To create an account, tick “I accept the terms” on the sign-in page, then continue."))
         user = _join_invited(identity, invitation_id, ip=ip)
         if user is None:
             _check_admission(identity)
@@ -99,7 +102,7 @@ def sign_in(
         raise AccountSuspended()
     tenant = db.session.get(Tenant, user.tenant_id) if user.tenant_id else None
     if tenant is not None and tenant.status != "active" and user.role != Role.SUPER_ADMIN:
-        raise AccountSuspended("This table is suspended. Contact support.")
+        raise AccountSuspended(_("This table is suspended. Contact support."))
     user.last_login_at = now()
     if identity.avatar_url:
         user.avatar_url = identity.avatar_url
@@ -132,8 +135,10 @@ def _join_invited(identity: Identity, invitation_id: str | None, *, ip: str | No
         # They followed a link that was used or expired meanwhile: say so rather than found a table.
         db.session.rollback()
         raise NotFound(
-            "This invitation link has been used or has expired. Ask for a new one, or sign in "
-            "without it to start your own table."
+            _(
+                "This invitation link has been used or has expired. Ask for a new one, or sign in "
+                "without it to start your own table."
+            )
         )
     if invitation is None:
         return None
@@ -156,7 +161,7 @@ def _join_invited(identity: Identity, invitation_id: str | None, *, ip: str | No
     except IntegrityError as exc:
         db.session.rollback()
         raise Forbidden(
-            "An account with that e-mail already exists. Sign in with the provider you used before."
+            _("An account with that e-mail already exists. Sign in with the provider you used before.")
         ) from exc
     adoption.mark_used(invitation, user, ip=ip)
     audit.record(
@@ -185,8 +190,10 @@ def _check_admission(identity: Identity) -> None:
     log.info("sign-up refused by admission mode", extra={"mode": mode, "provider": identity.provider})
     if mode == "allowlist":
         raise NotAdmitted(
-            "This server admits only people on its list. Ask its operator to add your Discord "
-            "account, or ask a table for an invitation."
+            _(
+                "This server admits only people on its list. Ask its operator to add your Discord "
+                "account, or ask a table for an invitation."
+            )
         )
     raise NotAdmitted()
 
@@ -217,7 +224,7 @@ def _signup(identity: Identity, *, ip: str | None) -> User:
         db.session.rollback()
         tenants.undo_gateway_tenant(tenant.id)
         raise Forbidden(
-            "An account with that e-mail already exists. Sign in with the provider you used before."
+            _("An account with that e-mail already exists. Sign in with the provider you used before.")
         ) from exc
     audit.record(
         "user.signup",
@@ -241,13 +248,13 @@ def create_dev_user(
     if role == Role.SUPER_ADMIN:
         # Operators are never made by a form anyone can post: the CLI does it.
         raise ValidationError(
-            {"role": "Super admins are made with the CLI (glyphoxa-web create-admin), never by this form."}
+            {"role": _("Super admins are made with the CLI (glyphoxa-web create-admin), never by this form.")}
         )
     if role not in {r.value for r in Role}:
-        raise ValidationError({"role": "Unknown role."})
+        raise ValidationError({"role": _("Unknown role.")})
     subject = "dev-" + secrets.token_hex(6)
     if not tenant_id:
-        user, _ = sign_in(Identity(provider="dev", subject=subject, name=name), ip=ip)
+        user, _created = sign_in(Identity(provider="dev", subject=subject, name=name), ip=ip)
         if role != user.role:
             before = {"role": user.role}
             user.role = role
@@ -264,7 +271,7 @@ def create_dev_user(
             db.session.commit()
         return user
     if db.session.get(Tenant, tenant_id) is None:
-        raise ValidationError({"tenant_id": "No tenant with that id."})
+        raise ValidationError({"tenant_id": _("No tenant with that id.")})
     user = User(id=str(uuid.uuid4()), tenant_id=tenant_id, name=name, role=role, discord_id=subject)
     db.session.add(user)
     db.session.flush()

@@ -8,6 +8,7 @@ from sqlalchemy import exists, func, select
 
 from glyphoxa_htmx.core.authz import Actor, Perm, require
 from glyphoxa_htmx.core.deps import gateway
+from glyphoxa_htmx.core.i18n import _
 from glyphoxa_htmx.extensions import db
 from glyphoxa_htmx.models import Campaign, GatewaySession, NpcDefinition, User
 from glyphoxa_htmx.services import campaigns, sessions, tenants, usage
@@ -58,29 +59,29 @@ def next_steps(actor: Actor) -> list[Step]:
     steps: list[Step] = [
         {
             "key": "campaign",
-            "title": "Create your first campaign",
-            "hint": "Campaigns hold your NPCs and sessions.",
+            "title": _("Create your first campaign"),
+            "hint": _("Campaigns hold your NPCs and sessions."),
             "endpoint": "campaigns.index",
             "perm": Perm.MANAGE_CAMPAIGNS,
         },
         {
             "key": "npc",
-            "title": "Build a cast of NPCs",
-            "hint": "Give each one a personality and a voice.",
+            "title": _("Build a cast of NPCs"),
+            "hint": _("Give each one a personality and a voice."),
             "endpoint": "campaigns.index",
             "perm": Perm.MANAGE_NPCS,
         },
         {
             "key": "session",
-            "title": "Start a voice session",
-            "hint": "Pick a campaign and a Discord voice channel.",
+            "title": _("Start a voice session"),
+            "hint": _("Pick a campaign and a Discord voice channel."),
             "endpoint": "sessions.index",
             "perm": Perm.CONTROL_SESSIONS,
         },
         {
             "key": "team",
-            "title": "Invite your table",
-            "hint": "Give co-DMs and players their own sign-in.",
+            "title": _("Invite your table"),
+            "hint": _("Give co-DMs and players their own sign-in."),
             "endpoint": "team.index",
             "perm": Perm.MANAGE_USERS,
         },

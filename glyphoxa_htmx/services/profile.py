@@ -29,9 +29,9 @@ def linked(user: User) -> list[str]:
 def rename(actor: Actor, name: str) -> User:
     name = (name or "").strip()
     if not name:
-        raise ValidationError({"name": "Give yourself a name your table will recognise."})
+        raise ValidationError({"name": _("Give yourself a name your table will recognise.")})
     if len(name) > 80:
-        raise ValidationError({"name": "Keep it under 80 characters."})
+        raise ValidationError({"name": _("Keep it under 80 characters.")})
     user = me(actor)
     before = {"name": user.name}
     user.name = name
@@ -59,11 +59,13 @@ def link(actor: Actor, identity: Identity) -> User:
     """Attach another provider's identity to this account (one account per identity)."""
     column = PROVIDERS.get(identity.provider)
     if column is None:
-        raise ValidationError({"": "That sign-in provider can't be linked."})
+        raise ValidationError({"": _("That sign-in provider can't be linked.")})
     user = me(actor)
     other = db.session.execute(select(User.id).where(getattr(User, column) == identity.subject)).scalar_one_or_none()
     if other is not None and other != user.id:
-        raise ValidationError({"": "That account already signs in to another person here; it can't be linked twice."})
+        raise ValidationError(
+            {"": _("That account already signs in to another person here; it can't be linked twice.")}
+        )
     setattr(user, column, identity.subject)
     if identity.email and identity.email_verified and not user.email:
         taken = db.session.execute(select(User.id).where(User.email == identity.email)).scalar_one_or_none()
@@ -77,9 +79,9 @@ def link(actor: Actor, identity: Identity) -> User:
 def unlink(actor: Actor, provider: str) -> User:
     user = me(actor)
     if provider not in PROVIDERS or not getattr(user, PROVIDERS[provider]):
-        raise ValidationError({"": "That provider isn't linked."})
+        raise ValidationError({"": _("That provider isn't linked.")})
     if linked(user) == [provider]:
-        raise ValidationError({"": "This is your only way to sign in; link another provider before unlinking it."})
+        raise ValidationError({"": _("This is your only way to sign in; link another provider before unlinking it.")})
     setattr(user, PROVIDERS[provider], None)
     audit.record("user.unlink_provider", "user", user.id, actor=actor, before={"provider": provider})
     db.session.commit()
@@ -91,9 +93,9 @@ def delete_account(actor: Actor, confirm: str) -> None:
     with other members someone else must be owner first; alone, the table is deleted instead."""
     user = me(actor)
     if (confirm or "").strip().lower() != "delete":
-        raise ValidationError({"confirm": "Type delete to confirm."})
+        raise ValidationError({"confirm": _("Type delete to confirm.")})
     if user.role == Role.SUPER_ADMIN:
-        raise ValidationError({"confirm": "Operators' accounts are managed with the command line."})
+        raise ValidationError({"confirm": _("Operators' accounts are managed with the command line.")})
     if user.role == Role.TENANT_OWNER and user.tenant_id:
         from glyphoxa_htmx.services import invitations
 
@@ -104,14 +106,18 @@ def delete_account(actor: Actor, confirm: str) -> None:
             if others:
                 raise ValidationError(
                     {
-                        "confirm": "You are the last owner of a table with other members: make "
-                        "someone else owner on the Team page first."
+                        "confirm": _(
+                            "You are the last owner of a table with other members: make "
+                            "someone else owner on the Team page first."
+                        )
                     }
                 )
             raise ValidationError(
                 {
-                    "confirm": "You are the only one at your table: delete the table in Settings → "
-                    "Danger zone (that deletes your account with it)."
+                    "confirm": _(
+                        "You are the only one at your table: delete the table in Settings → "
+                        "Danger zone (that deletes your account with it)."
+                    )
                 }
             )
     audit.record("user.delete", "user", user.id, actor=actor, before={"name": user.name, "role": user.role})

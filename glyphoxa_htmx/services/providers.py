@@ -24,12 +24,13 @@ from sqlalchemy import Table, select
 from sqlalchemy.exc import IntegrityError
 
 from glyphoxa_htmx.adapters import providers as catalog
-from glyphoxa_htmx.adapters.secrets import SecretsError, SecretsUnavailable
+from glyphoxa_htmx.adapters.secrets import SecretsError
 from glyphoxa_htmx.core import audit
 from glyphoxa_htmx.core.authz import Actor, Perm, own, require
 from glyphoxa_htmx.core.dbconn import rowcount
 from glyphoxa_htmx.core.deps import secrets as secrets_backend
 from glyphoxa_htmx.core.errors import Conflict, NotFound, ValidationError
+from glyphoxa_htmx.core.i18n import _, current_locale
 from glyphoxa_htmx.extensions import db
 from glyphoxa_htmx.models import ProviderConfig
 
@@ -67,7 +68,7 @@ def backend_status() -> BackendStatus:
             _health[id(backend)] = (now, problem)
     else:
         problem = hit[1]
-    return {"name": backend.name, "label": backend.label, "problem": problem}
+    return {"name": backend.name, "label": _(backend.label), "problem": problem}
 
 
 # ---- reading --------------------------------------------------------------------------------
@@ -91,8 +92,8 @@ def overview(actor: Actor) -> list[dict[str, Any]]:
                 "slot": slot,
                 "label": label,
                 "row": row,
-                "choices": [(key, PROVIDERS[key].label) for key in choices],
-                "provider_label": PROVIDERS[row.provider].label
+                "choices": [(key, provider_label(key)) for key in choices],
+                "provider_label": provider_label(row.provider)
                 if row and row.provider in PROVIDERS
                 else (row.provider if row else ""),
                 "has_key": bool(row and row.api_key_enc),
@@ -102,6 +103,23 @@ def overview(actor: Actor) -> list[dict[str, Any]]:
             }
         )
     return out
+
+
+# Secrets backend labels that are words rather than names, for extraction (adapters/secrets; shown
+# translated by backend_status; "Vault Transit" is a name).
+_BACKEND_LABELS = (catalog.N_("local keyring"),)
+
+
+def provider_label(key: str) -> str:
+    """A provider's name for a page ("Whisper-compatible server" is translated, brand names aren't)."""
+    return _(PROVIDERS[key].label) if key in PROVIDERS else key
+
+
+def slot_phrase(slot: str) -> str:
+    """A slot's label inside a sentence: lower case in English ("the text to speech key"), as it is
+    in German (nouns keep their capital)."""
+    label = str(SLOTS[slot][0])
+    return label.lower() if current_locale() == "en" else label
 
 
 def mask(hint: str) -> str:
@@ -120,16 +138,16 @@ def _clean_base_url(raw: str, errors: dict[str, str]) -> str:
     if not url:
         return ""
     if len(url) > MAX_URL:
-        errors["base_url"] = f"Keep the base URL under {MAX_URL} characters."
+        errors["base_url"] = _("Keep the base URL under %(n)s characters.", n=MAX_URL)
         return url
     parts = urlsplit(url)
     host = (parts.hostname or "").lower()
     if parts.scheme not in ("https", "http") or not host:
-        errors["base_url"] = "Enter a full URL, e.g. https://api.example.com/v1."
+        errors["base_url"] = _("Enter a full URL, e.g. https://api.example.com/v1.")
     elif parts.scheme == "http" and host not in LOCAL_HOSTS:
-        errors["base_url"] = "Use https:// (plain http is only allowed for localhost)."
+        errors["base_url"] = _("Use https:// (plain http is only allowed for localhost).")
     elif parts.username or parts.password or parts.query or parts.fragment:
-        errors["base_url"] = "Leave credentials, ?query and #fragment out of the base URL."
+        errors["base_url"] = _("Leave credentials, ?query and #fragment out of the base URL.")
     return url.rstrip("/")
 
 
@@ -138,7 +156,7 @@ def _clean_key(raw: str | None, errors: dict[str, str]) -> str:
     if not key:
         return ""
     if not (MIN_KEY <= len(key) <= MAX_KEY) or any(ch.isspace() or not ch.isprintable() or ord(ch) > 126 for ch in key):
-        errors["api_key"] = (
+        errors["api_key"] = _(
             "That doesn't look like an API key (8–512 characters, no spaces). "
             "Copy it again from the provider's dashboard."
         )
@@ -153,18 +171,20 @@ def _clean_options(raw: str | None, current: dict[str, Any], errors: dict[str, s
     if not text:
         return {}
     if len(text) > MAX_OPTIONS:
-        errors["options"] = f"Keep options under {MAX_OPTIONS} characters."
+        errors["options"] = _("Keep options under %(n)s characters.", n=MAX_OPTIONS)
         return current
     try:
         value = json.loads(text)
     except ValueError:
-        errors["options"] = 'Options must be a JSON object, e.g. {"temperature": 0.7}.'
+        errors["options"] = _('Options must be a JSON object, e.g. {"temperature": 0.7}.')
         return current
     if not isinstance(value, dict):
-        errors["options"] = 'Options must be a JSON object, e.g. {"temperature": 0.7}.'
+        errors["options"] = _('Options must be a JSON object, e.g. {"temperature": 0.7}.')
         return current
     if value != current and _secret_looking(value):
-        errors["options"] = "Options are stored unencrypted: put keys and tokens in the API key field, not in options."
+        errors["options"] = _(
+            "Options are stored unencrypted: put keys and tokens in the API key field, not in options."
+        )
         return current
     return current if value == current else value  # unchanged: keep the stored value exactly
 
@@ -218,13 +238,15 @@ def save(actor: Actor, slot: str, form: Mapping[str, str]) -> ProviderConfig:
     ).scalar_one_or_none()
     provider = (form.get("provider") or "").strip()
     if provider not in SLOTS[slot][1]:
-        errors["provider"] = f"Pick one of the providers offered for {SLOTS[slot][0].lower()}."
+        errors["provider"] = _("Pick one of the providers offered for %(slot)s.", slot=slot_phrase(slot))
     model = (form.get("model") or "").strip()
     if len(model) > MAX_MODEL:
-        errors["model"] = f"Keep the model name under {MAX_MODEL} characters."
+        errors["model"] = _("Keep the model name under %(n)s characters.", n=MAX_MODEL)
     base_url = _clean_base_url(form.get("base_url", ""), errors)
     if provider in PROVIDERS and not PROVIDERS[provider].default_base and not base_url and "base_url" not in errors:
-        errors["base_url"] = f"{PROVIDERS[provider].label} needs a base URL (e.g. http://localhost:8000/v1)."
+        errors["base_url"] = _(
+            "%(provider)s needs a base URL (e.g. http://localhost:8000/v1).", provider=provider_label(provider)
+        )
     options = _clean_options(form.get("options"), dict(row.options or {}) if row else {}, errors)
     key = _clean_key(form.get("api_key"), errors)
     if (
@@ -236,9 +258,10 @@ def save(actor: Actor, slot: str, form: Mapping[str, str]) -> ProviderConfig:
         and PROVIDERS[provider].needs_key
         and "api_key" not in errors
     ):
-        errors["api_key"] = (
-            f"Enter the {PROVIDERS[provider].label} key: the saved key belongs to "
-            f"{PROVIDERS.get(row.provider, PROVIDERS[provider]).label if row.provider in PROVIDERS else row.provider}."
+        errors["api_key"] = _(
+            "Enter the %(provider)s key: the saved key belongs to %(saved)s.",
+            provider=provider_label(provider),
+            saved=provider_label(row.provider),
         )
     if errors:
         raise ValidationError(errors)
@@ -250,7 +273,12 @@ def save(actor: Actor, slot: str, form: Mapping[str, str]) -> ProviderConfig:
             log.warning("provider key not saved: secrets backend refused (%s)", exc.details)
             with _health_lock:  # the page's notice should say so at once, not after HEALTH_TTL
                 _health.pop(id(secrets_backend()), None)
-            raise ValidationError({"api_key": SecretsUnavailable.default_message}) from None
+            # SecretsUnavailable.default_message, in the page's language:
+            message = _(
+                "The secrets store is unavailable, so keys can't be changed right now. "
+                "Nothing was saved; try again in a few minutes."
+            )
+            raise ValidationError({"api_key": message}) from None
     before = _public(row)
     had_key = bool(row and row.api_key_enc)
     if row is None:
@@ -280,7 +308,7 @@ def save(actor: Actor, slot: str, form: Mapping[str, str]) -> ProviderConfig:
             "provider save conflict: %s", exc.orig.diag.constraint_name if isinstance(exc.orig, psycopg.Error) else ""
         )
         db.session.rollback()
-        raise Conflict("Someone saved this slot at the same moment. Reload and try again.") from None
+        raise Conflict(_("Someone saved this slot at the same moment. Reload and try again.")) from None
     return row
 
 

@@ -23,6 +23,7 @@ from glyphoxa_htmx.core.authz import Actor, Perm, Role, require
 from glyphoxa_htmx.core.dbconn import rowcount
 from glyphoxa_htmx.core.deps import gateway
 from glyphoxa_htmx.core.errors import Unavailable, ValidationError
+from glyphoxa_htmx.core.i18n import _
 from glyphoxa_htmx.extensions import db
 from glyphoxa_htmx.models import (
     Campaign,
@@ -64,9 +65,11 @@ def delete_tenant(actor: Actor, confirm_name: str, *, ip: str | None = None) -> 
     require(actor, Perm.MANAGE_TENANT)
     tenant = db.session.get(Tenant, actor.tenant_id)
     if tenant is None:
-        raise ValidationError({"confirm_name": "This table no longer exists."})
+        raise ValidationError({"confirm_name": _("This table no longer exists.")})
     if (confirm_name or "").strip() != tenant.name:
-        raise ValidationError({"confirm_name": f"Type the table's name exactly (“{tenant.name}”) to confirm."})
+        raise ValidationError(
+            {"confirm_name": _("Type the table's name exactly (“%(name)s”) to confirm.", name=tenant.name)}
+        )
     sub = db.session.execute(select(Subscription).where(Subscription.tenant_id == tenant.id)).scalar_one_or_none()
     if (
         plans.billing_enabled()
@@ -77,8 +80,10 @@ def delete_tenant(actor: Actor, confirm_name: str, *, ip: str | None = None) -> 
     ):
         raise ValidationError(
             {
-                "confirm_name": "Your paid plan is still running. Cancel it on the Billing page "
-                "first, so you aren't charged for a deleted table."
+                "confirm_name": _(
+                    "Your paid plan is still running. Cancel it on the Billing page "
+                    "first, so you aren't charged for a deleted table."
+                )
             }
         )
     _delete_on_gateway(tenant.id)
@@ -154,7 +159,9 @@ def _delete_on_gateway(tenant_id: str) -> None:
     client = gateway()
     if client is None:
         raise Unavailable(
-            "No voice gateway is connected, so your table can't be deleted there. Nothing was deleted; try again later."
+            _(
+                "No voice gateway is connected, so your table can't be deleted there. Nothing was deleted; try again later."
+            )
         )
     try:
         client.delete_tenant(tenant_id)
@@ -162,7 +169,10 @@ def _delete_on_gateway(tenant_id: str) -> None:
         return  # already gone on the gateway: ours can follow
     except GatewayError as exc:
         raise Unavailable(
-            f"The voice gateway didn't delete your table ({exc.message}). Nothing was deleted; try again later."
+            _(
+                "The voice gateway didn't delete your table (%(reason)s). Nothing was deleted; try again later.",
+                reason=exc.message,
+            )
         ) from exc
 
 

@@ -18,7 +18,7 @@ from glyphoxa_htmx.core import audit
 from glyphoxa_htmx.core.authz import Actor, Perm, require
 from glyphoxa_htmx.core.deps import gateway
 from glyphoxa_htmx.core.errors import NotFound, Unavailable, ValidationError
-from glyphoxa_htmx.core.i18n import _
+from glyphoxa_htmx.core.i18n import _, lazy_gettext
 from glyphoxa_htmx.core.parse import SNOWFLAKE_RE, like_pattern
 from glyphoxa_htmx.extensions import db
 from glyphoxa_htmx.models import GuildClaim, Tenant
@@ -114,7 +114,7 @@ def create_for_signup(display_name: str, *, ip: str | None = None) -> Tenant:
                     client.get_tenant(candidate)
                 except GatewayNotFound:
                     raise Unavailable(
-                        "The voice service couldn't create your table right now. Please try again in a few minutes."
+                        _("The voice service couldn't create your table right now. Please try again in a few minutes.")
                     ) from None
                 except GatewayError as exc:
                     raise Unavailable(exc.message) from exc
@@ -133,7 +133,7 @@ def create_for_signup(display_name: str, *, ip: str | None = None) -> Tenant:
             after={"id": candidate, "name": tenant_name, "license_tier": "shared"},
         )
         return tenant
-    raise Unavailable("We couldn't find a free id for your table. Please contact support.")
+    raise Unavailable(_("We couldn't find a free id for your table. Please contact support."))
 
 
 def undo_gateway_tenant(tenant_id: str) -> None:
@@ -156,9 +156,9 @@ def rename(actor: Actor, name: str) -> Tenant:
     require(actor, Perm.MANAGE_TENANT)
     name = (name or "").strip()
     if not name:
-        raise ValidationError({"name": "Give your table a name."})
+        raise ValidationError({"name": _("Give your table a name.")})
     if len(name) > 80:
-        raise ValidationError({"name": "Keep it under 80 characters."})
+        raise ValidationError({"name": _("Keep it under 80 characters.")})
     tenant = get(actor)
     before = {"name": tenant.name}
     tenant.name = name
@@ -296,11 +296,15 @@ def discord_connection(actor: Actor) -> dict[str, Any]:
     require(actor, Perm.VIEW_SESSIONS)
     client = gateway()
     if client is None:
-        return {"available": False, "guild_ids": [], "note": "No voice gateway is connected to this server."}
+        return {"available": False, "guild_ids": [], "note": _("No voice gateway is connected to this server.")}
     try:
         info = client.get_tenant(actor.tenant_id, quick=True)
     except GatewayNotFound:
-        return {"available": False, "guild_ids": [], "note": "Your table isn't registered with the voice service yet."}
+        return {
+            "available": False,
+            "guild_ids": [],
+            "note": _("Your table isn't registered with the voice service yet."),
+        }
     except GatewayError as exc:
         return {"available": False, "guild_ids": [], "note": exc.message}
     return {"available": True, "guild_ids": list(info.guild_ids or []), "note": ""}
@@ -314,8 +318,8 @@ def discord_connection(actor: Actor) -> dict[str, Any]:
 # and no other table — ours or the gateway's public.tenants.guild_ids — has it.
 
 DISCORD_GUILDS_MAX_AGE = timedelta(hours=1)
-TAKEN_MESSAGE = (
-    "The Discord server {gid} is already connected to another table. If it's yours, contact "
+TAKEN_MESSAGE = lazy_gettext(
+    "The Discord server %(gid)s is already connected to another table. If it's yours, contact "
     "support to have it moved to this table."
 )
 
@@ -375,25 +379,26 @@ def _check_guild_ownership(actor: Actor, cleaned: list[str], kept: set[str]) -> 
         user = db.session.get_one(User, actor.user_id)  # the signed-in actor's own row
         manageable, fetched_at = manageable_guilds(user)
         if fetched_at is None or datetime.now(UTC) - fetched_at > DISCORD_GUILDS_MAX_AGE:
-            why = (
-                "is more than an hour old. Sign in with Discord again"
-                if fetched_at
-                else "isn't known (you didn't sign in with Discord). Sign in with Discord"
-            )
-            raise ValidationError(
-                {
-                    "guild_ids": "To add a Discord server we check that you manage it, and your list "
-                    f"of servers {why}, then save.",
-                    "reconsent": "1",
-                }
-            )
+            if fetched_at:
+                message = _(
+                    "To add a Discord server we check that you manage it, and your list of servers is "
+                    "more than an hour old. Sign in with Discord again, then save."
+                )
+            else:
+                message = _(
+                    "To add a Discord server we check that you manage it, and your list of servers isn't "
+                    "known (you didn't sign in with Discord). Sign in with Discord, then save."
+                )
+            raise ValidationError({"guild_ids": message, "reconsent": "1"})
         unmanaged = [gid for gid in added if gid not in manageable]
         if unmanaged:
             raise ValidationError(
                 {
-                    "guild_ids": f"You don't have the Manage Server permission on the Discord server "
-                    f"{unmanaged[0]}, so it can't be added to your table. Ask someone who "
-                    "manages it (or its owner) to add it."
+                    "guild_ids": _(
+                        "You don't have the Manage Server permission on the Discord server %(gid)s, so it "
+                        "can't be added to your table. Ask someone who manages it (or its owner) to add it.",
+                        gid=unmanaged[0],
+                    )
                 }
             )
     for gid, holders in guild_holders(cleaned).items():
@@ -402,7 +407,7 @@ def _check_guild_ownership(actor: Actor, cleaned: list[str], kept: set[str]) -> 
         if holders["claim"] == actor.tenant_id:
             others = set()  # claimed by us: a stale copy in another gateway list doesn't take it away
         if others:
-            raise ValidationError({"guild_ids": TAKEN_MESSAGE.format(gid=gid)})
+            raise ValidationError({"guild_ids": TAKEN_MESSAGE % {"gid": gid}})
 
 
 def _claim_guilds(actor: Actor, guild_ids: list[str]) -> None:
@@ -423,7 +428,7 @@ def _claim_guilds(actor: Actor, guild_ids: list[str]) -> None:
     lost = [gid for gid in guild_ids if gid not in mine]
     if lost:
         db.session.rollback()
-        raise ValidationError({"guild_ids": TAKEN_MESSAGE.format(gid=lost[0])})
+        raise ValidationError({"guild_ids": TAKEN_MESSAGE % {"gid": lost[0]}})
     db.session.execute(
         delete(GuildClaim).where(GuildClaim.tenant_id == actor.tenant_id, GuildClaim.guild_id.not_in(guild_ids))
     )
@@ -445,26 +450,30 @@ def update_discord(actor: Actor, guild_ids: list[str], bot_token: str | None) ->
         if not gid:
             continue
         if not SNOWFLAKE_RE.match(gid):
-            raise ValidationError({"guild_ids": f"“{gid[:30]}” isn't a Discord server id (17–20 digits)."})
+            raise ValidationError(
+                {"guild_ids": _("“%(value)s” isn't a Discord server id (17–20 digits).", value=gid[:30])}
+            )
         if gid not in cleaned:
             cleaned.append(gid)
     if not cleaned:
         raise ValidationError(
-            {"guild_ids": "Add at least one Discord server (the voice service can't clear the list)."}
+            {"guild_ids": _("Add at least one Discord server (the voice service can't clear the list).")}
         )
     if len(cleaned) > 50:
-        raise ValidationError({"guild_ids": "At most 50 servers."})
+        raise ValidationError({"guild_ids": _("At most 50 servers.")})
     token = (bot_token or "").strip()
     if token and (len(token) < 50 or len(token) > 100 or " " in token):
         raise ValidationError(
             {
-                "bot_token": "That doesn't look like a Discord bot token. Copy it again from the "
-                "Developer Portal (Bot → Reset Token)."
+                "bot_token": _(
+                    "That doesn't look like a Discord bot token. Copy it again from the "
+                    "Developer Portal (Bot → Reset Token)."
+                )
             }
         )
     client = gateway()
     if client is None:
-        raise ValidationError({"": "No voice gateway is connected to this server."})
+        raise ValidationError({"": _("No voice gateway is connected to this server.")})
     before = discord_connection(actor)["guild_ids"]
     claimed = set(
         db.session.execute(select(GuildClaim.guild_id).where(GuildClaim.tenant_id == actor.tenant_id)).scalars()

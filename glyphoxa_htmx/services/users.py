@@ -7,6 +7,7 @@ from sqlalchemy import func, select
 from glyphoxa_htmx.core import audit
 from glyphoxa_htmx.core.authz import Actor, Perm, Role, assignable_roles, own, require
 from glyphoxa_htmx.core.errors import NotFound, ValidationError
+from glyphoxa_htmx.core.i18n import _
 from glyphoxa_htmx.core.parse import like_pattern
 from glyphoxa_htmx.extensions import db
 from glyphoxa_htmx.models import User
@@ -30,23 +31,23 @@ def change_role(actor: Actor, user_id: str, role: str) -> User:
     user = get_member(actor, user_id)  # 404 first, then the role (403)
     require(actor, Perm.MANAGE_USERS)
     if role not in {r.value for r in assignable_roles(actor)}:
-        raise ValidationError({"role": "Pick one of the offered roles."})
+        raise ValidationError({"role": _("Pick one of the offered roles.")})
     if user.role == Role.SUPER_ADMIN:
-        raise ValidationError({"role": "Operators' roles are managed by the platform."})
+        raise ValidationError({"role": _("Operators' roles are managed by the platform.")})
     if user.role == Role.TENANT_OWNER and role != Role.TENANT_OWNER:
         # Serialise owner changes per tenant, so two owners demoting each other at the same
         # moment can't both see "2 owners" and leave the table with none.
         db.session.execute(select(func.pg_advisory_xact_lock(func.hashtext("owners:" + actor.tenant_id))))
         db.session.refresh(user)
         if user.role != Role.TENANT_OWNER:
-            raise ValidationError({"role": "Someone changed this person's role just now. Reload and try again."})
+            raise ValidationError({"role": _("Someone changed this person's role just now. Reload and try again.")})
         owners = db.session.execute(
             select(func.count())
             .select_from(User)
             .where(User.tenant_id == actor.tenant_id, User.role == Role.TENANT_OWNER.value, User.status == "active")
         ).scalar_one()
         if owners <= 1:
-            raise ValidationError({"role": "Every table needs at least one owner. Make someone else owner first."})
+            raise ValidationError({"role": _("Every table needs at least one owner. Make someone else owner first.")})
     if role in plans.SEAT_ROLES and user.role not in plans.SEAT_ROLES:
         plans.check_seat_limit(actor)
     before = {"role": user.role}
@@ -65,9 +66,9 @@ def remove_member(actor: Actor, user_id: str) -> User:
     user = get_member(actor, user_id)  # 404 first, then the role (403)
     require(actor, Perm.MANAGE_USERS)
     if user.role == Role.SUPER_ADMIN:
-        raise ValidationError({"remove": "Operators are managed by the platform."})
+        raise ValidationError({"remove": _("Operators are managed by the platform.")})
     if user.role == Role.TENANT_OWNER and invitations.owners_left(actor.tenant_id, without=user.id) == 0:
-        raise ValidationError({"remove": "Every table needs at least one owner. Make someone else owner first."})
+        raise ValidationError({"remove": _("Every table needs at least one owner. Make someone else owner first.")})
     before = {"name": user.name, "role": user.role, "tenant_id": user.tenant_id}
     revoked = invitations.revoke_sign_ins(user.id, "removed_from_table")
     audit.record("user.remove", "user", user.id, actor=actor, before=before, details={"sessions_revoked": revoked})
@@ -100,9 +101,9 @@ def get_any(actor: Actor, user_id: str) -> User:
 def set_status(actor: Actor, user_id: str, status: str) -> User:
     user = get_any(actor, user_id)
     if status not in {"active", "suspended"}:
-        raise ValidationError({"status": "Unknown status."})
+        raise ValidationError({"status": _("Unknown status.")})
     if user.id == actor.user_id:
-        raise ValidationError({"status": "You can't suspend yourself."})
+        raise ValidationError({"status": _("You can't suspend yourself.")})
     before = {"status": user.status}
     user.status = status
     audit.record(
@@ -140,7 +141,7 @@ def promote_to_admin(
         raise ValueError("give --discord-id, --user-id, --email or --name")
     user = db.session.execute(stmt).scalar_one_or_none()
     if user is None:
-        raise NotFound("No such user. They must sign in once first.")
+        raise NotFound(_("No such user. They must sign in once first."))
     before = {"role": user.role}
     user.role = Role.SUPER_ADMIN.value
     audit.record(

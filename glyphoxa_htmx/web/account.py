@@ -6,6 +6,7 @@ from flask import Blueprint, url_for
 from flask_login import current_user, login_required
 
 from glyphoxa_htmx.core import htmx
+from glyphoxa_htmx.core.i18n import _
 from glyphoxa_htmx.services import auth as auth_service
 
 bp = Blueprint("account", __name__, url_prefix="/account")
@@ -26,15 +27,15 @@ def revoke(session_id: str):
     auth_service.own_session(current_user, session_id)  # 404 before anything else for someone else's
     if not htmx.confirmed():
         return htmx.confirm_page(
-            "Sign out this session?",
-            detail="That browser will have to sign in again.",
-            submit_label="Sign out",
+            _("Sign out this session?"),
+            detail=_("That browser will have to sign in again."),
+            submit_label=_("Sign out"),
             cancel_url=url_for("account.sessions"),
         )
     auth_service.revoke_session(current_user, session_id)
     if session_id == current_user.login_session.id:
         return htmx.client_redirect(url_for("auth.signin"))
-    htmx.toast("Session signed out.")
+    htmx.toast(_("Session signed out."))
     if htmx.wants_block():
         return sessions()
     return htmx.redirect_to(url_for("account.sessions"))

@@ -16,6 +16,7 @@ from glyphoxa_htmx.core import htmx
 from glyphoxa_htmx.core.authz import Actor
 from glyphoxa_htmx.core.deps import settings
 from glyphoxa_htmx.core.errors import DomainError, ValidationError
+from glyphoxa_htmx.core.i18n import _, lazy_gettext
 from glyphoxa_htmx.extensions import limiter, login_manager
 from glyphoxa_htmx.services import auth as auth_service
 from glyphoxa_htmx.services import signin_cache
@@ -31,8 +32,8 @@ COOKIE = "gx_session"
 # The plan's limit for /auth/*: every route of this blueprint carries it (tests walk the URL map).
 AUTH_LIMIT = "10 per minute"
 BLOCKED_MESSAGES = {
-    "table_suspended": "This table is suspended — contact support.",
-    "account_suspended": "This account is suspended — contact support if you think that's a mistake.",
+    "table_suspended": lazy_gettext("This table is suspended — contact support."),
+    "account_suspended": lazy_gettext("This account is suspended — contact support if you think that's a mistake."),
 }
 
 
@@ -124,8 +125,8 @@ def renew_csrf_on_identity_change() -> None:
     def perms(role: str) -> frozenset:
         return MATRIX.get(Role(role), frozenset()) if role in {r.value for r in Role} else frozenset()
 
-    old_family, _, old_role = bound.partition(":")
-    new_family, _, new_role = current.partition(":")
+    old_family, _sep, old_role = bound.partition(":")
+    new_family, _sep, new_role = current.partition(":")
     if old_family != new_family or not perms(new_role) <= perms(old_role):
         session.pop("csrf_token", None)
     session[CSRF_BINDING] = current
@@ -222,8 +223,15 @@ def _provider_unavailable(provider: str, exc: BaseException):
     log.warning("sign-in provider unreachable", extra={"provider": provider, "error": type(exc).__name__})
     label = identity.PROVIDER_LABELS.get(provider, provider)
     others = [identity.PROVIDER_LABELS.get(p, p) for p in identity.enabled() if p != provider]
-    hint = f" Try again in a few minutes{', or sign in with ' + ' or '.join(others) if others else ''}."
-    return _signin_error(f"{label} sign-in is unavailable right now.{hint}", status=503)
+    if others:
+        message = _(
+            "%(provider)s sign-in is unavailable right now. Try again in a few minutes, or sign in with %(others)s.",
+            provider=label,
+            others=_(" or ").join(others),
+        )
+    else:
+        message = _("%(provider)s sign-in is unavailable right now. Try again in a few minutes.", provider=label)
+    return _signin_error(message, status=503)
 
 
 @bp.get("/<provider>/callback")
@@ -235,7 +243,7 @@ def oauth_callback(provider: str):
     from flask import session
 
     if request.args.get("error"):
-        return _signin_error("Sign-in was cancelled at the provider. Try again when you're ready.")
+        return _signin_error(_("Sign-in was cancelled at the provider. Try again when you're ready."))
     try:
         token = identity.client(provider).authorize_access_token()
     except identity.unreachable_errors() as exc:
@@ -243,7 +251,7 @@ def oauth_callback(provider: str):
     except OAuthError as exc:
         # Bad or missing state (CSRF), a reused code, or a provider refusal.
         log.warning("oauth callback refused", extra={"provider": provider, "error": exc.error})
-        return _signin_error("That sign-in link is no longer valid. Please start again.")
+        return _signin_error(_("That sign-in link is no longer valid. Please start again."))
     try:
         ident = identity.fetch_identity(provider, token)
     except identity.unreachable_errors() as exc:
@@ -257,7 +265,7 @@ def oauth_callback(provider: str):
             from glyphoxa_htmx.services import profile
 
             profile.link(current_user, ident)
-            htmx.toast(f"{identity.PROVIDER_LABELS.get(provider, provider)} linked.")
+            htmx.toast(_("%(provider)s linked.", provider=identity.PROVIDER_LABELS.get(provider, provider)))
             return htmx.redirect_to(session.pop("oauth_next", None) or url_for("profile.index"))
         user, _created = auth_service.sign_in(
             ident,
@@ -299,7 +307,7 @@ def dev_signin():
         if user_id:
             user = auth_service.get_user(user_id)
             if user is None:
-                raise ValidationError({"user_id": "No such user."})
+                raise ValidationError({"user_id": _("No such user.")})
             if user.status != "active":
                 raise auth_service.AccountSuspended()
         else:
@@ -336,7 +344,7 @@ def logout():
     session.pop(CSRF_BINDING, None)
     response = htmx.redirect_to(url_for("pages.landing"))
     response.delete_cookie(COOKIE, path="/")
-    htmx.toast("You're signed out.")
+    htmx.toast(_("You're signed out."))
     return response
 
 
@@ -351,7 +359,7 @@ def refresh():
         response = make_response({"ok": True})
     else:
         response = htmx.redirect_to(url_for("account.sessions"))
-        htmx.toast("Session renewed.")
+        htmx.toast(_("Session renewed."))
     if not new_token:  # already rotated by a concurrent refresh: that response carries the cookie
         return response
     return set_session_cookie(response, new_token)
@@ -376,7 +384,7 @@ def invite(token: str):
             current = invitations.tenant_name(me.tenant_id)
             refusal = invitations.leave_refusal(me)
         elif me is not None:
-            refusal = "You're already at this table."
+            refusal = _("You're already at this table.")
     return htmx.render(
         "auth/invite.html",
         tenant_name=adoption.tenant_name(invitation),
@@ -415,5 +423,5 @@ def invite_accept(token: str):
             refusal=exc.errors.get("") or exc.message,
             errors=exc.errors,
         )
-    htmx.toast(f"Welcome to {invitations.tenant_name(user.tenant_id)}.")
+    htmx.toast(_("Welcome to %(table)s.", table=invitations.tenant_name(user.tenant_id)))
     return htmx.redirect_to(url_for("pages.dashboard"))

@@ -10,45 +10,71 @@ from werkzeug.exceptions import HTTPException, InternalServerError
 
 from glyphoxa_htmx.core import htmx
 from glyphoxa_htmx.core.errors import DomainError
-from glyphoxa_htmx.extensions import login_manager
+from glyphoxa_htmx.core.i18n import _, lazy_gettext
 
 log = logging.getLogger(__name__)
 
 TITLES = {
-    400: ("Something in that request was off", "Go back and try again. If it keeps happening, reload the page."),
-    403: ("You can't do that here", "Your role doesn't allow this. The owner of your table can change roles."),
-    404: ("Not found", "That page or item doesn't exist, or it isn't part of your table."),
-    405: ("Not allowed", "That action isn't available here."),
-    409: ("That changed in the meantime", "Reload to see the latest version, then try again."),
-    413: ("That file is too large", "Choose a smaller file."),
-    422: ("Please check your input", "Some fields need fixing."),
-    429: ("Slow down a little", "You've done that a lot in a short time. Wait a minute and try again."),
-    500: ("Something went wrong on our side", "We've logged it. Try again in a moment."),
-    503: ("A service is unavailable", "Try again in a moment."),
+    400: (
+        lazy_gettext("Something in that request was off"),
+        lazy_gettext("Go back and try again. If it keeps happening, reload the page."),
+    ),
+    403: (
+        lazy_gettext("You can't do that here"),
+        lazy_gettext("Your role doesn't allow this. The owner of your table can change roles."),
+    ),
+    404: (lazy_gettext("Not found"), lazy_gettext("That page or item doesn't exist, or it isn't part of your table.")),
+    405: (lazy_gettext("Not allowed"), lazy_gettext("That action isn't available here.")),
+    409: (
+        lazy_gettext("That changed in the meantime"),
+        lazy_gettext("Reload to see the latest version, then try again."),
+    ),
+    413: (lazy_gettext("That file is too large"), lazy_gettext("Choose a smaller file.")),
+    422: (lazy_gettext("Please check your input"), lazy_gettext("Some fields need fixing.")),
+    429: (
+        lazy_gettext("Slow down a little"),
+        lazy_gettext("You've done that a lot in a short time. Wait a minute and try again."),
+    ),
+    500: (lazy_gettext("Something went wrong on our side"), lazy_gettext("We've logged it. Try again in a moment.")),
+    503: (lazy_gettext("A service is unavailable"), lazy_gettext("Try again in a moment.")),
 }
 
 
-DATABASE_UNAVAILABLE = "The database didn't answer in time or the connection dropped. Try again in a moment."
+DATABASE_UNAVAILABLE = lazy_gettext(
+    "The database didn't answer in time or the connection dropped. Try again in a moment."
+)
+
+
+def _as_signed_out() -> None:
+    """Drop the failed transaction and treat the request as signed out (the signed-in header and the
+    user's language both need the database that may just have failed)."""
+    try:
+        from glyphoxa_htmx.extensions import db
+
+        db.session.rollback()
+    except Exception:  # noqa: BLE001
+        pass
+    from flask import current_app
+
+    g._login_user = current_app.login_manager.anonymous_user()  # flask-login: render as signed out
 
 
 def error_response(status: int, message: str | None = None):
     title, hint = TITLES.get(status, TITLES[500] if status >= 500 else TITLES[400])
-    text = message or hint
+    try:
+        title_text, text = str(title), str(message or hint)  # in the user's language
+    except Exception:  # noqa: BLE001 - choosing the language needed the signed-in user (the database)
+        log.warning("error text in the browser's language: the signed-in user couldn't be loaded", exc_info=True)
+        _as_signed_out()
+        title_text, text = str(title), str(message or hint)
     if htmx.is_htmx():
         return htmx.error_response(status, text)
     try:
-        body = render_template("errors/error.html", status=status, title=title, message=text)
+        body = render_template("errors/error.html", status=status, title=title_text, message=text)
     except Exception:  # noqa: BLE001 - e.g. the signed-in header needed the database that just failed
         log.warning("error page rendered without the signed-in header", exc_info=True)
-        try:
-            from glyphoxa_htmx.extensions import db
-
-            db.session.rollback()
-        except Exception:  # noqa: BLE001
-            pass
-
-        g._login_user = login_manager.anonymous_user()  # flask-login: render as signed out
-        body = render_template("errors/error.html", status=status, title=title, message=text)
+        _as_signed_out()
+        body = render_template("errors/error.html", status=status, title=title_text, message=text)
     return make_response(body, status)
 
 
@@ -59,7 +85,7 @@ def init_app(app: Flask) -> None:
 
     @app.errorhandler(CSRFError)
     def _csrf(exc: CSRFError):
-        return error_response(400, "Your form expired. Reload the page and try again.")
+        return error_response(400, _("Your form expired. Reload the page and try again."))
 
     @app.errorhandler(HTTPException)
     def _http(exc: HTTPException):
@@ -67,7 +93,7 @@ def init_app(app: Flask) -> None:
             return exc
         message = None
         if exc.code == 429:
-            message = "You've done that a lot in a short time. Wait a minute and try again."
+            message = _("You've done that a lot in a short time. Wait a minute and try again.")
         return error_response(exc.code, message)
 
     @app.errorhandler(Exception)

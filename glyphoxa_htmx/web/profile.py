@@ -44,7 +44,7 @@ def rename():
         user = profile.rename(current_user, request.form.get("name", ""))
     except ValidationError as exc:
         return _render(422, exc.errors)
-    htmx.toast(f"You're now {user.name}.")
+    htmx.toast(_("You're now %(name)s.", name=user.name))
     return htmx.redirect_to(url_for("profile.index"))
 
 
@@ -77,7 +77,7 @@ def unlink(provider: str):
         profile.unlink(current_user, provider)
     except ValidationError as exc:
         return _render(422, exc.errors)
-    htmx.toast(f"{identity.PROVIDER_LABELS.get(provider, provider)} unlinked.")
+    htmx.toast(_("%(provider)s unlinked.", provider=identity.PROVIDER_LABELS.get(provider, provider)))
     return htmx.redirect_to(url_for("profile.index"))
 
 
@@ -99,5 +99,5 @@ def accept_invitation(invitation_id: str):
         user = invitations.accept_mine(current_user, invitation_id, ip=request.remote_addr)
     except ValidationError as exc:
         return _render(422, exc.errors)
-    htmx.toast(f"Welcome to {invitations.tenant_name(user.tenant_id)}.")
+    htmx.toast(_("Welcome to %(table)s.", table=invitations.tenant_name(user.tenant_id)))
     return htmx.redirect_to(url_for("pages.dashboard"))

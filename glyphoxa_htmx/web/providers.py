@@ -9,6 +9,7 @@ from flask_login import current_user, login_required
 from glyphoxa_htmx.core import htmx
 from glyphoxa_htmx.core.authz import Perm, can, require
 from glyphoxa_htmx.core.errors import ValidationError
+from glyphoxa_htmx.core.i18n import _
 from glyphoxa_htmx.extensions import limiter
 from glyphoxa_htmx.services import providers
 
@@ -52,7 +53,7 @@ def save():
         row = providers.save(current_user, slot, request.form.to_dict())
     except ValidationError as exc:
         return _page(status=422, errors=exc.errors, form_slot=slot, form=request.form.to_dict())
-    htmx.toast(f"{providers.SLOTS[row.slot][0]} saved.")
+    htmx.toast(_("%(slot)s saved.", slot=providers.SLOTS[row.slot][0]))
     return _done()
 
 
@@ -63,13 +64,13 @@ def remove_key(config_id: str):
     require(current_user, Perm.MANAGE_TENANT)
     if not htmx.confirmed():
         return htmx.confirm_page(
-            f"Remove the saved {providers.SLOTS[row.slot][0].lower()} key?",
-            detail="Sessions and previews that need it stop working until you add a key again.",
-            submit_label="Remove key",
+            _("Remove the saved %(slot)s key?", slot=providers.slot_phrase(row.slot)),
+            detail=_("Sessions and previews that need it stop working until you add a key again."),
+            submit_label=_("Remove key"),
             cancel_url=url_for("providers.index"),
         )
     providers.remove_key(current_user, config_id)
-    htmx.toast("Key removed.")
+    htmx.toast(_("Key removed."))
     return _done()
 
 
@@ -80,13 +81,13 @@ def delete(config_id: str):
     require(current_user, Perm.MANAGE_TENANT)
     if not htmx.confirmed():
         return htmx.confirm_page(
-            f"Forget the {providers.SLOTS[row.slot][0].lower()} provider?",
-            detail="Its provider, model, options and key are removed.",
-            submit_label="Forget provider",
+            _("Forget the %(slot)s provider?", slot=providers.slot_phrase(row.slot)),
+            detail=_("Its provider, model, options and key are removed."),
+            submit_label=_("Forget provider"),
             cancel_url=url_for("providers.index"),
         )
     slot = providers.remove(current_user, config_id)
-    htmx.toast(f"{providers.SLOTS[slot][0]} provider removed.")
+    htmx.toast(_("%(slot)s provider removed.", slot=providers.SLOTS[slot][0]))
     return _done()
 
 

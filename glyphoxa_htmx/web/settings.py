@@ -9,6 +9,7 @@ from glyphoxa_htmx.adapters import identity
 from glyphoxa_htmx.core import htmx
 from glyphoxa_htmx.core.authz import Perm, require
 from glyphoxa_htmx.core.errors import Unavailable, ValidationError
+from glyphoxa_htmx.core.i18n import _, ngettext
 from glyphoxa_htmx.services import sessions as sessions_service
 from glyphoxa_htmx.services import tenant_lifecycle, tenants
 
@@ -64,7 +65,7 @@ def rename():
         tenant = tenants.rename(current_user, request.form.get("name", ""))
     except ValidationError as exc:
         return _page("name_form", status=422, name_errors=exc.errors, form=request.form)
-    htmx.toast(f"Your table is now called {tenant.name}.")
+    htmx.toast(_("Your table is now called %(name)s.", name=tenant.name))
     return htmx.redirect_to(url_for("settings.index"))
 
 
@@ -84,7 +85,11 @@ def discord():
                 "checked": request.form.getlist("guild_id"),
             },
         )
-    htmx.toast(f"Discord connection saved ({len(saved)} server{'s' if len(saved) != 1 else ''}).")
+    htmx.toast(
+        ngettext(
+            "Discord connection saved (%(num)d server).", "Discord connection saved (%(num)d servers).", len(saved)
+        )
+    )
     if htmx.wants_block():
         return _page("discord_form")
     return htmx.redirect_to(url_for("settings.index"))

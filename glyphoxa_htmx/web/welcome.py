@@ -16,17 +16,18 @@ from glyphoxa_htmx.core import htmx
 from glyphoxa_htmx.core.authz import Perm, require
 from glyphoxa_htmx.core.deps import settings
 from glyphoxa_htmx.core.errors import ValidationError
+from glyphoxa_htmx.core.i18n import _, lazy_gettext
 from glyphoxa_htmx.services import campaigns, npcs, plans, tenants
 from glyphoxa_htmx.services.dashboard import _progress
 
 bp = Blueprint("welcome", __name__, url_prefix="/welcome")
 
 STEPS = [
-    ("name", "Name your table"),
-    ("campaign", "First campaign"),
-    ("discord", "Discord bot and server"),
-    ("plan", "Choose a plan"),
-    ("npc", "First NPC"),
+    ("name", lazy_gettext("Name your table")),
+    ("campaign", lazy_gettext("First campaign")),
+    ("discord", lazy_gettext("Discord bot and server")),
+    ("plan", lazy_gettext("Choose a plan")),
+    ("npc", lazy_gettext("First NPC")),
 ]
 _KEY = "wizard"  # the steps this browser finished or skipped
 
@@ -40,7 +41,7 @@ def _state() -> dict:
     have = _progress(current_user)
     done = {"campaign": have["campaign"], "npc": have["npc"]}
     status = {}
-    for key, _ in _steps():
+    for key, _title in _steps():
         status[key] = "done" if done.get(key) or key in marked else "todo"
     return status
 
@@ -51,7 +52,7 @@ def _mark(step: str) -> None:
 
 def _next_step() -> str | None:
     status = _state()
-    return next((key for key, _ in _steps() if status[key] == "todo"), None)
+    return next((key for key, _title in _steps() if status[key] == "todo"), None)
 
 
 def add_bot_url(guild_id: str = "") -> str:
@@ -94,7 +95,7 @@ def index():
     require(current_user, Perm.MANAGE_TENANT)
     step = _next_step()
     if step is None:
-        htmx.toast("Your table is set up.")
+        htmx.toast(_("Your table is set up."))
         return htmx.redirect_to(url_for("pages.dashboard"))
     return htmx.redirect_to(url_for("welcome.step", step=step))
 

@@ -80,11 +80,11 @@
   document.addEventListener("htmx:responseError", function (evt) {
     var xhr = evt.detail.xhr;
     if (xhr && xhr.getResponseHeader("HX-Trigger")) return;
-    toast(xhr && xhr.status >= 500 ? "Something went wrong on our side. Try again in a moment."
-                                   : "That didn't work. Reload the page and try again.", "error");
+    toast(xhr && xhr.status >= 500 ? t("Something went wrong on our side. Try again in a moment.")
+                                   : t("That didn't work. Reload the page and try again."), "error");
   });
   document.addEventListener("htmx:sendError", function () {
-    toast("Can't reach Glyphoxa. Check your connection.", "error");
+    toast(t("Can't reach Glyphoxa. Check your connection."), "error");
   });
   // A 4xx that was swapped in (422: the form again, with its errors) is shown where the user is
   // looking: focus the first invalid field, or bring the first error message into view; and if
@@ -99,7 +99,7 @@
     if (field && field.focus) { field.focus(); }
     if (message && message.scrollIntoView) { message.scrollIntoView({ block: "nearest" }); }
     if (!field && !message && !xhr.getResponseHeader("HX-Trigger")) {
-      toast("That didn't work. Check what you entered and try again.", "error");
+      toast(t("That didn't work. Check what you entered and try again."), "error");
     }
   });
 
