@@ -167,6 +167,9 @@ def clean_db(request, database_url):
     from glyphoxa_htmx.extensions import limiter
 
     limiter.reset()  # rate-limit counters are per process; each test starts fresh
+    from glyphoxa_htmx.services import transcripts
+
+    transcripts.forget_settled()  # ended sessions' transcript figures are cached per process; ids repeat
     yield
     with app.app_context():
         from glyphoxa_htmx.extensions import db

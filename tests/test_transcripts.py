@@ -232,3 +232,80 @@ def test_tenant_without_memory_schema_sees_empty_states(app, as_role, database_u
         assert text in resp.get_data(as_text=True), url
     assert dm.get("/sessions/s-empty/recap.wav").status_code == 404
     assert dm.get("/sessions/s-empty/transcript.txt").get_data(as_text=True).startswith("Transcript:")
+
+
+# ---- an ended session's figures are computed once; a live (or just-ended) session's every time ----
+
+
+def count_statements(app, fn):
+    """(result of fn(), SQL statements it sent)."""
+    from sqlalchemy import event
+
+    from glyphoxa_htmx.extensions import db
+
+    with app.app_context():
+        engine = db.engine
+    seen: list[str] = []
+
+    def before(conn, cursor, statement, parameters, context, executemany):
+        seen.append(statement)
+
+    event.listen(engine, "before_cursor_execute", before)
+    try:
+        result = fn()
+    finally:
+        event.remove(engine, "before_cursor_execute", before)
+    return result, seen
+
+
+def line_count(resp) -> str:
+    return soup(resp).select_one("#tx-h").parent.text
+
+
+def test_settled_session_transcript_figures_are_computed_once(app, seeded, database_url):
+    from glyphoxa_htmx.services import transcripts
+
+    url = f"/sessions/{seeded.sid}/transcript"
+    seeded.dm.get(url)  # the sign-in and other per-process caches warm
+    transcripts.forget_settled()
+    first, cold = count_statements(app, lambda: seeded.dm.get(url))
+    again, warm = count_statements(app, lambda: seeded.dm.get(url))
+    assert first.status_code == again.status_code == 200
+    assert soup(first).select_one("main").text == soup(again).select_one("main").text  # the same page
+    assert len(warm) == len(cold) - 1 and len(warm) <= 4, warm
+    assert not any("count(*)" in s for s in warm)
+    # A filter has its own figures (count, first/last line); the speakers list stays whole.
+    npc, _ = count_statements(app, lambda: seeded.dm.get(url + "?kind=npc", htmx=True))
+    npc_lines = [r for r in entries(database_url, seeded.tenant, seeded.sid) if r[2]]
+    assert len(page_ids(npc)) == len(npc_lines)
+    # The session page and the dashboard reuse the line counts without asking the database.
+    transcripts.forget_settled()
+    _, detail_cold = count_statements(app, lambda: seeded.dm.get(f"/sessions/{seeded.sid}"))
+    _, detail_warm = count_statements(app, lambda: seeded.dm.get(f"/sessions/{seeded.sid}"))
+    assert len(detail_warm) == len(detail_cold) - 2  # the table check and the counts
+    assert "48" in line_count(seeded.dm.get(f"/sessions/{seeded.sid}"))
+
+
+def test_live_and_just_ended_sessions_are_never_cached(app, seeded, database_url):
+    from glyphoxa_htmx.services import transcripts
+
+    for state, ended in (("active", "NULL"), ("ended", "now()")):
+        sid = f"s-{state}"
+        sql(
+            database_url,
+            "INSERT INTO public.sessions (id, tenant_id, campaign_id, guild_id, channel_id, license_tier, "
+            f"state, started_at, ended_at) VALUES (%s, %s, %s, '1', '2', 'shared', %s, now() - interval '1 hour', "
+            f"{ended})",
+            (sid, seeded.tenant, seeded.campaign, state),
+        )
+        add_line(database_url, seeded.tenant, sid, "The first line", seeded.campaign)
+        url = f"/sessions/{sid}/transcript"
+        assert len(page_ids(seeded.dm.get(url))) == 1
+        assert "1 line" in line_count(seeded.dm.get(f"/sessions/{sid}"))
+        # The worker writes another line (for the just-ended one: its last flush).
+        add_line(database_url, seeded.tenant, sid, "The second line", seeded.campaign, speaker="rowan")
+        resp = seeded.dm.get(url)
+        assert len(page_ids(resp)) == 2
+        assert [o.text for o in soup(resp).select("#t-speaker option")][-2:] == ["mara", "rowan"]
+        assert "2 lines" in line_count(seeded.dm.get(f"/sessions/{sid}"))
+        assert not any(sid in key for key in transcripts._settled)

@@ -74,6 +74,38 @@ def memory_campaign(campaign_id: str) -> str:
     return campaign_id or "default"
 
 
+# --------------------------------------------------------------------------- settled sessions
+
+#: How long after a session ended its transcript counts as final: the worker may still flush its
+#: last lines just after the gateway marks the session ended.
+SETTLED_AFTER = timedelta(minutes=2)
+MAX_SETTLED = 20_000
+# (tenant, session, ended_at, what...) -> figures of an ended session's transcript (issue 18): they
+# never change, so each process computes them once. Never holds anything of a live session.
+_settled: dict[tuple[str, ...], Any] = {}
+
+
+def _settled_key(actor: Actor, session: GatewaySession, *what: str) -> tuple[str, ...] | None:
+    """The cache key for figures of a session whose transcript can no longer change, else None."""
+    ended = session.ended_at
+    if session.state != "ended" or ended is None or datetime.now(UTC) - ended < SETTLED_AFTER:
+        return None
+    return (actor.tenant_id, session.id, ended.isoformat(), *what)
+
+
+def _remember(key: tuple[str, ...] | None, value: Any) -> None:
+    if key is None:
+        return
+    if len(_settled) >= MAX_SETTLED:
+        _settled.clear()
+    _settled[key] = value
+
+
+def forget_settled() -> None:
+    """Empty this process's cache of ended sessions' transcript figures (tests reuse ids)."""
+    _settled.clear()
+
+
 # --------------------------------------------------------------------------- lines
 
 
@@ -265,7 +297,8 @@ def page(
     """One keyset page of a session's transcript in time order, ``(timestamp, id)``: the gateway's
     meaning, and its index on (session_id, timestamp). Cursors in URLs stay line ids; each is
     resolved to its (timestamp, id) inside the page's statement. Three queries whatever the
-    length: table check, the page, and the aggregates (count, first/last line, speakers)."""
+    length: table check, the page, and the aggregates (count, first/last line, speakers), which
+    for a settled ended session run once per process and filter (``_settled_key``)."""
     require(actor, Perm.VIEW_TRANSCRIPTS)
     own(actor, session)
     if "session_entries" not in memory_tables(actor.tenant_id, "session_entries"):
@@ -317,7 +350,28 @@ def page(
     lines = [_line(r, raw=filters.raw) for r in rows]
     if before is not None:
         lines.reverse()
-    agg_params = {k: v for k, v in params.items() if k in ("sid", "speaker")}
+    key = _settled_key(actor, session, "page", filters.speaker or "", filters.kind or "")
+    agg = _settled.get(key) if key is not None else None
+    if agg is None:
+        agg = _aggregates(table, base, {k: v for k, v in params.items() if k in ("sid", "speaker")})
+        _remember(key, agg)
+    total, first_id, last_id, speakers = agg
+    return TranscriptPage(
+        lines=lines,
+        ready=True,
+        total=total,
+        first_id=first_id,
+        last_id=last_id,
+        speakers=list(speakers),
+        target=around,
+    )
+
+
+def _aggregates(
+    table: str, base: str, params: dict[str, Any]
+) -> tuple[int, int | None, int | None, tuple[tuple[str, bool], ...]]:
+    """Count, first and last line id of the matching lines, and the session's speakers."""
+    asc, desc = "ORDER BY e.timestamp, e.id", "ORDER BY e.timestamp DESC, e.id DESC"
     agg = db.session.execute(
         text(
             f"SELECT (SELECT count(*) FROM {table} e WHERE {base}) AS total, "
@@ -327,23 +381,20 @@ def page(
             f"SELECT speaker_name AS name, bool_or(npc_id <> '') AS npc FROM {table} "
             f"WHERE session_id = :sid GROUP BY speaker_name LIMIT 200) s) AS speakers"
         ),
-        agg_params,
+        params,
     ).one()
-    return TranscriptPage(
-        lines=lines,
-        ready=True,
-        total=int(agg.total),
-        first_id=agg.first_id,
-        last_id=agg.last_id,
-        speakers=[(name, bool(npc)) for name, npc in agg.speakers],
-        target=around,
-    )
+    return int(agg.total), agg.first_id, agg.last_id, tuple((name, bool(npc)) for name, npc in agg.speakers)
 
 
 def stats(actor: Actor, session: GatewaySession) -> dict[str, Any] | None:
-    """Line counts of a session (None when the memory schema does not exist)."""
+    """Line counts of a session (None when the memory schema does not exist). A settled ended
+    session's are computed once per process; a live session's on every call."""
     require(actor, Perm.VIEW_TRANSCRIPTS)
     own(actor, session)
+    key = _settled_key(actor, session, "stats")
+    cached = _settled.get(key) if key is not None else None
+    if cached is not None:
+        return dict(cached)
     if "session_entries" not in memory_tables(actor.tenant_id, "session_entries"):
         return None
     table = qualified(schema_name(actor.tenant_id), "session_entries")
@@ -355,7 +406,9 @@ def stats(actor: Actor, session: GatewaySession) -> dict[str, Any] | None:
         ),
         {"sid": session.id},
     ).one()
-    return dict(row._mapping) | {"player_lines": row.lines - row.npc_lines}
+    result = dict(row._mapping) | {"player_lines": row.lines - row.npc_lines}
+    _remember(key, dict(result))
+    return result
 
 
 def iter_lines(actor: Actor, session: GatewaySession) -> Iterator[Line]:
