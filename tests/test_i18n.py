@@ -98,6 +98,30 @@ def test_dates_and_numbers_follow_the_language(app):
         assert app.jinja_env.from_string("{{ n|number(2) }}").render(n=1234.5) == "1,234.50"
 
 
+def test_formatted_dates_are_remembered_per_language_and_zone(app):
+    """Dates are formatted once per process (issue 18), keyed by language and time zone as well:
+    the same instant still reads differently in each language, also under force_locale."""
+    from datetime import UTC, datetime
+
+    from flask_babel import force_locale
+
+    from glyphoxa_htmx.core import i18n
+
+    when = datetime(2026, 12, 2, 16, 5, tzinfo=UTC)
+    tpl = app.jinja_env.from_string("{{ d|dt('long') }}|{{ d|date }}|{{ d|time }}|{{ d|month }}")
+    for _round in range(2):  # the second round comes from the cache
+        with app.test_request_context(headers={"Accept-Language": "de"}):
+            assert tpl.render(d=when) == "2. Dezember 2026, 16:05:00 UTC|02.12.2026|16:05|Dezember 2026"
+            with force_locale("en"):
+                assert (
+                    tpl.render(d=when) == "December 2, 2026, 4:05:00\u202fPM UTC|Dec 2, 2026|4:05\u202fPM|December 2026"
+                )
+            assert tpl.render(d=when).endswith("Dezember 2026")
+        with app.test_request_context(headers={"Accept-Language": "en"}):
+            assert tpl.render(d=when).startswith("December 2, 2026")
+    assert any(key[2] == when for key in i18n._formatted)
+
+
 def test_template_gettext_escapes_formats_and_follows_force_locale(app):
     """Our fast gettext keeps Flask-Babel's newstyle semantics: placeholders are escaped, "%%" is a
     percent sign, force_locale switches the language inside a request, and outside one it's English."""

@@ -19,6 +19,7 @@ strings that are marked but untranslated, or visible but not marked (tests/test_
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import date, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -37,6 +38,7 @@ from flask_babel import (
     format_time,
     format_timedelta,
     get_locale,
+    get_timezone,
     lazy_gettext,
 )
 from jinja2 import pass_eval_context
@@ -131,31 +133,71 @@ def current_locale() -> str:
 # -- localised formatting for templates (one place; the templates call these filters) ----------------
 
 
+# Formatting a date with Babel costs 30-50 µs (a list page shows a few dozen): each result is kept
+# per process, keyed by everything it depends on (value, format, language, time zone). Dates are
+# the same text for every user with that language, so nothing of one table reaches another.
+MAX_FORMATTED = 20_000
+_formatted: dict[tuple[Any, ...], str] = {}
+
+
+def _format_context() -> tuple[str, str]:
+    """The current language and time zone as text, looked up once per request (kept on
+    Flask-Babel's per-request namespace next to the locale and zone they are for, like
+    :func:`translations`, so ``force_locale`` still switches them)."""
+    app_ctx = _cv_app.get(None)
+    ns = app_ctx.g.__dict__.get("_flask_babel") if app_ctx is not None else None
+    if ns is not None:
+        cached = ns.__dict__.get("gx_format_context")
+        if (
+            cached is not None
+            and cached[0] is ns.__dict__.get("babel_locale")
+            and cached[1] is ns.__dict__.get("babel_tzinfo")
+        ):
+            return cached[2]  # type: ignore[no-any-return]
+    locale, tz = get_locale(), get_timezone()
+    found = (str(locale), str(tz))
+    ns = app_ctx.g.__dict__.get("_flask_babel") if app_ctx is not None else None
+    if ns is not None:
+        ns.gx_format_context = (locale, tz, found)
+    return found
+
+
+def _memo(kind: str, value: Any, fmt: str, format_fn: Callable[[Any, str], str]) -> str:
+    key = (kind, type(value), value, fmt, _format_context())
+    text = _formatted.get(key)
+    if text is None:
+        text = format_fn(value, fmt)
+        if len(_formatted) >= MAX_FORMATTED:
+            _formatted.clear()
+        _formatted[key] = text
+    return text
+
+
 def _dt_filter(value: datetime | None, fmt: str = "medium") -> str:
     """Date and time, e.g. "Dec 2, 2026, 4:05 PM" / "02.12.2026, 16:05". ``fmt`` is a Babel format
     name (short/medium/long) or a CLDR skeleton-like pattern."""
     if value is None:
         return ""
-    return format_datetime(value, fmt)
+    return _memo("dt", value, fmt, format_datetime)
 
 
 def _date_filter(value: date | datetime | None, fmt: str = "medium") -> str:
     if value is None:
         return ""
-    return format_date(value, fmt)
+    return _memo("date", value, fmt, format_date)
 
 
 def _time_filter(value: datetime | None, fmt: str = "short") -> str:
     if value is None:
         return ""
-    return format_time(value, fmt)
+    return _memo("time", value, fmt, format_time)
 
 
 def _month_filter(value: date | datetime | None) -> str:
     """Month and year, e.g. "December 2026" / "Dezember 2026"."""
     if value is None:
         return ""
-    return format_date(value, "MMMM y")
+    return _memo("date", value, "MMMM y", format_date)
 
 
 def _number_filter(value: Any, digits: int | None = None) -> str:
