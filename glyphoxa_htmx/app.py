@@ -7,8 +7,9 @@ import logging
 import time
 import uuid
 from pathlib import Path
+from typing import Any
 
-from flask import Flask, g, request, url_for
+from flask import Flask, g, has_request_context, request, url_for
 from flask_login import current_user
 
 from glyphoxa_htmx import embedded
@@ -301,16 +302,39 @@ def _register_template_helpers(app: Flask) -> None:
             digests[path] = hashlib.sha256(file.read_bytes()).hexdigest()[:10] if file.is_file() else "0"
         return digests[path]
 
+    # URLs without arguments (the nav, the account menu, the static assets) are the same on every
+    # request under one prefix: built once per process and script root (issue 18) instead of
+    # ~30 times a page. URLs with arguments are built as usual.
+    plain_urls: dict[tuple[str, str, str], str] = {}
+
+    def build_url(endpoint: str, filename: str) -> str:
+        return url_for(endpoint, filename=filename, v=static_digest(filename)) if filename else url_for(endpoint)
+
+    def plain_url(endpoint: str, filename: str = "") -> str:
+        if not has_request_context():  # e.g. an e-mail rendered in an app context: as Flask does it
+            return build_url(endpoint, filename)
+        key = (endpoint, filename, request.script_root)
+        url = plain_urls.get(key)
+        if url is None:
+            url = plain_urls[key] = build_url(endpoint, filename)
+        return url
+
+    def template_url_for(endpoint: str, **values: Any) -> str:
+        """Flask's url_for, remembering argument-free URLs of absolute endpoints."""
+        if values or endpoint.startswith(".") or app.url_default_functions:
+            return url_for(endpoint, **values)
+        return plain_url(endpoint)
+
     def asset(path: str) -> str:
         """Static URL with a content hash, so static files can be cached forever
         (core/security.py marks a response `immutable` only when the hash is the current one)."""
-        return url_for("static", filename=path, v=static_digest(path))
+        return plain_url("static", path)
 
     app.extensions["static_digest"] = static_digest
 
     def nav_url(endpoint: str) -> str | None:
         """URL of a nav entry, or None while that feature area isn't built yet."""
-        return url_for(endpoint) if endpoint in app.view_functions else None
+        return plain_url(endpoint) if endpoint in app.view_functions else None
 
     from glyphoxa_htmx.services import npcs
     from glyphoxa_htmx.services.devices import device_name
@@ -319,6 +343,7 @@ def _register_template_helpers(app: Flask) -> None:
     app.jinja_env.globals.update(
         asset=asset,
         nav_url=nav_url,
+        url_for=template_url_for,
         simulator_running=lambda: bool(app.extensions.get("glyphoxa.simulator")),
         Perm=authz.Perm,
         can=lambda perm: authz.can(current_user, perm),

@@ -53,3 +53,26 @@ def test_pages_are_not_cached_without_revalidation(client, as_role):
     page = owner.get("/", follow_redirects=True)
     assert page.status_code == 200
     assert page.headers["Cache-Control"] == "no-store"
+
+
+def test_remembered_urls_follow_the_script_root(app, as_role):
+    """The nav, menu and asset URLs are built once per process (issue 18) but per mount point: an
+    app served under a prefix (SCRIPT_NAME) links under it, the same process without one doesn't."""
+    dm = as_role("dm")
+    for _round in range(2):
+        plain = soup(dm.get("/dashboard"))
+        prefixed = soup(dm.client.get("/dashboard", base_url="http://localhost/gx"))
+        assert plain.select_one("nav a[href='/campaigns']") is not None
+        assert prefixed.select_one("nav a[href='/gx/campaigns']") is not None
+        assert prefixed.select_one("a.brand")["href"] == "/gx/dashboard"
+        assert plain.select_one("a.brand")["href"] == "/dashboard"
+        prefixed_assets = [t.get("href") or t.get("src") for t in prefixed.select("link[rel=stylesheet], script[src]")]
+        assert prefixed_assets and all(u.startswith("/gx/static/") for u in prefixed_assets), prefixed_assets
+        assert all(t["src"].startswith("/static/") for t in plain.select("script[src]"))
+    with app.app_context():  # outside a request the helpers behave like Flask's url_for
+        tpl = app.jinja_env.from_string("{{ url_for('pages.dashboard') }}")
+        try:
+            out = tpl.render()
+        except RuntimeError:
+            out = "refused"
+        assert out in ("/dashboard", "refused")
