@@ -77,6 +77,23 @@ def get(actor: Actor, session_id: str) -> GatewaySession:
     return own(actor, row)
 
 
+def get_named(actor: Actor, session_id: str) -> tuple[GatewaySession, str | None]:
+    """:func:`get` and the name of the session's campaign in the same statement (None when the
+    campaign id has no row of this tenant, like :func:`campaigns.names`)."""
+    require(actor, Perm.VIEW_SESSIONS)
+    if not session_id or len(session_id) > 100 or not gateway_tables_ready():
+        raise NotFound()
+    row = db.session.execute(
+        select(GatewaySession, Campaign.name)
+        .outerjoin(
+            Campaign, (Campaign.tenant_id == GatewaySession.tenant_id) & (Campaign.id == GatewaySession.campaign_id)
+        )
+        .where(GatewaySession.id == session_id, GatewaySession.tenant_id == actor.tenant_id)
+        .execution_options(populate_existing=True)
+    ).one_or_none()
+    return own(actor, row[0] if row is not None else None), row[1] if row is not None else None
+
+
 def viewer_signed_in(token_hash: str, tenant_id: str) -> bool:
     """Whether the sign-in behind an open live socket still stands: the login session (found by
     its token hash) is neither revoked (sign-out and revocation revoke the whole family, rotated
@@ -299,12 +316,11 @@ def month_usage(actor: Actor, period: date | None = None) -> dict[str, Any]:
 def detail(actor: Actor, session_id: str) -> dict[str, Any]:
     """Everything the session page shows (bounded queries: session, campaign, NPCs, usage,
     transcript stats, recap)."""
-    session = get(actor, session_id)
-    names = campaigns.names(actor, {session.campaign_id})
+    session, name = get_named(actor, session_id)
     return {
         "session": session,
-        "campaign_name": names.get(session.campaign_id) or session.campaign_id or _("Default campaign"),
-        "campaign_known": session.campaign_id in names,
+        "campaign_name": name or session.campaign_id or _("Default campaign"),
+        "campaign_known": name is not None,
         "npcs": campaign_npcs(actor, session.campaign_id),
         "usage": month_usage(actor, session.started_at) if actor.can(Perm.VIEW_USAGE) else None,
         "stats": transcripts.stats(actor, session),
@@ -405,6 +421,7 @@ __all__ = [
     "detail",
     "duration",
     "get",
+    "get_named",
     "guild_names",
     "is_live",
     "list_sessions",

@@ -256,9 +256,8 @@ def live_view(session_id: str):
 
 def _live_page(session_id: str, *, status: int = 200, errors: dict | None = None, **form):
     require(current_user, Perm.VIEW_TRANSCRIPTS)
-    session = svc.get(current_user, session_id)
+    session, name = svc.get_named(current_user, session_id)
     snap = transcripts.snapshot(current_user, session)
-    names = campaigns.names(current_user, {session.campaign_id})
     panel = _panel(session)
     return htmx.render(
         "sessions/live.html",
@@ -271,7 +270,7 @@ def _live_page(session_id: str, *, status: int = 200, errors: dict | None = None
         panel=panel,
         cast_names=_cast_names(session, panel),
         ws_path=_ws_path(session.id),
-        campaign_name=names.get(session.campaign_id) or session.campaign_id or _("Default campaign"),
+        campaign_name=name or session.campaign_id or _("Default campaign"),
         guild_names=_guild_names(),
         poll_seconds=POLL_SECONDS,
         errors=errors or {},
@@ -561,7 +560,7 @@ def _render_events(session_id: str, events) -> tuple[str, bool, bool]:
 @login_required
 def transcript(session_id: str):
     require(current_user, Perm.VIEW_TRANSCRIPTS)
-    session = svc.get(current_user, session_id)
+    session, name = svc.get_named(current_user, session_id)
     filters = transcripts.TranscriptFilters.parse(request.args)
     errors = {}
     if request.args.get("at") and filters.at is None:
@@ -574,8 +573,6 @@ def transcript(session_id: str):
         before=int_arg(request.args.get("before")),
         around=int_arg(request.args.get("around")),
     )
-    # The #lines block doesn't name the campaign: a block request skips that query.
-    names = {} if htmx.wants_block() else campaigns.names(current_user, {session.campaign_id})
     return htmx.render(
         "sessions/transcript.html",
         "lines",
@@ -583,7 +580,7 @@ def transcript(session_id: str):
         page=page,
         filters=filters,
         errors=errors,
-        campaign_name=names.get(session.campaign_id) or session.campaign_id or _("Default campaign"),
+        campaign_name=name or session.campaign_id or _("Default campaign"),
         status=422 if errors else 200,
         oob_fields=htmx.wants_block(),
     )
@@ -591,12 +588,8 @@ def transcript(session_id: str):
 
 def _download(session_id: str, kind: str):
     require(current_user, Perm.VIEW_TRANSCRIPTS)
-    session = svc.get(current_user, session_id)
-    name = (
-        campaigns.names(current_user, {session.campaign_id}).get(session.campaign_id)
-        or session.campaign_id
-        or _("Default campaign")
-    )
+    session, campaign_name = svc.get_named(current_user, session_id)
+    name = campaign_name or session.campaign_id or _("Default campaign")
     render = transcripts.as_markdown if kind == "md" else transcripts.as_text
     body = render(session, name, transcripts.iter_lines(current_user, session))
     filename = f"transcript-{session.started_at:%Y-%m-%d}-{session.id[:8]}.{kind}"
