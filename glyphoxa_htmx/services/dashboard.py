@@ -8,41 +8,63 @@ from sqlalchemy import exists, func, select
 
 from glyphoxa_htmx.core.authz import Actor, Perm, require
 from glyphoxa_htmx.core.deps import gateway
+from glyphoxa_htmx.core.errors import NotFound
 from glyphoxa_htmx.core.i18n import _
 from glyphoxa_htmx.extensions import db
-from glyphoxa_htmx.models import Campaign, GatewaySession, NpcDefinition, User
+from glyphoxa_htmx.models import Campaign, GatewaySession, NpcDefinition, Tenant, User
 from glyphoxa_htmx.services import campaigns, sessions, tenants, usage
 
 
 def overview(actor: Actor) -> dict[str, Any]:
-    """Bounded queries: the tenant, the session widgets (live now, last session with its line
-    counts, this month's hours vs quota) and the onboarding steps. No gateway call, so the
-    dashboard works while the gateway is down."""
+    """Bounded queries: the tenant (with the onboarding probes in the same statement), the session
+    widgets (live now, last session with its line counts, this month's hours vs quota). No
+    gateway call, so the dashboard works while the gateway is down."""
     require(actor, Perm.VIEW_SESSIONS)
-    tenant = tenants.get(actor)
     campaigns.register_found(actor)  # an existing installation's campaigns count from the first visit
+    steps = _steps(actor)
+    if steps:
+        tenant, done = _tenant_and_progress(actor)
+        steps = _mark(steps, done)
+    else:
+        tenant = tenants.get(actor)
     widgets = sessions.dashboard(actor)
     return {
         "tenant": tenant,
         "gateway_configured": gateway() is not None,
         "sessions": widgets,
         "quota_warning": usage.quota_warning(widgets.get("usage")),  # 80% / 100% of the month's hours
-        "next_steps": next_steps(actor),
+        "next_steps": steps,
     }
 
 
-def _progress(actor: Actor) -> dict[str, bool]:
-    """Which onboarding steps the table has done: one query of four EXISTS probes."""
-    t = actor.tenant_id
-    row = db.session.execute(
-        select(
-            exists().where(Campaign.tenant_id == t).label("campaign"),
-            exists().where(NpcDefinition.tenant_id == t).label("npc"),
-            exists().where(GatewaySession.tenant_id == t).label("session"),
-            select(func.count()).where(User.tenant_id == t).scalar_subquery().label("people"),
-        )
-    ).one()
+def _progress_columns(tenant_id: str) -> list[Any]:
+    """Which onboarding steps the table has done: four probes (EXISTS, and a count for the team)."""
+    t = tenant_id
+    return [
+        exists().where(Campaign.tenant_id == t).label("campaign"),
+        exists().where(NpcDefinition.tenant_id == t).label("npc"),
+        exists().where(GatewaySession.tenant_id == t).label("session"),
+        select(func.count()).where(User.tenant_id == t).scalar_subquery().label("people"),
+    ]
+
+
+def _done(row: Any) -> dict[str, bool]:
     return {"campaign": row.campaign, "npc": row.npc, "session": row.session, "team": row.people > 1}
+
+
+def _progress(actor: Actor) -> dict[str, bool]:
+    """Which onboarding steps the table has done: one query of four probes."""
+    return _done(db.session.execute(select(*_progress_columns(actor.tenant_id))).one())
+
+
+def _tenant_and_progress(actor: Actor) -> tuple[Tenant, dict[str, bool]]:
+    """The actor's tenant and its onboarding progress in one statement (NotFound without a tenant)."""
+    row = db.session.execute(
+        select(Tenant, *_progress_columns(actor.tenant_id)).where(Tenant.id == actor.tenant_id)
+    ).one_or_none()
+    if row is None:
+        raise NotFound()
+    return row[0], _done(row)
 
 
 class Step(TypedDict):
@@ -54,8 +76,8 @@ class Step(TypedDict):
     done: NotRequired[bool]
 
 
-def next_steps(actor: Actor) -> list[Step]:
-    """The onboarding checklist (until the full wizard lands); empty once every step is done."""
+def _steps(actor: Actor) -> list[Step]:
+    """The onboarding steps this actor may do (not yet marked done or not)."""
     steps: list[Step] = [
         {
             "key": "campaign",
@@ -86,10 +108,16 @@ def next_steps(actor: Actor) -> list[Step]:
             "perm": Perm.MANAGE_USERS,
         },
     ]
-    steps = [s for s in steps if actor.can(s["perm"])]
-    if not steps:
-        return []
-    done = _progress(actor)
+    return [s for s in steps if actor.can(s["perm"])]
+
+
+def _mark(steps: list[Step], done: dict[str, bool]) -> list[Step]:
     for step in steps:
         step["done"] = done[step["key"]]
     return [] if all(s["done"] for s in steps) else steps
+
+
+def next_steps(actor: Actor) -> list[Step]:
+    """The onboarding checklist (until the full wizard lands); empty once every step is done."""
+    steps = _steps(actor)
+    return _mark(steps, _progress(actor)) if steps else []
