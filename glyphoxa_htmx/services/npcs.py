@@ -16,7 +16,7 @@ from datetime import datetime
 from typing import Any
 
 from flask_babel import format_number
-from sqlalchemy import ARRAY, Text, and_, case, cast, delete, func, insert, literal, or_, select
+from sqlalchemy import ARRAY, Row, Text, and_, case, cast, delete, func, insert, literal, or_, select
 from sqlalchemy import update as sql_update
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import InstrumentedAttribute, aliased
@@ -122,7 +122,8 @@ def _ordered(actor: Actor, campaign_id: str, *columns: Any) -> Select[Any]:
 def list_cast(
     actor: Actor, campaign_id: str, *, q: str = "", page: int = 1, per_page: int = PER_PAGE
 ) -> Page[CastMember]:
-    """One page of a campaign's NPCs in display order, optionally filtered (two queries)."""
+    """One page of a campaign's NPCs in display order, optionally filtered: one query (the page
+    carries the filtered count), two when the page asked for lies past the end."""
     require(actor, Perm.VIEW_SESSIONS)
     q = (q or "").strip()[:100]
     ranked = _ordered(
@@ -136,18 +137,31 @@ def list_cast(
     where = []
     if q:
         where.append(or_(npc.name.ilike(like_pattern(q)), npc.personality.ilike(like_pattern(q))))
-    total = db.session.execute(select(func.count()).select_from(ranked).where(*where)).scalar_one()
+
+    def fetch(page: int) -> list[Row[Any]]:
+        return list(
+            db.session.execute(
+                select(npc, ranked.c.rank, ranked.c.size, func.count().over().label("total"))
+                .where(*where)
+                .order_by(ranked.c.rank)
+                .limit(per_page)
+                .offset((page - 1) * per_page)
+            ).all()
+        )
+
+    page = max(1, page)
+    rows = fetch(page)
+    if rows:
+        total = int(rows[0][3])
+    elif page > 1:  # past the end (or a filter that matches nothing): count, then show the last page
+        total = db.session.execute(select(func.count()).select_from(ranked).where(*where)).scalar_one()
+        page = max(1, math.ceil(total / per_page))
+        rows = fetch(page) if total else []
+    else:
+        total = 0
     pages = max(1, math.ceil(total / per_page))
-    page = min(max(1, page), pages)
-    rows = db.session.execute(
-        select(npc, ranked.c.rank, ranked.c.size)
-        .where(*where)
-        .order_by(ranked.c.rank)
-        .limit(per_page)
-        .offset((page - 1) * per_page)
-    ).all()
     size = int(rows[0][2]) if rows else (total if not q else 0)
-    return Page([CastMember(n, int(r)) for n, r, _ in rows], page, pages, total, q, size)
+    return Page([CastMember(n, int(r)) for n, r, _, _ in rows], page, pages, total, q, size)
 
 
 def order_ids(actor: Actor, campaign_id: str) -> list[str]:
