@@ -97,7 +97,8 @@ def create_for_signup(display_name: str, *, ip: str | None = None) -> Tenant:
     from glyphoxa_htmx.adapters.gateway.errors import NotFound as GatewayNotFound
 
     client = gateway()
-    tenant_name = f"{display_name}'s table" if display_name else "My table"
+    # Named in the language they signed up in; it's theirs to rename (Settings).
+    tenant_name = _("%(name)s's table", name=display_name) if display_name else _("My table")
     attempts = 0
     taken = _taken_ids(slug_base(display_name or "table"))
     for candidate in candidate_ids(display_name or "table"):
