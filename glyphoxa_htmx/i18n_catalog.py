@@ -206,7 +206,8 @@ def check(locale: str = "de") -> Report:
             report.missing[msgid if isinstance(msgid, str) else msgid[0]] = where
             continue
         ids = [msgid] if isinstance(msgid, str) else list(msgid)
-        strings = [message.string] if isinstance(message.string, str) else list(message.string)
+        # (never None here: an untranslated message was skipped above)
+        strings = [message.string] if isinstance(message.string, str) else list(message.string or ())
         wanted = set(_PLACEHOLDER.findall(ids[-1]))
         if any(set(_PLACEHOLDER.findall(s)) - wanted for s in strings):
             report.bad_format.append(repr(ids[0]))
@@ -325,7 +326,7 @@ def _literal_text(node: ast.AST) -> str | None:
 
 
 def _sentence(text: str | None) -> bool:
-    return bool(text) and " " in text.strip() and _is_words(text)
+    return bool(text and " " in text.strip() and _is_words(text))
 
 
 def unmarked_python() -> list[str]:
@@ -337,7 +338,7 @@ def unmarked_python() -> list[str]:
             tree = ast.parse(path.read_text(), str(path))
             rel = path.relative_to(ROOT)
             for node in ast.walk(tree):
-                candidates: list[ast.AST] = []
+                candidates: list[ast.expr] = []
                 if isinstance(node, ast.Call):
                     func = node.func
                     name = func.attr if isinstance(func, ast.Attribute) else getattr(func, "id", None)

@@ -69,15 +69,16 @@ def translations() -> NullTranslations:
     recipient's language) still switches it.
     """
     app_ctx = _cv_app.get(None)
-    ns = app_ctx.g.__dict__.get("_flask_babel") if app_ctx is not None else None
+    if app_ctx is None:
+        return _NULL
+    ns = app_ctx.g.__dict__.get("_flask_babel")
     if ns is not None:
         cached = ns.__dict__.get("gx_translations")
         locale = ns.__dict__.get("babel_locale")
         if cached is not None and locale is not None and cached[0] is locale:
-            return cached[1]
-    elif app_ctx is None:
-        return _NULL
-    found = flask_babel.get_translations()
+            hit: NullTranslations = cached[1]
+            return hit
+    found: NullTranslations = flask_babel.get_translations()
     ns = app_ctx.g.__dict__.get("_flask_babel")
     if ns is not None:
         ns.gx_translations = (ns.__dict__.get("babel_locale"), found)
@@ -136,35 +137,42 @@ def _dt_filter(value: datetime | None, fmt: str = "medium") -> str:
     name (short/medium/long) or a CLDR skeleton-like pattern."""
     if value is None:
         return ""
-    return format_datetime(value, fmt)
+    text: str = format_datetime(value, fmt)
+    return text
 
 
 def _date_filter(value: date | datetime | None, fmt: str = "medium") -> str:
     if value is None:
         return ""
-    return format_date(value, fmt)
+    text: str = format_date(value, fmt)
+    return text
 
 
 def _time_filter(value: datetime | None, fmt: str = "short") -> str:
     if value is None:
         return ""
-    return format_time(value, fmt)
+    text: str = format_time(value, fmt)
+    return text
 
 
 def _month_filter(value: date | datetime | None) -> str:
     """Month and year, e.g. "December 2026" / "Dezember 2026"."""
     if value is None:
         return ""
-    return format_date(value, "MMMM y")
+    text: str = format_date(value, "MMMM y")
+    return text
 
 
 def _number_filter(value: Any, digits: int | None = None) -> str:
     """A number with the locale's separators; ``digits`` fixes the decimals (else as many as needed)."""
     if value is None:
         return ""
+    text: str
     if digits is None:
-        return format_number(value) if isinstance(value, int) else format_decimal(value)
-    return format_decimal(value, format="#,##0." + "0" * digits if digits else "#,##0")
+        text = format_number(value) if isinstance(value, int) else format_decimal(value)
+    else:
+        text = format_decimal(value, format="#,##0." + "0" * digits if digits else "#,##0")
+    return text
 
 
 def _ago_filter(value: datetime | None) -> str:
@@ -172,7 +180,8 @@ def _ago_filter(value: datetime | None) -> str:
     if value is None:
         return ""
     now = datetime.now(value.tzinfo) if value.tzinfo else datetime.utcnow()
-    return format_timedelta(value - now, add_direction=True, threshold=1.0)
+    text: str = format_timedelta(value - now, add_direction=True, threshold=1.0)
+    return text
 
 
 def _span_filter(value: timedelta | float | int | None) -> str:
@@ -180,7 +189,8 @@ def _span_filter(value: timedelta | float | int | None) -> str:
     if value is None:
         return ""
     seconds = value.total_seconds() if isinstance(value, timedelta) else float(value)
-    return format_timedelta(timedelta(seconds=seconds), threshold=1.0)
+    text: str = format_timedelta(timedelta(seconds=seconds), threshold=1.0)
+    return text
 
 
 @pass_eval_context
