@@ -132,11 +132,18 @@ def current_locale() -> str:
 # -- localised formatting for templates (one place; the templates call these filters) ----------------
 
 
+# "brief": day, month and time without the year, the way lists show recent things
+# ("Mar 01, 20:00" / "01. März, 20:00"); CLDR has no such skeleton in every locale.
+BRIEF = {"en": "MMM dd, HH:mm", "de": "dd. MMM, HH:mm"}
+
+
 def _dt_filter(value: datetime | None, fmt: str = "medium") -> str:
-    """Date and time, e.g. "Dec 2, 2026, 4:05 PM" / "02.12.2026, 16:05". ``fmt`` is a Babel format
-    name (short/medium/long) or a CLDR skeleton-like pattern."""
+    """Date and time, e.g. "Dec 2, 2026, 4:05:00 PM" / "02.12.2026, 16:05:00". ``fmt`` is a Babel
+    format name (short/medium/long), "brief", or a CLDR pattern."""
     if value is None:
         return ""
+    if fmt == "brief":
+        fmt = BRIEF.get(current_locale(), BRIEF[DEFAULT])
     text: str = format_datetime(value, fmt)
     return text
 
