@@ -96,6 +96,12 @@ def ngettext(singular: str, plural: str, num: int, /, **variables: Any) -> str:
     return translations().ungettext(singular, plural, num) % variables
 
 
+def pgettext(context: str, string: str, **variables: Any) -> str:
+    """A string whose meaning depends on where it stands ("Link" the verb vs "Link" the noun)."""
+    text: str = translations().upgettext(context, string)
+    return text % variables if variables else text
+
+
 _ = gettext
 
 TRANSLATIONS = Path(__file__).resolve().parent.parent / "translations"
@@ -209,6 +215,14 @@ def _jinja_gettext(eval_ctx: EvalContext, string: str, **variables: Any) -> str:
 
 
 @pass_eval_context
+def _jinja_pgettext(eval_ctx: EvalContext, context: str, string: str, **variables: Any) -> str:
+    text = translations().upgettext(context, string)
+    if eval_ctx.autoescape:
+        text = Markup(text)
+    return text % variables if (variables or "%" in text) else text
+
+
+@pass_eval_context
 def _jinja_ngettext(eval_ctx: EvalContext, singular: str, plural: str, num: int, /, **variables: Any) -> str:
     # Positional-only count: templates pass ``num=n|number`` to show it with the locale's separators.
     variables.setdefault("num", num)
@@ -225,7 +239,9 @@ def init_app(app: Flask) -> None:
     # percent sign) like Flask-Babel's, but through the per-request catalogue above and without
     # Jinja's generic wrappers (which cost ~14 µs a string; a page has a few hundred).
     app.jinja_env.newstyle_gettext = True  # type: ignore[attr-defined]  # set by jinja2.ext.i18n
-    app.jinja_env.globals.update(_=_jinja_gettext, gettext=_jinja_gettext, ngettext=_jinja_ngettext)
+    app.jinja_env.globals.update(
+        _=_jinja_gettext, gettext=_jinja_gettext, ngettext=_jinja_ngettext, pgettext=_jinja_pgettext
+    )
     app.jinja_env.filters.update(
         dt=_dt_filter,
         date=_date_filter,
