@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from html.parser import HTMLParser
 from pathlib import Path
+from typing import Any
 
 from babel.messages.catalog import Catalog
 from babel.messages.extract import extract_from_dir
@@ -31,7 +32,15 @@ PACKAGE = Path(__file__).resolve().parent
 ROOT = PACKAGE.parent
 TEMPLATES = ROOT / "templates"
 TRANSLATIONS = PACKAGE / "translations"
-KEYWORDS = {"N_": None, "_": None, "gettext": None, "ngettext": (1, 2), "lazy_gettext": None, "lazy_ngettext": (1, 2)}
+KEYWORDS: dict[str, Any] = {
+    "pgettext": ((1, "c"), 2),
+    "N_": None,
+    "_": None,
+    "gettext": None,
+    "ngettext": (1, 2),
+    "lazy_gettext": None,
+    "lazy_ngettext": (1, 2),
+}
 JINJA_OPTIONS = {"trim_blocks": "True", "lstrip_blocks": "True", "silent": "false"}
 
 # Words that are the same in every language: names of products, protocols and units.
@@ -150,21 +159,24 @@ class Report:
         return out
 
 
-def extract() -> dict[str | tuple[str, ...], list[str]]:
-    """msgid (a tuple for plurals) -> where it is used."""
-    found: dict[str | tuple[str, ...], list[str]] = {}
+Key = tuple[str | None, str | tuple[str, ...]]  # (context, msgid or (singular, plural))
+
+
+def extract() -> dict[Key, list[str]]:
+    """(context, msgid (a tuple for plurals)) -> where it is used."""
+    found: dict[Key, list[str]] = {}
     sources = [
         (PACKAGE, [("translations/**", "ignore"), ("adapters/gateway/pb/**", "ignore"), ("**.py", "python")], {}),
         (TEMPLATES, [("**.html", "jinja2.ext:babel_extract")], {"**.html": JINJA_OPTIONS}),
     ]
     for base, method_map, options in sources:
-        for filename, lineno, message, _comments, _context in extract_from_dir(
+        for filename, lineno, message, _comments, context in extract_from_dir(
             str(base), method_map, options_map=options, keywords=KEYWORDS, strip_comment_tags=True
         ):
             if not message or (isinstance(message, tuple) and not message[0]):
                 continue
             key = message if isinstance(message, str) else tuple(m for m in message if m)
-            found.setdefault(key, []).append(f"{base.name}/{filename}:{lineno}")
+            found.setdefault((context, key), []).append(f"{base.name}/{filename}:{lineno}")
     return found
 
 
@@ -179,11 +191,11 @@ def load_parts(locale: str = "de") -> tuple[Catalog, list[str]]:
         for message in catalog:
             if not message.id or message.fuzzy:
                 continue
-            existing = merged.get(message.id)
+            existing = merged.get(message.id, context=message.context)
             if existing is not None and existing.string != message.string:
                 conflicts.append(f"{message.id!r} in {part.name}")
                 continue
-            merged.add(message.id, message.string)
+            merged.add(message.id, message.string, context=message.context)
     return merged, conflicts
 
 
@@ -200,21 +212,22 @@ def check(locale: str = "de") -> Report:
     report = Report()
     used = extract()
     catalog, report.conflicts = load_parts(locale)
-    for msgid, where in used.items():
-        message = catalog.get(msgid)
+    for (context, msgid), where in used.items():
+        message = catalog.get(msgid, context=context)
         if message is None or not _translated(message):
             report.missing[msgid if isinstance(msgid, str) else msgid[0]] = where
             continue
         ids = [msgid] if isinstance(msgid, str) else list(msgid)
-        strings = [message.string] if isinstance(message.string, str) else list(message.string)
+        # (never None here: an untranslated message was skipped above)
+        strings = [message.string] if isinstance(message.string, str) else list(message.string or ())
         wanted = set(_PLACEHOLDER.findall(ids[-1]))
         if any(set(_PLACEHOLDER.findall(s)) - wanted for s in strings):
             report.bad_format.append(repr(ids[0]))
-    used_ids = {m if isinstance(m, str) else m[0] for m in used}
+    used_ids = {(c, m if isinstance(m, str) else m[0]) for c, m in used}
     report.unused = sorted(
         m.id if isinstance(m.id, str) else m.id[0]
         for m in catalog
-        if m.id and (m.id if isinstance(m.id, str) else m.id[0]) not in used_ids
+        if m.id and (m.context, m.id if isinstance(m.id, str) else m.id[0]) not in used_ids
     )
     report.unmarked = unmarked_templates() + unmarked_python()
     return report
@@ -245,7 +258,9 @@ def write_compiled(locale: str = "de") -> Path:
 _JINJA = re.compile(r"\{\{.*?\}\}|\{%.*?%\}|\{#.*?#\}", re.S)
 _TRANS_BLOCK = re.compile(r"\{%-?\s*trans\b.*?%\}.*?\{%-?\s*endtrans\s*-?%\}", re.S)
 _HIDDEN = re.compile(r"<(script|style|svg)\b.*?</\1>", re.S | re.I)
-_LITERAL = re.compile(r"""(?<![\w_])(?P<call>(?:_|gettext|ngettext)\(\s*)?(?P<q>["'])(?P<s>(?:(?!(?P=q)).)*)(?P=q)""")
+_LITERAL = re.compile(
+    r"""(?<![\w_])(?P<call>(?:_|gettext|ngettext)\(\s*|pgettext\(\s*["'][^"']*["']\s*,\s*)?(?P<q>["'])(?P<s>(?:(?!(?P=q)).)*)(?P=q)"""
+)
 
 
 def _is_words(text: str) -> bool:
@@ -325,7 +340,7 @@ def _literal_text(node: ast.AST) -> str | None:
 
 
 def _sentence(text: str | None) -> bool:
-    return bool(text) and " " in text.strip() and _is_words(text)
+    return bool(text and " " in text.strip() and _is_words(text))
 
 
 def unmarked_python() -> list[str]:
@@ -337,7 +352,7 @@ def unmarked_python() -> list[str]:
             tree = ast.parse(path.read_text(), str(path))
             rel = path.relative_to(ROOT)
             for node in ast.walk(tree):
-                candidates: list[ast.AST] = []
+                candidates: list[ast.expr] = []
                 if isinstance(node, ast.Call):
                     func = node.func
                     name = func.attr if isinstance(func, ast.Attribute) else getattr(func, "id", None)

@@ -133,6 +133,8 @@ def test_template_gettext_escapes_formats_and_follows_force_locale(app):
     with app.test_request_context(headers={"Accept-Language": "de"}):
         out = env.from_string("{{ _('Language') }}|{{ _('%(x)s!', x='<b>') }}|{{ _('100%%') }}").render()
         assert out == "Sprache|&lt;b&gt;!|100%"
+        # The same English word, two meanings: the verb on the profile's button, the noun in lists.
+        assert env.from_string("{{ pgettext('verb', 'Link') }}|{{ _('Link') }}").render() == "Verknüpfen|Link"
         with force_locale("en"):
             assert gettext("Language") == "Language"
             assert env.from_string("{{ _('Language') }}").render() == "Language"

@@ -109,9 +109,9 @@ def test_billing_page_plans_prices_and_invoices_in_german(billing_app, stripe_ap
     assert page.select_one("h1").text == "Abrechnung"
     assert page.select_one("#plan-h").text.startswith("Dein Tarif:")
     assert page.select_one("#current-tier").text == "Lehrling"
-    assert "8 Sprach-Session-Stunden im Monat, 2 NPCs" in page.text
+    assert "8 Sprachsitzungsstunden im Monat, 2 NPCs" in page.text
     plans = page.select_one("#plans-h").find_parent("section")
-    assert [th.text for th in plans.select("thead th")][:3] == ["Tarif", "Preis", "Session-Stunden / Monat"]
+    assert [th.text for th in plans.select("thead th")][:3] == ["Tarif", "Preis", "Sitzungsstunden / Monat"]
     names = [th.contents[0].strip() for th in plans.select("tbody th")]
     assert names == ["Lehrling", "Abenteurer", "Spielleitung", "Gilde"]
     # Prices in the German currency layout, per month and per year; free and unlimited in words.
@@ -210,17 +210,17 @@ def test_usage_page_months_and_export_error_in_german(app, as_role):
     assert page.select_one("h1").text == "Nutzung"
     assert page.select_one("#month-h").text == f"Dieser Monat ({format_date(today, 'MMMM y', locale='de')})"
     assert "unbegrenzt" in page.select_one("#meter-hours").text
-    assert "In diesem Monat noch keine Sessions." in page.text
+    assert "In diesem Monat noch keine Sitzungen." in page.text
     # The charts' month labels, titles and the history table's headings.
     labels = [t.text for t in page.select("#chart-session_hours text")]
     first = date(today.year - (today.month <= 11), (today.month % 12) + 1, 1)  # eleven months back
     assert labels[0] == format_date(first, "LLL", locale="de") and labels[-1] == format_date(today, "LLL", locale="de")
-    assert "Session-Stunden, letzte 12 Monate (Höchstwert 1)" in page.select_one("#chart-session_hours title").text
+    assert "Sitzungsstunden, letzte 12 Monate (Höchstwert 1)" in page.select_one("#chart-session_hours title").text
     bar = page.select_one("#chart-session_hours rect.bar title").text
     assert bar.startswith(format_date(first, "MMMM y", locale="de"))
     assert [th.text for th in page.select("#history thead th")] == [
         "Monat",
-        "Session-Stunden",
+        "Sitzungsstunden",
         "LLM-Tokens",
         "Sekunden Spracherkennung",
         "Zeichen Sprachausgabe",

@@ -152,7 +152,10 @@ def test_profile_rename_and_sessions_in_german(app, as_role, database_url):
     assert [th.get_text() for th in sessions.select("thead th")][:4] == ["Gerät", "IP", "Angemeldet", "Zuletzt aktiv"]
     assert "Unbekannter Browser" in text_of(sessions)  # the test client's User-Agent isn't a browser
     stamp = sessions.select_one("td[data-label='Angemeldet'] time")
-    assert re.fullmatch(r"\d{2}\.\d{2}\.\d{2}, \d{2}:\d{2}", stamp.get_text()), stamp.get_text()
+    # German day-month order and month name, 24-hour time ("02. Dez., 17:10"; English "Dec 02, 17:10")
+    assert re.fullmatch(
+        r"\d{2}\. (Jan|Feb|März|Apr|Mai|Juni|Juli|Aug|Sept|Okt|Nov|Dez)\.?, \d{2}:\d{2}", stamp.get_text()
+    ), stamp.get_text()
     assert "UTC" in stamp["title"] and stamp["datetime"]
     form = next(f for f in sessions.select("form[hx-post]") if f.find_parent("tr").select_one(".badge-ok") is None)
     assert form["hx-confirm"] == "Diese Sitzung abmelden?"

@@ -8,6 +8,7 @@ exception); the service words them in the reader's language."""
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import requests
 
@@ -19,14 +20,14 @@ class PrometheusError(Exception):
 
     UNREACHABLE = {"timeout", "connect", "request"}
 
-    def __init__(self, code: str, **params) -> None:
+    def __init__(self, code: str, **params: Any) -> None:
         super().__init__(code, params)
         self.code = code
         self.params = params
         self.unreachable = code in self.UNREACHABLE
 
 
-def query(base_url: str, promql: str, *, timeout: float) -> list[tuple[dict, float]]:
+def query(base_url: str, promql: str, *, timeout: float) -> list[tuple[dict[str, str], float]]:
     """One instant-vector query. Values that aren't numbers (NaN from an empty histogram, ±Inf)
     come back as NaN; the caller shows them as "no data"."""
     url = base_url.rstrip("/") + "/api/v1/query"
@@ -51,7 +52,7 @@ def query(base_url: str, promql: str, *, timeout: float) -> list[tuple[dict, flo
     data = body.get("data") or {}
     if data.get("resultType") != "vector":
         raise PrometheusError("not_vector", got=str(data.get("resultType"))[:20])
-    out = []
+    out: list[tuple[dict[str, str], float]] = []
     for item in data.get("result") or []:
         try:
             raw = item["value"][1]

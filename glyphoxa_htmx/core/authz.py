@@ -23,7 +23,8 @@ class Role(StrEnum):
     VIEWER = "viewer"
 
 
-ROLE_LABELS = {
+# Lazy strings (lazy_gettext), worded in the reader's language when made text (str(), a template).
+ROLE_LABELS: dict[str, str] = {
     Role.SUPER_ADMIN: lazy_gettext("Super admin"),
     Role.TENANT_OWNER: lazy_gettext("Owner"),
     Role.DM: lazy_gettext("Dungeon Master"),

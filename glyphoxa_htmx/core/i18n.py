@@ -71,15 +71,16 @@ def translations() -> NullTranslations:
     recipient's language) still switches it.
     """
     app_ctx = _cv_app.get(None)
-    ns = app_ctx.g.__dict__.get("_flask_babel") if app_ctx is not None else None
+    if app_ctx is None:
+        return _NULL
+    ns = app_ctx.g.__dict__.get("_flask_babel")
     if ns is not None:
         cached = ns.__dict__.get("gx_translations")
         locale = ns.__dict__.get("babel_locale")
         if cached is not None and locale is not None and cached[0] is locale:
-            return cached[1]
-    elif app_ctx is None:
-        return _NULL
-    found = flask_babel.get_translations()
+            hit: NullTranslations = cached[1]
+            return hit
+    found: NullTranslations = flask_babel.get_translations()
     ns = app_ctx.g.__dict__.get("_flask_babel")
     if ns is not None:
         ns.gx_translations = (ns.__dict__.get("babel_locale"), found)
@@ -95,6 +96,12 @@ def ngettext(singular: str, plural: str, num: int, /, **variables: Any) -> str:
     # Positional-only count: a caller may pass its own formatted ``num=`` (e.g. "1.234").
     variables.setdefault("num", num)
     return translations().ungettext(singular, plural, num) % variables
+
+
+def pgettext(context: str, string: str, **variables: Any) -> str:
+    """A string whose meaning depends on where it stands ("Link" the verb vs "Link" the noun)."""
+    text: str = translations().upgettext(context, string)
+    return text % variables if variables else text
 
 
 _ = gettext
@@ -153,7 +160,8 @@ def _format_context() -> tuple[str, str]:
             and cached[0] is ns.__dict__.get("babel_locale")
             and cached[1] is ns.__dict__.get("babel_tzinfo")
         ):
-            return cached[2]  # type: ignore[no-any-return]
+            hit: tuple[str, str] = cached[2]
+            return hit
     locale, tz = get_locale(), get_timezone()
     found = (str(locale), str(tz))
     ns = app_ctx.g.__dict__.get("_flask_babel") if app_ctx is not None else None
@@ -173,12 +181,24 @@ def _memo(kind: str, value: Any, fmt: str, format_fn: Callable[[Any, str], str])
     return text
 
 
+# "brief": day, month and time without the year, the way lists show recent things
+# ("Mar 01, 20:00" / "01. März, 20:00"); CLDR has no such skeleton in every locale.
+BRIEF = {"en": "MMM dd, HH:mm", "de": "dd. MMM, HH:mm"}
+
+
 def _dt_filter(value: datetime | None, fmt: str = "medium") -> str:
-    """Date and time, e.g. "Dec 2, 2026, 4:05 PM" / "02.12.2026, 16:05". ``fmt`` is a Babel format
-    name (short/medium/long) or a CLDR skeleton-like pattern."""
+    """Date and time, e.g. "Dec 2, 2026, 4:05:00 PM" / "02.12.2026, 16:05:00". ``fmt`` is a Babel
+    format name (short/medium/long), "brief", or a CLDR pattern."""
     if value is None:
         return ""
-    return _memo("dt", value, fmt, format_datetime)
+    return _memo("dt", value, fmt, _format_datetime)
+
+
+def _format_datetime(value: datetime, fmt: str) -> str:
+    if fmt == "brief":
+        fmt = BRIEF.get(current_locale(), BRIEF[DEFAULT])
+    text: str = format_datetime(value, fmt)
+    return text
 
 
 def _date_filter(value: date | datetime | None, fmt: str = "medium") -> str:
@@ -204,9 +224,12 @@ def _number_filter(value: Any, digits: int | None = None) -> str:
     """A number with the locale's separators; ``digits`` fixes the decimals (else as many as needed)."""
     if value is None:
         return ""
+    text: str
     if digits is None:
-        return format_number(value) if isinstance(value, int) else format_decimal(value)
-    return format_decimal(value, format="#,##0." + "0" * digits if digits else "#,##0")
+        text = format_number(value) if isinstance(value, int) else format_decimal(value)
+    else:
+        text = format_decimal(value, format="#,##0." + "0" * digits if digits else "#,##0")
+    return text
 
 
 def _ago_filter(value: datetime | None) -> str:
@@ -214,7 +237,8 @@ def _ago_filter(value: datetime | None) -> str:
     if value is None:
         return ""
     now = datetime.now(value.tzinfo) if value.tzinfo else datetime.utcnow()
-    return format_timedelta(value - now, add_direction=True, threshold=1.0)
+    text: str = format_timedelta(value - now, add_direction=True, threshold=1.0)
+    return text
 
 
 def _span_filter(value: timedelta | float | int | None) -> str:
@@ -222,12 +246,21 @@ def _span_filter(value: timedelta | float | int | None) -> str:
     if value is None:
         return ""
     seconds = value.total_seconds() if isinstance(value, timedelta) else float(value)
-    return format_timedelta(timedelta(seconds=seconds), threshold=1.0)
+    text: str = format_timedelta(timedelta(seconds=seconds), threshold=1.0)
+    return text
 
 
 @pass_eval_context
 def _jinja_gettext(eval_ctx: EvalContext, string: str, **variables: Any) -> str:
     text = translations().ugettext(string)
+    if eval_ctx.autoescape:
+        text = Markup(text)
+    return text % variables if (variables or "%" in text) else text
+
+
+@pass_eval_context
+def _jinja_pgettext(eval_ctx: EvalContext, context: str, string: str, **variables: Any) -> str:
+    text = translations().upgettext(context, string)
     if eval_ctx.autoescape:
         text = Markup(text)
     return text % variables if (variables or "%" in text) else text
@@ -250,7 +283,9 @@ def init_app(app: Flask) -> None:
     # percent sign) like Flask-Babel's, but through the per-request catalogue above and without
     # Jinja's generic wrappers (which cost ~14 µs a string; a page has a few hundred).
     app.jinja_env.newstyle_gettext = True  # type: ignore[attr-defined]  # set by jinja2.ext.i18n
-    app.jinja_env.globals.update(_=_jinja_gettext, gettext=_jinja_gettext, ngettext=_jinja_ngettext)
+    app.jinja_env.globals.update(
+        _=_jinja_gettext, gettext=_jinja_gettext, ngettext=_jinja_ngettext, pgettext=_jinja_pgettext
+    )
     app.jinja_env.filters.update(
         dt=_dt_filter,
         date=_date_filter,

@@ -15,14 +15,16 @@ import binascii
 import json
 from collections.abc import Callable, Sequence
 from datetime import datetime
-from typing import Any
+from typing import Any, TypeVar
 
-from sqlalchemy import tuple_
+from sqlalchemy import Row, Select, tuple_
 
 from glyphoxa_htmx.extensions import db
 
 # (column, parse): the column to order and compare by, and how a cursor's text becomes its value.
 Key = tuple[Any, Callable[[str], Any]]
+# The statement's row shape, e.g. tuple[AuditLog, str, str | None]: the page's rows have it too.
+_TP = TypeVar("_TP", bound=tuple[Any, ...])
 
 
 def _text(value: Any) -> str:
@@ -34,7 +36,7 @@ def encode(values: Sequence[Any]) -> str:
     return base64.urlsafe_b64encode(raw).decode().rstrip("=")
 
 
-def decode(cursor: str | None, parsers: Sequence[Callable[[str], Any]]) -> list | None:
+def decode(cursor: str | None, parsers: Sequence[Callable[[str], Any]]) -> list[Any] | None:
     if not cursor or len(cursor) > 2000:
         return None
     try:
@@ -47,14 +49,14 @@ def decode(cursor: str | None, parsers: Sequence[Callable[[str], Any]]) -> list 
 
 
 def page(
-    stmt,
+    stmt: Select[_TP],
     keys: Sequence[Key],
     after: str | None,
     size: int,
     *,
-    key_of: Callable[[Any], Sequence[Any]],
+    key_of: Callable[[Row[_TP]], Sequence[Any]],
     descending: bool = False,
-) -> tuple[list, str | None]:
+) -> tuple[Sequence[Row[_TP]], str | None]:
     """One page of ``stmt``'s rows (``Row`` objects) and the next page's cursor (None: the last).
 
     ``key_of(row)`` gives a row's key values, in the order of ``keys``."""

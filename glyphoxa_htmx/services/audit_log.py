@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
 
-from sqlalchemy import Select, and_, or_, select
+from sqlalchemy import Row, Select, and_, or_, select
 
 from glyphoxa_htmx.core import keyset
 from glyphoxa_htmx.core.audit import SECRET_KEYS
@@ -93,7 +93,7 @@ def parse_filters(args: Mapping[str, str]) -> Filters:
 KEYS = ((AuditLog.created_at, datetime.fromisoformat), (AuditLog.id, int))
 
 
-def _key(row) -> tuple:
+def _key(row: Row[tuple[AuditLog, str, str | None]]) -> tuple[datetime, int]:
     return row[0].created_at, row[0].id
 
 
@@ -243,7 +243,7 @@ def export_csv(actor: Actor, f: Filters, *, everywhere: bool = False) -> Iterato
 
         writer.writerow(CSV_COLUMNS)
         yield flush()
-        cursor: tuple[datetime, int] | None = None
+        cursor: str | None = None
         while True:
             rows, cursor = keyset.page(
                 _statement(actor, f, everywhere=everywhere), KEYS, cursor, EXPORT_BATCH, key_of=_key, descending=True

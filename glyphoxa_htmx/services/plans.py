@@ -184,7 +184,7 @@ def push_gateway_tier(
     session_hours: Decimal,
     *,
     action: str,
-    details: dict,
+    details: dict[str, Any],
     actor: Actor | None = None,
     require_gateway_tenant: bool = False,
 ) -> None:

@@ -5,12 +5,13 @@ every outside check is bounded by its own short timeout."""
 from __future__ import annotations
 
 import time
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypedDict
 
-from sqlalchemy import func, select, text
+from sqlalchemy import Row, func, select, text
 
 from glyphoxa_htmx.adapters.gateway.client import month_start
 from glyphoxa_htmx.core import keyset
@@ -23,7 +24,8 @@ from glyphoxa_htmx.services.sessions import LIVE_STATES, gateway_tables_ready
 from glyphoxa_htmx.services.usage import METRICS, Month, add_months, chart
 
 if TYPE_CHECKING:
-    pass
+    from glyphoxa_htmx.adapters.prometheus import PrometheusError
+    from glyphoxa_htmx.models import User
 
 SIGNUP_DAYS = 14
 REDIS_TIMEOUT = 1.0
@@ -135,7 +137,7 @@ def monthly_cents(tier_key: str, interval: str) -> Decimal:
     return Decimal(tier.annual_cents) / 12 if interval == "year" else Decimal(tier.monthly_cents)
 
 
-def _subscriptions(now: datetime) -> tuple[list, dict]:
+def _subscriptions(now: datetime) -> tuple[list[tuple[str, str, int]], dict[str, Any]]:
     """Subscriptions by tier and status, MRR and churn: one query over web.subscriptions.
 
     MRR: the monthly price (plan table) of every active or past-due subscription. Churn: paid
@@ -266,7 +268,24 @@ RATE_WINDOW = "5m"
 PROMETHEUS_BUDGET = 2.5  # seconds for all of the dashboard's queries together
 PROMETHEUS_CACHE_SECONDS = 10.0  # one answer serves every open dashboard for this long (per process)
 
-_prom_cache: dict[str, tuple[float, dict]] = {}
+
+class _ProviderAnswer(TypedDict):
+    """Prometheus's answer as cached: in no language (the problem is still the exception)."""
+
+    configured: bool
+    error: PrometheusError | None
+    rows: list[dict[str, Any]]  # stage, provider, p50, p99, errors
+
+
+class ProviderHealth(TypedDict):
+    """What the dashboard shows: the answer worded in the reader's language."""
+
+    configured: bool
+    error: str | None
+    rows: list[dict[str, Any]]
+
+
+_prom_cache: dict[str, tuple[float, _ProviderAnswer]] = {}
 
 
 def latency_query(quantile: float) -> str:
@@ -286,7 +305,7 @@ def error_rate_query() -> str:
     )
 
 
-def provider_health(now: float | None = None) -> dict:
+def provider_health(now: float | None = None) -> ProviderHealth:
     """p50/p99 latency and error rate per (stage, provider) over the last 5 minutes, from
     PROMETHEUS_URL. ``configured`` False: no URL; ``error``: what went wrong (the page shows it
     instead of the figures, never a 500). Bounded by PROMETHEUS_BUDGET; the answer is cached
@@ -303,8 +322,8 @@ def provider_health(now: float | None = None) -> dict:
     if hit is not None and hit[0] > now:
         return _worded(hit[1])
     deadline = time.monotonic() + PROMETHEUS_BUDGET
-    rows: dict[tuple[str, str], dict] = {}
-    error = None
+    rows: dict[tuple[str, str], dict[str, float]] = {}
+    error: PrometheusError | None = None
     try:
         for column, promql in (
             ("p50", latency_query(0.5)),
@@ -319,7 +338,7 @@ def provider_health(now: float | None = None) -> dict:
                 rows.setdefault(key, {"p50": math.nan, "p99": math.nan, "errors": math.nan})[column] = value
     except PrometheusError as exc:
         error = exc
-    result = {
+    result: _ProviderAnswer = {
         "configured": True,
         "error": error,
         "rows": []
@@ -333,7 +352,7 @@ def provider_health(now: float | None = None) -> dict:
     return _worded(result)
 
 
-def _prometheus_problem(exc) -> str:
+def _prometheus_problem(exc: PrometheusError) -> str:
     p = exc.params
     if exc.code == "timeout":
         return _("Prometheus unreachable: no answer within %(seconds)s s", seconds=format_decimal(p["seconds"]))
@@ -350,7 +369,7 @@ def _prometheus_problem(exc) -> str:
     return _("Prometheus answered with an error: %(kind)s", kind=p.get("kind", ""))
 
 
-def _worded(result: dict) -> dict:
+def _worded(result: _ProviderAnswer) -> ProviderHealth:
     """The cached answer in the reader's language: stage names and the problem, if any."""
     return {
         "configured": result["configured"],
@@ -420,7 +439,7 @@ SEARCH_ARG = {"members": "q", "campaigns": "campaigns_q", "sessions": "sessions_
 ARGS = (*SEARCH_ARG.values(), *(f"{name}_after" for name in LISTS), "errors")
 
 
-def gateway_only(actor: Actor, tenant_id: str) -> dict | None:
+def gateway_only(actor: Actor, tenant_id: str) -> dict[str, Any] | None:
     """A tenant the voice gateway has but this site doesn't manage yet (adoptable): the gateway's
     view of it, or None when the gateway doesn't know it either (or can't say)."""
     require(actor, Perm.MANAGE_ALL_TENANTS)
@@ -432,7 +451,7 @@ def gateway_only(actor: Actor, tenant_id: str) -> dict | None:
     return view if view["available"] else None
 
 
-def detail_args(source) -> dict:
+def detail_args(source: Mapping[str, str]) -> dict[str, str]:
     """The drill-down's query arguments that are set (searches trimmed), from ``request.args``."""
     out = {}
     for name in ARGS:
@@ -442,7 +461,7 @@ def detail_args(source) -> dict:
     return out
 
 
-def _members(tenant_id: str, q: str, after: str | None):
+def _members(tenant_id: str, q: str, after: str | None) -> tuple[list[User], str | None]:
     from glyphoxa_htmx.core.parse import like_pattern
     from glyphoxa_htmx.models import User
 
@@ -454,7 +473,13 @@ def _members(tenant_id: str, q: str, after: str | None):
     return [r[0] for r in rows], cursor
 
 
-def _campaigns(tenant_id: str, q: str, after: str | None):
+# The drill-down's campaign and session rows (the columns its lists show).
+CampaignRow = tuple[str, str, str, datetime | None]  # id, name, origin, archived_at
+# id, campaign_id, guild_id, state, error, worker_pod, started_at, ended_at
+SessionRow = tuple[str, str, str, str, str | None, str | None, datetime, datetime | None]
+
+
+def _campaigns(tenant_id: str, q: str, after: str | None) -> tuple[Sequence[Row[CampaignRow]], str | None]:
     from glyphoxa_htmx.core.parse import like_pattern
     from glyphoxa_htmx.models import Campaign
 
@@ -469,7 +494,9 @@ def _campaigns(tenant_id: str, q: str, after: str | None):
     )
 
 
-def _sessions(tenant_id: str, q: str, after: str | None, errors_only: bool):
+def _sessions(
+    tenant_id: str, q: str, after: str | None, errors_only: bool
+) -> tuple[Sequence[Row[SessionRow]], str | None]:
     """The table's sessions, newest first (keyset on started_at, id)."""
     if not gateway_tables_ready():
         return [], None
@@ -494,7 +521,9 @@ def _sessions(tenant_id: str, q: str, after: str | None, errors_only: bool):
     )
 
 
-def tenant_detail(actor: Actor, tenant_id: str, *, args: dict | None = None, only: str | None = None) -> dict:
+def tenant_detail(
+    actor: Actor, tenant_id: str, *, args: Mapping[str, str] | None = None, only: str | None = None
+) -> dict[str, Any]:
     """Everything an operator needs about one table: a constant number of queries. ``args`` are
     the lists' searches and cursors (``detail_args``); ``only`` names one list (an htmx block),
     and then only that list is read."""
@@ -505,7 +534,7 @@ def tenant_detail(actor: Actor, tenant_id: str, *, args: dict | None = None, onl
     args = dict(args or {})
     tenant = tenants.get(actor, tenant_id)  # 404 for an unknown table
     wanted = {only} if only in LISTS or only == "tier" else set(LISTS)
-    out: dict = {"tenant": tenant, "args": args, "errors_only": args.get("errors") == "1"}
+    out: dict[str, Any] = {"tenant": tenant, "args": args, "errors_only": args.get("errors") == "1"}
     for name in LISTS:
         out[f"{name}_q"] = args.get(SEARCH_ARG[name], "")
     out["q"] = out["members_q"]

@@ -7,7 +7,7 @@ import unicodedata
 from collections.abc import Iterator, Sequence
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal, InvalidOperation
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypedDict
 
 from sqlalchemy import Row, func, select, text, update
 
@@ -16,6 +16,7 @@ from glyphoxa_htmx.adapters.gateway.tenant_id import MAX_TENANT_ID_LENGTH as MAX
 from glyphoxa_htmx.adapters.gateway.tenant_id import is_valid_tenant_id as valid_tenant_id  # noqa: F401
 from glyphoxa_htmx.core import audit
 from glyphoxa_htmx.core.authz import Actor, Perm, require
+from glyphoxa_htmx.core.dbconn import rowcount
 from glyphoxa_htmx.core.deps import gateway
 from glyphoxa_htmx.core.errors import NotFound, Unavailable, ValidationError
 from glyphoxa_htmx.core.i18n import _, lazy_gettext
@@ -97,7 +98,8 @@ def create_for_signup(display_name: str, *, ip: str | None = None) -> Tenant:
     from glyphoxa_htmx.adapters.gateway.errors import NotFound as GatewayNotFound
 
     client = gateway()
-    tenant_name = f"{display_name}'s table" if display_name else "My table"
+    # Named in the language they signed up in; it's theirs to rename (Settings).
+    tenant_name = _("%(name)s's table", name=display_name) if display_name else _("My table")
     attempts = 0
     taken = _taken_ids(slug_base(display_name or "table"))
     for candidate in candidate_ids(display_name or "table"):
@@ -215,7 +217,12 @@ LICENSE_TIERS = ("shared", "dedicated")  # the only tiers the gateway knows (con
 MAX_QUOTA_HOURS = Decimal("99999999.99")  # public.tenants.monthly_session_hours is NUMERIC(10,2)
 
 
-def change_tier(actor: Actor, tenant_id: str, license_tier: str, hours: str) -> dict:
+class TierChange(TypedDict):
+    license_tier: str
+    hours: Decimal  # 0: unlimited
+
+
+def change_tier(actor: Actor, tenant_id: str, license_tier: str, hours: str) -> TierChange:
     """Super admin, billing disabled: set a table's gateway tier (``shared``: one live session,
     ``dedicated``: one per Discord server) and its monthly session-hours quota (0 = unlimited),
     through the one gateway-tier writer ``plans.push_gateway_tier`` (audited). With billing on,
@@ -233,7 +240,7 @@ def change_tier(actor: Actor, tenant_id: str, license_tier: str, hours: str) -> 
                 )
             }
         )
-    errors = {}
+    errors: dict[str, str] = {}
     license_tier = (license_tier or "").strip()
     if license_tier not in LICENSE_TIERS:
         errors["license_tier"] = _("Choose shared or dedicated.")
@@ -244,7 +251,7 @@ def change_tier(actor: Actor, tenant_id: str, license_tier: str, hours: str) -> 
             raise InvalidOperation
     except InvalidOperation:
         errors["hours"] = _("Hours per month: a number from 0 (unlimited) up to 99,999,999.99, at most two decimals.")
-    if errors:
+    if errors or quota is None:  # no quota: errors["hours"] says why
         raise ValidationError(errors)
     if gateway() is None:
         raise ValidationError({"license_tier": _("No voice gateway is connected to this server.")})
@@ -271,12 +278,14 @@ def revoke_sign_ins(actor: Actor, tenant_id: str) -> int:
     require(actor, Perm.MANAGE_ALL_TENANTS)
     tenant = get(actor, tenant_id)
     people = select(User.id).where(User.tenant_id == tenant.id, User.id != actor.user_id).scalar_subquery()
-    ended = db.session.execute(
-        update(LoginSession)
-        .where(LoginSession.user_id.in_(people), LoginSession.revoked_at.is_(None))
-        .values(revoked_at=datetime.now(UTC), revoked_reason="revoked_by_operator")
-        .execution_options(synchronize_session=False)
-    ).rowcount
+    ended = rowcount(
+        db.session.execute(
+            update(LoginSession)
+            .where(LoginSession.user_id.in_(people), LoginSession.revoked_at.is_(None))
+            .values(revoked_at=datetime.now(UTC), revoked_reason="revoked_by_operator")
+            .execution_options(synchronize_session=False)
+        )
+    )
     audit.record(
         "tenant.revoke_sign_ins", "tenant", tenant.id, actor=actor, tenant_id=tenant.id, details={"sessions": ended}
     )

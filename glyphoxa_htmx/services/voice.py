@@ -163,7 +163,7 @@ def _credentials(actor: Actor, provider: str) -> provider_keys.TenantKey | None:
         return None
     key = provider_keys.key_for(actor, "tts", provider)
     if key is None and not _platform_keys_allowed():
-        raise VoiceError(str(NO_KEY_MESSAGE), 422)
+        raise VoiceError(NO_KEY_MESSAGE, 422)  # lazy: english() stores it untranslated
     return key
 
 
@@ -196,9 +196,11 @@ def preview(actor: Actor, npc_id: str, *, text: str | None = None, voice: dict[s
         raise ValidationError(errors, next(iter(errors.values())))
     provider = settings["provider"] or default_provider(actor)
     if provider not in tts.PROVIDERS:
-        raise VoiceError(_("Previews aren't available for the voice provider “%(provider)s”.", provider=provider), 422)
+        raise VoiceError(
+            lazy_gettext("Previews aren't available for the voice provider “%(provider)s”.", provider=provider), 422
+        )
     if provider == "elevenlabs" and not settings["voice_id"]:
-        raise VoiceError(_("Pick an ElevenLabs voice first (Browse voices), then play the preview."), 422)
+        raise VoiceError(lazy_gettext("Pick an ElevenLabs voice first (Browse voices), then play the preview."), 422)
     engine = _engine(provider, _credentials(actor, provider))
     key = cache_key(actor.tenant_id, engine.cache_identity(), provider, settings["voice_id"], line)
     audio = _cache_get(key)
@@ -225,7 +227,7 @@ def list_voices(actor: Actor, provider: str, q: str = "", *, limit: int = 60) ->
     """(matching voices, total matches) of a provider, searchable by name, id, accent, language."""
     require(actor, Perm.MANAGE_NPCS)
     if provider not in tts.PROVIDERS:
-        raise VoiceError(_("There is no voice list for “%(provider)s”.", provider=provider), 422)
+        raise VoiceError(lazy_gettext("There is no voice list for “%(provider)s”.", provider=provider), 422)
     key = _credentials(actor, provider)
     source = key.identity if key is not None else ("platform" if provider == "elevenlabs" else "local")
     cache = (

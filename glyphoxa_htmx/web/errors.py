@@ -54,9 +54,9 @@ def _as_signed_out() -> None:
         db.session.rollback()
     except Exception:  # noqa: BLE001
         pass
-    from flask import current_app
+    from glyphoxa_htmx.extensions import login_manager
 
-    g._login_user = current_app.login_manager.anonymous_user()  # flask-login: render as signed out
+    g._login_user = login_manager.anonymous_user()  # flask-login: render as signed out
 
 
 def error_response(status: int, message: str | None = None):

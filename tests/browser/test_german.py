@@ -49,8 +49,17 @@ def _sign_in(page, live_server, name: str) -> None:
     page.wait_for_url(live_server + "/dashboard")
 
 
+# What the table said (transcript lines) is their data, in whatever language they spoke: not UI.
+SPOKEN = ".line-text, .line-raw"
+
+
 def _english_on(page, phrases: list[str]) -> list[str]:
-    text = " ".join(page.locator("body").inner_text().split())
+    text = page.evaluate(
+        """(spoken) => { const b = document.body.cloneNode(true);
+             b.querySelectorAll(spoken).forEach(n => n.remove()); return b.innerText; }""",
+        SPOKEN,
+    )
+    text = " ".join(text.split())
     return [p for p in phrases if p in text]
 
 
@@ -70,6 +79,8 @@ def test_dashboard_npc_editor_and_live_page_in_german_on_a_phone(page, live_serv
     try:
         page.goto(f"{live_server}/dashboard")
         assert page.locator("html").get_attribute("lang") == "de"
+        # The table is named in the language its owner signed up in (theirs to rename).
+        assert page.locator(".topbar .tenant").inner_text() == f"Runde von {name}"
         page.screenshot(path=f"{SHOTS}-de-dashboard.png", full_page=True)
         problems["dashboard"] = _english_on(page, phrases)
 
