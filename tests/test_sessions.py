@@ -438,6 +438,32 @@ def test_dashboard_and_its_block_run_three_statements(app, table, database_url):
         assert "48 lines" in page.select_one("#w-last").parent.text
 
 
+def test_session_list_runs_three_statements_and_its_block_one(app, table, database_url):
+    """Live and past sessions with their campaigns' names in one statement; the full page adds the
+    campaign filter's choices and the bot badge's Discord-server check, which the #results block
+    doesn't show."""
+    from glyphoxa_htmx.extensions import db
+
+    ids = seed(database_url, table.tenant, table.campaign, sessions=3)
+    other = make_campaign(app, table.tenant, "Elsewhere")
+    sql(database_url, "UPDATE public.sessions SET campaign_id = %s WHERE id = %s", (other, ids[0]))
+    sid = app.extensions["glyphoxa.gateway"].start_web_session(table.tenant, table.guild, snowflake(), table.campaign)
+    table.dm.get("/sessions")  # warm the per-process caches
+    with app.app_context():
+        engine = db.engine
+    for htmx, budget in ((False, 3), (True, 1)):
+        with QueryCounter(engine) as qc:
+            resp = table.dm.get("/sessions", htmx=htmx, headers={"HX-Target": "results"} if htmx else None)
+        assert resp.status_code == 200 and qc.count <= budget, (htmx, qc.count)
+        page = soup(resp)
+        live = page.select_one(".live-now")
+        assert live.select_one(f'a[href="/sessions/{sid}/live"]').text == "The Salt Road"
+        rows = page.select(".sessions-table tbody tr")
+        assert [r.select_one("a")["href"] for r in rows] == [f"/sessions/{i}" for i in reversed(ids)]
+        assert [r.select_one("a").text for r in rows] == ["The Salt Road", "The Salt Road", "Elsewhere"]
+        assert (page.select_one("#f-campaign") is None) == htmx  # the filter form is outside the block
+
+
 def test_state_badges_and_durations_render(app, table, database_url):
     ids = seed(database_url, table.tenant, table.campaign, sessions=1)
     row = soup(table.dm.get("/sessions")).select_one(".sessions-table tbody tr")

@@ -33,7 +33,7 @@ from glyphoxa_htmx.models import (
     UsageRecord,
     User,
 )
-from glyphoxa_htmx.services import campaigns, transcripts
+from glyphoxa_htmx.services import transcripts
 
 log = logging.getLogger(__name__)
 
@@ -220,7 +220,7 @@ def list_sessions(
     actor: Actor, filters: SessionFilters, *, cursor: str | None = None, limit: int = PAGE_SIZE
 ) -> SessionList:
     """Live sessions on top (first page only), then ended ones newest first, keyset-paginated on
-    (started_at, id). At most three queries: live, history, campaign names."""
+    (started_at, id). One query: live and history ids, with the sessions and their campaign names."""
     require(actor, Perm.VIEW_SESSIONS)
     out = SessionList()
     if not gateway_tables_ready():
@@ -234,28 +234,41 @@ def list_sessions(
         conds.append(GatewaySession.started_at < datetime.combine(filters.date_to + timedelta(days=1), time.min, UTC))
     order = (GatewaySession.started_at.desc(), GatewaySession.id.desc())
     after = decode_cursor(cursor)
+    parts: list[Select[Any]] = []
     if after is None and filters.state in ("", "pending", "active"):
         live_states = (filters.state,) if filters.state else LIVE_STATES
-        out.live = list(
-            db.session.execute(
-                select(GatewaySession)
-                .where(*conds, GatewaySession.state.in_(live_states))
-                .order_by(*order)
-                .limit(LIVE_LIMIT)
-            ).scalars()
+        parts.append(
+            select(GatewaySession.id)
+            .where(*conds, GatewaySession.state.in_(live_states))
+            .order_by(*order)
+            .limit(LIVE_LIMIT)
         )
     if filters.state in ("", "ended"):
-        stmt = select(GatewaySession).where(*conds, GatewaySession.state == "ended")
+        stmt = select(GatewaySession.id).where(*conds, GatewaySession.state == "ended")
         if after is not None:
             stmt = stmt.where(
                 tuple_(GatewaySession.started_at, GatewaySession.id) < tuple_(literal(after[0]), literal(after[1]))
             )
-        rows = list(db.session.execute(stmt.order_by(*order).limit(limit + 1)).scalars())
-        out.rows = rows[:limit]
-        if len(rows) > limit:
-            out.next_cursor = encode_cursor(out.rows[-1])
-    ids = {s.campaign_id for s in out.live + out.rows}
-    out.campaign_names = campaigns.names(actor, ids)
+        parts.append(stmt.order_by(*order).limit(limit + 1))
+    if not parts:
+        return out
+    # One statement: the live and the history id lists (each keyset-limited) joined to the sessions
+    # and their campaigns' names, in list order.
+    ids = parts[0] if len(parts) == 1 else union_all(*parts)
+    found = db.session.execute(
+        select(GatewaySession, Campaign.name)
+        .outerjoin(
+            Campaign, (Campaign.tenant_id == GatewaySession.tenant_id) & (Campaign.id == GatewaySession.campaign_id)
+        )
+        .where(GatewaySession.tenant_id == actor.tenant_id, GatewaySession.id.in_(ids))
+        .order_by(*order)
+    ).all()
+    out.live = [s for s, _name in found if s.state != "ended"]
+    rows = [s for s, _name in found if s.state == "ended"]
+    out.rows = rows[:limit]
+    if len(rows) > limit:
+        out.next_cursor = encode_cursor(out.rows[-1])
+    out.campaign_names = {s.campaign_id: name for s, name in found if name is not None}
     return out
 
 

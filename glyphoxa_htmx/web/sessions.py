@@ -75,13 +75,18 @@ def index():
         result=result,
         filters=filters,
         errors=errors,
-        campaigns=campaigns.choices(current_user, include_archived=True),
         guild_names=_guild_names(),
         states=svc.STATES,
         duration=svc.duration,
     )
-    if not htmx.wants_block():
-        context.update(bot=svc.bot_status(current_user), gateway_configured=gateway() is not None)
+    if not htmx.wants_block():  # the filter form and the bot badge are outside the #results block
+        context.update(
+            campaigns=campaigns.choices(current_user, include_archived=True),
+            bot=svc.bot_status(current_user),
+            gateway_configured=gateway() is not None,
+        )
+    else:
+        campaigns.register_found(current_user)  # as choices() would: the found-campaigns sync keeps its pace
     return htmx.render("sessions/index.html", "results", status=422 if errors else 200, **context)
 
 
