@@ -13,10 +13,26 @@ import uuid
 from collections.abc import Collection
 from dataclasses import dataclass, field
 from datetime import datetime
+from functools import cache
 from typing import Any
 
 from flask_babel import format_number
-from sqlalchemy import ARRAY, Row, Text, and_, case, cast, delete, func, insert, literal, or_, select
+from sqlalchemy import (
+    ARRAY,
+    Integer,
+    Row,
+    Text,
+    and_,
+    bindparam,
+    case,
+    cast,
+    delete,
+    func,
+    insert,
+    literal,
+    or_,
+    select,
+)
 from sqlalchemy import update as sql_update
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import InstrumentedAttribute, aliased
@@ -119,6 +135,38 @@ def _ordered(actor: Actor, campaign_id: str, *columns: Any) -> Select[Any]:
     )
 
 
+@cache
+def _cast_statements(searching: bool) -> tuple[Select[Any], Select[tuple[int]]]:
+    """(one page, the filtered count) of a campaign's cast, built once per process with bound
+    parameters (:tenant_id, :campaign_id, :pattern, :limit, :offset): building these with their
+    window subquery and cache key on every request cost more than running them (issue 18)."""
+    tenant = bindparam("tenant_id", type_=NpcDefinition.tenant_id.type)
+    campaign = bindparam("campaign_id", type_=NpcDefinition.campaign_id.type)
+    ranked = (
+        select(
+            NpcDefinition,
+            func.row_number().over(order_by=_order_by()).label("rank"),
+            func.count().over().label("size"),
+        )
+        .outerjoin(NpcPosition, and_(NpcPosition.npc_id == NpcDefinition.id, NpcPosition.tenant_id == tenant))
+        .where(NpcDefinition.tenant_id == tenant, NpcDefinition.campaign_id == campaign)
+        .subquery()
+    )
+    npc = aliased(NpcDefinition, ranked)
+    where = []
+    if searching:
+        pattern = bindparam("pattern", type_=NpcDefinition.name.type)
+        where.append(or_(npc.name.ilike(pattern), npc.personality.ilike(pattern)))
+    page = (
+        select(npc, ranked.c.rank, ranked.c.size, func.count().over().label("total"))
+        .where(*where)
+        .order_by(ranked.c.rank)
+        .limit(bindparam("limit", type_=Integer))
+        .offset(bindparam("offset", type_=Integer))
+    )
+    return page, select(func.count()).select_from(ranked).where(*where)
+
+
 def list_cast(
     actor: Actor, campaign_id: str, *, q: str = "", page: int = 1, per_page: int = PER_PAGE
 ) -> Page[CastMember]:
@@ -126,35 +174,20 @@ def list_cast(
     carries the filtered count), two when the page asked for lies past the end."""
     require(actor, Perm.VIEW_SESSIONS)
     q = (q or "").strip()[:100]
-    ranked = _ordered(
-        actor,
-        campaign_id,
-        NpcDefinition,
-        func.row_number().over(order_by=_order_by()).label("rank"),
-        func.count().over().label("size"),
-    ).subquery()
-    npc = aliased(NpcDefinition, ranked)
-    where = []
+    page_stmt, count_stmt = _cast_statements(bool(q))
+    params: dict[str, Any] = {"tenant_id": actor.tenant_id, "campaign_id": campaign_id}
     if q:
-        where.append(or_(npc.name.ilike(like_pattern(q)), npc.personality.ilike(like_pattern(q))))
+        params["pattern"] = like_pattern(q)
 
     def fetch(page: int) -> list[Row[Any]]:
-        return list(
-            db.session.execute(
-                select(npc, ranked.c.rank, ranked.c.size, func.count().over().label("total"))
-                .where(*where)
-                .order_by(ranked.c.rank)
-                .limit(per_page)
-                .offset((page - 1) * per_page)
-            ).all()
-        )
+        return list(db.session.execute(page_stmt, {**params, "limit": per_page, "offset": (page - 1) * per_page}).all())
 
     page = max(1, page)
     rows = fetch(page)
     if rows:
         total = int(rows[0][3])
     elif page > 1:  # past the end (or a filter that matches nothing): count, then show the last page
-        total = db.session.execute(select(func.count()).select_from(ranked).where(*where)).scalar_one()
+        total = db.session.execute(count_stmt, params).scalar_one()
         page = max(1, math.ceil(total / per_page))
         rows = fetch(page) if total else []
     else:
