@@ -533,3 +533,34 @@ def test_failed_commit_after_make_active_restores_the_gateway(app, simulator):
     with app.app_context():
         assert gateway().get_tenant(tenant_id).campaign_id == "cmp_first"
     assert active_campaign(app, tenant_id) == "cmp_first"
+
+
+def test_prebuilt_card_and_cast_statements_keep_tables_apart(app, as_role):
+    """The card and cast statements are built once per process and shared by every request: each
+    execution must see only its own table's rows, searching or not, in any order of calls."""
+    from glyphoxa_htmx.core.errors import NotFound
+    from glyphoxa_htmx.services import campaigns, npcs
+
+    a, b = as_role("tenant_owner").user, as_role("tenant_owner").user
+    ca, cb = new_campaign(app, a, "Salt Road"), new_campaign(app, b, "Salt Marsh")
+    new_npc(app, a, ca, "Greta Saltbeard")
+    new_npc(app, b, cb, "Saltwise Bram")
+    new_npc(app, b, cb, "Mira")
+    with app.test_request_context():
+        for actor, own_id, other_id, names in (
+            (actor_for(a), ca, cb, ["Greta Saltbeard"]),
+            (actor_for(b), cb, ca, ["Saltwise Bram", "Mira"]),
+            (actor_for(a), ca, cb, ["Greta Saltbeard"]),
+        ):
+            assert [c.campaign.id for c in campaigns.list_cards(actor).items] == [own_id]
+            assert [c.campaign.id for c in campaigns.list_cards(actor, q="salt").items] == [own_id]
+            assert campaigns.counts(actor) == {"current": 1, "archived": 0}
+            assert campaigns.card(actor, own_id).campaign.id == own_id
+            with pytest.raises(NotFound):
+                campaigns.card(actor, other_id)
+            assert [m.npc.name for m in npcs.list_cast(actor, own_id).items] == names
+            assert [m.npc.name for m in npcs.list_cast(actor, own_id, q="salt").items] == [
+                n for n in names if "Salt" in n
+            ]
+            assert npcs.list_cast(actor, other_id).items == []
+            assert npcs.list_cast(actor, other_id, q="salt", page=2).total == 0
