@@ -22,7 +22,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from datetime import date, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import flask_babel
 from babel.support import NullTranslations
@@ -62,29 +62,48 @@ __all__ = [
 _NULL = NullTranslations()
 
 
-def translations() -> NullTranslations:
-    """The current language's catalogue, looked up once per request.
+_T = TypeVar("_T")
 
-    Flask-Babel's own ``gettext`` finds it again on every call (three context lookups, ~20 µs):
-    with a few hundred strings on a page that is milliseconds. We keep it on Flask-Babel's own
-    per-request namespace together with the locale it is for, so ``force_locale`` (e-mails in the
-    recipient's language) still switches it.
-    """
+
+def _per_request(slot: str, compute: Callable[[], _T]) -> _T:
+    """``compute()`` once per request and per language and time zone in force.
+
+    The value is kept on Flask-Babel's own per-request namespace with the locale and time zone
+    objects it was computed under, so ``force_locale`` (e-mails in the recipient's language) still
+    switches it; outside an app context it is computed every time."""
     app_ctx = _cv_app.get(None)
-    if app_ctx is None:
-        return _NULL
-    ns = app_ctx.g.__dict__.get("_flask_babel")
+    ns = app_ctx.g.__dict__.get("_flask_babel") if app_ctx is not None else None
     if ns is not None:
-        cached = ns.__dict__.get("gx_translations")
-        locale = ns.__dict__.get("babel_locale")
-        if cached is not None and locale is not None and cached[0] is locale:
-            hit: NullTranslations = cached[1]
+        cached = ns.__dict__.get(slot)
+        if (
+            cached is not None
+            and cached[0] is not None
+            and cached[0] is ns.__dict__.get("babel_locale")
+            and cached[1] is ns.__dict__.get("babel_tzinfo")
+        ):
+            hit: _T = cached[2]
             return hit
-    found: NullTranslations = flask_babel.get_translations()
-    ns = app_ctx.g.__dict__.get("_flask_babel")
+    value = compute()
+    ns = app_ctx.g.__dict__.get("_flask_babel") if app_ctx is not None else None
     if ns is not None:
-        ns.gx_translations = (ns.__dict__.get("babel_locale"), found)
+        setattr(ns, slot, (ns.__dict__.get("babel_locale"), ns.__dict__.get("babel_tzinfo"), value))
+    return value
+
+
+def translations() -> NullTranslations:
+    """The current language's catalogue, looked up once per request: Flask-Babel's own
+    ``gettext`` finds it again on every call (three context lookups, ~20 µs), and a page has a
+    few hundred strings."""
+    if _cv_app.get(None) is None:
+        return _NULL
+    found: NullTranslations = _per_request("gx_translations", flask_babel.get_translations)
     return found
+
+
+def _fill(text: str, variables: dict[str, Any]) -> str:
+    """Jinja's newstyle gettext formatting: placeholders filled (escaped when ``text`` is Markup),
+    and "%%" a percent sign."""
+    return text % variables if (variables or "%" in text) else text
 
 
 def gettext(string: str, **variables: Any) -> str:
@@ -148,26 +167,8 @@ _formatted: dict[tuple[Any, ...], str] = {}
 
 
 def _format_context() -> tuple[str, str]:
-    """The current language and time zone as text, looked up once per request (kept on
-    Flask-Babel's per-request namespace next to the locale and zone they are for, like
-    :func:`translations`, so ``force_locale`` still switches them)."""
-    app_ctx = _cv_app.get(None)
-    ns = app_ctx.g.__dict__.get("_flask_babel") if app_ctx is not None else None
-    if ns is not None:
-        cached = ns.__dict__.get("gx_format_context")
-        if (
-            cached is not None
-            and cached[0] is ns.__dict__.get("babel_locale")
-            and cached[1] is ns.__dict__.get("babel_tzinfo")
-        ):
-            hit: tuple[str, str] = cached[2]
-            return hit
-    locale, tz = get_locale(), get_timezone()
-    found = (str(locale), str(tz))
-    ns = app_ctx.g.__dict__.get("_flask_babel") if app_ctx is not None else None
-    if ns is not None:
-        ns.gx_format_context = (locale, tz, found)
-    return found
+    """The current language and time zone as text, looked up once per request."""
+    return _per_request("gx_format_context", lambda: (str(get_locale()), str(get_timezone())))
 
 
 def _memo(kind: str, value: Any, fmt: str, format_fn: Callable[[Any, str], str]) -> str:
@@ -253,17 +254,13 @@ def _span_filter(value: timedelta | float | int | None) -> str:
 @pass_eval_context
 def _jinja_gettext(eval_ctx: EvalContext, string: str, **variables: Any) -> str:
     text = translations().ugettext(string)
-    if eval_ctx.autoescape:
-        text = Markup(text)
-    return text % variables if (variables or "%" in text) else text
+    return _fill(Markup(text) if eval_ctx.autoescape else text, variables)
 
 
 @pass_eval_context
 def _jinja_pgettext(eval_ctx: EvalContext, context: str, string: str, **variables: Any) -> str:
     text = translations().upgettext(context, string)
-    if eval_ctx.autoescape:
-        text = Markup(text)
-    return text % variables if (variables or "%" in text) else text
+    return _fill(Markup(text) if eval_ctx.autoescape else text, variables)
 
 
 @pass_eval_context
@@ -271,9 +268,7 @@ def _jinja_ngettext(eval_ctx: EvalContext, singular: str, plural: str, num: int,
     # Positional-only count: templates pass ``num=n|number`` to show it with the locale's separators.
     variables.setdefault("num", num)
     text = translations().ungettext(singular, plural, num)
-    if eval_ctx.autoescape:
-        text = Markup(text)
-    return text % variables
+    return _fill(Markup(text) if eval_ctx.autoescape else text, variables)
 
 
 def init_app(app: Flask) -> None:
