@@ -251,6 +251,22 @@ def _span_filter(value: timedelta | float | int | None) -> str:
     return text
 
 
+def when_html(value: datetime | None) -> Markup:
+    """``<time>`` with the brief date as text and the long one as its title ("never" without a
+    value): what every list shows for a date. In Python rather than a Jinja macro, which cost
+    ~40 µs a call on list pages (issue 18); the HTML is kept per process like the dates in it."""
+    if not value:
+        return Markup('<span class="muted">%s</span>') % gettext("never")
+    return Markup(_memo("when", value, "", _format_when))
+
+
+def _format_when(value: datetime, _fmt: str) -> str:
+    return str(
+        Markup('<time datetime="%s" title="%s">%s</time>')
+        % (value.isoformat(), _dt_filter(value, "long"), _dt_filter(value, "brief"))
+    )
+
+
 @pass_eval_context
 def _jinja_gettext(eval_ctx: EvalContext, string: str, **variables: Any) -> str:
     text = translations().ugettext(string)
@@ -292,4 +308,6 @@ def init_app(app: Flask) -> None:
     )
     from glyphoxa_htmx.core.js_messages import js_messages
 
-    app.jinja_env.globals.update(current_locale=current_locale, LOCALE_NAMES=LOCALE_NAMES, js_messages=js_messages)
+    app.jinja_env.globals.update(
+        when_html=when_html, current_locale=current_locale, LOCALE_NAMES=LOCALE_NAMES, js_messages=js_messages
+    )
