@@ -11,6 +11,7 @@ from typing import Any
 
 from flask import Flask, g, has_request_context, request, url_for
 from flask_login import current_user
+from markupsafe import Markup
 
 from glyphoxa_htmx import embedded
 from glyphoxa_htmx.config import ROOT, Settings, load_settings
@@ -336,6 +337,27 @@ def _register_template_helpers(app: Flask) -> None:
         """URL of a nav entry, or None while that feature area isn't built yet."""
         return plain_url(endpoint) if endpoint in app.view_functions else None
 
+    # The side navigation is the same HTML for every request with the same endpoint, language,
+    # script root and the two permissions that add links: rendered once per process for each
+    # (~1 ms of macros and translations a page otherwise, issue 18). Bounded by the endpoints.
+    navs: dict[tuple[str, bool, bool, str, str], Markup] = {}
+
+    def sidenav() -> Markup:
+        from glyphoxa_htmx.core.i18n import current_locale
+
+        actor = current_user._get_current_object()
+        ep = request.endpoint or ""
+        manage_tenant = authz.can(actor, authz.Perm.MANAGE_TENANT)
+        manage_all = authz.can(actor, authz.Perm.MANAGE_ALL_TENANTS)
+        key = (ep, manage_tenant, manage_all, current_locale(), request.script_root)
+        html = navs.get(key)
+        if html is None:
+            if len(navs) >= 4096:
+                navs.clear()
+            template = app.jinja_env.get_template("_sidenav.html")
+            html = navs[key] = Markup(template.render(ep=ep, manage_tenant=manage_tenant, manage_all=manage_all))
+        return html
+
     from glyphoxa_htmx.services import npcs
     from glyphoxa_htmx.services.devices import device_name
 
@@ -343,6 +365,7 @@ def _register_template_helpers(app: Flask) -> None:
     app.jinja_env.globals.update(
         asset=asset,
         nav_url=nav_url,
+        sidenav=sidenav,
         url_for=template_url_for,
         simulator_running=lambda: bool(app.extensions.get("glyphoxa.simulator")),
         Perm=authz.Perm,

@@ -258,3 +258,27 @@ def test_bad_jump_to_time_comes_back_with_the_lines_and_the_field(app, as_role, 
     assert "hours:minutes" in page.select_one("[role=alert]").get_text()
     field = page.select_one("#at-field[hx-swap-oob]")
     assert field.select_one("#t-at")["aria-invalid"] == "true"
+
+
+def test_remembered_navigation_follows_role_page_and_language(app, as_role):
+    """The side navigation is rendered once per (page, permissions, language) and reused: an
+    owner's "Audit log", an operator's "Admin" or one page's highlight never leak into another
+    request's navigation."""
+
+    def nav(browser, url, lang="en"):
+        html = soup(browser.get(url, headers={"Accept-Language": lang}))
+        links = html.select("nav#nav li a")
+        return [a.get_text(strip=True) for a in links], [a.get_text(strip=True) for a in links if a.get("aria-current")]
+
+    owner, dm, operator = as_role("tenant_owner"), as_role("dm"), as_role("super_admin")
+    for _round in range(2):  # the second round is served from what the first remembered
+        names, current = nav(owner, "/sessions")
+        assert "Audit log" in names and "Admin" not in names and current == ["Sessions"]
+        names, current = nav(dm, "/sessions")
+        assert "Audit log" not in names and "Admin" not in names and current == ["Sessions"]
+        names, current = nav(operator, "/sessions")
+        assert "Admin" in names and current == ["Sessions"]
+        names, current = nav(dm, "/campaigns")
+        assert current == ["Campaigns"]
+        names, current = nav(dm, "/sessions", "de")
+        assert "Sitzungen" in names and "Sessions" not in names and current == ["Sitzungen"]
