@@ -12,13 +12,12 @@ from datetime import UTC, date, datetime
 from decimal import Decimal
 from typing import Any
 
-from flask_babel import format_date
 from sqlalchemy import text
 
 from glyphoxa_htmx.adapters.gateway.client import month_start
 from glyphoxa_htmx.core.authz import Actor, Perm, require
 from glyphoxa_htmx.core.errors import ValidationError
-from glyphoxa_htmx.core.i18n import _, lazy_gettext
+from glyphoxa_htmx.core.i18n import _, date_text, lazy_gettext
 from glyphoxa_htmx.extensions import db
 from glyphoxa_htmx.services import plans
 from glyphoxa_htmx.services.sessions import gateway_tables_ready, month_usage
@@ -130,7 +129,7 @@ def chart(months: list[Month], key: str, *, width: int = 480, height: int = 160)
                 "y": round(height - pad_bottom - h, 1),
                 "w": round(slot * 0.7, 1),
                 "h": round(h, 1),
-                "label": format_date(m.period, "LLL"),  # the month's short name in the page's language
+                "label": date_text(m.period, "LLL"),  # the month's short name in the page's language
                 "tx": round(i * slot + slot / 2, 1),
                 "value": v,
                 "period": m.period,
@@ -142,13 +141,14 @@ def chart(months: list[Month], key: str, *, width: int = 480, height: int = 160)
 def page(actor: Actor) -> dict[str, Any]:
     require(actor, Perm.VIEW_USAGE)
     months = history(actor)
+    metrics = [(key, str(label)) for key, label in METRICS]  # each lazy label translated once, not per cell
     return {
         "month": month_usage(actor),
         "tier": plans.current(actor.tenant_id),
         "months": months,
-        "charts": [(key, label, chart(months, key)) for key, label in METRICS],
+        "charts": [(key, label, chart(months, key)) for key, label in metrics],
         "campaigns": per_campaign(actor),
-        "metrics": METRICS,
+        "metrics": metrics,
     }
 
 

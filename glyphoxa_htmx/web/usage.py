@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 from flask import Blueprint, Response, request, stream_with_context
-from flask_babel import format_decimal
 from flask_login import current_user, login_required
 
 from glyphoxa_htmx.core import htmx
 from glyphoxa_htmx.core.errors import ValidationError
+from glyphoxa_htmx.core.i18n import decimal_text
 from glyphoxa_htmx.services import usage
 
 bp = Blueprint("usage", __name__)
@@ -15,7 +15,7 @@ bp = Blueprint("usage", __name__)
 
 def _plain(value) -> str:
     """A table cell's number: the language's decimal sign, no grouping, no trailing zeros (3.5 / 3,5)."""
-    return format_decimal(value or 0, "0.######")
+    return decimal_text(value or 0, "0.######")
 
 
 def _page(errors=None, status: int = 200):
