@@ -122,6 +122,24 @@ def test_formatted_dates_are_remembered_per_language_and_zone(app):
     assert any(key[2] == when for key in i18n._formatted)
 
 
+def test_formatted_numbers_are_remembered_per_language_and_pattern(app):
+    """Numbers are formatted once per process too: the same value still reads differently in each
+    language and pattern, and equal values of different types keep their own text."""
+    from decimal import Decimal
+
+    from glyphoxa_htmx.core import i18n
+
+    tpl = app.jinja_env.from_string("{{ n|number }}|{{ n|number(2) }}|{{ n|number(0) }}")
+    for _round in range(2):  # the second round comes from the cache
+        with app.test_request_context(headers={"Accept-Language": "de"}):
+            assert tpl.render(n=Decimal("1234.5")) == "1.234,5|1.234,50|1.234"
+            assert i18n.decimal_text(Decimal("3.5"), "0.######") == "3,5"
+        with app.test_request_context(headers={"Accept-Language": "en"}):
+            assert tpl.render(n=Decimal("1234.5")) == "1,234.5|1,234.50|1,234"
+            assert i18n.decimal_text(Decimal("3.5"), "0.######") == "3.5"
+            assert tpl.render(n=1) == "1|1.00|1"
+
+
 def test_template_gettext_escapes_formats_and_follows_force_locale(app):
     """Our fast gettext keeps Flask-Babel's newstyle semantics: placeholders are escaped, "%%" is a
     percent sign, force_locale switches the language inside a request, and outside one it's English."""

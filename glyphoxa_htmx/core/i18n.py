@@ -176,10 +176,7 @@ def _format_context() -> tuple[str, str]:
 
 def _memo(kind: str, value: Any, fmt: str, format_fn: Callable[[Any, str], str]) -> str:
     key = (kind, type(value), value, fmt, _format_context())
-    try:
-        text = _formatted.get(key)
-    except TypeError:  # unhashable (e.g. a signalling NaN): formatted, not kept
-        return format_fn(value, fmt)
+    text = _formatted.get(key)
     if text is None:
         text = format_fn(value, fmt)
         if len(_formatted) >= MAX_FORMATTED:
