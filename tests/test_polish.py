@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 
 from click.testing import CliRunner
+from markupsafe import Markup
 
 from glyphoxa_htmx.extensions import db
 from glyphoxa_htmx.models import Tenant, User
@@ -282,3 +283,21 @@ def test_remembered_navigation_follows_role_page_and_language(app, as_role):
         assert current == ["Campaigns"]
         names, current = nav(dm, "/sessions", "de")
         assert "Sitzungen" in names and "Sessions" not in names and current == ["Sitzungen"]
+
+
+def test_per_list_urls_match_url_for_for_ids_minted_by_others(app):
+    """id_url builds a list's URL once and fills in each row's id: every result must be
+    url_for's, including ids the gateway minted with spaces, slashes, percent signs or umlauts."""
+    from flask import render_template_string, url_for
+
+    odd = ["npc_1", "a b", "x/y", "Grüße", "%41", "?q#f", "<b>&'\"", 42]
+    with app.test_request_context("/campaigns/c1"):
+        html = render_template_string(
+            "{% set edit = id_url('npcs.edit', 'npc_id') %}{% for i in ids %}{{ edit(i) }}\n{% endfor %}"
+            "{% set nested = id_url('npcs.index', 'campaign_id', page=2) %}{% for i in ids %}{{ nested(i) }}\n{% endfor %}",
+            ids=odd,
+        )
+        expected = [str(Markup.escape(url_for("npcs.edit", npc_id=i))) for i in odd] + [
+            str(Markup.escape(url_for("npcs.index", campaign_id=i, page=2))) for i in odd
+        ]
+    assert html.splitlines() == expected
