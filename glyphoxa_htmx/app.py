@@ -6,11 +6,13 @@ import hashlib
 import logging
 import time
 import uuid
-from collections.abc import Callable
+from collections import ChainMap
+from collections.abc import Callable, MutableMapping
 from pathlib import Path
 from typing import Any
 
 from flask import Flask, g, has_request_context, request, url_for
+from flask.templating import Environment as FlaskEnvironment
 from flask_login import current_user
 from markupsafe import Markup
 
@@ -70,6 +72,7 @@ def create_app(settings: Settings | None = None, **overrides) -> Flask:
         static_folder=str(ROOT / "static"),
         instance_path=settings.instance_dir,
     )
+    app.jinja_environment = TemplateEnvironment  # before app.jinja_env is first used
     app.extensions["glyphoxa.settings"] = settings
     app.config.update(
         SECRET_KEY=settings.secret_key,
@@ -290,6 +293,22 @@ def _register_request_hooks(app: Flask, settings: Settings) -> None:
                 gateway_client.end_action(token)
             except (ValueError, RuntimeError):  # another context or already reset: nothing to undo
                 pass
+
+
+class _TemplateGlobals(ChainMap[str, Any]):
+    """A template's globals (its own over the environment's), as Jinja makes them, with ``keys()``
+    as a set. Jinja computes ``context globals - template.globals.keys()`` on every
+    ``{% from ... import %}``; over a ChainMap's key view that is a Python-level lookup per global
+    (~45 here), ~0.1 ms an import and ~9 % of the campaigns page (issue 18). A set of both maps'
+    keys is the same answer in C."""
+
+    def keys(self) -> set[str]:  # type: ignore[override]
+        return set().union(*self.maps)
+
+
+class TemplateEnvironment(FlaskEnvironment):
+    def make_globals(self, d: MutableMapping[str, Any] | None) -> MutableMapping[str, Any]:
+        return _TemplateGlobals(d if d is not None else {}, self.globals)
 
 
 _ID_MARKER = "gxIdUrlMarker7q"  # letters only: url_for leaves it as it is
