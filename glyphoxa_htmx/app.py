@@ -402,7 +402,15 @@ def _register_template_helpers(app: Flask) -> None:
     from glyphoxa_htmx.services.devices import device_name
 
     app.jinja_env.filters.update(engine_label=npcs.engine_label, tier_label=npcs.tier_label, device=device_name)
+    from glyphoxa_htmx.core import markup
+
     app.jinja_env.globals.update(
+        icon_html=markup.icon,
+        field_error_html=markup.field_error,
+        invalid_html=markup.invalid,
+        csrf_field_html=markup.csrf_field,
+        spinner_html=markup.spinner,
+        char_counter_html=markup.char_counter,
         asset=asset,
         nav_url=nav_url,
         sidenav=sidenav,
