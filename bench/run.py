@@ -232,9 +232,24 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+def bench_redis_url() -> str:
+    """Redis for the served app's rate-limit counters, as in production (the Helm chart requires
+    REDIS_URL): BENCH_REDIS_URL, default database 15 of the local server; "" when none answers
+    (then Flask-Limiter counts in memory, which starts a timer thread after every idle 10 ms)."""
+    url = os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379/15")
+    host, _, port = url.split("//", 1)[-1].split("/", 1)[0].partition(":")
+    try:
+        with socket.create_connection((host, int(port or 6379)), timeout=1) as s:
+            s.sendall(b"PING\r\n")
+            return url if s.recv(16).startswith(b"+PONG") else ""
+    except OSError:
+        return ""
+
+
 def serve(app_path: str, database_url: str, *, conf: str = "deploy/gunicorn.conf.py", extra_env=None):
     port = free_port()
     env = {
+        "REDIS_URL": bench_redis_url(),
         **os.environ,
         "DATABASE_URL": database_url,
         "SECRET_KEY": "b" * 40,
@@ -711,6 +726,7 @@ def main() -> None:
         f"machine: {os.cpu_count()} cores, load average {os.getloadavg()[0]:.1f} at start "
         f"(other processes on the machine depress absolute figures; the ratios are what count)"
     )
+    print(f"served app's rate-limit counters: {bench_redis_url() or 'in memory (no Redis answered)'}")
     try:
         app = build_app(database_url)
         from glyphoxa_htmx.embedded import libpq_url
