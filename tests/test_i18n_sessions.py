@@ -205,8 +205,9 @@ def test_start_confirm_live_page_and_toasts_in_german(app, table, database_url, 
 
 
 def test_live_fragments_reach_each_viewer_in_their_language(app, server, table, as_role, database_url):
-    """The hub hands out data, not HTML: each socket renders its fragments in its viewer's
-    language (a German profile here, an English one beside it) from one shared poll."""
+    """The hub hands out data, not HTML: each delivery is rendered once per language and shared
+    by that language's viewers (a German profile here, an English one beside it, one shared poll):
+    neither gets the other's fragment."""
     german = as_role("viewer", tenant_id=table.tenant)
     assert german.post("/me/locale", {"locale": "de"}).status_code in (200, 303)
     english = as_role("viewer", tenant_id=table.tenant)

@@ -534,6 +534,14 @@ def _in_order(lines: list) -> list:
     return sorted(lines, key=lambda line: line.order_key)
 
 
+# One delivery of a watched session reaches every viewer of it in this process with the same
+# lines: the fragment is rendered once per (session, language, content) and shared, instead of once
+# per viewer (2,000 viewers of 50 sessions were ~1,000 renders a second, issue 18). Lines are frozen
+# values, so the key is their content, not an id that could have been reused.
+MAX_RENDERED_DELIVERIES = 2048
+_rendered_deliveries: dict[tuple, str] = {}
+
+
 def _render_events(session_id: str, events) -> tuple[str, bool, bool]:
     lines, state, ended, error, overflow = [], None, False, "", False
     for kind, value in events:
@@ -545,16 +553,22 @@ def _render_events(session_id: str, events) -> tuple[str, bool, bool]:
             ended, error, state = True, value or "", "ended"
         elif kind == "overflow":
             overflow = True
-    body = render_template(
-        "sessions/_stream.html",
-        lines=_in_order(lines),
-        state=state,
-        ended=ended,
-        error=error,
-        session_id=session_id,
-        polling=False,
-        poll_seconds=POLL_SECONDS,
-    )
+    key = (session_id, current_locale(), tuple(lines), state, ended, error)
+    body = _rendered_deliveries.get(key)
+    if body is None:
+        body = render_template(
+            "sessions/_stream.html",
+            lines=_in_order(lines),
+            state=state,
+            ended=ended,
+            error=error,
+            session_id=session_id,
+            polling=False,
+            poll_seconds=POLL_SECONDS,
+        )
+        if len(_rendered_deliveries) >= MAX_RENDERED_DELIVERIES:
+            _rendered_deliveries.clear()
+        _rendered_deliveries[key] = body
     return body, ended, overflow
 
 
