@@ -329,3 +329,33 @@ def as_role(app, make_user):
 
 def soup(response) -> BeautifulSoup:
     return BeautifulSoup(response.get_data(as_text=True), "html.parser")
+
+
+# -- the live area's shared fixtures (sessions, live page, faults, transcript order, German) ----------
+
+
+@pytest.fixture(scope="module")
+def server(app):
+    """A real HTTP + WebSocket server (werkzeug, a thread) serving the app, one per test module."""
+    from tests.support.ws_server import LiveServer
+
+    s = LiveServer(app)
+    yield s
+    s.close()
+
+
+@pytest.fixture
+def table(app, as_role, database_url):
+    """A DM in a tenant registered with the simulated gateway, with one campaign; the tenant's
+    live sessions are stopped afterwards. (test_usage and test_tenant_delete have tables of
+    their own.)"""
+    from types import SimpleNamespace
+
+    from tests.support.ws_server import gateway_tenant, make_campaign, stop_live_sessions
+
+    dm = as_role("dm")
+    tenant = dm.user.tenant_id
+    guild = gateway_tenant(app, tenant)[0]
+    campaign = make_campaign(app, tenant)
+    yield SimpleNamespace(dm=dm, tenant=tenant, guild=guild, campaign=campaign)
+    stop_live_sessions(app, database_url, tenant)

@@ -19,7 +19,7 @@ import pytest
 from glyphoxa_htmx.adapters.gateway.client import GatewayClient
 from tests.conftest import GATEWAY_SECRET, Browser, make_settings, soup
 from tests.support.faultproxy import FaultProxy
-from tests.support.ws_server import gateway_tenant, make_campaign, snowflake, sql, stop_live_sessions, wait_for
+from tests.support.ws_server import snowflake, sql, wait_for
 
 
 @pytest.fixture(autouse=True)
@@ -34,17 +34,6 @@ def _fresh_pool_afterwards(request):
 
         with request.getfixturevalue("app").app_context():
             db.engine.dispose()
-
-
-@pytest.fixture
-def table(app, as_role, database_url):
-    """A DM in a tenant registered with the simulated gateway, with one campaign."""
-    dm = as_role("dm")
-    tenant = dm.user.tenant_id
-    guilds = gateway_tenant(app, tenant)
-    campaign = make_campaign(app, tenant)
-    yield SimpleNamespace(dm=dm, tenant=tenant, guild=guilds[0], campaign=campaign)
-    stop_live_sessions(app, database_url, tenant)
 
 
 @pytest.fixture

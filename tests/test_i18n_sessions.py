@@ -6,19 +6,12 @@ from __future__ import annotations
 
 import json
 import re
-from types import SimpleNamespace
-
-import pytest
 
 from tests.conftest import soup
 from tests.support.ws_server import (
-    LiveServer,
     Reader,
-    gateway_tenant,
-    make_campaign,
     seed,
     snowflake,
-    stop_live_sessions,
     wait_for,
 )
 
@@ -60,23 +53,6 @@ def english_left(html: str) -> list[str]:
 
 def toast(resp) -> str:
     return json.loads(resp.headers["HX-Trigger"])["toast"]["message"]
-
-
-@pytest.fixture(scope="module")
-def server(app):
-    s = LiveServer(app)
-    yield s
-    s.close()
-
-
-@pytest.fixture
-def table(app, as_role, database_url):
-    dm = as_role("dm")
-    tenant = dm.user.tenant_id
-    guild = gateway_tenant(app, tenant)[0]
-    campaign = make_campaign(app, tenant)
-    yield SimpleNamespace(dm=dm, tenant=tenant, guild=guild, campaign=campaign)
-    stop_live_sessions(app, database_url, tenant)
 
 
 def test_list_and_its_empty_state_in_german(app, table, database_url):

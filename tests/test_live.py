@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import threading
 from concurrent import futures
-from types import SimpleNamespace
 
 import grpc
 import pytest
@@ -15,34 +14,13 @@ from sqlalchemy import event
 from glyphoxa_htmx.adapters.gateway.client import GatewayClient
 from tests.conftest import GATEWAY_SECRET, soup
 from tests.support.ws_server import (
-    LiveServer,
     Reader,
-    gateway_tenant,
     handshake_status,
-    make_campaign,
     seed,
     snowflake,
     sql,
-    stop_live_sessions,
     wait_for,
 )
-
-
-@pytest.fixture(scope="module")
-def server(app):
-    s = LiveServer(app)
-    yield s
-    s.close()
-
-
-@pytest.fixture
-def table(app, as_role, database_url):
-    dm = as_role("dm")
-    tenant = dm.user.tenant_id
-    guild = gateway_tenant(app, tenant)[0]
-    campaign = make_campaign(app, tenant)
-    yield SimpleNamespace(dm=dm, tenant=tenant, guild=guild, campaign=campaign)
-    stop_live_sessions(app, database_url, tenant)
 
 
 def start(app, t) -> str:

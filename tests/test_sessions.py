@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 import threading
 from datetime import date
-from types import SimpleNamespace
 
 import pytest
 from sqlalchemy import event
@@ -19,20 +18,8 @@ from tests.support.ws_server import (
     seed,
     snowflake,
     sql,
-    stop_live_sessions,
     wait_for,
 )
-
-
-@pytest.fixture
-def table(app, as_role, database_url):
-    """A DM in a tenant registered with the simulated gateway, with one campaign."""
-    dm = as_role("dm")
-    tenant = dm.user.tenant_id
-    guilds = gateway_tenant(app, tenant)
-    campaign = make_campaign(app, tenant)
-    yield SimpleNamespace(dm=dm, tenant=tenant, guild=guilds[0], campaign=campaign)
-    stop_live_sessions(app, database_url, tenant)
 
 
 def start_form(t, **over):

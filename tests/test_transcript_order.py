@@ -15,7 +15,7 @@ from types import SimpleNamespace
 import pytest
 
 from tests.conftest import soup
-from tests.support.ws_server import LiveServer, Reader, sql, wait_for
+from tests.support.ws_server import Reader, sql, wait_for
 from tests.test_campaigns import count_queries
 
 START = datetime(2026, 3, 14, 19, 0, tzinfo=UTC)
@@ -179,13 +179,6 @@ def test_search_is_newest_first_by_time_across_pages(app, shuffled, database_url
 
 
 # ---- live: a late line reaches a viewer exactly once -------------------------------------------------------
-
-
-@pytest.fixture(scope="module")
-def server(app):
-    s = LiveServer(app)
-    yield s
-    s.close()
 
 
 @pytest.fixture
