@@ -26,9 +26,9 @@ def stripe_api():
     fake.stop()
 
 
-@pytest.fixture(scope="module")
-def billing_app(app, database_url, simulator, stripe_api):
-    """The same database and simulator as `app`, with GLYPHOXA_BILLING=stripe."""
+def make_billing_app(database_url, simulator, stripe_api, **extra):
+    """An app on the same database and simulator as `app`, with GLYPHOXA_BILLING=stripe against the
+    Stripe double; ``extra`` settings on top (e.g. SMTP for the billing mails)."""
     from glyphoxa_htmx.app import create_app
 
     application = create_app(
@@ -43,14 +43,26 @@ def billing_app(app, database_url, simulator, stripe_api):
             stripe_api_base=stripe_api.base,
             stripe_prices=PRICES_SETTING,
             instance_dir=str(ROOT / "instance" / "test-billing"),
+            **extra,
         )
     )
     application.config["TESTING"] = True
-    yield application
+    return application
+
+
+def dispose(application) -> None:
     from glyphoxa_htmx.extensions import db
 
     with application.app_context():
         db.engine.dispose()  # give its connections back (the machine's PostgreSQL is shared)
+
+
+@pytest.fixture(scope="module")
+def billing_app(app, database_url, simulator, stripe_api):
+    """The same database and simulator as `app`, with GLYPHOXA_BILLING=stripe."""
+    application = make_billing_app(database_url, simulator, stripe_api)
+    yield application
+    dispose(application)
 
 
 @pytest.fixture

@@ -20,8 +20,8 @@ from sqlalchemy import select
 from glyphoxa_htmx.extensions import db
 from glyphoxa_htmx.models import VoiceSample
 from tests import test_billing, test_mail
-from tests.conftest import GATEWAY_SECRET, ROOT, Browser, make_settings, soup
-from tests.support.fake_stripe import PRICES_SETTING, SECRET_KEY, WEBHOOK_SECRET, FakeStripe
+from tests.conftest import Browser, soup
+from tests.support.fake_stripe import FakeStripe
 from tests.support.ws_server import gateway_tenant, sql
 
 DE = {"Accept-Language": "de-DE,de;q=0.9,en;q=0.5"}
@@ -55,31 +55,18 @@ def toast(resp) -> str:
 @pytest.fixture
 def billing_app(app, database_url, simulator, stripe_api, smtp_server, certificate):
     """GLYPHOXA_BILLING=stripe against the double, mail over STARTTLS to the test SMTP server."""
-    from glyphoxa_htmx.app import create_app
-
     controller, inbox = smtp_server
-    application = create_app(
-        make_settings(
-            database_url,
-            gateway_grpc_addr=simulator.address,
-            gateway_secret=GATEWAY_SECRET,
-            gateway_timeout=3.0,
-            billing="stripe",
-            stripe_secret_key=SECRET_KEY,
-            stripe_webhook_secret=WEBHOOK_SECRET,
-            stripe_api_base=stripe_api.base,
-            stripe_prices=PRICES_SETTING,
-            instance_dir=str(ROOT / "instance" / "test-billing"),
-            smtp_url=f"smtp://127.0.0.1:{controller.port}",
-            smtp_ca_file=str(certificate[0]),
-            mail_from="Glyphoxa <billing@glyphoxa.test>",
-        )
+    application = test_billing.make_billing_app(
+        database_url,
+        simulator,
+        stripe_api,
+        smtp_url=f"smtp://127.0.0.1:{controller.port}",
+        smtp_ca_file=str(certificate[0]),
+        mail_from="Glyphoxa <billing@glyphoxa.test>",
     )
-    application.config["TESTING"] = True
     application.inbox = inbox
     yield application
-    with application.app_context():
-        db.engine.dispose()
+    test_billing.dispose(application)
 
 
 def _owner(billing_app, make_user, database_url, *, tenant_id=None, locale=None):
