@@ -53,16 +53,20 @@ def create():
     return htmx.redirect_to(url_for("support.show", ticket_id=ticket.id))
 
 
-def _show(ticket_id: str, status: int = 200, errors=None, form=None):
-    data = support.get(current_user, ticket_id)
+def _show(ticket_id: str, status: int = 200, errors=None, form=None, *, admin: bool = False):
+    """A ticket's page (the reply form alone on a 422): the table's view, or with ``admin`` the
+    operators' (any table's ticket, with the status choices)."""
+    data = support.admin_get(current_user, ticket_id) if admin else support.get(current_user, ticket_id)
+    extra = {"statuses": support.STATUSES} if admin else {}
     return htmx.render(
         "support/show.html",
         "reply_form" if status == 422 else None,
         status=status,
         errors=errors or {},
         form=form or {},
-        admin=False,
+        admin=admin,
         categories=support.CATEGORIES,
+        **extra,
         **data,
     )
 
@@ -99,27 +103,12 @@ def admin_index():
     )
 
 
-def _admin_show(ticket_id: str, status: int = 200, errors=None, form=None):
-    data = support.admin_get(current_user, ticket_id)
-    return htmx.render(
-        "support/show.html",
-        "reply_form" if status == 422 else None,
-        status=status,
-        errors=errors or {},
-        form=form or {},
-        admin=True,
-        statuses=support.STATUSES,
-        categories=support.CATEGORIES,
-        **data,
-    )
-
-
 @bp.get("/admin/support/<ticket_id>")
 @admin_limit
 @login_required
 def admin_show(ticket_id: str):
     require(current_user, Perm.MANAGE_ALL_TENANTS)
-    return _admin_show(ticket_id)
+    return _show(ticket_id, admin=True)
 
 
 @bp.post("/admin/support/<ticket_id>/answer")
@@ -130,6 +119,6 @@ def admin_answer(ticket_id: str):
     try:
         support.admin_answer(current_user, ticket_id, request.form.get("body", ""), request.form.get("status", ""))
     except ValidationError as exc:
-        return _admin_show(ticket_id, 422, exc.errors, request.form)
+        return _show(ticket_id, 422, exc.errors, request.form, admin=True)
     htmx.toast(_("Answer saved."))
     return htmx.redirect_to(url_for("support.admin_show", ticket_id=ticket_id))
