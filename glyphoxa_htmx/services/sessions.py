@@ -193,7 +193,7 @@ def _viewer_ok(row: Row[Any] | None, tenant_id: str) -> bool:
     return role == Role.SUPER_ADMIN or row.tenant_status in (None, "active")
 
 
-def duration(session: GatewaySession, now: datetime | None = None) -> timedelta:
+def duration(session: GatewaySession | Row[Any], now: datetime | None = None) -> timedelta:
     end = session.ended_at or now or datetime.now(UTC)
     return max(timedelta(0), end - session.started_at)
 
@@ -235,7 +235,7 @@ class SessionFilters:
         return {k: v for k, v in out.items() if v}
 
 
-def encode_cursor(session: GatewaySession) -> str:
+def encode_cursor(session: GatewaySession | Row[Any]) -> str:
     return f"{int(session.started_at.timestamp() * 1_000_000)}_{session.id}"
 
 
@@ -252,13 +252,30 @@ def decode_cursor(cursor: str | None) -> tuple[datetime, str] | None:
 
 @dataclass
 class SessionList:
-    live: list[GatewaySession] = field(default_factory=list)
-    rows: list[GatewaySession] = field(default_factory=list)
+    """One page of the list. Its sessions are rows (not ORM objects: loading entities cost more
+    than the page reads) with the columns of :data:`LIST_COLUMNS` as attributes."""
+
+    live: list[Row[Any]] = field(default_factory=list)
+    rows: list[Row[Any]] = field(default_factory=list)
     next_cursor: str | None = None
     campaign_names: dict[str, str] = field(default_factory=dict)
 
 
 _ORDER = (GatewaySession.started_at.desc(), GatewaySession.id.desc())
+
+
+#: The sessions' columns the list shows (read as attributes, like a GatewaySession's).
+LIST_COLUMNS = (
+    GatewaySession.id,
+    GatewaySession.tenant_id,
+    GatewaySession.campaign_id,
+    GatewaySession.guild_id,
+    GatewaySession.channel_id,
+    GatewaySession.state,
+    GatewaySession.error,
+    GatewaySession.started_at,
+    GatewaySession.ended_at,
+)
 
 
 def _list_conds(campaign: bool, date_from: bool, date_to: bool) -> list[ColumnElement[bool]]:
@@ -273,9 +290,7 @@ def _list_conds(campaign: bool, date_from: bool, date_to: bool) -> list[ColumnEl
 
 
 @cache
-def _list_stmt(
-    campaign: bool, date_from: bool, date_to: bool, state: str, after: bool
-) -> Select[tuple[GatewaySession, str]] | None:
+def _list_stmt(campaign: bool, date_from: bool, date_to: bool, state: str, after: bool) -> Select[Any] | None:
     """The list's one statement for a shape of filters (the values are bound parameters): the live
     and the history id lists (each keyset-limited) joined to the sessions and their campaigns'
     names, in list order. None when the filters leave nothing to list."""
@@ -304,7 +319,12 @@ def _list_stmt(
         return None
     ids: Select[Any] | CompoundSelect[Any] = parts[0] if len(parts) == 1 else union_all(*parts)
     return (
-        _with_campaign_name().where(GatewaySession.tenant_id == _tenant(), GatewaySession.id.in_(ids)).order_by(*_ORDER)
+        select(*LIST_COLUMNS, Campaign.name.label("campaign_name"))
+        .outerjoin(
+            Campaign, (Campaign.tenant_id == GatewaySession.tenant_id) & (Campaign.id == GatewaySession.campaign_id)
+        )
+        .where(GatewaySession.tenant_id == _tenant(), GatewaySession.id.in_(ids))
+        .order_by(*_ORDER)
     )
 
 
@@ -333,12 +353,12 @@ def list_sessions(
     if after is not None:
         params["after_at"], params["after_id"] = after
     found = db.session.execute(stmt, params).all()
-    out.live = [s for s, _name in found if s.state != "ended"]
-    rows = [s for s, _name in found if s.state == "ended"]
+    out.live = [s for s in found if s.state != "ended"]
+    rows = [s for s in found if s.state == "ended"]
     out.rows = rows[:limit]
     if len(rows) > limit:
         out.next_cursor = encode_cursor(out.rows[-1])
-    out.campaign_names = {s.campaign_id: name for s, name in found if name is not None}
+    out.campaign_names = {s.campaign_id: s.campaign_name for s in found if s.campaign_name is not None}
     return out
 
 
