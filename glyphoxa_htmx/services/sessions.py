@@ -363,9 +363,9 @@ def list_sessions(
 
 
 @cache
-def _campaign_npcs_stmt() -> Select[tuple[NpcDefinition]]:
+def _campaign_npcs_stmt() -> Select[Any]:
     return (
-        select(NpcDefinition)
+        select(NpcDefinition.id, NpcDefinition.name, NpcDefinition.personality, NpcDefinition.gm_helper)
         .where(
             NpcDefinition.tenant_id == _tenant(),
             NpcDefinition.campaign_id == bindparam("campaign_id", type_=NpcDefinition.campaign_id.type),
@@ -375,10 +375,13 @@ def _campaign_npcs_stmt() -> Select[tuple[NpcDefinition]]:
     )
 
 
-def campaign_npcs(actor: Actor, campaign_id: str) -> list[NpcDefinition]:
+def campaign_npcs(actor: Actor, campaign_id: str) -> list[Row[Any]]:
+    """The campaign's NPCs by name (at most 100) as rows of id, name, personality and gm_helper:
+    the session page and the live view read only these, and loading whole NpcDefinition objects
+    (five JSONB columns each) cost more than the rest of the query."""
     require(actor, Perm.VIEW_SESSIONS)
     params = {"tenant_id": actor.tenant_id, "campaign_id": campaign_id}
-    return list(db.session.execute(_campaign_npcs_stmt(), params).scalars())
+    return list(db.session.execute(_campaign_npcs_stmt(), params).all())
 
 
 @cache
