@@ -22,7 +22,7 @@ from flask import (
     url_for,
 )
 from flask_login import current_user, login_required
-from markupsafe import Markup
+from markupsafe import Markup, escape
 from simple_websocket import ConnectionClosed
 from simple_websocket.ws import Base as _WsBase
 
@@ -30,7 +30,7 @@ from glyphoxa_htmx.core import htmx
 from glyphoxa_htmx.core.authz import Perm, require
 from glyphoxa_htmx.core.deps import gateway, settings
 from glyphoxa_htmx.core.errors import DomainError, ValidationError
-from glyphoxa_htmx.core.i18n import _, current_locale
+from glyphoxa_htmx.core.i18n import _, current_locale, ngettext
 from glyphoxa_htmx.core.parse import SNOWFLAKE_RE, int_arg
 from glyphoxa_htmx.extensions import db, sock
 from glyphoxa_htmx.services import campaigns, live, transcripts
@@ -83,6 +83,31 @@ def state_badge(state: object) -> Markup:
     if state == "ended":
         return Markup('<span class="badge">' + _("Ended") + "</span>")
     return Markup('<span class="badge">%s</span>') % (state,)
+
+
+@bp.app_template_global("session_bot_badge")
+def bot_badge(bot: svc.BotBadge | None) -> Markup:
+    """The bot's status as a badge: the ``bot_badge`` macro of sessions/_macros.html as a function
+    (importing that file costs the sessions page a module build per request)."""
+    if not bot:
+        return Markup("")
+    if bot.state == "no_server":
+        href = escape(url_for("settings.index"))
+        title = _("Add your Discord server in the table settings")
+        return Markup(
+            f'<a class="badge badge-warn" href="{href}#discord-h" title="{title}">{_("No Discord server")}</a>\n'
+        )
+    if bot.state == "connected":
+        title = ngettext(
+            "The Discord bot is online in %(num)d server",
+            "The Discord bot is online in %(num)d servers",
+            bot.guild_count,
+        )
+        return Markup(f'<span class="badge badge-ok" title="{title}">{_("Bot connected")}</span>\n')
+    if bot.state == "unavailable":
+        return Markup(f'<span class="badge badge-warn" title="{escape(bot.error)}">{_("Bot status unknown")}</span>\n')
+    title = escape(bot.error) if bot.error else _("The Discord bot is offline")
+    return Markup(f'<span class="badge badge-danger" title="{title}">{_("Bot offline")}</span>')
 
 
 # werkzeug's quoting of a path segment (BaseConverter.to_url): what url_for does to a session id.
