@@ -471,6 +471,74 @@ def test_date_filter_rejects_garbage(app, table):
     assert resp.status_code == 422 and "Use a date like" in resp.get_data(as_text=True)
 
 
+def test_prebuilt_session_statements_keep_tables_apart(app, table, as_role, database_url):
+    """The session list, session page, dashboard and usage statements are built once per process and
+    shared by every request: each execution must see only its own table's rows, with or without
+    filters and cursors, in any order of calls."""
+    from glyphoxa_htmx.core.authz import Actor, Role
+    from glyphoxa_htmx.core.errors import NotFound
+    from glyphoxa_htmx.services import dashboard
+    from glyphoxa_htmx.services import sessions as svc
+
+    other = as_role("dm").user.tenant_id
+    gateway_tenant(app, other)
+    other_campaign = make_campaign(app, other, "Salt Marsh")
+    mine = seed(database_url, table.tenant, table.campaign, sessions=3)
+    theirs = seed(database_url, other, other_campaign, sessions=2)
+    sql(database_url, "UPDATE public.tenants SET monthly_session_hours = 40 WHERE id = %s", (table.tenant,))
+    sql(database_url, "UPDATE public.tenants SET monthly_session_hours = 7 WHERE id = %s", (other,))
+    for npc_id, tenant, campaign, npc in (
+        ("npc-a", table.tenant, table.campaign, "Grimble Ashfoot"),
+        ("npc-b", other, other_campaign, "Saltwise Bram"),
+    ):
+        sql(
+            database_url,
+            "INSERT INTO public.npc_definitions (id, tenant_id, campaign_id, name) VALUES (%s, %s, %s, %s)",
+            (npc_id + tenant, tenant, campaign, npc),
+        )
+    period = date.today().replace(day=1)
+    for tenant, hours in ((table.tenant, "12.5"), (other, "3.25")):
+        sql(
+            database_url,
+            "INSERT INTO public.usage_records (tenant_id, period, session_hours) VALUES (%s, %s, %s) "
+            "ON CONFLICT (tenant_id, period) DO UPDATE SET session_hours = EXCLUDED.session_hours",
+            (tenant, period, hours),
+        )
+    a = Actor(user_id=table.dm.user.id, tenant_id=table.tenant, role=Role.DM)
+    b = Actor(user_id="someone-else", tenant_id=other, role=Role.DM)
+    with app.test_request_context():
+        for actor, own_ids, own_campaign, name, npc, hours, other_ids, other_campaign_id in (
+            (a, mine, table.campaign, "The Salt Road", "Grimble Ashfoot", (12.5, 40), theirs, other_campaign),
+            (b, theirs, other_campaign, "Salt Marsh", "Saltwise Bram", (3.25, 7), mine, table.campaign),
+            (a, mine, table.campaign, "The Salt Road", "Grimble Ashfoot", (12.5, 40), theirs, other_campaign),
+        ):
+            page = svc.list_sessions(actor, svc.SessionFilters())
+            assert [s.id for s in page.rows] == list(reversed(own_ids))
+            assert page.campaign_names == {own_campaign: name}
+            first = svc.list_sessions(actor, svc.SessionFilters(state="ended"), limit=1)
+            rest = svc.list_sessions(actor, svc.SessionFilters(state="ended"), cursor=first.next_cursor)
+            assert [s.id for s in first.rows + rest.rows] == list(reversed(own_ids))
+            assert svc.list_sessions(actor, svc.SessionFilters(campaign=own_campaign)).rows == page.rows
+            assert svc.list_sessions(actor, svc.SessionFilters(campaign=other_campaign_id)).rows == []
+            since = svc.SessionFilters(date_from=date(2000, 1, 1), date_to=date.today())
+            assert [s.id for s in svc.list_sessions(actor, since).rows] == list(reversed(own_ids))
+            assert svc.get(actor, own_ids[0]).tenant_id == actor.tenant_id
+            assert svc.get_named(actor, own_ids[0])[1] == name
+            with pytest.raises(NotFound):
+                svc.get(actor, other_ids[0])
+            with pytest.raises(NotFound):
+                svc.get_named(actor, other_ids[0])
+            assert [n.name for n in svc.campaign_npcs(actor, own_campaign)] == [npc]
+            assert svc.campaign_npcs(actor, other_campaign_id) == []
+            usage = svc.month_usage(actor)
+            assert (usage["hours"], usage["quota"]) == hours
+            widgets = svc.dashboard(actor)
+            assert widgets["last"].id == own_ids[-1] and widgets["campaign_names"] == {own_campaign: name}
+            tenant, done = dashboard._tenant_and_progress(actor)
+            assert tenant.id == actor.tenant_id and done["session"] and done["campaign"]
+            assert dashboard._progress(actor) == done
+
+
 # ---- start that times out, stop that stops nothing, stop without JavaScript ------------------
 
 

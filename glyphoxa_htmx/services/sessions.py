@@ -12,9 +12,23 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
 from decimal import Decimal
+from functools import cache
 from typing import Any
 
-from sqlalchemy import Connection, Row, Select, literal, select, text, tuple_, union_all
+from sqlalchemy import (
+    BindParameter,
+    ColumnElement,
+    CompoundSelect,
+    Connection,
+    Integer,
+    Row,
+    Select,
+    bindparam,
+    select,
+    text,
+    tuple_,
+    union_all,
+)
 
 from glyphoxa_htmx.adapters.gateway import errors as gw
 from glyphoxa_htmx.adapters.gateway.client import month_start
@@ -64,16 +78,51 @@ def gateway_tables_ready() -> bool:
 _tables_ready = False
 
 
+# The reading statements are built once per process with bound parameters (:tenant_id,
+# :session_id, ...): composing a SELECT with its joins and subqueries and computing its cache key
+# cost ~0.2-0.5 ms of Python per statement on every request; a prebuilt statement's key is
+# memoized (issue 18). The tenant id is always a bound parameter of the WHERE clause.
+
+
+def _tenant() -> BindParameter[str]:
+    return bindparam("tenant_id", type_=GatewaySession.tenant_id.type)
+
+
+def _session_id() -> BindParameter[str]:
+    return bindparam("session_id", type_=GatewaySession.id.type)
+
+
+def _with_campaign_name() -> Select[tuple[GatewaySession, str]]:
+    """Sessions with their campaign's name (None when the campaign id has no row of the tenant)."""
+    return select(GatewaySession, Campaign.name).outerjoin(
+        Campaign, (Campaign.tenant_id == GatewaySession.tenant_id) & (Campaign.id == GatewaySession.campaign_id)
+    )
+
+
+@cache
+def _get_stmt() -> Select[tuple[GatewaySession]]:
+    return (
+        select(GatewaySession)
+        .where(GatewaySession.id == _session_id(), GatewaySession.tenant_id == _tenant())
+        .execution_options(populate_existing=True)
+    )
+
+
+@cache
+def _get_named_stmt() -> Select[tuple[GatewaySession, str]]:
+    return (
+        _with_campaign_name()
+        .where(GatewaySession.id == _session_id(), GatewaySession.tenant_id == _tenant())
+        .execution_options(populate_existing=True)
+    )
+
+
 def get(actor: Actor, session_id: str) -> GatewaySession:
     """A session of the actor's tenant, freshly read, or NotFound (also for other tenants')."""
     require(actor, Perm.VIEW_SESSIONS)
     if not session_id or len(session_id) > 100 or not gateway_tables_ready():
         raise NotFound()
-    row = db.session.execute(
-        select(GatewaySession)
-        .where(GatewaySession.id == session_id, GatewaySession.tenant_id == actor.tenant_id)
-        .execution_options(populate_existing=True)
-    ).scalar_one_or_none()
+    row = db.session.execute(_get_stmt(), {"session_id": session_id, "tenant_id": actor.tenant_id}).scalar_one_or_none()
     return own(actor, row)
 
 
@@ -83,14 +132,7 @@ def get_named(actor: Actor, session_id: str) -> tuple[GatewaySession, str | None
     require(actor, Perm.VIEW_SESSIONS)
     if not session_id or len(session_id) > 100 or not gateway_tables_ready():
         raise NotFound()
-    row = db.session.execute(
-        select(GatewaySession, Campaign.name)
-        .outerjoin(
-            Campaign, (Campaign.tenant_id == GatewaySession.tenant_id) & (Campaign.id == GatewaySession.campaign_id)
-        )
-        .where(GatewaySession.id == session_id, GatewaySession.tenant_id == actor.tenant_id)
-        .execution_options(populate_existing=True)
-    ).one_or_none()
+    row = db.session.execute(_get_named_stmt(), {"session_id": session_id, "tenant_id": actor.tenant_id}).one_or_none()
     return own(actor, row[0] if row is not None else None), row[1] if row is not None else None
 
 
@@ -151,7 +193,7 @@ def _viewer_ok(row: Row[Any] | None, tenant_id: str) -> bool:
     return role == Role.SUPER_ADMIN or row.tenant_status in (None, "active")
 
 
-def duration(session: GatewaySession, now: datetime | None = None) -> timedelta:
+def duration(session: GatewaySession | Row[Any], now: datetime | None = None) -> timedelta:
     end = session.ended_at or now or datetime.now(UTC)
     return max(timedelta(0), end - session.started_at)
 
@@ -193,7 +235,7 @@ class SessionFilters:
         return {k: v for k, v in out.items() if v}
 
 
-def encode_cursor(session: GatewaySession) -> str:
+def encode_cursor(session: GatewaySession | Row[Any]) -> str:
     return f"{int(session.started_at.timestamp() * 1_000_000)}_{session.id}"
 
 
@@ -210,10 +252,80 @@ def decode_cursor(cursor: str | None) -> tuple[datetime, str] | None:
 
 @dataclass
 class SessionList:
-    live: list[GatewaySession] = field(default_factory=list)
-    rows: list[GatewaySession] = field(default_factory=list)
+    """One page of the list. Its sessions are rows (not ORM objects: loading entities cost more
+    than the page reads) with the columns of :data:`LIST_COLUMNS` as attributes."""
+
+    live: list[Row[Any]] = field(default_factory=list)
+    rows: list[Row[Any]] = field(default_factory=list)
     next_cursor: str | None = None
     campaign_names: dict[str, str] = field(default_factory=dict)
+
+
+_ORDER = (GatewaySession.started_at.desc(), GatewaySession.id.desc())
+
+
+#: The sessions' columns the list shows (read as attributes, like a GatewaySession's).
+LIST_COLUMNS = (
+    GatewaySession.id,
+    GatewaySession.tenant_id,
+    GatewaySession.campaign_id,
+    GatewaySession.guild_id,
+    GatewaySession.channel_id,
+    GatewaySession.state,
+    GatewaySession.error,
+    GatewaySession.started_at,
+    GatewaySession.ended_at,
+)
+
+
+def _list_conds(campaign: bool, date_from: bool, date_to: bool) -> list[ColumnElement[bool]]:
+    conds = [GatewaySession.tenant_id == _tenant()]
+    if campaign:
+        conds.append(GatewaySession.campaign_id == bindparam("campaign_id", type_=GatewaySession.campaign_id.type))
+    if date_from:
+        conds.append(GatewaySession.started_at >= bindparam("date_from", type_=GatewaySession.started_at.type))
+    if date_to:
+        conds.append(GatewaySession.started_at < bindparam("date_to", type_=GatewaySession.started_at.type))
+    return conds
+
+
+@cache
+def _list_stmt(campaign: bool, date_from: bool, date_to: bool, state: str, after: bool) -> Select[Any] | None:
+    """The list's one statement for a shape of filters (the values are bound parameters): the live
+    and the history id lists (each keyset-limited) joined to the sessions and their campaigns'
+    names, in list order. None when the filters leave nothing to list."""
+    conds = _list_conds(campaign, date_from, date_to)
+    parts: list[Select[Any]] = []
+    if not after and state in ("", "pending", "active"):
+        live_states = (state,) if state else LIVE_STATES
+        parts.append(
+            select(GatewaySession.id)
+            .where(*conds, GatewaySession.state.in_(live_states))
+            .order_by(*_ORDER)
+            .limit(LIVE_LIMIT)
+        )
+    if state in ("", "ended"):
+        stmt = select(GatewaySession.id).where(*conds, GatewaySession.state == "ended")
+        if after:
+            stmt = stmt.where(
+                tuple_(GatewaySession.started_at, GatewaySession.id)
+                < tuple_(
+                    bindparam("after_at", type_=GatewaySession.started_at.type),
+                    bindparam("after_id", type_=GatewaySession.id.type),
+                )
+            )
+        parts.append(stmt.order_by(*_ORDER).limit(bindparam("limit", type_=Integer)))
+    if not parts:
+        return None
+    ids: Select[Any] | CompoundSelect[Any] = parts[0] if len(parts) == 1 else union_all(*parts)
+    return (
+        select(*LIST_COLUMNS, Campaign.name.label("campaign_name"))
+        .outerjoin(
+            Campaign, (Campaign.tenant_id == GatewaySession.tenant_id) & (Campaign.id == GatewaySession.campaign_id)
+        )
+        .where(GatewaySession.tenant_id == _tenant(), GatewaySession.id.in_(ids))
+        .order_by(*_ORDER)
+    )
 
 
 def list_sessions(
@@ -225,62 +337,73 @@ def list_sessions(
     out = SessionList()
     if not gateway_tables_ready():
         return out
-    conds = [GatewaySession.tenant_id == actor.tenant_id]
-    if filters.campaign:
-        conds.append(GatewaySession.campaign_id == filters.campaign)
-    if filters.date_from:
-        conds.append(GatewaySession.started_at >= datetime.combine(filters.date_from, time.min, UTC))
-    if filters.date_to:
-        conds.append(GatewaySession.started_at < datetime.combine(filters.date_to + timedelta(days=1), time.min, UTC))
-    order = (GatewaySession.started_at.desc(), GatewaySession.id.desc())
     after = decode_cursor(cursor)
-    parts: list[Select[Any]] = []
-    if after is None and filters.state in ("", "pending", "active"):
-        live_states = (filters.state,) if filters.state else LIVE_STATES
-        parts.append(
-            select(GatewaySession.id)
-            .where(*conds, GatewaySession.state.in_(live_states))
-            .order_by(*order)
-            .limit(LIVE_LIMIT)
-        )
-    if filters.state in ("", "ended"):
-        stmt = select(GatewaySession.id).where(*conds, GatewaySession.state == "ended")
-        if after is not None:
-            stmt = stmt.where(
-                tuple_(GatewaySession.started_at, GatewaySession.id) < tuple_(literal(after[0]), literal(after[1]))
-            )
-        parts.append(stmt.order_by(*order).limit(limit + 1))
-    if not parts:
+    stmt = _list_stmt(
+        bool(filters.campaign), bool(filters.date_from), bool(filters.date_to), filters.state, after is not None
+    )
+    if stmt is None:
         return out
-    # One statement: the live and the history id lists (each keyset-limited) joined to the sessions
-    # and their campaigns' names, in list order.
-    ids = parts[0] if len(parts) == 1 else union_all(*parts)
-    found = db.session.execute(
-        select(GatewaySession, Campaign.name)
-        .outerjoin(
-            Campaign, (Campaign.tenant_id == GatewaySession.tenant_id) & (Campaign.id == GatewaySession.campaign_id)
-        )
-        .where(GatewaySession.tenant_id == actor.tenant_id, GatewaySession.id.in_(ids))
-        .order_by(*order)
-    ).all()
-    out.live = [s for s, _name in found if s.state != "ended"]
-    rows = [s for s, _name in found if s.state == "ended"]
+    params: dict[str, Any] = {"tenant_id": actor.tenant_id, "limit": limit + 1}
+    if filters.campaign:
+        params["campaign_id"] = filters.campaign
+    if filters.date_from:
+        params["date_from"] = datetime.combine(filters.date_from, time.min, UTC)
+    if filters.date_to:
+        params["date_to"] = datetime.combine(filters.date_to + timedelta(days=1), time.min, UTC)
+    if after is not None:
+        params["after_at"], params["after_id"] = after
+    found = db.session.execute(stmt, params).all()
+    out.live = [s for s in found if s.state != "ended"]
+    rows = [s for s in found if s.state == "ended"]
     out.rows = rows[:limit]
     if len(rows) > limit:
         out.next_cursor = encode_cursor(out.rows[-1])
-    out.campaign_names = {s.campaign_id: name for s, name in found if name is not None}
+    out.campaign_names = {s.campaign_id: s.campaign_name for s in found if s.campaign_name is not None}
     return out
 
 
-def campaign_npcs(actor: Actor, campaign_id: str) -> list[NpcDefinition]:
+@cache
+def _campaign_npcs_stmt() -> Select[Any]:
+    return (
+        select(NpcDefinition.id, NpcDefinition.name, NpcDefinition.personality, NpcDefinition.gm_helper)
+        .where(
+            NpcDefinition.tenant_id == _tenant(),
+            NpcDefinition.campaign_id == bindparam("campaign_id", type_=NpcDefinition.campaign_id.type),
+        )
+        .order_by(NpcDefinition.name)
+        .limit(100)
+    )
+
+
+def campaign_npcs(actor: Actor, campaign_id: str) -> list[Row[Any]]:
+    """The campaign's NPCs by name (at most 100) as rows of id, name, personality and gm_helper:
+    the session page and the live view read only these, and loading whole NpcDefinition objects
+    (five JSONB columns each) cost more than the rest of the query."""
     require(actor, Perm.VIEW_SESSIONS)
-    return list(
-        db.session.execute(
-            select(NpcDefinition)
-            .where(NpcDefinition.tenant_id == actor.tenant_id, NpcDefinition.campaign_id == campaign_id)
-            .order_by(NpcDefinition.name)
-            .limit(100)
-        ).scalars()
+    params = {"tenant_id": actor.tenant_id, "campaign_id": campaign_id}
+    return list(db.session.execute(_campaign_npcs_stmt(), params).all())
+
+
+@cache
+def _month_usage_stmt() -> Select[Any]:
+    usage = (
+        select(UsageRecord)
+        .where(
+            UsageRecord.tenant_id == _tenant(), UsageRecord.period == bindparam("period", type_=UsageRecord.period.type)
+        )
+        .subquery()
+    )
+    return (
+        select(
+            GatewayTenant.monthly_session_hours,
+            usage.c.session_hours,
+            usage.c.llm_tokens,
+            usage.c.stt_seconds,
+            usage.c.tts_chars,
+        )
+        .select_from(GatewayTenant)
+        .outerjoin(usage, usage.c.tenant_id == GatewayTenant.id)
+        .where(GatewayTenant.id == _tenant())
     )
 
 
@@ -300,19 +423,7 @@ def month_usage(actor: Actor, period: date | None = None) -> dict[str, Any]:
     }
     if not gateway_tables_ready():
         return empty
-    usage = select(UsageRecord).where(UsageRecord.tenant_id == actor.tenant_id, UsageRecord.period == period).subquery()
-    row = db.session.execute(
-        select(
-            GatewayTenant.monthly_session_hours,
-            usage.c.session_hours,
-            usage.c.llm_tokens,
-            usage.c.stt_seconds,
-            usage.c.tts_chars,
-        )
-        .select_from(GatewayTenant)
-        .outerjoin(usage, usage.c.tenant_id == GatewayTenant.id)
-        .where(GatewayTenant.id == actor.tenant_id)
-    ).one_or_none()
+    row = db.session.execute(_month_usage_stmt(), {"tenant_id": actor.tenant_id, "period": period}).one_or_none()
     if row is None:
         return empty
     return {
@@ -354,6 +465,25 @@ def guild_names(discord_guilds: list[Any] | None) -> dict[str, str]:
 # --------------------------------------------------------------------------- dashboard
 
 
+@cache
+def _dashboard_stmt() -> Select[tuple[GatewaySession, str]]:
+    live_ids = (
+        select(GatewaySession.id)
+        .where(GatewaySession.tenant_id == _tenant(), GatewaySession.state.in_(LIVE_STATES))
+        .order_by(GatewaySession.started_at.desc())
+        .limit(5)
+    )
+    last_id = (
+        select(GatewaySession.id)
+        .where(GatewaySession.tenant_id == _tenant(), GatewaySession.state == "ended")
+        .order_by(GatewaySession.started_at.desc(), GatewaySession.id.desc())
+        .limit(1)
+    )
+    return _with_campaign_name().where(
+        GatewaySession.tenant_id == _tenant(), GatewaySession.id.in_(union_all(live_ids, last_id))
+    )
+
+
 def dashboard(actor: Actor) -> dict[str, Any]:
     """Widgets: live sessions now, the last session, this month's hours vs quota.
 
@@ -362,26 +492,7 @@ def dashboard(actor: Actor) -> dict[str, Any]:
     require(actor, Perm.VIEW_SESSIONS)
     if not gateway_tables_ready():
         return {"active": [], "last": None, "last_stats": None, "usage": None, "campaign_names": {}}
-    t = actor.tenant_id
-    live_ids = (
-        select(GatewaySession.id)
-        .where(GatewaySession.tenant_id == t, GatewaySession.state.in_(LIVE_STATES))
-        .order_by(GatewaySession.started_at.desc())
-        .limit(5)
-    )
-    last_id = (
-        select(GatewaySession.id)
-        .where(GatewaySession.tenant_id == t, GatewaySession.state == "ended")
-        .order_by(GatewaySession.started_at.desc(), GatewaySession.id.desc())
-        .limit(1)
-    )
-    rows = db.session.execute(
-        select(GatewaySession, Campaign.name)
-        .outerjoin(
-            Campaign, (Campaign.tenant_id == GatewaySession.tenant_id) & (Campaign.id == GatewaySession.campaign_id)
-        )
-        .where(GatewaySession.tenant_id == t, GatewaySession.id.in_(union_all(live_ids, last_id)))
-    ).all()
+    rows = db.session.execute(_dashboard_stmt(), {"tenant_id": actor.tenant_id}).all()
     active = sorted((s for s, _name in rows if s.state in LIVE_STATES), key=lambda s: s.started_at, reverse=True)
     last = next((s for s, _name in rows if s.state == "ended"), None)
     return {

@@ -7,10 +7,22 @@ import logging
 import socket
 import time
 from datetime import datetime, timedelta
-from urllib.parse import urlsplit
+from urllib.parse import quote, urlsplit
 
-from flask import Blueprint, Response, g, redirect, render_template, request, stream_with_context, url_for
+from flask import (
+    Blueprint,
+    Response,
+    current_app,
+    g,
+    has_request_context,
+    redirect,
+    render_template,
+    request,
+    stream_with_context,
+    url_for,
+)
 from flask_login import current_user, login_required
+from markupsafe import Markup, escape
 from simple_websocket import ConnectionClosed
 from simple_websocket.ws import Base as _WsBase
 
@@ -18,7 +30,7 @@ from glyphoxa_htmx.core import htmx
 from glyphoxa_htmx.core.authz import Perm, require
 from glyphoxa_htmx.core.deps import gateway, settings
 from glyphoxa_htmx.core.errors import DomainError, ValidationError
-from glyphoxa_htmx.core.i18n import _, current_locale
+from glyphoxa_htmx.core.i18n import _, current_locale, ngettext
 from glyphoxa_htmx.core.parse import SNOWFLAKE_RE, int_arg
 from glyphoxa_htmx.extensions import db, sock
 from glyphoxa_htmx.services import campaigns, live, transcripts
@@ -57,6 +69,65 @@ def duration_filter(value: timedelta | None) -> str:
 @bp.app_template_filter("elapsed")
 def elapsed_filter(value: datetime, start: datetime) -> str:
     return transcripts.format_elapsed((value - start).total_seconds())
+
+
+@bp.app_template_global("session_state_badge")
+def state_badge(state: object) -> Markup:
+    """A session's state as a badge: the ``state_badge`` macro of sessions/_macros.html as a function
+    (the lists call it per row; a macro call cost several times more). An unknown state is shown
+    as it is, escaped."""
+    if state == "active":
+        return Markup('<span class="badge badge-ok badge-live">' + _("Live") + "</span>")
+    if state == "pending":
+        return Markup('<span class="badge badge-warn badge-live">' + _("Starting") + "</span>")
+    if state == "ended":
+        return Markup('<span class="badge">' + _("Ended") + "</span>")
+    return Markup('<span class="badge">%s</span>') % (state,)
+
+
+@bp.app_template_global("session_bot_badge")
+def bot_badge(bot: svc.BotBadge | None) -> Markup:
+    """The bot's status as a badge: the ``bot_badge`` macro of sessions/_macros.html as a function
+    (importing that file costs the sessions page a module build per request)."""
+    if not bot:
+        return Markup("")
+    if bot.state == "no_server":
+        href = escape(url_for("settings.index"))
+        title = _("Add your Discord server in the table settings")
+        return Markup(
+            f'<a class="badge badge-warn" href="{href}#discord-h" title="{title}">{_("No Discord server")}</a>\n'
+        )
+    if bot.state == "connected":
+        title = ngettext(
+            "The Discord bot is online in %(num)d server",
+            "The Discord bot is online in %(num)d servers",
+            bot.guild_count,
+        )
+        return Markup(f'<span class="badge badge-ok" title="{title}">{_("Bot connected")}</span>\n')
+    if bot.state == "unavailable":
+        return Markup(f'<span class="badge badge-warn" title="{escape(bot.error)}">{_("Bot status unknown")}</span>\n')
+    title = escape(bot.error) if bot.error else _("The Discord bot is offline")
+    return Markup(f'<span class="badge badge-danger" title="{title}">{_("Bot offline")}</span>')
+
+
+# werkzeug's quoting of a path segment (BaseConverter.to_url): what url_for does to a session id.
+_SEGMENT_SAFE = "!$&'()*+,/:;=@"
+_session_urls: dict[tuple[str, str], tuple[str, str]] = {}
+
+
+@bp.app_template_global("session_url")
+def session_url(endpoint: str, session_id: object) -> str:
+    """``url_for(endpoint, session_id=session_id)`` for the per-row links of the session lists: the
+    URL around the id is built once per process and script root, the id quoted as url_for quotes
+    it (url_for per row was a measurable share of a list's render, issue 18)."""
+    if not has_request_context() or current_app.url_default_functions:
+        return url_for(endpoint, session_id=session_id)
+    key = (endpoint, request.script_root)
+    around = _session_urls.get(key)
+    if around is None:
+        head, _sep, tail = url_for(endpoint, session_id="\x00").partition("%00")
+        around = _session_urls[key] = (head, tail)
+    return around[0] + quote(str(session_id), safe=_SEGMENT_SAFE) + around[1]
 
 
 def _guild_names() -> dict[str, str]:
