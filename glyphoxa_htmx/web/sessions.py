@@ -7,14 +7,12 @@ import logging
 import socket
 import time
 from datetime import datetime, timedelta
-from urllib.parse import quote, urlsplit
+from urllib.parse import urlsplit
 
 from flask import (
     Blueprint,
     Response,
-    current_app,
     g,
-    has_request_context,
     redirect,
     render_template,
     request,
@@ -108,26 +106,6 @@ def bot_badge(bot: svc.BotBadge | None) -> Markup:
         return Markup(f'<span class="badge badge-warn" title="{escape(bot.error)}">{_("Bot status unknown")}</span>\n')
     title = escape(bot.error) if bot.error else _("The Discord bot is offline")
     return Markup(f'<span class="badge badge-danger" title="{title}">{_("Bot offline")}</span>')
-
-
-# werkzeug's quoting of a path segment (BaseConverter.to_url): what url_for does to a session id.
-_SEGMENT_SAFE = "!$&'()*+,/:;=@"
-_session_urls: dict[tuple[str, str], tuple[str, str]] = {}
-
-
-@bp.app_template_global("session_url")
-def session_url(endpoint: str, session_id: object) -> str:
-    """``url_for(endpoint, session_id=session_id)`` for the per-row links of the session lists: the
-    URL around the id is built once per process and script root, the id quoted as url_for quotes
-    it (url_for per row was a measurable share of a list's render, issue 18)."""
-    if not has_request_context() or current_app.url_default_functions:
-        return url_for(endpoint, session_id=session_id)
-    key = (endpoint, request.script_root)
-    around = _session_urls.get(key)
-    if around is None:
-        head, _sep, tail = url_for(endpoint, session_id="\x00").partition("%00")
-        around = _session_urls[key] = (head, tail)
-    return around[0] + quote(str(session_id), safe=_SEGMENT_SAFE) + around[1]
 
 
 def _guild_names() -> dict[str, str]:
