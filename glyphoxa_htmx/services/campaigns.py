@@ -165,14 +165,19 @@ def active_id(actor: Actor) -> str:
     )
 
 
+@cache
+def _choices_stmt(include_archived: bool) -> Select[tuple[str, str]]:
+    """Built once per process (see the card statements below); the tenant is a bound parameter."""
+    stmt = select(Campaign.id, Campaign.name).where(Campaign.tenant_id == _tenant()).order_by(Campaign.name)
+    return stmt if include_archived else stmt.where(Campaign.archived_at.is_(None))
+
+
 def choices(actor: Actor, *, include_archived: bool = False) -> list[tuple[str, str]]:
     """(id, name) of the tenant's campaigns for pickers and filters, by name."""
     require(actor, Perm.VIEW_SESSIONS)
     register_found(actor)
-    stmt = select(Campaign.id, Campaign.name).where(Campaign.tenant_id == actor.tenant_id).order_by(Campaign.name)
-    if not include_archived:
-        stmt = stmt.where(Campaign.archived_at.is_(None))
-    return [(r.id, r.name) for r in db.session.execute(stmt)]
+    rows = db.session.execute(_choices_stmt(include_archived), {"tenant_id": actor.tenant_id})
+    return [(r.id, r.name) for r in rows]
 
 
 def names(actor: Actor, campaign_ids: set[str]) -> dict[str, str]:
