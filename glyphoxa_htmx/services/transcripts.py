@@ -19,11 +19,12 @@ import zlib
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from functools import lru_cache
 from typing import Any
 
 from markupsafe import Markup, escape
 from psycopg import sql
-from sqlalchemy import Row, text
+from sqlalchemy import Row, TextClause, text
 
 from glyphoxa_htmx.adapters.gateway.tenant_id import tenant_id_problem
 from glyphoxa_htmx.core.authz import Actor, Perm, own, require
@@ -31,6 +32,7 @@ from glyphoxa_htmx.core.errors import NotFound, ValidationError
 from glyphoxa_htmx.core.i18n import _
 from glyphoxa_htmx.extensions import db
 from glyphoxa_htmx.models import GatewaySession
+from glyphoxa_htmx.models.gateway import GatewayBase
 
 PAGE_LINES = 100
 SNAPSHOT_LINES = 50
@@ -55,9 +57,18 @@ def schema_name(tenant_id: str) -> str:
     return f"tenant_{tenant_id}"
 
 
+@lru_cache(maxsize=4096)
 def qualified(schema: str, table: str) -> str:
     """A quoted, schema-qualified table name for SQL text."""
     return sql.Identifier(schema, table).as_string()
+
+
+@lru_cache(maxsize=4096)
+def _text(statement: str) -> TextClause:
+    """The TextClause of an SQL text, parsed once per process (issue 18: ``text()`` scans for
+    bind parameters on every call). Keyed by the exact SQL, so a statement naming one tenant's
+    schema is only ever reused for that same schema; values are always bound parameters."""
+    return text(statement)
 
 
 def memory_tables(tenant_id: str, *tables: str) -> set[str]:
@@ -65,7 +76,7 @@ def memory_tables(tenant_id: str, *tables: str) -> set[str]:
     schema = schema_name(tenant_id)
     names = [qualified(schema, t) for t in tables]
     cols = ", ".join(f"to_regclass(:t{i}) IS NOT NULL" for i in range(len(names)))
-    row = db.session.execute(text(f"SELECT {cols}"), {f"t{i}": n for i, n in enumerate(names)}).one()
+    row = db.session.execute(_text(f"SELECT {cols}"), {f"t{i}": n for i, n in enumerate(names)}).one()
     return {t for t, present in zip(tables, row, strict=True) if present}
 
 
@@ -469,10 +480,19 @@ class SearchHit:
     highlight: Markup
 
 
+@dataclass(frozen=True)
+class SearchSession:
+    """What the results show of a hit's session (``public.sessions``): read with the hits."""
+
+    id: str
+    campaign_id: str
+    started_at: datetime
+
+
 @dataclass
 class SearchGroup:
     session_id: str
-    session: GatewaySession | None
+    session: SearchSession | None  # None: not one of the tenant's sessions in public.sessions
     campaign_id: str
     hits: list[SearchHit] = field(default_factory=list)
 
@@ -484,6 +504,10 @@ class SearchResult:
     ready: bool = True
     next_before: int | None = None
     count: int = 0
+
+
+# The gateway's sessions table (public.sessions), named as the ORM names it (GatewaySession).
+_SESSIONS = qualified(str(GatewayBase.metadata.schema), GatewaySession.__tablename__)
 
 
 def highlight(marked: str) -> Markup:
@@ -499,7 +523,8 @@ def search(
     by session; ``before`` is the id of the last hit shown (resolved to its place in time).
 
     Uses ``to_tsvector('english', text) @@ websearch_to_tsquery('english', q)``, which is the
-    expression of the gateway's GIN index. Three queries: table check, hits, their sessions."""
+    expression of the gateway's GIN index. Two queries: table check, and the hits with their
+    sessions (``public.sessions`` rows of the actor's tenant, joined after the LIMIT)."""
     require(actor, Perm.VIEW_TRANSCRIPTS)
     q = (q or "").strip()
     if len(q) > MAX_QUERY:
@@ -520,12 +545,15 @@ def search(
         ts, cid = _cursor(table, session=False, end=True)
         where.append(f"e.timestamp <= {ts} AND (e.timestamp, e.id) < ({ts}, {cid})")
         params["cur"] = before
+    params["tenant"] = actor.tenant_id
     rows = db.session.execute(
-        text(
+        _text(
+            "SELECT h.*, s.id AS s_id, s.campaign_id AS s_campaign_id, s.started_at AS s_started_at FROM ("
             "SELECT e.id, e.session_id, e.campaign_id, e.speaker_id, e.speaker_name, e.npc_id, e.text, e.timestamp, "
             "ts_headline('english', replace(replace(e.text, :start, ''), :stop, ''), query, :opts) AS headline "
             f"FROM {table} e, websearch_to_tsquery('english', :q) query WHERE {' AND '.join(where)} "
-            "ORDER BY e.timestamp DESC, e.id DESC LIMIT :n"
+            f"ORDER BY e.timestamp DESC, e.id DESC LIMIT :n) h LEFT JOIN {_SESSIONS} s "
+            "ON s.id = h.session_id AND s.tenant_id = :tenant ORDER BY h.timestamp DESC, h.id DESC"
         ),
         params,
     ).all()
@@ -533,25 +561,11 @@ def search(
     rows = rows[:limit]
     result.count = len(rows)
     result.next_before = rows[-1].id if more else None
-    session_ids = {r.session_id for r in rows}
-    sessions_by_id = {}
-    if session_ids:
-        from sqlalchemy import select
-
-        sessions_by_id = {
-            s.id: s
-            for s in db.session.execute(
-                select(GatewaySession).where(
-                    GatewaySession.tenant_id == actor.tenant_id, GatewaySession.id.in_(session_ids)
-                )
-            ).scalars()
-        }
     current: SearchGroup | None = None
     for r in rows:
         if current is None or current.session_id != r.session_id:
-            current = SearchGroup(
-                session_id=r.session_id, session=sessions_by_id.get(r.session_id), campaign_id=r.campaign_id
-            )
+            known = None if r.s_id is None else SearchSession(r.s_id, r.s_campaign_id, r.s_started_at)
+            current = SearchGroup(session_id=r.session_id, session=known, campaign_id=r.campaign_id)
             result.groups.append(current)
         current.hits.append(SearchHit(line=_line(r), highlight=highlight(r.headline)))
     return result

@@ -11,6 +11,7 @@ from urllib.parse import urlsplit
 
 from flask import Blueprint, Response, g, redirect, render_template, request, stream_with_context, url_for
 from flask_login import current_user, login_required
+from markupsafe import Markup, escape
 from simple_websocket import ConnectionClosed
 from simple_websocket.ws import Base as _WsBase
 
@@ -651,3 +652,43 @@ def recap_audio(session_id: str):
     resp.headers["Content-Disposition"] = f'inline; filename="recap-{session.id[:8]}.wav"'
     resp.headers["Cache-Control"] = "private, max-age=3600"
     return resp
+
+
+# --------------------------------------------------------------------------- search hits
+
+# One hit of the search results, as the template's loop wrote it (issue 18: per-hit url_for, filter
+# and attribute lookups were most of the page's render time). Every interpolated value is escaped.
+_HIT = (
+    '    <li class="hit{npc} spk-{colour}">\n'
+    '      <a href="{href}?around={id}#line-{id}">\n'
+    '        <span class="speaker">{speaker}</span>{badge}        <span class="small muted">{at}</span>\n'
+    "      </a>\n"
+    '      <p class="hit-text">{text}</p>\n'
+    "    </li>\n"
+)
+_NPC_BADGE = ' <span class="badge badge-accent">NPC</span>'
+
+
+@bp.app_template_global()
+def search_hits(hits: list[transcripts.SearchHit], href: str, start: datetime) -> Markup:
+    """The hits of one known session: ``href`` is the session's transcript URL (built once per
+    session: its detail URL and "/transcript", the transcript route's path), each hit links to ``href?around=<id>#line-<id>`` and shows the time since ``start``.
+    The highlight is Markup already (``transcripts.highlight``), so escape() keeps it as it is."""
+    base = escape(href)
+    out = []
+    for hit in hits:
+        line = hit.line
+        npc = line.is_npc
+        out.append(
+            _HIT.format(
+                npc=" is-npc" if npc else "",
+                colour=line.colour,
+                href=base,
+                id=int(line.id),
+                speaker=escape(line.speaker),
+                badge=_NPC_BADGE if npc else "",
+                at=transcripts.format_elapsed((line.timestamp - start).total_seconds()),  # digits and colons
+                text=escape(hit.highlight),
+            )
+        )
+    return Markup("".join(out))
