@@ -64,7 +64,7 @@ def qualified(schema: str, table: str) -> str:
 
 
 @lru_cache(maxsize=4096)
-def _text(statement: str) -> TextClause:
+def sql_text(statement: str) -> TextClause:
     """The TextClause of an SQL text, parsed once per process (issue 18: ``text()`` scans for
     bind parameters on every call). Keyed by the exact SQL, so a statement naming one tenant's
     schema is only ever reused for that same schema; values are always bound parameters."""
@@ -76,7 +76,7 @@ def memory_tables(tenant_id: str, *tables: str) -> set[str]:
     schema = schema_name(tenant_id)
     names = [qualified(schema, t) for t in tables]
     cols = ", ".join(f"to_regclass(:t{i}) IS NOT NULL" for i in range(len(names)))
-    row = db.session.execute(_text(f"SELECT {cols}"), {f"t{i}": n for i, n in enumerate(names)}).one()
+    row = db.session.execute(sql_text(f"SELECT {cols}"), {f"t{i}": n for i, n in enumerate(names)}).one()
     return {t for t, present in zip(tables, row, strict=True) if present}
 
 
@@ -201,7 +201,7 @@ def snapshot(actor: Actor, session: GatewaySession, limit: int = SNAPSHOT_LINES)
         return Snapshot([], 0)
     table = qualified(schema_name(actor.tenant_id), "session_entries")
     rows = db.session.execute(
-        text(
+        sql_text(
             f"SELECT {_LINE_COLS}, (SELECT max(id) FROM {table} WHERE session_id = :sid) AS top FROM {table} "
             "WHERE session_id = :sid ORDER BY timestamp DESC, id DESC LIMIT :n"
         ),
@@ -357,7 +357,7 @@ def page(
         params["cur"] = after
     else:
         stmt = f"SELECT {cols} FROM {table} e WHERE {base} {asc} LIMIT :n"
-    rows = db.session.execute(text(stmt), params).all()
+    rows = db.session.execute(sql_text(stmt), params).all()
     lines = [_line(r, raw=filters.raw) for r in rows]
     if before is not None:
         lines.reverse()
@@ -384,7 +384,7 @@ def _aggregates(
     """Count, first and last line id of the matching lines, and the session's speakers."""
     asc, desc = "ORDER BY e.timestamp, e.id", "ORDER BY e.timestamp DESC, e.id DESC"
     agg = db.session.execute(
-        text(
+        sql_text(
             f"SELECT (SELECT count(*) FROM {table} e WHERE {base}) AS total, "
             f"(SELECT e.id FROM {table} e WHERE {base} {asc} LIMIT 1) AS first_id, "
             f"(SELECT e.id FROM {table} e WHERE {base} {desc} LIMIT 1) AS last_id, "
@@ -410,7 +410,7 @@ def stats(actor: Actor, session: GatewaySession) -> dict[str, Any] | None:
         return None
     table = qualified(schema_name(actor.tenant_id), "session_entries")
     row = db.session.execute(
-        text(
+        sql_text(
             f"SELECT count(*) AS lines, count(*) FILTER (WHERE npc_id <> '') AS npc_lines, "
             f"count(DISTINCT speaker_name) AS speakers, min(timestamp) AS first_at, max(timestamp) AS last_at "
             f"FROM {table} WHERE session_id = :sid"
@@ -547,7 +547,7 @@ def search(
         params["cur"] = before
     params["tenant"] = actor.tenant_id
     rows = db.session.execute(
-        _text(
+        sql_text(
             "SELECT h.*, s.id AS s_id, s.campaign_id AS s_campaign_id, s.started_at AS s_started_at FROM ("
             "SELECT e.id, e.session_id, e.campaign_id, e.speaker_id, e.speaker_name, e.npc_id, e.text, e.timestamp, "
             "ts_headline('english', replace(replace(e.text, :start, ''), :stop, ''), query, :opts) AS headline "
