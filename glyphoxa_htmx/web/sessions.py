@@ -692,3 +692,63 @@ def search_hits(hits: list[transcripts.SearchHit], href: str, start: datetime) -
             )
         )
     return Markup("".join(out))
+
+
+# --------------------------------------------------------------------------- transcript lines
+
+_LINE = (
+    '<li id="line-{id}" data-line-id="{id}" data-at="{at_us}" class="line spk-{colour}{npc}{target}">\n'
+    '<div class="line-meta"><span class="speaker">{speaker}</span>{badge}'
+    '<a class="line-time" href="{href}" data-copy-link title="{link_title}"><time datetime="{iso}">{time}</time></a></div>\n'
+    '<p class="line-text">{text}</p>\n'
+    "{raw}</li>"
+)
+
+
+@bp.app_template_global()
+def line_item_html(
+    line: transcripts.Line,
+    session_id: str,
+    start: datetime | None = None,
+    target: int | None = None,
+    raw: bool = False,
+    href: str | None = None,
+) -> Markup:
+    """One transcript line: the ``line_item`` macro of sessions/_macros.html as Python (issue 18:
+    a macro call per line was most of a transcript's render). Same HTML, every value escaped.
+    ``start`` shows the time since it (archive), else the clock time (live); ``href`` is the
+    transcript URL built once per list (else url_for per line)."""
+    npc = line.is_npc
+    if href:
+        link = f"{escape(href)}?around={escape(line.id)}#line-{escape(line.id)}"
+    else:
+        link = str(
+            escape(url_for("sessions.transcript", session_id=session_id, around=line.id, _anchor=f"line-{line.id:d}"))
+        )
+    raw_html = ""
+    if raw and line.raw_text and line.raw_text != line.text:
+        raw_html = (
+            f'<p class="line-raw"><span class="visually-hidden">{Markup(_("Raw speech-to-text:"))} </span>'
+            f"{escape(line.raw_text)}</p>"
+        )
+    return Markup(
+        _LINE.format(
+            id=escape(line.id),
+            at_us=escape(line.at_us),
+            colour=escape(line.colour),
+            npc=" is-npc" if npc else "",
+            target=" is-target" if target == line.id else "",
+            speaker=escape(line.speaker),
+            badge=' <span class="badge badge-accent">NPC</span>' if npc else "",
+            href=link,
+            link_title=Markup(_("Link to this line")),
+            iso=escape(line.timestamp.isoformat()),
+            time=escape(
+                transcripts.format_elapsed((line.timestamp - start).total_seconds())
+                if start
+                else line.timestamp.strftime("%H:%M:%S")
+            ),
+            text=escape(line.text),
+            raw=raw_html,
+        )
+    )
