@@ -365,8 +365,14 @@ def test_prebuilt_search_and_knowledge_statements_keep_tables_apart(app, seeded,
 
     other = as_role("dm")
     gateway_tenant(app, other.user.tenant_id)
-    other_campaign = make_campaign(app, other.user.tenant_id)
+    other_campaign = make_campaign(app, other.user.tenant_id, "Their Marsh")
     other_sid = seed(database_url, other.user.tenant_id, other_campaign, sessions=1)[0]
+    with app.app_context():  # their campaign with our campaign's id: its name is not ours to show
+        from glyphoxa_htmx.extensions import db
+        from glyphoxa_htmx.models import Campaign
+
+        db.session.add(Campaign(id=seeded.campaign, tenant_id=other.user.tenant_id, name="Not ours"))
+        db.session.commit()
     theirs = Actor(user_id=other.user.id, tenant_id=other.user.tenant_id, role=Role.DM)
     mine = add_line(database_url, seeded.tenant, seeded.sid, "The quokka keeps the key", seeded.campaign)
     stray = add_line(database_url, seeded.tenant, other_sid, "A quokka in their session", seeded.campaign)
@@ -377,12 +383,14 @@ def test_prebuilt_search_and_knowledge_statements_keep_tables_apart(app, seeded,
             assert sorted(h.line.id for g in ours.groups for h in g.hits) == sorted([mine, stray])
             known = {g.session_id: g.session for g in ours.groups}
             assert known[seeded.sid] is not None and known[seeded.sid].campaign_id == seeded.campaign
+            assert known[seeded.sid].campaign_name == "The Salt Road"
             assert known[other_sid] is None
             them = transcripts.search(theirs, "quokka")
             assert [(g.session_id, [h.line.text for h in g.hits]) for g in them.groups] == [
                 (other_sid, ["Their quokka"])
             ]
             assert them.groups[0].session is not None and them.groups[0].session.campaign_id == other_campaign
+            assert them.groups[0].session.campaign_name == "Their Marsh"
             assert transcripts.search(theirs, "quokka", campaign=seeded.campaign).groups == []
 
             page = transcripts.page(
@@ -396,8 +404,7 @@ def test_prebuilt_search_and_knowledge_statements_keep_tables_apart(app, seeded,
 
             assert knowledge.campaign(seeded.actor, seeded.campaign).known
             assert knowledge.campaign(theirs, other_campaign).known
-            with pytest.raises(NotFound):
-                knowledge.campaign(theirs, seeded.campaign)
+            assert knowledge.campaign(theirs, seeded.campaign).name == "Not ours"  # their own of that id
             with pytest.raises(NotFound):
                 knowledge.campaign(seeded.actor, other_campaign)
             ours_names = {e.name for e in knowledge.entities(seeded.actor, seeded.campaign).entities}

@@ -31,7 +31,7 @@ from glyphoxa_htmx.core.authz import Actor, Perm, own, require
 from glyphoxa_htmx.core.errors import NotFound, ValidationError
 from glyphoxa_htmx.core.i18n import _
 from glyphoxa_htmx.extensions import db
-from glyphoxa_htmx.models import GatewaySession
+from glyphoxa_htmx.models import Campaign, GatewaySession
 from glyphoxa_htmx.models.gateway import GatewayBase
 
 PAGE_LINES = 100
@@ -487,6 +487,7 @@ class SearchSession:
     id: str
     campaign_id: str
     started_at: datetime
+    campaign_name: str | None = None  # the name of the tenant's web campaign of that id, if any
 
 
 @dataclass
@@ -508,6 +509,8 @@ class SearchResult:
 
 # The gateway's sessions table (public.sessions), named as the ORM names it (GatewaySession).
 _SESSIONS = qualified(str(GatewayBase.metadata.schema), GatewaySession.__tablename__)
+# The tenant's web campaigns (web.campaigns), for the names of the hits' sessions' campaigns.
+_CAMPAIGNS = qualified(str(Campaign.__table__.schema), Campaign.__tablename__)
 
 
 def highlight(marked: str) -> Markup:
@@ -524,7 +527,8 @@ def search(
 
     Uses ``to_tsvector('english', text) @@ websearch_to_tsquery('english', q)``, which is the
     expression of the gateway's GIN index. Two queries: table check, and the hits with their
-    sessions (``public.sessions`` rows of the actor's tenant, joined after the LIMIT)."""
+    sessions and those sessions' campaign names (``public.sessions`` and ``web.campaigns`` rows
+    of the actor's tenant, joined after the LIMIT)."""
     require(actor, Perm.VIEW_TRANSCRIPTS)
     q = (q or "").strip()
     if len(q) > MAX_QUERY:
@@ -548,12 +552,15 @@ def search(
     params["tenant"] = actor.tenant_id
     rows = db.session.execute(
         sql_text(
-            "SELECT h.*, s.id AS s_id, s.campaign_id AS s_campaign_id, s.started_at AS s_started_at FROM ("
+            "SELECT h.*, s.id AS s_id, s.campaign_id AS s_campaign_id, s.started_at AS s_started_at, "
+            "c.name AS c_name FROM ("
             "SELECT e.id, e.session_id, e.campaign_id, e.speaker_id, e.speaker_name, e.npc_id, e.text, e.timestamp, "
             "ts_headline('english', replace(replace(e.text, :start, ''), :stop, ''), query, :opts) AS headline "
             f"FROM {table} e, websearch_to_tsquery('english', :q) query WHERE {' AND '.join(where)} "
             f"ORDER BY e.timestamp DESC, e.id DESC LIMIT :n) h LEFT JOIN {_SESSIONS} s "
-            "ON s.id = h.session_id AND s.tenant_id = :tenant ORDER BY h.timestamp DESC, h.id DESC"
+            "ON s.id = h.session_id AND s.tenant_id = :tenant "
+            f"LEFT JOIN {_CAMPAIGNS} c ON c.tenant_id = :tenant AND c.id = s.campaign_id "
+            "ORDER BY h.timestamp DESC, h.id DESC"
         ),
         params,
     ).all()
@@ -564,7 +571,7 @@ def search(
     current: SearchGroup | None = None
     for r in rows:
         if current is None or current.session_id != r.session_id:
-            known = None if r.s_id is None else SearchSession(r.s_id, r.s_campaign_id, r.s_started_at)
+            known = None if r.s_id is None else SearchSession(r.s_id, r.s_campaign_id, r.s_started_at, r.c_name)
             current = SearchGroup(session_id=r.session_id, session=known, campaign_id=r.campaign_id)
             result.groups.append(current)
         current.hits.append(SearchHit(line=_line(r), highlight=highlight(r.headline)))
