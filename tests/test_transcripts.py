@@ -310,3 +310,104 @@ def test_live_and_just_ended_sessions_are_never_cached(app, seeded, database_url
         assert [o.text for o in soup(resp).select("#t-speaker option")][-2:] == ["mara", "rowan"]
         assert "2 lines" in line_count(seeded.dm.get(f"/sessions/{sid}"))
         assert not any(sid in key for key in transcripts._settled)
+
+
+# The line_item macro that web/sessions.py line_item_html replaced (issue 18), kept to prove the
+# function writes the same HTML for odd and hostile lines, live (clock time, url_for) and archive.
+OLD_LINE_ITEM = """{% macro line_item(line, session_id, start=None, target=None, raw=False, href=None) -%}
+<li id="line-{{ line.id }}" data-line-id="{{ line.id }}" data-at="{{ line.at_us }}" class="line spk-{{ line.colour }}{% if line.is_npc %} is-npc{% endif %}{% if target == line.id %} is-target{% endif %}">
+<div class="line-meta"><span class="speaker">{{ line.speaker }}</span>{% if line.is_npc %} <span class="badge badge-accent">NPC</span>{% endif %}
+<a class="line-time" href="{% if href %}{{ href }}?around={{ line.id }}#line-{{ line.id }}{% else %}{{ url_for('sessions.transcript', session_id=session_id, around=line.id, _anchor='line-%d' % line.id) }}{% endif %}" data-copy-link title="{{ _("Link to this line") }}"><time datetime="{{ line.timestamp.isoformat() }}">{% if start %}{{ line.timestamp|elapsed(start) }}{% else %}{{ line.timestamp.strftime('%H:%M:%S') }}{% endif %}</time></a></div>
+<p class="line-text">{{ line.text }}</p>
+{% if raw and line.raw_text and line.raw_text != line.text %}<p class="line-raw"><span class="visually-hidden">{{ _("Raw speech-to-text:") }} </span>{{ line.raw_text }}</p>{% endif %}
+</li>
+{%- endmacro %}{{ line_item(line, session_id, start=start, target=target, raw=raw, href=href) }}"""
+
+
+@pytest.mark.parametrize("lang", ["en", "de"])
+def test_line_item_function_writes_the_macros_html(app, lang):
+    from datetime import UTC, datetime
+
+    from glyphoxa_htmx.services.transcripts import Line
+    from glyphoxa_htmx.web.sessions import line_item_html
+
+    at = datetime(2026, 3, 1, 20, 5, 7, 123456, tzinfo=UTC)
+    lines = [
+        Line(7, "s", "u1", "Mara", "", "Hello there", at, raw_text="hello there"),
+        Line(8, "s", "", "", "npc&1", "<script>x</script> & \"q\" 'a'", at, raw_text="<b>raw</b>"),
+        Line(9, "s", 'u<1>"', "Dr. <Evil>", "", "", at + timedelta(hours=2), raw_text=""),
+    ]
+    old = app.jinja_env.from_string(OLD_LINE_ITEM)
+    with app.test_request_context(headers={"Accept-Language": lang}):
+        for line in lines:
+            for kwargs in (
+                {"start": None, "target": None, "raw": False, "href": None},
+                {
+                    "start": at - timedelta(minutes=3),
+                    "target": line.id,
+                    "raw": True,
+                    "href": "/sessions/a&b'/transcript",
+                },
+                {"start": at, "target": 8, "raw": True, "href": ""},
+            ):
+                for sid in ("4e4e371d", "odd/ses sion?x=1&y='2'"):
+                    want = old.render(line=line, session_id=sid, **kwargs)
+                    assert str(line_item_html(line, sid, **kwargs)) == want
+
+
+def test_prebuilt_search_and_knowledge_statements_keep_tables_apart(app, seeded, as_role, database_url):
+    """The search, page and knowledge statements are parsed or built once per process and shared
+    by every request: each execution must see only the calling table's lines, sessions and
+    campaigns, in any order of calls. A line of ours naming another table's session id shows
+    that session as unknown (its date and campaign are not ours to read)."""
+    from glyphoxa_htmx.core.errors import NotFound
+    from glyphoxa_htmx.services import knowledge, sessions, transcripts
+
+    other = as_role("dm")
+    gateway_tenant(app, other.user.tenant_id)
+    other_campaign = make_campaign(app, other.user.tenant_id, "Their Marsh")
+    other_sid = seed(database_url, other.user.tenant_id, other_campaign, sessions=1)[0]
+    with app.app_context():  # their campaign with our campaign's id: its name is not ours to show
+        from glyphoxa_htmx.extensions import db
+        from glyphoxa_htmx.models import Campaign
+
+        db.session.add(Campaign(id=seeded.campaign, tenant_id=other.user.tenant_id, name="Not ours"))
+        db.session.commit()
+    theirs = Actor(user_id=other.user.id, tenant_id=other.user.tenant_id, role=Role.DM)
+    mine = add_line(database_url, seeded.tenant, seeded.sid, "The quokka keeps the key", seeded.campaign)
+    stray = add_line(database_url, seeded.tenant, other_sid, "A quokka in their session", seeded.campaign)
+    add_line(database_url, other.user.tenant_id, other_sid, "Their quokka", other_campaign)
+    with app.test_request_context():
+        for _round in range(2):
+            ours = transcripts.search(seeded.actor, "quokka")
+            assert sorted(h.line.id for g in ours.groups for h in g.hits) == sorted([mine, stray])
+            known = {g.session_id: g.session for g in ours.groups}
+            assert known[seeded.sid] is not None and known[seeded.sid].campaign_id == seeded.campaign
+            assert known[seeded.sid].campaign_name == "The Salt Road"
+            assert known[other_sid] is None
+            them = transcripts.search(theirs, "quokka")
+            assert [(g.session_id, [h.line.text for h in g.hits]) for g in them.groups] == [
+                (other_sid, ["Their quokka"])
+            ]
+            assert them.groups[0].session is not None and them.groups[0].session.campaign_id == other_campaign
+            assert them.groups[0].session.campaign_name == "Their Marsh"
+            assert transcripts.search(theirs, "quokka", campaign=seeded.campaign).groups == []
+
+            page = transcripts.page(
+                seeded.actor, sessions.get(seeded.actor, seeded.sid), transcripts.TranscriptFilters()
+            )
+            texts = [line.text for line in page.lines]
+            assert "The quokka keeps the key" in texts and "Their quokka" not in texts
+            their_page = transcripts.page(theirs, sessions.get(theirs, other_sid), transcripts.TranscriptFilters())
+            texts = [line.text for line in their_page.lines]
+            assert "Their quokka" in texts and "A quokka in their session" not in texts
+
+            assert knowledge.campaign(seeded.actor, seeded.campaign).known
+            assert knowledge.campaign(theirs, other_campaign).known
+            assert knowledge.campaign(theirs, seeded.campaign).name == "Not ours"  # their own of that id
+            with pytest.raises(NotFound):
+                knowledge.campaign(seeded.actor, other_campaign)
+            ours_names = {e.name for e in knowledge.entities(seeded.actor, seeded.campaign).entities}
+            theirs_names = {e.name for e in knowledge.entities(theirs, other_campaign).entities}
+            assert ours_names and theirs_names
+            assert knowledge.entities(theirs, seeded.campaign).entities == []

@@ -19,18 +19,20 @@ import zlib
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from functools import lru_cache
 from typing import Any
 
 from markupsafe import Markup, escape
 from psycopg import sql
-from sqlalchemy import Row, text
+from sqlalchemy import Row, TextClause, text
 
 from glyphoxa_htmx.adapters.gateway.tenant_id import tenant_id_problem
 from glyphoxa_htmx.core.authz import Actor, Perm, own, require
 from glyphoxa_htmx.core.errors import NotFound, ValidationError
 from glyphoxa_htmx.core.i18n import _
 from glyphoxa_htmx.extensions import db
-from glyphoxa_htmx.models import GatewaySession
+from glyphoxa_htmx.models import Campaign, GatewaySession
+from glyphoxa_htmx.models.gateway import GatewayBase
 
 PAGE_LINES = 100
 SNAPSHOT_LINES = 50
@@ -55,9 +57,18 @@ def schema_name(tenant_id: str) -> str:
     return f"tenant_{tenant_id}"
 
 
+@lru_cache(maxsize=4096)
 def qualified(schema: str, table: str) -> str:
     """A quoted, schema-qualified table name for SQL text."""
     return sql.Identifier(schema, table).as_string()
+
+
+@lru_cache(maxsize=4096)
+def sql_text(statement: str) -> TextClause:
+    """The TextClause of an SQL text, parsed once per process (issue 18: ``text()`` scans for
+    bind parameters on every call). Keyed by the exact SQL, so a statement naming one tenant's
+    schema is only ever reused for that same schema; values are always bound parameters."""
+    return text(statement)
 
 
 def memory_tables(tenant_id: str, *tables: str) -> set[str]:
@@ -65,7 +76,7 @@ def memory_tables(tenant_id: str, *tables: str) -> set[str]:
     schema = schema_name(tenant_id)
     names = [qualified(schema, t) for t in tables]
     cols = ", ".join(f"to_regclass(:t{i}) IS NOT NULL" for i in range(len(names)))
-    row = db.session.execute(text(f"SELECT {cols}"), {f"t{i}": n for i, n in enumerate(names)}).one()
+    row = db.session.execute(sql_text(f"SELECT {cols}"), {f"t{i}": n for i, n in enumerate(names)}).one()
     return {t for t, present in zip(tables, row, strict=True) if present}
 
 
@@ -190,7 +201,7 @@ def snapshot(actor: Actor, session: GatewaySession, limit: int = SNAPSHOT_LINES)
         return Snapshot([], 0)
     table = qualified(schema_name(actor.tenant_id), "session_entries")
     rows = db.session.execute(
-        text(
+        sql_text(
             f"SELECT {_LINE_COLS}, (SELECT max(id) FROM {table} WHERE session_id = :sid) AS top FROM {table} "
             "WHERE session_id = :sid ORDER BY timestamp DESC, id DESC LIMIT :n"
         ),
@@ -346,7 +357,7 @@ def page(
         params["cur"] = after
     else:
         stmt = f"SELECT {cols} FROM {table} e WHERE {base} {asc} LIMIT :n"
-    rows = db.session.execute(text(stmt), params).all()
+    rows = db.session.execute(sql_text(stmt), params).all()
     lines = [_line(r, raw=filters.raw) for r in rows]
     if before is not None:
         lines.reverse()
@@ -373,7 +384,7 @@ def _aggregates(
     """Count, first and last line id of the matching lines, and the session's speakers."""
     asc, desc = "ORDER BY e.timestamp, e.id", "ORDER BY e.timestamp DESC, e.id DESC"
     agg = db.session.execute(
-        text(
+        sql_text(
             f"SELECT (SELECT count(*) FROM {table} e WHERE {base}) AS total, "
             f"(SELECT e.id FROM {table} e WHERE {base} {asc} LIMIT 1) AS first_id, "
             f"(SELECT e.id FROM {table} e WHERE {base} {desc} LIMIT 1) AS last_id, "
@@ -399,7 +410,7 @@ def stats(actor: Actor, session: GatewaySession) -> dict[str, Any] | None:
         return None
     table = qualified(schema_name(actor.tenant_id), "session_entries")
     row = db.session.execute(
-        text(
+        sql_text(
             f"SELECT count(*) AS lines, count(*) FILTER (WHERE npc_id <> '') AS npc_lines, "
             f"count(DISTINCT speaker_name) AS speakers, min(timestamp) AS first_at, max(timestamp) AS last_at "
             f"FROM {table} WHERE session_id = :sid"
@@ -469,10 +480,20 @@ class SearchHit:
     highlight: Markup
 
 
+@dataclass(frozen=True)
+class SearchSession:
+    """What the results show of a hit's session (``public.sessions``): read with the hits."""
+
+    id: str
+    campaign_id: str
+    started_at: datetime
+    campaign_name: str | None = None  # the name of the tenant's web campaign of that id, if any
+
+
 @dataclass
 class SearchGroup:
     session_id: str
-    session: GatewaySession | None
+    session: SearchSession | None  # None: not one of the tenant's sessions in public.sessions
     campaign_id: str
     hits: list[SearchHit] = field(default_factory=list)
 
@@ -484,6 +505,12 @@ class SearchResult:
     ready: bool = True
     next_before: int | None = None
     count: int = 0
+
+
+# The gateway's sessions table (public.sessions), named as the ORM names it (GatewaySession).
+_SESSIONS = qualified(str(GatewayBase.metadata.schema), GatewaySession.__tablename__)
+# The tenant's web campaigns (web.campaigns), for the names of the hits' sessions' campaigns.
+_CAMPAIGNS = qualified(str(Campaign.__table__.schema), Campaign.__tablename__)
 
 
 def highlight(marked: str) -> Markup:
@@ -499,7 +526,9 @@ def search(
     by session; ``before`` is the id of the last hit shown (resolved to its place in time).
 
     Uses ``to_tsvector('english', text) @@ websearch_to_tsquery('english', q)``, which is the
-    expression of the gateway's GIN index. Three queries: table check, hits, their sessions."""
+    expression of the gateway's GIN index. Two queries: table check, and the hits with their
+    sessions and those sessions' campaign names (``public.sessions`` and ``web.campaigns`` rows
+    of the actor's tenant, joined after the LIMIT)."""
     require(actor, Perm.VIEW_TRANSCRIPTS)
     q = (q or "").strip()
     if len(q) > MAX_QUERY:
@@ -520,12 +549,18 @@ def search(
         ts, cid = _cursor(table, session=False, end=True)
         where.append(f"e.timestamp <= {ts} AND (e.timestamp, e.id) < ({ts}, {cid})")
         params["cur"] = before
+    params["tenant"] = actor.tenant_id
     rows = db.session.execute(
-        text(
+        sql_text(
+            "SELECT h.*, s.id AS s_id, s.campaign_id AS s_campaign_id, s.started_at AS s_started_at, "
+            "c.name AS c_name FROM ("
             "SELECT e.id, e.session_id, e.campaign_id, e.speaker_id, e.speaker_name, e.npc_id, e.text, e.timestamp, "
             "ts_headline('english', replace(replace(e.text, :start, ''), :stop, ''), query, :opts) AS headline "
             f"FROM {table} e, websearch_to_tsquery('english', :q) query WHERE {' AND '.join(where)} "
-            "ORDER BY e.timestamp DESC, e.id DESC LIMIT :n"
+            f"ORDER BY e.timestamp DESC, e.id DESC LIMIT :n) h LEFT JOIN {_SESSIONS} s "
+            "ON s.id = h.session_id AND s.tenant_id = :tenant "
+            f"LEFT JOIN {_CAMPAIGNS} c ON c.tenant_id = :tenant AND c.id = s.campaign_id "
+            "ORDER BY h.timestamp DESC, h.id DESC"
         ),
         params,
     ).all()
@@ -533,25 +568,11 @@ def search(
     rows = rows[:limit]
     result.count = len(rows)
     result.next_before = rows[-1].id if more else None
-    session_ids = {r.session_id for r in rows}
-    sessions_by_id = {}
-    if session_ids:
-        from sqlalchemy import select
-
-        sessions_by_id = {
-            s.id: s
-            for s in db.session.execute(
-                select(GatewaySession).where(
-                    GatewaySession.tenant_id == actor.tenant_id, GatewaySession.id.in_(session_ids)
-                )
-            ).scalars()
-        }
     current: SearchGroup | None = None
     for r in rows:
         if current is None or current.session_id != r.session_id:
-            current = SearchGroup(
-                session_id=r.session_id, session=sessions_by_id.get(r.session_id), campaign_id=r.campaign_id
-            )
+            known = None if r.s_id is None else SearchSession(r.s_id, r.s_campaign_id, r.s_started_at, r.c_name)
+            current = SearchGroup(session_id=r.session_id, session=known, campaign_id=r.campaign_id)
             result.groups.append(current)
         current.hits.append(SearchHit(line=_line(r), highlight=highlight(r.headline)))
     return result

@@ -691,7 +691,12 @@ def search():
         errors, result = exc.errors, transcripts.SearchResult(query=q)
     # The campaign filter is outside the #results block: a block request skips its query.
     choices = [] if htmx.wants_block() else campaigns.choices(current_user, include_archived=True)
-    session_campaigns = {grp.session.campaign_id for grp in result.groups if grp.session is not None}
+    # The names of the hits' sessions' campaigns came with the hits (one statement fewer).
+    campaign_names = {
+        grp.session.campaign_id: grp.session.campaign_name
+        for grp in result.groups
+        if grp.session is not None and grp.session.campaign_name is not None
+    }
     return htmx.render(
         "sessions/search.html",
         "results",
@@ -699,7 +704,7 @@ def search():
         q=q,
         campaign=campaign,
         campaigns=choices,
-        campaign_names=campaigns.names(current_user, session_campaigns) if session_campaigns else {},
+        campaign_names=campaign_names,
         errors=errors,
         status=422 if errors else 200,
     )
@@ -714,3 +719,103 @@ def recap_audio(session_id: str):
     resp.headers["Content-Disposition"] = f'inline; filename="recap-{session.id[:8]}.wav"'
     resp.headers["Cache-Control"] = "private, max-age=3600"
     return resp
+
+
+# --------------------------------------------------------------------------- search hits
+
+# One hit of the search results, as the template's loop wrote it (issue 18: per-hit url_for, filter
+# and attribute lookups were most of the page's render time). Every interpolated value is escaped.
+_HIT = (
+    '    <li class="hit{npc} spk-{colour}">\n'
+    '      <a href="{href}?around={id}#line-{id}">\n'
+    '        <span class="speaker">{speaker}</span>{badge}        <span class="small muted">{at}</span>\n'
+    "      </a>\n"
+    '      <p class="hit-text">{text}</p>\n'
+    "    </li>\n"
+)
+_NPC_BADGE = ' <span class="badge badge-accent">NPC</span>'
+
+
+@bp.app_template_global()
+def search_hits(hits: list[transcripts.SearchHit], href: str, start: datetime) -> Markup:
+    """The hits of one known session: ``href`` is the session's transcript URL (built once per
+    session: its detail URL and "/transcript", the transcript route's path), each hit links to ``href?around=<id>#line-<id>`` and shows the time since ``start``.
+    The highlight is Markup already (``transcripts.highlight``), so escape() keeps it as it is."""
+    base = escape(href)
+    out = []
+    for hit in hits:
+        line = hit.line
+        npc = line.is_npc
+        out.append(
+            _HIT.format(
+                npc=" is-npc" if npc else "",
+                colour=line.colour,
+                href=base,
+                id=int(line.id),
+                speaker=escape(line.speaker),
+                badge=_NPC_BADGE if npc else "",
+                at=transcripts.format_elapsed((line.timestamp - start).total_seconds()),  # digits and colons
+                text=escape(hit.highlight),
+            )
+        )
+    return Markup("".join(out))
+
+
+# --------------------------------------------------------------------------- transcript lines
+
+_LINE = (
+    '<li id="line-{id}" data-line-id="{id}" data-at="{at_us}" class="line spk-{colour}{npc}{target}">\n'
+    '<div class="line-meta"><span class="speaker">{speaker}</span>{badge}'
+    '<a class="line-time" href="{href}" data-copy-link title="{link_title}"><time datetime="{iso}">{time}</time></a></div>\n'
+    '<p class="line-text">{text}</p>\n'
+    "{raw}</li>"
+)
+
+
+@bp.app_template_global()
+def line_item_html(
+    line: transcripts.Line,
+    session_id: str,
+    start: datetime | None = None,
+    target: int | None = None,
+    raw: bool = False,
+    href: str | None = None,
+) -> Markup:
+    """One transcript line: the ``line_item`` macro of sessions/_macros.html as Python (issue 18:
+    a macro call per line was most of a transcript's render). Same HTML, every value escaped.
+    ``start`` shows the time since it (archive), else the clock time (live); ``href`` is the
+    transcript URL built once per list (else url_for per line)."""
+    npc = line.is_npc
+    if href:
+        link = f"{escape(href)}?around={escape(line.id)}#line-{escape(line.id)}"
+    else:
+        link = str(
+            escape(url_for("sessions.transcript", session_id=session_id, around=line.id, _anchor=f"line-{line.id:d}"))
+        )
+    raw_html = ""
+    if raw and line.raw_text and line.raw_text != line.text:
+        raw_html = (
+            f'<p class="line-raw"><span class="visually-hidden">{Markup(_("Raw speech-to-text:"))} </span>'
+            f"{escape(line.raw_text)}</p>"
+        )
+    return Markup(
+        _LINE.format(
+            id=escape(line.id),
+            at_us=escape(line.at_us),
+            colour=escape(line.colour),
+            npc=" is-npc" if npc else "",
+            target=" is-target" if target == line.id else "",
+            speaker=escape(line.speaker),
+            badge=' <span class="badge badge-accent">NPC</span>' if npc else "",
+            href=link,
+            link_title=Markup(_("Link to this line")),
+            iso=escape(line.timestamp.isoformat()),
+            time=escape(
+                transcripts.format_elapsed((line.timestamp - start).total_seconds())
+                if start
+                else line.timestamp.strftime("%H:%M:%S")
+            ),
+            text=escape(line.text),
+            raw=raw_html,
+        )
+    )
