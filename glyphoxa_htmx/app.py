@@ -7,7 +7,7 @@ import logging
 import time
 import uuid
 from collections import ChainMap
-from collections.abc import Callable, MutableMapping
+from collections.abc import MutableMapping
 from pathlib import Path
 from typing import Any
 
@@ -311,9 +311,6 @@ class TemplateEnvironment(FlaskEnvironment):
         return _TemplateGlobals(d if d is not None else {}, self.globals)
 
 
-_ID_MARKER = "gxIdUrlMarker7q"  # letters only: url_for leaves it as it is
-
-
 def _register_template_helpers(app: Flask) -> None:
     from glyphoxa_htmx.core import authz
 
@@ -348,23 +345,6 @@ def _register_template_helpers(app: Flask) -> None:
         if values or endpoint.startswith(".") or app.url_default_functions:
             return url_for(endpoint, **values)
         return plain_url(endpoint)
-
-    def id_url(endpoint: str, arg: str, **fixed: Any) -> Callable[[Any], str]:
-        """``url_for(endpoint, **fixed, <arg>=value)`` for every row of a list. The URL is built once
-        and each row's value goes in through the rule's own converter, so every result is
-        url_for's, character for character (ids the gateway minted included); a list of 50 rows
-        otherwise builds 250 URLs (issue 18). Anything unusual (several rules, URL defaults, the
-        argument not in the path) falls back to url_for per row."""
-        rules = list(app.url_map.iter_rules(endpoint))
-        converter = getattr(rules[0], "_converters", {}).get(arg) if len(rules) == 1 else None
-        if converter is not None and not app.url_default_functions and has_request_context():
-            values: dict[str, Any] = {**fixed, arg: _ID_MARKER}
-            url = url_for(endpoint, **values)
-            if url.count(_ID_MARKER) == 1:
-                head, tail = url.split(_ID_MARKER)
-                to_url = converter.to_url
-                return lambda value: head + to_url(value) + tail
-        return lambda value: url_for(endpoint, **{**fixed, arg: value})
 
     def asset(path: str) -> str:
         """Static URL with a content hash, so static files can be cached forever
@@ -414,7 +394,7 @@ def _register_template_helpers(app: Flask) -> None:
         asset=asset,
         nav_url=nav_url,
         sidenav=sidenav,
-        id_url=id_url,
+        id_url=markup.id_url,
         url_for=template_url_for,
         simulator_running=lambda: bool(app.extensions.get("glyphoxa.simulator")),
         Perm=authz.Perm,

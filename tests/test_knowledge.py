@@ -4,6 +4,7 @@ tenant isolation."""
 
 from __future__ import annotations
 
+import json
 from types import SimpleNamespace
 
 import pytest
@@ -133,3 +134,40 @@ def test_memory_only_campaign_is_visible_unknown_is_404(app, graph, database_url
     assert page.select_one('a[href="/knowledge/default"]').text == "Default campaign"
     assert "Nowhere" in graph.dm.get("/knowledge/default").get_data(as_text=True)
     assert graph.dm.get("/knowledge/never-heard-of-it").status_code == 404
+
+
+def test_descriptions_the_gateway_wrote_as_numbers_flags_or_json_are_shown_not_a_500(app, graph, database_url):
+    """The gateway's knowledge tools write `attributes` as JSON; a description that isn't a string
+    is shown as written (long text cut at 120 characters), never a server error."""
+    schema = f'"tenant_{graph.tenant}"'
+    odd = {
+        "odd-number": 42,
+        "odd-flag": True,
+        "odd-object": {"mood": "grim", "<b>": "x"},
+        "odd-list": ["salt", "rope"],
+        "odd-long": "x" * 200,
+        "odd-empty": "",
+    }
+    for eid, description in odd.items():
+        sql(
+            database_url,
+            f"INSERT INTO {schema}.entities (id, campaign_id, type, name, attributes)"
+            " VALUES (%s, %s, 'item', %s, jsonb_build_object('description', %s::jsonb))",
+            (eid, graph.campaign, f"Zz {eid}", json.dumps(description)),
+        )
+    resp = graph.dm.get(f"/knowledge/{graph.campaign}?q=Zz")
+    assert resp.status_code == 200
+    shown = {
+        a.text: (a.find_next_sibling("span").text if a.find_next_sibling("span") else None)
+        for a in soup(resp).select("tbody td:first-child a")
+    }
+    assert shown == {
+        "Zz odd-number": "42",
+        "Zz odd-flag": "true",
+        "Zz odd-object": '{"<b>": "x", "mood": "grim"}',  # as PostgreSQL keeps a JSONB object
+        "Zz odd-list": '["salt", "rope"]',
+        "Zz odd-long": "x" * 120,
+        "Zz odd-empty": None,
+    }
+    row = next(r for r in resp.get_data(as_text=True).split("<tr>") if "Zz odd-object" in r).split("</tr>")[0]
+    assert "<b>" not in row and "&lt;b&gt;" in row  # escaped

@@ -3,16 +3,17 @@ island over the JSON below; without JavaScript the lists are the whole experienc
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterable
 from typing import Any
 
 from flask import Blueprint, current_app, jsonify, request, url_for
 from flask_login import current_user, login_required
 from markupsafe import Markup, escape
-from werkzeug.routing import PathConverter
 
 from glyphoxa_htmx.core import htmx
 from glyphoxa_htmx.core.errors import ValidationError
+from glyphoxa_htmx.core.markup import id_url
 from glyphoxa_htmx.services import knowledge
 
 bp = Blueprint("knowledge", __name__, url_prefix="/knowledge")
@@ -28,6 +29,16 @@ _ROW = (
 )
 
 
+def _description(value: Any) -> str:
+    """An entity's description as text: the gateway's knowledge tools write it, usually a string,
+    but a number, a flag or a JSON list/object is shown as written, not a server error."""
+    if not value:
+        return ""
+    if isinstance(value, str):
+        return value
+    return json.dumps(value, ensure_ascii=False) if isinstance(value, (list, dict, bool)) else str(value)
+
+
 @bp.app_template_global()
 def entity_rows(
     entities: Iterable[knowledge.Entity], campaign_id: str, name_label: str, type_label: str, degree_label: str
@@ -35,8 +46,7 @@ def entity_rows(
     """The rows of the entity table. Each entity's link is the entity URL of its campaign with its
     id quoted by the route's own converter (built once per list); degrees go through the template's
     ``number`` filter once per distinct value."""
-    base = url_for("knowledge.entity", campaign_id=campaign_id, entity_id="_")[:-1]
-    to_url = PathConverter(current_app.url_map).to_url
+    entity_url = id_url("knowledge.entity", "entity_id", campaign_id=campaign_id)
     number = current_app.jinja_env.filters["number"]
     numbers: dict[Any, str] = {}
     labels = {"name_label": escape(name_label), "type_label": escape(type_label), "degree_label": escape(degree_label)}
@@ -45,15 +55,12 @@ def entity_rows(
         degree = numbers.get(e.degree)
         if degree is None:
             degree = numbers[e.degree] = str(escape(number(e.degree)))
-        description = e.attributes.get("description")
+        description = _description(e.attributes.get("description"))
         out.append(
             _ROW.format(
-                href=escape(base + to_url(e.id)),
+                href=escape(entity_url(e.id)),
                 name=escape(e.name),
-                # Sliced as Jinja sliced it: a description that can't be sliced fails as it did.
-                description=f'<br><span class="small muted">{escape(e.attributes["description"][:120])}</span>'
-                if description
-                else "",
+                description=f'<br><span class="small muted">{escape(description[:120])}</span>' if description else "",
                 type_class=escape(str(e.type).lower()),
                 type=escape(e.type),
                 degree=degree,

@@ -738,8 +738,8 @@ _NPC_BADGE = ' <span class="badge badge-accent">NPC</span>'
 
 @bp.app_template_global()
 def search_hits(hits: list[transcripts.SearchHit], href: str, start: datetime) -> Markup:
-    """The hits of one known session: ``href`` is the session's transcript URL (built once per
-    session: its detail URL and "/transcript", the transcript route's path), each hit links to ``href?around=<id>#line-<id>`` and shows the time since ``start``.
+    """The hits of one known session: ``href`` is the session's transcript URL (from the list's
+    ``id_url``), each hit links to ``href?around=<id>#line-<id>`` and shows the time since ``start``.
     The highlight is Markup already (``transcripts.highlight``), so escape() keeps it as it is."""
     base = escape(href)
     out = []
