@@ -95,7 +95,9 @@ def create_app(settings: Settings | None = None, **overrides) -> Flask:
         WTF_CSRF_TIME_LIMIT=None,  # bound to the signed session cookie instead of a clock
         WTF_CSRF_SSL_STRICT=settings.cookie_secure,
         RATELIMIT_STORAGE_URI=settings.redis_url or "memory://",
-        RATELIMIT_HEADERS_ENABLED=True,
+        # No X-RateLimit-* headers on every response (two Redis round trips each); a 429 still says
+        # Retry-After (web/errors.py).
+        RATELIMIT_HEADERS_ENABLED=False,
         RATELIMIT_DEFAULT=general_limit_value,  # core/ratelimits.py: every route without a class of its own
         MAX_CONTENT_LENGTH=12 * 1024 * 1024,
         PREFERRED_URL_SCHEME="https" if settings.public_url.startswith("https") else "http",

@@ -57,5 +57,5 @@ def _rate_key() -> str:
     return f"ip:{get_remote_address()}"
 
 
-limiter = Limiter(key_func=_rate_key, default_limits=[], headers_enabled=True)
+limiter = Limiter(key_func=_rate_key, default_limits=[])  # headers: off, see app.py
 user_or_ip = _rate_key

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import time
 
 from flask import Flask, g, make_response, render_template
 from flask_wtf.csrf import CSRFError
@@ -78,6 +79,19 @@ def error_response(status: int, message: str | None = None):
     return make_response(body, status)
 
 
+def _retry_after() -> int:
+    """Seconds until the breached rate limit's window resets (at least 1). Flask-Limiter's own
+    response headers are off: reading the window's state for X-RateLimit-* on every response was
+    two more Redis round trips per request (issue 18), so only a refusal asks, once."""
+    from glyphoxa_htmx.extensions import limiter
+
+    try:
+        limit = limiter.current_limit
+        return max(1, int(limit.reset_at - time.time())) if limit is not None else 60
+    except Exception:  # noqa: BLE001 - storage unreachable: a safe default beats a 500 on a 429
+        return 60
+
+
 def init_app(app: Flask) -> None:
     @app.errorhandler(DomainError)
     def _domain(exc: DomainError):
@@ -94,6 +108,9 @@ def init_app(app: Flask) -> None:
         message = None
         if exc.code == 429:
             message = _("You've done that a lot in a short time. Wait a minute and try again.")
+            response = error_response(exc.code, message)
+            response.headers["Retry-After"] = str(_retry_after())
+            return response
         return error_response(exc.code, message)
 
     @app.errorhandler(Exception)
