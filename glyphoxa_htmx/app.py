@@ -124,6 +124,9 @@ def create_app(settings: Settings | None = None, **overrides) -> Flask:
     from glyphoxa_htmx.adapters import identity
 
     identity.init_app(app, settings)
+    from glyphoxa_htmx.services import signin_cache
+
+    signin_cache.init_app(app, settings.redis_url)  # sign-in changes heard across processes
     from glyphoxa_htmx.core import tracing
 
     tracing.init_app(app, settings.otel_endpoint)  # before the gateway channel: gRPC is patched here

@@ -110,7 +110,7 @@ class Settings:
     metrics_enabled: bool = True
     metrics_token: str = ""  # bearer token Prometheus must send to /metrics (required in production)
     live_poll_interval: float = 0.5  # seconds between the live hub's polls of a watched session
-    signin_cache_seconds: float = 3.0  # per-process cache of resolved sign-ins (services/signin_cache.py); 0 = off
+    signin_cache_seconds: float = 30.0  # per-process cache of resolved sign-ins (services/signin_cache.py); 0 = off
     proxy_hops: int = 0  # reverse proxies in front of us that set X-Forwarded-*; 0 = trust none
     allow_insecure_public_url: bool = False  # production with an http:// PUBLIC_URL (explicit opt-in)
     extra: dict = field(default_factory=dict)

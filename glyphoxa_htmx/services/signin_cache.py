@@ -1,22 +1,37 @@
-"""A short per-process cache in front of :func:`services.auth.resolve` (issue 18).
+"""A per-process cache in front of :func:`services.auth.resolve` (issue 18).
 
 Resolving the sign-in cookie was ~10 % of a page's CPU: one ORM query (login session joined with
 user and tenant) on every request. This module wraps the resolution function without touching its
 internals: a miss calls ``auth.resolve`` (which applies every rule: revoked, rotated-token reuse,
 idle and absolute expiry, suspended user or table, ``last_seen_at`` touch) and keeps a frozen
-snapshot of the answer, keyed by the token's SHA-256, for ``SIGNIN_CACHE_SECONDS`` (default 3 s;
-0 turns the cache off). Only positive answers are kept.
+snapshot of the answer, keyed by the token's SHA-256. Only positive answers are kept.
 
-Revocation stays effective within seconds:
+How long an answer is kept depends on whether this process can hear the others' revocations:
+
+* with ``REDIS_URL``, every process subscribes to one pub/sub channel (:class:`Broadcast`, a daemon
+  thread per process) and any process whose write ends a sign-in publishes on it after the commit;
+  every process then empties its cache at once. While the subscription is alive (it answered a
+  ping in the last few seconds) an answer is kept for ``SIGNIN_CACHE_SECONDS`` (default 30 s): a
+  user who browses with a few seconds between pages is resolved from memory on most requests, on
+  every worker;
+* without Redis, before the subscription is confirmed, or once it stops answering (Redis down, a
+  silent network cut), at most ``UNHEARD_SECONDS`` (3 s): fail closed, never the long lifetime
+  on a channel that may have lost messages. Losing the subscription also empties the cache.
+
+Revocation therefore applies:
 
 * in this process at once: any flush or ORM ``UPDATE``/``DELETE`` of a login session, user or
   tenant bumps a generation counter (at flush and again after the commit), and entries from an
   older generation are misses;
-* in other processes (other gunicorn workers, writes made with plain SQL) within the TTL;
+* in other processes of the app (other gunicorn workers, other pods, the CLI) as soon as the
+  published message arrives, normally within milliseconds;
+* for writes made outside the app with plain SQL (nobody publishes), within ``SIGNIN_CACHE_SECONDS``
+  (3 s without Redis);
 * absolute and idle expiry are re-checked on every hit.
 
-A cache hit skips the ``last_seen_at`` touch; the next miss (at most TTL later) touches as usual,
-which is well inside the touch granularity (one minute).
+A cache hit skips the ``last_seen_at`` touch; the next miss (at most the lifetime later) touches as
+usual. An idle expiry judged on a snapshot's older ``last_seen_at`` only ever turns a hit into a
+miss, which reads the row as it is.
 
 The snapshot has the attributes the request code reads from ``current_user.login_session`` and ``.user``
 (``id``, ``family_id``, ``user``; ``user.name``, ``role``, ``tenant``, ``discord_guilds`` ...). It
@@ -25,12 +40,16 @@ is never attached to a database session, so a cached sign-in can't be written th
 
 from __future__ import annotations
 
+import logging
+import os
 import threading
 import time
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
+import redis
+from flask import Flask, current_app, has_app_context
 from sqlalchemy import event, inspect
 from sqlalchemy.orm import DeclarativeBase, ORMExecuteState, Session, UOWTransaction
 
@@ -41,6 +60,12 @@ if TYPE_CHECKING:
     from glyphoxa_htmx.models import LoginSession
 
 MAX_ENTRIES = 50_000
+UNHEARD_SECONDS = 3.0  # the longest an answer is kept while other processes' revocations can't be heard
+HEARTBEAT_SECONDS = 1.0  # the listener pings this often; no answer for 3 beats: not heard
+CHANNEL = "glyphoxa:signin:changed"
+EXTENSION = "glyphoxa.signin_broadcast"
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -112,11 +137,117 @@ _generation = 0
 
 
 def invalidate() -> None:
-    """Forget every cached sign-in of this process (called on any local write that could end one)."""
+    """Forget every cached sign-in of this process (called on any local write that could end one,
+    and when another process says it wrote one)."""
     global _generation
     with _lock:
         _generation += 1
         _entries.clear()
+
+
+class Broadcast:
+    """Sign-in changes between processes over Redis pub/sub (``CHANNEL``).
+
+    ``publish`` after a commit that ended or changed a sign-in; a daemon thread per process
+    (started on first use, again after a fork) listens and empties this process's cache on every
+    message. ``heard`` says whether the subscription is alive now: subscribed, and a ping answered
+    within the last ``3 × HEARTBEAT_SECONDS``. The thread reconnects on its own; losing the
+    subscription empties the cache, since a message may have been lost meanwhile."""
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self._pid = 0
+        self._heard_at = 0.0
+        self._publisher: redis.Redis | None = None
+        self.closed = False
+
+    def heard(self) -> bool:
+        if self._pid != os.getpid():
+            self._start()
+            return False
+        return time.monotonic() - self._heard_at < 3 * HEARTBEAT_SECONDS
+
+    def publish(self) -> None:
+        try:
+            if self._publisher is None:
+                self._publisher = redis.Redis.from_url(self.url, socket_timeout=2, socket_connect_timeout=2)
+            self._publisher.publish(CHANNEL, str(os.getpid()))
+        except redis.RedisError as exc:
+            # The write is committed; other processes keep an answer at most their lifetime (or 3 s
+            # once they lose the channel too).
+            log.warning("sign-in change not broadcast", extra={"error": type(exc).__name__})
+
+    def close(self) -> None:
+        self.closed = True
+
+    def _start(self) -> None:
+        with _lock:
+            if self._pid == os.getpid() or self.closed:
+                return
+            self._pid, self._heard_at, self._publisher = os.getpid(), 0.0, None
+            threading.Thread(target=self._listen, name="signin-broadcast", daemon=True).start()
+
+    def _listen(self) -> None:
+        pid, backoff = os.getpid(), 0.5
+        while not self.closed and self._pid == pid:
+            try:
+                self._listen_once(pid)
+                backoff = 0.5
+            except (redis.RedisError, OSError) as exc:
+                log.info(
+                    "sign-in broadcast channel lost; resolving every %ss",
+                    UNHEARD_SECONDS,
+                    extra={"error": type(exc).__name__},
+                )
+            was_heard, self._heard_at = self._heard_at, 0.0
+            if was_heard:
+                invalidate()  # a message may have been lost while the channel was down
+            time.sleep(backoff)
+            backoff = min(backoff * 2, 5.0)
+
+    def _listen_once(self, pid: int) -> None:
+        client = redis.Redis.from_url(self.url, socket_timeout=3 * HEARTBEAT_SECONDS, socket_connect_timeout=2)
+        pubsub = client.pubsub()
+        try:
+            pubsub.subscribe(CHANNEL)
+            answered = next_ping = time.monotonic()
+            while not self.closed and self._pid == pid:
+                now = time.monotonic()
+                if now - answered >= 3 * HEARTBEAT_SECONDS:
+                    raise redis.TimeoutError("the channel stopped answering")
+                if now >= next_ping:
+                    pubsub.ping()
+                    next_ping = now + HEARTBEAT_SECONDS
+                message = pubsub.get_message(timeout=HEARTBEAT_SECONDS)
+                if message is None:
+                    continue
+                if message["type"] == "message":
+                    invalidate()
+                if message["type"] in ("subscribe", "pong", "message"):
+                    answered = self._heard_at = time.monotonic()
+        finally:
+            pubsub.close()
+            client.close()
+
+
+def init_app(app: Flask, redis_url: str) -> None:
+    """Hear and tell other processes' sign-in changes through ``redis_url`` (none: 3 s answers)."""
+    old = app.extensions.pop(EXTENSION, None)
+    if old is not None:
+        old.close()
+    if redis_url:
+        app.extensions[EXTENSION] = Broadcast(redis_url)
+
+
+def _broadcast() -> Broadcast | None:
+    return current_app.extensions.get(EXTENSION) if has_app_context() else None
+
+
+def lifetime(configured: float) -> float:
+    """How long an answer resolved now may be kept: the configured time while other processes'
+    changes can be heard, ``UNHEARD_SECONDS`` (or less) otherwise."""
+    channel = _broadcast()
+    return configured if channel is not None and channel.heard() else min(configured, UNHEARD_SECONDS)
 
 
 def resolve(token: str | None, user_agent: str | None = None) -> LoginSnapshot | None:
@@ -128,14 +259,15 @@ def resolve(token: str | None, user_agent: str | None = None) -> LoginSnapshot |
     that ``auth.resolve`` has not seen with this token."""
     if not token:
         return None
-    ttl = settings().signin_cache_seconds
-    if ttl <= 0:
+    configured = settings().signin_cache_seconds
+    if configured <= 0:
         row = auth.resolve(token, user_agent=user_agent)
         return snapshot(row) if row is not None else None
+    ttl = lifetime(configured)
     key = f"{auth.hash_token(token)}\x00{user_agent or ''}"
     now = time.monotonic()
     hit = _entries.get(key)
-    if hit is not None and hit[0] > now and hit[1] == _generation:
+    if hit is not None and now - hit[0] < ttl and hit[1] == _generation:
         snap = hit[2]
         current = datetime.now(UTC)
         idle = timedelta(minutes=settings().session_idle_minutes)
@@ -151,7 +283,7 @@ def resolve(token: str | None, user_agent: str | None = None) -> LoginSnapshot |
         if len(_entries) >= MAX_ENTRIES:
             _entries.clear()
         if generation == _generation:
-            _entries[key] = (now + ttl, generation, snap)
+            _entries[key] = (now, generation, snap)
     return snap
 
 
@@ -200,3 +332,6 @@ def _orm_execute(state: ORMExecuteState) -> None:
 def _after_commit(session: Session) -> None:
     if session.info.pop("gx_signin_changed", False):
         invalidate()  # again: a request may have cached the old state between flush and commit
+        channel = _broadcast()
+        if channel is not None:
+            channel.publish()  # and every other process of the app

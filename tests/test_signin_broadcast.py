@@ -1,0 +1,166 @@
+"""Sign-in answers cached per process (services/signin_cache.py), and revocation across processes:
+a write that ends a sign-in is published on Redis and every other process forgets its answers at
+once; without a live channel a process keeps an answer 3 s at most (fail closed)."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import psycopg
+import pytest
+import redis
+
+from glyphoxa_htmx.embedded import libpq_url
+
+ROOT = Path(__file__).resolve().parent.parent
+REDIS_URL = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
+
+# Another process of the app: signs in as the given user, waits until it hears the channel, then
+# answers each "get" on stdin with the status of GET /dashboard.
+OTHER = """
+import sys, time
+from tests.conftest import Browser, make_settings
+from glyphoxa_htmx.app import create_app
+from glyphoxa_htmx.services import signin_cache
+db_url, redis_url, user_id, tenant_id = sys.argv[1:5]
+app = create_app(make_settings(db_url, redis_url=redis_url, signin_cache_seconds=300))
+b = Browser(app).login(type("U", (), {"id": user_id, "tenant_id": tenant_id}))
+deadline = time.monotonic() + 20
+with app.app_context():
+    while signin_cache.lifetime(300) != 300:
+        assert time.monotonic() < deadline, "never heard the channel"
+        time.sleep(0.05)
+print("ready", flush=True)
+for line in sys.stdin:
+    print(b.get("/dashboard").status_code, flush=True)
+"""
+
+
+def _require(ok: bool, what: str) -> None:
+    if not ok:
+        if os.environ.get("CI"):
+            pytest.fail(what)
+        pytest.skip(what)
+
+
+def _redis_up(url: str) -> bool:
+    try:
+        return bool(redis.Redis.from_url(url, socket_connect_timeout=1).ping())
+    except redis.RedisError:
+        return False
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _wait(predicate, seconds: float) -> bool:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(0.05)
+    return predicate()
+
+
+def test_a_change_made_in_one_process_ends_the_sign_in_cached_in_another(app, database_url, make_user):
+    _require(_redis_up(REDIS_URL), f"Redis is not reachable at {REDIS_URL}")
+    from glyphoxa_htmx.app import create_app
+    from glyphoxa_htmx.extensions import db
+    from glyphoxa_htmx.models import User
+    from tests.conftest import make_settings
+
+    user = make_user(role="dm")
+    other = subprocess.Popen(
+        [sys.executable, "-c", OTHER, database_url, REDIS_URL, user.id, user.tenant_id],
+        cwd=ROOT,
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+
+    def get() -> int:
+        assert other.stdin is not None and other.stdout is not None
+        other.stdin.write("get\n")
+        other.stdin.flush()
+        return int(other.stdout.readline())
+
+    try:
+        assert other.stdout is not None
+        assert other.stdout.readline().strip() == "ready"
+        assert get() == 200
+        # Suspended behind the app's back (plain SQL, nobody publishes): the other process keeps
+        # its answer past the 3 s it would keep one without the channel...
+        with psycopg.connect(libpq_url(database_url), autocommit=True) as conn:
+            conn.execute("UPDATE web.users SET status = 'suspended' WHERE id = %s", (user.id,))
+        time.sleep(3.5)
+        assert get() == 200
+        # ...until a process of the app changes the sign-in and says so: then at once.
+        here = create_app(make_settings(database_url, redis_url=REDIS_URL))
+        with here.app_context():
+            db.session.get(User, user.id).name = "Renamed elsewhere"
+            db.session.commit()
+        assert _wait(lambda: get() == 303, 2.0)
+    finally:
+        if other.stdin is not None:
+            other.stdin.close()
+        other.wait(timeout=10)
+
+
+@pytest.fixture
+def private_redis():
+    """A Redis server of this test's own, to take away mid-test."""
+    binary = shutil.which("redis-server")
+    _require(binary is not None, "redis-server is not installed")
+    port = _free_port()
+    proc = subprocess.Popen(
+        [str(binary), "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    url = f"redis://127.0.0.1:{port}/0"
+    assert _wait(lambda: _redis_up(url), 10), "private redis-server did not start"
+    yield proc, url
+    proc.kill()
+    proc.wait(timeout=10)
+
+
+def test_answers_are_kept_long_only_while_the_channel_answers(private_redis, database_url, make_user):
+    from glyphoxa_htmx.app import create_app
+    from glyphoxa_htmx.services import signin_cache
+    from tests.conftest import Browser, make_settings
+
+    proc, url = private_redis
+    apps = {
+        "heard": create_app(make_settings(database_url, redis_url=url, signin_cache_seconds=300)),
+        "nobody listens": create_app(
+            make_settings(database_url, redis_url=f"redis://127.0.0.1:{_free_port()}/0", signin_cache_seconds=300)
+        ),
+        "no redis": create_app(make_settings(database_url, signin_cache_seconds=300)),
+    }
+
+    def lifetime(name: str) -> float:
+        with apps[name].app_context():
+            return signin_cache.lifetime(300)
+
+    try:
+        assert _wait(lambda: lifetime("heard") == 300, 5)
+        assert lifetime("nobody listens") == signin_cache.UNHEARD_SECONDS
+        assert lifetime("no redis") == signin_cache.UNHEARD_SECONDS
+        b = Browser(apps["heard"]).login(make_user(role="dm"))
+        assert b.get("/dashboard").status_code == 200
+        assert signin_cache._entries  # the answer is cached
+        proc.kill()  # the channel goes away: back to 3 s, and what was kept is forgotten
+        assert _wait(lambda: lifetime("heard") == signin_cache.UNHEARD_SECONDS, 5)
+        assert _wait(lambda: not signin_cache._entries, 5)
+    finally:
+        for application in apps.values():
+            signin_cache.init_app(application, "")  # stops its listener thread
