@@ -71,9 +71,9 @@ def elapsed_filter(value: datetime, start: datetime) -> str:
 
 @bp.app_template_global("session_state_badge")
 def state_badge(state: object) -> Markup:
-    """A session's state as a badge: the ``state_badge`` macro of sessions/_macros.html as a function
-    (the lists call it per row; a macro call cost several times more). An unknown state is shown
-    as it is, escaped."""
+    """A session's state as a badge; sessions/_macros.html exports this function as ``state_badge``
+    (it was a macro: the lists call it per row and a macro call cost several times more). An
+    unknown state is shown as it is, escaped."""
     if state == "active":
         return Markup('<span class="badge badge-ok badge-live">' + _("Live") + "</span>")
     if state == "pending":
@@ -85,8 +85,9 @@ def state_badge(state: object) -> Markup:
 
 @bp.app_template_global("session_bot_badge")
 def bot_badge(bot: svc.BotBadge | None) -> Markup:
-    """The bot's status as a badge: the ``bot_badge`` macro of sessions/_macros.html as a function
-    (importing that file costs the sessions page a module build per request)."""
+    """The bot's status as a badge; sessions/_macros.html exports this function as ``bot_badge``.
+    The sessions page calls ``session_bot_badge`` itself (importing that file costs a module build
+    per request)."""
     if not bot:
         return Markup("")
     if bot.state == "no_server":
