@@ -87,14 +87,15 @@ def state_badge(state: object) -> Markup:
 def bot_badge(bot: svc.BotBadge | None) -> Markup:
     """The bot's status as a badge; sessions/_macros.html exports this function as ``bot_badge``.
     The sessions page calls ``session_bot_badge`` itself (importing that file costs a module build
-    per request)."""
+    per request). Markup's % escapes the gateway's error; the translations go in as Markup, as a
+    template's ``_()`` does."""
     if not bot:
         return Markup("")
     if bot.state == "no_server":
-        href = escape(url_for("settings.index"))
-        title = _("Add your Discord server in the table settings")
-        return Markup(
-            f'<a class="badge badge-warn" href="{href}#discord-h" title="{title}">{_("No Discord server")}</a>\n'
+        return Markup('<a class="badge badge-warn" href="%s#discord-h" title="%s">%s</a>\n') % (
+            url_for("settings.index"),
+            Markup(_("Add your Discord server in the table settings")),
+            Markup(_("No Discord server")),
         )
     if bot.state == "connected":
         title = ngettext(
@@ -102,11 +103,17 @@ def bot_badge(bot: svc.BotBadge | None) -> Markup:
             "The Discord bot is online in %(num)d servers",
             bot.guild_count,
         )
-        return Markup(f'<span class="badge badge-ok" title="{title}">{_("Bot connected")}</span>\n')
+        return Markup('<span class="badge badge-ok" title="%s">%s</span>\n') % (
+            Markup(title),
+            Markup(_("Bot connected")),
+        )
     if bot.state == "unavailable":
-        return Markup(f'<span class="badge badge-warn" title="{escape(bot.error)}">{_("Bot status unknown")}</span>\n')
-    title = escape(bot.error) if bot.error else _("The Discord bot is offline")
-    return Markup(f'<span class="badge badge-danger" title="{title}">{_("Bot offline")}</span>')
+        return Markup('<span class="badge badge-warn" title="%s">%s</span>\n') % (
+            bot.error,
+            Markup(_("Bot status unknown")),
+        )
+    title = bot.error or Markup(_("The Discord bot is offline"))
+    return Markup('<span class="badge badge-danger" title="%s">%s</span>') % (title, Markup(_("Bot offline")))
 
 
 def _guild_names() -> dict[str, str]:
