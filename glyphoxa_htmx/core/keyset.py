@@ -1,5 +1,6 @@
-"""Keyset pagination: the one helper every list that can grow pages with (the operator's tenant
-drill-down: members, campaigns, sessions, audit entries; the audit viewer and its CSV export).
+"""Keyset pagination: the shared helper for lists that can grow. Its users: the operator's tenant
+and user lists (/admin/tenants, /admin/users); the tenant drill-down (members, campaigns,
+sessions, audit entries); the audit viewer and its CSV export.
 
 A page is one query: the statement ordered by its key columns (a unique combination, e.g.
 ``(created_at, id)``), limited to ``size + 1`` rows, and after the previous page's last key

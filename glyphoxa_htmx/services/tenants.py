@@ -14,7 +14,7 @@ from sqlalchemy import Row, func, select, text, update
 # The gateway's tenant-id rule lives in one place, beside the gateway client.
 from glyphoxa_htmx.adapters.gateway.tenant_id import MAX_TENANT_ID_LENGTH as MAX_TENANT_ID
 from glyphoxa_htmx.adapters.gateway.tenant_id import is_valid_tenant_id as valid_tenant_id  # noqa: F401
-from glyphoxa_htmx.core import audit
+from glyphoxa_htmx.core import audit, keyset
 from glyphoxa_htmx.core.authz import Actor, Perm, require
 from glyphoxa_htmx.core.dbconn import rowcount
 from glyphoxa_htmx.core.deps import gateway
@@ -172,23 +172,16 @@ def rename(actor: Actor, name: str) -> Tenant:
 def list_all(
     actor: Actor, *, q: str = "", limit: int = 50, after: str | None = None
 ) -> tuple[Sequence[Row[tuple[Tenant, int]]], str | None]:
-    """Super admin: every tenant with its member count (one query)."""
+    """Super admin: every tenant with its member count (one query), by id, keyset pages
+    (core/keyset.py): ``after`` is the previous page's cursor."""
     require(actor, Perm.MANAGE_ALL_TENANTS)
     from glyphoxa_htmx.models import User
 
     members = select(User.tenant_id, func.count().label("n")).group_by(User.tenant_id).subquery()
-    stmt = (
-        select(Tenant, func.coalesce(members.c.n, 0))
-        .outerjoin(members, members.c.tenant_id == Tenant.id)
-        .order_by(Tenant.id)
-        .limit(limit + 1)
-    )
+    stmt = select(Tenant, func.coalesce(members.c.n, 0)).outerjoin(members, members.c.tenant_id == Tenant.id)
     if q:
         stmt = stmt.where(Tenant.id.ilike(like_pattern(q)) | Tenant.name.ilike(like_pattern(q)))
-    if after:
-        stmt = stmt.where(Tenant.id > after)
-    rows = db.session.execute(stmt).all()
-    return rows[:limit], (rows[limit - 1][0].id if len(rows) > limit else None)
+    return keyset.page(stmt, ((Tenant.id, str),), after, limit, key_of=lambda r: (r[0].id,))
 
 
 def set_status(actor: Actor, tenant_id: str, status: str) -> Tenant:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from sqlalchemy import func, select
 
-from glyphoxa_htmx.core import audit
+from glyphoxa_htmx.core import audit, keyset
 from glyphoxa_htmx.core.authz import Actor, Perm, Role, assignable_roles, own, require
 from glyphoxa_htmx.core.errors import NotFound, ValidationError
 from glyphoxa_htmx.core.i18n import _
@@ -78,15 +78,15 @@ def remove_member(actor: Actor, user_id: str) -> User:
 
 
 def list_all(actor: Actor, *, q: str = "", limit: int = 50, after: str | None = None) -> tuple[list[User], str | None]:
+    """Super admin: every user on the platform, by id, keyset pages (core/keyset.py): ``after``
+    is the previous page's cursor."""
     require(actor, Perm.MANAGE_ALL_TENANTS)
-    stmt = select(User).order_by(User.id).limit(limit + 1)
+    stmt = select(User)
     if q:
         pattern = like_pattern(q)
         stmt = stmt.where(User.name.ilike(pattern) | User.email.ilike(pattern) | User.tenant_id.ilike(pattern))
-    if after:
-        stmt = stmt.where(User.id > after)
-    rows = list(db.session.execute(stmt).scalars())
-    return rows[:limit], (rows[limit - 1].id if len(rows) > limit else None)
+    rows, cursor = keyset.page(stmt, ((User.id, str),), after, limit, key_of=lambda r: (r[0].id,))
+    return [r[0] for r in rows], cursor
 
 
 def get_any(actor: Actor, user_id: str) -> User:
