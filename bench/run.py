@@ -9,7 +9,8 @@ Prints figures; asserts nothing (speed is never a timed assertion in the tests).
 Parts (BENCH_PARTS, comma-separated; default all):
   queries  SQL statements per page and fragment (a seeded tenant and an empty one)
   cpu      Python CPU ms per request of each page and fragment, in-process and single-threaded, and
-           its ratio to the floor's: the steadiest figure when the machine is shared
+           its ratio to the floor's: the steadiest figure when the machine is shared; each htmx
+           fragment also against the full page at the fragment's own URL (what the block saves)
   pages    wrk against each page and htmx fragment, interleaved with the floor (bench/floor.py, same
            gunicorn settings, one primary-key read + a page-sized render): req/s, p50/p99 and the
            app/floor ratio at 16 and 64 connections (BENCH_CONNECTIONS)
@@ -218,8 +219,11 @@ def cpu_per_request(app, seeded: dict, database_url: str) -> dict[str, float]:
     for name, (path, target) in PAGES.items():
         headers = {"HX-Request": "true", "HX-Target": target} if target else {}
         urls = [(fill(path, ids), headers) for _tid, ids in tenants]
+        # Each client must use its own tenant's URL: pair them by index.
         result[name] = run(lambda i: clients[i % len(clients)], [urls[i % len(urls)] for i in range(len(urls))])
-    # Each client must use its own tenant's URL: pair them by index.
+        if target:  # the full page at the block's own URL (same filter): what the fragment saves
+            pages = [(fill(path, ids), {}) for _tid, ids in tenants]
+            result[f"{name} (page)"] = run(lambda i: clients[i % len(clients)], pages)
     return result
 
 
@@ -374,14 +378,27 @@ def measured(base: str, script: str, connections: int, seconds: float, pid: int)
     return result
 
 
+def browser_cookies(app_base: str, tokens: list[str]) -> list[str]:
+    """Each user's Cookie header as a browser would send it after one page: the sign-in and the
+    signed gx_flash cookie (CSRF token) the server set. wrk replays fixed headers, and without the
+    flash cookie every request would mint and sign a new one."""
+    jars = []
+    for token in tokens:
+        resp = requests.get(app_base + "/dashboard", cookies={"gx_session": token}, timeout=30)
+        flash = resp.cookies.get("gx_flash")
+        jars.append(f"gx_session={token}" + (f"; gx_flash={flash}" if flash else ""))
+    return jars
+
+
 def page_table(app_base: str, floor_base: str, seeded: dict, app_pid: int = 0, floor_pid: int = 0) -> list[tuple]:
     tenants = list(seeded.items())[:200]
     floor_script = lua_script([(f"/floor?t={tid}", {}) for tid, _ in tenants])
     scripts = {}
+    jars = browser_cookies(app_base, [ids["token"] for _tid, ids in tenants])
     for name, (path, target) in PAGES.items():
         reqs = []
-        for _tid, ids in tenants:
-            headers = {"Cookie": f"gx_session={ids['token']}"}
+        for (_tid, ids), jar in zip(tenants, jars, strict=True):
+            headers = {"Cookie": jar}
             if target:
                 headers.update({"HX-Request": "true", "HX-Target": target})
             reqs.append((fill(path, ids), headers))
@@ -421,15 +438,22 @@ def page_table(app_base: str, floor_base: str, seeded: dict, app_pid: int = 0, f
 # --------------------------------------------------------------------------- asyncio HTTP (VUs)
 
 
-async def http_get(reader, writer, host: str, path: str, cookie: str) -> tuple[int, bytes]:
-    writer.write(
-        f"GET {path} HTTP/1.1\r\nHost: {host}\r\nCookie: gx_session={cookie}\r\nAccept: text/html\r\n\r\n".encode()
-    )
+async def http_get(reader, writer, host: str, path: str, cookies: dict) -> tuple[int, bytes]:
+    """One GET on a kept-alive connection. ``cookies`` is the user's jar: sent, and updated from
+    Set-Cookie like a browser's (the signed gx_flash cookie holds the CSRF token; a client that
+    never sends it back makes the server mint and sign a new one on every response)."""
+    jar = "; ".join(f"{k}={v}" for k, v in cookies.items())
+    writer.write(f"GET {path} HTTP/1.1\r\nHost: {host}\r\nCookie: {jar}\r\nAccept: text/html\r\n\r\n".encode())
     await writer.drain()
     head = await reader.readuntil(b"\r\n\r\n")
     lines = head.decode("latin-1").split("\r\n")
     status = int(lines[0].split()[1])
     headers = {k.lower(): v.strip() for k, _, v in (line.partition(":") for line in lines[1:] if line)}
+    for line in lines[1:]:
+        name, _, value = line.partition(":")
+        if name.lower() == "set-cookie":
+            key, _, rest = value.strip().partition("=")
+            cookies[key] = rest.split(";", 1)[0]
     if "content-length" in headers:
         body = await reader.readexactly(int(headers["content-length"]))
     elif headers.get("transfer-encoding", "").lower() == "chunked":
@@ -459,6 +483,7 @@ async def vu_run(host: str, port: int, seeded: dict, users: int, seconds: float)
         rng = random.Random(i)
         await asyncio.sleep(rng.uniform(0, 5))  # ramp: users arrive over the first 5 s
         conn = None
+        cookies = {"gx_session": ids["token"]}
         while time.monotonic() < deadline:
             path = fill(PAGES.get(rng.choice(VU_PAGES), ("/dashboard", None))[0], ids)
             t0 = time.perf_counter()
@@ -468,14 +493,14 @@ async def vu_run(host: str, port: int, seeded: dict, users: int, seconds: float)
                     # A kept-alive connection the server closed meanwhile (keepalive 5 s) is not
                     # an error: browsers reconnect and resend, and so does this user.
                     try:
-                        status, _ = await asyncio.wait_for(http_get(*conn, hostname, path, ids["token"]), 30)
+                        status, _ = await asyncio.wait_for(http_get(*conn, hostname, path, cookies), 30)
                     except (ConnectionError, asyncio.IncompleteReadError):
                         conn = _close(conn)
                 if conn is not None and conn[1].is_closing():
                     conn = None
                 if status is None:
                     conn = await asyncio.wait_for(asyncio.open_connection("127.0.0.1", port), 30)
-                    status, _ = await asyncio.wait_for(http_get(*conn, hostname, path, ids["token"]), 30)
+                    status, _ = await asyncio.wait_for(http_get(*conn, hostname, path, cookies), 30)
                 if status == 200:
                     stats["ok"] += 1
                     lat.append(time.perf_counter() - t0)
@@ -749,7 +774,14 @@ def main() -> None:
             )
             print(f"  {'page':<18}{'ms':>7}{'× floor':>9}")
             for name, ms in cpu.items():
-                print(f"  {name:<18}{ms:>7.2f}{ms / cpu['floor']:>8.2f}×")
+                if not name.endswith(" (page)"):
+                    print(f"  {name:<18}{ms:>7.2f}{ms / cpu['floor']:>8.2f}×")
+            print("\nhtmx fragments against the full page at the same URL (same filter, same rows):")
+            print(f"  {'fragment':<18}{'block ms':>9}{'page ms':>9}{'block/page':>12}")
+            for name, (_path, target) in PAGES.items():
+                if target:
+                    block, whole = cpu[name], cpu[f"{name} (page)"]
+                    print(f"  {name:<18}{block:>9.2f}{whole:>9.2f}{block / whole:>11.0%}")
         if "pages" in PARTS and shutil.which("wrk"):
             app_proc, app_base = serve("wsgi:app", database_url)
             floor_proc, floor_base = serve("bench.floor:app", database_url)

@@ -164,3 +164,46 @@ def test_answers_are_kept_long_only_while_the_channel_answers(private_redis, dat
     finally:
         for application in apps.values():
             signin_cache.init_app(application, "")  # stops its listener thread
+
+
+def test_the_last_seen_touch_reads_nothing_again(database_url, make_user):
+    """About once a minute a miss records last_seen_at (an UPDATE and a commit). The commit
+    expires the loaded sign-in: the answer is taken before it, so nothing is read again."""
+    from sqlalchemy import event
+
+    from glyphoxa_htmx.app import create_app
+    from glyphoxa_htmx.extensions import db
+    from glyphoxa_htmx.services.auth import hash_token
+    from tests.conftest import Browser, make_settings
+
+    app = create_app(make_settings(database_url, signin_cache_seconds=0))  # resolve on every request
+    b = Browser(app).login(make_user(role="dm"))
+    assert b.get("/dashboard").status_code == 200
+    with psycopg.connect(libpq_url(database_url), autocommit=True) as conn:
+        conn.execute(
+            "UPDATE web.login_sessions SET last_seen_at = now() - interval '5 minutes' WHERE token_hash = %s",
+            (hash_token(b.token),),
+        )
+    seen: list[str] = []
+
+    def record(_conn, _cursor, statement, *_rest) -> None:
+        seen.append(" ".join(statement.split()))
+
+    with app.app_context():
+        engine = db.engine
+    event.listen(engine, "before_cursor_execute", record)
+    try:
+        assert b.get("/dashboard").status_code == 200
+    finally:
+        event.remove(engine, "before_cursor_execute", record)
+    touch = [i for i, s in enumerate(seen) if s.startswith("UPDATE web.login_sessions SET last_seen_at")]
+    assert len(touch) == 1, seen
+    sign_in_reads = [s for s in seen if s.startswith("SELECT web.login_sessions.")]
+    assert len(sign_in_reads) == 1, seen  # the lookup itself, before the touch; no reload after it
+    assert seen.index(sign_in_reads[0]) < touch[0]
+    with psycopg.connect(libpq_url(database_url)) as conn:
+        (age,) = conn.execute(
+            "SELECT now() - last_seen_at FROM web.login_sessions WHERE token_hash = %s",
+            (hash_token(b.token),),
+        ).fetchone()
+    assert age.total_seconds() < 60

@@ -429,10 +429,21 @@ def resolve(token: str | None, *, touch: bool = True, user_agent: str | None = N
     tenant = row.user.tenant
     if tenant is not None and tenant.status != "active" and row.user.role != Role.SUPER_ADMIN:
         return None
-    if touch and current - row.last_seen_at > LAST_SEEN_GRANULARITY:
-        row.last_seen_at = current
-        db.session.commit()
+    if touch:
+        touch_last_seen(row, current)
     return row
+
+
+def touch_last_seen(row: LoginSession, current: datetime | None = None) -> datetime | None:
+    """Record that the sign-in was used, at most once per ``LAST_SEEN_GRANULARITY`` (commits);
+    returns the time recorded, None when it was recent enough. The commit expires every loaded
+    object: read what is needed from ``row`` before calling this."""
+    current = current or now()
+    if current - row.last_seen_at <= LAST_SEEN_GRANULARITY:
+        return None
+    row.last_seen_at = current
+    db.session.commit()
+    return current
 
 
 def refusal(token: str | None) -> str:

@@ -44,7 +44,7 @@ import logging
 import os
 import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
@@ -250,6 +250,18 @@ def lifetime(configured: float) -> float:
     return configured if channel is not None and channel.heard() else min(configured, UNHEARD_SECONDS)
 
 
+def _resolve(token: str, user_agent: str | None) -> LoginSnapshot | None:
+    """``auth.resolve`` and a snapshot of its answer, taken before the ``last_seen_at`` touch: the
+    touch commits, and a commit expires the loaded row, its user and table, so a snapshot taken
+    after it reloaded all three (three more queries, about once a minute per sign-in)."""
+    row = auth.resolve(token, user_agent=user_agent, touch=False)
+    if row is None:
+        return None
+    snap = snapshot(row)
+    touched = auth.touch_last_seen(row)
+    return replace(snap, last_seen_at=touched) if touched else snap
+
+
 def resolve(token: str | None, user_agent: str | None = None) -> LoginSnapshot | None:
     """The live sign-in for a cookie token (a snapshot), or None; ``auth.resolve`` on a miss.
 
@@ -261,24 +273,22 @@ def resolve(token: str | None, user_agent: str | None = None) -> LoginSnapshot |
         return None
     configured = settings().signin_cache_seconds
     if configured <= 0:
-        row = auth.resolve(token, user_agent=user_agent)
-        return snapshot(row) if row is not None else None
+        return _resolve(token, user_agent)
     ttl = lifetime(configured)
     key = f"{auth.hash_token(token)}\x00{user_agent or ''}"
     now = time.monotonic()
     hit = _entries.get(key)
     if hit is not None and now - hit[0] < ttl and hit[1] == _generation:
-        snap = hit[2]
+        cached = hit[2]
         current = datetime.now(UTC)
         idle = timedelta(minutes=settings().session_idle_minutes)
-        if snap.expires_at > current and snap.last_seen_at + idle > current:
-            return snap
+        if cached.expires_at > current and cached.last_seen_at + idle > current:
+            return cached
     generation = _generation  # read before the query: a write during it makes this entry stale
-    row = auth.resolve(token, user_agent=user_agent)
-    if row is None:
+    snap = _resolve(token, user_agent)
+    if snap is None:
         _entries.pop(key, None)
         return None
-    snap = snapshot(row)
     with _lock:
         if len(_entries) >= MAX_ENTRIES:
             _entries.clear()
