@@ -262,6 +262,9 @@ def serve(app_path: str, database_url: str, *, conf: str = "deploy/gunicorn.conf
         "LOG_LEVEL": "ERROR",
         "GLYPHOXA_GATEWAY_SIMULATOR": "0",
         "WEB_CONCURRENCY": os.environ.get("WEB_CONCURRENCY", "2"),
+        # No worker recycling mid-measurement (both servers): at 1,000 req/s the floor's workers
+        # would restart every few seconds and its req/s swing with the restarts.
+        "GUNICORN_MAX_REQUESTS": os.environ.get("GUNICORN_MAX_REQUESTS", "0"),
         # One bench user makes thousands of requests a second: the general rate-limit class
         # (still checked on every request) must not turn the page table into 429s.
         "RATE_LIMIT_GENERAL": "100000000 per minute",
@@ -353,7 +356,8 @@ def wrk(base: str, script: str, connections: int, seconds: float) -> dict:
 
 def cpu_seconds(pid: int) -> float:
     """User+system CPU of a gunicorn master and its workers (robust on a shared, busy machine,
-    where req/s mostly measures what the neighbours leave over)."""
+    where req/s mostly measures what the neighbours leave over). Workers that max_requests
+    recycled count too: the master reaped them, so their CPU is in its cutime/cstime."""
     tick = os.sysconf("SC_CLK_TCK")
     total = 0
     for child in Path("/proc").iterdir():
@@ -361,7 +365,9 @@ def cpu_seconds(pid: int) -> float:
             continue
         try:
             stat = (child / "stat").read_text().rsplit(")", 1)[1].split()
-            if int(child.name) == pid or int(stat[1]) == pid:
+            if int(child.name) == pid:
+                total += int(stat[11]) + int(stat[12]) + int(stat[13]) + int(stat[14])
+            elif int(stat[1]) == pid:
                 total += int(stat[11]) + int(stat[12])
         except (OSError, IndexError, ValueError):
             continue
@@ -373,7 +379,6 @@ def measured(base: str, script: str, connections: int, seconds: float, pid: int)
     result = wrk(base, script, connections, seconds)
     n = result["rps"] * max(1, round(seconds))
     used = cpu_seconds(pid) - c0
-    # A worker recycled by max_requests during the run takes its CPU count with it: no figure.
     result["cpu_ms"] = used * 1000 / n if n and used > 0 else float("nan")
     return result
 

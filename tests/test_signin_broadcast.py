@@ -76,6 +76,7 @@ def test_a_change_made_in_one_process_ends_the_sign_in_cached_in_another(app, da
     from glyphoxa_htmx.app import create_app
     from glyphoxa_htmx.extensions import db
     from glyphoxa_htmx.models import User
+    from glyphoxa_htmx.services import signin_cache
     from tests.conftest import make_settings
 
     user = make_user(role="dm")
@@ -109,6 +110,7 @@ def test_a_change_made_in_one_process_ends_the_sign_in_cached_in_another(app, da
             db.session.get(User, user.id).name = "Renamed elsewhere"
             db.session.commit()
         assert _wait(lambda: get() == 303, 2.0)
+        signin_cache.init_app(here, "")
     finally:
         if other.stdin is not None:
             other.stdin.close()

@@ -188,20 +188,25 @@ class Broadcast:
             threading.Thread(target=self._listen, name="signin-broadcast", daemon=True).start()
 
     def _listen(self) -> None:
-        pid, backoff = os.getpid(), 0.5
+        pid, backoff, reported = os.getpid(), 0.5, False
         while not self.closed and self._pid == pid:
+            error = ""
             try:
                 self._listen_once(pid)
                 backoff = 0.5
             except (redis.RedisError, OSError) as exc:
-                log.info(
-                    "sign-in broadcast channel lost; resolving every %ss",
-                    UNHEARD_SECONDS,
-                    extra={"error": type(exc).__name__},
-                )
+                error = type(exc).__name__
             was_heard, self._heard_at = self._heard_at, 0.0
             if was_heard:
                 invalidate()  # a message may have been lost while the channel was down
+                reported = False
+            if error and not reported:  # once per outage, not on every retry
+                log.warning(
+                    "sign-in changes of other processes can't be heard; keeping sign-ins %ss at most",
+                    UNHEARD_SECONDS,
+                    extra={"error": error},
+                )
+                reported = True
             time.sleep(backoff)
             backoff = min(backoff * 2, 5.0)
 
