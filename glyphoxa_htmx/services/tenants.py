@@ -263,8 +263,8 @@ def change_tier(actor: Actor, tenant_id: str, license_tier: str, hours: str) -> 
 
 def revoke_sign_ins(actor: Actor, tenant_id: str) -> int:
     """Super admin: end every sign-in session of the table's people (except the operator's own),
-    at once. The ORM UPDATE empties this process's sign-in cache (services/signin_cache.py);
-    other processes drop theirs within SIGNIN_CACHE_SECONDS. Audited with the count."""
+    at once. The ORM UPDATE empties this process's sign-in cache (services/signin_cache.py) and,
+    after the commit, every other process's through the Redis channel. Audited with the count."""
     from glyphoxa_htmx.models import LoginSession, User
     from glyphoxa_htmx.services import auth
 
