@@ -48,7 +48,6 @@ from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
-import redis
 from flask import Flask, current_app, has_app_context
 from sqlalchemy import event, inspect
 from sqlalchemy.orm import DeclarativeBase, ORMExecuteState, Session, UOWTransaction
@@ -57,6 +56,8 @@ from glyphoxa_htmx.core.deps import settings
 from glyphoxa_htmx.services import auth
 
 if TYPE_CHECKING:
+    import redis
+
     from glyphoxa_htmx.models import LoginSession
 
 MAX_ENTRIES = 50_000
@@ -168,6 +169,8 @@ class Broadcast:
         return time.monotonic() - self._heard_at < 3 * HEARTBEAT_SECONDS
 
     def publish(self) -> None:
+        import redis  # here, not at import: redis-py 7 imports OpenTelemetry, which is off by default
+
         try:
             if self._publisher is None:
                 self._publisher = redis.Redis.from_url(self.url, socket_timeout=2, socket_connect_timeout=2)
@@ -188,6 +191,8 @@ class Broadcast:
             threading.Thread(target=self._listen, name="signin-broadcast", daemon=True).start()
 
     def _listen(self) -> None:
+        import redis
+
         pid, backoff, reported = os.getpid(), 0.5, False
         while not self.closed and self._pid == pid:
             error = ""
@@ -211,6 +216,8 @@ class Broadcast:
             backoff = min(backoff * 2, 5.0)
 
     def _listen_once(self, pid: int) -> None:
+        import redis
+
         client = redis.Redis.from_url(self.url, socket_timeout=3 * HEARTBEAT_SECONDS, socket_connect_timeout=2)
         pubsub = client.pubsub()
         try:
