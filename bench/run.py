@@ -18,7 +18,8 @@ Parts (BENCH_PARTS, comma-separated; default all):
            browses the hot pages with 1-5 s think time; served req/s, p50/p99, errors, 503s
   ws       WebSocket viewers (BENCH_VIEWERS, default 2000) over BENCH_LIVE live sessions against the
            WebSocket process group (deploy/gunicorn-ws.conf.py); one line per session every 2 s;
-           delivery p50/p99, missed, duplicated, handshake failures, DB polls, worker memory
+           delivery p50/p99, missed, duplicated, handshake failures, the WS workers' database
+           statements per second (per live session and per viewer), worker memory
 
 It creates a throwaway database `glyphoxa_bench_<pid>` on the system PostgreSQL (or the embedded
 one), seeds BENCH_TENANTS tenants with COPY (bench/seed.py), serves the app with gunicorn
@@ -672,14 +673,27 @@ def ws_bench(database_url: str, seeded: dict) -> None:
         tasks = [asyncio.create_task(viewer(i)) for i in range(VIEWERS)]
         await asyncio.sleep(VIEWERS * 0.004 + 5)
         t = threading.Thread(target=writer_thread, daemon=True)
+        xacts_before = _db_transactions(url)
         t.start()
         start_at = time.time()
         await asyncio.sleep(WS_SECONDS)
         stop_writer["stop"] = True
         t.join()
+        elapsed = time.time() - start_at
+        xacts_after = _db_transactions(url)
         await asyncio.sleep(3)
         rss = _rss_of_children(pid)
-        polls = _db_statements(url)
+        written = sum(1 for v in sent.values() for _lid, ts in v if ts >= start_at)
+        polls = ""
+        if xacts_before is not None and xacts_after is not None:
+            # Every statement of the hub runs in autocommit: one transaction each. The writer's
+            # inserts are autocommit too; what is left is what the WS workers asked.
+            served = (xacts_after - xacts_before - written) / elapsed
+            polls = (
+                f"the WS workers' database statements during delivery: {served:.0f}/s for {LIVE} live sessions "
+                f"and {res['connected']} viewers ({served / LIVE:.1f} per live session, "
+                f"{served / max(1, res['connected']):.2f} per viewer)"
+            )
         for task in tasks:
             task.cancel()
         results = await asyncio.gather(*tasks, return_exceptions=True)
@@ -730,15 +744,21 @@ def _rss_of_children(pid: int) -> int:
     return total
 
 
-def _db_statements(url: str) -> str:
+def _db_transactions(url: str) -> int | None:
+    """The database's committed and rolled-back transactions so far (pg_stat_database; this
+    connection's own read adds one)."""
     try:
         with psycopg.connect(url, autocommit=True) as conn:
+            try:
+                conn.execute("SELECT pg_stat_force_next_flush()")  # PostgreSQL 15+
+            except psycopg.Error:
+                pass
             row = conn.execute(
                 "SELECT xact_commit + xact_rollback FROM pg_stat_database WHERE datname = current_database()"
             ).fetchone()
-        return f"database transactions so far: {row[0]}"
+        return int(row[0])
     except psycopg.Error:
-        return ""
+        return None
 
 
 # --------------------------------------------------------------------------- main
