@@ -130,3 +130,65 @@ def test_freshdesk_ticket_created_there_and_synced(fd_app, database_url, make_us
     freshdesk.down = True
     page = b.get(url)
     assert page.status_code == 200 and "Showing what we had last" in page.get_data(as_text=True)
+
+
+def _walk(browser, url: str) -> list[str]:
+    """Every ticket subject on a list and its "Older tickets" pages, in order."""
+    subjects, seen_urls = [], set()
+    while url:
+        assert url not in seen_urls, "the pager went round in a circle"
+        seen_urls.add(url)
+        resp = browser.get(url)
+        assert resp.status_code == 200
+        doc = soup(resp)
+        subjects += [a.get_text() for a in doc.select("#ticket-list tbody a")]
+        pager = doc.select_one(".pager a")
+        url = pager["href"] if pager else ""
+    return subjects
+
+
+def test_ticket_lists_page_newest_first_through_keyset(app, database_url, as_role):
+    """Over a page boundary (25), with tickets opened in the same instant (the id breaks the tie),
+    ids someone else minted, and another table's tickets that never show; a hand-edited cursor
+    starts from the first page."""
+    import uuid
+
+    dm, stranger, admin = as_role("dm"), as_role("tenant_owner"), as_role("super_admin")
+    tag = uuid.uuid4().hex[:8]
+    ours = [
+        (f"{tag}-{i:02}", f"id {tag} {c}")
+        for i, c in enumerate(["a/b", "ü", "~x~", "a b", "%41", "z"] + list("0123456789abcdefghijklmnopqrstu"))
+    ]
+    with psycopg.connect(database_url, autocommit=True) as conn:
+        for i, (subject, tid) in enumerate(ours):
+            at = "2026-11-01 10:00:00+00" if i < 12 else f"2026-11-02 10:{i:02}:00+00"  # 12 in one instant
+            conn.execute(
+                "INSERT INTO web.support_tickets (id, tenant_id, subject, body, created_at) VALUES (%s, %s, %s, 'b', %s)",
+                (tid, dm.user.tenant_id, subject, at),
+            )
+        conn.execute(
+            "INSERT INTO web.support_tickets (id, tenant_id, subject, body) VALUES (%s, %s, %s, 'b')",
+            (f"other {tag}", stranger.user.tenant_id, f"{tag}-stranger"),
+        )
+        expected = [
+            s
+            for (s,) in conn.execute(
+                "SELECT subject FROM web.support_tickets WHERE tenant_id = %s ORDER BY created_at DESC, id DESC",
+                (dm.user.tenant_id,),
+            )
+        ]
+    assert len(ours) > 25  # more than one page
+    assert _walk(dm, "/support") == expected
+    assert [s for s in _walk(stranger, "/support") if s.startswith(tag)] == [f"{tag}-stranger"]
+    walked = [s for s in _walk(admin, "/admin/support") if s.startswith(tag)]
+    assert sorted(walked) == sorted([s for s, _ in ours] + [f"{tag}-stranger"])
+    assert [s for s in walked if s != f"{tag}-stranger"] == [s for s in expected if s.startswith(tag)]
+    # The operator's filter: a real 200 (it was passed as render()'s HTTP status), kept by the pager.
+    filtered = admin.get("/admin/support?status=open")
+    assert filtered.status_code == 200
+    assert soup(filtered).select_one('#s-status option[value="open"]').has_attr("selected")
+    pager = soup(filtered).select_one(".pager a")
+    assert pager is None or "status=open" in pager["href"]
+    for garbage in ("2026-11-01T10:00:00+00:00~zzz", "not a cursor", "%%%", "W10"):
+        first = soup(dm.get(f"/support?after={garbage}"))
+        assert [a.get_text() for a in first.select("#ticket-list tbody a")] == expected[:25]

@@ -1,6 +1,8 @@
 """Keyset pagination: the shared helper for lists that can grow. Its users: the operator's tenant
 and user lists (/admin/tenants, /admin/users); the tenant drill-down (members, campaigns,
-sessions, audit entries); the audit viewer and its CSV export.
+sessions, audit entries); the audit viewer and its CSV export; support tickets (a table's own
+list and the operator's). Knowledge entities keep their own cursor: they are read with SQL text
+from the gateway's per-tenant schema, and this helper pages SQLAlchemy selects.
 
 A page is one query: the statement ordered by its key columns (a unique combination, e.g.
 ``(created_at, id)``), limited to ``size + 1`` rows, and after the previous page's last key

@@ -10,10 +10,10 @@ from datetime import UTC, datetime
 from typing import TypedDict
 
 from flask import current_app
-from sqlalchemy import Select, literal, select, text, tuple_
+from sqlalchemy import Select, select, text
 
 from glyphoxa_htmx.adapters.support import Freshdesk, SupportUnavailable
-from glyphoxa_htmx.core import audit
+from glyphoxa_htmx.core import audit, keyset
 from glyphoxa_htmx.core.authz import Actor, Perm, own, require
 from glyphoxa_htmx.core.errors import NotFound, ValidationError
 from glyphoxa_htmx.core.i18n import _, format_number, lazy_gettext
@@ -136,22 +136,16 @@ def create(actor: Actor, form: Mapping[str, str]) -> SupportTicket:
 
 
 def _page(stmt: Select[tuple[SupportTicket]], after: str | None) -> tuple[list[SupportTicket], str | None]:
-    if after and "~" in after:
-        ts, _, tid = after.rpartition("~")
-        try:
-            stmt = stmt.where(
-                tuple_(SupportTicket.created_at, SupportTicket.id)
-                < tuple_(literal(datetime.fromisoformat(ts)), literal(tid))
-            )
-        except ValueError:
-            pass
-    rows = list(
-        db.session.execute(
-            stmt.order_by(SupportTicket.created_at.desc(), SupportTicket.id.desc()).limit(PAGE + 1)
-        ).scalars()
+    """Newest first, keyset pages through core/keyset.py (a cursor that doesn't parse: page one)."""
+    rows, cursor = keyset.page(
+        stmt,
+        ((SupportTicket.created_at, datetime.fromisoformat), (SupportTicket.id, str)),
+        after,
+        PAGE,
+        key_of=lambda r: (r[0].created_at, r[0].id),
+        descending=True,
     )
-    nxt = f"{rows[PAGE - 1].created_at.isoformat()}~{rows[PAGE - 1].id}" if len(rows) > PAGE else None
-    return rows[:PAGE], nxt
+    return [r[0] for r in rows], cursor
 
 
 def list_for_tenant(actor: Actor, after: str | None = None) -> tuple[list[SupportTicket], str | None]:

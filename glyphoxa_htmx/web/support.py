@@ -98,8 +98,9 @@ def admin_index():
     require(current_user, Perm.MANAGE_ALL_TENANTS)
     status = request.args.get("status", "")
     rows, nxt = support.list_all(current_user, status=status, after=request.args.get("after"))
+    # Not ``status=``: that is render()'s HTTP status (a filter of "" was a 500, "open" a broken status line).
     return htmx.render(
-        "support/admin_index.html", tickets=rows, next_after=nxt, status=status, statuses=support.STATUSES
+        "support/admin_index.html", tickets=rows, next_after=nxt, status_filter=status, statuses=support.STATUSES
     )
 
 
