@@ -5,16 +5,15 @@ as a full page, or as a toast for htmx."""
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
-import redis
+
+from tests.support.services import REDIS_URL, require_redis
 
 ROOT = Path(__file__).resolve().parent.parent
-REDIS_URL = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
 
 # One process: runs each job (sign in as a user, make n requests to a url, plain or htmx) and
 # prints, per job, the statuses and the last response's Retry-After, HX-Trigger and body.
@@ -37,20 +36,9 @@ print(json.dumps(out))
 """
 
 
-def _redis_up() -> bool:
-    try:
-        return redis.Redis.from_url(REDIS_URL, socket_connect_timeout=1).ping()
-    except redis.RedisError:
-        return False
-
-
 @pytest.fixture
 def shared_redis():
-    if not _redis_up():
-        if os.environ.get("CI"):
-            pytest.fail(f"Redis is not reachable at {REDIS_URL}")
-        pytest.skip(f"Redis is not reachable at {REDIS_URL}")
-    return REDIS_URL
+    return require_redis(REDIS_URL)
 
 
 def _run(database_url, jobs, *, general="7 per minute", admin="5 per minute") -> list[dict]:

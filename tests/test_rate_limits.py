@@ -3,17 +3,14 @@
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 import uuid
 from pathlib import Path
 
-import pytest
-import redis
+from tests.support.services import REDIS_URL, require_redis
 
 ROOT = Path(__file__).resolve().parent.parent
-REDIS_URL = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
 
 SCRIPT = """
 import json, sys
@@ -26,18 +23,8 @@ print(json.dumps([client.get("/auth/discord", environ_base={"REMOTE_ADDR": ip}).
 """
 
 
-def _redis_up() -> bool:
-    try:
-        return redis.Redis.from_url(REDIS_URL, socket_connect_timeout=1).ping()
-    except redis.RedisError:
-        return False
-
-
 def test_two_processes_share_one_limit_through_redis(app, database_url):
-    if not _redis_up():
-        if os.environ.get("CI"):
-            pytest.fail(f"Redis is not reachable at {REDIS_URL} (.ci/run should have started it)")
-        pytest.skip(f"Redis is not reachable at {REDIS_URL}")
+    require_redis(REDIS_URL)
     ip = f"127.{uuid.uuid4().int % 250}.{uuid.uuid4().int % 250}.7"  # a fresh rate-limit key
 
     def run() -> list[int]:

@@ -4,8 +4,6 @@ once; without a live channel a process keeps an answer 3 s at most (fail closed)
 
 from __future__ import annotations
 
-import os
-import shutil
 import socket
 import subprocess
 import sys
@@ -14,12 +12,12 @@ from pathlib import Path
 
 import psycopg
 import pytest
-import redis
 
 from glyphoxa_htmx.embedded import libpq_url
+from tests.support.polling import wait_for
+from tests.support.services import REDIS_URL, redis_reachable, require_redis, require_redis_server
 
 ROOT = Path(__file__).resolve().parent.parent
-REDIS_URL = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
 
 # Another process of the app: signs in as the given user, waits until it hears the channel, then
 # answers each "get" on stdin with the status of GET /dashboard.
@@ -42,37 +40,14 @@ for line in sys.stdin:
 """
 
 
-def _require(ok: bool, what: str) -> None:
-    if not ok:
-        if os.environ.get("CI"):
-            pytest.fail(what)
-        pytest.skip(what)
-
-
-def _redis_up(url: str) -> bool:
-    try:
-        return bool(redis.Redis.from_url(url, socket_connect_timeout=1).ping())
-    except redis.RedisError:
-        return False
-
-
 def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
 
 
-def _wait(predicate, seconds: float) -> bool:
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(0.05)
-    return predicate()
-
-
 def test_a_change_made_in_one_process_ends_the_sign_in_cached_in_another(app, database_url, make_user):
-    _require(_redis_up(REDIS_URL), f"Redis is not reachable at {REDIS_URL}")
+    require_redis()
     from glyphoxa_htmx.app import create_app
     from glyphoxa_htmx.extensions import db
     from glyphoxa_htmx.models import User
@@ -109,7 +84,7 @@ def test_a_change_made_in_one_process_ends_the_sign_in_cached_in_another(app, da
         with here.app_context():
             db.session.get(User, user.id).name = "Renamed elsewhere"
             db.session.commit()
-        assert _wait(lambda: get() == 303, 2.0)
+        wait_for(lambda: get() == 303, timeout=2.0, what="the other process to drop the changed sign-in")
         signin_cache.init_app(here, "")
     finally:
         if other.stdin is not None:
@@ -120,16 +95,15 @@ def test_a_change_made_in_one_process_ends_the_sign_in_cached_in_another(app, da
 @pytest.fixture
 def private_redis():
     """A Redis server of this test's own, to take away mid-test."""
-    binary = shutil.which("redis-server")
-    _require(binary is not None, "redis-server is not installed")
+    binary = require_redis_server()
     port = _free_port()
     proc = subprocess.Popen(
-        [str(binary), "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"],
+        [binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
     url = f"redis://127.0.0.1:{port}/0"
-    assert _wait(lambda: _redis_up(url), 10), "private redis-server did not start"
+    wait_for(lambda: redis_reachable(url), timeout=10, what="the private redis-server")
     yield proc, url
     proc.kill()
     proc.wait(timeout=10)
@@ -154,15 +128,15 @@ def test_answers_are_kept_long_only_while_the_channel_answers(private_redis, dat
             return signin_cache.lifetime(300)
 
     try:
-        assert _wait(lambda: lifetime("heard") == 300, 5)
+        wait_for(lambda: lifetime("heard") == 300, timeout=5, what="the channel to be heard")
         assert lifetime("nobody listens") == signin_cache.UNHEARD_SECONDS
         assert lifetime("no redis") == signin_cache.UNHEARD_SECONDS
         b = Browser(apps["heard"]).login(make_user(role="dm"))
         assert b.get("/dashboard").status_code == 200
         assert signin_cache._entries  # the answer is cached
         proc.kill()  # the channel goes away: back to 3 s, and what was kept is forgotten
-        assert _wait(lambda: lifetime("heard") == signin_cache.UNHEARD_SECONDS, 5)
-        assert _wait(lambda: not signin_cache._entries, 5)
+        wait_for(lambda: lifetime("heard") == signin_cache.UNHEARD_SECONDS, timeout=5, what="3 s lifetimes")
+        wait_for(lambda: not signin_cache._entries, timeout=5, what="the cache to be emptied")
     finally:
         for application in apps.values():
             signin_cache.init_app(application, "")  # stops its listener thread
