@@ -26,7 +26,7 @@ from typing import Any, Generic, TypedDict, TypeVar
 from sqlalchemy import BindParameter, ColumnElement, Integer, Select, Subquery, and_, bindparam, func, or_, select, text
 from sqlalchemy import delete as sql_delete
 
-from glyphoxa_htmx.core import audit
+from glyphoxa_htmx.core import audit, dbconn
 from glyphoxa_htmx.core.authz import Actor, Perm, own, require
 from glyphoxa_htmx.core.deps import gateway
 from glyphoxa_htmx.core.errors import Conflict, DomainError, NotFound, ValidationError
@@ -327,7 +327,7 @@ def list_cards(
     params: dict[str, Any] = {"tenant_id": actor.tenant_id}
     if q:
         params["pattern"] = like_pattern(q)
-    total = db.session.execute(_list_count(archived, bool(q)), params).scalar_one()
+    total = dbconn.query(_list_count(archived, bool(q)), params).scalar_one()
     pages = max(1, math.ceil(total / per_page))
     page = min(max(1, page), pages)
     rows = db.session.execute(
@@ -351,7 +351,7 @@ def card(actor: Actor, campaign_id: str) -> CampaignCard:
 def counts(actor: Actor) -> dict[str, int]:
     """How many live and archived campaigns the tenant has (for tabs and empty states)."""
     require(actor, Perm.VIEW_SESSIONS)
-    row = db.session.execute(_counts_stmt(), {"tenant_id": actor.tenant_id}).one()
+    row = dbconn.query(_counts_stmt(), {"tenant_id": actor.tenant_id}).one()
     return {"current": row[0], "archived": row[1]}
 
 

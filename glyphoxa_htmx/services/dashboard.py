@@ -7,6 +7,7 @@ from typing import Any, NotRequired, TypedDict
 
 from sqlalchemy import BindParameter, Select, bindparam, exists, func, select
 
+from glyphoxa_htmx.core import dbconn
 from glyphoxa_htmx.core.authz import Actor, Perm, require
 from glyphoxa_htmx.core.deps import gateway
 from glyphoxa_htmx.core.errors import NotFound
@@ -71,7 +72,7 @@ def _done(row: Any) -> dict[str, bool]:
 
 def _progress(actor: Actor) -> dict[str, bool]:
     """Which onboarding steps the table has done: one query of four probes."""
-    return _done(db.session.execute(_progress_stmt(), {"tenant_id": actor.tenant_id}).one())
+    return _done(dbconn.query(_progress_stmt(), {"tenant_id": actor.tenant_id}).one())
 
 
 def _tenant_and_progress(actor: Actor) -> tuple[Tenant, dict[str, bool]]:

@@ -15,6 +15,7 @@ from typing import Any
 
 from sqlalchemy import Row, Select, bindparam, select
 
+from glyphoxa_htmx.core import dbconn
 from glyphoxa_htmx.core.authz import Actor, Perm, require
 from glyphoxa_htmx.core.errors import NotFound, ValidationError
 from glyphoxa_htmx.core.i18n import _, lazy_gettext
@@ -102,7 +103,7 @@ def campaign_index(actor: Actor) -> tuple[list[CampaignRef], bool]:
         ent = tables[0]
         counts = {
             r.campaign_id: int(r.n)
-            for r in db.session.execute(
+            for r in dbconn.query(
                 text(
                     f"SELECT campaign_id, count(*) AS n FROM {ent} GROUP BY campaign_id ORDER BY campaign_id LIMIT 500"
                 )
@@ -128,12 +129,12 @@ def campaign(actor: Actor, campaign_id: str) -> CampaignRef:
     require(actor, Perm.VIEW_TRANSCRIPTS)
     if not campaign_id or len(campaign_id) > 200:
         raise NotFound()
-    web = db.session.execute(_web_campaign_name(), {"tenant_id": actor.tenant_id, "campaign_id": campaign_id}).first()
+    web = dbconn.query(_web_campaign_name(), {"tenant_id": actor.tenant_id, "campaign_id": campaign_id}).first()
     if web is not None:
         return CampaignRef(campaign_id, web[0])
     tables = _tables(actor)
     if tables:
-        present = db.session.execute(
+        present = dbconn.query(
             text(f"SELECT EXISTS (SELECT 1 FROM {tables[0]} WHERE campaign_id = :c)"), {"c": campaign_id}
         ).scalar()
         if present:
@@ -187,7 +188,7 @@ def entities(
         name, _sep, eid = after.partition("\x1f")
         where.append("(e.name, e.id) > (:after_name, :after_id)")
         params.update(after_name=name, after_id=eid)
-    rows = db.session.execute(
+    rows = dbconn.query(
         text(
             f"SELECT e.id, e.type, e.name, e.attributes, e.updated_at, "
             f"(SELECT count(*) FROM {rel} r WHERE r.campaign_id = e.campaign_id "
@@ -202,7 +203,7 @@ def entities(
         page.next_after = f"{last.name}\x1f{last.id}"
     page.types = [
         (r.type, int(r.n))
-        for r in db.session.execute(
+        for r in dbconn.query(
             text(f"SELECT type, count(*) AS n FROM {ent} WHERE campaign_id = :c GROUP BY type ORDER BY type LIMIT 100"),
             {"c": campaign_id},
         )
@@ -252,7 +253,7 @@ def entity(actor: Actor, campaign_id: str, entity_id: str) -> EntityDetail:
     if tables is None:
         raise NotFound()
     ent, rel = tables
-    row = db.session.execute(
+    row = dbconn.query(
         text(f"SELECT id, type, name, attributes, updated_at FROM {ent} WHERE campaign_id = :c AND id = :id"),
         {"c": campaign_id, "id": entity_id},
     ).one_or_none()
@@ -265,7 +266,7 @@ def entity(actor: Actor, campaign_id: str, entity_id: str) -> EntityDetail:
     params = {"c": campaign_id, "id": entity_id}
     outgoing = [
         _relationship(r)
-        for r in db.session.execute(
+        for r in dbconn.query(
             text(
                 f"SELECT {_REL_COLS} {joins} WHERE r.campaign_id = :c AND r.source_id = :id "
                 "ORDER BY r.rel_type, t.name LIMIT 500"
@@ -275,7 +276,7 @@ def entity(actor: Actor, campaign_id: str, entity_id: str) -> EntityDetail:
     ]
     incoming = [
         _relationship(r)
-        for r in db.session.execute(
+        for r in dbconn.query(
             text(
                 f"SELECT {_REL_COLS} {joins} WHERE r.campaign_id = :c AND r.target_id = :id "
                 "ORDER BY r.rel_type, s.name LIMIT 500"

@@ -32,6 +32,7 @@ from sqlalchemy import (
 
 from glyphoxa_htmx.adapters.gateway import errors as gw
 from glyphoxa_htmx.adapters.gateway.client import month_start
+from glyphoxa_htmx.core import dbconn
 from glyphoxa_htmx.core.authz import MATRIX, Actor, Perm, Role, own, require
 from glyphoxa_htmx.core.deps import gateway
 from glyphoxa_htmx.core.errors import NotFound
@@ -352,7 +353,7 @@ def list_sessions(
         params["date_to"] = datetime.combine(filters.date_to + timedelta(days=1), time.min, UTC)
     if after is not None:
         params["after_at"], params["after_id"] = after
-    found = db.session.execute(stmt, params).all()
+    found = dbconn.query(stmt, params)
     out.live = [s for s in found if s.state != "ended"]
     rows = [s for s in found if s.state == "ended"]
     out.rows = rows[:limit]
@@ -381,7 +382,7 @@ def campaign_npcs(actor: Actor, campaign_id: str) -> list[Row[Any]]:
     (five JSONB columns each) cost more than the rest of the query."""
     require(actor, Perm.VIEW_SESSIONS)
     params = {"tenant_id": actor.tenant_id, "campaign_id": campaign_id}
-    return list(db.session.execute(_campaign_npcs_stmt(), params).all())
+    return dbconn.query(_campaign_npcs_stmt(), params)
 
 
 @cache
@@ -423,7 +424,7 @@ def month_usage(actor: Actor, period: date | None = None) -> dict[str, Any]:
     }
     if not gateway_tables_ready():
         return empty
-    row = db.session.execute(_month_usage_stmt(), {"tenant_id": actor.tenant_id, "period": period}).one_or_none()
+    row = dbconn.query(_month_usage_stmt(), {"tenant_id": actor.tenant_id, "period": period}).one_or_none()
     if row is None:
         return empty
     return {

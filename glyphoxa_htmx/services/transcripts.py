@@ -27,6 +27,7 @@ from psycopg import sql
 from sqlalchemy import Row, TextClause, text
 
 from glyphoxa_htmx.adapters.gateway.tenant_id import tenant_id_problem
+from glyphoxa_htmx.core import dbconn
 from glyphoxa_htmx.core.authz import Actor, Perm, own, require
 from glyphoxa_htmx.core.errors import NotFound, ValidationError
 from glyphoxa_htmx.core.i18n import _
@@ -76,7 +77,7 @@ def memory_tables(tenant_id: str, *tables: str) -> set[str]:
     schema = schema_name(tenant_id)
     names = [qualified(schema, t) for t in tables]
     cols = ", ".join(f"to_regclass(:t{i}) IS NOT NULL" for i in range(len(names)))
-    row = db.session.execute(sql_text(f"SELECT {cols}"), {f"t{i}": n for i, n in enumerate(names)}).one()
+    row = dbconn.query(sql_text(f"SELECT {cols}"), {f"t{i}": n for i, n in enumerate(names)}).one()
     return {t for t, present in zip(tables, row, strict=True) if present}
 
 
@@ -200,7 +201,7 @@ def snapshot(actor: Actor, session: GatewaySession, limit: int = SNAPSHOT_LINES)
     if "session_entries" not in memory_tables(actor.tenant_id, "session_entries"):
         return Snapshot([], 0)
     table = qualified(schema_name(actor.tenant_id), "session_entries")
-    rows = db.session.execute(
+    rows = dbconn.query(
         sql_text(
             f"SELECT {_LINE_COLS}, (SELECT max(id) FROM {table} WHERE session_id = :sid) AS top FROM {table} "
             "WHERE session_id = :sid ORDER BY timestamp DESC, id DESC LIMIT :n"
@@ -357,7 +358,7 @@ def page(
         params["cur"] = after
     else:
         stmt = f"SELECT {cols} FROM {table} e WHERE {base} {asc} LIMIT :n"
-    rows = db.session.execute(sql_text(stmt), params).all()
+    rows = dbconn.query(sql_text(stmt), params).all()
     lines = [_line(r, raw=filters.raw) for r in rows]
     if before is not None:
         lines.reverse()
@@ -383,7 +384,7 @@ def _aggregates(
 ) -> tuple[int, int | None, int | None, tuple[tuple[str, bool], ...]]:
     """Count, first and last line id of the matching lines, and the session's speakers."""
     asc, desc = "ORDER BY e.timestamp, e.id", "ORDER BY e.timestamp DESC, e.id DESC"
-    agg = db.session.execute(
+    agg = dbconn.query(
         sql_text(
             f"SELECT (SELECT count(*) FROM {table} e WHERE {base}) AS total, "
             f"(SELECT e.id FROM {table} e WHERE {base} {asc} LIMIT 1) AS first_id, "
@@ -409,7 +410,7 @@ def stats(actor: Actor, session: GatewaySession) -> dict[str, Any] | None:
     if "session_entries" not in memory_tables(actor.tenant_id, "session_entries"):
         return None
     table = qualified(schema_name(actor.tenant_id), "session_entries")
-    row = db.session.execute(
+    row = dbconn.query(
         sql_text(
             f"SELECT count(*) AS lines, count(*) FILTER (WHERE npc_id <> '') AS npc_lines, "
             f"count(DISTINCT speaker_name) AS speakers, min(timestamp) AS first_at, max(timestamp) AS last_at "
@@ -550,7 +551,7 @@ def search(
         where.append(f"e.timestamp <= {ts} AND (e.timestamp, e.id) < ({ts}, {cid})")
         params["cur"] = before
     params["tenant"] = actor.tenant_id
-    rows = db.session.execute(
+    rows = dbconn.query(
         sql_text(
             "SELECT h.*, s.id AS s_id, s.campaign_id AS s_campaign_id, s.started_at AS s_started_at, "
             "c.name AS c_name FROM ("
@@ -599,7 +600,7 @@ def recap(actor: Actor, session: GatewaySession) -> Recap | None:
     if "recaps" not in memory_tables(actor.tenant_id, "recaps"):
         return None
     table = qualified(schema_name(actor.tenant_id), "recaps")
-    row = db.session.execute(
+    row = dbconn.query(
         text(
             f"SELECT session_id, text, sample_rate, channels, duration_ns, generated_at, "
             f"octet_length(audio_data) AS audio_bytes FROM {table} WHERE session_id = :sid"

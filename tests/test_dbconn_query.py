@@ -1,0 +1,129 @@
+"""core/dbconn.query: hot read paths run their SELECTs straight through psycopg on the session's
+own connection (issue 18). What it must keep from SQLAlchemy: the same transaction, the statement
+events (statement counts, tracing), SQLAlchemy's errors and invalidation of a lost connection; and
+what it must refuse rather than answer differently (fail closed)."""
+
+from __future__ import annotations
+
+import psycopg
+import pytest
+from sqlalchemy import Numeric, String, TypeDecorator, bindparam, event, literal_column, select, text
+from sqlalchemy.exc import MultipleResultsFound, NoResultFound, OperationalError, ProgrammingError
+
+from glyphoxa_htmx.core import dbconn
+from glyphoxa_htmx.extensions import db
+from glyphoxa_htmx.models import Campaign
+
+
+def test_rows_are_read_in_the_sessions_own_transaction_with_names_and_mapping(app, make_tenant):
+    tenant = make_tenant()
+    stmt = select(Campaign.id, Campaign.name, Campaign.settings).where(
+        Campaign.tenant_id == bindparam("tenant_id", type_=Campaign.tenant_id.type)
+    )
+    with app.app_context():
+        db.session.add(Campaign(id="c1", tenant_id=tenant, name="Salt Road", settings={"x": 1, "odd": [2]}))
+        db.session.flush()  # not committed: only this session's connection can see it
+        rows = dbconn.query(stmt, {"tenant_id": tenant})
+        assert len(rows) == 1
+        row = rows.one()
+        assert (row.id, row.name, row[1], row._mapping["name"]) == ("c1", "Salt Road", "Salt Road", "Salt Road")
+        assert row.settings == {"x": 1, "odd": [2]}  # JSONB decoded as SQLAlchemy returns it
+        assert rows == [tuple(r) for r in db.session.execute(stmt, {"tenant_id": tenant}).all()]
+        db.session.rollback()
+        assert dbconn.query(stmt, {"tenant_id": tenant}) == []
+        assert dbconn.query(stmt, {"tenant_id": tenant}).first() is None
+        with pytest.raises(NoResultFound):
+            dbconn.query(stmt, {"tenant_id": tenant}).one()
+        assert dbconn.query(text("SELECT 1 AS a UNION ALL SELECT 2")).scalar() == 1
+        with pytest.raises(MultipleResultsFound):
+            dbconn.query(text("SELECT 1 AS a UNION ALL SELECT 2")).one_or_none()
+        assert list(dbconn.query(text("SELECT 1 AS a UNION ALL SELECT 2 ORDER BY 1")).scalars()) == [1, 2]
+
+
+def test_statement_events_fire_as_for_any_statement(app):
+    seen: list[tuple[str, str, object]] = []
+
+    def before(conn, cursor, statement, parameters, context, executemany):
+        context.mark = "kept"  # tracing keeps its span on the context
+        seen.append(("before", statement, parameters))
+
+    def after(conn, cursor, statement, parameters, context, executemany):
+        seen.append(("after", statement, context.mark))
+
+    with app.app_context():
+        engine = db.engine
+        event.listen(engine, "before_cursor_execute", before)
+        event.listen(engine, "after_cursor_execute", after)
+        try:
+            assert dbconn.query(text("SELECT CAST(:n AS int) + 1 AS m"), {"n": 41}).scalar_one() == 42
+        finally:
+            event.remove(engine, "before_cursor_execute", before)
+            event.remove(engine, "after_cursor_execute", after)
+    assert [s[0] for s in seen] == ["before", "after"]
+    assert "SELECT CAST(%(n)s AS int) + 1" in seen[0][1] and seen[0][2] == {"n": 41}
+    assert seen[1][2] == "kept"
+
+
+def test_constant_in_lists_are_expanded_once_and_bound_values_stay_values(app):
+    stmt = (
+        select(literal_column("v"))
+        .select_from(text("(VALUES ('live'), ('ended'), ('x'' OR true --')) AS t(v)"))
+        .where(literal_column("v", String).in_(("live", "x' OR true --")), literal_column("v") != bindparam("skip"))
+    )
+    with app.app_context():
+        assert sorted(dbconn.query(stmt, {"skip": "nothing"}).scalars()) == ["live", "x' OR true --"]
+        assert list(dbconn.query(stmt, {"skip": "live"}).scalars()) == ["x' OR true --"]
+
+
+class Shouting(TypeDecorator[str]):
+    impl = String
+    cache_ok = True
+
+    def process_result_value(self, value, dialect):
+        return None if value is None else value.upper()
+
+
+def test_it_refuses_what_psycopg_alone_would_answer_differently(app):
+    with app.app_context():
+        with pytest.raises(TypeError, match="ORM objects"):
+            dbconn.query(select(Campaign))
+        # A column SQLAlchemy converts on the way out: refused, not returned unconverted.
+        with pytest.raises(TypeError, match="conversion"):
+            dbconn.query(select(literal_column("'quiet'", Shouting())))
+        with pytest.raises(TypeError, match="conversion"):  # float8 read as Decimal
+            dbconn.query(select(literal_column("1.5::float8", Numeric())))
+        # An IN list given per call can't be expanded into a statement compiled once.
+        with pytest.raises(TypeError, match="IN lists"):
+            dbconn.query(
+                select(literal_column("1")).where(literal_column("'a'").in_(bindparam("ids", expanding=True))),
+                {"ids": ["a"]},
+            )
+        with pytest.raises(KeyError, match="tenant_id"):  # a missing value is not NULL
+            dbconn.query(select(Campaign.id).where(Campaign.tenant_id == bindparam("tenant_id")))
+        with pytest.raises(TypeError, match="return rows"):
+            dbconn.query(text("SET LOCAL statement_timeout = 1000"))
+        db.session.rollback()
+
+
+def test_database_errors_are_sqlalchemys_and_the_session_recovers(app):
+    with app.app_context():
+        with pytest.raises(ProgrammingError):
+            dbconn.query(text("SELECT * FROM web.no_such_table"))
+        db.session.rollback()
+        db.session.execute(text("SET LOCAL statement_timeout = 50"))
+        with pytest.raises(OperationalError):  # what web/errors.py turns into the slow-database page
+            dbconn.query(text("SELECT pg_sleep(1)"))
+        db.session.rollback()
+        assert dbconn.query(text("SELECT 7")).scalar_one() == 7
+
+
+def test_a_connection_lost_mid_request_is_invalidated_not_reused(app, database_url):
+    with app.app_context():
+        pid = dbconn.query(text("SELECT pg_backend_pid()")).scalar_one()
+        with psycopg.connect(database_url, autocommit=True) as admin:
+            admin.execute("SELECT pg_terminate_backend(%s)", (pid,))
+        with pytest.raises(OperationalError) as caught:
+            dbconn.query(text("SELECT 1"))
+        assert caught.value.connection_invalidated
+        db.session.rollback()
+        assert dbconn.query(text("SELECT pg_backend_pid()")).scalar_one() != pid
