@@ -7,12 +7,13 @@ from __future__ import annotations
 
 import psycopg
 import pytest
-from sqlalchemy import Numeric, String, TypeDecorator, bindparam, event, literal_column, select, text
+from sqlalchemy import Numeric, String, TypeDecorator, bindparam, event, func, literal_column, select, text
 from sqlalchemy.exc import MultipleResultsFound, NoResultFound, OperationalError, ProgrammingError
 
 from glyphoxa_htmx.core import dbconn
 from glyphoxa_htmx.extensions import db
-from glyphoxa_htmx.models import Campaign
+from glyphoxa_htmx.models import Campaign, GatewaySession
+from tests.test_campaigns import add_session
 
 
 def test_rows_are_read_in_the_sessions_own_transaction_with_names_and_mapping(app, make_tenant):
@@ -85,8 +86,6 @@ class Shouting(TypeDecorator[str]):
 
 def test_it_refuses_what_psycopg_alone_would_answer_differently(app):
     with app.app_context():
-        with pytest.raises(TypeError, match="ORM objects"):
-            dbconn.query(select(Campaign))
         # A column SQLAlchemy converts on the way out: refused, not returned unconverted.
         with pytest.raises(TypeError, match="conversion"):
             dbconn.query(select(literal_column("'quiet'", Shouting())))
@@ -127,3 +126,32 @@ def test_a_connection_lost_mid_request_is_invalidated_not_reused(app, database_u
         assert caught.value.connection_invalidated
         db.session.rollback()
         assert dbconn.query(text("SELECT pg_backend_pid()")).scalar_one() != pid
+
+
+def test_a_selected_orm_class_comes_back_as_a_read_only_snapshot_after_a_flush(app, make_tenant, database_url):
+    tenant = make_tenant()
+    stmt = select(Campaign, func.coalesce(literal_column("NULL::boolean"), False), literal_column("7")).where(
+        Campaign.tenant_id == bindparam("tenant_id", type_=Campaign.tenant_id.type)
+    )
+    with app.app_context():
+        campaign = Campaign(id="c1", tenant_id=tenant, name="Salt Road", settings={"unknown": {"k": 1}})
+        db.session.add(campaign)
+        db.session.commit()
+        campaign.name = "Renamed, not flushed"  # read back as Session.execute would: flushed first
+        row = dbconn.query(stmt, {"tenant_id": tenant}).one()
+        snap, flag, seven = row
+        assert (row.Campaign is snap, flag, seven) == (True, False, 7)
+        assert (snap.id, snap.tenant_id, snap.name, snap.settings) == (
+            "c1",
+            tenant,
+            "Renamed, not flushed",
+            {"unknown": {"k": 1}},
+        )
+        with pytest.raises(AttributeError):  # nobody can change it expecting a write
+            snap.name = "x"
+        db.session.rollback()
+        # A mapped attribute whose column is named otherwise (GatewaySession.metadata_ is the
+        # gateway's "metadata" column) keeps the attribute's name.
+        add_session(database_url, tenant, "c1")
+        found = dbconn.query(select(GatewaySession).where(GatewaySession.tenant_id == bindparam("t")), {"t": tenant})
+        assert found.one().GatewaySession.metadata_ is not None

@@ -32,6 +32,7 @@ from typing import Any, NamedTuple, cast
 
 from flask import Flask, request
 from sqlalchemy import Select, TextClause, event
+from sqlalchemy import inspect as sa_inspect
 from sqlalchemy.engine import Connection, CursorResult, Result
 from sqlalchemy.engine.interfaces import DBAPIConnection, Dialect
 from sqlalchemy.exc import DisconnectionError, MultipleResultsFound, NoResultFound
@@ -145,6 +146,7 @@ class _Plan(NamedTuple):
     defaults: dict[str, Any]
     required: frozenset[str]
     columns: tuple[Any, ...]  # the SELECT's column expressions (typed), empty for text()
+    layout: tuple[tuple[str, int, Any], ...]  # per selected item: (name, columns, snapshot type or None)
 
 
 _plans: dict[Any, _Plan] = {}
@@ -159,11 +161,7 @@ def _plan(statement: Select[Any] | TextClause, dialect: Dialect) -> _Plan:
     plan = _plans.get(key)
     if plan is not None and (plan.statement is statement or isinstance(statement, TextClause)):
         return plan
-    if isinstance(statement, Select) and any(
-        isinstance(d.get("expr"), type) or d.get("entity") is d.get("expr") is not None
-        for d in statement.column_descriptions
-    ):
-        raise TypeError("query() reads columns; a statement that loads ORM objects goes through db.session")
+    layout = _layout(statement) if isinstance(statement, Select) else ()
     # IN lists of constants (``state.in_(LIVE_STATES)``) are expanded into the SQL once; an IN
     # list given per call can't be (bind an array: ``= ANY(:ids)``).
     compiled = statement.compile(dialect=dialect)
@@ -175,24 +173,81 @@ def _plan(statement: Select[Any] | TextClause, dialect: Dialect) -> _Plan:
         placeholders = statement.params(dict.fromkeys(required))  # rendered as %(name)s all the same
         compiled = placeholders.compile(dialect=dialect, compile_kwargs={"render_postcompile": True})
     sql = compiled.string
-    for name, bind in compiled.binds.items():
-        if bind.type.dialect_impl(dialect).bind_processor(dialect) is not None:
-            raise TypeError(f"query(): parameter {name!r} needs SQLAlchemy's conversion")
     # (an expanded statement is hard-linked to the placeholders' values: no new ones)
     values = compiled.construct_params() if expanded else compiled.construct_params(dict.fromkeys(required))
     defaults = {n: v for n, v in values.items() if n not in required}
+    for bind in compiled.binds.values():
+        process = bind.type.dialect_impl(dialect).bind_processor(dialect)
+        if process is None:
+            continue
+        if bind.required:  # a value given per call would go out unconverted
+            raise TypeError(f"query(): parameter {bind.key!r} needs SQLAlchemy's conversion")
+        name = compiled.bind_names[bind]
+        if name in defaults:  # a constant of the statement (coalesce(x, false)): converted once
+            defaults[name] = process(defaults[name])
     plan = _Plan(
         statement,
         sql,
         defaults,
         required,
         tuple(statement.selected_columns) if isinstance(statement, Select) else (),
+        layout,
     )
     with _lock:
         if len(_plans) >= MAX_PLANS:
             _plans.clear()
         _plans[key] = plan
     return plan
+
+
+def _layout(statement: Select[Any]) -> tuple[tuple[str, int, Any], ...]:
+    """How a SELECT's result columns group into what it selects: a mapped class (``Campaign``)
+    spans its column attributes and comes back as a read-only snapshot of them; anything else is
+    one column. Empty when no ORM class is selected (plain rows)."""
+    items: list[tuple[str, int, Any]] = []
+    for d in statement.column_descriptions:
+        expr = d.get("expr")
+        if isinstance(expr, type):
+            mapper: Any = sa_inspect(expr)
+            props = list(mapper.column_attrs)
+            if any(p.deferred for p in props):
+                raise TypeError(f"query(): {expr.__name__} has deferred columns; use db.session")
+            items.append((d["name"], len(props), _snapshot_type(mapper)))
+        elif d.get("entity") is not None and d.get("entity") is expr:
+            raise TypeError("query(): an aliased or polymorphic ORM entity; use db.session")
+        else:
+            items.append((d["name"], 1, None))
+    if sum(n for _name, n, _snap in items) != len(statement.selected_columns):
+        raise TypeError("query(): the statement's columns don't match what it selects; use db.session")
+    return tuple(items) if any(snap is not None for _n, _w, snap in items) else ()
+
+
+_snapshot_types: dict[Any, Any] = {}
+
+
+def _snapshot_type(mapper: Any) -> Any:
+    """A named tuple of a mapped class's column attributes (``metadata_``, not the column's
+    ``metadata``), named after the class: reads like the ORM object, can't be changed (assigning
+    to it raises, so a caller can't write to it expecting a flush), and has no lazy loads."""
+    cls = _snapshot_types.get(mapper)
+    if cls is None:
+        keys = tuple(p.key for p in mapper.column_attrs)
+        cls = _snapshot_types[mapper] = namedtuple(f"{mapper.class_.__name__}Snapshot", keys)  # noqa: PYI024
+    return cls
+
+
+def _grouped(layout: tuple[tuple[str, int, Any], ...], make: Any) -> Any:
+    """A row maker that folds each selected ORM class's columns into its snapshot."""
+    spans: list[tuple[int, int, Any]] = []
+    start = 0
+    for _name, width, snap in layout:
+        spans.append((start, start + width, snap._make if snap is not None else None))
+        start += width
+
+    def grouped(values: Any) -> Any:
+        return make([snap(values[a:b]) if snap is not None else values[a] for a, b, snap in spans])
+
+    return grouped
 
 
 def _row_type(names: tuple[str, ...]) -> Any:
@@ -218,7 +273,10 @@ def _maker(plan: _Plan, description: Any, dialect: Dialect) -> Any:
     for column, desc in zip(plan.columns, description, strict=False):
         if column.type.dialect_impl(dialect).result_processor(dialect, desc.type_code) is not None:
             raise TypeError(f"query(): column {desc.name!r} needs SQLAlchemy's conversion; use db.session")
-    make = _row_type(tuple(d.name for d in description))._make
+    if plan.layout:
+        make = _grouped(plan.layout, _row_type(tuple(name for name, _w, _s in plan.layout))._make)
+    else:
+        make = _row_type(tuple(d.name for d in description))._make
     with _lock:
         if len(_makers) >= MAX_PLANS:
             _makers.clear()
@@ -227,16 +285,21 @@ def _maker(plan: _Plan, description: Any, dialect: Dialect) -> Any:
 
 
 def query(statement: Select[Any] | TextClause, params: Mapping[str, Any] | None = None) -> Rows:
-    """Run a SELECT of columns (or a text() statement) on the request's session connection and
-    return its rows (named tuples: ``row.name``, ``row[0]``, ``row._mapping``).
+    """Run a SELECT (or a text() statement) on the request's session connection and return its
+    rows (named tuples: ``row.name``, ``row[0]``, ``row._mapping``); a selected ORM class comes
+    back as a read-only snapshot of its columns (``row.Campaign.name``), for pages that only show
+    it. Pending ORM changes are flushed first, as ``Session.execute`` does.
 
     For hot read paths (issue 18). The statement is compiled once per process; its parameters are
     sent as given (no SQLAlchemy type conversion: a parameter or column type that needs one is
-    refused with TypeError, as is a statement that loads ORM objects). The engine's
+    refused with TypeError, as are deferred columns and aliased entities). The engine's
     ``before/after_cursor_execute`` events fire as for any statement (tests count statements,
     tracing makes spans), and a database error is raised as SQLAlchemy raises it (a lost
     connection invalidates it), through the connection's own handler."""
-    conn: Connection = db.session.connection()
+    session = db.session()
+    if session.autoflush and (session.new or session.deleted or session.dirty):
+        session.flush()  # as Session.execute does: read what this request changed
+    conn: Connection = session.connection()
     dialect = conn.dialect
     plan = _plan(statement, dialect)
     values = {**plan.defaults, **(params or {})}

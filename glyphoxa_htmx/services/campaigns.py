@@ -195,7 +195,7 @@ def names(actor: Actor, campaign_ids: set[str]) -> dict[str, str]:
 
 @dataclass
 class CampaignCard:
-    campaign: Campaign
+    campaign: Any  # Campaign's columns as a read-only snapshot (dbconn.query): cards only show it
     npc_count: int
     last_session_at: datetime | None
     live: bool  # a session of this campaign is pending or active
@@ -204,7 +204,7 @@ class CampaignCard:
     @property
     def found(self) -> bool:
         """Registered from the gateway's data ("found in Discord sessions"), not created here."""
-        return self.campaign.origin == "gateway"
+        return bool(self.campaign.origin == "gateway")
 
 
 _Item = TypeVar("_Item")
@@ -330,9 +330,7 @@ def list_cards(
     total = dbconn.query(_list_count(archived, bool(q)), params).scalar_one()
     pages = max(1, math.ceil(total / per_page))
     page = min(max(1, page), pages)
-    rows = db.session.execute(
-        _list_page(archived, bool(q)), {**params, "limit": per_page, "offset": (page - 1) * per_page}
-    ).all()
+    rows = dbconn.query(_list_page(archived, bool(q)), {**params, "limit": per_page, "offset": (page - 1) * per_page})
     return Page([CampaignCard(*row) for row in rows], page, pages, total, q)
 
 
@@ -340,9 +338,9 @@ def card(actor: Actor, campaign_id: str) -> CampaignCard:
     """One campaign with its counts and badges (one query)."""
     require(actor, Perm.VIEW_SESSIONS)
     params = {"tenant_id": actor.tenant_id, "campaign_id": campaign_id}
-    row = db.session.execute(_one_card(), params).first()
+    row = dbconn.query(_one_card(), params).first()
     if row is None and campaign_id and register_found(actor, only=campaign_id):
-        row = db.session.execute(_one_card(), params).first()
+        row = dbconn.query(_one_card(), params).first()
     if row is None:
         raise NotFound()
     return CampaignCard(*row)

@@ -12,7 +12,6 @@ from glyphoxa_htmx.core.authz import Actor, Perm, require
 from glyphoxa_htmx.core.deps import gateway
 from glyphoxa_htmx.core.errors import NotFound
 from glyphoxa_htmx.core.i18n import _
-from glyphoxa_htmx.extensions import db
 from glyphoxa_htmx.models import Campaign, GatewaySession, NpcDefinition, Tenant, User
 from glyphoxa_htmx.services import campaigns, sessions, tenants, usage
 
@@ -75,9 +74,10 @@ def _progress(actor: Actor) -> dict[str, bool]:
     return _done(dbconn.query(_progress_stmt(), {"tenant_id": actor.tenant_id}).one())
 
 
-def _tenant_and_progress(actor: Actor) -> tuple[Tenant, dict[str, bool]]:
-    """The actor's tenant and its onboarding progress in one statement (NotFound without a tenant)."""
-    row = db.session.execute(_tenant_and_progress_stmt(), {"tenant_id": actor.tenant_id}).one_or_none()
+def _tenant_and_progress(actor: Actor) -> tuple[Any, dict[str, bool]]:
+    """The actor's tenant (a read-only snapshot of its columns) and its onboarding progress in one
+    statement (NotFound without a tenant)."""
+    row = dbconn.query(_tenant_and_progress_stmt(), {"tenant_id": actor.tenant_id}).one_or_none()
     if row is None:
         raise NotFound()
     return row[0], _done(row)

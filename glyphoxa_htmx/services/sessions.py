@@ -127,13 +127,14 @@ def get(actor: Actor, session_id: str) -> GatewaySession:
     return own(actor, row)
 
 
-def get_named(actor: Actor, session_id: str) -> tuple[GatewaySession, str | None]:
+def get_named(actor: Actor, session_id: str) -> tuple[Any, str | None]:
     """:func:`get` and the name of the session's campaign in the same statement (None when the
-    campaign id has no row of this tenant, like :func:`campaigns.names`)."""
+    campaign id has no row of this tenant, like :func:`campaigns.names`), for pages that show the
+    session: it comes back as a read-only snapshot of its columns (dbconn.query)."""
     require(actor, Perm.VIEW_SESSIONS)
     if not session_id or len(session_id) > 100 or not gateway_tables_ready():
         raise NotFound()
-    row = db.session.execute(_get_named_stmt(), {"session_id": session_id, "tenant_id": actor.tenant_id}).one_or_none()
+    row = dbconn.query(_get_named_stmt(), {"session_id": session_id, "tenant_id": actor.tenant_id}).one_or_none()
     return own(actor, row[0] if row is not None else None), row[1] if row is not None else None
 
 
@@ -493,7 +494,7 @@ def dashboard(actor: Actor) -> dict[str, Any]:
     require(actor, Perm.VIEW_SESSIONS)
     if not gateway_tables_ready():
         return {"active": [], "last": None, "last_stats": None, "usage": None, "campaign_names": {}}
-    rows = db.session.execute(_dashboard_stmt(), {"tenant_id": actor.tenant_id}).all()
+    rows = dbconn.query(_dashboard_stmt(), {"tenant_id": actor.tenant_id})
     active = sorted((s for s, _name in rows if s.state in LIVE_STATES), key=lambda s: s.started_at, reverse=True)
     last = next((s for s, _name in rows if s.state == "ended"), None)
     return {
