@@ -201,20 +201,22 @@ def _plan(statement: Select[Any] | TextClause, dialect: Dialect) -> _Plan:
 
 
 def _layout(statement: Select[Any]) -> tuple[tuple[str, int, Any], ...]:
-    """How a SELECT's result columns group into what it selects: a mapped class (``Campaign``)
-    spans its column attributes and comes back as a read-only snapshot of them; anything else is
+    """How a SELECT's result columns group into what it selects: a mapped class (``Campaign``) or
+    an alias of one spans its column attributes and comes back as a read-only snapshot of them; anything else is
     one column. Empty when no ORM class is selected (plain rows)."""
     items: list[tuple[str, int, Any]] = []
     for d in statement.column_descriptions:
         expr = d.get("expr")
-        if isinstance(expr, type):
-            mapper: Any = sa_inspect(expr)
+        if isinstance(expr, type) or (expr is not None and expr is d.get("entity")):
+            # A mapped class, or an alias of one over a subquery (``aliased(NpcDefinition, ranked)``).
+            insp: Any = sa_inspect(expr)
+            mapper = insp.mapper
             props = list(mapper.column_attrs)
-            if any(p.deferred for p in props):
-                raise TypeError(f"query(): {expr.__name__} has deferred columns; use db.session")
+            if any(p.deferred for p in props) or mapper.polymorphic_on is not None:
+                raise TypeError(
+                    f"query(): {mapper.class_.__name__} has deferred or polymorphic columns; use db.session"
+                )
             items.append((d["name"], len(props), _snapshot_type(mapper)))
-        elif d.get("entity") is not None and d.get("entity") is expr:
-            raise TypeError("query(): an aliased or polymorphic ORM entity; use db.session")
         else:
             items.append((d["name"], 1, None))
     if sum(n for _name, n, _snap in items) != len(statement.selected_columns):
@@ -292,7 +294,7 @@ def query(statement: Select[Any] | TextClause, params: Mapping[str, Any] | None 
 
     For hot read paths (issue 18). The statement is compiled once per process; its parameters are
     sent as given (no SQLAlchemy type conversion: a parameter or column type that needs one is
-    refused with TypeError, as are deferred columns and aliased entities). The engine's
+    refused with TypeError, as are deferred or polymorphic columns). The engine's
     ``before/after_cursor_execute`` events fire as for any statement (tests count statements,
     tracing makes spans), and a database error is raised as SQLAlchemy raises it (a lost
     connection invalidates it), through the connection's own handler."""

@@ -39,7 +39,7 @@ from sqlalchemy.orm import InstrumentedAttribute, aliased
 from sqlalchemy.sql.elements import ColumnElement, UnaryExpression
 from sqlalchemy.sql.selectable import Select
 
-from glyphoxa_htmx.core import audit
+from glyphoxa_htmx.core import audit, dbconn
 from glyphoxa_htmx.core.authz import Actor, Perm, own, require
 from glyphoxa_htmx.core.errors import Conflict, ValidationError
 from glyphoxa_htmx.core.i18n import _, lazy_gettext
@@ -107,7 +107,7 @@ TOOL_RE = re.compile(r"^[A-Za-z0-9_.:-]{1,64}$")
 
 @dataclass
 class CastMember:
-    npc: NpcDefinition
+    npc: Any  # NpcDefinition's columns as a read-only snapshot (dbconn.query): the list only shows it
     position: int  # 1-based place in the whole cast (not just this page)
 
 
@@ -180,14 +180,14 @@ def list_cast(
         params["pattern"] = like_pattern(q)
 
     def fetch(page: int) -> list[Row[Any]]:
-        return list(db.session.execute(page_stmt, {**params, "limit": per_page, "offset": (page - 1) * per_page}).all())
+        return dbconn.query(page_stmt, {**params, "limit": per_page, "offset": (page - 1) * per_page})
 
     page = max(1, page)
     rows = fetch(page)
     if rows:
         total = int(rows[0][3])
     elif page > 1:  # past the end (or a filter that matches nothing): count, then show the last page
-        total = db.session.execute(count_stmt, params).scalar_one()
+        total = dbconn.query(count_stmt, params).scalar_one()
         page = max(1, math.ceil(total / per_page))
         rows = fetch(page) if total else []
     else:
