@@ -162,3 +162,29 @@ def test_ids_that_appear_later_show_up_after_the_sync_interval(app, as_role, dat
     add_session(database_url, b.user.tenant_id, "third")
     forget_sync()
     assert set(cards(b)) == {"first", "second", "third"}
+
+
+def test_the_npc_editor_opens_gateway_npcs_whose_campaign_we_have_not_seen(app, as_role, database_url):
+    """The editor reads the NPC and its campaign in one statement; a campaign id found only in the
+    gateway's row is registered on the way, an NPC without a campaign still opens, and another
+    table's NPC is a 404 like any unknown id."""
+    b = as_role("dm")
+    t = b.user.tenant_id
+    forget_sync()
+    npc_row(database_url, t, "from_gateway", "Greta")
+    sql(
+        database_url,
+        "INSERT INTO public.npc_definitions (id, tenant_id, campaign_id, name, voice, attributes) "
+        "VALUES (%s, %s, '', 'Loose', '{\"provider\": 7, \"unknown\": [1]}', '{\"mood\": 3}')",
+        f"{t} loose npc",
+        t,
+    )
+    page = soup(b.get(f"/npcs/{t}-from_gateway-Greta"))
+    assert page.select_one("input[name=name]")["value"] == "Greta"
+    assert "from_gateway" in page.select_one("main").text  # its campaign, registered on first sight
+    with app.app_context():
+        assert db.session.get(Campaign, (t, "from_gateway")).origin == "gateway"
+    loose = b.get(f"/npcs/{t} loose npc")
+    assert loose.status_code == 200 and soup(loose).select_one("input[name=name]")["value"] == "Loose"
+    other = as_role("dm")
+    assert other.get(f"/npcs/{t}-from_gateway-Greta").status_code == 404

@@ -41,11 +41,11 @@ from sqlalchemy.sql.selectable import Select
 
 from glyphoxa_htmx.core import audit, dbconn
 from glyphoxa_htmx.core.authz import Actor, Perm, own, require
-from glyphoxa_htmx.core.errors import Conflict, ValidationError
+from glyphoxa_htmx.core.errors import Conflict, NotFound, ValidationError
 from glyphoxa_htmx.core.i18n import _, lazy_gettext
 from glyphoxa_htmx.core.parse import like_pattern
 from glyphoxa_htmx.extensions import db
-from glyphoxa_htmx.models import NpcDefinition, NpcPosition
+from glyphoxa_htmx.models import Campaign, NpcDefinition, NpcPosition
 from glyphoxa_htmx.services import campaigns, plans
 from glyphoxa_htmx.services.campaigns import Page, lock_cast
 
@@ -115,6 +115,32 @@ def get(actor: Actor, npc_id: str) -> NpcDefinition:
     """An NPC of the actor's tenant, or NotFound (other tenants' rows and legacy rows without a tenant)."""
     require(actor, Perm.VIEW_SESSIONS)
     return own(actor, db.session.get(NpcDefinition, npc_id))
+
+
+@cache
+def _view_stmt() -> Select[Any]:
+    """An NPC of a tenant with its campaign's row (built once per process, see the cast list)."""
+    tenant = bindparam("tenant_id", type_=NpcDefinition.tenant_id.type)
+    return (
+        select(NpcDefinition, Campaign)
+        .outerjoin(Campaign, and_(Campaign.tenant_id == tenant, Campaign.id == NpcDefinition.campaign_id))
+        .where(NpcDefinition.id == bindparam("npc_id", type_=NpcDefinition.id.type), NpcDefinition.tenant_id == tenant)
+    )
+
+
+def view(actor: Actor, npc_id: str) -> tuple[Any, Any]:
+    """An NPC of the actor's tenant and its campaign (None when the campaign has no row, even
+    after registering an id found in the gateway's data), for the editor page: one statement,
+    both as read-only snapshots (dbconn.query). NotFound like :func:`get`."""
+    require(actor, Perm.VIEW_SESSIONS)
+    row = dbconn.query(_view_stmt(), {"tenant_id": actor.tenant_id, "npc_id": npc_id}).one_or_none()
+    npc = own(actor, row.NpcDefinition if row is not None else None)
+    if row.Campaign.id is not None:  # (an outer join's missing campaign is a snapshot of NULLs)
+        return npc, row.Campaign
+    try:
+        return npc, campaigns.get(actor, npc.campaign_id)
+    except NotFound:  # an NPC whose campaign row is missing is still editable
+        return npc, None
 
 
 def _scope(actor: Actor, campaign_id: str) -> ColumnElement[bool]:

@@ -156,8 +156,8 @@ def create(campaign_id: str):
 @bp.get("/npcs/<npc_id>")
 @login_required
 def edit(npc_id: str):
-    npc = npcs.get(current_user, npc_id)
-    return _editor(_campaign_of(npc), npc)
+    npc, campaign = npcs.view(current_user, npc_id)
+    return _editor(campaign, npc)
 
 
 @bp.post("/npcs/<npc_id>")
