@@ -176,7 +176,7 @@ def choices(actor: Actor, *, include_archived: bool = False) -> list[tuple[str, 
     """(id, name) of the tenant's campaigns for pickers and filters, by name."""
     require(actor, Perm.VIEW_SESSIONS)
     register_found(actor)
-    rows = db.session.execute(_choices_stmt(include_archived), {"tenant_id": actor.tenant_id})
+    rows = dbconn.query(_choices_stmt(include_archived), {"tenant_id": actor.tenant_id})
     return [(r.id, r.name) for r in rows]
 
 
