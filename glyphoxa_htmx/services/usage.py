@@ -15,10 +15,10 @@ from typing import Any
 from sqlalchemy import text
 
 from glyphoxa_htmx.adapters.gateway.client import month_start
+from glyphoxa_htmx.core import dbconn
 from glyphoxa_htmx.core.authz import Actor, Perm, require
 from glyphoxa_htmx.core.errors import ValidationError
 from glyphoxa_htmx.core.i18n import _, date_text, lazy_gettext
-from glyphoxa_htmx.extensions import db
 from glyphoxa_htmx.services import plans
 from glyphoxa_htmx.services.sessions import gateway_tables_ready, month_usage
 
@@ -65,15 +65,15 @@ def history(actor: Actor, *, months: int = 12, end: date | None = None) -> list[
 def _months(actor: Actor, start: date, end: date) -> list[Month]:
     rows = {}
     if gateway_tables_ready():
-        for r in db.session.execute(
+        for r in dbconn.query(
             text(
                 "SELECT period, coalesce(sum(session_hours), 0) AS session_hours, coalesce(sum(llm_tokens), 0) AS llm_tokens,"
                 " coalesce(sum(stt_seconds), 0) AS stt_seconds, coalesce(sum(tts_chars), 0) AS tts_chars"
                 " FROM public.usage_records WHERE tenant_id = :t AND period BETWEEN :s AND :e GROUP BY period"
             ),
             {"t": actor.tenant_id, "s": start, "e": end},
-        ).mappings():
-            rows[r["period"]] = {k: r[k] for k, _ in METRICS}
+        ):
+            rows[r.period] = {k: r._mapping[k] for k, _ in METRICS}
     out, d = [], start
     while d <= end:
         out.append(Month(d, rows.get(d, {k: 0 for k, _ in METRICS})))
@@ -89,7 +89,7 @@ def per_campaign(actor: Actor, period: date | None = None) -> list[dict[str, Any
         return []
     start = month_start(period)
     end = add_months(start, 1)
-    rows = db.session.execute(
+    rows = dbconn.query(
         text(
             "SELECT s.campaign_id, c.name, count(*) AS sessions,"
             " sum(extract(epoch FROM least(coalesce(s.ended_at, now()), :e) - greatest(s.started_at, :s))) / 3600.0 AS hours"
@@ -102,13 +102,13 @@ def per_campaign(actor: Actor, period: date | None = None) -> list[dict[str, Any
             "s": datetime(start.year, start.month, 1, tzinfo=UTC),
             "e": datetime(end.year, end.month, 1, tzinfo=UTC),
         },
-    ).mappings()
+    )
     return [
         {
-            "campaign_id": r["campaign_id"],
-            "name": r["name"] or r["campaign_id"] or _("Default campaign"),
-            "sessions": r["sessions"],
-            "hours": Decimal(str(round(float(r["hours"] or 0), 2))),
+            "campaign_id": r.campaign_id,
+            "name": r.name or r.campaign_id or _("Default campaign"),
+            "sessions": r.sessions,
+            "hours": Decimal(str(round(float(r.hours or 0), 2))),
         }
         for r in rows
     ]
