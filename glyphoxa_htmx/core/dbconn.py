@@ -27,8 +27,9 @@ import threading
 import time
 from collections import namedtuple
 from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
 from types import SimpleNamespace
-from typing import Any, NamedTuple, cast
+from typing import Any, cast
 
 from flask import Flask, request
 from sqlalchemy import Select, TextClause, event
@@ -140,18 +141,19 @@ class Rows(list[Any]):
         return (row[0] for row in self)
 
 
-class _Plan(NamedTuple):
+@dataclass
+class _Plan:
     statement: Any  # kept so the id it is cached under stays this statement's
     sql: str
     defaults: dict[str, Any]
     required: frozenset[str]
     columns: tuple[Any, ...]  # the SELECT's column expressions (typed), empty for text()
     layout: tuple[tuple[str, int, Any], ...]  # per selected item: (name, columns, snapshot type or None)
+    make: Any = None  # the row maker, set on the first result once its types are checked
 
 
 _plans: dict[Any, _Plan] = {}
 _row_types: dict[tuple[str, ...], type] = {}
-_makers: dict[str, Any] = {}  # plan SQL -> its row type's _make, once its result types are checked
 _lock = threading.Lock()
 MAX_PLANS = 16_384  # bounded: text() statements name a tenant's own schema (~16 per tenant), ~1 KB each
 
@@ -202,8 +204,8 @@ def _plan(statement: Select[Any] | TextClause, dialect: Dialect) -> _Plan:
 
 def _layout(statement: Select[Any]) -> tuple[tuple[str, int, Any], ...]:
     """How a SELECT's result columns group into what it selects: a mapped class (``Campaign``) or
-    an alias of one spans its column attributes and comes back as a read-only snapshot of them; anything else is
-    one column. Empty when no ORM class is selected (plain rows)."""
+    an alias of one spans its column attributes and comes back as a read-only snapshot of them;
+    anything else is one column. Empty when no ORM class is selected (plain rows)."""
     items: list[tuple[str, int, Any]] = []
     for d in statement.column_descriptions:
         expr = d.get("expr")
@@ -265,7 +267,7 @@ def _mapping(row: Any) -> Mapping[str, Any]:
 
 
 def _maker(plan: _Plan, description: Any, dialect: Dialect) -> Any:
-    """The row maker of a plan's result, after checking its types once. Fail closed: a column
+    """The row maker of a plan's result (kept on the plan), after checking its types once. Fail closed: a column
     SQLAlchemy would convert (a TypeDecorator, an Enum class, a float read as Decimal) can't come
     back as psycopg gives it."""
     if description is None:
@@ -276,14 +278,10 @@ def _maker(plan: _Plan, description: Any, dialect: Dialect) -> Any:
         if column.type.dialect_impl(dialect).result_processor(dialect, desc.type_code) is not None:
             raise TypeError(f"query(): column {desc.name!r} needs SQLAlchemy's conversion; use db.session")
     if plan.layout:
-        make = _grouped(plan.layout, _row_type(tuple(name for name, _w, _s in plan.layout))._make)
+        plan.make = _grouped(plan.layout, _row_type(tuple(name for name, _w, _s in plan.layout))._make)
     else:
-        make = _row_type(tuple(d.name for d in description))._make
-    with _lock:
-        if len(_makers) >= MAX_PLANS:
-            _makers.clear()
-        _makers[plan.sql] = make
-    return make
+        plan.make = _row_type(tuple(d.name for d in description))._make
+    return plan.make
 
 
 def query(statement: Select[Any] | TextClause, params: Mapping[str, Any] | None = None) -> Rows:
@@ -315,12 +313,11 @@ def query(statement: Select[Any] | TextClause, params: Mapping[str, Any] | None 
         conn.dispatch.before_cursor_execute(conn, cursor, plan.sql, values, context, False)
         cursor.execute(plan.sql, values)
         conn.dispatch.after_cursor_execute(conn, cursor, plan.sql, values, context, False)
-        make = _makers.get(plan.sql) or _maker(plan, cursor.description, dialect)
-        rows = Rows(map(make, cursor.fetchall()))
+        description = None if plan.make else cursor.description  # (read once: psycopg builds it anew)
+        found = cursor.fetchall() if plan.make or description is not None else []
         cursor.close()
-        return rows
-    except TypeError:
-        raise
     except BaseException as exc:  # noqa: BLE001 - SQLAlchemy's handler wraps, invalidates, re-raises
         conn._handle_dbapi_exception(exc, plan.sql, values, cursor, None)
         raise  # not reached: the handler always raises
+    make = plan.make or _maker(plan, description, dialect)
+    return Rows(map(make, found))
