@@ -137,10 +137,16 @@ def view(actor: Actor, npc_id: str) -> tuple[Any, Any]:
     npc = own(actor, row.NpcDefinition if row is not None else None)
     if row.Campaign.id is not None:  # (an outer join's missing campaign is a snapshot of NULLs)
         return npc, row.Campaign
+    return npc, campaign_of(actor, npc)
+
+
+def campaign_of(actor: Actor, npc: Any) -> Campaign | None:
+    """The NPC's campaign, registered on the way when only the gateway's data names it; None when
+    it has no row (an NPC whose campaign row is missing is still editable)."""
     try:
-        return npc, campaigns.get(actor, npc.campaign_id)
-    except NotFound:  # an NPC whose campaign row is missing is still editable
-        return npc, None
+        return campaigns.get(actor, npc.campaign_id)
+    except NotFound:
+        return None
 
 
 def _scope(actor: Actor, campaign_id: str) -> ColumnElement[bool]:

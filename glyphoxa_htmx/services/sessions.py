@@ -111,11 +111,7 @@ def _get_stmt() -> Select[tuple[GatewaySession]]:
 
 @cache
 def _get_named_stmt() -> Select[tuple[GatewaySession, str]]:
-    return (
-        _with_campaign_name()
-        .where(GatewaySession.id == _session_id(), GatewaySession.tenant_id == _tenant())
-        .execution_options(populate_existing=True)
-    )
+    return _with_campaign_name().where(GatewaySession.id == _session_id(), GatewaySession.tenant_id == _tenant())
 
 
 def get(actor: Actor, session_id: str) -> GatewaySession:

@@ -10,7 +10,7 @@ from flask_login import current_user, login_required
 
 from glyphoxa_htmx.core import htmx
 from glyphoxa_htmx.core.authz import Perm, require
-from glyphoxa_htmx.core.errors import Conflict, NotFound, ValidationError
+from glyphoxa_htmx.core.errors import Conflict, ValidationError
 from glyphoxa_htmx.core.i18n import _
 from glyphoxa_htmx.core.parse import int_arg
 from glyphoxa_htmx.extensions import limiter, user_or_ip
@@ -124,13 +124,6 @@ def _editor(campaign, npc=None, data=None, errors=None, status=200):
     )
 
 
-def _campaign_of(npc):
-    try:
-        return campaigns.get(current_user, npc.campaign_id)
-    except NotFound:  # an NPC whose campaign row is missing is still editable
-        return None
-
-
 @bp.get("/campaigns/<campaign_id>/npcs/new")
 @login_required
 def new(campaign_id: str):
@@ -168,10 +161,10 @@ def update(npc_id: str):
         saved = npcs.update(current_user, npc_id, data, updated_at=data["updated_at"])
     except ValidationError as exc:
         npc = npcs.get(current_user, npc_id)
-        return _editor(_campaign_of(npc), npc, data, exc.errors, 422)
+        return _editor(npcs.campaign_of(current_user, npc), npc, data, exc.errors, 422)
     except Conflict as exc:
         npc = npcs.get(current_user, npc_id)
-        return _editor(_campaign_of(npc), npc, data, {"": exc.message, "_conflict": "1"}, 409)
+        return _editor(npcs.campaign_of(current_user, npc), npc, data, {"": exc.message, "_conflict": "1"}, 409)
     npc = saved.npc
     message = (
         _("Saved %(name)s.", name=npc.name)
@@ -180,7 +173,7 @@ def update(npc_id: str):
     )
     if htmx.wants_block():
         htmx.toast(message, "success" if saved.changed else "info")
-        return _editor(_campaign_of(npc), npc)
+        return _editor(npcs.campaign_of(current_user, npc), npc)
     return done(message, url_for("npcs.edit", npc_id=npc.id))
 
 
@@ -199,7 +192,7 @@ def duplicate(npc_id: str):
 def confirm_delete(npc_id: str):
     npc = npcs.get(current_user, npc_id)  # 404 first, then the role (403)
     require(current_user, Perm.MANAGE_NPCS)
-    return htmx.render("npcs/delete.html", "confirm", npc=npc, campaign=_campaign_of(npc))
+    return htmx.render("npcs/delete.html", "confirm", npc=npc, campaign=npcs.campaign_of(current_user, npc))
 
 
 @bp.post("/npcs/<npc_id>/delete")
