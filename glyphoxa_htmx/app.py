@@ -18,7 +18,7 @@ from markupsafe import Markup
 
 from glyphoxa_htmx import embedded
 from glyphoxa_htmx.config import ROOT, Settings, load_settings
-from glyphoxa_htmx.core import dbconn, htmx, logs, metrics, security
+from glyphoxa_htmx.core import dbconn, htmx, logs, metrics, ratelimits, security
 from glyphoxa_htmx.core.ratelimits import general_limit_value
 from glyphoxa_htmx.extensions import csrf, db, htmx_ext, limiter, login_manager, migrate, sock
 
@@ -114,6 +114,7 @@ def create_app(settings: Settings | None = None, **overrides) -> Flask:
     dbconn.init_app(app)  # ping only idle connections (core/dbconn.py)
     migrate.init_app(app, db, directory=str(ROOT / "migrations"))
     limiter.init_app(app)
+    ratelimits.init_app(app)  # the general class without Flask-Limiter's per-request resolution
     sock.init_app(app)
     htmx_ext.init_app(app)
     login_manager.init_app(app)
