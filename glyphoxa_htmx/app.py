@@ -18,7 +18,7 @@ from markupsafe import Markup
 
 from glyphoxa_htmx import embedded
 from glyphoxa_htmx.config import ROOT, Settings, load_settings
-from glyphoxa_htmx.core import dbconn, htmx, logs, metrics, ratelimits, security
+from glyphoxa_htmx.core import cookies, dbconn, htmx, logs, metrics, ratelimits, security
 from glyphoxa_htmx.core.ratelimits import general_limit_value
 from glyphoxa_htmx.extensions import csrf, db, htmx_ext, limiter, login_manager, migrate, sock
 
@@ -73,6 +73,7 @@ def create_app(settings: Settings | None = None, **overrides) -> Flask:
         instance_path=settings.instance_dir,
     )
     app.jinja_environment = TemplateEnvironment  # before app.jinja_env is first used
+    app.session_interface = cookies.RememberingSessionInterface()  # gx_flash, verified once per value
     app.extensions["glyphoxa.settings"] = settings
     app.config.update(
         SECRET_KEY=settings.secret_key,
@@ -144,6 +145,9 @@ def create_app(settings: Settings | None = None, **overrides) -> Flask:
     # After the hooks that resolve the sign-in, so a CSRF token bound to an older sign-in or
     # lower privileges is renewed before Flask-WTF checks it (before_request runs in order).
     csrf.init_app(app)
+    # Flask-WTF puts its generate_csrf into every template's context; ours (same token, the signed
+    # form remembered per raw token, core/cookies.py) replaces it there and in the globals below.
+    app.context_processor(lambda: {"csrf_token": cookies.csrf_token})
     _register_template_helpers(app)
 
     from glyphoxa_htmx.web import errors
@@ -402,6 +406,7 @@ def _register_template_helpers(app: Flask) -> None:
         sidenav=sidenav,
         id_url=markup.id_url,
         url_for=template_url_for,
+        csrf_token=cookies.csrf_token,  # Flask-WTF's, with signed tokens remembered
         simulator_running=lambda: bool(app.extensions.get("glyphoxa.simulator")),
         Perm=authz.Perm,
         can=lambda perm: authz.can(current_user, perm),

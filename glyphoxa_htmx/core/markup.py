@@ -12,7 +12,6 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from flask import current_app, has_request_context, url_for
-from flask_wtf.csrf import generate_csrf
 from markupsafe import Markup
 
 __all__ = ["char_counter", "csrf_field", "field_error", "icon", "id_url", "invalid", "spinner"]
@@ -45,7 +44,9 @@ def invalid(errors: Mapping[str, Any] | None, name: str) -> Markup:
 
 
 def csrf_field() -> Markup:
-    return Markup('<input type="hidden" name="csrf_token" value="%s">') % (generate_csrf(),)
+    from glyphoxa_htmx.core.cookies import csrf_token
+
+    return Markup('<input type="hidden" name="csrf_token" value="%s">') % (csrf_token(),)
 
 
 def spinner() -> Markup:
