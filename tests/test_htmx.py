@@ -145,3 +145,18 @@ def test_next_steps_follow_progress(app, as_role, make_user):
     # Viewers have no steps to take.
     viewer = as_role("viewer", tenant_id=b.user.tenant_id)
     assert not soup(viewer.get("/dashboard")).select("#next-steps")
+
+
+def test_the_header_follows_the_user_across_a_rename_and_a_language(app, as_role):
+    """The signed-in header is rendered once per sign-in and kept (app.py topbar()): a page that was
+    already open and is reloaded after a rename or a language switch shows the new one."""
+    browser = as_role("dm")
+    header = soup(browser.get("/dashboard")).select_one(".topbar")
+    assert header.select_one(".badge").text == "Dungeon Master"
+    assert browser.post("/me/name", data={"name": "Renamed Ranger"}).status_code in (200, 204, 303)
+    header = soup(browser.get("/dashboard")).select_one(".topbar")
+    assert header.select_one(".visually-hidden").text == "Renamed Ranger"
+    assert header.select_one(".avatar").text == "R"
+    german = soup(browser.get("/dashboard", headers={"Accept-Language": "de"})).select_one(".topbar")
+    assert german.select_one("summary")["aria-label"] == "Kontomenü"
+    assert soup(browser.get("/dashboard")).select_one(".topbar summary")["aria-label"] == "Account menu"
