@@ -424,9 +424,13 @@ def _register_template_helpers(app: Flask) -> None:
 
     app.jinja_env.filters.update(engine_label=npcs.engine_label, tier_label=npcs.tier_label, device=device_name)
     from glyphoxa_htmx.core import markup
+    from glyphoxa_htmx.core.js_messages import js_messages_json
 
     app.jinja_env.globals.update(
         icon_html=markup.icon,
+        icon_sprite=markup.icon_sprite,
+        flashes_html=markup.flashes,
+        js_messages_json=js_messages_json,
         field_error_html=markup.field_error,
         invalid_html=markup.invalid,
         csrf_field_html=markup.csrf_field,

@@ -55,3 +55,37 @@ def test_python_pieces_write_the_old_macros_html(app):
             )
             assert new == old, (name, label, errors)
             assert "<script>" not in new and "<b>bad" not in new
+
+
+OLD_FLASHES = """{% with messages = get_flashed_messages(with_categories=true) %}
+{% for level, message in messages %}
+<div class="notice {% if level == 'error' %}notice-error{% endif %}" role="{{ 'alert' if level == 'error' else 'status' }}">{{ message }}</div>
+{% endfor %}
+{% endwith %}
+"""
+
+
+def test_flashes_write_the_old_include_html(app):
+    """base.html's flashed messages (once templates/_flashes.html) and the icon sprite (an include
+    of a static file) come from Python now; same HTML for hostile and safe messages."""
+    from flask import flash
+
+    from glyphoxa_htmx.core import markup
+
+    messages = [
+        ("info", "Saved."),
+        ("error", "<script>alert(\"x\")</script> & 'quoted'"),
+        ("warning", Markup("Already <strong>safe</strong>")),
+        ("error", "Grüße"),
+    ]
+    for batch in ([], messages[:1], messages):
+        with app.test_request_context("/"):
+            for level, message in batch:
+                flash(message, level)
+            old = render_template_string(OLD_FLASHES)  # reads them (Flask keeps them for the request)
+            new = str(markup.flashes())
+            assert new == old, batch
+            assert "<script>" not in new
+    with app.test_request_context("/"):
+        sprite = render_template_string('{% include "_icons.html" %}')
+        assert str(markup.icon_sprite()) == sprite and sprite.startswith("<svg")

@@ -7,6 +7,10 @@ English text it was given). Add a script's string here, wrapped in ``N_`` so tha
 
 from __future__ import annotations
 
+from typing import Any
+
+from markupsafe import Markup
+
 
 def N_(message: str) -> str:  # noqa: N802 - gettext's conventional name for "mark, don't translate yet"
     return message
@@ -56,3 +60,21 @@ def js_messages() -> dict[str, str]:
     if current_locale() == "en":
         return {}
     return {m: gettext(m) for m in JS_MESSAGES}
+
+
+_JSON: dict[str, Any] = {}
+
+
+def js_messages_json() -> Any:
+    """``js_messages()|tojson`` for base.html's ``data-js-messages``, rendered once per language
+    (Markup: tojson's HTML-safe JSON)."""
+    from flask import current_app
+
+    from glyphoxa_htmx.core.i18n import current_locale
+
+    locale = current_locale()
+    found = _JSON.get(locale)
+    if found is None:
+        template = current_app.jinja_env.from_string("{{ messages|tojson }}")
+        found = _JSON[locale] = Markup(template.render(messages=js_messages()))
+    return found

@@ -14,7 +14,17 @@ from typing import Any
 from flask import current_app, has_request_context, url_for
 from markupsafe import Markup
 
-__all__ = ["char_counter", "csrf_field", "field_error", "icon", "id_url", "invalid", "spinner"]
+__all__ = [
+    "char_counter",
+    "csrf_field",
+    "field_error",
+    "flashes",
+    "icon",
+    "icon_sprite",
+    "id_url",
+    "invalid",
+    "spinner",
+]
 
 _SPINNER = Markup('<span class="spinner htmx-indicator" aria-hidden="true"></span>')
 _COUNTER = Markup(
@@ -27,6 +37,31 @@ def icon(name: str, label: Any = None) -> Markup:
     if label:
         return Markup('<svg role="img" aria-label="%s" focusable="false"><use href="#i-%s"/></svg>') % (label, name)
     return Markup('<svg aria-hidden="true" focusable="false"><use href="#i-%s"/></svg>') % (name,)
+
+
+_SPRITE: list[Markup] = []
+
+
+def icon_sprite() -> Markup:
+    """The SVG sprite every page carries (templates/_icons.html, static HTML): read once."""
+    if not _SPRITE:
+        app = current_app
+        source = app.jinja_env.loader.get_source(app.jinja_env, "_icons.html")[0]  # type: ignore[union-attr]
+        _SPRITE.append(Markup(source[:-1] if source.endswith("\n") else source))  # as Jinja drops it
+    return _SPRITE[0]
+
+
+def flashes() -> Markup:
+    """The flashed messages (once templates/_flashes.html; an include costs a context copy)."""
+    from flask import get_flashed_messages
+
+    found: list[tuple[str, Any]] = get_flashed_messages(with_categories=True)  # type: ignore[assignment]
+    out = [
+        Markup('<div class="notice %s" role="%s">%s</div>\n')
+        % ("notice-error" if level == "error" else "", "alert" if level == "error" else "status", message)
+        for level, message in found
+    ]
+    return Markup("").join(out)
 
 
 def field_error(errors: Mapping[str, Any] | None, name: str) -> Markup:
