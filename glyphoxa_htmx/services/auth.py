@@ -20,7 +20,7 @@ from datetime import UTC, datetime, timedelta
 from functools import cache
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import Select, bindparam, case, select, update
+from sqlalchemy import Select, bindparam, case, select, text, update
 from sqlalchemy.exc import IntegrityError
 
 from glyphoxa_htmx.core import audit
@@ -421,17 +421,34 @@ def resolve(token: str | None, *, touch: bool = True, user_agent: str | None = N
             log.warning("rotated session token reused; family revoked", extra={"user_id": row.user_id})
             return None
         row = successor
-    idle = timedelta(minutes=settings().session_idle_minutes)
-    if row.expires_at <= current or row.last_seen_at + idle <= current:
-        return None
-    if row.user.status != "active":
-        return None
     tenant = row.user.tenant
-    if tenant is not None and tenant.status != "active" and row.user.role != Role.SUPER_ADMIN:
+    if not live(
+        row.expires_at, row.last_seen_at, row.user.status, tenant.status if tenant is not None else None, row.user.role
+    ):
         return None
     if touch:
         touch_last_seen(row, current)
     return row
+
+
+def live(
+    expires_at: datetime,
+    last_seen_at: datetime,
+    user_status: str,
+    tenant_status: str | None,
+    role: str,
+    current: datetime | None = None,
+) -> bool:
+    """Whether a sign-in that is neither revoked nor rotated still holds: not past its absolute or
+    idle expiry, its user active, its table active (or missing: ``tenant_status`` None) unless the
+    user is an operator. The one place for these rules (``resolve`` and the sign-in cache's read)."""
+    current = current or now()
+    idle = timedelta(minutes=settings().session_idle_minutes)
+    if expires_at <= current or last_seen_at + idle <= current:
+        return False
+    if user_status != "active":
+        return False
+    return tenant_status is None or tenant_status == "active" or role == Role.SUPER_ADMIN
 
 
 def touch_last_seen(row: LoginSession, current: datetime | None = None) -> datetime | None:
@@ -442,6 +459,20 @@ def touch_last_seen(row: LoginSession, current: datetime | None = None) -> datet
     if current - row.last_seen_at <= LAST_SEEN_GRANULARITY:
         return None
     row.last_seen_at = current
+    db.session.commit()
+    return current
+
+
+def touch_last_seen_of(session_id: str, last_seen_at: datetime, current: datetime | None = None) -> datetime | None:
+    """``touch_last_seen`` for a sign-in read as columns (the sign-in cache): the same rule, one
+    ``UPDATE`` of that column only (plain SQL: it ends no sign-in, so it must not empty the cache
+    the way an ORM update of a login session does), committed."""
+    current = current or now()
+    if current - last_seen_at <= LAST_SEEN_GRANULARITY:
+        return None
+    db.session.execute(
+        text("UPDATE web.login_sessions SET last_seen_at = :at WHERE id = :id"), {"at": current, "id": session_id}
+    )
     db.session.commit()
     return current
 

@@ -1,0 +1,116 @@
+"""The sign-in cache's miss path reads the sign-in as columns (services/signin_cache.py _resolve)
+instead of loading ORM rows: it must answer exactly what ``auth.resolve`` answers, for rows as the
+app writes them and as others may (a table id with no table row, guild lists with unknown keys
+and numbers, suspended users and tables, an operator, expired and idle sessions), and keep the
+rotation and reuse rules, which stay with ``auth.resolve``."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import psycopg
+import pytest
+
+from glyphoxa_htmx.extensions import db
+from glyphoxa_htmx.models import LoginSession, User
+from glyphoxa_htmx.services import auth, signin_cache
+
+
+def _sql(database_url: str, statement: str, *params) -> None:
+    with psycopg.connect(database_url.replace("postgresql+psycopg", "postgresql"), autocommit=True) as conn:
+        conn.execute(statement, params)
+
+
+def _sign_in(app, user_id: str) -> str:
+    with app.test_request_context():
+        return auth.start_session(db.session.get(User, user_id), ip="127.0.0.1", user_agent="pytest")
+
+
+def _both(app, token: str):
+    """(the column path's snapshot, a snapshot of auth.resolve's answer), each in its own request."""
+    with app.test_request_context():
+        columns = signin_cache._resolve(token, "pytest")
+    with app.test_request_context():
+        row = auth.resolve(token, user_agent="pytest", touch=False)
+        orm = signin_cache.snapshot(row) if row is not None else None
+    return columns, orm
+
+
+SHAPES = [
+    ("plain", None),
+    ("a table id with no table row", "UPDATE web.users SET tenant_id = 'gw_unknown_table' WHERE id = %s"),
+    (
+        "guilds shaped by others",
+        """UPDATE web.users SET discord_guilds = '[{"id": 123, "name": "G", "owner": true, "extra": {"k": [1, 2]}}, 7]'::jsonb
+           WHERE id = %s""",
+    ),
+    ("no email, avatar or locale", "UPDATE web.users SET email = NULL, avatar_url = NULL, locale = NULL WHERE id = %s"),
+    ("a suspended user", "UPDATE web.users SET status = 'suspended' WHERE id = %s"),
+    (
+        "a suspended table",
+        "UPDATE web.tenants SET status = 'suspended' WHERE id = (SELECT tenant_id FROM web.users WHERE id = %s)",
+    ),
+    (
+        "an expired sign-in",
+        "UPDATE web.login_sessions SET expires_at = now() - interval '1 second' WHERE user_id = %s",
+    ),
+    (
+        "an idle sign-in",
+        "UPDATE web.login_sessions SET last_seen_at = now() - interval '400 days' WHERE user_id = %s",
+    ),
+    ("a revoked sign-in", "UPDATE web.login_sessions SET revoked_at = now() WHERE user_id = %s"),
+]
+
+
+@pytest.mark.parametrize(("shape", "statement"), SHAPES, ids=[s for s, _ in SHAPES])
+@pytest.mark.parametrize("role", ["tenant_owner", "super_admin"])
+def test_the_column_read_answers_what_auth_resolve_answers(app, database_url, make_user, shape, statement, role):
+    user = make_user(role=role)
+    token = _sign_in(app, user.id)
+    if statement:
+        _sql(database_url, statement, user.id)
+    columns, orm = _both(app, token)
+    assert columns == orm, shape
+    live = shape in ("plain", "a table id with no table row", "guilds shaped by others", "no email, avatar or locale")
+    live = live or (shape == "a suspended table" and role == "super_admin")  # operators outlive their table
+    assert (columns is not None) is live, shape
+    if shape == "guilds shaped by others":
+        assert columns.user.discord_guilds[1] == 7 and columns.user.discord_guilds[0]["extra"] == {"k": [1, 2]}
+
+
+def test_a_rotated_token_keeps_the_grace_and_reuse_rules(app, make_user):
+    user = make_user()
+    token = _sign_in(app, user.id)
+    with app.test_request_context():
+        new_token = auth.rotate(token, ip="127.0.0.1", user_agent="pytest")
+    assert new_token
+    with app.test_request_context():
+        within_grace = signin_cache._resolve(token, "pytest")  # same browser, just rotated: the new session
+        assert within_grace is not None and within_grace.token_hash == auth.hash_token(new_token)
+    with app.test_request_context():
+        assert signin_cache._resolve(token, "another browser") is None  # reuse: refused, family revoked
+    with app.test_request_context():
+        assert signin_cache._resolve(new_token, "pytest") is None  # the whole family
+
+
+def test_the_touch_is_once_a_minute_and_keeps_the_cache(app, database_url, make_user):
+    user = make_user()
+    token = _sign_in(app, user.id)
+    _sql(
+        database_url,
+        "UPDATE web.login_sessions SET last_seen_at = now() - interval '5 minutes' WHERE user_id = %s",
+        user.id,
+    )
+    generation = signin_cache._generation
+    with app.test_request_context():
+        first = signin_cache._resolve(token, "pytest")
+    with app.test_request_context():
+        seen = db.session.execute(
+            db.select(LoginSession.last_seen_at).where(LoginSession.token_hash == auth.hash_token(token))
+        ).scalar_one()
+    assert first is not None and first.last_seen_at == seen
+    assert auth.now() - seen < timedelta(seconds=30)  # touched now
+    assert signin_cache._generation == generation  # a touch ends no sign-in: nobody's cache emptied
+    with app.test_request_context():
+        again = signin_cache._resolve(token, "pytest")
+    assert again is not None and again.last_seen_at == seen  # within the minute: not touched again
