@@ -114,3 +114,21 @@ def test_the_touch_is_once_a_minute_and_keeps_the_cache(app, database_url, make_
     with app.test_request_context():
         again = signin_cache._resolve(token, "pytest")
     assert again is not None and again.last_seen_at == seen  # within the minute: not touched again
+
+
+def test_entries_made_together_expire_spread_over_the_last_part_of_the_lifetime(app, make_user):
+    """A crowd signing in at once must not miss all at once a lifetime later: each entry is dated up
+    to SPREAD of the lifetime earlier, never later (an entry never outlives the lifetime)."""
+    users = [make_user() for _ in range(12)]
+    tokens = [_sign_in(app, u.id) for u in users]
+    signin_cache._entries.clear()
+    with app.test_request_context():
+        ttl = signin_cache.lifetime(app.extensions["glyphoxa.settings"].signin_cache_seconds)
+        before = signin_cache.time.monotonic()
+        for token in tokens:
+            assert signin_cache.resolve(token, "pytest") is not None
+        after = signin_cache.time.monotonic()
+    dated = [entry[0] for entry in signin_cache._entries.values()]
+    assert len(dated) == len(tokens)
+    assert all(before - signin_cache.SPREAD * ttl <= t <= after for t in dated)
+    assert len({round(t, 6) for t in dated}) > 1  # spread, not one instant

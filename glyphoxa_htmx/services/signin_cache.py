@@ -42,6 +42,7 @@ from __future__ import annotations
 
 import logging
 import os
+import random
 import threading
 import time
 from dataclasses import dataclass, replace
@@ -62,6 +63,7 @@ if TYPE_CHECKING:
     from glyphoxa_htmx.models import LoginSession
 
 MAX_ENTRIES = 50_000
+SPREAD = 0.3  # an entry lives between 70 % and 100 % of the lifetime (see resolve)
 UNHEARD_SECONDS = 3.0  # the longest an answer is kept while other processes' revocations can't be heard
 HEARTBEAT_SECONDS = 1.0  # the listener pings this often; no answer for 3 beats: not heard
 CHANNEL = "glyphoxa:signin:changed"
@@ -391,7 +393,10 @@ def resolve(token: str | None, user_agent: str | None = None) -> LoginSnapshot |
         if len(_entries) >= MAX_ENTRIES:
             _entries.clear()
         if generation == _generation:
-            _entries[key] = (now, generation, snap)
+            # Dated up to SPREAD of its lifetime earlier, at random: entries made together (a crowd
+            # arriving, a deploy) then expire over a stretch of time, not in one wave of misses.
+            # Never later: an entry lives at most the lifetime.
+            _entries[key] = (now - random.random() * SPREAD * ttl, generation, snap)
     return snap
 
 
