@@ -13,9 +13,13 @@ from glyphoxa_htmx.core import cookies
 from tests.conftest import soup
 
 
-def _flash_cookie(client) -> str:
-    cookie = client.get_cookie("gx_flash")
+def _remembered(app, as_role) -> str:
+    """A signed-in browser's flash cookie after a page, opened once (so this process remembers it)."""
+    browser = as_role("tenant_owner")
+    browser.get("/dashboard")
+    cookie = browser.client.get_cookie("gx_flash")
     assert cookie is not None
+    assert _open(app, cookie.value)
     return cookie.value
 
 
@@ -25,9 +29,7 @@ def _open(app, value: str):
 
 
 def test_a_remembered_cookie_opens_to_a_fresh_session_each_time(app, as_role):
-    browser = as_role("tenant_owner")
-    browser.get("/dashboard")
-    value = _flash_cookie(browser.client)
+    value = _remembered(app, as_role)
     first, second = _open(app, value), _open(app, value)
     assert dict(first) == dict(second) and "csrf_token" in first
     first["_flashes"] = [("info", "only mine")]
@@ -37,10 +39,7 @@ def test_a_remembered_cookie_opens_to_a_fresh_session_each_time(app, as_role):
 
 
 def test_a_tampered_cookie_is_an_empty_session_even_next_to_a_remembered_one(app, as_role):
-    browser = as_role("tenant_owner")
-    browser.get("/dashboard")
-    value = _flash_cookie(browser.client)
-    assert _open(app, value)  # remembered now
+    value = _remembered(app, as_role)
     payload, _, signature = value.rpartition(".")
     forged = payload + "." + ("A" if signature[0] != "A" else "B") + signature[1:]
     assert dict(_open(app, forged)) == {}
@@ -48,10 +47,7 @@ def test_a_tampered_cookie_is_an_empty_session_even_next_to_a_remembered_one(app
 
 
 def test_a_remembered_cookie_expires_like_its_signature(app, as_role):
-    browser = as_role("tenant_owner")
-    browser.get("/dashboard")
-    value = _flash_cookie(browser.client)
-    assert _open(app, value)
+    value = _remembered(app, as_role)
     before = app.permanent_session_lifetime
     app.permanent_session_lifetime = timedelta(seconds=1)
     try:
@@ -62,10 +58,7 @@ def test_a_remembered_cookie_expires_like_its_signature(app, as_role):
 
 
 def test_a_remembered_cookie_stops_opening_when_the_secret_key_changes(app, as_role):
-    browser = as_role("tenant_owner")
-    browser.get("/dashboard")
-    value = _flash_cookie(browser.client)
-    assert _open(app, value)
+    value = _remembered(app, as_role)
     before = app.secret_key
     app.secret_key = before + "-rotated"
     try:

@@ -60,8 +60,6 @@ from glyphoxa_htmx.services import auth
 if TYPE_CHECKING:
     import redis
 
-    from glyphoxa_htmx.models import LoginSession
-
 MAX_ENTRIES = 50_000
 SPREAD = 0.3  # an entry lives between 70 % and 100 % of the lifetime (see resolve)
 UNHEARD_SECONDS = 3.0  # the longest an answer is kept while other processes' revocations can't be heard
@@ -105,34 +103,6 @@ class LoginSnapshot:
     ip: str | None
     user_agent: str | None
     user: UserSnapshot
-
-
-def snapshot(row: LoginSession) -> LoginSnapshot:
-    user = row.user
-    tenant = user.tenant
-    return LoginSnapshot(
-        id=row.id,
-        family_id=row.family_id,
-        user_id=row.user_id,
-        token_hash=row.token_hash,
-        expires_at=row.expires_at,
-        last_seen_at=row.last_seen_at,
-        ip=row.ip,
-        user_agent=row.user_agent,
-        user=UserSnapshot(
-            id=user.id,
-            tenant_id=user.tenant_id,
-            name=user.name,
-            email=user.email,
-            avatar_url=user.avatar_url,
-            role=user.role,
-            status=user.status,
-            discord_id=user.discord_id,
-            discord_guilds=tuple(user.discord_guilds or ()),
-            locale=user.locale,
-            tenant=TenantSnapshot(id=tenant.id, name=tenant.name, status=tenant.status) if tenant is not None else None,
-        ),
-    )
 
 
 def _from_columns(r: Any) -> LoginSnapshot:
@@ -340,8 +310,8 @@ def _resolve(token: str, user_agent: str | None) -> LoginSnapshot | None:
     seconds, or their entries expired together, those misses were the slowest requests of a load
     test). No row, or a revoked one, is no sign-in, as ``auth.resolve`` answers. A rotated token
     (the rotation grace, or reuse, which revokes the family and is audited) goes to ``auth.resolve``
-    itself, with a snapshot taken before the ``last_seen_at`` touch: the touch commits, and a
-    commit expires the loaded row, its user and table."""
+    itself; the session it answers with is then read the same way (rare: within 30 s of a
+    rotation, from the browser that rotated)."""
     from glyphoxa_htmx.core.dbconn import query
 
     found = query(_columns(), {"token_hash": auth.hash_token(token)}).first()
@@ -357,8 +327,11 @@ def _resolve(token: str, user_agent: str | None) -> LoginSnapshot | None:
     row = auth.resolve(token, user_agent=user_agent, touch=False)
     if row is None:
         return None
-    snap = snapshot(row)
-    touched = auth.touch_last_seen(row)
+    current = query(_columns(), {"token_hash": row.token_hash}).first()  # the family's session it chose
+    if current is None:
+        return None
+    snap = _from_columns(current)
+    touched = auth.touch_last_seen_of(current.id, current.last_seen_at)
     return replace(snap, last_seen_at=touched) if touched else snap
 
 
