@@ -61,7 +61,7 @@ def _both(app, token: str):
     with app.test_request_context():
         columns = signin_cache._resolve(token, "pytest")
     with app.test_request_context():
-        row = auth.resolve(token, user_agent="pytest", touch=False)
+        row = auth.resolve(token, user_agent="pytest")
         orm = _reference(row) if row is not None else None
     return columns, orm
 

@@ -7,8 +7,6 @@ English text it was given). Add a script's string here, wrapped in ``N_`` so tha
 
 from __future__ import annotations
 
-from typing import Any
-
 from markupsafe import Markup
 
 
@@ -62,10 +60,10 @@ def js_messages() -> dict[str, str]:
     return {m: gettext(m) for m in JS_MESSAGES}
 
 
-_JSON: dict[str, Any] = {}
+_JSON: dict[str, Markup] = {}
 
 
-def js_messages_json() -> Any:
+def js_messages_json() -> Markup:
     """``js_messages()|tojson`` for base.html's ``data-js-messages``, rendered once per language
     (Markup: tojson's HTML-safe JSON)."""
     from flask import current_app

@@ -9,6 +9,7 @@ Every value put into the HTML is escaped; the output is the macros' HTML, charac
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
+from functools import cache
 from typing import Any
 
 from flask import current_app, has_request_context, url_for
@@ -39,16 +40,12 @@ def icon(name: str, label: Any = None) -> Markup:
     return Markup('<svg aria-hidden="true" focusable="false"><use href="#i-%s"/></svg>') % (name,)
 
 
-_SPRITE: list[Markup] = []
-
-
+@cache
 def icon_sprite() -> Markup:
     """The SVG sprite every page carries (templates/_icons.html, static HTML): read once."""
-    if not _SPRITE:
-        app = current_app
-        source = app.jinja_env.loader.get_source(app.jinja_env, "_icons.html")[0]  # type: ignore[union-attr]
-        _SPRITE.append(Markup(source[:-1] if source.endswith("\n") else source))  # as Jinja drops it
-    return _SPRITE[0]
+    env = current_app.jinja_env
+    source = env.loader.get_source(env, "_icons.html")[0]  # type: ignore[union-attr]
+    return Markup(source[:-1] if source.endswith("\n") else source)  # Jinja drops one final newline too
 
 
 def flashes() -> Markup:

@@ -393,8 +393,9 @@ def _by_token() -> Select[tuple[LoginSession]]:
     )
 
 
-def resolve(token: str | None, *, touch: bool = True, user_agent: str | None = None) -> LoginSession | None:
+def resolve(token: str | None, *, user_agent: str | None = None) -> LoginSession | None:
     """The live session for a cookie token, or None. One query (session joined with its user).
+    Reading only: the ``last_seen_at`` touch is the sign-in cache's (``touch_last_seen``).
 
     A rotated token presented again revokes its family (and is refused), unless it comes from
     the same user agent within ROTATION_GRACE of the rotation: then it resolves to the family's
@@ -426,8 +427,6 @@ def resolve(token: str | None, *, touch: bool = True, user_agent: str | None = N
         row.expires_at, row.last_seen_at, row.user.status, tenant.status if tenant is not None else None, row.user.role
     ):
         return None
-    if touch:
-        touch_last_seen(row, current)
     return row
 
 
@@ -451,22 +450,11 @@ def live(
     return tenant_status is None or tenant_status == "active" or role == Role.SUPER_ADMIN
 
 
-def touch_last_seen(row: LoginSession, current: datetime | None = None) -> datetime | None:
-    """Record that the sign-in was used, at most once per ``LAST_SEEN_GRANULARITY`` (commits);
-    returns the time recorded, None when it was recent enough. The commit expires every loaded
-    object: read what is needed from ``row`` before calling this."""
-    current = current or now()
-    if current - row.last_seen_at <= LAST_SEEN_GRANULARITY:
-        return None
-    row.last_seen_at = current
-    db.session.commit()
-    return current
-
-
-def touch_last_seen_of(session_id: str, last_seen_at: datetime, current: datetime | None = None) -> datetime | None:
-    """``touch_last_seen`` for a sign-in read as columns (the sign-in cache): the same rule, one
-    ``UPDATE`` of that column only (plain SQL: it ends no sign-in, so it must not empty the cache
-    the way an ORM update of a login session does), committed."""
+def touch_last_seen(session_id: str, last_seen_at: datetime, current: datetime | None = None) -> datetime | None:
+    """Record that the sign-in was used, at most once per ``LAST_SEEN_GRANULARITY``; returns the
+    time recorded, None when it was recent enough. One ``UPDATE`` of that column only, committed
+    (plain SQL: it ends no sign-in, so it must not empty the sign-in cache the way an ORM update
+    of a login session does)."""
     current = current or now()
     if current - last_seen_at <= LAST_SEEN_GRANULARITY:
         return None
@@ -499,7 +487,7 @@ def rotate(token: str | None, *, ip: str | None = None, user_agent: str | None =
     Returns the new token; None when the token doesn't resolve; "" when there is nothing to do
     because the token was already rotated (a second, concurrent refresh from the same browser,
     in the grace window): that browser holds, or is about to receive, the new cookie."""
-    row = resolve(token, touch=False, user_agent=user_agent)
+    row = resolve(token, user_agent=user_agent)
     if row is None:
         return None
     if row.token_hash != hash_token(token or ""):
@@ -534,7 +522,7 @@ def rotate(token: str | None, *, ip: str | None = None, user_agent: str | None =
 
 
 def sign_out(token: str | None, *, ip: str | None = None, user_agent: str | None = None) -> None:
-    row = resolve(token, touch=False, user_agent=user_agent)
+    row = resolve(token, user_agent=user_agent)
     if row is None:
         return
     _revoke_family(row.family_id, "sign_out")

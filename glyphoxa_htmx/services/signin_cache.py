@@ -1,10 +1,10 @@
 """A per-process cache in front of :func:`services.auth.resolve` (issue 18).
 
 Resolving the sign-in cookie was ~10 % of a page's CPU: one ORM query (login session joined with
-user and tenant) on every request. This module wraps the resolution function without touching its
-internals: a miss calls ``auth.resolve`` (which applies every rule: revoked, rotated-token reuse,
-idle and absolute expiry, suspended user or table, ``last_seen_at`` touch) and keeps a frozen
-snapshot of the answer, keyed by the token's SHA-256. Only positive answers are kept.
+user and tenant) on every request. A miss here applies auth's rules (revoked, idle and absolute
+expiry, suspended user or table: ``auth.live``; rotated tokens, with the grace and reuse rules,
+through ``auth.resolve`` itself), touches ``last_seen_at`` (``auth.touch_last_seen``) and keeps a
+frozen snapshot of the answer, keyed by the token's SHA-256. Only positive answers are kept.
 
 How long an answer is kept depends on whether this process can hear the others' revocations:
 
@@ -322,16 +322,16 @@ def _resolve(token: str, user_agent: str | None) -> LoginSnapshot | None:
         if not auth.live(found.expires_at, found.last_seen_at, found.u_status, found.t_status, found.role, current):
             return None
         snap = _from_columns(found)
-        touched = auth.touch_last_seen_of(found.id, found.last_seen_at, current)
+        touched = auth.touch_last_seen(found.id, found.last_seen_at, current)
         return replace(snap, last_seen_at=touched) if touched else snap
-    row = auth.resolve(token, user_agent=user_agent, touch=False)
+    row = auth.resolve(token, user_agent=user_agent)
     if row is None:
         return None
-    current = query(_columns(), {"token_hash": row.token_hash}).first()  # the family's session it chose
-    if current is None:
+    chosen = query(_columns(), {"token_hash": row.token_hash}).first()  # the family's session it chose
+    if chosen is None:
         return None
-    snap = _from_columns(current)
-    touched = auth.touch_last_seen_of(current.id, current.last_seen_at)
+    snap = _from_columns(chosen)
+    touched = auth.touch_last_seen(chosen.id, chosen.last_seen_at)
     return replace(snap, last_seen_at=touched) if touched else snap
 
 
