@@ -56,3 +56,26 @@ def test_signed_out_htmx_request_redirects_to_sign_in(signed_in_page, live_serve
     page.locator("tr", has_text="Expiring DM").get_by_role("button", name="Save").click()
     page.wait_for_url(re.compile(r"/auth/signin\?"))
     expect(page.get_by_text("Your session ended")).to_be_visible()
+
+
+def test_an_open_tab_follows_a_rename_and_its_cached_header_still_signs_out(signed_in_page, live_server, page):
+    """The signed-in header is rendered once per sign-in and kept (app.py topbar()); flashed
+    messages come from Python (core/markup.py flashes). A tab opened before a rename shows the new
+    name on its next load, and the header's sign-out form (its CSRF token is part of the cached
+    HTML) still works."""
+    signed_in_page("Header DM")
+    other = page.context.new_page()  # the tab left open on the dashboard
+    other.goto(live_server + "/dashboard")
+    expect(other.locator(".topbar .avatar")).to_have_text("H")
+    page.goto(live_server + "/me")
+    page.fill("#name", "Renamed DM")
+    page.get_by_role("button", name="Save").first.click()
+    expect(page.locator("main .notice[role=status]")).to_contain_text("Renamed DM")  # the flash, no JS needed
+    page.screenshot(path=f"{SHOTS}-flash.png")
+    other.reload()
+    expect(other.locator(".topbar .avatar")).to_have_text("R")
+    expect(other.locator(".topbar .visually-hidden")).to_have_text("Renamed DM")
+    other.locator(".topbar summary").click()
+    other.get_by_role("button", name="Sign out").click()
+    expect(other).to_have_url(live_server + "/")
+    expect(other.locator(".topbar")).to_contain_text("Sign in")
