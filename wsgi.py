@@ -3,7 +3,7 @@
 Production configuration comes from the environment (see README). Migrations are applied by
 `glyphoxa-web migrate` as a deploy step, not here, so many workers never race on them."""
 
-from glyphoxa_htmx.app import create_app
+from glyphoxa_htmx.app import create_app, warm_templates
 from glyphoxa_htmx.bootstrap import StartupError, check_gateway_tables, exit_on_startup_error
 
 app = create_app()
@@ -11,3 +11,4 @@ try:
     check_gateway_tables(app)
 except StartupError as exc:  # one clear line, not two chained tracebacks per worker
     exit_on_startup_error(exc)
+warm_templates(app)  # compiled as the worker boots, not during its first users' requests

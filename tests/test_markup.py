@@ -4,6 +4,8 @@ reference."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from flask import render_template_string
 from markupsafe import Markup
 
@@ -89,3 +91,93 @@ def test_flashes_write_the_old_include_html(app):
     with app.test_request_context("/"):
         sprite = render_template_string('{% include "_icons.html" %}')
         assert str(markup.icon_sprite()) == sprite and sprite.startswith("<svg")
+
+
+def test_template_context_calls_like_jinjas_own(app):
+    """app.TemplateContext.call takes a short path for plain functions, functools.cache wrappers
+    and builtins: every kind of callable must get what Jinja's own Context.call gives it (the
+    context, eval context or environment passed in where asked for, loop variables seen by a
+    pass_context function, a StopIteration turned into undefined)."""
+    import functools
+
+    from jinja2 import Environment, pass_context, pass_environment, pass_eval_context
+
+    from glyphoxa_htmx.app import TemplateContext
+
+    def plain(a, b="-"):
+        return f"plain {a} {b}"
+
+    @pass_context
+    def ctx_fn(context, a):
+        return f"ctx {a} {context.get('x')} {context.get('item')}"
+
+    @pass_eval_context
+    def eval_fn(eval_ctx, a):
+        return f"eval {a} {eval_ctx.autoescape}"
+
+    @pass_environment
+    def env_fn(environment, a):
+        return f"env {a} {type(environment).__name__}"
+
+    @functools.cache
+    def cached(a):
+        return f"cached {a}"
+
+    cached_ctx = functools.cache(ctx_fn)  # update_wrapper copies jinja_pass_arg into the wrapper
+
+    class Callable:
+        @pass_context
+        def __call__(self, context, a):
+            return f"class {a} {context.get('x')}"
+
+    def stops():
+        raise StopIteration
+
+    source = (
+        "{% macro m(a) %}macro {{ a }}{% endmacro %}"
+        "{{ plain(1) }}|{{ plain(1, b=2) }}|{{ ctx_fn(1) }}|{{ eval_fn(1) }}|{{ env_fn(1) }}|"
+        "{{ cached(1) }}|{{ cached_ctx(1) }}|{{ callable(1) }}|{{ m(1) }}|{{ d.get('k') }}|"
+        "{{ stops() is undefined }}|{% for item in [7] %}{{ ctx_fn(2) }}{{ plain(item) }}{% endfor %}|"
+        "{{ ''.join(['a', 'b']) }}|{{ 'x'.upper() }}"
+    )
+    names = dict(
+        plain=plain,
+        ctx_fn=ctx_fn,
+        eval_fn=eval_fn,
+        env_fn=env_fn,
+        cached=cached,
+        cached_ctx=cached_ctx,
+        callable=Callable(),
+        stops=stops,
+        d={"k": "v"},
+        x="X",
+    )
+    ours = Environment(autoescape=True)
+    ours.context_class = TemplateContext
+    jinjas = Environment(autoescape=True)
+    got = ours.from_string(source).render(**names)
+    assert got == jinjas.from_string(source).render(**names)
+    assert "ctx 2 X" in got and "class 1 X" in got and "eval 1 True" in got and "|True|" in got
+    assert app.jinja_env.context_class is TemplateContext
+
+
+def test_warm_templates_compiles_every_template_before_requests(app, tmp_path):
+    """wsgi.py compiles every template as a worker boots (not during its first users' requests);
+    a template that doesn't compile stops the boot with the template's name."""
+    import pytest
+    from flask import Flask
+    from jinja2 import TemplateSyntaxError
+
+    from glyphoxa_htmx.app import warm_templates
+
+    names = [n for n in app.jinja_env.list_templates() if n.endswith(".html")]
+    assert warm_templates(app) == len(names) > 40
+    cached = {key[1] for key in app.jinja_env.cache}  # Jinja's cache keys: (loader ref, name)
+    assert set(names) <= cached
+
+    (tmp_path / "fine.html").write_text("{{ 1 + 1 }}")
+    (tmp_path / "broken.html").write_text("{% if %}")
+    with pytest.raises(TemplateSyntaxError, match="broken.html|Expected an expression"):
+        warm_templates(Flask("probe", template_folder=str(tmp_path)))
+    wsgi = (Path(__file__).resolve().parent.parent / "wsgi.py").read_text()
+    assert "warm_templates(app)" in wsgi
