@@ -282,9 +282,10 @@ def serve(app_path: str, database_url: str, *, conf: str = "deploy/gunicorn.conf
     env.pop("GUNICORN_CONTROL_SOCKET", None)
     env["GUNICORN_CONTROL_SOCKET"] = env["GUNICORN_WS_CONTROL_SOCKET"] = f"/tmp/gx-bench-{port}.ctl"
     gunicorn = Path(sys.executable).with_name("gunicorn")
-    proc = subprocess.Popen(
-        [str(gunicorn), "-c", conf, app_path], cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
-    )
+    # BENCH_SERVER_LOG=path keeps the servers' own output (errors at LOG_LEVEL ERROR) to read afterwards.
+    log_path = os.environ.get("BENCH_SERVER_LOG")
+    out = open(log_path, "a") if log_path else subprocess.DEVNULL  # noqa: SIM115 - the server's lifetime
+    proc = subprocess.Popen([str(gunicorn), "-c", conf, app_path], cwd=ROOT, env=env, stdout=out, stderr=out)
     base = f"http://127.0.0.1:{port}"
     for _ in range(300):
         try:
