@@ -3,6 +3,7 @@
 Prints figures; asserts nothing (speed is never a timed assertion in the tests).
 
     make bench                                   # everything, defaults below
+    BENCH_SERVER_LOG=/tmp/gx.log make bench      # also keep the served apps' own output
     BENCH_PARTS=queries,pages make bench         # only some parts
     BENCH_TENANTS=200 BENCH_SECONDS=5 make bench # smaller and quicker
 
@@ -15,7 +16,10 @@ Parts (BENCH_PARTS, comma-separated; default all):
            gunicorn settings, one primary-key read + a page-sized render): req/s, p50/p99 and the
            app/floor ratio at 16 and 64 connections (BENCH_CONNECTIONS)
   vus      asyncio virtual users (BENCH_VUS, default 1000,3000): each signs in with its own cookie,
-           browses the hot pages with 1-5 s think time; served req/s, p50/p99, errors, 503s
+           browses the hot pages with 1-5 s think time; served req/s, p50/p99, errors, 503s, and
+           the CPU per answered request of the app's workers, PostgreSQL and the driver itself.
+           Each count runs on the same server in turn, so `BENCH_VUS=1000,1000` shows a fresh
+           server (cold caches, new database backends) and then one that has served for a while
   ws       WebSocket viewers (BENCH_VIEWERS, default 2000) over BENCH_LIVE live sessions against the
            WebSocket process group (deploy/gunicorn-ws.conf.py); one line per session every 2 s;
            delivery p50/p99, missed, duplicated, handshake failures, the WS workers' database
@@ -383,6 +387,24 @@ def cpu_seconds(pid: int) -> float:
     return total / tick
 
 
+def postgres_cpu_seconds() -> float:
+    """User+system CPU of every PostgreSQL process on this machine (the server is local and, during
+    a bench, serves only the bench)."""
+    tick = os.sysconf("SC_CLK_TCK")
+    total = 0
+    for child in Path("/proc").iterdir():
+        if not child.name.isdigit():
+            continue
+        try:
+            if not (child / "cmdline").read_bytes().startswith(b"postgres"):
+                continue
+            stat = (child / "stat").read_text().rsplit(")", 1)[1].split()
+            total += int(stat[11]) + int(stat[12])
+        except (OSError, IndexError, ValueError):
+            continue
+    return total / tick
+
+
 def measured(base: str, script: str, connections: int, seconds: float, pid: int) -> dict:
     c0 = cpu_seconds(pid)
     result = wrk(base, script, connections, seconds)
@@ -568,7 +590,7 @@ def _close(conn):
     return None
 
 
-def vus(app_base: str, seeded: dict) -> list[dict]:
+def vus(app_base: str, seeded: dict, app_pid: int) -> list[dict]:
     port = int(app_base.rsplit(":", 1)[1])
     results = []
     print(f"\nvirtual users: each with its own sign-in cookie, think time 1-5 s, {VU_SECONDS:g}s, mixed hot pages")
@@ -581,13 +603,26 @@ def vus(app_base: str, seeded: dict) -> list[dict]:
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
     for n in VUS:
+        app0, pg0, own0 = cpu_seconds(app_pid), postgres_cpu_seconds(), time.process_time()
         r = asyncio.run(vu_run("127.0.0.1", port, seeded, n, VU_SECONDS))
+        served = r["rps"] * VU_SECONDS
+        r["cpu"] = {  # ms of CPU per answered request: the app's workers, PostgreSQL, this driver
+            name: (used * 1000 / served if served else float("nan"))
+            for name, used in (
+                ("app", cpu_seconds(app_pid) - app0),
+                ("postgres", postgres_cpu_seconds() - pg0),
+                ("driver", time.process_time() - own0),
+            )
+        }
         results.append({"vus": n, **r})
         print(
             f"  {n:>6}{r['offered']:>12.0f}{r['rps']:>11.0f}{r['p50']:>9.0f}{r['p99']:>9.0f}{r['errors']:>8}"
             f"{r['shed']:>7}{r['timeouts']:>9}{r['steady_p50']:>15.0f} / {r['steady_p99']:<6.0f}"
             f"  {r.get('statuses', '')}",
             flush=True,
+        )
+        print(
+            "  " + " " * 6 + "  CPU ms per answered request: " + ", ".join(f"{k} {v:.2f}" for k, v in r["cpu"].items())
         )
         time.sleep(3)
     return results
@@ -844,7 +879,7 @@ def main() -> None:
             if not procs or procs[0].poll() is not None:
                 app_proc, app_base = serve("wsgi:app", database_url)
                 procs.append(app_proc)
-            vus(app_base, seeded)
+            vus(app_base, seeded, app_proc.pid)
         for p in procs:
             stop(p)
         procs = []
