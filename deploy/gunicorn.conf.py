@@ -16,6 +16,24 @@ os.environ["HOST"] = bind.rsplit(":", 1)[0].strip("[]") if not bind.startswith("
 worker_class = "glyphoxa_htmx.shedding_worker.SheddingThreadWorker"
 workers = int(os.environ.get("WEB_CONCURRENCY", str(max(2, (os.cpu_count() or 1) * 2))))
 threads = int(os.environ.get("GUNICORN_THREADS", "8"))
+# gthread stops accepting once a worker holds worker_connections sockets (gunicorn's default:
+# 1,000), kept-alive ones included. With 3,000 users browsing, each keeping its connection between
+# pages, a third of them waited in the kernel's accept queue, where the shedding above can't see
+# them, until their clients gave up at 30 s. Accepted, a request that waits too long for a thread
+# gets the fast 503 instead. Bounded by the open-file limit (raised to its hard limit here, which
+# the workers inherit), leaving room for database and Redis sockets.
+import resource  # noqa: E402
+
+_soft, _hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+_limit = 1 << 20 if _hard == resource.RLIM_INFINITY else _hard
+if _soft != resource.RLIM_INFINITY and _soft < _limit:
+    try:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (_limit, _hard))
+        _soft = _limit
+    except (ValueError, OSError):  # not allowed here: keep the soft limit and size to it
+        pass
+_fds = _limit if _soft == resource.RLIM_INFINITY else _soft
+worker_connections = max(threads + 100, min(5000, _fds - 200))
 timeout = 30
 graceful_timeout = 20
 keepalive = 5

@@ -417,3 +417,33 @@ def test_network_policy_allows_only_the_named_systems():
     assert "10.0.0.0/8" in public["to"][0]["ipBlock"]["except"]  # public addresses only
     assert {p["port"] for p in public["ports"]} == {443, 587}
     assert np["spec"]["policyTypes"] == ["Ingress", "Egress"]
+
+
+def test_page_workers_accept_more_kept_alive_connections_than_gunicorns_default():
+    """gthread stops accepting at worker_connections sockets per worker (1,000 by default), kept-
+    alive ones included: in the 3,000-user bench a third of the users then waited in the kernel's
+    accept queue, unseen by the shedding worker, until they timed out at 30 s. The page config
+    raises the open-file limit to its hard limit and takes up to 5,000, leaving room for other
+    sockets when the limit is low."""
+    import resource
+
+    probe = (
+        "import resource, runpy; ns = runpy.run_path('deploy/gunicorn.conf.py'); "
+        "print(ns['worker_connections'], ns['threads'], resource.getrlimit(resource.RLIMIT_NOFILE)[0])"
+    )
+
+    def run(soft: int, hard: int) -> tuple[int, int, int]:
+        def limit() -> None:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+
+        out = subprocess.run(
+            [sys.executable, "-c", probe], cwd=ROOT, capture_output=True, text=True, check=True, preexec_fn=limit
+        ).stdout.split()
+        return int(out[0]), int(out[1]), int(out[2])
+
+    _soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard != resource.RLIM_INFINITY and hard >= 6000:
+        connections, threads, soft_after = run(1024, hard)
+        assert connections == 5000 and soft_after == hard  # the soft limit was raised for the workers
+    connections, threads, soft_after = run(800, 800)  # a low hard limit: sized to it
+    assert connections == 600 and soft_after == 800 and connections > threads
