@@ -327,7 +327,7 @@ def _plain_kinds() -> tuple[frozenset[type], frozenset[type]]:
 
     def cached() -> None: ...
 
-    in_dict = {types.FunctionType, type(functools.cache(cached))}
+    in_dict: set[type] = {types.FunctionType, type(functools.cache(cached))}
     for kind in list(in_dict):
         call = getattr(kind, "__call__", None)  # noqa: B004
         if hasattr(kind, "jinja_pass_arg") or (call is not None and hasattr(call, "jinja_pass_arg")):
