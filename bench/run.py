@@ -47,6 +47,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import psycopg
@@ -367,42 +368,41 @@ def wrk(base: str, script: str, connections: int, seconds: float) -> dict:
     return {"rps": n / (duration_us / 1e6), "p50": p50 / 1000, "p99": p99 / 1000, "errors": errors + status}
 
 
+def _processes() -> Iterator[tuple[Path, list[str]]]:
+    """Every process's /proc directory and the fields of its stat line after the command name
+    (index 1 is the parent pid, 11-14 utime, stime, cutime, cstime in clock ticks)."""
+    for child in Path("/proc").iterdir():
+        if child.name.isdigit():
+            try:
+                yield child, (child / "stat").read_text().rsplit(")", 1)[1].split()
+            except (OSError, IndexError):
+                continue
+
+
 def cpu_seconds(pid: int) -> float:
     """User+system CPU of a gunicorn master and its workers (robust on a shared, busy machine,
     where req/s mostly measures what the neighbours leave over). Workers that max_requests
     recycled count too: the master reaped them, so their CPU is in its cutime/cstime."""
-    tick = os.sysconf("SC_CLK_TCK")
     total = 0
-    for child in Path("/proc").iterdir():
-        if not child.name.isdigit():
-            continue
-        try:
-            stat = (child / "stat").read_text().rsplit(")", 1)[1].split()
-            if int(child.name) == pid:
-                total += int(stat[11]) + int(stat[12]) + int(stat[13]) + int(stat[14])
-            elif int(stat[1]) == pid:
-                total += int(stat[11]) + int(stat[12])
-        except (OSError, IndexError, ValueError):
-            continue
-    return total / tick
+    for child, stat in _processes():
+        if int(child.name) == pid:
+            total += int(stat[11]) + int(stat[12]) + int(stat[13]) + int(stat[14])
+        elif int(stat[1]) == pid:
+            total += int(stat[11]) + int(stat[12])
+    return total / os.sysconf("SC_CLK_TCK")
 
 
 def postgres_cpu_seconds() -> float:
     """User+system CPU of every PostgreSQL process on this machine (the server is local and, during
     a bench, serves only the bench)."""
-    tick = os.sysconf("SC_CLK_TCK")
     total = 0
-    for child in Path("/proc").iterdir():
-        if not child.name.isdigit():
-            continue
+    for child, stat in _processes():
         try:
-            if not (child / "cmdline").read_bytes().startswith(b"postgres"):
-                continue
-            stat = (child / "stat").read_text().rsplit(")", 1)[1].split()
-            total += int(stat[11]) + int(stat[12])
-        except (OSError, IndexError, ValueError):
+            if (child / "cmdline").read_bytes().startswith(b"postgres"):
+                total += int(stat[11]) + int(stat[12])
+        except OSError:  # it ended meanwhile
             continue
-    return total / tick
+    return total / os.sysconf("SC_CLK_TCK")
 
 
 def measured(base: str, script: str, connections: int, seconds: float, pid: int) -> dict:
