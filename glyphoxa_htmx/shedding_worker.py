@@ -15,8 +15,10 @@ app: it costs microseconds, so the queue drains and the requests behind it are s
 
 from __future__ import annotations
 
+import math
 import os
 import time
+from pathlib import Path
 
 from gunicorn.workers.gthread import ThreadWorker
 
@@ -70,3 +72,24 @@ class SheddingThreadWorker(ThreadWorker):
                 pass
             return False  # close the connection
         return super().handle_request(req, conn)
+
+
+def usable_cpus(cgroup: str = "/sys/fs/cgroup") -> int:
+    """The CPUs this process may use: the ones it may run on, capped by a cgroup CPU quota (a
+    container started with ``--cpus 2`` on a 32-core host sees 32 CPUs but gets two). Sizes the
+    page group's default worker count (deploy/gunicorn.conf.py); at least 1."""
+    cpus = len(os.sched_getaffinity(0))
+    quota = period = 0.0
+    try:  # cgroup v2: "<quota> <period>" or "max <period>"
+        text = Path(cgroup, "cpu.max").read_text().split()
+        if text and text[0] != "max":
+            quota, period = float(text[0]), float(text[1])
+    except (OSError, ValueError, IndexError):
+        try:  # cgroup v1: -1 when unlimited
+            quota = float(Path(cgroup, "cpu", "cpu.cfs_quota_us").read_text())
+            period = float(Path(cgroup, "cpu", "cpu.cfs_period_us").read_text())
+        except (OSError, ValueError):
+            quota = period = 0.0
+    if quota > 0 and period > 0:
+        cpus = min(cpus, math.ceil(quota / period))
+    return max(1, cpus)

@@ -460,10 +460,34 @@ def test_page_workers_accept_more_kept_alive_connections_than_gunicorns_default(
 def test_page_workers_default_to_one_per_cpu():
     """On 2 cores, 4 workers × 8 threads gave a worse 1,000-user p99 than 2 × 8 (README,
     Performance): without WEB_CONCURRENCY the page group runs one worker per usable CPU, at least 2."""
+    from glyphoxa_htmx.shedding_worker import usable_cpus
+
     env = {k: v for k, v in os.environ.items() if k != "WEB_CONCURRENCY"}
     probe = "import runpy; print(runpy.run_path('deploy/gunicorn.conf.py')['workers'])"
     out = subprocess.run([sys.executable, "-c", probe], cwd=ROOT, env=env, capture_output=True, text=True, check=True)
-    assert int(out.stdout) == max(2, len(os.sched_getaffinity(0)))
+    assert int(out.stdout) == max(2, usable_cpus())
     env["WEB_CONCURRENCY"] = "3"
     out = subprocess.run([sys.executable, "-c", probe], cwd=ROOT, env=env, capture_output=True, text=True, check=True)
     assert int(out.stdout) == 3
+
+
+def test_usable_cpus_follow_a_cgroup_quota(tmp_path):
+    """A container limited to 1.5 CPUs on a bigger host gets 2 page workers, not one per host CPU;
+    no quota ("max", or v1's -1) leaves the CPUs the process may run on."""
+    from glyphoxa_htmx.shedding_worker import usable_cpus
+
+    mine = len(os.sched_getaffinity(0))
+    v2 = tmp_path / "v2"
+    v2.mkdir()
+    (v2 / "cpu.max").write_text("150000 100000\n")
+    assert usable_cpus(str(v2)) == min(mine, 2)
+    (v2 / "cpu.max").write_text("max 100000\n")
+    assert usable_cpus(str(v2)) == mine
+    v1 = tmp_path / "v1" / "cpu"
+    v1.mkdir(parents=True)
+    (v1 / "cpu.cfs_quota_us").write_text("100000\n")
+    (v1 / "cpu.cfs_period_us").write_text("100000\n")
+    assert usable_cpus(str(tmp_path / "v1")) == 1
+    (v1 / "cpu.cfs_quota_us").write_text("-1\n")
+    assert usable_cpus(str(tmp_path / "v1")) == mine
+    assert usable_cpus(str(tmp_path / "nothing")) == mine
