@@ -424,7 +424,12 @@ def resolve(token: str | None, *, user_agent: str | None = None) -> LoginSession
         row = successor
     tenant = row.user.tenant
     if not live(
-        row.expires_at, row.last_seen_at, row.user.status, tenant.status if tenant is not None else None, row.user.role
+        row.expires_at,
+        row.last_seen_at,
+        row.user.status,
+        tenant.status if tenant is not None else None,
+        row.user.role,
+        current,
     ):
         return None
     return row
