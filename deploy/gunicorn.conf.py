@@ -14,10 +14,11 @@ os.environ["HOST"] = bind.rsplit(":", 1)[0].strip("[]") if not bind.startswith("
 # gthread that answers 503 + Retry-After to a request that waited over REQUEST_QUEUE_TIMEOUT
 # seconds (default 3) for a thread, instead of serving it after the client gave up.
 worker_class = "glyphoxa_htmx.shedding_worker.SheddingThreadWorker"
-# One worker per CPU this process may use (at least 2; a cgroup CPU quota counts), not two per CPU: on 2 cores, 4 workers
-# × 8 threads gave a worse 1,000-user p99 than 2 × 8 in back-to-back runs (2.2 and 2.2 s against
-# 0.88 and 0.98 s in a slow hour, 1.2 and 1.0 s against 0.55 and 0.47 s in a faster one): each
-# worker warms its own caches and database connections (README, Performance).
+# One worker per CPU this process may use (at least 2; a cgroup CPU quota counts), not two per
+# CPU: on 2 cores, 4 workers × 8 threads gave a worse 1,000-user p99 than 2 × 8 in back-to-back
+# runs (2.2 and 2.2 s against 0.88 and 0.98 s in a slow hour, 1.2 and 1.0 s against 0.55 and
+# 0.47 s in a faster one): each worker warms its own caches and database connections (README,
+# Performance).
 from glyphoxa_htmx.shedding_worker import usable_cpus  # noqa: E402
 
 workers = int(os.environ.get("WEB_CONCURRENCY", str(max(2, usable_cpus()))))
