@@ -4,6 +4,8 @@ is the gateway's tenants.campaign_id (no web copy)."""
 
 from __future__ import annotations
 
+import time
+
 import psycopg
 from sqlalchemy import select
 
@@ -38,6 +40,18 @@ def forget_sync():
     from glyphoxa_htmx.services import campaigns
 
     campaigns._last_sync.clear()
+
+
+def interval_passed(*tenant_ids):
+    """As if FOUND_SYNC_SECONDS had passed since these tenants' last registration and since the
+    process last read the NPCs' campaign ids: their next round is a later one, not a first."""
+    from glyphoxa_htmx.services import campaigns
+
+    old = time.monotonic() - campaigns.FOUND_SYNC_SECONDS - 1
+    for t in tenant_ids:
+        campaigns._last_sync[t] = old
+    if campaigns._npc_snapshot is not None:
+        campaigns._npc_snapshot = (old, campaigns._npc_snapshot[1])
 
 
 def cards(b):
@@ -188,3 +202,42 @@ def test_the_npc_editor_opens_gateway_npcs_whose_campaign_we_have_not_seen(app, 
     assert loose.status_code == 200 and soup(loose).select_one("input[name=name]")["value"] == "Loose"
     other = as_role("dm")
     assert other.get(f"/npcs/{t}-from_gateway-Greta").status_code == 404
+
+
+PER_TENANT_NPC_SCAN = "FROM public.npc_definitions WHERE tenant_id"
+
+
+def test_later_rounds_find_new_npc_campaigns_without_reading_every_npc_per_tenant(app, as_role, database_url):
+    """The gateway's npc_definitions has no tenant index. A tenant's first round in a process reads
+    its NPCs (every tenant's rows); later rounds take candidates from one read for all tenants per
+    interval and check them by campaign_id."""
+    b = as_role("dm")
+    t = b.user.tenant_id
+    add_session(database_url, t, "first")
+    with count_queries(app) as q:
+        assert set(cards(b)) == {"first"}
+    assert sum(PER_TENANT_NPC_SCAN in s for s in q) == 1  # the first round: exact, from the first visit
+    npc_row(database_url, t, "npc_later", "Greta")
+    interval_passed(t)
+    with count_queries(app) as q:
+        assert set(cards(b)) == {"first", "npc_later"}
+    assert not any(PER_TENANT_NPC_SCAN in s for s in q), q
+    assert sum("SELECT DISTINCT n.tenant_id, n.campaign_id" in s for s in q) == 1
+    with count_queries(app) as q:  # within the interval: no registration at all
+        assert set(cards(b)) == {"first", "npc_later"}
+    assert not any("INSERT INTO web.campaigns" in s or "npc_definitions n" in s for s in q)
+
+
+def test_a_later_round_registers_only_the_tenants_own_npc_campaigns_that_still_exist(app, as_role, database_url):
+    a, b = as_role("dm"), as_role("dm")
+    assert cards(a) == {} and cards(b) == {}  # each tenant's first round
+    npc_row(database_url, a.user.tenant_id, "a_only", "Greta")
+    npc_row(database_url, b.user.tenant_id, "b_gone", "Sal")
+    interval_passed(a.user.tenant_id, b.user.tenant_id)
+    assert set(cards(a)) == {"a_only"}  # a's round read the candidates of every tenant, b's too
+    sql(database_url, "DELETE FROM public.npc_definitions WHERE tenant_id = %s", b.user.tenant_id)
+    assert cards(b) == {}  # b's candidate went meanwhile, and a's id is not b's
+    with app.app_context():
+        rows = db.session.execute(select(Campaign.tenant_id, Campaign.id)).all()
+    assert (b.user.tenant_id, "b_gone") not in rows and (b.user.tenant_id, "a_only") not in rows
+    assert (a.user.tenant_id, "a_only") in rows
