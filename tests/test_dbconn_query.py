@@ -128,6 +128,37 @@ def test_a_connection_lost_mid_request_is_invalidated_not_reused(app, database_u
         assert dbconn.query(text("SELECT pg_backend_pid()")).scalar_one() != pid
 
 
+def test_statements_share_the_connections_cursor_until_one_fails(app):
+    """One psycopg cursor per pooled connection (a new one rebuilds its adaptation context): the
+    next statement and the next request on that connection use it; a failed statement drops it, and
+    a new connection gets its own."""
+    seen: list = []
+
+    def before(conn, cursor, statement, parameters, context, executemany):
+        seen.append(cursor)
+
+    with app.app_context():
+        engine = db.engine
+    event.listen(engine, "before_cursor_execute", before)
+    try:
+        with app.app_context():
+            pid = dbconn.query(text("SELECT pg_backend_pid()")).scalar_one()
+            assert dbconn.query(text("SELECT 2")).scalar_one() == 2
+        with app.app_context():  # the next request: mostly the same pooled connection (told by its pid)
+            again = dbconn.query(text("SELECT pg_backend_pid()")).scalar_one()
+            with pytest.raises(ProgrammingError):
+                dbconn.query(text("SELECT * FROM web.no_such_table"))
+            db.session.rollback()
+            assert dbconn.query(text("SELECT 3")).scalar_one() == 3
+    finally:
+        event.remove(engine, "before_cursor_execute", before)
+    assert seen[0] is seen[1]
+    if again == pid:
+        assert seen[2] is seen[0]
+    assert seen[3] is seen[2] and seen[3].closed  # the failed statement's cursor is closed...
+    assert seen[4] is not seen[3] and not seen[4].closed  # ...and not used again
+
+
 def test_a_selected_orm_class_comes_back_as_a_read_only_snapshot_after_a_flush(app, make_tenant, database_url):
     tenant = make_tenant()
     stmt = select(Campaign, func.coalesce(literal_column("NULL::boolean"), False), literal_column("7")).where(

@@ -308,15 +308,23 @@ def query(statement: Select[Any] | TextClause, params: Mapping[str, Any] | None 
         raise KeyError(f"query(): no value for {', '.join(sorted(missing))}")
     context = SimpleNamespace()  # what event listeners (tracing) may keep per execution
     cursor = None
+    # One cursor per pooled connection, kept with it: a new psycopg cursor builds its adaptation
+    # context afresh (~13 µs of a ~65 µs statement). Only the thread holding the connection uses it.
+    fairy = conn.connection
+    dbapi = fairy.dbapi_connection
     try:
-        cursor = conn.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
+        cursor = fairy.info.get("gx_cursor")
+        if cursor is None or cursor.closed or cursor.connection is not dbapi:
+            cursor = fairy.info["gx_cursor"] = dbapi.cursor()  # type: ignore[union-attr]
         conn.dispatch.before_cursor_execute(conn, cursor, plan.sql, values, context, False)
         cursor.execute(plan.sql, values)
         conn.dispatch.after_cursor_execute(conn, cursor, plan.sql, values, context, False)
         description = None if plan.make else cursor.description  # (read once: psycopg builds it anew)
         found = cursor.fetchall() if plan.make or description is not None else []
-        cursor.close()
     except BaseException as exc:  # noqa: BLE001 - SQLAlchemy's handler wraps, invalidates, re-raises
+        fairy.info.pop("gx_cursor", None)
+        if cursor is not None:
+            cursor.close()
         conn._handle_dbapi_exception(exc, plan.sql, values, cursor, None)
         raise  # not reached: the handler always raises
     make = plan.make or _maker(plan, description, dialect)
