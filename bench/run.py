@@ -11,7 +11,8 @@ Parts (BENCH_PARTS, comma-separated; default all):
   queries  SQL statements per page and fragment (a seeded tenant and an empty one)
   cpu      Python CPU ms per request of each page and fragment, in-process and single-threaded, and
            its ratio to the floor's: the steadiest figure when the machine is shared; each htmx
-           fragment also against the full page at the fragment's own URL (what the block saves)
+           fragment also against the full page at the fragment's own URL (what the block saves);
+           then the VU page mix over every seeded tenant, twice, with PostgreSQL's CPU too
   pages    wrk against each page and htmx fragment, interleaved with the floor (bench/floor.py, same
            gunicorn settings, one primary-key read + a page-sized render): req/s, p50/p99 and the
            app/floor ratio at 16 and 64 connections (BENCH_CONNECTIONS)
@@ -238,6 +239,37 @@ def cpu_per_request(app, seeded: dict, database_url: str) -> dict[str, float]:
             pages = [(fill(path, ids), {}) for _tid, ids in tenants]
             result[f"{name} (page)"] = run(lambda i: clients[i % len(clients)], pages)
     return result
+
+
+def all_tenants_mix(app, seeded: dict) -> list[tuple[str, float, float]]:
+    """The VU page mix over *every* seeded tenant, in random order, twice (in-process, single
+    thread): Python and PostgreSQL CPU ms per request per pass, and the floor over the same tenants.
+    The per-page table cycles 50 tenants, whose sign-ins, dates, plans and schemas stay warm in
+    every cache; 1,000 tenants outgrow some of them (and work that grows with the installation
+    shows), so this is the steadier estimate of what a busy instance pays per request."""
+    import floor as floor_module
+
+    rng = random.Random(1)
+    requests_ = []
+    for _tid, ids in seeded.items():
+        client = app.test_client()
+        client.set_cookie("gx_session", ids["token"])
+        requests_ += [(client, fill(PAGES[page][0], ids)) for page in VU_PAGES]
+    rng.shuffle(requests_)
+    floor_client = floor_module.app.test_client()
+    floors = [f"/floor?t={tid}" for tid in seeded]
+    rows = []
+    for label, batch in (
+        ("floor", [(floor_client, u) for u in floors]),
+        ("mix, pass 1", requests_),
+        ("mix, pass 2", requests_),
+    ):
+        t0, pg0 = time.process_time(), postgres_cpu_seconds()
+        for client, url in batch:
+            assert client.get(url).status_code == 200, url
+        n = len(batch)
+        rows.append((label, (time.process_time() - t0) * 1000 / n, (postgres_cpu_seconds() - pg0) * 1000 / n))
+    return rows
 
 
 # --------------------------------------------------------------------------- servers
@@ -861,6 +893,14 @@ def main() -> None:
             for name, ms in cpu.items():
                 if not name.endswith(" (page)"):
                     print(f"  {name:<18}{ms:>7.2f}{ms / cpu['floor']:>8.2f}×")
+            mix = all_tenants_mix(app, seeded)
+            print(
+                f"\nThe VU page mix over all {len(seeded)} tenants in random order, in-process (pass 1: "
+                "every tenant's first visit; pass 2: the same again), CPU ms per request:"
+            )
+            print(f"  {'':<18}{'python':>8}{'× floor':>9}{'postgres':>10}")
+            for label, py_ms, pg_ms in mix:
+                print(f"  {label:<18}{py_ms:>8.2f}{py_ms / mix[0][1]:>8.2f}×{pg_ms:>10.2f}")
             print("\nhtmx fragments against the full page at the same URL (same filter, same rows):")
             print(f"  {'fragment':<18}{'block ms':>9}{'page ms':>9}{'block/page':>12}")
             for name, (_path, target) in PAGES.items():
