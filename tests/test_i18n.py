@@ -122,6 +122,24 @@ def test_formatted_dates_are_remembered_per_language_and_zone(app):
     assert any(key[2] == when for key in i18n._formatted)
 
 
+def test_a_list_date_takes_one_cache_entry_and_reads_the_same_from_it(app):
+    """when_html (every list's dates) is kept whole, not also its two formatted parts: with three
+    entries a date, 1,000 tenants' lists overflowed the cache and emptied it over and over."""
+    from datetime import UTC, datetime
+
+    from glyphoxa_htmx.core import i18n
+
+    when = datetime(2026, 3, 1, 20, 0, 7, 123456, tzinfo=UTC)
+    with app.test_request_context(headers={"Accept-Language": "en"}):
+        first = str(i18n.when_html(when))
+        assert [k[0] for k in i18n._formatted if k[2] == when] == ["when"]
+        assert str(i18n.when_html(when)) == first
+        assert first == (
+            f'<time datetime="{when.isoformat()}" title="{i18n._dt_filter(when, "long")}">'
+            f"{i18n._dt_filter(when, 'brief')}</time>"
+        )
+
+
 def test_formatted_numbers_are_remembered_per_language_and_pattern(app):
     """Numbers are formatted once per process too: the same value still reads differently in each
     language and pattern, and equal values of different types keep their own text."""
