@@ -241,3 +241,16 @@ def test_a_later_round_registers_only_the_tenants_own_npc_campaigns_that_still_e
         rows = db.session.execute(select(Campaign.tenant_id, Campaign.id)).all()
     assert (b.user.tenant_id, "b_gone") not in rows and (b.user.tenant_id, "a_only") not in rows
     assert (a.user.tenant_id, "a_only") in rows
+
+
+def test_later_rounds_take_campaign_ids_the_gateway_wrote_verbatim(app, as_role, database_url):
+    """Ids are free-form strings written by the gateway's tools: commas, quotes, braces and
+    backslashes (array syntax) pass through the candidate list as values."""
+    b = as_role("dm")
+    t = b.user.tenant_id
+    assert cards(b) == {}  # the first round
+    odd = ["a,b", 'say "hi"', "{braced}", "back\\slash", "Ærø NULL"]
+    for i, campaign in enumerate(odd):
+        npc_row(database_url, t, campaign, f"npc{i}")
+    interval_passed(t)
+    assert set(cards(b)) == set(odd)
