@@ -119,7 +119,8 @@ _REGISTER_KNOWN = text(
     )
 )
 # NPC campaign ids of web tenants that have no campaign row and no tombstone: empty once
-# everything is registered, so it stays small whatever the number of tenants and NPCs.
+# everything is registered, so it stays small whatever the number of tenants and NPCs. The one
+# read across tenants here; it is never shown, and a tenant's round takes only its own ids from it.
 _UNREGISTERED_NPC_CAMPAIGNS = text("""
 SELECT DISTINCT n.tenant_id, n.campaign_id FROM public.npc_definitions n
 WHERE n.campaign_id <> '' AND n.tenant_id IS NOT NULL
