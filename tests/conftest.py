@@ -170,6 +170,7 @@ def clean_db(request, database_url):
     from glyphoxa_htmx.services import transcripts
 
     transcripts.forget_settled()  # ended sessions' transcript figures are cached per process; ids repeat
+    transcripts.forget_memory_tables()  # which memory tables exist: per process too, and schemas go
     yield
     with app.app_context():
         from glyphoxa_htmx.extensions import db

@@ -411,3 +411,36 @@ def test_prebuilt_search_and_knowledge_statements_keep_tables_apart(app, seeded,
             theirs_names = {e.name for e in knowledge.entities(theirs, other_campaign).entities}
             assert ours_names and theirs_names
             assert knowledge.entities(theirs, seeded.campaign).entities == []
+
+
+# ---- which memory tables exist: a present one is remembered a while, a gone one fails safe ----
+
+
+def test_memory_tables_seen_present_are_not_asked_again_but_absent_ones_are(app, seeded, as_role, database_url):
+    tx = f"/sessions/{seeded.sid}/transcript"
+
+    def checks(seen):
+        return [s for s in seen if "to_regclass" in s]
+
+    _resp, seen = count_statements(app, lambda: seeded.dm.get(tx))
+    assert len(checks(seen)) == 1
+    resp, seen = count_statements(app, lambda: seeded.dm.get(tx))
+    assert resp.status_code == 200 and checks(seen) == []  # seen present a moment ago
+    other = as_role("dm")  # no memory schema: asked on every page, it may appear any time
+    for _ in range(2):
+        resp, seen = count_statements(app, lambda: other.get("/sessions/search?q=dragon"))
+        assert "Nothing to search yet" in resp.get_data(as_text=True) and len(checks(seen)) == 1
+
+
+def test_a_memory_table_dropped_after_it_was_seen_gives_try_again_then_the_empty_state(app, seeded, database_url):
+    """The tenant's memory store is removed while this process still takes it as present: the page
+    that reads it says to try again (503, nothing half-shown, nothing logged as a crash), and the
+    retry asks afresh and shows the page without it."""
+    tx = f"/sessions/{seeded.sid}/transcript"
+    assert seeded.dm.get(tx).status_code == 200
+    sql(database_url, f'DROP TABLE "tenant_{seeded.tenant}".session_entries CASCADE')
+    resp = seeded.dm.get(tx)
+    assert resp.status_code == 503
+    assert "Try again in a moment" in resp.get_data(as_text=True)
+    resp = seeded.dm.get(tx)
+    assert resp.status_code == 200 and "No transcripts yet" in resp.get_data(as_text=True)

@@ -15,6 +15,7 @@ from __future__ import annotations
 import io
 import re
 import struct
+import time
 import zlib
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
@@ -72,13 +73,38 @@ def sql_text(statement: str) -> TextClause:
     return text(statement)
 
 
+# A memory table, once there, stays: the gateway's worker creates a tenant's tables when its memory
+# is first set up, and only removing the tenant drops them. So a table seen present is taken as
+# present for MEMORY_TABLES_SECONDS in this process, sparing the transcript, search, knowledge and
+# session pages a statement and a round trip (issue 18); an absent one is asked again every time
+# (it appears when the worker starts). A table dropped within that time makes the page's read fail
+# with UndefinedTable: web/errors.py then forgets these answers and asks the user to try again
+# (the retry checks afresh and shows the page without it), as when the database drops a connection.
+MEMORY_TABLES_SECONDS = 60.0
+MAX_PRESENT = 50_000
+_present: dict[tuple[str, str], float] = {}
+
+
 def memory_tables(tenant_id: str, *tables: str) -> set[str]:
-    """Which of the tenant's memory tables exist (one query)."""
+    """Which of the tenant's memory tables exist (one query, none while all were seen lately)."""
     schema = schema_name(tenant_id)
+    now = time.monotonic()
+    if all(now - _present.get((schema, t), -MEMORY_TABLES_SECONDS) < MEMORY_TABLES_SECONDS for t in tables):
+        return set(tables)
     names = [qualified(schema, t) for t in tables]
     cols = ", ".join(f"to_regclass(:t{i}) IS NOT NULL" for i in range(len(names)))
     row = dbconn.query(sql_text(f"SELECT {cols}"), {f"t{i}": n for i, n in enumerate(names)}).one()
-    return {t for t, present in zip(tables, row, strict=True) if present}
+    found = {t for t, present in zip(tables, row, strict=True) if present}
+    if len(_present) >= MAX_PRESENT:
+        _present.clear()
+    for t in found:
+        _present[(schema, t)] = now
+    return found
+
+
+def forget_memory_tables() -> None:
+    """Ask the database again which memory tables exist (after a read found one gone; tests)."""
+    _present.clear()
 
 
 def memory_campaign(campaign_id: str) -> str:

@@ -117,19 +117,30 @@ def init_app(app: Flask) -> None:
     def _unhandled(exc: Exception):
         if isinstance(exc, HTTPException):
             return _http(exc)
+        from psycopg.errors import UndefinedTable
         from sqlalchemy.exc import OperationalError
 
+        from glyphoxa_htmx.services import transcripts
+
         database_down = isinstance(exc, OperationalError)
-        # Bound parameters never reach this log: the engine hides them (hide_parameters).
-        log.exception(
-            "database unavailable" if database_down else "unhandled error", extra={"request_id": g.get("request_id")}
-        )
+        # A tenant's memory table taken as present went away meanwhile (services/transcripts.py,
+        # tenant removal): the next try asks the database again.
+        table_gone = isinstance(getattr(exc, "orig", None), UndefinedTable)
+        if table_gone:
+            transcripts.forget_memory_tables()
+            log.warning("a table went away during the request", extra={"request_id": g.get("request_id")})
+        else:
+            # Bound parameters never reach this log: the engine hides them (hide_parameters).
+            log.exception(
+                "database unavailable" if database_down else "unhandled error",
+                extra={"request_id": g.get("request_id")},
+            )
         try:
             from glyphoxa_htmx.extensions import db
 
             db.session.rollback()
         except Exception:  # noqa: BLE001
             pass
-        if database_down:  # lost connection, statement timeout, database unreachable
+        if database_down or table_gone:  # lost connection, statement timeout, unreachable; a table gone
             return error_response(503, DATABASE_UNAVAILABLE)
         return error_response(InternalServerError.code)
