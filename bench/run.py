@@ -170,14 +170,22 @@ def fill(path: str, ids: dict) -> str:
 # --------------------------------------------------------------------------- queries per page
 
 
+def signed_in(app, token: str):
+    """A test client carrying a seeded user's sign-in cookie."""
+    from glyphoxa_htmx.web.auth import COOKIE
+
+    client = app.test_client()
+    client.set_cookie(COOKIE, token)
+    return client
+
+
 def queries_per_page(app, ids: dict, token: str) -> dict[str, int]:
     from sqlalchemy import event
 
     from glyphoxa_htmx.extensions import db
 
     counts: dict[str, int] = {}
-    client = app.test_client()
-    client.set_cookie("gx_session", token)
+    client = signed_in(app, token)
     with app.app_context():
         engine = db.engine
     counter = {"n": 0}
@@ -223,11 +231,7 @@ def cpu_per_request(app, seeded: dict, database_url: str) -> dict[str, float]:
             best = min(best, (time.process_time() - t0) * 1000 / n)
         return best
 
-    clients = []
-    for _tid, ids in tenants:
-        c = app.test_client()
-        c.set_cookie("gx_session", ids["token"])
-        clients.append(c)
+    clients = [signed_in(app, ids["token"]) for _tid, ids in tenants]
     floor_client = floor_module.app.test_client()
     result = {"floor": run(lambda i: floor_client, [f"/floor?t={tid}" for tid, _ in tenants])}
     for name, (path, target) in PAGES.items():
@@ -252,8 +256,7 @@ def all_tenants_mix(app, seeded: dict) -> list[tuple[str, float, float]]:
     rng = random.Random(1)
     requests_ = []
     for _tid, ids in seeded.items():
-        client = app.test_client()
-        client.set_cookie("gx_session", ids["token"])
+        client = signed_in(app, ids["token"])
         requests_ += [(client, fill(PAGES[page][0], ids)) for page in VU_PAGES]
     rng.shuffle(requests_)
     floor_client = floor_module.app.test_client()
