@@ -128,7 +128,9 @@ def init_app(app: Flask) -> None:
         table_gone = isinstance(getattr(exc, "orig", None), UndefinedTable)
         if table_gone:
             transcripts.forget_memory_tables()
-            log.warning("a table went away during the request", extra={"request_id": g.get("request_id")})
+            log.warning(
+                "a table went away during the request", exc_info=True, extra={"request_id": g.get("request_id")}
+            )
         else:
             # Bound parameters never reach this log: the engine hides them (hide_parameters).
             log.exception(
