@@ -65,3 +65,12 @@ def signed_in_page(page, live_server, app):
         return page
 
     return _sign_in
+
+
+def tenant_of(app, name: str) -> str:
+    """The tenant of the dev user ``signed_in_page`` created under ``name``."""
+    from glyphoxa_htmx.extensions import db
+    from glyphoxa_htmx.models import User
+
+    with app.app_context():
+        return db.session.query(User).filter_by(name=name).one().tenant_id

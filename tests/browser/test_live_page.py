@@ -8,17 +8,10 @@ import re
 import pytest
 from playwright.sync_api import expect
 
+from tests.browser.conftest import tenant_of
 from tests.support.ws_server import snowflake
 
 SHOTS = "/tmp/glyphoxa-shots"
-
-
-def _tenant_of(app, name: str) -> str:
-    from glyphoxa_htmx.extensions import db
-    from glyphoxa_htmx.models import User
-
-    with app.app_context():
-        return db.session.query(User).filter_by(name=name).one().tenant_id
 
 
 @pytest.fixture
@@ -31,7 +24,7 @@ def table(app, page, live_server, signed_in_page, database_url):
 
     def _make(name: str, npcs: tuple[str, ...] = ("Mother Brine",)):
         signed_in_page(name)
-        tenant = _tenant_of(app, name)
+        tenant = tenant_of(app, name)
         app.extensions["glyphoxa.gateway"].update_tenant(tenant, guild_ids=[snowflake()])
         campaign = make_campaign(app, tenant, f"{name}'s campaign")
         for npc in npcs:

@@ -6,18 +6,15 @@ from __future__ import annotations
 
 from playwright.sync_api import expect
 
+from tests.browser.conftest import tenant_of
 from tests.support.ws_server import make_campaign, seed, sql
 
 SHOTS = "/tmp/glyphoxa-shots"
 
 
 def test_an_open_transcript_survives_its_store_being_removed(signed_in_page, live_server, page, app, database_url):
-    from glyphoxa_htmx.extensions import db
-    from glyphoxa_htmx.models import User
-
     signed_in_page("Store DM")
-    with app.app_context():
-        tenant = db.session.query(User).filter_by(name="Store DM").one().tenant_id
+    tenant = tenant_of(app, "Store DM")
     campaign = make_campaign(app, tenant, "Vanishing")
     (session_id,) = seed(database_url, tenant, campaign, sessions=1)
     page.goto(f"{live_server}/sessions/{session_id}/transcript")

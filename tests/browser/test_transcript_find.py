@@ -6,18 +6,15 @@ import re
 
 from playwright.sync_api import expect
 
+from tests.browser.conftest import tenant_of
 from tests.support.ws_server import make_campaign, seed
 
 SHOTS = "/tmp/glyphoxa-shots"
 
 
 def test_find_highlights_and_jumps_between_hits(signed_in_page, live_server, page, app, database_url):
-    from glyphoxa_htmx.extensions import db
-    from glyphoxa_htmx.models import User
-
     signed_in_page("Finder DM")
-    with app.app_context():
-        tenant = db.session.query(User).filter_by(name="Finder DM").one().tenant_id
+    tenant = tenant_of(app, "Finder DM")
     campaign = make_campaign(app, tenant, "Finders")
     (session_id,) = seed(database_url, tenant, campaign, sessions=1)
     page.goto(f"{live_server}/sessions/{session_id}/transcript")
