@@ -8,8 +8,10 @@ import logging
 import time
 import types
 import uuid
+import weakref
 from collections import ChainMap
 from collections.abc import MutableMapping
+from contextvars import ContextVar
 from pathlib import Path
 from typing import Any
 
@@ -370,21 +372,71 @@ class TemplateContext(Context):
 def warm_templates(app: Flask) -> int:
     """Compile every template now. A worker compiles a template the first time a request renders
     it: ~0.6 s of CPU per process for all of them, paid by the first users after each start (a
-    deploy, a recycled worker) while the other workers do the same (issue 18). Called by the
+    deploy, a recycled worker) while the other workers do the same (issue 18); once per interface
+    language, each with its own strings compiled in (``TemplateEnvironment``). Called by the
     production entry point (wsgi.py) as the worker boots, before it takes requests; a template
     that doesn't compile stops the boot there instead of failing a user's page. Returns how many."""
     env = app.jinja_env
     names = [name for name in env.list_templates() if name.endswith(".html")]
-    for name in names:
-        env.get_template(name)
+    if "babel" not in app.extensions:
+        for name in names:
+            env.get_template(name)
+        return len(names)
+    from glyphoxa_htmx.core.i18n import LOCALES, force_locale
+
+    for lang in LOCALES:  # the copy each interface language is compiled into
+        with app.test_request_context(), force_locale(lang):
+            for name in names:
+                env.get_template(name)
     return len(names)
 
 
+# The catalogue the template being loaded is compiled for (TemplateEnvironment._load_template).
+_compiling_for: ContextVar[Any] = ContextVar("gx_compiling_for", default=None)
+
+
 class TemplateEnvironment(FlaskEnvironment):
+    """Flask's environment, with the shorter context call above, and templates compiled once per
+    interface language with their constant strings translated (``i18n.fold_gettext``).
+
+    Jinja keeps one compiled template per (loader, name); here the key also holds the catalogue
+    the template is loaded under (the request's language, or ``force_locale``'s), so a German page
+    never gets English text compiled into it. Outside an app context, with a bytecode cache (which
+    keys by name alone) or with ``fold_translations`` off, templates compile as written."""
+
     context_class = TemplateContext
+    fold_translations = True
 
     def make_globals(self, d: MutableMapping[str, Any] | None) -> MutableMapping[str, Any]:
         return _TemplateGlobals(d if d is not None else {}, self.globals)
+
+    @internalcode
+    def _load_template(self, name: str, globals: MutableMapping[str, Any] | None) -> Any:  # noqa: A002 (Jinja's)
+        from glyphoxa_htmx.core.i18n import template_catalogue
+
+        catalogue = template_catalogue() if self.fold_translations and self.bytecode_cache is None else None
+        if catalogue is None or self.loader is None or self.cache is None:
+            return super()._load_template(name, globals)
+        key: Any = (weakref.ref(self.loader), name, catalogue)
+        template = self.cache.get(key)
+        if template is not None and (not self.auto_reload or template.is_up_to_date):
+            if globals:
+                template.globals.update(globals)
+            return template
+        token = _compiling_for.set(catalogue)
+        try:
+            template = self.loader.load(self, name, self.make_globals(globals))
+        finally:
+            _compiling_for.reset(token)
+        self.cache[key] = template
+        return template
+
+    def _parse(self, source: str, name: str | None, filename: str | None) -> Any:
+        from glyphoxa_htmx.core.i18n import fold_gettext
+
+        tree = super()._parse(source, name, filename)
+        catalogue = _compiling_for.get()
+        return tree if catalogue is None else fold_gettext(tree, catalogue, self.globals)
 
 
 def _register_template_helpers(app: Flask) -> None:

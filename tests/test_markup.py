@@ -171,9 +171,15 @@ def test_warm_templates_compiles_every_template_before_requests(app, tmp_path):
     from glyphoxa_htmx.app import warm_templates
 
     names = [n for n in app.jinja_env.list_templates() if n.endswith(".html")]
+    app.jinja_env.cache.clear()
     assert warm_templates(app) == len(names) > 40
-    cached = {key[1] for key in app.jinja_env.cache}  # Jinja's cache keys: (loader ref, name)
-    assert set(names) <= cached
+    # Jinja's cache keys are (loader ref, name); ours add the catalogue each language compiles for.
+    for lang in ("en", "de"):
+        with app.test_request_context(headers={"Accept-Language": lang}):
+            from glyphoxa_htmx.core.i18n import translations
+
+            cached = {key[1] for key in app.jinja_env.cache if key[2:] == (translations(),)}
+        assert set(names) <= cached, lang
 
     (tmp_path / "fine.html").write_text("{{ 1 + 1 }}")
     (tmp_path / "broken.html").write_text("{% if %}")
