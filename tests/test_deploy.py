@@ -428,24 +428,23 @@ def test_page_workers_accept_more_kept_alive_connections_than_gunicorns_default(
     sockets when the limit is low."""
     import resource
 
+    # The child sets its own limits before reading the config (a preexec_fn would run between fork
+    # and exec of this multi-threaded test process, where gRPC's threads can abort the child).
     probe = (
-        "import resource, runpy; ns = runpy.run_path('deploy/gunicorn.conf.py'); "
+        "import resource, runpy; resource.setrlimit(resource.RLIMIT_NOFILE, ({soft}, {hard})); "
+        "ns = runpy.run_path('deploy/gunicorn.conf.py'); "
         "print(ns['worker_connections'], ns['threads'], resource.getrlimit(resource.RLIMIT_NOFILE)[0])"
     )
     env = {k: v for k, v in os.environ.items() if k not in ("WEB_CONCURRENCY", "GUNICORN_THREADS")}
 
     def run(soft: int, hard: int) -> tuple[int, int, int]:
-        def limit() -> None:
-            resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
-
         out = subprocess.run(
-            [sys.executable, "-c", probe],
+            [sys.executable, "-c", probe.format(soft=soft, hard=hard)],
             cwd=ROOT,
             env=env,
             capture_output=True,
             text=True,
             check=True,
-            preexec_fn=limit,
         ).stdout.split()
         return int(out[0]), int(out[1]), int(out[2])
 
