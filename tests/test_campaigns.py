@@ -286,6 +286,32 @@ def test_description_markdown_is_rendered_safely(app, as_role):
     assert "noopener" in prose.select_one("a")["rel"]
 
 
+def test_rendered_descriptions_are_kept_per_text_and_bounded(app, as_role, database_url, monkeypatch):
+    """A description is parsed and sanitised once per process and text: the page shown again reads
+    the same, an edit (new text) shows the new one, the kept HTML is the sanitised one, and the
+    memo empties when it holds more than its bound."""
+    import psycopg
+
+    from glyphoxa_htmx.web import campaigns as web_campaigns
+
+    b = as_role("dm")
+    text = "## Deep\n\n**Bold** <script>alert(1)</script>" + " long" * 400
+    cid = new_campaign(app, b.user, "Crown", description=text)
+    first = str(soup(b.get(f"/campaigns/{cid}")).select_one(".prose"))
+    assert text in web_campaigns._rendered and "<script>" not in web_campaigns._rendered[text]
+    calls = []
+    monkeypatch.setattr(web_campaigns.nh3, "clean", lambda *a, **k: calls.append(a) or "")
+    assert str(soup(b.get(f"/campaigns/{cid}")).select_one(".prose")) == first and not calls
+    # Written by someone else (the gateway's tools): a new text is rendered, not the kept one.
+    with psycopg.connect(database_url, autocommit=True) as conn:
+        conn.execute("UPDATE web.campaigns SET description = %s WHERE id = %s", ("*fresh*", cid))
+    monkeypatch.undo()
+    assert soup(b.get(f"/campaigns/{cid}")).select_one(".prose em").text == "fresh"
+    monkeypatch.setattr(web_campaigns, "MEMO_CHARS", 10)
+    web_campaigns.render_markdown("another text")
+    assert list(web_campaigns._rendered) == ["another text"]  # over the bound: emptied, then kept
+
+
 # ---- make active -----------------------------------------------------------------------------------------
 
 
