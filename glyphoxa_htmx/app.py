@@ -554,6 +554,7 @@ def _register_template_helpers(app: Flask) -> None:
         csrf_field_html=markup.csrf_field,
         spinner_html=markup.spinner,
         char_counter_html=markup.char_counter,
+        svg_chart_html=markup.svg_chart,
         asset=asset,
         nav_url=nav_url,
         sidenav=sidenav,

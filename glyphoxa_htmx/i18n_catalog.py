@@ -37,6 +37,7 @@ KEYWORDS: dict[str, Any] = {
     "N_": None,
     "_": None,
     "gettext": None,
+    "markup_gettext": None,
     "ngettext": (1, 2),
     "lazy_gettext": None,
     "lazy_ngettext": (1, 2),

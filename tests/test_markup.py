@@ -93,6 +93,41 @@ def test_flashes_write_the_old_include_html(app):
         assert str(markup.icon_sprite()) == sprite and sprite.startswith("<svg")
 
 
+OLD_CHART = """{% macro svg_chart(key, label, c, span=none) -%}
+<svg class="chart" viewBox="0 0 {{ c.width }} {{ c.height }}" role="img" aria-labelledby="chart-{{ key }}-t" id="chart-{{ key }}">
+  <title id="chart-{{ key }}-t">{{ _("%(label)s, %(span)s (largest %(max)s)", label=label, span=span or _("last 12 months"), max=c.max|number) }}</title>
+  <line class="axis" x1="0" x2="{{ c.width }}" y1="{{ c.baseline }}" y2="{{ c.baseline }}"></line>
+  {% for b in c.bars %}
+  <rect class="bar" x="{{ b.x }}" y="{{ b.y }}" width="{{ b.w }}" height="{{ b.h }}"><title>{{ b.period|month }}: {{ b.value|number }}</title></rect>
+  <text x="{{ b.tx }}" y="{{ c.height - 4 }}" text-anchor="middle">{{ b.label }}</text>
+  {% endfor %}
+</svg>
+{%- endmacro %}"""
+
+
+def test_svg_chart_writes_the_old_macros_html(app):
+    """The usage and operator charts (once a macro in _charts.html): same SVG in both languages,
+    for real geometry, an empty chart, a hostile key, label and span, and large decimal values."""
+    from datetime import date
+
+    from glyphoxa_htmx.services.usage import Month, chart
+
+    months = [Month(period=date(2026, m, 1), values={"v": v}) for m, v in enumerate([0, 3, 1234567.5, 7, 0.25], 1)]
+    calls = "{{ svg_chart(key, label, c) }}|{{ svg_chart(key, label, c, span) }}"
+    for lang in ("en", "de"):
+        with app.test_request_context("/", headers={"Accept-Language": lang}):
+            for key, label, c, span in [
+                ("session_hours", "Session hours", chart(months, "v"), None),
+                ('x"><script>', "<b>Label</b> & 'q'", chart(months[:1], "v", width=100, height=40), "<i>span</i>"),
+                ("zeros", Markup("<em>safe</em>"), chart([Month(date(2026, 1, 1), {"v": 0})], "v"), "x"),
+            ]:
+                values = dict(key=key, label=label, c=c, span=span)
+                old = render_template_string(OLD_CHART + calls, **values)
+                new = render_template_string('{% from "_charts.html" import svg_chart %}' + calls, **values)
+                assert new == old, (lang, key)
+                assert "<script>" not in new and "<b>Label" not in new and "<i>span" not in new
+
+
 def test_template_context_calls_like_jinjas_own(app):
     """app.TemplateContext.call takes a short path for plain functions, functools.cache wrappers
     and builtins: every kind of callable must get what Jinja's own Context.call gives it (the

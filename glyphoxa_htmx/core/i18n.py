@@ -59,6 +59,7 @@ __all__ = [
     "init_app",
     "current_locale",
     "date_text",
+    "markup_gettext",
     "decimal_text",
     "when_html",
 ]
@@ -113,6 +114,12 @@ def _fill(text: str, variables: dict[str, Any]) -> str:
 def gettext(string: str, **variables: Any) -> str:
     text = translations().ugettext(string)
     return text % variables if variables else text
+
+
+def markup_gettext(string: str, **variables: Any) -> Markup:
+    """``_()`` as an autoescaped template has it, for HTML built in Python: the translation as
+    Markup with its variables escaped into it ("%%" a percent sign)."""
+    return Markup(_fill(Markup(translations().ugettext(string)), variables))
 
 
 def ngettext(singular: str, plural: str, num: int, /, **variables: Any) -> str:

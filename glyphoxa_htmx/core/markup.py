@@ -25,6 +25,7 @@ __all__ = [
     "id_url",
     "invalid",
     "spinner",
+    "svg_chart",
 ]
 
 _SPINNER = Markup('<span class="spinner htmx-indicator" aria-hidden="true"></span>')
@@ -111,3 +112,56 @@ def id_url(endpoint: str, arg: str, **fixed: Any) -> Callable[[Any], str]:
             to_url = converter.to_url
             return lambda value: head + to_url(value) + tail
     return lambda value: url_for(endpoint, **{**fixed, arg: value})
+
+
+# The usage page and the operators' dashboard draw 4-8 bar charts of 12 bars: as a macro, with two
+# filters and nine values per bar, ~0.1 ms a chart (issue 18). Geometry from services.usage.chart.
+_CHART_HEAD = (
+    '<svg class="chart" viewBox="0 0 {width} {height}" role="img" aria-labelledby="chart-{key}-t" id="chart-{key}">\n'
+    '  <title id="chart-{key}-t">{title}</title>\n'
+    '  <line class="axis" x1="0" x2="{width}" y1="{baseline}" y2="{baseline}"></line>\n'
+)
+_CHART_BAR = (
+    '  <rect class="bar" x="{x}" y="{y}" width="{w}" height="{h}"><title>{month}: {value}</title></rect>\n'
+    '  <text x="{tx}" y="{ty}" text-anchor="middle">{label}</text>\n'
+)
+
+
+def svg_chart(key: Any, label: Any, c: Mapping[str, Any], span: Any = None) -> Markup:
+    """A server-rendered SVG bar chart (no script, no style attributes); every value escaped."""
+    from markupsafe import escape
+
+    from glyphoxa_htmx.core.i18n import _month_filter, _number_filter, markup_gettext
+
+    title = markup_gettext(
+        "%(label)s, %(span)s (largest %(max)s)",
+        label=label,
+        span=span or markup_gettext("last 12 months"),
+        max=_number_filter(c["max"]),
+    )
+    out = [
+        _CHART_HEAD.format(
+            width=escape(c["width"]),
+            height=escape(c["height"]),
+            key=escape(key),
+            title=title,
+            baseline=escape(c["baseline"]),
+        )
+    ]
+    ty = escape(c["height"] - 4)
+    for b in c["bars"]:
+        out.append(
+            _CHART_BAR.format(
+                x=escape(b["x"]),
+                y=escape(b["y"]),
+                w=escape(b["w"]),
+                h=escape(b["h"]),
+                month=escape(_month_filter(b["period"])),
+                value=escape(_number_filter(b["value"])),
+                tx=escape(b["tx"]),
+                ty=ty,
+                label=escape(b["label"]),
+            )
+        )
+    out.append("</svg>")
+    return Markup("".join(out))
