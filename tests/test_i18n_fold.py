@@ -27,13 +27,13 @@ def _normal(html: str) -> str:
     return html
 
 
-def _both_ways(app, browser: Browser, url: str, lang: str) -> tuple[int, str, str]:
+def _both_ways(app, browser: Browser, url: str, lang: str, htmx: bool = False) -> tuple[int, str, str]:
     env = app.jinja_env
     pages = []
     for fold in (True, False):
         env.fold_translations = fold
         env.cache.clear()
-        resp = browser.get(url, headers={"Accept-Language": lang})
+        resp = browser.get(url, htmx=htmx, headers={"Accept-Language": lang})
         body = resp.get_data()  # read whole (a streamed download closes in its own context)
         html = body.decode() if resp.mimetype == "text/html" else ""
         pages.append((resp.status_code, _normal(html)))
@@ -63,14 +63,14 @@ def test_every_page_reads_the_same_folded_or_not(app, demo):  # noqa: F811 (the 
     compared, differing = 0, []
     for lang in ("en", "de"):
         for url in _get_urls(app, demo):
-            status, folded, plain = _both_ways(app, owner, url, lang)
-            if status == 200 and "<" in folded:
-                compared += 1
-                if folded != plain:
-                    differing.append(f"{lang} {url}")
-                    differing += list(difflib.unified_diff(plain.splitlines(), folded.splitlines(), lineterm="", n=0))[
-                        2:8
-                    ]
+            for htmx in (False, True):  # the full page, and the block an htmx request gets
+                status, folded, plain = _both_ways(app, owner, url, lang, htmx)
+                if "<" in folded:  # any HTML answer: pages, fragments, error pages
+                    compared += 1
+                    if folded != plain:
+                        differing.append(f"{lang} {url}{' (htmx)' if htmx else ''} {status}")
+                        diff = difflib.unified_diff(plain.splitlines(), folded.splitlines(), lineterm="", n=0)
+                        differing += list(diff)[2:8]
         for url in ("/admin", "/admin/tenants", "/admin/users"):
             status, folded, plain = _both_ways(app, _operator_without_a_table(app), url, lang)
             compared += status == 200
@@ -82,7 +82,7 @@ def test_every_page_reads_the_same_folded_or_not(app, demo):  # noqa: F811 (the 
             if folded != plain:
                 differing.append(f"{lang} visitor {url}")
     assert not differing, differing
-    assert compared > 60
+    assert compared > 120
 
 
 def test_each_language_gets_its_own_compiled_copy(app, as_role):
