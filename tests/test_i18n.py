@@ -35,6 +35,13 @@ def test_no_visible_text_is_left_unmarked(report):
     assert not report.unmarked, "\n".join(report.unmarked)[:6000]
 
 
+def test_every_translation_is_used(report):
+    """A German string no source marks is stale, or its source is marked where Babel's extractor
+    can't see it: "Raw speech-to-text:" sat inside an f-string, so it counted as unused (and a
+    clean-up of unused strings would have taken it from German pages)."""
+    assert not report.unused, report.unused
+
+
 def test_the_checker_sees_unmarked_text(tmp_path, monkeypatch):
     """The two checks above could pass by seeing nothing: show that they do see text and sentences."""
     (tmp_path / "t.html").write_text(
