@@ -3,6 +3,8 @@ archive, delete. Every URL is a full page, and a named block for htmx."""
 
 from __future__ import annotations
 
+import threading
+
 import nh3
 from flask import Blueprint, request, url_for
 from flask_login import current_user, login_required
@@ -24,12 +26,15 @@ _md = MarkdownIt("commonmark", {"html": False, "linkify": False}).enable(["table
 # Rendered descriptions kept per process, keyed by the text itself: a pure function of it (parser
 # and sanitiser are fixed for the process), and a 1.7 KB description costs ~1.1 ms to parse and
 # clean, more than the rest of the campaign page (issue 18). Bounded by characters held (text and
-# HTML), emptied when full; texts past MEMO_TEXT_MAX (the gateway's tools may write longer ones than
-# our form allows) are rendered every time.
+# HTML), emptied when full; a text past MEMO_TEXT_MAX (the gateway's tools may write longer ones
+# than our form allows) or whose HTML is past MEMO_HTML_MAX (reference links can multiply a text
+# many times over) is rendered every time.
 MEMO_CHARS = 4_000_000
 MEMO_TEXT_MAX = 20_000
+MEMO_HTML_MAX = 60_000
 _rendered: dict[str, Markup] = {}
 _rendered_chars = 0
+_rendered_lock = threading.Lock()
 
 
 def render_markdown(text: str) -> Markup:
@@ -40,12 +45,14 @@ def render_markdown(text: str) -> Markup:
     html = _rendered.get(text)
     if html is None:
         html = Markup(nh3.clean(_md.render(text), link_rel="noopener noreferrer nofollow"))
-        if len(text) <= MEMO_TEXT_MAX:
-            if _rendered_chars > MEMO_CHARS:
-                _rendered.clear()
-                _rendered_chars = 0
-            _rendered[text] = html
-            _rendered_chars += len(text) + len(html)
+        size = len(text) + len(html)
+        if len(text) <= MEMO_TEXT_MAX and len(html) <= MEMO_HTML_MAX:
+            with _rendered_lock:  # (gthread: the count and the dict change together)
+                if _rendered_chars + size > MEMO_CHARS:
+                    _rendered.clear()
+                    _rendered_chars = 0
+                _rendered[text] = html
+                _rendered_chars += size
     return html
 
 
