@@ -25,6 +25,7 @@ from markupsafe import Markup
 from glyphoxa_htmx import embedded
 from glyphoxa_htmx.config import ROOT, Settings, load_settings
 from glyphoxa_htmx.core import cookies, dbconn, htmx, logs, metrics, ratelimits, security
+from glyphoxa_htmx.core.i18n import FOLDED_NAMES
 from glyphoxa_htmx.core.ratelimits import general_limit_value
 from glyphoxa_htmx.extensions import csrf, db, htmx_ext, limiter, login_manager, migrate, sock
 
@@ -348,7 +349,19 @@ class TemplateContext(Context):
     campaign page, issue 18). For a function or a ``functools.cache`` wrapper that answer lives
     in its ``__dict__``; a builtin never has one. Anything else (macros, which take the eval
     context, bound methods, classes), and anything that does want an argument passed, goes
-    through Jinja's own ``call``: the same call either way (``tests/test_markup.py``)."""
+    through Jinja's own ``call``: the same call either way (``tests/test_markup.py``).
+
+    It also refuses a render that passes its own ``_``, ``gettext`` or ``pgettext`` (a render
+    argument or a context processor) while templates have their strings compiled in
+    (``TemplateEnvironment``): the compiled text would ignore it, so it fails loudly instead."""
+
+    def __init__(self, environment: Any, parent: dict[str, Any], name: str | None, blocks: Any, **kw: Any) -> None:
+        super().__init__(environment, parent, name, blocks, **kw)
+        if getattr(environment, "fold_translations", False):
+            env_globals = environment.globals
+            for key in FOLDED_NAMES:
+                if key in parent and parent[key] is not env_globals.get(key):
+                    raise TypeError(f"{name}: a template can't be given its own {key!r}: translations are compiled in")
 
     @internalcode
     def call(__self, __obj: Any, *args: Any, **kwargs: Any) -> Any:  # noqa: N805 (Jinja's own signature)
@@ -414,7 +427,8 @@ class TemplateEnvironment(FlaskEnvironment):
     def _load_template(self, name: str, globals: MutableMapping[str, Any] | None) -> Any:  # noqa: A002 (Jinja's)
         from glyphoxa_htmx.core.i18n import template_catalogue
 
-        catalogue = template_catalogue() if self.fold_translations and self.bytecode_cache is None else None
+        folds = self.fold_translations and self.bytecode_cache is None and "babel" in self.app.extensions
+        catalogue = template_catalogue() if folds else None
         if catalogue is None or self.loader is None or self.cache is None:
             return super()._load_template(name, globals)
         key: Any = (weakref.ref(self.loader), name, catalogue)

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import difflib
 import re
+from pathlib import Path
 
 import pytest
 
@@ -157,3 +158,73 @@ def test_folded_strings_keep_gettexts_semantics(app, tmp_path, lang, expected):
     finally:
         app.jinja_env.loader = loader
         app.jinja_env.cache.clear()
+
+
+def test_folding_keeps_markup_where_jinja_would_evaluate_it_at_compile_time(app, tmp_path):
+    """A folded string joined with ``~`` (Jinja's compile-time join drops Markup) or given to a
+    filter or test (run once, at compile time) keeps its call: the same HTML as unfolded, and a
+    filter that reads the request still runs per render."""
+    from flask import render_template
+    from jinja2 import ChoiceLoader, FileSystemLoader
+
+    (tmp_path / "fold_edges.html").write_text(
+        "{{ _('Type <strong>delete</strong> to confirm') ~ ':' }}|{{ 'x' ~ _(\"Don't\") }}|"
+        "{% set t = _('a & b') ~ '!' %}{{ t }}|{{ _('Language')|upper }}|{{ _('Language')|probe }}|"
+        "{{ 'yes' if _('Language') is string else 'no' }}|{{ (_('Language') ~ '')|length }}"
+    )
+    seen = []
+
+    def probe(value):  # a filter that reads the request
+        from flask import request
+
+        seen.append(request.path)
+        return f"{value}@{request.path}"
+
+    loader = app.jinja_env.loader
+    app.jinja_env.loader = ChoiceLoader([FileSystemLoader(str(tmp_path)), loader])
+    app.jinja_env.filters["probe"] = probe
+    try:
+        outputs = []
+        for fold in (True, False):
+            app.jinja_env.fold_translations = fold
+            app.jinja_env.cache.clear()
+            for path in ("/one", "/two"):
+                with app.test_request_context(path, headers={"Accept-Language": "de"}):
+                    outputs.append(render_template("fold_edges.html"))
+        assert outputs[0] == outputs[2] and outputs[1] == outputs[3]
+        assert "<strong>delete</strong>" in outputs[0] and "&lt;strong" not in outputs[0]
+        assert "Sprache@/one" in outputs[0] and "Sprache@/two" in outputs[1]
+    finally:
+        app.jinja_env.loader = loader
+        del app.jinja_env.filters["probe"]
+        app.jinja_env.fold_translations = True
+        app.jinja_env.cache.clear()
+
+
+def test_a_render_cant_bring_its_own_gettext(app):
+    """The compiled text would ignore a ``_`` given to one render (an argument or a context
+    processor): refused loudly, not shown in the wrong words."""
+    from flask import render_template
+
+    with app.test_request_context("/"):
+        with pytest.raises(TypeError, match="can't be given its own '_'"):
+            render_template("errors/error.html", _=lambda s: s.upper(), status=404, message="x", title="x")
+
+
+def test_no_template_binds_the_folded_names():
+    """Folding checks the template it compiles; a ``_`` set in a template that others extend or
+    include would reach them at render time, past that check. So no template binds one."""
+    from jinja2 import Environment, FileSystemLoader, nodes
+
+    from glyphoxa_htmx.core.i18n import FOLDED_NAMES
+
+    root = Path(__file__).resolve().parent.parent / "templates"
+    env = Environment(loader=FileSystemLoader(str(root)), extensions=["jinja2.ext.i18n"])
+    bound = []
+    for name in env.list_templates(extensions=["html"]):
+        tree = env.parse(env.loader.get_source(env, name)[0])
+        bound += [f"{name}: {n.name}" for n in tree.find_all(nodes.Name) if n.name in FOLDED_NAMES and n.ctx != "load"]
+        bound += [f"{name}: import" for n in tree.find_all(nodes.Import) if n.target in FOLDED_NAMES]
+        for imp in tree.find_all(nodes.FromImport):
+            bound += [f"{name}: from" for x in imp.names if (x if isinstance(x, str) else x[1]) in FOLDED_NAMES]
+    assert not bound, bound

@@ -339,6 +339,7 @@ _FOLDABLE: dict[str, tuple[Callable[..., Any], int]] = {
     "gettext": (_jinja_gettext, 1),
     "pgettext": (_jinja_pgettext, 2),
 }
+FOLDED_NAMES = tuple(_FOLDABLE)
 
 
 def fold_gettext(tree: nodes.Template, catalogue: NullTranslations, env_globals: Mapping[str, Any]) -> nodes.Template:
@@ -349,7 +350,7 @@ def fold_gettext(tree: nodes.Template, catalogue: NullTranslations, env_globals:
     text like the HTML around it. ``_("...%(name)s", name=x)`` becomes the translated text ``%`` the
     variables (escaped by Markup as ``_`` escapes them); ``{% trans %}`` compiles to the same call.
     ``ngettext`` depends on a count and stays a call. The same semantics as the call
-    (``tests/test_i18n.py`` renders every page both ways); the environment keeps one compiled copy
+    (``tests/test_i18n_fold.py`` renders every page both ways); the environment keeps one compiled copy
     per catalogue (``app.TemplateEnvironment``). A template that binds one of these names itself
     (``set``, a loop, a macro argument, an import) is left as written."""
     for name in tree.find_all(nodes.Name):
@@ -365,21 +366,62 @@ def fold_gettext(tree: nodes.Template, catalogue: NullTranslations, env_globals:
     return _Fold(catalogue, foldable).visit(tree)  # type: ignore[no-any-return]
 
 
+# Keyword names the render-time functions take themselves: a template passing one gets their
+# TypeError at render time, as before (so such a call is left as written).
+_OWN_ARGUMENTS = frozenset({"string", "eval_ctx", "context"})
+
+
 class _Fold(NodeTransformer):
+    """Folds the calls, except where Jinja would then evaluate the folded text at compile time
+    and could change it: in a ``~`` concatenation (its compile-time join drops Markup, so the
+    translation's HTML would be escaped) and as the subject of a filter or test (a filter that
+    reads the request would be run once, at compile time). Those keep their call."""
+
     def __init__(self, catalogue: NullTranslations, names: set[str]) -> None:
         self.catalogue, self.names = catalogue, names
+        self.frozen = 0
+
+    def _frozen(self, node: nodes.Node) -> Any:
+        self.frozen += 1
+        try:
+            return self.visit(node)
+        finally:
+            self.frozen -= 1
+
+    def visit_Concat(self, node: nodes.Concat) -> Any:  # noqa: N802 (Jinja's visitor naming)
+        self.frozen += 1
+        try:
+            return self.generic_visit(node)
+        finally:
+            self.frozen -= 1
+
+    def visit_Filter(self, node: nodes.Filter) -> Any:  # noqa: N802
+        return self._subject_frozen(node)
+
+    def visit_Test(self, node: nodes.Test) -> Any:  # noqa: N802
+        return self._subject_frozen(node)
+
+    def _subject_frozen(self, node: nodes.Filter | nodes.Test) -> Any:
+        subject = node.node
+        node.node = None  # (a filter block's filter has none)
+        visited = self.generic_visit(node)  # its arguments fold as anywhere else
+        assert isinstance(visited, (nodes.Filter, nodes.Test))
+        visited.node = self._frozen(subject) if subject is not None else None
+        return visited
 
     def visit_Call(self, node: nodes.Call) -> nodes.Node:  # noqa: N802 (Jinja's visitor naming)
         visited = self.generic_visit(node)  # inner calls first: value=_("(none)") inside another _()
         assert isinstance(visited, nodes.Call)
         node, callee = visited, visited.node
         if (
-            not isinstance(callee, nodes.Name)
+            self.frozen
+            or not isinstance(callee, nodes.Name)
             or callee.name not in self.names
             or node.dyn_args is not None
             or node.dyn_kwargs is not None
             or len(node.args) != _FOLDABLE[callee.name][1]
             or not all(isinstance(a, nodes.Const) and isinstance(a.value, str) for a in node.args)
+            or any(k.key in _OWN_ARGUMENTS for k in node.kwargs)
         ):
             return node
         strings = [a.value for a in node.args if isinstance(a, nodes.Const)]
