@@ -74,3 +74,20 @@ def tenant_of(app, name: str) -> str:
 
     with app.app_context():
         return db.session.query(User).filter_by(name=name).one().tenant_id
+
+
+@pytest.fixture
+def open_transcript(signed_in_page, live_server, page, app, database_url):
+    """Signs in as a new table owner ``name``, seeds one ended session with its transcript in a new
+    campaign, and opens that transcript; returns (tenant id, session id)."""
+    from tests.support.ws_server import make_campaign, seed
+
+    def _open(name: str, campaign_name: str) -> tuple[str, str]:
+        signed_in_page(name)
+        tenant = tenant_of(app, name)
+        campaign = make_campaign(app, tenant, campaign_name)
+        (session_id,) = seed(database_url, tenant, campaign, sessions=1)
+        page.goto(f"{live_server}/sessions/{session_id}/transcript")
+        return tenant, session_id
+
+    return _open

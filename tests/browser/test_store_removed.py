@@ -6,18 +6,13 @@ from __future__ import annotations
 
 from playwright.sync_api import expect
 
-from tests.browser.conftest import tenant_of
-from tests.support.ws_server import make_campaign, seed, sql
+from tests.support.ws_server import sql
 
 SHOTS = "/tmp/glyphoxa-shots"
 
 
-def test_an_open_transcript_survives_its_store_being_removed(signed_in_page, live_server, page, app, database_url):
-    signed_in_page("Store DM")
-    tenant = tenant_of(app, "Store DM")
-    campaign = make_campaign(app, tenant, "Vanishing")
-    (session_id,) = seed(database_url, tenant, campaign, sessions=1)
-    page.goto(f"{live_server}/sessions/{session_id}/transcript")
+def test_an_open_transcript_survives_its_store_being_removed(open_transcript, page, database_url):
+    tenant, _session_id = open_transcript("Store DM", "Vanishing")
     lines = page.locator("#lines .line")
     expect(lines.first).to_be_visible()
     shown = lines.count()

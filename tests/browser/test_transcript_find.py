@@ -6,18 +6,11 @@ import re
 
 from playwright.sync_api import expect
 
-from tests.browser.conftest import tenant_of
-from tests.support.ws_server import make_campaign, seed
-
 SHOTS = "/tmp/glyphoxa-shots"
 
 
-def test_find_highlights_and_jumps_between_hits(signed_in_page, live_server, page, app, database_url):
-    signed_in_page("Finder DM")
-    tenant = tenant_of(app, "Finder DM")
-    campaign = make_campaign(app, tenant, "Finders")
-    (session_id,) = seed(database_url, tenant, campaign, sessions=1)
-    page.goto(f"{live_server}/sessions/{session_id}/transcript")
+def test_find_highlights_and_jumps_between_hits(open_transcript, page):
+    open_transcript("Finder DM", "Finders")
     expect(page.locator("#find-bar")).to_be_visible()
     first_speaker = page.locator(".transcript-archive .speaker").first.inner_text()
     page.fill("#tx-find", first_speaker)
