@@ -19,7 +19,8 @@ strings that are marked but untranslated, or visible but not marked (tests/test_
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
 from datetime import date, datetime, timedelta
 from pathlib import Path
 from typing import Any, TypeVar
@@ -353,17 +354,20 @@ def fold_gettext(tree: nodes.Template, catalogue: NullTranslations, env_globals:
     (``tests/test_i18n_fold.py`` renders every page both ways); the environment keeps one compiled copy
     per catalogue (``app.TemplateEnvironment``). A template that binds one of these names itself
     (``set``, a loop, a macro argument, an import) is left as written."""
-    for name in tree.find_all(nodes.Name):
-        if name.name in _FOLDABLE and name.ctx != "load":
-            return tree
-    for imp in tree.find_all(nodes.Import):
-        if imp.target in _FOLDABLE:
-            return tree
-    for from_imp in tree.find_all(nodes.FromImport):
-        if any((n if isinstance(n, str) else n[1]) in _FOLDABLE for n in from_imp.names):
-            return tree
+    if folded_names_bound(tree):
+        return tree
     foldable = {name for name, (func, _n) in _FOLDABLE.items() if env_globals.get(name) is func}
     return _Fold(catalogue, foldable).visit(tree)  # type: ignore[no-any-return]
+
+
+def folded_names_bound(tree: nodes.Template) -> list[str]:
+    """The names of ``_``, ``gettext`` and ``pgettext`` a template binds itself (``set``, a loop, a
+    macro argument, an import), each as often as it binds it."""
+    bound = [n.name for n in tree.find_all(nodes.Name) if n.name in _FOLDABLE and n.ctx != "load"]
+    bound += [imp.target for imp in tree.find_all(nodes.Import) if imp.target in _FOLDABLE]
+    for imp in tree.find_all(nodes.FromImport):
+        bound += [a for a in (n if isinstance(n, str) else n[1] for n in imp.names) if a in _FOLDABLE]
+    return bound
 
 
 # Keyword names the render-time functions take themselves: a template passing one gets their
@@ -381,19 +385,17 @@ class _Fold(NodeTransformer):
         self.catalogue, self.names = catalogue, names
         self.frozen = 0
 
-    def _frozen(self, node: nodes.Node) -> Any:
+    @contextmanager
+    def _not_folding(self) -> Iterator[None]:
         self.frozen += 1
         try:
-            return self.visit(node)
+            yield
         finally:
             self.frozen -= 1
 
     def visit_Concat(self, node: nodes.Concat) -> Any:  # noqa: N802 (Jinja's visitor naming)
-        self.frozen += 1
-        try:
+        with self._not_folding():
             return self.generic_visit(node)
-        finally:
-            self.frozen -= 1
 
     def visit_Filter(self, node: nodes.Filter) -> Any:  # noqa: N802
         return self._subject_frozen(node)
@@ -406,7 +408,9 @@ class _Fold(NodeTransformer):
         node.node = None  # (a filter block's filter has none)
         visited = self.generic_visit(node)  # its arguments fold as anywhere else
         assert isinstance(visited, (nodes.Filter, nodes.Test))
-        visited.node = self._frozen(subject) if subject is not None else None
+        if subject is not None:
+            with self._not_folding():
+                visited.node = self.visit(subject)
         return visited
 
     def visit_Call(self, node: nodes.Call) -> nodes.Node:  # noqa: N802 (Jinja's visitor naming)
