@@ -176,6 +176,10 @@ def _contain_teardown_errors(app: Flask) -> None:
     @app.teardown_appcontext
     def _close_session(exc):
         try:
+            dbconn.release_read_connection()  # a read-only page's own connection (core/dbconn.py)
+        except Exception as err:  # noqa: BLE001
+            log.warning("read connection cleanup failed", extra={"error": type(err).__name__})
+        try:
             db.session.remove()
         except Exception as err:  # noqa: BLE001
             log.warning("database session cleanup failed; connection discarded", extra={"error": type(err).__name__})

@@ -186,3 +186,151 @@ def test_a_selected_orm_class_comes_back_as_a_read_only_snapshot_after_a_flush(a
         add_session(database_url, tenant, "c1")
         found = dbconn.query(select(GatewaySession).where(GatewaySession.tenant_id == bindparam("t")), {"t": tenant})
         assert found.one().GatewaySession.metadata_ is not None
+
+
+# --------------------------------------------------------------------------- read-only pages' own connection
+
+
+def _idle_connections_in_autocommit(engine) -> list[bool]:
+    # (an entry invalidated earlier holds no connection until its next checkout)
+    entries = list(engine.pool._pool.queue)
+    return [entry.dbapi_connection.autocommit for entry in entries if entry.dbapi_connection is not None]
+
+
+def test_a_read_only_page_reads_on_one_autocommit_connection_of_its_own_and_hands_it_back(app, as_role):
+    owner = as_role("tenant_owner")
+    seen: list[tuple[bool, object, int, bool]] = []
+    with app.app_context():
+        engine = db.engine
+
+    def before(conn, cursor, statement, parameters, context, executemany):
+        dbapi = conn.connection.dbapi_connection
+        seen.append((dbapi.autocommit, dbapi, engine.pool.checkedout(), db.session.registry.has()))
+
+    owner.get("/dashboard")  # warm: first-view registrations write through the session
+    event.listen(engine, "before_cursor_execute", before)
+    try:
+        assert owner.get("/dashboard").status_code == 200
+        assert owner.get("/campaigns").status_code == 200
+    finally:
+        event.remove(engine, "before_cursor_execute", before)
+    assert len(seen) >= 4
+    assert all(autocommit for autocommit, *_rest in seen)  # no BEGIN, nothing to roll back
+    assert all(held == 1 for _a, _c, held, _s in seen)  # one connection per request
+    assert not any(session for *_rest, session in seen)  # no ORM session was even created
+    assert engine.pool.checkedout() == 0
+    assert not any(_idle_connections_in_autocommit(engine))  # switched back before the pool got it
+
+
+def test_pages_that_write_still_read_in_the_sessions_transaction(app, as_role):
+    owner = as_role("tenant_owner")
+    seen: list[bool] = []
+    with app.app_context():
+        engine = db.engine
+
+    def before(conn, cursor, statement, parameters, context, executemany):
+        seen.append(conn.connection.dbapi_connection.autocommit)
+
+    event.listen(engine, "before_cursor_execute", before)
+    try:
+        assert owner.get("/settings").status_code == 200  # not in READ_ONLY_ENDPOINTS
+    finally:
+        event.remove(engine, "before_cursor_execute", before)
+    assert seen and not any(seen)
+
+
+def test_a_session_transaction_takes_over_from_the_read_connection_and_sees_its_own_writes(app, make_tenant):
+    tenant = make_tenant()
+    stmt = select(Campaign.name).where(Campaign.id == bindparam("cid", type_=Campaign.id.type))
+    with app.test_request_context("/dashboard"):
+        engine = db.engine
+        dbconn.begin_request()
+        read_pid = dbconn.query(text("SELECT pg_backend_pid()")).scalar_one()
+        assert engine.pool.checkedout() == 1
+        db.session.add(Campaign(id="c_over", tenant_id=tenant, name="Salt Road"))
+        db.session.flush()  # the session begins: the read connection goes back first
+        assert engine.pool.checkedout() == 1
+        assert dbconn.query(stmt, {"cid": "c_over"}).scalar_one() == "Salt Road"  # uncommitted, its own
+        db.session.rollback()
+        assert dbconn.query(stmt, {"cid": "c_over"}).first() is None
+        assert engine.pool.checkedout() == 1  # read connection again (the session has none now)
+        assert isinstance(read_pid, int)
+    assert engine.pool.checkedout() == 0
+    assert not any(_idle_connections_in_autocommit(engine))
+
+
+def test_a_read_connection_lost_mid_request_is_invalidated_and_the_next_statement_reconnects(app, database_url):
+    with app.test_request_context("/dashboard"):
+        dbconn.begin_request()
+        pid = dbconn.query(text("SELECT pg_backend_pid()")).scalar_one()
+        with psycopg.connect(database_url, autocommit=True) as admin:
+            admin.execute("SELECT pg_terminate_backend(%s)", (pid,))
+        with pytest.raises(OperationalError) as caught:
+            dbconn.query(text("SELECT 1"))
+        assert caught.value.connection_invalidated
+        assert dbconn.query(text("SELECT pg_backend_pid()")).scalar_one() != pid
+        assert dbconn.query(text("SHOW transaction_isolation")).scalar_one()  # still usable
+    with app.app_context():
+        assert db.engine.pool.checkedout() == 0
+        assert not any(_idle_connections_in_autocommit(db.engine))
+
+
+def test_a_connection_given_back_in_autocommit_is_switched_off_at_its_next_checkout(app):
+    """Fail closed: whatever returns a connection with autocommit on, a session never gets it so
+    (its writes would commit one statement at a time)."""
+    with app.app_context():
+        engine = db.engine
+        raw = engine.raw_connection()
+        target = raw.dbapi_connection
+        target.autocommit = True
+        raw.close()
+        held = []
+        try:
+            for _ in range(engine.pool.size() + 1):
+                held.append(engine.raw_connection())
+                if held[-1].dbapi_connection is target:
+                    break
+            assert held[-1].dbapi_connection is target
+            assert target.autocommit is False
+        finally:
+            for conn in held:
+                conn.close()
+
+
+def test_the_sign_in_touch_on_a_read_only_page_commits_through_the_session_holding_one_connection(
+    app, as_role, database_url
+):
+    from glyphoxa_htmx.services import signin_cache
+
+    owner = as_role("tenant_owner")
+    owner.get("/dashboard")  # warm: first-view registrations write through the session
+    with psycopg.connect(database_url, autocommit=True) as admin:
+        admin.execute(
+            "UPDATE web.login_sessions SET last_seen_at = now() - interval '5 minutes' WHERE user_id = %s",
+            (owner.user.id,),
+        )
+    signin_cache.invalidate()  # resolved afresh: the touch is due
+    seen: list[tuple[str, bool, int]] = []
+    with app.app_context():
+        engine = db.engine
+
+    def before(conn, cursor, statement, parameters, context, executemany):
+        seen.append((statement.split()[0], conn.connection.dbapi_connection.autocommit, engine.pool.checkedout()))
+
+    event.listen(engine, "before_cursor_execute", before)
+    try:
+        assert owner.get("/dashboard").status_code == 200
+    finally:
+        event.remove(engine, "before_cursor_execute", before)
+    updates = [s for s in seen if s[0] == "UPDATE"]
+    assert len(updates) == 1 and updates[0][1] is False  # in the session's transaction, committed
+    assert all(held == 1 for *_rest, held in seen)
+    # Reads before the touch and after its commit: on a read connection again.
+    assert [verb for verb, _a, _h in seen][:2] == ["SELECT", "UPDATE"] and len(seen) > 3
+    assert all(autocommit for verb, autocommit, _h in seen if verb == "SELECT")
+    with psycopg.connect(database_url) as check:
+        age = check.execute(
+            "SELECT now() - last_seen_at FROM web.login_sessions WHERE user_id = %s", (owner.user.id,)
+        ).fetchone()[0]
+    assert age.total_seconds() < 60
+    assert engine.pool.checkedout() == 0 and not any(_idle_connections_in_autocommit(engine))
