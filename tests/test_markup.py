@@ -222,3 +222,52 @@ def test_warm_templates_compiles_every_template_before_requests(app, tmp_path):
         warm_templates(Flask("probe", template_folder=str(tmp_path)))
     wsgi = (Path(__file__).resolve().parent.parent / "wsgi.py").read_text()
     assert "warm_templates(app)" in wsgi
+
+
+OLD_SESSION_ROWS = """{% from "_macros.html" import when %}
+{% set detail_url = id_url('sessions.detail', 'session_id') %}
+{% set l_campaign, l_started, l_duration, l_state, l_error = _("Campaign"), _("Started"), _("Duration"), _("State"), _("Error") %}
+  {% for s in result.rows %}
+  <tr>
+    <td data-label="{{ l_campaign }}"><a href="{{ detail_url(s.id) }}">{{ result.campaign_names.get(s.campaign_id) or s.campaign_id or _("Default campaign") }}</a></td>
+    <td data-label="Discord" class="small wrap-anywhere">{{ guild_names.get(s.guild_id) or s.guild_id }}<br><span class="mono muted">#{{ s.channel_id }}</span></td>
+    <td data-label="{{ l_started }}">{{ when(s.started_at) }}</td>
+    <td data-label="{{ l_duration }}">{{ duration(s)|duration }}</td>
+    <td data-label="{{ l_state }}">{{ session_state_badge(s.state) }}</td>
+    <td data-label="{{ l_error if s.error else '' }}" class="small">{% if s.error %}<span class="error-text">{{ s.error }}</span>{% endif %}</td>
+  </tr>
+  {% endfor %}
+"""
+
+
+def test_session_rows_write_the_old_loops_html(app):
+    """The sessions table's rows (once a loop in sessions/index.html): the same HTML in both
+    languages for rows as the gateway shapes them: ids we didn't mint, a campaign without a name
+    or without an id, a guild we don't know, an unknown state, hostile text in every field."""
+    from collections import namedtuple
+    from datetime import UTC, datetime, timedelta
+    from types import SimpleNamespace
+
+    from glyphoxa_htmx.services import sessions as svc
+
+    Row = namedtuple("Row", "id campaign_id guild_id channel_id started_at ended_at state error")
+    start = datetime(2026, 11, 3, 19, 30, tzinfo=UTC)
+    rows = [
+        Row("s-1", "c1", "g1", "123", start, start + timedelta(hours=3, minutes=5), "ended", None),
+        Row('s"<2>&', 'c"<x>', "g-unknown", "<ch>", start, start + timedelta(seconds=42), "weird<b>", "boom <i>&"),
+        Row("3", None, None, None, start - timedelta(days=400), start, "ended", ""),
+        Row("sess 4/é", "c-no-name", "g2", "9", start, start + timedelta(minutes=7), "pending", "x"),
+    ]
+    context = dict(
+        result=SimpleNamespace(rows=rows, campaign_names={"c1": "Salt <Road>", 'c"<x>': ""}),
+        guild_names={"g1": "Guild & <Co>", "g2": "Two"},
+        duration=svc.duration,
+    )
+    call = """{{ session_rows(result.rows, result.campaign_names, guild_names, id_url('sessions.detail', 'session_id')) }}"""
+    for lang in ("en", "de"):
+        with app.test_request_context("/", headers={"Accept-Language": lang}):
+            old = render_template_string(OLD_SESSION_ROWS, **context)
+            new = render_template_string(call, **context)
+        assert new == old, lang
+        assert new.count("<tr>") == 4 and ("Kampagne" in new) == (lang == "de")
+        assert "<i>" not in new and "<b>" not in new and "<Road>" not in new and "<ch>" not in new

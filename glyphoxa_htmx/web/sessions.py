@@ -7,6 +7,7 @@ import logging
 import socket
 import time
 from datetime import datetime, timedelta
+from typing import Any
 from urllib.parse import urlsplit
 
 from flask import (
@@ -28,7 +29,7 @@ from glyphoxa_htmx.core import htmx
 from glyphoxa_htmx.core.authz import Perm, require
 from glyphoxa_htmx.core.deps import gateway, settings
 from glyphoxa_htmx.core.errors import DomainError, ValidationError
-from glyphoxa_htmx.core.i18n import _, current_locale, ngettext
+from glyphoxa_htmx.core.i18n import _, current_locale, markup_gettext, ngettext, when_html
 from glyphoxa_htmx.core.parse import SNOWFLAKE_RE, int_arg
 from glyphoxa_htmx.extensions import db, sock
 from glyphoxa_htmx.services import campaigns, live, transcripts
@@ -774,6 +775,45 @@ def search_hits(hits: list[transcripts.SearchHit], href: str, start: datetime) -
                 at=transcripts.format_elapsed((line.timestamp - start).total_seconds()),  # digits and colons
                 text=escape(hit.highlight),
             )
+        )
+    return Markup("".join(out))
+
+
+# The sessions table's rows, as the template's loop wrote them (issue 18: the loop cost ~40 µs a
+# row, a third of the sessions page; this is ~10). Every value from the database is escaped; the
+# labels are translations (trusted, as a template's ``_()`` is), the date and badge are Markup.
+
+
+def _error_span(error: object) -> Markup:
+    return Markup('<span class="error-text">%s</span>') % (error,)
+
+
+@bp.app_template_global()
+def session_rows(rows: list, campaign_names: dict[str, str], guild_names: dict[str, str], href: Any) -> Markup:
+    """The sessions table's rows: ``href`` is the list's ``id_url`` for the detail page. The same
+    HTML as the loop it replaces (``tests/test_markup.py`` renders both)."""
+    l_campaign, l_started, l_duration, l_state, l_error, default = (
+        markup_gettext(text) for text in ("Campaign", "Started", "Duration", "State", "Error", "Default campaign")
+    )
+    badges: dict[Any, Markup] = {}  # per state: a page of ended sessions has one
+    out = []
+    for s in rows:
+        state, error = s.state, s.error
+        badge = badges.get(state)
+        if badge is None:
+            badge = badges[state] = state_badge(state)
+        campaign = escape(campaign_names.get(s.campaign_id) or s.campaign_id or default)
+        guild = escape(guild_names.get(s.guild_id) or s.guild_id)
+        out.append(
+            "  <tr>\n"
+            f'    <td data-label="{l_campaign}"><a href="{escape(href(s.id))}">{campaign}</a></td>\n'
+            f'    <td data-label="Discord" class="small wrap-anywhere">{guild}<br>'
+            f'<span class="mono muted">#{escape(s.channel_id)}</span></td>\n'
+            f'    <td data-label="{l_started}">{when_html(s.started_at)}</td>\n'
+            f'    <td data-label="{l_duration}">{escape(duration_filter(svc.duration(s)))}</td>\n'
+            f'    <td data-label="{l_state}">{badge}</td>\n'
+            f'    <td data-label="{l_error if error else ""}" class="small">{_error_span(error) if error else ""}</td>\n'
+            "  </tr>\n"
         )
     return Markup("".join(out))
 
