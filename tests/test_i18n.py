@@ -185,3 +185,28 @@ def test_template_gettext_escapes_formats_and_follows_force_locale(app):
     with app.test_request_context(headers={"Accept-Language": "en"}):
         assert gettext("Language") == "Language"  # nothing cached across requests
     assert gettext("Language") == "Language"  # no context at all
+
+
+def test_lazy_constants_translate_as_flask_babels_do_per_request_and_language(app):
+    """i18n.lazy_gettext (module-level constants: badge names, notes) gives what Flask-Babel's own
+    lazy_gettext gives, in each request's language, with variables, under force_locale and outside
+    any request."""
+    import flask_babel
+    from flask_babel import force_locale
+
+    from glyphoxa_htmx.core.i18n import lazy_gettext
+    from glyphoxa_htmx.services.npcs import TIER_NAMES
+
+    ours = [TIER_NAMES["deep"], lazy_gettext("Language"), lazy_gettext("%(x)s!", x="<b>"), lazy_gettext("100%%")]
+    theirs = [flask_babel.lazy_gettext(s._args[0], **s._kwargs) for s in ours]
+    seen = {}
+    for lang in ("de", "en"):
+        with app.test_request_context(headers={"Accept-Language": lang}):
+            seen[lang] = [str(s) for s in ours]
+            assert seen[lang] == [str(s) for s in theirs]
+            with force_locale("en" if lang == "de" else "de"):
+                assert [str(s) for s in ours] == [str(s) for s in theirs]
+                assert str(ours[1]) != seen[lang][1]
+    assert seen["de"][:2] == ["Gründlich", "Sprache"] and seen["en"][:2] == ["Deep", "Language"]
+    assert seen["de"][2:] == ["<b>!", "100%%"]  # plain text (escaped where shown); no % without variables
+    assert [str(s) for s in ours] == [str(s) for s in theirs]  # outside a request: as written
