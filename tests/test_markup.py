@@ -271,3 +271,85 @@ def test_session_rows_write_the_old_loops_html(app):
         assert new == old, lang
         assert new.count("<tr>") == 4 and ("Kampagne" in new) == (lang == "de")
         assert "<i>" not in new and "<b>" not in new and "<Road>" not in new and "<ch>" not in new
+
+
+OLD_CAST_ROWS = (
+    """{% from "_macros.html" import csrf_field, icon %}
+{% set edit_url, move_url, duplicate_url, delete_url = id_url('npcs.edit', 'npc_id'), id_url('npcs.move', 'npc_id'), id_url('npcs.duplicate', 'npc_id'), id_url('npcs.confirm_delete', 'npc_id') %}
+{% set t_drag, t_gm, t_addressed_title, t_addressed, t_engine, t_tier, t_voice, t_duplicate = _('Drag to reorder'), _("GM helper"), _('Speaks only when addressed by name'), _("Addressed only"), _('Engine'), _('Budget tier'), _('Voice'), _("Duplicate") %}
+{% set size = cast.size|number %}
+"""
+    + """  {% for m in cast.items %}
+  {% set npc = m.npc %}
+  <li class="cast-item" id="npc-{{ npc.id }}" data-id="{{ npc.id }}">
+    {% if manage %}<span class="drag-handle" title="{{ t_drag }}" aria-hidden="true">⠿</span>{% endif %}
+    <span class="pos" title="{{ _('Position %(pos)s of %(size)s', pos=m.position|number, size=size) }}">{{ m.position|number }}</span>
+    <div class="who">
+      <h3><a href="{{ edit_url(npc.id) }}">{{ npc.name }}</a></h3>
+      {% if npc.personality %}<p class="muted small personality">{{ npc.personality|truncate(160) }}</p>{% endif %}
+      <p class="badges">
+        {% if npc.gm_helper %}<span class="badge badge-accent">{{ t_gm }}</span>{% endif %}
+        {% if npc.address_only %}<span class="badge" title="{{ t_addressed_title }}">{{ t_addressed }}</span>{% endif %}
+        <span class="badge" title="{{ t_engine }}">{{ npc.engine|engine_label }}</span>
+        <span class="badge" title="{{ t_tier }}">{{ _("%(tier)s tier", tier=npc.budget_tier|tier_label) }}</span>
+        {% if npc.voice and npc.voice.get('voice_id') %}<span class="badge" title="{{ t_voice }}">{{ mic }}{{ npc.voice.get('voice_id') }}</span>{% endif %}
+      </p>
+    </div>
+    {% if manage %}
+    <div class="item-actions">
+      <form method="post" action="{{ move_url(npc.id) }}" hx-post="{{ move_url(npc.id) }}" hx-target="#cast" class="move">
+        {{ csrf }}{{ kept }}
+        <button class="btn btn-small icon-btn" type="submit" name="direction" value="up" data-move="up" aria-label="{{ _('Move %(name)s up', name=npc.name) }}" {% if m.position == 1 %}disabled{% endif %}><span aria-hidden="true">↑</span></button>
+        <button class="btn btn-small icon-btn" type="submit" name="direction" value="down" data-move="down" aria-label="{{ _('Move %(name)s down', name=npc.name) }}" {% if m.position == cast.size %}disabled{% endif %}><span aria-hidden="true">↓</span></button>
+      </form>
+      <form method="post" action="{{ duplicate_url(npc.id) }}">
+        {{ csrf }}<button class="btn btn-small" type="submit">{{ t_duplicate }}</button>
+      </form>
+      <a class="btn btn-small btn-danger" href="{{ delete_url(npc.id) }}">{{ _('Delete<span class="visually-hidden"> %(name)s</span>', name=npc.name) }}</a>
+    </div>
+    {% endif %}
+  </li>
+  {% endfor %}
+"""
+)
+
+
+def test_cast_rows_write_the_old_loops_html(app):
+    """A campaign's cast rows (once a loop in npcs/_cast.html): the same HTML in both languages,
+    for the owner (move, duplicate, delete forms) and a viewer, with NPC rows as the gateway's
+    tools write them: an id we didn't mint, an unknown engine and tier, no personality, a long one,
+    a number as voice id, hostile text in every field; on a filtered second page."""
+    from collections import namedtuple
+    from types import SimpleNamespace
+
+    from glyphoxa_htmx.services.npcs import CastMember
+
+    Npc = namedtuple("Npc", "id name personality gm_helper address_only engine budget_tier voice")
+    members = [
+        CastMember(
+            Npc("n1", "Mara", "A <sly> innkeeper & more", True, False, "cascaded", "fast", {"voice_id": "v1"}), 1
+        ),
+        CastMember(Npc('n"<2>', "<b>Bad</b>", "x" * 400, False, True, "warp_drive", "ultra_deep", {"voice_id": 7}), 2),
+        CastMember(Npc("gw 3/é", "Öl & Salz", "", False, False, "s2s", "deep", None), 3),
+        CastMember(Npc("n4", "Last", None, True, True, "", None, {"other": 1}), 1234),
+    ]
+    calls = "{{ cast_rows(cast, manage, csrf, kept, mic) }}"
+    setup = '{% from "_macros.html" import csrf_field, icon %}{% set csrf, kept, mic = csrf_field(), Markup(kept), icon("mic") %}'
+    for manage in (True, False):
+        for lang in ("en", "de"):
+            with app.test_request_context("/", headers={"Accept-Language": lang}):
+                cast = SimpleNamespace(items=members, size=1234, q="<q>", page=2)
+                values = dict(
+                    cast=cast, manage=manage, kept='<input type="hidden" name="q" value="&lt;q&gt;">', Markup=Markup
+                )
+                old = render_template_string(
+                    OLD_CAST_ROWS.replace("{{ csrf }}", "{{ csrf_field() }}")
+                    .replace("{{ kept }}", "{{ kept|safe }}")
+                    .replace("{{ mic }}", '{{ icon("mic") }}'),
+                    **values,
+                )
+                new = render_template_string(setup + calls, **values)
+                assert new == old, (manage, lang)
+                assert "<b>Bad" not in new and "<sly>" not in new and "<2>" not in new
+                assert new.count("<li") == 4 and new.count("data-move=") == (8 if manage else 0)
+                assert ("Gründlich" in new) == (lang == "de")

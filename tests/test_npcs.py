@@ -344,6 +344,30 @@ def test_rows_without_positions_are_listed_and_ordered(app, as_role, database_ur
     assert cast_names(b.get(f"/campaigns/{cid}")) == ["Zed", "Aldric"]
 
 
+def test_a_voice_stored_as_something_other_than_an_object_shows_the_npc_without_a_voice_badge(
+    app, as_role, database_url
+):
+    """The gateway's tools may store ``voice`` as a bare string, a list or a number: the cast still
+    shows (the template's ``voice.get`` failed the whole page), with a voice badge only for an object."""
+    b = as_role("dm")
+    cid, (a,) = _cast(app, b.user, ["Aldric"])
+    with psycopg.connect(database_url, autocommit=True) as conn:
+        for npc_id, voice in [("v-str", '"alloy"'), ("v-list", "[1, 2]"), ("v-num", "5"), ("v-obj", '{"voice_id": 9}')]:
+            conn.execute(
+                "INSERT INTO public.npc_definitions (id, tenant_id, campaign_id, name, voice) "
+                "VALUES (%s, %s, %s, %s, %s::jsonb)",
+                (npc_id, b.user.tenant_id, cid, npc_id.upper(), voice),
+            )
+    resp = b.get(f"/campaigns/{cid}")
+    assert resp.status_code == 200
+    assert cast_names(resp) == ["Aldric", "V-STR", "V-LIST", "V-NUM", "V-OBJ"]
+    page = soup(resp)
+    badges = {
+        li["data-id"]: [s.get_text() for s in li.select(".badge[title=Voice]")] for li in page.select("ol.cast > li")
+    }
+    assert badges["v-str"] == badges["v-list"] == badges["v-num"] == [] and badges["v-obj"] == ["9"]
+
+
 def test_cast_search_and_pagination(app, as_role):
     b = as_role("dm")
     cid = new_campaign(app, b.user)

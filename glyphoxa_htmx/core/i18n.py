@@ -252,6 +252,9 @@ def _number_filter(value: Any, digits: int | None = None) -> str:
     return decimal_text(value, "#,##0." + "0" * digits if digits else "#,##0")
 
 
+number_text = _number_filter  # the ``|number`` filter, for HTML built in Python
+
+
 def _format_number(value: Any, _fmt: str) -> str:
     text: str = format_number(value) if isinstance(value, int) else format_decimal(value)
     return text

@@ -4,14 +4,18 @@ delete, the voice picker and voice previews. Every URL is a full page, and a nam
 from __future__ import annotations
 
 from itertools import zip_longest
+from typing import Any
 
-from flask import Blueprint, make_response, request, url_for
+from flask import Blueprint, current_app, make_response, request, url_for
 from flask_login import current_user, login_required
+from jinja2.filters import do_truncate
+from markupsafe import Markup, escape
 
 from glyphoxa_htmx.core import htmx
 from glyphoxa_htmx.core.authz import Perm, require
 from glyphoxa_htmx.core.errors import Conflict, ValidationError
-from glyphoxa_htmx.core.i18n import _
+from glyphoxa_htmx.core.i18n import _, markup_gettext, number_text
+from glyphoxa_htmx.core.markup import id_url
 from glyphoxa_htmx.core.parse import int_arg
 from glyphoxa_htmx.extensions import limiter, user_or_ip
 from glyphoxa_htmx.services import campaigns, npcs, voice
@@ -63,6 +67,99 @@ def _cast(campaign_id: str, status: int = 200):
     page = int_arg(request.values.get("page"), 1, minimum=1)
     cast = npcs.list_cast(current_user, campaign.id, q=request.values.get("q", ""), page=page)
     return htmx.render("npcs/index.html", "cast", status=status, campaign=campaign, cast=cast, forwarded=npcs.FORWARDED)
+
+
+# --------------------------------------------------------------------------- the cast list
+
+
+@bp.app_template_global()
+def cast_rows(cast: Any, manage: bool, csrf: Markup, kept: Markup, mic: Markup) -> Markup:
+    """The rows of a campaign's cast (npcs/_cast.html), with the owner's move, duplicate and delete
+    forms when ``manage``; ``csrf``, ``kept`` (the list's filter and page as hidden fields) and
+    ``mic`` are the list's, made once. The loop it replaces cost ~80 µs a row (issue 18); a cast
+    can hold 25 on a page. The same HTML (``tests/test_markup.py`` renders both), except that a
+    ``voice`` the gateway stored as something other than an object shows no voice badge, where the
+    template failed the page."""
+    edit_url, move_url = id_url("npcs.edit", "npc_id"), id_url("npcs.move", "npc_id")
+    duplicate_url, delete_url = id_url("npcs.duplicate", "npc_id"), id_url("npcs.confirm_delete", "npc_id")
+    size = number_text(cast.size)
+    t_drag, t_gm, t_engine, t_tier = (
+        markup_gettext("Drag to reorder"),
+        markup_gettext("GM helper"),
+        markup_gettext("Engine"),
+        markup_gettext("Budget tier"),
+    )
+    t_addressed_title, t_addressed, t_voice = (
+        markup_gettext("Speaks only when addressed by name"),
+        markup_gettext("Addressed only"),
+        markup_gettext("Voice"),
+    )
+    env = current_app.jinja_env
+    out = []
+    for m in cast.items:
+        npc, position = m.npc, m.position
+        npc_id = escape(npc.id)
+        shown = number_text(position)
+        voice = npc.voice
+        voice_id = voice.get("voice_id") if isinstance(voice, dict) else None
+        # (translations outside the f-strings: Babel's extractor can't see into them)
+        place = markup_gettext("Position %(pos)s of %(size)s", pos=shown, size=size)
+        tier = markup_gettext("%(tier)s tier", tier=npcs.tier_label(npc.budget_tier))
+        out.append(
+            f'  <li class="cast-item" id="npc-{npc_id}" data-id="{npc_id}">\n'
+            + (f'<span class="drag-handle" title="{t_drag}" aria-hidden="true">⠿</span>' if manage else "")
+            + f'    <span class="pos" title="{place}">'
+            f"{escape(shown)}</span>\n"
+            '    <div class="who">\n'
+            f'      <h3><a href="{escape(edit_url(npc.id))}">{escape(npc.name)}</a></h3>\n'
+            + (
+                f'<p class="muted small personality">{escape(do_truncate(env, npc.personality, 160))}</p>'
+                if npc.personality
+                else ""
+            )
+            + '      <p class="badges">\n'
+            + (f'<span class="badge badge-accent">{t_gm}</span>' if npc.gm_helper else "")
+            + (f'<span class="badge" title="{t_addressed_title}">{t_addressed}</span>' if npc.address_only else "")
+            + f'        <span class="badge" title="{t_engine}">{escape(npcs.engine_label(npc.engine))}</span>\n'
+            f'        <span class="badge" title="{t_tier}">'
+            f"{tier}</span>\n"
+            + (f'<span class="badge" title="{t_voice}">{mic}{escape(voice_id)}</span>' if voice_id else "")
+            + "      </p>\n"
+            "    </div>\n"
+            + (
+                _cast_actions(npc, position, cast.size, move_url, duplicate_url, delete_url, csrf, kept)
+                if manage
+                else ""
+            )
+            + "  </li>\n"
+        )
+    return Markup("".join(out))
+
+
+def _cast_actions(
+    npc: Any, position: int, size: int, move_url: Any, duplicate_url: Any, delete_url: Any, csrf: Markup, kept: Markup
+) -> str:
+    move = escape(move_url(npc.id))
+    delete = markup_gettext('Delete<span class="visually-hidden"> %(name)s</span>', name=npc.name)
+    up, down = markup_gettext("Move %(name)s up", name=npc.name), markup_gettext("Move %(name)s down", name=npc.name)
+    duplicate = markup_gettext("Duplicate")
+    return (
+        '    <div class="item-actions">\n'
+        f'      <form method="post" action="{move}" hx-post="{move}" hx-target="#cast" class="move">\n'
+        f"        {csrf}{kept}\n"
+        '        <button class="btn btn-small icon-btn" type="submit" name="direction" value="up" data-move="up" '
+        f'aria-label="{up}" {"disabled" if position == 1 else ""}>'
+        '<span aria-hidden="true">↑</span></button>\n'
+        '        <button class="btn btn-small icon-btn" type="submit" name="direction" value="down" data-move="down" '
+        f'aria-label="{down}" {"disabled" if position == size else ""}>'
+        '<span aria-hidden="true">↓</span></button>\n'
+        "      </form>\n"
+        f'      <form method="post" action="{escape(duplicate_url(npc.id))}">\n'
+        f'        {csrf}<button class="btn btn-small" type="submit">{duplicate}</button>\n'
+        "      </form>\n"
+        f'      <a class="btn btn-small btn-danger" href="{escape(delete_url(npc.id))}">{delete}</a>\n'
+        "    </div>\n"
+    )
 
 
 @bp.get("/campaigns/<campaign_id>/npcs")
