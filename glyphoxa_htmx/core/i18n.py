@@ -127,7 +127,8 @@ def lazy_gettext(string: str, **variables: Any) -> LazyString:
 def markup_gettext(string: str, **variables: Any) -> Markup:
     """``_()`` as an autoescaped template has it, for HTML built in Python: the translation as
     Markup with its variables escaped into it ("%%" a percent sign)."""
-    return Markup(_fill(Markup(translations().ugettext(string)), variables))
+    text = Markup(translations().ugettext(string))
+    return text % variables if (variables or "%" in text) else text  # (Markup's % escapes and stays Markup)
 
 
 def ngettext(singular: str, plural: str, num: int, /, **variables: Any) -> str:

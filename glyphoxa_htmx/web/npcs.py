@@ -94,6 +94,16 @@ def cast_rows(cast: Any, manage: bool, csrf: Markup, kept: Markup, mic: Markup) 
         markup_gettext("Addressed only"),
         markup_gettext("Voice"),
     )
+    # Per row, a translation with the row's values: the format once, the values escaped into it
+    # (as Markup's % does; the translations are trusted, as a template's ``_()`` is).
+    fmt = {
+        "place": _("Position %(pos)s of %(size)s"),
+        "tier": _("%(tier)s tier"),
+        "up": _("Move %(name)s up"),
+        "down": _("Move %(name)s down"),
+        "delete": _('Delete<span class="visually-hidden"> %(name)s</span>'),
+        "duplicate": markup_gettext("Duplicate"),
+    }
     env = current_app.jinja_env
     out = []
     for m in cast.items:
@@ -102,9 +112,8 @@ def cast_rows(cast: Any, manage: bool, csrf: Markup, kept: Markup, mic: Markup) 
         shown = number_text(position)
         voice = npc.voice
         voice_id = voice.get("voice_id") if isinstance(voice, dict) else None
-        # (translations outside the f-strings: Babel's extractor can't see into them)
-        place = markup_gettext("Position %(pos)s of %(size)s", pos=shown, size=size)
-        tier = markup_gettext("%(tier)s tier", tier=npcs.tier_label(npc.budget_tier))
+        place = fmt["place"] % {"pos": escape(shown), "size": escape(size)}
+        tier = fmt["tier"] % {"tier": escape(npcs.tier_label(npc.budget_tier))}
         out.append(
             f'  <li class="cast-item" id="npc-{npc_id}" data-id="{npc_id}">\n'
             + (f'<span class="drag-handle" title="{t_drag}" aria-hidden="true">⠿</span>' if manage else "")
@@ -127,7 +136,7 @@ def cast_rows(cast: Any, manage: bool, csrf: Markup, kept: Markup, mic: Markup) 
             + "      </p>\n"
             "    </div>\n"
             + (
-                _cast_actions(npc, position, cast.size, move_url, duplicate_url, delete_url, csrf, kept)
+                _cast_actions(npc, position, cast.size, move_url, duplicate_url, delete_url, csrf, kept, fmt)
                 if manage
                 else ""
             )
@@ -137,12 +146,19 @@ def cast_rows(cast: Any, manage: bool, csrf: Markup, kept: Markup, mic: Markup) 
 
 
 def _cast_actions(
-    npc: Any, position: int, size: int, move_url: Any, duplicate_url: Any, delete_url: Any, csrf: Markup, kept: Markup
+    npc: Any,
+    position: int,
+    size: int,
+    move_url: Any,
+    duplicate_url: Any,
+    delete_url: Any,
+    csrf: Markup,
+    kept: Markup,
+    fmt: dict[str, str],
 ) -> str:
     move = escape(move_url(npc.id))
-    delete = markup_gettext('Delete<span class="visually-hidden"> %(name)s</span>', name=npc.name)
-    up, down = markup_gettext("Move %(name)s up", name=npc.name), markup_gettext("Move %(name)s down", name=npc.name)
-    duplicate = markup_gettext("Duplicate")
+    name = {"name": escape(npc.name)}
+    delete, up, down, duplicate = fmt["delete"] % name, fmt["up"] % name, fmt["down"] % name, fmt["duplicate"]
     return (
         '    <div class="item-actions">\n'
         f'      <form method="post" action="{move}" hx-post="{move}" hx-target="#cast" class="move">\n'
