@@ -353,3 +353,67 @@ def test_cast_rows_write_the_old_loops_html(app):
                 assert "<b>Bad" not in new and "<sly>" not in new and "<2>" not in new
                 assert new.count("<li") == 4 and new.count("data-move=") == (8 if manage else 0)
                 assert ("Gründlich" in new) == (lang == "de")
+
+
+OLD_SEARCH_GROUPS = """{% from "_macros.html" import when %}
+{% set detail_url, transcript_url = id_url('sessions.detail', 'session_id'), id_url('sessions.transcript', 'session_id') %}
+{% for group in result.groups %}
+{% set day = group.session.started_at|date if group.session else none %}
+{% set href = detail_url(group.session_id) if group.session else none %}
+<section class="card search-group" aria-label="{{ _("Session %(label)s", label=day if group.session else group.session_id) }}">
+  <h2 class="h3">
+    {% if group.session %}<a href="{{ href }}">{{ campaign_names.get(group.session.campaign_id) or group.session.campaign_id or _("Default campaign") }} · {{ day }}</a>
+    {% else %}{{ _('Session <span class="mono">%(id)s</span>', id=group.session_id[:8]) }}{% endif %}
+  </h2>
+  <ol class="hits">
+  {% if group.session %}
+{{ search_hits(group.hits, transcript_url(group.session_id), group.session.started_at) -}}
+  {% else %}
+  {% for hit in group.hits %}
+    <li class="hit{% if hit.line.is_npc %} is-npc{% endif %} spk-{{ hit.line.colour }}">
+      <a href="{{ url_for('sessions.transcript', session_id=group.session_id, around=hit.line.id, _anchor='line-%d' % hit.line.id) }}">
+        <span class="speaker">{{ hit.line.speaker }}</span>{% if hit.line.is_npc %} <span class="badge badge-accent">NPC</span>{% endif %}
+        <span class="small muted">{% if group.session %}{{ hit.line.timestamp|elapsed(group.session.started_at) }}{% else %}{{ when(hit.line.timestamp) }}{% endif %}</span>
+      </a>
+      <p class="hit-text">{{ hit.highlight }}</p>
+    </li>
+  {% endfor %}
+  {% endif %}
+  </ol>
+</section>
+{% endfor %}
+"""
+
+
+def test_search_groups_write_the_old_loops_html(app):
+    """The search results' sections (once a loop in sessions/search.html): the same HTML in both
+    languages for a session of the table (with and without a campaign name), one whose row is gone
+    (labelled by id, hits dated), NPC and player lines, hostile text everywhere."""
+    from datetime import UTC, datetime, timedelta
+    from types import SimpleNamespace
+
+    from glyphoxa_htmx.services.transcripts import Line, SearchGroup, SearchHit, SearchSession, highlight
+
+    start = datetime(2026, 11, 3, 19, 30, tzinfo=UTC)
+
+    def hit(i, speaker, npc="", text="a \ue000<b>salt</b>\ue001 road"):
+        line = Line(i, "s", speaker, speaker, npc, text, start + timedelta(minutes=i))
+        return SearchHit(line=line, highlight=highlight(text))
+
+    groups = [
+        SearchGroup("s-1", SearchSession("s-1", "c1", start, None), "c1", [hit(1, "Bob"), hit(2, "<Mara>", npc="n1")]),
+        SearchGroup('s"<2>&', SearchSession('s"<2>&', 'c"<x>', start - timedelta(days=3)), 'c"<x>', [hit(3, "")]),
+        SearchGroup('<gone>&"-session-id', None, "c9", [hit(4, "Öl & <i>", npc="n<2>"), hit(5, "x")]),
+        SearchGroup("s-4", SearchSession("s-4", None, start), "", [hit(6, "y")]),
+    ]
+    names = {"c1": "Salt <Road>", 'c"<x>': ""}
+    for lang in ("en", "de"):
+        with app.test_request_context("/", headers={"Accept-Language": lang}):
+            old = render_template_string(OLD_SEARCH_GROUPS, result=SimpleNamespace(groups=groups), campaign_names=names)
+            new = render_template_string(
+                "{{ search_groups(groups, campaign_names) }}", groups=groups, campaign_names=names
+            )
+        assert new == old, lang
+        assert new.count("<section") == 4 and new.count("<li") == 6 and ("Sitzung" in new) == (lang == "de")
+        assert "<b>salt" not in new and "<Mara>" not in new and "<i>" not in new and "<Road>" not in new
+        assert "<gone>" not in new

@@ -195,17 +195,17 @@ _LINE_COLS = "id, session_id, speaker_id, speaker_name, npc_id, text, timestamp"
 
 
 def _line(row: Row[Any], raw: bool = False) -> Line:
-    m = row._mapping
+    # By attribute, positionally: a search page makes 50 of these (``_mapping`` built a dict each).
     return Line(
-        id=int(m["id"]),
-        session_id=m["session_id"],
-        speaker_id=m["speaker_id"] or "",
-        speaker_name=m["speaker_name"] or "",
-        npc_id=m["npc_id"] or "",
-        text=m["text"] or "",
-        timestamp=m["timestamp"],
-        raw_text=(m["raw_text"] or "") if raw else "",
-        campaign_id=m.get("campaign_id", "") or "",
+        int(row.id),
+        row.session_id,
+        row.speaker_id or "",
+        row.speaker_name or "",
+        row.npc_id or "",
+        row.text or "",
+        row.timestamp,
+        (row.raw_text or "") if raw else "",
+        getattr(row, "campaign_id", "") or "",
     )
 
 
