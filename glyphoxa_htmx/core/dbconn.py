@@ -10,7 +10,7 @@ pre-ping, ``BEGIN`` and ``ROLLBACK``, on every request.
   no ``BEGIN``, and nothing to roll back when it goes back to the pool (psycopg switches the mode
   on the client, without a round trip). Each statement sees committed data as of its start, as
   under READ COMMITTED. Their ``query`` statements go through a pooled connection of the request's
-  own (``read_connection``), not the ORM session's: opening, switching and closing a Session for a
+  own (``_read_connection``), not the ORM session's: opening, switching and closing a Session for a
   page that only reads cost ~0.08 ms of Python a request, about 5 % of a page. Whatever starts a
   session transaction (the sign-in touch, one ``UPDATE`` about once a minute per sign-in; a
   first-view registration) first hands that connection back, so a request never holds two, and
