@@ -239,24 +239,39 @@ def test_pages_that_write_still_read_in_the_sessions_transaction(app, as_role):
     assert seen and not any(seen)
 
 
-def test_a_session_transaction_takes_over_from_the_read_connection_and_sees_its_own_writes(app, make_tenant):
+def test_a_session_transaction_takes_over_from_the_read_connection_in_autocommit_too(app, make_tenant, database_url):
+    """On a read-only page a session that begins (the sign-in touch, a first-view registration)
+    gets the connection after the read connection went back, and runs in autocommit as the page
+    did before it had a read connection: its writes commit as they run and the request ends
+    without a ROLLBACK (which would make psycopg drop the statements it prepared)."""
     tenant = make_tenant()
     stmt = select(Campaign.name).where(Campaign.id == bindparam("cid", type_=Campaign.id.type))
-    with app.test_request_context("/dashboard"):
-        engine = db.engine
-        dbconn.begin_request()
-        read_pid = dbconn.query(text("SELECT pg_backend_pid()")).scalar_one()
-        assert engine.pool.checkedout() == 1
-        db.session.add(Campaign(id="c_over", tenant_id=tenant, name="Salt Road"))
-        db.session.flush()  # the session begins: the read connection goes back first
-        assert engine.pool.checkedout() == 1
-        assert dbconn.query(stmt, {"cid": "c_over"}).scalar_one() == "Salt Road"  # uncommitted, its own
-        db.session.rollback()
-        assert dbconn.query(stmt, {"cid": "c_over"}).first() is None
-        assert engine.pool.checkedout() == 1  # read connection again (the session has none now)
-        assert isinstance(read_pid, int)
-    assert engine.pool.checkedout() == 0
-    assert not any(_idle_connections_in_autocommit(engine))
+    try:
+        with app.test_request_context("/dashboard"):
+            engine = db.engine
+            dbconn.begin_request()
+            dbconn.query(text("SELECT pg_backend_pid()")).scalar_one()
+            assert engine.pool.checkedout() == 1
+            db.session.add(Campaign(id="c_over", tenant_id=tenant, name="Salt Road"))
+            db.session.flush()  # the session begins: the read connection goes back first
+            assert engine.pool.checkedout() == 1
+            assert db.session.connection().connection.dbapi_connection.autocommit
+            with psycopg.connect(database_url) as other:  # committed as it ran
+                assert other.execute("SELECT name FROM web.campaigns WHERE id = 'c_over'").fetchone() == ("Salt Road",)
+            db.session.rollback()  # nothing to undo
+            assert dbconn.query(stmt, {"cid": "c_over"}).scalar_one() == "Salt Road"
+            assert engine.pool.checkedout() == 1  # read connection again (the session has none now)
+        assert engine.pool.checkedout() == 0
+        assert not any(_idle_connections_in_autocommit(engine))
+        with app.test_request_context("/settings"):  # not a read-only page: the session's transaction
+            db.session.add(Campaign(id="c_txn", tenant_id=tenant, name="Undone"))
+            db.session.flush()
+            assert not db.session.connection().connection.dbapi_connection.autocommit
+            db.session.rollback()
+            assert dbconn.query(stmt, {"cid": "c_txn"}).first() is None
+    finally:
+        with psycopg.connect(database_url, autocommit=True) as other:
+            other.execute("DELETE FROM web.campaigns WHERE id IN ('c_over', 'c_txn')")
 
 
 def test_a_read_connection_lost_mid_request_is_invalidated_and_the_next_statement_reconnects(app, database_url):
@@ -297,7 +312,7 @@ def test_a_connection_given_back_in_autocommit_is_switched_off_at_its_next_check
                 conn.close()
 
 
-def test_the_sign_in_touch_on_a_read_only_page_commits_through_the_session_holding_one_connection(
+def test_the_sign_in_touch_on_a_read_only_page_runs_through_the_session_holding_one_connection(
     app, as_role, database_url
 ):
     from glyphoxa_htmx.services import signin_cache
@@ -323,7 +338,7 @@ def test_the_sign_in_touch_on_a_read_only_page_commits_through_the_session_holdi
     finally:
         event.remove(engine, "before_cursor_execute", before)
     updates = [s for s in seen if s[0] == "UPDATE"]
-    assert len(updates) == 1 and updates[0][1] is False  # in the session's transaction, committed
+    assert len(updates) == 1 and updates[0][1] is True  # the session's own connection, in autocommit
     assert all(held == 1 for *_rest, held in seen)
     # Reads before the touch and after its commit: on a read connection again.
     assert [verb for verb, _a, _h in seen][:2] == ["SELECT", "UPDATE"] and len(seen) > 3
