@@ -116,14 +116,20 @@ def test_database_errors_are_sqlalchemys_and_the_session_recovers(app):
         assert dbconn.query(text("SELECT 7")).scalar_one() == 7
 
 
+def _lose_the_connection(database_url) -> int:
+    """Kill the backend the next statement runs on; the statement after fails, invalidating it."""
+    pid = dbconn.query(text("SELECT pg_backend_pid()")).scalar_one()
+    with psycopg.connect(database_url, autocommit=True) as admin:
+        admin.execute("SELECT pg_terminate_backend(%s)", (pid,))
+    with pytest.raises(OperationalError) as caught:
+        dbconn.query(text("SELECT 1"))
+    assert caught.value.connection_invalidated
+    return pid
+
+
 def test_a_connection_lost_mid_request_is_invalidated_not_reused(app, database_url):
     with app.app_context():
-        pid = dbconn.query(text("SELECT pg_backend_pid()")).scalar_one()
-        with psycopg.connect(database_url, autocommit=True) as admin:
-            admin.execute("SELECT pg_terminate_backend(%s)", (pid,))
-        with pytest.raises(OperationalError) as caught:
-            dbconn.query(text("SELECT 1"))
-        assert caught.value.connection_invalidated
+        pid = _lose_the_connection(database_url)
         db.session.rollback()
         assert dbconn.query(text("SELECT pg_backend_pid()")).scalar_one() != pid
 
@@ -277,12 +283,7 @@ def test_a_session_transaction_takes_over_from_the_read_connection_in_autocommit
 def test_a_read_connection_lost_mid_request_is_invalidated_and_the_next_statement_reconnects(app, database_url):
     with app.test_request_context("/dashboard"):
         dbconn.begin_request()
-        pid = dbconn.query(text("SELECT pg_backend_pid()")).scalar_one()
-        with psycopg.connect(database_url, autocommit=True) as admin:
-            admin.execute("SELECT pg_terminate_backend(%s)", (pid,))
-        with pytest.raises(OperationalError) as caught:
-            dbconn.query(text("SELECT 1"))
-        assert caught.value.connection_invalidated
+        pid = _lose_the_connection(database_url)
         assert dbconn.query(text("SELECT pg_backend_pid()")).scalar_one() != pid
         assert dbconn.query(text("SHOW transaction_isolation")).scalar_one()  # still usable
     with app.app_context():

@@ -761,24 +761,32 @@ def search_hits(hits: list[transcripts.SearchHit], href: str, start: datetime) -
     """The hits of one known session: ``href`` is the session's transcript URL (from the list's
     ``id_url``), each hit links to ``href?around=<id>#line-<id>`` and shows the time since ``start``.
     The highlight is Markup already (``transcripts.highlight``), so escape() keeps it as it is."""
-    base = escape(href)
-    out = []
+
+    def since_start(line: transcripts.Line) -> str:
+        return transcripts.format_elapsed((line.timestamp - start).total_seconds())  # digits and colons
+
+    return Markup("".join(_hits_html(hits, escape(href), since_start)))
+
+
+def _hits_html(hits: list[transcripts.SearchHit], href: str, at: Any) -> Iterator[str]:
+    """Each hit as ``_HIT``: ``href`` the escaped transcript URL, ``at(line)`` the time shown."""
     for hit in hits:
         line = hit.line
         npc = line.is_npc
-        out.append(
-            _HIT.format(
-                npc=" is-npc" if npc else "",
-                colour=line.colour,
-                href=base,
-                id=int(line.id),
-                speaker=escape(line.speaker),
-                badge=_NPC_BADGE if npc else "",
-                at=transcripts.format_elapsed((line.timestamp - start).total_seconds()),  # digits and colons
-                text=escape(hit.highlight),
-            )
+        yield _HIT.format(
+            npc=" is-npc" if npc else "",
+            colour=line.colour,
+            href=href,
+            id=int(line.id),
+            speaker=escape(line.speaker),
+            badge=_NPC_BADGE if npc else "",
+            at=at(line),
+            text=escape(hit.highlight),
         )
-    return Markup("".join(out))
+
+
+def _line_date(line: transcripts.Line) -> Markup:
+    return when_html(line.timestamp)
 
 
 @bp.app_template_global()
@@ -804,7 +812,7 @@ def search_groups(groups: list[transcripts.SearchGroup], campaign_names: dict[st
             label = day
         else:
             heading = unknown_fmt % {"id": escape(sid[:8])}
-            hits = Markup("".join(_unknown_session_hits(group.hits, escape(transcript_url(sid)))))
+            hits = Markup("".join(_hits_html(group.hits, escape(transcript_url(sid)), _line_date)))
             label = escape(sid)
         out.append(
             f'<section class="card search-group" aria-label="{label_fmt % {"label": label}}">\n'
@@ -815,22 +823,6 @@ def search_groups(groups: list[transcripts.SearchGroup], campaign_names: dict[st
             "</section>\n"
         )
     return Markup("".join(out))
-
-
-def _unknown_session_hits(hits: list[transcripts.SearchHit], href: str) -> Iterator[str]:
-    for hit in hits:
-        line = hit.line
-        npc = line.is_npc
-        yield _HIT.format(
-            npc=" is-npc" if npc else "",
-            colour=line.colour,
-            href=href,
-            id=int(line.id),
-            speaker=escape(line.speaker),
-            badge=_NPC_BADGE if npc else "",
-            at=when_html(line.timestamp),
-            text=escape(hit.highlight),
-        )
 
 
 # The sessions table's rows, as the template's loop wrote them (issue 18: the loop cost ~40 µs a
