@@ -131,13 +131,13 @@ def svg_chart(key: Any, label: Any, c: Mapping[str, Any], span: Any = None) -> M
     """A server-rendered SVG bar chart (no script, no style attributes); every value escaped."""
     from markupsafe import escape
 
-    from glyphoxa_htmx.core.i18n import _month_filter, _number_filter, markup_gettext
+    from glyphoxa_htmx.core.i18n import _month_filter, markup_gettext, number_text
 
     title = markup_gettext(
         "%(label)s, %(span)s (largest %(max)s)",
         label=label,
         span=span or markup_gettext("last 12 months"),
-        max=_number_filter(c["max"]),
+        max=number_text(c["max"]),
     )
     out = [
         _CHART_HEAD.format(
@@ -157,7 +157,7 @@ def svg_chart(key: Any, label: Any, c: Mapping[str, Any], span: Any = None) -> M
                 w=escape(b["w"]),
                 h=escape(b["h"]),
                 month=escape(_month_filter(b["period"])),
-                value=escape(_number_filter(b["value"])),
+                value=escape(number_text(b["value"])),
                 tx=escape(b["tx"]),
                 ty=ty,
                 label=escape(b["label"]),
