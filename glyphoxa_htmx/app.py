@@ -322,17 +322,18 @@ class App(Flask):
     ``inspect.iscoroutinefunction`` (~1.4 µs), though a ``def`` never becomes ``async def``. Other
     callables (bound methods, partials: possibly made per request) are asked every time."""
 
-    _sync: dict[Any, Any]
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        self._sync: dict[Any, Any] = {}
+        super().__init__(*args, **kwargs)
 
     def ensure_sync(self, func: Callable[..., Any]) -> Callable[..., Any]:
         if type(func) is not types.FunctionType:
             return super().ensure_sync(func)
-        cache = self.__dict__.setdefault("_sync", {})
-        found = cache.get(func)
+        found = self._sync.get(func)
         if found is None:
             found = super().ensure_sync(func)
-            if len(cache) < 4096:  # views and hooks: a few hundred
-                cache[func] = found
+            if len(self._sync) < 4096:  # views and hooks: a few hundred
+                self._sync[func] = found
         return found
 
 

@@ -38,6 +38,7 @@ from typing import Any, cast
 
 from flask import Flask, request
 from flask.globals import _cv_app
+from psycopg.pq import TransactionStatus
 from sqlalchemy import Select, TextClause, event
 from sqlalchemy import inspect as sa_inspect
 from sqlalchemy.engine import Connection, CursorResult, Result
@@ -77,8 +78,13 @@ def init_app(app: Flask) -> None:
 
         def _checkin(dbapi_conn: DBAPIConnection | None, record: ConnectionPoolEntry) -> None:
             record.info["gx_idle_since"] = time.monotonic()
-            if dbapi_conn is not None and dbapi_conn.autocommit:  # a read-only page's session's
-                dbapi_conn.autocommit = False
+            # A read-only page's connections (its read connection, its session's) go back in
+            # autocommit: switched off here, best effort; checkout makes sure.
+            if dbapi_conn is not None and dbapi_conn.autocommit:
+                try:
+                    dbapi_conn.autocommit = False
+                except Exception:  # noqa: BLE001 - a broken connection: checkout discards it
+                    pass
 
         def _checkout(
             dbapi_conn: DBAPIConnection,
@@ -87,9 +93,12 @@ def init_app(app: Flask) -> None:
             dialect: Dialect = dialect,
         ) -> None:
             if dbapi_conn.autocommit:
-                # Fail closed: a read connection that went back without its switch undone must not
-                # give a session autocommit (its writes would commit one by one).
-                dbapi_conn.autocommit = False
+                # Fail closed: a connection still in autocommit must not give a session autocommit
+                # (its writes would commit one by one); one that can't be switched is discarded.
+                try:
+                    dbapi_conn.autocommit = False
+                except Exception as exc:  # noqa: BLE001
+                    raise DisconnectionError("connection can't leave autocommit") from exc
             since = record.info.get("gx_idle_since")
             if since is None or time.monotonic() - since < IDLE_PING_SECONDS:
                 return  # fresh from connect, or used a moment ago
@@ -137,20 +146,11 @@ def _read_connection(session: Session | None) -> Connection | None:
 
 
 def release_read_connection() -> None:
-    """Hand the request's read connection back to the pool, autocommit switched off (teardown, and
-    whenever a session transaction begins). One that can't be switched back is discarded."""
+    """Hand the request's read connection back to the pool (teardown, and whenever a session
+    transaction begins); the pool switches its autocommit off (``init_app``)."""
     ctx = _cv_app.get(None)
     conn: Connection | None = ctx.g.__dict__.pop(READ_CONNECTION, None) if ctx is not None else None
-    if conn is None:
-        return
-    try:
-        if not conn.invalidated and not conn.closed:
-            dbapi: Any = conn.connection.dbapi_connection
-            if dbapi.autocommit:
-                dbapi.autocommit = False
-    except Exception:  # noqa: BLE001 - a broken connection: never back into the pool as it is
-        conn.invalidate()
-    finally:
+    if conn is not None:
         conn.close()
 
 
@@ -173,7 +173,7 @@ def _session_connected(_session: Session, transaction: SessionTransaction, conne
     ctx = _cv_app.get(None)
     if ctx is not None and ctx.g.__dict__.get(READ_ONLY) and transaction.parent is None:
         dbapi: Any = connection.connection.dbapi_connection
-        if not dbapi.autocommit and dbapi.info.transaction_status == 0:  # idle: nothing run yet
+        if not dbapi.autocommit and dbapi.info.transaction_status == TransactionStatus.IDLE:  # nothing run yet
             dbapi.autocommit = True
 
 
