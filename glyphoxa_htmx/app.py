@@ -593,6 +593,7 @@ def _register_template_helpers(app: Flask) -> None:
         csrf_field_html=markup.csrf_field,
         spinner_html=markup.spinner,
         char_counter_html=markup.char_counter,
+        list_editor_html=markup.list_editor,
         svg_chart_html=markup.svg_chart,
         asset=asset,
         nav_url=nav_url,

@@ -417,3 +417,83 @@ def test_search_groups_write_the_old_loops_html(app):
         assert new.count("<section") == 4 and new.count("<li") == 6 and ("Sitzung" in new) == (lang == "de")
         assert "<b>salt" not in new and "<Mara>" not in new and "<i>" not in new and "<Road>" not in new
         assert "<gone>" not in new
+
+
+OLD_LIST_EDITOR = """{% macro list_editor(name, item_label, items, errors, rows=4, maxlength=None) -%}
+<textarea id="{{ name }}" name="{{ name }}" rows="{{ rows }}" {% if maxlength %}maxlength="{{ maxlength }}"{% endif %} x-ref="source" x-bind:hidden="enhanced" {{ invalid(errors, name) }}>{{ items|join("\\n") }}</textarea>
+<div class="list-editor" hidden x-bind:hidden="plain">
+  <ul role="list">
+    <template x-for="(item, index) in items" x-bind:key="item.id">
+      <li class="row list-item" x-bind:data-item="item.id">
+        <input type="text" class="grow" autocomplete="off" x-bind:value="item.value" x-bind:aria-label="itemLabel" x-on:input="edit" x-on:keydown.enter.prevent="noop">
+        <button type="button" class="btn btn-small icon-btn" aria-label="{{ _('Move up') }}" data-up x-bind:disabled="isFirst" x-on:click="up">↑</button>
+        <button type="button" class="btn btn-small icon-btn" aria-label="{{ _('Move down') }}" data-down x-bind:disabled="isLast" x-on:click="down">↓</button>
+        <button type="button" class="btn btn-small icon-btn btn-danger" aria-label="{{ _('Remove') }}" x-on:click="remove">×</button>
+      </li>
+    </template>
+  </ul>
+  <div class="row list-add">
+    <input type="text" id="{{ name }}-new" placeholder="{{ _('Add %(item)s…', item=item_label) }}" class="grow" autocomplete="off" x-ref="adder" x-bind:value="pending" x-on:input="typePending" x-on:keydown.enter.prevent="add" {{ invalid(errors, name) }}>
+    <button type="button" class="btn btn-small" x-on:click="add">{{ _("Add") }}</button>
+  </div>
+</div>
+{%- endmacro %}
+"""
+
+# npcs/form.html's macros before web/npcs.py npc_editor_fields (list_editor as above).
+OLD_NPC_FIELDS = """{% macro reach(field) -%}
+{% if field in forwarded %}<span class="reach reach-yes">{{ _("Sent to the NPC") }}</span>{% else %}<span class="reach reach-no" title="{{ _("Saved, but the voice gateway doesn't send this to the running NPC yet") }}">{{ _("Stored only") }}</span>{% endif %}
+{%- endmacro %}
+{% macro list_field(name, label, item, hint, rows=4) -%}
+<div class="field" x-data="listEditor" data-item-label="{{ item }}">
+  <label for="{{ name }}" x-bind:for="labelFor">{{ label }} {{ reach(name) }}</label>
+  {{ list_editor(name, item, data[name], errors, rows) }}
+  <p class="hint">{{ hint }}</p>
+  {{ field_error(errors, name) }}
+</div>
+{%- endmacro %}
+"""
+
+
+def test_list_editor_and_the_npc_fields_write_the_old_macros_html(app):
+    """The list editor (core/markup.py) and the NPC editor's reach/list_field (web/npcs.py), once
+    macros: the same HTML in both languages, with items as others store them (numbers, a string
+    where a list belongs, hostile text), with and without errors and maxlength."""
+    calls = (
+        "[{{ list_editor(name, label, items, errors) }}]"
+        "[{{ list_editor(name, label, items, errors, 3, maxlength) }}]"
+        "[{{ list_field(name, _('Knowledge scope'), _('knowledge scope'), hint) }}]"
+        "[{{ list_field(name, label, label, hint, 3) }}][{{ reach(name) }}][{{ reach('name') }}][{{ reach('x') }}]"
+    )
+    cases = [
+        ("knowledge_scope", "knowledge scope", ["the docks", "<b>smugglers</b> & 'co'"], {}, 500),
+        ("tools", 'x"><script>', [7, 2.5, None, True], {"tools": "Too <many> tools"}, None),
+        ('n"<1>', Markup("<em>ok</em>"), "a<b", {'n"<1>': Markup("<i>safe</i>")}, 0),
+        ("behavior_rules", "Grüße", [], None, "12"),
+    ]
+    forwarded = {"name", "knowledge_scope"}
+    for name, label, items, errors, maxlength in cases:
+        values = dict(
+            name=name,
+            label=label,
+            items=items,
+            errors=errors,
+            maxlength=maxlength,
+            hint='One per line, e.g. "<x>"',
+            data={name: items},
+            forwarded=forwarded,
+        )
+        for lang in ("en", "de"):
+            with app.test_request_context("/", headers={"Accept-Language": lang}):
+                old = render_template_string(
+                    '{% from "_macros.html" import invalid, field_error %}' + OLD_LIST_EDITOR + OLD_NPC_FIELDS + calls,
+                    **values,
+                )
+                new = render_template_string(
+                    '{% from "_macros.html" import list_editor %}'
+                    "{% set reach, list_field = npc_editor_fields(forwarded, data, errors) %}" + calls,
+                    **values,
+                )
+                assert new == old, (name, lang)
+                assert "<script>" not in new and "<b>smugglers" not in new and "<many>" not in new
+                assert ("Nur gespeichert" in new) == (lang == "de")

@@ -165,3 +165,64 @@ def svg_chart(key: Any, label: Any, c: Mapping[str, Any], span: Any = None) -> M
         )
     out.append("</svg>")
     return Markup("".join(out))
+
+
+# A list field's editor (the NPC editor has four, the campaign form one): as a macro ~10 µs a call
+# (issue 18). Without JavaScript a textarea, one item per line; with it the Alpine ``listEditor``
+# island (npc-editor.js) shows one input per item and keeps the hidden textarea in step.
+_LIST_EDITOR = (
+    '<textarea id="{name}" name="{name}" rows="{rows}" {maxlength} x-ref="source" x-bind:hidden="enhanced" {invalid}>'
+    "{text}</textarea>\n"
+    '<div class="list-editor" hidden x-bind:hidden="plain">\n'
+    '  <ul role="list">\n'
+    '    <template x-for="(item, index) in items" x-bind:key="item.id">\n'
+    '      <li class="row list-item" x-bind:data-item="item.id">\n'
+    '        <input type="text" class="grow" autocomplete="off" x-bind:value="item.value"'
+    ' x-bind:aria-label="itemLabel" x-on:input="edit" x-on:keydown.enter.prevent="noop">\n'
+    '        <button type="button" class="btn btn-small icon-btn" aria-label="{up}" data-up'
+    ' x-bind:disabled="isFirst" x-on:click="up">↑</button>\n'
+    '        <button type="button" class="btn btn-small icon-btn" aria-label="{down}" data-down'
+    ' x-bind:disabled="isLast" x-on:click="down">↓</button>\n'
+    '        <button type="button" class="btn btn-small icon-btn btn-danger" aria-label="{remove}"'
+    ' x-on:click="remove">×</button>\n'
+    "      </li>\n"
+    "    </template>\n"
+    "  </ul>\n"
+    '  <div class="row list-add">\n'
+    '    <input type="text" id="{name}-new" placeholder="{placeholder}" class="grow" autocomplete="off" x-ref="adder"'
+    ' x-bind:value="pending" x-on:input="typePending" x-on:keydown.enter.prevent="add" {invalid}>\n'
+    '    <button type="button" class="btn btn-small" x-on:click="add">{add}</button>\n'
+    "  </div>\n"
+    "</div>"
+)
+
+
+def list_editor(
+    name: Any, item_label: Any, items: Any, errors: Mapping[str, Any] | None, rows: Any = 4, maxlength: Any = None
+) -> Markup:
+    """A list field's editor: put x-data="listEditor" on the enclosing .field element and
+    x-bind:for="labelFor" on its label. ``items`` are joined one per line as Jinja's ``join`` does
+    (each as ``str``; a string that isn't a list shows as it is stored, one character a line)."""
+    from markupsafe import escape
+
+    from glyphoxa_htmx.core.i18n import markup_gettext
+
+    values = [item if hasattr(item, "__html__") else str(item) for item in items]
+    if any(hasattr(item, "__html__") for item in values):  # (as Jinja's join: Markup stays as it is)
+        text = Markup("\n").join(values)
+    else:
+        text = escape("\n".join(values))
+    return Markup(
+        _LIST_EDITOR.format(
+            name=escape(name),
+            rows=escape(rows),
+            maxlength=Markup('maxlength="%s"') % (maxlength,) if maxlength else "",
+            invalid=invalid(errors, name),
+            text=text,
+            up=markup_gettext("Move up"),
+            down=markup_gettext("Move down"),
+            remove=markup_gettext("Remove"),
+            placeholder=markup_gettext("Add %(item)s…", item=item_label),
+            add=markup_gettext("Add"),
+        )
+    )

@@ -15,7 +15,7 @@ from glyphoxa_htmx.core import htmx
 from glyphoxa_htmx.core.authz import Perm, require
 from glyphoxa_htmx.core.errors import Conflict, ValidationError
 from glyphoxa_htmx.core.i18n import _, markup_gettext, number_text
-from glyphoxa_htmx.core.markup import id_url
+from glyphoxa_htmx.core.markup import field_error, id_url, list_editor
 from glyphoxa_htmx.core.parse import int_arg
 from glyphoxa_htmx.extensions import limiter, user_or_ip
 from glyphoxa_htmx.services import campaigns, npcs, voice
@@ -213,6 +213,47 @@ def move(npc_id: str):
 
 
 # --------------------------------------------------------------------------- editor
+
+# One list field of the editor (knowledge scope, secret knowledge, behaviour rules, tools), as the
+# form's ``list_field`` macro wrote it: with ``reach`` (below), five macro calls a field, ~0.15 ms
+# of the editor's page (issue 18). Every value is escaped; the labels are translations.
+_LIST_FIELD = (
+    '<div class="field" x-data="listEditor" data-item-label="{item}">\n'
+    '  <label for="{name}" x-bind:for="labelFor">{label} {reach}</label>\n'
+    "  {editor}\n"
+    '  <p class="hint">{hint}</p>\n'
+    "  {error}\n"
+    "</div>"
+)
+
+
+@bp.app_template_global()
+def npc_editor_fields(forwarded: Any, data: Any, errors: Any) -> tuple[Any, Any]:
+    """The editor's ``reach(field)`` (whether the field reaches the running NPC) and
+    ``list_field(name, label, item, hint, rows=4)`` (``item`` names one entry in running text)."""
+    yes = Markup('<span class="reach reach-yes">%s</span>') % (markup_gettext("Sent to the NPC"),)
+    no = Markup('<span class="reach reach-no" title="%s">%s</span>') % (
+        markup_gettext("Saved, but the voice gateway doesn't send this to the running NPC yet"),
+        markup_gettext("Stored only"),
+    )
+
+    def reach(field: Any) -> Markup:
+        return yes if field in forwarded else no
+
+    def list_field(name: Any, label: Any, item: Any, hint: Any, rows: Any = 4) -> Markup:
+        return Markup(
+            _LIST_FIELD.format(
+                item=escape(item),
+                name=escape(name),
+                label=escape(label),
+                reach=reach(name),
+                editor=list_editor(name, item, data[name], errors, rows),
+                hint=escape(hint),
+                error=field_error(errors, name),
+            )
+        )
+
+    return reach, list_field
 
 
 def _editor(campaign, npc=None, data=None, errors=None, status=200):
