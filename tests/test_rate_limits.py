@@ -88,3 +88,133 @@ def test_the_general_class_short_path_counts_under_flask_limiters_keys(app, data
         "health.healthz": True,  # exempt
         "static": True,
     }
+
+
+# The general class with Redis: each process counts its hits and sends them in one pipeline every
+# FLUSH_SECONDS (core/ratelimits.py Batched); near the limit every hit goes to Flask-Limiter again.
+BATCHED = """
+import json, sys
+from tests.conftest import Browser, make_settings
+from glyphoxa_htmx.app import create_app
+from glyphoxa_htmx.core import ratelimits
+from glyphoxa_htmx.extensions import limiter
+db_url, redis_url, user, tenant, n, limit, flush = sys.argv[1:8]
+ratelimits.FLUSH_SECONDS = float(flush)
+app = create_app(make_settings(db_url, redis_url=redis_url, rate_limit_general=f"{limit} per minute"))
+b = Browser(app).login(type("U", (), {"id": user, "tenant_id": tenant}))
+responses = [b.get("/campaigns") for _ in range(int(n))]
+batched = ratelimits._batched_for(limiter.limiter)
+with app.test_request_context("/campaigns"):
+    item = ratelimits._plan(app, "campaigns.index")[0]
+    def left():
+        return limiter.limiter.get_window_stats(item, "user:" + user, "campaigns.index").remaining
+    before = left()
+    batched.flush()
+    after = left()
+print(json.dumps({
+    "codes": [r.status_code for r in responses],
+    "retry_after": [r.headers.get("Retry-After") for r in responses if r.status_code == 429][:1],
+    "before": before, "after": after, "batched": batched is not None,
+}))
+"""
+
+
+def _batched_run(database_url, user, n: int, limit: int, flush: float = 0.2) -> dict:
+    out = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            BATCHED,
+            database_url,
+            REDIS_URL,
+            user.id,
+            user.tenant_id,
+            str(n),
+            str(limit),
+            str(flush),
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert out.returncode == 0, out.stderr[-3000:]
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def test_batched_hits_reach_flask_limiters_key_in_redis(app, database_url, make_user):
+    """55 requests under 200 a minute, with the flush thread held off: a twentieth of the limit
+    (10) unflushed hits make the request flush, so Redis holds 50 and the process 5 more until
+    its next flush; then Redis holds all 55, under Flask-Limiter's own key."""
+    require_redis(REDIS_URL)
+    result = _batched_run(database_url, make_user(role="tenant_owner"), 55, 200, flush=3600)
+    assert result["batched"] is True
+    assert result["codes"] == [200] * 55
+    assert (result["before"], result["after"]) == (150, 145)
+
+
+def test_batched_limit_is_exact_across_two_processes(app, database_url, make_user):
+    """60 a minute: one process spends 40 (all counted locally, sent in batches and at exit),
+    another the rest; near the limit every hit is Flask-Limiter's again, so exactly 20 more pass
+    and the refusals carry Retry-After, as before batching."""
+    require_redis(REDIS_URL)
+    user = make_user(role="tenant_owner")
+    first = _batched_run(database_url, user, 40, 60)
+    assert first["codes"] == [200] * 40 and first["after"] == 20
+    second = _batched_run(database_url, user, 30, 60)
+    assert second["codes"] == [200] * 20 + [429] * 10
+    assert int(second["retry_after"][0]) > 0
+    assert second["after"] == 0
+
+
+def test_batched_counting_fails_closed_when_redis_goes_away():
+    """Without a good flush for STALE_SECONDS (or a first answer from Redis), every hit goes to
+    Flask-Limiter's exact path; hits a failed flush couldn't send are kept, not dropped."""
+    import time
+
+    import redis
+    from limits import parse
+    from limits.storage import RedisStorage
+
+    from glyphoxa_htmx.core import ratelimits
+
+    require_redis(REDIS_URL)
+    item = parse("600 per minute")
+    who = f"user:{uuid.uuid4()}"
+
+    dead = ratelimits.Batched(RedisStorage("redis://127.0.0.1:1/0", socket_connect_timeout=0.2), flush_seconds=3600)
+    assert dead.hit([item], who, "campaigns.index") is False  # never answered: not batched
+    dead.stopped = True
+
+    storage = RedisStorage(REDIS_URL)
+    live = ratelimits.Batched(storage, flush_seconds=3600)
+    assert [live.hit([item], who, "campaigns.index") for _ in range(5)] == [True] * 5
+    name = storage.prefixed_key(item.key_for(who, "campaigns.index"))
+    client = redis.Redis.from_url(REDIS_URL)
+    assert client.get(name) is None  # counted here, not yet sent
+    live.storage = RedisStorage("redis://127.0.0.1:1/0", socket_connect_timeout=0.2)  # Redis "goes away"
+    live.flush()  # fails: the five stay pending
+    live._ok_at -= ratelimits.STALE_SECONDS + 1  # ...and no good flush since
+    assert live.hit([item], who, "campaigns.index") is False
+    live.storage = storage  # back
+    live.flush()
+    assert int(client.get(name)) == 5 and 0 < client.pttl(name) <= 60_000
+    assert live.hit([item], who, "campaigns.index") is True
+    live.stopped = True
+    client.delete(name)
+    time.sleep(0)  # (the flush thread of each ends at its next wake-up)
+
+
+def test_small_limits_are_never_batched():
+    """Under 40 a window a twentieth is under two hits: every hit goes to Redis, as before."""
+    from limits import parse
+    from limits.storage import RedisStorage
+
+    from glyphoxa_htmx.core import ratelimits
+
+    require_redis(REDIS_URL)
+    batched = ratelimits.Batched(RedisStorage(REDIS_URL), flush_seconds=3600)
+    who = f"user:{uuid.uuid4()}"
+    assert batched.hit([parse("39 per minute")], who, "x") is False
+    assert batched.hit([parse("40 per minute")], who, "y") is True
+    batched.stopped = True
