@@ -329,7 +329,7 @@ def test_line_item_function_writes_the_macros_html(app, lang):
     from datetime import UTC, datetime
 
     from glyphoxa_htmx.services.transcripts import Line
-    from glyphoxa_htmx.web.sessions import line_item_html
+    from glyphoxa_htmx.web.sessions import line_item_html, line_items_html
 
     at = datetime(2026, 3, 1, 20, 5, 7, 123456, tzinfo=UTC)
     lines = [
@@ -353,6 +353,14 @@ def test_line_item_function_writes_the_macros_html(app, lang):
                 for sid in ("4e4e371d", "odd/ses sion?x=1&y='2'"):
                     want = old.render(line=line, session_id=sid, **kwargs)
                     assert str(line_item_html(line, sid, **kwargs)) == want
+        # A whole list at once (line_items_html, what the pages use): the lines one after another.
+        for kwargs in (
+            {"start": None, "target": None, "raw": False, "href": None},
+            {"start": at - timedelta(minutes=3), "target": 8, "raw": True, "href": "/sessions/a&b'/transcript"},
+        ):
+            want = "".join(old.render(line=line, session_id="s<1>", **kwargs) for line in lines)
+            assert str(line_items_html(lines, "s<1>", **kwargs)) == want
+            assert str(line_items_html([], "s<1>", **kwargs)) == ""
 
 
 def test_prebuilt_search_and_knowledge_statements_keep_tables_apart(app, seeded, as_role, database_url):

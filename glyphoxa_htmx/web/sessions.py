@@ -6,7 +6,7 @@ from __future__ import annotations
 import logging
 import socket
 import time
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from datetime import datetime, timedelta
 from typing import Any
 from urllib.parse import urlsplit
@@ -893,38 +893,71 @@ def line_item_html(
     a macro call per line was most of a transcript's render). Same HTML, every value escaped.
     ``start`` shows the time since it (archive), else the clock time (live); ``href`` is the
     transcript URL built once per list (else url_for per line)."""
-    npc = line.is_npc
-    if href:
-        link = f"{escape(href)}?around={escape(line.id)}#line-{escape(line.id)}"
-    else:
-        link = str(
-            escape(url_for("sessions.transcript", session_id=session_id, around=line.id, _anchor=f"line-{line.id:d}"))
-        )
-    raw_html = ""
-    if raw and line.raw_text and line.raw_text != line.text:
-        # Outside the f-string: Babel's extractor doesn't look inside one (the catalogue check
-        # called this translation unused).
-        label = Markup(_("Raw speech-to-text:"))
-        raw_html = f'<p class="line-raw"><span class="visually-hidden">{label} </span>{escape(line.raw_text)}</p>'
+    return Markup("".join(_line_items((line,), session_id, start, target, raw, href)))
 
-    return Markup(
-        _LINE.format(
-            id=escape(line.id),
-            at_us=escape(line.at_us),
-            colour=escape(line.colour),
+
+@bp.app_template_global()
+def line_items_html(
+    lines: Iterable[transcripts.Line],
+    session_id: str,
+    start: datetime | None = None,
+    target: int | None = None,
+    raw: bool = False,
+    href: str | None = None,
+) -> Markup:
+    """Every line of a list as :func:`line_item_html` writes it, with what all lines share (the
+    translations, the escaped transcript URL) worked out once: a page shows up to 100 lines."""
+    return Markup("".join(_line_items(lines, session_id, start, target, raw, href)))
+
+
+def _digits(value: Any) -> Any:
+    """An int as its digits (nothing to escape); anything else escaped."""
+    return str(value) if type(value) is int else escape(value)
+
+
+def _line_items(
+    lines: Iterable[transcripts.Line],
+    session_id: str,
+    start: datetime | None,
+    target: int | None,
+    raw: bool,
+    href: str | None,
+) -> Iterator[str]:
+    # (translated outside any f-string: Babel's extractor doesn't look inside one)
+    link_title = Markup(_("Link to this line"))
+    raw_label = Markup(_("Raw speech-to-text:")) if raw else ""
+    base = escape(href) if href else None
+    for line in lines:
+        npc = line.is_npc
+        lid = _digits(line.id)
+        if base is not None:
+            link = f"{base}?around={lid}#line-{lid}"
+        else:
+            link = str(
+                escape(
+                    url_for("sessions.transcript", session_id=session_id, around=line.id, _anchor=f"line-{line.id:d}")
+                )
+            )
+        raw_html = ""
+        if raw and line.raw_text and line.raw_text != line.text:
+            raw_html = (
+                f'<p class="line-raw"><span class="visually-hidden">{raw_label} </span>{escape(line.raw_text)}</p>'
+            )
+        stamp = line.timestamp
+        yield _LINE.format(
+            id=lid,
+            at_us=_digits(line.at_us),
+            colour=_digits(line.colour),
             npc=" is-npc" if npc else "",
             target=" is-target" if target == line.id else "",
             speaker=escape(line.speaker),
             badge=' <span class="badge badge-accent">NPC</span>' if npc else "",
             href=link,
-            link_title=Markup(_("Link to this line")),
-            iso=escape(line.timestamp.isoformat()),
+            link_title=link_title,
+            iso=escape(stamp.isoformat()),
             time=escape(
-                transcripts.format_elapsed((line.timestamp - start).total_seconds())
-                if start
-                else line.timestamp.strftime("%H:%M:%S")
+                transcripts.format_elapsed((stamp - start).total_seconds()) if start else stamp.strftime("%H:%M:%S")
             ),
             text=escape(line.text),
             raw=raw_html,
         )
-    )
