@@ -118,3 +118,52 @@ def _read_all(sock: socket.socket) -> bytes:
         chunks.append(chunk)
     sock.close()
     return b"".join(chunks)
+
+
+def test_batched_general_limit_is_exact_across_gunicorn_workers(app, database_url):
+    """The general class under gunicorn with two workers and Redis: each worker counts its hits
+    and flushes them in batches (core/ratelimits.py Batched), yet 60 a minute is still 60: the
+    61st request is refused, whichever worker takes it, and so is every one after it."""
+    import uuid
+
+    from tests.support.services import REDIS_URL, require_redis
+
+    require_redis(REDIS_URL)
+    port = _free_port()
+    env = {
+        **os.environ,
+        "GLYPHOXA_ENV": "development",
+        "DATABASE_URL": database_url,
+        "REDIS_URL": REDIS_URL,
+        "SECRET_KEY": "g" * 40,
+        "GUNICORN_BIND": f"127.0.0.1:{port}",
+        "WEB_CONCURRENCY": "2",
+        "PROXY_HOPS": "1",  # each run its own client address (X-Forwarded-For): a fresh count
+        "RATE_LIMIT_GENERAL": "60 per minute",
+        "LOG_LEVEL": "WARNING",
+    }
+    env.pop("PROMETHEUS_MULTIPROC_DIR", None)
+    gunicorn = Path(sys.executable).with_name("gunicorn")
+    proc = subprocess.Popen(
+        [str(gunicorn), "-c", "deploy/gunicorn.conf.py", "wsgi:app"],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+    )
+    base = f"http://127.0.0.1:{port}"
+    client = f"10.{uuid.uuid4().int % 250}.{uuid.uuid4().int % 250}.{uuid.uuid4().int % 250}"
+    try:
+        wait_healthy(base, proc)
+        codes = []
+        for i in range(70):
+            # A new connection each time (no keep-alive): the two workers take turns accepting.
+            resp = requests.get(base + "/", headers={"X-Forwarded-For": client, "Connection": "close"}, timeout=5)
+            codes.append(resp.status_code)
+            if i % 7 == 0:
+                time.sleep(0.25)  # let the flush threads run between some of them
+        assert codes == [200] * 60 + [429] * 10
+    finally:
+        proc.terminate()
+        out = proc.communicate(timeout=20)[0].decode(errors="replace")
+    assert "Traceback" not in out, out[-3000:]
