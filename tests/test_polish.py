@@ -301,3 +301,34 @@ def test_per_list_urls_match_url_for_for_ids_minted_by_others(app):
             str(Markup.escape(url_for("npcs.index", campaign_id=i, page=2))) for i in odd
         ]
     assert html.splitlines() == expected
+
+
+def test_template_url_for_with_one_path_argument_matches_url_for(app):
+    """Templates' url_for remembers the shape of a URL whose one argument is in its path (app.py
+    template_url_for): every result must still be Flask's url_for's, for odd ids, under another
+    script root, and for arguments that aren't in the path (query strings) or aren't str/int."""
+    from flask import render_template_string, url_for
+
+    odd = ["c1", "a b", "x/y", "Grüße", "%41", "?q#f", "<b>&'\"", 42, "", None, 4.5]
+    calls = [
+        ("campaigns.show", "campaign_id"),
+        ("npcs.edit", "npc_id"),
+        ("sessions.transcript", "session_id"),
+        ("static", "filename"),
+        ("campaigns.index", "page"),  # a query argument, not in the path
+        ("campaigns.index", "q"),
+    ]
+    for root in ("", "/gx"):
+        with app.test_request_context("/campaigns", environ_base={"SCRIPT_NAME": root}):
+            for endpoint, arg in calls:
+                for value in odd:
+                    try:
+                        want = url_for(endpoint, **{arg: value})
+                    except Exception as exc:  # noqa: BLE001 - the template must fail the same way
+                        want = type(exc).__name__
+                    for _ in range(2):  # (the second time from the remembered shape)
+                        try:
+                            got = render_template_string("{{ url_for(e, **{a: v}) }}", e=endpoint, a=arg, v=value)
+                        except Exception as exc:  # noqa: BLE001
+                            got = type(exc).__name__
+                        assert got == (str(Markup.escape(want)) if "/" in want else want), (root, endpoint, value)

@@ -101,6 +101,17 @@ def id_url(endpoint: str, arg: str, **fixed: Any) -> Callable[[Any], str]:
     character for character (ids the gateway minted included); a list of 50 rows otherwise builds
     250 URLs (issue 18). Anything unusual (several rules, URL defaults, the argument not in the
     path, no request) falls back to url_for per row."""
+    parts = url_parts(endpoint, arg, **fixed)
+    if parts is not None:
+        head, to_url, tail = parts
+        return lambda value: head + to_url(value) + tail
+    return lambda value: url_for(endpoint, **{**fixed, arg: value})
+
+
+def url_parts(endpoint: str, arg: str, **fixed: Any) -> tuple[str, Callable[[Any], str], str] | None:
+    """``(head, to_url, tail)`` with ``url_for(endpoint, **fixed, <arg>=v) == head + to_url(v) +
+    tail`` for every ``v``: the endpoint has one rule, ``arg`` is in its path (``to_url`` is that
+    argument's converter), no URL defaults apply and there is a request. Else None."""
     app = current_app
     rules = list(app.url_map.iter_rules(endpoint))
     converter = getattr(rules[0], "_converters", {}).get(arg) if len(rules) == 1 else None
@@ -109,9 +120,8 @@ def id_url(endpoint: str, arg: str, **fixed: Any) -> Callable[[Any], str]:
         url = url_for(endpoint, **values)
         if url.count(_ID_MARKER) == 1:
             head, tail = url.split(_ID_MARKER)
-            to_url = converter.to_url
-            return lambda value: head + to_url(value) + tail
-    return lambda value: url_for(endpoint, **{**fixed, arg: value})
+            return head, converter.to_url, tail
+    return None
 
 
 # The usage page and the operators' dashboard draw 4-8 bar charts of 12 bars: as a macro, with two
