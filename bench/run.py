@@ -14,8 +14,10 @@ Parts (BENCH_PARTS, comma-separated; default all):
            fragment also against the full page at the fragment's own URL (what the block saves);
            then the VU page mix over every seeded tenant, twice, with PostgreSQL's CPU too
   pages    wrk against each page and htmx fragment, interleaved with the floor (bench/floor.py, same
-           gunicorn settings, one primary-key read + a page-sized render): req/s, p50/p99 and the
-           app/floor ratio at 16 and 64 connections (BENCH_CONNECTIONS)
+           gunicorn settings, one primary-key read + a page-sized render): BENCH_SECONDS per cell
+           and server in BENCH_SLICES turns (default 4) alternating floor and page, so a slow spell
+           of a shared machine lands on both; req/s, p50/p99 and the app/floor ratio at 16 and 64
+           connections (BENCH_CONNECTIONS)
   vus      asyncio virtual users (BENCH_VUS, default 1000,3000): each signs in with its own cookie,
            browses the hot pages with 1-5 s think time; served req/s, p50/p99, errors, 503s, and
            the CPU per answered request of the app's workers, PostgreSQL and the driver itself.
@@ -44,6 +46,7 @@ import random
 import re
 import shutil
 import socket
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -62,6 +65,7 @@ from glyphoxa_htmx import embedded  # noqa: E402
 
 TENANTS = int(os.environ.get("BENCH_TENANTS", "1000"))
 SECONDS = float(os.environ.get("BENCH_SECONDS", "8"))
+SLICES = int(os.environ.get("BENCH_SLICES", "4"))  # floor/page turns per wrk cell (each >= 1 s)
 CONNECTIONS = [int(c) for c in os.environ.get("BENCH_CONNECTIONS", "16,64").split(",") if c]
 PARTS = set(os.environ.get("BENCH_PARTS", "queries,cpu,pages,vus,ws").split(","))
 VUS = [int(v) for v in os.environ.get("BENCH_VUS", "1000,3000").split(",") if v]
@@ -446,7 +450,35 @@ def measured(base: str, script: str, connections: int, seconds: float, pid: int)
     n = result["rps"] * max(1, round(seconds))
     used = cpu_seconds(pid) - c0
     result["cpu_ms"] = used * 1000 / n if n and used > 0 else float("nan")
+    result["requests"], result["cpu_s"] = n, used
     return result
+
+
+def interleaved(floor: tuple, app: tuple, connections: int, seconds: float, slices: int) -> tuple[dict, dict]:
+    """The floor and the app alternately, ``slices`` turns of ``seconds / slices`` each (at least
+    1 s), floor first: a slow spell of the shared machine lands on both, not on whichever ran
+    during it. req/s and CPU ms a request over all turns; p50 the turns' median, p99 their worst,
+    errors summed. ``floor`` and ``app`` are (base URL, wrk script, server pid)."""
+    part = max(1.0, seconds / max(1, slices))
+    runs: dict[str, list[dict]] = {"floor": [], "app": []}
+    for _ in range(max(1, slices)):
+        for name, (base, script, pid) in (("floor", floor), ("app", app)):
+            runs[name].append(measured(base, script, connections, part, pid))
+    out = []
+    for name in ("floor", "app"):
+        turns = runs[name]
+        n = sum(t["requests"] for t in turns)
+        used = sum(t["cpu_s"] for t in turns)
+        out.append(
+            {
+                "rps": n / (part * len(turns)),
+                "p50": statistics.median(t["p50"] for t in turns),
+                "p99": max(t["p99"] for t in turns),
+                "errors": sum(t["errors"] for t in turns) if all(t["errors"] >= 0 for t in turns) else -1,
+                "cpu_ms": used * 1000 / n if n and used > 0 else float("nan"),
+            }
+        )
+    return out[0], out[1]
 
 
 def browser_cookies(app_base: str, tokens: list[str]) -> list[str]:
@@ -477,8 +509,8 @@ def page_table(app_base: str, floor_base: str, seeded: dict, app_pid: int = 0, f
     rows = []
     try:
         print(
-            f"\npages: wrk {SECONDS:g}s per cell, floor measured right before each page (interleaved); "
-            f"200 tenants' cookies and ids at random"
+            f"\npages: wrk {SECONDS:g}s per cell and server, in {SLICES} turns alternating the floor and the "
+            f"page; 200 tenants' cookies and ids at random"
         )
         print("  ratio = floor req/s / app req/s; cpu = the servers' CPU ms per request (Python only) and its ratio")
         print(
@@ -489,8 +521,9 @@ def page_table(app_base: str, floor_base: str, seeded: dict, app_pid: int = 0, f
             wrk(floor_base, floor_script, c, 2)  # warm-up
             for name in PAGES:
                 wrk(app_base, scripts[name], c, 1)
-                fl = measured(floor_base, floor_script, c, SECONDS, floor_pid)
-                ap = measured(app_base, scripts[name], c, SECONDS, app_pid)
+                fl, ap = interleaved(
+                    (floor_base, floor_script, floor_pid), (app_base, scripts[name], app_pid), c, SECONDS, SLICES
+                )
                 ratio = fl["rps"] / ap["rps"] if ap["rps"] else float("inf")
                 cpu_ratio = ap["cpu_ms"] / fl["cpu_ms"] if fl["cpu_ms"] else float("inf")
                 rows.append((name, c, fl, ap, ratio, cpu_ratio))
