@@ -169,6 +169,19 @@ def test_pagination_is_server_side(app, as_role):
     assert nxt["href"] == "/campaigns?page=2" and nxt["hx-target"] == "#results"
     second = soup(b.get("/campaigns?page=2", htmx=True))
     assert len(second.select(".campaign-card")) == 2 and second.select_one(".pager a[rel=prev]")
+    # The page and the count of all matches come in one statement; a page past the last one
+    # (a bookmark, a tab left open while campaigns were archived) shows the last page.
+    with count_queries(app) as counted:
+        past = soup(b.get("/campaigns?page=9", htmx=True))
+    assert [c.select_one("h2").text.strip() for c in past.select(".campaign-card")] == [
+        c.select_one("h2").text.strip() for c in second.select(".campaign-card")
+    ]
+    assert past.select_one(".pager a[rel=prev]") and not past.select_one(".pager a[rel=next]")
+    assert len(counted) == 3  # the page (empty), the count, the last page
+    with count_queries(app) as counted:
+        assert len(soup(b.get("/campaigns?page=2", htmx=True)).select(".campaign-card")) == 2
+    assert len(counted) == 1
+    assert "No campaigns match" in soup(b.get("/campaigns?q=nothing-like-it&page=3", htmx=True)).get_text()
 
 
 def test_campaign_list_query_count_does_not_grow_with_the_list(app, as_role, make_user, database_url):

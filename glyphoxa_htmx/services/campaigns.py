@@ -367,6 +367,12 @@ def _list_page(archived: bool, searching: bool) -> Select[CardRow]:
 
 
 @cache
+def _list_page_counted(archived: bool, searching: bool) -> Select[Any]:
+    """The page with how many cards match in all (a window count, before LIMIT): one statement."""
+    return _list_page(archived, searching).add_columns(func.count().over())
+
+
+@cache
 def _one_card() -> Select[CardRow]:
     return _cards_base().where(Campaign.id == bindparam("campaign_id", type_=Campaign.id.type))
 
@@ -381,19 +387,28 @@ def _counts_stmt() -> Select[tuple[int, int]]:
 def list_cards(
     actor: Actor, *, q: str = "", archived: bool = False, page: int = 1, per_page: int = PER_PAGE
 ) -> Page[CampaignCard]:
-    """The campaign cards of one page (three queries whatever the page size: registering ids
-    found in gateway data, the count, the page)."""
+    """The campaign cards of one page (the page and the count of all matches in one statement,
+    whatever the page size; registering ids found in gateway data first, which asks nothing once
+    they are known). A page past the last one shows the last (counted first, then read)."""
     require(actor, Perm.VIEW_SESSIONS)
     register_found(actor)
     q = (q or "").strip()[:100]
     params: dict[str, Any] = {"tenant_id": actor.tenant_id}
     if q:
         params["pattern"] = like_pattern(q)
-    total = dbconn.query(_list_count(archived, bool(q)), params).scalar_one()
+    page = max(1, page)
+    statement = _list_page_counted(archived, bool(q))
+    rows = dbconn.query(statement, {**params, "limit": per_page, "offset": (page - 1) * per_page}).all()
+    if rows:
+        total = int(rows[0][-1])
+    elif page == 1:
+        total = 0
+    else:  # past the last page: count, then read the last page
+        total = dbconn.query(_list_count(archived, bool(q)), params).scalar_one()
+        page = max(1, math.ceil(total / per_page))
+        rows = dbconn.query(statement, {**params, "limit": per_page, "offset": (page - 1) * per_page}).all()
     pages = max(1, math.ceil(total / per_page))
-    page = min(max(1, page), pages)
-    rows = dbconn.query(_list_page(archived, bool(q)), {**params, "limit": per_page, "offset": (page - 1) * per_page})
-    return Page([CampaignCard(*row) for row in rows], page, pages, total, q)
+    return Page([CampaignCard(*row[:-1]) for row in rows], page, pages, total, q)
 
 
 def card(actor: Actor, campaign_id: str) -> CampaignCard:
