@@ -218,3 +218,31 @@ def test_small_limits_are_never_batched():
     assert batched.hit([parse("39 per minute")], who, "x") is False
     assert batched.hit([parse("40 per minute")], who, "y") is True
     batched.stopped = True
+
+
+def test_batched_key_without_expiry_is_not_taken_for_a_new_window():
+    """A window key with no expiry (nothing of ours writes one; a hand-made one, say) keeps its
+    count: the batcher treats it as a whole window still running, so a count near the limit sends
+    every hit to Flask-Limiter (fail closed) instead of counting on from zero."""
+    import redis
+    from limits import parse
+    from limits.storage import RedisStorage
+
+    from glyphoxa_htmx.core import ratelimits
+
+    require_redis(REDIS_URL)
+    storage = RedisStorage(REDIS_URL)
+    batched = ratelimits.Batched(storage, flush_seconds=3600)
+    item = parse("600 per minute")
+    who = f"user:{uuid.uuid4()}"
+    name = storage.prefixed_key(item.key_for(who, "campaigns.index"))
+    client = redis.Redis.from_url(REDIS_URL)
+    client.set(name, 590)  # no TTL
+    try:
+        assert batched.hit([item], who, "campaigns.index") is True  # nothing known yet
+        batched.flush()
+        assert int(client.get(name)) == 591
+        assert batched.hit([item], who, "campaigns.index") is False
+    finally:
+        batched.stopped = True
+        client.delete(name)

@@ -292,7 +292,11 @@ class Batched:
             with self._lock:
                 for (count, _n), total, ttl in zip(batch, replies[0::2], replies[1::2], strict=True):
                     count.known = int(total)
-                    count.until = now + max(int(ttl), 0) / 1000
+                    # PTTL: -2 the key just expired (a new window), -1 it has no expiry (never set
+                    # by this script; count it as a whole window: fail closed), else milliseconds.
+                    ttl = int(ttl)
+                    seconds = count.item.get_expiry() if ttl == -1 else max(ttl, 0) / 1000
+                    count.until = now + seconds
             self._ok_at = now
 
 
