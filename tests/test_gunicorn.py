@@ -24,26 +24,32 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def test_gunicorn_workers_share_metrics(app, database_url, tmp_path):
-    port = _free_port()
+def _gunicorn(database_url: str, port: int, **env_overrides: str) -> subprocess.Popen:
+    """The page process group (deploy/gunicorn.conf.py, wsgi:app) on 127.0.0.1:``port``, with
+    ``env_overrides`` on top of a development environment; output piped for the failure message.
+    Prometheus multiprocess mode only when an override asks for it."""
     env = {
         **os.environ,
         "GLYPHOXA_ENV": "development",
         "DATABASE_URL": database_url,
         "SECRET_KEY": "g" * 40,
         "GUNICORN_BIND": f"127.0.0.1:{port}",
-        "WEB_CONCURRENCY": "2",
-        "PROMETHEUS_MULTIPROC_DIR": str(tmp_path / "prom"),
         "LOG_LEVEL": "WARNING",
     }
-    gunicorn = Path(sys.executable).with_name("gunicorn")
-    proc = subprocess.Popen(
-        [str(gunicorn), "-c", "deploy/gunicorn.conf.py", "wsgi:app"],
+    env.pop("PROMETHEUS_MULTIPROC_DIR", None)
+    env.update(env_overrides)
+    return subprocess.Popen(
+        [str(Path(sys.executable).with_name("gunicorn")), "-c", "deploy/gunicorn.conf.py", "wsgi:app"],
         cwd=ROOT,
         env=env,
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
     )
+
+
+def test_gunicorn_workers_share_metrics(app, database_url, tmp_path):
+    port = _free_port()
+    proc = _gunicorn(database_url, port, WEB_CONCURRENCY="2", PROMETHEUS_MULTIPROC_DIR=str(tmp_path / "prom"))
     base = f"http://127.0.0.1:{port}"
     try:
         wait_healthy(base, proc)
@@ -64,26 +70,7 @@ def test_overloaded_worker_answers_503_with_retry_after_instead_of_serving_late(
     """A request that waited longer than REQUEST_QUEUE_TIMEOUT for a thread is shed at once (503,
     Retry-After) without running the app; the request that held the thread is served normally."""
     port = _free_port()
-    env = {
-        **os.environ,
-        "GLYPHOXA_ENV": "development",
-        "DATABASE_URL": database_url,
-        "SECRET_KEY": "g" * 40,
-        "GUNICORN_BIND": f"127.0.0.1:{port}",
-        "WEB_CONCURRENCY": "1",
-        "GUNICORN_THREADS": "1",
-        "REQUEST_QUEUE_TIMEOUT": "0.3",
-        "LOG_LEVEL": "WARNING",
-    }
-    env.pop("PROMETHEUS_MULTIPROC_DIR", None)
-    gunicorn = Path(sys.executable).with_name("gunicorn")
-    proc = subprocess.Popen(
-        [str(gunicorn), "-c", "deploy/gunicorn.conf.py", "wsgi:app"],
-        cwd=ROOT,
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-    )
+    proc = _gunicorn(database_url, port, WEB_CONCURRENCY="1", GUNICORN_THREADS="1", REQUEST_QUEUE_TIMEOUT="0.3")
     base = f"http://127.0.0.1:{port}"
     try:
         wait_healthy(base, proc)
@@ -130,26 +117,13 @@ def test_batched_general_limit_is_exact_across_gunicorn_workers(app, database_ur
 
     require_redis(REDIS_URL)
     port = _free_port()
-    env = {
-        **os.environ,
-        "GLYPHOXA_ENV": "development",
-        "DATABASE_URL": database_url,
-        "REDIS_URL": REDIS_URL,
-        "SECRET_KEY": "g" * 40,
-        "GUNICORN_BIND": f"127.0.0.1:{port}",
-        "WEB_CONCURRENCY": "2",
-        "PROXY_HOPS": "1",  # each run its own client address (X-Forwarded-For): a fresh count
-        "RATE_LIMIT_GENERAL": "60 per minute",
-        "LOG_LEVEL": "WARNING",
-    }
-    env.pop("PROMETHEUS_MULTIPROC_DIR", None)
-    gunicorn = Path(sys.executable).with_name("gunicorn")
-    proc = subprocess.Popen(
-        [str(gunicorn), "-c", "deploy/gunicorn.conf.py", "wsgi:app"],
-        cwd=ROOT,
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
+    proc = _gunicorn(
+        database_url,
+        port,
+        WEB_CONCURRENCY="2",
+        REDIS_URL=REDIS_URL,
+        PROXY_HOPS="1",  # each run its own client address (X-Forwarded-For): a fresh count
+        RATE_LIMIT_GENERAL="60 per minute",
     )
     base = f"http://127.0.0.1:{port}"
     client = f"10.{uuid.uuid4().int % 250}.{uuid.uuid4().int % 250}.{uuid.uuid4().int % 250}"
