@@ -312,7 +312,7 @@ def test_live_and_just_ended_sessions_are_never_cached(app, seeded, database_url
         assert not any(sid in key for key in transcripts._settled)
 
 
-# The line_item macro that web/sessions.py line_item_html replaced (issue 18), kept to prove the
+# The line_item macro that web/sessions.py line_items_html replaced (issue 18), kept to prove the
 # function writes the same HTML for odd and hostile lines, live (clock time, url_for) and archive.
 OLD_LINE_ITEM = """{% macro line_item(line, session_id, start=None, target=None, raw=False, href=None) -%}
 <li id="line-{{ line.id }}" data-line-id="{{ line.id }}" data-at="{{ line.at_us }}" class="line spk-{{ line.colour }}{% if line.is_npc %} is-npc{% endif %}{% if target == line.id %} is-target{% endif %}">
@@ -329,7 +329,7 @@ def test_line_item_function_writes_the_macros_html(app, lang):
     from datetime import UTC, datetime
 
     from glyphoxa_htmx.services.transcripts import Line
-    from glyphoxa_htmx.web.sessions import line_item_html, line_items_html
+    from glyphoxa_htmx.web.sessions import line_items_html
 
     at = datetime(2026, 3, 1, 20, 5, 7, 123456, tzinfo=UTC)
     lines = [
@@ -352,7 +352,7 @@ def test_line_item_function_writes_the_macros_html(app, lang):
             ):
                 for sid in ("4e4e371d", "odd/ses sion?x=1&y='2'"):
                     want = old.render(line=line, session_id=sid, **kwargs)
-                    assert str(line_item_html(line, sid, **kwargs)) == want
+                    assert str(line_items_html([line], sid, **kwargs)) == want
         # A whole list at once (line_items_html, what the pages use): the lines one after another.
         for kwargs in (
             {"start": None, "target": None, "raw": False, "href": None},

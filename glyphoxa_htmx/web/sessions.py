@@ -736,7 +736,7 @@ def recap_audio(session_id: str):
 
 # --------------------------------------------------------------------------- search hits
 
-# The per-row builders (search_hits, search_groups, session_rows, line_item_html, cast_rows in
+# The per-row builders (search_hits, search_groups, session_rows, line_items_html, cast_rows in
 # web/npcs.py, entity_rows in web/knowledge.py, and the known states of session_state_badge) fill a
 # str template with values escaped one by one, not Markup(template) % values as core/markup.py
 # does: markupsafe's % wraps every value in a Python helper object and escapes it through two
@@ -881,22 +881,6 @@ _LINE = (
 
 
 @bp.app_template_global()
-def line_item_html(
-    line: transcripts.Line,
-    session_id: str,
-    start: datetime | None = None,
-    target: int | None = None,
-    raw: bool = False,
-    href: str | None = None,
-) -> Markup:
-    """One transcript line: the ``line_item`` macro of sessions/_macros.html as Python (issue 18:
-    a macro call per line was most of a transcript's render). Same HTML, every value escaped.
-    ``start`` shows the time since it (archive), else the clock time (live); ``href`` is the
-    transcript URL built once per list (else url_for per line)."""
-    return Markup("".join(_line_items((line,), session_id, start, target, raw, href)))
-
-
-@bp.app_template_global()
 def line_items_html(
     lines: Iterable[transcripts.Line],
     session_id: str,
@@ -905,8 +889,11 @@ def line_items_html(
     raw: bool = False,
     href: str | None = None,
 ) -> Markup:
-    """Every line of a list as :func:`line_item_html` writes it, with what all lines share (the
-    translations, the escaped transcript URL) worked out once: a page shows up to 100 lines."""
+    """Transcript lines: the ``line_item`` macro (sessions/_macros.html, once a call per line) as
+    Python, for a whole list: same HTML, every value escaped, and what all lines share (the
+    translations, the escaped transcript URL) worked out once; a page shows up to 100 lines
+    (issue 18). ``start`` shows the time since it (archive), else the clock time (live);
+    ``href`` is the transcript URL (else url_for per line)."""
     return Markup("".join(_line_items(lines, session_id, start, target, raw, href)))
 
 
