@@ -256,3 +256,32 @@ def test_revoking_without_javascript_asks_first(app, as_role):
     assert other.get("/dashboard").status_code == 200  # nothing happened yet
     assert b.post(f"/account/sessions/{row.id}/revoke", {"confirmed": "1"}).status_code == 303
     assert other.get("/dashboard").status_code == 303
+
+
+def test_current_user_resolves_as_flask_login_does(app, as_role):
+    """``current_user`` goes through extensions._get_user (fewer proxies, issue 18): it must be in
+    place and answer as flask-login's own _get_user in every state — no request, a visitor, a
+    signed-in user (loaded once, on first use), after a sign-out in the request."""
+    import flask_login
+    from flask import g
+    from flask_login import current_user, logout_user
+
+    from glyphoxa_htmx import extensions
+
+    assert flask_login.utils._get_user is extensions._get_user
+    original = extensions.flask_login_get_user
+    assert original is not extensions._get_user
+    with app.app_context():
+        assert extensions._get_user() is None and original() is None
+    with app.test_request_context("/dashboard"):
+        assert "_login_user" not in g
+        ours = extensions._get_user()
+        assert ours is original() and not ours.is_authenticated  # a visitor, loaded once
+    b = as_role("dm")
+    with app.test_request_context("/dashboard", headers={"Cookie": f"gx_session={b.token}"}):
+        assert "_login_user" not in g
+        ours = extensions._get_user()
+        assert ours.is_authenticated and ours.user_id == b.user.id
+        assert original() is ours and current_user._get_current_object() is ours
+        logout_user()
+        assert extensions._get_user() is original() and not current_user.is_authenticated
