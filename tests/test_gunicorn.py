@@ -107,10 +107,12 @@ def _read_all(sock: socket.socket) -> bytes:
     return b"".join(chunks)
 
 
-def test_batched_general_limit_is_exact_across_gunicorn_workers(app, database_url):
+def test_batched_general_limit_holds_across_gunicorn_workers(app, database_url):
     """The general class under gunicorn with two workers and Redis: each worker counts its hits
-    and flushes them in batches (core/ratelimits.py Batched), yet 60 a minute is still 60: the
-    61st request is refused, whichever worker takes it, and so is every one after it."""
+    and flushes them in batches (core/ratelimits.py Batched). 60 a minute: the first 60 pass;
+    past it a worker that hasn't seen the other's hits yet may let through at most the hits it
+    holds unsent (a twentieth of the limit: 3); then every request is refused, whichever worker
+    takes it."""
     import uuid
 
     from tests.support.services import REDIS_URL, require_redis
@@ -136,7 +138,9 @@ def test_batched_general_limit_is_exact_across_gunicorn_workers(app, database_ur
             codes.append(resp.status_code)
             if i % 7 == 0:
                 time.sleep(0.25)  # let the flush threads run between some of them
-        assert codes == [200] * 60 + [429] * 10
+        assert codes[:60] == [200] * 60
+        assert 60 <= codes.count(200) <= 60 + 60 // 20  # (workers - 1) x a twentieth of the limit
+        assert codes[-5:] == [429] * 5
     finally:
         proc.terminate()
         out = proc.communicate(timeout=20)[0].decode(errors="replace")

@@ -183,8 +183,9 @@ class Batched:
     there until the window ends every request goes to Flask-Limiter, which counts in Redis and
     refuses exactly as before. A key with ``cap`` unflushed hits (a twentieth of the limit) is
     flushed in the request, so one process is never more than ``cap`` hits ahead of Redis: with P
-    processes a burst can pass the limit by at most P × cap − limit/10 before the next flush
-    (none for P ≤ 2). Limits under 40 a window are never batched. Fail closed: with no good flush
+    processes serving one user at once, a burst can pass the limit by at most (P − 1) × cap (the
+    hits another process admitted before its next flush showed it the count); processes taking
+    turns are exact. Limits under 40 a window are never batched. Fail closed: with no good flush
     for STALE_SECONDS (Redis down), every request takes Flask-Limiter's path and its handling of a
     dead storage; hits a failed flush couldn't send are kept for the next one."""
 
