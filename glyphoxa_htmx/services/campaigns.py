@@ -356,20 +356,16 @@ def _list_count(archived: bool, searching: bool) -> Select[tuple[int]]:
 
 
 @cache
-def _list_page(archived: bool, searching: bool) -> Select[CardRow]:
+def _list_page(archived: bool, searching: bool) -> Select[Any]:
+    """One page of cards with how many match in all (a window count, before LIMIT): one statement."""
     return (
         _cards_base()
+        .add_columns(func.count().over())
         .where(*_list_where(archived, searching))
         .order_by(Campaign.updated_at.desc(), Campaign.id)
         .limit(bindparam("limit", type_=Integer))
         .offset(bindparam("offset", type_=Integer))
     )
-
-
-@cache
-def _list_page_counted(archived: bool, searching: bool) -> Select[Any]:
-    """The page with how many cards match in all (a window count, before LIMIT): one statement."""
-    return _list_page(archived, searching).add_columns(func.count().over())
 
 
 @cache
@@ -396,18 +392,17 @@ def list_cards(
     params: dict[str, Any] = {"tenant_id": actor.tenant_id}
     if q:
         params["pattern"] = like_pattern(q)
+    statement = _list_page(archived, bool(q))
     page = max(1, page)
-    statement = _list_page_counted(archived, bool(q))
     rows = dbconn.query(statement, {**params, "limit": per_page, "offset": (page - 1) * per_page}).all()
     if rows:
         total = int(rows[0][-1])
-    elif page == 1:
-        total = 0
-    else:  # past the last page: count, then read the last page
-        total = dbconn.query(_list_count(archived, bool(q)), params).scalar_one()
-        page = max(1, math.ceil(total / per_page))
-        rows = dbconn.query(statement, {**params, "limit": per_page, "offset": (page - 1) * per_page}).all()
+    else:  # none at all, or past the last page: only then is the count asked on its own
+        total = 0 if page == 1 else dbconn.query(_list_count(archived, bool(q)), params).scalar_one()
     pages = max(1, math.ceil(total / per_page))
+    if page > pages:  # (a bookmark, a tab left open while campaigns were archived): the last page
+        page = pages
+        rows = dbconn.query(statement, {**params, "limit": per_page, "offset": (page - 1) * per_page}).all()
     return Page([CampaignCard(*row[:-1]) for row in rows], page, pages, total, q)
 
 
