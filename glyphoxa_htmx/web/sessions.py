@@ -893,58 +893,44 @@ def line_items_html(
     Python, for a whole list: same HTML, every value escaped, and what all lines share (the
     translations, the escaped transcript URL) worked out once; a page shows up to 100 lines
     (issue 18). ``start`` shows the time since it (archive), else the clock time (live);
-    ``href`` is the transcript URL (else url_for per line)."""
-    return Markup("".join(_line_items(lines, session_id, start, target, raw, href)))
-
-
-def _digits(value: Any) -> Any:
-    """An int as its digits (nothing to escape); anything else escaped."""
-    return str(value) if type(value) is int else escape(value)
-
-
-def _line_items(
-    lines: Iterable[transcripts.Line],
-    session_id: str,
-    start: datetime | None,
-    target: int | None,
-    raw: bool,
-    href: str | None,
-) -> Iterator[str]:
+    ``href`` is the session's transcript URL (built here when not given). Each line links to
+    ``href?around=<id>#line-<id>``."""
     # (translated outside any f-string: Babel's extractor doesn't look inside one)
     link_title = Markup(_("Link to this line"))
     raw_label = Markup(_("Raw speech-to-text:")) if raw else ""
-    base = escape(href) if href else None
+    base = escape(href or url_for("sessions.transcript", session_id=session_id))
+    out = []
     for line in lines:
         npc = line.is_npc
         lid = _digits(line.id)
-        if base is not None:
-            link = f"{base}?around={lid}#line-{lid}"
-        else:
-            link = str(
-                escape(
-                    url_for("sessions.transcript", session_id=session_id, around=line.id, _anchor=f"line-{line.id:d}")
-                )
-            )
         raw_html = ""
         if raw and line.raw_text and line.raw_text != line.text:
             raw_html = (
                 f'<p class="line-raw"><span class="visually-hidden">{raw_label} </span>{escape(line.raw_text)}</p>'
             )
         stamp = line.timestamp
-        yield _LINE.format(
-            id=lid,
-            at_us=_digits(line.at_us),
-            colour=_digits(line.colour),
-            npc=" is-npc" if npc else "",
-            target=" is-target" if target == line.id else "",
-            speaker=escape(line.speaker),
-            badge=' <span class="badge badge-accent">NPC</span>' if npc else "",
-            href=link,
-            link_title=link_title,
-            iso=escape(stamp.isoformat()),
-            time=escape(
-                transcripts.format_elapsed((stamp - start).total_seconds()) if start else stamp.strftime("%H:%M:%S")
-            ),
-            text=escape(line.text),
-            raw=raw_html,
+        out.append(
+            _LINE.format(
+                id=lid,
+                at_us=_digits(line.at_us),
+                colour=_digits(line.colour),
+                npc=" is-npc" if npc else "",
+                target=" is-target" if target == line.id else "",
+                speaker=escape(line.speaker),
+                badge=' <span class="badge badge-accent">NPC</span>' if npc else "",
+                href=f"{base}?around={lid}#line-{lid}",
+                link_title=link_title,
+                iso=escape(stamp.isoformat()),
+                time=escape(
+                    transcripts.format_elapsed((stamp - start).total_seconds()) if start else stamp.strftime("%H:%M:%S")
+                ),
+                text=escape(line.text),
+                raw=raw_html,
+            )
         )
+    return Markup("".join(out))
+
+
+def _digits(value: Any) -> Any:
+    """An int as its digits (nothing to escape); anything else escaped."""
+    return str(value) if type(value) is int else escape(value)
