@@ -259,13 +259,17 @@ class Batched:
         except Exception:  # noqa: BLE001 - unreachable: the exact path, with Flask-Limiter's handling
             log.warning("rate limit storage unreachable: every request is counted in it directly")
 
-    def flush(self) -> None:
-        """Send every unflushed hit to Redis in one pipeline and read back each key's count."""
+    def flush(self, prune: bool = False) -> None:
+        """Send every unflushed hit to Redis in one pipeline and read back each key's count;
+        ``prune`` (the flush thread, not a request) also forgets windows that ended."""
         with self._flushing:
             now = time.monotonic()
             with self._lock:
-                for k in [k for k, c in self._counts.items() if not c.pending and now >= max(c.until, c.exact_until)]:
-                    del self._counts[k]  # (a window that ended, nothing unsent: nothing left to know)
+                if prune:  # (a window that ended, nothing unsent: nothing left to know)
+                    for k in [
+                        k for k, c in self._counts.items() if not c.pending and now >= max(c.until, c.exact_until)
+                    ]:
+                        del self._counts[k]
                 batch = [(count, count.pending) for count in self._counts.values() if count.pending]
                 for count, _n in batch:
                     count.pending = 0
@@ -309,7 +313,7 @@ def _flush_loop(ref: weakref.ref[Batched], seconds: float) -> None:
         if batched is None or batched.stopped or batched._pid != pid:
             return
         try:
-            batched.flush()
+            batched.flush(prune=True)
         except Exception:  # noqa: BLE001 - never let the thread die; the request path fails closed
             log.exception("rate limit flush failed")
         del batched
