@@ -9,7 +9,8 @@ trees in short batches puts both under the same drift. It seeds a throwaway data
 (AB_TENANTS tenants, default 50; migrated by this tree, so the old tree must run on the newer
 schema), starts one worker process per tree (each imports its own tree's app), then runs AB_ROUNDS
 rounds (default 25) of AB_REQUESTS requests (default 40) of each page in each worker in turn and
-prints the median and best ms per request and the change. Pages are bench/run.py's PAGES names
+prints the median and best ms per request and the change, and PostgreSQL's CPU per request meanwhile
+(the mean: its clock ticks are coarse) with the change of the two together. Pages are bench/run.py's PAGES names
 (and "floor"); prints figures, asserts nothing.
 """
 
@@ -66,9 +67,11 @@ def worker(root: str, state_file: str) -> None:
     for line in sys.stdin:
         page, _, n = line.rstrip("\n").rpartition(" ")
         batch = requests_for(page)
+        pg = bench.postgres_cpu_seconds()
         started = time.process_time()
         run(batch, int(n))
-        print((time.process_time() - started) * 1000 / int(n), flush=True)
+        used = time.process_time() - started
+        print(used * 1000 / int(n), (bench.postgres_cpu_seconds() - pg) * 1000 / int(n), flush=True)
 
 
 def main() -> None:
@@ -110,19 +113,28 @@ def main() -> None:
         for proc in workers.values():
             assert proc.stdout is not None and proc.stdout.readline().strip() == "ready"
         print(f"old {old}\nnew {new}\n{rounds} rounds × {n} requests per tree, alternating; ms per request")
-        print(f"  {'page':<18}{'old':>8}{'new':>8}{'change':>8}{'best old':>10}{'best new':>10}")
+        print("  Python: the worker's CPU; PostgreSQL: every postgres process's CPU meanwhile (10 ms ticks)")
+        print(
+            f"  {'page':<18}{'old':>8}{'new':>8}{'change':>8}{'best old':>10}{'best new':>10}"
+            f"{'pg old':>8}{'pg new':>8}{'both':>8}"
+        )
         for page in pages:
             times: dict[str, list[float]] = {name: [] for name in workers}
+            pg: dict[str, list[float]] = {name: [] for name in workers}
             for _ in range(rounds):
                 for name, proc in workers.items():
                     assert proc.stdin is not None and proc.stdout is not None
                     proc.stdin.write(f"{page} {n}\n")
                     proc.stdin.flush()
-                    times[name].append(float(proc.stdout.readline()))
+                    cpu, db = proc.stdout.readline().split()
+                    times[name].append(float(cpu))
+                    pg[name].append(float(db))
             a, b = statistics.median(times["old"]), statistics.median(times["new"])
+            pa, pb = statistics.mean(pg["old"]), statistics.mean(pg["new"])
             print(
                 f"  {page:<18}{a:>8.3f}{b:>8.3f}{(b / a - 1) * 100:>+7.0f}%"
-                f"{min(times['old']):>10.3f}{min(times['new']):>10.3f}",
+                f"{min(times['old']):>10.3f}{min(times['new']):>10.3f}"
+                f"{pa:>8.3f}{pb:>8.3f}{((b + pb) / (a + pa) - 1) * 100:>+7.0f}%",
                 flush=True,
             )
     finally:

@@ -98,6 +98,7 @@ PAGES: dict[str, tuple[str, str | None]] = {
     "usage": ("/usage", None),
     "billing": ("/billing", None),
 }
+ALL_PAGES = dict(PAGES)  # the VU mix always browses every hot page, whatever BENCH_PAGES picks
 if ONLY:
     PAGES = {k: v for k, v in PAGES.items() if k in ONLY}
 VU_PAGES = [
@@ -261,7 +262,7 @@ def all_tenants_mix(app, seeded: dict) -> list[tuple[str, float, float]]:
     requests_ = []
     for _tid, ids in seeded.items():
         client = signed_in(app, ids["token"])
-        requests_ += [(client, fill(PAGES[page][0], ids)) for page in VU_PAGES]
+        requests_ += [(client, fill(ALL_PAGES[page][0], ids)) for page in VU_PAGES]
     rng.shuffle(requests_)
     floor_client = floor_module.app.test_client()
     floors = [f"/floor?t={tid}" for tid in seeded]
@@ -591,7 +592,7 @@ async def vu_run(host: str, port: int, seeded: dict, users: int, seconds: float)
         conn = None
         cookies = {"gx_session": ids["token"]}
         while time.monotonic() < deadline:
-            path = fill(PAGES.get(rng.choice(VU_PAGES), ("/dashboard", None))[0], ids)
+            path = fill(ALL_PAGES[rng.choice(VU_PAGES)][0], ids)
             t0 = time.perf_counter()
             try:
                 status = None

@@ -98,6 +98,8 @@ def shuffled(as_role, database_url):
     rng.shuffle(order)
     for n in order:
         text = f"line {n} about the lantern" if n % 3 == 0 else f"line {n} of the evening"
+        if seconds[n] < 400:  # a word only the oldest lines have (a name from an earlier arc)
+            text += " near the relic"
         insert(database_url, tenant, sid, campaign, seconds[n], text, line_id=ids[n], speaker=n % 3)
     return SimpleNamespace(
         dm=dm, tenant=tenant, sid=sid, campaign=campaign, expected=in_time_order(database_url, tenant, sid)
@@ -176,6 +178,44 @@ def test_search_is_newest_first_by_time_across_pages(app, shuffled, database_url
         older = doc.find("a", string="Older matches")
         url = older["href"] if older else None
     assert seen == lantern[::-1]
+
+
+@pytest.mark.parametrize(
+    ("analyzed", "window"),
+    [(True, 200), (False, 7), (False, 200)],
+    ids=["all matches", "a window of 7 lines", "a window of 200 lines"],
+)
+def test_search_finds_the_same_hits_whichever_way_it_looks(app, shuffled, database_url, monkeypatch, analyzed, window):
+    """Search looks through all matches on a table PostgreSQL estimates small, else through the
+    newest lines first and only then the older matches (services/transcripts.py, _search_sql):
+    every way gives every matching line once, newest first by (timestamp, id), page after page,
+    for words dense among the latest lines, spread out, or only in the oldest ones."""
+    from glyphoxa_htmx.services import transcripts
+
+    monkeypatch.setattr(transcripts, "SEARCH_WINDOW", window)
+    if analyzed:  # 230 lines, as PostgreSQL estimates them: all matches
+        sql(database_url, f'ANALYZE "tenant_{shuffled.tenant}".session_entries')
+    else:  # as for a table larger than that (or never analyzed): the newest lines first
+        monkeypatch.setattr(transcripts, "SEARCH_ALL_MATCHES", -1)
+    lines = column_in_time_order(database_url, shuffled, "text")
+    for query, campaign, word in (
+        ("lantern", "", "lantern"),
+        ("evening", "", "evening"),
+        ("relic", "", "relic"),
+        ("lantern", shuffled.campaign, "lantern"),
+        ("lantern", "elsewhere", None),
+    ):
+        expected = [i for i, text in lines if word and word in text][::-1]
+        seen, url, pages = [], f"/sessions/search?q={query}&campaign={campaign}", 0
+        while url:
+            doc = soup(shuffled.dm.get(url))
+            seen += [int(a["href"].split("around=")[1].split("#")[0]) for a in doc.select("a[href*='around=']")]
+            older = doc.find("a", string="Older matches")
+            url, pages = (older["href"] if older else None), pages + 1
+        assert seen == expected, (query, campaign)
+        assert pages == max(1, -(-len(expected) // 50))
+    if analyzed:
+        assert 0 < transcripts.memory_table_rows(shuffled.tenant, "session_entries") <= transcripts.SEARCH_ALL_MATCHES
 
 
 # ---- live: a late line reaches a viewer exactly once -------------------------------------------------------
