@@ -21,7 +21,7 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from functools import lru_cache
-from typing import Any
+from typing import Any, NamedTuple
 
 from markupsafe import Markup, escape
 from psycopg import sql
@@ -159,8 +159,10 @@ def forget_settled() -> None:
 # --------------------------------------------------------------------------- lines
 
 
-@dataclass(frozen=True)
-class Line:
+class Line(NamedTuple):
+    """One transcript line (immutable; a named tuple: a transcript page makes 100 of them, and a
+    frozen dataclass took 1.1 µs each to build against 0.3)."""
+
     id: int
     session_id: str
     speaker_id: str
@@ -513,8 +515,7 @@ def as_markdown(session: GatewaySession, campaign_name: str, lines: Iterator[Lin
 # --------------------------------------------------------------------------- search
 
 
-@dataclass
-class SearchHit:
+class SearchHit(NamedTuple):
     line: Line
     highlight: Markup
 
