@@ -9,6 +9,9 @@ Prints figures; asserts nothing (speed is never a timed assertion in the tests).
 
 Parts (BENCH_PARTS, comma-separated; default all):
   queries  SQL statements per page and fragment (a seeded tenant and an empty one)
+  large    every page and some searches on one large tenant (40,000 transcript lines, 300 NPCs,
+           2,000 knowledge entities) against a small one: wall ms per request in-process, database
+           included, and statements per page (a cost that grows with the table shows here)
   cpu      Python CPU ms per request of each page and fragment, in-process and single-threaded, and
            its ratio to the floor's: the steadiest figure when the machine is shared; each htmx
            fragment also against the full page at the fragment's own URL (what the block saves);
@@ -67,7 +70,7 @@ TENANTS = int(os.environ.get("BENCH_TENANTS", "1000"))
 SECONDS = float(os.environ.get("BENCH_SECONDS", "8"))
 SLICES = int(os.environ.get("BENCH_SLICES", "4"))  # floor/page turns per wrk cell (each >= 1 s)
 CONNECTIONS = [int(c) for c in os.environ.get("BENCH_CONNECTIONS", "16,64").split(",") if c]
-PARTS = set(os.environ.get("BENCH_PARTS", "queries,cpu,pages,vus,ws").split(","))
+PARTS = set(os.environ.get("BENCH_PARTS", "queries,large,cpu,pages,vus,ws").split(","))
 VUS = [int(v) for v in os.environ.get("BENCH_VUS", "1000,3000").split(",") if v]
 VU_SECONDS = float(os.environ.get("BENCH_VU_SECONDS", "40"))
 # Users arrive over the first 5 s and each first request resolves a sign-in nobody has cached yet;
@@ -184,7 +187,7 @@ def signed_in(app, token: str):
     return client
 
 
-def queries_per_page(app, ids: dict, token: str) -> dict[str, int]:
+def queries_per_page(app, ids: dict, token: str, pages: dict | None = None) -> dict[str, int]:
     from sqlalchemy import event
 
     from glyphoxa_htmx.extensions import db
@@ -200,7 +203,7 @@ def queries_per_page(app, ids: dict, token: str) -> dict[str, int]:
 
     event.listen(engine, "before_cursor_execute", _count)
     try:
-        for name, (path, target) in PAGES.items():
+        for name, (path, target) in (pages or PAGES).items():
             headers = {"HX-Request": "true", "HX-Target": target} if target else {}
             url = fill(path, ids)
             client.get(url, headers=headers)  # warm caches (templates, reflection)
@@ -210,6 +213,70 @@ def queries_per_page(app, ids: dict, token: str) -> dict[str, int]:
     finally:
         event.remove(engine, "before_cursor_execute", _count)
     return counts
+
+
+# --------------------------------------------------------------------------- a large table
+
+# One tenant the size a weekly table reaches in a couple of years (bench/seed.py large_text: a Zipf
+# vocabulary, a name only the earliest sessions use): what the many small tables can't show is a
+# statement whose cost grows with the table (issue 18: "queries per page stay constant in list
+# size"; a search plan that scanned the whole table for a name from an earlier arc took 0.26 s).
+LARGE = {
+    "npcs_each": 300,
+    "sessions_each": 100,
+    "lines_per_session": 400,
+    "entities_each": 2000,
+    "links_per_entity": 2,
+}
+LARGE_RUNS = 15
+
+
+def large_table(app, database_url: str, small: dict) -> None:
+    from seed import EARLIER_ARC, LARGE_WORDS, large_text, seed
+
+    from glyphoxa_htmx.embedded import libpq_url
+
+    large = next(iter(seed(libpq_url(database_url), 1, prefix="large", text=large_text, **LARGE).values()))
+    common, second, rare = LARGE_WORDS[0], LARGE_WORDS[1], LARGE_WORDS[500]
+    pages = {
+        **PAGES,
+        "transcript, end": ("/sessions/{session}/transcript?before=4611686018427387904", None),
+        "search, common word": (f"/sessions/search?q={common}", None),
+        "search, rare word": (f"/sessions/search?q={rare}", None),
+        "search, earlier arc": (f"/sessions/search?q={EARLIER_ARC}", None),
+        "search, two words": (f"/sessions/search?q={common}+{second}", None),
+        "search, phrase": (f"/sessions/search?q=%22{common}+{second}%22", None),
+        "search, older page": (f"/sessions/search?q={common}&before=1000", None),
+    }
+    statements = {
+        name: queries_per_page(app, ids, ids["token"], pages) for name, ids in (("small", small), ("large", large))
+    }
+
+    def wall_ms(ids: dict, path: str, target: str | None) -> float:
+        client, url = signed_in(app, ids["token"]), fill(path, ids)
+        headers = {"HX-Request": "true", "HX-Target": target} if target else {}
+        times = []
+        for i in range(LARGE_RUNS + 2):
+            t0 = time.perf_counter()
+            assert client.get(url, headers=headers).status_code == 200, url
+            if i >= 2:  # (two to warm the caches)
+                times.append((time.perf_counter() - t0) * 1000)
+        return statistics.median(times)
+
+    n_lines = LARGE["sessions_each"] * LARGE["lines_per_session"]
+    print(
+        f"\nA large table (one tenant: {LARGE['sessions_each']} sessions × {LARGE['lines_per_session']} = "
+        f"{n_lines:,} lines, {LARGE['npcs_each']} NPCs, {LARGE['entities_each']:,} entities with "
+        f"{LARGE['links_per_entity']} links each) against a small one: wall ms per request in-process, "
+        f"database included (median of {LARGE_RUNS}), and SQL statements"
+    )
+    print(f"  {'page':<22}{'small ms':>9}{'large ms':>9}{'×':>7}{'statements':>12}")
+    for name, (path, target) in pages.items():
+        a = wall_ms(small, path, target)
+        b = wall_ms(large, path, target)
+        print(
+            f"  {name:<22}{a:>9.2f}{b:>9.2f}{b / a:>6.1f}×{statements['small'][name]:>7} / {statements['large'][name]}"
+        )
 
 
 # --------------------------------------------------------------------------- CPU per request
@@ -920,6 +987,8 @@ def main() -> None:
             print("\nSQL statements per page (a seeded tenant / an empty one; negative = that HTTP status):")
             for name in PAGES:
                 print(f"  {name:<18}{full[name]:>5}{none[name]:>6}")
+        if "large" in PARTS:
+            large_table(app, database_url, first)
         if "cpu" in PARTS:
             cpu = cpu_per_request(app, seeded, database_url)
             print(

@@ -39,6 +39,7 @@ WORDS = (
     "dagger tavern moon well"
 ).split()
 SPEAKERS = [("p1", "Rowan"), ("p2", "Mara"), ("p3", "Ilse")]
+REL_TYPES = ("knows", "owns", "located_in", "serves")
 
 
 def _copy(conn: psycopg.Connection, table: str, columns: list[str], rows) -> int:
@@ -53,9 +54,59 @@ def _copy(conn: psycopg.Connection, table: str, columns: list[str], rows) -> int
     return n
 
 
-def seed(database_url: str, tenants: int, *, prefix: str = "bench", log=print) -> dict[str, dict]:
+def bench_text(rng: random.Random, session: int, sessions: int) -> str:
+    """A line of the small tables: 6-18 words of a 20-word vocabulary (each word in ~45 % of lines)."""
+    return " ".join(rng.choice(WORDS) for _ in range(rng.randint(6, 18))).capitalize() + "."
+
+
+def _pseudo_words(n: int) -> list[str]:
+    rng = random.Random(7)
+    syllables = [a + b for a in "bdfgklmnprstvz" for b in "aeiou"]
+    out: set[str] = set()
+    while len(out) < n:
+        out.add("".join(rng.choice(syllables) for _ in range(rng.randint(2, 3))))
+    return sorted(out)
+
+
+# Speech follows Zipf's law with its head made of words full-text search drops (PostgreSQL's
+# English stop words), so the commonest words a search can find are each in a few per cent of lines.
+STOP_WORDS = (
+    "the and to a of i you it in that is we he for this with was on be have not but they at so all "
+    "there are as do me my his she her if no or can will just from up out about them your then an"
+).split()
+LARGE_WORDS = _pseudo_words(3000)  # what a search can find, commonest first
+_LARGE_VOCABULARY = STOP_WORDS + LARGE_WORDS
+_LARGE_WEIGHTS = [1 / (i + 1) for i in range(len(_LARGE_VOCABULARY))]
+EARLIER_ARC = "strahd"  # a name that only the first tenth of the sessions use
+
+
+def large_text(rng: random.Random, session: int, sessions: int) -> str:
+    """A line of the large table: 6-18 words drawn by Zipf's law from the stop words and 3,000
+    more (the commonest of those in ~5 % of lines, the 500th in ~0.2 %), and a name from an
+    earlier arc in a fifth of the lines of the first tenth of the sessions."""
+    words = rng.choices(_LARGE_VOCABULARY, _LARGE_WEIGHTS, k=rng.randint(6, 18))
+    if session < sessions // 10 and rng.random() < 0.2:
+        words.insert(rng.randrange(len(words)), EARLIER_ARC.title())
+    return " ".join(words).capitalize() + "."
+
+
+def seed(
+    database_url: str,
+    tenants: int,
+    *,
+    prefix: str = "bench",
+    log=print,
+    npcs_each: int = NPCS,
+    sessions_each: int = SESSIONS,
+    lines_per_session: int = LINES_PER_SESSION,
+    entities_each: int = ENTITIES,
+    links_per_entity: int = 0,
+    text=bench_text,
+) -> dict[str, dict]:
     """Write ``tenants`` tenants into a database that already has the web schema (migrated) and
-    the gateway's public tables. Returns per-tenant ids and a raw sign-in token."""
+    the gateway's public tables. Returns per-tenant ids and a raw sign-in token. The sizes default
+    to the bench's many small tables; ``text(rng, session, sessions)`` makes each line's text and
+    ``links_per_entity`` relationships start at each knowledge entity."""
     t0 = time.perf_counter()
     rng = random.Random(18)
     now = datetime.now(UTC)
@@ -73,6 +124,7 @@ def seed(database_url: str, tenants: int, *, prefix: str = "bench", log=print) -
         t_ddl = time.perf_counter()
         web_tenants, users, logins, gw_tenants, camps, npcs, positions, sessions = [], [], [], [], [], [], [], []
         mem_sessions: dict[str, list] = {}
+        links: dict[str, list] = {}
         entries: dict[str, list] = {}
         entities: dict[str, list] = {}
         for tid in ids:
@@ -99,7 +151,7 @@ def seed(database_url: str, tenants: int, *, prefix: str = "bench", log=print) -
                     (cid, tid, f"Campaign {c} of {tid}", "D&D 5e", "A bench campaign.", json.dumps({"language": "en"}))
                 )
             npc_ids = []
-            for n in range(NPCS):
+            for n in range(npcs_each):
                 npc_id = str(uuid.uuid4())
                 npc_ids.append(npc_id)
                 cid = campaign_ids[n % CAMPAIGNS]
@@ -125,11 +177,11 @@ def seed(database_url: str, tenants: int, *, prefix: str = "bench", log=print) -
                 positions.append((npc_id, tid, cid, n // CAMPAIGNS))
             sess_rows, lines, ents = [], [], []
             first_session = None
-            for s in range(SESSIONS):
+            for s in range(sessions_each):
                 sid = str(uuid.uuid4())
                 first_session = first_session or sid
                 cid = campaign_ids[s % CAMPAIGNS]
-                started = now - timedelta(days=7 * (SESSIONS - s), hours=rng.random())
+                started = now - timedelta(days=7 * (sessions_each - s), hours=rng.random())
                 ended = started + timedelta(hours=3)
                 sessions.append(
                     (
@@ -152,16 +204,16 @@ def seed(database_url: str, tenants: int, *, prefix: str = "bench", log=print) -
                 )
                 sess_rows.append((sid, cid, started, ended))
                 stamp = started + timedelta(minutes=3)
-                for k in range(LINES_PER_SESSION):
+                for k in range(lines_per_session):
                     if k % 3 == 2:
                         npc = rng.choice(npc_ids)
                         speaker, name, npc_id = npc, "NPC", npc
                     else:
                         (speaker, name), npc_id = rng.choice(SPEAKERS), ""
-                    text = " ".join(rng.choice(WORDS) for _ in range(rng.randint(6, 18))).capitalize() + "."
-                    lines.append((cid, sid, speaker, name, text, text, npc_id, stamp, 1_000_000_000))
+                    said = text(rng, s, sessions_each)
+                    lines.append((cid, sid, speaker, name, said, said, npc_id, stamp, 1_000_000_000))
                     stamp += timedelta(seconds=rng.randint(4, 60))
-            for e in range(ENTITIES):
+            for e in range(entities_each):
                 ents.append(
                     (
                         campaign_ids[0],
@@ -171,7 +223,13 @@ def seed(database_url: str, tenants: int, *, prefix: str = "bench", log=print) -
                         "{}",
                     )
                 )
+            rels = {
+                (campaign_ids[0], f"ent-{e}", f"ent-{rng.randrange(entities_each)}", rng.choice(REL_TYPES))
+                for e in range(entities_each)
+                for _ in range(links_per_entity)
+            }
             mem_sessions[tid], entries[tid], entities[tid] = sess_rows, lines, ents
+            links[tid] = sorted(rels)
             out[tid] = {
                 "token": token,
                 "campaign": campaign_ids[0],
@@ -263,6 +321,9 @@ def seed(database_url: str, tenants: int, *, prefix: str = "bench", log=print) -
                     entries[tid],
                 )
                 _copy(conn, f"{schema}.entities", ["campaign_id", "id", "type", "name", "attributes"], entities[tid])
+                _copy(
+                    conn, f"{schema}.relationships", ["campaign_id", "source_id", "target_id", "rel_type"], links[tid]
+                )
         # VACUUM as well as ANALYZE: freshly copied rows have no hint bits or visibility map yet, so
         # the first reads would write every page back and autovacuum would sweep the new tables
         # during the first measurements (cells right after the seed came out 30-40 % slow).

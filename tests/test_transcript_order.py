@@ -180,23 +180,10 @@ def test_search_is_newest_first_by_time_across_pages(app, shuffled, database_url
     assert seen == lantern[::-1]
 
 
-@pytest.mark.parametrize(
-    ("analyzed", "window"),
-    [(True, 200), (False, 7), (False, 200)],
-    ids=["all matches", "a window of 7 lines", "a window of 200 lines"],
-)
-def test_search_finds_the_same_hits_whichever_way_it_looks(app, shuffled, database_url, monkeypatch, analyzed, window):
-    """Search looks through all matches on a table PostgreSQL estimates small, else through the
-    newest lines first and only then the older matches (services/transcripts.py, _search_sql):
-    every way gives every matching line once, newest first by (timestamp, id), page after page,
-    for words dense among the latest lines, spread out, or only in the oldest ones."""
-    from glyphoxa_htmx.services import transcripts
-
-    monkeypatch.setattr(transcripts, "SEARCH_WINDOW", window)
-    if analyzed:  # 230 lines, as PostgreSQL estimates them: all matches
-        sql(database_url, f'ANALYZE "tenant_{shuffled.tenant}".session_entries')
-    else:  # as for a table larger than that (or never analyzed): the newest lines first
-        monkeypatch.setattr(transcripts, "SEARCH_ALL_MATCHES", -1)
+def test_search_finds_every_match_newest_first_however_the_words_spread(app, shuffled, database_url):
+    """Search reads all matches and takes the newest (services/transcripts.py, _search_sql): every
+    matching line once, newest first by (timestamp, id), page after page, for words dense among the
+    latest lines, spread out, or only in the oldest ones, with and without the campaign filter."""
     lines = column_in_time_order(database_url, shuffled, "text")
     for query, campaign, word in (
         ("lantern", "", "lantern"),
@@ -214,8 +201,6 @@ def test_search_finds_the_same_hits_whichever_way_it_looks(app, shuffled, databa
             url, pages = (older["href"] if older else None), pages + 1
         assert seen == expected, (query, campaign)
         assert pages == max(1, -(-len(expected) // 50))
-    if analyzed:
-        assert 0 < transcripts.memory_table_rows(shuffled.tenant, "session_entries") <= transcripts.SEARCH_ALL_MATCHES
 
 
 # ---- live: a late line reaches a viewer exactly once -------------------------------------------------------

@@ -82,36 +82,24 @@ def sql_text(statement: str) -> TextClause:
 # (the retry checks afresh and shows the page without it), as when the database drops a connection.
 MEMORY_TABLES_SECONDS = 60.0
 MAX_PRESENT = 50_000
-# (schema, table) -> (when seen present, its rows as PostgreSQL estimates them: pg_class.reltuples,
-# -1 when the table was never analyzed)
-_present: dict[tuple[str, str], tuple[float, float]] = {}
-_NEVER = (-MEMORY_TABLES_SECONDS, -1.0)
+_present: dict[tuple[str, str], float] = {}
 
 
 def memory_tables(tenant_id: str, *tables: str) -> set[str]:
     """Which of the tenant's memory tables exist (one query, none while all were seen lately)."""
     schema = schema_name(tenant_id)
     now = time.monotonic()
-    if all(now - _present.get((schema, t), _NEVER)[0] < MEMORY_TABLES_SECONDS for t in tables):
+    if all(now - _present.get((schema, t), -MEMORY_TABLES_SECONDS) < MEMORY_TABLES_SECONDS for t in tables):
         return set(tables)
     names = [qualified(schema, t) for t in tables]
-    cols = ", ".join(f"(SELECT reltuples FROM pg_class WHERE oid = to_regclass(:t{i}))" for i in range(len(names)))
+    cols = ", ".join(f"to_regclass(:t{i}) IS NOT NULL" for i in range(len(names)))
     row = dbconn.query(sql_text(f"SELECT {cols}"), {f"t{i}": n for i, n in enumerate(names)}).one()
-    found = {t: float(rows) for t, rows in zip(tables, row, strict=True) if rows is not None}
+    found = {t for t, present in zip(tables, row, strict=True) if present}
     if len(_present) >= MAX_PRESENT:
         _present.clear()
-    for t, rows in found.items():
-        _present[(schema, t)] = (now, rows)
-    return set(found)
-
-
-def memory_table_rows(tenant_id: str, table: str) -> float | None:
-    """Roughly how many rows the tenant's memory table holds (PostgreSQL's own estimate as of its
-    last ANALYZE, -1 when never analyzed), None when it doesn't exist: ``memory_tables`` and the
-    same cache, so no statement of its own."""
-    if table not in memory_tables(tenant_id, table):
-        return None
-    return _present.get((schema_name(tenant_id), table), _NEVER)[1]
+    for t in found:
+        _present[(schema, t)] = now
+    return found
 
 
 def forget_memory_tables() -> None:
@@ -559,63 +547,36 @@ def highlight(marked: str) -> Markup:
     return Markup(escaped.replace(_START, "<mark>").replace(_STOP, "</mark>"))
 
 
-# How the hits are found (issue 18). The newest matches could come from an ordered scan of the
-# timestamp index that tests each line (``to_tsvector`` costs ~12 µs a line) until it has a page, or
-# from the GIN index (all matching lines, then the newest): the first is cheap when matches are
-# dense among the latest lines and ruinous when they are not (a name from an earlier arc: 0.26 s on
-# a 40k-line table, growing with the table), the second costs in proportion to the matches. The
-# planner weighs them with ``to_tsvector`` costed far below what it is, so a statement never
-# leaves it the ordered scan unbounded:
-# - a table of up to SEARCH_ALL_MATCHES lines (PostgreSQL's estimate): all matches, then the newest
-#   (ORDER BY an expression of the timestamp, which no index yields in order);
-# - a larger one (or one never analyzed): the newest SEARCH_WINDOW lines are tested in time order,
-#   stopping at a page of matches; only when the window holds fewer, the matches older than it come
-#   from all matches as above. Worst case: the window's lines plus the older matches.
-SEARCH_ALL_MATCHES = 5_000
-SEARCH_WINDOW = 200
-_HIT_COLS = "id, session_id, campaign_id, speaker_id, speaker_name, npc_id, text, timestamp"
-_MATCH = "to_tsvector('english', {a}.text) @@ websearch_to_tsquery('english', :q)"
+# How the hits are found (issue 18): every match through the gateway's GIN index, then the newest
+# (ORDER BY an expression of the timestamp, which no index yields in order). Left to choose,
+# PostgreSQL often took the timestamp index instead, testing each line in time order until a page
+# was full: it costs ``to_tsvector`` (~12 µs a line) far below what it takes, and a name from an
+# earlier arc, or any word sparse among the latest lines, made that scan read most of the table
+# (0.26 s on a 40k-line table, growing with it). This way the cost follows the number of matches:
+# 2-5 ms on 40k lines for common, rare and earlier-arc words alike (bench/run.py, part "large").
+# A quoted phrase has each line holding all its words tested for their order.
 
 
 @lru_cache(maxsize=4096)
-def _search_sql(schema: str, campaign: bool, cursor: bool, windowed: bool) -> TextClause:
-    """The search statement for one tenant and set of filters (see above): at most ``:n`` hits
-    newest first, each with its headline, its session (``public.sessions``) and that session's
-    campaign name (``web.campaigns``) of the tenant's own."""
+def _search_sql(schema: str, campaign: bool, cursor: bool) -> TextClause:
+    """The search statement for one tenant and set of filters: at most ``:n`` hits newest first,
+    each with its headline, its session (``public.sessions``) and that session's campaign name
+    (``web.campaigns``) of the tenant's own."""
     table = qualified(schema, "session_entries")
-
-    def scope(a: str) -> str:  # the filters, on the table as alias ``a``
-        where = [f"{a}.campaign_id = :campaign"] if campaign else []
-        if cursor:
-            ts, cid = _cursor(table, session=False, end=True)
-            where.append(f"{a}.timestamp <= {ts} AND ({a}.timestamp, {a}.id) < ({ts}, {cid})")
-        return " AND ".join(where) or "true"
-
-    cols = ", ".join(f"e.{c}" for c in _HIT_COLS.split(", "))
-    all_matches = (
-        f"SELECT {cols} FROM {table} e WHERE {_MATCH.format(a='e')} AND {scope('e')}{{older}} "
-        "ORDER BY e.timestamp + interval '0 s' DESC, e.id DESC LIMIT :n"
-    )
-    if windowed:
-        edge = (
-            f"(SELECT w.timestamp, w.id FROM {table} w WHERE {scope('w')} "
-            "ORDER BY w.timestamp DESC, w.id DESC OFFSET :window - 1 LIMIT 1)"
-        )
-        hits = (
-            f"WITH recent AS (SELECT r.* FROM (SELECT {cols} FROM {table} e WHERE {scope('e')} "
-            f"ORDER BY e.timestamp DESC, e.id DESC LIMIT :window) r WHERE {_MATCH.format(a='r')} "
-            "ORDER BY r.timestamp DESC, r.id DESC LIMIT :n) "
-            "SELECT * FROM (SELECT * FROM recent UNION ALL ("
-            + all_matches.format(older=f" AND (SELECT count(*) FROM recent) < :n AND (e.timestamp, e.id) < {edge}")
-            + ")) u ORDER BY u.timestamp DESC, u.id DESC LIMIT :n"
-        )
-    else:
-        hits = all_matches.format(older="")
+    where = ["to_tsvector('english', e.text) @@ websearch_to_tsquery('english', :q)"]
+    if campaign:
+        where.append("e.campaign_id = :campaign")
+    if cursor:
+        ts, cid = _cursor(table, session=False, end=True)
+        where.append(f"e.timestamp <= {ts} AND (e.timestamp, e.id) < ({ts}, {cid})")
     return sql_text(
         "SELECT h.*, ts_headline('english', replace(replace(h.text, :start, ''), :stop, ''), "
         "websearch_to_tsquery('english', :q), :opts) AS headline, "
-        "s.id AS s_id, s.campaign_id AS s_campaign_id, s.started_at AS s_started_at, c.name AS c_name "
-        f"FROM ({hits}) h LEFT JOIN {_SESSIONS} s ON s.id = h.session_id AND s.tenant_id = :tenant "
+        "s.id AS s_id, s.campaign_id AS s_campaign_id, s.started_at AS s_started_at, c.name AS c_name FROM ("
+        "SELECT e.id, e.session_id, e.campaign_id, e.speaker_id, e.speaker_name, e.npc_id, e.text, e.timestamp "
+        f"FROM {table} e WHERE {' AND '.join(where)} "
+        "ORDER BY e.timestamp + interval '0 s' DESC, e.id DESC LIMIT :n) h "
+        f"LEFT JOIN {_SESSIONS} s ON s.id = h.session_id AND s.tenant_id = :tenant "
         f"LEFT JOIN {_CAMPAIGNS} c ON c.tenant_id = :tenant AND c.id = s.campaign_id "
         "ORDER BY h.timestamp DESC, h.id DESC"
     )
@@ -628,10 +589,9 @@ def search(
     by session; ``before`` is the id of the last hit shown (resolved to its place in time).
 
     Uses ``to_tsvector('english', text) @@ websearch_to_tsquery('english', q)``, which is the
-    expression of the gateway's GIN index. Two queries: table check (with the table's size, which
-    picks how the hits are found: ``_search_sql``), and the hits with their sessions and those
-    sessions' campaign names (``public.sessions`` and ``web.campaigns`` rows of the actor's tenant,
-    joined after the LIMIT)."""
+    expression of the gateway's GIN index (``_search_sql``). Two queries: table check, and the hits
+    with their sessions and those sessions' campaign names (``public.sessions`` and
+    ``web.campaigns`` rows of the actor's tenant, joined after the LIMIT)."""
     require(actor, Perm.VIEW_TRANSCRIPTS)
     q = (q or "").strip()
     if len(q) > MAX_QUERY:
@@ -639,22 +599,17 @@ def search(
     result = SearchResult(query=q)
     if not q:
         return result
-    size = memory_table_rows(actor.tenant_id, "session_entries")
-    if size is None:
+    if "session_entries" not in memory_tables(actor.tenant_id, "session_entries"):
         result.ready = False
         return result
-    params: dict[str, Any] = {"q": q, "n": limit + 1, "tenant": actor.tenant_id}
+    params: dict[str, Any] = {"q": q, "n": limit + 1, "tenant": actor.tenant_id, "opts": _HEADLINE_OPTS}
+    params.update(start=_START, stop=_STOP)
     if campaign:
         params["campaign"] = memory_campaign(campaign)
     if before is not None:
         params["cur"] = before
-    windowed = not 0 <= size <= SEARCH_ALL_MATCHES
-    if windowed:
-        params["window"] = SEARCH_WINDOW
-    rows = dbconn.query(
-        _search_sql(schema_name(actor.tenant_id), bool(campaign), before is not None, windowed),
-        {**params, "opts": _HEADLINE_OPTS, "start": _START, "stop": _STOP},
-    ).all()
+    statement = _search_sql(schema_name(actor.tenant_id), bool(campaign), before is not None)
+    rows = dbconn.query(statement, params).all()
     more = len(rows) > limit
     rows = rows[:limit]
     result.count = len(rows)
