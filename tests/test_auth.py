@@ -285,3 +285,54 @@ def test_current_user_resolves_as_flask_login_does(app, as_role):
         assert original() is ours and current_user._get_current_object() is ours
         logout_user()
         assert extensions._get_user() is original() and not current_user.is_authenticated
+
+
+def test_current_user_takes_flask_logins_own_path_whenever_it_would_do_more(app, as_role):
+    """extensions._get_user calls the request loader itself only when that is all flask-login's
+    _load_user would do; with a remember-me cookie, session protection or a signal receiver it
+    takes flask-login's own path, and either way the same user (or visitor) comes out."""
+    import flask_login
+    from flask import g
+
+    from glyphoxa_htmx import extensions
+
+    b = as_role("dm")
+    manager = app.login_manager
+    cookie = f"gx_session={b.token}"
+
+    def resolve(headers, expect_lean):
+        with app.test_request_context("/dashboard", headers=headers):
+            from flask import request
+
+            assert extensions._request_loader_only(manager, app, request) is expect_lean
+            ours = extensions._get_user()
+            g.pop("_login_user")
+            manager._load_user()  # flask-login's own, on the same request
+            theirs = g._login_user
+            return ours, theirs
+
+    ours, theirs = resolve({"Cookie": cookie}, True)
+    assert ours.is_authenticated and ours == theirs and ours.user_id == b.user.id
+    ours, theirs = resolve({}, True)
+    assert not ours.is_authenticated and not theirs.is_authenticated
+    # A remember-me cookie (never set by this app): flask-login reads it instead of the loader.
+    ours, theirs = resolve({"Cookie": f"{cookie}; {app.config['REMEMBER_COOKIE_NAME']}=forged"}, False)
+    assert ours.is_authenticated == theirs.is_authenticated
+    # Someone listening for flask-login's signals: they are sent.
+    heard = []
+
+    def listener(sender, **_kw):
+        heard.append(sender)
+
+    flask_login.user_accessed.connect(listener)
+    try:
+        ours, theirs = resolve({"Cookie": cookie}, False)
+    finally:
+        flask_login.user_accessed.disconnect(listener)
+    assert heard and ours == theirs
+    app.config["SESSION_PROTECTION"] = "basic"
+    try:
+        ours, theirs = resolve({"Cookie": cookie}, False)
+    finally:
+        del app.config["SESSION_PROTECTION"]
+    assert ours == theirs

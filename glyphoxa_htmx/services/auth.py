@@ -18,7 +18,7 @@ import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from functools import cache
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from sqlalchemy import Select, bindparam, case, select, text, update
 from sqlalchemy.exc import IntegrityError
@@ -569,6 +569,10 @@ def revoke_session(actor: Actor, session_id: str) -> None:
     db.session.commit()
 
 
-def actor_for(row: LoginSession | LoginSnapshot, ip: str | None) -> Actor:
+_A = TypeVar("_A", bound=Actor)
+
+
+def actor_for(row: LoginSession | LoginSnapshot, ip: str | None, kind: type[_A] = Actor, **more: Any) -> _A:  # type: ignore[assignment]  # (mypy can't type a TypeVar's default)
+    """The Actor of a live sign-in (``kind`` a subclass of Actor with ``more`` fields of its own)."""
     user = row.user
-    return Actor(user_id=user.id, tenant_id=user.tenant_id or "", role=Role(user.role), name=user.name, ip=ip)
+    return kind(user_id=user.id, tenant_id=user.tenant_id or "", role=Role(user.role), name=user.name, ip=ip, **more)

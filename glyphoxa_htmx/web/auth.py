@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
@@ -96,8 +96,7 @@ def _load_signed_in(req) -> SignedIn | None:
     if row is None:
         g.session_expired = auth_service.refusal(token)
         return None
-    actor = auth_service.actor_for(row, _ip())
-    return SignedIn(**{f.name: getattr(actor, f.name) for f in fields(Actor)}, user=row.user, login_session=row)
+    return auth_service.actor_for(row, _ip(), SignedIn, user=row.user, login_session=row)
 
 
 CSRF_BINDING = "csrf_for"  # flask-session key: the sign-in (family) and role the CSRF token was issued under
