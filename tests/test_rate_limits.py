@@ -247,3 +247,51 @@ def test_batched_key_without_expiry_is_not_taken_for_a_new_window():
     finally:
         batched.stopped = True
         client.delete(name)
+
+
+# Flask-Limiter's after-request and teardown hooks run only on requests that made its context
+# (core/ratelimits.py _skip_unused_context): a limit that deducts after the response still counts.
+HOOKS = """
+import json, sys
+from flask import request
+from flask.globals import _cv_request
+from tests.conftest import Browser, make_settings
+from glyphoxa_htmx.app import create_app
+from glyphoxa_htmx.extensions import limiter
+db_url, user, tenant = sys.argv[1:4]
+app = create_app(make_settings(db_url))
+seen = {}
+
+@app.route("/_deducts")
+@limiter.limit("3 per minute", key_func=lambda: "deducts", deduct_when=lambda r: r.status_code == 200)
+def deducts():
+    return "ok" if request.args.get("ok") else ("no", 400)
+
+@app.after_request
+def note(response):
+    seen[request.path] = hasattr(_cv_request.get(), "_limiter_request_context")
+    return response
+
+b = Browser(app).login(type("U", (), {"id": user, "tenant_id": tenant}))
+fast = b.get("/campaigns").status_code
+failed = [b.get("/_deducts").status_code for _ in range(4)]  # not 200: nothing deducted
+counted = [b.get("/_deducts?ok=1").status_code for _ in range(4)]
+print(json.dumps({"fast": fast, "seen": seen, "failed": failed, "counted": counted}))
+"""
+
+
+def test_flask_limiters_hooks_still_run_when_its_check_did(app, database_url, make_user):
+    user = make_user(role="tenant_owner")
+    out = subprocess.run(
+        [sys.executable, "-c", HOOKS, database_url, user.id, user.tenant_id],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert out.returncode == 0, out.stderr[-3000:]
+    result = json.loads(out.stdout.strip().splitlines()[-1])
+    assert result["fast"] == 200 and result["seen"]["/campaigns"] is False  # no context made
+    assert result["seen"]["/_deducts"] is True
+    assert result["failed"] == [400] * 4  # failures don't count toward the limit...
+    assert result["counted"] == [200, 200, 200, 429]  # ...successes do, after the response

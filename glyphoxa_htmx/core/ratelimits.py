@@ -24,6 +24,7 @@ from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
 from flask import Flask, request
+from flask.globals import _cv_request
 from flask_limiter.util import get_qualified_name
 from limits import RateLimitItem, parse_many
 from limits.storage import RedisStorage
@@ -107,6 +108,39 @@ def init_app(app: Flask) -> None:
         return None if within else slow()  # over: Flask-Limiter refuses it, with its context
 
     funcs[funcs.index(slow)] = check_request
+    _skip_unused_context(app)
+
+
+def _skip_unused_context(app: Flask) -> None:
+    """Flask-Limiter's after-request hook (conditional deductions, rate-limit headers) and its
+    teardown (reset) read a per-request context they create when it isn't there; the fast check
+    above never makes one, so on most requests they built a context just to find or reset nothing
+    (~10 µs). When the request context has none, they are skipped: exactly what they would do.
+    When it has one (Flask-Limiter's own check ran), they run as ever."""
+    after = app.after_request_funcs.setdefault(None, [])
+    teardown = app.teardown_request_funcs.setdefault(None, [])
+    inject = next(
+        (f for f in after if getattr(f, "func", None) is getattr(type(limiter), "_Limiter__inject_headers", None)),
+        None,
+    )
+    release = getattr(limiter, "_Limiter__release_context", None)
+    if inject is None or release is None or release not in teardown:
+        raise RuntimeError("Flask-Limiter's hooks are not where ratelimits expects them (a new version?)")
+
+    def inject_headers(response: Any) -> Any:
+        return inject(response) if _has_limiter_context() else response
+
+    def release_context(exc: BaseException | None = None) -> None:
+        if _has_limiter_context():
+            release(exc)
+
+    after[after.index(inject)] = inject_headers
+    teardown[teardown.index(release)] = release_context
+
+
+def _has_limiter_context() -> bool:
+    ctx = _cv_request.get(None)
+    return ctx is None or hasattr(ctx, "_limiter_request_context")
 
 
 _SLOW = object()

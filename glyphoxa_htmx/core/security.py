@@ -11,15 +11,22 @@ CSP = (
 )
 
 
+_HEADERS = (
+    ("Content-Security-Policy", CSP),
+    ("X-Content-Type-Options", "nosniff"),
+    ("X-Frame-Options", "DENY"),
+    ("Referrer-Policy", "strict-origin-when-cross-origin"),
+    ("Permissions-Policy", "camera=(), microphone=(), geolocation=()"),
+)
+_HSTS = (*_HEADERS, ("Strict-Transport-Security", "max-age=31536000; includeSubDomains"))
+
+
 def apply(response: Response, *, hsts: bool) -> Response:
+    """Each header unless the response already has it (a view may set its own): the names present
+    are read once, not searched for once per header (issue 18: six ``setdefault`` scans, ~15 µs)."""
     h = response.headers
-    h.setdefault("Content-Security-Policy", CSP)
-    h.setdefault("X-Content-Type-Options", "nosniff")
-    h.setdefault("X-Frame-Options", "DENY")
-    h.setdefault("Referrer-Policy", "strict-origin-when-cross-origin")
-    h.setdefault("Permissions-Policy", "camera=(), microphone=(), geolocation=()")
-    if hsts:
-        h.setdefault("Strict-Transport-Security", "max-age=31536000; includeSubDomains")
+    present = {name.lower() for name, _value in h}
+    h.extend([(name, value) for name, value in (_HSTS if hsts else _HEADERS) if name.lower() not in present])
     if request.endpoint == "static":
         # Only a URL naming the file's current content hash (asset() adds ?v=<hash>) may be kept
         # forever; a bare or stale URL keeps the file's own `no-cache` (revalidated by ETag), so a
