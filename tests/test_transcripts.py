@@ -440,6 +440,31 @@ def test_memory_tables_seen_present_are_not_asked_again_but_absent_ones_are(app,
         assert "Nothing to search yet" in resp.get_data(as_text=True) and len(checks(seen)) == 1
 
 
+def test_a_tenant_without_recaps_is_not_asked_on_every_session_page(app, seeded, database_url, monkeypatch):
+    """Gateway versions without recaps never create the table: its absence is remembered for
+    ABSENT_SECONDS, after which a table created meanwhile (a first recap) is seen."""
+    from glyphoxa_htmx.services import transcripts
+
+    page = f"/sessions/{seeded.sid}"
+    assert soup(seeded.dm.get(page)).select_one(".recap") is not None
+    transcripts.forget_memory_tables()
+    sql(database_url, f'ALTER TABLE "tenant_{seeded.tenant}".recaps RENAME TO recaps_later')
+
+    def checks(seen):
+        return [s for s in seen if "to_regclass" in s]
+
+    resp, seen = count_statements(app, lambda: seeded.dm.get(page))
+    assert soup(resp).select_one(".recap") is None and len(checks(seen)) == 1
+    resp, seen = count_statements(app, lambda: seeded.dm.get(page))
+    assert soup(resp).select_one(".recap") is None and checks(seen) == []  # absent a moment ago
+    sql(database_url, f'ALTER TABLE "tenant_{seeded.tenant}".recaps_later RENAME TO recaps')
+    monkeypatch.setitem(transcripts.ABSENT_SECONDS, "recaps", 0.0)  # (the window has passed)
+    resp, seen = count_statements(app, lambda: seeded.dm.get(page))
+    assert soup(resp).select_one(".recap") is not None and len(checks(seen)) == 1
+    resp, seen = count_statements(app, lambda: seeded.dm.get(page))
+    assert checks(seen) == []  # present now: remembered as such
+
+
 def test_a_memory_table_dropped_after_it_was_seen_gives_try_again_then_the_empty_state(app, seeded, database_url):
     """The tenant's memory store is removed while this process still takes it as present: the page
     that reads it says to try again (503, nothing half-shown, nothing logged as a crash), and the

@@ -13,6 +13,7 @@ the tenant's own, and session ids are checked against ``public.sessions.tenant_i
 from __future__ import annotations
 
 import io
+import math
 import re
 import struct
 import time
@@ -77,34 +78,46 @@ def sql_text(statement: str) -> TextClause:
 # is first set up, and only removing the tenant drops them. So a table seen present is taken as
 # present for MEMORY_TABLES_SECONDS in this process, sparing the transcript, search, knowledge and
 # session pages a statement and a round trip (issue 18); an absent one is asked again every time
-# (it appears when the worker starts). A table dropped within that time makes the page's read fail
+# (it appears when the worker starts), except those in ABSENT_SECONDS, taken as absent that long:
+# ``recaps``, which gateway versions without recaps never create, was asked on every session page
+# (a first recap shows up to that much later; nothing polls for it). A table dropped within that
+# time makes the page's read fail
 # with UndefinedTable: web/errors.py then forgets these answers and asks the user to try again
 # (the retry checks afresh and shows the page without it), as when the database drops a connection.
 MEMORY_TABLES_SECONDS = 60.0
+ABSENT_SECONDS = {"recaps": 10.0}
 MAX_PRESENT = 50_000
 _present: dict[tuple[str, str], float] = {}
+_absent: dict[tuple[str, str], float] = {}
 
 
 def memory_tables(tenant_id: str, *tables: str) -> set[str]:
     """Which of the tenant's memory tables exist (one query, none while all were seen lately)."""
     schema = schema_name(tenant_id)
     now = time.monotonic()
-    if all(now - _present.get((schema, t), -MEMORY_TABLES_SECONDS) < MEMORY_TABLES_SECONDS for t in tables):
-        return set(tables)
+    present = {t for t in tables if now - _present.get((schema, t), -MEMORY_TABLES_SECONDS) < MEMORY_TABLES_SECONDS}
+    if all(t in present or now - _absent.get((schema, t), -math.inf) < ABSENT_SECONDS.get(t, 0.0) for t in tables):
+        return present
     names = [qualified(schema, t) for t in tables]
     cols = ", ".join(f"to_regclass(:t{i}) IS NOT NULL" for i in range(len(names)))
     row = dbconn.query(sql_text(f"SELECT {cols}"), {f"t{i}": n for i, n in enumerate(names)}).one()
-    found = {t for t, present in zip(tables, row, strict=True) if present}
-    if len(_present) >= MAX_PRESENT:
+    found = {t for t, there in zip(tables, row, strict=True) if there}
+    if len(_present) >= MAX_PRESENT or len(_absent) >= MAX_PRESENT:
         _present.clear()
-    for t in found:
-        _present[(schema, t)] = now
+        _absent.clear()
+    for t in tables:
+        if t in found:
+            _present[(schema, t)] = now
+            _absent.pop((schema, t), None)
+        elif t in ABSENT_SECONDS:
+            _absent[(schema, t)] = now
     return found
 
 
 def forget_memory_tables() -> None:
     """Ask the database again which memory tables exist (after a read found one gone; tests)."""
     _present.clear()
+    _absent.clear()
 
 
 def memory_campaign(campaign_id: str) -> str:
