@@ -26,6 +26,7 @@ from glyphoxa_htmx import embedded
 from glyphoxa_htmx.config import ROOT, Settings, load_settings
 from glyphoxa_htmx.core import cookies, dbconn, htmx, logs, metrics, ratelimits, security
 from glyphoxa_htmx.core.i18n import FOLDED_NAMES
+from glyphoxa_htmx.core.parse import unstorable
 from glyphoxa_htmx.core.ratelimits import general_limit_value
 from glyphoxa_htmx.extensions import csrf, db, htmx_ext, limiter, login_manager, migrate, sock
 
@@ -231,6 +232,11 @@ def _register_blueprints(app: Flask) -> None:
         app.register_blueprint(bp)
 
 
+def _every(multidict: Any) -> list[Any]:
+    """Every name and value of a MultiDict (query string or form)."""
+    return [*multidict.keys(), *(v for values in multidict.listvalues() for v in values)]
+
+
 def _register_request_hooks(app: Flask, settings: Settings) -> None:
     from glyphoxa_htmx.web.auth import renew_csrf_on_identity_change
 
@@ -239,24 +245,20 @@ def _register_request_hooks(app: Flask, settings: Settings) -> None:
         """One place for bytes PostgreSQL text can't hold (NUL, lone surrogates) in any path,
         query-string or form parameter (names too): a clear 400, or 422 for a submitted form,
         instead of a DataError deep inside a service."""
-        from glyphoxa_htmx.core.parse import unstorable
-        from glyphoxa_htmx.web.errors import error_response
-
         status = None
-
-        def every(multidict):
-            return [*multidict.keys(), *(v for values in multidict.listvalues() for v in values)]
-
-        if unstorable((request.view_args or {}).values()) or unstorable(every(request.args)):
+        if unstorable((request.view_args or {}).values()) or (
+            request.query_string and unstorable(_every(request.args))
+        ):
             status = 400
         elif (
             request.method not in ("GET", "HEAD", "OPTIONS")
             and request.mimetype in ("application/x-www-form-urlencoded", "multipart/form-data")
-            and unstorable(every(request.form))
+            and unstorable(_every(request.form))
         ):
             status = 422
         if status is not None:
             from glyphoxa_htmx.core.i18n import _
+            from glyphoxa_htmx.web.errors import error_response
 
             return error_response(
                 status,
