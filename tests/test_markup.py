@@ -401,7 +401,12 @@ def test_search_groups_write_the_old_loops_html(app):
         return SearchHit(line=line, highlight=highlight(text))
 
     groups = [
-        SearchGroup("s-1", SearchSession("s-1", "c1", start, None), "c1", [hit(1, "Bob"), hit(2, "<Mara>", npc="n1")]),
+        SearchGroup(
+            "s-1",
+            SearchSession("s-1", "c1", start, None),
+            "c1",
+            [hit(1, "Bob"), hit(2, "<Mara>", npc="n1"), hit(7, "Bob"), hit(8, "<Mara>", npc="n1")],  # speakers again
+        ),
         SearchGroup('s"<2>&', SearchSession('s"<2>&', 'c"<x>', start - timedelta(days=3)), 'c"<x>', [hit(3, "")]),
         SearchGroup('<gone>&"-session-id', None, "c9", [hit(4, "Öl & <i>", npc="n<2>"), hit(5, "x")]),
         SearchGroup("s-4", SearchSession("s-4", None, start), "", [hit(6, "y")]),
@@ -414,7 +419,7 @@ def test_search_groups_write_the_old_loops_html(app):
                 "{{ search_groups(groups, campaign_names) }}", groups=groups, campaign_names=names
             )
         assert new == old, lang
-        assert new.count("<section") == 4 and new.count("<li") == 6 and ("Sitzung" in new) == (lang == "de")
+        assert new.count("<section") == 4 and new.count("<li") == 8 and ("Sitzung" in new) == (lang == "de")
         assert "<b>salt" not in new and "<Mara>" not in new and "<i>" not in new and "<Road>" not in new
         assert "<gone>" not in new
 
