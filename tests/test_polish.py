@@ -303,6 +303,25 @@ def test_per_list_urls_match_url_for_for_ids_minted_by_others(app):
     assert html.splitlines() == expected
 
 
+def test_a_rows_several_urls_match_url_for(app):
+    """id_urls quotes a row's id once for several endpoints whose converters are alike (the cast's
+    edit, move, duplicate and delete links); each URL must be url_for's, odd ids included, and an
+    endpoint whose shape can't be split falls back to url_for for all of them."""
+    from flask import url_for
+
+    from glyphoxa_htmx.core.markup import id_urls
+
+    odd = ["npc_1", "a b", "x/y", "Grüße", "%41", "?q#f", "<b>&'\"", 42]
+    endpoints = ("npcs.edit", "npcs.move", "npcs.duplicate", "npcs.confirm_delete")
+    with app.test_request_context("/campaigns/c1"):
+        urls = id_urls("npc_id", *endpoints)
+        assert [urls(i) for i in odd] == [tuple(url_for(e, npc_id=i) for e in endpoints) for i in odd]
+        mixed = id_urls("campaign_id", "campaigns.show", "campaigns.index")  # the 2nd: no such path argument
+        assert [mixed(i) for i in odd] == [
+            (url_for("campaigns.show", campaign_id=i), url_for("campaigns.index", campaign_id=i)) for i in odd
+        ]
+
+
 def test_template_url_for_with_one_path_argument_matches_url_for(app):
     """Templates' url_for remembers the shape of a URL whose one argument is in its path (app.py
     template_url_for): every result must still be Flask's url_for's, for odd ids, under another

@@ -108,6 +108,26 @@ def id_url(endpoint: str, arg: str, **fixed: Any) -> Callable[[Any], str]:
     return lambda value: url_for(endpoint, **{**fixed, arg: value})
 
 
+def id_urls(arg: str, *endpoints: str) -> Callable[[Any], tuple[str, ...]]:
+    """Several endpoints' URLs for one row's value of ``arg`` (a list row's edit, move and delete
+    links): ``id_url``'s for each, with the value put through the converter once when every rule's
+    converter is of the same class and method (a row of the cast: four URLs, one quoting)."""
+    parts = [url_parts(endpoint, arg) for endpoint in endpoints]
+    known = [p for p in parts if p is not None]
+    methods = {(type(getattr(p[1], "__self__", None)), getattr(p[1], "__func__", None)) for p in known}
+    if len(known) == len(parts) and len(methods) == 1 and None not in next(iter(methods)):
+        to_url = known[0][1]
+        around = [(head, tail) for head, _to_url, tail in known]
+
+        def urls(value: Any) -> tuple[str, ...]:
+            quoted = to_url(value)
+            return tuple(head + quoted + tail for head, tail in around)
+
+        return urls
+    singles = [id_url(endpoint, arg) for endpoint in endpoints]
+    return lambda value: tuple(one(value) for one in singles)
+
+
 def url_parts(endpoint: str, arg: str, **fixed: Any) -> tuple[str, Callable[[Any], str], str] | None:
     """``(head, to_url, tail)`` with ``url_for(endpoint, **fixed, <arg>=v) == head + to_url(v) +
     tail`` for every ``v``: the endpoint has one rule, ``arg`` is in its path (``to_url`` is that

@@ -15,7 +15,7 @@ from glyphoxa_htmx.core import htmx
 from glyphoxa_htmx.core.authz import Perm, require
 from glyphoxa_htmx.core.errors import Conflict, ValidationError
 from glyphoxa_htmx.core.i18n import _, markup_gettext, number_text
-from glyphoxa_htmx.core.markup import field_error, id_url, list_editor
+from glyphoxa_htmx.core.markup import field_error, id_urls, list_editor
 from glyphoxa_htmx.core.parse import int_arg
 from glyphoxa_htmx.extensions import limiter, user_or_ip
 from glyphoxa_htmx.services import campaigns, npcs, voice
@@ -80,9 +80,10 @@ def cast_rows(cast: Any, manage: bool, csrf: Markup, kept: Markup, mic: Markup) 
     can hold 25 on a page. The same HTML (``tests/test_markup.py`` renders both), except that a
     ``voice`` the gateway stored as something other than an object shows no voice badge, where the
     template failed the page."""
-    edit_url, move_url = id_url("npcs.edit", "npc_id"), id_url("npcs.move", "npc_id")
-    duplicate_url, delete_url = id_url("npcs.duplicate", "npc_id"), id_url("npcs.confirm_delete", "npc_id")
+    row_urls = id_urls("npc_id", "npcs.edit", "npcs.move", "npcs.duplicate", "npcs.confirm_delete")
     size = number_text(cast.size)
+    engines: dict[Any, str] = {}  # label per value, escaped, worked out once a list
+    tiers: dict[Any, str] = {}
     t_drag, t_gm, t_engine, t_tier = (
         markup_gettext("Drag to reorder"),
         markup_gettext("GM helper"),
@@ -113,14 +114,20 @@ def cast_rows(cast: Any, manage: bool, csrf: Markup, kept: Markup, mic: Markup) 
         voice = npc.voice
         voice_id = voice.get("voice_id") if isinstance(voice, dict) else None
         place = fmt["place"] % {"pos": escape(shown), "size": escape(size)}
-        tier = fmt["tier"] % {"tier": escape(npcs.tier_label(npc.budget_tier))}
+        tier = tiers.get(npc.budget_tier)
+        if tier is None:
+            tier = tiers[npc.budget_tier] = fmt["tier"] % {"tier": escape(npcs.tier_label(npc.budget_tier))}
+        engine = engines.get(npc.engine)
+        if engine is None:
+            engine = engines[npc.engine] = escape(npcs.engine_label(npc.engine))
+        edit_url, move_url, duplicate_url, delete_url = row_urls(npc.id)
         out.append(
             f'  <li class="cast-item" id="npc-{npc_id}" data-id="{npc_id}">\n'
             + (f'<span class="drag-handle" title="{t_drag}" aria-hidden="true">⠿</span>' if manage else "")
             + f'    <span class="pos" title="{place}">'
             f"{escape(shown)}</span>\n"
             '    <div class="who">\n'
-            f'      <h3><a href="{escape(edit_url(npc.id))}">{escape(npc.name)}</a></h3>\n'
+            f'      <h3><a href="{escape(edit_url)}">{escape(npc.name)}</a></h3>\n'
             + (
                 f'<p class="muted small personality">{escape(do_truncate(env, npc.personality, 160))}</p>'
                 if npc.personality
@@ -129,7 +136,7 @@ def cast_rows(cast: Any, manage: bool, csrf: Markup, kept: Markup, mic: Markup) 
             + '      <p class="badges">\n'
             + (f'<span class="badge badge-accent">{t_gm}</span>' if npc.gm_helper else "")
             + (f'<span class="badge" title="{t_addressed_title}">{t_addressed}</span>' if npc.address_only else "")
-            + f'        <span class="badge" title="{t_engine}">{escape(npcs.engine_label(npc.engine))}</span>\n'
+            + f'        <span class="badge" title="{t_engine}">{engine}</span>\n'
             f'        <span class="badge" title="{t_tier}">'
             f"{tier}</span>\n"
             + (f'<span class="badge" title="{t_voice}">{mic}{escape(voice_id)}</span>' if voice_id else "")
@@ -149,14 +156,14 @@ def _cast_actions(
     npc: Any,
     position: int,
     size: int,
-    move_url: Any,
-    duplicate_url: Any,
-    delete_url: Any,
+    move_url: str,
+    duplicate_url: str,
+    delete_url: str,
     csrf: Markup,
     kept: Markup,
     fmt: dict[str, str],
 ) -> str:
-    move = escape(move_url(npc.id))
+    move = escape(move_url)
     name = {"name": escape(npc.name)}
     delete, up, down, duplicate = fmt["delete"] % name, fmt["up"] % name, fmt["down"] % name, fmt["duplicate"]
     return (
@@ -170,10 +177,10 @@ def _cast_actions(
         f'aria-label="{down}" {"disabled" if position == size else ""}>'
         '<span aria-hidden="true">↓</span></button>\n'
         "      </form>\n"
-        f'      <form method="post" action="{escape(duplicate_url(npc.id))}">\n'
+        f'      <form method="post" action="{escape(duplicate_url)}">\n'
         f'        {csrf}<button class="btn btn-small" type="submit">{duplicate}</button>\n'
         "      </form>\n"
-        f'      <a class="btn btn-small btn-danger" href="{escape(delete_url(npc.id))}">{delete}</a>\n'
+        f'      <a class="btn btn-small btn-danger" href="{escape(delete_url)}">{delete}</a>\n'
         "    </div>\n"
     )
 
