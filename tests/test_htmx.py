@@ -160,3 +160,21 @@ def test_the_header_follows_the_user_across_a_rename_and_a_language(app, as_role
     german = soup(browser.get("/dashboard", headers={"Accept-Language": "de"})).select_one(".topbar")
     assert german.select_one("summary")["aria-label"] == "Kontomenü"
     assert soup(browser.get("/dashboard")).select_one(".topbar summary")["aria-label"] == "Account menu"
+
+
+def test_one_access_log_line_per_request_without_the_query_string(app, as_role, caplog):
+    import logging
+
+    b = as_role("dm")
+    with caplog.at_level(logging.INFO, logger="glyphoxa_htmx.app"):
+        resp = b.get("/campaigns?q=secret-code", headers={"X-Request-ID": "req-1"})
+    assert resp.status_code == 200 and resp.headers["X-Request-ID"] == "req-1"
+    lines = [r for r in caplog.records if r.name == "glyphoxa_htmx.app" and r.getMessage() == "request"]
+    assert len(lines) == 1
+    line = lines[0]
+    assert (line.method, line.path, line.route, line.status) == ("GET", "/campaigns", "/campaigns", 200)
+    assert line.ms >= 0 and "secret-code" not in str(line.__dict__)
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="glyphoxa_htmx.app"):
+        b.get("/campaigns")
+    assert not [r for r in caplog.records if r.getMessage() == "request"]  # below the level: none
