@@ -71,12 +71,14 @@ _NULL = NullTranslations()
 _T = TypeVar("_T")
 
 
-def _per_request(slot: str, compute: Callable[[], _T]) -> _T:
-    """``compute()`` once per request and per language and time zone in force.
+def _per_request(slot: str, compute: Callable[[], _T], *, zoned: bool = True) -> _T:
+    """``compute()`` once per request and per language (and, when ``zoned``, time zone) in force.
 
     The value is kept on Flask-Babel's own per-request namespace with the locale and time zone
     objects it was computed under, so ``force_locale`` (e-mails in the recipient's language) still
-    switches it; outside an app context it is computed every time."""
+    switches it; outside an app context it is computed every time. A value that doesn't depend on
+    the time zone (the catalogue) passes ``zoned=False``: the zone is looked up only once a date is
+    shown, after which a zoned value would be computed again."""
     app_ctx = _cv_app.get(None)
     ns = app_ctx.g.__dict__.get("_flask_babel") if app_ctx is not None else None
     if ns is not None:
@@ -85,7 +87,7 @@ def _per_request(slot: str, compute: Callable[[], _T]) -> _T:
             cached is not None
             and cached[0] is not None
             and cached[0] is ns.__dict__.get("babel_locale")
-            and cached[1] is ns.__dict__.get("babel_tzinfo")
+            and (not zoned or cached[1] is ns.__dict__.get("babel_tzinfo"))
         ):
             hit: _T = cached[2]
             return hit
@@ -102,7 +104,7 @@ def translations() -> NullTranslations:
     few hundred strings."""
     if _cv_app.get(None) is None:
         return _NULL
-    found: NullTranslations = _per_request("gx_translations", flask_babel.get_translations)
+    found: NullTranslations = _per_request("gx_translations", flask_babel.get_translations, zoned=False)
     return found
 
 
