@@ -517,22 +517,15 @@ def _register_template_helpers(app: Flask) -> None:
 
     # A URL with one argument in its path (a campaign's, an NPC's, a session's: ~5-10 a page, ~8 µs
     # each through url_for) is the rule's text around the argument: split once per endpoint,
-    # argument and script root (markup.url_parts), then filled in through the rule's converter.
-    one_arg: dict[tuple[str, str, str], Any] = {}
-
+    # argument and script root (markup.url_parts keeps the shapes), then filled in through the
+    # rule's converter.
     def template_url_for(endpoint: str, **values: Any) -> str:
         """Flask's url_for, remembering argument-free URLs of absolute endpoints and the shape of
         URLs whose one argument (a str or an int) is in the path."""
-        ctx = _cv_request.get(None)
-        if len(values) == 1 and not endpoint.startswith(".") and ctx is not None:
+        if len(values) == 1 and not endpoint.startswith("."):
             ((arg, value),) = values.items()
             if type(value) is str or type(value) is int:
-                key = (endpoint, arg, ctx.request.script_root)
-                parts = one_arg.get(key)
-                if parts is None:
-                    if len(one_arg) >= 4096:
-                        one_arg.clear()
-                    parts = one_arg[key] = markup.url_parts(endpoint, arg) or ()
+                parts = markup.url_parts(endpoint, arg)
                 if parts:
                     head, to_url, tail = parts
                     return head + to_url(value) + tail
