@@ -33,13 +33,14 @@ import time
 from collections import namedtuple
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
+from functools import lru_cache
 from types import SimpleNamespace
 from typing import Any, cast
 
 from flask import Flask, request
 from flask.globals import _cv_app
 from psycopg.pq import TransactionStatus
-from sqlalchemy import Select, TextClause, event
+from sqlalchemy import Select, TextClause, event, text
 from sqlalchemy import inspect as sa_inspect
 from sqlalchemy.engine import Connection, CursorResult, Result
 from sqlalchemy.engine.interfaces import DBAPIConnection, Dialect
@@ -360,6 +361,14 @@ def _maker(plan: _Plan, description: Any, dialect: Dialect) -> Any:
     else:
         plan.make = _row_type(tuple(d.name for d in description))._make
     return plan.make
+
+
+@lru_cache(maxsize=4096)
+def sql_text(statement: str) -> TextClause:
+    """The TextClause of an SQL text, parsed once per process (issue 18: ``text()`` scans for
+    bind parameters on every call). Keyed by the exact SQL, so a statement naming one tenant's
+    schema is only ever reused for that same schema; values are always bound parameters."""
+    return text(statement)
 
 
 def query(statement: Select[Any] | TextClause, params: Mapping[str, Any] | None = None) -> Rows:

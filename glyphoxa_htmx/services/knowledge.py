@@ -17,6 +17,7 @@ from sqlalchemy import Row, Select, bindparam, select
 
 from glyphoxa_htmx.core import dbconn
 from glyphoxa_htmx.core.authz import Actor, Perm, require
+from glyphoxa_htmx.core.dbconn import sql_text as text
 from glyphoxa_htmx.core.errors import NotFound, ValidationError
 from glyphoxa_htmx.core.i18n import _, lazy_gettext
 from glyphoxa_htmx.core.parse import like_pattern
@@ -24,7 +25,6 @@ from glyphoxa_htmx.extensions import db
 from glyphoxa_htmx.models import Campaign
 from glyphoxa_htmx.services import campaigns
 from glyphoxa_htmx.services.transcripts import memory_tables, qualified, schema_name
-from glyphoxa_htmx.services.transcripts import sql_text as text
 
 PAGE_SIZE = 50
 GRAPH_NODES = 300

@@ -31,6 +31,7 @@ from sqlalchemy import Row, TextClause, text
 from glyphoxa_htmx.adapters.gateway.tenant_id import tenant_id_problem
 from glyphoxa_htmx.core import dbconn
 from glyphoxa_htmx.core.authz import Actor, Perm, own, require
+from glyphoxa_htmx.core.dbconn import sql_text
 from glyphoxa_htmx.core.errors import NotFound, ValidationError
 from glyphoxa_htmx.core.i18n import _
 from glyphoxa_htmx.extensions import db
@@ -64,14 +65,6 @@ def schema_name(tenant_id: str) -> str:
 def qualified(schema: str, table: str) -> str:
     """A quoted, schema-qualified table name for SQL text."""
     return sql.Identifier(schema, table).as_string()
-
-
-@lru_cache(maxsize=4096)
-def sql_text(statement: str) -> TextClause:
-    """The TextClause of an SQL text, parsed once per process (issue 18: ``text()`` scans for
-    bind parameters on every call). Keyed by the exact SQL, so a statement naming one tenant's
-    schema is only ever reused for that same schema; values are always bound parameters."""
-    return text(statement)
 
 
 # A memory table, once there, stays: the gateway's worker creates a tenant's tables when its memory
@@ -659,7 +652,7 @@ def recap(actor: Actor, session: GatewaySession) -> Recap | None:
         return None
     table = qualified(schema_name(actor.tenant_id), "recaps")
     row = dbconn.query(
-        text(
+        sql_text(
             f"SELECT session_id, text, sample_rate, channels, duration_ns, generated_at, "
             f"octet_length(audio_data) AS audio_bytes FROM {table} WHERE session_id = :sid"
         ),

@@ -12,11 +12,10 @@ from datetime import UTC, date, datetime
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import text
-
 from glyphoxa_htmx.adapters.gateway.client import month_start
 from glyphoxa_htmx.core import dbconn
 from glyphoxa_htmx.core.authz import Actor, Perm, require
+from glyphoxa_htmx.core.dbconn import sql_text
 from glyphoxa_htmx.core.errors import ValidationError
 from glyphoxa_htmx.core.i18n import _, date_text, lazy_gettext
 from glyphoxa_htmx.services import plans
@@ -66,7 +65,7 @@ def _months(actor: Actor, start: date, end: date) -> list[Month]:
     rows = {}
     if gateway_tables_ready():
         for r in dbconn.query(
-            text(
+            sql_text(
                 "SELECT period, coalesce(sum(session_hours), 0) AS session_hours, coalesce(sum(llm_tokens), 0) AS llm_tokens,"
                 " coalesce(sum(stt_seconds), 0) AS stt_seconds, coalesce(sum(tts_chars), 0) AS tts_chars"
                 " FROM public.usage_records WHERE tenant_id = :t AND period BETWEEN :s AND :e GROUP BY period"
@@ -90,7 +89,7 @@ def per_campaign(actor: Actor, period: date | None = None) -> list[dict[str, Any
     start = month_start(period)
     end = add_months(start, 1)
     rows = dbconn.query(
-        text(
+        sql_text(
             "SELECT s.campaign_id, c.name, count(*) AS sessions,"
             " sum(extract(epoch FROM least(coalesce(s.ended_at, now()), :e) - greatest(s.started_at, :s))) / 3600.0 AS hours"
             " FROM public.sessions s LEFT JOIN web.campaigns c ON c.id = s.campaign_id AND c.tenant_id = s.tenant_id"
