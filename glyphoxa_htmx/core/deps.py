@@ -6,6 +6,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, cast
 
 from flask import current_app
+from flask.globals import _cv_app
 
 from glyphoxa_htmx.config import Settings
 
@@ -15,7 +16,11 @@ if TYPE_CHECKING:
 
 
 def settings() -> Settings:
-    return cast(Settings, current_app.extensions["glyphoxa.settings"])
+    """The app's settings (read from the app context itself, not through ``current_app``'s proxy:
+    every request asks several times)."""
+    ctx = _cv_app.get(None)
+    app = ctx.app if ctx is not None else current_app  # (no app context: current_app's own error)
+    return cast(Settings, app.extensions["glyphoxa.settings"])
 
 
 def gateway() -> GatewayClient | None:
