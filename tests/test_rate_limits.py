@@ -67,17 +67,19 @@ print(json.dumps({"codes": codes, "left": left, "slow": plans, "retry_after": la
 """
 
 
-def test_the_general_class_short_path_counts_under_flask_limiters_keys(app, database_url, make_user):
-    user = make_user(role="tenant_owner")
+def _script(script: str, *args: str, timeout: int = 120) -> dict:
+    """Run a test script in its own process (the limiter is one object per process and init_app
+    rebinds it) and return the JSON it prints last."""
     out = subprocess.run(
-        [sys.executable, "-c", FAST_PATH, database_url, user.id, user.tenant_id],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=60,
+        [sys.executable, "-c", script, *args], cwd=ROOT, capture_output=True, text=True, timeout=timeout
     )
     assert out.returncode == 0, out.stderr[-3000:]
-    result = json.loads(out.stdout.strip().splitlines()[-1])
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def test_the_general_class_short_path_counts_under_flask_limiters_keys(app, database_url, make_user):
+    user = make_user(role="tenant_owner")
+    result = _script(FAST_PATH, database_url, user.id, user.tenant_id)
     assert result["codes"] == [200] * 4 + [429]
     assert result["left"] == 1  # three hits on Flask-Limiter's own counter for this user and page
     assert int(result["retry_after"]) > 0  # the refusal went through Flask-Limiter, with its context
@@ -120,26 +122,7 @@ print(json.dumps({
 
 
 def _batched_run(database_url, user, n: int, limit: int, flush: float = 0.2) -> dict:
-    out = subprocess.run(
-        [
-            sys.executable,
-            "-c",
-            BATCHED,
-            database_url,
-            REDIS_URL,
-            user.id,
-            user.tenant_id,
-            str(n),
-            str(limit),
-            str(flush),
-        ],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-    assert out.returncode == 0, out.stderr[-3000:]
-    return json.loads(out.stdout.strip().splitlines()[-1])
+    return _script(BATCHED, database_url, REDIS_URL, user.id, user.tenant_id, str(n), str(limit), str(flush))
 
 
 def test_batched_hits_reach_flask_limiters_key_in_redis(app, database_url, make_user):
@@ -282,15 +265,7 @@ print(json.dumps({"fast": fast, "seen": seen, "failed": failed, "counted": count
 
 def test_flask_limiters_hooks_still_run_when_its_check_did(app, database_url, make_user):
     user = make_user(role="tenant_owner")
-    out = subprocess.run(
-        [sys.executable, "-c", HOOKS, database_url, user.id, user.tenant_id],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
-    assert out.returncode == 0, out.stderr[-3000:]
-    result = json.loads(out.stdout.strip().splitlines()[-1])
+    result = _script(HOOKS, database_url, user.id, user.tenant_id)
     assert result["fast"] == 200 and result["seen"]["/campaigns"] is False  # no context made
     assert result["seen"]["/_deducts"] is True
     assert result["failed"] == [400] * 4  # failures don't count toward the limit...
