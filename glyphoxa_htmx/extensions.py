@@ -59,7 +59,8 @@ def _get_user() -> Any:
     """flask-login's ``_get_user``, which ``current_user`` resolves through on every use (~26
     times a page), with the request and app contexts read directly instead of through three more
     of werkzeug's proxies (issue 18: ~4 % of a page). The same answers: None outside a request;
-    else the request's user, loaded on first use by the login manager's ``_load_user``.
+    else the request's user, loaded on first use: by the request loader itself when that is all the
+    login manager's ``_load_user`` would do (``_request_loader_only``), else by ``_load_user``.
     Installed over flask-login's own below (``current_user`` looks the name up on each use;
     ``tests/test_auth.py`` checks it is in place and answers as the original does)."""
     req = _cv_request.get(None)
@@ -81,7 +82,7 @@ def _get_user() -> Any:
 def _request_loader_only(manager: LoginManager, app: Any, request: Any) -> bool:
     """Whether flask-login's ``_load_user`` would only call the request loader (issue 18: its
     other steps — a session-protection hash of the address and browser, the session's user id,
-    two signals — cost ~25 µs a request and do nothing here): no user loader (nobody calls
+    two signals — cost ~20 µs a request and do nothing here): no user loader (nobody calls
     ``login_user``), no session protection, no remember-me cookie, no signal receivers. Anything
     else takes flask-login's own path."""
     return (
