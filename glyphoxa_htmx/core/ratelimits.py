@@ -223,9 +223,10 @@ class Batched:
     for STALE_SECONDS (Redis down), every request takes Flask-Limiter's path and its handling of a
     dead storage; hits a failed flush couldn't send are kept for the next one."""
 
-    def __init__(self, storage: RedisStorage, flush_seconds: float = FLUSH_SECONDS) -> None:
+    def __init__(self, storage: RedisStorage, flush_seconds: float | None = None) -> None:
         self.storage = storage
-        self.flush_seconds = flush_seconds
+        # (FLUSH_SECONDS read now, not when this was defined: a test or a setting may change it)
+        self.flush_seconds = FLUSH_SECONDS if flush_seconds is None else flush_seconds
         self.stopped = False
         self._reset()
 
