@@ -71,6 +71,13 @@ _NULL = NullTranslations()
 _T = TypeVar("_T")
 
 
+def _babel_namespace() -> Any:
+    """Flask-Babel's per-request namespace (``g._flask_babel``: the locale and time zone in force),
+    read from the app context directly; None outside one or before Flask-Babel made it."""
+    app_ctx = _cv_app.get(None)
+    return app_ctx.g.__dict__.get("_flask_babel") if app_ctx is not None else None
+
+
 def _per_request(slot: str, compute: Callable[[], _T], *, zoned: bool = True) -> _T:
     """``compute()`` once per request and per language (and, when ``zoned``, time zone) in force.
 
@@ -79,8 +86,7 @@ def _per_request(slot: str, compute: Callable[[], _T], *, zoned: bool = True) ->
     switches it; outside an app context it is computed every time. A value that doesn't depend on
     the time zone (the catalogue) passes ``zoned=False``: the zone is looked up only once a date is
     shown, after which a zoned value would be computed again."""
-    app_ctx = _cv_app.get(None)
-    ns = app_ctx.g.__dict__.get("_flask_babel") if app_ctx is not None else None
+    ns = _babel_namespace()
     if ns is not None:
         cached = ns.__dict__.get(slot)
         if (
@@ -92,7 +98,7 @@ def _per_request(slot: str, compute: Callable[[], _T], *, zoned: bool = True) ->
             hit: _T = cached[2]
             return hit
     value = compute()
-    ns = app_ctx.g.__dict__.get("_flask_babel") if app_ctx is not None else None
+    ns = _babel_namespace()  # (computing may have made it)
     if ns is not None:
         setattr(ns, slot, (ns.__dict__.get("babel_locale"), ns.__dict__.get("babel_tzinfo"), value))
     return value
@@ -178,8 +184,7 @@ def current_locale() -> str:
     """The language in force (Flask-Babel's, ``force_locale``'s inside one), read from Flask-Babel's
     per-request namespace when it is there (a page asks ~5 times; each ``get_locale`` went through
     ``g``'s proxy three times)."""
-    app_ctx = _cv_app.get(None)
-    ns = app_ctx.g.__dict__.get("_flask_babel") if app_ctx is not None else None
+    ns = _babel_namespace()
     locale = ns.__dict__.get("babel_locale") if ns is not None else None
     return str(locale or get_locale() or DEFAULT)
 
