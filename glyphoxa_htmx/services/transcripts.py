@@ -608,8 +608,14 @@ def search(
     if "session_entries" not in memory_tables(actor.tenant_id, "session_entries"):
         result.ready = False
         return result
-    params: dict[str, Any] = {"q": q, "n": limit + 1, "tenant": actor.tenant_id, "opts": _HEADLINE_OPTS}
-    params.update(start=_START, stop=_STOP)
+    params: dict[str, Any] = {
+        "q": q,
+        "n": limit + 1,
+        "tenant": actor.tenant_id,
+        "opts": _HEADLINE_OPTS,
+        "start": _START,
+        "stop": _STOP,
+    }
     if campaign:
         params["campaign"] = memory_campaign(campaign)
     if before is not None:

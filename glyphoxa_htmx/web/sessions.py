@@ -892,8 +892,8 @@ def line_items_html(
     speaker; a page shows up to 100 lines (issue 18: ~10 µs a line as one ``str.format`` with
     thirteen fields, ~4 as this). ``start`` shows the time since it (archive), else the clock time
     (live); ``href`` is the session's transcript URL (built here when not given). Each line links to
-    ``href?around=<id>#line-<id>``. The timestamp's ISO form and the times shown are digits and
-    separators (nothing to escape); ids and the colour slot are digits when they are ints."""
+    ``href?around=<id>#line-<id>``. Ids and the colour slot go in as digits when they are ints;
+    every other value is escaped."""
     # (translated outside any f-string: Babel's extractor doesn't look inside one)
     link_title = Markup(_("Link to this line"))
     raw_label = Markup(_("Raw speech-to-text:")) if raw else ""
@@ -907,8 +907,7 @@ def line_items_html(
             npc = line.is_npc
             who = speakers[key] = (
                 f"{_digits(line.colour)}{' is-npc' if npc else ''}",
-                f'<span class="speaker">{escape(line.speaker)}</span>'
-                + (' <span class="badge badge-accent">NPC</span>' if npc else ""),
+                f'<span class="speaker">{escape(line.speaker)}</span>' + (_NPC_BADGE if npc else ""),
             )
         classes, speaker = who
         lid = _digits(line.id)
