@@ -144,6 +144,47 @@ def test_cards_show_system_npc_count_last_session_and_badges(app, as_role, datab
     assert cards["Masks of Nyarlathotep"].select("dd")[0].text == "0"
 
 
+def test_npc_counts_and_the_cast_step_count_only_the_tables_own_npcs_under_shared_ids(app, as_role, database_url):
+    """The gateway's campaign ids are free-form and its npc_definitions has only a campaign_id
+    index, so the card's NPC count and the dashboard's "Build a cast" step look NPCs up by campaign
+    id: tables using the same id, and NPCs of no campaign (''), still count only the table's own.
+    Rows written as the gateway's tools write them (ids we didn't mint, campaigns found in sessions)."""
+    a, b, c = (as_role("tenant_owner") for _ in range(3))
+
+    def gateway_npc(tenant_id, campaign_id, name):
+        db_exec(
+            database_url,
+            "INSERT INTO public.npc_definitions (id, tenant_id, campaign_id, name) VALUES (%s, %s, %s, %s)",
+            f"gw-{uuid.uuid4().hex[:10]}",
+            tenant_id,
+            campaign_id,
+            name,
+        )
+
+    for browser in (a, b, c):
+        add_session(database_url, browser.user.tenant_id, "shared")
+    for name in ("Greta", "Aldric", "Mira"):
+        gateway_npc(b.user.tenant_id, "shared", name)
+    gateway_npc(a.user.tenant_id, "", "Unassigned hermit")
+
+    def count_on_card(browser):
+        cards = {x.h2.text.strip(): x for x in soup(browser.get("/campaigns")).select(".campaign-card")}
+        return cards["shared"].select("dd")[0].text
+
+    def done(browser):
+        return [
+            li.select_one("strong").text for li in soup(browser.get("/dashboard")).select("#next-steps + ol li.done")
+        ]
+
+    assert [count_on_card(x) for x in (a, b, c)] == ["0", "3", "0"]
+    assert "Build a cast of NPCs" in done(a)  # its NPC of no campaign
+    assert "Build a cast of NPCs" in done(b)
+    assert "Build a cast of NPCs" not in done(c)  # b's NPCs under the same id are not c's
+    gateway_npc(c.user.tenant_id, "shared", "Bram")
+    assert count_on_card(c) == "1" and count_on_card(b) == "3"
+    assert "Build a cast of NPCs" in done(c)
+
+
 def test_active_search_returns_the_results_block(app, as_role):
     b = as_role("dm")
     new_campaign(app, b.user, "The Sunken Crown", game_system="D&D 5e")

@@ -5,7 +5,7 @@ from __future__ import annotations
 from functools import cache
 from typing import Any, NotRequired, TypedDict
 
-from sqlalchemy import BindParameter, Select, bindparam, exists, func, select
+from sqlalchemy import BindParameter, Select, bindparam, exists, func, literal, select
 
 from glyphoxa_htmx.core import dbconn
 from glyphoxa_htmx.core.authz import Actor, Perm, require
@@ -39,11 +39,15 @@ def overview(actor: Actor) -> dict[str, Any]:
 
 
 def _progress_columns(tenant_id: BindParameter[str]) -> list[Any]:
-    """Which onboarding steps the table has done: four probes (EXISTS, and a count for the team)."""
+    """Which onboarding steps the table has done: four probes (EXISTS, and a count for the team).
+    The NPC probe looks through the tenant's campaigns (and the unassigned ``''``): the gateway's
+    npc_definitions has only a campaign_id index, and "any NPC of this tenant" read every tenant's
+    NPCs when the tenant had none (1.3 ms at 10,000 rows, growing with the installation)."""
     t = tenant_id
+    campaign_ids = select(Campaign.id).where(Campaign.tenant_id == t).union_all(select(literal("")))
     return [
         exists().where(Campaign.tenant_id == t).label("campaign"),
-        exists().where(NpcDefinition.tenant_id == t).label("npc"),
+        exists().where(NpcDefinition.campaign_id.in_(campaign_ids), NpcDefinition.tenant_id == t).label("npc"),
         exists().where(GatewaySession.tenant_id == t).label("session"),
         select(func.count()).where(User.tenant_id == t).scalar_subquery().label("people"),
     ]
