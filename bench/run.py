@@ -499,13 +499,13 @@ def cpu_seconds(pid: int) -> float:
     return total / os.sysconf("SC_CLK_TCK")
 
 
-def postgres_cpu_seconds() -> float:
+def postgres_cpu_seconds(program: bytes = b"postgres") -> float:
     """User+system CPU of every PostgreSQL process on this machine (the server is local and, during
-    a bench, serves only the bench)."""
+    a bench, serves only the bench); ``program`` another command line's start (b"redis-server")."""
     total = 0
     for child, stat in _processes():
         try:
-            if (child / "cmdline").read_bytes().startswith(b"postgres"):
+            if (child / "cmdline").read_bytes().startswith(program):
                 total += int(stat[11]) + int(stat[12])
         except OSError:  # it ended meanwhile
             continue
@@ -513,12 +513,14 @@ def postgres_cpu_seconds() -> float:
 
 
 def measured(base: str, script: str, connections: int, seconds: float, pid: int) -> dict:
-    c0 = cpu_seconds(pid)
+    c0, pg0, rd0 = cpu_seconds(pid), postgres_cpu_seconds(), postgres_cpu_seconds(b"redis-server")
     result = wrk(base, script, connections, seconds)
     n = result["rps"] * max(1, round(seconds))
     used = cpu_seconds(pid) - c0
     result["cpu_ms"] = used * 1000 / n if n and used > 0 else float("nan")
     result["requests"], result["cpu_s"] = n, used
+    result["pg_s"] = postgres_cpu_seconds() - pg0
+    result["redis_s"] = postgres_cpu_seconds(b"redis-server") - rd0
     return result
 
 
@@ -544,6 +546,8 @@ def interleaved(floor: tuple, app: tuple, connections: int, seconds: float, slic
                 "p99": max(t["p99"] for t in turns),
                 "errors": sum(t["errors"] for t in turns) if all(t["errors"] >= 0 for t in turns) else -1,
                 "cpu_ms": used * 1000 / n if n and used > 0 else float("nan"),
+                "pg_ms": sum(t["pg_s"] for t in turns) * 1000 / n if n else float("nan"),
+                "redis_ms": sum(t["redis_s"] for t in turns) * 1000 / n if n else float("nan"),
             }
         )
     return out[0], out[1]
@@ -580,10 +584,11 @@ def page_table(app_base: str, floor_base: str, seeded: dict, app_pid: int = 0, f
             f"\npages: wrk {SECONDS:g}s per cell and server, in {SLICES} turns alternating the floor and the "
             f"page; 200 tenants' cookies and ids at random"
         )
-        print("  ratio = floor req/s / app req/s; cpu = the servers' CPU ms per request (Python only) and its ratio")
+        print("  ratio = floor req/s / app req/s; cpu = the servers' CPU ms per request (Python only) and its ratio;")
+        print("  pg / redis = PostgreSQL's and Redis's CPU ms per request meanwhile, the app's and the floor's")
         print(
             f"  {'page':<18}{'conns':>6}{'floor r/s':>11}{'app r/s':>9}{'ratio':>7}{'p50 ms':>9}{'p99 ms':>9}"
-            f"{'floor p99':>10}{'errors':>8}{'cpu ms':>8}{'floor':>7}{'cpu ×':>7}"
+            f"{'floor p99':>10}{'errors':>8}{'cpu ms':>8}{'floor':>7}{'cpu ×':>7}{'pg':>6}{'floor':>6}{'redis':>6}"
         )
         for c in CONNECTIONS:
             wrk(floor_base, floor_script, c, 2)  # warm-up
@@ -598,7 +603,7 @@ def page_table(app_base: str, floor_base: str, seeded: dict, app_pid: int = 0, f
                 print(
                     f"  {name:<18}{c:>6}{fl['rps']:>11.0f}{ap['rps']:>9.0f}{ratio:>6.2f}×{ap['p50']:>9.1f}"
                     f"{ap['p99']:>9.1f}{fl['p99']:>10.1f}{ap['errors']:>8}{ap['cpu_ms']:>8.2f}{fl['cpu_ms']:>7.2f}"
-                    f"{cpu_ratio:>6.2f}×",
+                    f"{cpu_ratio:>6.2f}×{ap['pg_ms']:>6.2f}{fl['pg_ms']:>6.2f}{ap['redis_ms']:>6.2f}",
                     flush=True,
                 )
     finally:
