@@ -169,8 +169,10 @@ def test_downloads_are_in_time_order(app, shuffled, database_url):
 
 
 def test_search_is_newest_first_by_time_across_pages(app, shuffled, database_url):
+    from glyphoxa_htmx.services.transcripts import SEARCH_RESULTS
+
     lantern = [i for i, text in column_in_time_order(database_url, shuffled, "text") if "lantern" in text]
-    assert len(lantern) > 50  # more than one page of hits
+    assert len(lantern) > 2 * SEARCH_RESULTS  # more than two pages of hits
     seen, url = [], "/sessions/search?q=lantern"
     while url:
         doc = soup(shuffled.dm.get(url))
@@ -184,6 +186,8 @@ def test_search_finds_every_match_newest_first_however_the_words_spread(app, shu
     """Search reads all matches and takes the newest (services/transcripts.py, _search_sql): every
     matching line once, newest first by (timestamp, id), page after page, for words dense among the
     latest lines, spread out, or only in the oldest ones, with and without the campaign filter."""
+    from glyphoxa_htmx.services.transcripts import SEARCH_RESULTS
+
     lines = column_in_time_order(database_url, shuffled, "text")
     for query, campaign, word in (
         ("lantern", "", "lantern"),
@@ -200,7 +204,7 @@ def test_search_finds_every_match_newest_first_however_the_words_spread(app, shu
             older = doc.find("a", string="Older matches")
             url, pages = (older["href"] if older else None), pages + 1
         assert seen == expected, (query, campaign)
-        assert pages == max(1, -(-len(expected) // 50))
+        assert pages == max(1, -(-len(expected) // SEARCH_RESULTS))
 
 
 # ---- live: a late line reaches a viewer exactly once -------------------------------------------------------

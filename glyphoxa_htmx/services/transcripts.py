@@ -40,7 +40,7 @@ from glyphoxa_htmx.models.gateway import GatewayBase
 
 PAGE_LINES = 100
 SNAPSHOT_LINES = 50
-SEARCH_RESULTS = 50
+SEARCH_RESULTS = 25
 SPEAKER_COLOURS = 8
 CONTEXT_LINES = 5  # lines shown before a linked line ("around")
 MAX_QUERY = 200
