@@ -312,7 +312,7 @@ def _card_columns(tenant_id: str | BindParameter[str]) -> tuple[ScalarSelect[int
     page (1.4 ms of PostgreSQL at 10,000 NPC rows, growing with the installation; issue 18). An id
     that other tenants' rows share too (the gateway's ids are free-form) costs those rows' lookups."""
     npcs = (
-        select(func.count())
+        select(func.count().label("npcs"))
         .where(NpcDefinition.campaign_id == Campaign.id, NpcDefinition.tenant_id == tenant_id)
         .correlate(Campaign)
         .scalar_subquery()
