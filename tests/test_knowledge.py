@@ -171,3 +171,48 @@ def test_descriptions_the_gateway_wrote_as_numbers_flags_or_json_are_shown_not_a
     }
     row = next(r for r in resp.get_data(as_text=True).split("<tr>") if "Zz odd-object" in r).split("</tr>")[0]
     assert "<b>" not in row and "&lt;b&gt;" in row  # escaped
+
+
+def test_the_entity_block_skips_the_type_choices_it_does_not_show(app, graph, database_url):
+    """The type filter's choices (every type of the campaign with its count) are outside the
+    #entities block: the block doesn't ask for them (2 statements, the page 3) and its rows are the
+    page's. Rows the gateway's tools wrote: types of any case and script, names that sort with
+    accents and case, ids we didn't mint, an entity whose name ties another's."""
+    from tests.test_campaigns import count_queries
+
+    schema = f'"tenant_{graph.tenant}"'
+    for eid, etype, name in (
+        ("gw:Ω-1", "Göttin", "Ämber Wren"),
+        ("gw:Ω-2", "göttin", "amber wren"),
+        ("gw:Ω-3", "faction", "Amber Wren"),
+        ("0", "faction", "Zz tie"),
+        ("00", "faction", "Zz tie"),
+    ):
+        sql(
+            database_url,
+            f"INSERT INTO {schema}.entities (id, campaign_id, type, name, attributes) VALUES (%s, %s, %s, %s, '{{}}')",
+            (eid, graph.campaign, etype, name),
+        )
+    facets = sql(
+        database_url,
+        f"SELECT type, count(*) FROM {schema}.entities WHERE campaign_id = %s GROUP BY type ORDER BY type",
+        (graph.campaign,),
+    )
+    url = f"/knowledge/{graph.campaign}"
+    graph.dm.get(url)  # the sign-in and the memory tables, looked up once and then remembered
+    with count_queries(app) as full_statements:
+        full = soup(graph.dm.get(url))
+    options = [o.text for o in full.select("#k-type option")][1:]  # after "All types"
+    assert options == [f"{t} ({n})" for t, n in facets]
+    names = [a.text for a in full.select("tbody td:first-child a")]
+    assert names == [r[2] for r in entities(database_url, graph)][: len(names)]
+    with count_queries(app) as block_statements:
+        block = soup(graph.dm.get(url, htmx=True))
+    assert not block.select("#k-type") and [a.text for a in block.select("tbody td:first-child a")] == names
+    assert (len(full_statements), len(block_statements)) == (3, 2)  # the campaign's name, the list (, the types)
+    assert not any("GROUP BY type" in statement for statement in block_statements)
+    # A filtered page still offers every type of the campaign (the choices ignore the filter).
+    faction = soup(graph.dm.get(f"{url}?type=faction&q=tie"))
+    assert [a.text for a in faction.select("tbody td:first-child a")] == ["Zz tie", "Zz tie"]
+    assert [o.text for o in faction.select("#k-type option")][1:] == options
+    assert [a["href"] for a in faction.select("tbody td:first-child a")] == [f"{url}/entities/0", f"{url}/entities/00"]

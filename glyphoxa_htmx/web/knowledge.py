@@ -85,7 +85,14 @@ def campaign(campaign_id: str):
     type_, q = request.args.get("type", ""), request.args.get("q", "")
     errors = {}
     try:
-        page = knowledge.entities(current_user, ref.id, type_=type_, q=q, after=request.args.get("after"))
+        page = knowledge.entities(
+            current_user,
+            ref.id,
+            type_=type_,
+            q=q,
+            after=request.args.get("after"),
+            facets=not htmx.wants_block(),  # the type filter's choices are outside the #entities block
+        )
     except ValidationError as exc:
         errors, page = exc.errors, knowledge.EntityPage()
     return htmx.render(
