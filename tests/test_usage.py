@@ -8,6 +8,7 @@ import io
 from datetime import UTC, datetime, timedelta
 
 import pytest
+from bs4 import BeautifulSoup
 
 from glyphoxa_htmx.adapters.gateway.client import month_start
 from glyphoxa_htmx.services.usage import add_months
@@ -148,3 +149,48 @@ def test_usage_page_queries_do_not_grow_with_data(app, table, as_role, database_
     with count_queries(app) as big:
         assert viewer.get("/usage").status_code == 200
     assert len(big) == len(small), [q[:60] for q in big]
+
+
+def test_the_dashboard_reads_this_months_hours_with_its_tenant_and_shows_what_month_usage_says(
+    app, as_role, database_url
+):
+    """A table's DM reads the tenant, its onboarding progress and this month's usage in one
+    statement (the dashboard: 2 statements in all); a viewer, who has no onboarding steps, reads
+    the usage with its own statement. Both widgets say the same for rows the gateway wrote: no
+    gateway row, a quota without a record this month, last month's record, fractional hours."""
+    from tests.test_campaigns import count_queries
+
+    dm = as_role("dm")
+    tenant = dm.user.tenant_id
+    viewer = as_role("viewer", tenant_id=tenant)
+
+    def widgets():
+        return [str(soup(b.get("/dashboard")).select_one("section[aria-labelledby=w-hours]")) for b in (dm, viewer)]
+
+    seen = []
+    widgets()  # warm: the sign-ins and the gateway tables' presence are remembered
+    with count_queries(app) as statements:
+        seen.append(widgets())
+    assert len(statements) == 2 + 3  # the DM's page, then the viewer's
+    gateway_tenant(app, tenant)
+    sql(database_url, "UPDATE public.tenants SET monthly_session_hours = 12 WHERE id = %s", (tenant,))
+    seen.append(widgets())
+    last_month = (month_start() - timedelta(days=1)).replace(day=1)
+    sql(
+        database_url,
+        "INSERT INTO public.usage_records (tenant_id, period, session_hours, llm_tokens) VALUES (%s, %s, 9, 5)",
+        (tenant, last_month),
+    )
+    seen.append(widgets())
+    sql(
+        database_url,
+        "INSERT INTO public.usage_records (tenant_id, period, session_hours) VALUES (%s, %s, 4.25)",
+        (tenant, month_start()),
+    )
+    seen.append(widgets())
+    for dm_widget, viewer_widget in seen:
+        assert dm_widget == viewer_widget
+    texts = [" ".join(BeautifulSoup(w, "html.parser").get_text().split()) for w, _v in seen]
+    assert texts[0] == "Session hours this month 0.00 hours · unlimited"
+    assert texts[1] == texts[2] == "Session hours this month 0.00 of 12.00 hours 0%"
+    assert texts[3] == "Session hours this month 4.25 of 12.00 hours 35%"

@@ -5,8 +5,9 @@ from __future__ import annotations
 from functools import cache
 from typing import Any, NotRequired, TypedDict
 
-from sqlalchemy import BindParameter, Select, bindparam, exists, func, literal, select
+from sqlalchemy import BindParameter, Select, bindparam, exists, func, literal, select, true
 
+from glyphoxa_htmx.adapters.gateway.client import month_start
 from glyphoxa_htmx.core import dbconn
 from glyphoxa_htmx.core.authz import Actor, Perm, require
 from glyphoxa_htmx.core.deps import gateway
@@ -23,12 +24,16 @@ def overview(actor: Actor) -> dict[str, Any]:
     require(actor, Perm.VIEW_SESSIONS)
     campaigns.register_found(actor)  # an existing installation's campaigns count from the first visit
     steps = _steps(actor)
+    month: Any = sessions.ASK
     if steps:
-        tenant, done = _tenant_and_progress(actor)
+        if actor.can(Perm.VIEW_USAGE) and sessions.gateway_tables_ready():
+            tenant, done, month = _tenant_progress_and_usage(actor)
+        else:
+            tenant, done = _tenant_and_progress(actor)
         steps = _mark(steps, done)
     else:
         tenant = tenants.get(actor)
-    widgets = sessions.dashboard(actor)
+    widgets = sessions.dashboard(actor, month)
     return {
         "tenant": tenant,
         "gateway_configured": gateway() is not None,
@@ -69,6 +74,14 @@ def _tenant_and_progress_stmt() -> Select[Any]:
     return select(Tenant, *_progress_columns(_tenant())).where(Tenant.id == _tenant())
 
 
+@cache
+def _tenant_progress_and_usage_stmt() -> Select[Any]:
+    """The tenant and its progress with this month's usage (``sessions.month_usage``'s statement,
+    at most one row, joined on nothing): one round trip fewer for the dashboard (3 -> 2)."""
+    month = sessions.month_usage_stmt().subquery("month_usage")
+    return _tenant_and_progress_stmt().add_columns(*month.c).outerjoin(month, true())
+
+
 def _done(row: Any) -> dict[str, bool]:
     return {"campaign": row.campaign, "npc": row.npc, "session": row.session, "team": row.people > 1}
 
@@ -85,6 +98,16 @@ def _tenant_and_progress(actor: Actor) -> tuple[Any, dict[str, bool]]:
     if row is None:
         raise NotFound()
     return row[0], _done(row)
+
+
+def _tenant_progress_and_usage(actor: Actor) -> tuple[Any, dict[str, bool], dict[str, Any]]:
+    """``_tenant_and_progress`` and ``sessions.month_usage`` of this month, in one statement."""
+    period = month_start(None)
+    params = {"tenant_id": actor.tenant_id, "period": period}
+    row = dbconn.query(_tenant_progress_and_usage_stmt(), params).one_or_none()
+    if row is None:
+        raise NotFound()
+    return row[0], _done(row), sessions.usage_of(row, period)
 
 
 class Step(TypedDict):

@@ -393,6 +393,7 @@ def _month_usage_stmt() -> Select[Any]:
     )
     return (
         select(
+            GatewayTenant.id.label("gateway_tenant"),
             GatewayTenant.monthly_session_hours,
             usage.c.session_hours,
             usage.c.llm_tokens,
@@ -410,20 +411,31 @@ def month_usage(actor: Actor, period: date | None = None) -> dict[str, Any]:
     tables (one query), so it works while the gateway is down."""
     require(actor, Perm.VIEW_USAGE)
     period = month_start(period)
-    empty = {
-        "period": period,
-        "hours": Decimal(0),
-        "quota": Decimal(0),
-        "llm_tokens": 0,
-        "stt_seconds": Decimal(0),
-        "tts_chars": 0,
-        "known": False,
-    }
     if not gateway_tables_ready():
-        return empty
+        return usage_of(None, period)
     row = dbconn.query(_month_usage_stmt(), {"tenant_id": actor.tenant_id, "period": period}).one_or_none()
-    if row is None:
-        return empty
+    return usage_of(row, period)
+
+
+def month_usage_stmt() -> Select[Any]:
+    """The statement ``month_usage`` runs (:tenant_id, :period): for a caller that reads it in a
+    statement of its own (the dashboard's); ``usage_of`` reads its row."""
+    return _month_usage_stmt()
+
+
+def usage_of(row: Any, period: date) -> dict[str, Any]:
+    """``month_usage``'s answer from a row of its statement's columns (None, or a ``gateway_tenant``
+    of None: the gateway has no row for the tenant, so nothing is known)."""
+    if row is None or row.gateway_tenant is None:
+        return {
+            "period": period,
+            "hours": Decimal(0),
+            "quota": Decimal(0),
+            "llm_tokens": 0,
+            "stt_seconds": Decimal(0),
+            "tts_chars": 0,
+            "known": False,
+        }
     return {
         "period": period,
         "hours": row.session_hours or Decimal(0),
@@ -482,11 +494,15 @@ def _dashboard_stmt() -> Select[tuple[GatewaySession, str]]:
     )
 
 
-def dashboard(actor: Actor) -> dict[str, Any]:
+ASK = object()  # dashboard(): this month's usage not read by the caller
+
+
+def dashboard(actor: Actor, usage: Any = ASK) -> dict[str, Any]:
     """Widgets: live sessions now, the last session, this month's hours vs quota.
 
     The live sessions, the last ended one and their campaigns' names come from one statement (the
-    two keyset-limited id lists in a UNION ALL, joined to the campaign names)."""
+    two keyset-limited id lists in a UNION ALL, joined to the campaign names). ``usage`` is this
+    month's ``month_usage`` when the caller read it in a statement of its own."""
     require(actor, Perm.VIEW_SESSIONS)
     if not gateway_tables_ready():
         return {"active": [], "last": None, "last_stats": None, "usage": None, "campaign_names": {}}
@@ -497,7 +513,7 @@ def dashboard(actor: Actor) -> dict[str, Any]:
         "active": active,
         "last": last,
         "last_stats": transcripts.stats(actor, last) if last is not None else None,
-        "usage": month_usage(actor) if actor.can(Perm.VIEW_USAGE) else None,
+        "usage": (month_usage(actor) if usage is ASK else usage) if actor.can(Perm.VIEW_USAGE) else None,
         "campaign_names": {s.campaign_id: name for s, name in rows if name is not None},
     }
 
