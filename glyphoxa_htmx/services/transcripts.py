@@ -203,7 +203,7 @@ _LINE_COLS = "id, session_id, speaker_id, speaker_name, npc_id, text, timestamp"
 
 
 def _line(row: Row[Any], raw: bool = False) -> Line:
-    # By attribute, positionally: a search page makes 50 of these (``_mapping`` built a dict each).
+    # By attribute, positionally: a transcript page makes 100 of these (``_mapping`` built a dict each).
     return Line(
         int(row.id),
         row.session_id,

@@ -765,7 +765,7 @@ def search_hits(hits: list[transcripts.SearchHit], href: str, start: datetime) -
 def _hits_html(hits: list[transcripts.SearchHit], href: str, at: Any) -> Iterator[str]:
     """Each hit as an ``<li>``: ``href`` the escaped transcript URL, ``at(line)`` the time shown.
     What a speaker shows (class, colour, name, badge) is worked out once per speaker: a page has
-    50 hits and a handful of speakers (~2 µs a hit)."""
+    SEARCH_RESULTS hits and a handful of speakers (~2 µs a hit)."""
     speakers: dict[tuple[str, str, str], tuple[str, int, str, str]] = {}
     for hit in hits:
         line = hit.line
@@ -798,7 +798,7 @@ def _line_date(line: transcripts.Line) -> Markup:
 @bp.app_template_global()
 def search_groups(groups: list[transcripts.SearchGroup], campaign_names: dict[str, str]) -> Markup:
     """The search results, one section per session, as the template's loop wrote them (issue 18:
-    the loop around ``search_hits`` cost ~25 µs a group, a page shows up to 50). A group whose
+    the loop around ``search_hits`` cost ~25 µs a group, a page has up to SEARCH_RESULTS). A group whose
     session isn't one of the table's (``session`` None) is labelled by its id and its hits show
     their date. Every value from the database is escaped; translations are trusted."""
     detail_url = id_url("sessions.detail", "session_id")
