@@ -534,7 +534,7 @@ def test_prebuilt_session_statements_keep_tables_apart(app, table, as_role, data
             assert (usage["hours"], usage["quota"]) == hours
             widgets = svc.dashboard(actor)
             assert widgets["last"].id == own_ids[-1] and widgets["campaign_names"] == {own_campaign: name}
-            tenant, done = dashboard._tenant_and_progress(actor)
+            tenant, done, _month = dashboard._tenant_and_progress(actor)
             assert tenant.id == actor.tenant_id and done["session"] and done["campaign"]
             assert dashboard._progress(actor) == done
 

@@ -26,10 +26,8 @@ def overview(actor: Actor) -> dict[str, Any]:
     steps = _steps(actor)
     month: Any = sessions.ASK
     if steps:
-        if actor.can(Perm.VIEW_USAGE) and sessions.gateway_tables_ready():
-            tenant, done, month = _tenant_progress_and_usage(actor)
-        else:
-            tenant, done = _tenant_and_progress(actor)
+        with_month = actor.can(Perm.VIEW_USAGE) and sessions.gateway_tables_ready()
+        tenant, done, month = _tenant_and_progress(actor, with_month=with_month)
         steps = _mark(steps, done)
     else:
         tenant = tenants.get(actor)
@@ -91,23 +89,16 @@ def _progress(actor: Actor) -> dict[str, bool]:
     return _done(dbconn.query(_progress_stmt(), {"tenant_id": actor.tenant_id}).one())
 
 
-def _tenant_and_progress(actor: Actor) -> tuple[Any, dict[str, bool]]:
-    """The actor's tenant (a read-only snapshot of its columns) and its onboarding progress in one
+def _tenant_and_progress(actor: Actor, *, with_month: bool = False) -> tuple[Any, dict[str, bool], Any]:
+    """The actor's tenant (a read-only snapshot of its columns), its onboarding progress and, with
+    ``with_month``, ``sessions.month_usage`` of this month (else ``sessions.ASK``), in one
     statement (NotFound without a tenant)."""
-    row = dbconn.query(_tenant_and_progress_stmt(), {"tenant_id": actor.tenant_id}).one_or_none()
+    period = month_start(None)  # (a parameter only the statement with the month uses)
+    statement = _tenant_progress_and_usage_stmt() if with_month else _tenant_and_progress_stmt()
+    row = dbconn.query(statement, {"tenant_id": actor.tenant_id, "period": period}).one_or_none()
     if row is None:
         raise NotFound()
-    return row[0], _done(row)
-
-
-def _tenant_progress_and_usage(actor: Actor) -> tuple[Any, dict[str, bool], dict[str, Any]]:
-    """``_tenant_and_progress`` and ``sessions.month_usage`` of this month, in one statement."""
-    period = month_start(None)
-    params = {"tenant_id": actor.tenant_id, "period": period}
-    row = dbconn.query(_tenant_progress_and_usage_stmt(), params).one_or_none()
-    if row is None:
-        raise NotFound()
-    return row[0], _done(row), sessions.usage_of(row, period)
+    return row[0], _done(row), sessions.usage_of(row, period) if with_month else sessions.ASK
 
 
 class Step(TypedDict):

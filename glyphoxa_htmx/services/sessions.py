@@ -383,7 +383,9 @@ def campaign_npcs(actor: Actor, campaign_id: str) -> list[Row[Any]]:
 
 
 @cache
-def _month_usage_stmt() -> Select[Any]:
+def month_usage_stmt() -> Select[Any]:
+    """The statement ``month_usage`` runs (:tenant_id, :period); the dashboard joins it to its own
+    (``usage_of`` reads a row of either)."""
     usage = (
         select(UsageRecord)
         .where(
@@ -413,14 +415,8 @@ def month_usage(actor: Actor, period: date | None = None) -> dict[str, Any]:
     period = month_start(period)
     if not gateway_tables_ready():
         return usage_of(None, period)
-    row = dbconn.query(_month_usage_stmt(), {"tenant_id": actor.tenant_id, "period": period}).one_or_none()
+    row = dbconn.query(month_usage_stmt(), {"tenant_id": actor.tenant_id, "period": period}).one_or_none()
     return usage_of(row, period)
-
-
-def month_usage_stmt() -> Select[Any]:
-    """The statement ``month_usage`` runs (:tenant_id, :period): for a caller that reads it in a
-    statement of its own (the dashboard's); ``usage_of`` reads its row."""
-    return _month_usage_stmt()
 
 
 def usage_of(row: Any, period: date) -> dict[str, Any]:
