@@ -499,9 +499,14 @@ def cpu_seconds(pid: int) -> float:
     return total / os.sysconf("SC_CLK_TCK")
 
 
-def postgres_cpu_seconds(program: bytes = b"postgres") -> float:
+def postgres_cpu_seconds() -> float:
     """User+system CPU of every PostgreSQL process on this machine (the server is local and, during
-    a bench, serves only the bench); ``program`` another command line's start (b"redis-server")."""
+    a bench, serves only the bench)."""
+    return program_cpu_seconds(b"postgres")
+
+
+def program_cpu_seconds(program: bytes) -> float:
+    """User+system CPU of every process whose command line starts with ``program``."""
     total = 0
     for child, stat in _processes():
         try:
@@ -513,14 +518,14 @@ def postgres_cpu_seconds(program: bytes = b"postgres") -> float:
 
 
 def measured(base: str, script: str, connections: int, seconds: float, pid: int) -> dict:
-    c0, pg0, rd0 = cpu_seconds(pid), postgres_cpu_seconds(), postgres_cpu_seconds(b"redis-server")
+    c0, pg0, rd0 = cpu_seconds(pid), postgres_cpu_seconds(), program_cpu_seconds(b"redis-server")
     result = wrk(base, script, connections, seconds)
     n = result["rps"] * max(1, round(seconds))
     used = cpu_seconds(pid) - c0
     result["cpu_ms"] = used * 1000 / n if n and used > 0 else float("nan")
     result["requests"], result["cpu_s"] = n, used
     result["pg_s"] = postgres_cpu_seconds() - pg0
-    result["redis_s"] = postgres_cpu_seconds(b"redis-server") - rd0
+    result["redis_s"] = program_cpu_seconds(b"redis-server") - rd0
     return result
 
 
