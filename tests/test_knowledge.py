@@ -173,6 +173,42 @@ def test_descriptions_the_gateway_wrote_as_numbers_flags_or_json_are_shown_not_a
     assert "<b>" not in row and "&lt;b&gt;" in row  # escaped
 
 
+def test_attributes_and_provenance_that_are_not_json_objects_are_shown_not_a_500(app, graph, database_url):
+    """The columns are JSONB written by the gateway's tools, which may hold a list, a number or a
+    string where we write an object: the list, the entity page, the graph and its JSON show what
+    they can (an entity's attributes as written) and never answer a server error."""
+    schema = f'"tenant_{graph.tenant}"'
+    odd = {"odd-list": '["salt", "rope"]', "odd-number": "7", "odd-text": '"a <b>note</b>"', "odd-null": "null"}
+    for eid, attributes in odd.items():
+        sql(
+            database_url,
+            f"INSERT INTO {schema}.entities (id, campaign_id, type, name, attributes) VALUES (%s, %s, 'item', %s, %s)",
+            (eid, graph.campaign, f"Zz {eid}", attributes),
+        )
+    sql(
+        database_url,
+        f"INSERT INTO {schema}.relationships (campaign_id, source_id, target_id, rel_type, attributes, provenance)"
+        " VALUES (%s, 'odd-list', 'odd-number', 'holds', '[1]', '\"told by Vey\"')",
+        (graph.campaign,),
+    )
+    rows = soup(graph.dm.get(f"/knowledge/{graph.campaign}?q=Zz")).select("tbody tr")
+    assert [r.select_one("a").text for r in rows] == [f"Zz {eid}" for eid in sorted(odd)]
+    assert all(r.select_one("span.small") is None for r in rows)  # no description to show
+    for eid in odd:
+        resp = graph.dm.get(f"/knowledge/{graph.campaign}/entities/{eid}")
+        assert resp.status_code == 200, eid
+        shown = soup(resp).select_one("#attr-h").parent.text
+        written = {"odd-list": '["salt", "rope"]', "odd-number": "7", "odd-text": "a <b>note</b>"}.get(eid)
+        assert (written or "No attributes recorded.") in shown, eid  # as written (a string as itself)
+        assert "<b>" not in resp.get_data(as_text=True).split('id="attr-h"')[1].split("</section>")[0]
+    page = soup(graph.dm.get(f"/knowledge/{graph.campaign}/entities/odd-list"))
+    holds = [tr for tr in page.select_one("#out-h").parent.select("tbody tr") if tr.select("td")[0].text == "holds"]
+    assert holds and "Zz odd-number" in holds[0].text
+    assert graph.dm.get(f"/knowledge/{graph.campaign}/graph").status_code == 200
+    edges = graph.dm.get(f"/knowledge/{graph.campaign}/graph.json").get_json()["edges"]
+    assert graph.dm.get(f"/knowledge/{graph.campaign}/graph.json").status_code == 200 and edges is not None
+
+
 def test_the_entity_block_skips_the_type_choices_it_does_not_show(app, graph, database_url):
     """The type filter's choices (every type of the campaign with its count) are outside the
     #entities block: the block doesn't ask for them (2 statements, the page 3) and its rows are the

@@ -33,13 +33,32 @@ MAX_Q = 100
 DEFAULT_CAMPAIGN_NAME = lazy_gettext("Default campaign")
 
 
+def _object(value: Any) -> dict[str, Any]:
+    """A JSONB column the gateway's tools write as an object, as a dict; anything else they may
+    have written there (a list, a number, a string, JSON null) has no keys."""
+    return value if isinstance(value, dict) else {}
+
+
 @dataclass(frozen=True)
 class Entity:
     id: str
     type: str
     name: str
-    attributes: dict[str, Any]
+    attributes: Any  # JSON as written: an object as a rule, but a list, number or string is shown as it is
     updated_at: datetime | None = None
+    degree: int = 0
+
+
+@dataclass(frozen=True)
+class EntityRow:
+    """One row of the entity list: what it shows. Of the attributes, PostgreSQL reads out only the
+    description (``attributes -> 'description'``: none when they aren't an object), so a large
+    attribute object isn't decoded for one key."""
+
+    id: str
+    type: str
+    name: str
+    description: Any = None
     degree: int = 0
 
 
@@ -52,24 +71,28 @@ class Relationship:
     target_name: str
     target_type: str
     rel_type: str
-    attributes: dict[str, Any]
-    provenance: dict[str, Any]
+    attributes: Any
+    provenance: Any  # JSON as written; the properties below read it when it is an object
     created_at: datetime | None = None
 
     @property
     def session_id(self) -> str:
-        return str(self.provenance.get("session_id") or "")
+        return str(_object(self.provenance).get("session_id") or "")
+
+    @property
+    def source(self) -> Any:
+        return _object(self.provenance).get("source")
 
     @property
     def confidence(self) -> float | None:
         try:
-            return float(self.provenance["confidence"])
+            return float(_object(self.provenance)["confidence"])
         except (KeyError, TypeError, ValueError):
             return None
 
     @property
     def dm_confirmed(self) -> bool:
-        return bool(self.provenance.get("dm_confirmed"))
+        return bool(_object(self.provenance).get("dm_confirmed"))
 
 
 @dataclass
@@ -144,7 +167,7 @@ def campaign(actor: Actor, campaign_id: str) -> CampaignRef:
 
 @dataclass
 class EntityPage:
-    entities: list[Entity] = field(default_factory=list)
+    entities: list[EntityRow] = field(default_factory=list)
     types: list[tuple[str, int]] = field(default_factory=list)
     next_after: str | None = None
     ready: bool = True
@@ -153,11 +176,12 @@ class EntityPage:
 
 def _entity(row: Row[Any]) -> Entity:
     m = row._mapping
+    attributes = m["attributes"]
     return Entity(
         id=m["id"],
         type=m["type"],
         name=m["name"],
-        attributes=m["attributes"] or {},
+        attributes={} if attributes is None else attributes,  # (JSON null: none recorded)
         updated_at=m.get("updated_at"),
         degree=int(m.get("degree") or 0),
     )
@@ -200,14 +224,14 @@ def entities(
         params.update(after_name=name, after_id=eid)
     rows = dbconn.query(
         text(
-            f"SELECT e.id, e.type, e.name, e.attributes, e.updated_at, "
+            f"SELECT e.id, e.type, e.name, e.attributes -> 'description' AS description, "
             f"(SELECT count(*) FROM {rel} r WHERE r.campaign_id = e.campaign_id "
             f"AND (r.source_id = e.id OR r.target_id = e.id)) AS degree "
             f"FROM {ent} e WHERE {' AND '.join(where)} ORDER BY e.name, e.id LIMIT :n"
         ),
         params,
     ).all()
-    page = EntityPage(entities=[_entity(r) for r in rows[:limit]])
+    page = EntityPage(entities=[EntityRow(r.id, r.type, r.name, r.description, int(r.degree)) for r in rows[:limit]])
     if len(rows) > limit:
         last = page.entities[-1]
         page.next_after = f"{last.name}\x1f{last.id}"
@@ -247,8 +271,8 @@ def _relationship(row: Row[Any]) -> Relationship:
                 "created_at",
             )
         },
-        attributes=m["attributes"] or {},
-        provenance=m["provenance"] or {},
+        attributes=m["attributes"],
+        provenance=m["provenance"],
     )
 
 

@@ -30,10 +30,11 @@ _ROW = (
 )
 
 
-def _description(value: Any) -> str:
-    """An entity's description as text: the gateway's knowledge tools write it, usually a string,
-    but a number, a flag or a JSON list/object is shown as written, not a server error."""
-    if not value:
+@bp.app_template_filter("json_text")
+def json_text(value: Any) -> str:
+    """A JSON value the gateway's knowledge tools wrote, as text: a string as it is, a number as
+    written, a flag, list or object as JSON (not Python's spelling); "" for none or empty."""
+    if value is None or value == "":
         return ""
     if isinstance(value, str):
         return value
@@ -42,7 +43,7 @@ def _description(value: Any) -> str:
 
 @bp.app_template_global()
 def entity_rows(
-    entities: Iterable[knowledge.Entity], campaign_id: str, name_label: str, type_label: str, degree_label: str
+    entities: Iterable[knowledge.EntityRow], campaign_id: str, name_label: str, type_label: str, degree_label: str
 ) -> Markup:
     """The rows of the entity table. Each entity's link is the entity URL of its campaign with its
     id quoted by the route's own converter (built once per list); degrees go through the template's
@@ -56,7 +57,7 @@ def entity_rows(
         degree = numbers.get(e.degree)
         if degree is None:
             degree = numbers[e.degree] = str(escape(number(e.degree)))
-        description = _description(e.attributes.get("description"))
+        description = json_text(e.description)
         out.append(
             _ROW.format(
                 href=escape(entity_url(e.id)),
