@@ -19,13 +19,15 @@ from flask import Flask, g, request, url_for
 from flask.globals import _cv_app, _cv_request
 from flask.templating import Environment as FlaskEnvironment
 from flask_login import current_user
+from jinja2 import Template
 from jinja2.runtime import Context
 from jinja2.utils import internalcode
 from markupsafe import Markup
+from markupsafe import escape as markupsafe_escape
 
 from glyphoxa_htmx import embedded
 from glyphoxa_htmx.config import ROOT, Settings, load_settings
-from glyphoxa_htmx.core import cookies, dbconn, htmx, logs, metrics, ratelimits, security
+from glyphoxa_htmx.core import cookies, dbconn, htmx, logs, markup, metrics, ratelimits, security
 from glyphoxa_htmx.core.i18n import FOLDED_NAMES
 from glyphoxa_htmx.core.parse import unstorable
 from glyphoxa_htmx.core.ratelimits import general_limit_value
@@ -440,6 +442,20 @@ def warm_templates(app: Flask) -> int:
 _compiling_for: ContextVar[Any] = ContextVar("gx_compiling_for", default=None)
 
 
+class AppTemplate(Template):
+    """Jinja's Template, its compiled module's ``escape`` (the call around every ``{{ }}`` under
+    autoescape, and every macro's output) being ``markup.escape``: the same value as markupsafe's,
+    cheaper (see there). Jinja's compiled code imports ``escape`` as a module global of the
+    template; each template's namespace is made here, so the name is bound again before any of its
+    functions runs (``tests/test_markup.py`` checks the binding on a loaded template)."""
+
+    @classmethod
+    def _from_namespace(cls, environment: Any, namespace: MutableMapping[str, Any], globals: Any) -> Any:  # noqa: A002 (Jinja's)
+        if namespace.get("escape") is markupsafe_escape:
+            namespace["escape"] = markup.escape
+        return super()._from_namespace(environment, namespace, globals)
+
+
 class TemplateEnvironment(FlaskEnvironment):
     """Flask's environment, with the shorter context call above, and templates compiled once per
     interface language with their constant strings translated (``i18n.fold_gettext``).
@@ -450,6 +466,7 @@ class TemplateEnvironment(FlaskEnvironment):
     keys by name alone) or with ``fold_translations`` off, templates compile as written."""
 
     context_class = TemplateContext
+    template_class = AppTemplate
     fold_translations = True
 
     def make_globals(self, d: MutableMapping[str, Any] | None) -> MutableMapping[str, Any]:
@@ -486,7 +503,7 @@ class TemplateEnvironment(FlaskEnvironment):
 
 
 def _register_template_helpers(app: Flask) -> None:
-    from glyphoxa_htmx.core import authz, markup
+    from glyphoxa_htmx.core import authz
 
     digests: dict[str, str] = {}
 

@@ -196,6 +196,56 @@ def test_template_context_calls_like_jinjas_own(app):
     assert app.jinja_env.context_class is TemplateContext
 
 
+def test_escape_gives_markupsafes_value_for_every_kind_of_value(app):
+    """core/markup.escape is markupsafe.escape without its Python-level Markup construction: the
+    same text and type for text with and without special characters, Markup and its subclasses,
+    objects with __html__, numbers, None, Jinja's undefined; and compiled templates (our
+    environment's, so every page) escape with it, a macro's output passing through unchanged."""
+    from jinja2 import ChainableUndefined, Undefined
+    from markupsafe import escape as markupsafe_escape
+
+    from glyphoxa_htmx.core import markup
+
+    class Sub(Markup):
+        pass
+
+    class Html:
+        def __html__(self):
+            return "<b>as is</b>"
+
+    class Plain:
+        def __str__(self):
+            return "<i>'&\"</i>"
+
+    values = [
+        "",
+        "Hollowmere",
+        "<script>alert('x') & \"y\"</script>",
+        "Ämber ☃ \u2028",
+        Markup("<b>safe</b> &amp;"),
+        Sub("<u>sub</u>"),
+        Html(),
+        Plain(),
+        42,
+        -1.5,
+        True,
+        None,
+        Undefined(),
+        ChainableUndefined(),
+    ]
+    for value in values:
+        ours, theirs = markup.escape(value), markupsafe_escape(value)
+        assert ours == theirs and type(ours) is type(theirs) is Markup, repr(value)
+
+    template = app.jinja_env.from_string("{% macro m(a) %}<p>{{ a }}</p>{% endmacro %}{{ m(x) }}{{ x }}{{ y }}")
+    assert template.root_render_func.__globals__["escape"] is markup.escape
+    rendered = template.render(x="<a href='#'>&</a>", y=Markup("<br>"))
+    assert rendered == "<p>&lt;a href=&#39;#&#39;&gt;&amp;&lt;/a&gt;</p>&lt;a href=&#39;#&#39;&gt;&amp;&lt;/a&gt;<br>"
+    with app.test_request_context():
+        page = app.jinja_env.get_template("base.html")
+    assert page.root_render_func.__globals__["escape"] is markup.escape
+
+
 def test_warm_templates_compiles_every_template_before_requests(app, tmp_path):
     """wsgi.py compiles every template as a worker boots (not during its first users' requests);
     a template that doesn't compile stops the boot with the template's name."""

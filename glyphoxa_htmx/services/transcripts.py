@@ -24,7 +24,7 @@ from datetime import UTC, datetime, timedelta
 from functools import lru_cache
 from typing import Any, NamedTuple
 
-from markupsafe import Markup, escape
+from markupsafe import Markup
 from psycopg import sql
 from sqlalchemy import Row, TextClause, text
 
@@ -34,6 +34,7 @@ from glyphoxa_htmx.core.authz import Actor, Perm, own, require
 from glyphoxa_htmx.core.dbconn import sql_text
 from glyphoxa_htmx.core.errors import NotFound, ValidationError
 from glyphoxa_htmx.core.i18n import _
+from glyphoxa_htmx.core.markup import escape
 from glyphoxa_htmx.extensions import db
 from glyphoxa_htmx.models import Campaign, GatewaySession
 from glyphoxa_htmx.models.gateway import GatewayBase

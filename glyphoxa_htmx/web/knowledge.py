@@ -9,11 +9,11 @@ from typing import Any
 
 from flask import Blueprint, current_app, jsonify, request, url_for
 from flask_login import current_user, login_required
-from markupsafe import Markup, escape
+from markupsafe import Markup
 
 from glyphoxa_htmx.core import htmx
 from glyphoxa_htmx.core.errors import ValidationError
-from glyphoxa_htmx.core.markup import id_url
+from glyphoxa_htmx.core.markup import escape, id_url
 from glyphoxa_htmx.services import knowledge
 
 bp = Blueprint("knowledge", __name__, url_prefix="/knowledge")

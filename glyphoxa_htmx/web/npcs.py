@@ -9,13 +9,13 @@ from typing import Any
 from flask import Blueprint, current_app, make_response, request, url_for
 from flask_login import current_user, login_required
 from jinja2.filters import do_truncate
-from markupsafe import Markup, escape
+from markupsafe import Markup
 
 from glyphoxa_htmx.core import htmx
 from glyphoxa_htmx.core.authz import Perm, require
 from glyphoxa_htmx.core.errors import Conflict, ValidationError
 from glyphoxa_htmx.core.i18n import _, markup_gettext, number_text
-from glyphoxa_htmx.core.markup import field_error, id_urls, list_editor
+from glyphoxa_htmx.core.markup import escape, field_error, id_urls, list_editor
 from glyphoxa_htmx.core.parse import int_arg
 from glyphoxa_htmx.extensions import limiter, user_or_ip
 from glyphoxa_htmx.services import campaigns, npcs, voice

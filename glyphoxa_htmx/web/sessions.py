@@ -22,7 +22,7 @@ from flask import (
     url_for,
 )
 from flask_login import current_user, login_required
-from markupsafe import Markup, escape
+from markupsafe import Markup
 from simple_websocket import ConnectionClosed
 from simple_websocket.ws import Base as _WsBase
 
@@ -31,7 +31,7 @@ from glyphoxa_htmx.core.authz import Perm, require
 from glyphoxa_htmx.core.deps import gateway, settings
 from glyphoxa_htmx.core.errors import DomainError, ValidationError
 from glyphoxa_htmx.core.i18n import _, current_locale, date_text, markup_gettext, ngettext, when_html
-from glyphoxa_htmx.core.markup import id_url
+from glyphoxa_htmx.core.markup import escape, id_url
 from glyphoxa_htmx.core.parse import SNOWFLAKE_RE, int_arg
 from glyphoxa_htmx.extensions import db, sock
 from glyphoxa_htmx.services import campaigns, live, transcripts
