@@ -314,13 +314,28 @@ def test_session_rows_write_the_old_loops_html(app):
         duration=svc.duration,
     )
     call = """{{ session_rows(result.rows, result.campaign_names, guild_names, id_url('sessions.detail', 'session_id')) }}"""
-    for lang in ("en", "de"):
+    from glyphoxa_htmx.web import sessions as web_sessions
+
+    web_sessions._ended_rows.clear()
+    for lang in ("en", "de", "en"):  # (the second English rendering is from the kept rows)
         with app.test_request_context("/", headers={"Accept-Language": lang}):
             old = render_template_string(OLD_SESSION_ROWS, **context)
             new = render_template_string(call, **context)
-        assert new == old, lang
+            again = render_template_string(call, **context)
+        assert new == old == again, lang
         assert new.count("<tr>") == 4 and ("Kampagne" in new) == (lang == "de")
         assert "<i>" not in new and "<b>" not in new and "<Road>" not in new and "<ch>" not in new
+    assert len(web_sessions._ended_rows) == 8  # four ended rows in two languages
+    # What else a row shows is in its key: a renamed campaign, another URL prefix, a running session.
+    running = Row("s-5", "c1", "g1", "5", start, None, "active", None)
+    context["result"] = SimpleNamespace(rows=[*rows, running], campaign_names={"c1": "Renamed <R>", 'c"<x>': ""})
+    for base in ("", "/prefix"):
+        with app.test_request_context("/", base_url=f"http://localhost{base}"):
+            old = render_template_string(OLD_SESSION_ROWS, **context)
+            new = render_template_string(call, **context)
+        assert new == old and new.count("Renamed &lt;R&gt;") == 2 and new.count(f'href="{base}/sessions/') == 5
+    # the renamed campaign's row anew, all four under the prefix; the running session's never
+    assert len(web_sessions._ended_rows) == 8 + 1 + 4
 
 
 OLD_CAST_ROWS = (

@@ -63,6 +63,7 @@ __all__ = [
     "markup_gettext",
     "decimal_text",
     "when_html",
+    "format_context",
 ]
 
 _NULL = NullTranslations()
@@ -202,13 +203,14 @@ MAX_FORMATTED = 50_000
 _formatted: dict[tuple[Any, ...], str] = {}
 
 
-def _format_context() -> tuple[str, str]:
-    """The current language and time zone as text, looked up once per request."""
+def format_context() -> tuple[str, str]:
+    """The current language and time zone as text, looked up once per request: what a formatted
+    date or a translated piece of HTML depends on besides its value (keys of what is kept)."""
     return _per_request("gx_format_context", lambda: (str(get_locale()), str(get_timezone())))
 
 
 def _memo(kind: str, value: Any, fmt: str, format_fn: Callable[[Any, str], str]) -> str:
-    key = (kind, type(value), value, fmt, _format_context())
+    key = (kind, type(value), value, fmt, format_context())
     text = _formatted.get(key)
     if text is None:
         text = format_fn(value, fmt)
