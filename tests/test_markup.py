@@ -256,6 +256,7 @@ def test_warm_templates_compiles_every_template_before_requests(app, tmp_path):
     from glyphoxa_htmx.app import warm_templates
 
     names = [n for n in app.jinja_env.list_templates() if n.endswith(".html")]
+    assert type(app.jinja_env.cache) is dict  # kept without eviction (TemplateEnvironment.__init__)
     app.jinja_env.cache.clear()
     assert warm_templates(app) == len(names) > 40
     # Jinja's cache keys are (loader ref, name); ours add the catalogue each language compiles for.
