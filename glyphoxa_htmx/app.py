@@ -10,7 +10,7 @@ import types
 import uuid
 import weakref
 from collections import ChainMap
-from collections.abc import Callable, MutableMapping
+from collections.abc import Callable, Mapping, MutableMapping
 from contextvars import ContextVar
 from pathlib import Path
 from typing import Any
@@ -20,7 +20,7 @@ from flask.globals import _cv_app, _cv_request
 from flask.templating import Environment as FlaskEnvironment
 from flask_login import current_user
 from jinja2 import Template
-from jinja2.runtime import Context
+from jinja2.runtime import Context, new_context
 from jinja2.utils import internalcode
 from markupsafe import Markup
 from markupsafe import escape as markupsafe_escape
@@ -356,6 +356,14 @@ class _TemplateGlobals(ChainMap[str, Any]):
     def keys(self) -> set[str]:  # type: ignore[override]
         return set().union(*self.maps)
 
+    def flat(self) -> dict[str, Any]:
+        """The globals as one dict, as ``dict(self)`` makes it: ~1 µs by ``dict.update`` against
+        ~37 µs through ChainMap's Python-level lookup of each of ~50 names (``AppTemplate``)."""
+        merged: dict[str, Any] = {}
+        for mapping in reversed(self.maps):
+            merged.update(mapping)
+        return merged
+
 
 def _plain_kinds() -> tuple[frozenset[type], frozenset[type]]:
     """The callable types whose ``jinja_pass_arg`` can only sit in the object's own ``__dict__``
@@ -454,6 +462,17 @@ class AppTemplate(Template):
         if namespace.get("escape") is markupsafe_escape:
             namespace["escape"] = markup.escape
         return super()._from_namespace(environment, namespace, globals)
+
+    def new_context(
+        self, vars: dict[str, Any] | None = None, shared: bool = False, locals: Mapping[str, Any] | None = None
+    ) -> Context:
+        """Jinja's, with the template's globals handed over as one dict made now: Jinja copies
+        them into every new unshared context (each page's render) with ``dict(globals)``, over our
+        ChainMap a Python-level lookup per name, ~37 µs a context (1-1.5 % of a page). Made now,
+        it has every global the environment holds at this moment, as the ChainMap would."""
+        found = self.globals
+        flat = found.flat() if type(found) is _TemplateGlobals else found
+        return new_context(self.environment, self.name, self.blocks, vars, shared, flat, locals)
 
 
 class TemplateEnvironment(FlaskEnvironment):

@@ -246,6 +246,27 @@ def test_escape_gives_markupsafes_value_for_every_kind_of_value(app):
     assert page.root_render_func.__globals__["escape"] is markup.escape
 
 
+def test_a_template_context_has_the_globals_jinjas_chainmap_gives(app):
+    """AppTemplate.new_context hands Jinja the template's globals flattened at that moment: a global
+    the environment gains after the template was loaded is seen, the template's own globals win
+    over the environment's, render variables over both, and an imported macro module sees them."""
+    env = app.jinja_env
+    source = (
+        "{% from '_macros.html' import field_error %}"
+        "{{ late }}|{{ mine }}|{{ shadowed }}|{{ field_error({'a': late}, 'a') }}|{{ passed }}"
+    )
+    with app.test_request_context("/"):
+        template = env.from_string(source, globals={"mine": "own", "shadowed": "template's"})
+        env.globals["late"], env.globals["shadowed"] = "added later", "environment's"
+        try:
+            got = template.render(passed="<var>")
+            assert template.render(passed="<var>", mine="var").split("|")[1] == "var"
+        finally:
+            del env.globals["late"], env.globals["shadowed"]
+        assert "late" not in template.new_context().parent  # (flattened anew for each context)
+    assert got == 'added later|own|template&#39;s|<p class="error" id="a-error">added later</p>|&lt;var&gt;'
+
+
 def test_warm_templates_compiles_every_template_before_requests(app, tmp_path):
     """wsgi.py compiles every template as a worker boots (not during its first users' requests);
     a template that doesn't compile stops the boot with the template's name."""
