@@ -488,7 +488,7 @@ class TemplateEnvironment(FlaskEnvironment):
     template_class = AppTemplate
     fold_translations = True
 
-    def __init__(self, app: Flask, **options: Any) -> None:
+    def __init__(self, app: Any, **options: Any) -> None:
         # The compiled templates in a plain dict (Jinja's cache_size=-1): the set is finite (the
         # templates × the interface languages, ~130 entries) and Jinja's LRU cache, 400 by default,
         # takes a lock and moves the key within a deque on every hit (an O(n) remove): a page loads

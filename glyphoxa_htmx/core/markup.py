@@ -57,12 +57,12 @@ def escape(s: Any, /) -> Markup:
     ``tests/test_markup.py`` compares the two over every kind of value."""
     kind = type(s)
     if kind is str:
-        return _new_str(Markup, _escape_inner(s))  # type: ignore[no-any-return]
+        return _new_str(Markup, _escape_inner(s))
     if kind is Markup:
         return s  # type: ignore[no-any-return]
     if hasattr(s, "__html__"):
         return Markup(s.__html__())
-    return _new_str(Markup, _escape_inner(str(s)))  # type: ignore[no-any-return]
+    return _new_str(Markup, _escape_inner(str(s)))
 
 
 def icon(name: str, label: Any = None) -> Markup:
