@@ -178,7 +178,13 @@ def test_attributes_and_provenance_that_are_not_json_objects_are_shown_not_a_500
     string where we write an object: the list, the entity page, the graph and its JSON show what
     they can (an entity's attributes as written) and never answer a server error."""
     schema = f'"tenant_{graph.tenant}"'
-    odd = {"odd-list": '["salt", "rope"]', "odd-number": "7", "odd-text": '"a <b>note</b>"', "odd-null": "null"}
+    odd = {
+        "odd-list": '["salt", "rope"]',
+        "odd-number": "7",
+        "odd-text": '"a <b>note</b>"',
+        "odd-null": "null",
+        "odd-empty": '""',
+    }
     for eid, attributes in odd.items():
         sql(
             database_url,
