@@ -492,7 +492,7 @@ class TemplateEnvironment(FlaskEnvironment):
         # The compiled templates in a plain dict (Jinja's cache_size=-1): the set is finite (the
         # templates × the interface languages, ~130 entries) and Jinja's LRU cache, 400 by default,
         # takes a lock and moves the key within a deque on every hit (an O(n) remove): a page loads
-        # 6-9 templates (extends, imports, includes) and that was ~3-5 % of one (issue 18).
+        # 6-9 templates (extends, imports, includes): 8.3 -> 2.5 µs each, ~1.5-2 % of a page (issue 18).
         options.setdefault("cache_size", -1)
         super().__init__(app, **options)
 
