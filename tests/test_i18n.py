@@ -129,6 +129,40 @@ def test_formatted_dates_are_remembered_per_language_and_zone(app):
     assert any(key[2] == when for key in i18n._formatted)
 
 
+def test_dates_read_as_flask_babel_writes_them(app):
+    """i18n._format_datetime calls Babel with the request's locale and zone looked up once per
+    request; every text must be Flask-Babel's own: both languages and force_locale inside a
+    request (the zone is the app's), every month, hours around noon and midnight, naive and
+    aware values, each named format, the list's brief patterns and a pattern of Babel's own."""
+    from datetime import UTC, datetime, timedelta, timezone
+
+    from flask_babel import force_locale
+    from flask_babel import format_datetime as flask_babels
+
+    from glyphoxa_htmx.core import i18n
+
+    moments = [
+        datetime(2026, month, 1 + month, hour, 7 * month % 60, 5, tzinfo=UTC)
+        for month in range(1, 13)
+        for hour in (0, 11, 12, 13, 23)
+    ]
+    moments += [datetime(2026, 7, 4, 12, 0), datetime(2026, 3, 29, 2, 30, tzinfo=timezone(timedelta(hours=2)))]
+    formats = ["full", "long", "medium", "short", "brief", "EEEE, G y QQQ, h:mm a zzzz"]
+
+    def same(lang):
+        for when in moments:
+            for fmt in formats:
+                pattern = i18n.BRIEF[lang] if fmt == "brief" else fmt
+                assert i18n._format_datetime(when, fmt) == flask_babels(when, pattern), (lang, when, fmt)
+
+    for lang, other in (("en", "de"), ("de", "en")):
+        with app.test_request_context(headers={"Accept-Language": lang}):
+            same(lang)
+            with force_locale(other):
+                same(other)
+            same(lang)
+
+
 def test_a_list_date_takes_one_cache_entry_and_reads_the_same_from_it(app):
     """when_html (every list's dates) is kept whole, not also its two formatted parts: with three
     entries a date, 1,000 tenants' lists overflowed the cache and emptied it over and over."""
