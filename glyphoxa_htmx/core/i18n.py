@@ -204,10 +204,21 @@ MAX_FORMATTED = 50_000
 _formatted: dict[tuple[Any, ...], str] = {}
 
 
+def _locale_and_zone() -> tuple[Any, Any, tuple[str, str]]:
+    """Flask-Babel's locale and time zone objects in force and the two as text, looked up once
+    per request (and again under ``force_locale``)."""
+
+    def look_up() -> tuple[Any, Any, tuple[str, str]]:
+        locale, zone = get_locale(), get_timezone()
+        return locale, zone, (str(locale), str(zone))
+
+    return _per_request("gx_locale_and_zone", look_up)
+
+
 def format_context() -> tuple[str, str]:
-    """The current language and time zone as text, looked up once per request: what a formatted
-    date or a translated piece of HTML depends on besides its value (keys of what is kept)."""
-    return _per_request("gx_format_context", lambda: (str(get_locale()), str(get_timezone())))
+    """The current language and time zone as text: what a formatted date or a translated piece of
+    HTML depends on besides its value (keys of what is kept)."""
+    return _locale_and_zone()[2]
 
 
 def _memo(kind: str, value: Any, fmt: str, format_fn: Callable[[Any, str], str]) -> str:
@@ -234,6 +245,9 @@ def _dt_filter(value: datetime | None, fmt: str = "medium") -> str:
     return _memo("dt", value, fmt, _format_datetime)
 
 
+_NAMED_FORMATS = ("full", "long", "medium", "short")
+
+
 def _format_datetime(value: datetime, fmt: str) -> str:
     """Flask-Babel's ``format_datetime(value, fmt)``: Babel's, given the request's locale and time
     zone objects, which this looks up once per request instead of on every call (Flask-Babel's
@@ -245,12 +259,9 @@ def _format_datetime(value: datetime, fmt: str) -> str:
     elif fmt in _NAMED_FORMATS and flask_babel.get_babel().instance.date_formats.get(f"datetime.{fmt}") is not None:
         configured: str = format_datetime(value, fmt)
         return configured
-    locale, zone = _per_request("gx_babel_objects", lambda: (get_locale(), get_timezone()))
+    locale, zone, _text = _locale_and_zone()
     text: str = babel_format_datetime(value, fmt, tzinfo=zone, locale=locale)
     return text
-
-
-_NAMED_FORMATS = ("full", "long", "medium", "short")
 
 
 def _date_filter(value: date | datetime | None, fmt: str = "medium") -> str:
