@@ -29,6 +29,7 @@ from glyphoxa_htmx import embedded
 from glyphoxa_htmx.config import ROOT, Settings, load_settings
 from glyphoxa_htmx.core import cookies, dbconn, htmx, logs, markup, metrics, ratelimits, security
 from glyphoxa_htmx.core.i18n import FOLDED_NAMES
+from glyphoxa_htmx.core.memo import Memo
 from glyphoxa_htmx.core.parse import unstorable
 from glyphoxa_htmx.core.ratelimits import general_limit_value
 from glyphoxa_htmx.extensions import csrf, db, htmx_ext, limiter, login_manager, migrate, sock
@@ -591,7 +592,7 @@ def _register_template_helpers(app: Flask) -> None:
     # The side navigation is the same HTML for every request with the same endpoint, language,
     # script root and the two permissions that add links: rendered once per process for each
     # (~1 ms of macros and translations a page otherwise, issue 18). Bounded by the endpoints.
-    navs: dict[tuple[str, bool, bool, str, str], Markup] = {}
+    navs: Memo[tuple[str, bool, bool, str, str], Markup] = Memo(4096)
 
     def sidenav() -> Markup:
         from glyphoxa_htmx.core.i18n import current_locale
@@ -603,17 +604,15 @@ def _register_template_helpers(app: Flask) -> None:
         key = (ep, manage_tenant, manage_all, current_locale(), request.script_root)
         html = navs.get(key)
         if html is None:
-            if len(navs) >= 4096:
-                navs.clear()
             template = app.jinja_env.get_template("_sidenav.html")
-            html = navs[key] = Markup(template.render(ep=ep, manage_tenant=manage_tenant, manage_all=manage_all))
+            html = navs.keep(key, Markup(template.render(ep=ep, manage_tenant=manage_tenant, manage_all=manage_all)))
         return html
 
     # The signed-in header likewise, per sign-in: its HTML depends only on the user's name,
     # avatar, table, role, the language, the script root and the CSRF token (the sign-out form),
     # all in the key (~0.14 ms a page otherwise, issue 18). A rename, a role change or a renewed
     # token is a new key; old entries go when the table is full.
-    topbars: dict[tuple, Markup] = {}
+    topbars: Memo[tuple, Markup] = Memo(4096)
 
     def topbar() -> Markup:
         from glyphoxa_htmx.core.i18n import current_locale
@@ -634,10 +633,8 @@ def _register_template_helpers(app: Flask) -> None:
         )
         html = topbars.get(key)
         if html is None:
-            if len(topbars) >= 4096:
-                topbars.clear()
             template = app.jinja_env.get_template("_topbar.html")
-            html = topbars[key] = Markup(template.render(user=actor).strip("\n"))
+            html = topbars.keep(key, Markup(template.render(user=actor).strip("\n")))
         return html
 
     from glyphoxa_htmx.services import npcs

@@ -361,7 +361,7 @@ def test_rendered_descriptions_are_kept_per_text_and_bounded(app, as_role, datab
         conn.execute("UPDATE web.campaigns SET description = %s WHERE id = %s", ("*fresh*", cid))
     monkeypatch.undo()
     assert soup(b.get(f"/campaigns/{cid}")).select_one(".prose em").text == "fresh"
-    monkeypatch.setattr(web_campaigns, "MEMO_CHARS", 40)
+    monkeypatch.setattr(web_campaigns._rendered, "limit", 40)
     web_campaigns.render_markdown("another text")
     assert list(web_campaigns._rendered) == ["another text"]  # over the bound: emptied, then kept
     # A short text whose HTML is large (reference links repeat a long URL) is rendered, not kept.

@@ -28,9 +28,11 @@ from flask.wrappers import Request
 from flask_wtf.csrf import generate_csrf
 from itsdangerous import BadSignature
 
+from glyphoxa_htmx.core.memo import Memo
+
 MAX_REMEMBERED = 20_000
 
-_signed_tokens: dict[tuple[Any, str], str] = {}
+_signed_tokens: Memo[tuple[Any, str], str] = Memo(MAX_REMEMBERED)
 
 
 def _keys(app: Flask) -> tuple[Any, ...]:
@@ -42,7 +44,7 @@ class RememberingSessionInterface(SecureCookieSessionInterface):
     time and its JSON, so the next request with it skips the signature and decompression."""
 
     def __init__(self) -> None:
-        self._opened: dict[str, tuple[tuple[Any, ...], int, str]] = {}
+        self._opened: Memo[str, tuple[tuple[Any, ...], int, str]] = Memo(MAX_REMEMBERED)
 
     def open_session(self, app: Flask, request: Request) -> SecureCookieSession | None:
         val = request.cookies.get(self.get_cookie_name(app))
@@ -59,9 +61,7 @@ class RememberingSessionInterface(SecureCookieSessionInterface):
             data, signed_at = signer.loads(val, max_age=max_age, return_timestamp=True)
         except BadSignature:  # tampered, expired or from other keys: an empty session, as Flask does
             return self.session_class()
-        if len(self._opened) >= MAX_REMEMBERED:
-            self._opened.clear()
-        self._opened[val] = (keys, int(signed_at.timestamp()), self.serializer.dumps(data))
+        self._opened.keep(val, (keys, int(signed_at.timestamp()), self.serializer.dumps(data)))
         return self.session_class(data)
 
 
@@ -87,7 +87,5 @@ def csrf_token() -> str:
     token: str = generate_csrf()  # signs session["csrf_token"] (made first if there is none) now
     raw = session.get("csrf_token")  # ... so this is the raw token it just signed
     if remember and isinstance(raw, str):
-        if len(_signed_tokens) >= MAX_REMEMBERED:
-            _signed_tokens.clear()
-        _signed_tokens[(secret, raw)] = token
+        _signed_tokens.keep((secret, raw), token)
     return token

@@ -28,7 +28,6 @@ SQLAlchemy's statement events and error handling kept.
 
 from __future__ import annotations
 
-import threading
 import time
 from collections import namedtuple
 from collections.abc import Iterator, Mapping
@@ -48,6 +47,7 @@ from sqlalchemy.exc import DisconnectionError, MultipleResultsFound, NoResultFou
 from sqlalchemy.orm import Session, SessionTransaction
 from sqlalchemy.pool import ConnectionPoolEntry, PoolProxiedConnection
 
+from glyphoxa_htmx.core.memo import Memo
 from glyphoxa_htmx.extensions import db
 
 IDLE_PING_SECONDS = 10.0
@@ -231,10 +231,9 @@ class _Plan:
     make: Any = None  # the row maker, set on the first result once its types are checked
 
 
-_plans: dict[Any, _Plan] = {}
-_row_types: dict[tuple[str, ...], type] = {}
-_lock = threading.Lock()
 MAX_PLANS = 16_384  # bounded: text() statements name a tenant's own schema (~16 per tenant), ~1 KB each
+_plans: Memo[Any, _Plan] = Memo(MAX_PLANS)
+_row_types: dict[tuple[str, ...], type] = {}
 
 
 def _plan(statement: Select[Any] | TextClause, dialect: Dialect) -> _Plan:
@@ -274,11 +273,7 @@ def _plan(statement: Select[Any] | TextClause, dialect: Dialect) -> _Plan:
         tuple(statement.selected_columns) if isinstance(statement, Select) else (),
         layout,
     )
-    with _lock:
-        if len(_plans) >= MAX_PLANS:
-            _plans.clear()
-        _plans[key] = plan
-    return plan
+    return _plans.keep(key, plan)
 
 
 def _layout(statement: Select[Any]) -> tuple[tuple[str, int, Any], ...]:

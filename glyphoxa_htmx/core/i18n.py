@@ -48,6 +48,8 @@ from jinja2.nodes import EvalContext
 from jinja2.visitor import NodeTransformer
 from markupsafe import Markup
 
+from glyphoxa_htmx.core.memo import Memo
+
 __all__ = [
     "LOCALES",
     "LOCALE_NAMES",
@@ -201,7 +203,7 @@ def current_locale() -> str:
 # show ~40,000 distinct dates; at 20,000 the cache emptied over and over and nearly every list
 # date was formatted again. ~0.3 KB an entry.
 MAX_FORMATTED = 50_000
-_formatted: dict[tuple[Any, ...], str] = {}
+_formatted: Memo[tuple[Any, ...], str] = Memo(MAX_FORMATTED)
 
 
 def _locale_and_zone() -> tuple[Any, Any, tuple[str, str]]:
@@ -225,10 +227,7 @@ def _memo(kind: str, value: Any, fmt: str, format_fn: Callable[[Any, str], str])
     key = (kind, type(value), value, fmt, format_context())
     text = _formatted.get(key)
     if text is None:
-        text = format_fn(value, fmt)
-        if len(_formatted) >= MAX_FORMATTED:
-            _formatted.clear()
-        _formatted[key] = text
+        text = _formatted.keep(key, format_fn(value, fmt))
     return text
 
 

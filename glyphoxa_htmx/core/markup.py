@@ -16,6 +16,8 @@ from flask import current_app, url_for
 from flask.globals import _cv_request
 from markupsafe import Markup
 
+from glyphoxa_htmx.core.memo import Memo
+
 try:  # markupsafe's C escaper (its pure-Python one without the extension); a str in, a str out
     from markupsafe import _escape_inner
 except ImportError:  # pragma: no cover - a markupsafe without it: the public function, as text
@@ -177,15 +179,15 @@ def url_parts(endpoint: str, arg: str, **fixed: Any) -> tuple[str, Callable[[Any
         hash(key)
     except TypeError:  # an unhashable fixed value: worked out each time
         key = None
-    shapes: dict[Any, Any] = app.extensions.setdefault("gx_url_shapes", {})
+    shapes: Memo[Any, Any] | None = app.extensions.get("gx_url_shapes")
+    if shapes is None:
+        shapes = app.extensions.setdefault("gx_url_shapes", Memo(MAX_URL_SHAPES))
     if key is not None and key in shapes:
         known: tuple[str, Callable[[Any], str], str] | None = shapes[key]
         return known
     parts = _split_url(app, endpoint, arg, fixed)
     if key is not None:
-        if len(shapes) >= MAX_URL_SHAPES:
-            shapes.clear()
-        shapes[key] = parts
+        shapes.keep(key, parts)
     return parts
 
 

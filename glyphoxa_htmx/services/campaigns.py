@@ -44,6 +44,7 @@ from glyphoxa_htmx.core.authz import Actor, Perm, own, require
 from glyphoxa_htmx.core.deps import gateway
 from glyphoxa_htmx.core.errors import Conflict, DomainError, NotFound, ValidationError
 from glyphoxa_htmx.core.i18n import _, format_number, lazy_gettext
+from glyphoxa_htmx.core.memo import Memo
 from glyphoxa_htmx.core.parse import like_pattern
 from glyphoxa_htmx.extensions import db
 from glyphoxa_htmx.models import Campaign, CampaignTombstone, GatewaySession, GatewayTenant, NpcDefinition, NpcPosition
@@ -148,7 +149,7 @@ WHERE n.campaign_id <> '' AND n.tenant_id IS NOT NULL
 # starts with a new campaign or the gateway's tools add NPCs to one, so a short delay (at most two
 # intervals) is harmless; a direct link to a new id (``only``) is always looked up.
 FOUND_SYNC_SECONDS = 30.0
-_last_sync: dict[str, float] = {}
+_last_sync: Memo[str, float] = Memo(10_000)  # bounded: forget everything rather than grow forever
 _sync_lock = threading.Lock()
 _npc_lock = threading.Lock()
 _npc_snapshot: tuple[float, dict[str, list[str]]] | None = None
@@ -161,9 +162,7 @@ def _sync_due(tenant_id: str) -> bool | None:
         last = _last_sync.get(tenant_id)
         if last is not None and now - last < FOUND_SYNC_SECONDS:
             return None
-        if len(_last_sync) > 10_000:  # bounded: forget everything rather than grow forever
-            _last_sync.clear()
-        _last_sync[tenant_id] = now
+        _last_sync.keep(tenant_id, now)
         return last is None
 
 

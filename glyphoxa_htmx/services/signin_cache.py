@@ -55,6 +55,7 @@ from sqlalchemy import event, inspect
 from sqlalchemy.orm import DeclarativeBase, ORMExecuteState, Session, UOWTransaction
 
 from glyphoxa_htmx.core.deps import settings
+from glyphoxa_htmx.core.memo import Memo
 from glyphoxa_htmx.services import auth
 
 if TYPE_CHECKING:
@@ -132,7 +133,7 @@ def _from_columns(r: Any) -> LoginSnapshot:
 
 
 _lock = threading.Lock()
-_entries: dict[str, tuple[float, int, LoginSnapshot]] = {}
+_entries: Memo[str, tuple[float, int, LoginSnapshot]] = Memo(MAX_ENTRIES)
 _generation = 0
 
 
@@ -363,13 +364,11 @@ def resolve(token: str | None, user_agent: str | None = None) -> LoginSnapshot |
         _entries.pop(key, None)
         return None
     with _lock:
-        if len(_entries) >= MAX_ENTRIES:
-            _entries.clear()
         if generation == _generation:
             # Dated up to SPREAD of its lifetime earlier, at random: entries made together (a crowd
             # arriving, a deploy) then expire over a stretch of time, not in one wave of misses.
             # Never later: an entry lives at most the lifetime.
-            _entries[key] = (now - random.random() * SPREAD * ttl, generation, snap)
+            _entries.keep(key, (now - random.random() * SPREAD * ttl, generation, snap))
     return snap
 
 

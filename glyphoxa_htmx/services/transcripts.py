@@ -35,6 +35,7 @@ from glyphoxa_htmx.core.dbconn import sql_text
 from glyphoxa_htmx.core.errors import NotFound, ValidationError
 from glyphoxa_htmx.core.i18n import _
 from glyphoxa_htmx.core.markup import escape
+from glyphoxa_htmx.core.memo import Memo
 from glyphoxa_htmx.extensions import db
 from glyphoxa_htmx.models import Campaign, GatewaySession
 from glyphoxa_htmx.models.gateway import GatewayBase
@@ -81,8 +82,8 @@ def qualified(schema: str, table: str) -> str:
 MEMORY_TABLES_SECONDS = 60.0
 ABSENT_SECONDS = {"recaps": 10.0}
 MAX_PRESENT = 50_000
-_present: dict[tuple[str, str], float] = {}
-_absent: dict[tuple[str, str], float] = {}
+_present: Memo[tuple[str, str], float] = Memo(MAX_PRESENT)
+_absent: Memo[tuple[str, str], float] = Memo(MAX_PRESENT)
 
 
 def memory_tables(tenant_id: str, *tables: str) -> set[str]:
@@ -96,15 +97,12 @@ def memory_tables(tenant_id: str, *tables: str) -> set[str]:
     cols = ", ".join(f"to_regclass(:t{i}) IS NOT NULL" for i in range(len(names)))
     row = dbconn.query(sql_text(f"SELECT {cols}"), {f"t{i}": n for i, n in enumerate(names)}).one()
     found = {t for t, there in zip(tables, row, strict=True) if there}
-    if len(_present) >= MAX_PRESENT or len(_absent) >= MAX_PRESENT:
-        _present.clear()
-        _absent.clear()
     for t in tables:
         if t in found:
-            _present[(schema, t)] = now
+            _present.keep((schema, t), now)
             _absent.pop((schema, t), None)
         elif t in ABSENT_SECONDS:
-            _absent[(schema, t)] = now
+            _absent.keep((schema, t), now)
     return found
 
 
@@ -127,7 +125,7 @@ SETTLED_AFTER = timedelta(minutes=2)
 MAX_SETTLED = 20_000
 # (tenant, session, ended_at, what...) -> figures of an ended session's transcript (issue 18): they
 # never change, so each process computes them once. Never holds anything of a live session.
-_settled: dict[tuple[str, ...], Any] = {}
+_settled: Memo[tuple[str, ...], Any] = Memo(MAX_SETTLED)
 
 
 def _settled_key(actor: Actor, session: GatewaySession, *what: str) -> tuple[str, ...] | None:
@@ -139,11 +137,8 @@ def _settled_key(actor: Actor, session: GatewaySession, *what: str) -> tuple[str
 
 
 def _remember(key: tuple[str, ...] | None, value: Any) -> None:
-    if key is None:
-        return
-    if len(_settled) >= MAX_SETTLED:
-        _settled.clear()
-    _settled[key] = value
+    if key is not None:
+        _settled.keep(key, value)
 
 
 def forget_settled() -> None:

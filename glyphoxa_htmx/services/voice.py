@@ -14,7 +14,6 @@ import logging
 import os
 import random
 import tempfile
-import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,6 +28,7 @@ from glyphoxa_htmx.core import deps
 from glyphoxa_htmx.core.authz import Actor, Perm, require
 from glyphoxa_htmx.core.errors import DomainError, ValidationError
 from glyphoxa_htmx.core.i18n import _, lazy_gettext
+from glyphoxa_htmx.core.memo import Memo
 from glyphoxa_htmx.core.metrics import VOICE_PREVIEWS
 from glyphoxa_htmx.services import npcs
 from glyphoxa_htmx.services import providers as provider_keys
@@ -218,9 +218,10 @@ def preview(actor: Actor, npc_id: str, *, text: str | None = None, voice: dict[s
     )
 
 
-# Per tenant and key: a tenant's account may hold cloned voices no other table should see.
-_voice_lists: dict[tuple[str, ...], tuple[float, list[tts.Voice]]] = {}
-_voice_lock = threading.Lock()
+# Per tenant and key: a tenant's account may hold cloned voices no other table should see. Bounded:
+# an account's list can be hundreds of voices, and each table that opens the picker adds one.
+MAX_VOICE_LISTS = 512
+_voice_lists: Memo[tuple[str, ...], tuple[float, list[tts.Voice]]] = Memo(MAX_VOICE_LISTS)
 
 
 def list_voices(actor: Actor, provider: str, q: str = "", *, limit: int = 60) -> tuple[list[tts.Voice], int]:
@@ -239,16 +240,14 @@ def list_voices(actor: Actor, provider: str, q: str = "", *, limit: int = 60) ->
         os.environ.get("ESPEAK_NG_PATH", ""),
     )
     now = time.monotonic()
-    with _voice_lock:
-        hit = _voice_lists.get(cache)
+    hit = _voice_lists.get(cache)
     if hit is None or now - hit[0] > VOICE_LIST_TTL:
         engine = _engine(provider, key)
         try:
             voices = engine.voices()
         except tts.TtsError as exc:
             raise VoiceError(exc.message, exc.status) from exc
-        with _voice_lock:
-            _voice_lists[cache] = (now, voices)
+        _voice_lists.keep(cache, (now, voices))
     else:
         voices = hit[1]
     if provider == "elevenlabs":  # the table's own clones first (the account's list may lag behind)
@@ -263,6 +262,5 @@ def list_voices(actor: Actor, provider: str, q: str = "", *, limit: int = 60) ->
 
 def forget_voice_lists(tenant_id: str) -> None:
     """Drop a tenant's cached voice lists (a new clone must show up at once)."""
-    with _voice_lock:
-        for cache in [c for c in _voice_lists if c[0] == tenant_id]:
-            del _voice_lists[cache]
+    for cache in [c for c in list(_voice_lists) if c[0] == tenant_id]:  # (list(): one step under the GIL)
+        _voice_lists.pop(cache, None)

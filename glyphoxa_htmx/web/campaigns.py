@@ -3,8 +3,6 @@ archive, delete. Every URL is a full page, and a named block for htmx."""
 
 from __future__ import annotations
 
-import threading
-
 import nh3
 from flask import Blueprint, request, url_for
 from flask_login import current_user, login_required
@@ -15,6 +13,7 @@ from glyphoxa_htmx.core import htmx
 from glyphoxa_htmx.core.authz import Perm, require
 from glyphoxa_htmx.core.errors import Conflict, ValidationError
 from glyphoxa_htmx.core.i18n import _, ngettext
+from glyphoxa_htmx.core.memo import Memo
 from glyphoxa_htmx.core.parse import int_arg
 from glyphoxa_htmx.services import campaigns, npcs
 
@@ -32,27 +31,18 @@ _md = MarkdownIt("commonmark", {"html": False, "linkify": False}).enable(["table
 MEMO_CHARS = 4_000_000
 MEMO_TEXT_MAX = 20_000
 MEMO_HTML_MAX = 60_000
-_rendered: dict[str, Markup] = {}
-_rendered_chars = 0
-_rendered_lock = threading.Lock()
+_rendered: Memo[str, Markup] = Memo(MEMO_CHARS)  # sized in characters
 
 
 def render_markdown(text: str) -> Markup:
     """Markdown to HTML that is safe to show: raw HTML is escaped by the parser, then sanitised."""
-    global _rendered_chars
     if not text:
         return Markup("")
     html = _rendered.get(text)
     if html is None:
         html = Markup(nh3.clean(_md.render(text), link_rel="noopener noreferrer nofollow"))
-        size = len(text) + len(html)
         if len(text) <= MEMO_TEXT_MAX and len(html) <= MEMO_HTML_MAX:
-            with _rendered_lock:  # (gthread: the count and the dict change together)
-                if _rendered_chars + size > MEMO_CHARS:
-                    _rendered.clear()
-                    _rendered_chars = 0
-                _rendered[text] = html
-                _rendered_chars += size
+            _rendered.keep(text, html, size=len(text) + len(html))
     return html
 
 

@@ -40,6 +40,7 @@ from glyphoxa_htmx.core.i18n import (
     when_html,
 )
 from glyphoxa_htmx.core.markup import escape, id_url
+from glyphoxa_htmx.core.memo import Memo
 from glyphoxa_htmx.core.parse import SNOWFLAKE_RE, int_arg
 from glyphoxa_htmx.extensions import db, sock
 from glyphoxa_htmx.services import campaigns, live, transcripts
@@ -609,7 +610,7 @@ def _in_order(lines: list) -> list:
 # per viewer (2,000 viewers of 50 sessions were ~1,000 renders a second, issue 18). Lines are frozen
 # values, so the key is their content, not an id that could have been reused.
 MAX_RENDERED_DELIVERIES = 2048
-_rendered_deliveries: dict[tuple, str] = {}
+_rendered_deliveries: Memo[tuple, str] = Memo(MAX_RENDERED_DELIVERIES)
 
 
 def _render_events(session_id: str, events) -> tuple[str, bool, bool]:
@@ -636,9 +637,7 @@ def _render_events(session_id: str, events) -> tuple[str, bool, bool]:
             polling=False,
             poll_seconds=POLL_SECONDS,
         )
-        if len(_rendered_deliveries) >= MAX_RENDERED_DELIVERIES:
-            _rendered_deliveries.clear()
-        _rendered_deliveries[key] = body
+        _rendered_deliveries.keep(key, body)
     return body, ended, overflow
 
 
@@ -852,8 +851,8 @@ def _error_span(error: object) -> Markup:
 # for its campaign and guild, the language and time zone, and the detail URL's shape, all in the
 # key; a running session's duration grows, so its row is built every time. The sessions page is
 # reloaded often and its rows, once ended, never change: building one was ~18 µs, a lookup ~2.
-_ended_rows: dict[Any, str] = {}
 MAX_ENDED_ROWS = 10_000  # ~1 KB each (the key holds the row)
+_ended_rows: Memo[Any, str] = Memo(MAX_ENDED_ROWS)
 
 
 @bp.app_template_global()
@@ -900,9 +899,7 @@ def session_rows(rows: list, campaign_names: dict[str, str], guild_names: dict[s
             "  </tr>\n"
         )
         if key is not None:
-            if len(_ended_rows) >= MAX_ENDED_ROWS:
-                _ended_rows.clear()
-            _ended_rows[key] = row
+            _ended_rows.keep(key, row)
         out.append(row)
     return Markup("".join(out))
 
