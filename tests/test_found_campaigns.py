@@ -254,3 +254,41 @@ def test_later_rounds_take_campaign_ids_the_gateway_wrote_verbatim(app, as_role,
         npc_row(database_url, t, campaign, f"npc{i}")
     interval_passed(t)
     assert set(cards(b)) == set(odd)
+
+
+def test_only_a_tenants_very_first_round_reads_its_npcs_then_other_processes_take_candidates(
+    app, as_role, database_url
+):
+    """The exact read of a tenant's NPCs happens once ever, marked in web.tenants: a first round in
+    another process (a second worker, a restart) takes candidates like a later round, so an NPC
+    added after that process last read the candidates shows within the interval, not at once. A
+    tenant not marked yet (an installation upgraded, or the mark cleared) is read exactly again."""
+    from glyphoxa_htmx.models import Tenant
+    from glyphoxa_htmx.services import campaigns
+
+    b = as_role("dm")
+    t = b.user.tenant_id
+    npc_row(database_url, t, "npc_before", "Greta")
+    assert set(cards(b)) == {"npc_before"}  # the first round ever: exact
+    with app.app_context():
+        marked = db.session.get(Tenant, t).campaigns_found_at
+    assert marked is not None
+
+    def another_process():  # its first round for t, with candidates read before the NPC below
+        forget_sync()
+        campaigns._npc_snapshot = (time.monotonic(), {})
+
+    another_process()
+    npc_row(database_url, t, "npc_after", "Sal")
+    assert set(cards(b)) == {"npc_before"}  # not read exactly again...
+    interval_passed(t)
+    assert set(cards(b)) == {"npc_before", "npc_after"}  # ...found by the next round's candidates
+    with app.app_context():
+        assert db.session.get(Tenant, t).campaigns_found_at == marked  # marked once, not again
+
+    sql(database_url, "UPDATE web.tenants SET campaigns_found_at = NULL WHERE id = %s", t)
+    another_process()
+    npc_row(database_url, t, "npc_unmarked", "Ilse")
+    assert set(cards(b)) == {"npc_before", "npc_after", "npc_unmarked"}  # not marked: exact again
+    with app.app_context():
+        assert db.session.get(Tenant, t).campaigns_found_at is not None

@@ -40,6 +40,10 @@ class Tenant(Model):
     # No active campaign here: the gateway's public.tenants.campaign_id is the one source of truth.
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), nullable=False, server_default=func.now())
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), nullable=False, server_default=func.now())
+    # When the campaign ids in the tenant's gateway data were first registered in full (their NPCs
+    # read exactly); NULL until then. Later first rounds in a process skip that read
+    # (services/campaigns.py, _REGISTER_FIRST).
+    campaigns_found_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
 
 
 class User(Model):
