@@ -292,3 +292,34 @@ def test_only_a_tenants_very_first_round_reads_its_npcs_then_other_processes_tak
     assert set(cards(b)) == {"npc_before", "npc_after", "npc_unmarked"}  # not marked: exact again
     with app.app_context():
         assert db.session.get(Tenant, t).campaigns_found_at is not None
+
+
+def test_a_first_round_never_waits_for_the_tenants_row(app, as_role, database_url):
+    """Another transaction holding the tenant's web.tenants row (a first round in another process,
+    a settings change) doesn't hold up the page: this round skips the mark and the exact read,
+    takes candidates, and a later first round marks the tenant."""
+    import threading
+
+    b = as_role("dm")
+    t = b.user.tenant_id
+    add_session(database_url, t, "from_discord")
+    holder = psycopg.connect(database_url)
+    holder.execute("SELECT 1 FROM web.tenants WHERE id = %s FOR UPDATE", (t,))
+    release = threading.Timer(20, holder.rollback)  # (were the page to wait, the test would end)
+    release.start()
+    try:
+        started = time.monotonic()
+        assert set(cards(b)) == {"from_discord"}
+        assert time.monotonic() - started < 10
+    finally:
+        release.cancel()
+        holder.rollback()
+        holder.close()
+    with app.app_context():
+        from glyphoxa_htmx.models import Tenant
+
+        assert db.session.get(Tenant, t).campaigns_found_at is None  # not marked: skipped
+    forget_sync()
+    assert set(cards(b)) == {"from_discord"}
+    with app.app_context():
+        assert db.session.get(Tenant, t).campaigns_found_at is not None

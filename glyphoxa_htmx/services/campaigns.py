@@ -135,11 +135,12 @@ _REGISTER_KNOWN = text(_REGISTER.format(npcs=_KNOWN_NPCS))
 # growing with the installation's NPCs, ~2,000 times in the first seconds of 1,000 users on two
 # workers. A tenant found before takes candidates like any later round: what its gateway data
 # gained meanwhile shows within two intervals. (EXISTS over ``marked`` is a one-time filter:
-# PostgreSQL skips the scan when the UPDATE marked nothing, and two first rounds at once wait on
-# the row: one scans.)
+# PostgreSQL skips the scan when the UPDATE marked nothing. SKIP LOCKED: a page never waits for
+# the tenant's row; when another transaction holds it (a first round in another process, a
+# settings change) this round takes candidates and a later first round marks it.)
 _REGISTER_FIRST = text(
-    "WITH marked AS (UPDATE web.tenants SET campaigns_found_at = now()"
-    " WHERE id = :t AND campaigns_found_at IS NULL RETURNING id)"
+    "WITH marked AS (UPDATE web.tenants SET campaigns_found_at = now() WHERE id = ("
+    "SELECT id FROM web.tenants WHERE id = :t AND campaigns_found_at IS NULL FOR UPDATE SKIP LOCKED) RETURNING id)"
     + _REGISTER.format(
         npcs=_KNOWN_NPCS
         + " UNION SELECT campaign_id FROM public.npc_definitions WHERE tenant_id = :t AND EXISTS (SELECT 1 FROM marked)"
