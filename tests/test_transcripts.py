@@ -181,6 +181,15 @@ def test_search_groups_by_session_and_pages(app, seeded, database_url):
         rest = transcripts.search(seeded.actor, "quokka", before=first.next_before, limit=4)
         ids = [h.line.id for g in first.groups + rest.groups for h in g.hits]
         assert len(ids) == len(set(ids)) == 6 and rest.next_before is None
+    from tests.test_campaigns import count_queries
+
+    seeded.dm.get("/sessions/search?q=quokka", htmx=True)  # (the sign-in resolved and cached first)
+    with count_queries(app) as q:  # the hits' sessions: one statement for all of them...
+        assert len(soup(seeded.dm.get("/sessions/search?q=quokka", htmx=True)).select(".hit")) == 6
+    assert sum('FROM "public"."sessions" s' in s for s in q) == 1 and len(q) == 2, q
+    with count_queries(app) as q:  # ...and none when nothing matched
+        assert soup(seeded.dm.get("/sessions/search?q=wombat", htmx=True)).select_one(".hit") is None
+    assert len(q) == 1, q
     too_long = seeded.dm.get("/sessions/search?q=" + "x" * 300)
     assert too_long.status_code == 422
     stop_words = seeded.dm.get("/sessions/search?q=the+and")  # no lexemes: no matches, no error

@@ -512,7 +512,8 @@ class SearchHit(NamedTuple):
 
 @dataclass(frozen=True)
 class SearchSession:
-    """What the results show of a hit's session (``public.sessions``): read with the hits."""
+    """What the results show of a hit's session (``public.sessions``): read after the hits, one
+    statement for all of them (``_HIT_SESSIONS``)."""
 
     id: str
     campaign_id: str
@@ -541,6 +542,15 @@ class SearchResult:
 _SESSIONS = qualified(str(GatewayBase.metadata.schema), GatewaySession.__tablename__)
 # The tenant's web campaigns (web.campaigns), for the names of the hits' sessions' campaigns.
 _CAMPAIGNS = qualified(str(Campaign.__table__.schema), Campaign.__tablename__)
+# The hits' sessions (the actor's tenant's only) and their campaigns' names: a statement of its own,
+# the same text for every tenant, so psycopg prepares it and PostgreSQL plans it once per
+# connection. Joined into the hits' statement, which names the tenant's schema and is planned on
+# every search, it had the planner weigh public.sessions' indexes every time.
+_HIT_SESSIONS = sql_text(
+    f"SELECT s.id, s.campaign_id, s.started_at, c.name FROM {_SESSIONS} s "
+    f"LEFT JOIN {_CAMPAIGNS} c ON c.tenant_id = s.tenant_id AND c.id = s.campaign_id "
+    "WHERE s.tenant_id = :tenant AND s.id = ANY(CAST(:ids AS text[]))"
+)
 
 
 def highlight(marked: str) -> Markup:
@@ -573,13 +583,10 @@ def _search_sql(schema: str, campaign: bool, cursor: bool) -> TextClause:
         where.append(f"e.timestamp <= {ts} AND (e.timestamp, e.id) < ({ts}, {cid})")
     return sql_text(
         "SELECT h.*, ts_headline('english', replace(replace(h.text, :start, ''), :stop, ''), "
-        "websearch_to_tsquery('english', :q), :opts) AS headline, "
-        "s.id AS s_id, s.campaign_id AS s_campaign_id, s.started_at AS s_started_at, c.name AS c_name FROM ("
+        "websearch_to_tsquery('english', :q), :opts) AS headline FROM ("
         "SELECT e.id, e.session_id, e.campaign_id, e.speaker_id, e.speaker_name, e.npc_id, e.text, e.timestamp "
         f"FROM {table} e WHERE {' AND '.join(where)} "
         "ORDER BY e.timestamp + interval '0 s' DESC, e.id DESC LIMIT :n) h "
-        f"LEFT JOIN {_SESSIONS} s ON s.id = h.session_id AND s.tenant_id = :tenant "
-        f"LEFT JOIN {_CAMPAIGNS} c ON c.tenant_id = :tenant AND c.id = s.campaign_id "
         "ORDER BY h.timestamp DESC, h.id DESC"
     )
 
@@ -591,9 +598,10 @@ def search(
     by session; ``before`` is the id of the last hit shown (resolved to its place in time).
 
     Uses ``to_tsvector('english', text) @@ websearch_to_tsquery('english', q)``, which is the
-    expression of the gateway's GIN index (``_search_sql``). Two queries: table check, and the hits
-    with their sessions and those sessions' campaign names (``public.sessions`` and
-    ``web.campaigns`` rows of the actor's tenant, joined after the LIMIT)."""
+    expression of the gateway's GIN index (``_search_sql``). Up to three queries: the table check
+    (kept, see ``memory_tables``), the hits, and the hits' sessions with those sessions' campaign
+    names (``public.sessions`` and ``web.campaigns`` rows of the actor's tenant, ``_HIT_SESSIONS``;
+    not run when nothing matched)."""
     require(actor, Perm.VIEW_TRANSCRIPTS)
     q = (q or "").strip()
     if len(q) > MAX_QUERY:
@@ -607,7 +615,6 @@ def search(
     params: dict[str, Any] = {
         "q": q,
         "n": limit + 1,
-        "tenant": actor.tenant_id,
         "opts": _HEADLINE_OPTS,
         "start": _START,
         "stop": _STOP,
@@ -622,10 +629,16 @@ def search(
     rows = rows[:limit]
     result.count = len(rows)
     result.next_before = rows[-1].id if more else None
+    ids = list({r.session_id for r in rows if isinstance(r.session_id, str)})
+    sessions = (
+        {s.id: SearchSession(*s) for s in dbconn.query(_HIT_SESSIONS, {"tenant": actor.tenant_id, "ids": ids})}
+        if ids
+        else {}
+    )
     current: SearchGroup | None = None
     for r in rows:
         if current is None or current.session_id != r.session_id:
-            known = None if r.s_id is None else SearchSession(r.s_id, r.s_campaign_id, r.s_started_at, r.c_name)
+            known = sessions.get(r.session_id) if isinstance(r.session_id, str) else None
             current = SearchGroup(session_id=r.session_id, session=known, campaign_id=r.campaign_id)
             result.groups.append(current)
         current.hits.append(SearchHit(line=_line(r), highlight=highlight(r.headline)))
