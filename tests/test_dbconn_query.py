@@ -218,6 +218,7 @@ def test_a_read_only_page_reads_on_one_autocommit_connection_of_its_own_and_hand
     try:
         assert owner.get("/dashboard").status_code == 200
         assert owner.get("/campaigns").status_code == 200
+        assert owner.get("/usage").status_code == 200
     finally:
         event.remove(engine, "before_cursor_execute", before)
     assert len(seen) >= 4

@@ -67,6 +67,8 @@ READ_ONLY_ENDPOINTS = frozenset(
         "knowledge.campaign",
         "knowledge.entity",
         "knowledge.graph",
+        "knowledge.graph_json",
+        "usage.index",
     }
 )
 
