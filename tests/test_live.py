@@ -384,10 +384,13 @@ def test_polling_viewers_share_the_hub(app, table, as_role, database_url, monkey
     with app.app_context():
         engine = db.engine
     statements: list[str] = []
+    request_modes: list[bool] = []  # autocommit of each statement a polling request ran
 
     def on_execute(conn, cursor, statement, parameters, *args):
         if (isinstance(parameters, dict) and parameters.get("sid") == sid) or "session_entries" in statement:
             statements.append(threading.current_thread().name)
+        if not threading.current_thread().name.startswith("live-"):
+            request_modes.append(conn.connection.dbapi_connection.autocommit)
 
     event.listen(engine, "before_cursor_execute", on_execute)
     try:
@@ -405,6 +408,9 @@ def test_polling_viewers_share_the_hub(app, table, as_role, database_url, monkey
         event.remove(engine, "before_cursor_execute", on_execute)
     by_requests = [name for name in statements if not name.startswith("live-")]
     assert by_requests == [], f"{len(by_requests)} statements on the session's lines ran in requests"
+    # A poll only reads: no BEGIN, and no ROLLBACK that would make psycopg drop the statements it
+    # prepared on the pooled connection (what the next pages on it run).
+    assert request_modes and all(request_modes)
     assert set(statements) == {stats["thread"]}  # the watch's one poller thread did it all
     assert len(statements) == stats["polls"] <= 2  # one tick (two statements if the table was new to it)
     expected = [i for i in db_line_ids(database_url, table.tenant, sid) if i > first]

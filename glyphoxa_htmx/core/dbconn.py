@@ -69,6 +69,7 @@ READ_ONLY_ENDPOINTS = frozenset(
         "knowledge.graph",
         "knowledge.graph_json",
         "usage.index",
+        "sessions.poll",
     }
 )
 

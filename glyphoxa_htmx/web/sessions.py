@@ -26,7 +26,7 @@ from markupsafe import Markup
 from simple_websocket import ConnectionClosed
 from simple_websocket.ws import Base as _WsBase
 
-from glyphoxa_htmx.core import htmx
+from glyphoxa_htmx.core import dbconn, htmx
 from glyphoxa_htmx.core.authz import Perm, require
 from glyphoxa_htmx.core.deps import gateway, settings
 from glyphoxa_htmx.core.errors import DomainError, ValidationError
@@ -372,6 +372,7 @@ def poll(session_id: str):
     if not htmx.is_htmx():
         return redirect(url_for("sessions.live_view", session_id=session.id), 303)
     db.session.remove()  # the hub may wait for its next poll: hold no database connection meanwhile
+    dbconn.release_read_connection()
     result = live.poll(current_user, session, int_arg(request.args.get("after"), 0), limit=500)
     return render_template(
         "sessions/_stream.html",
