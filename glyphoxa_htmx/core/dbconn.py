@@ -158,6 +158,13 @@ def release_read_connection() -> None:
         conn.close()
 
 
+def release_connections() -> None:
+    """Hand back every connection the request holds, the read connection and the session's, before
+    it waits on something that isn't the database (the live hub, a socket's lifetime)."""
+    db.session.remove()
+    release_read_connection()
+
+
 @event.listens_for(Session, "after_transaction_create")
 def _session_begins(_session: Session, transaction: SessionTransaction) -> None:
     # Before the session checks out its own connection: one connection per request at a time (two

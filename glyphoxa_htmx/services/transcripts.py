@@ -638,7 +638,7 @@ def search(
     current: SearchGroup | None = None
     for r in rows:
         if current is None or current.session_id != r.session_id:
-            known = sessions.get(r.session_id) if isinstance(r.session_id, str) else None
+            known = sessions.get(r.session_id)
             current = SearchGroup(session_id=r.session_id, session=known, campaign_id=r.campaign_id)
             result.groups.append(current)
         current.hits.append(SearchHit(line=_line(r), highlight=highlight(r.headline)))

@@ -42,7 +42,7 @@ from glyphoxa_htmx.core.i18n import (
 from glyphoxa_htmx.core.markup import escape, id_url
 from glyphoxa_htmx.core.memo import Memo
 from glyphoxa_htmx.core.parse import SNOWFLAKE_RE, int_arg
-from glyphoxa_htmx.extensions import db, sock
+from glyphoxa_htmx.extensions import sock
 from glyphoxa_htmx.services import campaigns, live, transcripts
 from glyphoxa_htmx.services import session_control as control
 from glyphoxa_htmx.services import sessions as svc
@@ -371,8 +371,7 @@ def poll(session_id: str):
     session = svc.get(current_user, session_id)  # the tenant check, before the hub is touched
     if not htmx.is_htmx():
         return redirect(url_for("sessions.live_view", session_id=session.id), 303)
-    db.session.remove()  # the hub may wait for its next poll: hold no database connection meanwhile
-    dbconn.release_read_connection()
+    dbconn.release_connections()  # the hub may wait for its next poll: hold no database connection meanwhile
     result = live.poll(current_user, session, int_arg(request.args.get("after"), 0), limit=500)
     return render_template(
         "sessions/_stream.html",
@@ -527,7 +526,7 @@ def stream(ws, session_id: str):
     closed with 1013 so that the client reconnects and resumes."""
     info = g.ws_session
     after = int_arg(request.args.get("after"), 0)
-    db.session.remove()  # hold no database connection for the life of the socket
+    dbconn.release_connections()  # hold no database connection for the life of the socket
     try:
         with live.hub().subscribe(
             info["tenant_id"],
