@@ -244,3 +244,32 @@ def test_lazy_constants_translate_as_flask_babels_do_per_request_and_language(ap
     assert seen["de"][:2] == ["Gründlich", "Sprache"] and seen["en"][:2] == ["Deep", "Language"]
     assert seen["de"][2:] == ["<b>!", "100%%"]  # plain text (escaped where shown); no % without variables
     assert [str(s) for s in ours] == [str(s) for s in theirs]  # outside a request: as written
+
+
+def test_the_language_in_force_is_one_of_the_made_locales_and_its_catalogue_is_kept(app):
+    """The selector answers one of the Locale objects made once per process (issue 18), and each
+    one's catalogue is kept per Flask-Babel domain; a locale forced by another object (an equal
+    Locale, not one of ours) is still looked up by Flask-Babel, and every way gives the same text."""
+    from babel import Locale
+    from flask_babel import force_locale, get_locale, get_timezone
+
+    from glyphoxa_htmx.core import i18n
+
+    kept = []
+    for _round in range(2):
+        with app.test_request_context(headers={"Accept-Language": "de-DE,de;q=0.9"}):
+            assert get_locale() is i18n._LOCALE_OBJECTS["de"]
+            assert i18n.current_locale() == "de"
+            assert i18n.gettext("Save") == "Speichern"
+            kept.append(i18n.translations())
+            assert str(get_timezone()) == "UTC" and get_timezone() is app.extensions["gx_zone"]
+            with force_locale("en"):
+                assert i18n.current_locale() == "en" and i18n.gettext("Save") == "Save"
+            assert i18n.gettext("Save") == "Speichern"
+        with app.test_request_context(headers={"Accept-Language": "fr"}):
+            assert get_locale() is i18n._LOCALE_OBJECTS["en"] and i18n.gettext("Save") == "Save"
+    assert kept[0] is kept[1]  # the same catalogue object, not looked up again
+    with app.test_request_context(headers={"Accept-Language": "en"}):
+        with force_locale(Locale.parse("de")):  # equal to ours, not ours: Flask-Babel's lookup
+            assert get_locale() is not i18n._LOCALE_OBJECTS["de"]
+            assert i18n.current_locale() == "de" and i18n.gettext("Save") == "Speichern"

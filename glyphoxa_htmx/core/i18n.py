@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import flask_babel
+from babel import Locale
 from babel.dates import format_datetime as babel_format_datetime
 from babel.support import NullTranslations
 from flask import Flask, has_request_context, request
@@ -114,7 +115,29 @@ def translations() -> NullTranslations:
     few hundred strings."""
     if _cv_app.get(None) is None:
         return _NULL
-    found: NullTranslations = _per_request("gx_translations", flask_babel.get_translations, zoned=False)
+    found: NullTranslations = _per_request("gx_translations", _catalogue, zoned=False)
+    return found
+
+
+def _catalogue() -> NullTranslations:
+    """The catalogue of the language in force, kept per Flask-Babel domain for each supported
+    language (issue 18): ``flask_babel.get_translations`` cost ~40 µs a request (the domain and
+    context found again through ``g``, an AttributeError on the way, the locale turned into its
+    code to key Flask-Babel's own cache). A locale that isn't one of ``_LOCALE_OBJECTS`` (one a
+    caller forced by another spelling) is Flask-Babel's to look up, as before."""
+    app_ctx = _cv_app.get()
+    ns = _babel_namespace()
+    domain = ns.__dict__.get("babel_domain") if ns is not None else None
+    if domain is None:
+        domain = flask_babel.get_babel(app_ctx.app).instance.domain_instance
+    locale = get_locale()
+    if locale is None or _CODES.get(id(locale), (None,))[0] is not locale:
+        looked_up: NullTranslations = flask_babel.get_translations()
+        return looked_up
+    kept: dict[int, NullTranslations] = domain.__dict__.setdefault("gx_catalogues", {})
+    found = kept.get(id(locale))
+    if found is None:
+        found = kept[id(locale)] = domain.get_translations()
     return found
 
 
@@ -169,19 +192,35 @@ def valid_locale(value: object) -> str | None:
     return value if isinstance(value, str) and value in LOCALES else None
 
 
-def select_locale() -> str:
-    if not has_request_context():
-        return DEFAULT
-    from flask import current_app
-    from flask_login import current_user
+# The supported languages as Babel locales, made once per process (issue 18): Flask-Babel parses
+# what the selector returns on every request (~5 µs; a Locale passes through as it is), and
+# ``str(locale)`` builds the code anew each time (~2 µs, asked ~5 times a page). ``_CODES`` is
+# keyed by identity: only these very objects are known by their code without asking Babel.
+_LOCALE_OBJECTS: dict[str, Locale] = {code: Locale.parse(code) for code in LOCALES}
+_CODES: dict[int, tuple[Locale, str]] = {id(obj): (obj, code) for code, obj in _LOCALE_OBJECTS.items()}
 
-    user = None
-    if getattr(current_app, "login_manager", None) is not None and current_user.is_authenticated:
-        user = getattr(current_user, "user", None)
+
+def select_locale() -> Locale:
+    """Flask-Babel's locale selector: the signed-in user's language, else the browser's best match,
+    else English (one of ``_LOCALE_OBJECTS``)."""
+    if not has_request_context():
+        return _LOCALE_OBJECTS[DEFAULT]
+    app_ctx = _cv_app.get()
+    # Flask-Login's user of this request, read where ``current_user`` keeps it (each ``current_user``
+    # attribute went through two proxies); loaded through ``current_user`` if it isn't yet.
+    signed_in = app_ctx.g.__dict__.get("_login_user")
+    if signed_in is None and getattr(app_ctx.app, "login_manager", None) is not None:
+        from flask_login import current_user
+
+        signed_in = current_user._get_current_object()
+    user = getattr(signed_in, "user", None) if getattr(signed_in, "is_authenticated", False) else None
     chosen = valid_locale(getattr(user, "locale", None))
-    if chosen:
-        return chosen
-    return request.accept_languages.best_match(LOCALES) or DEFAULT
+    return _LOCALE_OBJECTS[chosen or request.accept_languages.best_match(LOCALES) or DEFAULT]
+
+
+def _code(locale: Any) -> str:
+    known = _CODES.get(id(locale))
+    return known[1] if known is not None and known[0] is locale else str(locale)
 
 
 def current_locale() -> str:
@@ -190,7 +229,7 @@ def current_locale() -> str:
     ``g``'s proxy three times)."""
     ns = _babel_namespace()
     locale = ns.__dict__.get("babel_locale") if ns is not None else None
-    return str(locale or get_locale() or DEFAULT)
+    return _code(locale or get_locale() or DEFAULT)
 
 
 # -- localised formatting for templates (one place; the templates call these filters) ----------------
@@ -212,7 +251,7 @@ def _locale_and_zone() -> tuple[Any, Any, tuple[str, str]]:
 
     def look_up() -> tuple[Any, Any, tuple[str, str]]:
         locale, zone = get_locale(), get_timezone()
-        return locale, zone, (str(locale), str(zone))
+        return locale, zone, (_code(locale), str(zone))
 
     return _per_request("gx_locale_and_zone", look_up)
 
@@ -496,9 +535,20 @@ class _Fold(NodeTransformer):
         return folded
 
 
+def _default_zone() -> Any:
+    """Flask-Babel's time zone selector: the configured default zone (``BABEL_DEFAULT_TIMEZONE``,
+    UTC), made once per app (issue 18). Without a selector Flask-Babel builds it again with
+    ``pytz.timezone`` on every request (~7 µs); this is that same zone, made on the first."""
+    app = _cv_app.get().app
+    zone = app.extensions.get("gx_zone")
+    if zone is None:
+        zone = app.extensions["gx_zone"] = flask_babel.get_babel(app).instance.default_timezone
+    return zone
+
+
 def init_app(app: Flask) -> None:
     app.config.setdefault("BABEL_TRANSLATION_DIRECTORIES", str(TRANSLATIONS))
-    Babel(app, locale_selector=select_locale)
+    Babel(app, locale_selector=select_locale, timezone_selector=_default_zone)
     # Jinja's _()/gettext/ngettext: newstyle semantics (keyword placeholders, autoescaped, "%%" is a
     # percent sign) like Flask-Babel's, but through the per-request catalogue above and without
     # Jinja's generic wrappers (which cost ~14 µs a string; a page has a few hundred).
