@@ -5,9 +5,9 @@ from __future__ import annotations
 import functools
 import hashlib
 import logging
+import os
 import time
 import types
-import uuid
 import weakref
 from collections import ChainMap
 from collections.abc import Callable, Mapping, MutableMapping
@@ -282,7 +282,8 @@ def _register_request_hooks(app: Flask, settings: Settings) -> None:
     def _request_context():
         req = _cv_request.get().request
         g_ = _cv_app.get().g
-        g_.request_id = req.headers.get("X-Request-ID") or uuid.uuid4().hex
+        # (128 random bits as 32 hex digits, as uuid4().hex gave, without building a UUID: ~2 µs)
+        g_.request_id = req.headers.get("X-Request-ID") or os.urandom(16).hex()
         g_.request_started = time.perf_counter()
         # One user action = one gateway budget: GATEWAY_TIMEOUT bounds all of this request's calls.
         g_.gateway_budget = gateway_client.begin_action()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 
 from tests.conftest import soup
 
@@ -57,7 +58,9 @@ def test_security_headers(app, client):
     assert "default-src 'self'" in resp.headers["Content-Security-Policy"]
     assert resp.headers["X-Frame-Options"] == "DENY"
     assert resp.headers["X-Content-Type-Options"] == "nosniff"
-    assert resp.headers["X-Request-ID"]
+    # A request without its own id gets 128 random bits as 32 hex digits, a new one each time.
+    ids = {resp.headers["X-Request-ID"], client.get("/").headers["X-Request-ID"]}
+    assert len(ids) == 2 and all(re.fullmatch(r"[0-9a-f]{32}", i) for i in ids)
 
 
 def test_pages_load_no_third_party_scripts(app, as_role):
