@@ -479,7 +479,8 @@ def test_search_groups_write_the_old_loops_html(app):
     from datetime import UTC, datetime, timedelta
     from types import SimpleNamespace
 
-    from glyphoxa_htmx.services.transcripts import Line, SearchGroup, SearchHit, SearchSession, highlight
+    from glyphoxa_htmx.core.fulltext import from_headline as highlight
+    from glyphoxa_htmx.services.transcripts import Line, SearchGroup, SearchHit, SearchSession
 
     start = datetime(2026, 11, 3, 19, 30, tzinfo=UTC)
 

@@ -77,7 +77,7 @@ def test_threads_keeping_at_once_never_pass_the_limit():
 def test_the_process_caches_use_it():
     """One policy: the memos of issue 18 are Memos (a plain dict that someone forgot to bound
     grows with every tenant)."""
-    from glyphoxa_htmx.core import cookies, dbconn, i18n
+    from glyphoxa_htmx.core import cookies, dbconn, fulltext, i18n
     from glyphoxa_htmx.services import campaigns, signin_cache, transcripts, voice
     from glyphoxa_htmx.web import campaigns as web_campaigns
     from glyphoxa_htmx.web import sessions as web_sessions
@@ -92,6 +92,7 @@ def test_the_process_caches_use_it():
         transcripts._absent,
         transcripts._settled,
         voice._voice_lists,
+        fulltext._lexemes,
         web_campaigns._rendered,
         web_sessions._ended_rows,
         web_sessions._rendered_deliveries,

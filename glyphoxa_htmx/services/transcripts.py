@@ -29,12 +29,11 @@ from psycopg import sql
 from sqlalchemy import Row, TextClause, text
 
 from glyphoxa_htmx.adapters.gateway.tenant_id import tenant_id_problem
-from glyphoxa_htmx.core import dbconn
+from glyphoxa_htmx.core import dbconn, fulltext
 from glyphoxa_htmx.core.authz import Actor, Perm, own, require
 from glyphoxa_htmx.core.dbconn import sql_text
 from glyphoxa_htmx.core.errors import NotFound, ValidationError
 from glyphoxa_htmx.core.i18n import _
-from glyphoxa_htmx.core.markup import escape
 from glyphoxa_htmx.core.memo import Memo
 from glyphoxa_htmx.extensions import db
 from glyphoxa_htmx.models import Campaign, GatewaySession
@@ -46,11 +45,6 @@ SEARCH_RESULTS = 25
 SPEAKER_COLOURS = 8
 CONTEXT_LINES = 5  # lines shown before a linked line ("around")
 MAX_QUERY = 200
-
-# Private-use characters as ts_headline markers: stripped from the text first, then turned
-# into <mark> only after the text was HTML-escaped.
-_START, _STOP = "\ue000", "\ue001"
-_HEADLINE_OPTS = f'StartSel="{_START}", StopSel="{_STOP}", HighlightAll=true'
 
 
 # --------------------------------------------------------------------------- schema helpers
@@ -553,12 +547,6 @@ _HIT_SESSIONS = sql_text(
 )
 
 
-def highlight(marked: str) -> Markup:
-    """Escape the headline, then turn the private-use markers into <mark> (never |safe on DB text)."""
-    escaped = str(escape(marked))
-    return Markup(escaped.replace(_START, "<mark>").replace(_STOP, "</mark>"))
-
-
 # How the hits are found (issue 18): every match through the gateway's GIN index, then the newest
 # (ORDER BY an expression of the timestamp, which no index yields in order). Left to choose,
 # PostgreSQL often took the timestamp index instead, testing each line in time order until a page
@@ -567,13 +555,18 @@ def highlight(marked: str) -> Markup:
 # (0.26 s on a 40k-line table, growing with it). This way the cost follows the number of matches:
 # 2-5 ms on 40k lines for common, rare and earlier-arc words alike (bench/run.py, part "large").
 # A quoted phrase has each line holding all its words tested for their order.
+#
+# Each hit's marks: PostgreSQL's ``ts_headline`` only for a line that isn't plain ASCII prose (the
+# ``CASE``; the planner evaluates it after the sort and limit, for the hits only), the rest marked
+# in Python with the query's lexemes as PostgreSQL wrote them (``tsq``, folded to a constant when
+# the statement is planned): core/fulltext.py. ``:plain`` is ``fulltext.PLAIN_SQL``, or '' (every
+# line matches it: all headlines from PostgreSQL) where the database's text search isn't ours.
 
 
 @lru_cache(maxsize=4096)
 def _search_sql(schema: str, campaign: bool, cursor: bool) -> TextClause:
     """The search statement for one tenant and set of filters: at most ``:n`` hits newest first,
-    each with its headline, its session (``public.sessions``) and that session's campaign name
-    (``web.campaigns``) of the tenant's own."""
+    each with PostgreSQL's headline where it is needed (else NULL) and the query's lexemes."""
     table = qualified(schema, "session_entries")
     where = ["to_tsvector('english', e.text) @@ websearch_to_tsquery('english', :q)"]
     if campaign:
@@ -582,13 +575,17 @@ def _search_sql(schema: str, campaign: bool, cursor: bool) -> TextClause:
         ts, cid = _cursor(table, session=False, end=True)
         where.append(f"e.timestamp <= {ts} AND (e.timestamp, e.id) < ({ts}, {cid})")
     return sql_text(
-        "SELECT h.*, ts_headline('english', replace(replace(h.text, :start, ''), :stop, ''), "
-        "websearch_to_tsquery('english', :q), :opts) AS headline FROM ("
-        "SELECT e.id, e.session_id, e.campaign_id, e.speaker_id, e.speaker_name, e.npc_id, e.text, e.timestamp "
+        "SELECT e.id, e.session_id, e.campaign_id, e.speaker_id, e.speaker_name, e.npc_id, e.text, e.timestamp, "
+        "CASE WHEN e.text ~ :plain THEN ts_headline('english', replace(replace(e.text, :start, ''), :stop, ''), "
+        "websearch_to_tsquery('english', :q), :opts) END AS headline, "
+        "websearch_to_tsquery('english', :q)::text AS tsq "
         f"FROM {table} e WHERE {' AND '.join(where)} "
-        "ORDER BY e.timestamp + interval '0 s' DESC, e.id DESC LIMIT :n) h "
-        "ORDER BY h.timestamp DESC, h.id DESC"
+        "ORDER BY e.timestamp + interval '0 s' DESC, e.id DESC LIMIT :n"
     )
+
+
+def _probe(statement: str, params: dict[str, str]) -> Any:
+    return dbconn.query(sql_text(statement), params).one()
 
 
 def search(
@@ -615,9 +612,10 @@ def search(
     params: dict[str, Any] = {
         "q": q,
         "n": limit + 1,
-        "opts": _HEADLINE_OPTS,
-        "start": _START,
-        "stop": _STOP,
+        "opts": fulltext.HEADLINE_OPTS,
+        "start": fulltext.START,
+        "stop": fulltext.STOP,
+        "plain": fulltext.PLAIN_SQL if fulltext.enabled(_probe) else "",
     }
     if campaign:
         params["campaign"] = memory_campaign(campaign)
@@ -636,12 +634,14 @@ def search(
         else {}
     )
     current: SearchGroup | None = None
+    lexemes = fulltext.query_lexemes(rows[0].tsq) if rows else frozenset()
     for r in rows:
         if current is None or current.session_id != r.session_id:
             known = sessions.get(r.session_id)
             current = SearchGroup(session_id=r.session_id, session=known, campaign_id=r.campaign_id)
             result.groups.append(current)
-        current.hits.append(SearchHit(line=_line(r), highlight=highlight(r.headline)))
+        marked = fulltext.from_headline(r.headline) if r.headline is not None else fulltext.mark(r.text, lexemes)
+        current.hits.append(SearchHit(line=_line(r), highlight=marked))
     return result
 
 

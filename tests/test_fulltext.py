@@ -1,0 +1,193 @@
+"""Search hits marked in Python (core/fulltext.py) against PostgreSQL's own ts_headline."""
+
+from __future__ import annotations
+
+import random
+import re
+
+import psycopg
+import pytest
+
+from glyphoxa_htmx.core import fulltext
+from tests.support.ws_server import sql
+from tests.test_transcripts import add_line, seeded  # noqa: F401 - the fixture
+
+# Words whose stems differ between Snowball 2.2 (PostgreSQL 15) and later Snowball, stop words,
+# capitals, apostrophes, and lines PostgreSQL's parser reads as more than words and blanks.
+PLAIN_WORDS = (
+    "chapel chapels Chapel CHAPEL bell Bells belling dragon dragon's o'clock can't evening added adding "
+    "international organization organizations emergency emergencies interval lateral organic running ran "
+    "runs the and of The Whom ours yourselves s t don will Will lantern salt road strahd quokka"
+).split()
+PUNCTUATION = [" ", " ", " ", ", ", ". ", "! ", "? ", "; ", ": ", ' "', '" ', " (", ") ", "\n", "\t"]
+NOT_PLAIN = [
+    "half-elf",
+    "e.g.",
+    "foo.bar",
+    "3",
+    "2.5",
+    "v1.2.3",
+    "Ölweg",
+    "über",
+    "café",
+    "http://chapel.example/bell",
+    "bell@chapel.example",
+    "<b>chapel</b>",
+    "&amp;",
+    "snake_case",
+    "/chapel/bell",
+    "chapel..bell",
+    "c" * 250,
+    "naïve",
+    "#chapel",
+]
+QUERIES = [
+    "chapel",
+    "Bells",
+    "dragon",
+    "evening",
+    "added",
+    "international organization",
+    "chapel or bell",
+    "chapel -bell",
+    "chapel or -bell",
+    '"dark chapel"',
+    '"chapel bell"',
+    "the chapel",
+    "running",
+    "emergency interval",
+    "half-elf",
+    "dragon's",
+    "über",
+    "café chapel",
+    "o'clock",
+    "will",
+    "strahd or quokka or lantern",
+]
+
+
+def _lines(rng: random.Random, n: int) -> list[str]:
+    out = []
+    for i in range(n):
+        words = [rng.choice(PLAIN_WORDS) for _ in range(rng.randint(3, 14))]
+        if i % 4 == 0:  # a quarter of the lines: something the parser reads as more than words
+            words.insert(rng.randrange(len(words)), rng.choice(NOT_PLAIN))
+        text = "".join(w + rng.choice(PUNCTUATION) for w in words).strip()
+        out.append(text[0].upper() + text[1:] + rng.choice(["", ".", "!", "..."]))
+    return out
+
+
+def test_python_marks_are_postgresql_headlines_on_every_plain_line(database_url):
+    """Every line the statement leaves to Python (not matching PLAIN_SQL) gets exactly the marks
+    ts_headline gives it, for 900 lines × 21 queries (phrases, OR, negation, stop words, stems
+    that changed in later Snowball, capitals, apostrophes, punctuation); and the lines that aren't
+    plain (hyphens, numbers, dots inside words, non-ASCII, URLs, tags, a 250-letter word) are the
+    ones PLAIN_SQL sends to PostgreSQL."""
+    lines = _lines(random.Random(18), 900)
+    rows = sql(
+        database_url,
+        "SELECT t, q, to_tsvector('english', t) @@ websearch_to_tsquery('english', q), t ~ %s, "
+        "ts_headline('english', t, websearch_to_tsquery('english', q), %s), websearch_to_tsquery('english', q)::text "
+        "FROM unnest(%s::text[]) t, unnest(%s::text[]) q",
+        (fulltext.PLAIN_SQL, fulltext.HEADLINE_OPTS, lines, QUERIES),
+    )
+    compared = set()
+    unplain = set()
+    for text, q, matched, not_plain, headline, tsq in rows:
+        if not_plain:
+            unplain.add(text)
+            continue
+        # Lines without a match too: HighlightAll marks the same words whether or not it matched.
+        assert fulltext.mark(text, fulltext.query_lexemes(tsq)) == fulltext.from_headline(headline), (text, q)
+        if matched:
+            compared.add((text, q))
+    # (all but half-elf, über, café chapel, "dark chapel" and the stop word alone match plain lines)
+    assert len(compared) > 2000 and len({q for _t, q in compared}) == 16
+    # Exactly the lines holding something from NOT_PLAIN, or a dot before anything but a space
+    # ("..." and ".!" too: more than the parser needs, never less), were left to PostgreSQL.
+    assert unplain == {t for t in lines if any(bad.lower() in t.lower() for bad in NOT_PLAIN) or re.search(r"\.\S", t)}
+    assert 150 < len(unplain) < 500
+
+
+def test_the_probe_agrees_with_english_and_refuses_any_other_text_search(database_url, monkeypatch):
+    """``agrees`` holds for the database's ``english`` configuration and fails for another
+    parser's dictionaries (``simple``), a copy of ``english`` whose words go to another dictionary,
+    and a stop list that differs from ours; ``enabled`` fails closed when the probe can't run."""
+    from types import SimpleNamespace
+
+    def probe(config: str) -> SimpleNamespace:
+        with psycopg.connect(database_url, autocommit=True) as conn:
+            statement = re.sub(r"(?<!:):(\w+)", r"%(\1)s", fulltext.PROBE_SQL)  # psycopg's placeholders
+            cur = conn.execute(statement, fulltext.probe_params(config))
+            return SimpleNamespace(**dict(zip([d.name for d in cur.description], cur.fetchone(), strict=True)))
+
+    assert fulltext.agrees(probe("english"))
+    assert not fulltext.agrees(probe("simple"))
+    sql(database_url, "DROP TEXT SEARCH CONFIGURATION IF EXISTS public.gx_probe_test")
+    sql(database_url, "CREATE TEXT SEARCH CONFIGURATION public.gx_probe_test (COPY = english)")
+    try:
+        assert fulltext.agrees(probe("public.gx_probe_test"))  # the same as english
+        sql(
+            database_url, "ALTER TEXT SEARCH CONFIGURATION public.gx_probe_test ALTER MAPPING FOR asciiword WITH simple"
+        )
+        assert not fulltext.agrees(probe("public.gx_probe_test"))
+    finally:
+        sql(database_url, "DROP TEXT SEARCH CONFIGURATION IF EXISTS public.gx_probe_test")
+    monkeypatch.setattr(fulltext, "STOP_WORDS", fulltext.STOP_WORDS - {"will"})
+    monkeypatch.setattr(fulltext, "_lexemes", type(fulltext._lexemes)(fulltext.MAX_LEXEMES))
+    assert not fulltext.agrees(probe("english"))
+
+    monkeypatch.setattr(fulltext, "_agrees", None)
+
+    def broken(_sql, _params):
+        raise RuntimeError("no database")
+
+    assert fulltext.enabled(broken) is False
+    assert fulltext.enabled(lambda *_a: pytest.fail("asked again")) is False  # once per process
+
+
+@pytest.mark.parametrize("agreeing", [True, False])
+def test_search_hits_read_the_same_whoever_marks_them(app, seeded, database_url, monkeypatch, agreeing):  # noqa: F811
+    """The search results are the same with marks made in Python (plain lines) and with every
+    headline from PostgreSQL (a database whose text search isn't ours): lines of the gateway's with
+    numbers, hyphens, accents and markup next to plain ones, phrases and negations. With the probe
+    agreeing, the plain lines were marked in Python; without, none was."""
+    from glyphoxa_htmx.services import transcripts
+
+    texts = [
+        "The Chapel bells rang at evening, the dragon's chapel.",
+        "Half-elf priests in the chapel at 3 o'clock (v1.2) <b>chapel</b> & more",
+        "Über die Kapelle: chapel café, e.g. the chapel.bell",
+        "They added a chapel; organizations added bells!",
+        'A "chapel" (old) and the lantern',
+        "chapel " + "x" * 250,
+    ]
+    for text in texts:
+        add_line(database_url, seeded.tenant, seeded.sid, text, seeded.campaign)
+    queries = ["chapel", "chapel or bell", "chapel -lantern", '"chapel bells"', "add", "the chapel", "half-elf"]
+
+    def results() -> list[list[tuple[str, str]]]:
+        with app.test_request_context():
+            return [
+                [(h.line.text, str(h.highlight)) for g in transcripts.search(seeded.actor, q).groups for h in g.hits]
+                for q in queries
+            ]
+
+    monkeypatch.setattr(fulltext, "_agrees", False)
+    from_postgresql = results()
+    calls = []
+    real_mark = fulltext.mark
+    monkeypatch.setattr(fulltext, "mark", lambda text, lexemes: calls.append(text) or real_mark(text, lexemes))
+    monkeypatch.setattr(fulltext, "_agrees", None if agreeing else False)
+    assert results() == from_postgresql
+    assert sum(len(r) for r in from_postgresql) > 12 and "<mark>" in str(from_postgresql)
+    shown = sorted({t for r in from_postgresql for t, _h in r})
+    plain = {t for t, not_plain in zip(shown, _not_plain(database_url, shown), strict=True) if not not_plain}
+    assert texts[0] in plain and texts[1] not in plain and texts[2] not in plain and texts[5] not in plain
+    # (the probe marks its own text once, on the first search after _agrees was reset)
+    assert (fulltext.PROBE_TEXT in calls) is agreeing
+    assert set(calls) - {fulltext.PROBE_TEXT} == (plain if agreeing else set())
+
+
+def _not_plain(database_url, texts):
+    return [r[0] for r in sql(database_url, "SELECT t ~ %s FROM unnest(%s::text[]) t", (fulltext.PLAIN_SQL, texts))]
