@@ -5,7 +5,7 @@ hit again (~13 µs a line): on the search page that was ~0.35-0.45 ms of databas
 third of what the page cost the one PostgreSQL every app instance shares. For the lines where the
 answer is certain, the same marks are made here, in the app's horizontally scaled workers:
 
-* **Plain lines only.** A line is plain when it holds nothing but ASCII letters, whitespace and
+* **Plain lines only.** A line is plain when it holds nothing but ASCII letters, ASCII whitespace and
   ``, . ! ? ; : ' " ( )``, no ``.`` directly before a non-space (``e.g`` and ``a.b`` are file and
   host tokens to PostgreSQL's parser) and no word of 200 letters or more. PostgreSQL's default parser
   splits such a line into ``asciiword`` tokens (runs of letters) and blanks, nothing else; every
@@ -70,7 +70,9 @@ def from_headline(marked: str) -> Markup:
 
 # A line PostgreSQL's parser splits into asciiword tokens and blanks only (POSIX regular expression,
 # for the hits' statement: a line matching it is not plain and gets ts_headline).
-PLAIN_SQL = "[^A-Za-z[:space:],.!?;:'\"()]|[.][^[:space:]]|[A-Za-z]{200}"
+# ASCII whitespace only: ``[:space:]`` follows the database's locale, and a non-ASCII space is the
+# parser's to judge.
+PLAIN_SQL = r"[^A-Za-z \t\n\r\f\v,.!?;:'\"()]|[.][^ \t\n\r\f\v]|[A-Za-z]{200}"
 _WORD = re.compile(r"[A-Za-z]+")
 _SPLIT = re.compile(r"([A-Za-z]+)")
 _LEXEME = re.compile(r"'((?:[^']|'')*)'")
