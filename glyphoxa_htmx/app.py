@@ -93,6 +93,7 @@ def create_app(settings: Settings | None = None, **overrides) -> Flask:
         # Pre-ping only connections idle for a while (core/dbconn.py), not on every checkout.
         SQLALCHEMY_ENGINE_OPTIONS={
             "pool_pre_ping": False,
+            "poolclass": dbconn.TenantHomePool,  # a tenant's statements prefer its warm connection
             "pool_size": 10,
             "max_overflow": 20,
             **engine_timeouts(settings),

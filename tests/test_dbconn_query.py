@@ -351,3 +351,129 @@ def test_the_sign_in_touch_on_a_read_only_page_runs_through_the_session_holding_
         ).fetchone()[0]
     assert age.total_seconds() < 60
     assert engine.pool.checkedout() == 0 and not any(_idle_connections_in_autocommit(engine))
+
+
+# --------------------------------------------------------------------------- tenant homes
+
+
+def _pid(tenant: str | None = None) -> int:
+    return int(dbconn.query(text("SELECT pg_backend_pid()"), tenant=tenant).scalar_one())
+
+
+def _read_only_request(app):
+    ctx = app.test_request_context("/dashboard")
+    ctx.push()
+    dbconn.begin_request()
+    return ctx
+
+
+def _pids_in_turn(app, n: int, tenant: str | None) -> list[int]:
+    """The backend of one statement in each of ``n`` read-only requests in a row."""
+    pids = []
+    for _ in range(n):
+        ctx = _read_only_request(app)
+        try:
+            pids.append(_pid(tenant))
+        finally:
+            ctx.pop()
+    return pids
+
+
+def _fill_pool(app, n: int = 4) -> None:
+    """Make the pool hold ``n`` idle connections (the pool hands them out in turn)."""
+    with app.app_context():
+        held = [db.engine.connect() for _ in range(n)]
+        for conn in held:
+            conn.close()
+
+
+def test_a_tenants_statements_come_home_to_the_connection_that_last_ran_them(app):
+    """A statement over a tenant's schema on a read-only page runs on the connection that last ran
+    one for that tenant (whose backend has its tables' catalog entries cached), while other
+    statements take the pool's connections in turn; each goes back to the pool after its
+    statement, out of autocommit."""
+    _fill_pool(app)
+    assert len(set(_pids_in_turn(app, 4, None))) > 1  # without a tenant: in turn, as before
+    dbconn._homes.clear()
+    home = _pids_in_turn(app, 1, "tenant_a")[0]
+    assert _pids_in_turn(app, 4, "tenant_a") == [home] * 4
+    other = _pids_in_turn(app, 1, "tenant_b")[0]
+    ctx = _read_only_request(app)
+    try:  # mixed with the page's other statements, in one request
+        assert _pid("tenant_a") == home
+        _pid()
+        assert _pid("tenant_b") == other
+        assert _pid("tenant_a") == home
+    finally:
+        ctx.pop()
+    with app.app_context():
+        assert db.engine.pool.checkedout() == 0
+        assert not any(_idle_connections_in_autocommit(db.engine))
+
+
+def test_a_busy_home_gives_way_and_the_connection_used_instead_becomes_the_home(app):
+    _fill_pool(app)
+    dbconn._homes.clear()
+    home = _pids_in_turn(app, 1, "tenant_a")[0]
+    with app.app_context():
+        engine = db.engine
+        held = []
+        try:  # another request holds the home
+            while not held or held[-1].exec_driver_sql("SELECT pg_backend_pid()").scalar() != home:
+                held.append(engine.connect())
+            for conn in held[:-1]:
+                conn.close()
+            del held[:-1]
+            moved = _pids_in_turn(app, 1, "tenant_a")[0]
+            assert moved != home
+        finally:
+            for conn in held:
+                conn.close()
+    assert _pids_in_turn(app, 3, "tenant_a") == [moved] * 3
+
+
+def test_a_tenant_statement_off_a_read_only_page_runs_in_the_sessions_transaction(app, make_tenant, database_url):
+    """Homes are for read-only pages' autocommit reads only: on a page that writes, and on a read
+    page once its session began a transaction, the statement sees the transaction's own writes."""
+    tenant = make_tenant()
+    try:
+        for path, read_only in (("/settings", False), ("/dashboard", True)):
+            with app.test_request_context(path):
+                if read_only:
+                    dbconn.begin_request()
+                db.session.add(Campaign(id="c_home", tenant_id=tenant, name="Unsaved"))
+                db.session.flush()
+                assert (
+                    dbconn.query(text("SELECT name FROM web.campaigns WHERE id = 'c_home'"), tenant=tenant).scalar_one()
+                    == "Unsaved"
+                )
+                assert _pid(tenant) == db.session.connection().exec_driver_sql("SELECT pg_backend_pid()").scalar()
+                db.session.rollback()
+    finally:
+        with psycopg.connect(database_url, autocommit=True) as other:
+            other.execute("DELETE FROM web.campaigns WHERE id = 'c_home'")
+
+
+def test_a_home_that_failed_or_died_in_the_pool_doesnt_fail_the_next_page(app, database_url):
+    """A statement that fails on a home hands it back usable; a home whose backend died while idle
+    in the pool (a database restart, a proxy's idle cut) is pinged at checkout and replaced."""
+    _fill_pool(app)
+    dbconn._homes.clear()
+    home = _pids_in_turn(app, 1, "tenant_a")[0]
+    ctx = _read_only_request(app)
+    try:
+        with pytest.raises(ProgrammingError):
+            dbconn.query(text("SELECT * FROM no_such_table"), tenant="tenant_a")
+        assert _pid("tenant_a") == home
+    finally:
+        ctx.pop()
+    with psycopg.connect(database_url, autocommit=True) as admin:
+        admin.execute("SELECT pg_terminate_backend(%s)", (home,))
+    with app.app_context():  # idle long enough to be pinged
+        for entry in db.engine.pool._pool.queue:
+            entry.info["gx_idle_since"] = -1e9
+    replaced = _pids_in_turn(app, 1, "tenant_a")[0]
+    assert replaced != home
+    assert _pids_in_turn(app, 2, "tenant_a") == [replaced] * 2
+    with app.app_context():
+        assert db.engine.pool.checkedout() == 0

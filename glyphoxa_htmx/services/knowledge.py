@@ -130,7 +130,8 @@ def campaign_index(actor: Actor) -> tuple[list[CampaignRef], bool]:
             for r in dbconn.query(
                 text(
                     f"SELECT campaign_id, count(*) AS n FROM {ent} GROUP BY campaign_id ORDER BY campaign_id LIMIT 500"
-                )
+                ),
+                tenant=actor.tenant_id,
             )
         }
     refs = [CampaignRef(cid, name, counts.pop(cid, 0)) for cid, name in web]
@@ -159,7 +160,9 @@ def campaign(actor: Actor, campaign_id: str) -> CampaignRef:
     tables = _tables(actor)
     if tables:
         present = dbconn.query(
-            text(f"SELECT EXISTS (SELECT 1 FROM {tables[0]} WHERE campaign_id = :c)"), {"c": campaign_id}
+            text(f"SELECT EXISTS (SELECT 1 FROM {tables[0]} WHERE campaign_id = :c)"),
+            {"c": campaign_id},
+            tenant=actor.tenant_id,
         ).scalar()
         if present:
             return CampaignRef(campaign_id, _display_name(campaign_id), known=False)
@@ -258,6 +261,7 @@ def entities(
             f"FROM {ent} e WHERE {' AND '.join(where)} ORDER BY e.name, e.id LIMIT :n"
         ),
         params,
+        tenant=actor.tenant_id,
     ).all()
     page = EntityPage(entities=[EntityRow(r.id, r.type, r.name, r.description, int(r.degree)) for r in rows[:limit]])
     if len(rows) > limit:
@@ -274,6 +278,7 @@ def entities(
                     f"SELECT type, count(*) AS n FROM {ent} WHERE campaign_id = :c GROUP BY type ORDER BY type LIMIT 100"
                 ),
                 {"c": campaign_id},
+                tenant=actor.tenant_id,
             )
         ]
     page.total = sum(n for _type, n in page.types)
@@ -324,6 +329,7 @@ def entity(actor: Actor, campaign_id: str, entity_id: str) -> EntityDetail:
     row = dbconn.query(
         text(f"SELECT id, type, name, attributes, updated_at FROM {ent} WHERE campaign_id = :c AND id = :id"),
         {"c": campaign_id, "id": entity_id},
+        tenant=actor.tenant_id,
     ).one_or_none()
     if row is None:
         raise NotFound()
@@ -340,6 +346,7 @@ def entity(actor: Actor, campaign_id: str, entity_id: str) -> EntityDetail:
                 "ORDER BY r.rel_type, t.name LIMIT 500"
             ),
             params,
+            tenant=actor.tenant_id,
         )
     ]
     incoming = [
@@ -350,6 +357,7 @@ def entity(actor: Actor, campaign_id: str, entity_id: str) -> EntityDetail:
                 "ORDER BY r.rel_type, s.name LIMIT 500"
             ),
             params,
+            tenant=actor.tenant_id,
         )
     ]
     return EntityDetail(_entity(row), outgoing, incoming)

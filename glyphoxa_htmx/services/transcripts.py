@@ -231,6 +231,7 @@ def snapshot(actor: Actor, session: GatewaySession, limit: int = SNAPSHOT_LINES)
             "WHERE session_id = :sid ORDER BY timestamp DESC, id DESC LIMIT :n"
         ),
         {"sid": session.id, "n": limit},
+        tenant=actor.tenant_id,
     ).all()
     return Snapshot([_line(r) for r in reversed(rows)], int(rows[0].top) if rows else 0)
 
@@ -382,14 +383,14 @@ def page(
         params["cur"] = after
     else:
         stmt = f"SELECT {cols} FROM {table} e WHERE {base} {asc} LIMIT :n"
-    rows = dbconn.query(sql_text(stmt), params).all()
+    rows = dbconn.query(sql_text(stmt), params, tenant=actor.tenant_id).all()
     lines = [_line(r, raw=filters.raw) for r in rows]
     if before is not None:
         lines.reverse()
     key = _settled_key(actor, session, "page", filters.speaker or "", filters.kind or "")
     agg = _settled.get(key) if key is not None else None
     if agg is None:
-        agg = _aggregates(table, base, {k: v for k, v in params.items() if k in ("sid", "speaker")})
+        agg = _aggregates(actor, table, base, {k: v for k, v in params.items() if k in ("sid", "speaker")})
         _remember(key, agg)
     total, first_id, last_id, speakers = agg
     return TranscriptPage(
@@ -404,7 +405,7 @@ def page(
 
 
 def _aggregates(
-    table: str, base: str, params: dict[str, Any]
+    actor: Actor, table: str, base: str, params: dict[str, Any]
 ) -> tuple[int, int | None, int | None, tuple[tuple[str, bool], ...]]:
     """Count, first and last line id of the matching lines, and the session's speakers."""
     asc, desc = "ORDER BY e.timestamp, e.id", "ORDER BY e.timestamp DESC, e.id DESC"
@@ -418,6 +419,7 @@ def _aggregates(
             f"WHERE session_id = :sid GROUP BY speaker_name LIMIT 200) s) AS speakers"
         ),
         params,
+        tenant=actor.tenant_id,
     ).one()
     return int(agg.total), agg.first_id, agg.last_id, tuple((name, bool(npc)) for name, npc in agg.speakers)
 
@@ -441,6 +443,7 @@ def stats(actor: Actor, session: GatewaySession) -> dict[str, Any] | None:
             f"FROM {table} WHERE session_id = :sid"
         ),
         {"sid": session.id},
+        tenant=actor.tenant_id,
     ).one()
     result = dict(row._mapping) | {"player_lines": row.lines - row.npc_lines}
     _remember(key, dict(result))
@@ -622,7 +625,7 @@ def search(
     if before is not None:
         params["cur"] = before
     statement = _search_sql(schema_name(actor.tenant_id), bool(campaign), before is not None)
-    rows = dbconn.query(statement, params).all()
+    rows = dbconn.query(statement, params, tenant=actor.tenant_id).all()
     more = len(rows) > limit
     rows = rows[:limit]
     result.count = len(rows)
@@ -672,6 +675,7 @@ def recap(actor: Actor, session: GatewaySession) -> Recap | None:
             f"octet_length(audio_data) AS audio_bytes FROM {table} WHERE session_id = :sid"
         ),
         {"sid": session.id},
+        tenant=actor.tenant_id,
     ).one_or_none()
     if row is None:
         return None
