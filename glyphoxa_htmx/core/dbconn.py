@@ -132,22 +132,17 @@ def _tenant_connection(session: Session | None, tenant: str) -> Connection | Non
     where a statement must run on the request's own connection: not a read-only page, or the
     session has begun a transaction."""
     ctx = _cv_app.get(None)
-    if ctx is None:
-        return None
-    values = ctx.g.__dict__
-    if not values.get(READ_ONLY) or (session is not None and session.in_transaction()):
+    if ctx is None or not _reads_alone(ctx.g.__dict__, session):
         return None
     release_read_connection()
-    token = _want.set(_homes.get(tenant))
+    home = _homes.get(tenant)
+    token = _want.set(home)
     try:
-        conn = db.engine.connect()
+        conn = _in_autocommit(db.engine.connect())
     finally:
         _want.reset(token)
-    dbapi: Any = conn.connection.dbapi_connection
-    if not dbapi.autocommit:
-        dbapi.autocommit = True
     number = conn.connection.info.get("gx_no")
-    if number is not None and _homes.get(tenant) != number:
+    if number is not None and number != home:
         _homes.keep(tenant, number)
     return conn
 
@@ -219,10 +214,21 @@ def _read_connection(session: Session | None) -> Connection | None:
     values = ctx.g.__dict__
     conn: Connection | None = values.get(READ_CONNECTION)
     if conn is None:
-        if not values.get(READ_ONLY) or (session is not None and session.in_transaction()):
+        if not _reads_alone(values, session):
             return None
         conn = values[READ_CONNECTION] = db.engine.connect()
     # (a connection invalidated by a failed statement reconnects here: autocommit again each time)
+    return _in_autocommit(conn)
+
+
+def _reads_alone(values: dict[str, Any], session: Session | None) -> bool:
+    """Whether this request (``values``: its ``g``) reads on connections of its own in autocommit:
+    a read-only page whose session has begun no transaction (else its connection sees what it
+    wrote, and reads go there)."""
+    return bool(values.get(READ_ONLY)) and not (session is not None and session.in_transaction())
+
+
+def _in_autocommit(conn: Connection) -> Connection:
     dbapi: Any = conn.connection.dbapi_connection
     if not dbapi.autocommit:
         dbapi.autocommit = True
