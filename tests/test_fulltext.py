@@ -110,6 +110,33 @@ def test_python_marks_are_postgresql_headlines_on_every_plain_line(database_url)
     assert 150 < len(unplain) < 500
 
 
+def test_the_hits_statement_splits_the_plain_test_without_changing_it(database_url):
+    """The hits' statement asks for the 200-letter word only of lines that long (HIT_NOT_PLAIN_SQL);
+    it answers as PLAIN_SQL does on words of 199, 200 and 250 letters alone, inside prose, after
+    something not plain, on long plain prose of short words, and on the random lines; with
+    ``:plain`` '' every line goes to PostgreSQL."""
+    edge = [
+        "a" * 199,
+        "b" * 200,
+        "C" * 250,
+        "Chapel " + "x" * 199 + " bells.",
+        "Chapel " + "x" * 200 + " bells.",
+        "half-elf " + "y" * 150,
+        "The chapel bells rang, and rang again. " * 8,  # 312 characters of plain prose
+        "z" * 100 + " " + "z" * 100,
+        "",
+    ]
+    lines = edge + _lines(random.Random(7), 300)
+    split = fulltext.HIT_NOT_PLAIN_SQL.replace(":plain", "%(plain)s").replace(":long_word", "%(long)s")
+    statement = f"SELECT e.text ~ %(full)s, {split} FROM unnest(%(lines)s::text[]) AS e(text)"
+    params = {"full": fulltext.PLAIN_SQL, "plain": fulltext.SHORT_NOT_PLAIN_SQL, "long": fulltext.LONG_WORD_SQL}
+    rows = sql(database_url, statement, {**params, "lines": lines})
+    assert [full for full, _ in rows] == [parts for _, parts in rows]
+    assert [full for full, _ in rows[: len(edge)]] == [False, True, True, False, True, True, False, False, False]
+    everything = sql(database_url, statement, {**params, "plain": "", "lines": lines})
+    assert all(parts for _, parts in everything)
+
+
 def test_the_probe_agrees_with_english_and_refuses_any_other_text_search(database_url, monkeypatch):
     """``agrees`` holds for the database's ``english`` configuration and fails for another
     parser's dictionaries (``simple``), a copy of ``english`` whose words go to another dictionary,

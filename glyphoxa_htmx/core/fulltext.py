@@ -73,7 +73,16 @@ def from_headline(marked: str) -> Markup:
 # for the hits' statement: a line matching it is not plain and gets ts_headline).
 # ASCII whitespace only: ``[:space:]`` follows the database's locale, and a non-ASCII space is the
 # parser's to judge.
-PLAIN_SQL = r"[^A-Za-z \t\n\r\f\v,.!?;:'\"()]|[.][^ \t\n\r\f\v]|[A-Za-z]{200}"
+SHORT_NOT_PLAIN_SQL = r"[^A-Za-z \t\n\r\f\v,.!?;:'\"()]|[.][^ \t\n\r\f\v]"
+LONG_WORD = 200
+LONG_WORD_SQL = f"[A-Za-z]{{{LONG_WORD}}}"
+PLAIN_SQL = f"{SHORT_NOT_PLAIN_SQL}|{LONG_WORD_SQL}"
+# The same test in two parts for the hits' statement: the word of 200 letters is asked only of lines
+# at least that long. As an alternative of the one expression, PostgreSQL's regular expression
+# engine paid for the bounded repetition on every line: ~1.6 of ~2 µs a line, 0.05 ms of the
+# statement's ~0.13 ms of execution for a page of hits (issue 18). ``:plain`` is
+# SHORT_NOT_PLAIN_SQL (or '', which every line matches), ``:long_word`` LONG_WORD_SQL.
+HIT_NOT_PLAIN_SQL = f"(e.text ~ :plain OR (length(e.text) >= {LONG_WORD} AND e.text ~ :long_word))"
 _SPLIT = re.compile(r"([A-Za-z]+)")  # a plain line's words at the odd places of its split
 _LEXEME = re.compile(r"'((?:[^']|'')*)'")
 
