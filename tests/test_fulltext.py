@@ -111,7 +111,7 @@ def test_python_marks_are_postgresql_headlines_on_every_plain_line(database_url)
 
 
 def test_the_hits_statement_splits_the_plain_test_without_changing_it(database_url):
-    """The hits' statement asks for the 200-letter word only of lines that long (HIT_NOT_PLAIN_SQL);
+    """The hits' statement asks for the 200-letter word only of lines that long (not_plain_sql);
     it answers as PLAIN_SQL does on words of 199, 200 and 250 letters alone, inside prose, after
     something not plain, on long plain prose of short words, and on the random lines; with
     ``:plain`` '' every line goes to PostgreSQL."""
@@ -127,8 +127,8 @@ def test_the_hits_statement_splits_the_plain_test_without_changing_it(database_u
         "",
     ]
     lines = edge + _lines(random.Random(7), 300)
-    split = fulltext.HIT_NOT_PLAIN_SQL.replace(":plain", "%(plain)s").replace(":long_word", "%(long)s")
-    statement = f"SELECT e.text ~ %(full)s, {split} FROM unnest(%(lines)s::text[]) AS e(text)"
+    split = fulltext.not_plain_sql("t").replace(":plain", "%(plain)s").replace(":long_word", "%(long)s")
+    statement = f"SELECT t ~ %(full)s, {split} FROM unnest(%(lines)s::text[]) t"
     params = {"full": fulltext.PLAIN_SQL, "plain": fulltext.SHORT_NOT_PLAIN_SQL, "long": fulltext.LONG_WORD_SQL}
     rows = sql(database_url, statement, {**params, "lines": lines})
     assert [full for full, _ in rows] == [parts for _, parts in rows]

@@ -77,12 +77,18 @@ SHORT_NOT_PLAIN_SQL = r"[^A-Za-z \t\n\r\f\v,.!?;:'\"()]|[.][^ \t\n\r\f\v]"
 LONG_WORD = 200
 LONG_WORD_SQL = f"[A-Za-z]{{{LONG_WORD}}}"
 PLAIN_SQL = f"{SHORT_NOT_PLAIN_SQL}|{LONG_WORD_SQL}"
-# The same test in two parts for the hits' statement: the word of 200 letters is asked only of lines
-# at least that long. As an alternative of the one expression, PostgreSQL's regular expression
-# engine paid for the bounded repetition on every line: ~1.6 of ~2 µs a line, 0.05 ms of the
-# statement's ~0.13 ms of execution for a page of hits (issue 18). ``:plain`` is
-# SHORT_NOT_PLAIN_SQL (or '', which every line matches), ``:long_word`` LONG_WORD_SQL.
-HIT_NOT_PLAIN_SQL = f"(e.text ~ :plain OR (length(e.text) >= {LONG_WORD} AND e.text ~ :long_word))"
+
+
+def not_plain_sql(column: str) -> str:
+    """PLAIN_SQL's test of ``column`` in two parts, for the hits' statement: the word of 200 letters
+    is asked only of lines at least that long. As an alternative of the one expression,
+    PostgreSQL's regular expression engine paid for the bounded repetition on every line: ~1.6 of
+    ~2 µs a line, 0.05 ms of the statement's ~0.13 ms of execution for a page of hits (issue 18).
+    Binds ``:plain`` (SHORT_NOT_PLAIN_SQL, or '', which every line matches) and ``:long_word``
+    (LONG_WORD_SQL)."""
+    return f"({column} ~ :plain OR (length({column}) >= {LONG_WORD} AND {column} ~ :long_word))"
+
+
 _SPLIT = re.compile(r"([A-Za-z]+)")  # a plain line's words at the odd places of its split
 _LEXEME = re.compile(r"'((?:[^']|'')*)'")
 

@@ -562,7 +562,7 @@ _HIT_SESSIONS = sql_text(
 # Each hit's marks: PostgreSQL's ``ts_headline`` only for a line that isn't plain ASCII prose (the
 # ``CASE``; the planner evaluates it after the sort and limit, for the hits only), the rest marked
 # in Python with the query's lexemes as PostgreSQL wrote them (``tsq``, folded to a constant when
-# the statement is planned): core/fulltext.py (``HIT_NOT_PLAIN_SQL``: ``fulltext.PLAIN_SQL`` in two
+# the statement is planned): core/fulltext.py (``not_plain_sql``: ``fulltext.PLAIN_SQL`` in two
 # parts; ``:plain`` is '', which every line matches, where the database's text search isn't ours).
 
 
@@ -579,7 +579,7 @@ def _search_sql(schema: str, campaign: bool, cursor: bool) -> TextClause:
         where.append(f"e.timestamp <= {ts} AND (e.timestamp, e.id) < ({ts}, {cid})")
     return sql_text(
         "SELECT e.id, e.session_id, e.campaign_id, e.speaker_id, e.speaker_name, e.npc_id, e.text, e.timestamp, "
-        f"CASE WHEN {fulltext.HIT_NOT_PLAIN_SQL} THEN ts_headline('english', replace(replace(e.text, :start, ''), :stop, ''), "
+        f"CASE WHEN {fulltext.not_plain_sql('e.text')} THEN ts_headline('english', replace(replace(e.text, :start, ''), :stop, ''), "
         "websearch_to_tsquery('english', :q), :opts) END AS headline, "
         "websearch_to_tsquery('english', :q)::text AS tsq "
         f"FROM {table} e WHERE {' AND '.join(where)} "
