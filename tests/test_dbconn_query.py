@@ -477,3 +477,29 @@ def test_a_home_that_failed_or_died_in_the_pool_doesnt_fail_the_next_page(app, d
     assert _pids_in_turn(app, 2, "tenant_a") == [replaced] * 2
     with app.app_context():
         assert db.engine.pool.checkedout() == 0
+
+
+def test_statements_go_to_postgresql_with_numbered_placeholders_converted_once(app, make_tenant):
+    """``positional`` turns a compiled statement into what PostgreSQL receives, once per plan: a
+    name used twice is one placeholder, ``%%`` a percent sign; a placeholder we never write is
+    refused (fail closed) instead of being sent as text."""
+    assert dbconn.positional("SELECT %(a)s, %(b)s || %(a)s, 'x%%' LIKE 'x%%'") == (
+        b"SELECT $1, $2 || $1, 'x%' LIKE 'x%'",
+        ("a", "b"),
+    )
+    assert dbconn.positional("SELECT 1") == (b"SELECT 1", ())
+    for bad in ("SELECT %s", "SELECT %(a)b", "SELECT 5 %"):
+        with pytest.raises(TypeError):
+            dbconn.positional(bad)
+    tenant = make_tenant()
+    with app.app_context():
+        db.session.add(Campaign(id="c%1", tenant_id=tenant, name="50% off"))
+        db.session.add(Campaign(id="c2", tenant_id=tenant, name="Salt"))
+        db.session.flush()
+        stmt = text(
+            "SELECT id, name, CAST(:t AS text) = tenant_id AS same FROM web.campaigns "
+            "WHERE tenant_id = :t AND name LIKE '%\\%%' ORDER BY id"
+        )
+        rows = dbconn.query(stmt, {"t": tenant, "unused": 1})
+        assert [(r.id, r.name, r.same) for r in rows] == [("c%1", "50% off", True)]
+        db.session.rollback()

@@ -29,6 +29,7 @@ SQLAlchemy's statement events and error handling kept.
 from __future__ import annotations
 
 import itertools
+import re
 import time
 from collections import namedtuple
 from collections.abc import Iterator, Mapping
@@ -40,6 +41,7 @@ from typing import Any, cast
 
 from flask import Flask, request
 from flask.globals import _cv_app
+from psycopg import RawCursor
 from psycopg.pq import TransactionStatus
 from sqlalchemy import Select, TextClause, event, text
 from sqlalchemy import inspect as sa_inspect
@@ -324,6 +326,8 @@ class _Plan:
     required: frozenset[str]
     columns: tuple[Any, ...]  # the SELECT's column expressions (typed), empty for text()
     layout: tuple[tuple[str, int, Any], ...]  # per selected item: (name, columns, snapshot type or None)
+    raw: bytes  # ``sql`` with $1, $2... placeholders, as psycopg sends it (``positional``)
+    order: tuple[str, ...]  # the parameter of each placeholder
     make: Any = None  # the row maker, set on the first result once its types are checked
 
 
@@ -361,6 +365,7 @@ def _plan(statement: Select[Any] | TextClause, dialect: Dialect) -> _Plan:
         name = compiled.bind_names[bind]
         if name in defaults:  # a constant of the statement (coalesce(x, false)): converted once
             defaults[name] = process(defaults[name])
+    raw, order = positional(sql)
     plan = _Plan(
         statement,
         sql,
@@ -368,8 +373,39 @@ def _plan(statement: Select[Any] | TextClause, dialect: Dialect) -> _Plan:
         required,
         tuple(statement.selected_columns) if isinstance(statement, Select) else (),
         layout,
+        raw,
+        order,
     )
     return _plans.keep(key, plan)
+
+
+_PYFORMAT = re.compile(r"%(?:(%)|\(([^)]+)\)s|(.?))", re.DOTALL)
+
+
+def positional(sql: str) -> tuple[bytes, tuple[str, ...]]:
+    """A compiled statement (``%(name)s`` placeholders, ``%%`` a percent sign) as the query
+    PostgreSQL receives (``$1``; a name used twice is one placeholder) and the names in order.
+
+    Done once per plan, run through psycopg's ``RawCursor`` (issue 18): psycopg converts a
+    statement with named placeholders on every execution through an LRU cache of 128 texts, so
+    past 128 tenants every statement naming a tenant's schema was split and rebuilt again
+    (~20 µs of Python). The same conversion psycopg does; anything else after a ``%`` (a
+    positional ``%s``, ``%b``) is refused: no statement of ours is written that way."""
+    order: list[str] = []
+    numbers: dict[str, int] = {}
+
+    def placeholder(m: re.Match[str]) -> str:
+        percent, name, other = m.groups()
+        if percent:
+            return "%"
+        if name is None:
+            raise TypeError(f"query(): unsupported placeholder %{other} in {sql[:80]!r}")
+        if name not in numbers:
+            order.append(name)
+            numbers[name] = len(order)
+        return f"${numbers[name]}"
+
+    return _PYFORMAT.sub(placeholder, sql).encode(), tuple(order)
 
 
 def _layout(statement: Select[Any]) -> tuple[tuple[str, int, Any], ...]:
@@ -504,14 +540,15 @@ def _run(conn: Connection, statement: Select[Any] | TextClause, params: Mapping[
     cursor = None
     # One cursor per pooled connection, kept with it: a new psycopg cursor builds its adaptation
     # context afresh (~13 µs of a ~65 µs statement). Only the thread holding the connection uses it.
+    # A RawCursor: the plan holds the statement as PostgreSQL receives it (``positional``).
     fairy = conn.connection
-    dbapi = fairy.dbapi_connection
+    dbapi: Any = fairy.dbapi_connection
     try:
         cursor = fairy.info.get("gx_cursor")
         if cursor is None or cursor.closed or cursor.connection is not dbapi:
-            cursor = fairy.info["gx_cursor"] = dbapi.cursor()  # type: ignore[union-attr]
+            cursor = fairy.info["gx_cursor"] = RawCursor(dbapi)
         conn.dispatch.before_cursor_execute(conn, cursor, plan.sql, values, context, False)
-        cursor.execute(plan.sql, values)
+        cursor.execute(plan.raw, [values[name] for name in plan.order])
         conn.dispatch.after_cursor_execute(conn, cursor, plan.sql, values, context, False)
         description = None if plan.make else cursor.description  # (read once: psycopg builds it anew)
         found = cursor.fetchall() if plan.make or description is not None else []
