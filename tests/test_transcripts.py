@@ -196,6 +196,60 @@ def test_search_groups_by_session_and_pages(app, seeded, database_url):
     assert stop_words.status_code == 200 and "No lines match" in stop_words.get_data(as_text=True)
 
 
+def test_the_full_search_pages_campaign_filter_comes_with_the_hits_sessions(app, seeded, as_role, database_url):
+    """The full page's campaign filter is read by the hits' sessions' statement (issue 18): the same
+    campaigns in the same order as ``campaigns.choices(include_archived=True)`` (PostgreSQL's
+    collation, archived and found-in-Discord ones included, no other tenant's), whether anything
+    matched or not; a block request reads no filter; an empty query reads it on its own."""
+    from glyphoxa_htmx.services import campaigns
+    from tests.test_campaigns import count_queries
+
+    tenant = seeded.tenant
+    for name in ("émile's crossing", "Zephyr Keep", "ember Vale", "Ember vale"):
+        make_campaign(app, tenant, name=name)
+    archived = make_campaign(app, tenant, name="Archived Arc")
+    sql(
+        database_url,
+        "UPDATE web.campaigns SET archived_at = now() WHERE tenant_id = %s AND id = %s",
+        (tenant, archived),
+    )
+    # a campaign id only the gateway's data uses: registered (named by its id) before it is listed
+    sql(database_url, "UPDATE public.tenants SET campaign_id = 'gw-only-campaign' WHERE id = %s", (tenant,))
+    other = as_role("dm")
+    make_campaign(app, other.user.tenant_id, name="Another table's arc")
+    for sid in seeded.ids:
+        add_line(database_url, tenant, sid, "The quokka waddles past the chapel", seeded.campaign)
+
+    def options(resp):
+        return [(o["value"], o.text) for o in soup(resp).select("#s-campaign option")][1:]
+
+    # (first: the sign-in resolved, found campaigns registered, the table seen, the text search probed)
+    seeded.dm.get("/sessions/search?q=quokka")
+    with app.test_request_context():
+        expected = campaigns.choices(seeded.actor, include_archived=True)
+    names = [n for _id, n in expected]
+    assert {"Archived Arc", "gw-only-campaign", "The Salt Road"} <= set(names) and "Another table's arc" not in names
+    for url, statements in (
+        ("/sessions/search?q=quokka", 2),  # the hits, then their sessions with the filter
+        ("/sessions/search?q=wombat", 2),  # nothing matched: the filter all the same
+        ("/sessions/search", 1),  # no query: the filter alone
+    ):
+        with count_queries(app) as q:
+            resp = seeded.dm.get(url)
+        assert resp.status_code == 200 and options(resp) == expected, url
+        assert len(q) == statements, (url, q)
+    page = soup(seeded.dm.get(f"/sessions/search?q=quokka&campaign={seeded.campaign}"))
+    assert [o["value"] for o in page.select("#s-campaign option[selected]")] == [seeded.campaign]
+    assert len(page.select(".hit")) == 2 and "The Salt Road" in page.select_one(".search-group h2").text
+    with count_queries(app) as q:
+        block = seeded.dm.get("/sessions/search?q=quokka", htmx=True)
+    assert soup(block).select_one("#s-campaign") is None and len(soup(block).select(".hit")) == 2
+    assert len(q) == 2, q
+    # the other tenant's filter: only its own campaign
+    theirs = options(other.get("/sessions/search?q=quokka"))
+    assert [n for _id, n in theirs] == ["Another table's arc"]
+
+
 def test_recap_audio_pcm_is_wrapped_as_wav(app, seeded, database_url):
     pcm = bytes(range(256)) * 8
     sql(

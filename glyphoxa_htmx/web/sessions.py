@@ -705,12 +705,18 @@ def search():
     q = request.args.get("q", "")
     campaign = request.args.get("campaign", "")
     errors = {}
+    # The campaign filter is outside the #results block: a block request doesn't read it. The full
+    # page's comes with the hits' sessions (one statement fewer).
+    block = htmx.wants_block()
     try:
-        result = transcripts.search(current_user, q, campaign=campaign, before=int_arg(request.args.get("before")))
+        result = transcripts.search(
+            current_user, q, campaign=campaign, before=int_arg(request.args.get("before")), choices=not block
+        )
     except ValidationError as exc:
         errors, result = exc.errors, transcripts.SearchResult(query=q)
-    # The campaign filter is outside the #results block: a block request skips its query.
-    choices = [] if htmx.wants_block() else campaigns.choices(current_user, include_archived=True)
+    choices = result.choices
+    if choices is None:
+        choices = [] if block else campaigns.choices(current_user, include_archived=True)
     # The names of the hits' sessions' campaigns came with the hits (one statement fewer).
     campaign_names = {
         grp.session.campaign_id: grp.session.campaign_name
