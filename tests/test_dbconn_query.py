@@ -390,8 +390,8 @@ def _fill_pool(app, n: int = 4) -> None:
 def test_a_tenants_statements_come_home_to_the_connection_that_last_ran_them(app):
     """A statement over a tenant's schema on a read-only page runs on the connection that last ran
     one for that tenant (whose backend has its tables' catalog entries cached), while other
-    statements take the pool's connections in turn; each goes back to the pool after its
-    statement, out of autocommit."""
+    statements take the pool's connections in turn; each goes back to the pool when its request
+    ends, out of autocommit."""
     _fill_pool(app)
     assert len(set(_pids_in_turn(app, 4, None))) > 1  # without a tenant: in turn, as before
     dbconn._homes.clear()
@@ -409,6 +409,50 @@ def test_a_tenants_statements_come_home_to_the_connection_that_last_ran_them(app
     with app.app_context():
         assert db.engine.pool.checkedout() == 0
         assert not any(_idle_connections_in_autocommit(db.engine))
+
+
+def test_a_home_stays_the_requests_read_connection_and_a_held_one_becomes_a_new_home(app):
+    """After a tenant statement the page's other statements run on the same home (one checkout a
+    page, not one per statement); a read connection the page already holds serves a tenant
+    without a home in this process and becomes its home; a tenant with a home elsewhere still goes
+    there (the held connection goes back first: one connection per request at a time)."""
+    _fill_pool(app)
+    dbconn._homes.clear()
+    with app.app_context():
+        engine = db.engine
+    checkouts = []
+
+    def counted(*_args):
+        checkouts.append(1)
+
+    event.listen(engine, "checkout", counted)
+    try:
+        home = _pids_in_turn(app, 1, "tenant_a")[0]
+        checkouts.clear()
+        ctx = _read_only_request(app)
+        try:
+            assert _pid("tenant_a") == home
+            assert _pid() == home  # the page's next statement: same connection, no checkout
+            assert _pid("tenant_a") == home
+            assert len(checkouts) == 1 and engine.pool.checkedout() == 1
+        finally:
+            ctx.pop()
+        checkouts.clear()
+        ctx = _read_only_request(app)
+        try:
+            held = _pid()  # the page reads first...
+            assert _pid("tenant_new") == held  # ...and a tenant without a home takes that one
+            assert len(checkouts) == 1
+            if held != home:
+                assert _pid("tenant_a") == home  # a known home elsewhere: go there
+                assert engine.pool.checkedout() == 1
+        finally:
+            ctx.pop()
+        assert _pids_in_turn(app, 2, "tenant_new") == [held] * 2
+        assert engine.pool.checkedout() == 0
+    finally:
+        event.remove(engine, "checkout", counted)
+    assert not any(_idle_connections_in_autocommit(engine))
 
 
 def test_a_busy_home_gives_way_and_the_connection_used_instead_becomes_the_home(app):
