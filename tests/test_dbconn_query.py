@@ -455,6 +455,52 @@ def test_a_home_stays_the_requests_read_connection_and_a_held_one_becomes_a_new_
     assert not any(_idle_connections_in_autocommit(engine))
 
 
+def test_a_pages_read_connection_comes_from_its_signed_in_tenants_home(app):
+    """The sign-in names the request's tenant (``prefer_home``): the page's first statement, over
+    any table, already takes that tenant's home when it is idle, so its tenant statements need no
+    checkout of their own; without a known home, or with it busy, any connection does."""
+    _fill_pool(app)
+    dbconn._homes.clear()
+    home = _pids_in_turn(app, 1, "tenant_a")[0]
+    _pids_in_turn(app, 1, "tenant_b")
+    with app.app_context():
+        engine = db.engine
+    checkouts = []
+
+    def counted(*_args):
+        checkouts.append(1)
+
+    event.listen(engine, "checkout", counted)
+    try:
+        for _ in range(3):
+            ctx = _read_only_request(app)
+            try:
+                dbconn.prefer_home("tenant_a")
+                assert _pid() == home  # (the pool alone hands connections out in turn)
+                assert _pid("tenant_a") == home
+            finally:
+                ctx.pop()
+        assert len(checkouts) == 3
+        held = []  # the home busy elsewhere: the page reads all the same
+        with app.app_context():
+            try:
+                while not held or held[-1].exec_driver_sql("SELECT pg_backend_pid()").scalar() != home:
+                    held.append(engine.connect())
+                for conn in held[:-1]:
+                    conn.close()
+                ctx = _read_only_request(app)
+                try:
+                    dbconn.prefer_home("tenant_a")
+                    assert _pid() != home
+                finally:
+                    ctx.pop()
+            finally:
+                for conn in held:
+                    conn.close()
+    finally:
+        event.remove(engine, "checkout", counted)
+
+
 def test_a_busy_home_gives_way_and_the_connection_used_instead_becomes_the_home(app):
     _fill_pool(app)
     dbconn._homes.clear()

@@ -12,7 +12,7 @@ from flask_login import AnonymousUserMixin, current_user, login_required
 from werkzeug.wrappers import Response
 
 from glyphoxa_htmx.adapters import identity
-from glyphoxa_htmx.core import htmx
+from glyphoxa_htmx.core import dbconn, htmx
 from glyphoxa_htmx.core.authz import Actor
 from glyphoxa_htmx.core.deps import settings
 from glyphoxa_htmx.core.errors import DomainError, ValidationError
@@ -96,6 +96,8 @@ def _load_signed_in(req) -> SignedIn | None:
     if row is None:
         g.session_expired = auth_service.refusal(token)
         return None
+    if row.user.tenant_id:
+        dbconn.prefer_home(row.user.tenant_id)
     return auth_service.actor_for(row, _ip(), SignedIn, user=row.user, login_session=row)
 
 
