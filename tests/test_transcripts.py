@@ -250,6 +250,21 @@ def test_the_full_search_pages_campaign_filter_comes_with_the_hits_sessions(app,
     assert [n for _id, n in theirs] == ["Another table's arc"]
 
 
+def test_search_pages_on_through_its_older_matches_link(app, seeded, database_url):
+    from glyphoxa_htmx.services.transcripts import SEARCH_RESULTS
+
+    for n in range(SEARCH_RESULTS + 5):
+        add_line(database_url, seeded.tenant, seeded.sid, f"The numbat number {n} digs", seeded.campaign)
+    first = soup(seeded.dm.get(f"/sessions/search?q=numbat&campaign={seeded.campaign}"))
+    link = first.select_one(".pager a")
+    assert (
+        link["href"] == link["hx-get"] and "before=" in link["href"] and f"campaign={seeded.campaign}" in link["href"]
+    )
+    older = soup(seeded.dm.get(link["href"]))
+    shown = [a["href"] for page in (first, older) for a in page.select(".hit a")]
+    assert len(shown) == len(set(shown)) == SEARCH_RESULTS + 5 and older.select_one(".pager a") is None
+
+
 def test_recap_audio_pcm_is_wrapped_as_wav(app, seeded, database_url):
     pcm = bytes(range(256)) * 8
     sql(
