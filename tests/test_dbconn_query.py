@@ -5,6 +5,8 @@ what it must refuse rather than answer differently (fail closed)."""
 
 from __future__ import annotations
 
+from contextlib import contextmanager
+
 import psycopg
 import pytest
 from sqlalchemy import Numeric, String, TypeDecorator, bindparam, event, func, literal_column, select, text
@@ -387,6 +389,40 @@ def _fill_pool(app, n: int = 4) -> None:
             conn.close()
 
 
+@contextmanager
+def _checkouts(app):
+    """The pool's checkouts while the block runs: a list that grows by one each."""
+    with app.app_context():
+        engine = db.engine
+    seen: list[int] = []
+
+    def counted(*_args):
+        seen.append(1)
+
+    event.listen(engine, "checkout", counted)
+    try:
+        yield seen
+    finally:
+        event.remove(engine, "checkout", counted)
+
+
+@contextmanager
+def _home_busy(app, home: int):
+    """Another request holds the pool's connection whose backend is ``home``."""
+    with app.app_context():
+        engine = db.engine
+        held = []
+        try:
+            while not held or held[-1].exec_driver_sql("SELECT pg_backend_pid()").scalar() != home:
+                held.append(engine.connect())
+            for conn in held[:-1]:
+                conn.close()
+            yield
+        finally:
+            for conn in held:
+                conn.close()
+
+
 def test_a_tenants_statements_come_home_to_the_connection_that_last_ran_them(app):
     """A statement over a tenant's schema on a read-only page runs on the connection that last ran
     one for that tenant (whose backend has its tables' catalog entries cached), while other
@@ -420,15 +456,8 @@ def test_a_home_stays_the_requests_read_connection_and_a_held_one_becomes_a_new_
     dbconn._homes.clear()
     with app.app_context():
         engine = db.engine
-    checkouts = []
-
-    def counted(*_args):
-        checkouts.append(1)
-
-    event.listen(engine, "checkout", counted)
-    try:
-        home = _pids_in_turn(app, 1, "tenant_a")[0]
-        checkouts.clear()
+    home = _pids_in_turn(app, 1, "tenant_a")[0]
+    with _checkouts(app) as checkouts:
         ctx = _read_only_request(app)
         try:
             assert _pid("tenant_a") == home
@@ -448,10 +477,9 @@ def test_a_home_stays_the_requests_read_connection_and_a_held_one_becomes_a_new_
                 assert engine.pool.checkedout() == 1
         finally:
             ctx.pop()
-        assert _pids_in_turn(app, 2, "tenant_new") == [held] * 2
-        assert engine.pool.checkedout() == 0
-    finally:
-        event.remove(engine, "checkout", counted)
+    assert _pids_in_turn(app, 2, "tenant_new") == [held] * 2
+    assert engine.pool.checkedout() == 0
+    assert not any(_idle_connections_in_autocommit(engine))
     assert not any(_idle_connections_in_autocommit(engine))
 
 
@@ -463,15 +491,7 @@ def test_a_pages_read_connection_comes_from_its_signed_in_tenants_home(app):
     dbconn._homes.clear()
     home = _pids_in_turn(app, 1, "tenant_a")[0]
     _pids_in_turn(app, 1, "tenant_b")
-    with app.app_context():
-        engine = db.engine
-    checkouts = []
-
-    def counted(*_args):
-        checkouts.append(1)
-
-    event.listen(engine, "checkout", counted)
-    try:
+    with _checkouts(app) as checkouts:
         for _ in range(3):
             ctx = _read_only_request(app)
             try:
@@ -480,45 +500,23 @@ def test_a_pages_read_connection_comes_from_its_signed_in_tenants_home(app):
                 assert _pid("tenant_a") == home
             finally:
                 ctx.pop()
-        assert len(checkouts) == 3
-        held = []  # the home busy elsewhere: the page reads all the same
-        with app.app_context():
-            try:
-                while not held or held[-1].exec_driver_sql("SELECT pg_backend_pid()").scalar() != home:
-                    held.append(engine.connect())
-                for conn in held[:-1]:
-                    conn.close()
-                ctx = _read_only_request(app)
-                try:
-                    dbconn.prefer_home("tenant_a")
-                    assert _pid() != home
-                finally:
-                    ctx.pop()
-            finally:
-                for conn in held:
-                    conn.close()
-    finally:
-        event.remove(engine, "checkout", counted)
+    assert len(checkouts) == 3
+    with _home_busy(app, home):  # the home busy elsewhere: the page reads all the same
+        ctx = _read_only_request(app)
+        try:
+            dbconn.prefer_home("tenant_a")
+            assert _pid() != home
+        finally:
+            ctx.pop()
 
 
 def test_a_busy_home_gives_way_and_the_connection_used_instead_becomes_the_home(app):
     _fill_pool(app)
     dbconn._homes.clear()
     home = _pids_in_turn(app, 1, "tenant_a")[0]
-    with app.app_context():
-        engine = db.engine
-        held = []
-        try:  # another request holds the home
-            while not held or held[-1].exec_driver_sql("SELECT pg_backend_pid()").scalar() != home:
-                held.append(engine.connect())
-            for conn in held[:-1]:
-                conn.close()
-            del held[:-1]
-            moved = _pids_in_turn(app, 1, "tenant_a")[0]
-            assert moved != home
-        finally:
-            for conn in held:
-                conn.close()
+    with _home_busy(app, home):  # another request holds the home
+        moved = _pids_in_turn(app, 1, "tenant_a")[0]
+        assert moved != home
     assert _pids_in_turn(app, 3, "tenant_a") == [moved] * 3
 
 
