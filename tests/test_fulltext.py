@@ -110,6 +110,47 @@ def test_python_marks_are_postgresql_headlines_on_every_plain_line(database_url)
     assert 150 < len(unplain) < 500
 
 
+def test_the_stemmer_never_changes_a_words_first_letter():
+    """What ``mark`` relies on to look up only the words that begin with a lexeme's first letter:
+    every word of 1-4 letters, and every stem of 1-3 letters with each suffix and replacement of
+    Snowball's English steps (and its exceptions: dying, skies, idly...), keeps its first letter."""
+    import itertools
+    import string
+
+    suffixes = (
+        "s es ies ied ed ing ingly edly ly y ness ational tional ization ation ator alism aliti iviti "
+        "biliti fulness ousness iveness ogi li al ance ence er ic able ible ant ement ment ent ism ate "
+        "iti ous ive ize e l eed eedly sses us ss ying ie"
+    ).split()
+    letters = string.ascii_lowercase
+    words = ["".join(t) for n in range(1, 5) for t in itertools.product(letters, repeat=n)]
+    stems = ["".join(t) for n in range(1, 4) for t in itertools.product(letters, repeat=n)]
+    words += [stem + suffix for stem in stems for suffix in suffixes]
+    words += "dying lying tying skies skis idly gently ugly early only singly news howe".split()
+    stemmer = fulltext._stemmer
+    changed = [w for w in words if not stemmer.stemWord(w).startswith(w[0])]
+    assert len(words) > 1_400_000 and changed == []
+
+
+def test_marks_look_up_only_the_words_a_lexeme_could_be(monkeypatch):
+    """The words ``mark`` stems are the ones that begin with a lexeme's first letter (either case);
+    a query whose lexemes begin with no ASCII letter marks nothing and looks nothing up."""
+    looked: list[str] = []
+    real = fulltext.lexeme
+    monkeypatch.setattr(fulltext, "lexeme", lambda w: looked.append(w) or real(w))
+    fulltext._lexemes.clear()
+    line = 'Chapels, bells and the chapel\'s Candles: COLD charity, "Cheers" (chaplain)'
+    marked = fulltext.mark(line, frozenset({"chapel", "bell"}))
+    assert marked == (
+        "<mark>Chapels</mark>, <mark>bells</mark> and the <mark>chapel</mark>&#39;s Candles: COLD charity, "
+        "&#34;Cheers&#34; (chaplain)"
+    )
+    assert sorted(looked) == sorted(["Chapels", "bells", "chapel", "Candles", "COLD", "charity", "Cheers", "chaplain"])
+    looked.clear()
+    assert fulltext.mark("Über 42 cafés", frozenset({"42", "über"})) == "Über 42 cafés"
+    assert fulltext.mark("Plain words only", frozenset({"42"})) == "Plain words only" and looked == []
+
+
 def test_the_hits_statement_splits_the_plain_test_without_changing_it(database_url):
     """The hits' statement asks for the 200-letter word only of lines that long (not_plain_sql);
     it answers as PLAIN_SQL does on words of 199, 200 and 250 letters alone, inside prose, after

@@ -93,6 +93,7 @@ def test_the_process_caches_use_it():
         transcripts._settled,
         voice._voice_lists,
         fulltext._lexemes,
+        fulltext._markers,
         web_campaigns._rendered,
         web_sessions._ended_rows,
         web_sessions._rendered_deliveries,
