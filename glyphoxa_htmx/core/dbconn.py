@@ -97,15 +97,17 @@ READ_ONLY_ENDPOINTS = frozenset(
 # this process. ``query(..., tenant=...)`` on a read-only page checks out that connection when it
 # is idle in the pool (else whichever the pool hands out, which becomes the new home) and keeps it
 # as the request's read connection: the page's other statements run there too, one checkout
-# instead of two; and a page's read connection is taken from the signed-in tenant's home when it
-# is idle (``prefer_home``, called as the sign-in resolves), so a page whose first statement reads
-# the web schema (the transcript's session, the knowledge page's campaign) needs no second one (a checkout and checkin cost ~35 µs of Python; search, transcript and knowledge
-# -1 to -4 % in alternating in-process runs). A connection the page already holds serves a tenant
-# that has no home in this process yet, and becomes its home. The first version gave the home
-# back right after the statement, so it was idle more often (43-48 % of lookups under wrk found it
-# idle; 70-95 % with a pool of its own made no difference in throughput). It is a preference
-# only: correctness never depends on which connection runs a statement (every statement is scoped
-# by tenant; a read-only page runs in autocommit with nothing to carry over).
+# instead of two (a checkout and checkin cost ~35 µs of Python; search, transcript and knowledge
+# -1 to -4 % in alternating in-process runs). A page's read connection is itself taken from the
+# signed-in tenant's home when that is idle (``prefer_home``, called as the sign-in resolves), so
+# a page whose first statement reads the web schema (the transcript's session, the knowledge
+# page's campaign) needs no second checkout for its tenant statement; and a connection the page
+# already holds serves a tenant that has no home in this process yet, and becomes its home. The
+# first version gave the home back right after the statement, so it was idle more often (43-48 %
+# of lookups under wrk found it idle; 70-95 % with a pool of its own made no difference in
+# throughput). It is a preference only: correctness never depends on which connection runs a
+# statement (every statement is scoped by tenant; a read-only page runs in autocommit with
+# nothing to carry over).
 
 _numbers = itertools.count(1)  # numbers the pool's database connections (record.info["gx_no"])
 _want: ContextVar[int | None] = ContextVar("gx_want_connection", default=None)
