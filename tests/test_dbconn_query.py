@@ -9,8 +9,22 @@ from contextlib import contextmanager
 
 import psycopg
 import pytest
-from sqlalchemy import Numeric, String, TypeDecorator, bindparam, event, func, literal_column, select, text
+from sqlalchemy import (
+    MetaData,
+    Numeric,
+    String,
+    Text,
+    TypeDecorator,
+    bindparam,
+    event,
+    func,
+    literal_column,
+    select,
+    text,
+)
+from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.exc import MultipleResultsFound, NoResultFound, OperationalError, ProgrammingError
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 from glyphoxa_htmx.core import dbconn
 from glyphoxa_htmx.extensions import db
@@ -189,11 +203,30 @@ def test_a_selected_orm_class_comes_back_as_a_read_only_snapshot_after_a_flush(a
         with pytest.raises(AttributeError):  # nobody can change it expecting a write
             snap.name = "x"
         db.session.rollback()
-        # A mapped attribute whose column is named otherwise (GatewaySession.metadata_ is the
-        # gateway's "metadata" column) keeps the attribute's name.
+        # A mapped attribute whose column is named otherwise (here the gateway's "metadata" column,
+        # which the app's own GatewaySession leaves unmapped) keeps the attribute's name.
         add_session(database_url, tenant, "c1")
-        found = dbconn.query(select(GatewaySession).where(GatewaySession.tenant_id == bindparam("t")), {"t": tenant})
-        assert found.one().GatewaySession.metadata_ is not None
+        found = dbconn.query(
+            select(SessionWithMetadata).where(SessionWithMetadata.tenant_id == bindparam("t")), {"t": tenant}
+        )
+        snap = found.one().SessionWithMetadata
+        assert snap.metadata_ == {} and snap.tenant_id == tenant
+        # The app's own mapping doesn't load it (a JSON decode per row on every sessions list).
+        plain = dbconn.query(select(GatewaySession).where(GatewaySession.tenant_id == bindparam("t")), {"t": tenant})
+        assert not hasattr(plain.one().GatewaySession, "metadata_")
+
+
+class GatewayTables(DeclarativeBase):
+    metadata = MetaData(schema="public")
+
+
+class SessionWithMetadata(GatewayTables):
+    """public.sessions with the gateway's "metadata" column under another attribute name."""
+
+    __tablename__ = "sessions"
+    id: Mapped[str] = mapped_column(Text, primary_key=True)
+    tenant_id: Mapped[str] = mapped_column(Text)
+    metadata_: Mapped[dict] = mapped_column("metadata", JSONB)
 
 
 # --------------------------------------------------------------------------- read-only pages' own connection

@@ -46,7 +46,11 @@ class GatewaySession(GatewayBase):
     ended_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     last_voice: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     last_heartbeat: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
-    metadata_: Mapped[dict] = mapped_column("metadata", JSONB)
+    # Not mapped: the gateway's free-form ``metadata`` JSONB. Nothing here reads it, yet the session
+    # and transcript pages and the dashboard's live and last sessions loaded it with each row (psycopg
+    # decodes JSONB in Python: ~3.7 µs a row for a small document, more for whatever the gateway keeps
+    # there; the sessions list already read only its columns). Unmapped, the ORM can neither read it
+    # nor ever write it.
 
 
 class UsageRecord(GatewayBase):
