@@ -101,6 +101,47 @@ def test_the_browsers_choice_is_werkzeugs_best_match_remembered_per_header(app):
     assert i18n._browser_choices.used <= i18n._browser_choices.limit
 
 
+def test_dates_formatted_here_read_as_babels_own():
+    """``i18n.fast_datetime`` fills the common fields itself (issue 18: Babel's pattern engine was
+    ~5-17 µs a date, paid for every date a process shows the first time); its text must be
+    Babel's, for every language, zone (pytz, as Flask-Babel hands it over, and zoneinfo), named
+    format and pattern the app uses, and for fields it leaves to Babel (weekdays, eras, long zone
+    names), over random instants and each side of daylight-saving changes."""
+    import random
+    from datetime import UTC, datetime, timedelta
+    from zoneinfo import ZoneInfo
+
+    from babel import Locale
+    from babel.dates import format_datetime
+    from flask_babel import timezone as pytz_zone  # Flask-Babel's zones are pytz's (its own ``timezone``)
+
+    from glyphoxa_htmx.core import i18n
+
+    rng = random.Random(18)
+    instants = [
+        datetime(1970, 1, 1, tzinfo=UTC) + timedelta(seconds=rng.randrange(0, 4_100_000_000)) for _ in range(150)
+    ]
+    for change in ("2026-03-29 01:00", "2026-10-25 01:00", "2026-03-08 07:00", "2026-11-01 06:00"):
+        at = datetime.fromisoformat(change).replace(tzinfo=UTC)
+        instants += [at + timedelta(seconds=s) for s in (-3601, -1, 0, 1, 3599, 3600)]
+    instants += [datetime(2026, 12, 2, h, 5, 7, tzinfo=UTC) for h in (0, 1, 11, 12, 13, 23)]
+    zones = [pytz_zone("UTC"), pytz_zone("Europe/Berlin"), pytz_zone("America/New_York"), ZoneInfo("Asia/Kolkata")]
+    zones.append(ZoneInfo("Australia/Lord_Howe"))  # a half-hour daylight-saving shift
+    formats = [*i18n._NAMED_FORMATS, *i18n.BRIEF.values(), "MMMM y", "LLL", "LLLL", "MMMMM", "h:mm a", "K:mm a"]
+    formats += ["yy-M-d H:m:s", "y yyyy", "EEEE d MMMM y zzzz", "z", "zz zzz", "G 'at' hh:mm:ss a z", "d. LLL ''yy"]
+    checked = 0
+    # The app's own Locale objects (what Flask-Babel hands over) take the fast path; another
+    # Locale object for the same language is Babel's to format: both must read the same.
+    for locale in [*i18n._LOCALE_OBJECTS.values(), Locale.parse("de")]:
+        for zone in zones:
+            for fmt in formats:
+                for value in instants:
+                    expected = format_datetime(value, fmt, tzinfo=zone, locale=locale)
+                    assert i18n.fast_datetime(value, fmt, zone, locale) == expected, (locale, zone, fmt, value)
+                    checked += 1
+    assert checked > 50_000
+
+
 def test_profile_choice_beats_the_browser_and_bad_values_are_refused(app, make_user):
     user = make_user(role="dm")
     b = Browser(app).login(user)

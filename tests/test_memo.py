@@ -85,6 +85,7 @@ def test_the_process_caches_use_it():
     for memo in (
         i18n._formatted,
         i18n._browser_choices,
+        i18n._zone_names,
         dbconn._plans,
         cookies._signed_tokens,
         campaigns._last_sync,
