@@ -112,7 +112,7 @@ def test_dates_formatted_here_read_as_babels_own():
     from zoneinfo import ZoneInfo
 
     from babel import Locale
-    from babel.dates import format_datetime
+    from babel.dates import format_date, format_datetime
     from flask_babel import timezone as pytz_zone  # Flask-Babel's zones are pytz's (its own ``timezone``)
 
     from glyphoxa_htmx.core import i18n
@@ -140,6 +140,24 @@ def test_dates_formatted_here_read_as_babels_own():
                     assert i18n.fast_datetime(value, fmt, zone, locale) == expected, (locale, zone, fmt, value)
                     checked += 1
     assert checked > 50_000
+
+    # Days (the date filter, ``date_text``, the month filter): Flask-Babel's ``format_date`` takes
+    # the day in the request's zone (a naive datetime is UTC) and hands it to Babel.
+    days = (
+        [value.date() for value in instants[:40]] + instants + [value.replace(tzinfo=None) for value in instants[:40]]
+    )
+    day_formats = [*i18n._NAMED_FORMATS, "MMMM y", "LLL", "LLLL y", "EEEE, d. MMMM y", "d.M.yy", "QQQ y G"]
+    for locale in [*i18n._LOCALE_OBJECTS.values(), Locale.parse("en")]:
+        for zone in zones:
+            for fmt in day_formats:
+                for value in days:
+                    day = value
+                    if isinstance(value, datetime):
+                        aware = value if value.tzinfo is not None else value.replace(tzinfo=UTC)
+                        local = aware.astimezone(zone)
+                        day = (zone.normalize(local) if hasattr(zone, "normalize") else local).date()
+                    expected = format_date(day, fmt, locale=locale)
+                    assert i18n.fast_date(value, fmt, zone, locale) == expected, (locale, zone, fmt, value)
 
 
 def test_profile_choice_beats_the_browser_and_bad_values_are_refused(app, make_user):

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
-from datetime import date, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any, TypeVar, cast
 
@@ -34,6 +34,7 @@ from babel.dates import (
     get_time_format,
     parse_pattern,
 )
+from babel.dates import format_date as babel_format_date
 from babel.dates import format_datetime as babel_format_datetime
 from babel.support import NullTranslations
 from flask import Flask, has_request_context, request
@@ -381,8 +382,8 @@ class _Fields:
 
     __slots__ = ("_babel", "dates", "locale", "value")
 
-    def __init__(self, value: datetime, locale: Locale, dates: _LocaleDates) -> None:
-        self.value = value
+    def __init__(self, value: date | datetime, locale: Locale, dates: _LocaleDates) -> None:
+        self.value: Any = value  # (a date has no time fields: asked for one, it fails as Babel's does)
         self.locale = locale
         self.dates = dates
         self._babel: DateTimeFormat | None = None
@@ -408,7 +409,7 @@ class _Fields:
             return self.dates.months["format" if char == "M" else "stand-alone", num][v.month]
         if char == "a":
             return self.dates.periods[max(3, num), "pm" if v.hour >= 12 else "am"]
-        if char == "z" and num <= 3 and v.tzinfo is not None:
+        if char == "z" and num <= 3 and isinstance(v, datetime) and v.tzinfo is not None:
             key = (v.tzinfo, v.utcoffset(), v.dst(), v.year, self.dates.code, num)
             zone_name = _zone_names.get(key)
             if zone_name is None:
@@ -423,29 +424,53 @@ class _Fields:
         return text
 
 
+def _dates_for(locale: Locale) -> _LocaleDates | None:
+    """The locale data the fields read, for one of the app's own Locale objects; else None."""
+    kept = _locale_dates.get(id(locale))
+    if kept is not None and kept[0] is locale:
+        return kept[1]
+    if _CODES.get(id(locale), (None,))[0] is not locale:
+        return None
+    dates = _LocaleDates(locale)
+    _locale_dates[id(locale)] = (locale, dates)
+    return dates
+
+
+def _in_zone(value: datetime, zone: Any) -> datetime:
+    """``value`` in ``zone`` as Babel and Flask-Babel put it there (pytz's ``normalize`` too)."""
+    local = value.astimezone(zone)
+    return zone.normalize(local) if hasattr(zone, "normalize") else local
+
+
 def fast_datetime(value: datetime, fmt: str, zone: Any, locale: Locale) -> str:
     """``babel.dates.format_datetime(value, fmt, tzinfo=zone, locale=locale)`` for an aware
     datetime in one of the app's languages (``_LOCALE_OBJECTS``), a named format (full, long,
     medium, short) or a pattern; see ``_Fields``. Anything else is Babel's to format."""
-    kept = _locale_dates.get(id(locale))
-    if kept is None or kept[0] is not locale:
-        if value.tzinfo is None or _CODES.get(id(locale), (None,))[0] is not locale:
-            text: str = babel_format_datetime(value, fmt, tzinfo=zone, locale=locale)
-            return text
-        kept = _locale_dates[id(locale)] = (locale, _LocaleDates(locale))
-    dates = kept[1]
-    if value.tzinfo is None:
-        text = babel_format_datetime(value, fmt, tzinfo=zone, locale=locale)
+    dates = _dates_for(locale)
+    if dates is None or value.tzinfo is None:
+        text: str = babel_format_datetime(value, fmt, tzinfo=zone, locale=locale)
         return text
-    local = value.astimezone(zone)
-    if hasattr(zone, "normalize"):  # pytz, as Babel does
-        local = zone.normalize(local)
+    local = _in_zone(value, zone)
     named = dates.named.get(fmt)
     if named is not None:
         both, time_format, date_format = named
         fields = _Fields(local, locale, dates)
         return both.replace("{0}", time_format % fields).replace("{1}", date_format % fields)
     return _pattern_text(parse_pattern(fmt)) % _Fields(local, locale, dates)
+
+
+def fast_date(value: date | datetime, fmt: str, zone: Any, locale: Locale) -> str:
+    """What Flask-Babel's ``format_date(value, fmt)`` gives: the day of ``value`` in ``zone`` (a
+    naive datetime is UTC) through ``babel.dates.format_date``, with the fields filled as
+    ``fast_datetime`` fills them."""
+    if isinstance(value, datetime):
+        value = _in_zone(value if value.tzinfo is not None else value.replace(tzinfo=UTC), zone).date()
+    dates = _dates_for(locale)
+    if dates is None:
+        text: str = babel_format_date(value, fmt, locale=locale)
+        return text
+    named = dates.named.get(fmt)
+    return (named[2] if named is not None else _pattern_text(parse_pattern(fmt))) % _Fields(value, locale, dates)
 
 
 def _pattern_text(pattern: Any) -> str:
@@ -457,7 +482,18 @@ def _pattern_text(pattern: Any) -> str:
 def _date_filter(value: date | datetime | None, fmt: str = "medium") -> str:
     if value is None:
         return ""
-    return _memo("date", value, fmt, format_date)
+    return _memo("date", value, fmt, _format_date)
+
+
+def _format_date(value: date | datetime, fmt: str) -> str:
+    """Flask-Babel's ``format_date(value, fmt)`` with the request's locale and time zone looked up
+    once per request and the fields filled by ``fast_date``; a named format the app configured
+    (Flask-Babel's ``date_formats``) still goes through Flask-Babel."""
+    if fmt in _NAMED_FORMATS and flask_babel.get_babel().instance.date_formats.get(f"date.{fmt}") is not None:
+        configured: str = format_date(value, fmt)
+        return configured
+    locale, zone, _text = _locale_and_zone()
+    return fast_date(value, fmt, zone, locale)
 
 
 def _time_filter(value: datetime | None, fmt: str = "short") -> str:
@@ -470,7 +506,7 @@ def _month_filter(value: date | datetime | None) -> str:
     """Month and year, e.g. "December 2026" / "Dezember 2026"."""
     if value is None:
         return ""
-    return _memo("date", value, "MMMM y", format_date)
+    return _memo("date", value, "MMMM y", _format_date)
 
 
 def _number_filter(value: Any, digits: int | None = None) -> str:
@@ -505,7 +541,7 @@ def _format_decimal_pattern(value: Any, pattern: str) -> str:
 def date_text(value: date | datetime, fmt: str = "medium") -> str:
     """A date formatted in the current language (``fmt``: a Babel format name or a CLDR pattern
     like "LLL"), kept per process like the ``date`` filter's."""
-    return _memo("date", value, fmt, format_date)
+    return _memo("date", value, fmt, _format_date)
 
 
 def _ago_filter(value: datetime | None) -> str:
