@@ -373,11 +373,44 @@ _plans: Memo[Any, _Plan] = Memo(MAX_PLANS)
 _row_types: dict[tuple[str, ...], type] = {}
 
 
+# A text statement over a tenant's own schema differs from the same statement for another tenant
+# only in the schema's quoted name ("tenant_<id>": the gateway's rule allows letters, digits and
+# underscores, nothing SQLAlchemy's text compilation touches). Compiling one costs ~90 µs, and a
+# tenant's first visit to each page in each worker compiled its own (6-10 of them; ~3 % of the CPU
+# of first visits, which are most of the 1,000-user mix: issue 18). So a statement naming exactly
+# one such identifier is compiled once per shape (the identifier replaced by a slot), and its plan
+# is that shape's with the statement's own identifier put back: the same text, placeholders and
+# parameters as compiling it (``_compile_plan``; ``tests/test_dbconn_query.py`` compares them).
+_TENANT_SCHEMA = re.compile(r'"tenant_[a-z0-9_]+"')
+_SCHEMA_SLOT = '"gx_tenant_schema_slot"'
+
+
 def _plan(statement: Select[Any] | TextClause, dialect: Dialect) -> _Plan:
     key: Any = ("text", statement.text) if isinstance(statement, TextClause) else id(statement)
     plan = _plans.get(key)
     if plan is not None and (plan.statement is statement or isinstance(statement, TextClause)):
         return plan
+    if isinstance(statement, TextClause) and _SCHEMA_SLOT not in statement.text:
+        named = set(_TENANT_SCHEMA.findall(statement.text))
+        if len(named) == 1:
+            (schema,) = named
+            shape = _plan(sql_text(statement.text.replace(schema, _SCHEMA_SLOT)), dialect)
+            plan = _Plan(
+                statement,
+                shape.sql.replace(_SCHEMA_SLOT, schema),
+                shape.defaults,
+                shape.required,
+                (),
+                (),
+                shape.raw.replace(_SCHEMA_SLOT.encode(), schema.encode()),
+                shape.order,
+            )
+            return _plans.keep(key, plan)
+    return _plans.keep(key, _compile_plan(statement, dialect))
+
+
+def _compile_plan(statement: Select[Any] | TextClause, dialect: Dialect) -> _Plan:
+    """A statement's plan, compiled by SQLAlchemy (see ``query``)."""
     layout = _layout(statement) if isinstance(statement, Select) else ()
     # IN lists of constants (``state.in_(LIVE_STATES)``) are expanded into the SQL once; an IN
     # list given per call can't be (bind an array: ``= ANY(:ids)``).
@@ -403,7 +436,7 @@ def _plan(statement: Select[Any] | TextClause, dialect: Dialect) -> _Plan:
         if name in defaults:  # a constant of the statement (coalesce(x, false)): converted once
             defaults[name] = process(defaults[name])
     raw, order = positional(sql)
-    plan = _Plan(
+    return _Plan(
         statement,
         sql,
         defaults,
@@ -413,7 +446,6 @@ def _plan(statement: Select[Any] | TextClause, dialect: Dialect) -> _Plan:
         raw,
         order,
     )
-    return _plans.keep(key, plan)
 
 
 _PYFORMAT = re.compile(r"%(?:(%)|\(([^)]+)\)s|(.?))", re.DOTALL)
