@@ -315,6 +315,12 @@ def _dt_filter(value: datetime | None, fmt: str = "medium") -> str:
 _NAMED_FORMATS = ("full", "long", "medium", "short")
 
 
+def _configured(kind: str, fmt: str) -> bool:
+    """Whether ``fmt`` is a named format the app configured for ``kind`` ("date", "datetime") in
+    Flask-Babel's ``date_formats``: such a format is Flask-Babel's to apply."""
+    return fmt in _NAMED_FORMATS and flask_babel.get_babel().instance.date_formats.get(f"{kind}.{fmt}") is not None
+
+
 def _format_datetime(value: datetime, fmt: str) -> str:
     """Flask-Babel's ``format_datetime(value, fmt)``: Babel's, given the request's locale and time
     zone objects, which this looks up once per request instead of on every call (Flask-Babel's
@@ -323,7 +329,7 @@ def _format_datetime(value: datetime, fmt: str) -> str:
     ``date_formats``) still goes through Flask-Babel."""
     if fmt == "brief":
         fmt = BRIEF.get(current_locale(), BRIEF[DEFAULT])
-    elif fmt in _NAMED_FORMATS and flask_babel.get_babel().instance.date_formats.get(f"datetime.{fmt}") is not None:
+    elif _configured("datetime", fmt):
         configured: str = format_datetime(value, fmt)
         return configured
     locale, zone, _text = _locale_and_zone()
@@ -489,7 +495,7 @@ def _format_date(value: date | datetime, fmt: str) -> str:
     """Flask-Babel's ``format_date(value, fmt)`` with the request's locale and time zone looked up
     once per request and the fields filled by ``fast_date``; a named format the app configured
     (Flask-Babel's ``date_formats``) still goes through Flask-Babel."""
-    if fmt in _NAMED_FORMATS and flask_babel.get_babel().instance.date_formats.get(f"date.{fmt}") is not None:
+    if _configured("date", fmt):
         configured: str = format_date(value, fmt)
         return configured
     locale, zone, _text = _locale_and_zone()
