@@ -273,6 +273,60 @@ def test_a_list_date_takes_one_cache_entry_and_reads_the_same_from_it(app):
         )
 
 
+def test_a_list_date_reads_as_its_long_and_brief_formats(app):
+    """when_html's ``<time>`` fills both of its formats from one lookup of the language and zone
+    (issue 18): its HTML must be what escaping the two formatted parts into the tag gives, in both
+    languages, under force_locale, in the app's zone and another one, for aware values in other
+    offsets and naive ones, and with a long format the app configured for Flask-Babel."""
+    from datetime import UTC, datetime, timedelta, timezone
+
+    from flask_babel import force_locale
+    from flask_babel import timezone as pytz_zone
+    from markupsafe import Markup
+
+    from glyphoxa_htmx.core import i18n
+
+    moments = [
+        datetime(2026, month, 1 + month, hour, 7 * month % 60, 5, tzinfo=UTC)
+        for month in range(1, 13)
+        for hour in (0, 11, 12, 13, 23)
+    ]
+    moments += [datetime(2026, 7, 4, 12, 0), datetime(2026, 3, 29, 2, 30, tzinfo=timezone(timedelta(hours=2)))]
+    moments += [datetime(2026, 10, 25, 0, 30, tzinfo=UTC) + timedelta(minutes=30 * i) for i in range(5)]
+
+    def parts(when):
+        return str(
+            Markup('<time datetime="%s" title="%s">%s</time>')
+            % (when.isoformat(), i18n._format_datetime(when, "long"), i18n._format_datetime(when, "brief"))
+        )
+
+    def same():
+        for when in moments:
+            assert i18n._format_when(when, "") == parts(when), when
+
+    formats = app.extensions["babel"].instance.date_formats
+    zone, configured = app.extensions.get("gx_zone"), formats.get("datetime.long")
+    try:
+        for app_zone in (None, pytz_zone("Europe/Berlin")):
+            if app_zone is not None:
+                app.extensions["gx_zone"] = app_zone
+            for lang, other in (("en", "de"), ("de", "en")):
+                with app.test_request_context(headers={"Accept-Language": lang}):
+                    same()
+                    with force_locale(other):
+                        same()
+        formats["datetime.long"] = "EEEE d MMMM y, HH:mm"  # configured: Flask-Babel's to apply
+        with app.test_request_context(headers={"Accept-Language": "de"}):
+            same()
+            assert "Sonntag 1 März 2026" in i18n._format_when(datetime(2026, 3, 1, 20, 0, tzinfo=UTC), "")
+    finally:
+        if zone is None:
+            app.extensions.pop("gx_zone", None)  # (the selector looks it up again)
+        else:
+            app.extensions["gx_zone"] = zone
+        formats["datetime.long"] = configured
+
+
 def test_formatted_numbers_are_remembered_per_language_and_pattern(app):
     """Numbers are formatted once per process too: the same value still reads differently in each
     language and pattern, and equal values of different types keep their own text."""

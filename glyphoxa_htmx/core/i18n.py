@@ -59,6 +59,7 @@ from markupsafe import Markup
 from werkzeug.datastructures import LanguageAccept
 from werkzeug.http import parse_accept_header
 
+from glyphoxa_htmx.core.markup import escape
 from glyphoxa_htmx.core.memo import Memo
 
 __all__ = [
@@ -318,7 +319,11 @@ _NAMED_FORMATS = ("full", "long", "medium", "short")
 def _configured(kind: str, fmt: str) -> bool:
     """Whether ``fmt`` is a named format the app configured for ``kind`` ("date", "datetime") in
     Flask-Babel's ``date_formats``: such a format is Flask-Babel's to apply."""
-    return fmt in _NAMED_FORMATS and flask_babel.get_babel().instance.date_formats.get(f"{kind}.{fmt}") is not None
+    if fmt not in _NAMED_FORMATS:
+        return False
+    app_ctx = _cv_app.get(None)  # (Flask-Babel's get_babel goes through current_app's proxy: ~4 µs)
+    babel = app_ctx.app.extensions["babel"] if app_ctx is not None else flask_babel.get_babel()
+    return babel.instance.date_formats.get(f"{kind}.{fmt}") is not None
 
 
 def _format_datetime(value: datetime, fmt: str) -> str:
@@ -368,6 +373,7 @@ class _LocaleDates:
                     if period in names:
                         self.periods[num, period] = names[period]
                         break
+        self.brief = _pattern_text(parse_pattern(BRIEF.get(self.code, BRIEF[DEFAULT])))  # (when_html's)
         named = cast(Any, _NAMED_FORMATS)
         self.named = {
             fmt: (
@@ -579,11 +585,21 @@ def when_html(value: datetime | None) -> Markup:
 
 def _format_when(value: datetime, _fmt: str) -> str:
     # Formatted directly, not through _dt_filter: the <time> is kept whole, and keeping its two
-    # parts as well tripled what a list's dates take of the cache.
-    return str(
-        Markup('<time datetime="%s" title="%s">%s</time>')
-        % (value.isoformat(), _format_datetime(value, "long"), _format_datetime(value, "brief"))
-    )
+    # parts as well tripled what a list's dates take of the cache. Both parts read one locale and
+    # zone lookup, one conversion into the zone and one set of fields; the HTML is an f-string of
+    # escaped text (the Markup % of three parts and two _format_datetime calls were ~60 % of a
+    # date's ~40 µs, paid by every list date a process shows the first time: most of a 1,000-user
+    # run's sessions pages, issue 18). The text is _format_datetime's (tests/test_i18n.py).
+    locale, zone, _text = _locale_and_zone()
+    dates = _dates_for(locale)
+    if dates is None or value.tzinfo is None or _configured("datetime", "long"):
+        long, brief = _format_datetime(value, "long"), _format_datetime(value, "brief")
+    else:
+        fields = _Fields(_in_zone(value, zone), locale, dates)
+        both, time_format, date_format = dates.named["long"]
+        long = both.replace("{0}", time_format % fields).replace("{1}", date_format % fields)
+        brief = dates.brief % fields
+    return f'<time datetime="{escape(value.isoformat())}" title="{escape(long)}">{escape(brief)}</time>'
 
 
 @pass_eval_context
