@@ -192,6 +192,64 @@ def test_batched_counting_fails_closed_when_redis_goes_away():
     time.sleep(0)  # (the flush thread of each ends at its next wake-up)
 
 
+def test_a_flush_sends_only_keys_with_new_hits_and_ended_windows_are_forgotten_every_few_seconds(monkeypatch):
+    """A flush sends the keys hit since the last one, each once with all its hits, and nothing
+    when nothing was hit (issue 18: it no longer scans every key the process knows); the flush
+    thread forgets ended windows at most every PRUNE_SECONDS, never a key with unsent hits."""
+    import redis
+    from limits import parse
+    from limits.storage import RedisStorage
+
+    from glyphoxa_htmx.core import ratelimits
+
+    require_redis(REDIS_URL)
+    storage = RedisStorage(REDIS_URL)
+    batched = ratelimits.Batched(storage, flush_seconds=3600)
+    item = parse("600 per minute")
+    users = [f"user:{uuid.uuid4()}" for _ in range(3)]
+    names = [storage.prefixed_key(item.key_for(who, "campaigns.index")) for who in users]
+    client = redis.Redis.from_url(REDIS_URL)
+    sent: list[int] = []
+    script = storage.lua_incr_expire
+
+    def counting(keys, args, client=None):
+        sent.append(args[1])
+        return script(keys, args, client=client)
+
+    monkeypatch.setattr(storage, "lua_incr_expire", counting)
+    try:
+        for hits, who in zip((3, 1, 2), users, strict=True):
+            assert all(batched.hit([item], who, "campaigns.index") for _ in range(hits))
+        batched.flush()
+        assert sorted(sent) == [1, 2, 3] and [int(client.get(n)) for n in names] == [3, 1, 2]
+        sent.clear()
+        batched.flush()
+        assert sent == []  # nothing hit since
+        assert batched.hit([item], users[1], "campaigns.index")
+        batched.flush()
+        assert sent == [1] and int(client.get(names[1])) == 2
+
+        # Every window "ended": the flush thread forgets them only once PRUNE_SECONDS have passed
+        # since it last did, and keeps the one with a hit not sent yet.
+        for count in batched._counts.values():
+            count.until = count.exact_until = 0.0
+        assert batched.hit([item], users[2], "campaigns.index")
+        batched.flush(prune=True)
+        assert len(batched._counts) == 3  # pruned less than PRUNE_SECONDS ago (at creation)
+        assert int(client.get(names[2])) == 3
+        assert batched.hit([item], users[2], "campaigns.index")
+        for count in batched._counts.values():
+            count.until = count.exact_until = 0.0
+        batched._pruned_at -= ratelimits.PRUNE_SECONDS
+        sent.clear()
+        batched.flush(prune=True)  # (the prune runs before the send: the unsent key must survive it)
+        assert sent == [1] and int(client.get(names[2])) == 4
+        assert [c.key for c in batched._counts.values()] == [item.key_for(users[2], "campaigns.index")]
+    finally:
+        batched.stopped = True
+        client.delete(*names)
+
+
 def test_small_limits_are_never_batched():
     """Under 40 a window a twentieth is under two hits: every hit goes to Redis, as before."""
     from limits import parse

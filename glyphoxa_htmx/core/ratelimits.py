@@ -190,6 +190,10 @@ def _plan(app: Flask, endpoint: str) -> Any:
 
 FLUSH_SECONDS = 0.2  # how often a process sends the hits it counted to Redis
 STALE_SECONDS = 2.0  # no flush for this long (Redis unreachable): every hit goes to Redis itself
+# How often the flush thread forgets windows that ended. Not on every flush: the scan goes over
+# every key the process has seen in the window (~9 per active user: one per endpoint), and at
+# 1,000 users five scans a second took ~1 % of a worker's CPU (issue 18).
+PRUNE_SECONDS = 5.0
 
 
 class _Count:
@@ -234,6 +238,8 @@ class Batched:
         self._lock = threading.Lock()
         self._flushing = threading.Lock()
         self._counts: dict[tuple[RateLimitItem, str, str], _Count] = {}
+        self._dirty: list[_Count] = []  # the counts with unflushed hits (each once)
+        self._pruned_at = time.monotonic()
         self._ok_at = -float("inf")  # the last good flush (time.monotonic)
         self._pid = 0  # the process whose flush thread runs
         self._failing = False  # the last flush failed
@@ -275,6 +281,8 @@ class Batched:
                 counts.append(count)
             else:
                 for count in counts:
+                    if not count.pending:
+                        self._dirty.append(count)
                     count.pending += 1
                     full = full or count.pending >= self.cap(count.item)
         if entering or full:
@@ -296,16 +304,19 @@ class Batched:
 
     def flush(self, prune: bool = False) -> None:
         """Send every unflushed hit to Redis in one pipeline and read back each key's count;
-        ``prune`` (the flush thread, not a request) also forgets windows that ended."""
+        ``prune`` (the flush thread, not a request) also forgets windows that ended, at most every
+        PRUNE_SECONDS."""
         with self._flushing:
             now = time.monotonic()
             with self._lock:
-                if prune:  # (a window that ended, nothing unsent: nothing left to know)
+                if prune and now - self._pruned_at >= PRUNE_SECONDS:
+                    self._pruned_at = now  # (a window that ended, nothing unsent: nothing left to know)
                     for k in [
                         k for k, c in self._counts.items() if not c.pending and now >= max(c.until, c.exact_until)
                     ]:
                         del self._counts[k]
-                batch = [(count, count.pending) for count in self._counts.values() if count.pending]
+                batch = [(count, count.pending) for count in self._dirty]
+                self._dirty = []
                 for count, _n in batch:
                     count.pending = 0
             if not batch:
@@ -322,6 +333,8 @@ class Batched:
             except Exception as exc:  # noqa: BLE001 - Redis unreachable: keep the hits for the next flush
                 with self._lock:
                     for count, n in batch:
+                        if not count.pending:  # (else it is in the list again already)
+                            self._dirty.append(count)
                         count.pending += n
                 if not self._failing:  # (once per outage, not every FLUSH_SECONDS)
                     log.warning("rate limit counts not sent to Redis: %s", type(exc).__name__)
