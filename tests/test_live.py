@@ -100,6 +100,55 @@ def test_two_viewers_share_one_poller(app, server, table, as_role, database_url)
     wait_for(lambda: sid not in hub(app).stats(), what="the poller to stop after the last viewer left")
 
 
+def test_a_socket_thread_waits_until_keepalive_and_its_closing_socket_wakes_it(
+    app, server, table, database_url, monkeypatch
+):
+    """A viewer's thread doesn't wake every second to look at its socket (issue 18: with 2,000
+    viewers those wake-ups took the GIL from the threads sending lines): it waits on its
+    subscription until the next keepalive is due, and the socket's own event (a message, the
+    client's close) wakes it, so a closed socket leaves the hub at once, not up to a keepalive later."""
+    import time
+
+    from glyphoxa_htmx.services import live
+    from glyphoxa_htmx.web import sessions as web_sessions
+
+    waits: list[float] = []
+    get = live.Subscription.get
+
+    def recording(self, timeout):
+        waits.append(timeout)
+        return get(self, timeout)
+
+    monkeypatch.setattr(live.Subscription, "get", recording)
+    monkeypatch.setattr(web_sessions, "KEEPALIVE_SECONDS", 30)
+    # A quiet live session (no simulator writing lines): nothing but the close can wake its viewer.
+    seed(database_url, table.tenant, table.campaign, sessions=1)  # (the tenant's memory schema)
+    sid = f"quiet-{snowflake()}"
+    sql(
+        database_url,
+        "INSERT INTO public.sessions (id, tenant_id, campaign_id, guild_id, license_tier, state, started_at) "
+        "VALUES (%s, %s, %s, %s, 'shared', 'active', now())",
+        (sid, table.tenant, table.campaign, table.guild),
+    )
+    sql(
+        database_url,
+        f'INSERT INTO "tenant_{table.tenant}".session_entries (campaign_id, session_id, speaker_name, text) '
+        "VALUES (%s, %s, 'Narrator', 'The chapel is quiet.')",
+        (table.campaign, sid),
+    )
+    try:
+        ws = server.connect(f"/sessions/{sid}/ws?after=0", table.dm.token)
+        Reader(ws).read_until(lambda r: len(r.line_ids()) >= 1, what="the first line")
+        wait_for(lambda: waits and max(waits) > 20, what="the thread to wait for the keepalive, not a second")
+        assert hub(app).stats()[sid]["viewers"] == 1
+        ws.close()
+        closed = time.monotonic()
+        wait_for(lambda: sid not in hub(app).stats(), what="the viewer to leave and its poller to stop", timeout=25)
+        assert time.monotonic() - closed < 10  # woken by the close, not by the 30 s keepalive
+    finally:
+        sql(database_url, "UPDATE public.sessions SET state = 'ended', ended_at = now() WHERE id = %s", (sid,))
+
+
 def test_hub_serves_each_viewer_from_its_own_cursor_in_batches(app, table, database_url, monkeypatch):
     """Directly against the hub: viewers with different resume points on one (ended) session get
     exactly their missing lines, in order, across several polls, then the end; then it retires."""

@@ -102,6 +102,11 @@ class Subscription:
             except queue.Empty:
                 return events
 
+    def nudge(self) -> None:
+        """Wake the waiting ``get`` with nothing to deliver (``("wake", None)``, which a reader
+        skips): the viewer's socket has something to say, or closed."""
+        self.queue.put(("wake", None))
+
     def close(self) -> None:
         self.watch.hub.unsubscribe(self)
 
