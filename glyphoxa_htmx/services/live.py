@@ -19,7 +19,8 @@ the live script, which moves a late line into its place.
 
 Events put on a subscription's queue: ``("state", state)``, ``("lines", [Line, ...])`` and
 finally ``("ended", error_or_empty)``; ``("overflow", None)`` if a viewer fell too far behind
-(its socket should be closed so that the client reconnects and resumes).
+(its socket should be closed so that the client reconnects and resumes); ``("wake", None)``
+(``Subscription.nudge``) carries nothing: it ends a wait because the viewer's socket spoke or closed.
 
 The polling fallback (:meth:`Hub.poll`) is served from the same watch: every poll keeps the
 session's recent lines in a buffer (the last ``BUFFER_LINES``, contiguous from ``buf_floor``).

@@ -601,7 +601,7 @@ def _pump(ws, sub, info: dict) -> None:
     query) and flags the subscription when it ended."""
     next_keepalive = time.monotonic() + KEEPALIVE_SECONDS
     event = getattr(ws, "event", None)
-    woken = isinstance(event, SocketEvent)
+    woken = isinstance(event, SocketEvent)  # (else a server without SOCK_SERVER_OPTIONS': look each second)
     if isinstance(event, SocketEvent):
         event.wake = sub.nudge  # a message or the close wakes this thread (then ws.connected is read)
     while ws.connected:
