@@ -465,10 +465,15 @@ def fast_datetime(value: datetime, fmt: str, zone: Any, locale: Locale) -> str:
     local = _in_zone(value, zone)
     named = dates.named.get(fmt)
     if named is not None:
-        both, time_format, date_format = named
-        fields = _Fields(local, locale, dates)
-        return both.replace("{0}", time_format % fields).replace("{1}", date_format % fields)
+        return _named_text(named, _Fields(local, locale, dates))
     return _pattern_text(parse_pattern(fmt)) % _Fields(local, locale, dates)
+
+
+def _named_text(named: tuple[str, str, str], fields: _Fields) -> str:
+    """A named date-and-time format (``_LocaleDates.named``: Babel's "{1}, {0}" with its date and
+    time patterns) filled from ``fields``."""
+    both, time_format, date_format = named
+    return both.replace("{0}", time_format % fields).replace("{1}", date_format % fields)
 
 
 def fast_date(value: date | datetime, fmt: str, zone: Any, locale: Locale) -> str:
@@ -596,9 +601,7 @@ def _format_when(value: datetime, _fmt: str) -> str:
         long, brief = _format_datetime(value, "long"), _format_datetime(value, "brief")
     else:
         fields = _Fields(_in_zone(value, zone), locale, dates)
-        both, time_format, date_format = dates.named["long"]
-        long = both.replace("{0}", time_format % fields).replace("{1}", date_format % fields)
-        brief = dates.brief % fields
+        long, brief = _named_text(dates.named["long"], fields), dates.brief % fields
     return f'<time datetime="{escape(value.isoformat())}" title="{escape(long)}">{escape(brief)}</time>'
 
 
