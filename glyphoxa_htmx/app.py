@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import gc
 import hashlib
 import logging
 import os
@@ -447,6 +448,22 @@ def warm_templates(app: Flask) -> int:
             for name in names:
                 env.get_template(name)
     return len(names)
+
+
+def freeze_boot_heap() -> int:
+    """Collect once, then put everything the worker holds after booting (modules, the app, its
+    compiled templates, SQLAlchemy's metadata) out of the cyclic collector's reach; returns how many
+    objects that froze. Called by wsgi.py last, as the worker boots.
+
+    Why (issue 18): a full collection walks every tracked object while it holds the GIL, so all
+    of a worker's threads (8 serving pages, or up to 1,000 sockets) stand still meanwhile. Under
+    1,000 users a page worker made ~5 full collections in 40 s of 85-265 ms each; after freezing
+    the boot heap they took 35-75 ms (the heap they walk is what requests made since). Collected
+    first, so no garbage cycle of the boot is kept for the process's life; objects made later are
+    collected as before."""
+    gc.collect()
+    gc.freeze()
+    return gc.get_freeze_count()
 
 
 # The catalogue the template being loaded is compiled for (TemplateEnvironment._load_template).

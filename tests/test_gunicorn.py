@@ -147,3 +147,47 @@ def test_batched_general_limit_holds_across_gunicorn_workers(app, database_url):
         proc.terminate()
         out = proc.communicate(timeout=20)[0].decode(errors="replace")
     assert "Traceback" not in out, out[-3000:]
+
+
+class _Cycle:
+    """A reference cycle the cyclic collector must find (a weakref tells whether it did)."""
+
+    def __init__(self) -> None:
+        self.me = self
+
+
+def test_a_worker_collects_then_freezes_its_boot_heap(app, database_url):
+    """wsgi.py's last step as a worker boots (``freeze_boot_heap``): garbage of the boot is
+    collected first (never frozen for the process's life), what is alive is frozen out of the full
+    collections that stop every thread of a worker, and what is made later is collected as before.
+    The entry point itself (wsgi.py, imported as gunicorn imports it) leaves the heap frozen."""
+    import gc
+    import weakref
+
+    from glyphoxa_htmx.app import freeze_boot_heap
+
+    boot_garbage = _Cycle()
+    gone_at_boot = weakref.ref(boot_garbage)
+    del boot_garbage
+    try:
+        assert freeze_boot_heap() > 1000
+        assert gone_at_boot() is None  # collected, not frozen
+        later = _Cycle()
+        gone_later = weakref.ref(later)
+        del later
+        gc.collect()
+        assert gone_later() is None  # a cycle made after the boot is still collected
+    finally:
+        gc.unfreeze()
+
+    env = {
+        **os.environ,
+        "GLYPHOXA_ENV": "development",
+        "DATABASE_URL": database_url,
+        "SECRET_KEY": "g" * 40,
+        "LOG_LEVEL": "WARNING",
+    }
+    probe = "import gc, wsgi; print(gc.get_freeze_count())"
+    out = subprocess.run([sys.executable, "-c", probe], cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert int(out.stdout.strip().splitlines()[-1]) > 10_000
