@@ -350,9 +350,12 @@ def test_a_connection_given_back_in_autocommit_is_switched_off_at_its_next_check
                 conn.close()
 
 
-def test_the_sign_in_touch_on_a_read_only_page_runs_through_the_session_holding_one_connection(
+def test_the_sign_in_touch_on_a_read_only_page_runs_on_the_read_connection_where_the_sign_in_was_read(
     app, as_role, database_url
 ):
+    """A user's first request after a while touches ``last_seen_at``: one UPDATE, in autocommit,
+    on the connection that just read the sign-in (no transaction, no second checkout), committed
+    when the page answers; the page's reads go on there."""
     from glyphoxa_htmx.services import signin_cache
 
     owner = as_role("tenant_owner")
@@ -364,22 +367,33 @@ def test_the_sign_in_touch_on_a_read_only_page_runs_through_the_session_holding_
         )
     signin_cache.invalidate()  # resolved afresh: the touch is due
     seen: list[tuple[str, bool, int]] = []
+    numbers: list[int | None] = []  # which pooled connection ran each statement
     with app.app_context():
         engine = db.engine
 
     def before(conn, cursor, statement, parameters, context, executemany):
         seen.append((statement.split()[0], conn.connection.dbapi_connection.autocommit, engine.pool.checkedout()))
+        numbers.append(conn.connection.info.get("gx_no"))
+
+    checkouts: list[int] = []
+
+    def checkout(*_args):
+        checkouts.append(1)
 
     event.listen(engine, "before_cursor_execute", before)
+    event.listen(engine, "checkout", checkout)
     try:
         assert owner.get("/dashboard").status_code == 200
     finally:
         event.remove(engine, "before_cursor_execute", before)
+        event.remove(engine, "checkout", checkout)
+    assert len(checkouts) == 1  # the sign-in's read connection served the touch and the page
     updates = [s for s in seen if s[0] == "UPDATE"]
-    assert len(updates) == 1 and updates[0][1] is True  # the session's own connection, in autocommit
+    assert len(updates) == 1 and updates[0][1] is True  # in autocommit: committed as it ran
     assert all(held == 1 for *_rest, held in seen)
-    # Reads before the touch and after its commit: on a read connection again.
+    # The sign-in read, then the touch on that same connection.
     assert [verb for verb, _a, _h in seen][:2] == ["SELECT", "UPDATE"] and len(seen) > 3
+    assert numbers[0] is not None and numbers[1] == numbers[0]
     assert all(autocommit for verb, autocommit, _h in seen if verb == "SELECT")
     with psycopg.connect(database_url) as check:
         age = check.execute(
