@@ -25,7 +25,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.exc import MultipleResultsFound, NoResultFound, OperationalError, ProgrammingError
-from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
 
 from glyphoxa_htmx.core import dbconn
 from glyphoxa_htmx.extensions import db
@@ -711,3 +711,53 @@ def test_a_statement_naming_two_tenant_like_identifiers_is_compiled_as_it_is():
     plan = dbconn._plan(one, dialect)
     assert _same_plan(plan, dbconn._compile_plan(one, dialect)) and plan.order == ("a",)
     assert plan.raw == b'SELECT id FROM "tenant_cd"."x" WHERE a = $1 AND a2 = $1 AND c LIKE \'%x\''
+
+
+def test_a_found_campaign_round_on_a_read_only_page_runs_on_the_read_connection(app, as_role, database_url):
+    """A campaign id the gateway wrote (a Discord session's) is registered on the tenant's next
+    round, its audit entry written; a later round that finds nothing new (the usual one, every
+    FOUND_SYNC_SECONDS per tenant and process) is one statement in autocommit on the page's read
+    connection: no session transaction, one checkout for the whole page."""
+    from glyphoxa_htmx.models import AuditLog
+    from glyphoxa_htmx.services import campaigns
+    from tests.test_campaigns import add_session
+
+    owner = as_role("tenant_owner")
+    owner.get("/campaigns")
+    add_session(database_url, owner.user.tenant_id, "found_at_the_table")
+    campaigns._last_sync.clear()  # this tenant's round is due again
+    page = owner.get("/campaigns")
+    assert page.status_code == 200 and "found_at_the_table" in page.get_data(as_text=True)
+    with app.app_context():
+        found = db.session.execute(
+            select(AuditLog).where(AuditLog.action == "campaign.found", AuditLog.tenant_id == owner.user.tenant_id)
+        ).scalar_one()
+        assert found.details["campaign_ids"] == ["found_at_the_table"]
+
+    campaigns._last_sync.clear()
+    seen: list[tuple[str, bool]] = []
+    checkouts: list[int] = []
+    with app.app_context():
+        engine = db.engine
+
+    def before(conn, cursor, statement, parameters, context, executemany):
+        seen.append((statement.split()[0], conn.connection.dbapi_connection.autocommit))
+
+    def checkout(*_args):
+        checkouts.append(1)
+
+    def began(*_args):
+        sessions.append(1)
+
+    sessions: list[int] = []
+    event.listen(engine, "before_cursor_execute", before)
+    event.listen(engine, "checkout", checkout)
+    event.listen(Session, "after_begin", began)
+    try:
+        assert owner.get("/campaigns").status_code == 200
+    finally:
+        event.remove(engine, "before_cursor_execute", before)
+        event.remove(engine, "checkout", checkout)
+        event.remove(Session, "after_begin", began)
+    assert [autocommit for verb, autocommit in seen if verb in ("INSERT", "WITH")] == [True], seen
+    assert len(checkouts) == 1 and not sessions  # the read connection only; no ORM session began

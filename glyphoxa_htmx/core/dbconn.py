@@ -11,12 +11,15 @@ pre-ping, ``BEGIN`` and ``ROLLBACK``, on every request.
   on the client, without a round trip). Each statement sees committed data as of its start, as
   under READ COMMITTED. Their ``query`` statements go through a pooled connection of the request's
   own (``_read_connection``), not the ORM session's: opening, switching and closing a Session for a
-  page that only reads cost ~0.08 ms of Python a request, about 5 % of a page. Whatever starts a
-  session transaction (the sign-in touch, one ``UPDATE`` about once a minute per sign-in; a
-  first-view registration) first hands that connection back, so a request never holds two; the
-  session's own connection then runs in autocommit too (``_session_connected``), so those writes
-  commit as they run and no ROLLBACK ends the request. Only list endpoints here whose services
-  never write (beyond those two); a view that starts writing must leave this list.
+  page that only reads cost ~0.08 ms of Python a request, about 5 % of a page. The two writes such
+  a page may make run through ``query`` too, as single statements in autocommit on that connection:
+  the sign-in touch (one ``UPDATE`` about once a minute per sign-in) and a first-view registration
+  of found campaigns (one ``INSERT``; its audit entry, when it registered something, goes through
+  the session). Whatever starts a session transaction first hands that connection back, so a
+  request never holds two; the session's own connection then runs in autocommit too
+  (``_session_connected``), so its writes commit as they run and no ROLLBACK ends the request.
+  Only list endpoints here whose services never write (beyond those); a view that starts writing
+  must leave this list.
 
 And the Python cost of a statement (``query``): a prebuilt SELECT of columns through
 ``Session.execute`` cost ~0.3-0.5 ms of Python (the ORM's execution setup, SQLAlchemy's result

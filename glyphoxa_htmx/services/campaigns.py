@@ -207,7 +207,13 @@ def register_found(actor: Actor, only: str | None = None) -> list[str]:
     its id), so sessions, NPCs and the active campaign of an existing installation show up as
     campaigns. One statement (at most once per FOUND_SYNC_SECONDS per tenant and process); commits
     only when it registered something. ``only`` limits it to one id (a direct link to a campaign
-    not seen yet) and always runs."""
+    not seen yet) and always runs.
+
+    Through ``dbconn.query``: on a read-only page the statement runs in autocommit on the page's
+    read connection (as it did on the session's connection, which such a page also runs in
+    autocommit), without beginning a session transaction that would check out a second
+    connection for one statement and take the page's reads off the read connection; elsewhere it
+    joins the session's transaction, committed with the audit entry."""
     params: dict[str, Any]
     if only is not None:
         statement, params = _REGISTER_KNOWN, {"t": actor.tenant_id, "only": only, "npc": [only]}
@@ -218,7 +224,7 @@ def register_found(actor: Actor, only: str | None = None) -> list[str]:
         npc = _npc_candidates(actor.tenant_id)
         statement = _REGISTER_FIRST if due else _REGISTER_KNOWN
         params = {"t": actor.tenant_id, "only": None, "npc": npc}
-    found = list(db.session.execute(statement, params).scalars())
+    found = [row.id for row in dbconn.query(statement, params)]
     if found:
         audit.record(
             "campaign.found",
