@@ -457,10 +457,10 @@ def freeze_boot_heap() -> int:
 
     Why (issue 18): a full collection walks every tracked object while it holds the GIL, so all
     of a worker's threads (8 serving pages, or up to 1,000 sockets) stand still meanwhile. Under
-    1,000 users a page worker made ~5 full collections in 40 s of 85-265 ms each; after freezing
-    the boot heap they took 35-75 ms (the heap they walk is what requests made since). Collected
-    first, so no garbage cycle of the boot is kept for the process's life; objects made later are
-    collected as before."""
+    1,000 users a page worker made three full collections in 40 s of 137-265 ms each; after
+    freezing the boot heap they took 35-75 ms (the heap they walk is what requests made since).
+    Collected first, so no garbage cycle of the boot is kept for the process's life; objects made
+    later are collected as before."""
     gc.collect()
     gc.freeze()
     return gc.get_freeze_count()
