@@ -6,6 +6,7 @@ what it must refuse rather than answer differently (fail closed)."""
 from __future__ import annotations
 
 from contextlib import contextmanager
+from types import SimpleNamespace
 
 import psycopg
 import pytest
@@ -350,6 +351,39 @@ def test_a_connection_given_back_in_autocommit_is_switched_off_at_its_next_check
                 conn.close()
 
 
+@contextmanager
+def _watched(engine):
+    """What a request did on ``engine`` meanwhile: ``statements`` as (first word, autocommit,
+    connections checked out, the pooled connection's number), ``checkouts``, and ``sessions``, the
+    ORM session transactions that took a connection."""
+    did = SimpleNamespace(statements=[], checkouts=0, sessions=0)
+
+    def before(conn, cursor, statement, parameters, context, executemany):
+        fairy = conn.connection
+        did.statements.append(
+            (statement.split()[0], fairy.dbapi_connection.autocommit, engine.pool.checkedout(), fairy.info.get("gx_no"))
+        )
+
+    def checkout(*_args):
+        did.checkouts += 1
+
+    def began(*_args):
+        did.sessions += 1
+
+    listeners = [
+        (engine, "before_cursor_execute", before),
+        (engine, "checkout", checkout),
+        (Session, "after_begin", began),
+    ]
+    for target, name, fn in listeners:
+        event.listen(target, name, fn)
+    try:
+        yield did
+    finally:
+        for target, name, fn in listeners:
+            event.remove(target, name, fn)
+
+
 def test_the_sign_in_touch_on_a_read_only_page_runs_on_the_read_connection_where_the_sign_in_was_read(
     app, as_role, database_url
 ):
@@ -359,40 +393,25 @@ def test_the_sign_in_touch_on_a_read_only_page_runs_on_the_read_connection_where
     from glyphoxa_htmx.services import signin_cache
 
     owner = as_role("tenant_owner")
-    owner.get("/dashboard")  # warm: first-view registrations write through the session
+    owner.get("/dashboard")  # warm: the tenant's first found-campaign round
     with psycopg.connect(database_url, autocommit=True) as admin:
         admin.execute(
             "UPDATE web.login_sessions SET last_seen_at = now() - interval '5 minutes' WHERE user_id = %s",
             (owner.user.id,),
         )
     signin_cache.invalidate()  # resolved afresh: the touch is due
-    seen: list[tuple[str, bool, int]] = []
-    numbers: list[int | None] = []  # which pooled connection ran each statement
     with app.app_context():
         engine = db.engine
-
-    def before(conn, cursor, statement, parameters, context, executemany):
-        seen.append((statement.split()[0], conn.connection.dbapi_connection.autocommit, engine.pool.checkedout()))
-        numbers.append(conn.connection.info.get("gx_no"))
-
-    checkouts: list[int] = []
-
-    def checkout(*_args):
-        checkouts.append(1)
-
-    event.listen(engine, "before_cursor_execute", before)
-    event.listen(engine, "checkout", checkout)
-    try:
+    with _watched(engine) as did:
         assert owner.get("/dashboard").status_code == 200
-    finally:
-        event.remove(engine, "before_cursor_execute", before)
-        event.remove(engine, "checkout", checkout)
-    assert len(checkouts) == 1  # the sign-in's read connection served the touch and the page
+    seen = [(verb, autocommit, held) for verb, autocommit, held, _no in did.statements]
+    assert did.checkouts == 1  # the sign-in's read connection served the touch and the page
     updates = [s for s in seen if s[0] == "UPDATE"]
     assert len(updates) == 1 and updates[0][1] is True  # in autocommit: committed as it ran
     assert all(held == 1 for *_rest, held in seen)
     # The sign-in read, then the touch on that same connection.
     assert [verb for verb, _a, _h in seen][:2] == ["SELECT", "UPDATE"] and len(seen) > 3
+    numbers = [no for *_rest, no in did.statements]
     assert numbers[0] is not None and numbers[1] == numbers[0]
     assert all(autocommit for verb, autocommit, _h in seen if verb == "SELECT")
     with psycopg.connect(database_url) as check:
@@ -735,29 +754,10 @@ def test_a_found_campaign_round_on_a_read_only_page_runs_on_the_read_connection(
         assert found.details["campaign_ids"] == ["found_at_the_table"]
 
     campaigns._last_sync.clear()
-    seen: list[tuple[str, bool]] = []
-    checkouts: list[int] = []
     with app.app_context():
         engine = db.engine
-
-    def before(conn, cursor, statement, parameters, context, executemany):
-        seen.append((statement.split()[0], conn.connection.dbapi_connection.autocommit))
-
-    def checkout(*_args):
-        checkouts.append(1)
-
-    def began(*_args):
-        sessions.append(1)
-
-    sessions: list[int] = []
-    event.listen(engine, "before_cursor_execute", before)
-    event.listen(engine, "checkout", checkout)
-    event.listen(Session, "after_begin", began)
-    try:
+    with _watched(engine) as did:
         assert owner.get("/campaigns").status_code == 200
-    finally:
-        event.remove(engine, "before_cursor_execute", before)
-        event.remove(engine, "checkout", checkout)
-        event.remove(Session, "after_begin", began)
-    assert [autocommit for verb, autocommit in seen if verb in ("INSERT", "WITH")] == [True], seen
-    assert len(checkouts) == 1 and not sessions  # the read connection only; no ORM session began
+    rounds = [autocommit for verb, autocommit, _h, _no in did.statements if verb in ("INSERT", "WITH")]
+    assert rounds == [True], did.statements
+    assert did.checkouts == 1 and not did.sessions  # the read connection only; no ORM session began
