@@ -941,7 +941,7 @@ def ws_bench(database_url: str, seeded: dict) -> None:
     finally:
         stop(proc)
     acked_at = {(sid, lid): ts for sid, v in sent.items() for lid, ts in v}
-    after_ack = sorted(now - acked_at[sid, lid] for sid, lid, now in arrivals if (sid, lid) in acked_at)
+    after_ack = [now - acked_at[sid, lid] for sid, lid, now in arrivals if (sid, lid) in acked_at]
 
     def pct_of(values: list[float], q: float, scale: float = 1000) -> float:
         values = sorted(values)

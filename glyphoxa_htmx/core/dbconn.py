@@ -562,6 +562,12 @@ def _maker(plan: _Plan, description: Any, dialect: Dialect) -> Any:
     return plan.make
 
 
+def existing_session() -> Session | None:
+    """The request's ORM session if something made one, else None (without making one)."""
+    registry = db.session.registry
+    return registry() if registry.has() else None
+
+
 @lru_cache(maxsize=4096)
 def sql_text(statement: str) -> TextClause:
     """The TextClause of an SQL text, parsed once per process (issue 18: ``text()`` scans for
@@ -588,8 +594,7 @@ def query(
 
     ``tenant``: the statement reads that tenant's own schema; on a read-only page it runs on the
     tenant's home connection (see "tenant homes"), elsewhere on the request's connection as any."""
-    registry = db.session.registry
-    session = registry() if registry.has() else None  # (a read-only page may never need one)
+    session = existing_session()  # (a read-only page may never need one)
     if session is not None and session.autoflush and (session.new or session.deleted or session.dirty):
         session.flush()  # as Session.execute does: read what this request changed
     conn = _tenant_connection(session, tenant) if tenant is not None else None

@@ -25,7 +25,7 @@ from sqlalchemy.exc import IntegrityError
 
 from glyphoxa_htmx.core import audit
 from glyphoxa_htmx.core.authz import Actor, Role
-from glyphoxa_htmx.core.dbconn import query, rowcount, sql_text
+from glyphoxa_htmx.core.dbconn import existing_session, query, rowcount, sql_text
 from glyphoxa_htmx.core.deps import settings
 from glyphoxa_htmx.core.errors import Forbidden, NotFound, ValidationError
 from glyphoxa_htmx.core.i18n import _, lazy_gettext
@@ -474,9 +474,9 @@ def touch_last_seen(session_id: str, last_seen_at: datetime, current: datetime |
     if current - last_seen_at <= LAST_SEEN_GRANULARITY:
         return None
     query(sql_text(_TOUCH), {"at": current, "id": session_id})
-    registry = db.session.registry
-    if registry.has() and registry().in_transaction():
-        registry().commit()
+    session = existing_session()
+    if session is not None and session.in_transaction():
+        session.commit()
     return current
 
 
