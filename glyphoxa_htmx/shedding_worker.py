@@ -11,16 +11,30 @@ app: it costs microseconds, so the queue drains and the requests behind it are s
     worker_class = "glyphoxa_htmx.shedding_worker.SheddingThreadWorker"   # deploy/gunicorn.conf.py
 
 0 disables shedding. The WebSocket group doesn't use it (its sockets live long by design).
+
+It also listens on a socket of its own when gunicorn's ``reuse_port`` is on (deploy/gunicorn.conf.py
+turns it on for TCP binds): with one listening socket shared by all workers, whichever worker
+woke first accepted a burst of new connections, and kept-alive clients stayed where they landed.
+Measured with wrk's 16 connections on two workers: all 16 on one worker in 2 of 6 runs of the
+floor and 3 of 8 of the campaign page, and those runs served half the requests (one core); with a
+socket per worker (``SO_REUSEPORT``) the kernel spreads new connections over the workers (4–12 of
+16 each in every run). A reverse proxy keeping a few upstream connections open meets the same.
+The worker binds its socket once the app is loaded (gunicorn binds it at the fork, ~3 s before the
+worker can serve) and closes it as soon as it stops accepting, after taking what its queue holds,
+so a restarting worker (``max_requests``, a deploy) doesn't keep connections waiting or drop them.
 """
 
 from __future__ import annotations
 
+import errno
 import math
 import os
+import socket
 import time
 from pathlib import Path
 
-from gunicorn.workers.gthread import ThreadWorker
+from gunicorn import sock, util
+from gunicorn.workers.gthread import TConn, ThreadWorker
 
 RETRY_AFTER_SECONDS = 2
 _BODY = b"The service is busy right now. Please try again in a moment.\n"
@@ -45,7 +59,48 @@ class SheddingThreadWorker(ThreadWorker):
 
     def init_process(self):
         self.max_wait = queue_timeout()
+        # reuse_port: gunicorn bound this worker's own sockets at the fork, and the kernel already
+        # hands them their share of new connections, which would wait while the app loads (~3 s).
+        # Closed now (a few hundred microseconds after the bind), bound again in run().
+        self.own_sockets = bool(self.cfg.reuse_port) and hasattr(socket, "SO_REUSEPORT")
+        if self.own_sockets:
+            for listener in self.sockets:
+                listener.close()
+            self.sockets = []
         super().init_process()
+
+    def run(self):
+        if self.own_sockets:
+            self.sockets = sock.create_sockets(self.cfg, self.log)
+            for listener in self.sockets:
+                util.close_on_exec(listener)
+        super().run()
+
+    def set_accept_enabled(self, enabled):
+        super().set_accept_enabled(enabled)
+        if enabled or self.alive or not getattr(self, "own_sockets", False):
+            return
+        # Shutting down (graceful stop, max_requests, a deploy): the kernel keeps handing this
+        # worker's socket its share of new connections until it is closed, and resets those still
+        # queued when it is. Take what is queued (served before the worker exits, with
+        # "Connection: close"), then close it: from then on the other workers get every connection.
+        for listener in self.sockets:
+            listener.setblocking(False)
+            while True:
+                try:
+                    client, addr = listener.accept()
+                except OSError as exc:
+                    if exc.errno in (errno.EAGAIN, errno.EWOULDBLOCK, errno.ECONNABORTED):
+                        break
+                    raise
+                self.take(listener, client, addr)
+            listener.close()
+
+    def take(self, listener, client, addr):
+        """Queue an accepted connection for a thread, as gthread's ``accept`` does."""
+        self.nr_conns += 1
+        client.setblocking(True)
+        self.enqueue_req(TConn(self.cfg, client, addr, listener.getsockname()))
 
     def enqueue_req(self, conn):
         conn.gx_queued_at = time.monotonic()
@@ -72,6 +127,27 @@ class SheddingThreadWorker(ThreadWorker):
                 pass
             return False  # close the connection
         return super().handle_request(req, conn)
+
+
+def refuse_taken_ports(addresses) -> None:
+    """With ``reuse_port`` a second server started on a port that one already listens on joins it
+    (the kernel shares the connections between the two) instead of failing. Fail closed, as without
+    it: before the workers bind, test each TCP address with a socket of our own (no SO_REUSEPORT)
+    and refuse to start when something listens there. (A unix socket or fd:// bind: nothing to test.)"""
+    for address in addresses:
+        if not isinstance(address, tuple):
+            continue
+        family = socket.AF_INET6 if ":" in address[0] else socket.AF_INET
+        with socket.socket(family, socket.SOCK_STREAM) as probe:
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # (TIME_WAIT is no owner)
+            try:
+                probe.bind(address[:2])
+            except OSError as exc:
+                if exc.errno == errno.EADDRINUSE:
+                    raise SystemExit(
+                        f"Connection in use: {address[0]}:{address[1]} (another server listens there)"
+                    ) from exc
+                raise
 
 
 def usable_cpus(cgroup: str = "/sys/fs/cgroup") -> int:

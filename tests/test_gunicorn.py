@@ -191,3 +191,142 @@ def test_a_worker_collects_then_freezes_its_boot_heap(app, database_url):
     out = subprocess.run([sys.executable, "-c", probe], cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr[-2000:]
     assert int(out.stdout.strip().splitlines()[-1]) > 10_000
+
+
+# --------------------------------------------------------------------------- a socket per worker
+
+
+def _sockets(pid: int, port: int, status: str) -> int:
+    """How many TCP sockets on ``port`` (local side) process ``pid`` holds in ``status``."""
+    import psutil
+
+    return sum(
+        1
+        for c in psutil.Process(pid).net_connections(kind="tcp")
+        if c.laddr and c.laddr.port == port and c.status == status
+    )
+
+
+def _workers(proc: subprocess.Popen) -> list[int]:
+    import psutil
+
+    return [child.pid for child in psutil.Process(proc.pid).children()]
+
+
+def _until(check, timeout: float = 60.0, what: str = "") -> None:
+    deadline = time.monotonic() + timeout
+    while not check():
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.1)
+
+
+def test_each_worker_listens_on_its_own_socket_and_new_connections_spread(app, database_url):
+    """deploy/gunicorn.conf.py turns on reuse_port for a TCP bind: every worker binds a socket of
+    its own once its app is loaded, the master none, and the kernel spreads new connections over
+    them. On one shared socket a burst of kept-alive connections often landed all on one worker
+    (half the throughput: README, Performance). 32 connections all on one of two workers by chance:
+    2 in 2**32."""
+    port = _free_port()
+    proc = _gunicorn(database_url, port, WEB_CONCURRENCY="2")
+    base = f"http://127.0.0.1:{port}"
+    held: list[socket.socket] = []
+    try:
+        wait_healthy(base, proc)
+        _until(lambda: len(_workers(proc)) == 2, what="two workers")
+        workers = _workers(proc)
+        _until(lambda: all(_sockets(pid, port, "LISTEN") == 1 for pid in workers), what="a listener in each worker")
+        assert _sockets(proc.pid, port, "LISTEN") == 0
+        for _ in range(32):
+            conn = socket.create_connection(("127.0.0.1", port))
+            conn.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")  # kept alive, as a browser's
+            assert conn.recv(65536).startswith(b"HTTP/1.1 200")
+            held.append(conn)
+        counts = [_sockets(pid, port, "ESTABLISHED") for pid in workers]
+        assert sum(counts) == 32
+        assert all(n > 0 for n in counts), counts
+    finally:
+        for conn in held:
+            conn.close()
+        proc.terminate()
+        proc.wait(timeout=20)
+
+
+def test_a_second_server_on_a_port_in_use_is_refused(app, database_url):
+    """With reuse_port the kernel would let a second server share the first one's port (and its
+    connections): it is refused at start instead, as a plain bind was, and the first one serves on."""
+    port = _free_port()
+    first = _gunicorn(database_url, port, WEB_CONCURRENCY="1")
+    base = f"http://127.0.0.1:{port}"
+    try:
+        wait_healthy(base, first)
+        second = _gunicorn(database_url, port, WEB_CONCURRENCY="1")
+        out = second.communicate(timeout=60)[0].decode(errors="replace")
+        assert second.returncode != 0
+        assert f"Connection in use: 127.0.0.1:{port}" in out
+        assert requests.get(base + "/healthz", timeout=5).status_code == 200
+    finally:
+        first.terminate()
+        first.wait(timeout=20)
+
+
+def test_a_stopping_worker_closes_its_socket_at_once_and_finishes_what_it_holds(app, database_url):
+    """A worker told to stop (a deploy, max_requests) stops taking connections and closes its
+    socket at once, so the kernel hands new connections to the others instead of queueing them on a
+    socket nobody will accept from (and resetting them when it closes); the request it holds is
+    still answered, and the replacement worker listens again."""
+    import signal
+
+    port = _free_port()
+    proc = _gunicorn(database_url, port, WEB_CONCURRENCY="1", GUNICORN_THREADS="2")
+    base = f"http://127.0.0.1:{port}"
+    try:
+        wait_healthy(base, proc)
+        (worker,) = _workers(proc)
+        _until(lambda: _sockets(worker, port, "LISTEN") == 1, what="the worker's listener")
+        slow = socket.create_connection(("127.0.0.1", port))
+        slow.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\n")  # a thread waits for the rest
+        time.sleep(0.3)
+        os.kill(worker, signal.SIGTERM)
+        _until(lambda: _sockets(worker, port, "LISTEN") == 0, timeout=5, what="the stopping worker's socket to close")
+        assert psutil_alive(worker)  # still finishing the request it holds
+        slow.sendall(b"\r\n")
+        answer = _read_all(slow)
+        assert answer.startswith(b"HTTP/1.1 200")
+        assert b"\r\nConnection: close\r\n" in answer
+        _until(lambda: [p for p in _workers(proc) if p != worker], what="a replacement worker")
+        wait_healthy(base, proc)
+    finally:
+        proc.terminate()
+        proc.wait(timeout=20)
+
+
+def psutil_alive(pid: int) -> bool:
+    import psutil
+
+    try:
+        return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return False
+
+
+def test_reuse_port_setting_fails_closed_and_stays_off_for_unix_sockets(tmp_path):
+    """GUNICORN_REUSE_PORT is 0 or 1 (anything else stops the server from starting); a unix
+    socket bind never gets it (nothing to spread: one path, one socket)."""
+
+    def evaluate(**env: str) -> subprocess.CompletedProcess:
+        probe = "ns = {}; exec(open('deploy/gunicorn.conf.py').read(), ns); print(ns['reuse_port'])"
+        return subprocess.run(
+            [sys.executable, "-c", probe],
+            cwd=ROOT,
+            env={**os.environ, "GUNICORN_BIND": "127.0.0.1:1", "GUNICORN_CONTROL_SOCKET": str(tmp_path / "c"), **env},
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+
+    assert evaluate().stdout.strip() == "True"
+    assert evaluate(GUNICORN_REUSE_PORT="0").stdout.strip() == "False"
+    assert evaluate(GUNICORN_BIND=f"unix:{tmp_path / 's.sock'}").stdout.strip() == "False"
+    wrong = evaluate(GUNICORN_REUSE_PORT="yes")
+    assert wrong.returncode != 0
+    assert "GUNICORN_REUSE_PORT must be 0 or 1" in wrong.stderr
