@@ -11,15 +11,6 @@ bind = os.environ.get("GUNICORN_BIND", f"0.0.0.0:{os.environ.get('PORT', '8080')
 # The app judges dev sign-in by the address it really listens on (HOST): loopback only, unless
 # GLYPHOXA_DEV_LOGIN=1 is set explicitly. "0.0.0.0:8080" -> "0.0.0.0"; a unix socket is not loopback.
 os.environ["HOST"] = bind.rsplit(":", 1)[0].strip("[]") if not bind.startswith("unix:") else "unix"
-# A listening socket per worker (SO_REUSEPORT) for TCP binds: the kernel spreads new connections
-# over the workers. On one shared socket a burst of connections (a proxy's kept-alive upstream
-# ones, wrk's) often landed all on one worker, which then served them on one core while the other
-# idled: half the throughput (glyphoxa_htmx/shedding_worker.py). GUNICORN_REUSE_PORT=0 turns it
-# off; a second server on a port already in use is refused at start as before (on_starting below).
-_reuse_port = os.environ.get("GUNICORN_REUSE_PORT", "1")
-if _reuse_port not in ("0", "1"):
-    raise ValueError(f"GUNICORN_REUSE_PORT must be 0 or 1, got {_reuse_port!r}")
-reuse_port = _reuse_port == "1" and not bind.startswith(("unix:", "fd://"))
 # gthread that answers 503 + Retry-After to a request that waited over REQUEST_QUEUE_TIMEOUT
 # seconds (default 3) for a thread, instead of serving it after the client gave up.
 worker_class = "glyphoxa_htmx.shedding_worker.SheddingThreadWorker"
@@ -32,6 +23,16 @@ from glyphoxa_htmx.shedding_worker import usable_cpus  # noqa: E402
 
 workers = int(os.environ.get("WEB_CONCURRENCY", str(max(2, usable_cpus()))))
 threads = int(os.environ.get("GUNICORN_THREADS", "8"))
+# A listening socket per worker (SO_REUSEPORT) for TCP binds: the kernel spreads new connections
+# over the workers. On one shared socket a burst of connections (a proxy's kept-alive upstream
+# ones, wrk's) often landed all on one worker, which then served them on one core while the other
+# idled: half the throughput (glyphoxa_htmx/shedding_worker.py). GUNICORN_REUSE_PORT=0 turns it
+# off, and one worker has nothing to spread; a second server on a port already in use is refused
+# at start as before (on_starting below).
+_reuse_port = os.environ.get("GUNICORN_REUSE_PORT", "1")
+if _reuse_port not in ("0", "1"):
+    raise ValueError(f"GUNICORN_REUSE_PORT must be 0 or 1, got {_reuse_port!r}")
+reuse_port = _reuse_port == "1" and workers > 1 and not bind.startswith(("unix:", "fd://"))
 # gthread stops accepting once a worker holds worker_connections sockets (gunicorn's default:
 # 1,000), kept-alive ones included. With 3,000 users browsing, each keeping its connection between
 # pages, a third of them waited in the kernel's accept queue, where the shedding above can't see

@@ -456,6 +456,30 @@ def test_page_workers_accept_more_kept_alive_connections_than_gunicorns_default(
     assert connections == 600 and soft_after == 800 and connections > threads
 
 
+def test_page_workers_listen_on_a_socket_each_for_tcp_binds_only(tmp_path):
+    """deploy/gunicorn.conf.py sets gunicorn's reuse_port (a listening socket per worker, which the
+    kernel spreads new connections over: tests/test_gunicorn.py) for a TCP bind and more than one
+    worker; GUNICORN_REUSE_PORT is 0 or 1, anything else stops the server from starting; a unix
+    socket never gets it."""
+    probe = "import runpy; print(runpy.run_path('deploy/gunicorn.conf.py')['reuse_port'])"
+    base = {k: v for k, v in os.environ.items() if k not in ("GUNICORN_BIND", "GUNICORN_REUSE_PORT", "WEB_CONCURRENCY")}
+    base["GUNICORN_CONTROL_SOCKET"] = str(tmp_path / "control.ctl")
+
+    def run(**env: str) -> subprocess.CompletedProcess:
+        return subprocess.run(
+            [sys.executable, "-c", probe], cwd=ROOT, env={**base, **env}, capture_output=True, text=True, timeout=60
+        )
+
+    assert run().stdout.strip() == "True"  # 0.0.0.0:$PORT
+    assert run(GUNICORN_BIND="127.0.0.1:9000", GUNICORN_REUSE_PORT="1").stdout.strip() == "True"
+    assert run(GUNICORN_REUSE_PORT="0").stdout.strip() == "False"
+    assert run(WEB_CONCURRENCY="1").stdout.strip() == "False"  # one worker: nothing to spread
+    assert run(GUNICORN_BIND=f"unix:{tmp_path / 'web.sock'}").stdout.strip() == "False"
+    wrong = run(GUNICORN_REUSE_PORT="yes")
+    assert wrong.returncode != 0
+    assert "GUNICORN_REUSE_PORT must be 0 or 1" in wrong.stderr
+
+
 def test_page_workers_default_to_one_per_cpu():
     """On 2 cores, 4 workers × 8 threads gave a worse 1,000-user p99 than 2 × 8 (README,
     Performance): without WEB_CONCURRENCY the page group runs one worker per usable CPU, at least 2."""

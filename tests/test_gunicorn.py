@@ -255,11 +255,11 @@ def test_a_second_server_on_a_port_in_use_is_refused(app, database_url):
     """With reuse_port the kernel would let a second server share the first one's port (and its
     connections): it is refused at start instead, as a plain bind was, and the first one serves on."""
     port = _free_port()
-    first = _gunicorn(database_url, port, WEB_CONCURRENCY="1")
+    first = _gunicorn(database_url, port, WEB_CONCURRENCY="2")
     base = f"http://127.0.0.1:{port}"
     try:
         wait_healthy(base, first)
-        second = _gunicorn(database_url, port, WEB_CONCURRENCY="1")
+        second = _gunicorn(database_url, port, WEB_CONCURRENCY="2")
         out = second.communicate(timeout=60)[0].decode(errors="replace")
         assert second.returncode != 0
         assert f"Connection in use: 127.0.0.1:{port}" in out
@@ -270,37 +270,43 @@ def test_a_second_server_on_a_port_in_use_is_refused(app, database_url):
 
 
 def test_a_stopping_worker_closes_its_socket_at_once_and_finishes_what_it_holds(app, database_url):
-    """A worker told to stop (a deploy, max_requests) stops taking connections and closes its
-    socket at once, so the kernel hands new connections to the others instead of queueing them on a
-    socket nobody will accept from (and resetting them when it closes); the request it holds is
-    still answered, and the replacement worker listens again."""
+    """A worker told to stop (a deploy, max_requests) while another listens stops taking
+    connections and closes its socket at once, so the kernel hands new connections to the other
+    instead of queueing them on a socket nobody will accept from (and resetting them when it
+    closes); the request it holds is still answered, and its replacement listens again."""
     import signal
 
     port = _free_port()
-    proc = _gunicorn(database_url, port, WEB_CONCURRENCY="1", GUNICORN_THREADS="2")
+    proc = _gunicorn(database_url, port, WEB_CONCURRENCY="2", GUNICORN_THREADS="2")
     base = f"http://127.0.0.1:{port}"
     try:
         wait_healthy(base, proc)
-        (worker,) = _workers(proc)
-        _until(lambda: _sockets(worker, port, "LISTEN") == 1, what="the worker's listener")
+        _until(lambda: len(_workers(proc)) == 2, what="two workers")
+        workers = _workers(proc)
+        _until(lambda: all(_sockets(pid, port, "LISTEN") == 1 for pid in workers), what="a listener in each worker")
         slow = socket.create_connection(("127.0.0.1", port))
         slow.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\n")  # a thread waits for the rest
-        time.sleep(0.3)
-        os.kill(worker, signal.SIGTERM)
-        _until(lambda: _sockets(worker, port, "LISTEN") == 0, timeout=5, what="the stopping worker's socket to close")
-        assert psutil_alive(worker)  # still finishing the request it holds
+        _until(lambda: any(_sockets(pid, port, "ESTABLISHED") for pid in workers), what="the slow connection")
+        (holder,) = [pid for pid in workers if _sockets(pid, port, "ESTABLISHED")]
+        os.kill(holder, signal.SIGTERM)
+        _until(lambda: _sockets(holder, port, "LISTEN") == 0, timeout=5, what="the stopping worker's socket to close")
+        assert _alive(holder)  # still finishing the request it holds
+        for _ in range(10):  # meanwhile new connections go to the other worker
+            assert requests.get(base + "/healthz", headers={"Connection": "close"}, timeout=5).status_code == 200
         slow.sendall(b"\r\n")
         answer = _read_all(slow)
         assert answer.startswith(b"HTTP/1.1 200")
         assert b"\r\nConnection: close\r\n" in answer
-        _until(lambda: [p for p in _workers(proc) if p != worker], what="a replacement worker")
-        wait_healthy(base, proc)
+        _until(lambda: len([p for p in _workers(proc) if p != holder]) == 2, what="a replacement worker")
+        _until(
+            lambda: all(_sockets(pid, port, "LISTEN") == 1 for pid in _workers(proc)), what="the replacement's listener"
+        )
     finally:
         proc.terminate()
         proc.wait(timeout=20)
 
 
-def psutil_alive(pid: int) -> bool:
+def _alive(pid: int) -> bool:
     import psutil
 
     try:
@@ -309,24 +315,74 @@ def psutil_alive(pid: int) -> bool:
         return False
 
 
-def test_reuse_port_setting_fails_closed_and_stays_off_for_unix_sockets(tmp_path):
-    """GUNICORN_REUSE_PORT is 0 or 1 (anything else stops the server from starting); a unix
-    socket bind never gets it (nothing to spread: one path, one socket)."""
+def _bare_worker(listener, cfg, log):
+    """A SheddingThreadWorker around ``listener``, its poller set up as run() sets it, connections
+    it takes collected instead of served."""
+    import selectors
 
-    def evaluate(**env: str) -> subprocess.CompletedProcess:
-        probe = "ns = {}; exec(open('deploy/gunicorn.conf.py').read(), ns); print(ns['reuse_port'])"
-        return subprocess.run(
-            [sys.executable, "-c", probe],
-            cwd=ROOT,
-            env={**os.environ, "GUNICORN_BIND": "127.0.0.1:1", "GUNICORN_CONTROL_SOCKET": str(tmp_path / "c"), **env},
-            capture_output=True,
-            text=True,
-            timeout=60,
-        )
+    from glyphoxa_htmx.shedding_worker import SheddingThreadWorker
 
-    assert evaluate().stdout.strip() == "True"
-    assert evaluate(GUNICORN_REUSE_PORT="0").stdout.strip() == "False"
-    assert evaluate(GUNICORN_BIND=f"unix:{tmp_path / 's.sock'}").stdout.strip() == "False"
-    wrong = evaluate(GUNICORN_REUSE_PORT="yes")
-    assert wrong.returncode != 0
-    assert "GUNICORN_REUSE_PORT must be 0 or 1" in wrong.stderr
+    worker = SheddingThreadWorker(1, os.getpid(), [listener], None, 30, cfg, log)
+    worker.own_sockets = True
+    worker.poller = selectors.DefaultSelector()
+    worker.taken = []
+    worker.enqueue_req = worker.taken.append  # (what a thread would serve)
+    return worker
+
+
+def test_a_stopping_worker_takes_what_its_socket_queued_then_closes_it_unless_it_is_the_last():
+    """The connections the kernel queued on a stopping worker's own socket (arrived after its last
+    accept) are taken and served, not reset when the socket closes; and the last socket listening
+    on the port stays open (closed at exit as gthread closes it), so nobody is refused meanwhile.
+    At boot likewise: the socket gunicorn bound at the fork is given up only when another listens."""
+    import logging
+
+    from gunicorn import sock as gsock
+    from gunicorn.config import Config
+
+    cfg = Config()
+    cfg.set("bind", "127.0.0.1:0")
+    cfg.set("reuse_port", True)
+    log = logging.getLogger("test.gunicorn")
+    (listener,) = gsock.create_sockets(cfg, log)
+    port = listener.getsockname()[1]
+    cfg.set("bind", f"127.0.0.1:{port}")
+    alone = _bare_worker(listener, cfg, log)
+    assert alone.others_listen() is False
+    assert alone.release_early_sockets() is False and alone.sockets == [listener]
+    alone.set_accept_enabled(True)
+    alone.alive = False
+    alone.set_accept_enabled(False)
+    assert listener.sock is not None and alone.taken == []  # the last one: left open
+
+    (other,) = gsock.create_sockets(cfg, log)  # another worker's socket on the same port
+    clients: list[socket.socket] = []
+    worker = _bare_worker(listener, cfg, log)
+    booting = None
+    try:
+        assert worker.others_listen() is True
+        worker.set_accept_enabled(True)
+        clients = [socket.create_connection(("127.0.0.1", port)) for _ in range(40)]
+        time.sleep(0.1)  # (the handshakes complete in the kernel: queued, not yet accepted)
+        worker.alive = False  # SIGTERM, max_requests
+        worker.set_accept_enabled(False)
+        assert listener.sock is None  # closed
+        assert 0 < len(worker.taken) == worker.nr_conns < 40  # its share; the rest went to the other
+        for conn in worker.taken:  # each still connected to its client
+            conn.sock.sendall(b"ok")
+        mine = {conn.sock.getpeername() for conn in worker.taken}
+        assert all(c.recv(2) == b"ok" for c in clients if c.getsockname() in mine)
+        (early,) = gsock.create_sockets(cfg, log)  # a new worker's, bound at the fork
+        booting = _bare_worker(early, cfg, log)
+        assert booting.release_early_sockets() is True and booting.sockets == [] and early.sock is None
+    finally:
+        for conn in worker.taken:
+            conn.sock.close()
+        for c in clients:
+            c.close()
+        other.close()
+        for w in (alone, worker, booting):
+            if w is not None:
+                w.poller.close()
+                w.tmp.close()
+        listener.close()
