@@ -21,7 +21,9 @@ socket per worker (``SO_REUSEPORT``) the kernel spreads new connections over the
 16 each in every run). A reverse proxy keeping a few upstream connections open meets the same.
 The worker binds its socket once the app is loaded (gunicorn binds it at the fork, ~3 s before the
 worker can serve) and closes it as soon as it stops accepting, after taking what its queue holds,
-so a restarting worker (``max_requests``, a deploy) doesn't keep connections waiting or drop them.
+so a restarting worker (``max_requests``, a deploy) doesn't keep connections waiting or drop them;
+neither while it is the last socket listening on the port (then connections wait, as on a shared
+socket, rather than being refused).
 """
 
 from __future__ import annotations
