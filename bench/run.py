@@ -44,7 +44,6 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import gc
 import os
 import random
 import re
@@ -714,18 +713,20 @@ async def vu_run(host: str, port: int, seeded: dict, users: int, seconds: float)
     lat.sort()
     steady.sort()
 
-    def pct(values: list[float], q: float) -> float:
-        return values[min(len(values) - 1, int(q * len(values)))] * 1000 if values else 0.0
-
     return {
         **stats,
         "rps": stats["ok"] / elapsed,
-        "p50": pct(lat, 0.5),
-        "p99": pct(lat, 0.99),
-        "steady_p50": pct(steady, 0.5),
-        "steady_p99": pct(steady, 0.99),
+        "p50": percentile(lat, 0.5),
+        "p99": percentile(lat, 0.99),
+        "steady_p50": percentile(steady, 0.5),
+        "steady_p99": percentile(steady, 0.99),
         "offered": users / 3.0,
     }
+
+
+def percentile(ordered: list[float], q: float, scale: float = 1000) -> float:
+    """The ``q`` quantile of ``ordered`` (sorted already) times ``scale`` (seconds to ms); 0 when empty."""
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))] * scale if ordered else 0.0
 
 
 def quiet_driver_heap() -> None:
@@ -733,9 +734,11 @@ def quiet_driver_heap() -> None:
     out of the cyclic collector's reach before a driver measures latency. Otherwise a full
     collection of this heap stops the driver's event loop and every request or frame in flight
     looks that much slower: with the in-process parts' heap (~265k objects), one full collection
-    took 339 ms at 4.4 s into a 1,000-user run (p99 705 ms; frozen, the same run's p99 was 231 ms)."""
-    gc.collect()
-    gc.freeze()
+    took 339 ms at 4.4 s into a 1,000-user run (p99 705 ms; frozen, the same run's p99 was 231 ms).
+    What a worker does as it boots (``app.freeze_boot_heap``)."""
+    from glyphoxa_htmx.app import freeze_boot_heap
+
+    freeze_boot_heap()
 
 
 def _close(conn):
@@ -942,13 +945,8 @@ def ws_bench(database_url: str, seeded: dict) -> None:
         stop(proc)
     acked_at = {(sid, lid): ts for sid, v in sent.items() for lid, ts in v}
     after_ack = [now - acked_at[sid, lid] for sid, lid, now in arrivals if (sid, lid) in acked_at]
-
-    def pct_of(values: list[float], q: float, scale: float = 1000) -> float:
-        values = sorted(values)
-        return values[min(len(values) - 1, int(q * len(values)))] * scale if values else 0.0
-
-    def pct(q: float) -> float:
-        return pct_of(delays, q)
+    for values in (delays, insert_ms, after_ack):
+        values.sort()
 
     lines = sum(len(v) for v in sent.values())
     print(
@@ -957,13 +955,13 @@ def ws_bench(database_url: str, seeded: dict) -> None:
     )
     print(f"  connected {res['connected']}, handshake failures {res['failed']}, closed early {res['closed']}")
     print(
-        f"  {lines} lines written, {len(delays)} deliveries: p50 {pct(0.5):.0f} ms, p99 {pct(0.99):.0f} ms, "
+        f"  {lines} lines written, {len(delays)} deliveries: p50 {percentile(delays, 0.5):.0f} ms, p99 {percentile(delays, 0.99):.0f} ms, "
         f"missed {res['missed']}, duplicated {res['dup']}"
     )
     print(
-        f"  the writer's INSERT (sent → commit acknowledged): p50 {pct_of(insert_ms, 0.5, 1):.0f} ms, "
-        f"p99 {pct_of(insert_ms, 0.99, 1):.0f} ms; deliveries counted from the acknowledgement: "
-        f"p50 {pct_of(after_ack, 0.5):.0f} ms, p99 {pct_of(after_ack, 0.99):.0f} ms"
+        f"  the writer's INSERT (sent → commit acknowledged): p50 {percentile(insert_ms, 0.5, 1):.0f} ms, "
+        f"p99 {percentile(insert_ms, 0.99, 1):.0f} ms; deliveries counted from the acknowledgement: "
+        f"p50 {percentile(after_ack, 0.5):.0f} ms, p99 {percentile(after_ack, 0.99):.0f} ms"
     )
     print(f"  WS workers' RSS {rss / 1e6:.0f} MB; {polls}")
 

@@ -59,6 +59,8 @@ def queue_timeout() -> float:
 
 class SheddingThreadWorker(ThreadWorker):
     shed = 0  # requests answered 503 by this worker
+    own_sockets = False  # reuse_port: this worker's listening sockets are its own
+    rebind = False  # released its fork-time sockets: binds them again in run()
 
     def init_process(self):
         self.max_wait = queue_timeout()
@@ -101,7 +103,7 @@ class SheddingThreadWorker(ThreadWorker):
 
     def set_accept_enabled(self, enabled):
         super().set_accept_enabled(enabled)
-        if enabled or self.alive or not getattr(self, "own_sockets", False) or not self.others_listen():
+        if enabled or self.alive or not self.own_sockets or not self.others_listen():
             return  # (the last socket listening stays open to the end, as gthread leaves it)
         # Shutting down (graceful stop, max_requests, a deploy): the kernel keeps handing this
         # worker's socket its share of new connections until it is closed, and resets those still

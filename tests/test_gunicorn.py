@@ -13,7 +13,7 @@ from pathlib import Path
 
 import requests
 
-from tests.support.polling import wait_healthy
+from tests.support.polling import wait_for, wait_healthy
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -213,13 +213,6 @@ def _workers(proc: subprocess.Popen) -> list[int]:
     return [child.pid for child in psutil.Process(proc.pid).children()]
 
 
-def _until(check, timeout: float = 60.0, what: str = "") -> None:
-    deadline = time.monotonic() + timeout
-    while not check():
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        time.sleep(0.1)
-
-
 def test_each_worker_listens_on_its_own_socket_and_new_connections_spread(app, database_url):
     """deploy/gunicorn.conf.py turns on reuse_port for a TCP bind: every worker binds a socket of
     its own once its app is loaded, the master none, and the kernel spreads new connections over
@@ -232,9 +225,13 @@ def test_each_worker_listens_on_its_own_socket_and_new_connections_spread(app, d
     held: list[socket.socket] = []
     try:
         wait_healthy(base, proc)
-        _until(lambda: len(_workers(proc)) == 2, what="two workers")
+        wait_for(lambda: len(_workers(proc)) == 2, timeout=60, what="two workers")
         workers = _workers(proc)
-        _until(lambda: all(_sockets(pid, port, "LISTEN") == 1 for pid in workers), what="a listener in each worker")
+        wait_for(
+            lambda: all(_sockets(pid, port, "LISTEN") == 1 for pid in workers),
+            timeout=60,
+            what="a listener in each worker",
+        )
         assert _sockets(proc.pid, port, "LISTEN") == 0
         for _ in range(32):
             conn = socket.create_connection(("127.0.0.1", port))
@@ -281,15 +278,21 @@ def test_a_stopping_worker_closes_its_socket_at_once_and_finishes_what_it_holds(
     base = f"http://127.0.0.1:{port}"
     try:
         wait_healthy(base, proc)
-        _until(lambda: len(_workers(proc)) == 2, what="two workers")
+        wait_for(lambda: len(_workers(proc)) == 2, timeout=60, what="two workers")
         workers = _workers(proc)
-        _until(lambda: all(_sockets(pid, port, "LISTEN") == 1 for pid in workers), what="a listener in each worker")
+        wait_for(
+            lambda: all(_sockets(pid, port, "LISTEN") == 1 for pid in workers),
+            timeout=60,
+            what="a listener in each worker",
+        )
         slow = socket.create_connection(("127.0.0.1", port))
         slow.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\n")  # a thread waits for the rest
-        _until(lambda: any(_sockets(pid, port, "ESTABLISHED") for pid in workers), what="the slow connection")
+        wait_for(
+            lambda: any(_sockets(pid, port, "ESTABLISHED") for pid in workers), timeout=60, what="the slow connection"
+        )
         (holder,) = [pid for pid in workers if _sockets(pid, port, "ESTABLISHED")]
         os.kill(holder, signal.SIGTERM)
-        _until(lambda: _sockets(holder, port, "LISTEN") == 0, timeout=5, what="the stopping worker's socket to close")
+        wait_for(lambda: _sockets(holder, port, "LISTEN") == 0, timeout=5, what="the stopping worker's socket to close")
         assert _alive(holder)  # still finishing the request it holds
         for _ in range(10):  # meanwhile new connections go to the other worker
             assert requests.get(base + "/healthz", headers={"Connection": "close"}, timeout=5).status_code == 200
@@ -297,9 +300,11 @@ def test_a_stopping_worker_closes_its_socket_at_once_and_finishes_what_it_holds(
         answer = _read_all(slow)
         assert answer.startswith(b"HTTP/1.1 200")
         assert b"\r\nConnection: close\r\n" in answer
-        _until(lambda: len([p for p in _workers(proc) if p != holder]) == 2, what="a replacement worker")
-        _until(
-            lambda: all(_sockets(pid, port, "LISTEN") == 1 for pid in _workers(proc)), what="the replacement's listener"
+        wait_for(lambda: len([p for p in _workers(proc) if p != holder]) == 2, timeout=60, what="a replacement worker")
+        wait_for(
+            lambda: all(_sockets(pid, port, "LISTEN") == 1 for pid in _workers(proc)),
+            timeout=60,
+            what="the replacement's listener",
         )
     finally:
         proc.terminate()
