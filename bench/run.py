@@ -118,6 +118,10 @@ VU_PAGES = [
 
 
 def server_url() -> str:
+    """``BENCH_DATABASE_SERVER`` if set (e.g. a throwaway cluster with pg_stat_statements, see
+    ``StatementCosts``), else the local server, else an embedded one."""
+    if os.environ.get("BENCH_DATABASE_SERVER"):
+        return os.environ["BENCH_DATABASE_SERVER"]
     if embedded.reachable(embedded.SYSTEM_URL):
         return embedded.SYSTEM_URL
     return embedded.embedded_server_url(ROOT / "instance" / "pgbench")
@@ -547,6 +551,7 @@ def interleaved(floor: tuple, app: tuple, connections: int, seconds: float, slic
         out.append(
             {
                 "rps": n / (part * len(turns)),
+                "requests": n,
                 "p50": statistics.median(t["p50"] for t in turns),
                 "p99": max(t["p99"] for t in turns),
                 "errors": sum(t["errors"] for t in turns) if all(t["errors"] >= 0 for t in turns) else -1,
@@ -556,6 +561,63 @@ def interleaved(floor: tuple, app: tuple, connections: int, seconds: float, slic
             }
         )
     return out[0], out[1]
+
+
+class StatementCosts:
+    """PostgreSQL's own account of a page's statements (pg_stat_statements), when the bench's server
+    loads it: per app request, each statement's calls, execution and planning time (wall time in
+    the server) and plans per call, statements over a tenant's schema counted together. Off, and
+    said so, where the server doesn't preload it (the system cluster doesn't); a throwaway one does:
+
+        pg_createcluster 15 stats -p 5433 -- --auth=trust
+        printf "shared_preload_libraries='pg_stat_statements'\\npg_stat_statements.track_planning=on\\n" \\
+            >> /etc/postgresql/15/stats/postgresql.conf && pg_ctlcluster 15 stats start
+        BENCH_DATABASE_SERVER=postgresql://postgres@127.0.0.1:5433/postgres BENCH_PARTS=pages make bench
+
+    The floor's statement (same database) is left out of what is printed."""
+
+    FLOOR = "SELECT id, name, status FROM web.tenants WHERE id = $1"
+
+    def __init__(self, database_url: str) -> None:
+        self.conn: psycopg.Connection | None = None
+        try:
+            conn = psycopg.connect(embedded.libpq_url(database_url), autocommit=True)
+        except psycopg.Error:
+            return
+        try:
+            conn.execute("CREATE EXTENSION IF NOT EXISTS pg_stat_statements")
+            conn.execute("SELECT pg_stat_statements_reset()")
+            conn.execute("SELECT count(*) FROM pg_stat_statements")  # fails unless preloaded
+        except psycopg.Error:
+            conn.close()
+            return
+        self.conn = conn
+
+    def reset(self) -> None:
+        if self.conn is not None:
+            self.conn.execute("SELECT pg_stat_statements_reset()")
+
+    def top(self, requests_: float, n: int = 3) -> list[str]:
+        """The ``n`` costliest statements since the last reset, one line each, per app request."""
+        if self.conn is None or not requests_:
+            return []
+        rows = self.conn.execute(
+            "SELECT sum(calls), sum(total_exec_time), sum(total_plan_time), sum(plans), q FROM ("
+            " SELECT calls, total_exec_time, total_plan_time, plans,"
+            " left(regexp_replace(regexp_replace(query, '\"tenant_[^\"]+\"', '\"tenant_*\"', 'g'), '\\s+', ' ', 'g'), 90) AS q"
+            " FROM pg_stat_statements WHERE dbid = (SELECT oid FROM pg_database WHERE datname = current_database())"
+            " AND query <> %s AND query NOT LIKE %s) s GROUP BY q ORDER BY sum(total_exec_time) + sum(total_plan_time) DESC LIMIT %s",
+            (self.FLOOR, "%pg_stat_statements%", n),
+        ).fetchall()
+        return [
+            f"{float(calls) / requests_:5.2f} calls {float(ex) * 1000 / requests_:6.0f} µs exec "
+            f"{float(pl) * 1000 / requests_:6.0f} µs plan {float(plans) / max(1, float(calls)):5.2f} plans/call  {q}"
+            for calls, ex, pl, plans, q in rows
+        ]
+
+    def close(self) -> None:
+        if self.conn is not None:
+            self.conn.close()
 
 
 def browser_cookies(app_base: str, tokens: list[str]) -> list[str]:
@@ -570,7 +632,14 @@ def browser_cookies(app_base: str, tokens: list[str]) -> list[str]:
     return jars
 
 
-def page_table(app_base: str, floor_base: str, seeded: dict, app_pid: int = 0, floor_pid: int = 0) -> list[tuple]:
+def page_table(
+    app_base: str,
+    floor_base: str,
+    seeded: dict,
+    app_pid: int = 0,
+    floor_pid: int = 0,
+    costs: StatementCosts | None = None,
+) -> list[tuple]:
     tenants = list(seeded.items())[:200]
     floor_script = lua_script([(f"/floor?t={tid}", {}) for tid, _ in tenants])
     scripts = {}
@@ -591,6 +660,12 @@ def page_table(app_base: str, floor_base: str, seeded: dict, app_pid: int = 0, f
         )
         print("  ratio = floor req/s / app req/s; cpu = the servers' CPU ms per request (Python only) and its ratio;")
         print("  pg / redis = PostgreSQL's and Redis's CPU ms per request meanwhile, the app's and the floor's")
+        if costs is not None and costs.conn is not None:
+            print(
+                "  under each row: the page's costliest statements per request (pg_stat_statements, wall time in the server)"
+            )
+        elif costs is not None:
+            print("  (statements per page: off, the server doesn't preload pg_stat_statements; see StatementCosts)")
         print(
             f"  {'page':<18}{'conns':>6}{'floor r/s':>11}{'app r/s':>9}{'ratio':>7}{'p50 ms':>9}{'p99 ms':>9}"
             f"{'floor p99':>10}{'errors':>8}{'cpu ms':>8}{'floor':>7}{'cpu ×':>7}{'pg':>6}{'floor':>6}{'redis':>6}"
@@ -599,6 +674,8 @@ def page_table(app_base: str, floor_base: str, seeded: dict, app_pid: int = 0, f
             wrk(floor_base, floor_script, c, 2)  # warm-up
             for name in PAGES:
                 wrk(app_base, scripts[name], c, 1)
+                if costs is not None:
+                    costs.reset()
                 fl, ap = interleaved(
                     (floor_base, floor_script, floor_pid), (app_base, scripts[name], app_pid), c, SECONDS, SLICES
                 )
@@ -611,6 +688,8 @@ def page_table(app_base: str, floor_base: str, seeded: dict, app_pid: int = 0, f
                     f"{cpu_ratio:>6.2f}×{ap['pg_ms']:>6.2f}{fl['pg_ms']:>6.2f}{ap['redis_ms']:>6.2f}",
                     flush=True,
                 )
+                for line in costs.top(ap["requests"]) if costs is not None else []:
+                    print(f"      {line}", flush=True)
     finally:
         for s in [floor_script, *scripts.values()]:
             os.unlink(s)
@@ -1057,7 +1136,11 @@ def main() -> None:
             app_proc, app_base = serve("wsgi:app", database_url)
             floor_proc, floor_base = serve("bench.floor:app", database_url)
             procs += [app_proc, floor_proc]
-            page_table(app_base, floor_base, seeded, app_proc.pid, floor_proc.pid)
+            costs = StatementCosts(database_url)
+            try:
+                page_table(app_base, floor_base, seeded, app_proc.pid, floor_proc.pid, costs)
+            finally:
+                costs.close()
             stop(floor_proc)
         elif "pages" in PARTS:
             print("\npages: skipped (wrk not installed: apt-get install -y wrk)")
