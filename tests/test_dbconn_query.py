@@ -761,3 +761,22 @@ def test_a_found_campaign_round_on_a_read_only_page_runs_on_the_read_connection(
     rounds = [autocommit for verb, autocommit, _h, _no in did.statements if verb in ("INSERT", "WITH")]
     assert rounds == [True], did.statements
     assert did.checkouts == 1 and not did.sessions  # the read connection only; no ORM session began
+
+
+def test_the_processes_npc_read_of_a_found_campaign_round_runs_on_the_read_connection(app, as_role):
+    """Once per FOUND_SYNC_SECONDS a process reads every tenant's NPC campaign ids that have no
+    campaign row (``campaigns._npc_candidates``); on a read-only page that read too runs on the
+    page's read connection: one checkout, no ORM session."""
+    from glyphoxa_htmx.services import campaigns
+
+    owner = as_role("tenant_owner")
+    owner.get("/campaigns")
+    campaigns._last_sync.clear()  # this tenant's round is due
+    campaigns._npc_snapshot = None  # ... and the process's NPC read
+    with app.app_context():
+        engine = db.engine
+    with _watched(engine) as did:
+        assert owner.get("/campaigns").status_code == 200
+    assert campaigns._npc_snapshot is not None  # the read ran
+    assert did.checkouts == 1 and not did.sessions, did.statements
+    assert all(autocommit for _verb, autocommit, _h, _no in did.statements), did.statements

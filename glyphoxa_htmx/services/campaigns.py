@@ -182,8 +182,9 @@ def _sync_due(tenant_id: str) -> bool | None:
 
 def _npc_candidates(tenant_id: str) -> list[str]:
     """NPC campaign ids of the tenant without a campaign row, as of at most FOUND_SYNC_SECONDS ago
-    (one read for all tenants per process and interval; a thread that finds another one reading
-    uses the previous answer)."""
+    (one read for all tenants per process and interval, through ``dbconn.query``: on a read-only
+    page it needs no ORM session of its own; a thread that finds another one reading uses the
+    previous answer)."""
     global _npc_snapshot
     snapshot = _npc_snapshot
     if snapshot is None or time.monotonic() - snapshot[0] >= FOUND_SYNC_SECONDS:
@@ -192,7 +193,7 @@ def _npc_candidates(tenant_id: str) -> list[str]:
                 if _npc_snapshot is snapshot:  # not refreshed by another thread meanwhile
                     taken = time.monotonic()
                     found: dict[str, list[str]] = {}
-                    for tenant, campaign in db.session.execute(_UNREGISTERED_NPC_CAMPAIGNS):
+                    for tenant, campaign in dbconn.query(_UNREGISTERED_NPC_CAMPAIGNS):
                         found.setdefault(tenant, []).append(campaign)
                     _npc_snapshot = (taken, found)
                 snapshot = _npc_snapshot
