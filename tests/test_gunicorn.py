@@ -213,6 +213,19 @@ def _workers(proc: subprocess.Popen) -> list[int]:
     return [child.pid for child in psutil.Process(proc.pid).children()]
 
 
+def _two_listening_workers(proc: subprocess.Popen, base: str, port: int) -> list[int]:
+    """Once the server answers: its two workers' pids, each holding a listening socket of its own."""
+    wait_healthy(base, proc)
+    wait_for(lambda: len(_workers(proc)) == 2, timeout=60, what="two workers")
+    workers = _workers(proc)
+    wait_for(
+        lambda: all(_sockets(pid, port, "LISTEN") == 1 for pid in workers),
+        timeout=60,
+        what="a listener in each worker",
+    )
+    return workers
+
+
 def test_each_worker_listens_on_its_own_socket_and_new_connections_spread(app, database_url):
     """deploy/gunicorn.conf.py turns on reuse_port for a TCP bind: every worker binds a socket of
     its own once its app is loaded, the master none, and the kernel spreads new connections over
@@ -224,14 +237,7 @@ def test_each_worker_listens_on_its_own_socket_and_new_connections_spread(app, d
     base = f"http://127.0.0.1:{port}"
     held: list[socket.socket] = []
     try:
-        wait_healthy(base, proc)
-        wait_for(lambda: len(_workers(proc)) == 2, timeout=60, what="two workers")
-        workers = _workers(proc)
-        wait_for(
-            lambda: all(_sockets(pid, port, "LISTEN") == 1 for pid in workers),
-            timeout=60,
-            what="a listener in each worker",
-        )
+        workers = _two_listening_workers(proc, base, port)
         assert _sockets(proc.pid, port, "LISTEN") == 0
         for _ in range(32):
             conn = socket.create_connection(("127.0.0.1", port))
@@ -277,14 +283,7 @@ def test_a_stopping_worker_closes_its_socket_at_once_and_finishes_what_it_holds(
     proc = _gunicorn(database_url, port, WEB_CONCURRENCY="2", GUNICORN_THREADS="2")
     base = f"http://127.0.0.1:{port}"
     try:
-        wait_healthy(base, proc)
-        wait_for(lambda: len(_workers(proc)) == 2, timeout=60, what="two workers")
-        workers = _workers(proc)
-        wait_for(
-            lambda: all(_sockets(pid, port, "LISTEN") == 1 for pid in workers),
-            timeout=60,
-            what="a listener in each worker",
-        )
+        workers = _two_listening_workers(proc, base, port)
         slow = socket.create_connection(("127.0.0.1", port))
         slow.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\n")  # a thread waits for the rest
         wait_for(
