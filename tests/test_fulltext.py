@@ -79,7 +79,7 @@ def _lines(rng: random.Random, n: int) -> list[str]:
 
 
 def test_python_marks_are_postgresql_headlines_on_every_plain_line(database_url):
-    """Every line the statement leaves to Python (not matching PLAIN_SQL) gets exactly the marks
+    """Every line the search leaves to Python (``plain``: not matching PLAIN_SQL) gets exactly the marks
     ts_headline gives it, for 900 lines × 21 queries (phrases, OR, negation, stop words, stems
     that changed in later Snowball, capitals, apostrophes, punctuation); and the lines that aren't
     plain (hyphens, numbers, dots inside words, non-ASCII, URLs, tags, a 250-letter word) are the
@@ -95,6 +95,7 @@ def test_python_marks_are_postgresql_headlines_on_every_plain_line(database_url)
     compared = set()
     unplain = set()
     for text, q, matched, not_plain, headline, tsq in rows:
+        assert fulltext.plain(text) is not not_plain, text  # what the search asks, in Python
         if not_plain:
             unplain.add(text)
             continue
@@ -151,11 +152,11 @@ def test_marks_look_up_only_the_words_a_lexeme_could_be(monkeypatch):
     assert fulltext.mark("Plain words only", frozenset({"42"})) == "Plain words only" and looked == []
 
 
-def test_the_hits_statement_splits_the_plain_test_without_changing_it(database_url):
-    """The hits' statement asks for the 200-letter word only of lines that long (not_plain_sql);
-    it answers as PLAIN_SQL does on words of 199, 200 and 250 letters alone, inside prose, after
-    something not plain, on long plain prose of short words, and on the random lines; with
-    ``:plain`` '' every line goes to PostgreSQL."""
+def test_plain_answers_as_postgresql_reads_plain_sql(database_url):
+    """``plain`` (Python, what the search asks of each hit) answers as PostgreSQL's ``t ~ PLAIN_SQL``
+    does: words of 199, 200 and 250 letters alone, inside prose, after something not plain, long
+    plain prose of short words, each of NOT_PLAIN alone and inside prose, ASCII controls and
+    whitespace, and the random lines."""
     edge = [
         "a" * 199,
         "b" * 200,
@@ -166,16 +167,20 @@ def test_the_hits_statement_splits_the_plain_test_without_changing_it(database_u
         "The chapel bells rang, and rang again. " * 8,  # 312 characters of plain prose
         "z" * 100 + " " + "z" * 100,
         "",
+        "tab\tand\nnew\rline\fform\vvertical",
+        "bell\x01chapel",
+        "the end.",
+        "the end. Next",
+        "the end.Next",
+        "...",
+        'He said "chapel" (twice); then: bells!',
     ]
+    edge += NOT_PLAIN + [f"The {bad} chapel." for bad in NOT_PLAIN]
     lines = edge + _lines(random.Random(7), 300)
-    split = fulltext.not_plain_sql("t").replace(":plain", "%(plain)s").replace(":long_word", "%(long)s")
-    statement = f"SELECT t ~ %(full)s, {split} FROM unnest(%(lines)s::text[]) t"
-    params = {"full": fulltext.PLAIN_SQL, "plain": fulltext.SHORT_NOT_PLAIN_SQL, "long": fulltext.LONG_WORD_SQL}
-    rows = sql(database_url, statement, {**params, "lines": lines})
-    assert [full for full, _ in rows] == [parts for _, parts in rows]
-    assert [full for full, _ in rows[: len(edge)]] == [False, True, True, False, True, True, False, False, False]
-    everything = sql(database_url, statement, {**params, "plain": "", "lines": lines})
-    assert all(parts for _, parts in everything)
+    rows = sql(database_url, "SELECT t ~ %s FROM unnest(%s::text[]) t", (fulltext.PLAIN_SQL, lines))
+    assert [not not_plain for (not_plain,) in rows] == [fulltext.plain(t) for t in lines]
+    assert [fulltext.plain(t) for t in edge[:9]] == [True, False, False, True, False, False, True, True, True]
+    assert not any(fulltext.plain(t) for t in NOT_PLAIN)
 
 
 def test_the_probe_agrees_with_english_and_refuses_any_other_text_search(database_url, monkeypatch):
@@ -260,3 +265,37 @@ def test_search_hits_read_the_same_whoever_marks_them(app, seeded, database_url,
 
 def _not_plain(database_url, texts):
     return [r[0] for r in sql(database_url, "SELECT t ~ %s FROM unnest(%s::text[]) t", (fulltext.PLAIN_SQL, texts))]
+
+
+def test_a_block_of_hits_none_plain_from_a_session_nobody_registered_gets_postgresqls_marks(
+    app,
+    seeded,  # noqa: F811
+    database_url,
+):
+    """The search results block (no campaign filter asked) whose hits are all not plain (hyphens,
+    digits, accents, a dot inside a word) and whose session id the gateway wrote without a
+    ``public.sessions`` row: each hit reads as ts_headline marks it, in the order found (newest
+    first: each headline goes back to its own hit), with the query parsed by PostgreSQL (a phrase,
+    a hyphenated word, OR)."""
+    import uuid
+
+    from glyphoxa_htmx.services import transcripts
+
+    stray = str(uuid.uuid4())
+    texts = ["Half-elf at 3 o'clock: the chapel-bell rang", "Über die Kapelle, 2 chapels", "chapel 1.5 bells, e.g."]
+    for text in texts:
+        add_line(database_url, seeded.tenant, stray, text, seeded.campaign)
+    for q in ("chapel", '"chapel bell"', "half-elf or kapelle"):
+        expected = sql(
+            database_url,
+            "SELECT ts_headline('english', t, websearch_to_tsquery('english', %s), %s) FROM unnest(%s::text[]) "
+            "WITH ORDINALITY u(t, i) WHERE to_tsvector('english', t) @@ websearch_to_tsquery('english', %s) "
+            "ORDER BY i DESC",
+            (q, fulltext.HEADLINE_OPTS, texts, q),
+        )
+        with app.test_request_context():
+            result = transcripts.search(seeded.actor, q)
+        stray_hits = [h for g in result.groups if g.session_id == stray for h in g.hits]
+        assert [g.session for g in result.groups if g.session_id == stray] == [None]
+        assert [str(h.highlight) for h in stray_hits] == [str(fulltext.from_headline(e)) for (e,) in expected], q
+        assert expected and all("<mark>" in str(h.highlight) for h in stray_hits)

@@ -9,8 +9,8 @@ answer is certain, the same marks are made here, in the app's horizontally scale
   ``, . ! ? ; : ' " ( )``, no ``.`` directly before a non-space (``e.g`` and ``a.b`` are file and
   host tokens to PostgreSQL's parser) and no word of 200 letters or more. PostgreSQL's default parser
   splits such a line into ``asciiword`` tokens (runs of letters) and blanks, nothing else; every
-  other line gets PostgreSQL's own headline, in the same statement (``PLAIN_SQL``: the hits'
-  statement computes ``ts_headline`` only where the line doesn't match it).
+  other line gets PostgreSQL's own headline (``plain``, ``PLAIN_SQL``: the search asks
+  ``ts_headline`` only for the hits that aren't plain).
 * **The same lexemes.** A word is marked when its lexeme is one of the query's: lowercased, not one
   of the ``english`` configuration's stop words (PostgreSQL's ``english.stop``, below), stemmed by
   Snowball's English stemmer at the version PostgreSQL 15 ships (PyStemmer 2.2.0.3, Snowball 2.2.0:
@@ -69,8 +69,10 @@ def from_headline(marked: str) -> Markup:
     return Markup(escaped.replace(START, "<mark>").replace(STOP, "</mark>"))
 
 
-# A line PostgreSQL's parser splits into asciiword tokens and blanks only (POSIX regular expression,
-# for the hits' statement: a line matching it is not plain and gets ts_headline).
+# A line PostgreSQL's parser splits into asciiword tokens and blanks only: a line in which this
+# regular expression finds something is not plain and gets ts_headline. The same text is a POSIX
+# regular expression for PostgreSQL (the probe, and the tests that hold ``plain`` to PostgreSQL's
+# reading of it) and a Python one (``plain``).
 # ASCII whitespace only: ``[:space:]`` follows the database's locale, and a non-ASCII space is the
 # parser's to judge.
 SHORT_NOT_PLAIN_SQL = r"[^A-Za-z \t\n\r\f\v,.!?;:'\"()]|[.][^ \t\n\r\f\v]"
@@ -78,15 +80,18 @@ LONG_WORD = 200
 LONG_WORD_SQL = f"[A-Za-z]{{{LONG_WORD}}}"
 PLAIN_SQL = f"{SHORT_NOT_PLAIN_SQL}|{LONG_WORD_SQL}"
 
+_NOT_PLAIN = re.compile(SHORT_NOT_PLAIN_SQL)
+_LONG_WORD = re.compile(LONG_WORD_SQL)
 
-def not_plain_sql(column: str) -> str:
-    """PLAIN_SQL's test of ``column`` in two parts, for the hits' statement: the word of 200 letters
-    is asked only of lines at least that long. As an alternative of the one expression,
-    PostgreSQL's regular expression engine paid for the bounded repetition on every line: ~1.6 of
-    ~2 µs a line, 0.05 ms of the statement's ~0.13 ms of execution for a page of hits (issue 18).
-    Binds ``:plain`` (SHORT_NOT_PLAIN_SQL, or '', which every line matches) and ``:long_word``
-    (LONG_WORD_SQL)."""
-    return f"({column} ~ :plain OR (length({column}) >= {LONG_WORD} AND {column} ~ :long_word))"
+
+def plain(text: str) -> bool:
+    """Whether ``text`` is a plain line (``PLAIN_SQL`` finds nothing in it): the word of 200 letters
+    is looked for only in lines at least that long. The hits' statement used to ask this of
+    PostgreSQL, as a ``CASE`` around ``ts_headline``; parsing, planning and running that expression
+    in a statement planned on every search was ~25 % of its database CPU (issue 18), and asked here
+    it is ~1 µs a hit in the app's scaled-out workers. The lines found not plain get
+    PostgreSQL's headline from the hits' sessions' statement (``services/transcripts.py``)."""
+    return _NOT_PLAIN.search(text) is None and (len(text) < LONG_WORD or _LONG_WORD.search(text) is None)
 
 
 _SPLIT = re.compile(r"([A-Za-z]+)")  # a plain line's words at the odd places of its split

@@ -548,15 +548,26 @@ _CAMPAIGNS = qualified(str(Campaign.__table__.schema), Campaign.__tablename__)
 # With ``:choices`` true it also returns the tenant's campaigns for the page's filter, as
 # ``campaigns.choices(include_archived=True)`` lists them (by name: ``pick`` numbers them in that
 # order, NULL on the sessions' rows): the full page's filter cost a statement of its own, ~0.12 ms
-# of Python and a round trip (issue 18).
+# of Python and a round trip (issue 18). And PostgreSQL's headline of each of ``:texts`` (the hits
+# that aren't plain, see core/fulltext.py; ``pick`` is minus the text's place, from -1): asked in
+# the hits' statement, as a ``CASE`` around ``ts_headline``, it was parsed and planned with that
+# statement on every search, ~25 % of its database CPU; here the statement is planned once per
+# connection, and the query is parsed once per statement (the InitPlan: a generic plan would
+# otherwise parse it again for every headline). The markers and options are fulltext's constants,
+# written into the text (no quote, colon or percent sign in them: checked below).
 _HIT_SESSIONS = sql_text(
     f"SELECT s.id, s.campaign_id, s.started_at, c.name, CAST(NULL AS bigint) AS pick FROM {_SESSIONS} s "
     f"LEFT JOIN {_CAMPAIGNS} c ON c.tenant_id = s.tenant_id AND c.id = s.campaign_id "
     "WHERE s.tenant_id = :tenant AND s.id = ANY(CAST(:ids AS text[])) "
     f"UNION ALL SELECT c.id, c.id, NULL, c.name, row_number() OVER (ORDER BY c.name) FROM {_CAMPAIGNS} c "
     "WHERE c.tenant_id = :tenant AND CAST(:choices AS boolean) "
+    f"UNION ALL SELECT NULL, NULL, NULL, ts_headline('english', replace(replace(u.t, '{fulltext.START}', ''), "
+    f"'{fulltext.STOP}', ''), (SELECT websearch_to_tsquery('english', CAST(:q AS text))), '{fulltext.HEADLINE_OPTS}'), -u.i "
+    "FROM unnest(CAST(:texts AS text[])) WITH ORDINALITY AS u(t, i) "
     "ORDER BY pick NULLS FIRST"
 )
+if set(fulltext.START + fulltext.STOP + fulltext.HEADLINE_OPTS) & set("'\\:%"):
+    raise RuntimeError("fulltext's markers and headline options must be safe inside an SQL literal")
 
 
 # How the hits are found (issue 18): every match through the gateway's GIN index, then the newest
@@ -568,17 +579,17 @@ _HIT_SESSIONS = sql_text(
 # 2-5 ms on 40k lines for common, rare and earlier-arc words alike (bench/run.py, part "large").
 # A quoted phrase has each line holding all its words tested for their order.
 #
-# Each hit's marks: PostgreSQL's ``ts_headline`` only for a line that isn't plain ASCII prose (the
-# ``CASE``; the planner evaluates it after the sort and limit, for the hits only), the rest marked
-# in Python with the query's lexemes as PostgreSQL wrote them (``tsq``, folded to a constant when
-# the statement is planned): core/fulltext.py (``not_plain_sql``: ``fulltext.PLAIN_SQL`` in two
-# parts; ``:plain`` is '', which every line matches, where the database's text search isn't ours).
+# Each hit's marks: PostgreSQL's ``ts_headline`` only for a line that isn't plain ASCII prose
+# (``fulltext.plain``; asked with the hits' sessions, ``_HIT_SESSIONS``), the rest marked in Python
+# with the query's lexemes as PostgreSQL wrote them (``tsq``, folded to a constant when the
+# statement is planned): core/fulltext.py. Where the database's text search isn't ours
+# (``fulltext.enabled``), every hit gets PostgreSQL's headline.
 
 
 @lru_cache(maxsize=4096)
 def _search_sql(schema: str, campaign: bool, cursor: bool) -> TextClause:
     """The search statement for one tenant and set of filters: at most ``:n`` hits newest first,
-    each with PostgreSQL's headline where it is needed (else NULL) and the query's lexemes."""
+    each with the query's lexemes."""
     table = qualified(schema, "session_entries")
     where = ["to_tsvector('english', e.text) @@ websearch_to_tsquery('english', :q)"]
     if campaign:
@@ -588,8 +599,6 @@ def _search_sql(schema: str, campaign: bool, cursor: bool) -> TextClause:
         where.append(f"e.timestamp <= {ts} AND (e.timestamp, e.id) < ({ts}, {cid})")
     return sql_text(
         "SELECT e.id, e.session_id, e.campaign_id, e.speaker_id, e.speaker_name, e.npc_id, e.text, e.timestamp, "
-        f"CASE WHEN {fulltext.not_plain_sql('e.text')} THEN ts_headline('english', replace(replace(e.text, :start, ''), :stop, ''), "
-        "websearch_to_tsquery('english', :q), :opts) END AS headline, "
         "websearch_to_tsquery('english', :q)::text AS tsq "
         f"FROM {table} e WHERE {' AND '.join(where)} "
         "ORDER BY e.timestamp + interval '0 s' DESC, e.id DESC LIMIT :n"
@@ -616,7 +625,8 @@ def search(
     expression of the gateway's GIN index (``_search_sql``). Up to three queries: the table check
     (kept, see ``memory_tables``), the hits, and the hits' sessions with those sessions' campaign
     names (``public.sessions`` and ``web.campaigns`` rows of the actor's tenant, ``_HIT_SESSIONS``;
-    not run when nothing matched). ``choices``: also ``result.choices``, the campaign filter's
+    not run when nothing matched), which also brings PostgreSQL's headlines of the hits that
+    aren't plain. ``choices``: also ``result.choices``, the campaign filter's
     (``campaigns.choices(include_archived=True)``), read by that last statement (then run even
     when nothing matched)."""
     require(actor, Perm.VIEW_TRANSCRIPTS)
@@ -629,16 +639,7 @@ def search(
         if choices:
             result.choices = campaigns.choices(actor, include_archived=True)
         return result
-    params: dict[str, Any] = {
-        "q": q,
-        "n": limit + 1,
-        "opts": fulltext.HEADLINE_OPTS,
-        "start": fulltext.START,
-        "stop": fulltext.STOP,
-        # ('' matches every line: all headlines from PostgreSQL where its text search isn't ours)
-        "plain": fulltext.SHORT_NOT_PLAIN_SQL if fulltext.enabled(_probe) else "",
-        "long_word": fulltext.LONG_WORD_SQL,
-    }
+    params: dict[str, Any] = {"q": q, "n": limit + 1}
     if campaign:
         params["campaign"] = memory_campaign(campaign)
     if before is not None:
@@ -650,22 +651,37 @@ def search(
     result.count = len(rows)
     result.next_before = rows[-1].id if more else None
     ids = list({r.session_id for r in rows if isinstance(r.session_id, str)})
+    # The hits PostgreSQL marks: those that aren't plain, or all where its text search isn't ours.
+    ours = fulltext.enabled(_probe)
+    theirs = [i for i, r in enumerate(rows) if not (ours and fulltext.plain(r.text))]
     sessions = {}
-    if ids or choices:
+    headlines: dict[int, str] = {}
+    if ids or choices or theirs:
         if choices:
             campaigns.register_found(actor)  # as campaigns.choices does
-        found = dbconn.query(_HIT_SESSIONS, {"tenant": actor.tenant_id, "ids": ids, "choices": choices})
+        found = dbconn.query(
+            _HIT_SESSIONS,
+            {
+                "tenant": actor.tenant_id,
+                "ids": ids,
+                "choices": choices,
+                "q": q,
+                "texts": [rows[i].text for i in theirs],
+            },
+        )
         sessions = {s.id: SearchSession(*s[:4]) for s in found if s.pick is None}
+        headlines = {theirs[-s.pick - 1]: s.name for s in found if s.pick is not None and s.pick < 0}
         if choices:
-            result.choices = [(s.id, s.name) for s in found if s.pick is not None]
+            result.choices = [(s.id, s.name) for s in found if s.pick is not None and s.pick > 0]
     current: SearchGroup | None = None
     lexemes = fulltext.query_lexemes(rows[0].tsq) if rows else frozenset()
-    for r in rows:
+    for i, r in enumerate(rows):
         if current is None or current.session_id != r.session_id:
             known = sessions.get(r.session_id)
             current = SearchGroup(session_id=r.session_id, session=known, campaign_id=r.campaign_id)
             result.groups.append(current)
-        marked = fulltext.from_headline(r.headline) if r.headline is not None else fulltext.mark(r.text, lexemes)
+        headline = headlines.get(i)
+        marked = fulltext.from_headline(headline) if headline is not None else fulltext.mark(r.text, lexemes)
         current.hits.append(SearchHit(line=_line(r), highlight=marked))
     return result
 
