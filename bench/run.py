@@ -574,9 +574,8 @@ class StatementCosts:
             >> /etc/postgresql/15/stats/postgresql.conf && pg_ctlcluster 15 stats start
         BENCH_DATABASE_SERVER=postgresql://postgres@127.0.0.1:5433/postgres BENCH_PARTS=pages make bench
 
-    The floor's statement (same database) is left out of what is printed."""
-
-    FLOOR = "SELECT id, name, status FROM web.tenants WHERE id = $1"
+    The floor's statement (same database, ``floor.STATEMENT`` as pg_stat_statements writes it) is
+    left out of what is printed."""
 
     def __init__(self, database_url: str) -> None:
         self.conn: psycopg.Connection | None = None
@@ -601,13 +600,15 @@ class StatementCosts:
         """The ``n`` costliest statements since the last reset, one line each, per app request."""
         if self.conn is None or not requests_:
             return []
+        import floor as floor_module
+
         rows = self.conn.execute(
             "SELECT sum(calls), sum(total_exec_time), sum(total_plan_time), sum(plans), q FROM ("
             " SELECT calls, total_exec_time, total_plan_time, plans,"
             " left(regexp_replace(regexp_replace(query, '\"tenant_[^\"]+\"', '\"tenant_*\"', 'g'), '\\s+', ' ', 'g'), 90) AS q"
             " FROM pg_stat_statements WHERE dbid = (SELECT oid FROM pg_database WHERE datname = current_database())"
             " AND query <> %s AND query NOT LIKE %s) s GROUP BY q ORDER BY sum(total_exec_time) + sum(total_plan_time) DESC LIMIT %s",
-            (self.FLOOR, "%pg_stat_statements%", n),
+            (floor_module.STATEMENT.replace("%s", "$1"), "%pg_stat_statements%", n),
         ).fetchall()
         return [
             f"{float(calls) / requests_:5.2f} calls {float(ex) * 1000 / requests_:6.0f} µs exec "
