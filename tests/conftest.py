@@ -171,6 +171,9 @@ def clean_db(request, database_url):
 
     transcripts.forget_settled()  # ended sessions' transcript figures are cached per process; ids repeat
     transcripts.forget_memory_tables()  # which memory tables exist: per process too, and schemas go
+    from glyphoxa_htmx.services import campaigns
+
+    campaigns.forget_directories()  # the campaign directories are per process too; tables are emptied
     yield
     with app.app_context():
         from glyphoxa_htmx.extensions import db

@@ -183,3 +183,78 @@ def test_the_last_seen_touch_reads_nothing_again(database_url, make_user):
             (hash_token(b.token),),
         ).fetchone()
     assert age.total_seconds() < 60
+
+
+def test_a_message_empties_the_caches_its_topic_names_and_anything_else_empties_all():
+    """The channel carries topics: a campaign change empties the campaign directories and keeps the
+    sign-ins; a sign-in change the reverse; a message in any other shape (a process of an older
+    release sends its bare pid) or of an unknown topic empties every cache (fail closed)."""
+    from glyphoxa_htmx.services import campaigns, signin_cache
+
+    def generations() -> tuple[int, int]:
+        return signin_cache._generation, campaigns.directory_generation()
+
+    before = generations()
+    signin_cache._forget(b"campaigns 4242")
+    assert generations() == (before[0], before[1] + 1)
+    signin_cache._forget(b"signin 4242")
+    assert generations() == (before[0] + 1, before[1] + 1)
+    for message in (b"4242", b"npcs 4242", b"", None, "\udcff".encode("utf-8", "surrogateescape")):
+        now = generations()
+        signin_cache._forget(message)
+        assert generations() == (now[0] + 1, now[1] + 1), message
+
+
+def test_a_campaign_renamed_in_one_process_empties_the_directories_of_the_others(database_url, make_user):
+    """Over real Redis: a campaign written through the app publishes the campaigns topic after its
+    commit (and nothing when the write rolls back); a campaigns message from another process empties
+    this one's directories within moments and leaves its sign-ins alone."""
+    import redis
+
+    from glyphoxa_htmx.app import create_app
+    from glyphoxa_htmx.core.authz import Actor, Role
+    from glyphoxa_htmx.extensions import db
+    from glyphoxa_htmx.services import campaigns, signin_cache
+    from tests.conftest import make_settings
+
+    url = require_redis()
+    app = create_app(make_settings(database_url, redis_url=url, signin_cache_seconds=300))
+    user = make_user(role="dm")
+    actor = Actor(user_id=user.id, tenant_id=user.tenant_id, role=Role.DM)
+    listener = redis.Redis.from_url(url).pubsub()
+    try:
+        listener.subscribe(signin_cache.CHANNEL)
+        wait_for(lambda: (m := listener.get_message(timeout=0.2)) and m["type"] == "subscribe", what="subscribed")
+
+        def messages() -> list[str]:
+            out = []
+            while (m := listener.get_message(timeout=0.5)) is not None:
+                if m["type"] == "message":
+                    out.append(m["data"].decode())
+            return out
+
+        with app.test_request_context():
+            cid = campaigns.create(actor, {"name": "Harbour Lights"}).id
+            db.session.commit()
+        assert [m.split()[0] for m in messages()] == ["campaigns"]
+        with app.test_request_context():
+            db.session.get(campaigns.Campaign, (user.tenant_id, cid)).name = "Never Saved"
+            db.session.flush()
+            db.session.rollback()
+        assert messages() == []
+        with app.app_context():
+            wait_for(lambda: signin_cache.lifetime(300) == 300, timeout=10, what="this process hearing the channel")
+        with app.test_request_context("/sessions/search"):
+            from flask import g
+
+            g.gx_read_only = True
+            campaigns.keep_directory(user.tenant_id, campaigns.directory_generation(), [(cid, "Harbour Lights")])
+        with app.app_context():
+            assert campaigns.cached_directory(user.tenant_id) is not None
+            signins = signin_cache._generation
+            redis.Redis.from_url(url).publish(signin_cache.CHANNEL, "campaigns 1")
+            wait_for(lambda: campaigns.cached_directory(user.tenant_id) is None, timeout=5, what="the directory gone")
+            assert signin_cache._generation == signins
+    finally:
+        listener.close()
+        signin_cache.init_app(app, "")  # stops its listener thread

@@ -270,6 +270,14 @@ def _reads_alone(values: dict[str, Any], session: Session | None) -> bool:
     return bool(values.get(READ_ONLY)) and not (session is not None and session.in_transaction())
 
 
+def reads_committed() -> bool:
+    """Whether what this request reads now is only what others committed: a read-only page whose
+    session has begun no transaction (per-process caches of shared rows fill only from such reads,
+    never from a transaction that may still roll back)."""
+    ctx = _cv_app.get(None)
+    return ctx is not None and _reads_alone(ctx.g.__dict__, existing_session())
+
+
 def _in_autocommit(conn: Connection) -> Connection:
     dbapi: Any = conn.connection.dbapi_connection
     if not dbapi.autocommit:

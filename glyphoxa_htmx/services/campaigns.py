@@ -32,12 +32,14 @@ from sqlalchemy import (
     Subquery,
     and_,
     bindparam,
+    event,
     func,
     or_,
     select,
     text,
 )
 from sqlalchemy import delete as sql_delete
+from sqlalchemy.orm import ORMExecuteState, Session, UOWTransaction
 
 from glyphoxa_htmx.core import audit, dbconn
 from glyphoxa_htmx.core.authz import Actor, Perm, own, require
@@ -48,6 +50,7 @@ from glyphoxa_htmx.core.memo import Memo
 from glyphoxa_htmx.core.parse import like_pattern
 from glyphoxa_htmx.extensions import db
 from glyphoxa_htmx.models import Campaign, CampaignTombstone, GatewaySession, GatewayTenant, NpcDefinition, NpcPosition
+from glyphoxa_htmx.services import signin_cache
 
 GAME_SYSTEMS = (
     "D&D 5e",
@@ -227,6 +230,7 @@ def register_found(actor: Actor, only: str | None = None) -> list[str]:
         params = {"t": actor.tenant_id, "only": None, "npc": npc}
     found = [row.id for row in dbconn.query(statement, params)]
     if found:
+        _campaigns_changed(db.session())  # the directories (the commit below tells the other processes)
         audit.record(
             "campaign.found",
             "tenant",
@@ -281,6 +285,95 @@ def names(actor: Actor, campaign_ids: set[str]) -> dict[str, str]:
         select(Campaign.id, Campaign.name).where(Campaign.tenant_id == actor.tenant_id, Campaign.id.in_(campaign_ids))
     )
     return {r.id: r.name for r in rows}
+
+
+# --------------------------------------------------------------------------- the directory
+# Every campaign of a tenant, (id, name) by name, archived ones too, kept per process (issue 18):
+# what the search page shows of campaigns (its filter, the names over its hits) without a statement
+# on each search. Filled only from a read of committed rows on a read-only page (``keep_directory``),
+# and emptied in this process by any write to a campaign (a flush or an ORM UPDATE/DELETE of
+# ``Campaign``, and ``register_found``), then again after the commit, which also tells every other
+# process (``signin_cache.publish``): as sign-ins are. An entry lives DIRECTORY_SECONDS while the
+# process hears the others, else 3 s (``signin_cache.lifetime``: fail closed); a change made with
+# plain SQL outside the app shows within that.
+
+DIRECTORY_SECONDS = 30.0
+MAX_DIRECTORIES = 20_000  # tenants, ~0.5 KB each
+CHANGED = "campaigns"  # the channel's topic for campaign changes
+
+
+@dataclass(frozen=True)
+class Directory:
+    choices: tuple[tuple[str, str], ...]  # (id, name) by name, archived ones too
+    names: dict[str, str]  # id -> name
+
+
+_directory_lock = threading.Lock()
+_directories: Memo[str, tuple[float, int, Directory]] = Memo(MAX_DIRECTORIES)
+_directory_generation = 0
+
+
+def forget_directories() -> None:
+    """Empty this process's directories (a campaign changed here or in another process)."""
+    global _directory_generation
+    with _directory_lock:
+        _directory_generation += 1
+        _directories.clear()
+
+
+signin_cache.on_change(CHANGED, forget_directories)
+
+
+def cached_directory(tenant_id: str) -> Directory | None:
+    """The tenant's directory if this process holds a live one, else None (read it, then
+    ``keep_directory`` with the generation read before the statement)."""
+    hit = _directories.get(tenant_id)
+    if hit is None or hit[1] != _directory_generation:
+        return None
+    if time.monotonic() - hit[0] >= signin_cache.lifetime(DIRECTORY_SECONDS):
+        return None
+    return hit[2]
+
+
+def directory_generation() -> int:
+    return _directory_generation
+
+
+def keep_directory(tenant_id: str, generation: int, choices: list[tuple[str, str]]) -> Directory:
+    """The directory read from ``choices`` (every campaign of the tenant, by name); kept when it
+    was read from committed rows and no campaign changed in this process since ``generation``."""
+    found = Directory(choices=tuple(choices), names=dict(choices))
+    if dbconn.reads_committed():
+        with _directory_lock:
+            if generation == _directory_generation:
+                _directories.keep(tenant_id, (time.monotonic(), generation, found))
+    return found
+
+
+def _campaigns_changed(session: Session) -> None:
+    session.info["gx_campaigns_changed"] = True
+    forget_directories()
+
+
+@event.listens_for(Session, "after_flush")
+def _after_flush(session: Session, _flush_context: UOWTransaction) -> None:
+    if any(isinstance(obj, Campaign) for obj in (*session.new, *session.dirty, *session.deleted)):
+        _campaigns_changed(session)
+
+
+@event.listens_for(Session, "do_orm_execute")
+def _orm_execute(state: ORMExecuteState) -> None:
+    if state.is_insert or state.is_update or state.is_delete:
+        mapper = state.bind_mapper
+        if mapper is not None and issubclass(mapper.class_, Campaign):
+            _campaigns_changed(state.session)
+
+
+@event.listens_for(Session, "after_commit")
+def _after_commit(session: Session) -> None:
+    if session.info.pop("gx_campaigns_changed", False):
+        forget_directories()  # again: a request may have kept the old rows between flush and commit
+        signin_cache.publish(CHANGED)
 
 
 # --------------------------------------------------------------------------- listing

@@ -45,6 +45,7 @@ import os
 import random
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from functools import cache
@@ -146,14 +147,50 @@ def invalidate() -> None:
         _entries.clear()
 
 
+# What each message on the channel empties in every process, by topic: the sign-ins here, and
+# other per-process caches of rows that any process may change (``on_change``).
+SIGNIN = "signin"
+_forgetters: dict[str, Callable[[], None]] = {SIGNIN: invalidate}
+
+
+def on_change(topic: str, forget: Callable[[], None]) -> None:
+    """Call ``forget`` in this process whenever any process publishes ``topic`` (``publish``), and
+    whenever the channel may have lost a message (then every topic's ``forget`` runs)."""
+    _forgetters[topic] = forget
+
+
+def publish(topic: str) -> None:
+    """Tell every other process of the app that rows behind ``topic`` changed (after the commit).
+    Without Redis nobody hears it: their answers are then kept ``UNHEARD_SECONDS`` at most."""
+    channel = _broadcast()
+    if channel is not None:
+        channel.publish(topic)
+
+
+def _forget(message: bytes | str | None) -> None:
+    """Run the forgetters a message names: ``<topic> <pid>``. Anything else (an older process's
+    bare pid, an unknown topic) empties every cache: fail closed."""
+    text = message.decode(errors="replace") if isinstance(message, bytes) else (message or "")
+    forget = _forgetters.get(text.partition(" ")[0])
+    for each in [forget] if forget is not None else list(_forgetters.values()):
+        each()
+
+
+def _forget_all() -> None:
+    for each in list(_forgetters.values()):
+        each()
+
+
 class Broadcast:
-    """Sign-in changes between processes over Redis pub/sub (``CHANNEL``).
+    """Sign-in changes (and the other topics of ``on_change``) between processes over Redis
+    pub/sub (``CHANNEL``).
 
     ``publish`` after a commit that ended or changed a sign-in; a daemon thread per process
     (started on first use, again after a fork) listens and empties this process's cache on every
-    message. ``heard`` says whether the subscription is alive now: subscribed, and a ping answered
-    within the last ``3 × HEARTBEAT_SECONDS``. The thread reconnects on its own; losing the
-    subscription empties the cache, since a message may have been lost meanwhile."""
+    message (the caches its topic names). ``heard`` says whether the subscription is alive now:
+    subscribed, and a ping answered within the last ``3 × HEARTBEAT_SECONDS``. The thread
+    reconnects on its own; losing the subscription empties every cache, since a message may have
+    been lost meanwhile."""
 
     def __init__(self, url: str) -> None:
         self.url = url
@@ -168,17 +205,17 @@ class Broadcast:
             return False
         return time.monotonic() - self._heard_at < 3 * HEARTBEAT_SECONDS
 
-    def publish(self) -> None:
+    def publish(self, topic: str = SIGNIN) -> None:
         import redis  # here, not at import: redis-py 7 imports OpenTelemetry, which is off by default
 
         try:
             if self._publisher is None:
                 self._publisher = redis.Redis.from_url(self.url, socket_timeout=2, socket_connect_timeout=2)
-            self._publisher.publish(CHANNEL, str(os.getpid()))
+            self._publisher.publish(CHANNEL, f"{topic} {os.getpid()}")
         except redis.RedisError as exc:
             # The write is committed; other processes keep an answer at most their lifetime (or 3 s
             # once they lose the channel too).
-            log.warning("sign-in change not broadcast", extra={"error": type(exc).__name__})
+            log.warning("change not broadcast", extra={"error": type(exc).__name__, "topic": topic})
 
     def close(self) -> None:
         self.closed = True
@@ -203,7 +240,7 @@ class Broadcast:
                 error = type(exc).__name__
             was_heard, self._heard_at = self._heard_at, 0.0
             if was_heard:
-                invalidate()  # a message may have been lost while the channel was down
+                _forget_all()  # a message may have been lost while the channel was down
                 reported = False
             if error and not reported:  # once per outage, not on every retry
                 log.warning(
@@ -234,7 +271,7 @@ class Broadcast:
                 if message is None:
                     continue
                 if message["type"] == "message":
-                    invalidate()
+                    _forget(message.get("data"))
                 if message["type"] in ("subscribe", "pong", "message"):
                     answered = self._heard_at = time.monotonic()
         finally:

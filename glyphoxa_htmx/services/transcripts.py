@@ -121,6 +121,12 @@ MAX_SETTLED = 20_000
 # (tenant, session, ended_at, what...) -> figures of an ended session's transcript (issue 18): they
 # never change, so each process computes them once. Never holds anything of a live session.
 _settled: Memo[tuple[str, ...], Any] = Memo(MAX_SETTLED)
+MAX_ENDED_SESSIONS = 50_000  # ~0.3 KB each
+# (tenant, session id) -> (campaign id, started_at) of an ended session of that tenant in
+# public.sessions, as search shows it over the session's hits: the gateway sets both when it
+# inserts the row and never reopens an ended one (gateway contract §1.2), so each process reads
+# them once. Never holds a session that isn't ended, nor one read in a transaction.
+_ended_sessions: Memo[tuple[str, str], tuple[str, datetime]] = Memo(MAX_ENDED_SESSIONS)
 
 
 def _settled_key(actor: Actor, session: GatewaySession, *what: str) -> tuple[str, ...] | None:
@@ -137,8 +143,10 @@ def _remember(key: tuple[str, ...] | None, value: Any) -> None:
 
 
 def forget_settled() -> None:
-    """Empty this process's cache of ended sessions' transcript figures (tests reuse ids)."""
+    """Empty this process's caches of ended sessions' transcript figures and of their campaign and
+    start (tests reuse ids)."""
     _settled.clear()
+    _ended_sessions.clear()
 
 
 # --------------------------------------------------------------------------- lines
@@ -539,16 +547,19 @@ class SearchResult:
 
 # The gateway's sessions table (public.sessions), named as the ORM names it (GatewaySession).
 _SESSIONS = qualified(str(GatewayBase.metadata.schema), GatewaySession.__tablename__)
-# The tenant's web campaigns (web.campaigns), for the names of the hits' sessions' campaigns.
+# The tenant's web campaigns (web.campaigns), for the filter and the names over the hits.
 _CAMPAIGNS = qualified(str(Campaign.__table__.schema), Campaign.__tablename__)
-# The hits' sessions (the actor's tenant's only) and their campaigns' names: a statement of its own,
-# the same text for every tenant, so psycopg prepares it and PostgreSQL plans it once per
-# connection. Joined into the hits' statement, which names the tenant's schema and is planned on
-# every search, it had the planner weigh public.sessions' indexes every time.
-# With ``:choices`` true it also returns the tenant's campaigns for the page's filter, as
+# The hits' sessions (the actor's tenant's only; ``ended``: never to change again, so kept): a
+# statement of its own, the same text for every tenant, so psycopg prepares it and PostgreSQL plans
+# it once per connection. Joined into the hits' statement, which names the tenant's schema and is
+# planned on every search, it had the planner weigh public.sessions' indexes every time.
+# With ``:choices`` true it also returns the tenant's campaigns, as
 # ``campaigns.choices(include_archived=True)`` lists them (by name: ``pick`` numbers them in that
-# order, NULL on the sessions' rows): the full page's filter cost a statement of its own, ~0.12 ms
-# of Python and a round trip (issue 18). And PostgreSQL's headline of each of ``:texts`` (the hits
+# order, NULL on the sessions' rows): the campaign directory (``campaigns.keep_directory``), which
+# gives the page's filter and the names of the hits' sessions' campaigns. Run only when something
+# it brings isn't kept: a session not kept, the directory, or a headline (issue 18: it was ~0.25 ms
+# of a search's Python and a round trip; kept, a search is the hits' statement alone). And
+# PostgreSQL's headline of each of ``:texts`` (the hits
 # that aren't plain, see core/fulltext.py; ``pick`` is minus the text's place, from -1): asked in
 # the hits' statement, as a ``CASE`` around ``ts_headline``, it was parsed and planned with that
 # statement on every search, ~25 % of its database CPU; here the statement is planned once per
@@ -556,14 +567,14 @@ _CAMPAIGNS = qualified(str(Campaign.__table__.schema), Campaign.__tablename__)
 # otherwise parse it again for every headline). The markers and options are fulltext's constants,
 # written into the text (no quote, colon or percent sign in them: checked below).
 _HIT_SESSIONS = sql_text(
-    f"SELECT s.id, s.campaign_id, s.started_at, c.name, CAST(NULL AS bigint) AS pick FROM {_SESSIONS} s "
-    f"LEFT JOIN {_CAMPAIGNS} c ON c.tenant_id = s.tenant_id AND c.id = s.campaign_id "
+    "SELECT s.id, s.campaign_id, s.started_at, CAST(NULL AS text) AS name, s.state = 'ended' AS ended, "
+    f"CAST(NULL AS bigint) AS pick FROM {_SESSIONS} s "
     "WHERE s.tenant_id = :tenant AND s.id = ANY(CAST(:ids AS text[])) "
-    f"UNION ALL SELECT c.id, c.id, NULL, c.name, row_number() OVER (ORDER BY c.name) FROM {_CAMPAIGNS} c "
+    f"UNION ALL SELECT c.id, c.id, NULL, c.name, NULL, row_number() OVER (ORDER BY c.name) FROM {_CAMPAIGNS} c "
     "WHERE c.tenant_id = :tenant AND CAST(:choices AS boolean) "
     f"UNION ALL SELECT NULL, NULL, NULL, ts_headline('english', replace(replace(u.t, '{fulltext.START}', ''), "
-    f"'{fulltext.STOP}', ''), (SELECT websearch_to_tsquery('english', CAST(:q AS text))), '{fulltext.HEADLINE_OPTS}'), -u.i "
-    "FROM unnest(CAST(:texts AS text[])) WITH ORDINALITY AS u(t, i) "
+    f"'{fulltext.STOP}', ''), (SELECT websearch_to_tsquery('english', CAST(:q AS text))), '{fulltext.HEADLINE_OPTS}'), "
+    "NULL, -u.i FROM unnest(CAST(:texts AS text[])) WITH ORDINALITY AS u(t, i) "
     "ORDER BY pick NULLS FIRST"
 )
 if set(fulltext.START + fulltext.STOP + fulltext.HEADLINE_OPTS) & set("'\\:%"):
@@ -623,12 +634,12 @@ def search(
 
     Uses ``to_tsvector('english', text) @@ websearch_to_tsquery('english', q)``, which is the
     expression of the gateway's GIN index (``_search_sql``). Up to three queries: the table check
-    (kept, see ``memory_tables``), the hits, and the hits' sessions with those sessions' campaign
-    names (``public.sessions`` and ``web.campaigns`` rows of the actor's tenant, ``_HIT_SESSIONS``;
-    not run when nothing matched), which also brings PostgreSQL's headlines of the hits that
-    aren't plain. ``choices``: also ``result.choices``, the campaign filter's
-    (``campaigns.choices(include_archived=True)``), read by that last statement (then run even
-    when nothing matched)."""
+    (kept, see ``memory_tables``), the hits, and ``_HIT_SESSIONS`` for what of the rest isn't kept
+    in this process: the hits' sessions (``public.sessions`` rows of the actor's tenant; an ended
+    one's kept), the tenant's campaign directory (``campaigns.cached_directory``: the names over
+    the hits and the filter), PostgreSQL's headlines of the hits that aren't plain. ``choices``:
+    also ``result.choices``, the campaign filter's (``campaigns.choices(include_archived=True)``),
+    from the directory (read even when nothing matched, if not kept)."""
     require(actor, Perm.VIEW_TRANSCRIPTS)
     q = (q or "").strip()
     if len(q) > MAX_QUERY:
@@ -650,29 +661,46 @@ def search(
     rows = rows[:limit]
     result.count = len(rows)
     result.next_before = rows[-1].id if more else None
+    tenant = actor.tenant_id
+    # The hits' sessions: an ended one's campaign and start never change (kept per process); the
+    # rest, and every session of a page whose sessions weren't all kept, are read.
     ids = list({r.session_id for r in rows if isinstance(r.session_id, str)})
+    facts = {sid: kept for sid in ids if (kept := _ended_sessions.get((tenant, sid))) is not None}
+    missing = [sid for sid in ids if sid not in facts]
     # The hits PostgreSQL marks: those that aren't plain, or all where its text search isn't ours.
     ours = fulltext.enabled(_probe)
     theirs = [i for i, r in enumerate(rows) if not (ours and fulltext.plain(r.text))]
-    sessions = {}
+    if choices:
+        campaigns.register_found(actor)  # as campaigns.choices does (before the directory is read)
+    directory = campaigns.cached_directory(tenant) if rows or choices else None
     headlines: dict[int, str] = {}
-    if ids or choices or theirs:
-        if choices:
-            campaigns.register_found(actor)  # as campaigns.choices does
+    if missing or theirs or (directory is None and (rows or choices)):
+        generation = campaigns.directory_generation()  # read before the statement (see keep_directory)
         found = dbconn.query(
             _HIT_SESSIONS,
             {
-                "tenant": actor.tenant_id,
-                "ids": ids,
-                "choices": choices,
+                "tenant": tenant,
+                "ids": missing,
+                "choices": directory is None,
                 "q": q,
                 "texts": [rows[i].text for i in theirs],
             },
         )
-        sessions = {s.id: SearchSession(*s[:4]) for s in found if s.pick is None}
-        headlines = {theirs[-s.pick - 1]: s.name for s in found if s.pick is not None and s.pick < 0}
-        if choices:
-            result.choices = [(s.id, s.name) for s in found if s.pick is not None and s.pick > 0]
+        for s in found:
+            if s.pick is None:
+                facts[s.id] = (s.campaign_id, s.started_at)
+                if s.ended and dbconn.reads_committed():
+                    _ended_sessions.keep((tenant, s.id), (s.campaign_id, s.started_at))
+            elif s.pick < 0:
+                headlines[theirs[-s.pick - 1]] = s.name
+        if directory is None:
+            directory = campaigns.keep_directory(
+                tenant, generation, [(s.id, s.name) for s in found if s.pick is not None and s.pick > 0]
+            )
+    names = directory.names if directory is not None else {}
+    sessions = {sid: SearchSession(sid, cid, at, names.get(cid)) for sid, (cid, at) in facts.items()}
+    if choices and directory is not None:
+        result.choices = list(directory.choices)
     current: SearchGroup | None = None
     lexemes = fulltext.query_lexemes(rows[0].tsq) if rows else frozenset()
     for i, r in enumerate(rows):
