@@ -350,6 +350,14 @@ def keep_directory(tenant_id: str, generation: int, choices: list[tuple[str, str
     return found
 
 
+def read_directory(actor: Actor) -> Directory:
+    """The tenant's directory read now (``choices``' statement, archived ones too), and kept when
+    read from committed rows."""
+    generation = directory_generation()
+    rows = dbconn.query(_choices_stmt(True), {"tenant_id": actor.tenant_id})
+    return keep_directory(actor.tenant_id, generation, [(r.id, r.name) for r in rows])
+
+
 def _campaigns_changed(session: Session) -> None:
     session.info["gx_campaigns_changed"] = True
     forget_directories()

@@ -11,10 +11,9 @@ from __future__ import annotations
 from collections import Counter
 from dataclasses import dataclass, field
 from datetime import datetime
-from functools import cache
 from typing import Any
 
-from sqlalchemy import Row, Select, bindparam, select
+from sqlalchemy import Row
 
 from glyphoxa_htmx.core import dbconn
 from glyphoxa_htmx.core.authz import Actor, Perm, require
@@ -23,7 +22,6 @@ from glyphoxa_htmx.core.errors import NotFound, ValidationError
 from glyphoxa_htmx.core.i18n import _, lazy_gettext
 from glyphoxa_htmx.core.parse import like_pattern
 from glyphoxa_htmx.extensions import db
-from glyphoxa_htmx.models import Campaign
 from glyphoxa_htmx.services import campaigns
 from glyphoxa_htmx.services.transcripts import memory_tables, qualified, schema_name
 
@@ -139,24 +137,20 @@ def campaign_index(actor: Actor) -> tuple[list[CampaignRef], bool]:
     return refs, tables is not None
 
 
-@cache
-def _web_campaign_name() -> Select[tuple[str]]:
-    """The name of one of the tenant's web campaigns, built once per process (issue 18); the
-    tenant id is a bound parameter."""
-    return select(Campaign.name).where(
-        Campaign.tenant_id == bindparam("tenant_id", type_=Campaign.tenant_id.type),
-        Campaign.id == bindparam("campaign_id", type_=Campaign.id.type),
-    )
-
-
 def campaign(actor: Actor, campaign_id: str) -> CampaignRef:
     """The campaign if the tenant may see its graph (web campaign or present in its memory)."""
     require(actor, Perm.VIEW_TRANSCRIPTS)
     if not campaign_id or len(campaign_id) > 200:
         raise NotFound()
-    web = dbconn.query(_web_campaign_name(), {"tenant_id": actor.tenant_id, "campaign_id": campaign_id}).first()
-    if web is not None:
-        return CampaignRef(campaign_id, web[0])
+    # The tenant's campaign directory kept per process answers without a statement; a campaign it
+    # doesn't hold (or none kept) is asked of the database: one created a moment ago elsewhere is
+    # never taken for missing.
+    kept = campaigns.cached_directory(actor.tenant_id)
+    name = kept.names.get(campaign_id) if kept is not None else None
+    if name is None:
+        name = campaigns.read_directory(actor).names.get(campaign_id)
+    if name is not None:
+        return CampaignRef(campaign_id, name)
     tables = _tables(actor)
     if tables:
         present = dbconn.query(
