@@ -174,6 +174,9 @@ def clean_db(request, database_url):
     from glyphoxa_htmx.services import campaigns
 
     campaigns.forget_directories()  # the campaign directories are per process too; tables are emptied
+    from glyphoxa_htmx.services import sessions
+
+    sessions.forget_kept_rows()  # settled sessions' rows, per process too; ids repeat
     yield
     with app.app_context():
         from glyphoxa_htmx.extensions import db

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
 from decimal import Decimal
 from functools import cache
+from time import monotonic
 from typing import Any
 
 from sqlalchemy import (
@@ -37,6 +38,7 @@ from glyphoxa_htmx.core.authz import MATRIX, Actor, Perm, Role, own, require
 from glyphoxa_htmx.core.deps import gateway
 from glyphoxa_htmx.core.errors import NotFound
 from glyphoxa_htmx.core.i18n import _, lazy_gettext
+from glyphoxa_htmx.core.memo import Memo
 from glyphoxa_htmx.extensions import db
 from glyphoxa_htmx.models import (
     Campaign,
@@ -48,7 +50,7 @@ from glyphoxa_htmx.models import (
     UsageRecord,
     User,
 )
-from glyphoxa_htmx.services import transcripts
+from glyphoxa_htmx.services import campaigns, transcripts
 
 log = logging.getLogger(__name__)
 
@@ -123,15 +125,41 @@ def get(actor: Actor, session_id: str) -> GatewaySession:
     return own(actor, row)
 
 
+# A settled session's row (ended ``transcripts.SETTLED_AFTER`` ago or more), kept per process by
+# (tenant, id) for the pages that show it (issue 18: the transcript page was its row and its lines,
+# two statements): the gateway never changes an ended row (contract §1.2). Kept KEPT_ROW_SECONDS at
+# most, which bounds an edit made outside that contract (an operator's SQL); only from committed
+# reads; the campaign's name then comes from the tenant's campaign directory (kept, or read and
+# kept), as search's do.
+KEPT_ROW_SECONDS = 60.0
+MAX_KEPT_ROWS = 20_000  # ~1 KB each
+_kept_rows: Memo[tuple[str, str], tuple[float, Any]] = Memo(MAX_KEPT_ROWS)
+
+
+def forget_kept_rows() -> None:
+    """Empty this process's kept session rows (tests reuse ids)."""
+    _kept_rows.clear()
+
+
 def get_named(actor: Actor, session_id: str) -> tuple[Any, str | None]:
     """:func:`get` and the name of the session's campaign in the same statement (None when the
     campaign id has no row of this tenant, like :func:`campaigns.names`), for pages that show the
-    session: it comes back as a read-only snapshot of its columns (dbconn.query)."""
+    session: it comes back as a read-only snapshot of its columns (dbconn.query). A settled
+    session's is kept a while (``_kept_rows``) and then needs no statement."""
     require(actor, Perm.VIEW_SESSIONS)
     if not session_id or len(session_id) > 100 or not gateway_tables_ready():
         raise NotFound()
+    key = (actor.tenant_id, session_id)
+    kept = _kept_rows.get(key)
+    if kept is not None and monotonic() - kept[0] < KEPT_ROW_SECONDS:
+        session = own(actor, kept[1])  # (kept by tenant already: the check stays the same one)
+        directory = campaigns.cached_directory(actor.tenant_id) or campaigns.read_directory(actor)
+        return session, directory.names.get(session.campaign_id)
     row = dbconn.query(_get_named_stmt(), {"session_id": session_id, "tenant_id": actor.tenant_id}).one_or_none()
-    return own(actor, row[0] if row is not None else None), row[1] if row is not None else None
+    session = own(actor, row[0] if row is not None else None)
+    if transcripts.settled(session) and dbconn.reads_committed():
+        _kept_rows.keep(key, (monotonic(), session))
+    return session, row[1] if row is not None else None
 
 
 def viewer_signed_in(token_hash: str, tenant_id: str) -> bool:

@@ -129,10 +129,17 @@ MAX_ENDED_SESSIONS = 50_000  # ~0.3 KB each
 _ended_sessions: Memo[tuple[str, str], tuple[str, datetime]] = Memo(MAX_ENDED_SESSIONS)
 
 
+def settled(session: GatewaySession) -> bool:
+    """Whether the session ended at least SETTLED_AFTER ago: its transcript (and its row, which the
+    gateway never changes once ended) can no longer change."""
+    ended = session.ended_at
+    return session.state == "ended" and ended is not None and datetime.now(UTC) - ended >= SETTLED_AFTER
+
+
 def _settled_key(actor: Actor, session: GatewaySession, *what: str) -> tuple[str, ...] | None:
     """The cache key for figures of a session whose transcript can no longer change, else None."""
     ended = session.ended_at
-    if session.state != "ended" or ended is None or datetime.now(UTC) - ended < SETTLED_AFTER:
+    if ended is None or not settled(session):
         return None
     return (actor.tenant_id, session.id, ended.isoformat(), *what)
 
