@@ -132,7 +132,7 @@ def get(actor: Actor, session_id: str) -> GatewaySession:
 # reads; the campaign's name then comes from the tenant's campaign directory (kept, or read and
 # kept), as search's do.
 KEPT_ROW_SECONDS = 60.0
-MAX_KEPT_ROWS = 20_000  # ~1 KB each
+MAX_KEPT_ROWS = 5_000  # ~1 KB each (more with a large metadata column the gateway wrote)
 _kept_rows: Memo[tuple[str, str], tuple[float, Any]] = Memo(MAX_KEPT_ROWS)
 
 
