@@ -167,15 +167,11 @@ def clean_db(request, database_url):
     from glyphoxa_htmx.extensions import limiter
 
     limiter.reset()  # rate-limit counters are per process; each test starts fresh
-    from glyphoxa_htmx.services import transcripts
+    from glyphoxa_htmx.services import campaigns, sessions, transcripts
 
     transcripts.forget_settled()  # ended sessions' transcript figures are cached per process; ids repeat
     transcripts.forget_memory_tables()  # which memory tables exist: per process too, and schemas go
-    from glyphoxa_htmx.services import campaigns
-
     campaigns.forget_directories()  # the campaign directories are per process too; tables are emptied
-    from glyphoxa_htmx.services import sessions
-
     sessions.forget_kept_rows()  # settled sessions' rows, per process too; ids repeat
     yield
     with app.app_context():

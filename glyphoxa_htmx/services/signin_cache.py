@@ -172,8 +172,10 @@ def _forget(message: bytes | str | None) -> None:
     bare pid, an unknown topic) empties every cache: fail closed."""
     text = message.decode(errors="replace") if isinstance(message, bytes) else (message or "")
     forget = _forgetters.get(text.partition(" ")[0])
-    for each in [forget] if forget is not None else list(_forgetters.values()):
-        each()
+    if forget is not None:
+        forget()
+    else:
+        _forget_all()
 
 
 def _forget_all() -> None:
