@@ -127,11 +127,10 @@ def get(actor: Actor, session_id: str) -> GatewaySession:
 
 # A settled session's row (ended ``transcripts.SETTLED_AFTER`` ago or more), kept per process by
 # (tenant, id) for the pages that show it (issue 18: the transcript page was its row and its lines,
-# two statements): the gateway never changes an ended row (contract §1.2). Kept KEPT_ROW_SECONDS at
-# most, which bounds an edit made outside that contract (an operator's SQL); only from committed
+# two statements): the gateway never changes an ended row (contract §1.2). Kept
+# ``transcripts.KEPT_ROW_SECONDS`` at most, as search keeps its part of the row; only from committed
 # reads; the campaign's name then comes from the tenant's campaign directory (kept, or read and
 # kept), as search's do.
-KEPT_ROW_SECONDS = 60.0
 MAX_KEPT_ROWS = 5_000  # ~1 KB each (more with a large metadata column the gateway wrote)
 _kept_rows: Memo[tuple[str, str], tuple[float, Any]] = Memo(MAX_KEPT_ROWS)
 
@@ -151,7 +150,7 @@ def get_named(actor: Actor, session_id: str) -> tuple[Any, str | None]:
         raise NotFound()
     key = (actor.tenant_id, session_id)
     kept = _kept_rows.get(key)
-    if kept is not None and monotonic() - kept[0] < KEPT_ROW_SECONDS:
+    if kept is not None and monotonic() - kept[0] < transcripts.KEPT_ROW_SECONDS:
         session = own(actor, kept[1])  # (kept by tenant already: the check stays the same one)
         directory = campaigns.cached_directory(actor.tenant_id) or campaigns.read_directory(actor)
         return session, directory.names.get(session.campaign_id)

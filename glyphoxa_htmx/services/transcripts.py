@@ -121,12 +121,17 @@ MAX_SETTLED = 20_000
 # (tenant, session, ended_at, what...) -> figures of an ended session's transcript (issue 18): they
 # never change, so each process computes them once. Never holds anything of a live session.
 _settled: Memo[tuple[str, ...], Any] = Memo(MAX_SETTLED)
+#: How long a process keeps what it read of an ended session's row (its campaign and start for
+#: search, ``_ended_sessions``; the whole row for the pages that show it, ``sessions._kept_rows``):
+#: the gateway never changes an ended row (contract §1.2); this bounds an edit made outside that
+#: contract (an operator's SQL).
+KEPT_ROW_SECONDS = 60.0
 MAX_ENDED_SESSIONS = 50_000  # ~0.3 KB each
-# (tenant, session id) -> (campaign id, started_at) of an ended session of that tenant in
-# public.sessions, as search shows it over the session's hits: the gateway sets both when it
-# inserts the row and never reopens an ended one (gateway contract §1.2), so each process reads
-# them once. Never holds a session that isn't ended, nor one read in a transaction.
-_ended_sessions: Memo[tuple[str, str], tuple[str, datetime]] = Memo(MAX_ENDED_SESSIONS)
+# (tenant, session id) -> (when read, campaign id, started_at) of an ended session of that tenant
+# in public.sessions, as search shows it over the session's hits: the gateway sets both when it
+# inserts the row, so each process reads them once a KEPT_ROW_SECONDS. Never holds a session that
+# isn't ended, nor one read in a transaction.
+_ended_sessions: Memo[tuple[str, str], tuple[float, str, datetime]] = Memo(MAX_ENDED_SESSIONS)
 
 
 def settled(session: GatewaySession) -> bool:
@@ -672,7 +677,12 @@ def search(
     # The hits' sessions: an ended one's campaign and start never change (kept per process); the
     # rest, and every session of a page whose sessions weren't all kept, are read.
     ids = list({r.session_id for r in rows if isinstance(r.session_id, str)})
-    facts = {sid: kept for sid in ids if (kept := _ended_sessions.get((tenant, sid))) is not None}
+    now = time.monotonic()
+    facts = {
+        sid: kept[1:]
+        for sid in ids
+        if (kept := _ended_sessions.get((tenant, sid))) is not None and now - kept[0] < KEPT_ROW_SECONDS
+    }
     missing = [sid for sid in ids if sid not in facts]
     # The hits PostgreSQL marks: those that aren't plain, or all where its text search isn't ours.
     ours = fulltext.enabled(_probe)
@@ -697,7 +707,7 @@ def search(
             if s.pick is None:
                 facts[s.id] = (s.campaign_id, s.started_at)
                 if s.ended and dbconn.reads_committed():
-                    _ended_sessions.keep((tenant, s.id), (s.campaign_id, s.started_at))
+                    _ended_sessions.keep((tenant, s.id), (now, s.campaign_id, s.started_at))
             elif s.pick < 0:
                 headlines[theirs[-s.pick - 1]] = s.name
         if directory is None:
