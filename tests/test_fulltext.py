@@ -249,8 +249,13 @@ def test_search_hits_read_the_same_whoever_marks_them(app, seeded, database_url,
     monkeypatch.setattr(fulltext, "_agrees", False)
     from_postgresql = results()
     calls = []
-    real_mark = fulltext.mark
-    monkeypatch.setattr(fulltext, "mark", lambda text, lexemes: calls.append(text) or real_mark(text, lexemes))
+    real_marker = fulltext.marker  # (what the search and ``mark`` mark lines with)
+
+    def recording(lexemes):
+        mark = real_marker(lexemes)
+        return lambda text: calls.append(text) or mark(text)
+
+    monkeypatch.setattr(fulltext, "marker", recording)
     monkeypatch.setattr(fulltext, "_agrees", None if agreeing else False)
     assert results() == from_postgresql
     assert sum(len(r) for r in from_postgresql) > 12 and "<mark>" in str(from_postgresql)

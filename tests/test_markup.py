@@ -484,16 +484,22 @@ def test_search_groups_write_the_old_loops_html(app):
 
     start = datetime(2026, 11, 3, 19, 30, tzinfo=UTC)
 
-    def hit(i, speaker, npc="", text="a \ue000<b>salt</b>\ue001 road"):
-        line = Line(i, "s", speaker, speaker, npc, text, start + timedelta(minutes=i))
+    def hit(i, speaker, npc="", text="a \ue000<b>salt</b>\ue001 road", at=None):
+        line = Line(i, "s", speaker, speaker, npc, text, at or start + timedelta(minutes=i))
         return SearchHit(line=line, highlight=highlight(text))
+
+    odd_times = [  # the time since the start: a second short of an hour, before the start, days later
+        hit(9, "Bob", at=start + timedelta(seconds=3599, microseconds=999_999)),
+        hit(10, "Bob", at=start - timedelta(microseconds=1)),
+        hit(11, "Bob", at=start + timedelta(days=2, seconds=7, microseconds=1)),
+    ]
 
     groups = [
         SearchGroup(
             "s-1",
             SearchSession("s-1", "c1", start, None),
             "c1",
-            [hit(1, "Bob"), hit(2, "<Mara>", npc="n1"), hit(7, "Bob"), hit(8, "<Mara>", npc="n1")],  # speakers again
+            [hit(1, "Bob"), hit(2, "<Mara>", npc="n1"), hit(7, "Bob"), hit(8, "<Mara>", npc="n1"), *odd_times],
         ),
         SearchGroup('s"<2>&', SearchSession('s"<2>&', 'c"<x>', start - timedelta(days=3)), 'c"<x>', [hit(3, "")]),
         SearchGroup('<gone>&"-session-id', None, "c9", [hit(4, "Öl & <i>", npc="n<2>"), hit(5, "x")]),
@@ -507,7 +513,8 @@ def test_search_groups_write_the_old_loops_html(app):
                 "{{ search_groups(groups, campaign_names) }}", groups=groups, campaign_names=names
             )
         assert new == old, lang
-        assert new.count("<section") == 4 and new.count("<li") == 8 and ("Sitzung" in new) == (lang == "de")
+        assert new.count("<section") == 4 and new.count("<li") == 11 and ("Sitzung" in new) == (lang == "de")
+        assert all(f">{at}</span>" in new for at in ("0:59:59", "0:00:00", "48:00:07"))
         assert "<b>salt" not in new and "<Mara>" not in new and "<i>" not in new and "<Road>" not in new
         assert "<gone>" not in new
 

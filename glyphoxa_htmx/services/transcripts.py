@@ -718,16 +718,18 @@ def search(
     sessions = {sid: SearchSession(sid, cid, at, names.get(cid)) for sid, (cid, at) in facts.items()}
     if choices and directory is not None:
         result.choices = list(directory.choices)
+    if not rows:
+        return result
+    # One pass over the hits (issue 18: ~25 hits a page, each a few µs here and in its HTML).
+    mark = fulltext.marker(fulltext.query_lexemes(rows[0].tsq))
     current: SearchGroup | None = None
-    lexemes = fulltext.query_lexemes(rows[0].tsq) if rows else frozenset()
     for i, r in enumerate(rows):
-        if current is None or current.session_id != r.session_id:
-            known = sessions.get(r.session_id)
-            current = SearchGroup(session_id=r.session_id, session=known, campaign_id=r.campaign_id)
+        sid = r.session_id
+        if current is None or current.session_id != sid:
+            current = SearchGroup(sid, sessions.get(sid), r.campaign_id)
             result.groups.append(current)
-        headline = headlines.get(i)
-        marked = fulltext.from_headline(headline) if headline is not None else fulltext.mark(r.text, lexemes)
-        current.hits.append(SearchHit(line=_line(r), highlight=marked))
+        headline = headlines.get(i) if headlines else None
+        current.hits.append(SearchHit(_line(r), mark(r.text) if headline is None else fulltext.from_headline(headline)))
     return result
 
 

@@ -40,7 +40,7 @@ from glyphoxa_htmx.core.i18n import (
     ngettext,
     when_html,
 )
-from glyphoxa_htmx.core.markup import escape, id_url
+from glyphoxa_htmx.core.markup import escape, id_url, trusted
 from glyphoxa_htmx.core.memo import Memo
 from glyphoxa_htmx.core.parse import SNOWFLAKE_RE, int_arg
 from glyphoxa_htmx.extensions import sock
@@ -794,25 +794,24 @@ def recap_audio(session_id: str):
 _NPC_BADGE = ' <span class="badge badge-accent">NPC</span>'
 
 
+_SECOND = timedelta(seconds=1)
+
+
 @bp.app_template_global()
 def search_hits(hits: list[transcripts.SearchHit], href: str, start: datetime) -> Markup:
     """The hits of one known session: ``href`` is the session's transcript URL (from the list's
-    ``id_url``), each hit links to ``href?around=<id>#line-<id>`` and shows the time since ``start``.
-    The highlight is Markup already (``transcripts.highlight``), so escape() keeps it as it is."""
-
-    def since_start(line: transcripts.Line) -> str:
-        return transcripts.format_elapsed((line.timestamp - start).total_seconds())  # digits and colons
-
-    return Markup("".join(_hits_html(hits, escape(href), since_start)))
+    ``id_url``), each hit links to ``href?around=<id>#line-<id>`` and shows the time since ``start``."""
+    return trusted("".join(_hits_html(hits, escape(href), start)))
 
 
-def _hits_html(hits: list[transcripts.SearchHit], href: str, at: Any) -> Iterator[str]:
-    """Each hit as an ``<li>``: ``href`` the escaped transcript URL, ``at(line)`` the time shown.
-    What a speaker shows (class, colour, name, badge) is worked out once per speaker: a page has
-    SEARCH_RESULTS hits and a handful of speakers (~2 µs a hit)."""
+def _hits_html(hits: list[transcripts.SearchHit], href: str, start: datetime | None) -> Iterator[str]:
+    """Each hit as an ``<li>``: ``href`` the escaped transcript URL; the time shown is the time
+    since ``start`` (digits and colons), or with None the line's date (``when_html``). What a
+    speaker shows (class, colour, name, badge) is worked out once per speaker: a page has
+    SEARCH_RESULTS hits and a handful of speakers (~2 µs a hit). The highlight is Markup already
+    (``fulltext``), so escape() hands it back as it is."""
     speakers: dict[tuple[str, str, str], tuple[str, int, str, str]] = {}
-    for hit in hits:
-        line = hit.line
+    for line, highlight in hits:
         key = (line.speaker_id, line.speaker_name, line.npc_id)
         who = speakers.get(key)
         if who is None:
@@ -825,18 +824,16 @@ def _hits_html(hits: list[transcripts.SearchHit], href: str, at: Any) -> Iterato
             )
         npc_class, colour, speaker, badge = who
         line_id = int(line.id)
+        # (whole seconds by floor division: what int(total_seconds()) gives, without the float)
+        at = transcripts.format_elapsed((line.timestamp - start) // _SECOND) if start else when_html(line.timestamp)
         yield (
             f'    <li class="hit{npc_class} spk-{colour}">\n'
             f'      <a href="{href}?around={line_id}#line-{line_id}">\n'
-            f'        <span class="speaker">{speaker}</span>{badge}        <span class="small muted">{at(line)}</span>\n'
+            f'        <span class="speaker">{speaker}</span>{badge}        <span class="small muted">{at}</span>\n'
             "      </a>\n"
-            f'      <p class="hit-text">{escape(hit.highlight)}</p>\n'
+            f'      <p class="hit-text">{escape(highlight)}</p>\n'
             "    </li>\n"
         )
-
-
-def _line_date(line: transcripts.Line) -> Markup:
-    return when_html(line.timestamp)
 
 
 @bp.app_template_global()
@@ -858,12 +855,11 @@ def search_groups(groups: list[transcripts.SearchGroup], campaign_names: dict[st
             day = escape(date_text(session.started_at))
             name = escape(campaign_names.get(session.campaign_id) or session.campaign_id or default)
             heading = f'<a href="{escape(detail_url(sid))}">{name} · {day}</a>\n'
-            hits = search_hits(group.hits, transcript_url(sid), session.started_at)
-            label = day
+            label, start = day, session.started_at
         else:
             heading = unknown_fmt % {"id": escape(sid[:8])}
-            hits = Markup("".join(_hits_html(group.hits, escape(transcript_url(sid)), _line_date)))
-            label = escape(sid)
+            label, start = escape(sid), None
+        hits = "".join(_hits_html(group.hits, escape(transcript_url(sid)), start))
         out.append(
             f'<section class="card search-group" aria-label="{label_fmt % {"label": label}}">\n'
             '  <h2 class="h3">\n'
@@ -872,7 +868,7 @@ def search_groups(groups: list[transcripts.SearchGroup], campaign_names: dict[st
             f"{hits}  </ol>\n"
             "</section>\n"
         )
-    return Markup("".join(out))
+    return trusted("".join(out))
 
 
 # The sessions table's rows, as the template's loop wrote them (issue 18: the loop cost ~40 µs a
