@@ -75,12 +75,17 @@ def from_headline(marked: str) -> Markup:
 # reading of it) and a Python one (``plain``).
 # ASCII whitespace only: ``[:space:]`` follows the database's locale, and a non-ASCII space is the
 # parser's to judge.
-SHORT_NOT_PLAIN_SQL = r"[^A-Za-z \t\n\r\f\v,.!?;:'\"()]|[.][^ \t\n\r\f\v]"
+NOT_PLAIN_CHAR_SQL = r"[^A-Za-z \t\n\r\f\v,.!?;:'\"()]"
+DOT_BEFORE_WORD_SQL = r"[.][^ \t\n\r\f\v]"
+SHORT_NOT_PLAIN_SQL = f"{NOT_PLAIN_CHAR_SQL}|{DOT_BEFORE_WORD_SQL}"
 LONG_WORD = 200
 LONG_WORD_SQL = f"[A-Za-z]{{{LONG_WORD}}}"
 PLAIN_SQL = f"{SHORT_NOT_PLAIN_SQL}|{LONG_WORD_SQL}"
 
-_NOT_PLAIN = re.compile(SHORT_NOT_PLAIN_SQL)
+# In Python each branch on its own: a pattern that begins with a character set (or a literal) is
+# scanned in C without trying the other branch at every position (~2.4x faster, issue 18).
+_NOT_PLAIN_CHAR = re.compile(NOT_PLAIN_CHAR_SQL)
+_DOT_BEFORE_WORD = re.compile(DOT_BEFORE_WORD_SQL)
 _LONG_WORD = re.compile(LONG_WORD_SQL)
 
 
@@ -91,7 +96,11 @@ def plain(text: str) -> bool:
     in a statement planned on every search was ~25 % of its database CPU (issue 18), and asked here
     it is ~1 µs a hit in the app's scaled-out workers. The lines found not plain get
     PostgreSQL's headline from the hits' sessions' statement (``services/transcripts.py``)."""
-    return _NOT_PLAIN.search(text) is None and (len(text) < LONG_WORD or _LONG_WORD.search(text) is None)
+    return (
+        _NOT_PLAIN_CHAR.search(text) is None
+        and _DOT_BEFORE_WORD.search(text) is None
+        and (len(text) < LONG_WORD or _LONG_WORD.search(text) is None)
+    )
 
 
 _SPLIT = re.compile(r"([A-Za-z]+)")  # a plain line's words at the odd places of its split
