@@ -825,7 +825,11 @@ def _hits_html(hits: list[transcripts.SearchHit], href: str, start: datetime | N
         npc_class, colour, speaker, badge = who
         line_id = int(line.id)
         # (whole seconds by floor division: what int(total_seconds()) gives, without the float)
-        at = transcripts.format_elapsed((line.timestamp - start) // _SECOND) if start else when_html(line.timestamp)
+        at = (
+            transcripts.format_elapsed((line.timestamp - start) // _SECOND)
+            if start is not None
+            else when_html(line.timestamp)
+        )
         yield (
             f'    <li class="hit{npc_class} spk-{colour}">\n'
             f'      <a href="{href}?around={line_id}#line-{line_id}">\n'
