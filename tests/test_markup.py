@@ -453,9 +453,6 @@ OLD_SEARCH_GROUPS = """{% from "_macros.html" import when %}
     {% else %}{{ _('Session <span class="mono">%(id)s</span>', id=group.session_id[:8]) }}{% endif %}
   </h2>
   <ol class="hits">
-  {% if group.session %}
-{{ search_hits(group.hits, transcript_url(group.session_id), group.session.started_at) -}}
-  {% else %}
   {% for hit in group.hits %}
     <li class="hit{% if hit.line.is_npc %} is-npc{% endif %} spk-{{ hit.line.colour }}">
       <a href="{{ url_for('sessions.transcript', session_id=group.session_id, around=hit.line.id, _anchor='line-%d' % hit.line.id) }}">
@@ -465,7 +462,6 @@ OLD_SEARCH_GROUPS = """{% from "_macros.html" import when %}
       <p class="hit-text">{{ hit.highlight }}</p>
     </li>
   {% endfor %}
-  {% endif %}
   </ol>
 </section>
 {% endfor %}

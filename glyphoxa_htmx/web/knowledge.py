@@ -20,7 +20,7 @@ bp = Blueprint("knowledge", __name__, url_prefix="/knowledge")
 
 # One row of a campaign's entity table, as the template's loop wrote it (issue 18: per-row url_for,
 # _() and filters were most of the list's render time). Every interpolated value is escaped; by
-# hand, not by Markup's %, which costs twice as much per row (see search_hits in web/sessions.py).
+# hand, not by Markup's %, which costs twice as much per row (see _hits_html in web/sessions.py).
 _ROW = (
     "  <tr>\n"
     '    <td data-label="{name_label}"><a href="{href}">{name}</a>{description}</td>\n'

@@ -113,7 +113,7 @@ def state_badge(state: object) -> Markup:
     (it was a macro: the lists call it per row and a macro call cost several times more). An
     unknown state is shown as it is, escaped; a known one is its translation (trusted, as a
     template's ``_()`` is) joined to its tag as text: Markup's % would double the cost per row
-    (see the note above search_hits)."""
+    (see the note above _hits_html)."""
     if state == "active":
         return Markup('<span class="badge badge-ok badge-live">' + _("Live") + "</span>")
     if state == "pending":
@@ -780,7 +780,7 @@ def recap_audio(session_id: str):
 
 # --------------------------------------------------------------------------- search hits
 
-# The per-row builders (search_hits, search_groups, session_rows, line_items_html, cast_rows in
+# The per-row builders (_hits_html, search_groups, session_rows, line_items_html, cast_rows in
 # web/npcs.py, entity_rows in web/knowledge.py, and the known states of session_state_badge) fill a
 # str template with values escaped one by one, not Markup(template) % values as core/markup.py
 # does: markupsafe's % wraps every value in a Python helper object and escapes it through two
@@ -792,16 +792,7 @@ def recap_audio(session_id: str):
 # interpolated value is escaped or is ours: the colour slot is an int, the elapsed time digits and
 # colons, the id an int.
 _NPC_BADGE = ' <span class="badge badge-accent">NPC</span>'
-
-
 _SECOND = timedelta(seconds=1)
-
-
-@bp.app_template_global()
-def search_hits(hits: list[transcripts.SearchHit], href: str, start: datetime) -> Markup:
-    """The hits of one known session: ``href`` is the session's transcript URL (from the list's
-    ``id_url``), each hit links to ``href?around=<id>#line-<id>`` and shows the time since ``start``."""
-    return trusted("".join(_hits_html(hits, escape(href), start)))
 
 
 def _hits_html(hits: list[transcripts.SearchHit], href: str, start: datetime | None) -> Iterator[str]:
@@ -843,7 +834,7 @@ def _hits_html(hits: list[transcripts.SearchHit], href: str, start: datetime | N
 @bp.app_template_global()
 def search_groups(groups: list[transcripts.SearchGroup], campaign_names: dict[str, str]) -> Markup:
     """The search results, one section per session, as the template's loop wrote them (issue 18:
-    the loop around ``search_hits`` cost ~25 µs a group, a page has up to SEARCH_RESULTS). A group whose
+    the loop around the hits cost ~25 µs a group, a page has up to SEARCH_RESULTS). A group whose
     session isn't one of the table's (``session`` None) is labelled by its id and its hits show
     their date. Every value from the database is escaped; translations are trusted."""
     detail_url = id_url("sessions.detail", "session_id")
