@@ -241,6 +241,47 @@ def test_campaign_list_query_count_does_not_grow_with_the_list(app, as_role, mak
     assert len(q_small) == len(q_big) <= 6, q_big
 
 
+def test_campaign_page_reads_its_card_and_cast_in_one_statement(app, as_role, database_url):
+    """Under load each round trip costs a page more than its statement (issue 18): the card and one
+    page of the cast come back together, whatever the filter, an empty cast, or a page past the end
+    (which then counts and reads the last page, as before). NPC rows as the gateway's tools write
+    them: ids we didn't mint, a voice that isn't an object, no position row."""
+    b = as_role("dm")
+    cid = new_campaign(app, b.user, "Salt Road")
+    empty = new_campaign(app, b.user, "Nobody Here")
+    for name in ("Greta Saltbeard", "Mira", "Bram"):
+        new_npc(app, b.user, cid, name)
+    db_exec(
+        database_url,
+        "INSERT INTO public.npc_definitions (id, tenant_id, campaign_id, name, voice) VALUES (%s, %s, %s, %s, %s)",
+        "gw-odd-voice",
+        b.user.tenant_id,
+        cid,
+        "Salty Odd",
+        '"a string, not an object"',
+    )
+    b.get(f"/campaigns/{cid}")  # warm up (sign-in bookkeeping)
+
+    def names(page):
+        return [h.text.strip() for h in page.select("ol.cast h3 a")]
+
+    for url, expect, statements in (
+        (f"/campaigns/{cid}", ["Greta Saltbeard", "Mira", "Bram", "Salty Odd"], 1),
+        (f"/campaigns/{cid}?q=salt", ["Greta Saltbeard", "Salty Odd"], 1),
+        (f"/campaigns/{cid}?q=nobody-by-that-name", [], 1),
+        (f"/campaigns/{empty}", [], 1),
+        (f"/campaigns/{cid}?page=4", ["Greta Saltbeard", "Mira", "Bram", "Salty Odd"], 3),  # count, last page
+    ):
+        with count_queries(app) as seen:
+            resp = b.get(url)
+        page = soup(resp)
+        assert resp.status_code == 200 and names(page) == expect, (url, names(page))
+        assert page.select_one("h1").text.strip() == ("Nobody Here" if empty in url else "Salt Road")
+        assert len(seen) == statements, (url, seen)
+    assert "No NPCs yet" in soup(b.get(f"/campaigns/{empty}")).get_text()
+    assert "No NPCs match" in soup(b.get(f"/campaigns/{cid}?q=nobody-by-that-name")).get_text()
+
+
 # ---- create and edit -------------------------------------------------------------------------------------
 
 
@@ -650,4 +691,11 @@ def test_prebuilt_card_and_cast_statements_keep_tables_apart(app, as_role):
                 n for n in names if "Salt" in n
             ]
             assert npcs.list_cast(actor, other_id).items == []
+            card, cast = npcs.card_and_cast(actor, own_id)
+            assert card.campaign.id == own_id and [m.npc.name for m in cast.items] == names
+            assert [m.position for m in cast.items] == list(range(1, len(names) + 1))
+            card, cast = npcs.card_and_cast(actor, own_id, q="salt", page=3)  # past the end: the last page
+            assert [m.npc.name for m in cast.items] == [n for n in names if "Salt" in n] and cast.page == 1
+            with pytest.raises(NotFound):
+                npcs.card_and_cast(actor, other_id)
             assert npcs.list_cast(actor, other_id, q="salt", page=2).total == 0

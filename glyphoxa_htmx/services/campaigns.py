@@ -510,6 +510,15 @@ def _one_card() -> Select[CardRow]:
     return _cards_base().where(Campaign.id == bindparam("campaign_id", type_=Campaign.id.type))
 
 
+def card_statement() -> Select[CardRow]:
+    """``card``'s statement (:tenant_id, :campaign_id), whose first ``CARD_WIDTH`` items make a
+    ``CampaignCard``: for a page that reads more in the same round trip (``npcs.card_and_cast``)."""
+    return _one_card()
+
+
+CARD_WIDTH = 5  # CampaignCard's fields, CardRow's items
+
+
 @cache
 def _counts_stmt() -> Select[tuple[int, int]]:
     return select(

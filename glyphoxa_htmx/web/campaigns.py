@@ -150,8 +150,7 @@ def update(campaign_id: str):
 
 
 def _show(campaign_id: str, status: int = 200, block: str = "campaign_head"):
-    card = campaigns.card(current_user, campaign_id)
-    cast = npcs.list_cast(current_user, campaign_id, q=request.args.get("q", ""), page=_page())
+    card, cast = npcs.card_and_cast(current_user, campaign_id, q=request.args.get("q", ""), page=_page())
     return htmx.render(
         "campaigns/show.html",
         block,
