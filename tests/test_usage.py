@@ -154,10 +154,10 @@ def test_usage_page_queries_do_not_grow_with_data(app, table, as_role, database_
 def test_the_dashboard_reads_this_months_hours_with_its_tenant_and_shows_what_month_usage_says(
     app, as_role, database_url
 ):
-    """A table's DM reads the tenant, its onboarding progress and this month's usage in one
-    statement (the dashboard: 2 statements in all); a viewer, who has no onboarding steps, reads
-    the usage with its own statement. Both widgets say the same for rows the gateway wrote: no
-    gateway row, a quota without a record this month, last month's record, fractional hours."""
+    """A table's DM reads the tenant, its onboarding progress, this month's usage and the session
+    widgets in one statement; a viewer, who has no onboarding steps, the same without the probes.
+    Both widgets say the same for rows the gateway wrote: no gateway row, a quota without a record
+    this month, last month's record, fractional hours."""
     from tests.test_campaigns import count_queries
 
     dm = as_role("dm")
@@ -171,7 +171,7 @@ def test_the_dashboard_reads_this_months_hours_with_its_tenant_and_shows_what_mo
     widgets()  # warm: the sign-ins and the gateway tables' presence are remembered
     with count_queries(app) as statements:
         seen.append(widgets())
-    assert len(statements) == 2 + 3  # the DM's page, then the viewer's
+    assert len(statements) == 1 + 1  # the DM's page, then the viewer's
     gateway_tenant(app, tenant)
     sql(database_url, "UPDATE public.tenants SET monthly_session_hours = 12 WHERE id = %s", (tenant,))
     seen.append(widgets())

@@ -6,6 +6,7 @@ from functools import cache
 from typing import Any, NotRequired, TypedDict
 
 from sqlalchemy import BindParameter, Select, bindparam, exists, func, literal, select, true
+from sqlalchemy.orm import aliased
 
 from glyphoxa_htmx.adapters.gateway.client import month_start
 from glyphoxa_htmx.core import dbconn
@@ -14,26 +15,38 @@ from glyphoxa_htmx.core.deps import gateway
 from glyphoxa_htmx.core.errors import NotFound
 from glyphoxa_htmx.core.i18n import _
 from glyphoxa_htmx.models import Campaign, GatewaySession, NpcDefinition, Tenant, User
-from glyphoxa_htmx.services import campaigns, sessions, tenants, usage
+from glyphoxa_htmx.services import campaigns, sessions, usage
 
 
 def overview(actor: Actor) -> dict[str, Any]:
-    """Bounded queries: the tenant (with the onboarding probes in the same statement), the session
-    widgets (live now, last session with its line counts, this month's hours vs quota). No
-    gateway call, so the dashboard works while the gateway is down."""
+    """One statement: the tenant (with the onboarding probes when the checklist shows, and this
+    month's usage when the actor may see it) and the session widgets' rows (live now, last
+    session) joined on nothing;
+    the last session's line counts come from the per-process cache after its first visit. Under
+    load every round trip costs a page far more than its statement (issue 18). No gateway call,
+    so the dashboard works while the gateway is down."""
     require(actor, Perm.VIEW_SESSIONS)
     campaigns.register_found(actor)  # an existing installation's campaigns count from the first visit
     steps = _steps(actor)
-    month: Any = sessions.ASK
+    ready = sessions.gateway_tables_ready()
+    with_month = actor.can(Perm.VIEW_USAGE) and ready
+    period = month_start(None)  # (a parameter only the statement with the month uses)
+    rows = dbconn.query(
+        _overview_stmt(bool(steps), with_month, ready), {"tenant_id": actor.tenant_id, "period": period}
+    )
+    if not rows:
+        raise NotFound()
+    first = rows[0]
     if steps:
-        with_month = actor.can(Perm.VIEW_USAGE) and sessions.gateway_tables_ready()
-        tenant, done, month = _tenant_and_progress(actor, with_month=with_month)
-        steps = _mark(steps, done)
+        steps = _mark(steps, _done(first))
+    month: Any = sessions.usage_of(first, period) if with_month else sessions.ASK
+    if ready:
+        # (an outer join's missing session is a snapshot of NULLs: no session at all)
+        widgets = sessions.widgets_of(actor, [(r[-2], r[-1]) for r in rows if r[-2].id is not None], month)
     else:
-        tenant = tenants.get(actor)
-    widgets = sessions.dashboard(actor, month)
+        widgets = sessions.dashboard(actor, month)
     return {
-        "tenant": tenant,
+        "tenant": first[0],
         "gateway_configured": gateway() is not None,
         "sessions": widgets,
         "quota_warning": usage.quota_warning(widgets.get("usage")),  # 80% / 100% of the month's hours
@@ -68,16 +81,24 @@ def _progress_stmt() -> Select[Any]:
 
 
 @cache
-def _tenant_and_progress_stmt() -> Select[Any]:
-    return select(Tenant, *_progress_columns(_tenant())).where(Tenant.id == _tenant())
-
-
-@cache
-def _tenant_progress_and_usage_stmt() -> Select[Any]:
-    """The tenant and its progress with this month's usage (``sessions.month_usage``'s statement,
-    at most one row, joined on nothing): one round trip fewer for the dashboard (3 -> 2)."""
-    month = sessions.month_usage_stmt().subquery("month_usage")
-    return _tenant_and_progress_stmt().add_columns(*month.c).outerjoin(month, true())
+def _overview_stmt(with_progress: bool, with_month: bool, with_sessions: bool) -> Select[Any]:
+    """The tenant, with the onboarding probes (``with_progress``), this month's usage
+    (``sessions.month_usage``'s statement, at most one row: ``with_month``) and
+    ``sessions.dashboard``'s rows (``with_sessions``: a session and its campaign's name, the last
+    two columns of every row) each outer-joined to it on nothing: the dashboard's one round trip."""
+    statement: Select[Any] = select(Tenant).where(Tenant.id == _tenant())
+    if with_progress:
+        statement = statement.add_columns(*_progress_columns(_tenant()))
+    if with_month:
+        month = sessions.month_usage_stmt().subquery("month_usage")
+        statement = statement.add_columns(*month.c).outerjoin_from(Tenant, month, true())
+    if with_sessions:
+        widgets = sessions.dashboard_statement().subquery("widgets")
+        name = list(widgets.c)[-1]  # (the campaign's name, under the label SQLAlchemy gave it)
+        statement = statement.add_columns(aliased(GatewaySession, widgets), name).outerjoin_from(
+            Tenant, widgets, true()
+        )
+    return statement
 
 
 def _done(row: Any) -> dict[str, bool]:
@@ -87,18 +108,6 @@ def _done(row: Any) -> dict[str, bool]:
 def _progress(actor: Actor) -> dict[str, bool]:
     """Which onboarding steps the table has done: one query of four probes."""
     return _done(dbconn.query(_progress_stmt(), {"tenant_id": actor.tenant_id}).one())
-
-
-def _tenant_and_progress(actor: Actor, *, with_month: bool = False) -> tuple[Any, dict[str, bool], Any]:
-    """The actor's tenant (a read-only snapshot of its columns), its onboarding progress and, with
-    ``with_month``, ``sessions.month_usage`` of this month (else ``sessions.ASK``), in one
-    statement (NotFound without a tenant)."""
-    period = month_start(None)  # (a parameter only the statement with the month uses)
-    statement = _tenant_progress_and_usage_stmt() if with_month else _tenant_and_progress_stmt()
-    row = dbconn.query(statement, {"tenant_id": actor.tenant_id, "period": period}).one_or_none()
-    if row is None:
-        raise NotFound()
-    return row[0], _done(row), sessions.usage_of(row, period) if with_month else sessions.ASK
 
 
 class Step(TypedDict):

@@ -529,7 +529,18 @@ def dashboard(actor: Actor, usage: Any = ASK) -> dict[str, Any]:
     require(actor, Perm.VIEW_SESSIONS)
     if not gateway_tables_ready():
         return {"active": [], "last": None, "last_stats": None, "usage": None, "campaign_names": {}}
-    rows = dbconn.query(_dashboard_stmt(), {"tenant_id": actor.tenant_id})
+    return widgets_of(actor, dbconn.query(_dashboard_stmt(), {"tenant_id": actor.tenant_id}), usage)
+
+
+def dashboard_statement() -> Select[tuple[GatewaySession, str]]:
+    """``dashboard``'s statement (:tenant_id): each row a session and its campaign's name, for a
+    page that reads it in the same round trip as something else (``dashboard.overview``)."""
+    return _dashboard_stmt()
+
+
+def widgets_of(actor: Actor, rows: Any, usage: Any = ASK) -> dict[str, Any]:
+    """``dashboard``'s widgets from its statement's rows ((session, campaign name) pairs); the
+    caller has checked ``gateway_tables_ready`` and the actor's permission."""
     active = sorted((s for s, _name in rows if s.state in LIVE_STATES), key=lambda s: s.started_at, reverse=True)
     last = next((s for s, _name in rows if s.state == "ended"), None)
     return {
