@@ -282,6 +282,35 @@ def test_campaign_page_reads_its_card_and_cast_in_one_statement(app, as_role, da
     assert "No NPCs match" in soup(b.get(f"/campaigns/{cid}?q=nobody-by-that-name")).get_text()
 
 
+def test_campaigns_page_reads_its_cards_and_tab_counts_in_one_statement(app, as_role):
+    """The tabs' counts come with the page's cards (one statement), whichever tab, filter or page;
+    an empty tab or a filter that matches nothing still counts both tabs; a page past the end
+    counts and reads the last page (as before); the #results block reads no counts."""
+    b = as_role("dm")
+    ids = {name: new_campaign(app, b.user, name) for name in ("Salt Road", "Salt Marsh", "Crown", "Old Tale")}
+    assert b.post(f"/campaigns/{ids['Old Tale']}/archive").status_code == 303
+    b.get("/campaigns")  # warm up (sign-in bookkeeping)
+
+    def tabs(page):
+        return [x.text for x in page.select("nav.tabs .badge")]
+
+    for url, cards, statements in (
+        ("/campaigns", ["Crown", "Salt Marsh", "Salt Road"], 1),
+        ("/campaigns?archived=1", ["Old Tale"], 1),
+        ("/campaigns?q=salt", ["Salt Marsh", "Salt Road"], 1),
+        ("/campaigns?q=nothing-like-it", [], 1),
+        ("/campaigns?q=salt&page=5", ["Salt Marsh", "Salt Road"], 3),  # count, then the last page
+    ):
+        with count_queries(app) as seen:
+            page = soup(b.get(url))
+        assert sorted(h.text.strip() for h in page.select(".campaign-card h2")) == cards, url
+        assert tabs(page) == ["3", "1"], (url, tabs(page))
+        assert len(seen) == statements, (url, seen)
+    with count_queries(app) as seen:
+        block = soup(b.get("/campaigns?q=salt", htmx=True))
+    assert len(block.select(".campaign-card")) == 2 and not tabs(block) and len(seen) == 1
+
+
 # ---- create and edit -------------------------------------------------------------------------------------
 
 

@@ -77,15 +77,15 @@ def form_data() -> dict:
 @login_required
 def index():
     archived = request.args.get("archived") == "1"
-    page = campaigns.list_cards(current_user, q=request.args.get("q", ""), archived=archived, page=_page())
-    # The #results block shows no tab counts: a block request doesn't count.
-    return htmx.render(
-        "campaigns/index.html",
-        "results",
-        page=page,
-        archived=archived,
-        counts=None if htmx.wants_block() else campaigns.counts(current_user),
-    )
+    q = request.args.get("q", "")
+    # The #results block shows no tab counts: a block request doesn't count; the page reads them
+    # with its cards (one statement).
+    counts = None
+    if htmx.wants_block():
+        page = campaigns.list_cards(current_user, q=q, archived=archived, page=_page())
+    else:
+        page, counts = campaigns.cards_and_counts(current_user, q=q, archived=archived, page=_page())
+    return htmx.render("campaigns/index.html", "results", page=page, archived=archived, counts=counts)
 
 
 # --------------------------------------------------------------------------- create / edit
