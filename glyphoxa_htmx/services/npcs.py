@@ -241,7 +241,7 @@ def card_and_cast(
     the cast's columns NULL when the page is empty). Under load every round trip costs a page
     far more than its statement: the thread gives up the interpreter while it waits and takes it
     back among the others (issue 18: one trivial extra statement took the campaign page from 1.7x
-    to 2.1-2.3x the floor under wrk). An id that isn't a campaign of the tenant (yet) finds no
+    to 2.0-2.3x the floor under wrk). An id that isn't a campaign of the tenant (yet) finds no
     row and goes the two statements' way: ``campaigns.card`` registers an id the gateway's data
     names, or refuses with NotFound."""
     require(actor, Perm.VIEW_SESSIONS)
