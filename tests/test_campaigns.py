@@ -710,6 +710,8 @@ def test_prebuilt_card_and_cast_statements_keep_tables_apart(app, as_role):
             assert [c.campaign.id for c in campaigns.list_cards(actor).items] == [own_id]
             assert [c.campaign.id for c in campaigns.list_cards(actor, q="salt").items] == [own_id]
             assert campaigns.counts(actor) == {"current": 1, "archived": 0}
+            cards, tabs = campaigns.cards_and_counts(actor, q="salt")
+            assert [c.campaign.id for c in cards.items] == [own_id] and tabs == {"current": 1, "archived": 0}
             assert [cid for cid, _name in campaigns.choices(actor)] == [own_id]
             assert [cid for cid, _name in campaigns.choices(actor, include_archived=True)] == [own_id]
             assert campaigns.card(actor, own_id).campaign.id == own_id

@@ -21,10 +21,9 @@ from glyphoxa_htmx.services import campaigns, sessions, usage
 def overview(actor: Actor) -> dict[str, Any]:
     """One statement: the tenant (with the onboarding probes when the checklist shows, and this
     month's usage when the actor may see it) and the session widgets' rows (live now, last
-    session) joined on nothing;
-    the last session's line counts come from the per-process cache after its first visit. Under
-    load every round trip costs a page far more than its statement (issue 18). No gateway call,
-    so the dashboard works while the gateway is down."""
+    session) joined on nothing; the last session's line counts come from the per-process cache
+    after its first visit. Under load every round trip costs a page far more than its statement
+    (issue 18). No gateway call, so the dashboard works while the gateway is down."""
     require(actor, Perm.VIEW_SESSIONS)
     campaigns.register_found(actor)  # an existing installation's campaigns count from the first visit
     steps = _steps(actor)

@@ -270,8 +270,8 @@ def _window(page: int, per_page: int) -> dict[str, int]:
 
 def _cast_page(params: dict[str, Any], q: str, page: int, per_page: int, rows: Any) -> Page[CastMember]:
     """The Page of a cast page's ``rows`` (each CastNpc's fields, then rank, size and the filtered
-    total, as ``_cast_statements`` selects them). None on a page past the end (or a filter that
-    matches nothing): then the count, and the last page."""
+    total, as ``_cast_statements`` selects them). No rows on a page past the end (or for a filter
+    that matches nothing): then the count, and the last page."""
     fields = len(CastNpc._fields)
     if rows:
         total = int(rows[0][fields + 2])
