@@ -18,7 +18,7 @@ import math
 import secrets
 import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from datetime import datetime
 from functools import cache
 from typing import Any, Generic, TypedDict, TypeVar
@@ -512,17 +512,18 @@ def _list_page(archived: bool, searching: bool) -> Select[Any]:
 
 
 @cache
-def _one_card() -> Select[CardRow]:
+def card_statement() -> Select[CardRow]:
+    """``card``'s statement (:tenant_id, :campaign_id), whose first ``CARD_WIDTH`` items make a
+    ``CampaignCard``; a page that reads more in the same round trip joins to it (``npcs.card_and_cast``)."""
     return _cards_base().where(Campaign.id == bindparam("campaign_id", type_=Campaign.id.type))
 
 
-def card_statement() -> Select[CardRow]:
-    """``card``'s statement (:tenant_id, :campaign_id), whose first ``CARD_WIDTH`` items make a
-    ``CampaignCard``: for a page that reads more in the same round trip (``npcs.card_and_cast``)."""
-    return _one_card()
+CARD_WIDTH = len(fields(CampaignCard))  # CardRow's items
 
 
-CARD_WIDTH = 5  # CampaignCard's fields, CardRow's items
+def page_window(page: int, per_page: int) -> dict[str, int]:
+    """The :limit and :offset of a 1-based page of ``per_page`` rows."""
+    return {"limit": per_page, "offset": (page - 1) * per_page}
 
 
 @cache
@@ -561,7 +562,7 @@ def _cards(
         params["pattern"] = like_pattern(q)
     statement = _list_page(archived, bool(q))
     page = max(1, page)
-    window = {"limit": per_page, "offset": (page - 1) * per_page}
+    window = page_window(page, per_page)
     tabs: dict[str, int] = {}
     if with_counts:
         found = dbconn.query(_cards_and_counts(archived, bool(q)), {**params, **window})
@@ -576,7 +577,7 @@ def _cards(
     pages = max(1, math.ceil(total / per_page))
     if page > pages:  # (a bookmark, a tab left open while campaigns were archived): the last page
         page = pages
-        rows = dbconn.query(statement, {**params, "limit": per_page, "offset": (page - 1) * per_page}).all()
+        rows = dbconn.query(statement, {**params, **page_window(page, per_page)}).all()
     return Page([CampaignCard(*row[:-1]) for row in rows], page, pages, total, q), tabs
 
 
@@ -599,9 +600,9 @@ def card(actor: Actor, campaign_id: str) -> CampaignCard:
     """One campaign with its counts and badges (one query)."""
     require(actor, Perm.VIEW_SESSIONS)
     params = {"tenant_id": actor.tenant_id, "campaign_id": campaign_id}
-    row = dbconn.query(_one_card(), params).first()
+    row = dbconn.query(card_statement(), params).first()
     if row is None and campaign_id and register_found(actor, only=campaign_id):
-        row = dbconn.query(_one_card(), params).first()
+        row = dbconn.query(card_statement(), params).first()
     if row is None:
         raise NotFound()
     return CampaignCard(*row)

@@ -47,7 +47,7 @@ from glyphoxa_htmx.core.parse import like_pattern
 from glyphoxa_htmx.extensions import db
 from glyphoxa_htmx.models import Campaign, NpcDefinition, NpcPosition
 from glyphoxa_htmx.services import campaigns, plans
-from glyphoxa_htmx.services.campaigns import CampaignCard, Page, lock_cast
+from glyphoxa_htmx.services.campaigns import CampaignCard, Page, lock_cast, page_window
 
 # The ids are what the gateway stores; the labels are shown (translated when rendered).
 ENGINES = {
@@ -229,7 +229,7 @@ def list_cast(
     q = (q or "").strip()[:100]
     page = max(1, page)
     params = _cast_params(actor, campaign_id, q)
-    rows = dbconn.query(_cast_statements(bool(q))[0], {**params, **_window(page, per_page)})
+    rows = dbconn.query(_cast_statements(bool(q))[0], {**params, **page_window(page, per_page)})
     return _cast_page(params, q, page, per_page, rows)
 
 
@@ -248,7 +248,7 @@ def card_and_cast(
     q = (q or "").strip()[:100]
     page = max(1, page)
     params = _cast_params(actor, campaign_id, q)
-    rows = dbconn.query(_card_and_cast_stmt(bool(q)), {**params, **_window(page, per_page)})
+    rows = dbconn.query(_card_and_cast_stmt(bool(q)), {**params, **page_window(page, per_page)})
     if not rows:
         return campaigns.card(actor, campaign_id), list_cast(actor, campaign_id, q=q, page=page, per_page=per_page)
     width = campaigns.CARD_WIDTH
@@ -264,10 +264,6 @@ def _cast_params(actor: Actor, campaign_id: str, q: str) -> dict[str, Any]:
     return params
 
 
-def _window(page: int, per_page: int) -> dict[str, int]:
-    return {"limit": per_page, "offset": (page - 1) * per_page}
-
-
 def _cast_page(params: dict[str, Any], q: str, page: int, per_page: int, rows: Any) -> Page[CastMember]:
     """The Page of a cast page's ``rows`` (each CastNpc's fields, then rank, size and the filtered
     total, as ``_cast_statements`` selects them). No rows on a page past the end (or for a filter
@@ -279,7 +275,7 @@ def _cast_page(params: dict[str, Any], q: str, page: int, per_page: int, rows: A
         page_stmt, count_stmt = _cast_statements(bool(q))
         total = dbconn.query(count_stmt, params).scalar_one()
         page = max(1, math.ceil(total / per_page))
-        rows = dbconn.query(page_stmt, {**params, **_window(page, per_page)}) if total else []
+        rows = dbconn.query(page_stmt, {**params, **page_window(page, per_page)}) if total else []
     else:
         total = 0
     pages = max(1, math.ceil(total / per_page))

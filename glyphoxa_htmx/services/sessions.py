@@ -499,7 +499,9 @@ def guild_names(discord_guilds: list[Any] | None) -> dict[str, str]:
 
 
 @cache
-def _dashboard_stmt() -> Select[tuple[GatewaySession, str]]:
+def dashboard_statement() -> Select[tuple[GatewaySession, str]]:
+    """``dashboard``'s statement (:tenant_id): each row a session and its campaign's name; a page
+    that reads it in the same round trip as something else joins to it (``dashboard.overview``)."""
     live_ids = (
         select(GatewaySession.id)
         .where(GatewaySession.tenant_id == _tenant(), GatewaySession.state.in_(LIVE_STATES))
@@ -529,13 +531,7 @@ def dashboard(actor: Actor, usage: Any = ASK) -> dict[str, Any]:
     require(actor, Perm.VIEW_SESSIONS)
     if not gateway_tables_ready():
         return {"active": [], "last": None, "last_stats": None, "usage": None, "campaign_names": {}}
-    return widgets_of(actor, dbconn.query(_dashboard_stmt(), {"tenant_id": actor.tenant_id}), usage)
-
-
-def dashboard_statement() -> Select[tuple[GatewaySession, str]]:
-    """``dashboard``'s statement (:tenant_id): each row a session and its campaign's name, for a
-    page that reads it in the same round trip as something else (``dashboard.overview``)."""
-    return _dashboard_stmt()
+    return widgets_of(actor, dbconn.query(dashboard_statement(), {"tenant_id": actor.tenant_id}), usage)
 
 
 def widgets_of(actor: Actor, rows: Any, usage: Any = ASK) -> dict[str, Any]:
