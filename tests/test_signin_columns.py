@@ -108,6 +108,51 @@ def test_the_column_read_answers_what_auth_resolve_answers(app, database_url, ma
         assert columns.user.discord_guilds[1] == 7 and columns.user.discord_guilds[0]["extra"] == {"k": [1, 2]}
 
 
+@pytest.mark.parametrize(("shape", "statement"), SHAPES, ids=[s for s, _ in SHAPES])
+@pytest.mark.parametrize("role", ["tenant_owner", "super_admin"])
+def test_the_read_touches_last_seen_exactly_when_the_sign_in_is_live(
+    app, database_url, make_user, shape, statement, role
+):
+    """The touch rides in the sign-in's read (``auth.touch``: ``auth.live``'s rules in SQL). It must
+    record a sign-in that ``auth.live`` accepts and nothing else: touching an idle sign-in would
+    bring it back to life, touching a suspended user's would keep it fresh for the day the
+    suspension is lifted. Every shape a minute and more since its last use."""
+    user = make_user(role=role)
+    token = _sign_in(app, user.id)
+    _sql(
+        database_url,
+        "UPDATE web.login_sessions SET last_seen_at = now() - interval '5 minutes' WHERE user_id = %s",
+        user.id,
+    )
+    if statement:
+        _sql(database_url, statement, user.id)
+    with app.test_request_context():
+        before = db.session.execute(
+            db.select(LoginSession.last_seen_at, LoginSession.expires_at).where(LoginSession.user_id == user.id)
+        ).one()
+        db.session.rollback()
+    with app.test_request_context():
+        columns = signin_cache._resolve(token, "pytest")
+    with app.test_request_context():
+        after = db.session.execute(
+            db.select(LoginSession.last_seen_at).where(LoginSession.user_id == user.id)
+        ).scalar_one()
+        row = db.session.execute(db.select(LoginSession).where(LoginSession.user_id == user.id)).scalar_one()
+        user_row = row.user
+        tenant = user_row.tenant
+        live = row.revoked_at is None and auth.live(
+            before.expires_at,
+            before.last_seen_at,
+            user_row.status,
+            tenant.status if tenant is not None else None,
+            user_row.role,
+        )
+    assert (columns is not None) is live, shape
+    assert (after != before.last_seen_at) is live, shape  # touched exactly when live
+    if live:
+        assert columns.last_seen_at == after and auth.now() - after < timedelta(seconds=30)
+
+
 def test_a_rotated_token_keeps_the_grace_and_reuse_rules(app, make_user):
     user = make_user()
     token = _sign_in(app, user.id)

@@ -20,12 +20,12 @@ from datetime import UTC, datetime, timedelta
 from functools import cache
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from sqlalchemy import Select, bindparam, case, select, update
+from sqlalchemy import Select, and_, bindparam, case, or_, select, update
 from sqlalchemy.exc import IntegrityError
 
 from glyphoxa_htmx.core import audit
 from glyphoxa_htmx.core.authz import Actor, Role
-from glyphoxa_htmx.core.dbconn import existing_session, query, rowcount, sql_text
+from glyphoxa_htmx.core.dbconn import existing_session, rowcount
 from glyphoxa_htmx.core.deps import settings
 from glyphoxa_htmx.core.errors import Forbidden, NotFound, ValidationError
 from glyphoxa_htmx.core.i18n import _, lazy_gettext
@@ -395,7 +395,7 @@ def _by_token() -> Select[tuple[LoginSession]]:
 
 def resolve(token: str | None, *, user_agent: str | None = None) -> LoginSession | None:
     """The live session for a cookie token, or None. One query (session joined with its user).
-    Reading only: the ``last_seen_at`` touch is the sign-in cache's (``touch_last_seen``).
+    Reading only: the ``last_seen_at`` touch is the sign-in cache's (``touch``, in its read).
 
     A rotated token presented again revokes its family (and is refused), unless it comes from
     the same user agent within ROTATION_GRACE of the rotation: then it resolves to the family's
@@ -455,29 +455,60 @@ def live(
     return tenant_status is None or tenant_status == "active" or role == Role.SUPER_ADMIN
 
 
-_TOUCH = "UPDATE web.login_sessions SET last_seen_at = :at WHERE id = :id RETURNING id"
+def live_where(user_status: Any, tenant_status: Any, role: Any) -> Any:
+    """``live``'s rules as a SQL condition, for the statement that reads a sign-in and records
+    that it was used in one (``touch``): the login session's own columns (on the row the UPDATE
+    locks, so a revocation committed meanwhile is seen) and the given user and table status and
+    role expressions; bind parameters ``at`` (now) and ``idle_after`` (now - the idle limit),
+    from ``touch_params``. tests/test_signin_columns.py runs both over the same rows."""
+    s = LoginSession
+    return and_(
+        s.revoked_at.is_(None),
+        s.rotated_at.is_(None),
+        s.expires_at > bindparam("at", type_=s.expires_at.type),
+        s.last_seen_at > bindparam("idle_after", type_=s.last_seen_at.type),
+        user_status == "active",
+        or_(tenant_status.is_(None), tenant_status == "active", role == Role.SUPER_ADMIN),
+    )
 
 
-def touch_last_seen(session_id: str, last_seen_at: datetime, current: datetime | None = None) -> datetime | None:
-    """Record that the sign-in was used, at most once per ``LAST_SEEN_GRANULARITY``; returns the
-    time recorded, None when it was recent enough. One ``UPDATE`` of that column only, committed
-    (plain SQL: it ends no sign-in, so it must not empty the sign-in cache the way an ORM update
-    of a login session does).
+def touch(user_status: Any, tenant_status: Any, role: Any, session_id: Any) -> Any:
+    """An UPDATE recording that the sign-in ``session_id`` was used (``last_seen_at`` = ``at``),
+    only while it is live (``live_where``) and at most once per ``LAST_SEEN_GRANULARITY``
+    (``touch_before``), returning the time recorded: for a data-modifying CTE in the sign-in
+    read, so a user's first request after a while costs one round trip, not a read and then an
+    UPDATE. The statement commits nothing itself; ``touched`` does."""
+    s = LoginSession
+    return (
+        update(s)
+        .where(
+            s.id == session_id,
+            s.last_seen_at <= bindparam("touch_before", type_=s.last_seen_at.type),
+            live_where(user_status, tenant_status, role),
+        )
+        .values(last_seen_at=bindparam("at", type_=s.last_seen_at.type))
+        .returning(s.last_seen_at)
+    )
 
-    Through ``dbconn.query``: on a read-only page it runs on the request's read connection, in
-    autocommit, where the sign-in was just read (a user's first request after a while, or after
-    the sign-in cache's lifetime: when 1,000 users arrive together, each pays it). Through the ORM
-    session it took ~0.6-1.1 ms of Python (the session's transaction, a checkout of its own
-    connection and the read connection's again after it) for one statement. Elsewhere it joins
-    the session's transaction, committed here as before."""
+
+def touch_params(current: datetime | None = None) -> dict[str, datetime]:
+    """The bind parameters of ``touch`` and ``live_where`` for the time ``current``."""
     current = current or now()
-    if current - last_seen_at <= LAST_SEEN_GRANULARITY:
-        return None
-    query(sql_text(_TOUCH), {"at": current, "id": session_id})
+    return {
+        "at": current,
+        "idle_after": current - timedelta(minutes=settings().session_idle_minutes),
+        "touch_before": current - LAST_SEEN_GRANULARITY,
+    }
+
+
+def touched() -> None:
+    """After a statement that touched ``last_seen_at``: on a read-only page it ran in autocommit on
+    the read connection (committed as it ran); elsewhere it joined the session's transaction,
+    committed here. A touch ends no sign-in, so it empties nobody's sign-in cache (plain SQL, not
+    an ORM update of a login session)."""
     session = existing_session()
     if session is not None and session.in_transaction():
         session.commit()
-    return current
 
 
 def refusal(token: str | None) -> str:

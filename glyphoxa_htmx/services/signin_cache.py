@@ -3,8 +3,9 @@
 Resolving the sign-in cookie was ~10 % of a page's CPU: one ORM query (login session joined with
 user and tenant) on every request. A miss here applies auth's rules (revoked, idle and absolute
 expiry, suspended user or table: ``auth.live``; rotated tokens, with the grace and reuse rules,
-through ``auth.resolve`` itself), touches ``last_seen_at`` (``auth.touch_last_seen``) and keeps a
-frozen snapshot of the answer, keyed by the token's SHA-256. Only positive answers are kept.
+through ``auth.resolve`` itself), touches ``last_seen_at`` in the same statement (``auth.touch``)
+and keeps a frozen snapshot of the answer, keyed by the token's SHA-256. Only positive answers
+are kept.
 
 How long an answer is kept depends on whether this process can hear the others' revocations:
 
@@ -303,13 +304,15 @@ def lifetime(configured: float) -> float:
 
 @cache
 def _columns() -> Any:
-    """A sign-in with its user and table as columns, by token hash (built once per process)."""
-    from sqlalchemy import bindparam, select
+    """A sign-in with its user and table as columns, by token hash, and ``touched_at``: the time
+    the same statement recorded as its ``last_seen_at`` (``auth.touch``, a data-modifying CTE:
+    only a live sign-in, at most once a minute), else NULL. Built once per process."""
+    from sqlalchemy import bindparam, select, true
 
     from glyphoxa_htmx.models import LoginSession, Tenant, User
 
     s = LoginSession
-    return (
+    found = (
         select(
             s.id,
             s.family_id,
@@ -338,41 +341,54 @@ def _columns() -> Any:
         .join(User, User.id == s.user_id)
         .outerjoin(Tenant, Tenant.id == User.tenant_id)
         .where(s.token_hash == bindparam("token_hash", type_=s.token_hash.type))
+        .cte("found")
     )
+    f = found.c
+    touched = auth.touch(f.u_status, f.t_status, f.role, f.id).cte("touched")
+    return select(found, touched.c.last_seen_at.label("touched_at")).outerjoin(touched, true())
+
+
+def _read(token_hash: str, current: datetime) -> Any:
+    """The sign-in's row (``_columns``), touched on the way when it is live and due."""
+    from glyphoxa_htmx.core.dbconn import query
+
+    found = query(_columns(), {"token_hash": token_hash, **auth.touch_params(current)}).first()
+    if found is not None and found.touched_at is not None:
+        auth.touched()
+    return found
+
+
+def _snapshot(found: Any) -> LoginSnapshot:
+    snap = _from_columns(found)
+    return replace(snap, last_seen_at=found.touched_at) if found.touched_at is not None else snap
 
 
 def _resolve(token: str, user_agent: str | None) -> LoginSnapshot | None:
     """The sign-in of a cookie, as a snapshot, with ``auth.resolve``'s rules.
 
-    The usual case (a sign-in neither revoked nor rotated) is one read of columns straight into
-    the snapshot and ``auth.live``'s checks: an ORM load of the session, user and table cost ~1 ms
-    of Python, and every sign-in misses once per cache lifetime (when 1,000 users arrived within
-    seconds, or their entries expired together, those misses were the slowest requests of a load
-    test). No row, or a revoked one, is no sign-in, as ``auth.resolve`` answers. A rotated token
-    (the rotation grace, or reuse, which revokes the family and is audited) goes to ``auth.resolve``
-    itself; the session it answers with is then read the same way (rare: within 30 s of a
-    rotation, from the browser that rotated)."""
-    from glyphoxa_htmx.core.dbconn import query
-
-    found = query(_columns(), {"token_hash": auth.hash_token(token)}).first()
+    The usual case (a sign-in neither revoked nor rotated) is one statement: the read of columns
+    straight into the snapshot, with ``auth.live``'s checks, and the ``last_seen_at`` touch in
+    the same round trip (``auth.touch``, which applies the same rules in SQL). An ORM load of the
+    session, user and table cost ~1 ms of Python, and every sign-in misses once per cache
+    lifetime (when 1,000 users arrived within seconds, or their entries expired together, those
+    misses were the slowest requests of a load test); the touch was a second round trip on each
+    returning user's first request. No row, or a revoked one, is no sign-in, as ``auth.resolve``
+    answers. A rotated token (the rotation grace, or reuse, which revokes the family and is
+    audited) goes to ``auth.resolve`` itself; the session it answers with is then read the same
+    way (rare: within 30 s of a rotation, from the browser that rotated)."""
+    current = auth.now()
+    found = _read(auth.hash_token(token), current)
     if found is None or found.revoked_at is not None:
         return None
     if found.rotated_at is None:
-        current = auth.now()
         if not auth.live(found.expires_at, found.last_seen_at, found.u_status, found.t_status, found.role, current):
             return None
-        snap = _from_columns(found)
-        touched = auth.touch_last_seen(found.id, found.last_seen_at, current)
-        return replace(snap, last_seen_at=touched) if touched else snap
+        return _snapshot(found)
     row = auth.resolve(token, user_agent=user_agent)
     if row is None:
         return None
-    chosen = query(_columns(), {"token_hash": row.token_hash}).first()  # the family's session it chose
-    if chosen is None:
-        return None
-    snap = _from_columns(chosen)
-    touched = auth.touch_last_seen(chosen.id, chosen.last_seen_at)
-    return replace(snap, last_seen_at=touched) if touched else snap
+    chosen = _read(row.token_hash, auth.now())  # the family's session it chose
+    return _snapshot(chosen) if chosen is not None else None
 
 
 def resolve(token: str | None, user_agent: str | None = None) -> LoginSnapshot | None:
