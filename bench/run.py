@@ -837,7 +837,9 @@ def returning(database_url: str) -> None:
     import psycopg
 
     with psycopg.connect(embedded.libpq_url(database_url), autocommit=True) as conn:
-        conn.execute("UPDATE web.login_sessions SET last_seen_at = now() - interval '10 minutes' WHERE revoked_at IS NULL")
+        conn.execute(
+            "UPDATE web.login_sessions SET last_seen_at = now() - interval '10 minutes' WHERE revoked_at IS NULL"
+        )
 
 
 def vus(app_base: str, seeded: dict, app_pid: int, database_url: str) -> list[dict]:
