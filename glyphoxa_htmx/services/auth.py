@@ -445,7 +445,8 @@ def live(
 ) -> bool:
     """Whether a sign-in that is neither revoked nor rotated still holds: not past its absolute or
     idle expiry, its user active, its table active (or missing: ``tenant_status`` None) unless the
-    user is an operator. The one place for these rules (``resolve`` and the sign-in cache's read)."""
+    user is an operator. The one place for these rules (``resolve`` and the sign-in cache's read);
+    ``live_where`` below writes them in SQL for the touch, and a test holds the two together."""
     current = current or now()
     idle = timedelta(minutes=settings().session_idle_minutes)
     if expires_at <= current or last_seen_at + idle <= current:
